@@ -1,0 +1,76 @@
+//! Shared vocabulary of the Cocoon network: identifiers, model names, price
+//! coefficients and token usage. This crate performs no I/O so that every
+//! role (client, proxy, worker) and every later concern (attestation,
+//! payments, chain) can agree on the same types.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod coefficient;
+mod ids;
+mod model;
+mod usage;
+
+pub use coefficient::{Coefficient, CoefficientError};
+pub use ids::{RequestId, RequestIdError};
+pub use model::{ModelName, ModelNameError};
+pub use usage::Usage;
+
+/// Version of the client↔proxy and worker↔proxy wire protocol. Peers with a
+/// different major version refuse each other with a message naming both.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Roles a node can play in the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Speaks the OpenAI API to apps and forwards to a proxy.
+    Client,
+    /// Routes requests between clients and workers, meters them.
+    Proxy,
+    /// Runs inference on an engine.
+    Worker,
+}
+
+impl Role {
+    /// Lower-case name used in logs, metrics and certificates.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Client => "client",
+            Role::Proxy => "proxy",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The OpenAI API operation a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `POST /v1/chat/completions`
+    ChatCompletions,
+    /// `POST /v1/completions`
+    Completions,
+}
+
+impl Endpoint {
+    /// Path below the API base (`/chat/completions`).
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "/chat/completions",
+            Endpoint::Completions => "/completions",
+        }
+    }
+
+    /// The `object` of a streamed chunk for this endpoint.
+    pub fn chunk_object(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "chat.completion.chunk",
+            Endpoint::Completions => "text_completion",
+        }
+    }
+}

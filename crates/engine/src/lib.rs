@@ -1,0 +1,96 @@
+//! Engines turn a validated OpenAI request into an answer. A worker holds
+//! one [`Engine`]; this crate has the trait and the OpenAI-compatible
+//! upstream engine ([`OpenAiUpstream`]) that fronts vLLM, SGLang,
+//! llama.cpp's server, Ollama or anything else speaking the same API.
+//!
+//! Engines produce the answer as ready-to-send chunk payloads (the JSON
+//! objects that follow `data:` in the SSE stream, or the whole body when not
+//! streaming) and finish with a typed [`Completion`] carrying usage. They are
+//! the only place an engine's output is parsed.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod sse;
+mod upstream;
+
+pub use sse::SseDecoder;
+pub use upstream::{OpenAiUpstream, UpstreamConfig};
+
+use std::pin::Pin;
+
+use bytes::Bytes;
+use cocoon_core::{Endpoint, RequestId, Usage};
+use futures_util::future::BoxFuture;
+use futures_util::Stream;
+
+/// One request for an engine.
+#[derive(Debug, Clone)]
+pub struct GenerateRequest {
+    /// The request's id, for logs.
+    pub request_id: RequestId,
+    /// Which API operation.
+    pub endpoint: Endpoint,
+    /// The validated OpenAI request body (JSON object).
+    pub body: Bytes,
+    /// Whether the answer is streamed.
+    pub stream: bool,
+}
+
+/// Final accounting of an answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Completion {
+    /// Token counts from the engine.
+    pub usage: Usage,
+    /// The engine's response id (`chatcmpl-…`), if it gave one.
+    pub response_id: String,
+    /// The engine's `created` timestamp.
+    pub created: i64,
+    /// Model name as it appeared in the answer.
+    pub model: String,
+}
+
+/// What an engine yields while answering.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EngineEvent {
+    /// Streaming: one SSE `data:` payload. Not streaming: the whole body.
+    Chunk(Bytes),
+    /// The answer is complete; always the last event.
+    Done(Completion),
+}
+
+/// Why an engine could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// The engine refused the request as invalid; its status and message
+    /// are passed to the app unchanged.
+    #[error("engine rejected the request with HTTP {status}: {message}")]
+    Rejected {
+        /// The engine's HTTP status (4xx).
+        status: u16,
+        /// The engine's message.
+        message: String,
+    },
+    /// The engine could not be reached.
+    #[error("engine unreachable: {0}")]
+    Unavailable(String),
+    /// The engine failed while answering.
+    #[error("engine failed: {0}")]
+    Failed(String),
+    /// The request body was not something this engine can send.
+    #[error("bad request for engine: {0}")]
+    BadRequest(String),
+}
+
+/// The answer as it is produced. Dropping it cancels the request at the
+/// engine.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<EngineEvent, EngineError>> + Send>>;
+
+/// An inference engine.
+pub trait Engine: Send + Sync + 'static {
+    /// Short description for logs and `/stats` (`upstream http://…`).
+    fn describe(&self) -> String;
+
+    /// Starts answering `request`. Errors before the first chunk are
+    /// returned here; later ones arrive in the stream.
+    fn generate(&self, request: GenerateRequest) -> BoxFuture<'_, Result<EventStream, EngineError>>;
+}

@@ -1,0 +1,168 @@
+//! The proxy: accepts clients and workers on one mutual-TLS gRPC listener,
+//! routes each inference to a worker serving its model, relays the answer
+//! chunk by chunk as opaque bytes, and reports load on its HTTP port.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod client_gateway;
+mod registry;
+mod relay;
+mod stats;
+mod worker_gateway;
+
+pub use registry::{Lease, NoWorker, WorkerHandle, WorkerRegistry, DEFAULT_TIMEOUT};
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cocoon_proto::client_gateway_server::ClientGatewayServer;
+use cocoon_proto::worker_gateway_server::WorkerGatewayServer;
+use cocoon_telemetry::RequestMetrics;
+use cocoon_transport::{NodeCredentials, PeerPolicy};
+use tokio::sync::watch;
+
+/// Everything the proxy needs to start.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Name in logs, certificates and stats.
+    pub name: String,
+    /// Where clients and workers connect (mutual TLS, gRPC).
+    pub listen: SocketAddr,
+    /// Where `/metrics`, `/stats` and `/jsonstats` are served (plain HTTP).
+    pub http_listen: SocketAddr,
+    /// How peers are verified.
+    pub peer_policy: PeerPolicy,
+    /// Deadline for requests that do not set one.
+    pub default_timeout: Duration,
+}
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The TLS identity could not be created.
+    #[error(transparent)]
+    Credentials(#[from] cocoon_transport::CredentialsError),
+    /// The gRPC listener could not start.
+    #[error("proxy listener: {0}")]
+    Listen(#[from] cocoon_transport::ListenError),
+    /// The HTTP stats listener could not start.
+    #[error("cannot listen for HTTP on {addr}: {source}")]
+    HttpListen {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// State shared by the proxy's services.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: ProxyConfig,
+    pub(crate) registry: WorkerRegistry,
+    pub(crate) metrics: Arc<RequestMetrics>,
+    pub(crate) started: Instant,
+}
+
+/// A running proxy.
+#[derive(Debug)]
+pub struct Proxy {
+    /// Bound gRPC address.
+    pub listen: SocketAddr,
+    /// Bound HTTP address.
+    pub http_listen: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Binds both listeners and starts serving.
+    pub async fn start(config: ProxyConfig) -> Result<Proxy, ProxyError> {
+        let credentials = NodeCredentials::generate(cocoon_core::Role::Proxy, &config.name)?;
+        let verifier = config.peer_policy.verifier("proxy: clients and workers");
+        let (listen, incoming) =
+            cocoon_transport::listen(config.listen, &credentials, verifier).await?;
+        let http = tokio::net::TcpListener::bind(config.http_listen)
+            .await
+            .map_err(|source| ProxyError::HttpListen {
+                addr: config.http_listen,
+                source,
+            })?;
+        let http_listen = http.local_addr().map_err(|source| ProxyError::HttpListen {
+            addr: config.http_listen,
+            source,
+        })?;
+
+        let shared = Arc::new(Shared {
+            config,
+            registry: WorkerRegistry::default(),
+            metrics: Arc::new(RequestMetrics::default()),
+            started: Instant::now(),
+        });
+        let (shutdown, mut rx1) = watch::channel(false);
+        let mut rx2 = rx1.clone();
+
+        let max = cocoon_proto::MAX_MESSAGE_BYTES;
+        let clients = ClientGatewayServer::new(client_gateway::ClientGatewayService::new(shared.clone()))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let workers = WorkerGatewayServer::new(worker_gateway::WorkerGatewayService::new(shared.clone()))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let grpc = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(cocoon_transport::KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(cocoon_transport::KEEPALIVE_TIMEOUT))
+            .initial_stream_window_size(Some(1 << 20))
+            .initial_connection_window_size(Some(8 << 20))
+            .add_service(clients)
+            .add_service(workers)
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = rx1.wait_for(|s| *s).await;
+            });
+        let t1 = tokio::spawn(async move {
+            if let Err(e) = grpc.await {
+                tracing::error!(error = %e, "proxy gRPC server stopped");
+            }
+        });
+
+        let app = stats::router(shared.clone());
+        let t2 = tokio::spawn(async move {
+            let serve = axum::serve(http, app).with_graceful_shutdown(async move {
+                let _ = rx2.wait_for(|s| *s).await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "proxy HTTP server stopped");
+            }
+        });
+
+        tracing::info!(
+            name = %shared.config.name,
+            %listen,
+            %http_listen,
+            policy = %shared.config.peer_policy,
+            "proxy started"
+        );
+        Ok(Proxy {
+            listen,
+            http_listen,
+            shared,
+            shutdown,
+            tasks: vec![t1, t2],
+        })
+    }
+
+    /// The workers connected now.
+    pub fn registry(&self) -> &WorkerRegistry {
+        &self.shared.registry
+    }
+
+    /// Stops accepting, ends sessions, and waits for the servers to stop.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    }
+}

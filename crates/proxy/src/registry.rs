@@ -1,0 +1,451 @@
+//! Connected workers and the choice of a worker for a request.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use cocoon_core::{Coefficient, ModelName, RequestId};
+use cocoon_proto::{worker_event, ProxyMessage};
+use cocoon_telemetry::WorkerLoad;
+use tokio::sync::mpsc;
+
+/// What the proxy sends to a worker's session stream.
+pub(crate) type Outbound = mpsc::Sender<Result<ProxyMessage, tonic::Status>>;
+
+/// Prior for a worker's average request duration until it has finished a
+/// request; only its ordering relative to measured workers matters.
+const PRIOR_MICROS: u64 = 1_000_000;
+
+/// One connected worker session.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    /// Connection serial, unique within this proxy run.
+    pub serial: u64,
+    /// The name the worker announced.
+    pub id: String,
+    /// The model it serves.
+    pub model: ModelName,
+    coefficient: AtomicU32,
+    max_active: u32,
+    running: AtomicU32,
+    total: AtomicU64,
+    failed: AtomicU64,
+    avg_micros: AtomicU64,
+    closed: AtomicBool,
+    outbound: Outbound,
+    pending: Mutex<HashMap<String, mpsc::Sender<worker_event::Event>>>,
+}
+
+impl WorkerHandle {
+    pub(crate) fn new(
+        serial: u64,
+        id: String,
+        model: ModelName,
+        coefficient: Coefficient,
+        max_active: u32,
+        outbound: Outbound,
+    ) -> Self {
+        WorkerHandle {
+            serial,
+            id,
+            model,
+            coefficient: AtomicU32::new(coefficient.per_mille()),
+            max_active,
+            running: AtomicU32::new(0),
+            total: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            avg_micros: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            outbound,
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Current price coefficient.
+    pub fn coefficient(&self) -> u32 {
+        self.coefficient.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_coefficient(&self, c: Coefficient) {
+        self.coefficient.store(c.per_mille(), Ordering::Relaxed);
+    }
+
+    /// Requests running on it now.
+    pub fn running(&self) -> u32 {
+        self.running.load(Ordering::Relaxed)
+    }
+
+    fn avg(&self) -> u64 {
+        match self.avg_micros.load(Ordering::Relaxed) {
+            0 => PRIOR_MICROS,
+            n => n,
+        }
+    }
+
+    /// Claims one of its slots if it has a free one.
+    fn try_reserve(&self) -> bool {
+        self.running
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| {
+                (r < self.max_active).then_some(r + 1)
+            })
+            .is_ok()
+    }
+
+    /// Sends a message to the worker; false if its session is gone.
+    pub(crate) async fn send(&self, msg: ProxyMessage) -> bool {
+        !self.closed.load(Ordering::Acquire) && self.outbound.send(Ok(msg)).await.is_ok()
+    }
+
+    /// Routes an event from the worker to the request waiting for it.
+    pub(crate) async fn deliver(&self, request_id: &str, event: worker_event::Event) {
+        let tx = {
+            let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending.get(request_id).cloned()
+        };
+        match tx {
+            // A full channel means the client reads slowly: wait, so that
+            // backpressure reaches the worker instead of buffering here.
+            Some(tx) => {
+                let _ = tx.send(event).await;
+            }
+            None => tracing::debug!(request_id, "event for a request no longer waiting"),
+        }
+    }
+
+    /// Marks the session over: every waiting request sees its channel close.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// Load figures for stats pages.
+    pub fn load(&self) -> WorkerLoad {
+        WorkerLoad {
+            id: self.id.clone(),
+            model: self.model.to_string(),
+            coefficient: self.coefficient(),
+            running: self.running(),
+            max_active: self.max_active,
+            total: self.total.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            avg_latency_ms: self.avg_micros.load(Ordering::Relaxed) as f64 / 1000.0,
+        }
+    }
+}
+
+/// A request's claim on a worker slot. Dropping it frees the slot and stops
+/// routing the worker's events for the request.
+#[derive(Debug)]
+pub struct Lease {
+    /// The worker.
+    pub worker: Arc<WorkerHandle>,
+    request_id: String,
+    started: std::time::Instant,
+    outcome: Option<bool>,
+}
+
+impl Lease {
+    /// Records the outcome used for the worker's statistics.
+    pub fn finish(&mut self, success: bool) {
+        self.outcome = Some(success);
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let w = &self.worker;
+        w.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.request_id);
+        w.running.fetch_sub(1, Ordering::AcqRel);
+        match self.outcome {
+            Some(true) => {
+                let sample = self.started.elapsed().as_micros() as u64;
+                let _ = w
+                    .avg_micros
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                        // Exponential moving average, weight 1/5 to the new sample.
+                        Some(if old == 0 { sample.max(1) } else { (old * 4 + sample) / 5 })
+                    });
+            }
+            Some(false) | None => {
+                w.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Why no worker could take a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoWorker {
+    /// Nobody serves the model.
+    #[error("no worker serves model {model:?}")]
+    NoWorkersForModel {
+        /// The model asked for.
+        model: String,
+    },
+    /// Every worker within the price limit is at capacity.
+    #[error("all {count} workers for model {model:?} within the price limit are busy")]
+    AllBusy {
+        /// The model asked for.
+        model: String,
+        /// Workers that were considered.
+        count: usize,
+    },
+    /// Every worker costs more than the client accepts.
+    #[error("no worker for model {model:?} within max coefficient {max}; the cheapest available coefficient is {cheapest}")]
+    TooExpensive {
+        /// The model asked for.
+        model: String,
+        /// The client's limit.
+        max: u32,
+        /// The lowest coefficient on offer.
+        cheapest: u32,
+    },
+}
+
+/// Every connected worker, by model.
+#[derive(Debug, Default)]
+pub struct WorkerRegistry {
+    by_model: RwLock<HashMap<ModelName, Vec<Arc<WorkerHandle>>>>,
+    next_serial: AtomicU64,
+    rotation: AtomicU64,
+}
+
+impl WorkerRegistry {
+    pub(crate) fn next_serial(&self) -> u64 {
+        self.next_serial.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Adds a worker.
+    pub fn insert(&self, w: Arc<WorkerHandle>) {
+        let mut map = self.by_model.write().unwrap_or_else(|p| p.into_inner());
+        map.entry(w.model.clone()).or_default().push(w);
+    }
+
+    /// Removes a worker and fails its waiting requests.
+    pub fn remove(&self, w: &WorkerHandle) {
+        w.close();
+        let mut map = self.by_model.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(list) = map.get_mut(&w.model) {
+            list.retain(|x| x.serial != w.serial);
+            if list.is_empty() {
+                map.remove(&w.model);
+            }
+        }
+    }
+
+    /// Every worker, for stats and listings.
+    pub fn all(&self) -> Vec<Arc<WorkerHandle>> {
+        let map = self.by_model.read().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<_> = map.values().flatten().cloned().collect();
+        v.sort_by_key(|w| w.serial);
+        v
+    }
+
+    /// Picks a worker for `model` and claims a slot on it.
+    ///
+    /// Workers above `max_coefficient` (0 = no limit), at capacity or in
+    /// `exclude` are skipped; among the rest the one with the least
+    /// `running × average duration` wins, ties broken in rotation so idle
+    /// workers share the load.
+    pub fn select(
+        &self,
+        model: &str,
+        max_coefficient: u32,
+        exclude: &[u64],
+        request_id: &RequestId,
+        events: mpsc::Sender<worker_event::Event>,
+    ) -> Result<Lease, NoWorker> {
+        let candidates: Vec<Arc<WorkerHandle>> = {
+            let map = self.by_model.read().unwrap_or_else(|p| p.into_inner());
+            let key = ModelName::new(model).map_err(|_| NoWorker::NoWorkersForModel {
+                model: model.to_string(),
+            })?;
+            map.get(&key)
+                .map(|l| {
+                    l.iter()
+                        .filter(|w| !exclude.contains(&w.serial) && !w.closed.load(Ordering::Acquire))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        if candidates.is_empty() {
+            return Err(NoWorker::NoWorkersForModel {
+                model: model.to_string(),
+            });
+        }
+        let affordable: Vec<&Arc<WorkerHandle>> = candidates
+            .iter()
+            .filter(|w| max_coefficient == 0 || w.coefficient() <= max_coefficient)
+            .collect();
+        if affordable.is_empty() {
+            let cheapest = candidates.iter().map(|w| w.coefficient()).min().unwrap_or(0);
+            return Err(NoWorker::TooExpensive {
+                model: model.to_string(),
+                max: max_coefficient,
+                cheapest,
+            });
+        }
+        let turn = self.rotation.fetch_add(1, Ordering::Relaxed) as usize;
+        let n = affordable.len();
+        // A slot can be taken by a concurrent request between scoring and
+        // reserving; try the candidates in score order.
+        let mut order: Vec<(u128, usize)> = affordable
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let score = w.running() as u128 * w.avg() as u128;
+                (score, (i + n - turn % n) % n)
+            })
+            .collect();
+        order.sort();
+        let chosen = order.into_iter().find_map(|(_, rotated)| {
+            let idx = (rotated + turn) % n;
+            let w = affordable[idx];
+            w.try_reserve().then(|| w.clone())
+        });
+        let Some(worker) = chosen else {
+            return Err(NoWorker::AllBusy {
+                model: model.to_string(),
+                count: n,
+            });
+        };
+        worker.total.fetch_add(1, Ordering::Relaxed);
+        worker
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(request_id.as_str().to_string(), events);
+        Ok(Lease {
+            worker,
+            request_id: request_id.as_str().to_string(),
+            started: std::time::Instant::now(),
+            outcome: None,
+        })
+    }
+
+    /// Per-model summary for `/v1/models`.
+    pub fn models(&self) -> Vec<cocoon_proto::ModelInfo> {
+        let map = self.by_model.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<cocoon_proto::ModelInfo> = map
+            .iter()
+            .filter(|(_, l)| !l.is_empty())
+            .map(|(name, list)| {
+                let mut coefs: Vec<u32> = list.iter().map(|w| w.coefficient()).collect();
+                coefs.sort_unstable();
+                cocoon_proto::ModelInfo {
+                    name: name.to_string(),
+                    worker_count: list.len() as u32,
+                    min_coefficient: coefs[0],
+                    median_coefficient: coefs[coefs.len() / 2],
+                    max_coefficient: coefs[coefs.len() - 1],
+                    capacity: list.iter().map(|w| w.max_active).sum(),
+                    running: list.iter().map(|w| w.running()).sum(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+}
+
+/// How long a request may take when the client does not say.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(reg: &WorkerRegistry, id: &str, model: &str, coef: u64, max: u32) -> Arc<WorkerHandle> {
+        let (tx, rx) = mpsc::channel(8);
+        std::mem::forget(rx);
+        let w = Arc::new(WorkerHandle::new(
+            reg.next_serial(),
+            id.into(),
+            ModelName::new(model).unwrap(),
+            Coefficient::new(coef).unwrap(),
+            max,
+            tx,
+        ));
+        reg.insert(w.clone());
+        w
+    }
+
+    fn pick(reg: &WorkerRegistry, model: &str, max: u32) -> Result<Lease, NoWorker> {
+        let (tx, _rx) = mpsc::channel(1);
+        reg.select(model, max, &[], &RequestId::generate(), tx)
+    }
+
+    #[test]
+    fn explains_why_nothing_qualifies() {
+        let reg = WorkerRegistry::default();
+        assert!(matches!(pick(&reg, "m", 0), Err(NoWorker::NoWorkersForModel { .. })));
+        worker(&reg, "a", "m", 1500, 1);
+        worker(&reg, "b", "m", 1200, 1);
+        let err = pick(&reg, "m", 1000).unwrap_err();
+        assert_eq!(
+            err,
+            NoWorker::TooExpensive { model: "m".into(), max: 1000, cheapest: 1200 }
+        );
+        assert!(err.to_string().contains("cheapest available coefficient is 1200"));
+        let _a = pick(&reg, "m", 0).unwrap();
+        let _b = pick(&reg, "m", 0).unwrap();
+        assert_eq!(pick(&reg, "m", 0).unwrap_err(), NoWorker::AllBusy { model: "m".into(), count: 2 });
+    }
+
+    #[test]
+    fn respects_price_limit_and_frees_slots() {
+        let reg = WorkerRegistry::default();
+        let cheap = worker(&reg, "cheap", "m", 800, 2);
+        worker(&reg, "dear", "m", 2000, 2);
+        for _ in 0..5 {
+            let l = pick(&reg, "m", 1000).unwrap();
+            assert_eq!(l.worker.id, "cheap");
+        }
+        assert_eq!(cheap.running(), 0, "dropped leases free their slots");
+    }
+
+    #[test]
+    fn prefers_least_loaded_and_rotates_ties() {
+        let reg = WorkerRegistry::default();
+        worker(&reg, "a", "m", 1000, 10);
+        worker(&reg, "b", "m", 1000, 10);
+        let mut held = Vec::new();
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for _ in 0..10 {
+            let l = pick(&reg, "m", 0).unwrap();
+            *counts.entry(l.worker.id.clone()).or_default() += 1;
+            held.push(l);
+        }
+        assert_eq!(counts["a"], 5, "load is spread evenly: {counts:?}");
+        assert_eq!(counts["b"], 5);
+    }
+
+    #[test]
+    fn updates_average_and_lists_models() {
+        let reg = WorkerRegistry::default();
+        let a = worker(&reg, "a", "m", 900, 3);
+        worker(&reg, "b", "m", 1100, 3);
+        worker(&reg, "c", "m", 1000, 3);
+        worker(&reg, "x", "other", 1000, 1);
+        let mut l = pick(&reg, "m", 0).unwrap();
+        l.finish(true);
+        drop(l);
+        let loads: Vec<_> = reg.all().iter().map(|w| w.load()).collect();
+        assert!(loads.iter().any(|w| w.avg_latency_ms > 0.0));
+        let models = reg.models();
+        assert_eq!(models.len(), 2);
+        let m = &models[0];
+        assert_eq!((m.worker_count, m.min_coefficient, m.median_coefficient, m.max_coefficient), (3, 900, 1000, 1100));
+        assert_eq!(m.capacity, 9);
+        reg.remove(&a);
+        assert_eq!(reg.models()[0].worker_count, 2);
+    }
+}

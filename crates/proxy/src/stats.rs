@@ -1,0 +1,31 @@
+use std::sync::Arc;
+
+use cocoon_telemetry::{Snapshot, StatsSource};
+
+use crate::Shared;
+
+impl StatsSource for Shared {
+    fn snapshot(&self) -> Snapshot {
+        let workers: Vec<_> = self.registry.all().iter().map(|w| w.load()).collect();
+        let mut info = std::collections::BTreeMap::new();
+        info.insert("listen".into(), self.config.listen.to_string());
+        info.insert("peer_policy".into(), self.config.peer_policy.to_string());
+        info.insert("workers_connected".into(), workers.len().to_string());
+        Snapshot {
+            role: "proxy",
+            node: self.config.name.clone(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            requests: self.metrics.counts(),
+            tokens: self.metrics.tokens(),
+            errors: self.metrics.errors(),
+            latency: self.metrics.latency().snapshot(),
+            time_to_first_byte: self.metrics.ttfb().snapshot(),
+            workers,
+            info,
+        }
+    }
+}
+
+pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
+    cocoon_telemetry::router(shared).route("/healthz", axum::routing::get(|| async { "ok\n" }))
+}

@@ -1,0 +1,141 @@
+use std::pin::Pin;
+use std::sync::Arc;
+
+use cocoon_core::{Coefficient, ModelName};
+use cocoon_proto::worker_gateway_server::WorkerGateway;
+use cocoon_proto::{proxy_message, worker_message, ProxyMessage, ProxyWelcome, WorkerMessage};
+use futures_util::Stream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::registry::WorkerHandle;
+use crate::Shared;
+
+pub(crate) struct WorkerGatewayService {
+    shared: Arc<Shared>,
+}
+
+impl WorkerGatewayService {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        WorkerGatewayService { shared }
+    }
+}
+
+type MessageStream = Pin<Box<dyn Stream<Item = Result<ProxyMessage, Status>> + Send>>;
+
+/// How many messages may wait for a slow worker connection.
+const OUTBOUND_QUEUE: usize = 1024;
+
+#[tonic::async_trait]
+impl WorkerGateway for WorkerGatewayService {
+    type SessionStream = MessageStream;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<WorkerMessage>>,
+    ) -> Result<Response<MessageStream>, Status> {
+        let peer = request
+            .extensions()
+            .get::<cocoon_transport::PeerInfo>()
+            .map(|p| p.addr.to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let mut inbound = request.into_inner();
+        let first = tokio::time::timeout(std::time::Duration::from_secs(10), inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no hello within 10 s"))??;
+        let hello = match first.and_then(|m| m.msg) {
+            Some(worker_message::Msg::Hello(h)) => h,
+            _ => return Err(Status::invalid_argument("the first message of a session must be hello")),
+        };
+        if hello.protocol_version != cocoon_core::PROTOCOL_VERSION {
+            return Err(Status::failed_precondition(format!(
+                "protocol version mismatch: worker speaks {}, proxy speaks {}",
+                hello.protocol_version,
+                cocoon_core::PROTOCOL_VERSION
+            )));
+        }
+        let model = ModelName::new(&hello.model)
+            .map_err(|e| Status::invalid_argument(format!("hello.model: {e}")))?;
+        let coefficient = Coefficient::new(hello.coefficient as u64)
+            .map_err(|e| Status::invalid_argument(format!("hello.coefficient: {e}")))?;
+        if hello.max_active_requests == 0 {
+            return Err(Status::invalid_argument(
+                "hello.max_active_requests must be at least 1, found 0",
+            ));
+        }
+        if hello.worker_id.is_empty() || hello.worker_id.len() > 128 {
+            return Err(Status::invalid_argument(format!(
+                "hello.worker_id must be 1 to 128 bytes, found {} bytes",
+                hello.worker_id.len()
+            )));
+        }
+
+        let (tx, rx) = tokio::sync::mpsc::channel(OUTBOUND_QUEUE);
+        let welcome = ProxyMessage {
+            msg: Some(proxy_message::Msg::Welcome(ProxyWelcome {
+                protocol_version: cocoon_core::PROTOCOL_VERSION,
+                proxy_name: self.shared.config.name.clone(),
+            })),
+        };
+        tx.send(Ok(welcome))
+            .await
+            .map_err(|_| Status::internal("session closed during hello"))?;
+
+        let registry = &self.shared.registry;
+        let worker = Arc::new(WorkerHandle::new(
+            registry.next_serial(),
+            hello.worker_id,
+            model,
+            coefficient,
+            hello.max_active_requests,
+            tx,
+        ));
+        registry.insert(worker.clone());
+        tracing::info!(
+            worker = %worker.id,
+            %peer,
+            model = %worker.model,
+            coefficient = %coefficient,
+            max_active = hello.max_active_requests,
+            "worker connected"
+        );
+
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let reason = read_session(&worker, &mut inbound).await;
+            shared.registry.remove(&worker);
+            tracing::warn!(worker = %worker.id, reason, "worker disconnected");
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+/// Reads a worker's messages until its session ends; returns why it ended.
+async fn read_session(worker: &WorkerHandle, inbound: &mut Streaming<WorkerMessage>) -> String {
+    loop {
+        let msg = match inbound.message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => return "session closed".into(),
+            Err(status) => return format!("session failed: {}", status.message()),
+        };
+        match msg.msg {
+            Some(worker_message::Msg::Event(ev)) => {
+                if let Some(event) = ev.event {
+                    worker.deliver(&ev.request_id, event).await;
+                }
+            }
+            Some(worker_message::Msg::Update(u)) => match Coefficient::new(u.coefficient as u64) {
+                Ok(c) => {
+                    tracing::info!(worker = %worker.id, from = worker.coefficient(), to = %c, "worker changed its coefficient");
+                    worker.set_coefficient(c);
+                }
+                Err(e) => tracing::warn!(worker = %worker.id, error = %e, "ignoring invalid coefficient update"),
+            },
+            Some(worker_message::Msg::Hello(_)) => {
+                tracing::warn!(worker = %worker.id, "ignoring a second hello in one session")
+            }
+            None => {}
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Observability shared by every node: request counters, token counters by
+//! kind, errors by reason, latency histograms, and their three renderings —
+//! Prometheus text (`/metrics`), a page for humans (`/stats`) and JSON
+//! (`/jsonstats`). Also the logging set-up.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod histogram;
+mod metrics;
+mod render;
+
+pub use histogram::{Histogram, HistogramSnapshot};
+pub use metrics::{ActiveRequest, RequestMetrics};
+pub use render::{render_human, render_prometheus};
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::response::IntoResponse;
+use serde::Serialize;
+
+/// Everything a node reports about itself at one moment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    /// `client`, `proxy` or `worker`.
+    pub role: &'static str,
+    /// The node's name.
+    pub node: String,
+    /// Seconds since start.
+    pub uptime_seconds: u64,
+    /// Request counters.
+    pub requests: RequestCounts,
+    /// Tokens served, by kind.
+    pub tokens: TokenCounts,
+    /// Failed requests by reason.
+    pub errors: BTreeMap<String, u64>,
+    /// Whole-request latency.
+    pub latency: HistogramSnapshot,
+    /// Time to first answer byte.
+    pub time_to_first_byte: HistogramSnapshot,
+    /// Per-worker load (proxy: every connected worker; worker: itself).
+    pub workers: Vec<WorkerLoad>,
+    /// Free-form facts: peer addresses, link state, configuration.
+    pub info: BTreeMap<String, String>,
+}
+
+/// Request counters.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct RequestCounts {
+    /// In flight now.
+    pub active: u64,
+    /// Started since boot.
+    pub total: u64,
+    /// Finished with a complete answer.
+    pub succeeded: u64,
+    /// Finished with an error.
+    pub failed: u64,
+}
+
+/// Tokens by kind.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct TokenCounts {
+    /// Prompt tokens (cached included).
+    pub prompt: u64,
+    /// Prompt tokens served from cache.
+    pub cached: u64,
+    /// Completion tokens (reasoning included).
+    pub completion: u64,
+    /// Reasoning tokens.
+    pub reasoning: u64,
+}
+
+/// Load of one worker as seen by the reporting node.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerLoad {
+    /// Worker id.
+    pub id: String,
+    /// Model served.
+    pub model: String,
+    /// Price coefficient, per-mille.
+    pub coefficient: u32,
+    /// Requests running now.
+    pub running: u32,
+    /// Most requests it accepts at once.
+    pub max_active: u32,
+    /// Requests sent to it since it connected.
+    pub total: u64,
+    /// Requests that failed on it.
+    pub failed: u64,
+    /// Moving average of request duration, milliseconds.
+    pub avg_latency_ms: f64,
+}
+
+/// A node that can describe itself.
+pub trait StatsSource: Send + Sync + 'static {
+    /// The current state.
+    fn snapshot(&self) -> Snapshot;
+}
+
+/// Routes `/metrics`, `/stats` and `/jsonstats` for a node.
+pub fn router<S: StatsSource>(source: Arc<S>) -> axum::Router {
+    use axum::routing::get;
+    let (a, b, c) = (source.clone(), source.clone(), source);
+    axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || async move {
+                (
+                    [(
+                        http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    render_prometheus(&a.snapshot()),
+                )
+                    .into_response()
+            }),
+        )
+        .route(
+            "/stats",
+            get(move || async move {
+                (
+                    [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                    render_human(&b.snapshot()),
+                )
+                    .into_response()
+            }),
+        )
+        .route(
+            "/jsonstats",
+            get(move || async move {
+                let body = serde_json::to_string_pretty(&c.snapshot())
+                    .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+                ([(http::header::CONTENT_TYPE, "application/json")], body).into_response()
+            }),
+        )
+}
+
+/// Sets up logging to stderr. `RUST_LOG` overrides `default_filter`.
+pub fn init_logging(default_filter: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,194 @@
+use std::fmt::Write;
+
+use crate::{HistogramSnapshot, Snapshot};
+
+/// Prometheus text exposition format (version 0.0.4).
+pub fn render_prometheus(s: &Snapshot) -> String {
+    let mut o = String::with_capacity(4096);
+    let role = s.role;
+    let gauge = |o: &mut String, name: &str, kind: &str, help: &str, value: String| {
+        let _ = writeln!(o, "# HELP cocoon_{name} {help}");
+        let _ = writeln!(o, "# TYPE cocoon_{name} {kind}");
+        let _ = writeln!(o, "cocoon_{name}{{role=\"{role}\"}} {value}");
+    };
+    gauge(&mut o, "uptime_seconds", "gauge", "Seconds since start.", s.uptime_seconds.to_string());
+    gauge(&mut o, "requests_active", "gauge", "Requests in flight.", s.requests.active.to_string());
+    gauge(&mut o, "requests_total", "counter", "Requests started.", s.requests.total.to_string());
+    gauge(&mut o, "requests_succeeded_total", "counter", "Requests answered in full.", s.requests.succeeded.to_string());
+    gauge(&mut o, "requests_failed_total", "counter", "Requests that failed.", s.requests.failed.to_string());
+
+    let _ = writeln!(o, "# HELP cocoon_tokens_total Tokens served, by kind.");
+    let _ = writeln!(o, "# TYPE cocoon_tokens_total counter");
+    for (kind, v) in [
+        ("prompt", s.tokens.prompt),
+        ("cached", s.tokens.cached),
+        ("completion", s.tokens.completion),
+        ("reasoning", s.tokens.reasoning),
+    ] {
+        let _ = writeln!(o, "cocoon_tokens_total{{role=\"{role}\",kind=\"{kind}\"}} {v}");
+    }
+
+    let _ = writeln!(o, "# HELP cocoon_errors_total Failed requests, by reason.");
+    let _ = writeln!(o, "# TYPE cocoon_errors_total counter");
+    for (reason, v) in &s.errors {
+        let _ = writeln!(
+            o,
+            "cocoon_errors_total{{role=\"{role}\",reason=\"{}\"}} {v}",
+            escape(reason)
+        );
+    }
+
+    histogram(&mut o, role, "request_duration_seconds", "Whole-request latency.", &s.latency);
+    histogram(&mut o, role, "time_to_first_byte_seconds", "Time to first answer byte.", &s.time_to_first_byte);
+
+    if !s.workers.is_empty() {
+        let _ = writeln!(o, "# HELP cocoon_worker_running Requests running on a worker.");
+        let _ = writeln!(o, "# TYPE cocoon_worker_running gauge");
+        for w in &s.workers {
+            let _ = writeln!(o, "cocoon_worker_running{{role=\"{role}\",worker=\"{}\",model=\"{}\"}} {}", escape(&w.id), escape(&w.model), w.running);
+        }
+        let _ = writeln!(o, "# HELP cocoon_worker_max_active Capacity of a worker.");
+        let _ = writeln!(o, "# TYPE cocoon_worker_max_active gauge");
+        for w in &s.workers {
+            let _ = writeln!(o, "cocoon_worker_max_active{{role=\"{role}\",worker=\"{}\",model=\"{}\"}} {}", escape(&w.id), escape(&w.model), w.max_active);
+        }
+        let _ = writeln!(o, "# HELP cocoon_worker_coefficient Price coefficient of a worker, per-mille.");
+        let _ = writeln!(o, "# TYPE cocoon_worker_coefficient gauge");
+        for w in &s.workers {
+            let _ = writeln!(o, "cocoon_worker_coefficient{{role=\"{role}\",worker=\"{}\",model=\"{}\"}} {}", escape(&w.id), escape(&w.model), w.coefficient);
+        }
+        let _ = writeln!(o, "# HELP cocoon_worker_requests_total Requests sent to a worker.");
+        let _ = writeln!(o, "# TYPE cocoon_worker_requests_total counter");
+        for w in &s.workers {
+            let _ = writeln!(o, "cocoon_worker_requests_total{{role=\"{role}\",worker=\"{}\",model=\"{}\"}} {}", escape(&w.id), escape(&w.model), w.total);
+        }
+        let _ = writeln!(o, "# HELP cocoon_worker_avg_latency_seconds Moving average of request duration on a worker.");
+        let _ = writeln!(o, "# TYPE cocoon_worker_avg_latency_seconds gauge");
+        for w in &s.workers {
+            let _ = writeln!(o, "cocoon_worker_avg_latency_seconds{{role=\"{role}\",worker=\"{}\",model=\"{}\"}} {}", escape(&w.id), escape(&w.model), w.avg_latency_ms / 1000.0);
+        }
+    }
+    o
+}
+
+fn histogram(o: &mut String, role: &str, name: &str, help: &str, h: &HistogramSnapshot) {
+    let _ = writeln!(o, "# HELP cocoon_{name} {help}");
+    let _ = writeln!(o, "# TYPE cocoon_{name} histogram");
+    for (bound_ms, count) in &h.buckets {
+        let le = if bound_ms.is_infinite() {
+            "+Inf".to_string()
+        } else {
+            format!("{}", bound_ms / 1000.0)
+        };
+        let _ = writeln!(o, "cocoon_{name}_bucket{{role=\"{role}\",le=\"{le}\"}} {count}");
+    }
+    let _ = writeln!(o, "cocoon_{name}_sum{{role=\"{role}\"}} {}", h.sum_seconds);
+    let _ = writeln!(o, "cocoon_{name}_count{{role=\"{role}\"}} {}", h.count);
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// A plain-text page for people.
+pub fn render_human(s: &Snapshot) -> String {
+    let mut o = String::with_capacity(2048);
+    let _ = writeln!(o, "cocoon {} {} — up {}s", s.role, s.node, s.uptime_seconds);
+    for (k, v) in &s.info {
+        let _ = writeln!(o, "  {k}: {v}");
+    }
+    let r = &s.requests;
+    let _ = writeln!(
+        o,
+        "\nrequests: {} active, {} total, {} succeeded, {} failed",
+        r.active, r.total, r.succeeded, r.failed
+    );
+    let t = &s.tokens;
+    let _ = writeln!(
+        o,
+        "tokens:   {} prompt ({} cached), {} completion ({} reasoning)",
+        t.prompt, t.cached, t.completion, t.reasoning
+    );
+    let _ = writeln!(
+        o,
+        "latency:  p50 ≤ {} ms, p99 ≤ {} ms over {} requests; first byte p50 ≤ {} ms",
+        s.latency.p50_ms, s.latency.p99_ms, s.latency.count, s.time_to_first_byte.p50_ms
+    );
+    if s.errors.is_empty() {
+        let _ = writeln!(o, "errors:   none");
+    } else {
+        let _ = writeln!(o, "errors:");
+        for (reason, n) in &s.errors {
+            let _ = writeln!(o, "  {reason:<24} {n}");
+        }
+    }
+    if !s.workers.is_empty() {
+        let _ = writeln!(
+            o,
+            "\n{:<24} {:<28} {:>6} {:>9} {:>8} {:>7} {:>10}",
+            "worker", "model", "coef", "running", "total", "failed", "avg ms"
+        );
+        for w in &s.workers {
+            let _ = writeln!(
+                o,
+                "{:<24} {:<28} {:>6} {:>4}/{:<4} {:>8} {:>7} {:>10.1}",
+                w.id, w.model, w.coefficient, w.running, w.max_active, w.total, w.failed, w.avg_latency_ms
+            );
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::*;
+
+    fn sample() -> Snapshot {
+        Snapshot {
+            role: "proxy",
+            node: "p1".into(),
+            uptime_seconds: 5,
+            requests: RequestCounts { active: 1, total: 3, succeeded: 1, failed: 1 },
+            tokens: TokenCounts { prompt: 10, cached: 2, completion: 20, reasoning: 0 },
+            errors: [("worker_lost".to_string(), 1)].into_iter().collect(),
+            latency: Histogram::default().snapshot(),
+            time_to_first_byte: Histogram::default().snapshot(),
+            workers: vec![WorkerLoad {
+                id: "w\"1".into(),
+                model: "m".into(),
+                coefficient: 1000,
+                running: 1,
+                max_active: 4,
+                total: 3,
+                failed: 0,
+                avg_latency_ms: 12.5,
+            }],
+            info: Default::default(),
+        }
+    }
+
+    #[test]
+    fn prometheus_has_every_family() {
+        let text = render_prometheus(&sample());
+        for needle in [
+            "cocoon_requests_active{role=\"proxy\"} 1",
+            "cocoon_requests_total{role=\"proxy\"} 3",
+            "cocoon_tokens_total{role=\"proxy\",kind=\"completion\"} 20",
+            "cocoon_errors_total{role=\"proxy\",reason=\"worker_lost\"} 1",
+            "cocoon_request_duration_seconds_bucket{role=\"proxy\",le=\"+Inf\"} 0",
+            "cocoon_worker_running{role=\"proxy\",worker=\"w\\\"1\",model=\"m\"} 1",
+            "cocoon_worker_avg_latency_seconds{role=\"proxy\",worker=\"w\\\"1\",model=\"m\"} 0.0125",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn human_page_names_workers_and_errors() {
+        let text = render_human(&sample());
+        assert!(text.contains("worker_lost"));
+        assert!(text.contains("1 active, 3 total"));
+        assert!(text.contains("12.5"));
+    }
+}

@@ -1,0 +1,115 @@
+use std::sync::Arc;
+
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::verifier::RustlsAdapter;
+use crate::{NodeCredentials, PeerVerifier};
+
+/// Why a channel could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    /// The peer address is not `HOST:PORT`.
+    #[error("invalid peer address {addr:?}: expected HOST:PORT ({reason})")]
+    Address {
+        /// The address given.
+        addr: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The TLS configuration was rejected.
+    #[error("invalid TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// A multiplexed gRPC channel to `addr` (`HOST:PORT`) over mutual TLS 1.3.
+///
+/// The channel connects lazily and reconnects on demand: a request made
+/// while the peer is down fails at once with `Unavailable` rather than
+/// hanging, and the next request dials again. HTTP/2 keepalive pings detect
+/// dead connections; `TCP_NODELAY` is set so streamed chunks are not held
+/// back by Nagle's algorithm.
+pub fn channel(
+    addr: &str,
+    credentials: &NodeCredentials,
+    verifier: Arc<dyn PeerVerifier>,
+) -> Result<Channel, DialError> {
+    let bad = |reason: &str| DialError::Address {
+        addr: addr.to_string(),
+        reason: reason.to_string(),
+    };
+    let (host, port) = addr.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+    port.parse::<u16>().map_err(|_| bad("port is not a number"))?;
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+
+    let provider = crate::provider();
+    let adapter = Arc::new(RustlsAdapter::new(verifier, provider.clone()));
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(adapter)
+        .with_client_auth_cert(credentials.chain(), credentials.key())?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| bad(&e.to_string()))?
+        .http2_keep_alive_interval(crate::KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(crate::KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true)
+        .initial_stream_window_size(Some(1 << 20))
+        .initial_connection_window_size(Some(8 << 20))
+        .connect_timeout(std::time::Duration::from_secs(5));
+
+    let target = addr.to_string();
+    let channel = endpoint.connect_with_connector_lazy(tower_service(move |_uri| {
+        let connector = connector.clone();
+        let target = target.clone();
+        async move {
+            let tcp = TcpStream::connect(&target).await?;
+            tcp.set_nodelay(true)?;
+            // Peers are identified by their certificates, not DNS names.
+            let name = ServerName::try_from("cocoon").expect("static name is valid");
+            let tls = connector.connect(name, tcp).await?;
+            Ok::<_, std::io::Error>(TokioIo::new(tls))
+        }
+    }));
+    Ok(channel)
+}
+
+/// `tower::service_fn` without depending on tower directly.
+fn tower_service<F, Fut, R>(f: F) -> ServiceFn<F>
+where
+    F: FnMut(http::Uri) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<R>>,
+{
+    ServiceFn(f)
+}
+
+#[derive(Clone)]
+struct ServiceFn<F>(F);
+
+impl<F, Fut, R> tower_service::Service<http::Uri> for ServiceFn<F>
+where
+    F: FnMut(http::Uri) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<R>>,
+{
+    type Response = R;
+    type Error = std::io::Error;
+    type Future = Fut;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Fut {
+        (self.0)(uri)
+    }
+}

@@ -1,0 +1,38 @@
+//! How Cocoon nodes reach each other: TLS 1.3 only, both sides present a
+//! certificate, and the decision whether a peer is acceptable is made by a
+//! [`PeerVerifier`] — the hook that remote attestation (RA-TLS) fills in.
+//!
+//! The pieces:
+//! * [`NodeCredentials`]: this node's certificate and key.
+//! * [`PeerVerifier`]: judges the peer's certificate; [`InsecureAcceptAny`]
+//!   is the development-only policy `none`.
+//! * [`listen`]: a TLS listener whose connections carry the verified
+//!   [`PeerInfo`] into every gRPC request's extensions.
+//! * [`channel`]: a lazily connecting, multiplexed gRPC channel to a peer.
+//! * [`Backoff`]: delays between reconnection attempts.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod backoff;
+mod credentials;
+mod dial;
+mod listen;
+mod policy;
+mod verifier;
+
+pub use backoff::Backoff;
+pub use credentials::{CredentialsError, NodeCredentials};
+pub use dial::{channel, DialError};
+pub use listen::{listen, ListenError, PeerInfo, TlsIncoming};
+pub use policy::{PeerPolicy, PeerPolicyError};
+pub use verifier::{InsecureAcceptAny, PeerIdentity, PeerVerifier, VerifyError};
+
+/// HTTP/2 keepalive: a ping this often on idle connections...
+pub const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+/// ...and the connection is considered dead if a ping is not answered within this.
+pub const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The cryptographic provider used by every TLS endpoint of a node.
+pub(crate) fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    std::sync::Arc::new(rustls::crypto::ring::default_provider())
+}

@@ -1,0 +1,218 @@
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+
+/// What a verifier established about a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerIdentity {
+    /// SHA-256 of the peer's end-entity certificate, hex.
+    pub fingerprint: String,
+    /// Name of the policy that accepted the peer (`"none"` today).
+    pub policy: String,
+    /// Whether the peer's identity was actually proven. `false` only under
+    /// the insecure development policy.
+    pub authenticated: bool,
+}
+
+/// Why a peer was refused.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("peer refused by policy {policy:?}: {check} failed: {found}")]
+pub struct VerifyError {
+    /// Policy that refused.
+    pub policy: String,
+    /// The check that failed.
+    pub check: String,
+    /// What was found instead of what the check wanted.
+    pub found: String,
+}
+
+/// Decides whether a peer's certificate is acceptable. Implementations must
+/// be cheap to call repeatedly (cache expensive verification by content):
+/// it runs during every handshake and again when a connection is labelled.
+///
+/// The TLS layer has already checked, before this is consulted, that the
+/// peer holds the private key of the presented certificate (TLS 1.3
+/// CertificateVerify); a verifier only judges the certificate's content.
+pub trait PeerVerifier: Send + Sync + Debug {
+    /// Name of the policy, for logs and errors.
+    fn policy_name(&self) -> &str;
+
+    /// Judges the peer's end-entity certificate at time `now`.
+    fn verify(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        now: UnixTime,
+    ) -> Result<PeerIdentity, VerifyError>;
+}
+
+/// The development-only policy `none`: any certificate is accepted, so the
+/// peer is encrypted to but not authenticated. Creating one logs a warning.
+#[derive(Debug)]
+pub struct InsecureAcceptAny(());
+
+impl InsecureAcceptAny {
+    /// Creates the policy, warning loudly that peers are not authenticated.
+    pub fn new(context: &str) -> Self {
+        tracing::warn!(
+            context,
+            "INSECURE peer policy 'none': peers are encrypted to but NOT authenticated; \
+             no attestation is checked. Use only for local development."
+        );
+        InsecureAcceptAny(())
+    }
+}
+
+impl PeerVerifier for InsecureAcceptAny {
+    fn policy_name(&self) -> &str {
+        "none"
+    }
+
+    fn verify(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _now: UnixTime,
+    ) -> Result<PeerIdentity, VerifyError> {
+        Ok(PeerIdentity {
+            fingerprint: fingerprint(end_entity),
+            policy: "none".into(),
+            authenticated: false,
+        })
+    }
+}
+
+pub(crate) fn fingerprint(cert: &CertificateDer<'_>) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Adapts a [`PeerVerifier`] to both rustls verifier traits. Signatures of
+/// the handshake are checked with the provider's algorithms; TLS 1.2 is
+/// refused outright.
+#[derive(Debug)]
+pub(crate) struct RustlsAdapter {
+    verifier: Arc<dyn PeerVerifier>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl RustlsAdapter {
+    pub(crate) fn new(verifier: Arc<dyn PeerVerifier>, provider: Arc<CryptoProvider>) -> Self {
+        RustlsAdapter { verifier, provider }
+    }
+
+    fn judge(&self, cert: &CertificateDer<'_>, now: UnixTime) -> Result<(), rustls::Error> {
+        match self.verifier.verify(cert, now) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, "refusing TLS peer");
+                Err(rustls::Error::General(e.to_string()))
+            }
+        }
+    }
+
+    fn tls13(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+fn tls12_refused() -> rustls::Error {
+    rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls13RequiredForQuic)
+}
+
+impl ServerCertVerifier for RustlsAdapter {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.judge(end_entity, now)
+            .map(|()| ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(tls12_refused())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.tls13(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.schemes()
+    }
+}
+
+impl ClientCertVerifier for RustlsAdapter {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.judge(end_entity, now)
+            .map(|()| ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(tls12_refused())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.tls13(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.schemes()
+    }
+}
