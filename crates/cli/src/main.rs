@@ -1,1 +1,80 @@
-fn main(){}
+//! `cocoon`: run a Cocoon client, proxy or worker, or a whole local network.
+#![forbid(unsafe_code)]
+
+mod options;
+mod run;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Cocoon — Confidential Compute Open Network.
+///
+/// Apps call the client's OpenAI-compatible API; the client forwards each
+/// request over mutual TLS to a proxy, which routes it to a worker serving
+/// the model; the worker runs it on its engine and streams the answer back.
+///
+/// Every option may also be given in a TOML file (--config), in a table
+/// named after the command ([proxy], [worker], [client], [up]), or in the
+/// environment variable shown with it. Flags beat the environment, which
+/// beats the file.
+#[derive(Parser, Debug)]
+#[command(name = "cocoon", version, about, long_about, propagate_version = true)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "COCOON_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a whole local network in one process: proxy, worker and client,
+    /// with the OpenAI-compatible API on http://127.0.0.1:10000/v1.
+    ///
+    /// For development: peers are not authenticated (policy "none").
+    /// The worker fronts the engine given with --upstream.
+    Up(options::UpOptions),
+    /// Serve the OpenAI-compatible API and forward requests to a proxy.
+    Client(options::ClientOptions),
+    /// Route requests from clients to workers.
+    Proxy(options::ProxyOptions),
+    /// Serve a model from an OpenAI-compatible engine (vLLM, SGLang,
+    /// llama.cpp's server, Ollama, ...) to a proxy. The worker dials out to
+    /// the proxy, so it may sit behind NAT.
+    Worker(options::WorkerOptions),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    cocoon_telemetry::init_logging("info,h2=warn,hyper=warn,tower=warn,rustls=warn");
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let file = options::FileConfig::load(cli.config.as_ref())?;
+    match cli.command {
+        Command::Up(o) => run::up(o.overlay(file.up)).await,
+        Command::Client(o) => run::client(o.overlay(file.client)).await,
+        Command::Proxy(o) => run::proxy(o.overlay(file.proxy)).await,
+        Command::Worker(o) => run::worker(o.overlay(file.worker)).await,
+    }
+}

@@ -1,1 +1,148 @@
-//! placeholder
+//! The client: an OpenAI-compatible HTTP API for apps, forwarding each
+//! request over one long-lived, mutually authenticated connection to a
+//! proxy, and streaming the answer back as server-sent events.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod api;
+mod link;
+pub mod openai;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cocoon_proto::client_gateway_client::ClientGatewayClient;
+use cocoon_telemetry::RequestMetrics;
+use cocoon_transport::PeerPolicy;
+use tokio::sync::watch;
+use tonic::transport::Channel;
+
+/// Everything the client needs to start.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Name in logs, certificates and stats.
+    pub name: String,
+    /// Where the OpenAI-compatible API (and `/metrics`, `/stats`,
+    /// `/jsonstats`) is served.
+    pub listen: SocketAddr,
+    /// The proxy's `HOST:PORT`.
+    pub proxy: String,
+    /// How the proxy is verified.
+    pub peer_policy: PeerPolicy,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Highest worker coefficient accepted when a request does not say.
+    pub default_max_coefficient: Option<u32>,
+    /// Deadline for requests that do not set one.
+    pub default_timeout: Duration,
+}
+
+/// Why the client could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The TLS identity could not be created.
+    #[error(transparent)]
+    Credentials(#[from] cocoon_transport::CredentialsError),
+    /// The proxy address is unusable.
+    #[error(transparent)]
+    Dial(#[from] cocoon_transport::DialError),
+    /// The API listener could not start.
+    #[error("cannot listen for the API on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// State shared by the API handlers.
+pub(crate) struct Shared {
+    pub(crate) config: ClientConfig,
+    pub(crate) proxy: ClientGatewayClient<Channel>,
+    pub(crate) metrics: Arc<RequestMetrics>,
+    pub(crate) proxy_up: AtomicBool,
+    pub(crate) proxy_name: Mutex<String>,
+    pub(crate) started: Instant,
+}
+
+/// A running client.
+pub struct Client {
+    /// Bound API address.
+    pub listen: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Client {
+    /// Binds the API and starts the link to the proxy. Returns once
+    /// listening; requests made while the proxy is unreachable get a 503.
+    pub async fn start(config: ClientConfig) -> Result<Client, ClientError> {
+        let credentials =
+            cocoon_transport::NodeCredentials::generate(cocoon_core::Role::Client, &config.name)?;
+        let verifier = config.peer_policy.verifier("client: proxy");
+        let channel = cocoon_transport::channel(&config.proxy, &credentials, verifier)?;
+        let max = cocoon_proto::MAX_MESSAGE_BYTES;
+        let proxy = ClientGatewayClient::new(channel)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ClientError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let listen = listener
+            .local_addr()
+            .map_err(|source| ClientError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let shared = Arc::new(Shared {
+            config,
+            proxy,
+            metrics: Arc::new(RequestMetrics::default()),
+            proxy_up: AtomicBool::new(false),
+            proxy_name: Mutex::new(String::new()),
+            started: Instant::now(),
+        });
+        let (shutdown, rx) = watch::channel(false);
+        let link = tokio::spawn(link::run(shared.clone(), rx.clone()));
+        let app = api::router(shared.clone());
+        let mut rx2 = rx;
+        let server = tokio::spawn(async move {
+            use axum::serve::ListenerExt;
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = rx2.wait_for(|s| *s).await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "client API server stopped");
+            }
+        });
+        tracing::info!(
+            name = %shared.config.name,
+            api = %format!("http://{listen}/v1"),
+            proxy = %shared.config.proxy,
+            policy = %shared.config.peer_policy,
+            "client started"
+        );
+        Ok(Client {
+            listen,
+            shutdown,
+            tasks: vec![link, server],
+        })
+    }
+
+    /// Stops serving and waits for open requests to end (at most 5 s).
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    }
+}

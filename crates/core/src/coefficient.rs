@@ -55,10 +55,9 @@ impl fmt::Display for Coefficient {
 impl std::str::FromStr for Coefficient {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let n: u64 = s
-            .trim()
-            .parse()
-            .map_err(|_| format!("price coefficient must be an integer in per-mille, found {s:?}"))?;
+        let n: u64 = s.trim().parse().map_err(|_| {
+            format!("price coefficient must be an integer in per-mille, found {s:?}")
+        })?;
         Coefficient::new(n).map_err(|e| e.to_string())
     }
 }

@@ -23,7 +23,8 @@ impl RequestId {
     pub fn parse(s: &str) -> Result<Self, RequestIdError> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if ok {
             Ok(RequestId(s.to_owned()))
         } else {

@@ -92,5 +92,6 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Starts answering `request`. Errors before the first chunk are
     /// returned here; later ones arrive in the stream.
-    fn generate(&self, request: GenerateRequest) -> BoxFuture<'_, Result<EventStream, EngineError>>;
+    fn generate(&self, request: GenerateRequest)
+        -> BoxFuture<'_, Result<EventStream, EngineError>>;
 }

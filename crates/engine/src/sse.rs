@@ -109,12 +109,21 @@ mod tests {
 
     #[test]
     fn decodes_split_events_and_line_endings() {
-        assert_eq!(all(&[b"data: {\"a\":1}\n\ndata: [DONE]\n\n"]), ["{\"a\":1}", "[DONE]"]);
+        assert_eq!(
+            all(&[b"data: {\"a\":1}\n\ndata: [DONE]\n\n"]),
+            ["{\"a\":1}", "[DONE]"]
+        );
         assert_eq!(all(&[b"data: x\r\n\r\n", b"data:y\r\r"]), ["x", "y"]);
         assert_eq!(all(&[b"da", b"ta: hel", b"lo\n", b"\n"]), ["hello"]);
         assert_eq!(all(&[b"data: a\r", b"\n\r", b"\n"]), ["a"]);
-        assert_eq!(all(&[b": keepalive\n\nevent: x\ndata: 1\ndata: 2\n\n"]), ["1\n2"]);
-        assert_eq!(all(&[b"data: tail-without-blank-line"]), ["tail-without-blank-line"]);
+        assert_eq!(
+            all(&[b": keepalive\n\nevent: x\ndata: 1\ndata: 2\n\n"]),
+            ["1\n2"]
+        );
+        assert_eq!(
+            all(&[b"data: tail-without-blank-line"]),
+            ["tail-without-blank-line"]
+        );
     }
 
     #[test]

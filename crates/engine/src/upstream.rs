@@ -44,9 +44,9 @@ impl OpenAiUpstream {
     /// Checks the URL and prepares a connection pool.
     pub fn new(config: UpstreamConfig) -> Result<Self, EngineError> {
         let base = config.base_url.trim_end_matches('/').to_string();
-        let uri: http::Uri = base
-            .parse()
-            .map_err(|e| EngineError::BadRequest(format!("upstream URL {base:?} is invalid: {e}")))?;
+        let uri: http::Uri = base.parse().map_err(|e| {
+            EngineError::BadRequest(format!("upstream URL {base:?} is invalid: {e}"))
+        })?;
         if uri.scheme_str() != Some("http") || uri.host().is_none() {
             return Err(EngineError::BadRequest(format!(
                 "upstream URL {base:?} must be http://HOST:PORT/PATH (the engine runs beside the worker, inside its TEE)"
@@ -67,8 +67,9 @@ impl OpenAiUpstream {
 
     fn prepare_body(&self, req: &GenerateRequest) -> Result<Bytes, EngineError> {
         let mut body: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(&req.body)
-                .map_err(|e| EngineError::BadRequest(format!("request body is not a JSON object: {e}")))?;
+            serde_json::from_slice(&req.body).map_err(|e| {
+                EngineError::BadRequest(format!("request body is not a JSON object: {e}"))
+            })?;
         body.insert(
             "model".into(),
             serde_json::Value::String(self.config.upstream_model.clone()),
@@ -104,11 +105,10 @@ impl OpenAiUpstream {
         let request = builder
             .body(Full::new(body))
             .map_err(|e| EngineError::BadRequest(e.to_string()))?;
-        let response = self
-            .client
-            .request(request)
-            .await
-            .map_err(|e| EngineError::Unavailable(format!("{}: {}", self.base, error_chain(&e))))?;
+        let response =
+            self.client.request(request).await.map_err(|e| {
+                EngineError::Unavailable(format!("{}: {}", self.base, error_chain(&e)))
+            })?;
 
         let status = response.status();
         if !status.is_success() {
@@ -130,7 +130,10 @@ impl OpenAiUpstream {
                 .await
                 .map_err(EngineError::Failed)?;
             let (body, completion) = non_streamed(body, &relabel)?;
-            let events = vec![Ok(EngineEvent::Chunk(body)), Ok(EngineEvent::Done(completion))];
+            let events = vec![
+                Ok(EngineEvent::Chunk(body)),
+                Ok(EngineEvent::Done(completion)),
+            ];
             return Ok(Box::pin(futures_util::stream::iter(events)));
         }
         Ok(Box::pin(streamed(response.into_body(), relabel)))
@@ -139,10 +142,16 @@ impl OpenAiUpstream {
 
 impl Engine for OpenAiUpstream {
     fn describe(&self) -> String {
-        format!("openai-upstream {} (model {})", self.base, self.config.upstream_model)
+        format!(
+            "openai-upstream {} (model {})",
+            self.base, self.config.upstream_model
+        )
     }
 
-    fn generate(&self, request: GenerateRequest) -> BoxFuture<'_, Result<EventStream, EngineError>> {
+    fn generate(
+        &self,
+        request: GenerateRequest,
+    ) -> BoxFuture<'_, Result<EventStream, EngineError>> {
         Box::pin(self.send(request))
     }
 }
@@ -281,7 +290,9 @@ fn non_streamed(body: Bytes, relabel: &Relabel) -> Result<(Bytes, Completion), E
     let peek: ChunkPeek<'_> = serde_json::from_slice(&body)
         .map_err(|e| EngineError::Failed(format!("engine answer is not valid JSON: {e}")))?;
     if let Some(err) = peek.error {
-        return Err(EngineError::Failed(format!("engine reported an error: {err}")));
+        return Err(EngineError::Failed(format!(
+            "engine reported an error: {err}"
+        )));
     }
     let completion = Completion {
         usage: peek.usage.map(Usage::from).unwrap_or_default(),
@@ -334,7 +345,9 @@ fn streamed(
             }
             match st.body.frame().await {
                 Some(Ok(frame)) => {
-                    let Ok(data) = frame.into_data() else { continue };
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
                     match st.decoder.push(&data) {
                         Ok(events) => {
                             for e in events {
@@ -467,7 +480,9 @@ mod tests {
             pending: Default::default(),
             finished: false,
         };
-        let chunk = Bytes::from_static(br#"{"id":"x","created":3,"model":"m","choices":[{"delta":{"content":"hi"}}]}"#);
+        let chunk = Bytes::from_static(
+            br#"{"id":"x","created":3,"model":"m","choices":[{"delta":{"content":"hi"}}]}"#,
+        );
         st.payload(chunk.clone());
         st.payload(Bytes::from_static(br#"{"id":"x","model":"m","choices":[],"usage":{"prompt_tokens":4,"completion_tokens":9}}"#));
         st.payload(Bytes::from_static(b"[DONE]"));
@@ -498,12 +513,17 @@ mod tests {
             finished: false,
         };
         st.payload(Bytes::from_static(br#"{"error":{"message":"boom"}}"#));
-        assert!(matches!(st.pending.pop_front(), Some(Err(EngineError::Failed(m))) if m.contains("boom")));
+        assert!(
+            matches!(st.pending.pop_front(), Some(Err(EngineError::Failed(m))) if m.contains("boom"))
+        );
     }
 
     #[test]
     fn error_messages_are_extracted() {
-        assert_eq!(error_message(br#"{"error":{"message":"bad model","type":"x"}}"#), "bad model");
+        assert_eq!(
+            error_message(br#"{"error":{"message":"bad model","type":"x"}}"#),
+            "bad model"
+        );
         assert_eq!(error_message(br#"{"error":"plain"}"#), "plain");
         assert_eq!(error_message(b"not json"), "not json");
     }

@@ -105,12 +105,14 @@ impl Proxy {
         let mut rx2 = rx1.clone();
 
         let max = cocoon_proto::MAX_MESSAGE_BYTES;
-        let clients = ClientGatewayServer::new(client_gateway::ClientGatewayService::new(shared.clone()))
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
-        let workers = WorkerGatewayServer::new(worker_gateway::WorkerGatewayService::new(shared.clone()))
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
+        let clients =
+            ClientGatewayServer::new(client_gateway::ClientGatewayService::new(shared.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max);
+        let workers =
+            WorkerGatewayServer::new(worker_gateway::WorkerGatewayService::new(shared.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max);
         let grpc = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(cocoon_transport::KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(cocoon_transport::KEEPALIVE_TIMEOUT))

@@ -170,7 +170,11 @@ impl Drop for Lease {
                     .avg_micros
                     .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
                         // Exponential moving average, weight 1/5 to the new sample.
-                        Some(if old == 0 { sample.max(1) } else { (old * 4 + sample) / 5 })
+                        Some(if old == 0 {
+                            sample.max(1)
+                        } else {
+                            (old * 4 + sample) / 5
+                        })
                     });
             }
             Some(false) | None => {
@@ -270,7 +274,9 @@ impl WorkerRegistry {
             map.get(&key)
                 .map(|l| {
                     l.iter()
-                        .filter(|w| !exclude.contains(&w.serial) && !w.closed.load(Ordering::Acquire))
+                        .filter(|w| {
+                            !exclude.contains(&w.serial) && !w.closed.load(Ordering::Acquire)
+                        })
                         .cloned()
                         .collect()
                 })
@@ -286,7 +292,11 @@ impl WorkerRegistry {
             .filter(|w| max_coefficient == 0 || w.coefficient() <= max_coefficient)
             .collect();
         if affordable.is_empty() {
-            let cheapest = candidates.iter().map(|w| w.coefficient()).min().unwrap_or(0);
+            let cheapest = candidates
+                .iter()
+                .map(|w| w.coefficient())
+                .min()
+                .unwrap_or(0);
             return Err(NoWorker::TooExpensive {
                 model: model.to_string(),
                 max: max_coefficient,
@@ -363,7 +373,13 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 mod tests {
     use super::*;
 
-    fn worker(reg: &WorkerRegistry, id: &str, model: &str, coef: u64, max: u32) -> Arc<WorkerHandle> {
+    fn worker(
+        reg: &WorkerRegistry,
+        id: &str,
+        model: &str,
+        coef: u64,
+        max: u32,
+    ) -> Arc<WorkerHandle> {
         let (tx, rx) = mpsc::channel(8);
         std::mem::forget(rx);
         let w = Arc::new(WorkerHandle::new(
@@ -386,18 +402,33 @@ mod tests {
     #[test]
     fn explains_why_nothing_qualifies() {
         let reg = WorkerRegistry::default();
-        assert!(matches!(pick(&reg, "m", 0), Err(NoWorker::NoWorkersForModel { .. })));
+        assert!(matches!(
+            pick(&reg, "m", 0),
+            Err(NoWorker::NoWorkersForModel { .. })
+        ));
         worker(&reg, "a", "m", 1500, 1);
         worker(&reg, "b", "m", 1200, 1);
         let err = pick(&reg, "m", 1000).unwrap_err();
         assert_eq!(
             err,
-            NoWorker::TooExpensive { model: "m".into(), max: 1000, cheapest: 1200 }
+            NoWorker::TooExpensive {
+                model: "m".into(),
+                max: 1000,
+                cheapest: 1200
+            }
         );
-        assert!(err.to_string().contains("cheapest available coefficient is 1200"));
+        assert!(err
+            .to_string()
+            .contains("cheapest available coefficient is 1200"));
         let _a = pick(&reg, "m", 0).unwrap();
         let _b = pick(&reg, "m", 0).unwrap();
-        assert_eq!(pick(&reg, "m", 0).unwrap_err(), NoWorker::AllBusy { model: "m".into(), count: 2 });
+        assert_eq!(
+            pick(&reg, "m", 0).unwrap_err(),
+            NoWorker::AllBusy {
+                model: "m".into(),
+                count: 2
+            }
+        );
     }
 
     #[test]
@@ -443,7 +474,15 @@ mod tests {
         let models = reg.models();
         assert_eq!(models.len(), 2);
         let m = &models[0];
-        assert_eq!((m.worker_count, m.min_coefficient, m.median_coefficient, m.max_coefficient), (3, 900, 1000, 1100));
+        assert_eq!(
+            (
+                m.worker_count,
+                m.min_coefficient,
+                m.median_coefficient,
+                m.max_coefficient
+            ),
+            (3, 900, 1000, 1100)
+        );
         assert_eq!(m.capacity, 9);
         reg.remove(&a);
         assert_eq!(reg.models()[0].worker_count, 2);

@@ -38,10 +38,16 @@ enum Attempt {
 }
 
 impl Relay {
-    pub(crate) fn new(shared: Arc<Shared>, req: InferRequest, to_client: ToClient) -> Result<Self, Status> {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        req: InferRequest,
+        to_client: ToClient,
+    ) -> Result<Self, Status> {
         let id = RequestId::parse(&req.request_id)
             .map_err(|e| Status::invalid_argument(format!("request_id: {e}")))?;
-        if Endpoint::try_from(req.endpoint).unwrap_or(Endpoint::Unspecified) == Endpoint::Unspecified {
+        if Endpoint::try_from(req.endpoint).unwrap_or(Endpoint::Unspecified)
+            == Endpoint::Unspecified
+        {
             return Err(Status::invalid_argument(format!(
                 "endpoint must be chat completions or completions, found {}",
                 req.endpoint
@@ -86,7 +92,9 @@ impl Relay {
                         NoWorker::NoWorkersForModel { .. } if attempt > 1 => {
                             (ErrorCode::WorkerLost, "worker_lost")
                         }
-                        NoWorker::NoWorkersForModel { .. } => (ErrorCode::ModelNotFound, "model_not_found"),
+                        NoWorker::NoWorkersForModel { .. } => {
+                            (ErrorCode::ModelNotFound, "model_not_found")
+                        }
                         NoWorker::AllBusy { .. } => (ErrorCode::WorkersBusy, "workers_busy"),
                         NoWorker::TooExpensive { .. } => (ErrorCode::PriceLimit, "price_limit"),
                     };
@@ -117,7 +125,10 @@ impl Relay {
                 })),
             };
             if !worker.send(work).await {
-                last_failure = format!("worker {} disconnected before the request reached it", worker.id);
+                last_failure = format!(
+                    "worker {} disconnected before the request reached it",
+                    worker.id
+                );
                 lease.finish(false);
                 continue;
             }
@@ -148,7 +159,8 @@ impl Relay {
             }
         }
         active.fail("worker_lost");
-        self.error(ErrorCode::WorkerLost, last_failure, 0, true).await;
+        self.error(ErrorCode::WorkerLost, last_failure, 0, true)
+            .await;
     }
 
     /// Relays one worker's answer.
@@ -204,12 +216,17 @@ impl Relay {
                 }
                 Some(worker_event::Event::Error(err)) => {
                     let code = ErrorCode::try_from(err.code).unwrap_or(ErrorCode::Internal);
-                    let retryable = matches!(code, ErrorCode::EngineFailed | ErrorCode::WorkersBusy);
+                    let retryable =
+                        matches!(code, ErrorCode::EngineFailed | ErrorCode::WorkersBusy);
                     if !first_byte && retryable && attempt == 1 {
-                        return Attempt::Retry(format!("worker {} failed: {}", worker.id, err.message));
+                        return Attempt::Retry(format!(
+                            "worker {} failed: {}",
+                            worker.id, err.message
+                        ));
                     }
                     active.fail(reason_of(code));
-                    self.error(code, err.message, err.http_status, !first_byte).await;
+                    self.error(code, err.message, err.http_status, !first_byte)
+                        .await;
                     return Attempt::Over;
                 }
                 None => {
@@ -223,7 +240,8 @@ impl Relay {
                     } else {
                         why
                     };
-                    self.error(ErrorCode::WorkerLost, message, 0, !first_byte).await;
+                    self.error(ErrorCode::WorkerLost, message, 0, !first_byte)
+                        .await;
                     return Attempt::Over;
                 }
             }
@@ -237,7 +255,13 @@ impl Relay {
             .map_err(|_| ())
     }
 
-    async fn error(&self, code: ErrorCode, message: String, http_status: u32, before_first_byte: bool) {
+    async fn error(
+        &self,
+        code: ErrorCode,
+        message: String,
+        http_status: u32,
+        before_first_byte: bool,
+    ) {
         let _ = self
             .send(infer_event::Event::Error(InferError {
                 code: code as i32,

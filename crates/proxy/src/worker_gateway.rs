@@ -44,7 +44,11 @@ impl WorkerGateway for WorkerGatewayService {
             .map_err(|_| Status::deadline_exceeded("no hello within 10 s"))??;
         let hello = match first.and_then(|m| m.msg) {
             Some(worker_message::Msg::Hello(h)) => h,
-            _ => return Err(Status::invalid_argument("the first message of a session must be hello")),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message of a session must be hello",
+                ))
+            }
         };
         if hello.protocol_version != cocoon_core::PROTOCOL_VERSION {
             return Err(Status::failed_precondition(format!(
@@ -130,7 +134,9 @@ async fn read_session(worker: &WorkerHandle, inbound: &mut Streaming<WorkerMessa
                     tracing::info!(worker = %worker.id, from = worker.coefficient(), to = %c, "worker changed its coefficient");
                     worker.set_coefficient(c);
                 }
-                Err(e) => tracing::warn!(worker = %worker.id, error = %e, "ignoring invalid coefficient update"),
+                Err(e) => {
+                    tracing::warn!(worker = %worker.id, error = %e, "ignoring invalid coefficient update")
+                }
             },
             Some(worker_message::Msg::Hello(_)) => {
                 tracing::warn!(worker = %worker.id, "ignoring a second hello in one session")

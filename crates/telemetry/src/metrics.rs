@@ -74,7 +74,10 @@ impl RequestMetrics {
 
     /// Errors by reason now.
     pub fn errors(&self) -> BTreeMap<String, u64> {
-        self.errors.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Whole-request latency.

@@ -11,11 +11,41 @@ pub fn render_prometheus(s: &Snapshot) -> String {
         let _ = writeln!(o, "# TYPE cocoon_{name} {kind}");
         let _ = writeln!(o, "cocoon_{name}{{role=\"{role}\"}} {value}");
     };
-    gauge(&mut o, "uptime_seconds", "gauge", "Seconds since start.", s.uptime_seconds.to_string());
-    gauge(&mut o, "requests_active", "gauge", "Requests in flight.", s.requests.active.to_string());
-    gauge(&mut o, "requests_total", "counter", "Requests started.", s.requests.total.to_string());
-    gauge(&mut o, "requests_succeeded_total", "counter", "Requests answered in full.", s.requests.succeeded.to_string());
-    gauge(&mut o, "requests_failed_total", "counter", "Requests that failed.", s.requests.failed.to_string());
+    gauge(
+        &mut o,
+        "uptime_seconds",
+        "gauge",
+        "Seconds since start.",
+        s.uptime_seconds.to_string(),
+    );
+    gauge(
+        &mut o,
+        "requests_active",
+        "gauge",
+        "Requests in flight.",
+        s.requests.active.to_string(),
+    );
+    gauge(
+        &mut o,
+        "requests_total",
+        "counter",
+        "Requests started.",
+        s.requests.total.to_string(),
+    );
+    gauge(
+        &mut o,
+        "requests_succeeded_total",
+        "counter",
+        "Requests answered in full.",
+        s.requests.succeeded.to_string(),
+    );
+    gauge(
+        &mut o,
+        "requests_failed_total",
+        "counter",
+        "Requests that failed.",
+        s.requests.failed.to_string(),
+    );
 
     let _ = writeln!(o, "# HELP cocoon_tokens_total Tokens served, by kind.");
     let _ = writeln!(o, "# TYPE cocoon_tokens_total counter");
@@ -25,7 +55,10 @@ pub fn render_prometheus(s: &Snapshot) -> String {
         ("completion", s.tokens.completion),
         ("reasoning", s.tokens.reasoning),
     ] {
-        let _ = writeln!(o, "cocoon_tokens_total{{role=\"{role}\",kind=\"{kind}\"}} {v}");
+        let _ = writeln!(
+            o,
+            "cocoon_tokens_total{{role=\"{role}\",kind=\"{kind}\"}} {v}"
+        );
     }
 
     let _ = writeln!(o, "# HELP cocoon_errors_total Failed requests, by reason.");
@@ -38,29 +71,74 @@ pub fn render_prometheus(s: &Snapshot) -> String {
         );
     }
 
-    histogram(&mut o, role, "request_duration_seconds", "Whole-request latency.", &s.latency);
-    histogram(&mut o, role, "time_to_first_byte_seconds", "Time to first answer byte.", &s.time_to_first_byte);
+    histogram(
+        &mut o,
+        role,
+        "request_duration_seconds",
+        "Whole-request latency.",
+        &s.latency,
+    );
+    histogram(
+        &mut o,
+        role,
+        "time_to_first_byte_seconds",
+        "Time to first answer byte.",
+        &s.time_to_first_byte,
+    );
 
     if !s.workers.is_empty() {
-        let _ = writeln!(o, "# HELP cocoon_worker_running Requests running on a worker.");
+        let _ = writeln!(
+            o,
+            "# HELP cocoon_worker_running Requests running on a worker."
+        );
         let _ = writeln!(o, "# TYPE cocoon_worker_running gauge");
         for w in &s.workers {
-            let _ = writeln!(o, "cocoon_worker_running{{role=\"{role}\",worker=\"{}\",model=\"{}\"}} {}", escape(&w.id), escape(&w.model), w.running);
+            let _ = writeln!(
+                o,
+                "cocoon_worker_running{{role=\"{role}\",worker=\"{}\",model=\"{}\"}} {}",
+                escape(&w.id),
+                escape(&w.model),
+                w.running
+            );
         }
         let _ = writeln!(o, "# HELP cocoon_worker_max_active Capacity of a worker.");
         let _ = writeln!(o, "# TYPE cocoon_worker_max_active gauge");
         for w in &s.workers {
-            let _ = writeln!(o, "cocoon_worker_max_active{{role=\"{role}\",worker=\"{}\",model=\"{}\"}} {}", escape(&w.id), escape(&w.model), w.max_active);
+            let _ = writeln!(
+                o,
+                "cocoon_worker_max_active{{role=\"{role}\",worker=\"{}\",model=\"{}\"}} {}",
+                escape(&w.id),
+                escape(&w.model),
+                w.max_active
+            );
         }
-        let _ = writeln!(o, "# HELP cocoon_worker_coefficient Price coefficient of a worker, per-mille.");
+        let _ = writeln!(
+            o,
+            "# HELP cocoon_worker_coefficient Price coefficient of a worker, per-mille."
+        );
         let _ = writeln!(o, "# TYPE cocoon_worker_coefficient gauge");
         for w in &s.workers {
-            let _ = writeln!(o, "cocoon_worker_coefficient{{role=\"{role}\",worker=\"{}\",model=\"{}\"}} {}", escape(&w.id), escape(&w.model), w.coefficient);
+            let _ = writeln!(
+                o,
+                "cocoon_worker_coefficient{{role=\"{role}\",worker=\"{}\",model=\"{}\"}} {}",
+                escape(&w.id),
+                escape(&w.model),
+                w.coefficient
+            );
         }
-        let _ = writeln!(o, "# HELP cocoon_worker_requests_total Requests sent to a worker.");
+        let _ = writeln!(
+            o,
+            "# HELP cocoon_worker_requests_total Requests sent to a worker."
+        );
         let _ = writeln!(o, "# TYPE cocoon_worker_requests_total counter");
         for w in &s.workers {
-            let _ = writeln!(o, "cocoon_worker_requests_total{{role=\"{role}\",worker=\"{}\",model=\"{}\"}} {}", escape(&w.id), escape(&w.model), w.total);
+            let _ = writeln!(
+                o,
+                "cocoon_worker_requests_total{{role=\"{role}\",worker=\"{}\",model=\"{}\"}} {}",
+                escape(&w.id),
+                escape(&w.model),
+                w.total
+            );
         }
         let _ = writeln!(o, "# HELP cocoon_worker_avg_latency_seconds Moving average of request duration on a worker.");
         let _ = writeln!(o, "# TYPE cocoon_worker_avg_latency_seconds gauge");
@@ -80,14 +158,19 @@ fn histogram(o: &mut String, role: &str, name: &str, help: &str, h: &HistogramSn
         } else {
             format!("{}", bound_ms / 1000.0)
         };
-        let _ = writeln!(o, "cocoon_{name}_bucket{{role=\"{role}\",le=\"{le}\"}} {count}");
+        let _ = writeln!(
+            o,
+            "cocoon_{name}_bucket{{role=\"{role}\",le=\"{le}\"}} {count}"
+        );
     }
     let _ = writeln!(o, "cocoon_{name}_sum{{role=\"{role}\"}} {}", h.sum_seconds);
     let _ = writeln!(o, "cocoon_{name}_count{{role=\"{role}\"}} {}", h.count);
 }
 
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// A plain-text page for people.
@@ -132,7 +215,14 @@ pub fn render_human(s: &Snapshot) -> String {
             let _ = writeln!(
                 o,
                 "{:<24} {:<28} {:>6} {:>4}/{:<4} {:>8} {:>7} {:>10.1}",
-                w.id, w.model, w.coefficient, w.running, w.max_active, w.total, w.failed, w.avg_latency_ms
+                w.id,
+                w.model,
+                w.coefficient,
+                w.running,
+                w.max_active,
+                w.total,
+                w.failed,
+                w.avg_latency_ms
             );
         }
     }
@@ -149,8 +239,18 @@ mod tests {
             role: "proxy",
             node: "p1".into(),
             uptime_seconds: 5,
-            requests: RequestCounts { active: 1, total: 3, succeeded: 1, failed: 1 },
-            tokens: TokenCounts { prompt: 10, cached: 2, completion: 20, reasoning: 0 },
+            requests: RequestCounts {
+                active: 1,
+                total: 3,
+                succeeded: 1,
+                failed: 1,
+            },
+            tokens: TokenCounts {
+                prompt: 10,
+                cached: 2,
+                completion: 20,
+                reasoning: 0,
+            },
             errors: [("worker_lost".to_string(), 1)].into_iter().collect(),
             latency: Histogram::default().snapshot(),
             time_to_first_byte: Histogram::default().snapshot(),

@@ -59,7 +59,10 @@ mod tests {
             assert!(d <= Duration::from_secs(2));
         }
         let late = b.next_delay();
-        assert!(late >= Duration::from_secs(1), "capped delay stays near max: {late:?}");
+        assert!(
+            late >= Duration::from_secs(1),
+            "capped delay stays near max: {late:?}"
+        );
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));
     }

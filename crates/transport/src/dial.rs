@@ -41,7 +41,8 @@ pub fn channel(
         reason: reason.to_string(),
     };
     let (host, port) = addr.rsplit_once(':').ok_or_else(|| bad("no port"))?;
-    port.parse::<u16>().map_err(|_| bad("port is not a number"))?;
+    port.parse::<u16>()
+        .map_err(|_| bad("port is not a number"))?;
     if host.is_empty() {
         return Err(bad("no host"));
     }

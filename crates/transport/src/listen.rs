@@ -95,11 +95,9 @@ async fn accept_loop(
         let verifier = verifier.clone();
         let tx = tx.clone();
         tokio::spawn(async move {
-            let handshake = tokio::time::timeout(
-                std::time::Duration::from_secs(10),
-                acceptor.accept(tcp),
-            )
-            .await;
+            let handshake =
+                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp))
+                    .await;
             let tls = match handshake {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {

@@ -1,1 +1,172 @@
-//! placeholder
+//! The worker: dials out to a proxy, announces its model, price coefficient
+//! and capacity, and answers the proxy's requests with its engine. It keeps
+//! the session alive across proxy restarts (reconnecting with backoff) and
+//! aborts a request at the engine as soon as the proxy cancels it.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod admin;
+mod jobs;
+mod session;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cocoon_core::{Coefficient, ModelName};
+use cocoon_engine::Engine;
+use cocoon_telemetry::RequestMetrics;
+use cocoon_transport::PeerPolicy;
+use tokio::sync::watch;
+
+/// Everything the worker needs to start.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Worker id announced to the proxy; unique per proxy.
+    pub name: String,
+    /// The proxy's `HOST:PORT`.
+    pub proxy: String,
+    /// Model name announced to the network.
+    pub model: ModelName,
+    /// Price coefficient announced to the proxy.
+    pub coefficient: Coefficient,
+    /// Most requests run at once.
+    pub max_active_requests: u32,
+    /// Where `/metrics`, `/stats`, `/jsonstats` and the admin API are served.
+    pub http_listen: SocketAddr,
+    /// How the proxy is verified.
+    pub peer_policy: PeerPolicy,
+}
+
+/// Why the worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The TLS identity could not be created.
+    #[error(transparent)]
+    Credentials(#[from] cocoon_transport::CredentialsError),
+    /// The proxy address is unusable.
+    #[error(transparent)]
+    Dial(#[from] cocoon_transport::DialError),
+    /// The HTTP listener could not start.
+    #[error("cannot listen for HTTP on {addr}: {source}")]
+    HttpListen {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The configuration is inconsistent.
+    #[error("invalid worker configuration: {0}")]
+    Config(String),
+}
+
+/// State shared by the session, the jobs and the HTTP endpoints.
+pub(crate) struct Shared {
+    pub(crate) config: WorkerConfig,
+    pub(crate) engine: Arc<dyn Engine>,
+    pub(crate) metrics: Arc<RequestMetrics>,
+    pub(crate) coefficient: watch::Sender<Coefficient>,
+    pub(crate) connected: AtomicBool,
+    pub(crate) connections: AtomicU32,
+    pub(crate) jobs: jobs::Jobs,
+    pub(crate) started: Instant,
+}
+
+/// A running worker.
+pub struct Worker {
+    /// Bound HTTP address.
+    pub http_listen: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Starts the HTTP endpoints and the session with the proxy. Returns
+    /// once listening; the proxy may still be unreachable (the worker keeps
+    /// trying).
+    pub async fn start(
+        config: WorkerConfig,
+        engine: Arc<dyn Engine>,
+    ) -> Result<Worker, WorkerError> {
+        if config.max_active_requests == 0 {
+            return Err(WorkerError::Config(
+                "max_active_requests must be at least 1, found 0".into(),
+            ));
+        }
+        let credentials =
+            cocoon_transport::NodeCredentials::generate(cocoon_core::Role::Worker, &config.name)?;
+        let verifier = config.peer_policy.verifier("worker: proxy");
+        let channel = cocoon_transport::channel(&config.proxy, &credentials, verifier)?;
+        let http = tokio::net::TcpListener::bind(config.http_listen)
+            .await
+            .map_err(|source| WorkerError::HttpListen {
+                addr: config.http_listen,
+                source,
+            })?;
+        let http_listen = http
+            .local_addr()
+            .map_err(|source| WorkerError::HttpListen {
+                addr: config.http_listen,
+                source,
+            })?;
+
+        let (coefficient, _) = watch::channel(config.coefficient);
+        let shared = Arc::new(Shared {
+            jobs: jobs::Jobs::new(config.max_active_requests),
+            config,
+            engine,
+            metrics: Arc::new(RequestMetrics::default()),
+            coefficient,
+            connected: AtomicBool::new(false),
+            connections: AtomicU32::new(0),
+            started: Instant::now(),
+        });
+        let (shutdown, rx) = watch::channel(false);
+
+        let session = tokio::spawn(session::run(shared.clone(), channel, rx.clone()));
+        let app = admin::router(shared.clone());
+        let mut rx2 = rx;
+        let http_task = tokio::spawn(async move {
+            let serve = axum::serve(http, app).with_graceful_shutdown(async move {
+                let _ = rx2.wait_for(|s| *s).await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "worker HTTP server stopped");
+            }
+        });
+        tracing::info!(
+            name = %shared.config.name,
+            proxy = %shared.config.proxy,
+            model = %shared.config.model,
+            coefficient = %shared.config.coefficient,
+            max_active = shared.config.max_active_requests,
+            engine = %shared.engine.describe(),
+            %http_listen,
+            "worker started"
+        );
+        Ok(Worker {
+            http_listen,
+            shared,
+            shutdown,
+            tasks: vec![session, http_task],
+        })
+    }
+
+    /// Whether the worker holds a session with its proxy now.
+    pub fn is_connected(&self) -> bool {
+        self.shared
+            .connected
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops taking requests, aborts running ones and closes the session.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        self.shared.jobs.abort_all();
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    }
+}

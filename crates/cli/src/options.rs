@@ -1,0 +1,203 @@
+//! Command-line options. Every option can also be set in the TOML file
+//! given with `--config` (in the table named after the command, e.g.
+//! `[worker]`) or by its environment variable; a flag beats the
+//! environment, which beats the file, which beats the built-in default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use cocoon_core::{Coefficient, ModelName};
+
+/// Declares an options struct whose fields are all optional, parsed both by
+/// clap and from TOML, with `overlay` to merge the two.
+macro_rules! options {
+    ($(#[$m:meta])* pub struct $name:ident { $( $(#[$fm:meta])* pub $field:ident : Option<$ty:ty>, )* }) => {
+        $(#[$m])*
+        #[derive(clap::Args, serde::Deserialize, Debug, Default, Clone)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name { $( $(#[$fm])* pub $field: Option<$ty>, )* }
+        impl $name {
+            /// Values given on the command line or in the environment win
+            /// over those from the configuration file.
+            pub fn overlay(self, file: Self) -> Self {
+                Self { $( $field: self.$field.or(file.$field), )* }
+            }
+        }
+    };
+}
+
+options! {
+    /// Options of `cocoon proxy`.
+    pub struct ProxyOptions {
+        /// Name of this proxy in logs and stats.
+        #[arg(long, env = "COCOON_PROXY_NAME", value_name = "NAME")]
+        pub name: Option<String>,
+        /// Address for clients and workers (mutual TLS, gRPC) [default: 127.0.0.1:10010].
+        #[arg(long, env = "COCOON_PROXY_LISTEN", value_name = "ADDR")]
+        pub listen: Option<SocketAddr>,
+        /// Address for /metrics, /stats and /jsonstats [default: 127.0.0.1:10011].
+        #[arg(long, env = "COCOON_PROXY_HTTP_LISTEN", value_name = "ADDR")]
+        pub http_listen: Option<SocketAddr>,
+        /// How clients and workers are verified. Required; the only policy today is
+        /// "none" (encrypted but NOT authenticated; development only).
+        #[arg(long, env = "COCOON_PEER_POLICY", value_name = "POLICY")]
+        pub peer_policy: Option<String>,
+        /// Deadline in seconds for requests that do not set one [default: 600].
+        #[arg(long, env = "COCOON_PROXY_TIMEOUT_SECS", value_name = "SECS")]
+        pub timeout_secs: Option<u64>,
+    }
+}
+
+options! {
+    /// Options of `cocoon worker`.
+    pub struct WorkerOptions {
+        /// Worker id announced to the proxy [default: worker-<hostname>].
+        #[arg(long, env = "COCOON_WORKER_NAME", value_name = "NAME")]
+        pub name: Option<String>,
+        /// The proxy to serve, HOST:PORT. Required.
+        #[arg(long, env = "COCOON_WORKER_PROXY", value_name = "HOST:PORT")]
+        pub proxy: Option<String>,
+        /// Name under which the model is offered to the network. Required.
+        #[arg(long, env = "COCOON_WORKER_MODEL", value_name = "NAME")]
+        pub model: Option<ModelName>,
+        /// Base URL of the OpenAI-compatible engine, e.g. http://127.0.0.1:8000/v1. Required.
+        #[arg(long, env = "COCOON_WORKER_UPSTREAM", value_name = "URL")]
+        pub upstream: Option<String>,
+        /// Model name the engine itself uses, if not the same as --model.
+        #[arg(long, env = "COCOON_WORKER_UPSTREAM_MODEL", value_name = "NAME")]
+        pub upstream_model: Option<String>,
+        /// Bearer token for the engine, if it needs one.
+        #[arg(long, env = "COCOON_WORKER_UPSTREAM_API_KEY", value_name = "KEY", hide_env_values = true)]
+        pub upstream_api_key: Option<String>,
+        /// Price coefficient in per-mille: 1000 = the base price, 1500 = 1.5x [default: 1000].
+        #[arg(long, env = "COCOON_WORKER_COEFFICIENT", value_name = "PER_MILLE")]
+        pub coefficient: Option<Coefficient>,
+        /// Most requests run at once [default: 16].
+        #[arg(long, env = "COCOON_WORKER_MAX_ACTIVE", value_name = "N")]
+        pub max_active_requests: Option<u32>,
+        /// Address for /metrics, /stats, /jsonstats and POST /admin/coefficient [default: 127.0.0.1:10012].
+        #[arg(long, env = "COCOON_WORKER_HTTP_LISTEN", value_name = "ADDR")]
+        pub http_listen: Option<SocketAddr>,
+        /// How the proxy is verified. Required; the only policy today is "none"
+        /// (encrypted but NOT authenticated; development only).
+        #[arg(long, env = "COCOON_PEER_POLICY", value_name = "POLICY")]
+        pub peer_policy: Option<String>,
+    }
+}
+
+options! {
+    /// Options of `cocoon client`.
+    pub struct ClientOptions {
+        /// Name of this client in logs and stats.
+        #[arg(long, env = "COCOON_CLIENT_NAME", value_name = "NAME")]
+        pub name: Option<String>,
+        /// Address of the OpenAI-compatible API [default: 127.0.0.1:10000].
+        #[arg(long, env = "COCOON_CLIENT_LISTEN", value_name = "ADDR")]
+        pub listen: Option<SocketAddr>,
+        /// The proxy to use, HOST:PORT. Required.
+        #[arg(long, env = "COCOON_CLIENT_PROXY", value_name = "HOST:PORT")]
+        pub proxy: Option<String>,
+        /// How the proxy is verified. Required; the only policy today is "none"
+        /// (encrypted but NOT authenticated; development only).
+        #[arg(long, env = "COCOON_PEER_POLICY", value_name = "POLICY")]
+        pub peer_policy: Option<String>,
+        /// Largest request body accepted, in bytes [default: 8388608].
+        #[arg(long, env = "COCOON_CLIENT_MAX_BODY_BYTES", value_name = "BYTES")]
+        pub max_body_bytes: Option<usize>,
+        /// Highest worker price coefficient (per-mille) accepted when a request
+        /// does not set x-cocoon-max-coefficient [default: any].
+        #[arg(long, env = "COCOON_CLIENT_MAX_COEFFICIENT", value_name = "PER_MILLE")]
+        pub max_coefficient: Option<Coefficient>,
+        /// Deadline in seconds for requests that do not set x-cocoon-timeout-ms [default: 600].
+        #[arg(long, env = "COCOON_CLIENT_TIMEOUT_SECS", value_name = "SECS")]
+        pub timeout_secs: Option<u64>,
+    }
+}
+
+options! {
+    /// Options of `cocoon up`.
+    pub struct UpOptions {
+        /// Address of the OpenAI-compatible API [default: 127.0.0.1:10000].
+        #[arg(long, env = "COCOON_UP_LISTEN", value_name = "ADDR")]
+        pub listen: Option<SocketAddr>,
+        /// Address of the proxy [default: 127.0.0.1:10010].
+        #[arg(long, env = "COCOON_UP_PROXY_LISTEN", value_name = "ADDR")]
+        pub proxy_listen: Option<SocketAddr>,
+        /// Address of the proxy's stats pages [default: 127.0.0.1:10011].
+        #[arg(long, env = "COCOON_UP_PROXY_HTTP_LISTEN", value_name = "ADDR")]
+        pub proxy_http_listen: Option<SocketAddr>,
+        /// Address of the worker's stats pages [default: 127.0.0.1:10012].
+        #[arg(long, env = "COCOON_UP_WORKER_HTTP_LISTEN", value_name = "ADDR")]
+        pub worker_http_listen: Option<SocketAddr>,
+        /// Base URL of the OpenAI-compatible engine the worker fronts,
+        /// e.g. http://127.0.0.1:8000/v1. Required.
+        #[arg(long, env = "COCOON_UP_UPSTREAM", value_name = "URL")]
+        pub upstream: Option<String>,
+        /// Name under which the model is offered. Required.
+        #[arg(long, env = "COCOON_UP_MODEL", value_name = "NAME")]
+        pub model: Option<ModelName>,
+        /// Model name the engine itself uses, if not the same as --model.
+        #[arg(long, env = "COCOON_UP_UPSTREAM_MODEL", value_name = "NAME")]
+        pub upstream_model: Option<String>,
+        /// Most requests the worker runs at once [default: 16].
+        #[arg(long, env = "COCOON_UP_MAX_ACTIVE", value_name = "N")]
+        pub max_active_requests: Option<u32>,
+    }
+}
+
+/// The configuration file: one optional table per command.
+#[derive(serde::Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `[proxy]`
+    #[serde(default)]
+    pub proxy: ProxyOptions,
+    /// `[worker]`
+    #[serde(default)]
+    pub worker: WorkerOptions,
+    /// `[client]`
+    #[serde(default)]
+    pub client: ClientOptions,
+    /// `[up]`
+    #[serde(default)]
+    pub up: UpOptions,
+}
+
+impl FileConfig {
+    /// Reads the file, or returns an empty configuration when none is given.
+    pub fn load(path: Option<&PathBuf>) -> anyhow::Result<FileConfig> {
+        let Some(path) = path else {
+            return Ok(FileConfig::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!("cannot read configuration file {}: {e}", path.display())
+        })?;
+        toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("configuration file {} is invalid: {e}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_and_unknown_keys_are_refused() {
+        let file: FileConfig =
+            toml::from_str("[worker]\nproxy = \"10.0.0.1:1\"\nmodel = \"m\"\ncoefficient = 1200\n")
+                .unwrap();
+        let cli = WorkerOptions {
+            proxy: Some("127.0.0.1:2".into()),
+            ..Default::default()
+        };
+        let merged = cli.overlay(file.worker);
+        assert_eq!(merged.proxy.as_deref(), Some("127.0.0.1:2"));
+        assert_eq!(merged.model.unwrap().as_str(), "m");
+        assert_eq!(merged.coefficient.unwrap().per_mille(), 1200);
+
+        let err = toml::from_str::<FileConfig>("[worker]\nprox = \"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("prox"), "{err}");
+        let err = toml::from_str::<FileConfig>("[worker]\ncoefficient = 0\n").unwrap_err();
+        assert!(err.to_string().contains("coefficient"), "{err}");
+    }
+}

@@ -1,0 +1,215 @@
+//! Turns merged options into running nodes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use cocoon_core::{Coefficient, ModelName};
+use cocoon_engine::{Engine, OpenAiUpstream, UpstreamConfig};
+use cocoon_transport::PeerPolicy;
+
+use crate::options::{ClientOptions, ProxyOptions, UpOptions, WorkerOptions};
+
+const DEFAULT_API: &str = "127.0.0.1:10000";
+const DEFAULT_PROXY: &str = "127.0.0.1:10010";
+const DEFAULT_PROXY_HTTP: &str = "127.0.0.1:10011";
+const DEFAULT_WORKER_HTTP: &str = "127.0.0.1:10012";
+const DEFAULT_MAX_ACTIVE: u32 = 16;
+const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
+const DEFAULT_TIMEOUT_SECS: u64 = 600;
+
+fn addr(value: Option<SocketAddr>, default: &str) -> SocketAddr {
+    value.unwrap_or_else(|| default.parse().expect("default addresses are valid"))
+}
+
+fn policy(value: Option<String>, flag_hint: &str) -> anyhow::Result<PeerPolicy> {
+    let Some(name) = value else {
+        bail!(
+            "no peer verification policy is configured: pass {flag_hint} none (or set \
+             COCOON_PEER_POLICY=none). \"none\" encrypts but does NOT authenticate peers and is \
+             for development only; attestation policies will replace it"
+        );
+    };
+    Ok(name.parse()?)
+}
+
+fn timeout(secs: Option<u64>) -> anyhow::Result<Duration> {
+    match secs.unwrap_or(DEFAULT_TIMEOUT_SECS) {
+        0 => bail!("timeout_secs must be at least 1"),
+        s => Ok(Duration::from_secs(s)),
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "local".into())
+}
+
+fn upstream_engine(
+    url: String,
+    model: &ModelName,
+    upstream_model: Option<String>,
+    api_key: Option<String>,
+) -> anyhow::Result<Arc<dyn Engine>> {
+    let engine = OpenAiUpstream::new(UpstreamConfig {
+        base_url: url,
+        upstream_model: upstream_model.unwrap_or_else(|| model.to_string()),
+        served_model: model.to_string(),
+        api_key,
+        connect_timeout: Duration::from_secs(5),
+    })?;
+    Ok(Arc::new(engine))
+}
+
+async fn ctrl_c() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+    }
+    tracing::info!("shutting down");
+}
+
+fn proxy_config(o: ProxyOptions) -> anyhow::Result<cocoon_proxy::ProxyConfig> {
+    Ok(cocoon_proxy::ProxyConfig {
+        name: o.name.unwrap_or_else(|| format!("proxy-{}", hostname())),
+        listen: addr(o.listen, DEFAULT_PROXY),
+        http_listen: addr(o.http_listen, DEFAULT_PROXY_HTTP),
+        peer_policy: policy(o.peer_policy, "--peer-policy")?,
+        default_timeout: timeout(o.timeout_secs)?,
+    })
+}
+
+pub async fn proxy(o: ProxyOptions) -> anyhow::Result<()> {
+    let proxy = cocoon_proxy::Proxy::start(proxy_config(o)?).await?;
+    ctrl_c().await;
+    proxy.shutdown().await;
+    Ok(())
+}
+
+pub async fn worker(o: WorkerOptions) -> anyhow::Result<()> {
+    let model = o
+        .model
+        .ok_or_else(|| anyhow!("--model is required: the name under which the model is offered"))?;
+    let upstream = o.upstream.ok_or_else(|| anyhow!("--upstream is required: the engine's OpenAI API base URL, e.g. http://127.0.0.1:8000/v1"))?;
+    let proxy = o
+        .proxy
+        .ok_or_else(|| anyhow!("--proxy is required: the proxy's HOST:PORT"))?;
+    let engine = upstream_engine(upstream, &model, o.upstream_model, o.upstream_api_key)?;
+    let config = cocoon_worker::WorkerConfig {
+        name: o.name.unwrap_or_else(|| format!("worker-{}", hostname())),
+        proxy,
+        model,
+        coefficient: o.coefficient.unwrap_or(Coefficient::ONE),
+        max_active_requests: o.max_active_requests.unwrap_or(DEFAULT_MAX_ACTIVE),
+        http_listen: addr(o.http_listen, DEFAULT_WORKER_HTTP),
+        peer_policy: policy(o.peer_policy, "--peer-policy")?,
+    };
+    let worker = cocoon_worker::Worker::start(config, engine).await?;
+    ctrl_c().await;
+    worker.shutdown().await;
+    Ok(())
+}
+
+fn client_config(o: ClientOptions) -> anyhow::Result<cocoon_client::ClientConfig> {
+    let proxy = o
+        .proxy
+        .ok_or_else(|| anyhow!("--proxy is required: the proxy's HOST:PORT"))?;
+    let max_body_bytes = o.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY);
+    if max_body_bytes < 1024 {
+        bail!("max_body_bytes must be at least 1024, found {max_body_bytes}");
+    }
+    Ok(cocoon_client::ClientConfig {
+        name: o.name.unwrap_or_else(|| format!("client-{}", hostname())),
+        listen: addr(o.listen, DEFAULT_API),
+        proxy,
+        peer_policy: policy(o.peer_policy, "--peer-policy")?,
+        max_body_bytes,
+        default_max_coefficient: o.max_coefficient.map(Coefficient::per_mille),
+        default_timeout: timeout(o.timeout_secs)?,
+    })
+}
+
+pub async fn client(o: ClientOptions) -> anyhow::Result<()> {
+    let client = cocoon_client::Client::start(client_config(o)?).await?;
+    ctrl_c().await;
+    client.shutdown().await;
+    Ok(())
+}
+
+pub async fn up(o: UpOptions) -> anyhow::Result<()> {
+    let model = o.model.ok_or_else(|| {
+        anyhow!("--model is required: the name under which the engine's model is offered")
+    })?;
+    let upstream = o.upstream.ok_or_else(|| anyhow!("--upstream is required: the OpenAI API base URL of the engine to front, e.g. http://127.0.0.1:8000/v1"))?;
+    let engine = upstream_engine(upstream.clone(), &model, o.upstream_model, None)?;
+    let dev_policy = PeerPolicy::InsecureNone;
+
+    let proxy = cocoon_proxy::Proxy::start(cocoon_proxy::ProxyConfig {
+        name: "local-proxy".into(),
+        listen: addr(o.proxy_listen, DEFAULT_PROXY),
+        http_listen: addr(o.proxy_http_listen, DEFAULT_PROXY_HTTP),
+        peer_policy: dev_policy,
+        default_timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
+    })
+    .await
+    .context("starting the proxy")?;
+    let proxy_addr = proxy.listen.to_string();
+
+    let worker = cocoon_worker::Worker::start(
+        cocoon_worker::WorkerConfig {
+            name: "local-worker".into(),
+            proxy: proxy_addr.clone(),
+            model: model.clone(),
+            coefficient: Coefficient::ONE,
+            max_active_requests: o.max_active_requests.unwrap_or(DEFAULT_MAX_ACTIVE),
+            http_listen: addr(o.worker_http_listen, DEFAULT_WORKER_HTTP),
+            peer_policy: dev_policy,
+        },
+        engine,
+    )
+    .await
+    .context("starting the worker")?;
+
+    let client = cocoon_client::Client::start(cocoon_client::ClientConfig {
+        name: "local-client".into(),
+        listen: addr(o.listen, DEFAULT_API),
+        proxy: proxy_addr.clone(),
+        peer_policy: dev_policy,
+        max_body_bytes: DEFAULT_MAX_BODY,
+        default_max_coefficient: None,
+        default_timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
+    })
+    .await
+    .context("starting the client")?;
+
+    // Wait until the worker's session is up so the first request succeeds.
+    for _ in 0..100 {
+        if worker.is_connected() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let api = format!("http://{}/v1", client.listen);
+    eprintln!(
+        "\ncocoon up: a local network is running (development mode: peers NOT authenticated)\n\
+         \n  client API  {api}        stats http://{c}/stats\n  \
+         proxy       {proxy_addr}          stats http://{p}/stats\n  \
+         worker      model {model} -> {upstream}   stats http://{w}/stats\n\
+         \nTry:\n  curl {api}/chat/completions -H 'content-type: application/json' \\\n    \
+         -d '{{\"model\":\"{model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'\n\
+         \nPress Ctrl-C to stop.\n",
+        c = client.listen,
+        p = proxy.http_listen,
+        w = worker.http_listen,
+    );
+    ctrl_c().await;
+    client.shutdown().await;
+    worker.shutdown().await;
+    proxy.shutdown().await;
+    Ok(())
+}

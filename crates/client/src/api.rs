@@ -1,0 +1,542 @@
+//! HTTP handlers of the OpenAI-compatible API.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::{BufMut, Bytes, BytesMut};
+use cocoon_core::{Endpoint, RequestId, Usage};
+use cocoon_proto::{
+    infer_event, Completion, ErrorCode, InferError, InferEvent, InferRequest, ListModelsRequest,
+};
+use cocoon_telemetry::{ActiveRequest, Snapshot, StatsSource};
+use futures_util::StreamExt;
+use http_body_util::BodyExt;
+use tonic::Streaming;
+use tracing::Instrument;
+
+use crate::openai::{validate, ApiError, Validated};
+use crate::Shared;
+
+/// Response header naming the worker that answered.
+pub const WORKER_HEADER: &str = "x-cocoon-worker";
+/// Response header with the answering worker's coefficient.
+pub const COEFFICIENT_HEADER: &str = "x-cocoon-coefficient";
+
+pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
+    let api = axum::Router::new()
+        .route(
+            "/v1/chat/completions",
+            post(chat_completions).fallback(method_not_allowed),
+        )
+        .route(
+            "/v1/completions",
+            post(completions).fallback(method_not_allowed),
+        )
+        .route("/v1/models", get(models).fallback(method_not_allowed))
+        .with_state(shared.clone());
+    cocoon_telemetry::router(shared)
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(api)
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(request_id))
+}
+
+/// Gives every request an id, visible to handlers and in `x-request-id`.
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = RequestId::generate();
+    req.extensions_mut().insert(id.clone());
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(id.as_str()) {
+        resp.headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), v);
+    }
+    resp
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::request(
+        StatusCode::NOT_FOUND,
+        "unknown_url",
+        format!("Unknown request URL: {} {}", req.method(), req.uri().path()),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::request(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "Method {} is not allowed for {}",
+            req.method(),
+            req.uri().path()
+        ),
+    )
+}
+
+async fn chat_completions(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    complete(shared, Endpoint::ChatCompletions, req).await
+}
+
+async fn completions(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    complete(shared, Endpoint::Completions, req).await
+}
+
+async fn models(State(shared): State<Arc<Shared>>) -> Response {
+    let mut proxy = shared.proxy.clone();
+    match proxy.list_models(ListModelsRequest {}).await {
+        Ok(resp) => {
+            let data: Vec<serde_json::Value> = resp
+                .into_inner()
+                .models
+                .into_iter()
+                .map(|m| {
+                    serde_json::json!({
+                        "id": m.name,
+                        "object": "model",
+                        "created": 0,
+                        "owned_by": "cocoon",
+                        "cocoon": {
+                            "workers": m.worker_count,
+                            "coefficient": {
+                                "min": m.min_coefficient,
+                                "median": m.median_coefficient,
+                                "max": m.max_coefficient,
+                            },
+                            "capacity": m.capacity,
+                            "running": m.running,
+                        }
+                    })
+                })
+                .collect();
+            let body = serde_json::json!({"object": "list", "data": data}).to_string();
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response()
+        }
+        Err(status) => proxy_unreachable(&shared, &status).into_response(),
+    }
+}
+
+fn proxy_unreachable(shared: &Shared, status: &tonic::Status) -> ApiError {
+    shared.metrics.record_error("proxy_unavailable");
+    ApiError::server(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "proxy_unavailable",
+        format!(
+            "the proxy at {} is not reachable: {}",
+            shared.config.proxy,
+            status.message()
+        ),
+    )
+}
+
+async fn complete(shared: Arc<Shared>, endpoint: Endpoint, req: Request) -> Response {
+    let id = req
+        .extensions()
+        .get::<RequestId>()
+        .cloned()
+        .unwrap_or_else(RequestId::generate);
+    let (parts, body) = req.into_parts();
+    let span = tracing::info_span!("request", id = %id, model = tracing::field::Empty);
+    async move {
+        let raw = match http_body_util::Limited::new(body, shared.config.max_body_bytes)
+            .collect()
+            .await
+        {
+            Ok(c) => c.to_bytes(),
+            Err(e) => {
+                let err = if e.is::<http_body_util::LengthLimitError>() {
+                    ApiError::request(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "request_too_large",
+                        format!(
+                            "request body exceeds the limit of {} bytes",
+                            shared.config.max_body_bytes
+                        ),
+                    )
+                } else {
+                    ApiError::request(
+                        StatusCode::BAD_REQUEST,
+                        "body_read_failed",
+                        format!("could not read the request body: {e}"),
+                    )
+                };
+                shared.metrics.record_error("invalid_request");
+                return err.into_response();
+            }
+        };
+        let v = match validate(endpoint, &raw, &parts.headers) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::info!(error = %e, "invalid request");
+                shared.metrics.record_error("invalid_request");
+                return e.into_response();
+            }
+        };
+        tracing::Span::current().record("model", v.model.as_str());
+        forward(shared, endpoint, id, v).await
+    }
+    .instrument(span)
+    .await
+}
+
+async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Validated) -> Response {
+    let mut active = shared.metrics.start();
+    let proto_endpoint = match endpoint {
+        Endpoint::ChatCompletions => cocoon_proto::Endpoint::ChatCompletions,
+        Endpoint::Completions => cocoon_proto::Endpoint::Completions,
+    };
+    let timeout = v
+        .controls
+        .timeout_ms
+        .unwrap_or(shared.config.default_timeout.as_millis() as u64);
+    let request = InferRequest {
+        request_id: id.to_string(),
+        model: v.model.clone(),
+        endpoint: proto_endpoint as i32,
+        body: v.body.clone(),
+        stream: v.stream,
+        max_coefficient: v
+            .controls
+            .max_coefficient
+            .or(shared.config.default_max_coefficient)
+            .unwrap_or(0),
+        timeout_ms: timeout,
+    };
+    let mut proxy = shared.proxy.clone();
+    let mut events = match proxy.infer(request).await {
+        Ok(r) => r.into_inner(),
+        Err(status) => {
+            active.fail("proxy_unavailable");
+            return proxy_unreachable(&shared, &status).into_response();
+        }
+    };
+
+    // Wait for the first answer byte (or a failure) before choosing the
+    // HTTP status: an error before any byte is a proper HTTP error.
+    let mut headers = HeaderMap::new();
+    let first = loop {
+        match events.next().await {
+            Some(Ok(InferEvent {
+                event: Some(infer_event::Event::Assigned(a)),
+            })) => {
+                if let Ok(v) = HeaderValue::from_str(&a.worker_id) {
+                    headers.insert(HeaderName::from_static(WORKER_HEADER), v);
+                }
+                headers.insert(
+                    HeaderName::from_static(COEFFICIENT_HEADER),
+                    HeaderValue::from(a.coefficient),
+                );
+            }
+            Some(Ok(InferEvent { event: Some(ev) })) => break ev,
+            Some(Ok(InferEvent { event: None })) => continue,
+            Some(Err(status)) => {
+                active.fail("proxy_unavailable");
+                return proxy_unreachable(&shared, &status).into_response();
+            }
+            None => {
+                active.fail("proxy_closed");
+                return ApiError::server(
+                    StatusCode::BAD_GATEWAY,
+                    "proxy_closed",
+                    "the proxy closed the request without an answer",
+                )
+                .into_response();
+            }
+        }
+    };
+
+    match first {
+        infer_event::Event::Error(e) => {
+            active.fail(reason(&e));
+            let err = error_for(&e, &v);
+            tracing::info!(error = %err, "request failed before the first byte");
+            (headers, err).into_response()
+        }
+        first if v.stream => {
+            active.first_byte();
+            // Until the stream says otherwise, a dropped body means the app hung up.
+            active.fail("client_disconnected");
+            let body = sse_body(shared, endpoint, v.include_usage, first, events, active);
+            headers.insert(
+                axum::http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            headers.insert(
+                axum::http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache"),
+            );
+            (headers, Body::from_stream(body)).into_response()
+        }
+        first => {
+            active.first_byte();
+            let mut answer = BytesMut::new();
+            let mut next = Some(Ok(InferEvent { event: Some(first) }));
+            loop {
+                match next {
+                    Some(Ok(InferEvent {
+                        event: Some(infer_event::Event::Chunk(b)),
+                    })) => answer.put(b),
+                    Some(Ok(InferEvent {
+                        event: Some(infer_event::Event::Done(done)),
+                    })) => {
+                        shared.metrics.record_usage(&usage(&done));
+                        active.succeed();
+                        headers.insert(
+                            axum::http::header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/json"),
+                        );
+                        return (headers, answer.freeze()).into_response();
+                    }
+                    Some(Ok(InferEvent {
+                        event: Some(infer_event::Event::Error(e)),
+                    })) => {
+                        active.fail(reason(&e));
+                        return (headers, error_for(&e, &v)).into_response();
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(status)) => {
+                        active.fail("proxy_unavailable");
+                        return proxy_unreachable(&shared, &status).into_response();
+                    }
+                    None => {
+                        active.fail("proxy_closed");
+                        return ApiError::server(
+                            StatusCode::BAD_GATEWAY,
+                            "proxy_closed",
+                            "the answer ended before it was complete",
+                        )
+                        .into_response();
+                    }
+                }
+                next = events.next().await;
+            }
+        }
+    }
+}
+
+fn usage(d: &Completion) -> Usage {
+    Usage {
+        prompt: d.prompt_tokens,
+        cached: d.cached_tokens,
+        completion: d.completion_tokens,
+        reasoning: d.reasoning_tokens,
+    }
+}
+
+fn reason(e: &InferError) -> &'static str {
+    match ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Internal) {
+        ErrorCode::ModelNotFound => "model_not_found",
+        ErrorCode::WorkersBusy => "workers_busy",
+        ErrorCode::PriceLimit => "price_limit",
+        ErrorCode::EngineRejected => "engine_rejected",
+        ErrorCode::EngineFailed => "engine_failed",
+        ErrorCode::WorkerLost => "worker_lost",
+        ErrorCode::Timeout => "timeout",
+        ErrorCode::BadRequest => "bad_request",
+        ErrorCode::VersionMismatch => "version_mismatch",
+        ErrorCode::Unspecified | ErrorCode::Internal => "internal",
+    }
+}
+
+/// The OpenAI-style error for a network error.
+fn error_for(e: &InferError, v: &Validated) -> ApiError {
+    let code = ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Internal);
+    let msg = e.message.clone();
+    match code {
+        ErrorCode::ModelNotFound => ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!(
+                "The model '{}' does not exist or is not served by any connected worker",
+                v.model
+            ),
+            kind: "invalid_request_error",
+            param: Some("model".into()),
+            code: Some("model_not_found".into()),
+        },
+        ErrorCode::PriceLimit => ApiError::invalid("max_coefficient", "price_limit_exceeded", msg),
+        ErrorCode::WorkersBusy => {
+            ApiError::server(StatusCode::SERVICE_UNAVAILABLE, "workers_busy", msg)
+        }
+        ErrorCode::EngineRejected => {
+            let status = StatusCode::from_u16(e.http_status as u16)
+                .ok()
+                .filter(StatusCode::is_client_error)
+                .unwrap_or(StatusCode::BAD_REQUEST);
+            ApiError::request(status, "engine_rejected", msg)
+        }
+        ErrorCode::EngineFailed => ApiError::server(StatusCode::BAD_GATEWAY, "engine_failed", msg),
+        ErrorCode::WorkerLost => ApiError::server(StatusCode::BAD_GATEWAY, "worker_lost", msg),
+        ErrorCode::Timeout => ApiError::server(StatusCode::GATEWAY_TIMEOUT, "timeout", msg),
+        ErrorCode::BadRequest => ApiError::request(StatusCode::BAD_REQUEST, "bad_request", msg),
+        ErrorCode::VersionMismatch => {
+            ApiError::server(StatusCode::BAD_GATEWAY, "version_mismatch", msg)
+        }
+        ErrorCode::Unspecified | ErrorCode::Internal => {
+            ApiError::server(StatusCode::INTERNAL_SERVER_ERROR, "internal", msg)
+        }
+    }
+}
+
+fn sse_data(payload: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(payload.len() + 8);
+    b.put_slice(b"data: ");
+    b.put_slice(payload);
+    b.put_slice(b"\n\n");
+    b.freeze()
+}
+
+/// The usage chunk OpenAI sends last when `stream_options.include_usage`.
+fn usage_chunk(endpoint: Endpoint, d: &Completion) -> Bytes {
+    let chunk = format!(
+        "{{\"id\":{},\"object\":\"{}\",\"created\":{},\"model\":{},\"choices\":[],\"usage\":{}}}",
+        serde_json::Value::String(d.response_id.clone()),
+        endpoint.chunk_object(),
+        d.created,
+        serde_json::Value::String(d.model.clone()),
+        usage(d).to_openai_json()
+    );
+    sse_data(chunk.as_bytes())
+}
+
+struct SseState {
+    shared: Arc<Shared>,
+    endpoint: Endpoint,
+    include_usage: bool,
+    pending: Option<infer_event::Event>,
+    events: Streaming<InferEvent>,
+    active: ActiveRequest,
+    finished: bool,
+    span: tracing::Span,
+}
+
+/// The SSE body: chunks as they come, then the usage chunk if asked for and
+/// `[DONE]`; an error after the first byte ends the stream with an error
+/// event instead.
+fn sse_body(
+    shared: Arc<Shared>,
+    endpoint: Endpoint,
+    include_usage: bool,
+    first: infer_event::Event,
+    events: Streaming<InferEvent>,
+    active: ActiveRequest,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
+    let state = SseState {
+        shared,
+        endpoint,
+        include_usage,
+        pending: Some(first),
+        events,
+        active,
+        finished: false,
+        span: tracing::Span::current(),
+    };
+    futures_util::stream::unfold(state, |mut st| async move {
+        if st.finished {
+            return None;
+        }
+        loop {
+            let ev = match st.pending.take() {
+                Some(ev) => ev,
+                None => match st.events.next().await {
+                    Some(Ok(InferEvent { event: Some(ev) })) => ev,
+                    Some(Ok(InferEvent { event: None })) => continue,
+                    Some(Err(status)) => {
+                        st.finished = true;
+                        st.active.fail("proxy_unavailable");
+                        let err = ApiError::server(
+                            StatusCode::BAD_GATEWAY,
+                            "proxy_unavailable",
+                            format!("lost the proxy mid-answer: {}", status.message()),
+                        );
+                        st.span
+                            .in_scope(|| tracing::warn!(error = %err, "stream failed"));
+                        return Some((Ok(sse_data(err.body().as_bytes())), st));
+                    }
+                    None => {
+                        st.finished = true;
+                        st.active.fail("proxy_closed");
+                        let err = ApiError::server(
+                            StatusCode::BAD_GATEWAY,
+                            "proxy_closed",
+                            "the answer ended before it was complete",
+                        );
+                        return Some((Ok(sse_data(err.body().as_bytes())), st));
+                    }
+                },
+            };
+            match ev {
+                infer_event::Event::Chunk(b) => return Some((Ok(sse_data(&b)), st)),
+                infer_event::Event::Done(done) => {
+                    st.finished = true;
+                    st.shared.metrics.record_usage(&usage(&done));
+                    st.active.succeed();
+                    let mut out = BytesMut::new();
+                    if st.include_usage {
+                        out.put(usage_chunk(st.endpoint, &done));
+                    }
+                    out.put_slice(b"data: [DONE]\n\n");
+                    return Some((Ok(out.freeze()), st));
+                }
+                infer_event::Event::Error(e) => {
+                    st.finished = true;
+                    st.active.fail(reason(&e));
+                    let code = ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Internal);
+                    let err =
+                        ApiError::server(StatusCode::BAD_GATEWAY, reason(&e), e.message.clone());
+                    st.span.in_scope(
+                        || tracing::warn!(?code, error = %e.message, "answer failed mid-stream"),
+                    );
+                    return Some((Ok(sse_data(err.body().as_bytes())), st));
+                }
+                infer_event::Event::Assigned(_) => continue,
+            }
+        }
+    })
+}
+
+impl StatsSource for Shared {
+    fn snapshot(&self) -> Snapshot {
+        let mut info = std::collections::BTreeMap::new();
+        info.insert("api".into(), format!("http://{}/v1", self.config.listen));
+        info.insert("proxy".into(), self.config.proxy.clone());
+        info.insert(
+            "proxy_link".into(),
+            if self.proxy_up.load(Ordering::Relaxed) {
+                "up"
+            } else {
+                "down"
+            }
+            .into(),
+        );
+        let name = self
+            .proxy_name
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if !name.is_empty() {
+            info.insert("proxy_name".into(), name);
+        }
+        info.insert("peer_policy".into(), self.config.peer_policy.to_string());
+        Snapshot {
+            role: "client",
+            node: self.config.name.clone(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            requests: self.metrics.counts(),
+            tokens: self.metrics.tokens(),
+            errors: self.metrics.errors(),
+            latency: self.metrics.latency().snapshot(),
+            time_to_first_byte: self.metrics.ttfb().snapshot(),
+            workers: Vec::new(),
+            info,
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! Watches the connection to the proxy: checks the protocol version when
+//! it comes up and keeps `/stats` truthful about whether it is up.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cocoon_proto::ClientHello;
+use tokio::sync::watch;
+
+use crate::Shared;
+
+/// How often a healthy link is checked.
+const CHECK_EVERY: Duration = Duration::from_secs(5);
+
+pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let mut backoff =
+        cocoon_transport::Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+    loop {
+        let mut proxy = shared.proxy.clone();
+        let hello = ClientHello {
+            protocol_version: cocoon_core::PROTOCOL_VERSION,
+            client_name: shared.config.name.clone(),
+        };
+        let delay = match tokio::time::timeout(Duration::from_secs(10), proxy.hello(hello)).await {
+            Ok(Ok(resp)) => {
+                let name = resp.into_inner().proxy_name;
+                if !shared.proxy_up.swap(true, Ordering::Relaxed) {
+                    tracing::info!(proxy = %name, addr = %shared.config.proxy, "connected to proxy");
+                }
+                *shared.proxy_name.lock().unwrap_or_else(|p| p.into_inner()) = name;
+                backoff.reset();
+                CHECK_EVERY
+            }
+            outcome => {
+                let why = match outcome {
+                    Ok(Err(status)) => status.message().to_string(),
+                    _ => "no answer within 10 s".to_string(),
+                };
+                let delay = backoff.next_delay();
+                if shared.proxy_up.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(addr = %shared.config.proxy, error = %why, "lost the proxy");
+                } else {
+                    tracing::debug!(addr = %shared.config.proxy, error = %why, retry_in = ?delay, "proxy not reachable");
+                }
+                delay
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}

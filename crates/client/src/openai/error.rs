@@ -1,0 +1,83 @@
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// An error as the OpenAI API reports it:
+/// `{"error":{"message","type","param","code"}}` with an HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// What was wrong, for a person.
+    pub message: String,
+    /// `invalid_request_error`, `server_error`, ...
+    pub kind: &'static str,
+    /// The request parameter at fault, if any.
+    pub param: Option<String>,
+    /// Machine-readable code.
+    pub code: Option<String>,
+}
+
+impl ApiError {
+    /// A 400 about one parameter.
+    pub fn invalid(param: impl Into<String>, code: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            kind: "invalid_request_error",
+            param: Some(param.into()),
+            code: Some(code.to_string()),
+        }
+    }
+
+    /// A 4xx about the request as a whole.
+    pub fn request(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            kind: "invalid_request_error",
+            param: None,
+            code: Some(code.to_string()),
+        }
+    }
+
+    /// A 5xx: the network could not answer.
+    pub fn server(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            kind: "server_error",
+            param: None,
+            code: Some(code.to_string()),
+        }
+    }
+
+    /// The JSON error object (also used as an SSE error event).
+    pub fn body(&self) -> String {
+        serde_json::json!({
+            "error": {
+                "message": self.message,
+                "type": self.kind,
+                "param": self.param,
+                "code": self.code,
+            }
+        })
+        .to_string()
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status.as_u16(), self.message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, self.body()).into_response();
+        r.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        r
+    }
+}

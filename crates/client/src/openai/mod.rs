@@ -1,0 +1,8 @@
+//! The OpenAI API surface in one place: error bodies, request validation
+//! and the shapes of streamed events.
+
+mod error;
+mod validate;
+
+pub use error::ApiError;
+pub use validate::{validate, Controls, Validated, MAX_COEFFICIENT_HEADER, TIMEOUT_HEADER};

@@ -1,0 +1,765 @@
+//! Strict validation of chat and legacy completion requests.
+//!
+//! The body is read as a JSON object whose members are kept as raw JSON, so
+//! that duplicate members can be refused (a lenient parser silently keeps
+//! the last one) and every problem can name its parameter. Members are then
+//! checked one by one against the endpoint's table; unknown members are
+//! refused like the OpenAI API does. The forwarded body is rebuilt from the
+//! checked members, minus Cocoon's own `cocoon` extension object.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
+
+use axum::http::{HeaderMap, StatusCode};
+use bytes::Bytes;
+use cocoon_core::Endpoint;
+use serde::de::{self, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use super::ApiError;
+
+/// Header with the highest worker coefficient (per-mille) the app accepts.
+pub const MAX_COEFFICIENT_HEADER: &str = "x-cocoon-max-coefficient";
+/// Header with the request's deadline in milliseconds.
+pub const TIMEOUT_HEADER: &str = "x-cocoon-timeout-ms";
+
+/// Largest `max_tokens` accepted.
+const MAX_TOKENS_LIMIT: i64 = 1 << 24;
+/// Longest deadline accepted, one hour.
+const MAX_TIMEOUT_MS: i64 = 3_600_000;
+
+/// Cocoon's controls for one request, from headers or the `cocoon` member.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Controls {
+    /// Highest worker coefficient accepted.
+    pub max_coefficient: Option<u32>,
+    /// Deadline for the whole request.
+    pub timeout_ms: Option<u64>,
+}
+
+/// A request that passed validation.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    /// The requested model.
+    pub model: String,
+    /// Whether the answer is streamed.
+    pub stream: bool,
+    /// Whether the app asked for a usage chunk at the end of the stream.
+    pub include_usage: bool,
+    /// The body to forward.
+    pub body: Bytes,
+    /// Cocoon controls.
+    pub controls: Controls,
+}
+
+/// Validates `raw` as a request for `endpoint`, with Cocoon controls from
+/// `headers`.
+pub fn validate(
+    endpoint: Endpoint,
+    raw: &[u8],
+    headers: &HeaderMap,
+) -> Result<Validated, ApiError> {
+    let text = std::str::from_utf8(raw).map_err(|e| {
+        ApiError::request(
+            StatusCode::BAD_REQUEST,
+            "invalid_encoding",
+            format!(
+                "request body is not valid UTF-8 (invalid byte at offset {})",
+                e.valid_up_to()
+            ),
+        )
+    })?;
+    if text.trim().is_empty() {
+        return Err(ApiError::request(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "request body is empty; expected a JSON object",
+        ));
+    }
+    let members = parse_members(text)?;
+    let mut controls = controls_from_headers(headers)?;
+
+    let mut model = None;
+    let mut stream = false;
+    let mut stream_options_seen = false;
+    let mut include_usage = false;
+    let mut logprobs_on = false;
+    let mut top_logprobs_seen = false;
+    let mut n = 1i64;
+    let mut best_of = None;
+    let mut required: Vec<&str> = match endpoint {
+        Endpoint::ChatCompletions => vec!["model", "messages"],
+        Endpoint::Completions => vec!["model", "prompt"],
+    };
+    let mut out = String::with_capacity(raw.len() + 16);
+    out.push('{');
+
+    for (key, raw_value) in &members {
+        let key: &str = key;
+        let v = raw_value.get();
+        let is_null = v == "null";
+        required.retain(|r| *r != key);
+        match (endpoint, key) {
+            (_, "cocoon") => {
+                controls = controls_from_body(raw_value)?;
+                continue;
+            }
+            (_, "model") => {
+                let m: String = typed(key, raw_value, "a string")?;
+                if m.is_empty() {
+                    return Err(ApiError::invalid(
+                        key,
+                        "invalid_value",
+                        "model must not be empty",
+                    ));
+                }
+                model = Some(m);
+            }
+            (_, "stream") if !is_null => stream = typed(key, raw_value, "a boolean")?,
+            (_, "stream_options") if !is_null => {
+                stream_options_seen = true;
+                include_usage = stream_options(raw_value)?;
+            }
+            (_, "temperature") => range_f64(key, raw_value, 0.0, 2.0)?,
+            (_, "top_p") => range_f64(key, raw_value, 0.0, 1.0)?,
+            (_, "presence_penalty" | "frequency_penalty") => range_f64(key, raw_value, -2.0, 2.0)?,
+            (_, "min_p") => range_f64(key, raw_value, 0.0, 1.0)?,
+            (_, "repetition_penalty") => range_f64(key, raw_value, 0.0, 2.0)?,
+            (_, "top_k") => {
+                range_i64(key, raw_value, -1, 1 << 20)?;
+            }
+            (_, "n") => {
+                if let Some(x) = range_i64(key, raw_value, 1, 128)? {
+                    n = x;
+                }
+            }
+            (_, "max_tokens") => {
+                let min = if endpoint == Endpoint::Completions {
+                    0
+                } else {
+                    1
+                };
+                range_i64(key, raw_value, min, MAX_TOKENS_LIMIT)?;
+            }
+            (Endpoint::ChatCompletions, "max_completion_tokens") => {
+                range_i64(key, raw_value, 1, MAX_TOKENS_LIMIT)?;
+            }
+            (_, "seed") => {
+                range_i64(key, raw_value, i64::MIN, i64::MAX)?;
+            }
+            (_, "stop") => stop(raw_value)?,
+            (_, "user") => {
+                let _: Option<String> = typed(key, raw_value, "a string")?;
+            }
+            (_, "logit_bias") => logit_bias(raw_value)?,
+            (Endpoint::ChatCompletions, "messages") => messages(raw_value)?,
+            (Endpoint::ChatCompletions, "logprobs") => {
+                logprobs_on = typed::<Option<bool>>(key, raw_value, "a boolean")?.unwrap_or(false);
+            }
+            (Endpoint::ChatCompletions, "top_logprobs") => {
+                top_logprobs_seen = range_i64(key, raw_value, 0, 20)?.is_some();
+            }
+            (Endpoint::ChatCompletions, "response_format") => response_format(raw_value)?,
+            (Endpoint::ChatCompletions, "tools") => tools(raw_value)?,
+            (Endpoint::ChatCompletions, "tool_choice") => tool_choice(raw_value)?,
+            (Endpoint::ChatCompletions, "parallel_tool_calls" | "store") => {
+                let _: Option<bool> = typed(key, raw_value, "a boolean")?;
+            }
+            (Endpoint::ChatCompletions, "metadata") => {
+                let _: Option<serde_json::Map<String, Value>> = typed(key, raw_value, "an object")?;
+            }
+            (Endpoint::ChatCompletions, "reasoning_effort") => {
+                one_of(key, raw_value, &["minimal", "low", "medium", "high"])?;
+            }
+            (Endpoint::ChatCompletions, "service_tier") => {
+                let _: Option<String> = typed(key, raw_value, "a string")?;
+            }
+            (
+                Endpoint::ChatCompletions,
+                "functions" | "function_call" | "modalities" | "audio" | "prediction",
+            ) => {}
+            (Endpoint::Completions, "prompt") => prompt(raw_value)?,
+            (Endpoint::Completions, "suffix") => {
+                let _: Option<String> = typed(key, raw_value, "a string")?;
+            }
+            (Endpoint::Completions, "echo") => {
+                let _: Option<bool> = typed(key, raw_value, "a boolean")?;
+            }
+            (Endpoint::Completions, "logprobs") => {
+                range_i64(key, raw_value, 0, 5)?;
+            }
+            (Endpoint::Completions, "best_of") => best_of = range_i64(key, raw_value, 1, 20)?,
+            (_, "stream" | "stream_options") => {}
+            _ => {
+                return Err(ApiError::invalid(
+                    key,
+                    "unknown_parameter",
+                    format!("Unrecognized request argument supplied: {key}"),
+                ))
+            }
+        }
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::to_string(key).unwrap_or_default());
+        out.push(':');
+        out.push_str(v);
+    }
+    out.push('}');
+
+    if let Some(missing) = required.first() {
+        return Err(ApiError::invalid(
+            *missing,
+            "missing_required_parameter",
+            format!("Missing required parameter: '{missing}'"),
+        ));
+    }
+    if stream_options_seen && !stream {
+        return Err(ApiError::invalid(
+            "stream_options",
+            "invalid_value",
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+        ));
+    }
+    if top_logprobs_seen && !logprobs_on {
+        return Err(ApiError::invalid(
+            "top_logprobs",
+            "invalid_value",
+            "'top_logprobs' requires 'logprobs' to be true",
+        ));
+    }
+    if let Some(b) = best_of {
+        if b < n {
+            return Err(ApiError::invalid(
+                "best_of",
+                "invalid_value",
+                format!("best_of ({b}) must be greater than or equal to n ({n})"),
+            ));
+        }
+    }
+    Ok(Validated {
+        model: model.unwrap_or_default(),
+        stream,
+        include_usage,
+        body: Bytes::from(out),
+        controls,
+    })
+}
+
+/// Reads the top-level object, refusing duplicate members.
+fn parse_members(text: &str) -> Result<Vec<(Cow<'_, str>, &RawValue)>, ApiError> {
+    struct Members;
+    impl<'de> Visitor<'de> for Members {
+        type Value = Vec<(Cow<'de, str>, &'de RawValue)>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut seen = HashSet::new();
+            let mut out = Vec::new();
+            while let Some(key) = map.next_key::<CowStr<'de>>()? {
+                let key = key.0;
+                if !seen.insert(key.clone()) {
+                    return Err(de::Error::custom(format_args!("duplicate member {key:?}")));
+                }
+                let value: &'de RawValue = map.next_value()?;
+                out.push((key, value));
+            }
+            Ok(out)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let parsed =
+        serde::Deserializer::deserialize_map(&mut de, Members).and_then(|m| de.end().map(|()| m));
+    parsed.map_err(|e| {
+        let msg = e.to_string();
+        if let Some(rest) = msg.strip_prefix("duplicate member ") {
+            let name = rest.split('"').nth(1).unwrap_or("").to_string();
+            return ApiError::invalid(
+                name.clone(),
+                "duplicate_parameter",
+                format!("parameter '{name}' appears more than once in the request body"),
+            );
+        }
+        let what = if e.is_data() {
+            "the request body must be a JSON object"
+        } else {
+            "the request body is not valid JSON"
+        };
+        ApiError::request(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("{what}: {msg}"),
+        )
+    })
+}
+
+/// A borrowed-when-possible string key.
+struct CowStr<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for CowStr<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = CowStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+fn json_type(raw: &RawValue) -> &'static str {
+    match raw.get().as_bytes().first() {
+        Some(b'"') => "a string",
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+fn typed<'a, T: Deserialize<'a>>(
+    param: &str,
+    raw: &'a RawValue,
+    expected: &str,
+) -> Result<T, ApiError> {
+    serde_json::from_str(raw.get()).map_err(|_| {
+        ApiError::invalid(
+            param,
+            "invalid_type",
+            format!(
+                "Invalid type for '{param}': expected {expected}, but got {}.",
+                json_type(raw)
+            ),
+        )
+    })
+}
+
+fn range_f64(param: &str, raw: &RawValue, min: f64, max: f64) -> Result<(), ApiError> {
+    if let Some(x) = typed::<Option<f64>>(param, raw, "a number")? {
+        if !(min..=max).contains(&x) {
+            return Err(ApiError::invalid(
+                param,
+                "invalid_value",
+                format!("'{param}' must be between {min} and {max}, found {x}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn range_i64(param: &str, raw: &RawValue, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
+    let x = typed::<Option<i64>>(param, raw, "an integer")?;
+    if let Some(x) = x {
+        if !(min..=max).contains(&x) {
+            return Err(ApiError::invalid(
+                param,
+                "invalid_value",
+                format!("'{param}' must be between {min} and {max}, found {x}"),
+            ));
+        }
+    }
+    Ok(x)
+}
+
+fn one_of(param: &str, raw: &RawValue, allowed: &[&str]) -> Result<(), ApiError> {
+    if let Some(s) = typed::<Option<String>>(param, raw, "a string")? {
+        if !allowed.contains(&s.as_str()) {
+            return Err(ApiError::invalid(
+                param,
+                "invalid_value",
+                format!("'{param}' must be one of {allowed:?}, found {s:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn stream_options(raw: &RawValue) -> Result<bool, ApiError> {
+    let o: serde_json::Map<String, Value> = typed("stream_options", raw, "an object")?;
+    let mut include = false;
+    for (k, v) in &o {
+        let param = format!("stream_options.{k}");
+        match k.as_str() {
+            "include_usage" => {
+                include = match v {
+                    Value::Bool(b) => *b,
+                    Value::Null => false,
+                    _ => {
+                        return Err(ApiError::invalid(
+                            param,
+                            "invalid_type",
+                            "'stream_options.include_usage' must be a boolean",
+                        ))
+                    }
+                }
+            }
+            "include_obfuscation" => {}
+            _ => {
+                return Err(ApiError::invalid(
+                    param.clone(),
+                    "unknown_parameter",
+                    format!("Unrecognized request argument supplied: {param}"),
+                ))
+            }
+        }
+    }
+    Ok(include)
+}
+
+fn stop(raw: &RawValue) -> Result<(), ApiError> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    #[allow(dead_code)] // only the shape is checked
+    enum Stop {
+        One(String),
+        Many(Vec<String>),
+    }
+    match typed::<Option<Stop>>("stop", raw, "a string or an array of strings")? {
+        Some(Stop::Many(v)) if v.len() > 4 => Err(ApiError::invalid(
+            "stop",
+            "invalid_value",
+            format!("'stop' may hold at most 4 sequences, found {}", v.len()),
+        )),
+        Some(Stop::Many(v)) if v.iter().any(String::is_empty) => Err(ApiError::invalid(
+            "stop",
+            "invalid_value",
+            "'stop' sequences must not be empty",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn logit_bias(raw: &RawValue) -> Result<(), ApiError> {
+    let Some(map) =
+        typed::<Option<serde_json::Map<String, Value>>>("logit_bias", raw, "an object")?
+    else {
+        return Ok(());
+    };
+    for (k, v) in &map {
+        if k.parse::<u32>().is_err() {
+            return Err(ApiError::invalid(
+                "logit_bias",
+                "invalid_value",
+                format!("'logit_bias' keys must be token ids, found {k:?}"),
+            ));
+        }
+        match v.as_f64() {
+            Some(x) if (-100.0..=100.0).contains(&x) => {}
+            _ => return Err(ApiError::invalid(
+                "logit_bias",
+                "invalid_value",
+                format!(
+                    "'logit_bias' values must be numbers between -100 and 100, found {v} for {k}"
+                ),
+            )),
+        }
+    }
+    Ok(())
+}
+
+fn messages(raw: &RawValue) -> Result<(), ApiError> {
+    let list: Vec<Value> = typed("messages", raw, "an array")?;
+    if list.is_empty() {
+        return Err(ApiError::invalid(
+            "messages",
+            "invalid_value",
+            "'messages' must contain at least one message",
+        ));
+    }
+    for (i, m) in list.iter().enumerate() {
+        let Some(obj) = m.as_object() else {
+            return Err(ApiError::invalid(
+                format!("messages[{i}]"),
+                "invalid_type",
+                format!("messages[{i}] must be an object"),
+            ));
+        };
+        let role = match obj.get("role") {
+            Some(Value::String(r)) => r.as_str(),
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    format!("messages[{i}].role"),
+                    "invalid_type",
+                    format!("messages[{i}].role must be a string"),
+                ))
+            }
+            None => {
+                return Err(ApiError::invalid(
+                    format!("messages[{i}].role"),
+                    "missing_required_parameter",
+                    format!("messages[{i}] has no 'role'"),
+                ))
+            }
+        };
+        if ![
+            "system",
+            "user",
+            "assistant",
+            "tool",
+            "developer",
+            "function",
+        ]
+        .contains(&role)
+        {
+            return Err(ApiError::invalid(
+                format!("messages[{i}].role"),
+                "invalid_value",
+                format!("messages[{i}].role must be one of system, developer, user, assistant, tool; found {role:?}"),
+            ));
+        }
+        let content = obj.get("content");
+        let ok = match content {
+            Some(Value::String(_)) | Some(Value::Array(_)) => true,
+            Some(Value::Null) | None => role == "assistant" || role == "function",
+            _ => false,
+        };
+        if !ok {
+            let code = if content.is_none() {
+                "missing_required_parameter"
+            } else {
+                "invalid_type"
+            };
+            return Err(ApiError::invalid(
+                format!("messages[{i}].content"),
+                code,
+                format!("messages[{i}].content must be a string or an array of content parts"),
+            ));
+        }
+        if let Some(Value::Array(parts)) = content {
+            for (j, p) in parts.iter().enumerate() {
+                if !p.get("type").is_some_and(Value::is_string) {
+                    return Err(ApiError::invalid(
+                        format!("messages[{i}].content[{j}].type"),
+                        "missing_required_parameter",
+                        format!("messages[{i}].content[{j}] must be an object with a 'type'"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn prompt(raw: &RawValue) -> Result<(), ApiError> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    #[allow(dead_code)] // only the shape is checked
+    enum Prompt {
+        Text(String),
+        Texts(Vec<String>),
+        Tokens(Vec<u32>),
+        TokenLists(Vec<Vec<u32>>),
+    }
+    match typed::<Prompt>(
+        "prompt",
+        raw,
+        "a string, an array of strings or an array of token ids",
+    )? {
+        Prompt::Texts(v) if v.is_empty() => Err(ApiError::invalid(
+            "prompt",
+            "invalid_value",
+            "'prompt' must not be an empty array",
+        )),
+        Prompt::Tokens(v) if v.is_empty() => Err(ApiError::invalid(
+            "prompt",
+            "invalid_value",
+            "'prompt' must not be an empty array",
+        )),
+        Prompt::TokenLists(v) if v.is_empty() || v.iter().any(Vec::is_empty) => {
+            Err(ApiError::invalid(
+                "prompt",
+                "invalid_value",
+                "'prompt' token lists must not be empty",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn response_format(raw: &RawValue) -> Result<(), ApiError> {
+    let Some(o) =
+        typed::<Option<serde_json::Map<String, Value>>>("response_format", raw, "an object")?
+    else {
+        return Ok(());
+    };
+    match o.get("type").and_then(Value::as_str) {
+        Some("text" | "json_object" | "json_schema") => Ok(()),
+        _ => Err(ApiError::invalid(
+            "response_format.type",
+            "invalid_value",
+            "'response_format.type' must be one of text, json_object, json_schema",
+        )),
+    }
+}
+
+fn tools(raw: &RawValue) -> Result<(), ApiError> {
+    let Some(list) = typed::<Option<Vec<Value>>>("tools", raw, "an array")? else {
+        return Ok(());
+    };
+    for (i, t) in list.iter().enumerate() {
+        if !t.get("type").is_some_and(Value::is_string) {
+            return Err(ApiError::invalid(
+                format!("tools[{i}].type"),
+                "missing_required_parameter",
+                format!("tools[{i}] must be an object with a 'type'"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn tool_choice(raw: &RawValue) -> Result<(), ApiError> {
+    match serde_json::from_str::<Value>(raw.get()) {
+        Ok(Value::String(s)) if ["none", "auto", "required"].contains(&s.as_str()) => Ok(()),
+        Ok(Value::Object(_) | Value::Null) => Ok(()),
+        _ => Err(ApiError::invalid(
+            "tool_choice",
+            "invalid_value",
+            "'tool_choice' must be \"none\", \"auto\", \"required\" or an object naming a tool",
+        )),
+    }
+}
+
+fn controls_from_body(raw: &RawValue) -> Result<Controls, ApiError> {
+    let Some(o) = typed::<Option<serde_json::Map<String, Value>>>("cocoon", raw, "an object")?
+    else {
+        return Ok(Controls::default());
+    };
+    let mut c = Controls::default();
+    for (k, v) in &o {
+        let param = format!("cocoon.{k}");
+        match k.as_str() {
+            "max_coefficient" => {
+                c.max_coefficient = Some(coefficient(&param, v.as_i64(), &v.to_string())?)
+            }
+            "timeout_ms" => c.timeout_ms = Some(timeout(&param, v.as_i64(), &v.to_string())?),
+            _ => {
+                return Err(ApiError::invalid(
+                    param.clone(),
+                    "unknown_parameter",
+                    format!("Unrecognized request argument supplied: {param}"),
+                ))
+            }
+        }
+    }
+    Ok(c)
+}
+
+fn controls_from_headers(headers: &HeaderMap) -> Result<Controls, ApiError> {
+    let mut c = Controls::default();
+    let read = |name: &str| -> Option<String> {
+        headers
+            .get(name)
+            .map(|v| v.to_str().unwrap_or("<not ASCII>").trim().to_string())
+    };
+    if let Some(s) = read(MAX_COEFFICIENT_HEADER) {
+        c.max_coefficient = Some(coefficient(MAX_COEFFICIENT_HEADER, s.parse().ok(), &s)?);
+    }
+    if let Some(s) = read(TIMEOUT_HEADER) {
+        c.timeout_ms = Some(timeout(TIMEOUT_HEADER, s.parse().ok(), &s)?);
+    }
+    Ok(c)
+}
+
+fn coefficient(param: &str, n: Option<i64>, shown: &str) -> Result<u32, ApiError> {
+    let max = cocoon_core::Coefficient::MAX as i64;
+    match n {
+        Some(n) if (1..=max).contains(&n) => Ok(n as u32),
+        _ => Err(ApiError::invalid(
+            param,
+            "invalid_value",
+            format!("'{param}' must be an integer price coefficient in per-mille between 1 and {max}, found {shown}"),
+        )),
+    }
+}
+
+fn timeout(param: &str, n: Option<i64>, shown: &str) -> Result<u64, ApiError> {
+    match n {
+        Some(n) if (1..=MAX_TIMEOUT_MS).contains(&n) => Ok(n as u64),
+        _ => Err(ApiError::invalid(
+            param,
+            "invalid_value",
+            format!("'{param}' must be an integer number of milliseconds between 1 and {MAX_TIMEOUT_MS}, found {shown}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chat(body: &str) -> Result<Validated, ApiError> {
+        validate(
+            Endpoint::ChatCompletions,
+            body.as_bytes(),
+            &HeaderMap::new(),
+        )
+    }
+
+    const OK: &str = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+
+    #[test]
+    fn accepts_and_rebuilds_a_good_request() {
+        let v = chat(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,
+            "stream_options":{"include_usage":true},"temperature":0.5,"cocoon":{"max_coefficient":1500,"timeout_ms":2000}}"#)
+        .unwrap();
+        assert_eq!(v.model, "m");
+        assert!(v.stream && v.include_usage);
+        assert_eq!(
+            v.controls,
+            Controls {
+                max_coefficient: Some(1500),
+                timeout_ms: Some(2000)
+            }
+        );
+        let body: Value = serde_json::from_slice(&v.body).unwrap();
+        assert!(body.get("cocoon").is_none(), "extension is not forwarded");
+        assert_eq!(body["temperature"], 0.5);
+        assert_eq!(body["messages"][0]["content"], "hi");
+    }
+
+    #[test]
+    fn duplicate_members_name_the_parameter() {
+        let e = chat(r#"{"model":"m","model":"n","messages":[]}"#).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("model"));
+        assert_eq!(e.code.as_deref(), Some("duplicate_parameter"));
+    }
+
+    #[test]
+    fn escaped_keys_are_compared_decoded() {
+        let e = chat(r#"{"model":"m","mod\u0065l":"n","messages":[]}"#).unwrap_err();
+        assert_eq!(e.code.as_deref(), Some("duplicate_parameter"));
+    }
+
+    #[test]
+    fn headers_set_controls() {
+        let mut h = HeaderMap::new();
+        h.insert(MAX_COEFFICIENT_HEADER, "900".parse().unwrap());
+        let v = validate(Endpoint::ChatCompletions, OK.as_bytes(), &h).unwrap();
+        assert_eq!(v.controls.max_coefficient, Some(900));
+        h.insert(MAX_COEFFICIENT_HEADER, "zero".parse().unwrap());
+        let e = validate(Endpoint::ChatCompletions, OK.as_bytes(), &h).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some(MAX_COEFFICIENT_HEADER));
+    }
+
+    #[test]
+    fn nulls_mean_not_given() {
+        chat(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":null,"stop":null,"max_tokens":null}"#).unwrap();
+    }
+}

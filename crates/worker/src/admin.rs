@@ -1,0 +1,103 @@
+//! The worker's HTTP port: stats pages and a small admin API.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use cocoon_core::Coefficient;
+use cocoon_telemetry::{Snapshot, StatsSource, WorkerLoad};
+
+use crate::Shared;
+
+impl StatsSource for Shared {
+    fn snapshot(&self) -> Snapshot {
+        let coefficient = self.coefficient.borrow().per_mille();
+        let latency = self.metrics.latency().snapshot();
+        let counts = self.metrics.counts();
+        let avg_ms = if latency.count > 0 {
+            latency.sum_seconds * 1000.0 / latency.count as f64
+        } else {
+            0.0
+        };
+        let mut info = std::collections::BTreeMap::new();
+        info.insert("proxy".into(), self.config.proxy.clone());
+        info.insert(
+            "proxy_link".into(),
+            if self.connected.load(Ordering::Relaxed) {
+                "up"
+            } else {
+                "down"
+            }
+            .into(),
+        );
+        info.insert(
+            "sessions_opened".into(),
+            self.connections.load(Ordering::Relaxed).to_string(),
+        );
+        info.insert("engine".into(), self.engine.describe());
+        info.insert("peer_policy".into(), self.config.peer_policy.to_string());
+        Snapshot {
+            role: "worker",
+            node: self.config.name.clone(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            requests: counts,
+            tokens: self.metrics.tokens(),
+            errors: self.metrics.errors(),
+            latency,
+            time_to_first_byte: self.metrics.ttfb().snapshot(),
+            workers: vec![WorkerLoad {
+                id: self.config.name.clone(),
+                model: self.config.model.to_string(),
+                coefficient,
+                running: self.jobs.len(),
+                max_active: self.config.max_active_requests,
+                total: counts.total,
+                failed: counts.failed,
+                avg_latency_ms: avg_ms,
+            }],
+            info,
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetCoefficient {
+    coefficient: u64,
+}
+
+/// `POST /admin/coefficient {"coefficient": N}`: changes the price
+/// coefficient; the proxy learns it at once over the open session.
+async fn set_coefficient(
+    State(shared): State<Arc<Shared>>,
+    body: axum::body::Bytes,
+) -> impl IntoResponse {
+    let req: SetCoefficient = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"coefficient\": PER_MILLE}}: {e}\n"),
+            )
+        }
+    };
+    match Coefficient::new(req.coefficient) {
+        Ok(c) => {
+            let old = shared.coefficient.send_replace(c);
+            tracing::info!(from = %old, to = %c, "coefficient changed");
+            (StatusCode::OK, format!("coefficient {old} -> {c}\n"))
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")),
+    }
+}
+
+pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
+    let admin = axum::Router::new()
+        .route("/admin/coefficient", axum::routing::post(set_coefficient))
+        .with_state(shared.clone());
+    cocoon_telemetry::router(shared)
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .merge(admin)
+}

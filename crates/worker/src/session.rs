@@ -1,0 +1,325 @@
+//! The worker's session with its proxy: hello, then requests in, events out.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cocoon_core::{Endpoint, RequestId};
+use cocoon_engine::{EngineError, EngineEvent, GenerateRequest};
+use cocoon_proto::worker_gateway_client::WorkerGatewayClient;
+use cocoon_proto::{
+    proxy_message, worker_event, worker_message, Completion, ErrorCode, InferError, WorkRequest,
+    WorkerEvent, WorkerHello, WorkerMessage, WorkerUpdate,
+};
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, watch};
+use tonic::transport::Channel;
+use tracing::Instrument;
+
+use crate::jobs::Refused;
+use crate::Shared;
+
+/// Messages waiting for the connection to the proxy.
+const OUTBOUND_QUEUE: usize = 1024;
+
+type Outbound = mpsc::Sender<WorkerMessage>;
+
+/// Keeps a session with the proxy until shutdown, reconnecting with backoff.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    channel: Channel,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff =
+        cocoon_transport::Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+    loop {
+        let outcome = tokio::select! {
+            r = session(&shared, channel.clone(), &mut backoff) => r,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        shared.connected.store(false, Ordering::Relaxed);
+        let aborted = shared.jobs.abort_all();
+        let delay = backoff.next_delay();
+        match outcome {
+            Ok(()) => tracing::warn!(aborted, retry_in = ?delay, "proxy closed the session"),
+            Err(e) => {
+                tracing::warn!(aborted, retry_in = ?delay, error = %e, "no session with the proxy")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+async fn session(
+    shared: &Arc<Shared>,
+    channel: Channel,
+    backoff: &mut cocoon_transport::Backoff,
+) -> Result<(), String> {
+    let max = cocoon_proto::MAX_MESSAGE_BYTES;
+    let mut client = WorkerGatewayClient::new(channel)
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let (out_tx, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let mut coefficient = shared.coefficient.subscribe();
+    let hello = WorkerMessage {
+        msg: Some(worker_message::Msg::Hello(WorkerHello {
+            protocol_version: cocoon_core::PROTOCOL_VERSION,
+            worker_id: shared.config.name.clone(),
+            model: shared.config.model.to_string(),
+            coefficient: coefficient.borrow_and_update().per_mille(),
+            max_active_requests: shared.config.max_active_requests,
+        })),
+    };
+    out_tx
+        .send(hello)
+        .await
+        .map_err(|_| "outbound queue closed")?;
+    let response = client
+        .session(tokio_stream::wrappers::ReceiverStream::new(out_rx))
+        .await
+        .map_err(|s| format!("{}: {}", shared.config.proxy, s.message()))?;
+    let mut inbound = response.into_inner();
+    match inbound.message().await {
+        Ok(Some(m)) => match m.msg {
+            Some(proxy_message::Msg::Welcome(w)) => {
+                tracing::info!(proxy = %w.proxy_name, addr = %shared.config.proxy, "connected to proxy");
+            }
+            _ => return Err("proxy did not answer hello with welcome".into()),
+        },
+        Ok(None) => return Err("proxy closed the session during hello".into()),
+        Err(s) => return Err(format!("proxy refused the session: {}", s.message())),
+    }
+    shared.connected.store(true, Ordering::Relaxed);
+    shared.connections.fetch_add(1, Ordering::Relaxed);
+    backoff.reset();
+
+    loop {
+        tokio::select! {
+            msg = inbound.message() => {
+                let msg = match msg {
+                    Ok(Some(m)) => m,
+                    Ok(None) => return Ok(()),
+                    Err(s) => return Err(format!("session failed: {}", s.message())),
+                };
+                match msg.msg {
+                    Some(proxy_message::Msg::Request(req)) => admit(shared, req, &out_tx).await,
+                    Some(proxy_message::Msg::Cancel(c)) => {
+                        if shared.jobs.cancel(&c.request_id) {
+                            tracing::info!(id = %c.request_id, "cancelled by proxy");
+                        }
+                    }
+                    Some(proxy_message::Msg::Welcome(_)) | None => {}
+                }
+            }
+            changed = coefficient.changed() => {
+                if changed.is_err() {
+                    continue;
+                }
+                let c = coefficient.borrow_and_update().per_mille();
+                let update = WorkerMessage { msg: Some(worker_message::Msg::Update(WorkerUpdate { coefficient: c })) };
+                if out_tx.send(update).await.is_err() {
+                    return Err("outbound queue closed".into());
+                }
+            }
+        }
+    }
+}
+
+fn event(request_id: &str, e: worker_event::Event) -> WorkerMessage {
+    WorkerMessage {
+        msg: Some(worker_message::Msg::Event(WorkerEvent {
+            request_id: request_id.to_string(),
+            event: Some(e),
+        })),
+    }
+}
+
+fn error_event(
+    request_id: &str,
+    code: ErrorCode,
+    message: String,
+    http_status: u32,
+    before_first_byte: bool,
+) -> WorkerMessage {
+    event(
+        request_id,
+        worker_event::Event::Error(InferError {
+            code: code as i32,
+            message,
+            http_status,
+            before_first_byte,
+        }),
+    )
+}
+
+async fn admit(shared: &Arc<Shared>, req: WorkRequest, out: &Outbound) {
+    let id = match RequestId::parse(&req.request_id) {
+        Ok(id) => id,
+        Err(e) => {
+            let _ = out
+                .send(error_event(
+                    &req.request_id,
+                    ErrorCode::BadRequest,
+                    e.to_string(),
+                    400,
+                    true,
+                ))
+                .await;
+            return;
+        }
+    };
+    let endpoint = match cocoon_proto::Endpoint::try_from(req.endpoint) {
+        Ok(cocoon_proto::Endpoint::ChatCompletions) => Endpoint::ChatCompletions,
+        Ok(cocoon_proto::Endpoint::Completions) => Endpoint::Completions,
+        _ => {
+            let msg = format!("unknown endpoint {}", req.endpoint);
+            let _ = out
+                .send(error_event(
+                    id.as_str(),
+                    ErrorCode::BadRequest,
+                    msg,
+                    400,
+                    true,
+                ))
+                .await;
+            return;
+        }
+    };
+    let generate = GenerateRequest {
+        request_id: id.clone(),
+        endpoint,
+        body: req.body,
+        stream: req.stream,
+    };
+    let timeout = match req.timeout_ms {
+        0 => Duration::from_secs(600),
+        ms => Duration::from_millis(ms),
+    };
+    let span = tracing::info_span!("request", id = %id);
+    let job_shared = shared.clone();
+    let job_out = out.clone();
+    let admitted = shared.jobs.admit(id.as_str(), || {
+        tokio::spawn(
+            async move {
+                let key = generate.request_id.as_str().to_string();
+                run_job(&job_shared, generate, timeout, &job_out).await;
+                job_shared.jobs.finished(&key);
+            }
+            .instrument(span),
+        )
+        .abort_handle()
+    });
+    match admitted {
+        Ok(()) => {}
+        Err(Refused::Full(max)) => {
+            shared.metrics.record_error("at_capacity");
+            let msg = format!(
+                "worker {} is at its limit of {max} active requests",
+                shared.config.name
+            );
+            let _ = out
+                .send(error_event(
+                    id.as_str(),
+                    ErrorCode::WorkersBusy,
+                    msg,
+                    503,
+                    true,
+                ))
+                .await;
+        }
+        Err(Refused::Duplicate) => {
+            let msg = format!("request {id} is already running on this worker");
+            let _ = out
+                .send(error_event(
+                    id.as_str(),
+                    ErrorCode::BadRequest,
+                    msg,
+                    400,
+                    true,
+                ))
+                .await;
+        }
+    }
+}
+
+async fn run_job(shared: &Arc<Shared>, req: GenerateRequest, timeout: Duration, out: &Outbound) {
+    let id = req.request_id.as_str().to_string();
+    let mut active = shared.metrics.start();
+    let started = Instant::now();
+    let answer = async {
+        let mut stream = shared.engine.generate(req).await.map_err(|e| (e, false))?;
+        let mut sent = false;
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(EngineEvent::Chunk(bytes)) => {
+                    if !sent {
+                        sent = true;
+                        active.first_byte();
+                    }
+                    if out
+                        .send(event(&id, worker_event::Event::Chunk(bytes)))
+                        .await
+                        .is_err()
+                    {
+                        return Err((
+                            EngineError::Failed("session with the proxy closed".into()),
+                            sent,
+                        ));
+                    }
+                }
+                Ok(EngineEvent::Done(c)) => return Ok(c),
+                Err(e) => return Err((e, sent)),
+            }
+        }
+        Err((
+            EngineError::Failed("engine ended the answer without completing it".into()),
+            sent,
+        ))
+    };
+    let result = match tokio::time::timeout(timeout, answer).await {
+        Ok(r) => r,
+        Err(_) => Err((
+            EngineError::Failed(format!("no complete answer within {timeout:?}")),
+            true,
+        )),
+    };
+    match result {
+        Ok(c) => {
+            shared.metrics.record_usage(&c.usage);
+            active.succeed();
+            let done = Completion {
+                prompt_tokens: c.usage.prompt,
+                cached_tokens: c.usage.cached,
+                completion_tokens: c.usage.completion,
+                reasoning_tokens: c.usage.reasoning,
+                response_id: c.response_id,
+                created: c.created,
+                model: c.model,
+                worker_micros: started.elapsed().as_micros() as u64,
+            };
+            let _ = out.send(event(&id, worker_event::Event::Done(done))).await;
+        }
+        Err((e, sent)) => {
+            let (code, status, reason) = match &e {
+                EngineError::Rejected { status, .. } => {
+                    (ErrorCode::EngineRejected, *status as u32, "engine_rejected")
+                }
+                EngineError::Unavailable(_) => (ErrorCode::EngineFailed, 502, "engine_unavailable"),
+                EngineError::Failed(_) => (ErrorCode::EngineFailed, 502, "engine_failed"),
+                EngineError::BadRequest(_) => (ErrorCode::BadRequest, 400, "bad_request"),
+            };
+            tracing::warn!(error = %e, "request failed");
+            active.fail(reason);
+            let message = match e {
+                EngineError::Rejected { message, .. } => message,
+                other => other.to_string(),
+            };
+            let _ = out
+                .send(error_event(&id, code, message, status, !sent))
+                .await;
+        }
+    }
+}
