@@ -1,1 +1,429 @@
+//! Harness for end-to-end tests: starts real `cocoon` processes on
+//! loopback in front of the in-process deterministic test upstream, and
+//! talks to them over plain HTTP. Every process is killed when its handle
+//! is dropped; every wait is bounded.
 
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+pub use cocoon_testkit::{TestUpstream, UpstreamBehaviour};
+
+/// Directory holding the built `cocoon` binary (next to the test binary's
+/// `deps/` directory).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target directory")
+        .to_path_buf();
+    let cocoon = dir.join("cocoon");
+    assert!(
+        cocoon.exists(),
+        "{} is missing: build it first (cargo build -p cocoon-cli); `cargo nextest run --workspace` builds it",
+        cocoon.display()
+    );
+    dir
+}
+
+/// A port free at the time of the call.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind a free port")
+}
+
+/// A child process that is killed on drop; its stderr goes to a log file
+/// that is printed if the test is failing.
+pub struct Proc {
+    pub name: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `cocoon ARGS`.
+    pub fn cocoon(name: &str, args: &[String]) -> Proc {
+        let log = std::env::temp_dir().join(format!(
+            "cocoon-e2e-{}-{}-{}.log",
+            std::process::id(),
+            name,
+            free_port()
+        ));
+        let file = std::fs::File::create(&log).expect("create log file");
+        let child = Command::new(bin_dir().join("cocoon"))
+            .args(args)
+            .env("RUST_LOG", "info,cocoon=debug")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(file))
+            .spawn()
+            .expect("spawn cocoon");
+        Proc {
+            name: name.to_string(),
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The process's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: String = log
+                .lines()
+                .rev()
+                .take(40)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
+            eprintln!(
+                "----- log of {} ({}) -----\n{tail}",
+                self.name,
+                self.log.display()
+            );
+        } else {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}
+
+/// Options of one worker.
+#[derive(Clone, Debug)]
+pub struct WorkerSpec {
+    pub name: String,
+    pub model: String,
+    pub upstream: String,
+    pub coefficient: u32,
+    pub max_active: u32,
+}
+
+impl WorkerSpec {
+    pub fn new(name: &str, model: &str, upstream: &TestUpstream) -> Self {
+        WorkerSpec {
+            name: name.into(),
+            model: model.into(),
+            upstream: upstream.base_url(),
+            coefficient: 1000,
+            max_active: 16,
+        }
+    }
+}
+
+/// A running worker process.
+pub struct WorkerProc {
+    pub proc: Proc,
+    pub http: String,
+    pub spec: WorkerSpec,
+}
+
+/// Proxy and client processes, plus any number of workers.
+pub struct Network {
+    pub proxy: Proc,
+    pub proxy_addr: String,
+    pub proxy_http: String,
+    pub client: Proc,
+    /// `http://127.0.0.1:PORT` of the client API (without `/v1`).
+    pub api: String,
+    pub workers: Vec<WorkerProc>,
+}
+
+impl Network {
+    /// Starts a proxy and a client, and waits for both to listen.
+    pub async fn start() -> Network {
+        Network::start_with_client_args(&[]).await
+    }
+
+    /// Like [`start`](Self::start), with extra flags for the client.
+    pub async fn start_with_client_args(extra: &[&str]) -> Network {
+        let (pp, ph, cp) = (free_port(), free_port(), free_port());
+        let proxy_addr = format!("127.0.0.1:{pp}");
+        let proxy = Proc::cocoon(
+            "proxy",
+            &[
+                "proxy".into(),
+                "--listen".into(),
+                proxy_addr.clone(),
+                "--http-listen".into(),
+                format!("127.0.0.1:{ph}"),
+                "--peer-policy".into(),
+                "none".into(),
+            ],
+        );
+        let mut client_args: Vec<String> = vec![
+            "client".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{cp}"),
+            "--proxy".into(),
+            proxy_addr.clone(),
+            "--peer-policy".into(),
+            "none".into(),
+        ];
+        client_args.extend(extra.iter().map(|s| s.to_string()));
+        let client = Proc::cocoon("client", &client_args);
+        let net = Network {
+            proxy,
+            proxy_addr,
+            proxy_http: format!("http://127.0.0.1:{ph}"),
+            client,
+            api: format!("http://127.0.0.1:{cp}"),
+            workers: Vec::new(),
+        };
+        wait_ok(&format!("{}/healthz", net.proxy_http)).await;
+        wait_ok(&format!("{}/healthz", net.api)).await;
+        net
+    }
+
+    /// Starts a worker and waits until the proxy lists it.
+    pub async fn add_worker(&mut self, spec: WorkerSpec) -> usize {
+        let wp = free_port();
+        let args = vec![
+            "worker".into(),
+            "--name".into(),
+            spec.name.clone(),
+            "--proxy".into(),
+            self.proxy_addr.clone(),
+            "--model".into(),
+            spec.model.clone(),
+            "--upstream".into(),
+            spec.upstream.clone(),
+            "--coefficient".into(),
+            spec.coefficient.to_string(),
+            "--max-active-requests".into(),
+            spec.max_active.to_string(),
+            "--http-listen".into(),
+            format!("127.0.0.1:{wp}"),
+            "--peer-policy".into(),
+            "none".into(),
+        ];
+        let before = self.worker_count(&spec.model).await;
+        let proc = Proc::cocoon(&spec.name, &args);
+        self.workers.push(WorkerProc {
+            proc,
+            http: format!("http://127.0.0.1:{wp}"),
+            spec: spec.clone(),
+        });
+        self.wait_workers(&spec.model, before + 1).await;
+        self.workers.len() - 1
+    }
+
+    /// Workers the client's `/v1/models` reports for `model`.
+    pub async fn worker_count(&self, model: &str) -> u64 {
+        let (status, _, body) = get(&format!("{}/v1/models", self.api)).await;
+        if status != 200 {
+            return 0;
+        }
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        v["data"]
+            .as_array()
+            .and_then(|d| d.iter().find(|m| m["id"] == model))
+            .and_then(|m| m["cocoon"]["workers"].as_u64())
+            .unwrap_or(0)
+    }
+
+    /// Waits (at most 15 s) until `/v1/models` shows `n` workers for `model`.
+    pub async fn wait_workers(&self, model: &str, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let have = self.worker_count(model).await;
+            if have == n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "expected {n} workers for {model}, have {have}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn chat_url(&self) -> String {
+        format!("{}/v1/chat/completions", self.api)
+    }
+}
+
+fn http_client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
+/// Polls `url` until it answers 200 (at most 15 s).
+pub async fn wait_ok(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(resp) = tokio::time::timeout(
+            Duration::from_secs(2),
+            http_client().get(url.parse().expect("url")),
+        )
+        .await
+        {
+            if resp.map(|r| r.status() == 200).unwrap_or(false) {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{url} did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A whole response.
+pub type Answer = (u16, http::HeaderMap, Bytes);
+
+pub async fn get(url: &str) -> Answer {
+    let req = http::Request::get(url)
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    send(req).await
+}
+
+pub async fn post(url: &str, body: impl Into<Bytes>, headers: &[(&str, &str)]) -> Answer {
+    let mut b = http::Request::post(url).header("content-type", "application/json");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    send(b.body(Full::new(body.into())).expect("request")).await
+}
+
+pub async fn post_json(url: &str, body: &Value) -> Answer {
+    post(url, body.to_string(), &[]).await
+}
+
+async fn send(req: http::Request<Full<Bytes>>) -> Answer {
+    let fut = async {
+        let resp = http_client().request(req).await.expect("request sent");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .expect("body read")
+            .to_bytes();
+        (status, headers, body)
+    };
+    tokio::time::timeout(Duration::from_secs(60), fut)
+        .await
+        .expect("answer within 60 s")
+}
+
+/// A streamed response read event by event.
+pub struct SseReader {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    body: hyper::body::Incoming,
+    buf: Vec<u8>,
+}
+
+impl SseReader {
+    pub async fn open(url: &str, body: &Value, headers: &[(&str, &str)]) -> SseReader {
+        let mut b = http::Request::post(url).header("content-type", "application/json");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let req = b
+            .body(Full::new(Bytes::from(body.to_string())))
+            .expect("request");
+        let resp = tokio::time::timeout(Duration::from_secs(30), http_client().request(req))
+            .await
+            .expect("headers within 30 s")
+            .expect("request sent");
+        SseReader {
+            status: resp.status().as_u16(),
+            headers: resp.headers().clone(),
+            body: resp.into_body(),
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next `data:` payload, or None at the end of the body.
+    pub async fn next(&mut self) -> Option<String> {
+        loop {
+            if let Some(pos) = self.buf.windows(2).position(|w| w == b"\n\n") {
+                let event: Vec<u8> = self.buf.drain(..pos + 2).collect();
+                let text = String::from_utf8(event).expect("SSE is UTF-8");
+                let data = text
+                    .trim_end()
+                    .strip_prefix("data: ")
+                    .unwrap_or_else(|| panic!("not a data event: {text:?}"));
+                return Some(data.to_string());
+            }
+            let frame = tokio::time::timeout(Duration::from_secs(30), self.body.frame())
+                .await
+                .expect("next event within 30 s")?;
+            match frame {
+                Ok(f) => {
+                    if let Ok(d) = f.into_data() {
+                        self.buf.extend_from_slice(&d);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Every remaining payload.
+    pub async fn rest(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(e) = self.next().await {
+            out.push(e);
+        }
+        out
+    }
+}
+
+/// Polls `cond` every 20 ms for at most `limit`; true if it came true.
+pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A chat request body.
+pub fn chat_body(model: &str, stream: bool) -> Value {
+    serde_json::json!({
+        "model": model,
+        "stream": stream,
+        "messages": [{"role": "user", "content": "Hello there"}],
+    })
+}
+
+/// Starts a test upstream on a free loopback port.
+pub async fn upstream(behaviour: UpstreamBehaviour) -> TestUpstream {
+    TestUpstream::start("127.0.0.1:0".parse().expect("addr"), behaviour)
+        .await
+        .expect("start test upstream")
+}

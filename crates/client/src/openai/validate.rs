@@ -461,13 +461,15 @@ fn logit_bias(raw: &RawValue) -> Result<(), ApiError> {
         }
         match v.as_f64() {
             Some(x) if (-100.0..=100.0).contains(&x) => {}
-            _ => return Err(ApiError::invalid(
-                "logit_bias",
-                "invalid_value",
-                format!(
+            _ => {
+                return Err(ApiError::invalid(
+                    "logit_bias",
+                    "invalid_value",
+                    format!(
                     "'logit_bias' values must be numbers between -100 and 100, found {v} for {k}"
                 ),
-            )),
+                ))
+            }
         }
     }
     Ok(())

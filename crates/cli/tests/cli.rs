@@ -1,0 +1,136 @@
+//! The `cocoon` binary's command line: help texts and configuration errors.
+//! (Also makes `cargo test` build the binary the end-to-end suite runs.)
+
+use std::process::Command;
+
+fn cocoon(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cocoon"))
+        .args(args)
+        .env_remove("COCOON_PEER_POLICY")
+        .env_remove("COCOON_CONFIG")
+        .output()
+        .expect("run cocoon");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_explains_every_command_and_option() {
+    let (code, out, _) = cocoon(&["--help"]);
+    assert_eq!(code, 0);
+    for cmd in ["up", "client", "proxy", "worker"] {
+        assert!(out.contains(cmd), "help lists {cmd}:\n{out}");
+    }
+    let (code, out, _) = cocoon(&["worker", "--help"]);
+    assert_eq!(code, 0);
+    for opt in [
+        "--proxy",
+        "--model",
+        "--upstream",
+        "--coefficient",
+        "--max-active-requests",
+        "--peer-policy",
+        "COCOON_WORKER_PROXY",
+    ] {
+        assert!(out.contains(opt), "worker help mentions {opt}:\n{out}");
+    }
+}
+
+#[test]
+fn a_missing_peer_policy_is_an_explicit_error() {
+    let (code, _, err) = cocoon(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--peer-policy none"), "{err}");
+    let (code, _, err) = cocoon(&["proxy", "--peer-policy", "tdx", "--listen", "127.0.0.1:0"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown peer policy \"tdx\""), "{err}");
+}
+
+#[test]
+fn bad_values_name_the_option() {
+    let (code, _, err) = cocoon(&["worker", "--coefficient", "0", "--proxy", "x:1"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("coefficient") && err.contains("found 0"),
+        "{err}"
+    );
+    let (code, _, err) = cocoon(&[
+        "worker",
+        "--proxy",
+        "127.0.0.1:1",
+        "--model",
+        "m",
+        "--upstream",
+        "ftp://x",
+        "--peer-policy",
+        "none",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("ftp://x"), "{err}");
+    let (code, _, err) = cocoon(&[
+        "worker",
+        "--peer-policy",
+        "none",
+        "--upstream",
+        "http://127.0.0.1:1/v1",
+        "--proxy",
+        "127.0.0.1:1",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--model is required"), "{err}");
+}
+
+#[test]
+fn configuration_file_is_read_and_checked() {
+    let dir = std::env::temp_dir().join(format!("cocoon-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[proxy]\nlisten = \"127.0.0.1:0\"\nlisen = 1\n").unwrap();
+    let (code, _, err) = cocoon(&["--config", bad.to_str().unwrap(), "proxy"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("lisen") && err.contains("bad.toml"), "{err}");
+    let (code, _, err) = cocoon(&[
+        "--config",
+        dir.join("missing.toml").to_str().unwrap(),
+        "proxy",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("cannot read configuration file"), "{err}");
+    // A valid file whose only gap is the policy reaches the policy check.
+    let ok = dir.join("ok.toml");
+    std::fs::write(
+        &ok,
+        "[proxy]\nlisten = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = cocoon(&["--config", ok.to_str().unwrap(), "proxy"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no peer verification policy"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_taken_port_is_reported() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, _, err) = cocoon(&[
+        "proxy",
+        "--peer-policy",
+        "none",
+        "--listen",
+        &addr,
+        "--http-listen",
+        "127.0.0.1:0",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+}
