@@ -32,7 +32,50 @@ pub fn bin_dir() -> PathBuf {
         "{} is missing: build it first (cargo build -p cocoon-cli); `cargo nextest run --workspace` builds it",
         cocoon.display()
     );
+    let built = modified(&cocoon);
+    let sources = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates");
+    if let Some(newer) = newest_source(&sources).filter(|(t, _)| *t > built) {
+        panic!(
+            "{} is older than {}: rebuild it (cargo build -p cocoon-cli) or run the whole workspace's tests",
+            cocoon.display(),
+            newer.1.display()
+        );
+    }
     dir
+}
+
+fn modified(p: &std::path::Path) -> std::time::SystemTime {
+    std::fs::metadata(p)
+        .and_then(|m| m.modified())
+        .unwrap_or(std::time::UNIX_EPOCH)
+}
+
+/// The most recently modified source file of the product crates.
+fn newest_source(dir: &std::path::Path) -> Option<(std::time::SystemTime, PathBuf)> {
+    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let candidate = if path.is_dir() {
+            if name == "tests" || name == "testkit" {
+                continue;
+            }
+            newest_source(&path)
+        } else if path
+            .extension()
+            .is_some_and(|e| e == "rs" || e == "proto" || e == "toml")
+        {
+            Some((modified(&path), path.clone()))
+        } else {
+            None
+        };
+        if let Some(c) = candidate {
+            if best.as_ref().is_none_or(|b| c.0 > b.0) {
+                best = Some(c);
+            }
+        }
+    }
+    best
 }
 
 /// A port free at the time of the call.

@@ -279,12 +279,15 @@ async fn run_job(shared: &Arc<Shared>, req: GenerateRequest, timeout: Duration, 
             sent,
         ))
     };
-    let result = match tokio::time::timeout(timeout, answer).await {
-        Ok(r) => r,
-        Err(_) => Err((
-            EngineError::Failed(format!("no complete answer within {timeout:?}")),
-            true,
-        )),
+    let Ok(result) = tokio::time::timeout(timeout, answer).await else {
+        // The proxy owns the deadline and usually trips first; this is the
+        // backstop, and it reports the same thing.
+        active.fail("timeout");
+        let msg = format!("the request's deadline passed ({} ms)", timeout.as_millis());
+        let _ = out
+            .send(error_event(&id, ErrorCode::Timeout, msg, 504, false))
+            .await;
+        return;
     };
     match result {
         Ok(c) => {
