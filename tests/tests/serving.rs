@@ -330,3 +330,51 @@ async fn worker_reconnects_after_proxy_restart() {
     let (status, _, _) = post_json(&net.chat_url(), &chat_body(MODEL, false)).await;
     assert_eq!(status, 200);
 }
+
+/// Thousands of requests share the client's one connection to the proxy.
+/// Completed calls must end cleanly: h2 closes a connection after 1024
+/// stream resets, which once failed every request in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_requests_share_one_proxy_connection_without_errors() {
+    let up = upstream(UpstreamBehaviour {
+        chunks: 1,
+        chunk_size: 4,
+        ..Default::default()
+    })
+    .await;
+    let mut net = Network::start().await;
+    let mut spec = WorkerSpec::new("w1", MODEL, &up);
+    spec.max_active = 64;
+    net.add_worker(spec).await;
+    let tasks: Vec<_> = (0..32)
+        .map(|t| {
+            let url = net.chat_url();
+            tokio::spawn(async move {
+                let mut failures = Vec::new();
+                for i in 0..50 {
+                    let stream = (t + i) % 2 == 0;
+                    let (status, _, body) = post_json(&url, &chat_body(MODEL, stream)).await;
+                    if status != 200 || String::from_utf8_lossy(&body).contains("\"error\"") {
+                        failures.push(format!("{status} {}", String::from_utf8_lossy(&body)));
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for t in tasks {
+        failures.extend(t.await.unwrap());
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of 1600 failed, first: {}",
+        failures.len(),
+        failures[0]
+    );
+    assert_eq!(up.counters.completed.load(Ordering::SeqCst), 1600);
+    let (_, _, stats) = get(&format!("{}/jsonstats", net.api)).await;
+    let stats: Value = serde_json::from_slice(&stats).unwrap();
+    assert_eq!(stats["requests"]["succeeded"], 1600);
+    assert_eq!(stats["requests"]["failed"], 0);
+}

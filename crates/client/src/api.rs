@@ -259,6 +259,7 @@ async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Vali
             active.fail(reason(&e));
             let err = error_for(&e, &v);
             tracing::info!(error = %err, "request failed before the first byte");
+            finish(&mut events).await;
             (headers, err).into_response()
         }
         first if v.stream => {
@@ -290,6 +291,7 @@ async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Vali
                     })) => {
                         shared.metrics.record_usage(&usage(&done));
                         active.succeed();
+                        finish(&mut events).await;
                         headers.insert(
                             axum::http::header::CONTENT_TYPE,
                             HeaderValue::from_static("application/json"),
@@ -300,6 +302,7 @@ async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Vali
                         event: Some(infer_event::Event::Error(e)),
                     })) => {
                         active.fail(reason(&e));
+                        finish(&mut events).await;
                         return (headers, error_for(&e, &v)).into_response();
                     }
                     Some(Ok(_)) => {}
@@ -320,6 +323,20 @@ async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Vali
                 next = events.next().await;
             }
         }
+    }
+}
+
+/// Reads a finished call to its end (the gRPC trailers follow the last
+/// event at once). Dropping a call before its end resets the HTTP/2 stream;
+/// the connection is shared by every request and h2 closes it after too
+/// many resets, so completed calls must end cleanly.
+async fn finish(events: &mut Streaming<InferEvent>) {
+    let drain = async { while let Some(Ok(_)) = events.next().await {} };
+    if tokio::time::timeout(std::time::Duration::from_secs(2), drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the proxy did not end a finished call within 2 s");
     }
 }
 
@@ -441,6 +458,7 @@ fn sse_body(
     };
     futures_util::stream::unfold(state, |mut st| async move {
         if st.finished {
+            finish(&mut st.events).await;
             return None;
         }
         loop {

@@ -49,12 +49,12 @@ pub enum ClientError {
     #[error(transparent)]
     Dial(#[from] cocoon_transport::DialError),
     /// The API listener could not start.
-    #[error("cannot listen for the API on {addr}: {source}")]
+    #[error("cannot listen for the API on {addr}: {reason}")]
     Listen {
         /// The address.
         addr: SocketAddr,
         /// The OS error.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
 }
 
@@ -90,15 +90,15 @@ impl Client {
             .max_encoding_message_size(max);
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
-            .map_err(|source| ClientError::Listen {
+            .map_err(|reason| ClientError::Listen {
                 addr: config.listen,
-                source,
+                reason,
             })?;
         let listen = listener
             .local_addr()
-            .map_err(|source| ClientError::Listen {
+            .map_err(|reason| ClientError::Listen {
                 addr: config.listen,
-                source,
+                reason,
             })?;
         let shared = Arc::new(Shared {
             config,

@@ -44,15 +44,15 @@ pub enum ProxyError {
     #[error(transparent)]
     Credentials(#[from] cocoon_transport::CredentialsError),
     /// The gRPC listener could not start.
-    #[error("proxy listener: {0}")]
+    #[error(transparent)]
     Listen(#[from] cocoon_transport::ListenError),
     /// The HTTP stats listener could not start.
-    #[error("cannot listen for HTTP on {addr}: {source}")]
+    #[error("cannot listen for HTTP on {addr}: {reason}")]
     HttpListen {
         /// The address.
         addr: SocketAddr,
         /// The OS error.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
 }
 
@@ -63,6 +63,8 @@ pub(crate) struct Shared {
     pub(crate) registry: WorkerRegistry,
     pub(crate) metrics: Arc<RequestMetrics>,
     pub(crate) started: Instant,
+    /// Becomes true when the proxy shuts down; ends worker sessions.
+    pub(crate) stopping: watch::Receiver<bool>,
 }
 
 /// A running proxy.
@@ -86,23 +88,24 @@ impl Proxy {
             cocoon_transport::listen(config.listen, &credentials, verifier).await?;
         let http = tokio::net::TcpListener::bind(config.http_listen)
             .await
-            .map_err(|source| ProxyError::HttpListen {
+            .map_err(|reason| ProxyError::HttpListen {
                 addr: config.http_listen,
-                source,
+                reason,
             })?;
-        let http_listen = http.local_addr().map_err(|source| ProxyError::HttpListen {
+        let http_listen = http.local_addr().map_err(|reason| ProxyError::HttpListen {
             addr: config.http_listen,
-            source,
+            reason,
         })?;
 
+        let (shutdown, mut rx1) = watch::channel(false);
+        let mut rx2 = rx1.clone();
         let shared = Arc::new(Shared {
             config,
             registry: WorkerRegistry::default(),
             metrics: Arc::new(RequestMetrics::default()),
             started: Instant::now(),
+            stopping: rx1.clone(),
         });
-        let (shutdown, mut rx1) = watch::channel(false);
-        let mut rx2 = rx1.clone();
 
         let max = cocoon_proto::MAX_MESSAGE_BYTES;
         let clients =

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use cocoon_core::{Coefficient, ModelName};
 use cocoon_proto::worker_gateway_server::WorkerGateway;
 use cocoon_proto::{proxy_message, worker_message, ProxyMessage, ProxyWelcome, WorkerMessage};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::registry::WorkerHandle;
@@ -109,9 +109,13 @@ impl WorkerGateway for WorkerGatewayService {
             shared.registry.remove(&worker);
             tracing::warn!(worker = %worker.id, reason, "worker disconnected");
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        // Sessions never end on their own; shutdown must end them, or the
+        // server's graceful stop would wait for them forever.
+        let mut stopping = self.shared.stopping.clone();
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).take_until(async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 }
 

@@ -8,6 +8,9 @@ use tonic::transport::{Channel, Endpoint};
 use crate::verifier::RustlsAdapter;
 use crate::{NodeCredentials, PeerVerifier};
 
+/// Abandoned streams remembered per connection (h2's default is 10).
+const MAX_REMEMBERED_RESETS: usize = 8192;
+
 /// Why a channel could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
@@ -21,7 +24,7 @@ pub enum DialError {
     },
     /// The TLS configuration was rejected.
     #[error("invalid TLS configuration: {0}")]
-    Tls(#[from] rustls::Error),
+    Tls(rustls::Error),
 }
 
 /// A multiplexed gRPC channel to `addr` (`HOST:PORT`) over mutual TLS 1.3.
@@ -64,7 +67,13 @@ pub fn channel(
         .keep_alive_while_idle(true)
         .initial_stream_window_size(Some(1 << 20))
         .initial_connection_window_size(Some(8 << 20))
-        .connect_timeout(std::time::Duration::from_secs(5));
+        .connect_timeout(std::time::Duration::from_secs(5))
+        // A request the app abandons resets its stream; frames already in
+        // flight for it are ignored only while h2 remembers the reset, and
+        // each one arriving after that counts toward h2's limit of local
+        // error resets, which closes the shared connection. Remember enough
+        // resets that abandoned requests never add up to that.
+        .http2_max_concurrent_reset_streams(MAX_REMEMBERED_RESETS);
 
     let target = addr.to_string();
     let channel = endpoint.connect_with_connector_lazy(tower_service(move |_uri| {
@@ -112,5 +121,11 @@ where
 
     fn call(&mut self, uri: http::Uri) -> Fut {
         (self.0)(uri)
+    }
+}
+
+impl From<rustls::Error> for DialError {
+    fn from(e: rustls::Error) -> Self {
+        DialError::Tls(e)
     }
 }

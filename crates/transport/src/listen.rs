@@ -27,16 +27,16 @@ pub struct PeerInfo {
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
     /// The address could not be bound (in use, not permitted, ...).
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {reason}")]
     Bind {
         /// The address.
         addr: SocketAddr,
         /// The OS error.
-        source: io::Error,
+        reason: io::Error,
     },
     /// The TLS configuration was rejected.
     #[error("invalid TLS configuration: {0}")]
-    Tls(#[from] rustls::Error),
+    Tls(rustls::Error),
 }
 
 /// A stream of accepted, handshaken and verified TLS connections, ready for
@@ -62,10 +62,10 @@ pub async fn listen(
 
     let listener = TcpListener::bind(addr)
         .await
-        .map_err(|source| ListenError::Bind { addr, source })?;
+        .map_err(|reason| ListenError::Bind { addr, reason })?;
     let local = listener
         .local_addr()
-        .map_err(|source| ListenError::Bind { addr, source })?;
+        .map_err(|reason| ListenError::Bind { addr, reason })?;
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(accept_loop(listener, acceptor, verifier, tx));
     Ok((local, tokio_stream::wrappers::ReceiverStream::new(rx)))
@@ -186,5 +186,11 @@ impl AsyncWrite for TlsConnection {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+impl From<rustls::Error> for ListenError {
+    fn from(e: rustls::Error) -> Self {
+        ListenError::Tls(e)
     }
 }

@@ -49,12 +49,12 @@ pub enum WorkerError {
     #[error(transparent)]
     Dial(#[from] cocoon_transport::DialError),
     /// The HTTP listener could not start.
-    #[error("cannot listen for HTTP on {addr}: {source}")]
+    #[error("cannot listen for HTTP on {addr}: {reason}")]
     HttpListen {
         /// The address.
         addr: SocketAddr,
         /// The OS error.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// The configuration is inconsistent.
     #[error("invalid worker configuration: {0}")]
@@ -101,15 +101,15 @@ impl Worker {
         let channel = cocoon_transport::channel(&config.proxy, &credentials, verifier)?;
         let http = tokio::net::TcpListener::bind(config.http_listen)
             .await
-            .map_err(|source| WorkerError::HttpListen {
+            .map_err(|reason| WorkerError::HttpListen {
                 addr: config.http_listen,
-                source,
+                reason,
             })?;
         let http_listen = http
             .local_addr()
-            .map_err(|source| WorkerError::HttpListen {
+            .map_err(|reason| WorkerError::HttpListen {
                 addr: config.http_listen,
-                source,
+                reason,
             })?;
 
         let (coefficient, _) = watch::channel(config.coefficient);

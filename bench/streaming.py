@@ -1,0 +1,183 @@
+"""Streaming benchmark driver (run through bench/run.sh).
+
+Starts the deterministic test upstream and a cocoon proxy, worker and client
+as separate release processes on loopback, then measures with wrk, in the
+same run, requests against the upstream directly and through the client:
+
+  paced    the upstream waits 10 ms between chunks, like a real engine:
+           throughput ratio, p50 added latency, time to first byte.
+  unpaced  the upstream answers at once: capacity. requests/s, p50/p99 and
+           CPU-seconds per request of every process.
+
+30 concurrent streams of 50 chunks x 128 bytes plus a usage chunk. Results
+are printed and written to bench/results/streaming-<time>.md.
+"""
+import argparse
+import http.client
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+BIN = os.environ.get("COCOON_BIN_DIR", "target/release")
+HERE = os.path.dirname(os.path.abspath(__file__))
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, limit=15):
+    end = time.time() + limit
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"port {port} did not open")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def start(args, log):
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(log, "w"), env={**os.environ, "RUST_LOG": "warn"})
+
+
+class Stack:
+    """Upstream + proxy + worker + client, each its own process."""
+
+    def __init__(self, delay_ms, logdir):
+        self.up_port, pp, ph, wh, self.api_port = (free_port() for _ in range(5))
+        self.procs = {}
+        self.procs["upstream"] = start([f"{BIN}/cocoon-test-upstream", "--listen", f"127.0.0.1:{self.up_port}", "--chunks", "50",
+                                        "--chunk-size", "128", "--delay-ms", str(delay_ms)], f"{logdir}/upstream.log")
+        wait_port(self.up_port)
+        self.procs["proxy"] = start([f"{BIN}/cocoon", "proxy", "--listen", f"127.0.0.1:{pp}", "--http-listen", f"127.0.0.1:{ph}",
+                                     "--peer-policy", "none"], f"{logdir}/proxy.log")
+        wait_port(pp)
+        self.procs["worker"] = start([f"{BIN}/cocoon", "worker", "--proxy", f"127.0.0.1:{pp}", "--model", "bench", "--upstream",
+                                      f"http://127.0.0.1:{self.up_port}/v1", "--max-active-requests", "256", "--http-listen",
+                                      f"127.0.0.1:{wh}", "--peer-policy", "none", "--name", "bench-worker"], f"{logdir}/worker.log")
+        self.procs["client"] = start([f"{BIN}/cocoon", "client", "--listen", f"127.0.0.1:{self.api_port}", "--proxy", f"127.0.0.1:{pp}",
+                                      "--peer-policy", "none"], f"{logdir}/client.log")
+        wait_port(self.api_port)
+        end = time.time() + 15
+        while time.time() < end:
+            c = http.client.HTTPConnection("127.0.0.1", self.api_port, timeout=2)
+            c.request("GET", "/v1/models")
+            body = json.loads(c.getresponse().read())
+            if any(m["id"] == "bench" for m in body.get("data", [])):
+                return
+            time.sleep(0.05)
+        sys.exit("the worker never registered")
+
+    def cpu(self):
+        return {name: cpu_seconds(p.pid) for name, p in self.procs.items()}
+
+    def stop(self):
+        for p in self.procs.values():
+            p.kill()
+            p.wait()
+
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def parse_ms(text):
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", text)
+    return float(m.group(1)) * UNITS[m.group(2)]
+
+
+def wrk(port, duration, connections=30):
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", f"{HERE}/post.lua",
+                          f"http://127.0.0.1:{port}/v1/chat/completions"], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    lat = {q: parse_ms(re.search(rf"^\s+{q}%\s+(\S+)", out, re.M).group(1)) for q in ("50", "99")}
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    if errors or socket_errors:
+        print(out)
+        sys.exit("wrk saw errors; see above")
+    return {"rps": rps, "requests": total, "p50": lat["50"], "p99": lat["99"]}
+
+
+def ttfb(port, n=60):
+    """Sequential requests; milliseconds to the first body byte, median."""
+    body = open(f"{HERE}/post.lua").read().split("wrk.body = '")[1].rsplit("'", 1)[0]
+    samples = []
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    for _ in range(n):
+        t0 = time.perf_counter()
+        conn.request("POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        r.read(1)
+        samples.append((time.perf_counter() - t0) * 1000)
+        r.read()
+    conn.close()
+    return statistics.median(samples)
+
+
+def measure(delay_ms, duration, logdir):
+    stack = Stack(delay_ms, logdir)
+    try:
+        wrk(stack.up_port, 2)  # warm-up both paths
+        wrk(stack.api_port, 2)
+        res = {}
+        for name, port in (("direct", stack.up_port), ("cocoon", stack.api_port)):
+            before = stack.cpu()
+            r = wrk(port, duration)
+            after = stack.cpu()
+            r["cpu_ms_per_req"] = {k: (after[k] - before[k]) * 1000 / max(r["requests"], 1) for k in after}
+            r["ttfb_ms"] = ttfb(port)
+            res[name] = r
+        return res
+    finally:
+        stack.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=15, help="seconds per wrk run (default 15)")
+    args = ap.parse_args()
+    logdir = os.path.join(HERE, "results", "logs")
+    os.makedirs(logdir, exist_ok=True)
+    lines = [f"# Streaming benchmark, {time.strftime('%Y-%m-%d %H:%M:%S')}", "",
+             f"{os.cpu_count()} cores; 30 connections; 50 chunks x 128 B + usage chunk; wrk {args.duration}s per run.", ""]
+    for regime, delay in (("paced (10 ms between chunks)", 10), ("unpaced", 0)):
+        print(f"==> {regime}", flush=True)
+        r = measure(delay, args.duration, logdir)
+        d, c = r["direct"], r["cocoon"]
+        lines += [f"## {regime}", "",
+                  "| path | req/s | p50 ms | p99 ms | TTFB p50 ms | CPU ms/req: upstream | client | proxy | worker |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for name, x in (("direct", d), ("through cocoon", c)):
+            cpu = x["cpu_ms_per_req"]
+            hops = "| - | - | - |" if name == "direct" else f"| {cpu['client']:.3f} | {cpu['proxy']:.3f} | {cpu['worker']:.3f} |"
+            lines.append(f"| {name} | {x['rps']:.1f} | {x['p50']:.2f} | {x['p99']:.2f} | {x['ttfb_ms']:.2f} | {cpu['upstream']:.3f} {hops}")
+        hop_cpu = sum(c["cpu_ms_per_req"][k] for k in ("client", "proxy", "worker"))
+        lines += ["", f"- throughput ratio (cocoon / direct): **{c['rps'] / d['rps']:.3f}**",
+                  f"- p50 added latency: **{c['p50'] - d['p50']:.2f} ms**; p99 added: {c['p99'] - d['p99']:.2f} ms",
+                  f"- TTFB added: {c['ttfb_ms'] - d['ttfb_ms']:.2f} ms",
+                  f"- CPU of the three cocoon hops per request: **{hop_cpu:.3f} ms**", ""]
+        print("\n".join(lines[-12:]), flush=True)
+    path = os.path.join(HERE, "results", f"streaming-{time.strftime('%Y%m%d-%H%M%S')}.md")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"\nwritten to {path}")
+
+
+if __name__ == "__main__":
+    main()

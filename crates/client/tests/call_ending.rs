@@ -1,0 +1,153 @@
+//! The client must read every proxy call to its end. Dropping a call after
+//! its last event resets the HTTP/2 stream, and h2 closes the connection
+//! that all requests share after 1024 resets. On loopback the trailers
+//! usually arrive with the last event, hiding the bug; this test stands in
+//! for the proxy's gateway (same protocol, same TLS transport) so that it
+//! can hold the trailers back and see whether the client waited for them.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cocoon_proto::client_gateway_server::{ClientGateway, ClientGatewayServer};
+use cocoon_proto::*;
+use futures_util::Stream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::{Request, Response, Status};
+
+#[derive(Default)]
+struct Gateway {
+    /// Calls whose client dropped them before the trailers.
+    dropped_early: Arc<AtomicUsize>,
+    calls: Arc<AtomicUsize>,
+}
+
+type Events = Pin<Box<dyn Stream<Item = Result<InferEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ClientGateway for Gateway {
+    async fn hello(&self, _: Request<ClientHello>) -> Result<Response<ProxyHello>, Status> {
+        Ok(Response::new(ProxyHello {
+            protocol_version: cocoon_core::PROTOCOL_VERSION,
+            proxy_name: "test".into(),
+        }))
+    }
+
+    async fn list_models(
+        &self,
+        _: Request<ListModelsRequest>,
+    ) -> Result<Response<ListModelsResponse>, Status> {
+        Ok(Response::new(ListModelsResponse::default()))
+    }
+
+    type InferStream = Events;
+
+    async fn infer(&self, req: Request<InferRequest>) -> Result<Response<Events>, Status> {
+        let stream = req.into_inner().stream;
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        let dropped = self.dropped_early.clone();
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            let ev = |e| Ok(InferEvent { event: Some(e) });
+            let chunk = if stream {
+                &b"{\"choices\":[]}"[..]
+            } else {
+                &b"{\"object\":\"chat.completion\"}"[..]
+            };
+            let _ = tx
+                .send(ev(infer_event::Event::Assigned(Assigned {
+                    worker_id: "w".into(),
+                    coefficient: 1000,
+                    attempt: 1,
+                })))
+                .await;
+            let _ = tx
+                .send(ev(infer_event::Event::Chunk(bytes::Bytes::from_static(
+                    chunk,
+                ))))
+                .await;
+            let _ = tx
+                .send(ev(infer_event::Event::Done(Completion {
+                    completion_tokens: 1,
+                    ..Default::default()
+                })))
+                .await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if tx.is_closed() {
+                dropped.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+async fn http_post(addr: SocketAddr, body: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_calls_are_read_to_their_trailers() {
+    let policy = cocoon_transport::PeerPolicy::InsecureNone;
+    let creds =
+        cocoon_transport::NodeCredentials::generate(cocoon_core::Role::Proxy, "test").unwrap();
+    let (proxy_addr, incoming) = cocoon_transport::listen(
+        "127.0.0.1:0".parse().unwrap(),
+        &creds,
+        policy.verifier("test"),
+    )
+    .await
+    .unwrap();
+    let gateway = Gateway::default();
+    let (dropped, calls) = (gateway.dropped_early.clone(), gateway.calls.clone());
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(ClientGatewayServer::new(gateway))
+            .serve_with_incoming(incoming),
+    );
+
+    let client = cocoon_client::Client::start(cocoon_client::ClientConfig {
+        name: "test".into(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        proxy: proxy_addr.to_string(),
+        peer_policy: policy,
+        max_body_bytes: 1 << 20,
+        default_max_coefficient: None,
+        default_timeout: Duration::from_secs(10),
+    })
+    .await
+    .unwrap();
+
+    let plain = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+    let streamed = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let a = http_post(client.listen, plain).await;
+    assert!(
+        a.starts_with("HTTP/1.1 200") && a.contains("chat.completion"),
+        "{a}"
+    );
+    let b = http_post(client.listen, streamed).await;
+    assert!(
+        b.starts_with("HTTP/1.1 200") && b.contains("data: [DONE]"),
+        "{b}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // Let the gateway's checks run.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        0,
+        "the client dropped finished calls before their trailers"
+    );
+    client.shutdown().await;
+}
