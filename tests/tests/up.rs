@@ -1,0 +1,79 @@
+//! `cocoon up`: a whole network from one command.
+
+use cocoon_e2e::*;
+use serde_json::Value;
+
+fn up_args(api: u16, upstream: &TestUpstream) -> Vec<String> {
+    let ports = [free_port(), free_port(), free_port()];
+    [
+        "up",
+        "--upstream",
+        &upstream.base_url(),
+        "--model",
+        "up-model",
+        "--listen",
+        &format!("127.0.0.1:{api}"),
+        "--proxy-listen",
+        &format!("127.0.0.1:{}", ports[0]),
+        "--proxy-http-listen",
+        &format!("127.0.0.1:{}", ports[1]),
+        "--worker-http-listen",
+        &format!("127.0.0.1:{}", ports[2]),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_serves_a_request_and_stops_cleanly() {
+    let upstream = upstream(UpstreamBehaviour {
+        chunks: 2,
+        chunk_size: 8,
+        ..Default::default()
+    })
+    .await;
+    let api = free_port();
+    let mut proc = Proc::cocoon("up", &up_args(api, &upstream));
+    let base = format!("http://127.0.0.1:{api}");
+    wait_ok(&format!("{base}/healthz")).await;
+    let (status, headers, body) = post_json(
+        &format!("{base}/v1/chat/completions"),
+        &chat_body("up-model", false),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(headers["x-cocoon-worker"], "local-worker");
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["usage"]["completion_tokens"], 2);
+    let log = proc.log();
+    assert!(
+        log.contains(&format!("client API  http://127.0.0.1:{api}/v1")),
+        "start-up summary names the API:\n{log}"
+    );
+    assert!(
+        log.contains("NOT authenticated"),
+        "development mode is announced:\n{log}"
+    );
+    let status = proc.terminate().expect("exits after SIGTERM");
+    assert!(
+        status.success(),
+        "clean shutdown: {status:?}\n{}",
+        proc.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_refuses_a_taken_port_with_a_clear_message() {
+    let upstream = upstream(UpstreamBehaviour::default()).await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let mut proc = Proc::cocoon("up-taken", &up_args(port, &upstream));
+    let status = proc.wait_exit().expect("exits on its own");
+    assert!(!status.success());
+    let log = proc.log();
+    assert!(
+        log.contains(&format!("cannot listen for the API on 127.0.0.1:{port}")),
+        "{log}"
+    );
+    assert!(log.contains("Address already in use"), "{log}");
+}
