@@ -350,23 +350,12 @@ fn usage(d: &Completion) -> Usage {
 }
 
 fn reason(e: &InferError) -> &'static str {
-    match ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Internal) {
-        ErrorCode::ModelNotFound => "model_not_found",
-        ErrorCode::WorkersBusy => "workers_busy",
-        ErrorCode::PriceLimit => "price_limit",
-        ErrorCode::EngineRejected => "engine_rejected",
-        ErrorCode::EngineFailed => "engine_failed",
-        ErrorCode::WorkerLost => "worker_lost",
-        ErrorCode::Timeout => "timeout",
-        ErrorCode::BadRequest => "bad_request",
-        ErrorCode::VersionMismatch => "version_mismatch",
-        ErrorCode::Unspecified | ErrorCode::Internal => "internal",
-    }
+    ErrorCode::of(e).reason()
 }
 
 /// The OpenAI-style error for a network error.
 fn error_for(e: &InferError, v: &Validated) -> ApiError {
-    let code = ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Internal);
+    let code = ErrorCode::of(e);
     let msg = e.message.clone();
     match code {
         ErrorCode::ModelNotFound => ApiError {
@@ -507,7 +496,7 @@ fn sse_body(
                 infer_event::Event::Error(e) => {
                     st.finished = true;
                     st.active.fail(reason(&e));
-                    let code = ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Internal);
+                    let code = ErrorCode::of(&e);
                     let err =
                         ApiError::server(StatusCode::BAD_GATEWAY, reason(&e), e.message.clone());
                     st.span.in_scope(

@@ -13,3 +13,27 @@ pub use v1::*;
 /// Largest message accepted on either service (an inference body or a
 /// non-streamed answer).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+impl ErrorCode {
+    /// Short snake_case name, used as the reason in error counters.
+    pub fn reason(self) -> &'static str {
+        match self {
+            ErrorCode::Unspecified | ErrorCode::Internal => "internal",
+            ErrorCode::ModelNotFound => "model_not_found",
+            ErrorCode::WorkersBusy => "workers_busy",
+            ErrorCode::PriceLimit => "price_limit",
+            ErrorCode::EngineRejected => "engine_rejected",
+            ErrorCode::EngineFailed => "engine_failed",
+            ErrorCode::WorkerLost => "worker_lost",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::VersionMismatch => "version_mismatch",
+        }
+    }
+
+    /// The code of a received error; unknown codes (from a newer peer) read
+    /// as `Internal`.
+    pub fn of(e: &InferError) -> ErrorCode {
+        ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Internal)
+    }
+}

@@ -215,7 +215,7 @@ impl Relay {
                     return Attempt::Over;
                 }
                 Some(worker_event::Event::Error(err)) => {
-                    let code = ErrorCode::try_from(err.code).unwrap_or(ErrorCode::Internal);
+                    let code = ErrorCode::of(&err);
                     let retryable =
                         matches!(code, ErrorCode::EngineFailed | ErrorCode::WorkersBusy);
                     if !first_byte && retryable && attempt == 1 {
@@ -224,7 +224,7 @@ impl Relay {
                             worker.id, err.message
                         ));
                     }
-                    active.fail(reason_of(code));
+                    active.fail(code.reason());
                     self.error(code, err.message, err.http_status, !first_byte)
                         .await;
                     return Attempt::Over;
@@ -279,21 +279,5 @@ impl Relay {
             })),
         };
         let _ = worker.send(msg).await;
-    }
-}
-
-/// Short reason for error counters.
-pub(crate) fn reason_of(code: ErrorCode) -> &'static str {
-    match code {
-        ErrorCode::Unspecified | ErrorCode::Internal => "internal",
-        ErrorCode::ModelNotFound => "model_not_found",
-        ErrorCode::WorkersBusy => "workers_busy",
-        ErrorCode::PriceLimit => "price_limit",
-        ErrorCode::EngineRejected => "engine_rejected",
-        ErrorCode::EngineFailed => "engine_failed",
-        ErrorCode::WorkerLost => "worker_lost",
-        ErrorCode::Timeout => "timeout",
-        ErrorCode::BadRequest => "bad_request",
-        ErrorCode::VersionMismatch => "version_mismatch",
     }
 }

@@ -86,64 +86,49 @@ pub fn render_prometheus(s: &Snapshot) -> String {
         &s.time_to_first_byte,
     );
 
+    type Field = fn(&crate::WorkerLoad) -> String;
+    let families: [(&str, &str, &str, Field); 5] = [
+        (
+            "worker_running",
+            "gauge",
+            "Requests running on a worker.",
+            |w| w.running.to_string(),
+        ),
+        ("worker_max_active", "gauge", "Capacity of a worker.", |w| {
+            w.max_active.to_string()
+        }),
+        (
+            "worker_coefficient",
+            "gauge",
+            "Price coefficient of a worker, per-mille.",
+            |w| w.coefficient.to_string(),
+        ),
+        (
+            "worker_requests_total",
+            "counter",
+            "Requests sent to a worker.",
+            |w| w.total.to_string(),
+        ),
+        (
+            "worker_avg_latency_seconds",
+            "gauge",
+            "Moving average of request duration on a worker.",
+            |w| (w.avg_latency_ms / 1000.0).to_string(),
+        ),
+    ];
     if !s.workers.is_empty() {
-        let _ = writeln!(
-            o,
-            "# HELP cocoon_worker_running Requests running on a worker."
-        );
-        let _ = writeln!(o, "# TYPE cocoon_worker_running gauge");
-        for w in &s.workers {
-            let _ = writeln!(
-                o,
-                "cocoon_worker_running{{role=\"{role}\",worker=\"{}\",model=\"{}\"}} {}",
-                escape(&w.id),
-                escape(&w.model),
-                w.running
-            );
-        }
-        let _ = writeln!(o, "# HELP cocoon_worker_max_active Capacity of a worker.");
-        let _ = writeln!(o, "# TYPE cocoon_worker_max_active gauge");
-        for w in &s.workers {
-            let _ = writeln!(
-                o,
-                "cocoon_worker_max_active{{role=\"{role}\",worker=\"{}\",model=\"{}\"}} {}",
-                escape(&w.id),
-                escape(&w.model),
-                w.max_active
-            );
-        }
-        let _ = writeln!(
-            o,
-            "# HELP cocoon_worker_coefficient Price coefficient of a worker, per-mille."
-        );
-        let _ = writeln!(o, "# TYPE cocoon_worker_coefficient gauge");
-        for w in &s.workers {
-            let _ = writeln!(
-                o,
-                "cocoon_worker_coefficient{{role=\"{role}\",worker=\"{}\",model=\"{}\"}} {}",
-                escape(&w.id),
-                escape(&w.model),
-                w.coefficient
-            );
-        }
-        let _ = writeln!(
-            o,
-            "# HELP cocoon_worker_requests_total Requests sent to a worker."
-        );
-        let _ = writeln!(o, "# TYPE cocoon_worker_requests_total counter");
-        for w in &s.workers {
-            let _ = writeln!(
-                o,
-                "cocoon_worker_requests_total{{role=\"{role}\",worker=\"{}\",model=\"{}\"}} {}",
-                escape(&w.id),
-                escape(&w.model),
-                w.total
-            );
-        }
-        let _ = writeln!(o, "# HELP cocoon_worker_avg_latency_seconds Moving average of request duration on a worker.");
-        let _ = writeln!(o, "# TYPE cocoon_worker_avg_latency_seconds gauge");
-        for w in &s.workers {
-            let _ = writeln!(o, "cocoon_worker_avg_latency_seconds{{role=\"{role}\",worker=\"{}\",model=\"{}\"}} {}", escape(&w.id), escape(&w.model), w.avg_latency_ms / 1000.0);
+        for (name, kind, help, value) in families {
+            let _ = writeln!(o, "# HELP cocoon_{name} {help}");
+            let _ = writeln!(o, "# TYPE cocoon_{name} {kind}");
+            for w in &s.workers {
+                let _ = writeln!(
+                    o,
+                    "cocoon_{name}{{role=\"{role}\",worker=\"{}\",model=\"{}\"}} {}",
+                    escape(&w.id),
+                    escape(&w.model),
+                    value(w)
+                );
+            }
         }
     }
     o

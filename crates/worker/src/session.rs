@@ -155,19 +155,31 @@ fn error_event(
     )
 }
 
+/// Refuses a request before any work was done on it.
+async fn refuse(
+    out: &Outbound,
+    request_id: &str,
+    code: ErrorCode,
+    message: String,
+    http_status: u32,
+) {
+    let _ = out
+        .send(error_event(request_id, code, message, http_status, true))
+        .await;
+}
+
 async fn admit(shared: &Arc<Shared>, req: WorkRequest, out: &Outbound) {
     let id = match RequestId::parse(&req.request_id) {
         Ok(id) => id,
         Err(e) => {
-            let _ = out
-                .send(error_event(
-                    &req.request_id,
-                    ErrorCode::BadRequest,
-                    e.to_string(),
-                    400,
-                    true,
-                ))
-                .await;
+            refuse(
+                out,
+                &req.request_id,
+                ErrorCode::BadRequest,
+                e.to_string(),
+                400,
+            )
+            .await;
             return;
         }
     };
@@ -176,15 +188,7 @@ async fn admit(shared: &Arc<Shared>, req: WorkRequest, out: &Outbound) {
         Ok(cocoon_proto::Endpoint::Completions) => Endpoint::Completions,
         _ => {
             let msg = format!("unknown endpoint {}", req.endpoint);
-            let _ = out
-                .send(error_event(
-                    id.as_str(),
-                    ErrorCode::BadRequest,
-                    msg,
-                    400,
-                    true,
-                ))
-                .await;
+            refuse(out, id.as_str(), ErrorCode::BadRequest, msg, 400).await;
             return;
         }
     };
@@ -220,27 +224,11 @@ async fn admit(shared: &Arc<Shared>, req: WorkRequest, out: &Outbound) {
                 "worker {} is at its limit of {max} active requests",
                 shared.config.name
             );
-            let _ = out
-                .send(error_event(
-                    id.as_str(),
-                    ErrorCode::WorkersBusy,
-                    msg,
-                    503,
-                    true,
-                ))
-                .await;
+            refuse(out, id.as_str(), ErrorCode::WorkersBusy, msg, 503).await;
         }
         Err(Refused::Duplicate) => {
             let msg = format!("request {id} is already running on this worker");
-            let _ = out
-                .send(error_event(
-                    id.as_str(),
-                    ErrorCode::BadRequest,
-                    msg,
-                    400,
-                    true,
-                ))
-                .await;
+            refuse(out, id.as_str(), ErrorCode::BadRequest, msg, 400).await;
         }
     }
 }
