@@ -363,3 +363,53 @@ async fn a_deadline_stops_the_request() {
         "the engine request was aborted"
     );
 }
+
+/// An app that stops reading a long answer must not stall the other
+/// requests its worker is serving: they share one session with the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_does_not_stall_its_worker() {
+    use tokio::io::AsyncWriteExt;
+    // 64 MiB answers: more than every buffer on the way can hold.
+    let up = upstream(UpstreamBehaviour {
+        chunks: 16384,
+        chunk_size: 4096,
+        ..Default::default()
+    })
+    .await;
+    let mut net = Network::start().await;
+    net.add_worker(WorkerSpec::new("shared", MODEL, &up)).await;
+    let body = chat_body(MODEL, true).to_string();
+    let addr = net.api.trim_start_matches("http://").to_string();
+    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let req = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stalled.write_all(req.as_bytes()).await.unwrap();
+    // Never read from `stalled`. Give the pipeline time to fill up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let small =
+        json!({"model": MODEL, "max_tokens": 3, "messages": [{"role": "user", "content": "x"}]});
+    let answer =
+        tokio::time::timeout(Duration::from_secs(20), post_json(&net.chat_url(), &small)).await;
+    let (status, _, resp) =
+        answer.expect("a request on the same worker was stalled by a client that does not read");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&resp));
+    // The stalled request was dropped on its own and its engine request aborted.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, _, stats) = get(&format!("{}/jsonstats", net.proxy_http)).await;
+        let v: Value = serde_json::from_slice(&stats).unwrap();
+        if v["errors"]["client_too_slow"] == 1 && up.counters.cancelled.load(Ordering::SeqCst) == 1
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stalled request was not dropped: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(stalled);
+}

@@ -34,7 +34,23 @@ pub struct WorkerHandle {
     avg_micros: AtomicU64,
     closed: AtomicBool,
     outbound: Outbound,
-    pending: Mutex<HashMap<String, mpsc::Sender<worker_event::Event>>>,
+    pending: Mutex<HashMap<String, Waiter>>,
+}
+
+/// A request waiting for a worker's events.
+#[derive(Debug)]
+struct Waiter {
+    events: mpsc::Sender<worker_event::Event>,
+    overflow: Arc<Overflow>,
+}
+
+/// Raised when a request's client fell so far behind that its queue filled
+/// up and the request was dropped; wakes the relay even while it is waiting
+/// on that client.
+#[derive(Debug, Default)]
+struct Overflow {
+    raised: AtomicBool,
+    notify: tokio::sync::Notify,
 }
 
 impl WorkerHandle {
@@ -98,18 +114,21 @@ impl WorkerHandle {
     }
 
     /// Routes an event from the worker to the request waiting for it.
-    pub(crate) async fn deliver(&self, request_id: &str, event: worker_event::Event) {
-        let tx = {
-            let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            pending.get(request_id).cloned()
+    ///
+    /// Never waits: one session carries every request of the worker, so a
+    /// client that stops reading must not stall the others. A request whose
+    /// queue is full is dropped instead (its relay sees the overflow).
+    pub(crate) fn deliver(&self, request_id: &str, event: worker_event::Event) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(waiter) = pending.get(request_id) else {
+            tracing::debug!(request_id, "event for a request no longer waiting");
+            return;
         };
-        match tx {
-            // A full channel means the client reads slowly: wait, so that
-            // backpressure reaches the worker instead of buffering here.
-            Some(tx) => {
-                let _ = tx.send(event).await;
-            }
-            None => tracing::debug!(request_id, "event for a request no longer waiting"),
+        if let Err(mpsc::error::TrySendError::Full(_)) = waiter.events.try_send(event) {
+            waiter.overflow.raised.store(true, Ordering::Release);
+            waiter.overflow.notify.notify_one();
+            pending.remove(request_id);
+            tracing::warn!(request_id, worker = %self.id, "client is not reading its answer; dropping the request");
         }
     }
 
@@ -144,11 +163,25 @@ pub struct Lease {
     /// The worker.
     pub worker: Arc<WorkerHandle>,
     request_id: String,
+    overflow: Arc<Overflow>,
     started: std::time::Instant,
     outcome: Option<bool>,
 }
 
 impl Lease {
+    /// Whether the request was dropped because its client stopped reading.
+    pub fn overflowed(&self) -> bool {
+        self.overflow.raised.load(Ordering::Acquire)
+    }
+
+    /// Resolves when the request is dropped for overflow (at once if it
+    /// already was).
+    pub async fn overflow(&self) {
+        if !self.overflowed() {
+            self.overflow.notify.notified().await;
+        }
+    }
+
     /// Records the outcome used for the worker's statistics.
     pub fn finish(&mut self, success: bool) {
         self.outcome = Some(success);
@@ -328,14 +361,20 @@ impl WorkerRegistry {
             });
         };
         worker.total.fetch_add(1, Ordering::Relaxed);
+        let overflow = Arc::new(Overflow::default());
+        let waiter = Waiter {
+            events,
+            overflow: overflow.clone(),
+        };
         worker
             .pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(request_id.as_str().to_string(), events);
+            .insert(request_id.as_str().to_string(), waiter);
         Ok(Lease {
             worker,
             request_id: request_id.as_str().to_string(),
+            overflow,
             started: std::time::Instant::now(),
             outcome: None,
         })

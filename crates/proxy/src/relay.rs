@@ -17,8 +17,9 @@ use tracing::Instrument;
 use crate::registry::NoWorker;
 use crate::Shared;
 
-/// Events buffered between a worker session and one request.
-const EVENT_QUEUE: usize = 64;
+/// Events buffered between a worker session and one request, beyond what
+/// HTTP/2 flow control already holds; a client further behind is dropped.
+const EVENT_QUEUE: usize = 256;
 
 type ToClient = mpsc::Sender<Result<InferEvent, Status>>;
 
@@ -144,7 +145,7 @@ impl Relay {
             }
 
             match self
-                .attempt(&worker, events_rx, deadline, &mut active, attempt)
+                .attempt(&lease, events_rx, deadline, &mut active, attempt)
                 .await
             {
                 Attempt::Over => {
@@ -166,12 +167,13 @@ impl Relay {
     /// Relays one worker's answer.
     async fn attempt(
         &self,
-        worker: &crate::WorkerHandle,
+        lease: &crate::Lease,
         mut events: mpsc::Receiver<worker_event::Event>,
         deadline: tokio::time::Instant,
         active: &mut cocoon_telemetry::ActiveRequest,
         attempt: u32,
     ) -> Attempt {
+        let worker = &*lease.worker;
         let mut first_byte = false;
         loop {
             let event = tokio::select! {
@@ -196,9 +198,16 @@ impl Relay {
                         first_byte = true;
                         active.first_byte();
                     }
-                    if self.send(infer_event::Event::Chunk(bytes)).await.is_err() {
+                    let delivered = tokio::select! {
+                        r = self.send(infer_event::Event::Chunk(bytes)) => r.map_err(|()| "client_cancelled"),
+                        _ = lease.overflow() => Err("client_too_slow"),
+                    };
+                    if let Err(reason) = delivered {
+                        if reason == "client_too_slow" {
+                            tracing::warn!(worker = %worker.id, "client stopped reading; cancelling");
+                        }
                         self.cancel(worker).await;
-                        active.fail("client_cancelled");
+                        active.fail(reason);
                         return Attempt::Over;
                     }
                 }
@@ -227,6 +236,11 @@ impl Relay {
                     active.fail(code.reason());
                     self.error(code, err.message, err.http_status, !first_byte)
                         .await;
+                    return Attempt::Over;
+                }
+                None if lease.overflowed() => {
+                    self.cancel(worker).await;
+                    active.fail("client_too_slow");
                     return Attempt::Over;
                 }
                 None => {

@@ -130,7 +130,7 @@ async fn read_session(worker: &WorkerHandle, inbound: &mut Streaming<WorkerMessa
         match msg.msg {
             Some(worker_message::Msg::Event(ev)) => {
                 if let Some(event) = ev.event {
-                    worker.deliver(&ev.request_id, event).await;
+                    worker.deliver(&ev.request_id, event);
                 }
             }
             Some(worker_message::Msg::Update(u)) => match Coefficient::new(u.coefficient as u64) {
