@@ -16,6 +16,8 @@ const CHECK_EVERY: Duration = Duration::from_secs(5);
 pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let mut backoff =
         cocoon_transport::Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+    // Whether the current outage has been reported (once per outage).
+    let mut reported_down = false;
     loop {
         let mut proxy = shared.proxy.clone();
         let hello = ClientHello {
@@ -30,16 +32,25 @@ pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>
                 }
                 *shared.proxy_name.lock().unwrap_or_else(|p| p.into_inner()) = name;
                 backoff.reset();
+                reported_down = false;
                 CHECK_EVERY
             }
             outcome => {
+                let refused =
+                    matches!(&outcome, Ok(Err(s)) if s.code() == tonic::Code::FailedPrecondition);
                 let why = match outcome {
                     Ok(Err(status)) => status.message().to_string(),
                     _ => "no answer within 10 s".to_string(),
                 };
                 let delay = backoff.next_delay();
-                if shared.proxy_up.swap(false, Ordering::Relaxed) {
-                    tracing::warn!(addr = %shared.config.proxy, error = %why, "lost the proxy");
+                shared.proxy_up.store(false, Ordering::Relaxed);
+                if refused {
+                    // Reachable but incompatible: retrying will not help until
+                    // one side is upgraded, so say so every time.
+                    tracing::error!(addr = %shared.config.proxy, error = %why, "the proxy refused this client");
+                } else if !reported_down {
+                    reported_down = true;
+                    tracing::warn!(addr = %shared.config.proxy, error = %why, "proxy not reachable; retrying with backoff");
                 } else {
                     tracing::debug!(addr = %shared.config.proxy, error = %why, retry_in = ?delay, "proxy not reachable");
                 }
