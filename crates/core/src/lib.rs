@@ -74,3 +74,6 @@ impl Endpoint {
         }
     }
 }
+
+mod model_hash;
+pub use model_hash::{ModelHash, ModelHashError};
