@@ -194,6 +194,22 @@ impl Drop for Proc {
     }
 }
 
+/// Makes sure the default model is in the cache (`cocoon model fetch`; a
+/// no-op when a verified copy is there, which scripts/test arranges).
+pub fn ensure_default_model() {
+    let out = Command::new(bin_dir().join("cocoon"))
+        .args(["model", "fetch"])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cocoon model fetch");
+    assert!(
+        out.status.success(),
+        "the default model is not available: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Options of one worker.
 #[derive(Clone, Debug)]
 pub struct WorkerSpec {
@@ -212,6 +228,17 @@ impl WorkerSpec {
             upstream: upstream.base_url(),
             coefficient: 1000,
             max_active: 16,
+        }
+    }
+
+    /// A worker running the default model in its embedded engine.
+    pub fn embedded(name: &str) -> Self {
+        WorkerSpec {
+            name: name.into(),
+            model: "SmolLM2-135M-Instruct".into(),
+            upstream: String::new(),
+            coefficient: 1000,
+            max_active: 4,
         }
     }
 }
@@ -291,8 +318,6 @@ impl Network {
             self.proxy_addr.clone(),
             "--model".into(),
             spec.model.clone(),
-            "--upstream".into(),
-            spec.upstream.clone(),
             "--coefficient".into(),
             spec.coefficient.to_string(),
             "--max-active-requests".into(),
@@ -302,6 +327,12 @@ impl Network {
             "--peer-policy".into(),
             "none".into(),
         ];
+        let mut args = args;
+        if !spec.upstream.is_empty() {
+            args.extend(["--upstream".to_string(), spec.upstream.clone()]);
+        } else {
+            args.extend(["--context-size".to_string(), "2048".to_string()]);
+        }
         let before = self.worker_count(&spec.model).await;
         let proc = Proc::cocoon(&spec.name, &args);
         self.workers.push(WorkerProc {
@@ -327,9 +358,10 @@ impl Network {
             .unwrap_or(0)
     }
 
-    /// Waits (at most 15 s) until `/v1/models` shows `n` workers for `model`.
+    /// Waits (at most 60 s: loading a model takes a while) until
+    /// `/v1/models` shows `n` workers for `model`.
     pub async fn wait_workers(&self, model: &str, n: u64) {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let have = self.worker_count(model).await;
             if have == n {

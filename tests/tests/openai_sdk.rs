@@ -61,3 +61,56 @@ async fn the_official_openai_sdk_works_against_cocoon() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_openai_sdk_works_against_cocoon_up_with_the_real_model() {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    ensure_default_model();
+    let api = free_port();
+    let args: Vec<String> = [
+        "up".to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{api}"),
+        "--proxy-listen".into(),
+        format!("127.0.0.1:{}", free_port()),
+        "--proxy-http-listen".into(),
+        format!("127.0.0.1:{}", free_port()),
+        "--worker-http-listen".into(),
+        format!("127.0.0.1:{}", free_port()),
+        "--context-size".into(),
+        "2048".into(),
+    ]
+    .to_vec();
+    let mut up = Proc::cocoon("up-sdk", &args);
+    let base = format!("http://127.0.0.1:{api}");
+    wait_ok(&format!("{base}/healthz")).await;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/sdk_up_check.py");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(script)
+            .arg(format!("{base}/v1"))
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("run the SDK script");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "SDK checks failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for check in [
+        "models.list",
+        "chat non-streaming",
+        "chat streaming",
+        "completions",
+        "NotFoundError",
+    ] {
+        assert!(
+            stdout.contains(&format!("ok {check}")),
+            "missing check {check}:\n{stdout}"
+        );
+    }
+    assert!(up.terminate().expect("cocoon up exits").success());
+}

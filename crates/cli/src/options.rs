@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use cocoon_core::{Coefficient, ModelName};
+use cocoon_core::Coefficient;
 
 /// Declares an options struct whose fields are all optional, parsed both by
 /// clap and from TOML, with `overlay` to merge the two.
@@ -57,12 +57,29 @@ options! {
         /// The proxy to serve, HOST:PORT. Required.
         #[arg(long, env = "COCOON_WORKER_PROXY", value_name = "HOST:PORT")]
         pub proxy: Option<String>,
-        /// Name under which the model is offered to the network. Required.
+        /// Name under which the model is offered to the network. Required with
+        /// --upstream; defaults to the model file's name otherwise.
         #[arg(long, env = "COCOON_WORKER_MODEL", value_name = "NAME")]
-        pub model: Option<ModelName>,
-        /// Base URL of the OpenAI-compatible engine, e.g. http://127.0.0.1:8000/v1. Required.
+        pub model: Option<String>,
+        /// Base URL of an OpenAI-compatible engine to front, e.g.
+        /// http://127.0.0.1:8000/v1. Without it the embedded engine serves --model-file.
         #[arg(long, env = "COCOON_WORKER_UPSTREAM", value_name = "URL")]
         pub upstream: Option<String>,
+        /// A GGUF file to serve with the embedded engine (llama.cpp in-process).
+        /// Without this and without --upstream, the default model
+        /// (SmolLM2-135M-Instruct) is fetched if needed and served.
+        #[arg(long, env = "COCOON_WORKER_MODEL_FILE", value_name = "PATH", conflicts_with = "upstream")]
+        pub model_file: Option<PathBuf>,
+        /// Embedded engine: context length per request, in tokens [default: 4096].
+        #[arg(long, env = "COCOON_WORKER_CONTEXT_SIZE", value_name = "TOKENS")]
+        pub context_size: Option<u32>,
+        /// Embedded engine: CPU threads [default: all cores].
+        #[arg(long, env = "COCOON_WORKER_THREADS", value_name = "N")]
+        pub threads: Option<u32>,
+        /// Embedded engine: layers to offload to the GPU (GPU builds only) [default: 0].
+        #[arg(long, env = "COCOON_WORKER_GPU_LAYERS", value_name = "N")]
+        pub gpu_layers: Option<u32>,
+
         /// Model name the engine itself uses, if not the same as --model.
         #[arg(long, env = "COCOON_WORKER_UPSTREAM_MODEL", value_name = "NAME")]
         pub upstream_model: Option<String>,
@@ -129,13 +146,28 @@ options! {
         /// Address of the worker's stats pages [default: 127.0.0.1:10012].
         #[arg(long, env = "COCOON_UP_WORKER_HTTP_LISTEN", value_name = "ADDR")]
         pub worker_http_listen: Option<SocketAddr>,
-        /// Base URL of the OpenAI-compatible engine the worker fronts,
-        /// e.g. http://127.0.0.1:8000/v1. Required.
+        /// Base URL of an OpenAI-compatible engine to front instead of the
+        /// embedded one, e.g. http://127.0.0.1:8000/v1.
         #[arg(long, env = "COCOON_UP_UPSTREAM", value_name = "URL")]
         pub upstream: Option<String>,
-        /// Name under which the model is offered. Required.
-        #[arg(long, env = "COCOON_UP_MODEL", value_name = "NAME")]
-        pub model: Option<ModelName>,
+        /// A GGUF file to serve with the embedded engine (llama.cpp in-process).
+        /// Without this and without --upstream, the default model
+        /// (SmolLM2-135M-Instruct) is fetched if needed and served.
+        #[arg(long, env = "COCOON_UP_MODEL_FILE", value_name = "PATH", conflicts_with = "upstream")]
+        pub model_file: Option<PathBuf>,
+        /// Embedded engine: context length per request, in tokens [default: 4096].
+        #[arg(long, env = "COCOON_UP_CONTEXT_SIZE", value_name = "TOKENS")]
+        pub context_size: Option<u32>,
+        /// Embedded engine: CPU threads [default: all cores].
+        #[arg(long, env = "COCOON_UP_THREADS", value_name = "N")]
+        pub threads: Option<u32>,
+        /// Embedded engine: layers to offload to the GPU (GPU builds only) [default: 0].
+        #[arg(long, env = "COCOON_UP_GPU_LAYERS", value_name = "N")]
+        pub gpu_layers: Option<u32>,
+        /// Name under which the model is offered [default: the model's name].
+        /// A path to a GGUF file here means --model-file.
+        #[arg(long, env = "COCOON_UP_MODEL", value_name = "NAME|PATH")]
+        pub model: Option<String>,
         /// Model name the engine itself uses, if not the same as --model.
         #[arg(long, env = "COCOON_UP_UPSTREAM_MODEL", value_name = "NAME")]
         pub upstream_model: Option<String>,
@@ -192,7 +224,7 @@ mod tests {
         };
         let merged = cli.overlay(file.worker);
         assert_eq!(merged.proxy.as_deref(), Some("127.0.0.1:2"));
-        assert_eq!(merged.model.unwrap().as_str(), "m");
+        assert_eq!(merged.model.as_deref(), Some("m"));
         assert_eq!(merged.coefficient.unwrap().per_mille(), 1200);
 
         let err = toml::from_str::<FileConfig>("[worker]\nprox = \"x\"\n").unwrap_err();

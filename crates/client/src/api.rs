@@ -27,6 +27,8 @@ use crate::Shared;
 pub const WORKER_HEADER: &str = "x-cocoon-worker";
 /// Response header with the answering worker's coefficient.
 pub const COEFFICIENT_HEADER: &str = "x-cocoon-coefficient";
+/// Response header with the SHA-256 of the weights that answered.
+pub const MODEL_HASH_HEADER: &str = "x-cocoon-model-hash";
 
 pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
     let api = axum::Router::new()
@@ -110,6 +112,7 @@ async fn models(State(shared): State<Arc<Shared>>) -> Response {
                             },
                             "capacity": m.capacity,
                             "running": m.running,
+                            "model_hashes": m.model_hashes,
                         }
                     })
                 })
@@ -223,11 +226,13 @@ async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Vali
     // Wait for the first answer byte (or a failure) before choosing the
     // HTTP status: an error before any byte is a proper HTTP error.
     let mut headers = HeaderMap::new();
+    let mut receipt = Receipt::default();
     let first = loop {
         match events.next().await {
             Some(Ok(InferEvent {
                 event: Some(infer_event::Event::Assigned(a)),
             })) => {
+                receipt = Receipt::from(&a);
                 if let Ok(v) = HeaderValue::from_str(&a.worker_id) {
                     headers.insert(HeaderName::from_static(WORKER_HEADER), v);
                 }
@@ -235,6 +240,14 @@ async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Vali
                     HeaderName::from_static(COEFFICIENT_HEADER),
                     HeaderValue::from(a.coefficient),
                 );
+                match HeaderValue::from_str(&a.model_hash) {
+                    Ok(v) if !a.model_hash.is_empty() => {
+                        headers.insert(HeaderName::from_static(MODEL_HASH_HEADER), v);
+                    }
+                    _ => {
+                        headers.remove(MODEL_HASH_HEADER);
+                    }
+                }
             }
             Some(Ok(InferEvent { event: Some(ev) })) => break ev,
             Some(Ok(InferEvent { event: None })) => continue,
@@ -266,7 +279,15 @@ async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Vali
             active.first_byte();
             // Until the stream says otherwise, a dropped body means the app hung up.
             active.fail("client_disconnected");
-            let body = sse_body(shared, endpoint, v.include_usage, first, events, active);
+            let body = sse_body(
+                shared,
+                endpoint,
+                v.include_usage,
+                receipt,
+                first,
+                events,
+                active,
+            );
             headers.insert(
                 axum::http::header::CONTENT_TYPE,
                 HeaderValue::from_static("text/event-stream"),
@@ -296,7 +317,7 @@ async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Vali
                             axum::http::header::CONTENT_TYPE,
                             HeaderValue::from_static("application/json"),
                         );
-                        return (headers, answer.freeze()).into_response();
+                        return (headers, receipt.stamp(answer.freeze())).into_response();
                     }
                     Some(Ok(InferEvent {
                         event: Some(infer_event::Event::Error(e)),
@@ -400,15 +421,54 @@ fn sse_data(payload: &[u8]) -> Bytes {
     b.freeze()
 }
 
-/// The usage chunk OpenAI sends last when `stream_options.include_usage`.
-fn usage_chunk(endpoint: Endpoint, d: &Completion) -> Bytes {
+/// Who answered: the worker, its price and the weights it ran.
+#[derive(Debug, Clone, Default)]
+struct Receipt {
+    worker: String,
+    coefficient: u32,
+    model_hash: String,
+}
+
+impl Receipt {
+    fn from(a: &cocoon_proto::Assigned) -> Self {
+        Receipt {
+            worker: a.worker_id.clone(),
+            coefficient: a.coefficient,
+            model_hash: a.model_hash.clone(),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "worker": self.worker,
+            "coefficient": self.coefficient,
+            "model_hash": if self.model_hash.is_empty() { None } else { Some(&self.model_hash) },
+        })
+    }
+
+    /// Adds the receipt to a non-streamed answer as its `cocoon` member.
+    fn stamp(&self, body: Bytes) -> Bytes {
+        match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(serde_json::Value::Object(mut o)) => {
+                o.insert("cocoon".into(), self.json());
+                serde_json::to_vec(&o).map(Bytes::from).unwrap_or(body)
+            }
+            _ => body,
+        }
+    }
+}
+
+/// The usage chunk OpenAI sends last when `stream_options.include_usage`,
+/// with the receipt as its `cocoon` member.
+fn usage_chunk(endpoint: Endpoint, d: &Completion, receipt: &Receipt) -> Bytes {
     let chunk = format!(
-        "{{\"id\":{},\"object\":\"{}\",\"created\":{},\"model\":{},\"choices\":[],\"usage\":{}}}",
+        "{{\"id\":{},\"object\":\"{}\",\"created\":{},\"model\":{},\"choices\":[],\"usage\":{},\"cocoon\":{}}}",
         serde_json::Value::String(d.response_id.clone()),
         endpoint.chunk_object(),
         d.created,
         serde_json::Value::String(d.model.clone()),
-        usage(d).to_openai_json()
+        usage(d).to_openai_json(),
+        receipt.json()
     );
     sse_data(chunk.as_bytes())
 }
@@ -417,6 +477,7 @@ struct SseState {
     shared: Arc<Shared>,
     endpoint: Endpoint,
     include_usage: bool,
+    receipt: Receipt,
     pending: Option<infer_event::Event>,
     events: Streaming<InferEvent>,
     active: ActiveRequest,
@@ -431,6 +492,7 @@ fn sse_body(
     shared: Arc<Shared>,
     endpoint: Endpoint,
     include_usage: bool,
+    receipt: Receipt,
     first: infer_event::Event,
     events: Streaming<InferEvent>,
     active: ActiveRequest,
@@ -439,6 +501,7 @@ fn sse_body(
         shared,
         endpoint,
         include_usage,
+        receipt,
         pending: Some(first),
         events,
         active,
@@ -488,7 +551,7 @@ fn sse_body(
                     st.active.succeed();
                     let mut out = BytesMut::new();
                     if st.include_usage {
-                        out.put(usage_chunk(st.endpoint, &done));
+                        out.put(usage_chunk(st.endpoint, &done, &st.receipt));
                     }
                     out.put_slice(b"data: [DONE]\n\n");
                     return Some((Ok(out.freeze()), st));

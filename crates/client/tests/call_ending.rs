@@ -61,6 +61,7 @@ impl ClientGateway for Gateway {
                     worker_id: "w".into(),
                     coefficient: 1000,
                     attempt: 1,
+                    model_hash: String::new(),
                 })))
                 .await;
             let _ = tx

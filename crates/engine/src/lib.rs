@@ -10,9 +10,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "embedded")]
+mod llama;
 mod sse;
 mod upstream;
 
+#[cfg(feature = "embedded")]
+pub use llama::{LlamaConfig, LlamaEngine};
 pub use sse::SseDecoder;
 pub use upstream::{OpenAiUpstream, UpstreamConfig};
 
@@ -89,6 +93,11 @@ pub type EventStream = Pin<Box<dyn Stream<Item = Result<EngineEvent, EngineError
 pub trait Engine: Send + Sync + 'static {
     /// Short description for logs and `/stats` (`upstream http://…`).
     fn describe(&self) -> String;
+
+    /// SHA-256 of the weights this engine serves, when it knows them.
+    fn model_hash(&self) -> Option<cocoon_core::ModelHash> {
+        None
+    }
 
     /// Starts answering `request`. Errors before the first chunk are
     /// returned here; later ones arrive in the stream.

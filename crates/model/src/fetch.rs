@@ -250,7 +250,8 @@ fn fetch_into(
         Err(e) => return Err(wheel_err(e.to_string())),
     };
 
-    let partial = target.with_extension("partial");
+    // Per process, so concurrent fetches cannot write into each other.
+    let partial = target.with_extension(format!("partial-{}", std::process::id()));
     let mut out = std::fs::File::create(&partial).map_err(io(&partial))?;
     let pb = bar(opts.progress, entry.size(), "extracting");
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);

@@ -26,6 +26,8 @@ pub struct WorkerHandle {
     pub id: String,
     /// The model it serves.
     pub model: ModelName,
+    /// SHA-256 of the weights, hex; empty if the worker cannot tell.
+    pub model_hash: String,
     coefficient: AtomicU32,
     max_active: u32,
     running: AtomicU32,
@@ -58,6 +60,7 @@ impl WorkerHandle {
         serial: u64,
         id: String,
         model: ModelName,
+        model_hash: String,
         coefficient: Coefficient,
         max_active: u32,
         outbound: Outbound,
@@ -66,6 +69,7 @@ impl WorkerHandle {
             serial,
             id,
             model,
+            model_hash,
             coefficient: AtomicU32::new(coefficient.per_mille()),
             max_active,
             running: AtomicU32::new(0),
@@ -389,6 +393,13 @@ impl WorkerRegistry {
             .map(|(name, list)| {
                 let mut coefs: Vec<u32> = list.iter().map(|w| w.coefficient()).collect();
                 coefs.sort_unstable();
+                let mut hashes: Vec<String> = list
+                    .iter()
+                    .filter(|w| !w.model_hash.is_empty())
+                    .map(|w| w.model_hash.clone())
+                    .collect();
+                hashes.sort_unstable();
+                hashes.dedup();
                 cocoon_proto::ModelInfo {
                     name: name.to_string(),
                     worker_count: list.len() as u32,
@@ -397,6 +408,7 @@ impl WorkerRegistry {
                     max_coefficient: coefs[coefs.len() - 1],
                     capacity: list.iter().map(|w| w.max_active).sum(),
                     running: list.iter().map(|w| w.running()).sum(),
+                    model_hashes: hashes,
                 }
             })
             .collect();
@@ -425,6 +437,7 @@ mod tests {
             reg.next_serial(),
             id.into(),
             ModelName::new(model).unwrap(),
+            String::new(),
             Coefficient::new(coef).unwrap(),
             max,
             tx,

@@ -137,6 +137,7 @@ impl Relay {
                 worker_id: worker.id.clone(),
                 coefficient: worker.coefficient(),
                 attempt,
+                model_hash: worker.model_hash.clone(),
             });
             if self.send(assigned).await.is_err() {
                 self.cancel(&worker).await;

@@ -59,6 +59,12 @@ impl WorkerGateway for WorkerGatewayService {
         }
         let model = ModelName::new(&hello.model)
             .map_err(|e| Status::invalid_argument(format!("hello.model: {e}")))?;
+        if !hello.model_hash.is_empty() {
+            hello
+                .model_hash
+                .parse::<cocoon_core::ModelHash>()
+                .map_err(|e| Status::invalid_argument(format!("hello.model_hash: {e}")))?;
+        }
         let coefficient = Coefficient::new(hello.coefficient as u64)
             .map_err(|e| Status::invalid_argument(format!("hello.coefficient: {e}")))?;
         if hello.max_active_requests == 0 {
@@ -89,6 +95,7 @@ impl WorkerGateway for WorkerGatewayService {
             registry.next_serial(),
             hello.worker_id,
             model,
+            hello.model_hash.to_ascii_lowercase(),
             coefficient,
             hello.max_active_requests,
             tx,

@@ -71,6 +71,11 @@ async fn session(
             model: shared.config.model.to_string(),
             coefficient: coefficient.borrow_and_update().per_mille(),
             max_active_requests: shared.config.max_active_requests,
+            model_hash: shared
+                .engine
+                .model_hash()
+                .map(|h| h.to_hex())
+                .unwrap_or_default(),
         })),
     };
     out_tx

@@ -1,0 +1,382 @@
+//! The scheduler thread: continuous batching over one llama.cpp context.
+
+use std::num::NonZeroU32;
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cocoon_core::{Endpoint, Usage};
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use serde_json::json;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::request::GenParams;
+use super::text::{Matched, StopMatcher, Utf8Accumulator};
+use crate::{Completion, EngineError, EngineEvent};
+
+/// Most tokens decoded in one step (prompts are fed in chunks of this).
+const BATCH_TOKENS: usize = 512;
+
+pub(super) struct Setup {
+    pub model: Arc<LlamaModel>,
+    pub total_ctx: NonZeroU32,
+    pub context_per_sequence: u32,
+    pub max_sequences: u32,
+    pub threads: i32,
+}
+
+/// One request handed to the scheduler.
+pub(super) struct Job {
+    pub response_id: String,
+    pub endpoint: Endpoint,
+    pub stream: bool,
+    pub created: i64,
+    pub model: String,
+    pub prompt: Vec<LlamaToken>,
+    pub max_tokens: u32,
+    pub params: GenParams,
+    pub events: UnboundedSender<Result<EngineEvent, EngineError>>,
+}
+
+/// A sequence being generated.
+struct Seq {
+    slot: i32,
+    job: Job,
+    /// Prompt tokens already in the KV cache.
+    fed: usize,
+    /// Next position in the sequence.
+    pos: i32,
+    /// The token to feed next, once the prompt is in.
+    next: Option<LlamaToken>,
+    /// Index in the current batch whose logits to sample, if any.
+    logits_at: Option<i32>,
+    sampler: LlamaSampler,
+    generated: u32,
+    utf8: Utf8Accumulator,
+    stops: StopMatcher,
+    /// The whole answer, for non-streamed requests.
+    text: String,
+}
+
+fn sampler(p: &GenParams, n_vocab: i32) -> LlamaSampler {
+    let mut chain = Vec::new();
+    if p.repetition_penalty != 1.0 || p.frequency_penalty != 0.0 || p.presence_penalty != 0.0 {
+        chain.push(LlamaSampler::penalties(
+            n_vocab,
+            64,
+            p.repetition_penalty.max(0.01),
+            p.frequency_penalty,
+            p.presence_penalty,
+        ));
+    }
+    if p.temperature <= 0.0 {
+        // Greedy: the same prompt gives the same answer, whatever the seed.
+        chain.push(LlamaSampler::greedy());
+        return LlamaSampler::chain_simple(chain);
+    }
+    if p.top_k > 0 {
+        chain.push(LlamaSampler::top_k(p.top_k));
+    }
+    if p.top_p < 1.0 {
+        chain.push(LlamaSampler::top_p(p.top_p, 1));
+    }
+    if p.min_p > 0.0 {
+        chain.push(LlamaSampler::min_p(p.min_p, 1));
+    }
+    chain.push(LlamaSampler::temp(p.temperature));
+    chain.push(LlamaSampler::dist(p.seed.unwrap_or_else(rand_seed)));
+    LlamaSampler::chain_simple(chain)
+}
+
+fn rand_seed() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() ^ d.as_secs() as u32)
+        .unwrap_or(1);
+    t ^ std::process::id().rotate_left(16)
+}
+
+pub(super) fn run(
+    backend: &'static LlamaBackend,
+    setup: Setup,
+    jobs: Receiver<Job>,
+    ready: Sender<Result<(), EngineError>>,
+) {
+    let model = setup.model.clone();
+    let params = LlamaContextParams::default()
+        .with_n_ctx(Some(setup.total_ctx))
+        .with_n_batch(BATCH_TOKENS as u32)
+        .with_n_ubatch(BATCH_TOKENS as u32)
+        .with_n_seq_max(setup.max_sequences)
+        .with_n_threads(setup.threads)
+        .with_n_threads_batch(setup.threads);
+    let mut ctx = match model.new_context(backend, params) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = ready.send(Err(EngineError::Failed(format!(
+                "cannot create a llama.cpp context: {e}"
+            ))));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(()));
+    let vocab = model.vocab();
+    let n_vocab = model.n_vocab();
+    let mut batch = LlamaBatch::new(
+        BATCH_TOKENS.max(setup.max_sequences as usize),
+        setup.max_sequences as i32,
+    );
+    let mut free: Vec<i32> = (0..setup.max_sequences as i32).rev().collect();
+    let mut active: Vec<Seq> = Vec::new();
+
+    loop {
+        // Admit work: block only when idle.
+        if active.is_empty() {
+            match jobs.recv() {
+                Ok(job) => admit(job, &mut active, &mut free, n_vocab),
+                Err(_) => return,
+            }
+        }
+        while !free.is_empty() {
+            match jobs.try_recv() {
+                Ok(job) => admit(job, &mut active, &mut free, n_vocab),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    if active.is_empty() {
+                        return;
+                    }
+                    break;
+                }
+            }
+        }
+        // Requests whose caller went away are dropped before any work.
+        active.retain(|s| {
+            if s.job.events.is_closed() {
+                let _ = ctx.clear_kv_cache_seq(Some(s.slot as u32), None, None);
+                free.push(s.slot);
+                false
+            } else {
+                true
+            }
+        });
+        if active.is_empty() {
+            continue;
+        }
+
+        // One step: the next token of every generating sequence, then
+        // prompt chunks while room remains.
+        batch.clear();
+        let mut room = BATCH_TOKENS;
+        let mut failed = None;
+        for s in active.iter_mut() {
+            s.logits_at = None;
+            if let Some(tok) = s.next {
+                if let Err(e) = batch.add(tok, s.pos, &[s.slot], true) {
+                    failed = Some(e.to_string());
+                    break;
+                }
+                s.logits_at = Some(batch.n_tokens() - 1);
+                room -= 1;
+            }
+        }
+        for s in active.iter_mut().filter(|s| s.next.is_none()) {
+            if room == 0 || failed.is_some() {
+                break;
+            }
+            let take = (s.job.prompt.len() - s.fed).min(room);
+            for i in 0..take {
+                let last = s.fed + i + 1 == s.job.prompt.len();
+                if let Err(e) = batch.add(s.job.prompt[s.fed + i], s.pos, &[s.slot], last) {
+                    failed = Some(e.to_string());
+                    break;
+                }
+                s.pos += 1;
+                if last {
+                    s.logits_at = Some(batch.n_tokens() - 1);
+                }
+            }
+            s.fed += take;
+            room -= take;
+        }
+        if failed.is_none() {
+            if let Err(e) = ctx.decode(&mut batch) {
+                failed = Some(format!("llama.cpp decode failed: {e}"));
+            }
+        }
+        if let Some(reason) = failed {
+            for s in active.drain(..) {
+                let _ = s.job.events.send(Err(EngineError::Failed(reason.clone())));
+                let _ = ctx.clear_kv_cache_seq(Some(s.slot as u32), None, None);
+                free.push(s.slot);
+            }
+            continue;
+        }
+
+        let mut i = 0;
+        while i < active.len() {
+            let s = &mut active[i];
+            let Some(at) = s.logits_at else {
+                i += 1;
+                continue;
+            };
+            if s.next.is_some() {
+                s.pos += 1;
+            }
+            let token = s.sampler.sample(&ctx, at);
+            let finish = if vocab.is_eog(token) {
+                Some("stop")
+            } else {
+                s.generated += 1;
+                let piece = vocab.token_to_piece(token, false, None);
+                let text = s.utf8.push(&piece);
+                let mut stopped = false;
+                match s.stops.push(&text) {
+                    Matched::Continue(t) => emit(s, &t),
+                    Matched::Stop(t) => {
+                        emit(s, &t);
+                        stopped = true;
+                    }
+                }
+                if stopped {
+                    Some("stop")
+                } else if s.generated >= s.job.max_tokens
+                    || s.pos as u32 + 1 >= setup.context_per_sequence
+                {
+                    Some("length")
+                } else {
+                    s.next = Some(token);
+                    None
+                }
+            };
+            match finish {
+                Some(reason) => {
+                    let s = active.swap_remove(i);
+                    let _ = ctx.clear_kv_cache_seq(Some(s.slot as u32), None, None);
+                    free.push(s.slot);
+                    complete(s, reason);
+                }
+                None => i += 1,
+            }
+        }
+    }
+}
+
+fn admit(job: Job, active: &mut Vec<Seq>, free: &mut Vec<i32>, n_vocab: i32) {
+    let Some(slot) = free.pop() else {
+        let _ = job
+            .events
+            .send(Err(EngineError::Failed("no free sequence slot".into())));
+        return;
+    };
+    let sampler = sampler(&job.params, n_vocab);
+    let stops = StopMatcher::new(job.params.stop.clone());
+    let mut s = Seq {
+        slot,
+        fed: 0,
+        pos: 0,
+        next: None,
+        logits_at: None,
+        sampler,
+        generated: 0,
+        utf8: Utf8Accumulator::default(),
+        stops,
+        text: String::new(),
+        job,
+    };
+    if s.job.stream && s.job.endpoint == Endpoint::ChatCompletions {
+        // OpenAI opens a chat stream with the assistant's role.
+        let chunk = chunk_json(&s.job, json!({"role": "assistant", "content": ""}), None);
+        let _ = s.job.events.send(Ok(EngineEvent::Chunk(chunk)));
+    }
+    s.text.reserve(256);
+    active.push(s);
+}
+
+fn chunk_json(job: &Job, delta: serde_json::Value, finish: Option<&str>) -> Bytes {
+    let choice = match job.endpoint {
+        Endpoint::ChatCompletions => {
+            json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish})
+        }
+        Endpoint::Completions => {
+            json!({"index": 0, "text": delta.get("content").cloned().unwrap_or(json!("")), "logprobs": null, "finish_reason": finish})
+        }
+    };
+    let v = json!({
+        "id": job.response_id,
+        "object": job.endpoint.chunk_object(),
+        "created": job.created,
+        "model": job.model,
+        "choices": [choice],
+    });
+    Bytes::from(v.to_string())
+}
+
+fn emit(s: &mut Seq, text: &str) {
+    if text.is_empty() {
+        return;
+    }
+    if s.job.stream {
+        let chunk = chunk_json(&s.job, json!({"content": text}), None);
+        let _ = s.job.events.send(Ok(EngineEvent::Chunk(chunk)));
+    } else {
+        s.text.push_str(text);
+    }
+}
+
+fn complete(mut s: Seq, reason: &str) {
+    s.utf8.finish();
+    // Text held back as a possible stop sequence turned out not to be one.
+    let held = s.stops.finish();
+    emit(&mut s, &held);
+    let usage = Usage {
+        prompt: s.job.prompt.len() as u64,
+        cached: 0,
+        completion: s.generated as u64,
+        reasoning: 0,
+    };
+    let job = &s.job;
+    if job.stream {
+        let delta = match job.endpoint {
+            Endpoint::ChatCompletions => json!({}),
+            Endpoint::Completions => json!({"content": ""}),
+        };
+        let _ = job
+            .events
+            .send(Ok(EngineEvent::Chunk(chunk_json(job, delta, Some(reason)))));
+    } else {
+        let choice = match job.endpoint {
+            Endpoint::ChatCompletions => {
+                json!({"index": 0, "message": {"role": "assistant", "content": s.text}, "logprobs": null, "finish_reason": reason})
+            }
+            Endpoint::Completions => {
+                json!({"index": 0, "text": s.text, "logprobs": null, "finish_reason": reason})
+            }
+        };
+        let object = match job.endpoint {
+            Endpoint::ChatCompletions => "chat.completion",
+            Endpoint::Completions => "text_completion",
+        };
+        let body = json!({
+            "id": job.response_id,
+            "object": object,
+            "created": job.created,
+            "model": job.model,
+            "choices": [choice],
+            "usage": serde_json::from_str::<serde_json::Value>(&usage.to_openai_json()).unwrap_or_default(),
+        });
+        let _ = job
+            .events
+            .send(Ok(EngineEvent::Chunk(Bytes::from(body.to_string()))));
+    }
+    let _ = job.events.send(Ok(EngineEvent::Done(Completion {
+        usage,
+        response_id: job.response_id.clone(),
+        created: job.created,
+        model: job.model.clone(),
+    })));
+}
