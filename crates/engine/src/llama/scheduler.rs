@@ -108,10 +108,13 @@ pub(super) fn run(
     ready: Sender<Result<(), EngineError>>,
 ) {
     let model = setup.model.clone();
+    // Every generating sequence adds one token per step, so a step can
+    // hold at least one token per sequence.
+    let capacity = BATCH_TOKENS.max(setup.max_sequences as usize);
     let params = LlamaContextParams::default()
         .with_n_ctx(Some(setup.total_ctx))
-        .with_n_batch(BATCH_TOKENS as u32)
-        .with_n_ubatch(BATCH_TOKENS as u32)
+        .with_n_batch(capacity as u32)
+        .with_n_ubatch(capacity as u32)
         .with_n_seq_max(setup.max_sequences)
         .with_n_threads(setup.threads)
         .with_n_threads_batch(setup.threads);
@@ -171,7 +174,7 @@ pub(super) fn run(
         // One step: the next token of every generating sequence, then
         // prompt chunks while room remains.
         batch.clear();
-        let mut room = BATCH_TOKENS;
+        let mut room = capacity;
         let mut failed = None;
         for s in active.iter_mut() {
             s.logits_at = None;
@@ -181,7 +184,7 @@ pub(super) fn run(
                     break;
                 }
                 s.logits_at = Some(batch.n_tokens() - 1);
-                room -= 1;
+                room = room.saturating_sub(1);
             }
         }
         for s in active.iter_mut().filter(|s| s.next.is_none()) {
