@@ -85,20 +85,25 @@ def stream_once(port, model, max_tokens):
 
 
 def single(port, model, runs, max_tokens):
+    """Both servers stream one chunk per decoded token here (ASCII text), so
+    the rate of content chunks is the decode rate, measured the same way
+    for both (llama-cpp-python's server sends no usage when streaming)."""
     rates, ttft, toks = [], [], []
     for _ in range(runs):
         times, tokens = stream_once(port, model, max_tokens)
-        if len(times) > 1 and tokens:
-            rates.append((tokens - 1) / (times[-1] - times[0]))
-            ttft.append(times[0] * 1000)
-            toks.append(tokens)
+        if len(times) < 2:
+            sys.exit(f"server on {port} streamed {len(times)} chunks")
+        rates.append((len(times) - 1) / (times[-1] - times[0]))
+        ttft.append(times[0] * 1000)
+        toks.append(tokens if tokens is not None else len(times))
     return statistics.median(rates), statistics.median(ttft), statistics.median(toks)
 
 
 def concurrent(port, model, n, max_tokens):
     results = []
     def worker():
-        results.append(stream_once(port, model, max_tokens)[1] or 0)
+        times, tokens = stream_once(port, model, max_tokens)
+        results.append(tokens if tokens is not None else len(times))
     threads = [threading.Thread(target=worker) for _ in range(n)]
     t0 = time.perf_counter()
     for t in threads:
