@@ -128,6 +128,30 @@ async fn models(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
+/// The answer for a call to the proxy that failed (`Some`) or ended
+/// (`None`) before the answer was complete, nothing having been sent yet.
+fn call_failed(
+    shared: &Shared,
+    active: &mut ActiveRequest,
+    status: Option<&tonic::Status>,
+) -> Response {
+    match status {
+        Some(status) => {
+            active.fail("proxy_unavailable");
+            proxy_unreachable(shared, status).into_response()
+        }
+        None => {
+            active.fail("proxy_closed");
+            ApiError::server(
+                StatusCode::BAD_GATEWAY,
+                "proxy_closed",
+                "the proxy ended the request before the answer was complete",
+            )
+            .into_response()
+        }
+    }
+}
+
 fn proxy_unreachable(shared: &Shared, status: &tonic::Status) -> ApiError {
     shared.metrics.record_error("proxy_unavailable");
     ApiError::server(
@@ -251,19 +275,8 @@ async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Vali
             }
             Some(Ok(InferEvent { event: Some(ev) })) => break ev,
             Some(Ok(InferEvent { event: None })) => continue,
-            Some(Err(status)) => {
-                active.fail("proxy_unavailable");
-                return proxy_unreachable(&shared, &status).into_response();
-            }
-            None => {
-                active.fail("proxy_closed");
-                return ApiError::server(
-                    StatusCode::BAD_GATEWAY,
-                    "proxy_closed",
-                    "the proxy closed the request without an answer",
-                )
-                .into_response();
-            }
+            Some(Err(status)) => return call_failed(&shared, &mut active, Some(&status)),
+            None => return call_failed(&shared, &mut active, None),
         }
     };
 
@@ -327,19 +340,8 @@ async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Vali
                         return (headers, error_for(&e, &v)).into_response();
                     }
                     Some(Ok(_)) => {}
-                    Some(Err(status)) => {
-                        active.fail("proxy_unavailable");
-                        return proxy_unreachable(&shared, &status).into_response();
-                    }
-                    None => {
-                        active.fail("proxy_closed");
-                        return ApiError::server(
-                            StatusCode::BAD_GATEWAY,
-                            "proxy_closed",
-                            "the answer ended before it was complete",
-                        )
-                        .into_response();
-                    }
+                    Some(Err(status)) => return call_failed(&shared, &mut active, Some(&status)),
+                    None => return call_failed(&shared, &mut active, None),
                 }
                 next = events.next().await;
             }
