@@ -48,6 +48,17 @@ enum Command {
     /// Manage model files.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Inspect TEE evidence.
+    #[command(subcommand)]
+    Attest(AttestCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum AttestCommand {
+    /// Verify a TDX DCAP quote with its collateral and show what it proves:
+    /// TCB status, advisories, MRTD, RTMR0-3, report data and the image hash
+    /// (SHA-256 over MRTD and RTMR0-3). Exits 0 only if it verified.
+    Verify(options::AttestVerifyOptions),
 }
 
 #[derive(Subcommand, Debug)]
@@ -94,5 +105,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Worker(o) => run::worker(o.overlay(file.worker)).await,
         Command::Model(ModelCommand::Fetch(o)) => run::model_fetch(o).await,
         Command::Model(ModelCommand::Hash { file }) => run::model_hash(file).await,
+        Command::Attest(AttestCommand::Verify(o)) => run::attest_verify(o),
     }
 }

@@ -252,3 +252,21 @@ pub struct ModelFetchOptions {
     )]
     pub python: String,
 }
+
+/// Options of `cocoon attest verify`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct AttestVerifyOptions {
+    /// The TDX quote: raw bytes, or hex text.
+    #[arg(long, value_name = "FILE")]
+    pub quote: PathBuf,
+    /// Its collateral (QuoteCollateralV3 JSON, as served by a PCCS).
+    #[arg(long, value_name = "FILE")]
+    pub collateral: PathBuf,
+    /// Verification time, UNIX seconds [default: now]. Recorded evidence is
+    /// checked at the time it was produced.
+    #[arg(long, value_name = "UNIX_SECONDS")]
+    pub at: Option<u64>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}

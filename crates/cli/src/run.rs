@@ -367,3 +367,78 @@ pub async fn model_hash(file: std::path::PathBuf) -> anyhow::Result<()> {
     println!("{hash}  {}", file.display());
     Ok(())
 }
+
+/// Reads a quote file holding raw bytes or hex text.
+fn read_quote(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let raw = std::fs::read(path)
+        .with_context(|| format!("cannot read quote file {}", path.display()))?;
+    let text = std::str::from_utf8(&raw).map(str::trim).unwrap_or("");
+    if !text.is_empty()
+        && text.len().is_multiple_of(2)
+        && text.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        let bytes: Result<Vec<u8>, _> = (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16))
+            .collect();
+        return Ok(bytes?);
+    }
+    Ok(raw)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub fn attest_verify(o: crate::options::AttestVerifyOptions) -> anyhow::Result<()> {
+    let quote = read_quote(&o.quote)?;
+    let collateral = std::fs::read(&o.collateral)
+        .with_context(|| format!("cannot read collateral file {}", o.collateral.display()))?;
+    let at = o.at.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    });
+    let ev = cocoon_tee::tdx::verify(&quote, &collateral, at)?;
+    if o.json {
+        let v = serde_json::json!({
+            "verified": true,
+            "kind": "tdx",
+            "version": ev.version,
+            "body": ev.body,
+            "at": at,
+            "tcb_status": ev.tcb_status,
+            "advisories": ev.advisories,
+            "mrtd": hex(&ev.mrtd),
+            "rtmr": ev.rtmr.iter().map(|r| hex(r)).collect::<Vec<_>>(),
+            "report_data": hex(&ev.report_data),
+            "image_hash": ev.image_hash.to_string(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "verified     TDX quote v{} ({}) at {at}",
+            ev.version, ev.body
+        );
+        println!("tcb status   {}", ev.tcb_status);
+        println!(
+            "advisories   {}",
+            if ev.advisories.is_empty() {
+                "none".to_string()
+            } else {
+                ev.advisories.join(", ")
+            }
+        );
+        println!("mrtd         {}", hex(&ev.mrtd));
+        for (i, r) in ev.rtmr.iter().enumerate() {
+            println!("rtmr{i}        {}", hex(r));
+        }
+        println!("report data  {}", hex(&ev.report_data));
+        println!(
+            "image hash   {}  (SHA-256 over MRTD, RTMR0-3)",
+            ev.image_hash
+        );
+    }
+    Ok(())
+}

@@ -134,3 +134,106 @@ fn a_taken_port_is_reported() {
     assert_ne!(code, 0);
     assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
 }
+
+fn tdx_fixture(name: &str) -> String {
+    format!(
+        "{}/../../../shared/fixtures/tee/tdx/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+#[test]
+fn attest_verify_reports_what_a_tdx_quote_proves() {
+    let (code, out, err) = cocoon(&[
+        "attest",
+        "verify",
+        "--quote",
+        &tdx_fixture("tdx_quote"),
+        "--collateral",
+        &tdx_fixture("tdx_quote_collateral.json"),
+        "--at",
+        "1752919234",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    for needle in [
+        "verified     TDX quote v4 (TD1.0)",
+        "tcb status   UpToDate",
+        "advisories   none",
+        "rtmr3",
+        "image hash",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in\n{out}");
+    }
+    let (code, json, _) = cocoon(&[
+        "attest",
+        "verify",
+        "--json",
+        "--quote",
+        &tdx_fixture("cocoon_quote.dat"),
+        "--collateral",
+        &tdx_fixture("tdx_quote_outdated_collateral.json"),
+        "--at",
+        "1774003274",
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        json.contains("\"tcb_status\": \"UpToDate\"") && json.contains("\"image_hash\""),
+        "{json}"
+    );
+}
+
+#[test]
+fn attest_verify_fails_loudly() {
+    let (code, out, err) = cocoon(&[
+        "attest",
+        "verify",
+        "--quote",
+        &tdx_fixture("tdx_quote"),
+        "--collateral",
+        &tdx_fixture("tdx_quote_collateral.json"),
+        "--at",
+        "1752919235",
+    ]);
+    assert_ne!(code, 0, "an expired collateral verified:\n{out}");
+    assert!(
+        err.contains("TDX quote verification failed at 1752919235"),
+        "{err}"
+    );
+    assert!(!out.contains("verified"), "{out}");
+    let (code, _, err) = cocoon(&[
+        "attest",
+        "verify",
+        "--quote",
+        &tdx_fixture("tdx_quote_outdated"),
+        "--collateral",
+        &tdx_fixture("tdx_quote_outdated_collateral.json"),
+        "--at",
+        "1774003274",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("No matching TCB level"), "{err}");
+}
+
+#[test]
+fn attest_verify_reads_hex_quotes() {
+    let raw = std::fs::read(tdx_fixture("tdx_quote")).unwrap();
+    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let path = std::env::temp_dir().join(format!("cocoon-quote-{}.hex", std::process::id()));
+    std::fs::write(&path, format!("{hex}\n")).unwrap();
+    let (code, out, err) = cocoon(&[
+        "attest",
+        "verify",
+        "--quote",
+        path.to_str().unwrap(),
+        "--collateral",
+        &tdx_fixture("tdx_quote_collateral.json"),
+        "--at",
+        "1752919234",
+    ]);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(
+        code, 0,
+        "the hex form of a good quote did not verify: {err}"
+    );
+    assert!(out.contains("tcb status   UpToDate"), "{out}");
+}
