@@ -598,17 +598,7 @@ impl StatsSource for Shared {
             info.insert("proxy_name".into(), name);
         }
         info.insert("peer_policy".into(), self.config.peer_policy.to_string());
-        Snapshot {
-            role: "client",
-            node: self.config.name.clone(),
-            uptime_seconds: self.started.elapsed().as_secs(),
-            requests: self.metrics.counts(),
-            tokens: self.metrics.tokens(),
-            errors: self.metrics.errors(),
-            latency: self.metrics.latency().snapshot(),
-            time_to_first_byte: self.metrics.ttfb().snapshot(),
-            workers: Vec::new(),
-            info,
-        }
+        self.metrics
+            .snapshot("client", &self.config.name, self.started, Vec::new(), info)
     }
 }

@@ -11,18 +11,8 @@ impl StatsSource for Shared {
         info.insert("listen".into(), self.config.listen.to_string());
         info.insert("peer_policy".into(), self.config.peer_policy.to_string());
         info.insert("workers_connected".into(), workers.len().to_string());
-        Snapshot {
-            role: "proxy",
-            node: self.config.name.clone(),
-            uptime_seconds: self.started.elapsed().as_secs(),
-            requests: self.metrics.counts(),
-            tokens: self.metrics.tokens(),
-            errors: self.metrics.errors(),
-            latency: self.metrics.latency().snapshot(),
-            time_to_first_byte: self.metrics.ttfb().snapshot(),
-            workers,
-            info,
-        }
+        self.metrics
+            .snapshot("proxy", &self.config.name, self.started, workers, info)
     }
 }
 

@@ -80,6 +80,30 @@ impl RequestMetrics {
             .clone()
     }
 
+    /// A node's snapshot from these counters; the caller adds what only it
+    /// knows (its workers and facts).
+    pub fn snapshot(
+        &self,
+        role: &'static str,
+        node: &str,
+        started: Instant,
+        workers: Vec<crate::WorkerLoad>,
+        info: BTreeMap<String, String>,
+    ) -> crate::Snapshot {
+        crate::Snapshot {
+            role,
+            node: node.to_string(),
+            uptime_seconds: started.elapsed().as_secs(),
+            requests: self.counts(),
+            tokens: self.tokens(),
+            errors: self.errors(),
+            latency: self.latency.snapshot(),
+            time_to_first_byte: self.ttfb.snapshot(),
+            workers,
+            info,
+        }
+    }
+
     /// Whole-request latency.
     pub fn latency(&self) -> &Histogram {
         &self.latency

@@ -38,27 +38,18 @@ impl StatsSource for Shared {
         );
         info.insert("engine".into(), self.engine.describe());
         info.insert("peer_policy".into(), self.config.peer_policy.to_string());
-        Snapshot {
-            role: "worker",
-            node: self.config.name.clone(),
-            uptime_seconds: self.started.elapsed().as_secs(),
-            requests: counts,
-            tokens: self.metrics.tokens(),
-            errors: self.metrics.errors(),
-            latency,
-            time_to_first_byte: self.metrics.ttfb().snapshot(),
-            workers: vec![WorkerLoad {
-                id: self.config.name.clone(),
-                model: self.config.model.to_string(),
-                coefficient,
-                running: self.jobs.len(),
-                max_active: self.config.max_active_requests,
-                total: counts.total,
-                failed: counts.failed,
-                avg_latency_ms: avg_ms,
-            }],
-            info,
-        }
+        let me = WorkerLoad {
+            id: self.config.name.clone(),
+            model: self.config.model.to_string(),
+            coefficient,
+            running: self.jobs.len(),
+            max_active: self.config.max_active_requests,
+            total: counts.total,
+            failed: counts.failed,
+            avg_latency_ms: avg_ms,
+        };
+        self.metrics
+            .snapshot("worker", &self.config.name, self.started, vec![me], info)
     }
 }
 
