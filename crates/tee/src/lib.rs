@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod image;
+pub mod snp;
 pub mod tdx;
 
 pub use image::ImageHash;
