@@ -20,7 +20,9 @@ pub use usage::Usage;
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Roles a node can play in the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Speaks the OpenAI API to apps and forwards to a proxy.

@@ -39,3 +39,18 @@ impl fmt::Debug for ImageHash {
         write!(f, "ImageHash({self})")
     }
 }
+
+/// A string that is not 64 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("an image hash is 64 hexadecimal digits (SHA-256), found {0:?}")]
+pub struct ImageHashError(pub String);
+
+impl std::str::FromStr for ImageHash {
+    type Err = ImageHashError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out)
+            .map_err(|_| ImageHashError(s.chars().take(80).collect()))?;
+        Ok(ImageHash(out))
+    }
+}

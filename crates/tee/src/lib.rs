@@ -1,14 +1,33 @@
-//! TEE evidence and its verification.
+//! TEE evidence: producing it, verifying it, and binding it to TLS keys.
 //!
-//! This first part verifies Intel TDX DCAP quotes (v4 and v5, TD 1.0 and TD
-//! 1.5 bodies) with `dcap-qvl` against collateral, and computes the image
-//! hash that identifies the code a TD runs. AMD SEV-SNP, the sim TEE,
-//! attesters, policies and RA-TLS build on this.
+//! - [`tdx`], [`snp`], [`sim`]: one verifier per TEE kind; [`evidence`]
+//!   puts them behind one envelope and one `verify`.
+//! - [`attester`]: evidence from configfs-tsm on a guest, or from the sim TEE.
+//! - [`claims`], [`cert`]: RA-TLS certificates whose evidence is bound to
+//!   their key and claims.
+//! - [`policy`], [`ratls`]: which peers are acceptable, and the verifier
+//!   that decides.
+//!
+//! The image hash identifies code: SHA-256 over measurement registers only
+//! (TDX: MRTD, RTMR0-3; SEV-SNP: MEASUREMENT, HOST_DATA; sim: as TDX),
+//! never over report data.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod attester;
+pub mod cert;
+pub mod claims;
+pub mod evidence;
 mod image;
+pub mod policy;
+pub mod ratls;
+pub mod sim;
 pub mod snp;
 pub mod tdx;
 
-pub use image::ImageHash;
+pub use attester::{Attester, ConfigfsTsm, SimAttester};
+pub use claims::Claims;
+pub use evidence::{Evidence, TcbStatus, TeeKind, VerifiedEvidence};
+pub use image::{ImageHash, ImageHashError};
+pub use policy::Policy;
+pub use ratls::{Attested, PeerAttestation, RaTlsError, RaTlsVerifier};

@@ -1,0 +1,175 @@
+//! What an RA-TLS certificate claims about its holder, and how those claims
+//! are bound into TEE evidence.
+
+use cocoon_core::{ModelHash, Role};
+use sha2::Digest;
+
+/// Domain separation for the canonical encoding: a quote over these claims
+/// cannot be confused with a quote over anything else.
+const DOMAIN: &[u8] = b"cocoon/ra-tls/claims/v1\0";
+
+/// The holder's claims. The TEE evidence's report data is SHA-512 of
+/// [`Claims::encode`], so editing any claim, or moving the evidence to a
+/// certificate with another key, breaks the binding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    /// The certificate's Ed25519 public key.
+    pub public_key: [u8; 32],
+    /// The node's role.
+    pub role: Role,
+    /// When the certificate was minted, UNIX seconds.
+    pub issued_at: u64,
+    /// When it stops being valid, UNIX seconds.
+    pub expires_at: u64,
+    /// SHA-256 of the node's effective configuration.
+    pub config_hash: [u8; 32],
+    /// For workers: the weights they serve.
+    pub model_hash: Option<ModelHash>,
+}
+
+/// Claims that could not be decoded.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("claims encoding: {0}")]
+pub struct ClaimsDecodeError(String);
+
+fn role_tag(role: Role) -> u8 {
+    match role {
+        Role::Client => 1,
+        Role::Proxy => 2,
+        Role::Worker => 3,
+    }
+}
+
+impl Claims {
+    /// Canonical encoding: domain ‖ role ‖ key ‖ issued_at ‖ expires_at
+    /// (big-endian u64) ‖ config hash ‖ 0 or 1 ‖ model hash if 1.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(DOMAIN.len() + 114);
+        out.extend_from_slice(DOMAIN);
+        out.push(role_tag(self.role));
+        out.extend_from_slice(&self.public_key);
+        out.extend_from_slice(&self.issued_at.to_be_bytes());
+        out.extend_from_slice(&self.expires_at.to_be_bytes());
+        out.extend_from_slice(&self.config_hash);
+        match &self.model_hash {
+            Some(m) => {
+                out.push(1);
+                out.extend_from_slice(m.as_bytes());
+            }
+            None => out.push(0),
+        }
+        out
+    }
+
+    /// Strict inverse of [`Claims::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, ClaimsDecodeError> {
+        let err = |m: &str| ClaimsDecodeError(m.to_owned());
+        let body = bytes
+            .strip_prefix(DOMAIN)
+            .ok_or_else(|| err("does not start with the cocoon/ra-tls/claims/v1 domain"))?;
+        if body.len() != 82 && body.len() != 114 {
+            return Err(ClaimsDecodeError(format!(
+                "{} bytes after the domain, expected 82 or 114",
+                body.len()
+            )));
+        }
+        let role = match body[0] {
+            1 => Role::Client,
+            2 => Role::Proxy,
+            3 => Role::Worker,
+            other => return Err(ClaimsDecodeError(format!("unknown role tag {other}"))),
+        };
+        let take32 = |at: usize| -> [u8; 32] {
+            let mut a = [0u8; 32];
+            a.copy_from_slice(&body[at..at + 32]);
+            a
+        };
+        let u64_at = |at: usize| -> u64 {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&body[at..at + 8]);
+            u64::from_be_bytes(a)
+        };
+        let model_hash = match (body[81], body.len()) {
+            (0, 82) => None,
+            (1, 114) => Some(ModelHash::from_bytes(take32(82))),
+            (flag, len) => {
+                return Err(ClaimsDecodeError(format!(
+                    "model hash flag {flag} does not fit a {len}-byte body"
+                )))
+            }
+        };
+        Ok(Claims {
+            public_key: take32(1),
+            role,
+            issued_at: u64_at(33),
+            expires_at: u64_at(41),
+            config_hash: take32(49),
+            model_hash,
+        })
+    }
+
+    /// The report data that binds these claims: SHA-512 of the encoding.
+    pub fn report_data(&self) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        out.copy_from_slice(&sha2::Sha512::digest(self.encode()));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_round_trip_and_every_field_changes_the_report_data() {
+        let base = Claims {
+            public_key: [1; 32],
+            role: Role::Worker,
+            issued_at: 10,
+            expires_at: 20,
+            config_hash: [2; 32],
+            model_hash: Some(ModelHash::from_bytes([3; 32])),
+        };
+        for c in [
+            base.clone(),
+            Claims {
+                model_hash: None,
+                ..base.clone()
+            },
+        ] {
+            assert_eq!(Claims::decode(&c.encode()).unwrap(), c);
+        }
+        let variants = [
+            Claims {
+                public_key: [9; 32],
+                ..base.clone()
+            },
+            Claims {
+                role: Role::Proxy,
+                ..base.clone()
+            },
+            Claims {
+                issued_at: 11,
+                ..base.clone()
+            },
+            Claims {
+                expires_at: 21,
+                ..base.clone()
+            },
+            Claims {
+                config_hash: [9; 32],
+                ..base.clone()
+            },
+            Claims {
+                model_hash: None,
+                ..base.clone()
+            },
+        ];
+        for v in variants {
+            assert_ne!(v.report_data(), base.report_data(), "{v:?}");
+        }
+        let mut junk = base.encode();
+        junk.push(0);
+        assert!(Claims::decode(&junk).is_err());
+    }
+}

@@ -1,0 +1,406 @@
+//! One envelope for every TEE kind's evidence, and one verifier over it.
+
+use std::fmt;
+
+use crate::{sim, snp, tdx, ImageHash};
+
+/// A kind of trusted execution environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TeeKind {
+    /// Intel TDX.
+    Tdx,
+    /// AMD SEV-SNP.
+    SevSnp,
+    /// The simulated TEE: development only, proves nothing.
+    Sim,
+}
+
+impl TeeKind {
+    /// `tdx`, `sev-snp` or `sim`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TeeKind::Tdx => "tdx",
+            TeeKind::SevSnp => "sev-snp",
+            TeeKind::Sim => "sim",
+        }
+    }
+
+    fn tag(self) -> u8 {
+        match self {
+            TeeKind::Tdx => 1,
+            TeeKind::SevSnp => 2,
+            TeeKind::Sim => 3,
+        }
+    }
+}
+
+impl fmt::Display for TeeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A TEE kind name that is not known.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("unknown TEE kind {0:?}: expected tdx, sev-snp or sim")]
+pub struct TeeKindError(pub String);
+
+impl std::str::FromStr for TeeKind {
+    type Err = TeeKindError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "tdx" => Ok(TeeKind::Tdx),
+            "sev-snp" | "snp" => Ok(TeeKind::SevSnp),
+            "sim" => Ok(TeeKind::Sim),
+            other => Err(TeeKindError(other.to_owned())),
+        }
+    }
+}
+
+/// How current a platform's TCB is, lowest first. TDX reports Intel's
+/// status; SEV-SNP and sim evidence, which have no such service, count as
+/// `UpToDate` once their own checks pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TcbStatus {
+    /// A status this verifier does not know: ranked below everything.
+    Unknown,
+    /// The platform's keys are revoked.
+    Revoked,
+    /// Out of date and needs configuration.
+    OutOfDateConfigurationNeeded,
+    /// Out of date.
+    OutOfDate,
+    /// Needs configuration and software hardening.
+    ConfigurationAndSWHardeningNeeded,
+    /// Needs configuration.
+    ConfigurationNeeded,
+    /// Needs software hardening.
+    SWHardeningNeeded,
+    /// Current.
+    UpToDate,
+}
+
+impl TcbStatus {
+    /// Intel's name for the status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TcbStatus::Unknown => "Unknown",
+            TcbStatus::Revoked => "Revoked",
+            TcbStatus::OutOfDateConfigurationNeeded => "OutOfDateConfigurationNeeded",
+            TcbStatus::OutOfDate => "OutOfDate",
+            TcbStatus::ConfigurationAndSWHardeningNeeded => "ConfigurationAndSWHardeningNeeded",
+            TcbStatus::ConfigurationNeeded => "ConfigurationNeeded",
+            TcbStatus::SWHardeningNeeded => "SWHardeningNeeded",
+            TcbStatus::UpToDate => "UpToDate",
+        }
+    }
+
+    /// Parses Intel's name; anything else is `Unknown`.
+    pub fn parse(s: &str) -> Self {
+        [
+            TcbStatus::Revoked,
+            TcbStatus::OutOfDateConfigurationNeeded,
+            TcbStatus::OutOfDate,
+            TcbStatus::ConfigurationAndSWHardeningNeeded,
+            TcbStatus::ConfigurationNeeded,
+            TcbStatus::SWHardeningNeeded,
+            TcbStatus::UpToDate,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
+        .unwrap_or(TcbStatus::Unknown)
+    }
+}
+
+impl fmt::Display for TcbStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Evidence as carried in an RA-TLS certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Evidence {
+    /// A TDX DCAP quote, with the collateral to check it when the attester
+    /// had it (collateral is signed by Intel, so carrying it is safe).
+    Tdx {
+        /// The raw quote.
+        quote: Vec<u8>,
+        /// QuoteCollateralV3 JSON, if attached.
+        collateral: Option<Vec<u8>>,
+    },
+    /// An SEV-SNP report with its VCEK or VLEK and the AMD chain.
+    SevSnp {
+        /// The raw 1184-byte report.
+        report: Vec<u8>,
+        /// The endorsement key certificate (DER or PEM).
+        vek: Vec<u8>,
+        /// ASK or ASVK, and ARK (PEM).
+        chain: Vec<u8>,
+    },
+    /// A sim quote.
+    Sim {
+        /// The raw sim quote.
+        quote: Vec<u8>,
+    },
+}
+
+/// Evidence that could not be decoded.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("evidence encoding: {0}")]
+pub struct EvidenceDecodeError(String);
+
+const ENVELOPE_VERSION: u8 = 1;
+
+impl Evidence {
+    /// The TEE kind.
+    pub fn kind(&self) -> TeeKind {
+        match self {
+            Evidence::Tdx { .. } => TeeKind::Tdx,
+            Evidence::SevSnp { .. } => TeeKind::SevSnp,
+            Evidence::Sim { .. } => TeeKind::Sim,
+        }
+    }
+
+    fn fields(&self) -> Vec<&[u8]> {
+        match self {
+            Evidence::Tdx { quote, collateral } => {
+                vec![quote, collateral.as_deref().unwrap_or_default()]
+            }
+            Evidence::SevSnp { report, vek, chain } => vec![report, vek, chain],
+            Evidence::Sim { quote } => vec![quote],
+        }
+    }
+
+    /// Encoding: version, kind tag, then each field as a 4-byte big-endian
+    /// length and its bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![ENVELOPE_VERSION, self.kind().tag()];
+        for f in self.fields() {
+            out.extend_from_slice(&(f.len() as u32).to_be_bytes());
+            out.extend_from_slice(f);
+        }
+        out
+    }
+
+    /// Strict inverse of [`Evidence::encode`]: trailing bytes are refused.
+    pub fn decode(bytes: &[u8]) -> Result<Self, EvidenceDecodeError> {
+        let err = |m: String| EvidenceDecodeError(m);
+        let [version, tag, rest @ ..] = bytes else {
+            return Err(err(format!("{} bytes, too short", bytes.len())));
+        };
+        if *version != ENVELOPE_VERSION {
+            return Err(err(format!(
+                "version {version}, this verifier reads {ENVELOPE_VERSION}"
+            )));
+        }
+        let mut rest = rest;
+        let mut next = |name: &str| -> Result<Vec<u8>, EvidenceDecodeError> {
+            if rest.len() < 4 {
+                return Err(err(format!("{name}: length missing")));
+            }
+            let n = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            if rest.len() - 4 < n {
+                return Err(err(format!(
+                    "{name}: {n} bytes announced, {} present",
+                    rest.len() - 4
+                )));
+            }
+            let v = rest[4..4 + n].to_vec();
+            rest = &rest[4 + n..];
+            Ok(v)
+        };
+        let ev = match tag {
+            1 => {
+                let quote = next("quote")?;
+                let collateral = next("collateral")?;
+                Evidence::Tdx {
+                    quote,
+                    collateral: (!collateral.is_empty()).then_some(collateral),
+                }
+            }
+            2 => Evidence::SevSnp {
+                report: next("report")?,
+                vek: next("vek")?,
+                chain: next("chain")?,
+            },
+            3 => Evidence::Sim {
+                quote: next("quote")?,
+            },
+            other => return Err(err(format!("unknown TEE kind tag {other}"))),
+        };
+        if !rest.is_empty() {
+            return Err(err(format!("{} trailing bytes", rest.len())));
+        }
+        Ok(ev)
+    }
+}
+
+/// What verified evidence proves, whatever its kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedEvidence {
+    /// The TEE kind.
+    pub kind: TeeKind,
+    /// Identity of the code.
+    pub image_hash: ImageHash,
+    /// The 64 bytes the TEE bound into the evidence.
+    pub report_data: [u8; 64],
+    /// Platform TCB status.
+    pub tcb_status: TcbStatus,
+    /// Security advisories that apply (TDX).
+    pub advisories: Vec<String>,
+    /// Measurement registers, named, hex: for people reading logs and stats.
+    pub measurements: Vec<(&'static str, String)>,
+}
+
+/// Where TDX collateral comes from when the evidence does not carry it.
+pub trait CollateralSource: Send + Sync + fmt::Debug {
+    /// QuoteCollateralV3 JSON for this quote.
+    fn collateral(&self, quote: &[u8]) -> Result<Vec<u8>, String>;
+}
+
+/// What a verifier needs besides the evidence.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifyContext<'a> {
+    /// Verification time, UNIX seconds.
+    pub now: u64,
+    /// Sim roots the policy trusts.
+    pub sim_roots: &'a [[u8; 32]],
+    /// Collateral for TDX quotes that do not carry their own.
+    pub collateral: Option<&'a dyn CollateralSource>,
+}
+
+/// Why evidence did not verify.
+#[derive(Debug, thiserror::Error)]
+pub enum EvidenceError {
+    /// TDX.
+    #[error(transparent)]
+    Tdx(#[from] tdx::TdxError),
+    /// SEV-SNP.
+    #[error(transparent)]
+    Snp(#[from] snp::SnpError),
+    /// Sim.
+    #[error(transparent)]
+    Sim(#[from] sim::SimError),
+    /// A TDX quote came without collateral and none is configured.
+    #[error("TDX collateral: {0}")]
+    NoCollateral(String),
+}
+
+/// Verifies evidence of any kind at `ctx.now`.
+pub fn verify(
+    evidence: &Evidence,
+    ctx: VerifyContext<'_>,
+) -> Result<VerifiedEvidence, EvidenceError> {
+    Ok(match evidence {
+        Evidence::Tdx { quote, collateral } => {
+            let fetched;
+            let collateral = match (collateral, ctx.collateral) {
+                (Some(c), _) => c.as_slice(),
+                (None, Some(source)) => {
+                    fetched = source
+                        .collateral(quote)
+                        .map_err(EvidenceError::NoCollateral)?;
+                    fetched.as_slice()
+                }
+                (None, None) => {
+                    return Err(EvidenceError::NoCollateral(
+                        "the quote carries none and no collateral source is configured".into(),
+                    ))
+                }
+            };
+            let ev = tdx::verify(quote, collateral, ctx.now)?;
+            let mut measurements = vec![("mrtd", hex::encode(ev.mrtd))];
+            for (name, r) in ["rtmr0", "rtmr1", "rtmr2", "rtmr3"]
+                .into_iter()
+                .zip(&ev.rtmr)
+            {
+                measurements.push((name, hex::encode(r)));
+            }
+            VerifiedEvidence {
+                kind: TeeKind::Tdx,
+                image_hash: ev.image_hash,
+                report_data: ev.report_data,
+                tcb_status: TcbStatus::parse(&ev.tcb_status),
+                advisories: ev.advisories,
+                measurements,
+            }
+        }
+        Evidence::SevSnp { report, vek, chain } => {
+            let ev = snp::verify(report, vek, chain, ctx.now)?;
+            VerifiedEvidence {
+                kind: TeeKind::SevSnp,
+                image_hash: ev.image_hash,
+                report_data: ev.report_data,
+                tcb_status: TcbStatus::UpToDate,
+                advisories: Vec::new(),
+                measurements: vec![
+                    ("measurement", hex::encode(ev.measurement)),
+                    ("host_data", hex::encode(ev.host_data)),
+                ],
+            }
+        }
+        Evidence::Sim { quote } => {
+            let ev = sim::verify(quote, ctx.sim_roots)?;
+            let mut measurements = vec![("mrtd", hex::encode(ev.mrtd))];
+            for (name, r) in ["rtmr0", "rtmr1", "rtmr2", "rtmr3"]
+                .into_iter()
+                .zip(&ev.rtmr)
+            {
+                measurements.push((name, hex::encode(r)));
+            }
+            VerifiedEvidence {
+                kind: TeeKind::Sim,
+                image_hash: ev.image_hash,
+                report_data: ev.report_data,
+                tcb_status: ev.tcb_status,
+                advisories: Vec::new(),
+                measurements,
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_envelope_round_trips_and_refuses_junk() {
+        for ev in [
+            Evidence::Tdx {
+                quote: vec![1, 2],
+                collateral: None,
+            },
+            Evidence::Tdx {
+                quote: vec![1],
+                collateral: Some(b"{}".to_vec()),
+            },
+            Evidence::SevSnp {
+                report: vec![3],
+                vek: vec![],
+                chain: vec![4, 5],
+            },
+            Evidence::Sim { quote: vec![6; 10] },
+        ] {
+            let bytes = ev.encode();
+            assert_eq!(Evidence::decode(&bytes).unwrap(), ev);
+            let mut long = bytes.clone();
+            long.push(0);
+            assert!(Evidence::decode(&long).is_err());
+            assert!(Evidence::decode(&bytes[..bytes.len() - 1]).is_err());
+        }
+        assert!(Evidence::decode(&[2, 3]).is_err());
+    }
+
+    #[test]
+    fn tcb_statuses_are_ordered_by_how_current_they_are() {
+        assert!(TcbStatus::UpToDate > TcbStatus::SWHardeningNeeded);
+        assert!(TcbStatus::OutOfDate > TcbStatus::Revoked);
+        assert_eq!(TcbStatus::parse("Nonsense"), TcbStatus::Unknown);
+        assert_eq!(
+            TcbStatus::parse("ConfigurationNeeded").as_str(),
+            "ConfigurationNeeded"
+        );
+    }
+}

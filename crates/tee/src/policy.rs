@@ -1,0 +1,272 @@
+//! Which peers a node accepts: TEE kinds, image hashes per role, minimum
+//! TCB, certificate age, required claims. Loaded from TOML for now; the
+//! on-chain registry will supply the allow-lists later.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use cocoon_core::Role;
+use serde::Deserialize;
+
+use crate::{ImageHash, TcbStatus, TeeKind};
+
+/// A claim a policy can require a peer's certificate to carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RequiredClaim {
+    /// Workers must name the weights they serve.
+    ModelHash,
+}
+
+/// An attestation policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// TEE kinds accepted.
+    pub kinds: BTreeSet<TeeKind>,
+    /// Image hashes accepted, per role. A role with no entry is refused.
+    pub images: BTreeMap<Role, BTreeSet<ImageHash>>,
+    /// Lowest TCB status accepted.
+    pub min_tcb: TcbStatus,
+    /// Oldest certificate accepted, seconds since it was issued.
+    pub max_cert_age_secs: u64,
+    /// Claims a certificate must carry.
+    pub required_claims: BTreeSet<RequiredClaim>,
+    /// Roots of the sim TEE that are trusted (only used when `kinds` has sim).
+    pub sim_roots: Vec<[u8; 32]>,
+}
+
+/// Default maximum certificate age: certificates live one hour and are
+/// rotated at two thirds of that, so anything older is a replay.
+pub const DEFAULT_MAX_CERT_AGE_SECS: u64 = 2 * 3600;
+
+/// The policy file's shape.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    kinds: Vec<String>,
+    #[serde(default)]
+    min_tcb: Option<String>,
+    #[serde(default)]
+    max_cert_age_secs: Option<u64>,
+    #[serde(default)]
+    required_claims: Vec<String>,
+    #[serde(default)]
+    sim_roots: Vec<String>,
+    #[serde(default)]
+    images: ImagesFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImagesFile {
+    #[serde(default)]
+    client: Vec<String>,
+    #[serde(default)]
+    proxy: Vec<String>,
+    #[serde(default)]
+    worker: Vec<String>,
+}
+
+/// A policy file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The file could not be read.
+    #[error("cannot read policy file {path}: {reason}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The OS error.
+        reason: String,
+    },
+    /// The TOML is malformed or has unknown keys.
+    #[error("policy: {0}")]
+    Syntax(String),
+    /// A value is not acceptable.
+    #[error("policy {field}: {reason}")]
+    Value {
+        /// The key.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Policy {
+    /// Parses a policy from TOML text:
+    ///
+    /// ```toml
+    /// kinds = ["tdx", "sev-snp"]            # or ["sim"] for development
+    /// min_tcb = "UpToDate"                  # Intel's status names
+    /// max_cert_age_secs = 7200
+    /// required_claims = ["model_hash"]
+    /// sim_roots = []                        # hex Ed25519 keys, sim only
+    /// [images]
+    /// proxy = ["<64 hex digits>"]
+    /// worker = ["<64 hex digits>"]
+    /// client = ["<64 hex digits>"]
+    /// ```
+    pub fn from_toml(text: &str) -> Result<Self, PolicyError> {
+        let file: PolicyFile =
+            toml::from_str(text).map_err(|e| PolicyError::Syntax(e.message().to_owned()))?;
+        let kinds = file
+            .kinds
+            .iter()
+            .map(|k| k.parse::<TeeKind>())
+            .collect::<Result<BTreeSet<_>, _>>()
+            .map_err(|e| PolicyError::Value {
+                field: "kinds",
+                reason: e.to_string(),
+            })?;
+        if kinds.is_empty() {
+            return Err(PolicyError::Value {
+                field: "kinds",
+                reason: "no TEE kind is accepted, so no peer could ever connect".into(),
+            });
+        }
+        let min_tcb = match file.min_tcb.as_deref() {
+            None => TcbStatus::UpToDate,
+            Some(s) => match TcbStatus::parse(s) {
+                TcbStatus::Unknown => {
+                    return Err(PolicyError::Value {
+                        field: "min_tcb",
+                        reason: format!("{s:?} is not an Intel TCB status"),
+                    })
+                }
+                t => t,
+            },
+        };
+        let mut images = BTreeMap::new();
+        for (role, list) in [
+            (Role::Client, &file.images.client),
+            (Role::Proxy, &file.images.proxy),
+            (Role::Worker, &file.images.worker),
+        ] {
+            let set = list
+                .iter()
+                .map(|h| h.parse::<ImageHash>())
+                .collect::<Result<BTreeSet<_>, _>>()
+                .map_err(|e| PolicyError::Value {
+                    field: "images",
+                    reason: format!("{role}: {e}"),
+                })?;
+            if !set.is_empty() {
+                images.insert(role, set);
+            }
+        }
+        let required_claims = file
+            .required_claims
+            .iter()
+            .map(|c| match c.as_str() {
+                "model_hash" => Ok(RequiredClaim::ModelHash),
+                other => Err(PolicyError::Value {
+                    field: "required_claims",
+                    reason: format!("unknown claim {other:?}; known: model_hash"),
+                }),
+            })
+            .collect::<Result<_, _>>()?;
+        let sim_roots = file
+            .sim_roots
+            .iter()
+            .map(|r| {
+                let mut k = [0u8; 32];
+                hex::decode_to_slice(r, &mut k)
+                    .map(|()| k)
+                    .map_err(|_| PolicyError::Value {
+                        field: "sim_roots",
+                        reason: format!("{r:?} is not 64 hex digits"),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if kinds.contains(&TeeKind::Sim) && sim_roots.is_empty() {
+            return Err(PolicyError::Value {
+                field: "sim_roots",
+                reason: "the policy accepts sim evidence but trusts no sim root".into(),
+            });
+        }
+        Ok(Policy {
+            kinds,
+            images,
+            min_tcb,
+            max_cert_age_secs: file.max_cert_age_secs.unwrap_or(DEFAULT_MAX_CERT_AGE_SECS),
+            required_claims,
+            sim_roots,
+        })
+    }
+
+    /// Reads a policy file.
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|e| PolicyError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Whether the policy accepts simulated evidence (never in production).
+    pub fn accepts_sim(&self) -> bool {
+        self.kinds.contains(&TeeKind::Sim)
+    }
+
+    /// The policy as TOML, in the form [`Policy::from_toml`] reads.
+    pub fn to_toml(&self) -> String {
+        let list = |items: Vec<String>| {
+            items
+                .iter()
+                .map(|s| format!("{s:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut out = format!(
+            "kinds = [{}]\nmin_tcb = {:?}\nmax_cert_age_secs = {}\nrequired_claims = [{}]\nsim_roots = [{}]\n[images]\n",
+            list(self.kinds.iter().map(|k| k.to_string()).collect()),
+            self.min_tcb.as_str(),
+            self.max_cert_age_secs,
+            list(self.required_claims.iter().map(|_| "model_hash".to_owned()).collect()),
+            list(self.sim_roots.iter().map(hex::encode).collect()),
+        );
+        for (role, set) in &self.images {
+            out.push_str(&format!(
+                "{role} = [{}]\n",
+                list(set.iter().map(|h| h.to_string()).collect())
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_policy_round_trips_through_toml_and_bad_values_are_named() {
+        let text = format!(
+            "kinds = [\"sim\", \"tdx\"]\nrequired_claims = [\"model_hash\"]\nsim_roots = [\"{}\"]\n[images]\nworker = [\"{}\"]\n",
+            "11".repeat(32),
+            "22".repeat(32)
+        );
+        let p = Policy::from_toml(&text).unwrap();
+        assert!(p.accepts_sim());
+        assert_eq!(p.min_tcb, TcbStatus::UpToDate);
+        assert_eq!(p.max_cert_age_secs, DEFAULT_MAX_CERT_AGE_SECS);
+        assert_eq!(Policy::from_toml(&p.to_toml()).unwrap(), p);
+
+        for (bad, field) in [
+            ("kinds = []", "kinds"),
+            ("kinds = [\"sgx\"]", "kinds"),
+            ("kinds = [\"sim\"]", "sim_roots"),
+            ("kinds = [\"tdx\"]\nmin_tcb = \"Fine\"", "min_tcb"),
+            (
+                "kinds = [\"tdx\"]\nrequired_claims = [\"name\"]",
+                "required_claims",
+            ),
+            ("kinds = [\"tdx\"]\n[images]\nproxy = [\"zz\"]", "images"),
+        ] {
+            let err = Policy::from_toml(bad).unwrap_err();
+            assert!(err.to_string().contains(field), "{bad}: {err}");
+        }
+        assert!(matches!(
+            Policy::from_toml("kinds = [\"tdx\"]\nimage = 1"),
+            Err(PolicyError::Syntax(_))
+        ));
+    }
+}
