@@ -164,6 +164,20 @@ impl Proc {
     }
 
     /// The process's log so far.
+    /// Waits (at most `secs`) until the log contains `needle`.
+    pub async fn wait_for_log(&self, needle: &str, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "{} never logged {needle:?}:\n{}",
+                self.name,
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -218,6 +232,9 @@ pub struct WorkerSpec {
     pub upstream: String,
     pub coefficient: u32,
     pub max_active: u32,
+    /// The MRTD its sim TEE reports, 96 hex digits; `None` for this
+    /// executable's own measurement (the image the policy allows).
+    pub sim_mrtd: Option<String>,
 }
 
 impl WorkerSpec {
@@ -228,6 +245,7 @@ impl WorkerSpec {
             upstream: upstream.base_url(),
             coefficient: 1000,
             max_active: 16,
+            sim_mrtd: None,
         }
     }
 
@@ -239,6 +257,7 @@ impl WorkerSpec {
             upstream: String::new(),
             coefficient: 1000,
             max_active: 4,
+            sim_mrtd: None,
         }
     }
 }
@@ -250,8 +269,80 @@ pub struct WorkerProc {
     pub spec: WorkerSpec,
 }
 
+/// The development attestation every node of a test network uses: the sim
+/// TEE with a root in a directory of the network's own, under the policy
+/// `cocoon attest dev-policy` writes for this build.
+pub struct DevAttestation {
+    pub dir: PathBuf,
+    pub policy: PathBuf,
+}
+
+impl DevAttestation {
+    pub fn new() -> DevAttestation {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "cocoon-e2e-tee-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the sim TEE directory");
+        let policy = dir.join("policy.toml");
+        let out = Command::new(bin_dir().join("cocoon"))
+            .args(["attest", "dev-policy", "--data-dir"])
+            .arg(&dir)
+            .arg("--out")
+            .arg(&policy)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run cocoon attest dev-policy");
+        assert!(
+            out.status.success(),
+            "cocoon attest dev-policy failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        DevAttestation { dir, policy }
+    }
+
+    /// The flags that make a node use it.
+    pub fn args(&self) -> Vec<String> {
+        vec![
+            "--dev".into(),
+            "--tee".into(),
+            "sim".into(),
+            "--peer-policy".into(),
+            self.policy.display().to_string(),
+            "--data-dir".into(),
+            self.dir.display().to_string(),
+        ]
+    }
+
+    /// The image hash the policy allows (every node of this build).
+    pub fn image_hash(&self) -> String {
+        let text = std::fs::read_to_string(&self.policy).expect("read the policy");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("proxy = "))
+            .expect("the policy allows a proxy image");
+        line.split('"').nth(1).expect("an image hash").to_string()
+    }
+}
+
+impl Default for DevAttestation {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for DevAttestation {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Proxy and client processes, plus any number of workers.
 pub struct Network {
+    pub tee: DevAttestation,
     pub proxy: Proc,
     pub proxy_addr: String,
     pub proxy_http: String,
@@ -269,32 +360,30 @@ impl Network {
 
     /// Like [`start`](Self::start), with extra flags for the client.
     pub async fn start_with_client_args(extra: &[&str]) -> Network {
+        let tee = DevAttestation::new();
         let (pp, ph, cp) = (free_port(), free_port(), free_port());
         let proxy_addr = format!("127.0.0.1:{pp}");
-        let proxy = Proc::cocoon(
-            "proxy",
-            &[
-                "proxy".into(),
-                "--listen".into(),
-                proxy_addr.clone(),
-                "--http-listen".into(),
-                format!("127.0.0.1:{ph}"),
-                "--peer-policy".into(),
-                "none".into(),
-            ],
-        );
+        let mut proxy_args: Vec<String> = vec![
+            "proxy".into(),
+            "--listen".into(),
+            proxy_addr.clone(),
+            "--http-listen".into(),
+            format!("127.0.0.1:{ph}"),
+        ];
+        proxy_args.extend(tee.args());
+        let proxy = Proc::cocoon("proxy", &proxy_args);
         let mut client_args: Vec<String> = vec![
             "client".into(),
             "--listen".into(),
             format!("127.0.0.1:{cp}"),
             "--proxy".into(),
             proxy_addr.clone(),
-            "--peer-policy".into(),
-            "none".into(),
         ];
+        client_args.extend(tee.args());
         client_args.extend(extra.iter().map(|s| s.to_string()));
         let client = Proc::cocoon("client", &client_args);
         let net = Network {
+            tee,
             proxy,
             proxy_addr,
             proxy_http: format!("http://127.0.0.1:{ph}"),
@@ -309,6 +398,14 @@ impl Network {
 
     /// Starts a worker and waits until the proxy lists it.
     pub async fn add_worker(&mut self, spec: WorkerSpec) -> usize {
+        let before = self.worker_count(&spec.model).await;
+        let i = self.spawn_worker(spec.clone());
+        self.wait_workers(&spec.model, before + 1).await;
+        i
+    }
+
+    /// Starts a worker without waiting for the proxy to accept it.
+    pub fn spawn_worker(&mut self, spec: WorkerSpec) -> usize {
         let wp = free_port();
         let args = vec![
             "worker".into(),
@@ -324,23 +421,23 @@ impl Network {
             spec.max_active.to_string(),
             "--http-listen".into(),
             format!("127.0.0.1:{wp}"),
-            "--peer-policy".into(),
-            "none".into(),
         ];
         let mut args = args;
+        args.extend(self.tee.args());
+        if let Some(m) = &spec.sim_mrtd {
+            args.extend(["--sim-mrtd".to_string(), m.clone()]);
+        }
         if !spec.upstream.is_empty() {
             args.extend(["--upstream".to_string(), spec.upstream.clone()]);
         } else {
             args.extend(["--context-size".to_string(), "2048".to_string()]);
         }
-        let before = self.worker_count(&spec.model).await;
         let proc = Proc::cocoon(&spec.name, &args);
         self.workers.push(WorkerProc {
             proc,
             http: format!("http://127.0.0.1:{wp}"),
-            spec: spec.clone(),
+            spec,
         });
-        self.wait_workers(&spec.model, before + 1).await;
         self.workers.len() - 1
     }
 

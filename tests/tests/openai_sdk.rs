@@ -84,6 +84,7 @@ async fn the_official_openai_sdk_works_against_cocoon_up_with_the_real_model() {
     let mut up = Proc::cocoon("up-sdk", &args);
     let base = format!("http://127.0.0.1:{api}");
     wait_ok(&format!("{base}/healthz")).await;
+    up.wait_for_log("Press Ctrl-C", 120).await;
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/sdk_up_check.py");
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python)

@@ -5,8 +5,11 @@ use serde_json::Value;
 
 fn up_args(api: u16, upstream: &TestUpstream) -> Vec<String> {
     let ports = [free_port(), free_port(), free_port()];
+    let data_dir = std::env::temp_dir().join(format!("cocoon-up-{}-{api}", std::process::id()));
     [
         "up",
+        "--data-dir",
+        &data_dir.display().to_string(),
         "--upstream",
         &upstream.base_url(),
         "--model",
@@ -36,6 +39,9 @@ async fn up_serves_a_request_and_stops_cleanly() {
     let mut proc = Proc::cocoon("up", &up_args(api, &upstream));
     let base = format!("http://127.0.0.1:{api}");
     wait_ok(&format!("{base}/healthz")).await;
+    // The banner is printed once the worker is connected: the moment a user
+    // is told to send requests.
+    proc.wait_for_log("Press Ctrl-C", 30).await;
     let (status, headers, body) = post_json(
         &format!("{base}/v1/chat/completions"),
         &chat_body("up-model", false),
@@ -43,6 +49,15 @@ async fn up_serves_a_request_and_stops_cleanly() {
     .await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     assert_eq!(headers["x-cocoon-worker"], "local-worker");
+    // Every hop is RA-TLS with the sim TEE: the client names what it verified.
+    assert_eq!(headers["x-cocoon-proxy-tee"], "sim");
+    assert_eq!(headers["x-cocoon-worker-tee"], "sim");
+    let image = headers["x-cocoon-proxy-image-hash"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(image.len(), 64);
+    assert_eq!(headers["x-cocoon-worker-image-hash"], image.as_str());
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["usage"]["completion_tokens"], 2);
     let log = proc.log();
@@ -51,8 +66,9 @@ async fn up_serves_a_request_and_stops_cleanly() {
         "start-up summary names the API:\n{log}"
     );
     assert!(
-        log.contains("NOT authenticated"),
-        "development mode is announced:\n{log}"
+        log.contains("SIMULATED TEE")
+            && log.contains(&format!("Image hash of every node: {image}")),
+        "development mode and the image hash are announced:\n{log}"
     );
     let status = proc.terminate().expect("exits after SIGTERM");
     assert!(

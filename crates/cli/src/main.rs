@@ -1,8 +1,10 @@
 //! `cocoon`: run a Cocoon client, proxy or worker, or a whole local network.
 #![forbid(unsafe_code)]
 
+mod attest;
 mod options;
 mod run;
+mod trust;
 
 use std::path::PathBuf;
 
@@ -34,17 +36,18 @@ enum Command {
     /// Run a whole local network in one process: proxy, worker and client,
     /// with the OpenAI-compatible API on http://127.0.0.1:10000/v1.
     ///
-    /// For development: peers are not authenticated (policy "none").
-    /// The worker fronts the engine given with --upstream.
-    Up(options::UpOptions),
+    /// For development: every hop is mutual RA-TLS with the simulated TEE,
+    /// which proves nothing about hardware. Serves the default model
+    /// (fetched if needed) unless --model-file or --upstream says otherwise.
+    Up(NodeArgs<options::UpOptions>),
     /// Serve the OpenAI-compatible API and forward requests to a proxy.
-    Client(options::ClientOptions),
+    Client(NodeArgs<options::ClientOptions>),
     /// Route requests from clients to workers.
-    Proxy(options::ProxyOptions),
+    Proxy(NodeArgs<options::ProxyOptions>),
     /// Serve a model from an OpenAI-compatible engine (vLLM, SGLang,
     /// llama.cpp's server, Ollama, ...) to a proxy. The worker dials out to
     /// the proxy, so it may sit behind NAT.
-    Worker(options::WorkerOptions),
+    Worker(NodeArgs<options::WorkerOptions>),
     /// Manage model files.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -53,12 +56,34 @@ enum Command {
     Attest(AttestCommand),
 }
 
+/// A node command's own options plus the shared attestation options.
+#[derive(clap::Args, Debug)]
+struct NodeArgs<T: clap::Args> {
+    #[command(flatten)]
+    node: T,
+    #[command(flatten)]
+    attestation: options::AttestationOptions,
+}
+
 #[derive(Subcommand, Debug)]
 enum AttestCommand {
-    /// Verify a TDX DCAP quote with its collateral and show what it proves:
-    /// TCB status, advisories, MRTD, RTMR0-3, report data and the image hash
-    /// (SHA-256 over MRTD and RTMR0-3). Exits 0 only if it verified.
+    /// Verify TEE evidence and show what it proves. Exits 0 only if
+    /// everything verified; otherwise names the check that failed.
+    ///
+    /// --quote: a TDX DCAP quote with --collateral: TCB status, advisories,
+    /// MRTD, RTMR0-3, report data, image hash (SHA-256 over MRTD, RTMR0-3).
+    ///
+    /// --snp-report: an SEV-SNP report with --vcek and --chain: signer,
+    /// TCB, MEASUREMENT, HOST_DATA, report data, image hash (SHA-256 over
+    /// MEASUREMENT and HOST_DATA).
+    ///
+    /// --cert: an RA-TLS certificate: its claims, its evidence, and the
+    /// binding between them; with --policy, the policy's verdict too.
     Verify(options::AttestVerifyOptions),
+    /// Print an attestation policy for development: the sim TEE, with the
+    /// sim root from the data directory, allowing this executable's image
+    /// for every role. Nodes accept it only with --dev.
+    DevPolicy(options::DevPolicyOptions),
 }
 
 #[derive(Subcommand, Debug)]
@@ -99,12 +124,37 @@ fn main() -> std::process::ExitCode {
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let file = options::FileConfig::load(cli.config.as_ref())?;
     match cli.command {
-        Command::Up(o) => run::up(o.overlay(file.up)).await,
-        Command::Client(o) => run::client(o.overlay(file.client)).await,
-        Command::Proxy(o) => run::proxy(o.overlay(file.proxy)).await,
-        Command::Worker(o) => run::worker(o.overlay(file.worker)).await,
+        Command::Up(o) => {
+            run::up(
+                o.node.overlay(file.up),
+                o.attestation.overlay(file.attestation),
+            )
+            .await
+        }
+        Command::Client(o) => {
+            run::client(
+                o.node.overlay(file.client),
+                o.attestation.overlay(file.attestation),
+            )
+            .await
+        }
+        Command::Proxy(o) => {
+            run::proxy(
+                o.node.overlay(file.proxy),
+                o.attestation.overlay(file.attestation),
+            )
+            .await
+        }
+        Command::Worker(o) => {
+            run::worker(
+                o.node.overlay(file.worker),
+                o.attestation.overlay(file.attestation),
+            )
+            .await
+        }
         Command::Model(ModelCommand::Fetch(o)) => run::model_fetch(o).await,
         Command::Model(ModelCommand::Hash { file }) => run::model_hash(file).await,
-        Command::Attest(AttestCommand::Verify(o)) => run::attest_verify(o),
+        Command::Attest(AttestCommand::Verify(o)) => attest::verify(o),
+        Command::Attest(AttestCommand::DevPolicy(o)) => attest::dev_policy(o),
     }
 }

@@ -38,10 +38,6 @@ options! {
         /// Address for /metrics, /stats and /jsonstats [default: 127.0.0.1:10011].
         #[arg(long, env = "COCOON_PROXY_HTTP_LISTEN", value_name = "ADDR")]
         pub http_listen: Option<SocketAddr>,
-        /// How clients and workers are verified. Required; the only policy today is
-        /// "none" (encrypted but NOT authenticated; development only).
-        #[arg(long, env = "COCOON_PEER_POLICY", value_name = "POLICY")]
-        pub peer_policy: Option<String>,
         /// Deadline in seconds for requests that do not set one [default: 600].
         #[arg(long, env = "COCOON_PROXY_TIMEOUT_SECS", value_name = "SECS")]
         pub timeout_secs: Option<u64>,
@@ -95,10 +91,6 @@ options! {
         /// Address for /metrics, /stats, /jsonstats and POST /admin/coefficient [default: 127.0.0.1:10012].
         #[arg(long, env = "COCOON_WORKER_HTTP_LISTEN", value_name = "ADDR")]
         pub http_listen: Option<SocketAddr>,
-        /// How the proxy is verified. Required; the only policy today is "none"
-        /// (encrypted but NOT authenticated; development only).
-        #[arg(long, env = "COCOON_PEER_POLICY", value_name = "POLICY")]
-        pub peer_policy: Option<String>,
     }
 }
 
@@ -114,10 +106,6 @@ options! {
         /// The proxy to use, HOST:PORT. Required.
         #[arg(long, env = "COCOON_CLIENT_PROXY", value_name = "HOST:PORT")]
         pub proxy: Option<String>,
-        /// How the proxy is verified. Required; the only policy today is "none"
-        /// (encrypted but NOT authenticated; development only).
-        #[arg(long, env = "COCOON_PEER_POLICY", value_name = "POLICY")]
-        pub peer_policy: Option<String>,
         /// Largest request body accepted, in bytes [default: 8388608].
         #[arg(long, env = "COCOON_CLIENT_MAX_BODY_BYTES", value_name = "BYTES")]
         pub max_body_bytes: Option<usize>,
@@ -177,6 +165,50 @@ options! {
     }
 }
 
+options! {
+    /// How a node proves what it runs and which peers it accepts: the
+    /// `[attestation]` table, shared by `client`, `proxy` and `worker`.
+    pub struct AttestationOptions {
+        /// Which peers are accepted: the path of an attestation policy (TOML:
+        /// accepted TEE kinds, image hashes per role, minimum TCB, maximum
+        /// certificate age, required claims), or "none" (encrypted but NOT
+        /// authenticated; only with --dev). Required.
+        #[arg(long, env = "COCOON_PEER_POLICY", value_name = "FILE|none")]
+        pub peer_policy: Option<String>,
+        /// How this node attests itself: tdx or sev-snp (from the guest's
+        /// configfs-tsm), or sim (a simulated TEE that proves nothing; only
+        /// with --dev). Required with a policy file.
+        #[arg(long, env = "COCOON_TEE", value_name = "tdx|sev-snp|sim")]
+        pub tee: Option<String>,
+        /// Development mode: allows --tee sim, policies that accept sim
+        /// evidence, and --peer-policy none. None of these proves anything;
+        /// never use it in production.
+        #[arg(long, env = "COCOON_DEV", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+        pub dev: Option<bool>,
+        /// Directory for this node's state; the sim TEE keeps its root key
+        /// here [default: $XDG_DATA_HOME/cocoon, else ~/.local/share/cocoon].
+        #[arg(long, env = "COCOON_DATA_DIR", value_name = "DIR")]
+        pub data_dir: Option<PathBuf>,
+        /// Sim TEE: the MRTD to report, 96 hex digits [default: SHA-384 of
+        /// this executable].
+        #[arg(long, env = "COCOON_SIM_MRTD", value_name = "HEX")]
+        pub sim_mrtd: Option<String>,
+        /// configfs-tsm report directory [default: /sys/kernel/config/tsm/report].
+        #[arg(long, env = "COCOON_TSM_ROOT", value_name = "DIR")]
+        pub tsm_root: Option<PathBuf>,
+        /// TDX collateral (QuoteCollateralV3 JSON): attached to this node's
+        /// quotes, and used for peers' quotes that carry none.
+        #[arg(long, env = "COCOON_TDX_COLLATERAL", value_name = "FILE")]
+        pub tdx_collateral: Option<PathBuf>,
+        /// SEV-SNP: this node's VCEK or VLEK certificate (DER or PEM).
+        #[arg(long, env = "COCOON_SNP_VEK", value_name = "FILE")]
+        pub snp_vek: Option<PathBuf>,
+        /// SEV-SNP: the AMD chain for it (ASK or ASVK, and ARK; PEM).
+        #[arg(long, env = "COCOON_SNP_CHAIN", value_name = "FILE")]
+        pub snp_chain: Option<PathBuf>,
+    }
+}
+
 /// The configuration file: one optional table per command.
 #[derive(serde::Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
@@ -193,6 +225,9 @@ pub struct FileConfig {
     /// `[up]`
     #[serde(default)]
     pub up: UpOptions,
+    /// `[attestation]`
+    #[serde(default)]
+    pub attestation: AttestationOptions,
 }
 
 impl FileConfig {
@@ -253,15 +288,36 @@ pub struct ModelFetchOptions {
     pub python: String,
 }
 
-/// Options of `cocoon attest verify`.
+/// Options of `cocoon attest verify`: one kind of evidence at a time.
 #[derive(clap::Args, Debug, Clone)]
+#[command(group(clap::ArgGroup::new("evidence").required(true).args(["quote", "snp_report", "cert"])))]
 pub struct AttestVerifyOptions {
-    /// The TDX quote: raw bytes, or hex text.
+    /// A TDX quote: raw bytes, or hex text.
     #[arg(long, value_name = "FILE")]
-    pub quote: PathBuf,
-    /// Its collateral (QuoteCollateralV3 JSON, as served by a PCCS).
+    pub quote: Option<PathBuf>,
+    /// TDX collateral (QuoteCollateralV3 JSON, as served by a PCCS). Needed
+    /// with --quote; with --cert, for a TDX quote that carries none.
     #[arg(long, value_name = "FILE")]
-    pub collateral: PathBuf,
+    pub collateral: Option<PathBuf>,
+    /// An SEV-SNP attestation report: raw 1184 bytes, or hex text.
+    #[arg(long, value_name = "FILE", requires_all = ["vcek", "chain"])]
+    pub snp_report: Option<PathBuf>,
+    /// The VCEK (or VLEK) that signed the report, DER or PEM.
+    #[arg(long, alias = "vlek", value_name = "FILE", requires = "snp_report")]
+    pub vcek: Option<PathBuf>,
+    /// The AMD chain for it: ASK or ASVK, and ARK, PEM.
+    #[arg(long, value_name = "FILE", requires = "snp_report")]
+    pub chain: Option<PathBuf>,
+    /// An RA-TLS certificate (DER or PEM): its claims, its evidence, and
+    /// that the evidence is bound to the certificate's key and claims.
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// With --cert: also judge it by this attestation policy.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub policy: Option<PathBuf>,
+    /// With --cert: a sim root (64 hex digits) to trust for sim evidence.
+    #[arg(long, value_name = "HEX", requires = "cert")]
+    pub sim_root: Vec<String>,
     /// Verification time, UNIX seconds [default: now]. Recorded evidence is
     /// checked at the time it was produced.
     #[arg(long, value_name = "UNIX_SECONDS")]
@@ -269,4 +325,19 @@ pub struct AttestVerifyOptions {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Options of `cocoon attest dev-policy`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DevPolicyOptions {
+    /// Data directory holding (or to hold) the sim root key [default:
+    /// $XDG_DATA_HOME/cocoon, else ~/.local/share/cocoon].
+    #[arg(long, env = "COCOON_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Another image hash to allow for every role (repeatable).
+    #[arg(long, value_name = "HEX")]
+    pub allow_image: Vec<String>,
+    /// Write the policy here instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }

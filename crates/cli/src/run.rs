@@ -8,9 +8,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use cocoon_core::{Coefficient, ModelName};
 use cocoon_engine::{Engine, OpenAiUpstream, UpstreamConfig};
-use cocoon_transport::PeerPolicy;
 
-use crate::options::{ClientOptions, ProxyOptions, UpOptions, WorkerOptions};
+use crate::options::{AttestationOptions, ClientOptions, ProxyOptions, UpOptions, WorkerOptions};
 
 const DEFAULT_API: &str = "127.0.0.1:10000";
 const DEFAULT_PROXY: &str = "127.0.0.1:10010";
@@ -22,17 +21,6 @@ const DEFAULT_TIMEOUT_SECS: u64 = 600;
 
 fn addr(value: Option<SocketAddr>, default: &str) -> SocketAddr {
     value.unwrap_or_else(|| default.parse().expect("default addresses are valid"))
-}
-
-fn policy(value: Option<String>, flag_hint: &str) -> anyhow::Result<PeerPolicy> {
-    let Some(name) = value else {
-        bail!(
-            "no peer verification policy is configured: pass {flag_hint} none (or set \
-             COCOON_PEER_POLICY=none). \"none\" encrypts but does NOT authenticate peers and is \
-             for development only; attestation policies will replace it"
-        );
-    };
-    Ok(name.parse()?)
 }
 
 fn timeout(secs: Option<u64>) -> anyhow::Result<Duration> {
@@ -184,28 +172,32 @@ async fn ctrl_c() {
     tracing::info!("shutting down");
 }
 
-fn proxy_config(o: ProxyOptions) -> anyhow::Result<cocoon_proxy::ProxyConfig> {
+fn proxy_config(
+    o: ProxyOptions,
+    a: AttestationOptions,
+) -> anyhow::Result<cocoon_proxy::ProxyConfig> {
+    let trust = crate::trust::build(&a, &format!("proxy {o:?} {a:?}"))?;
     Ok(cocoon_proxy::ProxyConfig {
         name: o.name.unwrap_or_else(|| format!("proxy-{}", hostname())),
         listen: addr(o.listen, DEFAULT_PROXY),
         http_listen: addr(o.http_listen, DEFAULT_PROXY_HTTP),
-        peer_policy: policy(o.peer_policy, "--peer-policy")?,
+        trust,
         default_timeout: timeout(o.timeout_secs)?,
     })
 }
 
-pub async fn proxy(o: ProxyOptions) -> anyhow::Result<()> {
-    let proxy = cocoon_proxy::Proxy::start(proxy_config(o)?).await?;
+pub async fn proxy(o: ProxyOptions, a: AttestationOptions) -> anyhow::Result<()> {
+    let proxy = cocoon_proxy::Proxy::start(proxy_config(o, a)?).await?;
     ctrl_c().await;
     proxy.shutdown().await;
     Ok(())
 }
 
-pub async fn worker(o: WorkerOptions) -> anyhow::Result<()> {
+pub async fn worker(o: WorkerOptions, a: AttestationOptions) -> anyhow::Result<()> {
+    let trust = crate::trust::build(&a, &format!("worker {o:?} {a:?}"))?;
     let proxy = o
         .proxy
         .ok_or_else(|| anyhow!("--proxy is required: the proxy's HOST:PORT"))?;
-    let policy = policy(o.peer_policy, "--peer-policy")?;
     let max_active = o.max_active_requests.unwrap_or(DEFAULT_MAX_ACTIVE);
     let (engine, model) = build_engine(EngineChoice {
         upstream: o.upstream,
@@ -226,7 +218,7 @@ pub async fn worker(o: WorkerOptions) -> anyhow::Result<()> {
         coefficient: o.coefficient.unwrap_or(Coefficient::ONE),
         max_active_requests: max_active,
         http_listen: addr(o.http_listen, DEFAULT_WORKER_HTTP),
-        peer_policy: policy,
+        trust,
     };
     let worker = cocoon_worker::Worker::start(config, engine).await?;
     ctrl_c().await;
@@ -234,7 +226,11 @@ pub async fn worker(o: WorkerOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn client_config(o: ClientOptions) -> anyhow::Result<cocoon_client::ClientConfig> {
+fn client_config(
+    o: ClientOptions,
+    a: AttestationOptions,
+) -> anyhow::Result<cocoon_client::ClientConfig> {
+    let trust = crate::trust::build(&a, &format!("client {o:?} {a:?}"))?;
     let proxy = o
         .proxy
         .ok_or_else(|| anyhow!("--proxy is required: the proxy's HOST:PORT"))?;
@@ -246,21 +242,34 @@ fn client_config(o: ClientOptions) -> anyhow::Result<cocoon_client::ClientConfig
         name: o.name.unwrap_or_else(|| format!("client-{}", hostname())),
         listen: addr(o.listen, DEFAULT_API),
         proxy,
-        peer_policy: policy(o.peer_policy, "--peer-policy")?,
+        trust,
         max_body_bytes,
         default_max_coefficient: o.max_coefficient.map(Coefficient::per_mille),
         default_timeout: timeout(o.timeout_secs)?,
     })
 }
 
-pub async fn client(o: ClientOptions) -> anyhow::Result<()> {
-    let client = cocoon_client::Client::start(client_config(o)?).await?;
+pub async fn client(o: ClientOptions, a: AttestationOptions) -> anyhow::Result<()> {
+    let client = cocoon_client::Client::start(client_config(o, a)?).await?;
     ctrl_c().await;
     client.shutdown().await;
     Ok(())
 }
 
-pub async fn up(o: UpOptions) -> anyhow::Result<()> {
+pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
+    if a.peer_policy.is_some() || a.tee.is_some() || a.tsm_root.is_some() {
+        bail!(
+            "cocoon up attests every hop with the simulated TEE by itself; --peer-policy, --tee              and --tsm-root are for `cocoon client|proxy|worker`"
+        );
+    }
+    let data_dir = a
+        .data_dir
+        .clone()
+        .unwrap_or_else(crate::trust::default_data_dir);
+    let dev = crate::trust::DevNetwork::new(&data_dir)?;
+    let dev_trust = |role: &str| dev.node(&format!("up {role} {o:?}"));
+    let (proxy_trust, worker_trust, client_trust) =
+        (dev_trust("proxy"), dev_trust("worker"), dev_trust("client"));
     let max_active = o.max_active_requests.unwrap_or(DEFAULT_MAX_ACTIVE);
     let (engine, model) = build_engine(EngineChoice {
         upstream: o.upstream,
@@ -275,13 +284,12 @@ pub async fn up(o: UpOptions) -> anyhow::Result<()> {
     })
     .await?;
     let engine_desc = engine.describe();
-    let dev_policy = PeerPolicy::InsecureNone;
 
     let proxy = cocoon_proxy::Proxy::start(cocoon_proxy::ProxyConfig {
         name: "local-proxy".into(),
         listen: addr(o.proxy_listen, DEFAULT_PROXY),
         http_listen: addr(o.proxy_http_listen, DEFAULT_PROXY_HTTP),
-        peer_policy: dev_policy,
+        trust: proxy_trust,
         default_timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
     })
     .await
@@ -296,7 +304,7 @@ pub async fn up(o: UpOptions) -> anyhow::Result<()> {
             coefficient: Coefficient::ONE,
             max_active_requests: max_active,
             http_listen: addr(o.worker_http_listen, DEFAULT_WORKER_HTTP),
-            peer_policy: dev_policy,
+            trust: worker_trust,
         },
         engine,
     )
@@ -307,7 +315,7 @@ pub async fn up(o: UpOptions) -> anyhow::Result<()> {
         name: "local-client".into(),
         listen: addr(o.listen, DEFAULT_API),
         proxy: proxy_addr.clone(),
-        peer_policy: dev_policy,
+        trust: client_trust,
         max_body_bytes: DEFAULT_MAX_BODY,
         default_max_coefficient: None,
         default_timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
@@ -324,14 +332,19 @@ pub async fn up(o: UpOptions) -> anyhow::Result<()> {
     }
     let api = format!("http://{}/v1", client.listen);
     eprintln!(
-        "\ncocoon up: a local network is running (development mode: peers NOT authenticated)\n\
+        "\ncocoon up: a local network is running. DEVELOPMENT MODE: every hop is mutual RA-TLS\n\
+         with the SIMULATED TEE (root key in {d}), which proves nothing about hardware.\n\
+         Image hash of every node: {image}\n\
          \n  client API  {api}        stats http://{c}/stats\n  \
+         attestation {api}/cocoon/attestation\n  \
          proxy       {proxy_addr}          stats http://{p}/stats\n  \
          worker      {model}: {engine_desc}\n              stats http://{w}/stats\n\
          \nTry:\n  curl {api}/chat/completions -H 'content-type: application/json' \\\n    \
          -d '{{\"model\":\"{model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'\n\
          \nPress Ctrl-C to stop.\n",
         c = client.listen,
+        d = data_dir.display(),
+        image = dev.image_hash,
         p = proxy.http_listen,
         w = worker.http_listen,
     );
@@ -365,80 +378,5 @@ pub async fn model_hash(file: std::path::PathBuf) -> anyhow::Result<()> {
     let f = file.clone();
     let hash = tokio::task::spawn_blocking(move || cocoon_model::hash_file(&f, |_| {})).await??;
     println!("{hash}  {}", file.display());
-    Ok(())
-}
-
-/// Reads a quote file holding raw bytes or hex text.
-fn read_quote(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
-    let raw = std::fs::read(path)
-        .with_context(|| format!("cannot read quote file {}", path.display()))?;
-    let text = std::str::from_utf8(&raw).map(str::trim).unwrap_or("");
-    if !text.is_empty()
-        && text.len().is_multiple_of(2)
-        && text.bytes().all(|b| b.is_ascii_hexdigit())
-    {
-        let bytes: Result<Vec<u8>, _> = (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text[i..i + 2], 16))
-            .collect();
-        return Ok(bytes?);
-    }
-    Ok(raw)
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-pub fn attest_verify(o: crate::options::AttestVerifyOptions) -> anyhow::Result<()> {
-    let quote = read_quote(&o.quote)?;
-    let collateral = std::fs::read(&o.collateral)
-        .with_context(|| format!("cannot read collateral file {}", o.collateral.display()))?;
-    let at = o.at.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    });
-    let ev = cocoon_tee::tdx::verify(&quote, &collateral, at)?;
-    if o.json {
-        let v = serde_json::json!({
-            "verified": true,
-            "kind": "tdx",
-            "version": ev.version,
-            "body": ev.body,
-            "at": at,
-            "tcb_status": ev.tcb_status,
-            "advisories": ev.advisories,
-            "mrtd": hex(&ev.mrtd),
-            "rtmr": ev.rtmr.iter().map(|r| hex(r)).collect::<Vec<_>>(),
-            "report_data": hex(&ev.report_data),
-            "image_hash": ev.image_hash.to_string(),
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        println!(
-            "verified     TDX quote v{} ({}) at {at}",
-            ev.version, ev.body
-        );
-        println!("tcb status   {}", ev.tcb_status);
-        println!(
-            "advisories   {}",
-            if ev.advisories.is_empty() {
-                "none".to_string()
-            } else {
-                ev.advisories.join(", ")
-            }
-        );
-        println!("mrtd         {}", hex(&ev.mrtd));
-        for (i, r) in ev.rtmr.iter().enumerate() {
-            println!("rtmr{i}        {}", hex(r));
-        }
-        println!("report data  {}", hex(&ev.report_data));
-        println!(
-            "image hash   {}  (SHA-256 over MRTD, RTMR0-3)",
-            ev.image_hash
-        );
-    }
     Ok(())
 }

@@ -49,10 +49,85 @@ fn a_missing_peer_policy_is_an_explicit_error() {
         "127.0.0.1:0",
     ]);
     assert_ne!(code, 0);
-    assert!(err.contains("--peer-policy none"), "{err}");
+    assert!(err.contains("--dev --peer-policy none"), "{err}");
     let (code, _, err) = cocoon(&["proxy", "--peer-policy", "tdx", "--listen", "127.0.0.1:0"]);
     assert_ne!(code, 0);
-    assert!(err.contains("unknown peer policy \"tdx\""), "{err}");
+    assert!(err.contains("cannot read policy file tdx"), "{err}");
+}
+
+/// Development-only trust is refused unless --dev says this is development.
+#[test]
+fn production_mode_refuses_the_sim_tee_and_the_none_policy() {
+    let dir = std::env::temp_dir().join(format!("cocoon-cli-dev-{}", std::process::id()));
+    let policy = dir.join("policy.toml");
+    let (code, _, err) = cocoon(&[
+        "attest",
+        "dev-policy",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--out",
+        policy.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let base = [
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+    ];
+    let (code, _, err) = cocoon(
+        &[
+            &base[..],
+            &["--peer-policy", policy.to_str().unwrap(), "--tee", "sim"],
+        ]
+        .concat(),
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("accepts sim evidence") && err.contains("--dev"),
+        "{err}"
+    );
+    let (code, _, err) = cocoon(&[&base[..], &["--peer-policy", "none"]].concat());
+    assert_ne!(code, 0);
+    assert!(err.contains("refused outside development mode"), "{err}");
+    // A production policy (TDX only) with a sim attester is refused too.
+    let tdx_only = dir.join("tdx.toml");
+    std::fs::write(
+        &tdx_only,
+        format!(
+            "kinds = [\"tdx\"]\n[images]\nclient = [\"{}\"]\n",
+            "00".repeat(32)
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = cocoon(
+        &[
+            &base[..],
+            &["--peer-policy", tdx_only.to_str().unwrap(), "--tee", "sim"],
+        ]
+        .concat(),
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("--tee sim") && err.contains("--dev"), "{err}");
+    // configfs-tsm that is not there is named.
+    let (code, _, err) = cocoon(
+        &[
+            &base[..],
+            &[
+                "--peer-policy",
+                tdx_only.to_str().unwrap(),
+                "--tee",
+                "tdx",
+                "--tsm-root",
+                dir.join("no-tsm").to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("configfs-tsm"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -71,6 +146,7 @@ fn bad_values_name_the_option() {
         "m",
         "--upstream",
         "ftp://x",
+        "--dev",
         "--peer-policy",
         "none",
     ]);
@@ -78,6 +154,7 @@ fn bad_values_name_the_option() {
     assert!(err.contains("ftp://x"), "{err}");
     let (code, _, err) = cocoon(&[
         "worker",
+        "--dev",
         "--peer-policy",
         "none",
         "--upstream",
@@ -114,7 +191,7 @@ fn configuration_file_is_read_and_checked() {
     .unwrap();
     let (code, _, err) = cocoon(&["--config", ok.to_str().unwrap(), "proxy"]);
     assert_ne!(code, 0);
-    assert!(err.contains("no peer verification policy"), "{err}");
+    assert!(err.contains("no peer policy is configured"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -124,6 +201,7 @@ fn a_taken_port_is_reported() {
     let addr = taken.local_addr().unwrap().to_string();
     let (code, _, err) = cocoon(&[
         "proxy",
+        "--dev",
         "--peer-policy",
         "none",
         "--listen",
@@ -236,4 +314,120 @@ fn attest_verify_reads_hex_quotes() {
         "the hex form of a good quote did not verify: {err}"
     );
     assert!(out.contains("tcb status   UpToDate"), "{out}");
+}
+
+fn snp_fixture(name: &str) -> String {
+    format!(
+        "{}/../../../shared/fixtures/tee/sev-snp/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+#[test]
+fn attest_verify_reports_what_an_snp_report_proves() {
+    let (code, out, err) = cocoon(&[
+        "attest",
+        "verify",
+        "--snp-report",
+        &snp_fixture("report_milan.hex"),
+        "--vcek",
+        &snp_fixture("vcek_milan.der"),
+        "--chain",
+        &snp_fixture("cert_chain_milan.pem"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    for needle in [
+        "signed by its VCEK",
+        "measurement",
+        "host data",
+        "image hash",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in\n{out}");
+    }
+    // The VLEK expired on 2025-12-10: fine at a time inside its validity,
+    // refused now.
+    let vlek = [
+        "attest",
+        "verify",
+        "--snp-report",
+        &snp_fixture("trustee_test-vlek-report.bin"),
+        "--vlek",
+        &snp_fixture("trustee_test-vlek.der"),
+        "--chain",
+        &snp_fixture("trustee_milan_ask_ark_asvk.pem"),
+    ];
+    let (code, out, err) = cocoon(&[&vlek[..], &["--at", "1748736000"]].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("signed by its VLEK"), "{out}");
+    let (code, _, err) = cocoon(&vlek);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("certificate SEV-VLEK is not valid at"),
+        "{err}"
+    );
+}
+
+#[test]
+fn attest_verify_checks_an_ra_tls_certificate_and_a_policy() {
+    use cocoon_tee::{sim::SimRoot, Claims, SimAttester};
+    let dir = std::env::temp_dir().join(format!("cocoon-cli-cert-{}", std::process::id()));
+    let attester = SimAttester::new(SimRoot::load_or_create(&dir).unwrap(), [4; 48]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = Claims {
+        public_key: [0; 32],
+        role: cocoon_core::Role::Proxy,
+        issued_at: now,
+        expires_at: now + 600,
+        config_hash: [1; 32],
+        model_hash: None,
+    };
+    let minted = cocoon_tee::cert::mint(claims, &attester).unwrap();
+    let cert = dir.join("proxy.der");
+    std::fs::write(&cert, &minted.der).unwrap();
+    let root = hex(&attester.root_public_key());
+    let image = attester.image_hash().to_string();
+
+    let (code, out, err) = cocoon(&[
+        "attest",
+        "verify",
+        "--cert",
+        cert.to_str().unwrap(),
+        "--sim-root",
+        &root,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    for needle in ["kind         sim", "role         proxy", "binding", &image] {
+        assert!(out.contains(needle), "missing {needle:?} in\n{out}");
+    }
+    // Without trusting the root, the sim evidence does not verify.
+    let (code, _, err) = cocoon(&["attest", "verify", "--cert", cert.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(err.contains("does not trust"), "{err}");
+    // A TDX-only policy refuses it, naming the check.
+    let policy = dir.join("tdx.toml");
+    std::fs::write(
+        &policy,
+        format!("kinds = [\"tdx\"]\n[images]\nproxy = [\"{image}\"]\n"),
+    )
+    .unwrap();
+    let (code, _, err) = cocoon(&[
+        "attest",
+        "verify",
+        "--cert",
+        cert.to_str().unwrap(),
+        "--sim-root",
+        &root,
+        "--policy",
+        policy.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("tee kind: sim is not accepted"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }

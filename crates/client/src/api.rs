@@ -29,6 +29,14 @@ pub const WORKER_HEADER: &str = "x-cocoon-worker";
 pub const COEFFICIENT_HEADER: &str = "x-cocoon-coefficient";
 /// Response header with the SHA-256 of the weights that answered.
 pub const MODEL_HASH_HEADER: &str = "x-cocoon-model-hash";
+/// Response header: the TEE kind of the proxy, as this client verified it.
+pub const PROXY_TEE_HEADER: &str = "x-cocoon-proxy-tee";
+/// Response header: the proxy's image hash, as this client verified it.
+pub const PROXY_IMAGE_HEADER: &str = "x-cocoon-proxy-image-hash";
+/// Response header: the worker's TEE kind, as the attested proxy verified it.
+pub const WORKER_TEE_HEADER: &str = "x-cocoon-worker-tee";
+/// Response header: the worker's image hash, as the attested proxy verified it.
+pub const WORKER_IMAGE_HEADER: &str = "x-cocoon-worker-image-hash";
 
 pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
     let api = axum::Router::new()
@@ -41,6 +49,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
             post(completions).fallback(method_not_allowed),
         )
         .route("/v1/models", get(models).fallback(method_not_allowed))
+        .route(
+            "/v1/cocoon/attestation",
+            get(crate::attestation::report).fallback(method_not_allowed),
+        )
         .with_state(shared.clone());
     cocoon_telemetry::router(shared)
         .route("/healthz", get(|| async { "ok\n" }))
@@ -250,6 +262,7 @@ async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Vali
     // Wait for the first answer byte (or a failure) before choosing the
     // HTTP status: an error before any byte is a proper HTTP error.
     let mut headers = HeaderMap::new();
+    crate::attestation::proxy_headers(&shared, &mut headers);
     let mut receipt = Receipt::default();
     let first = loop {
         match events.next().await {
@@ -257,6 +270,20 @@ async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Vali
                 event: Some(infer_event::Event::Assigned(a)),
             })) => {
                 receipt = Receipt::from(&a);
+                shared.attestation.saw_worker(&a);
+                for (name, value) in [
+                    (WORKER_TEE_HEADER, &a.worker_tee),
+                    (WORKER_IMAGE_HEADER, &a.worker_image_hash),
+                ] {
+                    match HeaderValue::from_str(value) {
+                        Ok(v) if !value.is_empty() => {
+                            headers.insert(HeaderName::from_static(name), v);
+                        }
+                        _ => {
+                            headers.remove(name);
+                        }
+                    }
+                }
                 if let Ok(v) = HeaderValue::from_str(&a.worker_id) {
                     headers.insert(HeaderName::from_static(WORKER_HEADER), v);
                 }
@@ -429,6 +456,8 @@ struct Receipt {
     worker: String,
     coefficient: u32,
     model_hash: String,
+    tee: String,
+    image_hash: String,
 }
 
 impl Receipt {
@@ -437,6 +466,8 @@ impl Receipt {
             worker: a.worker_id.clone(),
             coefficient: a.coefficient,
             model_hash: a.model_hash.clone(),
+            tee: a.worker_tee.clone(),
+            image_hash: a.worker_image_hash.clone(),
         }
     }
 
@@ -445,6 +476,8 @@ impl Receipt {
             "worker": self.worker,
             "coefficient": self.coefficient,
             "model_hash": if self.model_hash.is_empty() { None } else { Some(&self.model_hash) },
+            "worker_tee": if self.tee.is_empty() { None } else { Some(&self.tee) },
+            "worker_image_hash": if self.image_hash.is_empty() { None } else { Some(&self.image_hash) },
         })
     }
 
@@ -597,8 +630,9 @@ impl StatsSource for Shared {
         if !name.is_empty() {
             info.insert("proxy_name".into(), name);
         }
-        info.insert("peer_policy".into(), self.config.peer_policy.to_string());
+        info.insert("trust".into(), self.config.trust.describe());
         self.metrics
             .snapshot("client", &self.config.name, self.started, Vec::new(), info)
+            .with_peers_refused(self.config.trust.refusals())
     }
 }

@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 mod api;
+mod attestation;
 mod link;
 pub mod openai;
 
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use cocoon_proto::client_gateway_client::ClientGatewayClient;
 use cocoon_telemetry::RequestMetrics;
-use cocoon_transport::PeerPolicy;
+use cocoon_transport::{PeerVerifier, Trust};
 use tokio::sync::watch;
 use tonic::transport::Channel;
 
@@ -30,7 +31,7 @@ pub struct ClientConfig {
     /// The proxy's `HOST:PORT`.
     pub proxy: String,
     /// How the proxy is verified.
-    pub peer_policy: PeerPolicy,
+    pub trust: Trust,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
     /// Highest worker coefficient accepted when a request does not say.
@@ -64,6 +65,10 @@ pub(crate) struct Shared {
     pub(crate) proxy: ClientGatewayClient<Channel>,
     pub(crate) metrics: Arc<RequestMetrics>,
     pub(crate) proxy_up: AtomicBool,
+    /// Judges the proxy; remembers the last proxy it accepted.
+    pub(crate) proxy_verifier: std::sync::Arc<dyn PeerVerifier>,
+    /// Workers' attestations as reported by the proxy.
+    pub(crate) attestation: attestation::WorkersSeen,
     pub(crate) proxy_name: Mutex<String>,
     pub(crate) started: Instant,
 }
@@ -81,9 +86,13 @@ impl Client {
     /// listening; requests made while the proxy is unreachable get a 503.
     pub async fn start(config: ClientConfig) -> Result<Client, ClientError> {
         let credentials =
-            cocoon_transport::NodeCredentials::generate(cocoon_core::Role::Client, &config.name)?;
-        let verifier = config.peer_policy.verifier("client: proxy");
-        let channel = cocoon_transport::channel(&config.proxy, &credentials, verifier)?;
+            config
+                .trust
+                .credentials(cocoon_core::Role::Client, &config.name, None)?;
+        let verifier = config
+            .trust
+            .verifier("client: proxy", &[cocoon_core::Role::Proxy]);
+        let channel = cocoon_transport::channel(&config.proxy, credentials, verifier.clone())?;
         let max = cocoon_proto::MAX_MESSAGE_BYTES;
         let proxy = ClientGatewayClient::new(channel)
             .max_decoding_message_size(max)
@@ -105,6 +114,8 @@ impl Client {
             proxy,
             metrics: Arc::new(RequestMetrics::default()),
             proxy_up: AtomicBool::new(false),
+            proxy_verifier: verifier,
+            attestation: attestation::WorkersSeen::default(),
             proxy_name: Mutex::new(String::new()),
             started: Instant::now(),
         });
@@ -128,7 +139,7 @@ impl Client {
             name = %shared.config.name,
             api = %format!("http://{listen}/v1"),
             proxy = %shared.config.proxy,
-            policy = %shared.config.peer_policy,
+            trust = %shared.config.trust.describe(),
             "client started"
         );
         Ok(Client {

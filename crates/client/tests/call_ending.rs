@@ -62,6 +62,7 @@ impl ClientGateway for Gateway {
                     coefficient: 1000,
                     attempt: 1,
                     model_hash: String::new(),
+                    ..Default::default()
                 })))
                 .await;
             let _ = tx
@@ -100,13 +101,14 @@ async fn http_post(addr: SocketAddr, body: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_calls_are_read_to_their_trailers() {
-    let policy = cocoon_transport::PeerPolicy::InsecureNone;
-    let creds =
-        cocoon_transport::NodeCredentials::generate(cocoon_core::Role::Proxy, "test").unwrap();
+    let trust = cocoon_transport::Trust::Insecure;
+    let creds = std::sync::Arc::new(
+        cocoon_transport::NodeCredentials::generate(cocoon_core::Role::Proxy, "test").unwrap(),
+    );
     let (proxy_addr, incoming) = cocoon_transport::listen(
         "127.0.0.1:0".parse().unwrap(),
-        &creds,
-        policy.verifier("test"),
+        creds,
+        trust.verifier("test", &[cocoon_core::Role::Client]),
     )
     .await
     .unwrap();
@@ -122,7 +124,7 @@ async fn finished_calls_are_read_to_their_trailers() {
         name: "test".into(),
         listen: "127.0.0.1:0".parse().unwrap(),
         proxy: proxy_addr.to_string(),
-        peer_policy: policy,
+        trust,
         max_body_bytes: 1 << 20,
         default_max_coefficient: None,
         default_timeout: Duration::from_secs(10),

@@ -25,6 +25,7 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<InferEvent, Status>> + Send>
 #[tonic::async_trait]
 impl ClientGateway for ClientGatewayService {
     async fn hello(&self, request: Request<ClientHello>) -> Result<Response<ProxyHello>, Status> {
+        crate::peer_role::require(request.extensions().get(), cocoon_core::Role::Client)?;
         let hello = request.into_inner();
         if hello.protocol_version != cocoon_core::PROTOCOL_VERSION {
             return Err(Status::failed_precondition(format!(
@@ -42,8 +43,9 @@ impl ClientGateway for ClientGatewayService {
 
     async fn list_models(
         &self,
-        _request: Request<ListModelsRequest>,
+        request: Request<ListModelsRequest>,
     ) -> Result<Response<ListModelsResponse>, Status> {
+        crate::peer_role::require(request.extensions().get(), cocoon_core::Role::Client)?;
         Ok(Response::new(ListModelsResponse {
             models: self.shared.registry.models(),
         }))
@@ -52,6 +54,7 @@ impl ClientGateway for ClientGatewayService {
     type InferStream = EventStream;
 
     async fn infer(&self, request: Request<InferRequest>) -> Result<Response<EventStream>, Status> {
+        crate::peer_role::require(request.extensions().get(), cocoon_core::Role::Client)?;
         let req = request.into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let job = crate::relay::Relay::new(self.shared.clone(), req, tx)?;

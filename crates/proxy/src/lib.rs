@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 mod client_gateway;
+mod peer_role;
 mod registry;
 mod relay;
 mod stats;
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 use cocoon_proto::client_gateway_server::ClientGatewayServer;
 use cocoon_proto::worker_gateway_server::WorkerGatewayServer;
 use cocoon_telemetry::RequestMetrics;
-use cocoon_transport::{NodeCredentials, PeerPolicy};
+use cocoon_transport::Trust;
 use tokio::sync::watch;
 
 /// Everything the proxy needs to start.
@@ -32,7 +33,7 @@ pub struct ProxyConfig {
     /// Where `/metrics`, `/stats` and `/jsonstats` are served (plain HTTP).
     pub http_listen: SocketAddr,
     /// How peers are verified.
-    pub peer_policy: PeerPolicy,
+    pub trust: Trust,
     /// Deadline for requests that do not set one.
     pub default_timeout: Duration,
 }
@@ -82,10 +83,15 @@ pub struct Proxy {
 impl Proxy {
     /// Binds both listeners and starts serving.
     pub async fn start(config: ProxyConfig) -> Result<Proxy, ProxyError> {
-        let credentials = NodeCredentials::generate(cocoon_core::Role::Proxy, &config.name)?;
-        let verifier = config.peer_policy.verifier("proxy: clients and workers");
+        let credentials = config
+            .trust
+            .credentials(cocoon_core::Role::Proxy, &config.name, None)?;
+        let verifier = config.trust.verifier(
+            "proxy: clients and workers",
+            &[cocoon_core::Role::Client, cocoon_core::Role::Worker],
+        );
         let (listen, incoming) =
-            cocoon_transport::listen(config.listen, &credentials, verifier).await?;
+            cocoon_transport::listen(config.listen, credentials, verifier).await?;
         let http = tokio::net::TcpListener::bind(config.http_listen)
             .await
             .map_err(|reason| ProxyError::HttpListen {
@@ -146,7 +152,7 @@ impl Proxy {
             name = %shared.config.name,
             %listen,
             %http_listen,
-            policy = %shared.config.peer_policy,
+            trust = %shared.config.trust.describe(),
             "proxy started"
         );
         Ok(Proxy {

@@ -28,6 +28,10 @@ pub struct WorkerHandle {
     pub model: ModelName,
     /// SHA-256 of the weights, hex; empty if the worker cannot tell.
     pub model_hash: String,
+    /// The TEE kind its RA-TLS evidence proved; empty without attestation.
+    pub tee: String,
+    /// The image hash its evidence proved, hex; empty without attestation.
+    pub image_hash: String,
     coefficient: AtomicU32,
     max_active: u32,
     running: AtomicU32,
@@ -37,6 +41,19 @@ pub struct WorkerHandle {
     closed: AtomicBool,
     outbound: Outbound,
     pending: Mutex<HashMap<String, Waiter>>,
+}
+
+/// What a worker runs, as far as the proxy knows it: the weights it
+/// announced and, under RA-TLS, the TEE and image its evidence proved.
+/// Empty strings where unknown.
+#[derive(Debug, Clone, Default)]
+pub struct Provenance {
+    /// SHA-256 of the weights, hex.
+    pub model_hash: String,
+    /// TEE kind.
+    pub tee: String,
+    /// Image hash, hex.
+    pub image_hash: String,
 }
 
 /// A request waiting for a worker's events.
@@ -60,7 +77,11 @@ impl WorkerHandle {
         serial: u64,
         id: String,
         model: ModelName,
-        model_hash: String,
+        Provenance {
+            model_hash,
+            tee,
+            image_hash,
+        }: Provenance,
         coefficient: Coefficient,
         max_active: u32,
         outbound: Outbound,
@@ -70,6 +91,8 @@ impl WorkerHandle {
             id,
             model,
             model_hash,
+            tee,
+            image_hash,
             coefficient: AtomicU32::new(coefficient.per_mille()),
             max_active,
             running: AtomicU32::new(0),
@@ -437,7 +460,7 @@ mod tests {
             reg.next_serial(),
             id.into(),
             ModelName::new(model).unwrap(),
-            String::new(),
+            Provenance::default(),
             Coefficient::new(coef).unwrap(),
             max,
             tx,

@@ -138,6 +138,8 @@ impl Relay {
                 coefficient: worker.coefficient(),
                 attempt,
                 model_hash: worker.model_hash.clone(),
+                worker_tee: worker.tee.clone(),
+                worker_image_hash: worker.image_hash.clone(),
             });
             if self.send(assigned).await.is_err() {
                 self.cancel(&worker).await;

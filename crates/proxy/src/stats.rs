@@ -9,10 +9,11 @@ impl StatsSource for Shared {
         let workers: Vec<_> = self.registry.all().iter().map(|w| w.load()).collect();
         let mut info = std::collections::BTreeMap::new();
         info.insert("listen".into(), self.config.listen.to_string());
-        info.insert("peer_policy".into(), self.config.peer_policy.to_string());
+        info.insert("trust".into(), self.config.trust.describe());
         info.insert("workers_connected".into(), workers.len().to_string());
         self.metrics
             .snapshot("proxy", &self.config.name, self.started, workers, info)
+            .with_peers_refused(self.config.trust.refusals())
     }
 }
 

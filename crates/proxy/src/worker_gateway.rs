@@ -7,7 +7,7 @@ use cocoon_proto::{proxy_message, worker_message, ProxyMessage, ProxyWelcome, Wo
 use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::registry::WorkerHandle;
+use crate::registry::{Provenance, WorkerHandle};
 use crate::Shared;
 
 pub(crate) struct WorkerGatewayService {
@@ -33,9 +33,12 @@ impl WorkerGateway for WorkerGatewayService {
         &self,
         request: Request<Streaming<WorkerMessage>>,
     ) -> Result<Response<MessageStream>, Status> {
-        let peer = request
+        let info = request
             .extensions()
             .get::<cocoon_transport::PeerInfo>()
+            .cloned();
+        let attested = crate::peer_role::require(info.as_ref(), cocoon_core::Role::Worker)?;
+        let peer = info
             .map(|p| p.addr.to_string())
             .unwrap_or_else(|| "unknown".into());
         let mut inbound = request.into_inner();
@@ -64,6 +67,14 @@ impl WorkerGateway for WorkerGatewayService {
                 .model_hash
                 .parse::<cocoon_core::ModelHash>()
                 .map_err(|e| Status::invalid_argument(format!("hello.model_hash: {e}")))?;
+        }
+        if let Some(claimed) = attested.as_ref().and_then(|a| a.model_hash) {
+            if !hello.model_hash.eq_ignore_ascii_case(&claimed.to_string()) {
+                return Err(Status::failed_precondition(format!(
+                    "hello.model_hash {:?} differs from the model hash in the worker's attested certificate ({claimed})",
+                    hello.model_hash
+                )));
+            }
         }
         let coefficient = Coefficient::new(hello.coefficient as u64)
             .map_err(|e| Status::invalid_argument(format!("hello.coefficient: {e}")))?;
@@ -95,7 +106,17 @@ impl WorkerGateway for WorkerGatewayService {
             registry.next_serial(),
             hello.worker_id,
             model,
-            hello.model_hash.to_ascii_lowercase(),
+            Provenance {
+                model_hash: hello.model_hash.to_ascii_lowercase(),
+                tee: attested
+                    .as_ref()
+                    .map(|a| a.kind.to_string())
+                    .unwrap_or_default(),
+                image_hash: attested
+                    .as_ref()
+                    .map(|a| a.image_hash.to_string())
+                    .unwrap_or_default(),
+            },
             coefficient,
             hello.max_active_requests,
             tx,
@@ -105,6 +126,8 @@ impl WorkerGateway for WorkerGatewayService {
             worker = %worker.id,
             %peer,
             model = %worker.model,
+            tee = %worker.tee,
+            image = %worker.image_hash,
             coefficient = %coefficient,
             max_active = hello.max_active_requests,
             "worker connected"

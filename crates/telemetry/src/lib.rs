@@ -34,6 +34,8 @@ pub struct Snapshot {
     pub tokens: TokenCounts,
     /// Failed requests by reason.
     pub errors: BTreeMap<String, u64>,
+    /// Peers refused at the TLS handshake, by the attestation check that failed.
+    pub peers_refused: BTreeMap<String, u64>,
     /// Whole-request latency.
     pub latency: HistogramSnapshot,
     /// Time to first answer byte.
@@ -42,6 +44,24 @@ pub struct Snapshot {
     pub workers: Vec<WorkerLoad>,
     /// Free-form facts: peer addresses, link state, configuration.
     pub info: BTreeMap<String, String>,
+}
+
+impl Snapshot {
+    /// Adds the peers refused at the handshake, by failed check, and the
+    /// latest refusal's message (as `info.last_peer_refusal`).
+    pub fn with_peers_refused(
+        mut self,
+        (refused, last): (BTreeMap<&'static str, u64>, Option<String>),
+    ) -> Self {
+        self.peers_refused = refused
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        if let Some(last) = last {
+            self.info.insert("last_peer_refusal".into(), last);
+        }
+        self
+    }
 }
 
 /// Request counters.

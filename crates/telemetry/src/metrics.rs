@@ -97,6 +97,7 @@ impl RequestMetrics {
             requests: self.counts(),
             tokens: self.tokens(),
             errors: self.errors(),
+            peers_refused: BTreeMap::new(),
             latency: self.latency.snapshot(),
             time_to_first_byte: self.ttfb.snapshot(),
             workers,

@@ -71,6 +71,19 @@ pub fn render_prometheus(s: &Snapshot) -> String {
         );
     }
 
+    let _ = writeln!(
+        o,
+        "# HELP cocoon_peers_refused_total Peers refused at the handshake, by failed attestation check."
+    );
+    let _ = writeln!(o, "# TYPE cocoon_peers_refused_total counter");
+    for (check, v) in &s.peers_refused {
+        let _ = writeln!(
+            o,
+            "cocoon_peers_refused_total{{role=\"{role}\",check=\"{}\"}} {v}",
+            escape(check)
+        );
+    }
+
     histogram(
         &mut o,
         role,
@@ -190,6 +203,12 @@ pub fn render_human(s: &Snapshot) -> String {
             let _ = writeln!(o, "  {reason:<24} {n}");
         }
     }
+    if !s.peers_refused.is_empty() {
+        let _ = writeln!(o, "peers refused:");
+        for (check, n) in &s.peers_refused {
+            let _ = writeln!(o, "  {check:<24} {n}");
+        }
+    }
     if !s.workers.is_empty() {
         let _ = writeln!(
             o,
@@ -237,6 +256,7 @@ mod tests {
                 reasoning: 0,
             },
             errors: [("worker_lost".to_string(), 1)].into_iter().collect(),
+            peers_refused: [("image_hash".to_string(), 2)].into_iter().collect(),
             latency: Histogram::default().snapshot(),
             time_to_first_byte: Histogram::default().snapshot(),
             workers: vec![WorkerLoad {
@@ -261,6 +281,7 @@ mod tests {
             "cocoon_requests_total{role=\"proxy\"} 3",
             "cocoon_tokens_total{role=\"proxy\",kind=\"completion\"} 20",
             "cocoon_errors_total{role=\"proxy\",reason=\"worker_lost\"} 1",
+            "cocoon_peers_refused_total{role=\"proxy\",check=\"image_hash\"} 2",
             "cocoon_request_duration_seconds_bucket{role=\"proxy\",le=\"+Inf\"} 0",
             "cocoon_worker_running{role=\"proxy\",worker=\"w\\\"1\",model=\"m\"} 1",
             "cocoon_worker_avg_latency_seconds{role=\"proxy\",worker=\"w\\\"1\",model=\"m\"} 0.0125",
@@ -273,6 +294,7 @@ mod tests {
     fn human_page_names_workers_and_errors() {
         let text = render_human(&sample());
         assert!(text.contains("worker_lost"));
+        assert!(text.contains("image_hash"));
         assert!(text.contains("1 active, 3 total"));
         assert!(text.contains("12.5"));
     }

@@ -5,6 +5,7 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::credentials::CredentialsResolver;
 use crate::verifier::RustlsAdapter;
 use crate::{NodeCredentials, PeerVerifier};
 
@@ -36,7 +37,7 @@ pub enum DialError {
 /// back by Nagle's algorithm.
 pub fn channel(
     addr: &str,
-    credentials: &NodeCredentials,
+    credentials: Arc<NodeCredentials>,
     verifier: Arc<dyn PeerVerifier>,
 ) -> Result<Channel, DialError> {
     let bad = |reason: &str| DialError::Address {
@@ -56,7 +57,7 @@ pub fn channel(
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
         .with_custom_certificate_verifier(adapter)
-        .with_client_auth_cert(credentials.chain(), credentials.key())?;
+        .with_client_cert_resolver(Arc::new(CredentialsResolver(credentials)));
     config.alpn_protocols = vec![b"h2".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
 

@@ -17,14 +17,14 @@ mod backoff;
 mod credentials;
 mod dial;
 mod listen;
-mod policy;
+mod trust;
 mod verifier;
 
 pub use backoff::Backoff;
 pub use credentials::{CredentialsError, NodeCredentials};
 pub use dial::{channel, DialError};
 pub use listen::{listen, ListenError, PeerInfo, TlsIncoming};
-pub use policy::{PeerPolicy, PeerPolicyError};
+pub use trust::{Attestation, Refusals, Trust, CERT_LIFETIME};
 pub use verifier::{InsecureAcceptAny, PeerIdentity, PeerVerifier, VerifyError};
 
 /// HTTP/2 keepalive: a ping this often on idle connections...

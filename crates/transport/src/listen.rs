@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 
+use crate::credentials::CredentialsResolver;
 use crate::verifier::RustlsAdapter;
 use crate::{NodeCredentials, PeerIdentity, PeerVerifier};
 
@@ -48,7 +49,7 @@ pub type TlsIncoming = tokio_stream::wrappers::ReceiverStream<io::Result<TlsConn
 /// Handshakes run concurrently so one slow peer cannot stall the listener.
 pub async fn listen(
     addr: SocketAddr,
-    credentials: &NodeCredentials,
+    credentials: Arc<NodeCredentials>,
     verifier: Arc<dyn PeerVerifier>,
 ) -> Result<(SocketAddr, TlsIncoming), ListenError> {
     let provider = crate::provider();
@@ -56,7 +57,7 @@ pub async fn listen(
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(adapter)
-        .with_single_cert(credentials.chain(), credentials.key())?;
+        .with_cert_resolver(Arc::new(CredentialsResolver(credentials)));
     config.alpn_protocols = vec![b"h2".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
 

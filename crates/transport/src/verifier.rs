@@ -17,6 +17,8 @@ pub struct PeerIdentity {
     /// Whether the peer's identity was actually proven. `false` only under
     /// the insecure development policy.
     pub authenticated: bool,
+    /// What the peer's TEE evidence proved, under an attestation policy.
+    pub attestation: Option<Arc<cocoon_tee::Attested<cocoon_tee::PeerAttestation>>>,
 }
 
 /// Why a peer was refused.
@@ -48,6 +50,12 @@ pub trait PeerVerifier: Send + Sync + Debug {
         end_entity: &CertificateDer<'_>,
         now: UnixTime,
     ) -> Result<PeerIdentity, VerifyError>;
+
+    /// The identity most recently accepted, if the verifier remembers it:
+    /// on a dialing node, that is the peer it is connected to.
+    fn last_verified(&self) -> Option<Arc<PeerIdentity>> {
+        None
+    }
 }
 
 /// The development-only policy `none`: any certificate is accepted, so the
@@ -81,6 +89,7 @@ impl PeerVerifier for InsecureAcceptAny {
             fingerprint: fingerprint(end_entity),
             policy: "none".into(),
             authenticated: false,
+            attestation: None,
         })
     }
 }
@@ -104,7 +113,24 @@ impl RustlsAdapter {
         RustlsAdapter { verifier, provider }
     }
 
-    fn judge(&self, cert: &CertificateDer<'_>, now: UnixTime) -> Result<(), rustls::Error> {
+    fn judge(
+        &self,
+        cert: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<(), rustls::Error> {
+        if !intermediates.is_empty() {
+            // Nodes present one self-signed certificate; a chain means
+            // someone is trying to borrow authority from an issuer.
+            tracing::warn!(
+                count = intermediates.len(),
+                "refusing TLS peer: it sent a certificate chain, not one self-signed certificate"
+            );
+            return Err(rustls::Error::General(format!(
+                "peer refused: certificate chain of {} extra certificates; expected one self-signed certificate",
+                intermediates.len()
+            )));
+        }
         match self.verifier.verify(cert, now) {
             Ok(_) => Ok(()),
             Err(e) => {
@@ -120,9 +146,13 @@ impl RustlsAdapter {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
+        // The key is taken from the certificate's SubjectPublicKeyInfo
+        // directly: RA-TLS certificates carry critical extensions that a
+        // general X.509 path validator would refuse before looking at the key.
+        let spki = spki_of(cert)?;
+        rustls::crypto::verify_tls13_signature_with_raw_key(
             message,
-            cert,
+            &rustls::pki_types::SubjectPublicKeyInfoDer::from(spki),
             dss,
             &self.provider.signature_verification_algorithms,
         )
@@ -135,6 +165,27 @@ impl RustlsAdapter {
     }
 }
 
+fn spki_of(cert: &CertificateDer<'_>) -> Result<Vec<u8>, rustls::Error> {
+    use x509_parser::prelude::*;
+    let (_, parsed) = parse_x509_certificate(cert.as_ref()).map_err(|e| {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+            Arc::new(SpkiError(e.to_string())),
+        )))
+    })?;
+    Ok(parsed.public_key().raw.to_vec())
+}
+
+#[derive(Debug)]
+struct SpkiError(String);
+
+impl std::fmt::Display for SpkiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot read the certificate's public key: {}", self.0)
+    }
+}
+
+impl std::error::Error for SpkiError {}
+
 fn tls12_refused() -> rustls::Error {
     rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls13RequiredForQuic)
 }
@@ -143,12 +194,12 @@ impl ServerCertVerifier for RustlsAdapter {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
+        intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.judge(end_entity, now)
+        self.judge(end_entity, intermediates, now)
             .map(|()| ServerCertVerified::assertion())
     }
 
@@ -187,10 +238,10 @@ impl ClientCertVerifier for RustlsAdapter {
     fn verify_client_cert(
         &self,
         end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
+        intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.judge(end_entity, now)
+        self.judge(end_entity, intermediates, now)
             .map(|()| ClientCertVerified::assertion())
     }
 

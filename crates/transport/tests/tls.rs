@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
 use cocoon_core::Role;
 use cocoon_transport::{listen, NodeCredentials, PeerIdentity, PeerVerifier, VerifyError};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -29,69 +31,7 @@ impl PeerVerifier for RefuseAll {
 }
 
 fn accept_any() -> Arc<dyn PeerVerifier> {
-    cocoon_transport::PeerPolicy::InsecureNone.verifier("test")
-}
-
-/// A raw rustls client, so tests can misbehave in ways the real dialer won't.
-fn client_config(
-    versions: &[&'static rustls::SupportedProtocolVersion],
-    cert: Option<&NodeCredentials>,
-) -> Arc<rustls::ClientConfig> {
-    #[derive(Debug)]
-    struct Blind(Arc<rustls::crypto::CryptoProvider>);
-    impl rustls::client::danger::ServerCertVerifier for Blind {
-        fn verify_server_cert(
-            &self,
-            _: &CertificateDer<'_>,
-            _: &[CertificateDer<'_>],
-            _: &ServerName<'_>,
-            _: &[u8],
-            _: UnixTime,
-        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        }
-        fn verify_tls12_signature(
-            &self,
-            m: &[u8],
-            c: &CertificateDer<'_>,
-            d: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(
-                m,
-                c,
-                d,
-                &self.0.signature_verification_algorithms,
-            )
-        }
-        fn verify_tls13_signature(
-            &self,
-            m: &[u8],
-            c: &CertificateDer<'_>,
-            d: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(
-                m,
-                c,
-                d,
-                &self.0.signature_verification_algorithms,
-            )
-        }
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            self.0.signature_verification_algorithms.supported_schemes()
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(versions)
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Blind(provider)));
-    let mut config = match cert {
-        Some(c) => builder.with_client_auth_cert(c.chain(), c.key()).unwrap(),
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Arc::new(config)
+    cocoon_transport::Trust::Insecure.verifier("test", &[Role::Client, Role::Worker])
 }
 
 /// Handshakes with the listener and exchanges a byte; Ok if the server kept
@@ -121,14 +61,14 @@ async fn try_connect(
 
 #[tokio::test]
 async fn mutual_tls13_handshake_carries_the_peer_identity() {
-    let server = NodeCredentials::generate(Role::Proxy, "p").unwrap();
-    let client = NodeCredentials::generate(Role::Worker, "w").unwrap();
-    let (addr, mut incoming) = listen("127.0.0.1:0".parse().unwrap(), &server, accept_any())
+    let server = Arc::new(NodeCredentials::generate(Role::Proxy, "p").unwrap());
+    let client = Arc::new(NodeCredentials::generate(Role::Worker, "w").unwrap());
+    let (addr, mut incoming) = listen("127.0.0.1:0".parse().unwrap(), server.clone(), accept_any())
         .await
         .unwrap();
     try_connect(
         addr,
-        client_config(&[&rustls::version::TLS13], Some(&client)),
+        common::client_config(&[&rustls::version::TLS13], Some(&client)),
     )
     .await
     .unwrap();
@@ -153,11 +93,15 @@ async fn mutual_tls13_handshake_carries_the_peer_identity() {
 
 #[tokio::test]
 async fn a_client_without_certificate_is_refused() {
-    let server = NodeCredentials::generate(Role::Proxy, "p").unwrap();
-    let (addr, mut incoming) = listen("127.0.0.1:0".parse().unwrap(), &server, accept_any())
+    let server = Arc::new(NodeCredentials::generate(Role::Proxy, "p").unwrap());
+    let (addr, mut incoming) = listen("127.0.0.1:0".parse().unwrap(), server.clone(), accept_any())
         .await
         .unwrap();
-    let r = try_connect(addr, client_config(&[&rustls::version::TLS13], None)).await;
+    let r = try_connect(
+        addr,
+        common::client_config(&[&rustls::version::TLS13], None),
+    )
+    .await;
     assert!(r.is_err(), "a client without a certificate got in");
     assert!(
         tokio::time::timeout(Duration::from_millis(300), incoming.next())
@@ -172,9 +116,9 @@ async fn a_client_without_certificate_is_refused() {
 /// while the same tool offering 1.3 with a certificate is accepted.
 #[tokio::test]
 async fn tls12_is_refused() {
-    let server = NodeCredentials::generate(Role::Proxy, "p").unwrap();
-    let client = NodeCredentials::generate(Role::Client, "c").unwrap();
-    let (addr, _incoming) = listen("127.0.0.1:0".parse().unwrap(), &server, accept_any())
+    let server = Arc::new(NodeCredentials::generate(Role::Proxy, "p").unwrap());
+    let client = Arc::new(NodeCredentials::generate(Role::Client, "c").unwrap());
+    let (addr, _incoming) = listen("127.0.0.1:0".parse().unwrap(), server.clone(), accept_any())
         .await
         .unwrap();
     let dir = std::env::temp_dir().join(format!("cocoon-tls-test-{}", std::process::id()));
@@ -255,14 +199,18 @@ fn base64(data: &[u8]) -> String {
 
 #[tokio::test]
 async fn the_verifier_decides_on_the_server_side() {
-    let server = NodeCredentials::generate(Role::Proxy, "p").unwrap();
-    let client = NodeCredentials::generate(Role::Client, "c").unwrap();
-    let (addr, mut incoming) = listen("127.0.0.1:0".parse().unwrap(), &server, Arc::new(RefuseAll))
-        .await
-        .unwrap();
+    let server = Arc::new(NodeCredentials::generate(Role::Proxy, "p").unwrap());
+    let client = Arc::new(NodeCredentials::generate(Role::Client, "c").unwrap());
+    let (addr, mut incoming) = listen(
+        "127.0.0.1:0".parse().unwrap(),
+        server.clone(),
+        Arc::new(RefuseAll),
+    )
+    .await
+    .unwrap();
     let r = try_connect(
         addr,
-        client_config(&[&rustls::version::TLS13], Some(&client)),
+        common::client_config(&[&rustls::version::TLS13], Some(&client)),
     )
     .await;
     assert!(r.is_err(), "a refused client got in");
@@ -275,13 +223,13 @@ async fn the_verifier_decides_on_the_server_side() {
 
 #[tokio::test]
 async fn the_verifier_decides_on_the_client_side() {
-    let server = NodeCredentials::generate(Role::Proxy, "p").unwrap();
-    let client = NodeCredentials::generate(Role::Client, "c").unwrap();
-    let (addr, _incoming) = listen("127.0.0.1:0".parse().unwrap(), &server, accept_any())
+    let server = Arc::new(NodeCredentials::generate(Role::Proxy, "p").unwrap());
+    let client = Arc::new(NodeCredentials::generate(Role::Client, "c").unwrap());
+    let (addr, _incoming) = listen("127.0.0.1:0".parse().unwrap(), server.clone(), accept_any())
         .await
         .unwrap();
     let channel =
-        cocoon_transport::channel(&addr.to_string(), &client, Arc::new(RefuseAll)).unwrap();
+        cocoon_transport::channel(&addr.to_string(), client.clone(), Arc::new(RefuseAll)).unwrap();
     let mut grpc = tonic::client::Grpc::new(channel);
     let err = grpc
         .ready()

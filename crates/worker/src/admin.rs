@@ -37,7 +37,7 @@ impl StatsSource for Shared {
             self.connections.load(Ordering::Relaxed).to_string(),
         );
         info.insert("engine".into(), self.engine.describe());
-        info.insert("peer_policy".into(), self.config.peer_policy.to_string());
+        info.insert("trust".into(), self.config.trust.describe());
         let me = WorkerLoad {
             id: self.config.name.clone(),
             model: self.config.model.to_string(),
@@ -50,6 +50,7 @@ impl StatsSource for Shared {
         };
         self.metrics
             .snapshot("worker", &self.config.name, self.started, vec![me], info)
+            .with_peers_refused(self.config.trust.refusals())
     }
 }
 

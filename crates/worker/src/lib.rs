@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use cocoon_core::{Coefficient, ModelName};
 use cocoon_engine::Engine;
 use cocoon_telemetry::RequestMetrics;
-use cocoon_transport::PeerPolicy;
+use cocoon_transport::Trust;
 use tokio::sync::watch;
 
 /// Everything the worker needs to start.
@@ -36,7 +36,7 @@ pub struct WorkerConfig {
     /// Where `/metrics`, `/stats`, `/jsonstats` and the admin API are served.
     pub http_listen: SocketAddr,
     /// How the proxy is verified.
-    pub peer_policy: PeerPolicy,
+    pub trust: Trust,
 }
 
 /// Why the worker could not start.
@@ -95,10 +95,15 @@ impl Worker {
                 "max_active_requests must be at least 1, found 0".into(),
             ));
         }
-        let credentials =
-            cocoon_transport::NodeCredentials::generate(cocoon_core::Role::Worker, &config.name)?;
-        let verifier = config.peer_policy.verifier("worker: proxy");
-        let channel = cocoon_transport::channel(&config.proxy, &credentials, verifier)?;
+        let credentials = config.trust.credentials(
+            cocoon_core::Role::Worker,
+            &config.name,
+            engine.model_hash(),
+        )?;
+        let verifier = config
+            .trust
+            .verifier("worker: proxy", &[cocoon_core::Role::Proxy]);
+        let channel = cocoon_transport::channel(&config.proxy, credentials, verifier)?;
         let http = tokio::net::TcpListener::bind(config.http_listen)
             .await
             .map_err(|reason| WorkerError::HttpListen {
