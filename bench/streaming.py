@@ -61,17 +61,23 @@ class Stack:
     def __init__(self, delay_ms, logdir):
         self.up_port, pp, ph, wh, self.api_port = (free_port() for _ in range(5))
         self.procs = {}
+        # Every hop is mutual RA-TLS with the sim TEE, as in `cocoon up`.
+        tee_dir = os.path.join(logdir, "tee")
+        os.makedirs(tee_dir, exist_ok=True)
+        policy = os.path.join(tee_dir, "policy.toml")
+        subprocess.run([f"{BIN}/cocoon", "attest", "dev-policy", "--data-dir", tee_dir, "--out", policy], check=True)
+        tee = ["--dev", "--tee", "sim", "--peer-policy", policy, "--data-dir", tee_dir]
         self.procs["upstream"] = start([f"{BIN}/cocoon-test-upstream", "--listen", f"127.0.0.1:{self.up_port}", "--chunks", "50",
                                         "--chunk-size", "128", "--delay-ms", str(delay_ms)], f"{logdir}/upstream.log")
         wait_port(self.up_port)
         self.procs["proxy"] = start([f"{BIN}/cocoon", "proxy", "--listen", f"127.0.0.1:{pp}", "--http-listen", f"127.0.0.1:{ph}",
-                                     "--peer-policy", "none"], f"{logdir}/proxy.log")
+                                     *tee], f"{logdir}/proxy.log")
         wait_port(pp)
         self.procs["worker"] = start([f"{BIN}/cocoon", "worker", "--proxy", f"127.0.0.1:{pp}", "--model", "bench", "--upstream",
                                       f"http://127.0.0.1:{self.up_port}/v1", "--max-active-requests", "256", "--http-listen",
-                                      f"127.0.0.1:{wh}", "--peer-policy", "none", "--name", "bench-worker"], f"{logdir}/worker.log")
+                                      f"127.0.0.1:{wh}", *tee, "--name", "bench-worker"], f"{logdir}/worker.log")
         self.procs["client"] = start([f"{BIN}/cocoon", "client", "--listen", f"127.0.0.1:{self.api_port}", "--proxy", f"127.0.0.1:{pp}",
-                                      "--peer-policy", "none"], f"{logdir}/client.log")
+                                      *tee], f"{logdir}/client.log")
         wait_port(self.api_port)
         end = time.time() + 15
         while time.time() < end:

@@ -95,15 +95,17 @@ fn obj(pairs: Vec<(&str, Value)>) -> Fields {
 pub fn verify(o: AttestVerifyOptions) -> anyhow::Result<()> {
     let at = o.at.unwrap_or_else(now);
     if let Some(q) = &o.quote {
-        let collateral = o
-            .collateral
-            .as_ref()
-            .ok_or_else(|| anyhow!("--quote needs --collateral (QuoteCollateralV3 JSON)"))?;
-        let ev = tdx::verify(
-            &read_binary(q, "quote")?,
-            &read(collateral, "collateral")?,
-            at,
-        )?;
+        let quote = read_binary(q, "quote")?;
+        let collateral = match (&o.collateral, &o.pccs_url) {
+            (Some(c), _) => read(c, "collateral")?,
+            (None, Some(url)) => cocoon_tee::pccs::Pccs::new(url)?
+                .collateral(&quote, at)
+                .map_err(|e| anyhow!("collateral: {e}"))?,
+            (None, None) => {
+                bail!("--quote needs --collateral (QuoteCollateralV3 JSON) or --pccs-url")
+            }
+        };
+        let ev = tdx::verify(&quote, &collateral, at)?;
         let mut f = obj(vec![
             (
                 "verified",
@@ -175,7 +177,7 @@ pub fn verify(o: AttestVerifyOptions) -> anyhow::Result<()> {
 struct FileCollateral(Vec<u8>);
 
 impl CollateralSource for FileCollateral {
-    fn collateral(&self, _quote: &[u8]) -> Result<Vec<u8>, String> {
+    fn collateral(&self, _quote: &[u8], _now: u64) -> Result<Vec<u8>, String> {
         Ok(self.0.clone())
     }
 }

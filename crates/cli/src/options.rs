@@ -200,6 +200,10 @@ options! {
         /// quotes, and used for peers' quotes that carry none.
         #[arg(long, env = "COCOON_TDX_COLLATERAL", value_name = "FILE")]
         pub tdx_collateral: Option<PathBuf>,
+        /// A PCCS (http://HOST:PORT) to fetch TDX collateral from for peers'
+        /// quotes that carry none; cached until its nextUpdate.
+        #[arg(long, env = "COCOON_PCCS_URL", value_name = "URL", conflicts_with = "tdx_collateral")]
+        pub pccs_url: Option<String>,
         /// SEV-SNP: this node's VCEK or VLEK certificate (DER or PEM).
         #[arg(long, env = "COCOON_SNP_VEK", value_name = "FILE")]
         pub snp_vek: Option<PathBuf>,
@@ -296,9 +300,13 @@ pub struct AttestVerifyOptions {
     #[arg(long, value_name = "FILE")]
     pub quote: Option<PathBuf>,
     /// TDX collateral (QuoteCollateralV3 JSON, as served by a PCCS). Needed
-    /// with --quote; with --cert, for a TDX quote that carries none.
+    /// with --quote unless --pccs-url is given; with --cert, for a TDX quote
+    /// that carries none.
     #[arg(long, value_name = "FILE")]
     pub collateral: Option<PathBuf>,
+    /// Fetch TDX collateral from this PCCS (http://HOST:PORT) instead.
+    #[arg(long, value_name = "URL", conflicts_with = "collateral")]
+    pub pccs_url: Option<String>,
     /// An SEV-SNP attestation report: raw 1184 bytes, or hex text.
     #[arg(long, value_name = "FILE", requires_all = ["vcek", "chain"])]
     pub snp_report: Option<PathBuf>,

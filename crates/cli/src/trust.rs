@@ -25,7 +25,7 @@ struct FileCollateral {
 }
 
 impl CollateralSource for FileCollateral {
-    fn collateral(&self, _quote: &[u8]) -> Result<Vec<u8>, String> {
+    fn collateral(&self, _quote: &[u8], _now: u64) -> Result<Vec<u8>, String> {
         if self.bytes.is_empty() {
             return Err(format!("{} is empty", self.path.display()));
         }
@@ -155,12 +155,13 @@ pub fn build(o: &AttestationOptions, config: &str) -> anyhow::Result<Trust> {
             Arc::new(tsm)
         }
     };
-    let collateral: Option<Arc<dyn CollateralSource>> = match &o.tdx_collateral {
-        Some(path) => Some(Arc::new(FileCollateral {
+    let collateral: Option<Arc<dyn CollateralSource>> = match (&o.tdx_collateral, &o.pccs_url) {
+        (Some(path), _) => Some(Arc::new(FileCollateral {
             path: path.clone(),
             bytes: read(path, "TDX collateral")?,
         })),
-        None => None,
+        (None, Some(url)) => Some(Arc::new(cocoon_tee::pccs::Pccs::new(url)?)),
+        (None, None) => None,
     };
     let config_hash: [u8; 32] = sha2::Sha256::digest(config.as_bytes()).into();
     tracing::info!(

@@ -255,8 +255,8 @@ pub struct VerifiedEvidence {
 
 /// Where TDX collateral comes from when the evidence does not carry it.
 pub trait CollateralSource: Send + Sync + fmt::Debug {
-    /// QuoteCollateralV3 JSON for this quote.
-    fn collateral(&self, quote: &[u8]) -> Result<Vec<u8>, String>;
+    /// QuoteCollateralV3 JSON for this quote, current at `now` (UNIX seconds).
+    fn collateral(&self, quote: &[u8], now: u64) -> Result<Vec<u8>, String>;
 }
 
 /// What a verifier needs besides the evidence.
@@ -299,7 +299,7 @@ pub fn verify(
                 (Some(c), _) => c.as_slice(),
                 (None, Some(source)) => {
                     fetched = source
-                        .collateral(quote)
+                        .collateral(quote, ctx.now)
                         .map_err(EvidenceError::NoCollateral)?;
                     fetched.as_slice()
                 }
