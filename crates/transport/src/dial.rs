@@ -51,15 +51,7 @@ pub fn channel(
         return Err(bad("no host"));
     }
 
-    let provider = crate::provider();
-    let adapter = Arc::new(RustlsAdapter::new(verifier, provider.clone()));
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .dangerous()
-        .with_custom_certificate_verifier(adapter)
-        .with_client_cert_resolver(Arc::new(CredentialsResolver(credentials)));
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let connector = tokio_rustls::TlsConnector::from(client_tls_config(credentials, verifier)?);
 
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| bad(&e.to_string()))?
@@ -90,6 +82,24 @@ pub fn channel(
         }
     }));
     Ok(channel)
+}
+
+/// The TLS configuration a node dials with: TLS 1.3 only, its current
+/// credentials presented, the peer judged by `verifier`. Public for tools
+/// and benchmarks that handshake without gRPC.
+pub fn client_tls_config(
+    credentials: Arc<NodeCredentials>,
+    verifier: Arc<dyn PeerVerifier>,
+) -> Result<Arc<rustls::ClientConfig>, DialError> {
+    let provider = crate::provider();
+    let adapter = Arc::new(RustlsAdapter::new(verifier, provider.clone()));
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(adapter)
+        .with_client_cert_resolver(Arc::new(CredentialsResolver(credentials)));
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// `tower::service_fn` without depending on tower directly.

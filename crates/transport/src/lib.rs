@@ -22,7 +22,7 @@ mod verifier;
 
 pub use backoff::Backoff;
 pub use credentials::{CredentialsError, NodeCredentials};
-pub use dial::{channel, DialError};
+pub use dial::{channel, client_tls_config, DialError};
 pub use listen::{listen, ListenError, PeerInfo, TlsIncoming};
 pub use trust::{Attestation, Refusals, Trust, CERT_LIFETIME};
 pub use verifier::{InsecureAcceptAny, PeerIdentity, PeerVerifier, VerifyError};
