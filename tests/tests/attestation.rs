@@ -123,3 +123,46 @@ async fn a_client_refuses_a_proxy_its_policy_does_not_allow() {
     );
     drop(client);
 }
+
+/// An auditor takes the running proxy's certificate with an independent
+/// TLS stack (the `openssl` tool) and checks it with `cocoon attest verify`;
+/// OpenSSL parsing it also checks the certificate's DER.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auditor_verifies_the_running_proxys_certificate() {
+    let net = Network::start().await;
+    let der = net.tee.dir.join("proxy.der");
+    let script = format!(
+        "openssl s_client -connect {} -alpn h2 </dev/null 2>/dev/null | openssl x509 -outform der > {}",
+        net.proxy_addr,
+        der.display()
+    );
+    let status = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .status()
+        .unwrap();
+    assert!(status.success() && std::fs::metadata(&der).unwrap().len() > 0);
+    let policy = std::fs::read_to_string(&net.tee.policy).unwrap();
+    let root = policy
+        .lines()
+        .find(|l| l.starts_with("sim_roots"))
+        .and_then(|l| l.split('"').nth(1))
+        .unwrap()
+        .to_string();
+    let out = std::process::Command::new(bin_dir().join("cocoon"))
+        .args(["attest", "verify", "--json", "--cert"])
+        .arg(&der)
+        .args(["--sim-root", &root, "--policy"])
+        .arg(&net.tee.policy)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["role"], "proxy");
+    assert_eq!(v["kind"], "sim");
+    assert_eq!(v["image_hash"], net.tee.image_hash().as_str());
+    assert_eq!(v["verified"], true);
+}
