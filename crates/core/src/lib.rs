@@ -8,11 +8,13 @@
 mod coefficient;
 mod ids;
 mod model;
+mod money;
 mod usage;
 
 pub use coefficient::{Coefficient, CoefficientError};
 pub use ids::{RequestId, RequestIdError};
 pub use model::{ModelName, ModelNameError};
+pub use money::{BasisPoints, Charge, MoneyError, Nanoton, PriceError, PriceList};
 pub use usage::Usage;
 
 /// Version of the client↔proxy and worker↔proxy wire protocol. Peers with a
