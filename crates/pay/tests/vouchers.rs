@@ -51,9 +51,9 @@ fn repr_hash(bits: &Bits) -> [u8; 32] {
     let d1 = 0u8; // no references, ordinary, level 0
     let d2 = (n / 8 + n.div_ceil(8)) as u8;
     let mut padded = bits.0.clone();
-    if n % 8 != 0 {
+    if !n.is_multiple_of(8) {
         padded.push(true);
-        while padded.len() % 8 != 0 {
+        while !padded.len().is_multiple_of(8) {
             padded.push(false);
         }
     }
