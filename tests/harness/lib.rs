@@ -340,6 +340,10 @@ impl Drop for DevAttestation {
     }
 }
 
+/// What test clients credit themselves on the proxy's development ledger:
+/// 1000 TON, more than any test spends unless it means to.
+pub const CLIENT_DEV_DEPOSIT: u64 = 1_000_000_000_000;
+
 /// Proxy and client processes, plus any number of workers.
 pub struct Network {
     pub tee: DevAttestation,
@@ -360,6 +364,12 @@ impl Network {
 
     /// Like [`start`](Self::start), with extra flags for the client.
     pub async fn start_with_client_args(extra: &[&str]) -> Network {
+        Network::start_with(extra, CLIENT_DEV_DEPOSIT).await
+    }
+
+    /// Like [`start_with_client_args`](Self::start_with_client_args), with
+    /// the client's development deposit in nanoton.
+    pub async fn start_with(extra: &[&str], deposit: u64) -> Network {
         let tee = DevAttestation::new();
         let (pp, ph, cp) = (free_port(), free_port(), free_port());
         let proxy_addr = format!("127.0.0.1:{pp}");
@@ -369,6 +379,7 @@ impl Network {
             proxy_addr.clone(),
             "--http-listen".into(),
             format!("127.0.0.1:{ph}"),
+            "--dev-deposits".into(),
         ];
         proxy_args.extend(tee.args());
         let proxy = Proc::cocoon("proxy", &proxy_args);
@@ -378,6 +389,8 @@ impl Network {
             format!("127.0.0.1:{cp}"),
             "--proxy".into(),
             proxy_addr.clone(),
+            "--dev-deposit".into(),
+            deposit.to_string(),
         ];
         client_args.extend(tee.args());
         client_args.extend(extra.iter().map(|s| s.to_string()));

@@ -3,6 +3,7 @@
 
 mod attest;
 mod options;
+mod payments;
 mod run;
 mod trust;
 

@@ -41,6 +41,31 @@ options! {
         /// Deadline in seconds for requests that do not set one [default: 600].
         #[arg(long, env = "COCOON_PROXY_TIMEOUT_SECS", value_name = "SECS")]
         pub timeout_secs: Option<u64>,
+        /// Charge for requests: on or off [default: on]. The ledger lives in
+        /// the data directory (ledger.redb), beside the voucher signing key.
+        #[arg(long, env = "COCOON_PROXY_PAYMENTS", value_name = "on|off")]
+        pub payments: Option<String>,
+        /// What a client pays per token at 1x, in nanoton [default: 100].
+        #[arg(long, env = "COCOON_PROXY_PRICE_PER_TOKEN", value_name = "NANOTON")]
+        pub price_per_token: Option<u64>,
+        /// What a worker earns per token at 1x, in nanoton; the proxy keeps the
+        /// difference [default: 80].
+        #[arg(long, env = "COCOON_PROXY_WORKER_FEE_PER_TOKEN", value_name = "NANOTON")]
+        pub worker_fee_per_token: Option<u64>,
+        /// Multipliers in basis points (10000 = 1x) for prompt, cached,
+        /// completion and reasoning tokens [default: 10000,2500,10000,10000].
+        #[arg(long, env = "COCOON_PROXY_TOKEN_MULTIPLIERS", value_name = "P,C,O,R")]
+        pub token_multipliers: Option<String>,
+        /// Completion tokens reserved for a request that sets no max_tokens [default: 4096].
+        #[arg(long, env = "COCOON_PROXY_DEFAULT_MAX_TOKENS", value_name = "TOKENS")]
+        pub default_max_tokens: Option<u64>,
+        /// The proxy contract vouchers name ("0:<hex>") [default: a development
+        /// address derived from the voucher key].
+        #[arg(long, env = "COCOON_PROXY_CONTRACT", value_name = "ADDRESS")]
+        pub contract: Option<String>,
+        /// Let clients credit their own development balance (only with --dev).
+        #[arg(long, env = "COCOON_PROXY_DEV_DEPOSITS", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+        pub dev_deposits: Option<bool>,
     }
 }
 
@@ -91,6 +116,9 @@ options! {
         /// Address for /metrics, /stats, /jsonstats and POST /admin/coefficient [default: 127.0.0.1:10012].
         #[arg(long, env = "COCOON_WORKER_HTTP_LISTEN", value_name = "ADDR")]
         pub http_listen: Option<SocketAddr>,
+        /// Where earnings go ("0:<hex>") [default: a development address derived from --name].
+        #[arg(long, env = "COCOON_WORKER_ADDRESS", value_name = "ADDRESS")]
+        pub address: Option<String>,
     }
 }
 
@@ -116,6 +144,13 @@ options! {
         /// Deadline in seconds for requests that do not set x-cocoon-timeout-ms [default: 600].
         #[arg(long, env = "COCOON_CLIENT_TIMEOUT_SECS", value_name = "SECS")]
         pub timeout_secs: Option<u64>,
+        /// Who pays ("0:<hex>") [default: a development address derived from --name].
+        #[arg(long, env = "COCOON_CLIENT_ADDRESS", value_name = "ADDRESS")]
+        pub address: Option<String>,
+        /// Credit this many nanoton to an empty account on a development
+        /// ledger when connecting (only with --dev).
+        #[arg(long, env = "COCOON_CLIENT_DEV_DEPOSIT", value_name = "NANOTON")]
+        pub dev_deposit: Option<u64>,
     }
 }
 

@@ -18,6 +18,8 @@ const DEFAULT_WORKER_HTTP: &str = "127.0.0.1:10012";
 const DEFAULT_MAX_ACTIVE: u32 = 16;
 const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
 const DEFAULT_TIMEOUT_SECS: u64 = 600;
+/// What `cocoon up` credits its client on an empty development ledger: 100 TON.
+const UP_DEV_DEPOSIT: cocoon_core::Nanoton = cocoon_core::Nanoton::new(100_000_000_000);
 
 fn addr(value: Option<SocketAddr>, default: &str) -> SocketAddr {
     value.unwrap_or_else(|| default.parse().expect("default addresses are valid"))
@@ -177,12 +179,18 @@ fn proxy_config(
     a: AttestationOptions,
 ) -> anyhow::Result<cocoon_proxy::ProxyConfig> {
     let trust = crate::trust::build(&a, &format!("proxy {o:?} {a:?}"))?;
+    let data_dir = a
+        .data_dir
+        .clone()
+        .unwrap_or_else(crate::trust::default_data_dir);
+    let payments = crate::payments::proxy(&o, &data_dir, a.dev.unwrap_or(false))?;
     Ok(cocoon_proxy::ProxyConfig {
         name: o.name.unwrap_or_else(|| format!("proxy-{}", hostname())),
         listen: addr(o.listen, DEFAULT_PROXY),
         http_listen: addr(o.http_listen, DEFAULT_PROXY_HTTP),
         trust,
         default_timeout: timeout(o.timeout_secs)?,
+        payments,
     })
 }
 
@@ -195,6 +203,7 @@ pub async fn proxy(o: ProxyOptions, a: AttestationOptions) -> anyhow::Result<()>
 
 pub async fn worker(o: WorkerOptions, a: AttestationOptions) -> anyhow::Result<()> {
     let trust = crate::trust::build(&a, &format!("worker {o:?} {a:?}"))?;
+    let address = crate::payments::address(o.address.as_deref(), "--address")?;
     let proxy = o
         .proxy
         .ok_or_else(|| anyhow!("--proxy is required: the proxy's HOST:PORT"))?;
@@ -219,6 +228,7 @@ pub async fn worker(o: WorkerOptions, a: AttestationOptions) -> anyhow::Result<(
         max_active_requests: max_active,
         http_listen: addr(o.http_listen, DEFAULT_WORKER_HTTP),
         trust,
+        address,
     };
     let worker = cocoon_worker::Worker::start(config, engine).await?;
     ctrl_c().await;
@@ -243,6 +253,13 @@ fn client_config(
         listen: addr(o.listen, DEFAULT_API),
         proxy,
         trust,
+        address: crate::payments::address(o.address.as_deref(), "--address")?,
+        dev_deposit: match o.dev_deposit {
+            Some(_) if !a.dev.unwrap_or(false) => {
+                bail!("--dev-deposit credits a development ledger; it is refused outside development mode (--dev)")
+            }
+            d => d.map(cocoon_core::Nanoton::new),
+        },
         max_body_bytes,
         default_max_coefficient: o.max_coefficient.map(Coefficient::per_mille),
         default_timeout: timeout(o.timeout_secs)?,
@@ -284,6 +301,15 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
     })
     .await?;
     let engine_desc = engine.describe();
+    // A development ledger: the client credits itself on first use.
+    let payments = crate::payments::proxy(
+        &ProxyOptions {
+            dev_deposits: Some(true),
+            ..Default::default()
+        },
+        &data_dir,
+        true,
+    )?;
 
     let proxy = cocoon_proxy::Proxy::start(cocoon_proxy::ProxyConfig {
         name: "local-proxy".into(),
@@ -291,6 +317,7 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
         http_listen: addr(o.proxy_http_listen, DEFAULT_PROXY_HTTP),
         trust: proxy_trust,
         default_timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
+        payments,
     })
     .await
     .context("starting the proxy")?;
@@ -305,6 +332,7 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
             max_active_requests: max_active,
             http_listen: addr(o.worker_http_listen, DEFAULT_WORKER_HTTP),
             trust: worker_trust,
+            address: None,
         },
         engine,
     )
@@ -319,6 +347,8 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
         max_body_bytes: DEFAULT_MAX_BODY,
         default_max_coefficient: None,
         default_timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
+        address: None,
+        dev_deposit: Some(UP_DEV_DEPOSIT),
     })
     .await
     .context("starting the client")?;

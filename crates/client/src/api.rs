@@ -29,6 +29,9 @@ pub const WORKER_HEADER: &str = "x-cocoon-worker";
 pub const COEFFICIENT_HEADER: &str = "x-cocoon-coefficient";
 /// Response header with the SHA-256 of the weights that answered.
 pub const MODEL_HASH_HEADER: &str = "x-cocoon-model-hash";
+/// Response header: what the request cost, in nanoton (non-streamed
+/// answers; a stream carries it in its usage chunk).
+pub const COST_HEADER: &str = "x-cocoon-cost-nanoton";
 /// Response header: the TEE kind of the proxy, as this client verified it.
 pub const PROXY_TEE_HEADER: &str = "x-cocoon-proxy-tee";
 /// Response header: the proxy's image hash, as this client verified it.
@@ -52,6 +55,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
         .route(
             "/v1/cocoon/attestation",
             get(crate::attestation::report).fallback(method_not_allowed),
+        )
+        .route(
+            "/v1/cocoon/balance",
+            get(crate::payments::balance).fallback(method_not_allowed),
         )
         .with_state(shared.clone());
     cocoon_telemetry::router(shared)
@@ -229,6 +236,18 @@ async fn complete(shared: Arc<Shared>, endpoint: Endpoint, req: Request) -> Resp
 
 async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Validated) -> Response {
     let mut active = shared.metrics.start();
+    // Requests wait (briefly) for the first hello: before it the client does
+    // not know whether the proxy charges or which key signs its vouchers.
+    let mut introduced = shared.introduced.subscribe();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        introduced.wait_for(|done| *done),
+    )
+    .await;
+    if let Some(why) = shared.payments.distrusted() {
+        active.fail("proxy_voucher_invalid");
+        return crate::payments::distrusted_error(&why).into_response();
+    }
     let proto_endpoint = match endpoint {
         Endpoint::ChatCompletions => cocoon_proto::Endpoint::ChatCompletions,
         Endpoint::Completions => cocoon_proto::Endpoint::Completions,
@@ -248,6 +267,8 @@ async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Vali
             .max_coefficient
             .or(shared.config.default_max_coefficient)
             .unwrap_or(0),
+        client_address: shared.address.to_string(),
+        max_tokens: v.max_tokens.unwrap_or(0),
         timeout_ms: timeout,
     };
     let mut proxy = shared.proxy.clone();
@@ -351,13 +372,21 @@ async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Vali
                         event: Some(infer_event::Event::Done(done)),
                     })) => {
                         shared.metrics.record_usage(&usage(&done));
+                        shared.payments.on_voucher(&done.client_voucher);
+                        if done.cost_nanoton > 0 || !done.client_voucher.is_empty() {
+                            headers.insert(
+                                HeaderName::from_static(COST_HEADER),
+                                HeaderValue::from(done.cost_nanoton),
+                            );
+                        }
                         active.succeed();
                         finish(&mut events).await;
                         headers.insert(
                             axum::http::header::CONTENT_TYPE,
                             HeaderValue::from_static("application/json"),
                         );
-                        return (headers, receipt.stamp(answer.freeze())).into_response();
+                        return (headers, receipt.stamp(answer.freeze(), cost_of(&done)))
+                            .into_response();
                     }
                     Some(Ok(InferEvent {
                         event: Some(infer_event::Event::Error(e)),
@@ -436,6 +465,9 @@ fn error_for(e: &InferError, v: &Validated) -> ApiError {
         ErrorCode::VersionMismatch => {
             ApiError::server(StatusCode::BAD_GATEWAY, "version_mismatch", msg)
         }
+        ErrorCode::InsufficientFunds => {
+            ApiError::request(StatusCode::PAYMENT_REQUIRED, "insufficient_funds", msg)
+        }
         ErrorCode::Unspecified | ErrorCode::Internal => {
             ApiError::server(StatusCode::INTERNAL_SERVER_ERROR, "internal", msg)
         }
@@ -481,16 +513,35 @@ impl Receipt {
         })
     }
 
-    /// Adds the receipt to a non-streamed answer as its `cocoon` member.
-    fn stamp(&self, body: Bytes) -> Bytes {
+    /// Adds the receipt to a non-streamed answer as its `cocoon` member,
+    /// and the cost to its `usage` when the request was charged.
+    fn stamp(&self, body: Bytes, cost: Option<u64>) -> Bytes {
         match serde_json::from_slice::<serde_json::Value>(&body) {
             Ok(serde_json::Value::Object(mut o)) => {
                 o.insert("cocoon".into(), self.json());
+                if let (Some(c), Some(serde_json::Value::Object(u))) = (cost, o.get_mut("usage")) {
+                    u.insert("cost_nanoton".into(), c.into());
+                }
                 serde_json::to_vec(&o).map(Bytes::from).unwrap_or(body)
             }
             _ => body,
         }
     }
+}
+
+/// The cost of a charged request; `None` when the proxy does not charge.
+fn cost_of(d: &Completion) -> Option<u64> {
+    (d.cost_nanoton > 0 || !d.client_voucher.is_empty()).then_some(d.cost_nanoton)
+}
+
+/// OpenAI's usage object, with `cost_nanoton` when the request was charged.
+fn usage_json(d: &Completion) -> String {
+    let mut u = usage(d).to_openai_json();
+    if let Some(c) = cost_of(d) {
+        u.pop();
+        u.push_str(&format!(",\"cost_nanoton\":{c}}}"));
+    }
+    u
 }
 
 /// The usage chunk OpenAI sends last when `stream_options.include_usage`,
@@ -502,7 +553,7 @@ fn usage_chunk(endpoint: Endpoint, d: &Completion, receipt: &Receipt) -> Bytes {
         endpoint.chunk_object(),
         d.created,
         serde_json::Value::String(d.model.clone()),
-        usage(d).to_openai_json(),
+        usage_json(d),
         receipt.json()
     );
     sse_data(chunk.as_bytes())
@@ -583,6 +634,7 @@ fn sse_body(
                 infer_event::Event::Done(done) => {
                     st.finished = true;
                     st.shared.metrics.record_usage(&usage(&done));
+                    st.shared.payments.on_voucher(&done.client_voucher);
                     st.active.succeed();
                     let mut out = BytesMut::new();
                     if st.include_usage {

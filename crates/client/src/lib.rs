@@ -6,6 +6,9 @@
 
 mod api;
 mod attestation;
+mod payments;
+
+pub use cocoon_pay::dev_address;
 mod link;
 pub mod openai;
 
@@ -38,6 +41,12 @@ pub struct ClientConfig {
     pub default_max_coefficient: Option<u32>,
     /// Deadline for requests that do not set one.
     pub default_timeout: Duration,
+    /// Who pays, when the proxy charges ("0:<hex>"); `None` uses
+    /// [`dev_address`] of the name.
+    pub address: Option<tycho_types::models::StdAddr>,
+    /// A development deposit made when the account is empty (development
+    /// ledgers only).
+    pub dev_deposit: Option<cocoon_core::Nanoton>,
 }
 
 /// Why the client could not start.
@@ -69,6 +78,13 @@ pub(crate) struct Shared {
     pub(crate) proxy_verifier: std::sync::Arc<dyn PeerVerifier>,
     /// Workers' attestations as reported by the proxy.
     pub(crate) attestation: attestation::WorkersSeen,
+    /// Who pays.
+    pub(crate) address: tycho_types::models::StdAddr,
+    /// Vouchers and trust in the proxy's accounting.
+    pub(crate) payments: payments::ClientPayments,
+    /// Becomes true once a hello (and any development deposit) completed:
+    /// until then the client does not know the proxy's terms.
+    pub(crate) introduced: watch::Sender<bool>,
     pub(crate) proxy_name: Mutex<String>,
     pub(crate) started: Instant,
 }
@@ -109,6 +125,10 @@ impl Client {
                 addr: config.listen,
                 reason,
             })?;
+        let address = config
+            .address
+            .clone()
+            .unwrap_or_else(|| cocoon_pay::dev_address(&config.name));
         let shared = Arc::new(Shared {
             config,
             proxy,
@@ -116,6 +136,9 @@ impl Client {
             proxy_up: AtomicBool::new(false),
             proxy_verifier: verifier,
             attestation: attestation::WorkersSeen::default(),
+            address,
+            payments: payments::ClientPayments::default(),
+            introduced: watch::channel(false).0,
             proxy_name: Mutex::new(String::new()),
             started: Instant::now(),
         });

@@ -26,7 +26,13 @@ pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>
         };
         let delay = match tokio::time::timeout(Duration::from_secs(10), proxy.hello(hello)).await {
             Ok(Ok(resp)) => {
-                let name = resp.into_inner().proxy_name;
+                let hello = resp.into_inner();
+                shared.payments.on_hello(&shared.address, &hello);
+                if hello.payments {
+                    dev_deposit(&shared).await;
+                }
+                shared.introduced.send_replace(true);
+                let name = hello.proxy_name;
                 if !shared.proxy_up.swap(true, Ordering::Relaxed) {
                     tracing::info!(proxy = %name, addr = %shared.config.proxy, "connected to proxy");
                 }
@@ -60,6 +66,35 @@ pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Credits the development deposit once, when the account is empty.
+async fn dev_deposit(shared: &Shared) {
+    let Some(amount) = shared.config.dev_deposit else {
+        return;
+    };
+    let mut proxy = shared.proxy.clone();
+    let address = shared.address.to_string();
+    let balance = proxy
+        .balance(cocoon_proto::BalanceRequest {
+            client_address: address.clone(),
+        })
+        .await;
+    if !matches!(&balance, Ok(b) if b.get_ref().deposited == 0) {
+        return;
+    }
+    match proxy
+        .dev_deposit(cocoon_proto::DevDepositRequest {
+            client_address: address.clone(),
+            amount_nanoton: amount.get(),
+        })
+        .await
+    {
+        Ok(_) => tracing::info!(%address, %amount, "development deposit credited"),
+        Err(status) => {
+            tracing::warn!(%address, error = %status.message(), "development deposit refused")
         }
     }
 }

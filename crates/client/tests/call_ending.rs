@@ -32,7 +32,22 @@ impl ClientGateway for Gateway {
         Ok(Response::new(ProxyHello {
             protocol_version: cocoon_core::PROTOCOL_VERSION,
             proxy_name: "test".into(),
+            ..Default::default()
         }))
+    }
+
+    async fn balance(
+        &self,
+        _: Request<BalanceRequest>,
+    ) -> Result<Response<BalanceResponse>, Status> {
+        Ok(Response::new(BalanceResponse::default()))
+    }
+
+    async fn dev_deposit(
+        &self,
+        _: Request<DevDepositRequest>,
+    ) -> Result<Response<BalanceResponse>, Status> {
+        Err(Status::permission_denied("no development deposits here"))
     }
 
     async fn list_models(
@@ -125,6 +140,8 @@ async fn finished_calls_are_read_to_their_trailers() {
         listen: "127.0.0.1:0".parse().unwrap(),
         proxy: proxy_addr.to_string(),
         trust,
+        address: None,
+        dev_deposit: None,
         max_body_bytes: 1 << 20,
         default_max_coefficient: None,
         default_timeout: Duration::from_secs(10),

@@ -437,6 +437,8 @@ pub struct Ledger {
     committer: Option<std::thread::JoinHandle<()>>,
     stats: Arc<Mutex<(u64, u64)>>,
     path: PathBuf,
+    signer: Arc<VoucherSigner>,
+    terms: VoucherTerms,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -484,9 +486,12 @@ impl Ledger {
         let state = Arc::new(Mutex::new(st));
         let stats = Arc::new(Mutex::new((0u64, 0u64)));
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let signer = Arc::new(signer);
         let committer = {
             let state = state.clone();
             let stats = stats.clone();
+            let signer = signer.clone();
+            let terms = terms.clone();
             let owned = path.to_owned();
             std::thread::Builder::new()
                 .name("ledger-commit".into())
@@ -500,9 +505,54 @@ impl Ledger {
                 committer: Some(committer),
                 stats,
                 path: path.to_owned(),
+                signer,
+                terms,
             },
             recovery,
         ))
+    }
+
+    /// The client's voucher for its committed total, signed now; `None`
+    /// before its first charge.
+    pub fn client_voucher(&self, client: &StdAddr) -> Option<SignedVoucher> {
+        let a = self.client(client);
+        (a.seqno > 0).then(|| self.voucher(VoucherKind::Client, client, a.charged, a.seqno))?
+    }
+
+    /// The worker's voucher for its committed earnings, signed now; `None`
+    /// before its first earning.
+    pub fn worker_voucher(&self, worker: &StdAddr) -> Option<SignedVoucher> {
+        let a = self.worker(worker);
+        (a.seqno > 0).then(|| self.voucher(VoucherKind::Worker, worker, a.earned, a.seqno))?
+    }
+
+    fn voucher(
+        &self,
+        kind: VoucherKind,
+        party: &StdAddr,
+        total: Nanoton,
+        seqno: u64,
+    ) -> Option<SignedVoucher> {
+        self.signer
+            .sign(Voucher {
+                kind,
+                contract: self.terms.contract.clone(),
+                party: party.clone(),
+                total,
+                seqno,
+                expires_at: expiry(&self.terms),
+            })
+            .ok()
+    }
+
+    /// The proxy's voucher key.
+    pub fn voucher_key(&self) -> [u8; 32] {
+        self.signer.public_key()
+    }
+
+    /// The proxy contract vouchers name.
+    pub fn contract(&self) -> &StdAddr {
+        &self.terms.contract
     }
 
     /// Submits an operation; resolves once it is durable (or refused).
@@ -723,13 +773,16 @@ fn recover(db: &Database, path: &Path, st: &mut State) -> Result<Recovery, Ledge
     Ok(rec)
 }
 
+fn expiry(terms: &VoucherTerms) -> u32 {
+    u32::try_from(now().saturating_add(u64::from(terms.ttl_secs))).unwrap_or(u32::MAX)
+}
+
 fn sign(
     signer: &VoucherSigner,
     terms: &VoucherTerms,
     u: &Unsigned,
 ) -> Result<Settlement, LedgerError> {
-    let expires_at =
-        u32::try_from(now().saturating_add(u64::from(terms.ttl_secs))).unwrap_or(u32::MAX);
+    let expires_at = expiry(terms);
     let client_voucher = signer.sign(Voucher {
         kind: VoucherKind::Client,
         contract: terms.contract.clone(),
@@ -759,7 +812,7 @@ fn commit_loop(
     state: Arc<Mutex<State>>,
     stats: Arc<Mutex<(u64, u64)>>,
     rx: std::sync::mpsc::Receiver<Job>,
-    signer: VoucherSigner,
+    signer: Arc<VoucherSigner>,
     terms: VoucherTerms,
 ) {
     while let Ok(first) = rx.recv() {

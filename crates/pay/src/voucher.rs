@@ -113,7 +113,8 @@ pub enum VoucherError {
         /// Found party.
         found: String,
     },
-    /// Not newer than the latest voucher held.
+    /// Not newer than the latest voucher held, and consistent with it: a
+    /// replayed or reordered voucher, refused as the latest but harmless.
     #[error("voucher seqno {found} is not after the latest held, {latest}: a replayed or reordered voucher")]
     Replayed {
         /// Latest seqno held.
@@ -309,6 +310,16 @@ impl VoucherBook {
         self.latest.as_ref()
     }
 
+    /// The proxy key it checks signatures with.
+    pub fn proxy_key(&self) -> &[u8; 32] {
+        &self.proxy_key
+    }
+
+    /// The proxy contract it expects.
+    pub fn contract(&self) -> &StdAddr {
+        &self.contract
+    }
+
     /// Checks `v` (signature, kind, contract, party, expiry, seqno after the
     /// latest, total not below it) and keeps it as the latest. On error
     /// nothing changes.
@@ -340,9 +351,20 @@ impl VoucherBook {
             });
         }
         if let Some(latest) = &self.latest {
-            if x.seqno <= latest.voucher.seqno {
+            let l = &latest.voucher;
+            // Two signed vouchers whose order and totals disagree prove the
+            // proxy's ledger went backwards, whichever arrived first.
+            let inconsistent = (x.seqno < l.seqno && x.total > l.total)
+                || (x.seqno == l.seqno && x.total != l.total);
+            if inconsistent {
+                return Err(VoucherError::Regressed {
+                    latest: l.total.max(x.total),
+                    found: l.total.min(x.total),
+                });
+            }
+            if x.seqno <= l.seqno {
                 return Err(VoucherError::Replayed {
-                    latest: latest.voucher.seqno,
+                    latest: l.seqno,
                     found: x.seqno,
                 });
             }

@@ -152,6 +152,18 @@ fn the_book_refuses_other_contracts_kinds_parties_replays_regressions_and_expiry
         voucher(VoucherKind::Client, 90, 6),
         "went backwards",
     );
+    // An older seqno claiming a larger total, or the same seqno with another
+    // total: the proxy signed inconsistent totals.
+    check(
+        &mut book,
+        voucher(VoucherKind::Client, 101, 4),
+        "went backwards",
+    );
+    check(
+        &mut book,
+        voucher(VoucherKind::Client, 99, 5),
+        "went backwards",
+    );
     let mut expired = voucher(VoucherKind::Client, 200, 6);
     expired.expires_at = 999;
     check(&mut book, expired, "expired");

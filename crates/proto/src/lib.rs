@@ -28,6 +28,7 @@ impl ErrorCode {
             ErrorCode::Timeout => "timeout",
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::VersionMismatch => "version_mismatch",
+            ErrorCode::InsufficientFunds => "insufficient_funds",
         }
     }
 

@@ -3,7 +3,8 @@ use std::sync::Arc;
 
 use cocoon_proto::client_gateway_server::ClientGateway;
 use cocoon_proto::{
-    ClientHello, InferEvent, InferRequest, ListModelsRequest, ListModelsResponse, ProxyHello,
+    BalanceRequest, BalanceResponse, ClientHello, DevDepositRequest, InferEvent, InferRequest,
+    ListModelsRequest, ListModelsResponse, ProxyHello,
 };
 use futures_util::Stream;
 use tonic::{Request, Response, Status};
@@ -35,10 +36,47 @@ impl ClientGateway for ClientGatewayService {
             )));
         }
         tracing::info!(client = %hello.client_name, "client connected");
+        let p = self.shared.config.payments.as_deref();
         Ok(Response::new(ProxyHello {
             protocol_version: cocoon_core::PROTOCOL_VERSION,
             proxy_name: self.shared.config.name.clone(),
+            payments: p.is_some(),
+            voucher_key: p.map(|p| p.voucher_key.to_vec()).unwrap_or_default().into(),
+            contract_address: p.map(|p| p.contract.to_string()).unwrap_or_default(),
         }))
+    }
+
+    async fn balance(
+        &self,
+        request: Request<BalanceRequest>,
+    ) -> Result<Response<BalanceResponse>, Status> {
+        crate::peer_role::require(request.extensions().get(), cocoon_core::Role::Client)?;
+        let address = parse_address(&request.get_ref().client_address)?;
+        Ok(Response::new(self.balance_of(&address)))
+    }
+
+    async fn dev_deposit(
+        &self,
+        request: Request<DevDepositRequest>,
+    ) -> Result<Response<BalanceResponse>, Status> {
+        crate::peer_role::require(request.extensions().get(), cocoon_core::Role::Client)?;
+        let p = self.payments()?;
+        if !p.dev_deposits {
+            return Err(Status::permission_denied(
+                "this proxy takes deposits from the chain only; development deposits are off",
+            ));
+        }
+        let req = request.into_inner();
+        let address = parse_address(&req.client_address)?;
+        p.ledger
+            .submit(cocoon_pay::Op::Deposit {
+                client: address.clone(),
+                amount: cocoon_core::Nanoton::new(req.amount_nanoton),
+            })
+            .await
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        tracing::info!(client = %address, amount = req.amount_nanoton, "development deposit");
+        Ok(Response::new(self.balance_of(&address)))
     }
 
     async fn list_models(
@@ -63,4 +101,44 @@ impl ClientGateway for ClientGatewayService {
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
     }
+}
+
+impl ClientGatewayService {
+    fn payments(&self) -> Result<&crate::Payments, Status> {
+        self.shared
+            .config
+            .payments
+            .as_deref()
+            .ok_or_else(|| Status::failed_precondition("this proxy does not charge for requests"))
+    }
+
+    fn balance_of(&self, address: &tycho_types::models::StdAddr) -> BalanceResponse {
+        let Some(p) = self.shared.config.payments.as_deref() else {
+            return BalanceResponse::default();
+        };
+        let a = p.ledger.client(address);
+        let latest = p
+            .ledger
+            .client_voucher(address)
+            .and_then(|v| v.to_boc().ok())
+            .unwrap_or_default();
+        BalanceResponse {
+            payments: true,
+            deposited: a.deposited.get(),
+            reserved: a.reserved.get(),
+            spent: a.charged.get(),
+            available: a.available().get(),
+            stake: a.stake.get(),
+            latest_voucher: latest.into(),
+        }
+    }
+}
+
+/// A TON address from the wire ("0:<64 hex>").
+pub(crate) fn parse_address(s: &str) -> Result<tycho_types::models::StdAddr, Status> {
+    s.parse().map_err(|e| {
+        Status::invalid_argument(format!(
+            "address {s:?} is not a TON address (\"0:<64 hex digits>\"): {e}"
+        ))
+    })
 }

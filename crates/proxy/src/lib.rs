@@ -5,12 +5,14 @@
 #![warn(missing_docs)]
 
 mod client_gateway;
+mod payments;
 mod peer_role;
 mod registry;
 mod relay;
 mod stats;
 mod worker_gateway;
 
+pub use payments::Payments;
 pub use registry::{Lease, NoWorker, WorkerHandle, WorkerRegistry, DEFAULT_TIMEOUT};
 
 use std::net::SocketAddr;
@@ -36,6 +38,8 @@ pub struct ProxyConfig {
     pub trust: Trust,
     /// Deadline for requests that do not set one.
     pub default_timeout: Duration,
+    /// Metering and the ledger; `None` serves without charging.
+    pub payments: Option<Arc<Payments>>,
 }
 
 /// Why the proxy could not start.

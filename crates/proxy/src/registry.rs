@@ -32,6 +32,8 @@ pub struct WorkerHandle {
     pub tee: String,
     /// The image hash its evidence proved, hex; empty without attestation.
     pub image_hash: String,
+    /// Where its earnings go, when the proxy charges.
+    pub payee: Option<tycho_types::models::StdAddr>,
     coefficient: AtomicU32,
     max_active: u32,
     running: AtomicU32,
@@ -93,6 +95,7 @@ impl WorkerHandle {
             model_hash,
             tee,
             image_hash,
+            payee: None,
             coefficient: AtomicU32::new(coefficient.per_mille()),
             max_active,
             running: AtomicU32::new(0),
@@ -103,6 +106,12 @@ impl WorkerHandle {
             outbound,
             pending: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Names where the worker's earnings go.
+    pub(crate) fn with_payee(mut self, payee: Option<tycho_types::models::StdAddr>) -> Self {
+        self.payee = payee;
+        self
     }
 
     /// Current price coefficient.

@@ -32,10 +32,17 @@ pub(crate) struct Relay {
 
 /// How one attempt on one worker ended.
 enum Attempt {
-    /// Finished (answered, failed for good, or the client left).
-    Over,
+    /// Finished (answered, failed for good, or the client left); `true`
+    /// when the request was charged.
+    Over(bool),
     /// The worker failed before its first byte; another may be tried.
     Retry(String),
+}
+
+/// A reservation held for one attempt.
+struct Hold<'a> {
+    payments: &'a crate::Payments,
+    coefficient: cocoon_core::Coefficient,
 }
 
 impl Relay {
@@ -76,6 +83,22 @@ impl Relay {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut tried: Vec<u64> = Vec::new();
         let mut last_failure = String::new();
+        let payments = self.shared.config.payments.clone();
+        let client = match &payments {
+            None => None,
+            Some(_) => match crate::client_gateway::parse_address(&self.req.client_address) {
+                Ok(a) => Some(a),
+                Err(status) => {
+                    active.fail("bad_request");
+                    let message = format!(
+                        "this proxy charges for requests and needs the payer's address: {}",
+                        status.message()
+                    );
+                    self.error(ErrorCode::BadRequest, message, 400, true).await;
+                    return;
+                }
+            },
+        };
 
         for attempt in 1..=2u32 {
             let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
@@ -114,6 +137,20 @@ impl Relay {
             tried.push(worker.serial);
             tracing::debug!(worker = %worker.id, attempt, "assigned");
 
+            let hold = match (&payments, &client) {
+                (Some(p), Some(client)) => match self.reserve(p, client, &worker).await {
+                    Ok(hold) => Some(hold),
+                    Err((code, reason, message, status)) => {
+                        lease.finish(true);
+                        active.fail(reason);
+                        tracing::info!(%message, "request refused");
+                        self.error(code, message, status, true).await;
+                        return;
+                    }
+                },
+                _ => None,
+            };
+
             let work = ProxyMessage {
                 msg: Some(proxy_message::Msg::Request(WorkRequest {
                     request_id: self.req.request_id.clone(),
@@ -131,6 +168,7 @@ impl Relay {
                     worker.id
                 );
                 lease.finish(false);
+                self.release(&hold).await;
                 continue;
             }
             let assigned = infer_event::Event::Assigned(Assigned {
@@ -143,20 +181,32 @@ impl Relay {
             });
             if self.send(assigned).await.is_err() {
                 self.cancel(&worker).await;
+                self.release(&hold).await;
                 active.fail("client_cancelled");
                 return;
             }
 
             match self
-                .attempt(&lease, events_rx, deadline, &mut active, attempt)
+                .attempt(
+                    &lease,
+                    events_rx,
+                    deadline,
+                    &mut active,
+                    attempt,
+                    hold.as_ref(),
+                )
                 .await
             {
-                Attempt::Over => {
+                Attempt::Over(charged) => {
                     lease.finish(true);
+                    if !charged {
+                        self.release(&hold).await;
+                    }
                     return;
                 }
                 Attempt::Retry(why) => {
                     lease.finish(false);
+                    self.release(&hold).await;
                     tracing::warn!(worker = %worker.id, reason = %why, "retrying on another worker");
                     last_failure = why;
                 }
@@ -175,6 +225,7 @@ impl Relay {
         deadline: tokio::time::Instant,
         active: &mut cocoon_telemetry::ActiveRequest,
         attempt: u32,
+        hold: Option<&Hold<'_>>,
     ) -> Attempt {
         let worker = &*lease.worker;
         let mut first_byte = false;
@@ -185,13 +236,13 @@ impl Relay {
                     tracing::info!(worker = %worker.id, "client went away; cancelling");
                     self.cancel(worker).await;
                     active.fail("client_cancelled");
-                    return Attempt::Over;
+                    return Attempt::Over(false);
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     self.cancel(worker).await;
                     active.fail("timeout");
                     self.error(ErrorCode::Timeout, "the request's deadline passed".into(), 0, !first_byte).await;
-                    return Attempt::Over;
+                    return Attempt::Over(false);
                 }
                 ev = events.recv() => ev,
             };
@@ -211,20 +262,25 @@ impl Relay {
                         }
                         self.cancel(worker).await;
                         active.fail(reason);
-                        return Attempt::Over;
+                        return Attempt::Over(false);
                     }
                 }
-                Some(worker_event::Event::Done(done)) => {
-                    self.shared.metrics.record_usage(&Usage {
+                Some(worker_event::Event::Done(mut done)) => {
+                    let usage = Usage {
                         prompt: done.prompt_tokens,
                         cached: done.cached_tokens,
                         completion: done.completion_tokens,
                         reasoning: done.reasoning_tokens,
-                    });
+                    };
+                    self.shared.metrics.record_usage(&usage);
+                    let charged = match hold {
+                        Some(h) => self.charge(h, worker, &usage, &mut done).await,
+                        None => false,
+                    };
                     active.first_byte();
                     active.succeed();
                     let _ = self.send(infer_event::Event::Done(done)).await;
-                    return Attempt::Over;
+                    return Attempt::Over(charged);
                 }
                 Some(worker_event::Event::Error(err)) => {
                     let code = ErrorCode::of(&err);
@@ -239,12 +295,12 @@ impl Relay {
                     active.fail(code.reason());
                     self.error(code, err.message, err.http_status, !first_byte)
                         .await;
-                    return Attempt::Over;
+                    return Attempt::Over(false);
                 }
                 None if lease.overflowed() => {
                     self.cancel(worker).await;
                     active.fail("client_too_slow");
-                    return Attempt::Over;
+                    return Attempt::Over(false);
                 }
                 None => {
                     let why = format!("worker {} disconnected", worker.id);
@@ -259,8 +315,94 @@ impl Relay {
                     };
                     self.error(ErrorCode::WorkerLost, message, 0, !first_byte)
                         .await;
-                    return Attempt::Over;
+                    return Attempt::Over(false);
                 }
+            }
+        }
+    }
+
+    /// Reserves the request's maximum cost at `worker`'s coefficient. On
+    /// refusal: the error code, reason, message and HTTP status to answer.
+    async fn reserve<'p>(
+        &self,
+        p: &'p crate::Payments,
+        client: &tycho_types::models::StdAddr,
+        worker: &crate::WorkerHandle,
+    ) -> Result<Hold<'p>, (ErrorCode, &'static str, String, u32)> {
+        let internal = |m: String| (ErrorCode::Internal, "internal", m, 500);
+        let coefficient = cocoon_core::Coefficient::new(u64::from(worker.coefficient()))
+            .map_err(|e| internal(e.to_string()))?;
+        let payee = worker
+            .payee
+            .as_ref()
+            .ok_or_else(|| internal(format!("worker {} has no payee address", worker.id)))?;
+        let max = p
+            .max_cost(self.req.body.len(), self.req.max_tokens, coefficient)
+            .map_err(|e| internal(format!("maximum cost: {e}")))?;
+        match p
+            .reserve(&self.req.request_id, client, payee, max.client)
+            .await
+        {
+            Ok(()) => Ok(Hold {
+                payments: p,
+                coefficient,
+            }),
+            Err(cocoon_pay::LedgerError::Account(
+                e @ cocoon_pay::AccountError::InsufficientFunds { .. },
+            )) => Err((
+                ErrorCode::InsufficientFunds,
+                "insufficient_funds",
+                format!("{e}; top up the client's balance or lower max_tokens"),
+                402,
+            )),
+            Err(cocoon_pay::LedgerError::Account(e @ cocoon_pay::AccountError::NotActive(_))) => {
+                Err((
+                    ErrorCode::InsufficientFunds,
+                    "insufficient_funds",
+                    e.to_string(),
+                    402,
+                ))
+            }
+            Err(e) => Err(internal(format!("the ledger could not reserve: {e}"))),
+        }
+    }
+
+    async fn release(&self, hold: &Option<Hold<'_>>) {
+        if let Some(h) = hold {
+            h.payments.release(&self.req.request_id).await;
+        }
+    }
+
+    /// Charges the finished request, stamps the cost and the client's
+    /// voucher on `done`, and sends the worker its voucher.
+    async fn charge(
+        &self,
+        h: &Hold<'_>,
+        worker: &crate::WorkerHandle,
+        usage: &Usage,
+        done: &mut cocoon_proto::Completion,
+    ) -> bool {
+        match h
+            .payments
+            .settle(&self.req.request_id, usage, h.coefficient)
+            .await
+        {
+            Ok(s) => {
+                done.cost_nanoton = s.charged.client.get();
+                done.client_voucher = s.client_voucher.to_boc().unwrap_or_default().into();
+                if let Ok(boc) = s.worker_voucher.to_boc() {
+                    let msg = ProxyMessage {
+                        msg: Some(proxy_message::Msg::Voucher(cocoon_proto::WorkerVoucher {
+                            voucher: boc.into(),
+                        })),
+                    };
+                    let _ = worker.send(msg).await;
+                }
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "charging a finished request failed; its reservation stays for recovery");
+                true
             }
         }
     }

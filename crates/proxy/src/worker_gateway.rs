@@ -76,6 +76,15 @@ impl WorkerGateway for WorkerGatewayService {
                 )));
             }
         }
+        let payee = match (&self.shared.config.payments, hello.worker_address.as_str()) {
+            (None, _) => None,
+            (Some(_), "") => {
+                return Err(Status::failed_precondition(
+                    "this proxy charges for requests: hello.worker_address (where earnings go) is required",
+                ))
+            }
+            (Some(_), a) => Some(crate::client_gateway::parse_address(a)?),
+        };
         let coefficient = Coefficient::new(hello.coefficient as u64)
             .map_err(|e| Status::invalid_argument(format!("hello.coefficient: {e}")))?;
         if hello.max_active_requests == 0 {
@@ -95,6 +104,31 @@ impl WorkerGateway for WorkerGatewayService {
             msg: Some(proxy_message::Msg::Welcome(ProxyWelcome {
                 protocol_version: cocoon_core::PROTOCOL_VERSION,
                 proxy_name: self.shared.config.name.clone(),
+                payments: self.shared.config.payments.is_some(),
+                voucher_key: self
+                    .shared
+                    .config
+                    .payments
+                    .as_ref()
+                    .map(|p| p.voucher_key.to_vec())
+                    .unwrap_or_default()
+                    .into(),
+                contract_address: self
+                    .shared
+                    .config
+                    .payments
+                    .as_ref()
+                    .map(|p| p.contract.to_string())
+                    .unwrap_or_default(),
+                worker_voucher: match (&self.shared.config.payments, &payee) {
+                    (Some(p), Some(a)) => p
+                        .ledger
+                        .worker_voucher(a)
+                        .and_then(|v| v.to_boc().ok())
+                        .unwrap_or_default()
+                        .into(),
+                    _ => Default::default(),
+                },
             })),
         };
         tx.send(Ok(welcome))
@@ -102,25 +136,28 @@ impl WorkerGateway for WorkerGatewayService {
             .map_err(|_| Status::internal("session closed during hello"))?;
 
         let registry = &self.shared.registry;
-        let worker = Arc::new(WorkerHandle::new(
-            registry.next_serial(),
-            hello.worker_id,
-            model,
-            Provenance {
-                model_hash: hello.model_hash.to_ascii_lowercase(),
-                tee: attested
-                    .as_ref()
-                    .map(|a| a.kind.to_string())
-                    .unwrap_or_default(),
-                image_hash: attested
-                    .as_ref()
-                    .map(|a| a.image_hash.to_string())
-                    .unwrap_or_default(),
-            },
-            coefficient,
-            hello.max_active_requests,
-            tx,
-        ));
+        let worker = Arc::new(
+            WorkerHandle::new(
+                registry.next_serial(),
+                hello.worker_id,
+                model,
+                Provenance {
+                    model_hash: hello.model_hash.to_ascii_lowercase(),
+                    tee: attested
+                        .as_ref()
+                        .map(|a| a.kind.to_string())
+                        .unwrap_or_default(),
+                    image_hash: attested
+                        .as_ref()
+                        .map(|a| a.image_hash.to_string())
+                        .unwrap_or_default(),
+                },
+                coefficient,
+                hello.max_active_requests,
+                tx,
+            )
+            .with_payee(payee),
+        );
         registry.insert(worker.clone());
         tracing::info!(
             worker = %worker.id,

@@ -38,6 +38,14 @@ impl StatsSource for Shared {
         );
         info.insert("engine".into(), self.engine.describe());
         info.insert("trust".into(), self.config.trust.describe());
+        info.insert("payee".into(), self.address.to_string());
+        if let Some((earned, seqno)) = self.earnings.latest() {
+            info.insert("earned_nanoton".into(), earned.to_string());
+            info.insert("voucher_seqno".into(), seqno.to_string());
+        }
+        if let Some(why) = self.earnings.refused() {
+            info.insert("proxy_refused".into(), why);
+        }
         let me = WorkerLoad {
             id: self.config.name.clone(),
             model: self.config.model.to_string(),

@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 mod admin;
+mod earnings;
 mod jobs;
 mod session;
 
@@ -37,6 +38,9 @@ pub struct WorkerConfig {
     pub http_listen: SocketAddr,
     /// How the proxy is verified.
     pub trust: Trust,
+    /// Where earnings go when the proxy charges ("0:<hex>"); `None` uses
+    /// the development address of the name.
+    pub address: Option<tycho_types::models::StdAddr>,
 }
 
 /// Why the worker could not start.
@@ -71,6 +75,10 @@ pub(crate) struct Shared {
     pub(crate) connections: AtomicU32,
     pub(crate) jobs: jobs::Jobs,
     pub(crate) started: Instant,
+    /// Where earnings go.
+    pub(crate) address: tycho_types::models::StdAddr,
+    /// Vouchers from the proxy.
+    pub(crate) earnings: earnings::Earnings,
 }
 
 /// A running worker.
@@ -118,7 +126,13 @@ impl Worker {
             })?;
 
         let (coefficient, _) = watch::channel(config.coefficient);
+        let address = config
+            .address
+            .clone()
+            .unwrap_or_else(|| cocoon_pay::dev_address(&config.name));
         let shared = Arc::new(Shared {
+            address,
+            earnings: earnings::Earnings::default(),
             jobs: jobs::Jobs::new(config.max_active_requests),
             config,
             engine,

@@ -76,6 +76,7 @@ async fn session(
                 .model_hash()
                 .map(|h| h.to_hex())
                 .unwrap_or_default(),
+            worker_address: shared.address.to_string(),
         })),
     };
     out_tx
@@ -90,6 +91,7 @@ async fn session(
     match inbound.message().await {
         Ok(Some(m)) => match m.msg {
             Some(proxy_message::Msg::Welcome(w)) => {
+                shared.earnings.on_welcome(&shared.address, &w)?;
                 tracing::info!(proxy = %w.proxy_name, addr = %shared.config.proxy, "connected to proxy");
             }
             _ => return Err("proxy did not answer hello with welcome".into()),
@@ -116,6 +118,7 @@ async fn session(
                             tracing::info!(id = %c.request_id, "cancelled by proxy");
                         }
                     }
+                    Some(proxy_message::Msg::Voucher(v)) => shared.earnings.on_voucher(&v.voucher)?,
                     Some(proxy_message::Msg::Welcome(_)) | None => {}
                 }
             }
@@ -295,6 +298,7 @@ async fn run_job(shared: &Arc<Shared>, req: GenerateRequest, timeout: Duration, 
                 created: c.created,
                 model: c.model,
                 worker_micros: started.elapsed().as_micros() as u64,
+                ..Default::default()
             };
             let _ = out.send(event(&id, worker_event::Event::Done(done))).await;
         }

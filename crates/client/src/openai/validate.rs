@@ -53,6 +53,8 @@ pub struct Validated {
     pub body: Bytes,
     /// Cocoon controls.
     pub controls: Controls,
+    /// The completion token limit the request sets, if any.
+    pub max_tokens: Option<u64>,
 }
 
 /// Validates `raw` as a request for `endpoint`, with Cocoon controls from
@@ -89,6 +91,7 @@ pub fn validate(
     let mut logprobs_on = false;
     let mut top_logprobs_seen = false;
     let mut n = 1i64;
+    let mut max_tokens: Option<u64> = None;
     let mut best_of = None;
     let mut required: Vec<&str> = match endpoint {
         Endpoint::ChatCompletions => vec!["model", "messages"],
@@ -142,10 +145,14 @@ pub fn validate(
                 } else {
                     1
                 };
-                range_i64(key, raw_value, min, MAX_TOKENS_LIMIT)?;
+                if let Some(m) = range_i64(key, raw_value, min, MAX_TOKENS_LIMIT)? {
+                    max_tokens = Some(max_tokens.map_or(m as u64, |o: u64| o.min(m as u64)));
+                }
             }
             (Endpoint::ChatCompletions, "max_completion_tokens") => {
-                range_i64(key, raw_value, 1, MAX_TOKENS_LIMIT)?;
+                if let Some(m) = range_i64(key, raw_value, 1, MAX_TOKENS_LIMIT)? {
+                    max_tokens = Some(max_tokens.map_or(m as u64, |o: u64| o.min(m as u64)));
+                }
             }
             (_, "seed") => {
                 range_i64(key, raw_value, i64::MIN, i64::MAX)?;
@@ -246,6 +253,7 @@ pub fn validate(
         include_usage,
         body: Bytes::from(out),
         controls,
+        max_tokens,
     })
 }
 

@@ -1,0 +1,159 @@
+//! Turns the proxy's payment options into its ledger, prices and voucher
+//! key; parses the addresses clients and workers are paid from and to.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+use cocoon_core::{BasisPoints, Nanoton, PriceList};
+use cocoon_pay::{Ledger, VoucherSigner, VoucherTerms};
+use cocoon_proxy::Payments;
+use tycho_types::models::StdAddr;
+
+use crate::options::ProxyOptions;
+
+/// File of the proxy's voucher signing key in its data directory.
+const VOUCHER_KEY_FILE: &str = "proxy-voucher-key.pk8";
+/// File of the proxy's ledger in its data directory.
+const LEDGER_FILE: &str = "ledger.redb";
+/// How long a voucher stays valid.
+const VOUCHER_TTL_SECS: u32 = 30 * 24 * 3600;
+
+/// A TON address given on the command line.
+pub fn address(value: Option<&str>, flag: &str) -> anyhow::Result<Option<StdAddr>> {
+    value
+        .map(|s| {
+            s.parse::<StdAddr>().map_err(|e| {
+                anyhow!("{flag} {s:?} is not a TON address (\"0:<64 hex digits>\"): {e}")
+            })
+        })
+        .transpose()
+}
+
+/// The voucher key in `dir`, created (mode 0600) on first use.
+fn voucher_key(dir: &Path) -> anyhow::Result<VoucherSigner> {
+    let path = dir.join(VOUCHER_KEY_FILE);
+    let pkcs8 = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+            let doc =
+                ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
+                    .map_err(|e| anyhow!("cannot generate the voucher key: {e}"))?;
+            write_private(&path, doc.as_ref())
+                .with_context(|| format!("cannot write the voucher key {}", path.display()))?;
+            doc.as_ref().to_vec()
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    VoucherSigner::from_pkcs8(&pkcs8).with_context(|| format!("voucher key {}", path.display()))
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}
+
+fn multipliers(s: &str) -> anyhow::Result<[BasisPoints; 4]> {
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    if parts.len() != 4 {
+        bail!("--token-multipliers takes four basis-point values (prompt,cached,completion,reasoning), found {s:?}");
+    }
+    let mut out = [BasisPoints::ONE; 4];
+    for (slot, p) in out.iter_mut().zip(parts) {
+        let v: u32 = p.parse().map_err(|_| {
+            anyhow!("--token-multipliers: {p:?} is not a whole number of basis points")
+        })?;
+        *slot = BasisPoints::new(v).map_err(|e| anyhow!("--token-multipliers: {e}"))?;
+    }
+    Ok(out)
+}
+
+/// The proxy's payments, or `None` with `--payments off`.
+pub fn proxy(
+    o: &ProxyOptions,
+    data_dir: &Path,
+    dev: bool,
+) -> anyhow::Result<Option<Arc<Payments>>> {
+    match o.payments.as_deref().unwrap_or("on") {
+        "on" => {}
+        "off" => return Ok(None),
+        other => bail!("--payments takes on or off, found {other:?}"),
+    }
+    let dev_deposits = o.dev_deposits.unwrap_or(false);
+    if dev_deposits && !dev {
+        bail!("--dev-deposits lets clients credit themselves; it is refused outside development mode (--dev)");
+    }
+    let prices = PriceList::new(
+        Nanoton::new(o.price_per_token.unwrap_or(100)),
+        Nanoton::new(o.worker_fee_per_token.unwrap_or(80)),
+        multipliers(
+            o.token_multipliers
+                .as_deref()
+                .unwrap_or("10000,2500,10000,10000"),
+        )?,
+    )?;
+    let signer = voucher_key(data_dir)?;
+    let contract = match address(o.contract.as_deref(), "--contract")? {
+        Some(c) => c,
+        None => cocoon_pay::dev_address(&format!(
+            "contract:{}",
+            signer
+                .public_key()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        )),
+    };
+    let voucher_key = signer.public_key();
+    let path = data_dir.join(LEDGER_FILE);
+    let (ledger, recovery) = Ledger::open(
+        &path,
+        signer,
+        VoucherTerms {
+            contract: contract.clone(),
+            ttl_secs: VOUCHER_TTL_SECS,
+        },
+    )
+    .with_context(|| format!("opening the ledger {}", path.display()))?;
+    if recovery.settled + recovery.released > 0 {
+        tracing::warn!(
+            settled = recovery.settled,
+            released = recovery.released,
+            charged = %recovery.charged,
+            "ledger: requests left in flight by the last run were settled at their recorded progress or released"
+        );
+    }
+    let t = ledger.totals();
+    tracing::info!(
+        ledger = %path.display(),
+        %contract,
+        price_per_token = %prices.price_per_token,
+        worker_fee_per_token = %prices.worker_fee_per_token,
+        charged = %t.charged,
+        commission = %t.commission,
+        "payments on"
+    );
+    Ok(Some(Arc::new(Payments {
+        ledger: Arc::new(ledger),
+        prices,
+        default_max_tokens: o.default_max_tokens.unwrap_or(4096),
+        dev_deposits,
+        contract,
+        voucher_key,
+    })))
+}

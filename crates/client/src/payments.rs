@@ -1,0 +1,165 @@
+//! The client's side of payments: who pays (its TON address), the vouchers
+//! the proxy signs for it, checked on arrival, and the balance.
+//!
+//! A voucher that fails a check (signature, contract, party, seqno, a total
+//! going backwards) means the proxy cannot be trusted with money: the client
+//! stops sending it requests and says why.
+
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use cocoon_pay::{SignedVoucher, VoucherBook, VoucherKind};
+use tycho_types::models::StdAddr;
+
+use crate::openai::ApiError;
+use crate::Shared;
+
+/// What the client knows of its account with the proxy.
+#[derive(Debug, Default)]
+pub(crate) struct ClientPayments {
+    book: Mutex<Option<VoucherBook>>,
+    distrust: Mutex<Option<String>>,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl ClientPayments {
+    /// Learns the proxy's voucher key and contract from its hello.
+    pub(crate) fn on_hello(&self, address: &StdAddr, hello: &cocoon_proto::ProxyHello) {
+        if !hello.payments {
+            return;
+        }
+        let (Ok(key), Ok(contract)) = (
+            <[u8; 32]>::try_from(hello.voucher_key.as_ref()),
+            hello.contract_address.parse::<StdAddr>(),
+        ) else {
+            self.distrust_because(format!(
+                "the proxy charges but announced an unusable voucher key ({} bytes) or contract {:?}",
+                hello.voucher_key.len(),
+                hello.contract_address
+            ));
+            return;
+        };
+        let mut book = self.book.lock().unwrap_or_else(|p| p.into_inner());
+        let same = book
+            .as_ref()
+            .is_some_and(|b| b.proxy_key() == &key && b.contract() == &contract);
+        if !same {
+            *book = Some(VoucherBook::new(
+                VoucherKind::Client,
+                contract,
+                address.clone(),
+                key,
+            ));
+        }
+    }
+
+    fn distrust_because(&self, why: String) {
+        tracing::error!(reason = %why, "no longer trusting the proxy with payments");
+        *self.distrust.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+    }
+
+    /// Why the proxy is no longer trusted, if it is not.
+    pub(crate) fn distrusted(&self) -> Option<String> {
+        self.distrust
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Checks the voucher that came with an answer and keeps it.
+    pub(crate) fn on_voucher(&self, boc: &[u8]) {
+        if boc.is_empty() {
+            return;
+        }
+        let checked = SignedVoucher::from_boc(boc).and_then(|v| {
+            let mut book = self.book.lock().unwrap_or_else(|p| p.into_inner());
+            match book.as_mut() {
+                Some(b) => b.accept(v, now()),
+                None => Err(cocoon_pay::VoucherError::Malformed(
+                    "a voucher arrived before the proxy announced its key".into(),
+                )),
+            }
+        });
+        match checked {
+            Ok(()) => {}
+            // Answers finish out of order; an older, consistent voucher is
+            // simply not the latest.
+            Err(cocoon_pay::VoucherError::Replayed { .. }) => {}
+            Err(e) => self.distrust_because(format!("the proxy sent a bad voucher: {e}")),
+        }
+    }
+
+    /// The latest voucher accepted.
+    pub(crate) fn latest(&self) -> Option<SignedVoucher> {
+        self.book
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(|b| b.latest().cloned())
+    }
+}
+
+/// The error for requests while the proxy is distrusted.
+pub(crate) fn distrusted_error(why: &str) -> ApiError {
+    ApiError::server(
+        axum::http::StatusCode::BAD_GATEWAY,
+        "proxy_voucher_invalid",
+        format!("requests are not sent to this proxy any more: {why}"),
+    )
+}
+
+/// `GET /v1/cocoon/balance`: integer nanoton fields and the latest voucher.
+pub(crate) async fn balance(State(shared): State<Arc<Shared>>) -> Response {
+    let mut proxy = shared.proxy.clone();
+    let req = cocoon_proto::BalanceRequest {
+        client_address: shared.address.to_string(),
+    };
+    let b = match proxy.balance(req).await {
+        Ok(r) => r.into_inner(),
+        Err(status) => {
+            return ApiError::server(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "proxy_unavailable",
+                format!(
+                    "cannot reach the proxy for the balance: {}",
+                    status.message()
+                ),
+            )
+            .into_response()
+        }
+    };
+    // Prefer the voucher this client checked; the proxy's copy otherwise.
+    let voucher = shared
+        .payments
+        .latest()
+        .or_else(|| SignedVoucher::from_boc(&b.latest_voucher).ok());
+    let body = serde_json::json!({
+        "address": shared.address.to_string(),
+        "payments": b.payments,
+        "deposited": b.deposited,
+        "reserved": b.reserved,
+        "spent": b.spent,
+        "available": b.available,
+        "stake": b.stake,
+        "voucher": voucher.map(|v| serde_json::json!({
+            "total": v.voucher.total.get(),
+            "seqno": v.voucher.seqno,
+            "contract": v.voucher.contract.to_string(),
+            "expires_at": v.voucher.expires_at,
+            "boc_hex": v.to_boc().map(|b| b.iter().map(|x| format!("{x:02x}")).collect::<String>()).unwrap_or_default(),
+        })),
+        "distrusted": shared.payments.distrusted(),
+    });
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
