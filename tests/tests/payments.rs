@@ -93,6 +93,15 @@ async fn a_balance_for_three_answers_buys_three_then_a_402() {
         "{w}"
     );
     assert!(w["info"]["proxy_refused"].is_null());
+
+    // The proxy's books balance: charged = earned + commission.
+    let (_, _, body) = get(&format!("{}/jsonstats", net.proxy_http)).await;
+    let p: Value = serde_json::from_slice(&body).unwrap();
+    let n = |k: &str| p["info"][k].as_str().unwrap().parse::<u64>().unwrap();
+    assert_eq!(n("ledger_charged_nanoton"), spent);
+    assert_eq!(n("ledger_earned_nanoton"), earned);
+    assert_eq!(n("ledger_commission_nanoton"), spent - earned);
+    assert_eq!(n("ledger_in_flight"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,9 @@ impl StatsSource for Shared {
         info.insert("listen".into(), self.config.listen.to_string());
         info.insert("trust".into(), self.config.trust.describe());
         info.insert("workers_connected".into(), workers.len().to_string());
+        if let Some(p) = &self.config.payments {
+            ledger_info(p, &mut info);
+        }
         self.metrics
             .snapshot("proxy", &self.config.name, self.started, workers, info)
             .with_peers_refused(self.config.trust.refusals())
@@ -19,4 +22,46 @@ impl StatsSource for Shared {
 
 pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
     cocoon_telemetry::router(shared).route("/healthz", axum::routing::get(|| async { "ok\n" }))
+}
+
+/// The ledger's totals and every account, as `info` entries: integer
+/// nanoton, one line per client (`client 0:…`) and worker (`worker 0:…`).
+fn ledger_info(p: &crate::Payments, info: &mut std::collections::BTreeMap<String, String>) {
+    let t = p.ledger.totals();
+    for (k, v) in [
+        ("ledger_deposited_nanoton", t.deposited),
+        ("ledger_charged_nanoton", t.charged),
+        ("ledger_earned_nanoton", t.earned),
+        ("ledger_commission_nanoton", t.commission),
+        ("ledger_reserved_nanoton", t.reserved),
+    ] {
+        info.insert(k.into(), v.get().to_string());
+    }
+    info.insert("ledger_in_flight".into(), t.in_flight.to_string());
+    info.insert("contract".into(), p.contract.to_string());
+    for (addr, a) in p.ledger.clients() {
+        info.insert(
+            format!("client {addr}"),
+            format!(
+                "deposited={} spent={} reserved={} available={} seqno={} status={}",
+                a.deposited.get(),
+                a.charged.get(),
+                a.reserved.get(),
+                a.available().get(),
+                a.seqno,
+                a.status.as_str()
+            ),
+        );
+    }
+    for (addr, a) in p.ledger.workers() {
+        info.insert(
+            format!("worker {addr}"),
+            format!(
+                "earned={} paid_out={} seqno={}",
+                a.earned.get(),
+                a.paid_out.get(),
+                a.seqno
+            ),
+        );
+    }
 }
