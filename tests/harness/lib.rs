@@ -348,6 +348,8 @@ pub const CLIENT_DEV_DEPOSIT: u64 = 1_000_000_000_000;
 pub struct Network {
     pub tee: DevAttestation,
     pub proxy: Proc,
+    /// The flags the proxy was started with.
+    pub proxy_args: Vec<String>,
     pub proxy_addr: String,
     pub proxy_http: String,
     pub client: Proc,
@@ -398,6 +400,7 @@ impl Network {
         let net = Network {
             tee,
             proxy,
+            proxy_args,
             proxy_addr,
             proxy_http: format!("http://127.0.0.1:{ph}"),
             client,
@@ -407,6 +410,15 @@ impl Network {
         wait_ok(&format!("{}/healthz", net.proxy_http)).await;
         wait_ok(&format!("{}/healthz", net.api)).await;
         net
+    }
+
+    /// Kills the proxy with SIGKILL (no chance to clean up) and starts it
+    /// again with the same flags, address and data directory; waits until it
+    /// answers.
+    pub async fn crash_and_restart_proxy(&mut self, name: &str) {
+        self.proxy.kill();
+        self.proxy = Proc::cocoon(name, &self.proxy_args);
+        wait_ok(&format!("{}/healthz", self.proxy_http)).await;
     }
 
     /// Starts a worker and waits until the proxy lists it.
@@ -580,6 +592,25 @@ impl SseReader {
             body: resp.into_body(),
             buf: Vec::new(),
         }
+    }
+
+    /// Like [`open`](Self::open), but `None` when the request fails or the
+    /// answer is not a 200 event stream (load tests that expect failures).
+    pub async fn try_open(url: &str, body: &Value) -> Option<SseReader> {
+        let req = http::Request::post(url)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .ok()?;
+        let resp = tokio::time::timeout(Duration::from_secs(30), http_client().request(req))
+            .await
+            .ok()?
+            .ok()?;
+        (resp.status() == 200).then(|| SseReader {
+            status: 200,
+            headers: resp.headers().clone(),
+            body: resp.into_body(),
+            buf: Vec::new(),
+        })
     }
 
     /// The next `data:` payload, or None at the end of the body.

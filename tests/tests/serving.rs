@@ -311,19 +311,7 @@ async fn worker_reconnects_after_proxy_restart() {
     );
     assert!(String::from_utf8_lossy(&body).contains("proxy_unavailable"));
     // Same address again: worker and client find it on their own.
-    let port = net.proxy_addr.rsplit(':').next().unwrap().to_string();
-    let http_port = net.proxy_http.rsplit(':').next().unwrap().to_string();
-    let mut args = [
-        "proxy",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--http-listen",
-        &format!("127.0.0.1:{http_port}"),
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend(net.tee.args());
-    net.proxy = Proc::cocoon("proxy2", &args);
+    net.crash_and_restart_proxy("proxy2").await;
     net.wait_workers(MODEL, 1).await;
     let (status, _, _) = post_json(&net.chat_url(), &chat_body(MODEL, false)).await;
     assert_eq!(status, 200);
