@@ -9,6 +9,10 @@ same run, requests against the upstream directly and through the client:
   unpaced  the upstream answers at once: capacity. requests/s, p50/p99 and
            CPU-seconds per request of every process.
 
+Each regime is measured twice through Cocoon, with payments on (every
+request reserved and charged in the durable ledger, vouchers signed and
+checked) and off, to report what metering costs.
+
 30 concurrent streams of 50 chunks x 128 bytes plus a usage chunk. Results
 are printed and written to bench/results/streaming-<time>.md.
 """
@@ -58,7 +62,7 @@ def start(args, log):
 class Stack:
     """Upstream + proxy + worker + client, each its own process."""
 
-    def __init__(self, delay_ms, logdir):
+    def __init__(self, delay_ms, logdir, payments=True):
         self.up_port, pp, ph, wh, self.api_port = (free_port() for _ in range(5))
         self.procs = {}
         # Every hop is mutual RA-TLS with the sim TEE, as in `cocoon up`.
@@ -67,17 +71,23 @@ class Stack:
         policy = os.path.join(tee_dir, "policy.toml")
         subprocess.run([f"{BIN}/cocoon", "attest", "dev-policy", "--data-dir", tee_dir, "--out", policy], check=True)
         tee = ["--dev", "--tee", "sim", "--peer-policy", policy, "--data-dir", tee_dir]
+        # A fresh ledger per stack; a deposit no run can spend.
+        ledger = os.path.join(tee_dir, "ledger.redb")
+        if os.path.exists(ledger):
+            os.remove(ledger)
+        pay_proxy = ["--payments", "on", "--dev-deposits"] if payments else ["--payments", "off"]
+        pay_client = ["--dev-deposit", str(10**18)] if payments else []
         self.procs["upstream"] = start([f"{BIN}/cocoon-test-upstream", "--listen", f"127.0.0.1:{self.up_port}", "--chunks", "50",
                                         "--chunk-size", "128", "--delay-ms", str(delay_ms)], f"{logdir}/upstream.log")
         wait_port(self.up_port)
         self.procs["proxy"] = start([f"{BIN}/cocoon", "proxy", "--listen", f"127.0.0.1:{pp}", "--http-listen", f"127.0.0.1:{ph}",
-                                     *tee], f"{logdir}/proxy.log")
+                                     *tee, *pay_proxy], f"{logdir}/proxy.log")
         wait_port(pp)
         self.procs["worker"] = start([f"{BIN}/cocoon", "worker", "--proxy", f"127.0.0.1:{pp}", "--model", "bench", "--upstream",
                                       f"http://127.0.0.1:{self.up_port}/v1", "--max-active-requests", "256", "--http-listen",
                                       f"127.0.0.1:{wh}", *tee, "--name", "bench-worker"], f"{logdir}/worker.log")
         self.procs["client"] = start([f"{BIN}/cocoon", "client", "--listen", f"127.0.0.1:{self.api_port}", "--proxy", f"127.0.0.1:{pp}",
-                                      *tee], f"{logdir}/client.log")
+                                      *tee, *pay_client], f"{logdir}/client.log")
         wait_port(self.api_port)
         end = time.time() + 15
         while time.time() < end:
@@ -136,13 +146,14 @@ def ttfb(port, n=60):
     return statistics.median(samples)
 
 
-def measure(delay_ms, duration, logdir):
-    stack = Stack(delay_ms, logdir)
+def measure(delay_ms, duration, logdir, payments=True, direct=True):
+    stack = Stack(delay_ms, logdir, payments)
     try:
         wrk(stack.up_port, 2)  # warm-up both paths
         wrk(stack.api_port, 2)
         res = {}
-        for name, port in (("direct", stack.up_port), ("cocoon", stack.api_port)):
+        paths = (("direct", stack.up_port), ("cocoon", stack.api_port)) if direct else (("cocoon", stack.api_port),)
+        for name, port in paths:
             before = stack.cpu()
             r = wrk(port, duration)
             after = stack.cpu()
@@ -164,12 +175,13 @@ def main():
              f"{os.cpu_count()} cores; 30 connections; 50 chunks x 128 B + usage chunk; wrk {args.duration}s per run.", ""]
     for regime, delay in (("paced (10 ms between chunks)", 10), ("unpaced", 0)):
         print(f"==> {regime}", flush=True)
-        r = measure(delay, args.duration, logdir)
+        r = measure(delay, args.duration, logdir, payments=True)
+        free = measure(delay, args.duration, logdir, payments=False, direct=False)["cocoon"]
         d, c = r["direct"], r["cocoon"]
         lines += [f"## {regime}", "",
                   "| path | req/s | p50 ms | p99 ms | TTFB p50 ms | CPU ms/req: upstream | client | proxy | worker |",
                   "|---|---|---|---|---|---|---|---|---|"]
-        for name, x in (("direct", d), ("through cocoon", c)):
+        for name, x in (("direct", d), ("through cocoon, payments off", free), ("through cocoon, payments on", c)):
             cpu = x["cpu_ms_per_req"]
             hops = "| - | - | - |" if name == "direct" else f"| {cpu['client']:.3f} | {cpu['proxy']:.3f} | {cpu['worker']:.3f} |"
             lines.append(f"| {name} | {x['rps']:.1f} | {x['p50']:.2f} | {x['p99']:.2f} | {x['ttfb_ms']:.2f} | {cpu['upstream']:.3f} {hops}")
@@ -177,8 +189,11 @@ def main():
         lines += ["", f"- throughput ratio (cocoon / direct): **{c['rps'] / d['rps']:.3f}**",
                   f"- p50 added latency: **{c['p50'] - d['p50']:.2f} ms**; p99 added: {c['p99'] - d['p99']:.2f} ms",
                   f"- TTFB added: {c['ttfb_ms'] - d['ttfb_ms']:.2f} ms",
-                  f"- CPU of the three cocoon hops per request: **{hop_cpu:.3f} ms**", ""]
-        print("\n".join(lines[-12:]), flush=True)
+                  f"- CPU of the three cocoon hops per request: **{hop_cpu:.3f} ms**",
+                  f"- metering (payments on / off): throughput ratio **{c['rps'] / free['rps']:.3f}**, "
+                  f"p50 added {c['p50'] - free['p50']:.2f} ms, TTFB added {c['ttfb_ms'] - free['ttfb_ms']:.2f} ms, "
+                  f"proxy CPU {c['cpu_ms_per_req']['proxy']:.3f} vs {free['cpu_ms_per_req']['proxy']:.3f} ms/req", ""]
+        print("\n".join(lines[-14:]), flush=True)
     path = os.path.join(HERE, "results", f"streaming-{time.strftime('%Y%m%d-%H%M%S')}.md")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
