@@ -94,6 +94,25 @@ async fn a_balance_for_three_answers_buys_three_then_a_402() {
     );
     assert!(w["info"]["proxy_refused"].is_null());
 
+    // Topped up from the command line, the client is served again.
+    let out = std::process::Command::new(bin_dir().join("cocoon"))
+        .args(["client", "deposit", "--api", &net.api, "--amount", "100000"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let topped: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(topped["deposited"].as_u64(), Some(deposit + 100_000));
+    let (status, _, body) = post_json(&net.chat_url(), &ask(json!({}))).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    spent += serde_json::from_slice::<Value>(&body).unwrap()["usage"]["cost_nanoton"]
+        .as_u64()
+        .unwrap();
+    earned = spent * FEE / PRICE;
+
     // The proxy's books balance: charged = earned + commission.
     let (_, _, body) = get(&format!("{}/jsonstats", net.proxy_http)).await;
     let p: Value = serde_json::from_slice(&body).unwrap();

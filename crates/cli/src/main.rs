@@ -41,8 +41,9 @@ enum Command {
     /// which proves nothing about hardware. Serves the default model
     /// (fetched if needed) unless --model-file or --upstream says otherwise.
     Up(NodeArgs<options::UpOptions>),
-    /// Serve the OpenAI-compatible API and forward requests to a proxy.
-    Client(NodeArgs<options::ClientOptions>),
+    /// Serve the OpenAI-compatible API and forward requests to a proxy
+    /// (or, with `deposit`, top up a running client's balance).
+    Client(ClientCommand),
     /// Route requests from clients to workers.
     Proxy(NodeArgs<options::ProxyOptions>),
     /// Serve a model from an OpenAI-compatible engine (vLLM, SGLang,
@@ -55,6 +56,24 @@ enum Command {
     /// Inspect TEE evidence.
     #[command(subcommand)]
     Attest(AttestCommand),
+}
+
+/// `cocoon client`: run a client, or act on a running one.
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+struct ClientCommand {
+    #[command(subcommand)]
+    action: Option<ClientAction>,
+    #[command(flatten)]
+    run: NodeArgs<options::ClientOptions>,
+}
+
+#[derive(Subcommand, Debug)]
+enum ClientAction {
+    /// Credit a running client's account on a development ledger (the proxy
+    /// must allow development deposits; deposits come from the chain
+    /// otherwise). Prints the new balance.
+    Deposit(options::DepositOptions),
 }
 
 /// A node command's own options plus the shared attestation options.
@@ -132,7 +151,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             )
             .await
         }
-        Command::Client(o) => {
+        Command::Client(ClientCommand {
+            action: Some(ClientAction::Deposit(d)),
+            ..
+        }) => run::deposit(d).await,
+        Command::Client(ClientCommand { run: o, .. }) => {
             run::client(
                 o.node.overlay(file.client),
                 o.attestation.overlay(file.attestation),

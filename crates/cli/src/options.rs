@@ -370,6 +370,17 @@ pub struct AttestVerifyOptions {
     pub json: bool,
 }
 
+/// Options of `cocoon client deposit`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DepositOptions {
+    /// Amount to credit, in nanoton (1 TON = 1000000000).
+    #[arg(long, value_name = "NANOTON")]
+    pub amount: u64,
+    /// The running client's API [default: http://127.0.0.1:10000].
+    #[arg(long, env = "COCOON_CLIENT_API", value_name = "URL")]
+    pub api: Option<String>,
+}
+
 /// Options of `cocoon attest dev-policy`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DevPolicyOptions {

@@ -83,6 +83,14 @@ fn multipliers(s: &str) -> anyhow::Result<[BasisPoints; 4]> {
     Ok(out)
 }
 
+/// Refuses development-only payment flags outside development mode.
+pub fn check_dev_flags(o: &ProxyOptions, dev: bool) -> anyhow::Result<()> {
+    if o.dev_deposits.unwrap_or(false) && !dev {
+        bail!("--dev-deposits lets clients credit themselves; it is refused outside development mode (--dev)");
+    }
+    Ok(())
+}
+
 /// The proxy's payments, or `None` with `--payments off`.
 pub fn proxy(
     o: &ProxyOptions,
@@ -94,10 +102,8 @@ pub fn proxy(
         "off" => return Ok(None),
         other => bail!("--payments takes on or off, found {other:?}"),
     }
+    check_dev_flags(o, dev)?;
     let dev_deposits = o.dev_deposits.unwrap_or(false);
-    if dev_deposits && !dev {
-        bail!("--dev-deposits lets clients credit themselves; it is refused outside development mode (--dev)");
-    }
     let prices = PriceList::new(
         Nanoton::new(o.price_per_token.unwrap_or(100)),
         Nanoton::new(o.worker_fee_per_token.unwrap_or(80)),

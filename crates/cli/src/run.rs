@@ -178,6 +178,7 @@ fn proxy_config(
     o: ProxyOptions,
     a: AttestationOptions,
 ) -> anyhow::Result<cocoon_proxy::ProxyConfig> {
+    crate::payments::check_dev_flags(&o, a.dev.unwrap_or(false))?;
     let trust = crate::trust::build(&a, &format!("proxy {o:?} {a:?}"))?;
     let data_dir = a
         .data_dir
@@ -408,5 +409,41 @@ pub async fn model_hash(file: std::path::PathBuf) -> anyhow::Result<()> {
     let f = file.clone();
     let hash = tokio::task::spawn_blocking(move || cocoon_model::hash_file(&f, |_| {})).await??;
     println!("{hash}  {}", file.display());
+    Ok(())
+}
+
+/// `cocoon client deposit`: POST /v1/cocoon/deposit on a running client.
+pub async fn deposit(o: crate::options::DepositOptions) -> anyhow::Result<()> {
+    let api = o.api.unwrap_or_else(|| format!("http://{DEFAULT_API}"));
+    let rest = api
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow!("--api must be an http:// URL, found {api:?}"))?;
+    let authority = rest.split('/').next().unwrap_or(rest).to_string();
+    let body = format!("{{\"amount_nanoton\":{}}}", o.amount);
+    let request = format!(
+        "POST /v1/cocoon/deposit HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&authority)
+            .with_context(|| format!("cannot reach the client at {authority}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        s.write_all(request.as_bytes())?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    })
+    .await??;
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.split(' ').nth(1).unwrap_or("?");
+    if status != "200" {
+        bail!(
+            "the client refused the deposit (HTTP {status}): {}",
+            body.trim()
+        );
+    }
+    println!("{}", body.trim());
     Ok(())
 }

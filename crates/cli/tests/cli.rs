@@ -91,6 +91,10 @@ fn production_mode_refuses_the_sim_tee_and_the_none_policy() {
     let (code, _, err) = cocoon(&[&base[..], &["--peer-policy", "none"]].concat());
     assert_ne!(code, 0);
     assert!(err.contains("refused outside development mode"), "{err}");
+    let (code, _, err) =
+        cocoon(&[&base[..], &["--dev-deposits", "--peer-policy", "none"]].concat());
+    assert_ne!(code, 0);
+    assert!(err.contains("refused outside development mode"), "{err}");
     // A production policy (TDX only) with a sim attester is refused too.
     let tdx_only = dir.join("tdx.toml");
     std::fs::write(

@@ -60,6 +60,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
             "/v1/cocoon/balance",
             get(crate::payments::balance).fallback(method_not_allowed),
         )
+        .route(
+            "/v1/cocoon/deposit",
+            post(crate::payments::deposit).fallback(method_not_allowed),
+        )
         .with_state(shared.clone());
     cocoon_telemetry::router(shared)
         .route("/healthz", get(|| async { "ok\n" }))

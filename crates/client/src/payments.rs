@@ -115,6 +115,48 @@ pub(crate) fn distrusted_error(why: &str) -> ApiError {
     )
 }
 
+/// `POST /v1/cocoon/deposit` with `{"amount_nanoton": N}`: credits the
+/// development ledger (the proxy refuses unless it allows that), then
+/// answers like `GET /v1/cocoon/balance`.
+pub(crate) async fn deposit(
+    State(shared): State<Arc<Shared>>,
+    body: axum::body::Bytes,
+) -> Response {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Deposit {
+        amount_nanoton: u64,
+    }
+    let d: Deposit = match serde_json::from_slice(&body) {
+        Ok(d) => d,
+        Err(e) => {
+            return ApiError::invalid(
+                "amount_nanoton",
+                "invalid_value",
+                format!("expected {{\"amount_nanoton\": <integer nanoton>}}: {e}"),
+            )
+            .into_response()
+        }
+    };
+    let mut proxy = shared.proxy.clone();
+    let req = cocoon_proto::DevDepositRequest {
+        client_address: shared.address.to_string(),
+        amount_nanoton: d.amount_nanoton,
+    };
+    if let Err(status) = proxy.dev_deposit(req).await {
+        let http = match status.code() {
+            tonic::Code::PermissionDenied => axum::http::StatusCode::FORBIDDEN,
+            tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument => {
+                axum::http::StatusCode::BAD_REQUEST
+            }
+            _ => axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        };
+        return ApiError::request(http, "deposit_refused", status.message().to_string())
+            .into_response();
+    }
+    balance(State(shared)).await
+}
+
 /// `GET /v1/cocoon/balance`: integer nanoton fields and the latest voucher.
 pub(crate) async fn balance(State(shared): State<Arc<Shared>>) -> Response {
     let mut proxy = shared.proxy.clone();
