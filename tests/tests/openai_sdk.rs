@@ -67,8 +67,12 @@ async fn the_official_openai_sdk_works_against_cocoon_up_with_the_real_model() {
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     ensure_default_model();
     let api = free_port();
+    // Its own data directory: the sim root and the development ledger.
+    let data_dir = std::env::temp_dir().join(format!("cocoon-sdk-up-{}", std::process::id()));
     let args: Vec<String> = [
         "up".to_string(),
+        "--data-dir".into(),
+        data_dir.display().to_string(),
         "--listen".into(),
         format!("127.0.0.1:{api}"),
         "--proxy-listen".into(),
@@ -114,4 +118,5 @@ async fn the_official_openai_sdk_works_against_cocoon_up_with_the_real_model() {
         );
     }
     assert!(up.terminate().expect("cocoon up exits").success());
+    let _ = std::fs::remove_dir_all(&data_dir);
 }
