@@ -169,7 +169,7 @@ enum Ended {
 async fn stream_once(url: &str) -> Ended {
     let body = json!({
         "model": MODEL, "stream": true, "stream_options": {"include_usage": true},
-        "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10
+        "messages": [{"role": "user", "content": "hi"}], "max_tokens": 40
     });
     let Some(mut sse) = SseReader::try_open(url, &body).await else {
         return Ended::Incomplete;
@@ -190,14 +190,16 @@ async fn stream_once(url: &str) -> Ended {
 /// Concurrent streaming load while the proxy is killed with SIGKILL at
 /// random moments and restarted. Afterwards: the books balance, nothing is
 /// left reserved, every completed answer was charged exactly once (the
-/// ledger's total is the sum of completed costs plus at most the few
-/// answers charged just before a crash cut their last bytes off), and no
-/// voucher ever went backwards (client and worker still trust the proxy).
+/// ledger's total is the sum of completed costs plus, for answers a crash
+/// cut off, what was delivered up to their last durable checkpoint: at
+/// most one answer per stream per crash), and no voucher ever went
+/// backwards (client and worker still trust the proxy).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_proxy_loses_no_charge_and_pays_nobody_twice() {
+    // 40-chunk answers at 10 ms a chunk: long enough that crashes cut
+    // answers after a durable progress checkpoint (every 16 chunks).
     let up = upstream(UpstreamBehaviour {
-        chunks: 10,
-        delay: std::time::Duration::from_millis(15),
+        delay: std::time::Duration::from_millis(10),
         ..Default::default()
     })
     .await;
@@ -291,4 +293,45 @@ async fn killing_the_proxy_loses_no_charge_and_pays_nobody_twice() {
         Some(n("ledger_earned_nanoton")),
         "{w}"
     );
+}
+
+/// An app that hangs up mid-answer pays for what was delivered, not for
+/// the whole answer and not nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_answer_is_charged_for_what_was_delivered() {
+    let up = upstream(UpstreamBehaviour {
+        delay: std::time::Duration::from_millis(10),
+        ..Default::default()
+    })
+    .await;
+    let mut net = Network::start().await;
+    net.add_worker(WorkerSpec::new("w1", MODEL, &up)).await;
+    let body = json!({
+        "model": MODEL, "stream": true,
+        "messages": [{"role": "user", "content": "hi"}], "max_tokens": 400
+    });
+    let mut sse = SseReader::open(&net.chat_url(), &body, &[]).await;
+    for _ in 0..40 {
+        assert!(sse.next().await.is_some());
+    }
+    drop(sse);
+    // Wait for the proxy to notice and settle.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let spent = loop {
+        let b = balance(&net).await;
+        if b["reserved"] == 0 {
+            break b["spent"].as_u64().unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "never settled: {b}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(
+        spent >= 40 * PRICE,
+        "charged {spent} for at least 40 delivered chunks"
+    );
+    assert!(
+        spent < 400 * PRICE,
+        "charged {spent}: the whole answer was not delivered"
+    );
+    assert_eq!(spent % PRICE, 0);
 }

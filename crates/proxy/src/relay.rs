@@ -39,6 +39,29 @@ enum Attempt {
     Retry(String),
 }
 
+/// Chunks relayed between two durable progress checkpoints: a proxy crash
+/// can leave at most this many delivered chunks uncharged.
+const CHECKPOINT_CHUNKS: u64 = 16;
+
+/// The usage charged for an answer cut off after `delivered` chunks: each
+/// chunk carries about one completion token. Prompt tokens are not charged
+/// for a cut-off answer until workers report running usage.
+fn partial_usage(delivered: u64) -> Usage {
+    Usage {
+        prompt: 0,
+        cached: 0,
+        completion: delivered,
+        reasoning: 0,
+    }
+}
+
+/// What one attempt is metered against: its reservation (when the proxy
+/// charges) and the chunks delivered so far.
+struct Meter<'h, 'p> {
+    hold: Option<&'h Hold<'p>>,
+    delivered: u64,
+}
+
 /// A reservation held for one attempt.
 struct Hold<'a> {
     payments: &'a crate::Payments,
@@ -186,6 +209,10 @@ impl Relay {
                 return;
             }
 
+            let mut meter = Meter {
+                hold: hold.as_ref(),
+                delivered: 0,
+            };
             match self
                 .attempt(
                     &lease,
@@ -193,14 +220,18 @@ impl Relay {
                     deadline,
                     &mut active,
                     attempt,
-                    hold.as_ref(),
+                    &mut meter,
                 )
                 .await
             {
                 Attempt::Over(charged) => {
                     lease.finish(true);
-                    if !charged {
-                        self.release(&hold).await;
+                    match (&hold, charged, meter.delivered) {
+                        (_, true, _) => {}
+                        (Some(h), false, n) if n > 0 => {
+                            self.charge_partial(h, &worker, n).await;
+                        }
+                        _ => self.release(&hold).await,
                     }
                     return;
                 }
@@ -225,8 +256,9 @@ impl Relay {
         deadline: tokio::time::Instant,
         active: &mut cocoon_telemetry::ActiveRequest,
         attempt: u32,
-        hold: Option<&Hold<'_>>,
+        meter: &mut Meter<'_, '_>,
     ) -> Attempt {
+        let hold = meter.hold;
         let worker = &*lease.worker;
         let mut first_byte = false;
         loop {
@@ -252,11 +284,17 @@ impl Relay {
                         first_byte = true;
                         active.first_byte();
                     }
-                    let delivered = tokio::select! {
+                    meter.delivered += 1;
+                    if let Some(h) = hold {
+                        if meter.delivered.is_multiple_of(CHECKPOINT_CHUNKS) {
+                            self.checkpoint(h, meter.delivered).await;
+                        }
+                    }
+                    let sent = tokio::select! {
                         r = self.send(infer_event::Event::Chunk(bytes)) => r.map_err(|()| "client_cancelled"),
                         _ = lease.overflow() => Err("client_too_slow"),
                     };
-                    if let Err(reason) = delivered {
+                    if let Err(reason) = sent {
                         if reason == "client_too_slow" {
                             tracing::warn!(worker = %worker.id, "client stopped reading; cancelling");
                         }
@@ -364,6 +402,45 @@ impl Relay {
                 ))
             }
             Err(e) => Err(internal(format!("the ledger could not reserve: {e}"))),
+        }
+    }
+
+    /// Makes the cost of what was delivered so far durable, so a crash
+    /// cannot lose it.
+    async fn checkpoint(&self, h: &Hold<'_>, delivered: u64) {
+        let Ok(charge) = h
+            .payments
+            .prices
+            .cost(&partial_usage(delivered), h.coefficient)
+        else {
+            return;
+        };
+        if let Err(e) = h
+            .payments
+            .ledger
+            .submit(cocoon_pay::Op::Progress {
+                request: self.req.request_id.clone(),
+                charge,
+            })
+            .await
+        {
+            tracing::warn!(error = %e, delivered, "could not record progress");
+        }
+    }
+
+    /// Charges an answer cut off after `delivered` chunks for what was
+    /// delivered, and sends the worker its voucher.
+    async fn charge_partial(&self, h: &Hold<'_>, worker: &crate::WorkerHandle, delivered: u64) {
+        let mut done = cocoon_proto::Completion::default();
+        if self
+            .charge(h, worker, &partial_usage(delivered), &mut done)
+            .await
+        {
+            tracing::info!(
+                delivered,
+                cost = done.cost_nanoton,
+                "charged a cut-off answer for what was delivered"
+            );
         }
     }
 
