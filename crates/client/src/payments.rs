@@ -177,11 +177,13 @@ pub(crate) async fn balance(State(shared): State<Arc<Shared>>) -> Response {
             .into_response()
         }
     };
-    // Prefer the voucher this client checked; the proxy's copy otherwise.
-    let voucher = shared
-        .payments
-        .latest()
-        .or_else(|| SignedVoucher::from_boc(&b.latest_voucher).ok());
+    // The proxy's copy is checked like any voucher; the latest checked one
+    // is shown (answers under load carry one voucher per batch, so the
+    // proxy's may be newer than the last one an answer brought).
+    if !b.latest_voucher.is_empty() {
+        shared.payments.on_voucher(&b.latest_voucher);
+    }
+    let voucher = shared.payments.latest();
     let body = serde_json::json!({
         "address": shared.address.to_string(),
         "payments": b.payments,

@@ -142,14 +142,20 @@ pub enum Op {
 }
 
 /// A settled request: what moved, and the vouchers stating the new totals.
+///
+/// Vouchers are cumulative, so within one committed batch only each party's
+/// last settlement carries one: earlier ones in the batch would be
+/// superseded before they arrived. Under light load every settlement has
+/// both; under heavy load signing costs one signature per party per commit.
 #[derive(Debug, Clone)]
 pub struct Settlement {
     /// What the client was charged and the worker earned.
     pub charged: Charge,
-    /// The client's new cumulative voucher.
-    pub client_voucher: SignedVoucher,
-    /// The worker's new cumulative voucher.
-    pub worker_voucher: SignedVoucher,
+    /// The client's new cumulative voucher, if this is the client's last
+    /// settlement in its batch.
+    pub client_voucher: Option<SignedVoucher>,
+    /// The worker's new cumulative voucher, likewise.
+    pub worker_voucher: Option<SignedVoucher>,
 }
 
 /// What an operation did.
@@ -781,24 +787,33 @@ fn sign(
     signer: &VoucherSigner,
     terms: &VoucherTerms,
     u: &Unsigned,
+    (for_client, for_worker): (bool, bool),
 ) -> Result<Settlement, LedgerError> {
     let expires_at = expiry(terms);
-    let client_voucher = signer.sign(Voucher {
-        kind: VoucherKind::Client,
-        contract: terms.contract.clone(),
-        party: u.client.0.addr(),
-        total: u.client.1.charged,
-        seqno: u.client.1.seqno,
-        expires_at,
-    })?;
-    let worker_voucher = signer.sign(Voucher {
-        kind: VoucherKind::Worker,
-        contract: terms.contract.clone(),
-        party: u.worker.0.addr(),
-        total: u.worker.1.earned,
-        seqno: u.worker.1.seqno,
-        expires_at,
-    })?;
+    let client_voucher = for_client
+        .then(|| {
+            signer.sign(Voucher {
+                kind: VoucherKind::Client,
+                contract: terms.contract.clone(),
+                party: u.client.0.addr(),
+                total: u.client.1.charged,
+                seqno: u.client.1.seqno,
+                expires_at,
+            })
+        })
+        .transpose()?;
+    let worker_voucher = for_worker
+        .then(|| {
+            signer.sign(Voucher {
+                kind: VoucherKind::Worker,
+                contract: terms.contract.clone(),
+                party: u.worker.0.addr(),
+                total: u.worker.1.earned,
+                seqno: u.worker.1.seqno,
+                expires_at,
+            })
+        })
+        .transpose()?;
     Ok(Settlement {
         charged: u.charged,
         client_voucher,
@@ -837,14 +852,24 @@ fn commit_loop(
             s.0 += 1;
             s.1 += jobs.len() as u64;
         }
-        for (job, result) in jobs.into_iter().zip(results) {
+        // Each party's last settlement in the batch gets its voucher.
+        let mut last_client: HashMap<PartyId, usize> = HashMap::new();
+        let mut last_worker: HashMap<PartyId, usize> = HashMap::new();
+        for (i, r) in results.iter().enumerate() {
+            if let Ok(Applied::Settled(u)) = r {
+                last_client.insert(u.client.0, i);
+                last_worker.insert(u.worker.0, i);
+            }
+        }
+        for (i, (job, result)) in jobs.into_iter().zip(results).enumerate() {
             let answer = match (&committed, result) {
                 (Err(e), _) => Err(e.clone()),
                 (Ok(()), Err(e)) => Err(e),
                 (Ok(()), Ok(Applied::Client(a))) => Ok(Outcome::Client(a)),
                 (Ok(()), Ok(Applied::Done)) => Ok(Outcome::Done),
                 (Ok(()), Ok(Applied::Settled(u))) => {
-                    sign(&signer, &terms, &u).map(|s| Outcome::Settled(Box::new(s)))
+                    let which = (last_client[&u.client.0] == i, last_worker[&u.worker.0] == i);
+                    sign(&signer, &terms, &u, which).map(|s| Outcome::Settled(Box::new(s)))
                 }
             };
             let _ = job.reply.send(answer);

@@ -118,11 +118,15 @@ fn balances_move_exactly_and_refusals_move_nothing() {
     // The vouchers state the new totals and pass a party's checks.
     let mut client_book =
         VoucherBook::new(VoucherKind::Client, addr(0xcc), addr(1), f.public_key());
-    client_book.accept(s.client_voucher.clone(), 0).unwrap();
-    assert_eq!(s.client_voucher.voucher.total, n(250));
+    client_book
+        .accept(s.client_voucher.clone().unwrap(), 0)
+        .unwrap();
+    assert_eq!(s.client_voucher.as_ref().unwrap().voucher.total, n(250));
     let mut worker_book =
         VoucherBook::new(VoucherKind::Worker, addr(0xcc), addr(2), f.public_key());
-    worker_book.accept(s.worker_voucher.clone(), 0).unwrap();
+    worker_book
+        .accept(s.worker_voucher.clone().unwrap(), 0)
+        .unwrap();
 
     // Released before the first byte: nothing charged.
     l.submit_blocking(reserve("c", 100)).unwrap();
@@ -152,7 +156,9 @@ fn balances_move_exactly_and_refusals_move_nothing() {
         panic!()
     };
     assert_eq!((s.charged.client, s.charged.worker), (n(10), n(10)));
-    client_book.accept(s.client_voucher.clone(), 0).unwrap();
+    client_book
+        .accept(s.client_voucher.clone().unwrap(), 0)
+        .unwrap();
     assert_eq!(client_book.latest().unwrap().voucher.total, n(260));
 }
 
@@ -222,6 +228,7 @@ async fn concurrent_requests_share_commits_and_keep_the_books_balanced() {
     for t in 0..50u32 {
         let l = l.clone();
         tasks.push(tokio::spawn(async move {
+            let mut vouchers = 0u64;
             for i in 0..20u32 {
                 let id = format!("r{t}-{i}");
                 let client = addr(100 + (t % 10) as u8);
@@ -234,21 +241,33 @@ async fn concurrent_requests_share_commits_and_keep_the_books_balanced() {
                 .await
                 .unwrap();
                 let cost = u64::from(t * 7 + i) % 1000;
-                l.submit(Op::Settle {
-                    request: id,
-                    charge: Charge {
-                        client: n(cost),
-                        worker: n(cost * 3 / 4),
-                    },
-                })
-                .await
-                .unwrap();
+                let settled = l
+                    .submit(Op::Settle {
+                        request: id,
+                        charge: Charge {
+                            client: n(cost),
+                            worker: n(cost * 3 / 4),
+                        },
+                    })
+                    .await
+                    .unwrap();
+                let Outcome::Settled(s) = settled else {
+                    panic!("not settled")
+                };
+                vouchers += u64::from(s.client_voucher.is_some());
             }
+            vouchers
         }));
     }
+    let mut vouchers = 0;
     for t in tasks {
-        t.await.unwrap();
+        vouchers += t.await.unwrap();
     }
+    // One client voucher per client per commit, not one per settlement.
+    assert!(
+        vouchers > 0 && vouchers < 1000,
+        "{vouchers} client vouchers for 1000 settlements"
+    );
     let t = l.totals();
     assert_eq!(t.in_flight, 0);
     assert_eq!(t.reserved, n(0));

@@ -466,8 +466,10 @@ impl Relay {
         {
             Ok(s) => {
                 done.cost_nanoton = s.charged.client.get();
-                done.client_voucher = s.client_voucher.to_boc().unwrap_or_default().into();
-                if let Ok(boc) = s.worker_voucher.to_boc() {
+                if let Some(v) = &s.client_voucher {
+                    done.client_voucher = v.to_boc().unwrap_or_default().into();
+                }
+                if let Some(boc) = s.worker_voucher.as_ref().and_then(|v| v.to_boc().ok()) {
                     let msg = ProxyMessage {
                         msg: Some(proxy_message::Msg::Voucher(cocoon_proto::WorkerVoucher {
                             voucher: boc.into(),
