@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context};
-use cocoon_tee::evidence::{self, CollateralSource, VerifyContext};
+use cocoon_tee::evidence::{self, CollateralSource, FileCollateral, VerifyContext};
 use cocoon_tee::{cert, snp, tdx, RaTlsVerifier};
 use serde_json::{json, Value};
 
@@ -173,15 +173,6 @@ pub fn verify(o: AttestVerifyOptions) -> anyhow::Result<()> {
     verify_cert(&o, path, at)
 }
 
-#[derive(Debug)]
-struct FileCollateral(Vec<u8>);
-
-impl CollateralSource for FileCollateral {
-    fn collateral(&self, _quote: &[u8], _now: u64) -> Result<Vec<u8>, String> {
-        Ok(self.0.clone())
-    }
-}
-
 fn verify_cert(o: &AttestVerifyOptions, path: &Path, at: u64) -> anyhow::Result<()> {
     let raw = read(path, "certificate")?;
     let der = if raw.starts_with(b"-----BEGIN") {
@@ -207,7 +198,10 @@ fn verify_cert(o: &AttestVerifyOptions, path: &Path, at: u64) -> anyhow::Result<
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let collateral = match &o.collateral {
-        Some(c) => Some(FileCollateral(read(c, "collateral")?)),
+        Some(c) => Some(
+            FileCollateral::read(c)
+                .with_context(|| format!("cannot read collateral {}", c.display()))?,
+        ),
         None => None,
     };
     let ev = evidence::verify(

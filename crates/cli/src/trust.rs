@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context};
 use cocoon_core::Role;
 use cocoon_tee::attester::{measure_file, CONFIGFS_TSM_ROOT};
-use cocoon_tee::evidence::CollateralSource;
+use cocoon_tee::evidence::{CollateralSource, FileCollateral};
 use cocoon_tee::policy::DEFAULT_MAX_CERT_AGE_SECS;
 use cocoon_tee::sim::SimRoot;
 use cocoon_tee::{Attester, ConfigfsTsm, Policy, RaTlsVerifier, SimAttester, TcbStatus, TeeKind};
@@ -16,22 +16,6 @@ use cocoon_transport::{Attestation, Trust};
 use sha2::Digest;
 
 use crate::options::AttestationOptions;
-
-/// TDX collateral from a file, for quotes that carry none.
-#[derive(Debug)]
-struct FileCollateral {
-    path: PathBuf,
-    bytes: Vec<u8>,
-}
-
-impl CollateralSource for FileCollateral {
-    fn collateral(&self, _quote: &[u8], _now: u64) -> Result<Vec<u8>, String> {
-        if self.bytes.is_empty() {
-            return Err(format!("{} is empty", self.path.display()));
-        }
-        Ok(self.bytes.clone())
-    }
-}
 
 /// `$XDG_DATA_HOME/cocoon`, else `~/.local/share/cocoon`.
 pub fn default_data_dir() -> PathBuf {
@@ -156,10 +140,11 @@ pub fn build(o: &AttestationOptions, config: &str) -> anyhow::Result<Trust> {
         }
     };
     let collateral: Option<Arc<dyn CollateralSource>> = match (&o.tdx_collateral, &o.pccs_url) {
-        (Some(path), _) => Some(Arc::new(FileCollateral {
-            path: path.clone(),
-            bytes: read(path, "TDX collateral")?,
-        })),
+        (Some(path), _) => {
+            Some(Arc::new(FileCollateral::read(path).with_context(|| {
+                format!("cannot read TDX collateral {}", path.display())
+            })?))
+        }
         (None, Some(url)) => Some(Arc::new(cocoon_tee::pccs::Pccs::new(url)?)),
         (None, None) => None,
     };

@@ -259,6 +259,33 @@ pub trait CollateralSource: Send + Sync + fmt::Debug {
     fn collateral(&self, quote: &[u8], now: u64) -> Result<Vec<u8>, String>;
 }
 
+/// Collateral read once from a file (offline verification, or a node
+/// given collateral by its operator): the same JSON for every quote.
+#[derive(Debug, Clone)]
+pub struct FileCollateral {
+    path: String,
+    json: Vec<u8>,
+}
+
+impl FileCollateral {
+    /// Reads QuoteCollateralV3 JSON from `path`.
+    pub fn read(path: &std::path::Path) -> std::io::Result<Self> {
+        Ok(FileCollateral {
+            path: path.display().to_string(),
+            json: std::fs::read(path)?,
+        })
+    }
+}
+
+impl CollateralSource for FileCollateral {
+    fn collateral(&self, _quote: &[u8], _now: u64) -> Result<Vec<u8>, String> {
+        if self.json.is_empty() {
+            return Err(format!("{} is empty", self.path));
+        }
+        Ok(self.json.clone())
+    }
+}
+
 /// What a verifier needs besides the evidence.
 #[derive(Debug, Clone, Copy)]
 pub struct VerifyContext<'a> {
