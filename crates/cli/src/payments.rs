@@ -33,39 +33,9 @@ pub fn address(value: Option<&str>, flag: &str) -> anyhow::Result<Option<StdAddr
 /// The voucher key in `dir`, created (mode 0600) on first use.
 fn voucher_key(dir: &Path) -> anyhow::Result<VoucherSigner> {
     let path = dir.join(VOUCHER_KEY_FILE);
-    let pkcs8 = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
-            let doc =
-                ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
-                    .map_err(|e| anyhow!("cannot generate the voucher key: {e}"))?;
-            write_private(&path, doc.as_ref())
-                .with_context(|| format!("cannot write the voucher key {}", path.display()))?;
-            doc.as_ref().to_vec()
-        }
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    };
+    let pkcs8 = cocoon_tee::keyfile::ed25519_pkcs8(&path)
+        .with_context(|| format!("voucher key {}", path.display()))?;
     VoucherSigner::from_pkcs8(&pkcs8).with_context(|| format!("voucher key {}", path.display()))
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, bytes)
 }
 
 fn multipliers(s: &str) -> anyhow::Result<[BasisPoints; 4]> {

@@ -19,6 +19,7 @@ pub mod cert;
 pub mod claims;
 pub mod evidence;
 mod image;
+pub mod keyfile;
 pub mod pccs;
 pub mod policy;
 pub mod ratls;

@@ -89,25 +89,7 @@ impl SimRoot {
             path: path.clone(),
             reason,
         };
-        let pkcs8 = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
-                let rng = ring::rand::SystemRandom::new();
-                let doc = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|e| err(e.to_string()))?;
-                let tmp = dir.join(format!("{ROOT_FILE}.partial-{}", std::process::id()));
-                write_private(&tmp, doc.as_ref()).map_err(|e| err(e.to_string()))?;
-                // Two nodes starting at once: the first rename wins and both read it back.
-                match std::fs::hard_link(&tmp, &path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(err(e.to_string())),
-                }
-                let _ = std::fs::remove_file(&tmp);
-                std::fs::read(&path).map_err(|e| err(e.to_string()))?
-            }
-            Err(e) => return Err(err(e.to_string())),
-        };
+        let pkcs8 = crate::keyfile::ed25519_pkcs8(&path).map_err(|e| err(e.to_string()))?;
         let key = Ed25519KeyPair::from_pkcs8(&pkcs8)
             .map_err(|e| err(format!("not an Ed25519 PKCS#8 key: {e}")))?;
         Ok(SimRoot { key, path })
@@ -141,24 +123,6 @@ impl SimRoot {
         q.extend_from_slice(sig.as_ref());
         q
     }
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, bytes)
 }
 
 /// What a verified sim quote shows.
