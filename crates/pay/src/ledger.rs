@@ -666,31 +666,13 @@ fn load(db: &Database, path: &Path) -> Result<State, LedgerError> {
     let rx = db.begin_read().map_err(|x| e(&x))?;
     let mut st = State::default();
     let corrupt = |what: &str| store_err(path, format!("corrupt {what} record"));
-    for row in rx
-        .open_table(CLIENTS)
-        .map_err(|x| e(&x))?
-        .iter()
-        .map_err(|x| e(&x))?
-    {
-        let (k, v) = row.map_err(|x| e(&x))?;
-        let id = PartyId::from_slice(k.value()).ok_or_else(|| corrupt("client key"))?;
-        st.clients.insert(
-            id,
-            ClientAccount::decode(v.value()).ok_or_else(|| corrupt("client"))?,
-        );
+    for (id, v) in party_rows(&rx, CLIENTS, path)? {
+        let a = ClientAccount::decode(&v).ok_or_else(|| corrupt("client"))?;
+        st.clients.insert(id, a);
     }
-    for row in rx
-        .open_table(WORKERS)
-        .map_err(|x| e(&x))?
-        .iter()
-        .map_err(|x| e(&x))?
-    {
-        let (k, v) = row.map_err(|x| e(&x))?;
-        let id = PartyId::from_slice(k.value()).ok_or_else(|| corrupt("worker key"))?;
-        st.workers.insert(
-            id,
-            WorkerAccount::decode(v.value()).ok_or_else(|| corrupt("worker"))?,
-        );
+    for (id, v) in party_rows(&rx, WORKERS, path)? {
+        let a = WorkerAccount::decode(&v).ok_or_else(|| corrupt("worker"))?;
+        st.workers.insert(id, a);
     }
     for row in rx
         .open_table(REQUESTS)
@@ -713,6 +695,28 @@ fn load(db: &Database, path: &Path) -> Result<State, LedgerError> {
         st.commission = Nanoton::new(c.value());
     }
     Ok(st)
+}
+
+/// Every row of a table keyed by party, with its raw value.
+fn party_rows(
+    rx: &redb::ReadTransaction,
+    table: TableDefinition<&[u8], &[u8]>,
+    path: &Path,
+) -> Result<Vec<(PartyId, Vec<u8>)>, LedgerError> {
+    let e = |x: &dyn std::fmt::Display| store_err(path, x);
+    let mut out = Vec::new();
+    for row in rx
+        .open_table(table)
+        .map_err(|x| e(&x))?
+        .iter()
+        .map_err(|x| e(&x))?
+    {
+        let (k, v) = row.map_err(|x| e(&x))?;
+        let id = PartyId::from_slice(k.value())
+            .ok_or_else(|| store_err(path, format!("corrupt party key in {table}")))?;
+        out.push((id, v.value().to_vec()));
+    }
+    Ok(out)
 }
 
 fn write(db: &Database, path: &Path, ov: &Overlay) -> Result<(), LedgerError> {
