@@ -29,13 +29,6 @@ fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Named values in the order they are printed.
 #[derive(Default)]
 struct Fields(Vec<(String, Value)>);
@@ -93,7 +86,7 @@ fn obj(pairs: Vec<(&str, Value)>) -> Fields {
 
 /// `cocoon attest verify`.
 pub fn verify(o: AttestVerifyOptions) -> anyhow::Result<()> {
-    let at = o.at.unwrap_or_else(now);
+    let at = o.at.unwrap_or_else(cocoon_core::unix_now);
     if let Some(q) = &o.quote {
         let quote = read_binary(q, "quote")?;
         let collateral = match (&o.collateral, &o.pccs_url) {

@@ -22,13 +22,6 @@ pub(crate) struct ClientPayments {
     distrust: Mutex<Option<String>>,
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 impl ClientPayments {
     /// Learns the proxy's voucher key and contract from its hello.
     pub(crate) fn on_hello(&self, address: &StdAddr, hello: &cocoon_proto::ProxyHello) {
@@ -81,7 +74,7 @@ impl ClientPayments {
         let checked = SignedVoucher::from_boc(boc).and_then(|v| {
             let mut book = self.book.lock().unwrap_or_else(|p| p.into_inner());
             match book.as_mut() {
-                Some(b) => b.accept(v, now()),
+                Some(b) => b.accept(v, cocoon_core::unix_now()),
                 None => Err(cocoon_pay::VoucherError::Malformed(
                     "a voucher arrived before the proxy announced its key".into(),
                 )),

@@ -17,6 +17,15 @@ pub use model::{ModelName, ModelNameError};
 pub use money::{BasisPoints, Charge, MoneyError, Nanoton, PriceError, PriceList};
 pub use usage::Usage;
 
+/// The current time in UNIX seconds (0 if the clock is before 1970): the one
+/// clock reading every time check in the network uses.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// Version of the client↔proxy and worker↔proxy wire protocol. Peers with a
 /// different major version refuse each other with a message naming both.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -471,13 +471,6 @@ fn store_err(path: &Path, e: impl std::fmt::Display) -> LedgerError {
     }
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 impl Ledger {
     /// Opens (creating if needed) the ledger at `path`, recovers requests a
     /// crash left in flight, and starts the committer.
@@ -784,7 +777,8 @@ fn recover(db: &Database, path: &Path, st: &mut State) -> Result<Recovery, Ledge
 }
 
 fn expiry(terms: &VoucherTerms) -> u32 {
-    u32::try_from(now().saturating_add(u64::from(terms.ttl_secs))).unwrap_or(u32::MAX)
+    u32::try_from(cocoon_core::unix_now().saturating_add(u64::from(terms.ttl_secs)))
+        .unwrap_or(u32::MAX)
 }
 
 fn sign(

@@ -95,7 +95,7 @@ impl Attestation {
         role: Role,
         model_hash: Option<ModelHash>,
     ) -> Result<cocoon_tee::cert::MintedCert, CredentialsError> {
-        let now = unix_now();
+        let now = cocoon_core::unix_now();
         let claims = Claims {
             public_key: [0; 32],
             role,
@@ -106,13 +106,6 @@ impl Attestation {
         };
         cocoon_tee::cert::mint(claims, &*self.attester).map_err(|e| CredentialsError(e.to_string()))
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 impl Trust {

@@ -15,13 +15,6 @@ pub(crate) struct Earnings {
     refused: Mutex<Option<String>>,
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 impl Earnings {
     fn refuse(&self, why: String) -> String {
         tracing::error!(reason = %why, "refusing the proxy");
@@ -93,7 +86,7 @@ impl Earnings {
         let Some(b) = book.as_mut() else {
             return Err(self.refuse("the proxy sent a voucher without announcing its key".into()));
         };
-        match b.accept(v, now()) {
+        match b.accept(v, cocoon_core::unix_now()) {
             // Settlements finish out of order; an older, consistent voucher
             // is simply not the latest.
             Ok(()) | Err(cocoon_pay::VoucherError::Replayed { .. }) => Ok(()),
