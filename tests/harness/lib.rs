@@ -235,6 +235,9 @@ pub struct WorkerSpec {
     /// The MRTD its sim TEE reports, 96 hex digits; `None` for this
     /// executable's own measurement (the image the policy allows).
     pub sim_mrtd: Option<String>,
+    /// Ask the upstream for token counts in every chunk
+    /// (`--upstream-running-usage`).
+    pub running_usage: bool,
 }
 
 impl WorkerSpec {
@@ -246,7 +249,14 @@ impl WorkerSpec {
             coefficient: 1000,
             max_active: 16,
             sim_mrtd: None,
+            running_usage: false,
         }
+    }
+
+    /// The same worker, asking its upstream for running token counts.
+    pub fn with_running_usage(mut self) -> Self {
+        self.running_usage = true;
+        self
     }
 
     /// A worker running the default model in its embedded engine.
@@ -258,6 +268,7 @@ impl WorkerSpec {
             coefficient: 1000,
             max_active: 4,
             sim_mrtd: None,
+            running_usage: false,
         }
     }
 }
@@ -454,6 +465,9 @@ impl Network {
         }
         if !spec.upstream.is_empty() {
             args.extend(["--upstream".to_string(), spec.upstream.clone()]);
+            if spec.running_usage {
+                args.push("--upstream-running-usage".into());
+            }
         } else {
             args.extend(["--context-size".to_string(), "2048".to_string()]);
         }

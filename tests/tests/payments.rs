@@ -160,10 +160,10 @@ async fn a_streamed_answer_carries_its_cost_in_the_usage_chunk() {
 
 /// How a streamed request ended, seen from the app.
 enum Ended {
-    /// The answer completed; its cost.
-    Complete(u64),
-    /// Refused or cut off.
-    Incomplete,
+    /// The answer completed: its cost and prompt tokens.
+    Complete { cost: u64, prompt: u64 },
+    /// Refused or cut off after this many chunks of text.
+    Incomplete(u64),
 }
 
 async fn stream_once(url: &str) -> Ended {
@@ -172,59 +172,59 @@ async fn stream_once(url: &str) -> Ended {
         "messages": [{"role": "user", "content": "hi"}], "max_tokens": 40
     });
     let Some(mut sse) = SseReader::try_open(url, &body).await else {
-        return Ended::Incomplete;
+        return Ended::Incomplete(0);
     };
-    let mut cost = None;
+    let (mut texts, mut usage) = (0, None);
     while let Some(data) = sse.next().await {
         if data == "[DONE]" {
-            return cost.map_or(Ended::Incomplete, Ended::Complete);
+            return match usage {
+                Some((cost, prompt)) => Ended::Complete { cost, prompt },
+                None => Ended::Incomplete(texts),
+            };
         }
         let v: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
+        if v["choices"][0]["delta"]["content"].is_string() {
+            texts += 1;
+        }
         if let Some(c) = v["usage"]["cost_nanoton"].as_u64() {
-            cost = Some(c);
+            usage = Some((c, v["usage"]["prompt_tokens"].as_u64().unwrap_or(0)));
         }
     }
-    Ended::Incomplete
+    Ended::Incomplete(texts)
 }
 
 /// Concurrent streaming load while the proxy is killed with SIGKILL at
 /// random moments and restarted. Afterwards: the books balance, nothing is
-/// left reserved, every completed answer was charged exactly once (the
-/// ledger's total is the sum of completed costs plus, for answers a crash
-/// cut off, what was delivered up to their last durable checkpoint: at
-/// most one answer per stream per crash), and no voucher ever went
+/// left reserved, every completed answer was charged exactly its tokens
+/// and once, no chunk an app received went uncharged (the proxy makes a
+/// chunk's cost durable before forwarding it), and no voucher ever went
 /// backwards (client and worker still trust the proxy).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_proxy_loses_no_charge_and_pays_nobody_twice() {
-    // 40-chunk answers at 10 ms a chunk: long enough that crashes cut
-    // answers after a durable progress checkpoint (every 16 chunks).
+    // 40-chunk answers at 10 ms a chunk, so crashes cut answers midway.
     let up = upstream(UpstreamBehaviour {
         delay: std::time::Duration::from_millis(10),
         ..Default::default()
     })
     .await;
     let mut net = Network::start().await;
-    net.add_worker(WorkerSpec::new("w1", MODEL, &up)).await;
+    net.add_worker(WorkerSpec::new("w1", MODEL, &up).with_running_usage())
+        .await;
     let url = net.chat_url();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut load = Vec::new();
     for _ in 0..6 {
         let (url, stop) = (url.clone(), stop.clone());
         load.push(tokio::spawn(async move {
-            let (mut complete, mut costs, mut incomplete) = (0u64, 0u64, 0u64);
+            let mut ends = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                match stream_once(&url).await {
-                    Ended::Complete(c) => {
-                        complete += 1;
-                        costs += c;
-                    }
-                    Ended::Incomplete => {
-                        incomplete += 1;
-                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    }
+                let end = stream_once(&url).await;
+                if let Ended::Incomplete(_) = end {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 }
+                ends.push(end);
             }
-            (complete, costs, incomplete)
+            ends
         }));
     }
     // A fixed seed keeps the kill times reproducible.
@@ -240,18 +240,42 @@ async fn killing_the_proxy_loses_no_charge_and_pays_nobody_twice() {
     }
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (mut complete, mut costs, mut incomplete) = (0, 0, 0);
+    let mut ends = Vec::new();
     for t in load {
-        let (a, b, c) = t.await.unwrap();
-        complete += a;
-        costs += b;
-        incomplete += c;
+        ends.extend(t.await.unwrap());
+    }
+    let (mut complete, mut costs, mut prompt) = (0u64, 0u64, 0u64);
+    let (mut cut, mut cut_texts) = (0u64, 0u64);
+    for end in &ends {
+        match *end {
+            Ended::Complete { cost, prompt: p } => {
+                complete += 1;
+                costs += cost;
+                prompt = p;
+            }
+            Ended::Incomplete(0) => {}
+            Ended::Incomplete(texts) => {
+                cut += 1;
+                cut_texts += texts;
+            }
+        }
     }
     assert!(
-        complete > 10,
-        "the load ran: {complete} complete, {incomplete} incomplete"
+        complete > 10 && cut > 0,
+        "the load ran and crashes cut answers: {complete} complete, {cut} cut off"
     );
-    eprintln!("crash test: {complete} complete ({costs} nanoton), {incomplete} incomplete");
+    let per_answer = (prompt + 40) * PRICE;
+    assert_eq!(
+        costs,
+        complete * per_answer,
+        "every completed answer costs exactly its tokens"
+    );
+    // What apps received of cut-off answers: the prompt and each chunk
+    // (the worker reports running counts, one token per chunk).
+    let received = cut * prompt * PRICE + cut_texts * PRICE;
+    eprintln!(
+        "crash test: {complete} complete ({costs} nanoton), {cut} cut off after {cut_texts} chunks in all ({received} nanoton)"
+    );
 
     let (_, _, body) = get(&format!("{}/jsonstats", net.proxy_http)).await;
     let p: Value = serde_json::from_slice(&body).unwrap();
@@ -265,17 +289,18 @@ async fn killing_the_proxy_loses_no_charge_and_pays_nobody_twice() {
         (n("ledger_reserved_nanoton"), n("ledger_in_flight")),
         (0, 0)
     );
-    // Each completed answer is in the ledger once. A crash can cut off an
-    // answer after it was charged (its last bytes lost in transit), never
-    // the other way round.
+    // Nothing received went uncharged.
     assert!(
-        charged >= costs,
-        "completed answers cost {costs}, the ledger charged {charged}"
+        charged >= costs + received,
+        "apps received {} nanoton of answers, the ledger charged {charged}",
+        costs + received
     );
-    let per_answer = costs / complete;
+    // And nothing was charged twice: beyond what apps received, at most
+    // what was in transit when a crash struck, one answer per stream.
     assert!(
-        charged - costs <= 6 * 3 * per_answer,
-        "charged {charged} for {complete} completed answers costing {costs} ({incomplete} incomplete)"
+        charged - costs - received <= 6 * 3 * per_answer,
+        "charged {charged}; apps received {}",
+        costs + received
     );
 
     eprintln!("crash test: ledger charged {charged}");
@@ -295,8 +320,9 @@ async fn killing_the_proxy_loses_no_charge_and_pays_nobody_twice() {
     );
 }
 
-/// An app that hangs up mid-answer pays for what was delivered, not for
-/// the whole answer and not nothing.
+/// An app that hangs up mid-answer pays for what was delivered, prompt
+/// included, as the engine counted it: not for the whole answer and not
+/// nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_off_answer_is_charged_for_what_was_delivered() {
     let up = upstream(UpstreamBehaviour {
@@ -305,10 +331,14 @@ async fn a_cut_off_answer_is_charged_for_what_was_delivered() {
     })
     .await;
     let mut net = Network::start().await;
-    net.add_worker(WorkerSpec::new("w1", MODEL, &up)).await;
+    net.add_worker(WorkerSpec::new("w1", MODEL, &up).with_running_usage())
+        .await;
+    // 44 bytes: 11 prompt tokens for the test upstream.
+    let content = "tell me a long story about the sea, please!!";
+    let prompt = content.len().div_ceil(4) as u64;
     let body = json!({
         "model": MODEL, "stream": true,
-        "messages": [{"role": "user", "content": "hi"}], "max_tokens": 400
+        "messages": [{"role": "user", "content": content}], "max_tokens": 400
     });
     let mut sse = SseReader::open(&net.chat_url(), &body, &[]).await;
     for _ in 0..40 {
@@ -326,12 +356,16 @@ async fn a_cut_off_answer_is_charged_for_what_was_delivered() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
     assert!(
-        spent >= 40 * PRICE,
-        "charged {spent} for at least 40 delivered chunks"
+        spent >= (prompt + 40) * PRICE,
+        "charged {spent} for the prompt and at least 40 delivered chunks"
     );
     assert!(
-        spent < 400 * PRICE,
+        spent < (prompt + 400) * PRICE,
         "charged {spent}: the whole answer was not delivered"
     );
     assert_eq!(spent % PRICE, 0);
+    let (_, _, body) = get(&format!("{}/jsonstats", net.proxy_http)).await;
+    let p: Value = serde_json::from_slice(&body).unwrap();
+    let n = |k: &str| p["info"][k].as_str().unwrap().parse::<u64>().unwrap();
+    assert_eq!(n("ledger_charged_nanoton"), spent);
 }

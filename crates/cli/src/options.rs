@@ -107,6 +107,13 @@ options! {
         /// Bearer token for the engine, if it needs one.
         #[arg(long, env = "COCOON_WORKER_UPSTREAM_API_KEY", value_name = "KEY", hide_env_values = true)]
         pub upstream_api_key: Option<String>,
+        /// Ask the engine for token counts in every streamed chunk
+        /// (stream_options.continuous_usage_stats; vLLM and SGLang support it),
+        /// so an answer cut off midway is charged exactly. Leave off for engines
+        /// that refuse unknown options: cut-off answers are then charged one
+        /// completion token per chunk [default: false].
+        #[arg(long, env = "COCOON_WORKER_UPSTREAM_RUNNING_USAGE", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+        pub upstream_running_usage: Option<bool>,
         /// Price coefficient in per-mille: 1000 = the base price, 1500 = 1.5x [default: 1000].
         #[arg(long, env = "COCOON_WORKER_COEFFICIENT", value_name = "PER_MILLE")]
         pub coefficient: Option<Coefficient>,

@@ -46,6 +46,7 @@ struct EngineChoice {
     upstream: Option<String>,
     upstream_model: Option<String>,
     upstream_api_key: Option<String>,
+    upstream_running_usage: bool,
     model: Option<String>,
     model_file: Option<PathBuf>,
     context_size: Option<u32>,
@@ -72,7 +73,13 @@ async fn build_engine(c: EngineChoice) -> anyhow::Result<(Arc<dyn Engine>, Model
         })?;
         let name = ModelName::new(&name)?;
         return Ok((
-            upstream_engine(url, &name, c.upstream_model, c.upstream_api_key)?,
+            upstream_engine(
+                url,
+                &name,
+                c.upstream_model,
+                c.upstream_api_key,
+                c.upstream_running_usage,
+            )?,
             name,
         ));
     }
@@ -154,6 +161,7 @@ fn upstream_engine(
     model: &ModelName,
     upstream_model: Option<String>,
     api_key: Option<String>,
+    running_usage: bool,
 ) -> anyhow::Result<Arc<dyn Engine>> {
     let engine = OpenAiUpstream::new(UpstreamConfig {
         base_url: url,
@@ -161,6 +169,7 @@ fn upstream_engine(
         served_model: model.to_string(),
         api_key,
         connect_timeout: Duration::from_secs(5),
+        running_usage,
     })?;
     Ok(Arc::new(engine))
 }
@@ -213,6 +222,7 @@ pub async fn worker(o: WorkerOptions, a: AttestationOptions) -> anyhow::Result<(
         upstream: o.upstream,
         upstream_model: o.upstream_model,
         upstream_api_key: o.upstream_api_key,
+        upstream_running_usage: o.upstream_running_usage.unwrap_or(false),
         model: o.model,
         model_file: o.model_file,
         context_size: o.context_size,
@@ -293,6 +303,7 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
         upstream: o.upstream,
         upstream_model: o.upstream_model,
         upstream_api_key: None,
+        upstream_running_usage: false,
         model: o.model,
         model_file: o.model_file,
         context_size: o.context_size,

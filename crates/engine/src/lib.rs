@@ -57,7 +57,13 @@ pub struct Completion {
 #[derive(Debug, Clone, PartialEq)]
 pub enum EngineEvent {
     /// Streaming: one SSE `data:` payload. Not streaming: the whole body.
-    Chunk(Bytes),
+    Chunk {
+        /// The payload.
+        data: Bytes,
+        /// The tokens the answer has used up to and including this chunk,
+        /// when the engine reports them; what a cut-off answer is charged.
+        so_far: Option<Usage>,
+    },
     /// The answer is complete; always the last event.
     Done(Completion),
 }

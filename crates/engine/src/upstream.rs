@@ -27,6 +27,12 @@ pub struct UpstreamConfig {
     pub api_key: Option<String>,
     /// Limit for connecting to the engine.
     pub connect_timeout: Duration,
+    /// Ask for token counts in every streamed chunk
+    /// (`stream_options.continuous_usage_stats`, which vLLM and SGLang
+    /// support), so an answer cut off midway is charged exactly. Engines
+    /// that refuse unknown options must leave it off; their cut-off
+    /// answers are then charged by counting chunks.
+    pub running_usage: bool,
 }
 
 /// An engine reached over HTTP with the OpenAI API.
@@ -82,6 +88,12 @@ impl OpenAiUpstream {
                 .or_insert_with(|| serde_json::json!({}));
             if let Some(o) = opts.as_object_mut() {
                 o.insert("include_usage".into(), serde_json::Value::Bool(true));
+                if self.config.running_usage {
+                    o.insert(
+                        "continuous_usage_stats".into(),
+                        serde_json::Value::Bool(true),
+                    );
+                }
             }
         } else {
             body.remove("stream_options");
@@ -131,7 +143,10 @@ impl OpenAiUpstream {
                 .map_err(EngineError::Failed)?;
             let (body, completion) = non_streamed(body, &relabel)?;
             let events = vec![
-                Ok(EngineEvent::Chunk(body)),
+                Ok(EngineEvent::Chunk {
+                    data: body,
+                    so_far: Some(completion.usage),
+                }),
                 Ok(EngineEvent::Done(completion)),
             ];
             return Ok(Box::pin(futures_util::stream::iter(events)));
@@ -413,9 +428,12 @@ impl StreamState {
             self.completion.created = peek.created.unwrap_or(0);
         }
         let has_choices = peek.choices.as_ref().is_some_and(|c| !c.is_empty());
+        let mut so_far = None;
         if let Some(u) = peek.usage {
-            self.completion.usage = u.into();
+            let u = Usage::from(u);
+            self.completion.usage = u;
             self.saw_usage = true;
+            so_far = Some(u);
             if !has_choices {
                 // The usage-only chunk travels as the typed completion; the
                 // client re-emits it if the app asked for usage.
@@ -434,7 +452,8 @@ impl StreamState {
         } else {
             data
         };
-        self.pending.push_back(Ok(EngineEvent::Chunk(out)));
+        self.pending
+            .push_back(Ok(EngineEvent::Chunk { data: out, so_far }));
     }
 }
 
@@ -471,15 +490,7 @@ mod tests {
 
     #[test]
     fn payloads_are_forwarded_untouched_when_names_match() {
-        let mut st = StreamState {
-            body: unreachable_body(),
-            decoder: SseDecoder::default(),
-            relabel: relabel("m"),
-            completion: Completion::default(),
-            saw_usage: false,
-            pending: Default::default(),
-            finished: false,
-        };
+        let mut st = stream_state();
         let chunk = Bytes::from_static(
             br#"{"id":"x","created":3,"model":"m","choices":[{"delta":{"content":"hi"}}]}"#,
         );
@@ -488,7 +499,13 @@ mod tests {
         st.payload(Bytes::from_static(b"[DONE]"));
         let events: Vec<_> = st.pending.drain(..).collect();
         assert_eq!(events.len(), 2, "usage-only chunk is not forwarded");
-        assert_eq!(events[0], Ok(EngineEvent::Chunk(chunk)));
+        assert_eq!(
+            events[0],
+            Ok(EngineEvent::Chunk {
+                data: chunk,
+                so_far: None
+            })
+        );
         match &events[1] {
             Ok(EngineEvent::Done(c)) => {
                 assert_eq!(c.usage.prompt, 4);
@@ -502,16 +519,32 @@ mod tests {
     }
 
     #[test]
-    fn error_payload_fails_the_stream() {
-        let mut st = StreamState {
-            body: unreachable_body(),
-            decoder: SseDecoder::default(),
-            relabel: relabel("m"),
-            completion: Completion::default(),
-            saw_usage: false,
-            pending: Default::default(),
-            finished: false,
+    fn running_usage_in_chunks_travels_with_them() {
+        let mut st = stream_state();
+        // vLLM's continuous_usage_stats: every chunk carries the counts so far.
+        st.payload(Bytes::from_static(br#"{"id":"x","model":"m","choices":[{"delta":{"content":"a"}}],"usage":{"prompt_tokens":7,"completion_tokens":1}}"#));
+        st.payload(Bytes::from_static(br#"{"id":"x","model":"m","choices":[{"delta":{"content":"bc"}}],"usage":{"prompt_tokens":7,"completion_tokens":3}}"#));
+        let so_far: Vec<_> = st
+            .pending
+            .drain(..)
+            .map(|e| match e {
+                Ok(EngineEvent::Chunk { so_far, .. }) => so_far,
+                other => panic!("expected a chunk, got {other:?}"),
+            })
+            .collect();
+        let counts = |completion| {
+            Some(Usage {
+                prompt: 7,
+                completion,
+                ..Usage::default()
+            })
         };
+        assert_eq!(so_far, vec![counts(1), counts(3)]);
+    }
+
+    #[test]
+    fn error_payload_fails_the_stream() {
+        let mut st = stream_state();
         st.payload(Bytes::from_static(br#"{"error":{"message":"boom"}}"#));
         assert!(
             matches!(st.pending.pop_front(), Some(Err(EngineError::Failed(m))) if m.contains("boom"))
@@ -526,6 +559,19 @@ mod tests {
         );
         assert_eq!(error_message(br#"{"error":"plain"}"#), "plain");
         assert_eq!(error_message(b"not json"), "not json");
+    }
+
+    /// A stream being relayed for model `m`, fed by hand.
+    fn stream_state() -> StreamState {
+        StreamState {
+            body: unreachable_body(),
+            decoder: SseDecoder::default(),
+            relabel: relabel("m"),
+            completion: Completion::default(),
+            saw_usage: false,
+            pending: Default::default(),
+            finished: false,
+        }
     }
 
     /// `Incoming` cannot be constructed outside hyper; these tests never

@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 mod client_gateway;
+mod meter;
 mod payments;
 mod peer_role;
 mod registry;

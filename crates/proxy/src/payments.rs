@@ -87,21 +87,8 @@ impl Payments {
         }
     }
 
-    /// Charges `request` for `usage` at `coefficient`.
-    pub async fn settle(
-        &self,
-        request: &str,
-        usage: &Usage,
-        coefficient: Coefficient,
-    ) -> Result<Settlement, LedgerError> {
-        let charge = self.prices.cost(usage, coefficient).unwrap_or_else(|e| {
-            // Only absurd usage overflows; charge what was reserved.
-            tracing::error!(request, error = %e, "cost overflow; charging the reservation");
-            Charge {
-                client: Nanoton::new(u64::MAX),
-                worker: Nanoton::new(u64::MAX),
-            }
-        });
+    /// Charges `request` `charge` (capped at its reservation by the ledger).
+    pub async fn settle(&self, request: &str, charge: Charge) -> Result<Settlement, LedgerError> {
         match self
             .ledger
             .submit(Op::Settle {

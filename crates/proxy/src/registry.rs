@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use cocoon_core::{Coefficient, ModelName, RequestId};
-use cocoon_proto::{worker_event, ProxyMessage};
+use cocoon_proto::{ProxyMessage, WorkerEvent};
 use cocoon_telemetry::WorkerLoad;
 use tokio::sync::mpsc;
 
@@ -61,7 +61,7 @@ pub struct Provenance {
 /// A request waiting for a worker's events.
 #[derive(Debug)]
 struct Waiter {
-    events: mpsc::Sender<worker_event::Event>,
+    events: mpsc::Sender<WorkerEvent>,
     overflow: Arc<Overflow>,
 }
 
@@ -154,17 +154,17 @@ impl WorkerHandle {
     /// Never waits: one session carries every request of the worker, so a
     /// client that stops reading must not stall the others. A request whose
     /// queue is full is dropped instead (its relay sees the overflow).
-    pub(crate) fn deliver(&self, request_id: &str, event: worker_event::Event) {
+    pub(crate) fn deliver(&self, event: WorkerEvent) {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(waiter) = pending.get(request_id) else {
-            tracing::debug!(request_id, "event for a request no longer waiting");
+        let Some(waiter) = pending.get(event.request_id.as_str()) else {
+            tracing::debug!(request_id = %event.request_id, "event for a request no longer waiting");
             return;
         };
-        if let Err(mpsc::error::TrySendError::Full(_)) = waiter.events.try_send(event) {
+        if let Err(mpsc::error::TrySendError::Full(event)) = waiter.events.try_send(event) {
             waiter.overflow.raised.store(true, Ordering::Release);
             waiter.overflow.notify.notify_one();
-            pending.remove(request_id);
-            tracing::warn!(request_id, worker = %self.id, "client is not reading its answer; dropping the request");
+            pending.remove(event.request_id.as_str());
+            tracing::warn!(request_id = %event.request_id, worker = %self.id, "client is not reading its answer; dropping the request");
         }
     }
 
@@ -333,7 +333,7 @@ impl WorkerRegistry {
         max_coefficient: u32,
         exclude: &[u64],
         request_id: &RequestId,
-        events: mpsc::Sender<worker_event::Event>,
+        events: mpsc::Sender<WorkerEvent>,
     ) -> Result<Lease, NoWorker> {
         let candidates: Vec<Arc<WorkerHandle>> = {
             let map = self.by_model.read().unwrap_or_else(|p| p.into_inner());

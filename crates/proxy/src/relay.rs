@@ -5,15 +5,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cocoon_core::{RequestId, Usage};
+use bytes::Bytes;
+use cocoon_core::{Charge, RequestId, Usage};
 use cocoon_proto::{
-    infer_event, proxy_message, worker_event, Assigned, CancelRequest, Endpoint, ErrorCode,
-    InferError, InferEvent, InferRequest, ProxyMessage, WorkRequest,
+    infer_event, proxy_message, worker_event, Assigned, CancelRequest, Completion, Endpoint,
+    ErrorCode, InferError, InferEvent, InferRequest, ProxyMessage, WorkRequest, WorkerEvent,
 };
 use tokio::sync::mpsc;
 use tonic::Status;
 use tracing::Instrument;
 
+use crate::meter::{Hold, Meter};
 use crate::registry::NoWorker;
 use crate::Shared;
 
@@ -39,34 +41,8 @@ enum Attempt {
     Retry(String),
 }
 
-/// Chunks relayed between two durable progress checkpoints: a proxy crash
-/// can leave at most this many delivered chunks uncharged.
-const CHECKPOINT_CHUNKS: u64 = 16;
-
-/// The usage charged for an answer cut off after `delivered` chunks: each
-/// chunk carries about one completion token. Prompt tokens are not charged
-/// for a cut-off answer until workers report running usage.
-fn partial_usage(delivered: u64) -> Usage {
-    Usage {
-        prompt: 0,
-        cached: 0,
-        completion: delivered,
-        reasoning: 0,
-    }
-}
-
-/// What one attempt is metered against: its reservation (when the proxy
-/// charges) and the chunks delivered so far.
-struct Meter<'h, 'p> {
-    hold: Option<&'h Hold<'p>>,
-    delivered: u64,
-}
-
-/// A reservation held for one attempt.
-struct Hold<'a> {
-    payments: &'a crate::Payments,
-    coefficient: cocoon_core::Coefficient,
-}
+/// Most chunks forwarded on one durable checkpoint.
+const MAX_BURST: usize = 256;
 
 impl Relay {
     pub(crate) fn new(
@@ -209,10 +185,7 @@ impl Relay {
                 return;
             }
 
-            let mut meter = Meter {
-                hold: hold.as_ref(),
-                delivered: 0,
-            };
+            let mut meter = Meter::default();
             match self
                 .attempt(
                     &lease,
@@ -220,18 +193,19 @@ impl Relay {
                     deadline,
                     &mut active,
                     attempt,
+                    hold.as_ref(),
                     &mut meter,
                 )
                 .await
             {
                 Attempt::Over(charged) => {
                     lease.finish(true);
-                    match (&hold, charged, meter.delivered) {
-                        (_, true, _) => {}
-                        (Some(h), false, n) if n > 0 => {
-                            self.charge_partial(h, &worker, n).await;
+                    match &hold {
+                        Some(h) if !charged && meter.delivered_chunks() > 0 => {
+                            self.charge_partial(h, &worker, &meter).await;
                         }
-                        _ => self.release(&hold).await,
+                        Some(_) if !charged => self.release(&hold).await,
+                        _ => {}
                     }
                     return;
                 }
@@ -249,34 +223,60 @@ impl Relay {
     }
 
     /// Relays one worker's answer.
+    #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &self,
         lease: &crate::Lease,
-        mut events: mpsc::Receiver<worker_event::Event>,
+        mut events: mpsc::Receiver<WorkerEvent>,
         deadline: tokio::time::Instant,
         active: &mut cocoon_telemetry::ActiveRequest,
         attempt: u32,
-        meter: &mut Meter<'_, '_>,
+        hold: Option<&Hold<'_>>,
+        meter: &mut Meter,
     ) -> Attempt {
-        let hold = meter.hold;
         let worker = &*lease.worker;
         let mut first_byte = false;
+        // An event taken from the queue while gathering a burst.
+        let mut next: Option<WorkerEvent> = None;
         loop {
-            let event = tokio::select! {
-                biased;
-                _ = self.to_client.closed() => {
-                    tracing::info!(worker = %worker.id, "client went away; cancelling");
+            let event = match next.take() {
+                Some(ev) => Some(ev),
+                None => tokio::select! {
+                    biased;
+                    _ = self.to_client.closed() => {
+                        tracing::info!(worker = %worker.id, "client went away; cancelling");
+                        self.cancel(worker).await;
+                        active.fail("client_cancelled");
+                        return Attempt::Over(false);
+                    }
+                    _ = tokio::time::sleep_until(deadline) => {
+                        self.cancel(worker).await;
+                        active.fail("timeout");
+                        self.error(ErrorCode::Timeout, "the request's deadline passed".into(), 0, !first_byte).await;
+                        return Attempt::Over(false);
+                    }
+                    ev = events.recv() => ev,
+                },
+            };
+            let Some(WorkerEvent { event, so_far, .. }) = event else {
+                if lease.overflowed() {
                     self.cancel(worker).await;
-                    active.fail("client_cancelled");
+                    active.fail("client_too_slow");
                     return Attempt::Over(false);
                 }
-                _ = tokio::time::sleep_until(deadline) => {
-                    self.cancel(worker).await;
-                    active.fail("timeout");
-                    self.error(ErrorCode::Timeout, "the request's deadline passed".into(), 0, !first_byte).await;
-                    return Attempt::Over(false);
+                let why = format!("worker {} disconnected", worker.id);
+                if !first_byte && attempt == 1 {
+                    return Attempt::Retry(why);
                 }
-                ev = events.recv() => ev,
+                active.fail("worker_lost");
+                let message = if first_byte {
+                    format!("{why} in the middle of the answer")
+                } else {
+                    why
+                };
+                self.error(ErrorCode::WorkerLost, message, 0, !first_byte)
+                    .await;
+                return Attempt::Over(false);
             };
             match event {
                 Some(worker_event::Event::Chunk(bytes)) => {
@@ -284,36 +284,68 @@ impl Relay {
                         first_byte = true;
                         active.first_byte();
                     }
-                    meter.delivered += 1;
-                    if let Some(h) = hold {
-                        if meter.delivered.is_multiple_of(CHECKPOINT_CHUNKS) {
-                            self.checkpoint(h, meter.delivered).await;
+                    // Everything the worker has already sent goes out on
+                    // one durable step.
+                    let mut burst = vec![(bytes, meter.receive(so_far.as_ref()))];
+                    while burst.len() < MAX_BURST {
+                        match events.try_recv() {
+                            Ok(WorkerEvent {
+                                event: Some(worker_event::Event::Chunk(b)),
+                                so_far,
+                                ..
+                            }) => burst.push((b, meter.receive(so_far.as_ref()))),
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
                         }
                     }
-                    let sent = tokio::select! {
-                        r = self.send(infer_event::Event::Chunk(bytes)) => r.map_err(|()| "client_cancelled"),
-                        _ = lease.overflow() => Err("client_too_slow"),
+                    // A burst that ends the answer is covered by its
+                    // settlement, made before any of it is forwarded.
+                    let finished = match (hold, &mut next) {
+                        (
+                            Some(h),
+                            Some(WorkerEvent {
+                                event: Some(worker_event::Event::Done(done)),
+                                ..
+                            }),
+                        ) => Some(self.finish(h, worker, done).await),
+                        (Some(h), _) => {
+                            if let Some((_, through)) = burst.last() {
+                                self.checkpoint(h, meter, through).await;
+                            }
+                            None
+                        }
+                        (None, _) => None,
                     };
-                    if let Err(reason) = sent {
+                    if let Err(reason) = self.forward(lease, burst, meter).await {
                         if reason == "client_too_slow" {
                             tracing::warn!(worker = %worker.id, "client stopped reading; cancelling");
                         }
                         self.cancel(worker).await;
                         active.fail(reason);
-                        return Attempt::Over(false);
+                        return Attempt::Over(finished.unwrap_or(false));
+                    }
+                    if let Some(charged) = finished {
+                        if let Some(WorkerEvent {
+                            event: Some(worker_event::Event::Done(done)),
+                            ..
+                        }) = next.take()
+                        {
+                            active.succeed();
+                            let _ = self.send(infer_event::Event::Done(done)).await;
+                        }
+                        return Attempt::Over(charged);
                     }
                 }
                 Some(worker_event::Event::Done(mut done)) => {
-                    let usage = Usage {
-                        prompt: done.prompt_tokens,
-                        cached: done.cached_tokens,
-                        completion: done.completion_tokens,
-                        reasoning: done.reasoning_tokens,
-                    };
-                    self.shared.metrics.record_usage(&usage);
                     let charged = match hold {
-                        Some(h) => self.charge(h, worker, &usage, &mut done).await,
-                        None => false,
+                        Some(h) => self.finish(h, worker, &mut done).await,
+                        None => {
+                            self.shared.metrics.record_usage(&usage_of(&done));
+                            false
+                        }
                     };
                     active.first_byte();
                     active.succeed();
@@ -335,28 +367,40 @@ impl Relay {
                         .await;
                     return Attempt::Over(false);
                 }
-                None if lease.overflowed() => {
-                    self.cancel(worker).await;
-                    active.fail("client_too_slow");
-                    return Attempt::Over(false);
-                }
-                None => {
-                    let why = format!("worker {} disconnected", worker.id);
-                    if !first_byte && attempt == 1 {
-                        return Attempt::Retry(why);
-                    }
-                    active.fail("worker_lost");
-                    let message = if first_byte {
-                        format!("{why} in the middle of the answer")
-                    } else {
-                        why
-                    };
-                    self.error(ErrorCode::WorkerLost, message, 0, !first_byte)
-                        .await;
-                    return Attempt::Over(false);
-                }
+                None => {}
             }
         }
+    }
+
+    /// Forwards a burst of chunks to the client, in order, counting each
+    /// one delivered as it goes.
+    async fn forward(
+        &self,
+        lease: &crate::Lease,
+        burst: Vec<(Bytes, Usage)>,
+        meter: &mut Meter,
+    ) -> Result<(), &'static str> {
+        for (bytes, through) in burst {
+            tokio::select! {
+                r = self.send(infer_event::Event::Chunk(bytes)) => r.map_err(|()| "client_cancelled")?,
+                _ = lease.overflow() => return Err("client_too_slow"),
+            }
+            meter.delivered(through);
+        }
+        Ok(())
+    }
+
+    /// Settles a finished answer (recording its usage) and stamps the cost
+    /// and the client's voucher on `done`; true when it was charged.
+    async fn finish(
+        &self,
+        h: &Hold<'_>,
+        worker: &crate::WorkerHandle,
+        done: &mut Completion,
+    ) -> bool {
+        let usage = usage_of(done);
+        self.shared.metrics.record_usage(&usage);
+        self.charge(h, worker, h.cost(&usage), done).await
     }
 
     /// Reserves the request's maximum cost at `worker`'s coefficient. On
@@ -384,6 +428,7 @@ impl Relay {
             Ok(()) => Ok(Hold {
                 payments: p,
                 coefficient,
+                reserved: max.client,
             }),
             Err(cocoon_pay::LedgerError::Account(
                 e @ cocoon_pay::AccountError::InsufficientFunds { .. },
@@ -405,17 +450,14 @@ impl Relay {
         }
     }
 
-    /// Makes the cost of what was delivered so far durable, so a crash
-    /// cannot lose it.
-    async fn checkpoint(&self, h: &Hold<'_>, delivered: u64) {
-        let Ok(charge) = h
-            .payments
-            .prices
-            .cost(&partial_usage(delivered), h.coefficient)
-        else {
+    /// Makes the cost of everything through a chunk durable before the
+    /// chunk is forwarded, so a crash cannot lose it.
+    async fn checkpoint(&self, h: &Hold<'_>, meter: &mut Meter, through: &Usage) {
+        let charge = h.cost(through);
+        if !meter.above_durable(&charge) {
             return;
-        };
-        if let Err(e) = h
+        }
+        match h
             .payments
             .ledger
             .submit(cocoon_pay::Op::Progress {
@@ -424,20 +466,27 @@ impl Relay {
             })
             .await
         {
-            tracing::warn!(error = %e, delivered, "could not record progress");
+            Ok(_) => meter.made_durable(&charge),
+            Err(e) => tracing::warn!(error = %e, "could not record progress"),
         }
     }
 
-    /// Charges an answer cut off after `delivered` chunks for what was
-    /// delivered, and sends the worker its voucher.
-    async fn charge_partial(&self, h: &Hold<'_>, worker: &crate::WorkerHandle, delivered: u64) {
-        let mut done = cocoon_proto::Completion::default();
-        if self
-            .charge(h, worker, &partial_usage(delivered), &mut done)
-            .await
-        {
+    /// Charges an answer cut off midway for what reached the client, and
+    /// sends the worker its voucher.
+    async fn charge_partial(&self, h: &Hold<'_>, worker: &crate::WorkerHandle, meter: &Meter) {
+        let usage = meter.delivered_usage();
+        let charge = h.cost(&usage);
+        if charge.client == cocoon_core::Nanoton::ZERO {
+            // Nothing billable reached the client (an opening role chunk).
+            h.payments.release(&self.req.request_id).await;
+            return;
+        }
+        let mut done = Completion::default();
+        if self.charge(h, worker, charge, &mut done).await {
             tracing::info!(
-                delivered,
+                chunks = meter.delivered_chunks(),
+                prompt = usage.prompt,
+                completion = usage.completion,
                 cost = done.cost_nanoton,
                 "charged a cut-off answer for what was delivered"
             );
@@ -450,20 +499,16 @@ impl Relay {
         }
     }
 
-    /// Charges the finished request, stamps the cost and the client's
+    /// Charges the request `charge`, stamps the cost and the client's
     /// voucher on `done`, and sends the worker its voucher.
     async fn charge(
         &self,
         h: &Hold<'_>,
         worker: &crate::WorkerHandle,
-        usage: &Usage,
-        done: &mut cocoon_proto::Completion,
+        charge: Charge,
+        done: &mut Completion,
     ) -> bool {
-        match h
-            .payments
-            .settle(&self.req.request_id, usage, h.coefficient)
-            .await
-        {
+        match h.payments.settle(&self.req.request_id, charge).await {
             Ok(s) => {
                 done.cost_nanoton = s.charged.client.get();
                 if let Some(v) = &s.client_voucher {
@@ -517,5 +562,15 @@ impl Relay {
             })),
         };
         let _ = worker.send(msg).await;
+    }
+}
+
+/// The token counts of a finished answer.
+fn usage_of(done: &Completion) -> Usage {
+    Usage {
+        prompt: done.prompt_tokens,
+        cached: done.cached_tokens,
+        completion: done.completion_tokens,
+        reasoning: done.reasoning_tokens,
     }
 }

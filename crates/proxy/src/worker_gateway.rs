@@ -195,11 +195,7 @@ async fn read_session(worker: &WorkerHandle, inbound: &mut Streaming<WorkerMessa
             Err(status) => return format!("session failed: {}", status.message()),
         };
         match msg.msg {
-            Some(worker_message::Msg::Event(ev)) => {
-                if let Some(event) = ev.event {
-                    worker.deliver(&ev.request_id, event);
-                }
-            }
+            Some(worker_message::Msg::Event(ev)) if ev.event.is_some() => worker.deliver(ev),
             Some(worker_message::Msg::Update(u)) => match Coefficient::new(u.coefficient as u64) {
                 Ok(c) => {
                     tracing::info!(worker = %worker.id, from = worker.coefficient(), to = %c, "worker changed its coefficient");
@@ -212,7 +208,7 @@ async fn read_session(worker: &WorkerHandle, inbound: &mut Streaming<WorkerMessa
             Some(worker_message::Msg::Hello(_)) => {
                 tracing::warn!(worker = %worker.id, "ignoring a second hello in one session")
             }
-            None => {}
+            Some(worker_message::Msg::Event(_)) | None => {}
         }
     }
 }

@@ -4,7 +4,9 @@
 //! subject is the network (routing, relaying, cancellation), not the model.
 //! Every answer is `chunks` pieces of exactly `chunk_size` bytes of text
 //! (`max_tokens`, when given, sets the number of pieces), optionally paced,
-//! followed by a usage chunk when asked for and `[DONE]`. It counts
+//! followed by a usage chunk when asked for and `[DONE]`. Asked for
+//! `stream_options.continuous_usage_stats` (as vLLM offers), every chunk
+//! also carries the token counts so far. It counts
 //! requests, completions and cancellations (a client that went away before
 //! the end), readable in-process or at `GET /test/stats`.
 //!
@@ -212,6 +214,10 @@ async fn answer(up: Arc<Upstream>, body: Bytes, chat: bool) -> Response {
     if include_usage {
         up.counters.asked_usage.fetch_add(1, Ordering::SeqCst);
     }
+    let running_usage = req
+        .pointer("/stream_options/continuous_usage_stats")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let limit = req
         .get("max_tokens")
         .or_else(|| req.get("max_completion_tokens"))
@@ -270,7 +276,10 @@ async fn answer(up: Arc<Upstream>, body: Bytes, chat: bool) -> Response {
         } else {
             serde_json::json!({"index": 0, "text": piece(i, size), "finish_reason": fr, "logprobs": null})
         };
-        let chunk = serde_json::json!({"id": id, "object": object, "created": created, "model": model, "choices": [choice]});
+        let mut chunk = serde_json::json!({"id": id, "object": object, "created": created, "model": model, "choices": [choice]});
+        if running_usage {
+            chunk["usage"] = serde_json::json!({"prompt_tokens": prompt, "completion_tokens": i + 1, "total_tokens": prompt + i as u64 + 1});
+        }
         Bytes::from(format!("data: {chunk}\n\n"))
     };
     let usage_frame = {

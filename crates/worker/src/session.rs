@@ -8,8 +8,8 @@ use cocoon_core::{Endpoint, RequestId};
 use cocoon_engine::{EngineError, EngineEvent, GenerateRequest};
 use cocoon_proto::worker_gateway_client::WorkerGatewayClient;
 use cocoon_proto::{
-    proxy_message, worker_event, worker_message, Completion, ErrorCode, InferError, WorkRequest,
-    WorkerEvent, WorkerHello, WorkerMessage, WorkerUpdate,
+    proxy_message, worker_event, worker_message, Completion, ErrorCode, InferError, TokenCounts,
+    WorkRequest, WorkerEvent, WorkerHello, WorkerMessage, WorkerUpdate,
 };
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
@@ -141,6 +141,7 @@ fn event(request_id: &str, e: worker_event::Event) -> WorkerMessage {
         msg: Some(worker_message::Msg::Event(WorkerEvent {
             request_id: request_id.to_string(),
             event: Some(e),
+            so_far: None,
         })),
     }
 }
@@ -250,16 +251,21 @@ async fn run_job(shared: &Arc<Shared>, req: GenerateRequest, timeout: Duration, 
         let mut sent = false;
         while let Some(ev) = stream.next().await {
             match ev {
-                Ok(EngineEvent::Chunk(bytes)) => {
+                Ok(EngineEvent::Chunk { data, so_far }) => {
                     if !sent {
                         sent = true;
                         active.first_byte();
                     }
-                    if out
-                        .send(event(&id, worker_event::Event::Chunk(bytes)))
-                        .await
-                        .is_err()
-                    {
+                    let mut msg = event(&id, worker_event::Event::Chunk(data));
+                    if let (Some(worker_message::Msg::Event(e)), Some(u)) = (&mut msg.msg, so_far) {
+                        e.so_far = Some(TokenCounts {
+                            prompt_tokens: u.prompt,
+                            cached_tokens: u.cached,
+                            completion_tokens: u.completion,
+                            reasoning_tokens: u.reasoning,
+                        });
+                    }
+                    if out.send(msg).await.is_err() {
                         return Err((
                             EngineError::Failed("session with the proxy closed".into()),
                             sent,

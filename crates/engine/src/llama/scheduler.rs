@@ -269,6 +269,19 @@ pub(super) fn run(
     }
 }
 
+impl Seq {
+    /// Tokens used so far: the whole prompt (it is computed before the
+    /// first token) and every token generated, shown or not.
+    fn usage(&self) -> Usage {
+        Usage {
+            prompt: self.job.prompt.len() as u64,
+            cached: 0,
+            completion: u64::from(self.generated),
+            reasoning: 0,
+        }
+    }
+}
+
 fn admit(job: Job, active: &mut Vec<Seq>, free: &mut Vec<i32>, n_vocab: i32) {
     let Some(slot) = free.pop() else {
         let _ = job
@@ -293,8 +306,12 @@ fn admit(job: Job, active: &mut Vec<Seq>, free: &mut Vec<i32>, n_vocab: i32) {
     };
     if s.job.stream && s.job.endpoint == Endpoint::ChatCompletions {
         // OpenAI opens a chat stream with the assistant's role.
+        // Nothing is computed yet: the prompt counts from the first token.
         let chunk = chunk_json(&s.job, json!({"role": "assistant", "content": ""}), None);
-        let _ = s.job.events.send(Ok(EngineEvent::Chunk(chunk)));
+        let _ = s.job.events.send(Ok(EngineEvent::Chunk {
+            data: chunk,
+            so_far: Some(Usage::default()),
+        }));
     }
     s.text.reserve(256);
     active.push(s);
@@ -325,7 +342,10 @@ fn emit(s: &mut Seq, text: &str) {
     }
     if s.job.stream {
         let chunk = chunk_json(&s.job, json!({"content": text}), None);
-        let _ = s.job.events.send(Ok(EngineEvent::Chunk(chunk)));
+        let _ = s.job.events.send(Ok(EngineEvent::Chunk {
+            data: chunk,
+            so_far: Some(s.usage()),
+        }));
     } else {
         s.text.push_str(text);
     }
@@ -336,21 +356,17 @@ fn complete(mut s: Seq, reason: &str) {
     // Text held back as a possible stop sequence turned out not to be one.
     let held = s.stops.finish();
     emit(&mut s, &held);
-    let usage = Usage {
-        prompt: s.job.prompt.len() as u64,
-        cached: 0,
-        completion: s.generated as u64,
-        reasoning: 0,
-    };
+    let usage = s.usage();
     let job = &s.job;
     if job.stream {
         let delta = match job.endpoint {
             Endpoint::ChatCompletions => json!({}),
             Endpoint::Completions => json!({"content": ""}),
         };
-        let _ = job
-            .events
-            .send(Ok(EngineEvent::Chunk(chunk_json(job, delta, Some(reason)))));
+        let _ = job.events.send(Ok(EngineEvent::Chunk {
+            data: chunk_json(job, delta, Some(reason)),
+            so_far: Some(usage),
+        }));
     } else {
         let choice = match job.endpoint {
             Endpoint::ChatCompletions => {
@@ -372,9 +388,10 @@ fn complete(mut s: Seq, reason: &str) {
             "choices": [choice],
             "usage": serde_json::from_str::<serde_json::Value>(&usage.to_openai_json()).unwrap_or_default(),
         });
-        let _ = job
-            .events
-            .send(Ok(EngineEvent::Chunk(Bytes::from(body.to_string()))));
+        let _ = job.events.send(Ok(EngineEvent::Chunk {
+            data: Bytes::from(body.to_string()),
+            so_far: Some(usage),
+        }));
     }
     let _ = job.events.send(Ok(EngineEvent::Done(Completion {
         usage,
