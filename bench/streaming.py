@@ -65,6 +65,7 @@ class Stack:
     def __init__(self, delay_ms, logdir, payments=True):
         self.up_port, pp, ph, wh, self.api_port = (free_port() for _ in range(5))
         self.procs = {}
+        self.proxy_http = ph
         # Every hop is mutual RA-TLS with the sim TEE, as in `cocoon up`.
         tee_dir = os.path.join(logdir, "tee")
         os.makedirs(tee_dir, exist_ok=True)
@@ -98,6 +99,13 @@ class Stack:
                 return
             time.sleep(0.05)
         sys.exit("the worker never registered")
+
+    def ledger(self):
+        """(commits, operations) of the proxy's ledger so far; zeros when off."""
+        c = http.client.HTTPConnection("127.0.0.1", self.proxy_http, timeout=5)
+        c.request("GET", "/jsonstats")
+        info = json.loads(c.getresponse().read()).get("info", {})
+        return int(info.get("ledger_commits", 0)), int(info.get("ledger_ops", 0))
 
     def cpu(self):
         return {name: cpu_seconds(p.pid) for name, p in self.procs.items()}
@@ -154,10 +162,13 @@ def measure(delay_ms, duration, logdir, payments=True, direct=True):
         res = {}
         paths = (("direct", stack.up_port), ("cocoon", stack.api_port)) if direct else (("cocoon", stack.api_port),)
         for name, port in paths:
-            before = stack.cpu()
+            before, ledger_before = stack.cpu(), stack.ledger()
             r = wrk(port, duration)
-            after = stack.cpu()
-            r["cpu_ms_per_req"] = {k: (after[k] - before[k]) * 1000 / max(r["requests"], 1) for k in after}
+            after, ledger_after = stack.cpu(), stack.ledger()
+            n = max(r["requests"], 1)
+            r["cpu_ms_per_req"] = {k: (after[k] - before[k]) * 1000 / n for k in after}
+            r["commits_per_req"] = (ledger_after[0] - ledger_before[0]) / n
+            r["ops_per_req"] = (ledger_after[1] - ledger_before[1]) / n
             r["ttfb_ms"] = ttfb(port)
             res[name] = r
         return res
@@ -192,8 +203,9 @@ def main():
                   f"- CPU of the three cocoon hops per request: **{hop_cpu:.3f} ms**",
                   f"- metering (payments on / off): throughput ratio **{c['rps'] / free['rps']:.3f}**, "
                   f"p50 added {c['p50'] - free['p50']:.2f} ms, TTFB added {c['ttfb_ms'] - free['ttfb_ms']:.2f} ms, "
-                  f"proxy CPU {c['cpu_ms_per_req']['proxy']:.3f} vs {free['cpu_ms_per_req']['proxy']:.3f} ms/req", ""]
-        print("\n".join(lines[-14:]), flush=True)
+                  f"proxy CPU {c['cpu_ms_per_req']['proxy']:.3f} vs {free['cpu_ms_per_req']['proxy']:.3f} ms/req",
+                  f"- ledger per request: {c['ops_per_req']:.1f} operations, {c['commits_per_req']:.2f} commits", ""]
+        print("\n".join(lines[-15:]), flush=True)
     path = os.path.join(HERE, "results", f"streaming-{time.strftime('%Y%m%d-%H%M%S')}.md")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -383,6 +383,15 @@ impl Network {
     /// Like [`start_with_client_args`](Self::start_with_client_args), with
     /// the client's development deposit in nanoton.
     pub async fn start_with(extra: &[&str], deposit: u64) -> Network {
+        Network::launch(extra, &[], deposit).await
+    }
+
+    /// Like [`start`](Self::start), with extra flags for the proxy.
+    pub async fn start_with_proxy_args(extra: &[&str]) -> Network {
+        Network::launch(&[], extra, CLIENT_DEV_DEPOSIT).await
+    }
+
+    async fn launch(client_extra: &[&str], proxy_extra: &[&str], deposit: u64) -> Network {
         let tee = DevAttestation::new();
         let (pp, ph, cp) = (free_port(), free_port(), free_port());
         let proxy_addr = format!("127.0.0.1:{pp}");
@@ -395,6 +404,7 @@ impl Network {
             "--dev-deposits".into(),
         ];
         proxy_args.extend(tee.args());
+        proxy_args.extend(proxy_extra.iter().map(|s| s.to_string()));
         let proxy = Proc::cocoon("proxy", &proxy_args);
         let mut client_args: Vec<String> = vec![
             "client".into(),
@@ -406,7 +416,7 @@ impl Network {
             deposit.to_string(),
         ];
         client_args.extend(tee.args());
-        client_args.extend(extra.iter().map(|s| s.to_string()));
+        client_args.extend(client_extra.iter().map(|s| s.to_string()));
         let client = Proc::cocoon("client", &client_args);
         let net = Network {
             tee,

@@ -369,3 +369,53 @@ async fn a_cut_off_answer_is_charged_for_what_was_delivered() {
     let n = |k: &str| p["info"][k].as_str().unwrap().parse::<u64>().unwrap();
     assert_eq!(n("ledger_charged_nanoton"), spent);
 }
+
+/// Ledger operations the proxy has made so far.
+async fn ledger_ops(net: &Network) -> u64 {
+    let (_, _, body) = get(&format!("{}/jsonstats", net.proxy_http)).await;
+    let p: Value = serde_json::from_slice(&body).unwrap();
+    p["info"]["ledger_ops"].as_str().unwrap().parse().unwrap()
+}
+
+/// One paced 40-chunk streamed answer; returns its cost and the ledger
+/// operations it took.
+async fn paced_answer(net: &Network) -> (u64, u64) {
+    let before = ledger_ops(net).await;
+    let Ended::Complete { cost, .. } = stream_once(&net.chat_url()).await else {
+        panic!("the answer did not complete");
+    };
+    (cost, ledger_ops(net).await - before)
+}
+
+/// By default each chunk is made durable as it arrives (a chunk every
+/// 10 ms outpaces no commit here), so an answer takes about one ledger
+/// operation per chunk. A checkpoint window holds chunks so that one
+/// operation covers several, and charges the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_window_covers_several_chunks_per_ledger_step() {
+    let up = upstream(UpstreamBehaviour {
+        delay: std::time::Duration::from_millis(10),
+        ..Default::default()
+    })
+    .await;
+    let mut strict = Network::start().await;
+    strict
+        .add_worker(WorkerSpec::new("w1", MODEL, &up).with_running_usage())
+        .await;
+    let (cost, ops) = paced_answer(&strict).await;
+    assert!(ops >= 15, "{ops} ledger operations for 40 paced chunks");
+    drop(strict);
+
+    let mut windowed = Network::start_with_proxy_args(&["--checkpoint-window-ms", "200"]).await;
+    windowed
+        .add_worker(WorkerSpec::new("w1", MODEL, &up).with_running_usage())
+        .await;
+    let (windowed_cost, windowed_ops) = paced_answer(&windowed).await;
+    eprintln!("ledger operations per answer: {ops} strict, {windowed_ops} with a 200 ms window");
+    assert_eq!(windowed_cost, cost, "the window changes no price");
+    // Reserve, settle, and a checkpoint per 200 ms of a ~400 ms answer.
+    assert!(
+        windowed_ops <= 10,
+        "{windowed_ops} ledger operations with a 200 ms window"
+    );
+}

@@ -63,6 +63,11 @@ options! {
         /// address derived from the voucher key].
         #[arg(long, env = "COCOON_PROXY_CONTRACT", value_name = "ADDRESS")]
         pub contract: Option<String>,
+        /// Hold chunks up to this long after a durable ledger step so that one
+        /// commit covers several: fewer commits per answer, lumpier streams.
+        /// Either way no chunk is forwarded before its cost is durable [default: 0].
+        #[arg(long, env = "COCOON_PROXY_CHECKPOINT_WINDOW_MS", value_name = "MS")]
+        pub checkpoint_window_ms: Option<u64>,
         /// Let clients credit their own development balance (only with --dev).
         #[arg(long, env = "COCOON_PROXY_DEV_DEPOSITS", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
         pub dev_deposits: Option<bool>,

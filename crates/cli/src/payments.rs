@@ -131,5 +131,9 @@ pub fn proxy(
         dev_deposits,
         contract,
         voucher_key,
+        checkpoint_window: match o.checkpoint_window_ms.unwrap_or(0) {
+            ms @ 0..=1000 => std::time::Duration::from_millis(ms),
+            ms => bail!("--checkpoint-window-ms must be at most 1000, found {ms}: chunks would be held too long"),
+        },
     })))
 }

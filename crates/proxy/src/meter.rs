@@ -56,8 +56,9 @@ pub(crate) struct Meter {
     delivered: Usage,
     /// Chunks forwarded to the client.
     delivered_chunks: u64,
-    /// The client cost last made durable.
+    /// The client cost last made durable, and when.
     durable: Nanoton,
+    durable_at: Option<tokio::time::Instant>,
 }
 
 impl Meter {
@@ -109,6 +110,17 @@ impl Meter {
     /// Records that `charge` is durable.
     pub(crate) fn made_durable(&mut self, charge: &Charge) {
         self.durable = self.durable.max(charge.client);
+        self.durable_at = Some(tokio::time::Instant::now());
+    }
+
+    /// Until when chunks may be held to share the next durable step: a
+    /// `window` after the last one. `None` before the first, so the first
+    /// chunk is never held.
+    pub(crate) fn hold_until(&self, window: std::time::Duration) -> Option<tokio::time::Instant> {
+        if window.is_zero() {
+            return None;
+        }
+        self.durable_at.map(|t| t + window)
     }
 }
 

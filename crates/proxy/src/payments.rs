@@ -29,6 +29,10 @@ pub struct Payments {
     pub contract: StdAddr,
     /// The key vouchers are signed with.
     pub voucher_key: [u8; 32],
+    /// How long chunks may be held after a durable step so that the next
+    /// one covers more of them: zero makes each chunk durable as soon as it
+    /// arrives; more trades streaming smoothness for fewer ledger commits.
+    pub checkpoint_window: std::time::Duration,
 }
 
 impl Payments {

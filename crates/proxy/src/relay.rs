@@ -301,6 +301,25 @@ impl Relay {
                             Err(_) => break,
                         }
                     }
+                    // With a checkpoint window, what arrives within it joins
+                    // the burst.
+                    if let Some(until) =
+                        hold.and_then(|h| meter.hold_until(h.payments.checkpoint_window))
+                    {
+                        while next.is_none() && burst.len() < MAX_BURST {
+                            match tokio::time::timeout_at(until, events.recv()).await {
+                                Ok(Some(WorkerEvent {
+                                    event: Some(worker_event::Event::Chunk(b)),
+                                    so_far,
+                                    ..
+                                })) => burst.push((b, meter.receive(so_far.as_ref()))),
+                                Ok(Some(other)) => next = Some(other),
+                                // The window passed, or the worker is gone
+                                // (seen again on the next receive).
+                                Ok(None) | Err(_) => break,
+                            }
+                        }
+                    }
                     // A burst that ends the answer is covered by its
                     // settlement, made before any of it is forwarded.
                     let finished = match (hold, &mut next) {

@@ -38,6 +38,9 @@ fn ledger_info(p: &crate::Payments, info: &mut std::collections::BTreeMap<String
         info.insert(k.into(), v.get().to_string());
     }
     info.insert("ledger_in_flight".into(), t.in_flight.to_string());
+    let (commits, ops) = p.ledger.commit_stats();
+    info.insert("ledger_commits".into(), commits.to_string());
+    info.insert("ledger_ops".into(), ops.to_string());
     info.insert("contract".into(), p.contract.to_string());
     for (addr, a) in p.ledger.clients() {
         info.insert(
