@@ -332,7 +332,17 @@ impl Relay {
                         ) => Some(self.finish(h, worker, done).await),
                         (Some(h), _) => {
                             if let Some((_, through)) = burst.last() {
-                                self.checkpoint(h, meter, through).await;
+                                if let Err(e) = self.checkpoint(h, meter, through).await {
+                                    // Nothing goes out that the ledger has
+                                    // not recorded.
+                                    tracing::error!(error = %e, "could not record progress; stopping the answer");
+                                    self.cancel(worker).await;
+                                    active.fail("internal");
+                                    let message = format!("the proxy's ledger could not record the answer's cost: {e}");
+                                    self.error(ErrorCode::Internal, message, 500, !first_byte)
+                                        .await;
+                                    return Attempt::Over(false);
+                                }
                             }
                             None
                         }
@@ -471,23 +481,24 @@ impl Relay {
 
     /// Makes the cost of everything through a chunk durable before the
     /// chunk is forwarded, so a crash cannot lose it.
-    async fn checkpoint(&self, h: &Hold<'_>, meter: &mut Meter, through: &Usage) {
+    async fn checkpoint(
+        &self,
+        h: &Hold<'_>,
+        meter: &mut Meter,
+        through: &Usage,
+    ) -> Result<(), cocoon_pay::LedgerError> {
         let charge = h.cost(through);
-        if !meter.above_durable(&charge) {
-            return;
+        if meter.above_durable(&charge) {
+            h.payments
+                .ledger
+                .submit(cocoon_pay::Op::Progress {
+                    request: self.req.request_id.clone(),
+                    charge,
+                })
+                .await?;
+            meter.made_durable(&charge);
         }
-        match h
-            .payments
-            .ledger
-            .submit(cocoon_pay::Op::Progress {
-                request: self.req.request_id.clone(),
-                charge,
-            })
-            .await
-        {
-            Ok(_) => meter.made_durable(&charge),
-            Err(e) => tracing::warn!(error = %e, "could not record progress"),
-        }
+        Ok(())
     }
 
     /// Charges an answer cut off midway for what reached the client, and
