@@ -28,20 +28,24 @@ impl Hold<'_> {
     /// reservation: whatever a worker reports, a request never costs the
     /// client more than it agreed to hold.
     pub(crate) fn cost(&self, usage: &Usage) -> Charge {
-        let full = self
-            .payments
-            .prices
-            .cost(usage, self.coefficient)
-            .unwrap_or(Charge {
-                // Only absurd counts overflow; they cost the reservation.
-                client: Nanoton::new(u64::MAX),
-                worker: Nanoton::new(u64::MAX),
-            });
-        let client = full.client.min(self.reserved);
-        Charge {
-            client,
-            worker: full.worker.min(client),
-        }
+        capped(
+            self.payments.prices.cost(usage, self.coefficient),
+            self.reserved,
+        )
+    }
+}
+
+/// A price capped at a reservation; the worker's fee never exceeds what
+/// the client pays. Only absurd counts overflow; they cost the reservation.
+fn capped(full: Result<Charge, cocoon_core::PriceError>, reserved: Nanoton) -> Charge {
+    let full = full.unwrap_or(Charge {
+        client: Nanoton::new(u64::MAX),
+        worker: Nanoton::new(u64::MAX),
+    });
+    let client = full.client.min(reserved);
+    Charge {
+        client,
+        worker: full.worker.min(client),
     }
 }
 
@@ -157,6 +161,35 @@ mod tests {
         assert_eq!((u.prompt, u.completion), (9, 5));
         let u = m.receive(None);
         assert_eq!((u.prompt, u.completion), (9, 6));
+    }
+
+    #[test]
+    fn costs_are_capped_at_the_reservation() {
+        let c = |client, worker| Charge {
+            client: Nanoton::new(client),
+            worker: Nanoton::new(worker),
+        };
+        let reserved = Nanoton::new(1000);
+        assert_eq!(capped(Ok(c(500, 400)), reserved), c(500, 400));
+        // A worker reporting more than the client agreed to hold.
+        assert_eq!(capped(Ok(c(5000, 4000)), reserved), c(1000, 1000));
+        assert_eq!(capped(Ok(c(1200, 900)), reserved), c(1000, 900));
+        let overflow = cocoon_core::PriceList::new(
+            Nanoton::new(u64::MAX),
+            Nanoton::new(1),
+            [cocoon_core::BasisPoints::ONE; 4],
+        )
+        .and_then(|p| {
+            p.cost(
+                &Usage {
+                    prompt: u64::MAX,
+                    ..Usage::default()
+                },
+                Coefficient::ONE,
+            )
+        });
+        assert!(overflow.is_err());
+        assert_eq!(capped(overflow, reserved), c(1000, 1000));
     }
 
     #[test]
