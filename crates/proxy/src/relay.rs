@@ -306,8 +306,16 @@ impl Relay {
                     if let Some(until) =
                         hold.and_then(|h| meter.hold_until(h.payments.checkpoint_window))
                     {
+                        let until = until.min(deadline);
                         while next.is_none() && burst.len() < MAX_BURST {
-                            match tokio::time::timeout_at(until, events.recv()).await {
+                            let ev = tokio::select! {
+                                biased;
+                                // The client left: what is gathered goes
+                                // nowhere, and the forward below says so.
+                                _ = self.to_client.closed() => break,
+                                ev = tokio::time::timeout_at(until, events.recv()) => ev,
+                            };
+                            match ev {
                                 Ok(Some(WorkerEvent {
                                     event: Some(worker_event::Event::Chunk(b)),
                                     so_far,
