@@ -158,6 +158,20 @@ async fn a_streamed_answer_carries_its_cost_in_the_usage_chunk() {
     assert_eq!(b["spent"].as_u64(), Some(tokens * PRICE));
 }
 
+/// A test upstream answering a chunk every 10 ms, and a network (its proxy
+/// started with `proxy_args`) whose worker reports running token counts.
+async fn paced_network(proxy_args: &[&str]) -> (TestUpstream, Network) {
+    let up = upstream(UpstreamBehaviour {
+        delay: std::time::Duration::from_millis(10),
+        ..Default::default()
+    })
+    .await;
+    let mut net = Network::start_with_proxy_args(proxy_args).await;
+    net.add_worker(WorkerSpec::new("w1", MODEL, &up).with_running_usage())
+        .await;
+    (up, net)
+}
+
 /// How a streamed request ended, seen from the app.
 enum Ended {
     /// The answer completed: its cost and prompt tokens.
@@ -202,14 +216,7 @@ async fn stream_once(url: &str) -> Ended {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_proxy_loses_no_charge_and_pays_nobody_twice() {
     // 40-chunk answers at 10 ms a chunk, so crashes cut answers midway.
-    let up = upstream(UpstreamBehaviour {
-        delay: std::time::Duration::from_millis(10),
-        ..Default::default()
-    })
-    .await;
-    let mut net = Network::start().await;
-    net.add_worker(WorkerSpec::new("w1", MODEL, &up).with_running_usage())
-        .await;
+    let (_up, mut net) = paced_network(&[]).await;
     let url = net.chat_url();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut load = Vec::new();
@@ -325,14 +332,7 @@ async fn killing_the_proxy_loses_no_charge_and_pays_nobody_twice() {
 /// nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_off_answer_is_charged_for_what_was_delivered() {
-    let up = upstream(UpstreamBehaviour {
-        delay: std::time::Duration::from_millis(10),
-        ..Default::default()
-    })
-    .await;
-    let mut net = Network::start().await;
-    net.add_worker(WorkerSpec::new("w1", MODEL, &up).with_running_usage())
-        .await;
+    let (_up, net) = paced_network(&[]).await;
     // 44 bytes: 11 prompt tokens for the test upstream.
     let content = "tell me a long story about the sea, please!!";
     let prompt = content.len().div_ceil(4) as u64;
@@ -393,23 +393,12 @@ async fn paced_answer(net: &Network) -> (u64, u64) {
 /// operation covers several, and charges the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpoint_window_covers_several_chunks_per_ledger_step() {
-    let up = upstream(UpstreamBehaviour {
-        delay: std::time::Duration::from_millis(10),
-        ..Default::default()
-    })
-    .await;
-    let mut strict = Network::start().await;
-    strict
-        .add_worker(WorkerSpec::new("w1", MODEL, &up).with_running_usage())
-        .await;
+    let (up, strict) = paced_network(&[]).await;
     let (cost, ops) = paced_answer(&strict).await;
     assert!(ops >= 15, "{ops} ledger operations for 40 paced chunks");
-    drop(strict);
+    drop((up, strict));
 
-    let mut windowed = Network::start_with_proxy_args(&["--checkpoint-window-ms", "200"]).await;
-    windowed
-        .add_worker(WorkerSpec::new("w1", MODEL, &up).with_running_usage())
-        .await;
+    let (_up, windowed) = paced_network(&["--checkpoint-window-ms", "200"]).await;
     let (windowed_cost, windowed_ops) = paced_answer(&windowed).await;
     eprintln!("ledger operations per answer: {ops} strict, {windowed_ops} with a 200 ms window");
     assert_eq!(windowed_cost, cost, "the window changes no price");

@@ -792,30 +792,35 @@ fn sign(
     (for_client, for_worker): (bool, bool),
 ) -> Result<Settlement, LedgerError> {
     let expires_at = expiry(terms);
-    let client_voucher = for_client
-        .then(|| {
-            signer.sign(Voucher {
-                kind: VoucherKind::Client,
-                contract: terms.contract.clone(),
-                party: u.client.0.addr(),
-                total: u.client.1.charged,
-                seqno: u.client.1.seqno,
-                expires_at,
+    let voucher = |wanted: bool, kind, party: PartyId, total, seqno| {
+        wanted
+            .then(|| {
+                signer.sign(Voucher {
+                    kind,
+                    contract: terms.contract.clone(),
+                    party: party.addr(),
+                    total,
+                    seqno,
+                    expires_at,
+                })
             })
-        })
-        .transpose()?;
-    let worker_voucher = for_worker
-        .then(|| {
-            signer.sign(Voucher {
-                kind: VoucherKind::Worker,
-                contract: terms.contract.clone(),
-                party: u.worker.0.addr(),
-                total: u.worker.1.earned,
-                seqno: u.worker.1.seqno,
-                expires_at,
-            })
-        })
-        .transpose()?;
+            .transpose()
+    };
+    let (client, worker) = (&u.client, &u.worker);
+    let client_voucher = voucher(
+        for_client,
+        VoucherKind::Client,
+        client.0,
+        client.1.charged,
+        client.1.seqno,
+    )?;
+    let worker_voucher = voucher(
+        for_worker,
+        VoucherKind::Worker,
+        worker.0,
+        worker.1.earned,
+        worker.1.seqno,
+    )?;
     Ok(Settlement {
         charged: u.charged,
         client_voucher,
