@@ -86,7 +86,7 @@ pub fn free_port() -> u16 {
         .expect("bind a free port")
 }
 
-/// A child process that is killed on drop; its stderr goes to a log file
+/// A child process that is killed on drop; its output goes to a log file
 /// that is printed if the test is failing.
 pub struct Proc {
     pub name: String,
@@ -95,8 +95,17 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Starts `cocoon ARGS`.
+    /// Starts `cocoon ARGS`, logging at debug level for Cocoon's own crates.
     pub fn cocoon(name: &str, args: &[String]) -> Proc {
+        Proc::spawn(name, args, Some("info,cocoon=debug"))
+    }
+
+    /// Starts `cocoon ARGS` with the log filter a user gets (no `RUST_LOG`).
+    pub fn cocoon_as_user(name: &str, args: &[String]) -> Proc {
+        Proc::spawn(name, args, None)
+    }
+
+    fn spawn(name: &str, args: &[String], rust_log: Option<&str>) -> Proc {
         let log = std::env::temp_dir().join(format!(
             "cocoon-e2e-{}-{}-{}.log",
             std::process::id(),
@@ -104,12 +113,16 @@ impl Proc {
             free_port()
         ));
         let file = std::fs::File::create(&log).expect("create log file");
-        let child = Command::new(bin_dir().join("cocoon"))
+        let mut command = Command::new(bin_dir().join("cocoon"));
+        match rust_log {
+            Some(filter) => command.env("RUST_LOG", filter),
+            None => command.env_remove("RUST_LOG"),
+        };
+        let child = command
             .args(args)
-            .env("RUST_LOG", "info,cocoon=debug")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::from(file.try_clone().expect("clone log file")))
             .stderr(Stdio::from(file))
             .spawn()
             .expect("spawn cocoon");
@@ -206,6 +219,28 @@ impl Drop for Proc {
             let _ = std::fs::remove_file(&self.log);
         }
     }
+}
+
+/// `cocoon up ARGS` serving the default model in the embedded engine, the
+/// client API on 127.0.0.1:`api`, every other port free, its own data
+/// directory (sim root, ledger) and a small context to spare memory.
+pub fn up_embedded_args(data_dir: &std::path::Path, api: u16) -> Vec<String> {
+    [
+        "up".to_string(),
+        "--data-dir".into(),
+        data_dir.display().to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{api}"),
+        "--proxy-listen".into(),
+        format!("127.0.0.1:{}", free_port()),
+        "--proxy-http-listen".into(),
+        format!("127.0.0.1:{}", free_port()),
+        "--worker-http-listen".into(),
+        format!("127.0.0.1:{}", free_port()),
+        "--context-size".into(),
+        "2048".into(),
+    ]
+    .to_vec()
 }
 
 /// Makes sure the default model is in the cache (`cocoon model fetch`; a

@@ -69,22 +69,7 @@ async fn the_official_openai_sdk_works_against_cocoon_up_with_the_real_model() {
     let api = free_port();
     // Its own data directory: the sim root and the development ledger.
     let data_dir = std::env::temp_dir().join(format!("cocoon-sdk-up-{}", std::process::id()));
-    let args: Vec<String> = [
-        "up".to_string(),
-        "--data-dir".into(),
-        data_dir.display().to_string(),
-        "--listen".into(),
-        format!("127.0.0.1:{api}"),
-        "--proxy-listen".into(),
-        format!("127.0.0.1:{}", free_port()),
-        "--proxy-http-listen".into(),
-        format!("127.0.0.1:{}", free_port()),
-        "--worker-http-listen".into(),
-        format!("127.0.0.1:{}", free_port()),
-        "--context-size".into(),
-        "2048".into(),
-    ]
-    .to_vec();
+    let args = up_embedded_args(&data_dir, api);
     let mut up = Proc::cocoon("up-sdk", &args);
     let base = format!("http://127.0.0.1:{api}");
     wait_ok(&format!("{base}/healthz")).await;

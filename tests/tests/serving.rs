@@ -315,6 +315,20 @@ async fn worker_reconnects_after_proxy_restart() {
     net.wait_workers(MODEL, 1).await;
     let (status, _, _) = post_json(&net.chat_url(), &chat_body(MODEL, false)).await;
     assert_eq!(status, 200);
+    // The outage is one warning and one recovery line in the worker's log,
+    // however many retries it took (those are at debug level).
+    let worker = &net.workers[0].proc;
+    worker.wait_for_log("reconnected to proxy", 10).await;
+    let log = worker.log();
+    let count = |needle: &str| log.matches(needle).count();
+    assert_eq!(count("lost the session with the proxy"), 1, "{log}");
+    assert_eq!(count("reconnected to proxy"), 1, "{log}");
+    assert_eq!(count("retrying with backoff"), 0, "{log}");
+    assert_eq!(
+        count("connected to proxy"),
+        2,
+        "first connection and recovery: {log}"
+    );
 }
 
 /// Thousands of requests share the client's one connection to the proxy.

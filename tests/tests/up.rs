@@ -93,3 +93,49 @@ async fn up_refuses_a_taken_port_with_a_clear_message() {
     );
     assert!(log.contains("Address already in use"), "{log}");
 }
+
+/// What a user watching `cocoon up` sees once it serves: nothing, while it
+/// is idle. The client checks its link to the proxy every 5 s and the
+/// worker holds a session open; neither may print a line per check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_up_is_quiet_at_info_level() {
+    ensure_default_model();
+    let api = free_port();
+    let data_dir = std::env::temp_dir().join(format!("cocoon-up-quiet-{}", std::process::id()));
+    let args = up_embedded_args(&data_dir, api);
+    // The default model in the embedded engine, logging as a user's does.
+    let mut proc = Proc::cocoon_as_user("up-quiet", &args);
+    let base = format!("http://127.0.0.1:{api}");
+    wait_ok(&format!("{base}/healthz")).await;
+    proc.wait_for_log("Press Ctrl-C", 120).await;
+    // One answer first, so that whatever serving sets up is in place.
+    let (status, _, body) = post_json(
+        &format!("{base}/v1/chat/completions"),
+        &serde_json::json!({
+            "model": "SmolLM2-135M-Instruct",
+            "max_tokens": 4,
+            "messages": [{"role": "user", "content": "Hi"}],
+        }),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    // Let the answer's own lines, if any, be written.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let before = proc.log();
+    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+    let after = proc.log();
+    assert!(
+        before.contains("connected to proxy") && before.contains("client connected"),
+        "the connections are announced once, at start-up:\n{before}"
+    );
+    let new = after.get(before.len()..).unwrap_or(&after);
+    assert!(
+        new.is_empty(),
+        "an idle `cocoon up` printed, in 30 s:\n{new}\n(full log:\n{after})"
+    );
+    // Still serving after the quiet spell: the link checks kept it up.
+    let (status, _, body) = get(&format!("{base}/v1/models")).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(proc.terminate().expect("cocoon up exits").success());
+    let _ = std::fs::remove_dir_all(&data_dir);
+}

@@ -16,8 +16,11 @@ const CHECK_EVERY: Duration = Duration::from_secs(5);
 pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let mut backoff =
         cocoon_transport::Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
-    // Whether the current outage has been reported (once per outage).
-    let mut reported_down = false;
+    // Only changes of the link are logged (up, lost, back), never the
+    // routine checks: an idle client's log stays still.
+    let mut link = cocoon_transport::LinkLog::new();
+    // The development deposit is looked at once per connection, not per check.
+    let mut deposit_checked = false;
     loop {
         let mut proxy = shared.proxy.clone();
         let hello = ClientHello {
@@ -28,17 +31,30 @@ pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>
             Ok(Ok(resp)) => {
                 let hello = resp.into_inner();
                 shared.payments.on_hello(&shared.address, &hello);
-                if hello.payments {
-                    dev_deposit(&shared).await;
+                if hello.payments && !deposit_checked {
+                    deposit_checked = dev_deposit(&shared).await;
                 }
                 shared.introduced.send_replace(true);
                 let name = hello.proxy_name;
-                if !shared.proxy_up.swap(true, Ordering::Relaxed) {
-                    tracing::info!(proxy = %name, addr = %shared.config.proxy, "connected to proxy");
+                shared.proxy_up.store(true, Ordering::Relaxed);
+                let addr = &shared.config.proxy;
+                match link.up() {
+                    cocoon_transport::LinkUp::Connected { .. } => {
+                        tracing::info!(proxy = %name, %addr, "connected to proxy")
+                    }
+                    cocoon_transport::LinkUp::Reconnected { outage, failures } => tracing::info!(
+                        proxy = %name,
+                        %addr,
+                        outage = ?Duration::from_secs(outage.as_secs().max(1)),
+                        failed_attempts = failures,
+                        "reconnected to proxy"
+                    ),
+                    cocoon_transport::LinkUp::StillUp => {
+                        tracing::trace!(proxy = %name, "proxy link check passed")
+                    }
                 }
                 *shared.proxy_name.lock().unwrap_or_else(|p| p.into_inner()) = name;
                 backoff.reset();
-                reported_down = false;
                 CHECK_EVERY
             }
             outcome => {
@@ -50,15 +66,19 @@ pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>
                 };
                 let delay = backoff.next_delay();
                 shared.proxy_up.store(false, Ordering::Relaxed);
+                deposit_checked = false;
+                let addr = &shared.config.proxy;
+                let change = link.down();
                 if refused {
                     // Reachable but incompatible: retrying will not help until
                     // one side is upgraded, so say so every time.
-                    tracing::error!(addr = %shared.config.proxy, error = %why, "the proxy refused this client");
-                } else if !reported_down {
-                    reported_down = true;
-                    tracing::warn!(addr = %shared.config.proxy, error = %why, "proxy not reachable; retrying with backoff");
+                    tracing::error!(%addr, error = %why, "the proxy refused this client");
+                } else if change == cocoon_transport::LinkDown::Lost {
+                    tracing::warn!(%addr, error = %why, "lost the connection to the proxy; reconnecting with backoff");
+                } else if change.is_news() {
+                    tracing::warn!(%addr, error = %why, "proxy not reachable; retrying with backoff");
                 } else {
-                    tracing::debug!(addr = %shared.config.proxy, error = %why, retry_in = ?delay, "proxy not reachable");
+                    tracing::debug!(%addr, error = %why, retry_in = ?delay, "proxy not reachable");
                 }
                 delay
             }
@@ -71,9 +91,11 @@ pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>
 }
 
 /// Credits the development deposit once, when the account is empty.
-async fn dev_deposit(shared: &Shared) {
+/// Returns whether the question is settled (credited, not needed, or
+/// refused); `false` when the proxy could not be asked, to ask again.
+async fn dev_deposit(shared: &Shared) -> bool {
     let Some(amount) = shared.config.dev_deposit else {
-        return;
+        return true;
     };
     let mut proxy = shared.proxy.clone();
     let address = shared.address.to_string();
@@ -82,8 +104,13 @@ async fn dev_deposit(shared: &Shared) {
             client_address: address.clone(),
         })
         .await;
-    if !matches!(&balance, Ok(b) if b.get_ref().deposited == 0) {
-        return;
+    match &balance {
+        Ok(b) if b.get_ref().deposited == 0 => {}
+        Ok(_) => return true,
+        Err(status) => {
+            tracing::debug!(error = %status.message(), "cannot read the balance; will ask again");
+            return false;
+        }
     }
     match proxy
         .dev_deposit(cocoon_proto::DevDepositRequest {
@@ -97,4 +124,5 @@ async fn dev_deposit(shared: &Shared) {
             tracing::warn!(%address, error = %status.message(), "development deposit refused")
         }
     }
+    true
 }

@@ -1,5 +1,6 @@
+use std::collections::HashSet;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use cocoon_proto::client_gateway_server::ClientGateway;
 use cocoon_proto::{
@@ -13,11 +14,50 @@ use crate::Shared;
 
 pub(crate) struct ClientGatewayService {
     shared: Arc<Shared>,
+    /// Connections whose client has said hello: a client checks its link
+    /// with `hello` every few seconds, and only the first on a connection is
+    /// news worth a log line.
+    introduced: Arc<Mutex<HashSet<u64>>>,
 }
 
 impl ClientGatewayService {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        ClientGatewayService { shared }
+        ClientGatewayService {
+            shared,
+            introduced: Arc::default(),
+        }
+    }
+
+    /// Logs a client once per connection: when it first says hello on it,
+    /// and when the connection closes.
+    fn note_hello(&self, peer: Option<&cocoon_transport::PeerInfo>, client: &str) {
+        let Some(peer) = peer else {
+            tracing::debug!(%client, "hello from a client without connection info");
+            return;
+        };
+        let id = peer.connection.id();
+        let first = self
+            .introduced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id);
+        if !first {
+            tracing::trace!(%client, "client link check");
+            return;
+        }
+        tracing::info!(%client, addr = %peer.addr, "client connected");
+        let connection = peer.connection.clone();
+        let introduced = self.introduced.clone();
+        let client = client.to_owned();
+        let addr = peer.addr;
+        tokio::spawn(async move {
+            connection.closed().await;
+            introduced
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            tracing::info!(%client, %addr, "client disconnected");
+        });
     }
 }
 
@@ -27,6 +67,10 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<InferEvent, Status>> + Send>
 impl ClientGateway for ClientGatewayService {
     async fn hello(&self, request: Request<ClientHello>) -> Result<Response<ProxyHello>, Status> {
         crate::peer_role::require(request.extensions().get(), cocoon_core::Role::Client)?;
+        let peer = request
+            .extensions()
+            .get::<cocoon_transport::PeerInfo>()
+            .cloned();
         let hello = request.into_inner();
         if hello.protocol_version != cocoon_core::PROTOCOL_VERSION {
             return Err(Status::failed_precondition(format!(
@@ -35,7 +79,7 @@ impl ClientGateway for ClientGatewayService {
                 cocoon_core::PROTOCOL_VERSION
             )));
         }
-        tracing::info!(client = %hello.client_name, "client connected");
+        self.note_hello(peer.as_ref(), &hello.client_name);
         let p = self.shared.config.payments.as_deref();
         Ok(Response::new(ProxyHello {
             protocol_version: cocoon_core::PROTOCOL_VERSION,

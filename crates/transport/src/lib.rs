@@ -10,12 +10,14 @@
 //!   [`PeerInfo`] into every gRPC request's extensions.
 //! * [`channel`]: a lazily connecting, multiplexed gRPC channel to a peer.
 //! * [`Backoff`]: delays between reconnection attempts.
+//! * [`LinkLog`]: which moments of a link are worth a log line.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod backoff;
 mod credentials;
 mod dial;
+mod link;
 mod listen;
 mod trust;
 mod verifier;
@@ -23,7 +25,8 @@ mod verifier;
 pub use backoff::Backoff;
 pub use credentials::{CredentialsError, NodeCredentials};
 pub use dial::{channel, client_tls_config, DialError};
-pub use listen::{listen, ListenError, PeerInfo, TlsIncoming};
+pub use link::{LinkDown, LinkLog, LinkUp};
+pub use listen::{listen, ConnectionLife, ListenError, PeerInfo, TlsIncoming};
 pub use trust::{Attestation, Refusals, Trust, CERT_LIFETIME};
 pub use verifier::{InsecureAcceptAny, PeerIdentity, PeerVerifier, VerifyError};
 

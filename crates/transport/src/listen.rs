@@ -1,13 +1,14 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use rustls::pki_types::UnixTime;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::server::TlsStream;
 
 use crate::credentials::CredentialsResolver;
@@ -22,6 +23,38 @@ pub struct PeerInfo {
     pub addr: SocketAddr,
     /// What the verifier established.
     pub identity: Arc<PeerIdentity>,
+    /// This connection: which one it is, and when it closes.
+    pub connection: ConnectionLife,
+}
+
+/// One accepted connection's identity and lifetime, so that a service can
+/// note a peer once per connection (not once per request) and learn when
+/// the connection ends.
+#[derive(Debug, Clone)]
+pub struct ConnectionLife {
+    id: u64,
+    open: watch::Receiver<()>,
+}
+
+impl ConnectionLife {
+    fn start() -> (ConnectionLife, watch::Sender<()>) {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let (tx, open) = watch::channel(());
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        (ConnectionLife { id, open }, tx)
+    }
+
+    /// Unique among this process's accepted connections.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Resolves once the connection is closed (by either side, or by a
+    /// failed keepalive).
+    pub async fn closed(&self) {
+        let mut open = self.open.clone();
+        while open.changed().await.is_ok() {}
+    }
 }
 
 /// Why a listener could not be started.
@@ -117,13 +150,16 @@ async fn accept_loop(
                     return;
                 }
             };
-            tracing::debug!(%addr, fingerprint = %identity.fingerprint, "peer connected");
+            let (life, open) = ConnectionLife::start();
+            tracing::debug!(%addr, fingerprint = %identity.fingerprint, connection = life.id, "peer connected");
             let conn = TlsConnection {
                 inner: tls,
                 info: PeerInfo {
                     addr,
                     identity: Arc::new(identity),
+                    connection: life,
                 },
+                _open: open,
             };
             let _ = tx.send(Ok(conn)).await;
         });
@@ -141,6 +177,8 @@ fn peer_identity(tls: &TlsStream<TcpStream>, verifier: &dyn PeerVerifier) -> Opt
 pub struct TlsConnection {
     inner: TlsStream<TcpStream>,
     info: PeerInfo,
+    /// Dropped with the connection, which tells every [`ConnectionLife`].
+    _open: watch::Sender<()>,
 }
 
 impl tonic::transport::server::Connected for TlsConnection {

@@ -25,6 +25,8 @@ const OUTBOUND_QUEUE: usize = 1024;
 type Outbound = mpsc::Sender<WorkerMessage>;
 
 /// Keeps a session with the proxy until shutdown, reconnecting with backoff.
+/// The log shows the session's changes (connected, lost, back after an
+/// outage), one line each; retries during an outage are at debug level.
 pub(crate) async fn run(
     shared: Arc<Shared>,
     channel: Channel,
@@ -32,19 +34,26 @@ pub(crate) async fn run(
 ) {
     let mut backoff =
         cocoon_transport::Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+    let mut link = cocoon_transport::LinkLog::new();
     loop {
         let outcome = tokio::select! {
-            r = session(&shared, channel.clone(), &mut backoff) => r,
+            r = session(&shared, channel.clone(), &mut backoff, &mut link) => r,
             _ = shutdown.wait_for(|s| *s) => return,
         };
         shared.connected.store(false, Ordering::Relaxed);
         let aborted = shared.jobs.abort_all();
         let delay = backoff.next_delay();
-        match outcome {
-            Ok(()) => tracing::warn!(aborted, retry_in = ?delay, "proxy closed the session"),
-            Err(e) => {
-                tracing::warn!(aborted, retry_in = ?delay, error = %e, "no session with the proxy")
-            }
+        let error = match &outcome {
+            Ok(()) => "the proxy closed the session",
+            Err(e) => e.as_str(),
+        };
+        let change = link.down();
+        if change == cocoon_transport::LinkDown::Lost || aborted > 0 {
+            tracing::warn!(aborted, retry_in = ?delay, error, "lost the session with the proxy; reconnecting with backoff");
+        } else if change.is_news() {
+            tracing::warn!(retry_in = ?delay, error, "no session with the proxy; retrying with backoff");
+        } else {
+            tracing::debug!(retry_in = ?delay, error, "no session with the proxy");
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
@@ -57,6 +66,7 @@ async fn session(
     shared: &Arc<Shared>,
     channel: Channel,
     backoff: &mut cocoon_transport::Backoff,
+    link: &mut cocoon_transport::LinkLog,
 ) -> Result<(), String> {
     let max = cocoon_proto::MAX_MESSAGE_BYTES;
     let mut client = WorkerGatewayClient::new(channel)
@@ -92,7 +102,17 @@ async fn session(
         Ok(Some(m)) => match m.msg {
             Some(proxy_message::Msg::Welcome(w)) => {
                 shared.earnings.on_welcome(&shared.address, &w)?;
-                tracing::info!(proxy = %w.proxy_name, addr = %shared.config.proxy, "connected to proxy");
+                let addr = &shared.config.proxy;
+                match link.up() {
+                    cocoon_transport::LinkUp::Reconnected { outage, failures } => tracing::info!(
+                        proxy = %w.proxy_name,
+                        %addr,
+                        outage = ?Duration::from_secs(outage.as_secs().max(1)),
+                        failed_attempts = failures,
+                        "reconnected to proxy"
+                    ),
+                    _ => tracing::info!(proxy = %w.proxy_name, %addr, "connected to proxy"),
+                }
             }
             _ => return Err("proxy did not answer hello with welcome".into()),
         },
