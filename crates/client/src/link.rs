@@ -38,11 +38,13 @@ pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>
                 let name = hello.proxy_name;
                 shared.proxy_up.store(true, Ordering::Relaxed);
                 let addr = &shared.config.proxy;
+                let client = &shared.config.name;
                 match link.up() {
                     cocoon_transport::LinkUp::Connected { .. } => {
-                        tracing::info!(proxy = %name, %addr, "connected to proxy")
+                        tracing::info!(%client, proxy = %name, %addr, "connected to proxy")
                     }
                     cocoon_transport::LinkUp::Reconnected { outage, failures } => tracing::info!(
+                        %client,
                         proxy = %name,
                         %addr,
                         outage = ?Duration::from_secs(outage.as_secs().max(1)),
@@ -68,15 +70,16 @@ pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>
                 shared.proxy_up.store(false, Ordering::Relaxed);
                 deposit_checked = false;
                 let addr = &shared.config.proxy;
+                let client = &shared.config.name;
                 let change = link.down();
                 if refused {
                     // Reachable but incompatible: retrying will not help until
                     // one side is upgraded, so say so every time.
-                    tracing::error!(%addr, error = %why, "the proxy refused this client");
+                    tracing::error!(%client, %addr, error = %why, "the proxy refused this client");
                 } else if change == cocoon_transport::LinkDown::Lost {
-                    tracing::warn!(%addr, error = %why, "lost the connection to the proxy; reconnecting with backoff");
+                    tracing::warn!(%client, %addr, error = %why, "lost the connection to the proxy; reconnecting with backoff");
                 } else if change.is_news() {
-                    tracing::warn!(%addr, error = %why, "proxy not reachable; retrying with backoff");
+                    tracing::warn!(%client, %addr, error = %why, "proxy not reachable; retrying with backoff");
                 } else {
                     tracing::debug!(%addr, error = %why, retry_in = ?delay, "proxy not reachable");
                 }

@@ -156,13 +156,20 @@ pub fn router<S: StatsSource>(source: Arc<S>) -> axum::Router {
 }
 
 /// Sets up logging to stderr. `RUST_LOG` overrides `default_filter`.
+/// Colours only on a terminal that takes them: a log file or a pipe gets
+/// plain text, and `NO_COLOR` (any value) turns them off.
 pub fn init_logging(default_filter: &str) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none()
+        && std::env::var("TERM").map_or(true, |t| t != "dumb");
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(colour)
         .try_init();
 }

@@ -48,10 +48,11 @@ pub(crate) async fn run(
             Err(e) => e.as_str(),
         };
         let change = link.down();
+        let worker = &shared.config.name;
         if change == cocoon_transport::LinkDown::Lost || aborted > 0 {
-            tracing::warn!(aborted, retry_in = ?delay, error, "lost the session with the proxy; reconnecting with backoff");
+            tracing::warn!(%worker, aborted, retry_in = ?delay, error, "lost the session with the proxy; reconnecting with backoff");
         } else if change.is_news() {
-            tracing::warn!(retry_in = ?delay, error, "no session with the proxy; retrying with backoff");
+            tracing::warn!(%worker, retry_in = ?delay, error, "no session with the proxy; retrying with backoff");
         } else {
             tracing::debug!(retry_in = ?delay, error, "no session with the proxy");
         }
@@ -103,15 +104,19 @@ async fn session(
             Some(proxy_message::Msg::Welcome(w)) => {
                 shared.earnings.on_welcome(&shared.address, &w)?;
                 let addr = &shared.config.proxy;
+                let worker = &shared.config.name;
                 match link.up() {
                     cocoon_transport::LinkUp::Reconnected { outage, failures } => tracing::info!(
+                        %worker,
                         proxy = %w.proxy_name,
                         %addr,
                         outage = ?Duration::from_secs(outage.as_secs().max(1)),
                         failed_attempts = failures,
                         "reconnected to proxy"
                     ),
-                    _ => tracing::info!(proxy = %w.proxy_name, %addr, "connected to proxy"),
+                    _ => {
+                        tracing::info!(%worker, proxy = %w.proxy_name, %addr, "connected to proxy")
+                    }
                 }
             }
             _ => return Err("proxy did not answer hello with welcome".into()),
