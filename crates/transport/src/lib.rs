@@ -28,7 +28,7 @@ pub use dial::{channel, client_tls_config, DialError};
 pub use link::{LinkDown, LinkLog, LinkUp};
 pub use listen::{listen, ConnectionLife, ListenError, PeerInfo, TlsIncoming};
 pub use trust::{Attestation, Refusals, Trust, CERT_LIFETIME};
-pub use verifier::{InsecureAcceptAny, PeerIdentity, PeerVerifier, VerifyError};
+pub use verifier::{refusal_of, InsecureAcceptAny, PeerIdentity, PeerVerifier, VerifyError};
 
 /// HTTP/2 keepalive: a ping this often on idle connections...
 pub const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);

@@ -135,7 +135,11 @@ async fn accept_loop(
             let tls = match handshake {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
-                    tracing::warn!(%addr, error = %e, "TLS handshake failed");
+                    match e.get_ref().and_then(|inner| crate::refusal_of(inner)) {
+                        // The verifier has said why, with its check.
+                        Some(refusal) => tracing::debug!(%addr, error = %refusal, "peer refused"),
+                        None => tracing::warn!(%addr, error = %e, "TLS handshake failed"),
+                    }
                     return;
                 }
                 Err(_) => {

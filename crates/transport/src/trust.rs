@@ -226,14 +226,9 @@ impl PeerVerifier for AttestedPeers {
                 Ok(identity)
             }
             Err(e) => {
-                let check = e.check();
                 self.refusals
-                    .record(check, format!("{}: {e}", self.context));
-                Err(VerifyError {
-                    policy: "ra-tls".into(),
-                    check: check.into(),
-                    found: e.to_string(),
-                })
+                    .record(e.check(), format!("{}: {e}", self.context));
+                Err(VerifyError::Attestation(Arc::new(e)))
             }
         }
     }

@@ -21,16 +21,61 @@ pub struct PeerIdentity {
     pub attestation: Option<Arc<cocoon_tee::Attested<cocoon_tee::PeerAttestation>>>,
 }
 
-/// Why a peer was refused.
+/// Why a peer was refused. It reaches rustls as
+/// `CertificateError::Other`, so the handshake's error keeps this type:
+/// [`refusal_of`] finds it again.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("peer refused by policy {policy:?}: {check} failed: {found}")]
-pub struct VerifyError {
-    /// Policy that refused.
-    pub policy: String,
-    /// The check that failed.
-    pub check: String,
-    /// What was found instead of what the check wanted.
-    pub found: String,
+pub enum VerifyError {
+    /// Its RA-TLS certificate failed a check of the attestation policy.
+    #[error("peer refused by policy \"ra-tls\": {check} failed: {source}", check = .0.check(), source = .0)]
+    Attestation(Arc<cocoon_tee::RaTlsError>),
+    /// It sent a certificate chain: nodes present one self-signed
+    /// certificate, and a chain means someone is trying to borrow authority
+    /// from an issuer.
+    #[error("peer refused: certificate chain of {0} extra certificates; expected one self-signed certificate")]
+    Chain(usize),
+    /// Another verifier's refusal.
+    #[error("peer refused by policy {policy:?}: {check} failed: {found}")]
+    Refused {
+        /// Policy that refused.
+        policy: String,
+        /// The check that failed.
+        check: String,
+        /// What was found instead of what the check wanted.
+        found: String,
+    },
+}
+
+impl VerifyError {
+    /// The check that failed, for counters and logs.
+    pub fn check(&self) -> &str {
+        match self {
+            VerifyError::Attestation(e) => e.check(),
+            VerifyError::Chain(_) => "certificate_chain",
+            VerifyError::Refused { check, .. } => check,
+        }
+    }
+
+    fn into_rustls(self) -> rustls::Error {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+            Arc::new(self),
+        )))
+    }
+}
+
+/// The refusal behind a failed TLS handshake, if the peer was refused by
+/// this node's verifier (rather than the connection failing otherwise).
+pub fn refusal_of<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a VerifyError> {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))) =
+            e.downcast_ref::<rustls::Error>()
+        {
+            return other.0.downcast_ref::<VerifyError>();
+        }
+        cause = e.source();
+    }
+    None
 }
 
 /// Decides whether a peer's certificate is acceptable. Implementations must
@@ -119,25 +164,14 @@ impl RustlsAdapter {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<(), rustls::Error> {
-        if !intermediates.is_empty() {
-            // Nodes present one self-signed certificate; a chain means
-            // someone is trying to borrow authority from an issuer.
-            tracing::warn!(
-                count = intermediates.len(),
-                "refusing TLS peer: it sent a certificate chain, not one self-signed certificate"
-            );
-            return Err(rustls::Error::General(format!(
-                "peer refused: certificate chain of {} extra certificates; expected one self-signed certificate",
-                intermediates.len()
-            )));
-        }
-        match self.verifier.verify(cert, now) {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                tracing::warn!(error = %e, "refusing TLS peer");
-                Err(rustls::Error::General(e.to_string()))
-            }
-        }
+        let verdict = match intermediates.len() {
+            0 => self.verifier.verify(cert, now).map(|_| ()),
+            n => Err(VerifyError::Chain(n)),
+        };
+        verdict.map_err(|e| {
+            tracing::warn!(error = %e, "refusing TLS peer");
+            e.into_rustls()
+        })
     }
 
     fn tls13(

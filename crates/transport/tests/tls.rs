@@ -22,7 +22,7 @@ impl PeerVerifier for RefuseAll {
         "refuse-all"
     }
     fn verify(&self, _: &CertificateDer<'_>, _: UnixTime) -> Result<PeerIdentity, VerifyError> {
-        Err(VerifyError {
+        Err(VerifyError::Refused {
             policy: "refuse-all".into(),
             check: "image hash".into(),
             found: "deadbeef".into(),
@@ -253,4 +253,29 @@ async fn the_verifier_decides_on_the_client_side() {
         !status.is_empty(),
         "the client accepted a server its verifier refused"
     );
+}
+
+/// A dialer's verifier refusing the server: the handshake fails with an
+/// error that still carries the verifier's typed refusal, check included.
+#[tokio::test]
+async fn a_refusal_keeps_its_type_through_the_handshake() {
+    let server = Arc::new(NodeCredentials::generate(Role::Proxy, "p").unwrap());
+    let client = Arc::new(NodeCredentials::generate(Role::Client, "c").unwrap());
+    let (addr, _incoming) = listen("127.0.0.1:0".parse().unwrap(), server, accept_any())
+        .await
+        .unwrap();
+    let config = cocoon_transport::client_tls_config(client, Arc::new(RefuseAll)).unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let err = tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::try_from("cocoon").unwrap(), tcp)
+        .await
+        .expect_err("the client's verifier refuses every server");
+    let refusal = err
+        .get_ref()
+        .and_then(|e| cocoon_transport::refusal_of(e))
+        .expect("the refusal is found in the handshake's error");
+    assert_eq!(refusal.check(), "image hash");
+    assert!(refusal.to_string().contains("deadbeef"), "{refusal}");
+    let plain = std::io::Error::other("connection reset");
+    assert!(cocoon_transport::refusal_of(&plain).is_none());
 }
