@@ -124,8 +124,10 @@ pub fn proxy(
         commission = %t.commission,
         "payments on"
     );
+    let ledger = Arc::new(ledger);
     Ok(Some(Arc::new(Payments {
-        ledger: Arc::new(ledger),
+        settlement: ledger.clone(),
+        ledger,
         prices,
         default_max_tokens: o.default_max_tokens.unwrap_or(4096),
         dev_deposits,

@@ -10,7 +10,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::{BufMut, Bytes, BytesMut};
-use cocoon_core::{Endpoint, RequestId, Usage};
+use cocoon_core::{Endpoint, RequestId};
 use cocoon_proto::{
     infer_event, Completion, ErrorCode, InferError, InferEvent, InferRequest, ListModelsRequest,
 };
@@ -19,6 +19,8 @@ use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use tonic::Streaming;
 use tracing::Instrument;
+
+use cocoon_openai::{Chunk, Receipt, UsageObject};
 
 use crate::openai::{validate, ApiError, Validated};
 use crate::Shared;
@@ -116,34 +118,28 @@ async fn models(State(shared): State<Arc<Shared>>) -> Response {
     let mut proxy = shared.proxy.clone();
     match proxy.list_models(ListModelsRequest {}).await {
         Ok(resp) => {
-            let data: Vec<serde_json::Value> = resp
+            let data = resp
                 .into_inner()
                 .models
                 .into_iter()
                 .map(|m| {
-                    serde_json::json!({
-                        "id": m.name,
-                        "object": "model",
-                        "created": 0,
-                        "owned_by": "cocoon",
-                        "cocoon": {
-                            "workers": m.worker_count,
-                            "coefficient": {
-                                "min": m.min_coefficient,
-                                "median": m.median_coefficient,
-                                "max": m.max_coefficient,
-                            },
-                            "capacity": m.capacity,
-                            "running": m.running,
-                            "model_hashes": m.model_hashes,
-                        }
-                    })
+                    let market = cocoon_openai::ModelMarket {
+                        workers: m.worker_count,
+                        coefficient: cocoon_openai::CoefficientSpread {
+                            min: m.min_coefficient,
+                            median: m.median_coefficient,
+                            max: m.max_coefficient,
+                        },
+                        capacity: m.capacity,
+                        running: m.running,
+                        model_hashes: m.model_hashes,
+                    };
+                    cocoon_openai::Model::new(m.name, market)
                 })
                 .collect();
-            let body = serde_json::json!({"object": "list", "data": data}).to_string();
             (
                 [(axum::http::header::CONTENT_TYPE, "application/json")],
-                body,
+                cocoon_openai::ModelList::new(data).to_json(),
             )
                 .into_response()
         }
@@ -252,10 +248,6 @@ async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Vali
         active.fail("proxy_voucher_invalid");
         return crate::payments::distrusted_error(&why).into_response();
     }
-    let proto_endpoint = match endpoint {
-        Endpoint::ChatCompletions => cocoon_proto::Endpoint::ChatCompletions,
-        Endpoint::Completions => cocoon_proto::Endpoint::Completions,
-    };
     let timeout = v
         .controls
         .timeout_ms
@@ -263,7 +255,7 @@ async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Vali
     let request = InferRequest {
         request_id: id.to_string(),
         model: v.model.clone(),
-        endpoint: proto_endpoint as i32,
+        endpoint: cocoon_proto::Endpoint::from(endpoint) as i32,
         body: v.body.clone(),
         stream: v.stream,
         max_coefficient: v
@@ -294,7 +286,7 @@ async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Vali
             Some(Ok(InferEvent {
                 event: Some(infer_event::Event::Assigned(a)),
             })) => {
-                receipt = Receipt::from(&a);
+                receipt = self::receipt(&a);
                 shared.attestation.saw_worker(&a);
                 for (name, value) in [
                     (WORKER_TEE_HEADER, &a.worker_tee),
@@ -375,7 +367,7 @@ async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Vali
                     Some(Ok(InferEvent {
                         event: Some(infer_event::Event::Done(done)),
                     })) => {
-                        shared.metrics.record_usage(&usage(&done));
+                        shared.metrics.record_usage(&done.usage());
                         shared.payments.on_voucher(&done.client_voucher);
                         if done.cost_nanoton > 0 || !done.client_voucher.is_empty() {
                             headers.insert(
@@ -389,8 +381,11 @@ async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Vali
                             axum::http::header::CONTENT_TYPE,
                             HeaderValue::from_static("application/json"),
                         );
-                        return (headers, receipt.stamp(answer.freeze(), cost_of(&done)))
-                            .into_response();
+                        let answer = answer.freeze();
+                        let body = cocoon_openai::stamp_answer(&answer, &receipt, done.cost())
+                            .map(Bytes::from)
+                            .unwrap_or(answer);
+                        return (headers, body).into_response();
                     }
                     Some(Ok(InferEvent {
                         event: Some(infer_event::Event::Error(e)),
@@ -423,15 +418,6 @@ async fn finish(events: &mut Streaming<InferEvent>) {
     }
 }
 
-fn usage(d: &Completion) -> Usage {
-    Usage {
-        prompt: d.prompt_tokens,
-        cached: d.cached_tokens,
-        completion: d.completion_tokens,
-        reasoning: d.reasoning_tokens,
-    }
-}
-
 fn reason(e: &InferError) -> &'static str {
     ErrorCode::of(e).reason()
 }
@@ -456,8 +442,9 @@ fn error_for(e: &InferError, v: &Validated) -> ApiError {
             ApiError::server(StatusCode::SERVICE_UNAVAILABLE, "workers_busy", msg)
         }
         ErrorCode::EngineRejected => {
-            let status = StatusCode::from_u16(e.http_status as u16)
+            let status = u16::try_from(e.engine_status)
                 .ok()
+                .and_then(|s| StatusCode::from_u16(s).ok())
                 .filter(StatusCode::is_client_error)
                 .unwrap_or(StatusCode::BAD_REQUEST);
             ApiError::request(status, "engine_rejected", msg)
@@ -478,89 +465,34 @@ fn error_for(e: &InferError, v: &Validated) -> ApiError {
     }
 }
 
-fn sse_data(payload: &[u8]) -> Bytes {
-    let mut b = BytesMut::with_capacity(payload.len() + 8);
-    b.put_slice(b"data: ");
-    b.put_slice(payload);
-    b.put_slice(b"\n\n");
-    b.freeze()
-}
-
-/// Who answered: the worker, its price and the weights it ran.
-#[derive(Debug, Clone, Default)]
-struct Receipt {
-    worker: String,
-    coefficient: u32,
-    model_hash: String,
-    tee: String,
-    image_hash: String,
-}
-
-impl Receipt {
-    fn from(a: &cocoon_proto::Assigned) -> Self {
-        Receipt {
-            worker: a.worker_id.clone(),
-            coefficient: a.coefficient,
-            model_hash: a.model_hash.clone(),
-            tee: a.worker_tee.clone(),
-            image_hash: a.worker_image_hash.clone(),
-        }
+/// Who answered, from the proxy's assignment: the worker, its price and
+/// the weights and image it ran.
+fn receipt(a: &cocoon_proto::Assigned) -> Receipt {
+    let known = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    Receipt {
+        worker: a.worker_id.clone(),
+        coefficient: a.coefficient,
+        model_hash: known(&a.model_hash),
+        worker_tee: known(&a.worker_tee),
+        worker_image_hash: known(&a.worker_image_hash),
     }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "worker": self.worker,
-            "coefficient": self.coefficient,
-            "model_hash": if self.model_hash.is_empty() { None } else { Some(&self.model_hash) },
-            "worker_tee": if self.tee.is_empty() { None } else { Some(&self.tee) },
-            "worker_image_hash": if self.image_hash.is_empty() { None } else { Some(&self.image_hash) },
-        })
-    }
-
-    /// Adds the receipt to a non-streamed answer as its `cocoon` member,
-    /// and the cost to its `usage` when the request was charged.
-    fn stamp(&self, body: Bytes, cost: Option<u64>) -> Bytes {
-        match serde_json::from_slice::<serde_json::Value>(&body) {
-            Ok(serde_json::Value::Object(mut o)) => {
-                o.insert("cocoon".into(), self.json());
-                if let (Some(c), Some(serde_json::Value::Object(u))) = (cost, o.get_mut("usage")) {
-                    u.insert("cost_nanoton".into(), c.into());
-                }
-                serde_json::to_vec(&o).map(Bytes::from).unwrap_or(body)
-            }
-            _ => body,
-        }
-    }
-}
-
-/// The cost of a charged request; `None` when the proxy does not charge.
-fn cost_of(d: &Completion) -> Option<u64> {
-    (d.cost_nanoton > 0 || !d.client_voucher.is_empty()).then_some(d.cost_nanoton)
-}
-
-/// OpenAI's usage object, with `cost_nanoton` when the request was charged.
-fn usage_json(d: &Completion) -> String {
-    let mut u = usage(d).to_openai_json();
-    if let Some(c) = cost_of(d) {
-        u.pop();
-        u.push_str(&format!(",\"cost_nanoton\":{c}}}"));
-    }
-    u
 }
 
 /// The usage chunk OpenAI sends last when `stream_options.include_usage`,
-/// with the receipt as its `cocoon` member.
+/// with the receipt as its `cocoon` member and the cost in its usage.
 fn usage_chunk(endpoint: Endpoint, d: &Completion, receipt: &Receipt) -> Bytes {
-    let chunk = format!(
-        "{{\"id\":{},\"object\":\"{}\",\"created\":{},\"model\":{},\"choices\":[],\"usage\":{},\"cocoon\":{}}}",
-        serde_json::Value::String(d.response_id.clone()),
-        endpoint.chunk_object(),
-        d.created,
-        serde_json::Value::String(d.model.clone()),
-        usage_json(d),
-        receipt.json()
+    let usage = UsageObject::from(d.usage()).with_cost(d.cost());
+    let chunk = Chunk::usage(
+        endpoint,
+        (&d.response_id, d.created, &d.model),
+        usage,
+        receipt.clone(),
     );
-    sse_data(chunk.as_bytes())
+    sse_data(&chunk.to_json())
+}
+
+fn sse_data(payload: &[u8]) -> Bytes {
+    Bytes::from(cocoon_openai::sse_event(payload))
 }
 
 struct SseState {
@@ -619,7 +551,7 @@ fn sse_body(
                         );
                         st.span
                             .in_scope(|| tracing::warn!(error = %err, "stream failed"));
-                        return Some((Ok(sse_data(err.body().as_bytes())), st));
+                        return Some((Ok(sse_data(&err.body())), st));
                     }
                     None => {
                         st.finished = true;
@@ -629,7 +561,7 @@ fn sse_body(
                             "proxy_closed",
                             "the answer ended before it was complete",
                         );
-                        return Some((Ok(sse_data(err.body().as_bytes())), st));
+                        return Some((Ok(sse_data(&err.body())), st));
                     }
                 },
             };
@@ -637,14 +569,14 @@ fn sse_body(
                 infer_event::Event::Chunk(b) => return Some((Ok(sse_data(&b)), st)),
                 infer_event::Event::Done(done) => {
                     st.finished = true;
-                    st.shared.metrics.record_usage(&usage(&done));
+                    st.shared.metrics.record_usage(&done.usage());
                     st.shared.payments.on_voucher(&done.client_voucher);
                     st.active.succeed();
                     let mut out = BytesMut::new();
                     if st.include_usage {
                         out.put(usage_chunk(st.endpoint, &done, &st.receipt));
                     }
-                    out.put_slice(b"data: [DONE]\n\n");
+                    out.put_slice(cocoon_openai::SSE_DONE);
                     return Some((Ok(out.freeze()), st));
                 }
                 infer_event::Event::Error(e) => {
@@ -656,7 +588,7 @@ fn sse_body(
                     st.span.in_scope(
                         || tracing::warn!(?code, error = %e.message, "answer failed mid-stream"),
                     );
-                    return Some((Ok(sse_data(err.body().as_bytes())), st));
+                    return Some((Ok(sse_data(&err.body())), st));
                 }
                 infer_event::Event::Assigned(_) => continue,
             }

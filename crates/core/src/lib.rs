@@ -78,14 +78,6 @@ impl Endpoint {
             Endpoint::Completions => "/completions",
         }
     }
-
-    /// The `object` of a streamed chunk for this endpoint.
-    pub fn chunk_object(self) -> &'static str {
-        match self {
-            Endpoint::ChatCompletions => "chat.completion.chunk",
-            Endpoint::Completions => "text_completion",
-        }
-    }
 }
 
 mod model_hash;

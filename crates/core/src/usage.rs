@@ -19,39 +19,4 @@ impl Usage {
     pub fn total(&self) -> u64 {
         self.prompt.saturating_add(self.completion)
     }
-
-    /// OpenAI's `usage` object for this count.
-    pub fn to_openai_json(&self) -> String {
-        format!(
-            "{{\"prompt_tokens\":{},\"completion_tokens\":{},\"total_tokens\":{},\
-             \"prompt_tokens_details\":{{\"cached_tokens\":{}}},\
-             \"completion_tokens_details\":{{\"reasoning_tokens\":{}}}}}",
-            self.prompt,
-            self.completion,
-            self.total(),
-            self.cached,
-            self.reasoning
-        )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn openai_json_is_valid_and_complete() {
-        let u = Usage {
-            prompt: 10,
-            cached: 4,
-            completion: 7,
-            reasoning: 2,
-        };
-        let v: serde_json::Value = serde_json::from_str(&u.to_openai_json()).unwrap();
-        assert_eq!(v["prompt_tokens"], 10);
-        assert_eq!(v["completion_tokens"], 7);
-        assert_eq!(v["total_tokens"], 17);
-        assert_eq!(v["prompt_tokens_details"]["cached_tokens"], 4);
-        assert_eq!(v["completion_tokens_details"]["reasoning_tokens"], 2);
-    }
 }

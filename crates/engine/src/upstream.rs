@@ -2,7 +2,6 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cocoon_core::Usage;
 use futures_util::future::BoxFuture;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -211,48 +210,6 @@ fn error_message(body: &[u8]) -> String {
     }
 }
 
-/// OpenAI's usage object, with the optional detail objects engines may omit.
-#[derive(Debug, Default, Deserialize)]
-struct UsageJson {
-    #[serde(default)]
-    prompt_tokens: u64,
-    #[serde(default)]
-    completion_tokens: u64,
-    #[serde(default)]
-    prompt_tokens_details: Option<PromptDetails>,
-    #[serde(default)]
-    completion_tokens_details: Option<CompletionDetails>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct PromptDetails {
-    #[serde(default)]
-    cached_tokens: Option<u64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct CompletionDetails {
-    #[serde(default)]
-    reasoning_tokens: Option<u64>,
-}
-
-impl From<UsageJson> for Usage {
-    fn from(u: UsageJson) -> Self {
-        Usage {
-            prompt: u.prompt_tokens,
-            cached: u
-                .prompt_tokens_details
-                .and_then(|d| d.cached_tokens)
-                .unwrap_or(0),
-            completion: u.completion_tokens,
-            reasoning: u
-                .completion_tokens_details
-                .and_then(|d| d.reasoning_tokens)
-                .unwrap_or(0),
-        }
-    }
-}
-
 /// The members of a chunk the worker needs; everything else is skipped
 /// without being materialised.
 #[derive(Deserialize)]
@@ -266,7 +223,7 @@ struct ChunkPeek<'a> {
     #[serde(default)]
     choices: Option<Vec<serde::de::IgnoredAny>>,
     #[serde(default)]
-    usage: Option<UsageJson>,
+    usage: Option<cocoon_openai::UsageObject>,
     #[serde(default)]
     error: Option<serde_json::Value>,
 }
@@ -310,7 +267,7 @@ fn non_streamed(body: Bytes, relabel: &Relabel) -> Result<(Bytes, Completion), E
         )));
     }
     let completion = Completion {
-        usage: peek.usage.map(Usage::from).unwrap_or_default(),
+        usage: peek.usage.map(|u| u.usage()).unwrap_or_default(),
         response_id: peek.id.map(Cow::into_owned).unwrap_or_default(),
         created: peek.created.unwrap_or(0),
         model: relabel.to.clone(),
@@ -430,7 +387,7 @@ impl StreamState {
         let has_choices = peek.choices.as_ref().is_some_and(|c| !c.is_empty());
         let mut so_far = None;
         if let Some(u) = peek.usage {
-            let u = Usage::from(u);
+            let u = u.usage();
             self.completion.usage = u;
             self.saw_usage = true;
             so_far = Some(u);
@@ -460,6 +417,7 @@ impl StreamState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cocoon_core::Usage;
 
     fn relabel(to: &str) -> Relabel {
         Relabel { to: to.into() }

@@ -10,6 +10,8 @@ pub mod v1 {
 
 pub use v1::*;
 
+pub mod convert;
+
 /// Largest message accepted on either service (an inference body or a
 /// non-streamed answer).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;

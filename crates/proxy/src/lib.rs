@@ -10,11 +10,13 @@ mod payments;
 mod peer_role;
 mod registry;
 mod relay;
+mod settlement;
 mod stats;
 mod worker_gateway;
 
 pub use payments::Payments;
 pub use registry::{Lease, NoWorker, WorkerHandle, WorkerRegistry, DEFAULT_TIMEOUT};
+pub use settlement::{SettleError, SettleFuture, Settlement};
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -10,15 +10,19 @@
 
 use std::sync::Arc;
 
-use cocoon_core::{Charge, Coefficient, Nanoton, PriceList, Usage};
-use cocoon_pay::{Ledger, LedgerError, Op, Outcome, Settlement};
+use cocoon_core::{Charge, Coefficient, PriceList, Usage};
+use cocoon_pay::Ledger;
 use tycho_types::models::StdAddr;
+
+use crate::Settlement;
 
 /// The proxy's payment setup.
 #[derive(Debug)]
 pub struct Payments {
-    /// The durable ledger.
+    /// The durable ledger: accounts, deposits, vouchers.
     pub ledger: Arc<Ledger>,
+    /// Where requests' money is held and moved (today the ledger itself).
+    pub settlement: Arc<dyn Settlement>,
     /// Prices.
     pub prices: PriceList,
     /// Completion tokens reserved for a request that sets no limit.
@@ -57,55 +61,5 @@ impl Payments {
             },
             coefficient,
         )
-    }
-
-    /// Holds `amount` for `request`.
-    pub async fn reserve(
-        &self,
-        request: &str,
-        client: &StdAddr,
-        worker: &StdAddr,
-        amount: Nanoton,
-    ) -> Result<(), LedgerError> {
-        self.ledger
-            .submit(Op::Reserve {
-                request: request.to_owned(),
-                client: client.clone(),
-                worker: worker.clone(),
-                amount,
-            })
-            .await
-            .map(|_| ())
-    }
-
-    /// Gives `request`'s reservation back.
-    pub async fn release(&self, request: &str) {
-        if let Err(e) = self
-            .ledger
-            .submit(Op::Release {
-                request: request.to_owned(),
-            })
-            .await
-        {
-            tracing::error!(request, error = %e, "releasing a reservation failed");
-        }
-    }
-
-    /// Charges `request` `charge` (capped at its reservation by the ledger).
-    pub async fn settle(&self, request: &str, charge: Charge) -> Result<Settlement, LedgerError> {
-        match self
-            .ledger
-            .submit(Op::Settle {
-                request: request.to_owned(),
-                charge,
-            })
-            .await?
-        {
-            Outcome::Settled(s) => Ok(*s),
-            other => Err(LedgerError::Store {
-                path: "ledger".into(),
-                reason: format!("settle answered {other:?}"),
-            }),
-        }
     }
 }

@@ -5,8 +5,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use cocoon_core::{Coefficient, ModelName, RequestId};
+use cocoon_core::{Coefficient, ModelHash, ModelName, RequestId};
 use cocoon_proto::{ProxyMessage, WorkerEvent};
+use cocoon_tee::{ImageHash, TeeKind};
 use cocoon_telemetry::WorkerLoad;
 use tokio::sync::mpsc;
 
@@ -26,12 +27,12 @@ pub struct WorkerHandle {
     pub id: String,
     /// The model it serves.
     pub model: ModelName,
-    /// SHA-256 of the weights, hex; empty if the worker cannot tell.
-    pub model_hash: String,
-    /// The TEE kind its RA-TLS evidence proved; empty without attestation.
-    pub tee: String,
-    /// The image hash its evidence proved, hex; empty without attestation.
-    pub image_hash: String,
+    /// SHA-256 of the weights; `None` if the worker cannot tell.
+    pub model_hash: Option<ModelHash>,
+    /// The TEE kind its RA-TLS evidence proved; `None` without attestation.
+    pub tee: Option<TeeKind>,
+    /// The image hash its evidence proved; `None` without attestation.
+    pub image_hash: Option<ImageHash>,
     /// Where its earnings go, when the proxy charges.
     pub payee: Option<tycho_types::models::StdAddr>,
     coefficient: AtomicU32,
@@ -47,15 +48,14 @@ pub struct WorkerHandle {
 
 /// What a worker runs, as far as the proxy knows it: the weights it
 /// announced and, under RA-TLS, the TEE and image its evidence proved.
-/// Empty strings where unknown.
 #[derive(Debug, Clone, Default)]
 pub struct Provenance {
-    /// SHA-256 of the weights, hex.
-    pub model_hash: String,
-    /// TEE kind.
-    pub tee: String,
-    /// Image hash, hex.
-    pub image_hash: String,
+    /// SHA-256 of the weights, if the worker can tell.
+    pub model_hash: Option<ModelHash>,
+    /// TEE kind, under attestation.
+    pub tee: Option<TeeKind>,
+    /// Image hash, under attestation.
+    pub image_hash: Option<ImageHash>,
 }
 
 /// A request waiting for a worker's events.
@@ -115,8 +115,10 @@ impl WorkerHandle {
     }
 
     /// Current price coefficient.
-    pub fn coefficient(&self) -> u32 {
-        self.coefficient.load(Ordering::Relaxed)
+    pub fn coefficient(&self) -> Coefficient {
+        // Only ever stored from a `Coefficient`.
+        Coefficient::new(u64::from(self.coefficient.load(Ordering::Relaxed)))
+            .unwrap_or(Coefficient::ONE)
     }
 
     pub(crate) fn set_coefficient(&self, c: Coefficient) {
@@ -182,7 +184,7 @@ impl WorkerHandle {
         WorkerLoad {
             id: self.id.clone(),
             model: self.model.to_string(),
-            coefficient: self.coefficient(),
+            coefficient: self.coefficient().per_mille(),
             running: self.running(),
             max_active: self.max_active,
             total: self.total.load(Ordering::Relaxed),
@@ -358,12 +360,12 @@ impl WorkerRegistry {
         }
         let affordable: Vec<&Arc<WorkerHandle>> = candidates
             .iter()
-            .filter(|w| max_coefficient == 0 || w.coefficient() <= max_coefficient)
+            .filter(|w| max_coefficient == 0 || w.coefficient().per_mille() <= max_coefficient)
             .collect();
         if affordable.is_empty() {
             let cheapest = candidates
                 .iter()
-                .map(|w| w.coefficient())
+                .map(|w| w.coefficient().per_mille())
                 .min()
                 .unwrap_or(0);
             return Err(NoWorker::TooExpensive {
@@ -423,12 +425,12 @@ impl WorkerRegistry {
             .iter()
             .filter(|(_, l)| !l.is_empty())
             .map(|(name, list)| {
-                let mut coefs: Vec<u32> = list.iter().map(|w| w.coefficient()).collect();
+                let mut coefs: Vec<u32> =
+                    list.iter().map(|w| w.coefficient().per_mille()).collect();
                 coefs.sort_unstable();
                 let mut hashes: Vec<String> = list
                     .iter()
-                    .filter(|w| !w.model_hash.is_empty())
-                    .map(|w| w.model_hash.clone())
+                    .filter_map(|w| w.model_hash.map(|h| h.to_hex()))
                     .collect();
                 hashes.sort_unstable();
                 hashes.dedup();

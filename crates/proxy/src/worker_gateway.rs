@@ -1,7 +1,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use cocoon_core::{Coefficient, ModelName};
+use cocoon_core::ModelName;
 use cocoon_proto::worker_gateway_server::WorkerGateway;
 use cocoon_proto::{proxy_message, worker_message, ProxyMessage, ProxyWelcome, WorkerMessage};
 use futures_util::{Stream, StreamExt};
@@ -62,14 +62,10 @@ impl WorkerGateway for WorkerGatewayService {
         }
         let model = ModelName::new(&hello.model)
             .map_err(|e| Status::invalid_argument(format!("hello.model: {e}")))?;
-        if !hello.model_hash.is_empty() {
-            hello
-                .model_hash
-                .parse::<cocoon_core::ModelHash>()
-                .map_err(|e| Status::invalid_argument(format!("hello.model_hash: {e}")))?;
-        }
+        let model_hash = cocoon_proto::convert::model_hash(&hello.model_hash)
+            .map_err(|e| Status::invalid_argument(format!("hello.model_hash: {e}")))?;
         if let Some(claimed) = attested.as_ref().and_then(|a| a.model_hash) {
-            if !hello.model_hash.eq_ignore_ascii_case(&claimed.to_string()) {
+            if model_hash != Some(claimed) {
                 return Err(Status::failed_precondition(format!(
                     "hello.model_hash {:?} differs from the model hash in the worker's attested certificate ({claimed})",
                     hello.model_hash
@@ -85,7 +81,7 @@ impl WorkerGateway for WorkerGatewayService {
             }
             (Some(_), a) => Some(crate::client_gateway::parse_address(a)?),
         };
-        let coefficient = Coefficient::new(hello.coefficient as u64)
+        let coefficient = cocoon_proto::convert::coefficient(hello.coefficient)
             .map_err(|e| Status::invalid_argument(format!("hello.coefficient: {e}")))?;
         if hello.max_active_requests == 0 {
             return Err(Status::invalid_argument(
@@ -142,15 +138,9 @@ impl WorkerGateway for WorkerGatewayService {
                 hello.worker_id,
                 model,
                 Provenance {
-                    model_hash: hello.model_hash.to_ascii_lowercase(),
-                    tee: attested
-                        .as_ref()
-                        .map(|a| a.kind.to_string())
-                        .unwrap_or_default(),
-                    image_hash: attested
-                        .as_ref()
-                        .map(|a| a.image_hash.to_string())
-                        .unwrap_or_default(),
+                    model_hash,
+                    tee: attested.as_ref().map(|a| a.kind),
+                    image_hash: attested.as_ref().map(|a| a.image_hash),
                 },
                 coefficient,
                 hello.max_active_requests,
@@ -163,8 +153,8 @@ impl WorkerGateway for WorkerGatewayService {
             worker = %worker.id,
             %peer,
             model = %worker.model,
-            tee = %worker.tee,
-            image = %worker.image_hash,
+            tee = %OrNone(worker.tee),
+            image = %OrNone(worker.image_hash),
             coefficient = %coefficient,
             max_active = hello.max_active_requests,
             "worker connected"
@@ -196,19 +186,33 @@ async fn read_session(worker: &WorkerHandle, inbound: &mut Streaming<WorkerMessa
         };
         match msg.msg {
             Some(worker_message::Msg::Event(ev)) if ev.event.is_some() => worker.deliver(ev),
-            Some(worker_message::Msg::Update(u)) => match Coefficient::new(u.coefficient as u64) {
-                Ok(c) => {
-                    tracing::info!(worker = %worker.id, from = worker.coefficient(), to = %c, "worker changed its coefficient");
-                    worker.set_coefficient(c);
+            Some(worker_message::Msg::Update(u)) => {
+                match cocoon_proto::convert::coefficient(u.coefficient) {
+                    Ok(c) => {
+                        tracing::info!(worker = %worker.id, from = %worker.coefficient(), to = %c, "worker changed its coefficient");
+                        worker.set_coefficient(c);
+                    }
+                    Err(e) => {
+                        tracing::warn!(worker = %worker.id, error = %e, "ignoring invalid coefficient update")
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(worker = %worker.id, error = %e, "ignoring invalid coefficient update")
-                }
-            },
+            }
             Some(worker_message::Msg::Hello(_)) => {
                 tracing::warn!(worker = %worker.id, "ignoring a second hello in one session")
             }
             Some(worker_message::Msg::Event(_)) | None => {}
+        }
+    }
+}
+
+/// An optional value in a log line: the value, or "none".
+struct OrNone<T>(Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for OrNone<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("none"),
         }
     }
 }

@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cocoon_core::{Endpoint, RequestId};
+use cocoon_core::RequestId;
 use cocoon_engine::{EngineError, EngineEvent, GenerateRequest};
 use cocoon_proto::worker_gateway_client::WorkerGatewayClient;
 use cocoon_proto::{
@@ -171,11 +171,13 @@ fn event(request_id: &str, e: worker_event::Event) -> WorkerMessage {
     }
 }
 
+/// A failure event; `engine_status` is the engine's refusal status for
+/// `EngineRejected`, 0 otherwise.
 fn error_event(
     request_id: &str,
     code: ErrorCode,
     message: String,
-    http_status: u32,
+    engine_status: u32,
     before_first_byte: bool,
 ) -> WorkerMessage {
     event(
@@ -183,22 +185,16 @@ fn error_event(
         worker_event::Event::Error(InferError {
             code: code as i32,
             message,
-            http_status,
+            engine_status,
             before_first_byte,
         }),
     )
 }
 
 /// Refuses a request before any work was done on it.
-async fn refuse(
-    out: &Outbound,
-    request_id: &str,
-    code: ErrorCode,
-    message: String,
-    http_status: u32,
-) {
+async fn refuse(out: &Outbound, request_id: &str, code: ErrorCode, message: String) {
     let _ = out
-        .send(error_event(request_id, code, message, http_status, true))
+        .send(error_event(request_id, code, message, 0, true))
         .await;
 }
 
@@ -206,23 +202,14 @@ async fn admit(shared: &Arc<Shared>, req: WorkRequest, out: &Outbound) {
     let id = match RequestId::parse(&req.request_id) {
         Ok(id) => id,
         Err(e) => {
-            refuse(
-                out,
-                &req.request_id,
-                ErrorCode::BadRequest,
-                e.to_string(),
-                400,
-            )
-            .await;
+            refuse(out, &req.request_id, ErrorCode::BadRequest, e.to_string()).await;
             return;
         }
     };
-    let endpoint = match cocoon_proto::Endpoint::try_from(req.endpoint) {
-        Ok(cocoon_proto::Endpoint::ChatCompletions) => Endpoint::ChatCompletions,
-        Ok(cocoon_proto::Endpoint::Completions) => Endpoint::Completions,
-        _ => {
-            let msg = format!("unknown endpoint {}", req.endpoint);
-            refuse(out, id.as_str(), ErrorCode::BadRequest, msg, 400).await;
+    let endpoint = match cocoon_proto::convert::endpoint(req.endpoint) {
+        Ok(e) => e,
+        Err(e) => {
+            refuse(out, id.as_str(), ErrorCode::BadRequest, e.to_string()).await;
             return;
         }
     };
@@ -258,11 +245,11 @@ async fn admit(shared: &Arc<Shared>, req: WorkRequest, out: &Outbound) {
                 "worker {} is at its limit of {max} active requests",
                 shared.config.name
             );
-            refuse(out, id.as_str(), ErrorCode::WorkersBusy, msg, 503).await;
+            refuse(out, id.as_str(), ErrorCode::WorkersBusy, msg).await;
         }
         Err(Refused::Duplicate) => {
             let msg = format!("request {id} is already running on this worker");
-            refuse(out, id.as_str(), ErrorCode::BadRequest, msg, 400).await;
+            refuse(out, id.as_str(), ErrorCode::BadRequest, msg).await;
         }
     }
 }
@@ -283,12 +270,7 @@ async fn run_job(shared: &Arc<Shared>, req: GenerateRequest, timeout: Duration, 
                     }
                     let mut msg = event(&id, worker_event::Event::Chunk(data));
                     if let (Some(worker_message::Msg::Event(e)), Some(u)) = (&mut msg.msg, so_far) {
-                        e.so_far = Some(TokenCounts {
-                            prompt_tokens: u.prompt,
-                            cached_tokens: u.cached,
-                            completion_tokens: u.completion,
-                            reasoning_tokens: u.reasoning,
-                        });
+                        e.so_far = Some(TokenCounts::from(u));
                     }
                     if out.send(msg).await.is_err() {
                         return Err((
@@ -312,7 +294,7 @@ async fn run_job(shared: &Arc<Shared>, req: GenerateRequest, timeout: Duration, 
         active.fail("timeout");
         let msg = format!("the request's deadline passed ({} ms)", timeout.as_millis());
         let _ = out
-            .send(error_event(&id, ErrorCode::Timeout, msg, 504, false))
+            .send(error_event(&id, ErrorCode::Timeout, msg, 0, false))
             .await;
         return;
     };
@@ -320,27 +302,26 @@ async fn run_job(shared: &Arc<Shared>, req: GenerateRequest, timeout: Duration, 
         Ok(c) => {
             shared.metrics.record_usage(&c.usage);
             active.succeed();
-            let done = Completion {
-                prompt_tokens: c.usage.prompt,
-                cached_tokens: c.usage.cached,
-                completion_tokens: c.usage.completion,
-                reasoning_tokens: c.usage.reasoning,
+            let mut done = Completion {
                 response_id: c.response_id,
                 created: c.created,
                 model: c.model,
                 worker_micros: started.elapsed().as_micros() as u64,
                 ..Default::default()
             };
+            done.set_usage(c.usage);
             let _ = out.send(event(&id, worker_event::Event::Done(done))).await;
         }
         Err((e, sent)) => {
             let (code, status, reason) = match &e {
-                EngineError::Rejected { status, .. } => {
-                    (ErrorCode::EngineRejected, *status as u32, "engine_rejected")
-                }
-                EngineError::Unavailable(_) => (ErrorCode::EngineFailed, 502, "engine_unavailable"),
-                EngineError::Failed(_) => (ErrorCode::EngineFailed, 502, "engine_failed"),
-                EngineError::BadRequest(_) => (ErrorCode::BadRequest, 400, "bad_request"),
+                EngineError::Rejected { status, .. } => (
+                    ErrorCode::EngineRejected,
+                    u32::from(*status),
+                    "engine_rejected",
+                ),
+                EngineError::Unavailable(_) => (ErrorCode::EngineFailed, 0, "engine_unavailable"),
+                EngineError::Failed(_) => (ErrorCode::EngineFailed, 0, "engine_failed"),
+                EngineError::BadRequest(_) => (ErrorCode::BadRequest, 0, "bad_request"),
             };
             tracing::warn!(error = %e, "request failed");
             active.fail(reason);

@@ -52,16 +52,16 @@ impl ApiError {
     }
 
     /// The JSON error object (also used as an SSE error event).
-    pub fn body(&self) -> String {
-        serde_json::json!({
-            "error": {
-                "message": self.message,
-                "type": self.kind,
-                "param": self.param,
-                "code": self.code,
-            }
-        })
-        .to_string()
+    pub fn body(&self) -> Vec<u8> {
+        cocoon_openai::ErrorBody {
+            error: cocoon_openai::ErrorObject {
+                message: &self.message,
+                kind: self.kind,
+                param: self.param.as_deref(),
+                code: self.code.as_deref(),
+            },
+        }
+        .to_json()
     }
 }
 

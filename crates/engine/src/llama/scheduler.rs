@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cocoon_core::{Endpoint, Usage};
+use cocoon_openai::Delta;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
-use serde_json::json;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::request::GenParams;
@@ -307,7 +307,11 @@ fn admit(job: Job, active: &mut Vec<Seq>, free: &mut Vec<i32>, n_vocab: i32) {
     if s.job.stream && s.job.endpoint == Endpoint::ChatCompletions {
         // OpenAI opens a chat stream with the assistant's role.
         // Nothing is computed yet: the prompt counts from the first token.
-        let chunk = chunk_json(&s.job, json!({"role": "assistant", "content": ""}), None);
+        let open = Delta {
+            role: Some("assistant"),
+            content: Some(String::new()),
+        };
+        let chunk = chunk_json(&s.job, open, None);
         let _ = s.job.events.send(Ok(EngineEvent::Chunk {
             data: chunk,
             so_far: Some(Usage::default()),
@@ -317,23 +321,9 @@ fn admit(job: Job, active: &mut Vec<Seq>, free: &mut Vec<i32>, n_vocab: i32) {
     active.push(s);
 }
 
-fn chunk_json(job: &Job, delta: serde_json::Value, finish: Option<&str>) -> Bytes {
-    let choice = match job.endpoint {
-        Endpoint::ChatCompletions => {
-            json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish})
-        }
-        Endpoint::Completions => {
-            json!({"index": 0, "text": delta.get("content").cloned().unwrap_or(json!("")), "logprobs": null, "finish_reason": finish})
-        }
-    };
-    let v = json!({
-        "id": job.response_id,
-        "object": job.endpoint.chunk_object(),
-        "created": job.created,
-        "model": job.model,
-        "choices": [choice],
-    });
-    Bytes::from(v.to_string())
+fn chunk_json(job: &Job, delta: Delta, finish: Option<&str>) -> Bytes {
+    let meta = (job.response_id.as_str(), job.created, job.model.as_str());
+    Bytes::from(cocoon_openai::Chunk::new(job.endpoint, meta, delta, finish).to_json())
 }
 
 fn emit(s: &mut Seq, text: &str) {
@@ -341,7 +331,11 @@ fn emit(s: &mut Seq, text: &str) {
         return;
     }
     if s.job.stream {
-        let chunk = chunk_json(&s.job, json!({"content": text}), None);
+        let delta = Delta {
+            role: None,
+            content: Some(text.to_string()),
+        };
+        let chunk = chunk_json(&s.job, delta, None);
         let _ = s.job.events.send(Ok(EngineEvent::Chunk {
             data: chunk,
             so_far: Some(s.usage()),
@@ -359,37 +353,21 @@ fn complete(mut s: Seq, reason: &str) {
     let usage = s.usage();
     let job = &s.job;
     if job.stream {
-        let delta = match job.endpoint {
-            Endpoint::ChatCompletions => json!({}),
-            Endpoint::Completions => json!({"content": ""}),
-        };
         let _ = job.events.send(Ok(EngineEvent::Chunk {
-            data: chunk_json(job, delta, Some(reason)),
+            data: chunk_json(job, Delta::default(), Some(reason)),
             so_far: Some(usage),
         }));
     } else {
-        let choice = match job.endpoint {
-            Endpoint::ChatCompletions => {
-                json!({"index": 0, "message": {"role": "assistant", "content": s.text}, "logprobs": null, "finish_reason": reason})
-            }
-            Endpoint::Completions => {
-                json!({"index": 0, "text": s.text, "logprobs": null, "finish_reason": reason})
-            }
-        };
-        let object = match job.endpoint {
-            Endpoint::ChatCompletions => "chat.completion",
-            Endpoint::Completions => "text_completion",
-        };
-        let body = json!({
-            "id": job.response_id,
-            "object": object,
-            "created": job.created,
-            "model": job.model,
-            "choices": [choice],
-            "usage": serde_json::from_str::<serde_json::Value>(&usage.to_openai_json()).unwrap_or_default(),
-        });
+        let meta = (job.response_id.as_str(), job.created, job.model.as_str());
+        let answer = cocoon_openai::Answer::new(
+            job.endpoint,
+            meta,
+            std::mem::take(&mut s.text),
+            reason,
+            usage.into(),
+        );
         let _ = job.events.send(Ok(EngineEvent::Chunk {
-            data: Bytes::from(body.to_string()),
+            data: Bytes::from(answer.to_json()),
             so_far: Some(usage),
         }));
     }

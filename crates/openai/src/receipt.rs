@@ -1,0 +1,56 @@
+use serde::Serialize;
+
+/// Who answered and at what price: the `cocoon` member of an answer (or of
+/// a stream's usage chunk). Unknown parts are `null`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Receipt {
+    /// The worker's name.
+    pub worker: String,
+    /// Its price coefficient, per-mille.
+    pub coefficient: u32,
+    /// SHA-256 of the weights that answered, hex.
+    pub model_hash: Option<String>,
+    /// The worker's TEE kind, as the attested proxy verified it.
+    pub worker_tee: Option<String>,
+    /// The worker's image hash, likewise.
+    pub worker_image_hash: Option<String>,
+}
+
+/// Adds `receipt` to a whole answer as its `cocoon` member, and `cost` to
+/// its `usage` when the request was charged. The answer is an engine's, so
+/// every member it has is kept as it is; a body that is not a JSON object
+/// is returned unchanged.
+pub fn stamp_answer(body: &[u8], receipt: &Receipt, cost: Option<u64>) -> Option<Vec<u8>> {
+    let serde_json::Value::Object(mut answer) = serde_json::from_slice(body).ok()? else {
+        return None;
+    };
+    answer.insert("cocoon".into(), serde_json::to_value(receipt).ok()?);
+    if let (Some(c), Some(serde_json::Value::Object(usage))) = (cost, answer.get_mut("usage")) {
+        usage.insert("cost_nanoton".into(), c.into());
+    }
+    serde_json::to_vec(&answer).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamping_keeps_the_engines_members_and_adds_the_receipt_and_cost() {
+        let body = br#"{"id":"x","extra":{"a":1},"usage":{"prompt_tokens":3}}"#;
+        let receipt = Receipt {
+            worker: "w".into(),
+            coefficient: 1000,
+            model_hash: Some("ab".into()),
+            ..Receipt::default()
+        };
+        let out = stamp_answer(body, &receipt, Some(12)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["extra"]["a"], 1);
+        assert_eq!(v["usage"]["prompt_tokens"], 3);
+        assert_eq!(v["usage"]["cost_nanoton"], 12);
+        assert_eq!(v["cocoon"]["worker"], "w");
+        assert_eq!(v["cocoon"]["worker_tee"], serde_json::Value::Null);
+        assert!(stamp_answer(b"[1]", &receipt, None).is_none());
+    }
+}

@@ -1,0 +1,137 @@
+//! The one place where wire messages meet the domain types of
+//! `cocoon-core`: handlers convert at the boundary and then see `Usage`,
+//! `Endpoint`, `ModelHash` and `Coefficient`, never raw fields.
+
+use cocoon_core::{Coefficient, CoefficientError, ModelHash, ModelHashError, Usage};
+
+use crate::{Completion, Endpoint, TokenCounts};
+
+impl From<Usage> for TokenCounts {
+    fn from(u: Usage) -> Self {
+        TokenCounts {
+            prompt_tokens: u.prompt,
+            cached_tokens: u.cached,
+            completion_tokens: u.completion,
+            reasoning_tokens: u.reasoning,
+        }
+    }
+}
+
+impl From<&TokenCounts> for Usage {
+    fn from(c: &TokenCounts) -> Self {
+        Usage {
+            prompt: c.prompt_tokens,
+            cached: c.cached_tokens,
+            completion: c.completion_tokens,
+            reasoning: c.reasoning_tokens,
+        }
+    }
+}
+
+impl Completion {
+    /// The answer's token counts.
+    pub fn usage(&self) -> Usage {
+        Usage {
+            prompt: self.prompt_tokens,
+            cached: self.cached_tokens,
+            completion: self.completion_tokens,
+            reasoning: self.reasoning_tokens,
+        }
+    }
+
+    /// Sets the answer's token counts.
+    pub fn set_usage(&mut self, u: Usage) {
+        self.prompt_tokens = u.prompt;
+        self.cached_tokens = u.cached;
+        self.completion_tokens = u.completion;
+        self.reasoning_tokens = u.reasoning;
+    }
+
+    /// What the answer cost the client, when the proxy charged for it:
+    /// `None` from a proxy that does not charge (no cost, no voucher).
+    pub fn cost(&self) -> Option<u64> {
+        (self.cost_nanoton > 0 || !self.client_voucher.is_empty()).then_some(self.cost_nanoton)
+    }
+}
+
+impl From<cocoon_core::Endpoint> for Endpoint {
+    fn from(e: cocoon_core::Endpoint) -> Self {
+        match e {
+            cocoon_core::Endpoint::ChatCompletions => Endpoint::ChatCompletions,
+            cocoon_core::Endpoint::Completions => Endpoint::Completions,
+        }
+    }
+}
+
+/// A wire endpoint that names no API operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("endpoint must be chat completions (1) or completions (2), found {0}")]
+pub struct UnknownEndpoint(pub i32);
+
+/// The API operation of a wire endpoint field.
+pub fn endpoint(field: i32) -> Result<cocoon_core::Endpoint, UnknownEndpoint> {
+    match Endpoint::try_from(field) {
+        Ok(Endpoint::ChatCompletions) => Ok(cocoon_core::Endpoint::ChatCompletions),
+        Ok(Endpoint::Completions) => Ok(cocoon_core::Endpoint::Completions),
+        Ok(Endpoint::Unspecified) | Err(_) => Err(UnknownEndpoint(field)),
+    }
+}
+
+/// A model hash field: empty means the peer cannot tell.
+pub fn model_hash(field: &str) -> Result<Option<ModelHash>, ModelHashError> {
+    if field.is_empty() {
+        return Ok(None);
+    }
+    field.parse().map(Some)
+}
+
+/// A coefficient field.
+pub fn coefficient(field: u32) -> Result<Coefficient, CoefficientError> {
+    Coefficient::new(u64::from(field))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_survives_the_wire_both_ways() {
+        let u = Usage {
+            prompt: 11,
+            cached: 3,
+            completion: 7,
+            reasoning: 2,
+        };
+        assert_eq!(Usage::from(&TokenCounts::from(u)), u);
+        let mut c = Completion::default();
+        c.set_usage(u);
+        assert_eq!(c.usage(), u);
+        assert_eq!(c.cost(), None, "no cost and no voucher: not charged");
+        c.client_voucher = vec![1].into();
+        assert_eq!(
+            c.cost(),
+            Some(0),
+            "a voucher for a free answer is a charge of 0"
+        );
+    }
+
+    #[test]
+    fn endpoints_map_and_unknown_ones_are_named() {
+        for e in [
+            cocoon_core::Endpoint::ChatCompletions,
+            cocoon_core::Endpoint::Completions,
+        ] {
+            assert_eq!(endpoint(Endpoint::from(e) as i32), Ok(e));
+        }
+        assert_eq!(endpoint(0), Err(UnknownEndpoint(0)));
+        assert!(endpoint(9).unwrap_err().to_string().contains("found 9"));
+    }
+
+    #[test]
+    fn an_empty_model_hash_is_unknown_and_a_bad_one_refused() {
+        assert_eq!(model_hash(""), Ok(None));
+        let hex = "ab".repeat(32);
+        assert_eq!(model_hash(&hex).unwrap().unwrap().to_hex(), hex);
+        assert!(model_hash("xyz").is_err());
+    }
+}

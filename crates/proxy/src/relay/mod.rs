@@ -1,0 +1,280 @@
+//! One inference, from the client's call to the worker's last event, as
+//! stages with types between them:
+//!
+//! ```text
+//! InferRequest ─▶ select ─▶ Lease ─▶ reserve ─▶ Reservation ─▶ dispatch
+//!      │                                                          │
+//!      │              ┌──────────── Attempt (attempt.rs) ◀────────┘
+//!      │              │ bursts: gather ─▶ checkpoint ─▶ forward
+//!      │              │ end: settle (Completion) or close cut-off
+//!      ▼              ▼
+//!   Stopped { RelayError, answered } ─▶ retry on another worker, or tell the client
+//! ```
+//!
+//! A worker that fails before any of the answer arrives is replaced once;
+//! a client that goes away cancels the request at the worker.
+
+mod attempt;
+mod error;
+
+use std::sync::Arc;
+
+use cocoon_core::RequestId;
+use cocoon_proto::{
+    infer_event, proxy_message, Assigned, CancelRequest, InferEvent, InferRequest, ProxyMessage,
+    WorkRequest, WorkerEvent,
+};
+use cocoon_telemetry::ActiveRequest;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tonic::Status;
+use tracing::Instrument;
+use tycho_types::models::StdAddr;
+
+use crate::registry::{Lease, WorkerHandle};
+use crate::settlement::Reservation;
+use crate::Shared;
+use attempt::Attempt;
+pub(crate) use error::{RelayError, Stopped};
+
+/// Events buffered between a worker session and one request, beyond what
+/// HTTP/2 flow control already holds; a client further behind is dropped.
+const EVENT_QUEUE: usize = 256;
+
+/// Workers tried for one request: the first, and one replacement.
+const MAX_ATTEMPTS: u32 = 2;
+
+type ToClient = mpsc::Sender<Result<InferEvent, Status>>;
+
+/// One request being relayed.
+pub(crate) struct Relay {
+    shared: Arc<Shared>,
+    id: RequestId,
+    req: InferRequest,
+    to_client: ToClient,
+    deadline: Instant,
+}
+
+impl Relay {
+    /// Checks what the proxy needs of the request before it is accepted.
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        req: InferRequest,
+        to_client: ToClient,
+    ) -> Result<Self, Status> {
+        let id = RequestId::parse(&req.request_id)
+            .map_err(|e| Status::invalid_argument(format!("request_id: {e}")))?;
+        cocoon_proto::convert::endpoint(req.endpoint)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let timeout = match req.timeout_ms {
+            0 => shared.config.default_timeout,
+            ms => std::time::Duration::from_millis(ms),
+        };
+        Ok(Relay {
+            deadline: Instant::now() + timeout,
+            shared,
+            id,
+            req,
+            to_client,
+        })
+    }
+
+    /// Relays the request to its end, in its own span.
+    pub(crate) async fn run(self) {
+        let span = tracing::info_span!("request", id = %self.id, model = %self.req.model);
+        async {
+            let mut active = self.shared.metrics.start();
+            if let Err(stop) = self.serve(&mut active).await {
+                self.report(stop, &mut active).await;
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Tries workers until one answers, the request fails for good, or the
+    /// attempts run out.
+    async fn serve(&self, active: &mut ActiveRequest) -> Result<(), Stopped> {
+        let payer = self.payer().map_err(Stopped::early)?;
+        let mut tried: Vec<u64> = Vec::new();
+        let mut previous: Option<RelayError> = None;
+        let mut number = 1;
+        loop {
+            let (mut lease, events) = self.select(&tried, previous.as_ref())?;
+            tried.push(lease.worker.serial);
+            tracing::debug!(worker = %lease.worker.id, attempt = number, "assigned");
+            let outcome = self
+                .try_worker(&lease, events, number, payer.as_ref(), active)
+                .await;
+            match outcome {
+                Err(stop) if stop.retryable() && number < MAX_ATTEMPTS => {
+                    lease.finish(false);
+                    tracing::warn!(worker = %lease.worker.id, reason = %stop.error, "retrying on another worker");
+                    previous = Some(stop.error);
+                    number += 1;
+                }
+                Err(Stopped {
+                    error: e @ RelayError::Dispatch(_),
+                    ..
+                }) => {
+                    lease.finish(false);
+                    return Err(Stopped::early(e));
+                }
+                outcome => {
+                    lease.finish(true);
+                    return outcome;
+                }
+            }
+        }
+    }
+
+    /// Who pays, when the proxy charges.
+    fn payer(&self) -> Result<Option<StdAddr>, RelayError> {
+        if self.shared.config.payments.is_none() {
+            return Ok(None);
+        }
+        crate::client_gateway::parse_address(&self.req.client_address)
+            .map(Some)
+            .map_err(|status| {
+                RelayError::BadRequest(format!(
+                    "this proxy charges for requests and needs the payer's address: {}",
+                    status.message()
+                ))
+            })
+    }
+
+    /// Chooses a worker not tried yet and claims a slot on it.
+    fn select(
+        &self,
+        tried: &[u64],
+        previous: Option<&RelayError>,
+    ) -> Result<(Lease, mpsc::Receiver<WorkerEvent>), Stopped> {
+        let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
+        let req = &self.req;
+        self.shared
+            .registry
+            .select(&req.model, req.max_coefficient, tried, &self.id, events_tx)
+            .map(|lease| (lease, events))
+            .map_err(|no| {
+                Stopped::early(RelayError::NoWorker {
+                    no,
+                    after: previous.map(ToString::to_string),
+                })
+            })
+    }
+
+    /// Reserves, dispatches to the leased worker and relays its answer.
+    async fn try_worker(
+        &self,
+        lease: &Lease,
+        events: mpsc::Receiver<WorkerEvent>,
+        number: u32,
+        payer: Option<&StdAddr>,
+        active: &mut ActiveRequest,
+    ) -> Result<(), Stopped> {
+        let worker = &*lease.worker;
+        let reservation = match payer {
+            Some(payer) => Some(self.reserve(payer, worker).await.map_err(Stopped::early)?),
+            None => None,
+        };
+        if !worker.send(self.work_request()).await {
+            close(reservation).await;
+            return Err(Stopped::early(RelayError::Dispatch(worker.id.clone())));
+        }
+        if self.send(assigned(worker, number)).await.is_err() {
+            self.cancel(worker).await;
+            close(reservation).await;
+            return Err(Stopped::early(RelayError::ClientGone));
+        }
+        Attempt::new(self, lease, events, reservation, active)
+            .run()
+            .await
+    }
+
+    /// Holds the request's maximum cost at `worker`'s coefficient.
+    async fn reserve(
+        &self,
+        payer: &StdAddr,
+        worker: &WorkerHandle,
+    ) -> Result<Reservation, RelayError> {
+        let Some(payments) = &self.shared.config.payments else {
+            return Err(RelayError::BadRequest("this proxy does not charge".into()));
+        };
+        let payee = worker
+            .payee
+            .as_ref()
+            .ok_or_else(|| RelayError::NoPayee(worker.id.clone()))?;
+        let limits = (self.req.body.len(), self.req.max_tokens);
+        Reservation::hold(
+            payments,
+            &self.req.request_id,
+            payer,
+            payee,
+            worker.coefficient(),
+            limits,
+        )
+        .await
+        .map_err(RelayError::Reserve)
+    }
+
+    /// The request as the worker receives it, with the time left.
+    fn work_request(&self) -> ProxyMessage {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        ProxyMessage {
+            msg: Some(proxy_message::Msg::Request(WorkRequest {
+                request_id: self.req.request_id.clone(),
+                endpoint: self.req.endpoint,
+                body: self.req.body.clone(),
+                stream: self.req.stream,
+                timeout_ms: left.as_millis() as u64,
+            })),
+        }
+    }
+
+    /// Counts the failure and tells the client, if it is still there.
+    async fn report(&self, stop: Stopped, active: &mut ActiveRequest) {
+        active.fail(stop.error.reason());
+        if stop.error.is_refusal() {
+            tracing::info!(message = %stop.error, "request refused");
+        }
+        if let Some(error) = stop.error.to_wire(stop.answered) {
+            let _ = self.send(infer_event::Event::Error(error)).await;
+        }
+    }
+
+    async fn send(&self, event: infer_event::Event) -> Result<(), RelayError> {
+        self.to_client
+            .send(Ok(InferEvent { event: Some(event) }))
+            .await
+            .map_err(|_| RelayError::ClientGone)
+    }
+
+    /// Tells the worker to stop working on the request.
+    async fn cancel(&self, worker: &WorkerHandle) {
+        let msg = ProxyMessage {
+            msg: Some(proxy_message::Msg::Cancel(CancelRequest {
+                request_id: self.req.request_id.clone(),
+            })),
+        };
+        let _ = worker.send(msg).await;
+    }
+}
+
+/// Gives back a reservation that no answer used.
+async fn close(reservation: Option<Reservation>) {
+    if let Some(r) = reservation {
+        r.release().await;
+    }
+}
+
+/// The event telling the client who answers.
+fn assigned(worker: &WorkerHandle, attempt: u32) -> infer_event::Event {
+    infer_event::Event::Assigned(Assigned {
+        worker_id: worker.id.clone(),
+        coefficient: worker.coefficient().per_mille(),
+        attempt,
+        model_hash: worker.model_hash.map(|h| h.to_hex()).unwrap_or_default(),
+        worker_tee: worker.tee.map(|t| t.to_string()).unwrap_or_default(),
+        worker_image_hash: worker.image_hash.map(|h| h.to_string()).unwrap_or_default(),
+    })
+}
