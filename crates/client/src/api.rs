@@ -234,6 +234,9 @@ async fn complete(shared: Arc<Shared>, endpoint: Endpoint, req: Request) -> Resp
     .await
 }
 
+/// Sends a validated request through the proxy and answers the app: an
+/// HTTP error if it fails before the first byte, else the answer, whole or
+/// streamed.
 async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Validated) -> Response {
     let mut active = shared.metrics.start();
     // Requests wait (briefly) for the first hello: before it the client does
@@ -248,11 +251,87 @@ async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Vali
         active.fail("proxy_voucher_invalid");
         return crate::payments::distrusted_error(&why).into_response();
     }
+    let mut proxy = shared.proxy.clone();
+    let mut events = match proxy.infer(infer_request(&shared, endpoint, &id, &v)).await {
+        Ok(r) => r.into_inner(),
+        Err(status) => {
+            active.fail("proxy_unavailable");
+            return proxy_unreachable(&shared, &status).into_response();
+        }
+    };
+    // Wait for the first answer byte (or a failure) before choosing the
+    // HTTP status: an error before any byte is a proper HTTP error.
+    let mut headers = HeaderMap::new();
+    crate::attestation::proxy_headers(&shared, &mut headers);
+    let (receipt, first) = match assignment(&shared, &mut events, &mut headers).await {
+        Ok(answered) => answered,
+        Err(status) => return call_failed(&shared, &mut active, status.as_ref()),
+    };
+    match first {
+        infer_event::Event::Error(e) => {
+            active.fail(reason(&e));
+            let err = error_for(&e, &v);
+            tracing::info!(error = %err, "request failed before the first byte");
+            finish(&mut events).await;
+            (headers, err).into_response()
+        }
+        first if v.stream => {
+            active.first_byte();
+            // Until the stream says otherwise, a dropped body means the app hung up.
+            active.fail("client_disconnected");
+            let answer = Answer {
+                shared,
+                endpoint,
+                receipt,
+                events,
+                active,
+            };
+            headers.insert(
+                axum::http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            headers.insert(
+                axum::http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache"),
+            );
+            let body = sse_body(answer, v.include_usage, first);
+            (headers, Body::from_stream(body)).into_response()
+        }
+        first => {
+            active.first_byte();
+            let answer = Answer {
+                shared,
+                endpoint,
+                receipt,
+                events,
+                active,
+            };
+            whole_answer(answer, first, headers, &v).await
+        }
+    }
+}
+
+/// An answer being received from the proxy.
+struct Answer {
+    shared: Arc<Shared>,
+    endpoint: Endpoint,
+    receipt: Receipt,
+    events: Streaming<InferEvent>,
+    active: ActiveRequest,
+}
+
+/// The request as the proxy receives it.
+fn infer_request(
+    shared: &Shared,
+    endpoint: Endpoint,
+    id: &RequestId,
+    v: &Validated,
+) -> InferRequest {
     let timeout = v
         .controls
         .timeout_ms
         .unwrap_or(shared.config.default_timeout.as_millis() as u64);
-    let request = InferRequest {
+    InferRequest {
         request_id: id.to_string(),
         model: v.model.clone(),
         endpoint: cocoon_proto::Endpoint::from(endpoint) as i32,
@@ -266,141 +345,111 @@ async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Vali
         client_address: shared.address.to_string(),
         max_tokens: v.max_tokens.unwrap_or(0),
         timeout_ms: timeout,
-    };
-    let mut proxy = shared.proxy.clone();
-    let mut events = match proxy.infer(request).await {
-        Ok(r) => r.into_inner(),
-        Err(status) => {
-            active.fail("proxy_unavailable");
-            return proxy_unreachable(&shared, &status).into_response();
-        }
-    };
+    }
+}
 
-    // Wait for the first answer byte (or a failure) before choosing the
-    // HTTP status: an error before any byte is a proper HTTP error.
-    let mut headers = HeaderMap::new();
-    crate::attestation::proxy_headers(&shared, &mut headers);
+/// Reads the proxy's assignments (who answers; a retry assigns again) until
+/// the first event of the answer itself. `Err` when the call failed
+/// (`Some`) or ended (`None`) before any.
+async fn assignment(
+    shared: &Shared,
+    events: &mut Streaming<InferEvent>,
+    headers: &mut HeaderMap,
+) -> Result<(Receipt, infer_event::Event), Option<tonic::Status>> {
     let mut receipt = Receipt::default();
-    let first = loop {
+    loop {
         match events.next().await {
             Some(Ok(InferEvent {
                 event: Some(infer_event::Event::Assigned(a)),
             })) => {
                 receipt = self::receipt(&a);
                 shared.attestation.saw_worker(&a);
-                for (name, value) in [
-                    (WORKER_TEE_HEADER, &a.worker_tee),
-                    (WORKER_IMAGE_HEADER, &a.worker_image_hash),
-                ] {
-                    match HeaderValue::from_str(value) {
-                        Ok(v) if !value.is_empty() => {
-                            headers.insert(HeaderName::from_static(name), v);
-                        }
-                        _ => {
-                            headers.remove(name);
-                        }
-                    }
-                }
-                if let Ok(v) = HeaderValue::from_str(&a.worker_id) {
-                    headers.insert(HeaderName::from_static(WORKER_HEADER), v);
-                }
-                headers.insert(
-                    HeaderName::from_static(COEFFICIENT_HEADER),
-                    HeaderValue::from(a.coefficient),
-                );
-                match HeaderValue::from_str(&a.model_hash) {
-                    Ok(v) if !a.model_hash.is_empty() => {
-                        headers.insert(HeaderName::from_static(MODEL_HASH_HEADER), v);
-                    }
-                    _ => {
-                        headers.remove(MODEL_HASH_HEADER);
-                    }
-                }
+                worker_headers(headers, &a);
             }
-            Some(Ok(InferEvent { event: Some(ev) })) => break ev,
+            Some(Ok(InferEvent { event: Some(ev) })) => return Ok((receipt, ev)),
             Some(Ok(InferEvent { event: None })) => continue,
-            Some(Err(status)) => return call_failed(&shared, &mut active, Some(&status)),
-            None => return call_failed(&shared, &mut active, None),
+            Some(Err(status)) => return Err(Some(status)),
+            None => return Err(None),
         }
-    };
+    }
+}
 
-    match first {
-        infer_event::Event::Error(e) => {
-            active.fail(reason(&e));
-            let err = error_for(&e, &v);
-            tracing::info!(error = %err, "request failed before the first byte");
-            finish(&mut events).await;
-            (headers, err).into_response()
-        }
-        first if v.stream => {
-            active.first_byte();
-            // Until the stream says otherwise, a dropped body means the app hung up.
-            active.fail("client_disconnected");
-            let body = sse_body(
-                shared,
-                endpoint,
-                v.include_usage,
-                receipt,
-                first,
-                events,
-                active,
-            );
-            headers.insert(
-                axum::http::header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream"),
-            );
-            headers.insert(
-                axum::http::header::CACHE_CONTROL,
-                HeaderValue::from_static("no-cache"),
-            );
-            (headers, Body::from_stream(body)).into_response()
-        }
-        first => {
-            active.first_byte();
-            let mut answer = BytesMut::new();
-            let mut next = Some(Ok(InferEvent { event: Some(first) }));
-            loop {
-                match next {
-                    Some(Ok(InferEvent {
-                        event: Some(infer_event::Event::Chunk(b)),
-                    })) => answer.put(b),
-                    Some(Ok(InferEvent {
-                        event: Some(infer_event::Event::Done(done)),
-                    })) => {
-                        shared.metrics.record_usage(&done.usage());
-                        shared.payments.on_voucher(&done.client_voucher);
-                        if done.cost_nanoton > 0 || !done.client_voucher.is_empty() {
-                            headers.insert(
-                                HeaderName::from_static(COST_HEADER),
-                                HeaderValue::from(done.cost_nanoton),
-                            );
-                        }
-                        active.succeed();
-                        finish(&mut events).await;
-                        headers.insert(
-                            axum::http::header::CONTENT_TYPE,
-                            HeaderValue::from_static("application/json"),
-                        );
-                        let answer = answer.freeze();
-                        let body = cocoon_openai::stamp_answer(&answer, &receipt, done.cost())
-                            .map(Bytes::from)
-                            .unwrap_or(answer);
-                        return (headers, body).into_response();
-                    }
-                    Some(Ok(InferEvent {
-                        event: Some(infer_event::Event::Error(e)),
-                    })) => {
-                        active.fail(reason(&e));
-                        finish(&mut events).await;
-                        return (headers, error_for(&e, &v)).into_response();
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(status)) => return call_failed(&shared, &mut active, Some(&status)),
-                    None => return call_failed(&shared, &mut active, None),
-                }
-                next = events.next().await;
+/// Names the assigned worker, its price, weights and attestation in the
+/// answer's headers (replacing a previous assignment's).
+fn worker_headers(headers: &mut HeaderMap, a: &cocoon_proto::Assigned) {
+    for (name, value) in [
+        (WORKER_TEE_HEADER, &a.worker_tee),
+        (WORKER_IMAGE_HEADER, &a.worker_image_hash),
+        (MODEL_HASH_HEADER, &a.model_hash),
+    ] {
+        match HeaderValue::from_str(value) {
+            Ok(v) if !value.is_empty() => {
+                headers.insert(HeaderName::from_static(name), v);
+            }
+            _ => {
+                headers.remove(name);
             }
         }
+    }
+    if let Ok(v) = HeaderValue::from_str(&a.worker_id) {
+        headers.insert(HeaderName::from_static(WORKER_HEADER), v);
+    }
+    headers.insert(
+        HeaderName::from_static(COEFFICIENT_HEADER),
+        HeaderValue::from(a.coefficient),
+    );
+}
+
+/// Gathers a non-streamed answer, then answers with it, stamped with the
+/// receipt and cost, or with the error that ended it.
+async fn whole_answer(
+    mut a: Answer,
+    first: infer_event::Event,
+    mut headers: HeaderMap,
+    v: &Validated,
+) -> Response {
+    let mut body = BytesMut::new();
+    let mut next = Some(Ok(InferEvent { event: Some(first) }));
+    loop {
+        match next {
+            Some(Ok(InferEvent {
+                event: Some(infer_event::Event::Chunk(b)),
+            })) => body.put(b),
+            Some(Ok(InferEvent {
+                event: Some(infer_event::Event::Done(done)),
+            })) => {
+                a.shared.metrics.record_usage(&done.usage());
+                a.shared.payments.on_voucher(&done.client_voucher);
+                if let Some(cost) = done.cost() {
+                    headers.insert(
+                        HeaderName::from_static(COST_HEADER),
+                        HeaderValue::from(cost),
+                    );
+                }
+                a.active.succeed();
+                finish(&mut a.events).await;
+                headers.insert(
+                    axum::http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                let body = body.freeze();
+                let body = cocoon_openai::stamp_answer(&body, &a.receipt, done.cost())
+                    .map(Bytes::from)
+                    .unwrap_or(body);
+                return (headers, body).into_response();
+            }
+            Some(Ok(InferEvent {
+                event: Some(infer_event::Event::Error(e)),
+            })) => {
+                a.active.fail(reason(&e));
+                finish(&mut a.events).await;
+                return (headers, error_for(&e, v)).into_response();
+            }
+            Some(Ok(_)) => {}
+            Some(Err(status)) => return call_failed(&a.shared, &mut a.active, Some(&status)),
+            None => return call_failed(&a.shared, &mut a.active, None),
+        }
+        next = a.events.next().await;
     }
 }
 
@@ -496,13 +545,9 @@ fn sse_data(payload: &[u8]) -> Bytes {
 }
 
 struct SseState {
-    shared: Arc<Shared>,
-    endpoint: Endpoint,
+    answer: Answer,
     include_usage: bool,
-    receipt: Receipt,
     pending: Option<infer_event::Event>,
-    events: Streaming<InferEvent>,
-    active: ActiveRequest,
     finished: bool,
     span: tracing::Span,
 }
@@ -511,89 +556,80 @@ struct SseState {
 /// `[DONE]`; an error after the first byte ends the stream with an error
 /// event instead.
 fn sse_body(
-    shared: Arc<Shared>,
-    endpoint: Endpoint,
+    answer: Answer,
     include_usage: bool,
-    receipt: Receipt,
     first: infer_event::Event,
-    events: Streaming<InferEvent>,
-    active: ActiveRequest,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
     let state = SseState {
-        shared,
-        endpoint,
+        answer,
         include_usage,
-        receipt,
         pending: Some(first),
-        events,
-        active,
         finished: false,
         span: tracing::Span::current(),
     };
     futures_util::stream::unfold(state, |mut st| async move {
         if st.finished {
-            finish(&mut st.events).await;
+            finish(&mut st.answer.events).await;
             return None;
         }
+        let out = st.next_event().await;
+        Some((Ok(out), st))
+    })
+}
+
+impl SseState {
+    /// The next piece of the stream; sets `finished` on the last.
+    async fn next_event(&mut self) -> Bytes {
         loop {
-            let ev = match st.pending.take() {
+            let ev = match self.pending.take() {
                 Some(ev) => ev,
-                None => match st.events.next().await {
+                None => match self.answer.events.next().await {
                     Some(Ok(InferEvent { event: Some(ev) })) => ev,
                     Some(Ok(InferEvent { event: None })) => continue,
                     Some(Err(status)) => {
-                        st.finished = true;
-                        st.active.fail("proxy_unavailable");
-                        let err = ApiError::server(
-                            StatusCode::BAD_GATEWAY,
-                            "proxy_unavailable",
-                            format!("lost the proxy mid-answer: {}", status.message()),
-                        );
-                        st.span
-                            .in_scope(|| tracing::warn!(error = %err, "stream failed"));
-                        return Some((Ok(sse_data(&err.body())), st));
+                        let message = format!("lost the proxy mid-answer: {}", status.message());
+                        return self.fail("proxy_unavailable", message);
                     }
                     None => {
-                        st.finished = true;
-                        st.active.fail("proxy_closed");
-                        let err = ApiError::server(
-                            StatusCode::BAD_GATEWAY,
-                            "proxy_closed",
-                            "the answer ended before it was complete",
-                        );
-                        return Some((Ok(sse_data(&err.body())), st));
+                        let message = "the answer ended before it was complete".to_string();
+                        return self.fail("proxy_closed", message);
                     }
                 },
             };
             match ev {
-                infer_event::Event::Chunk(b) => return Some((Ok(sse_data(&b)), st)),
-                infer_event::Event::Done(done) => {
-                    st.finished = true;
-                    st.shared.metrics.record_usage(&done.usage());
-                    st.shared.payments.on_voucher(&done.client_voucher);
-                    st.active.succeed();
-                    let mut out = BytesMut::new();
-                    if st.include_usage {
-                        out.put(usage_chunk(st.endpoint, &done, &st.receipt));
-                    }
-                    out.put_slice(cocoon_openai::SSE_DONE);
-                    return Some((Ok(out.freeze()), st));
-                }
-                infer_event::Event::Error(e) => {
-                    st.finished = true;
-                    st.active.fail(reason(&e));
-                    let code = ErrorCode::of(&e);
-                    let err =
-                        ApiError::server(StatusCode::BAD_GATEWAY, reason(&e), e.message.clone());
-                    st.span.in_scope(
-                        || tracing::warn!(?code, error = %e.message, "answer failed mid-stream"),
-                    );
-                    return Some((Ok(sse_data(&err.body())), st));
-                }
+                infer_event::Event::Chunk(b) => return sse_data(&b),
+                infer_event::Event::Done(done) => return self.done(&done),
+                infer_event::Event::Error(e) => return self.fail(reason(&e), e.message),
                 infer_event::Event::Assigned(_) => continue,
             }
         }
-    })
+    }
+
+    /// The end of a complete answer: the usage chunk if asked for, `[DONE]`.
+    fn done(&mut self, done: &Completion) -> Bytes {
+        self.finished = true;
+        let a = &mut self.answer;
+        a.shared.metrics.record_usage(&done.usage());
+        a.shared.payments.on_voucher(&done.client_voucher);
+        a.active.succeed();
+        let mut out = BytesMut::new();
+        if self.include_usage {
+            out.put(usage_chunk(a.endpoint, done, &a.receipt));
+        }
+        out.put_slice(cocoon_openai::SSE_DONE);
+        out.freeze()
+    }
+
+    /// An error event ending the stream: the status line has gone out, so
+    /// the failure can only be told in the body.
+    fn fail(&mut self, reason: &'static str, message: String) -> Bytes {
+        self.finished = true;
+        self.answer.active.fail(reason);
+        let err = ApiError::server(StatusCode::BAD_GATEWAY, reason, message);
+        self.span
+            .in_scope(|| tracing::warn!(error = %err, "answer failed mid-stream"));
+        sse_data(&err.body())
+    }
 }
 
 impl StatsSource for Shared {

@@ -125,6 +125,11 @@ impl WorkerHandle {
         self.coefficient.store(c.per_mille(), Ordering::Relaxed);
     }
 
+    /// Most requests it runs at once.
+    pub fn max_active(&self) -> u32 {
+        self.max_active
+    }
+
     /// Requests running on it now.
     pub fn running(&self) -> u32 {
         self.running.load(Ordering::Relaxed)
@@ -207,6 +212,33 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// The lease of a slot already claimed on `worker`: its events for
+    /// `request_id` go to `events` from now on.
+    fn start(
+        worker: Arc<WorkerHandle>,
+        request_id: &RequestId,
+        events: mpsc::Sender<WorkerEvent>,
+    ) -> Lease {
+        worker.total.fetch_add(1, Ordering::Relaxed);
+        let overflow = Arc::new(Overflow::default());
+        let waiter = Waiter {
+            events,
+            overflow: overflow.clone(),
+        };
+        worker
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(request_id.as_str().to_string(), waiter);
+        Lease {
+            worker,
+            request_id: request_id.as_str().to_string(),
+            overflow,
+            started: std::time::Instant::now(),
+            outcome: None,
+        }
+    }
+
     /// Whether the request was dropped because its client stopped reading.
     pub fn overflowed(&self) -> bool {
         self.overflow.raised.load(Ordering::Acquire)
@@ -337,22 +369,7 @@ impl WorkerRegistry {
         request_id: &RequestId,
         events: mpsc::Sender<WorkerEvent>,
     ) -> Result<Lease, NoWorker> {
-        let candidates: Vec<Arc<WorkerHandle>> = {
-            let map = self.by_model.read().unwrap_or_else(|p| p.into_inner());
-            let key = ModelName::new(model).map_err(|_| NoWorker::NoWorkersForModel {
-                model: model.to_string(),
-            })?;
-            map.get(&key)
-                .map(|l| {
-                    l.iter()
-                        .filter(|w| {
-                            !exclude.contains(&w.serial) && !w.closed.load(Ordering::Acquire)
-                        })
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
+        let candidates = self.candidates(model, exclude);
         if candidates.is_empty() {
             return Err(NoWorker::NoWorkersForModel {
                 model: model.to_string(),
@@ -374,11 +391,39 @@ impl WorkerRegistry {
                 cheapest,
             });
         }
+        let Some(worker) = self.claim_least_loaded(&affordable) else {
+            return Err(NoWorker::AllBusy {
+                model: model.to_string(),
+                count: affordable.len(),
+            });
+        };
+        Ok(Lease::start(worker, request_id, events))
+    }
+
+    /// Open sessions serving `model`, except those in `exclude`.
+    fn candidates(&self, model: &str, exclude: &[u64]) -> Vec<Arc<WorkerHandle>> {
+        let Ok(key) = ModelName::new(model) else {
+            return Vec::new();
+        };
+        let map = self.by_model.read().unwrap_or_else(|p| p.into_inner());
+        map.get(&key)
+            .map(|l| {
+                l.iter()
+                    .filter(|w| !exclude.contains(&w.serial) && !w.closed.load(Ordering::Acquire))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Claims a slot on the worker with the least `running × average
+    /// duration`, ties broken in rotation so idle workers share the load.
+    fn claim_least_loaded(&self, workers: &[&Arc<WorkerHandle>]) -> Option<Arc<WorkerHandle>> {
         let turn = self.rotation.fetch_add(1, Ordering::Relaxed) as usize;
-        let n = affordable.len();
+        let n = workers.len();
         // A slot can be taken by a concurrent request between scoring and
         // reserving; try the candidates in score order.
-        let mut order: Vec<(u128, usize)> = affordable
+        let mut order: Vec<(u128, usize)> = workers
             .iter()
             .enumerate()
             .map(|(i, w)| {
@@ -387,34 +432,9 @@ impl WorkerRegistry {
             })
             .collect();
         order.sort();
-        let chosen = order.into_iter().find_map(|(_, rotated)| {
-            let idx = (rotated + turn) % n;
-            let w = affordable[idx];
+        order.into_iter().find_map(|(_, rotated)| {
+            let w = workers[(rotated + turn) % n];
             w.try_reserve().then(|| w.clone())
-        });
-        let Some(worker) = chosen else {
-            return Err(NoWorker::AllBusy {
-                model: model.to_string(),
-                count: n,
-            });
-        };
-        worker.total.fetch_add(1, Ordering::Relaxed);
-        let overflow = Arc::new(Overflow::default());
-        let waiter = Waiter {
-            events,
-            overflow: overflow.clone(),
-        };
-        worker
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(request_id.as_str().to_string(), waiter);
-        Ok(Lease {
-            worker,
-            request_id: request_id.as_str().to_string(),
-            overflow,
-            started: std::time::Instant::now(),
-            outcome: None,
         })
     }
 

@@ -82,141 +82,27 @@ pub fn validate(
         ));
     }
     let members = parse_members(text)?;
-    let mut controls = controls_from_headers(headers)?;
-
-    let mut model = None;
-    let mut stream = false;
-    let mut stream_options_seen = false;
-    let mut include_usage = false;
-    let mut logprobs_on = false;
-    let mut top_logprobs_seen = false;
-    let mut n = 1i64;
-    let mut max_tokens: Option<u64> = None;
-    let mut best_of = None;
+    let mut seen = Seen::new(endpoint, controls_from_headers(headers)?);
     let mut required: Vec<&str> = match endpoint {
         Endpoint::ChatCompletions => vec!["model", "messages"],
         Endpoint::Completions => vec!["model", "prompt"],
     };
     let mut out = String::with_capacity(raw.len() + 16);
     out.push('{');
-
     for (key, raw_value) in &members {
         let key: &str = key;
-        let v = raw_value.get();
-        let is_null = v == "null";
         required.retain(|r| *r != key);
-        match (endpoint, key) {
-            (_, "cocoon") => {
-                controls = controls_from_body(raw_value)?;
-                continue;
-            }
-            (_, "model") => {
-                let m: String = typed(key, raw_value, "a string")?;
-                if m.is_empty() {
-                    return Err(ApiError::invalid(
-                        key,
-                        "invalid_value",
-                        "model must not be empty",
-                    ));
-                }
-                model = Some(m);
-            }
-            (_, "stream") if !is_null => stream = typed(key, raw_value, "a boolean")?,
-            (_, "stream_options") if !is_null => {
-                stream_options_seen = true;
-                include_usage = stream_options(raw_value)?;
-            }
-            (_, "temperature") => range_f64(key, raw_value, 0.0, 2.0)?,
-            (_, "top_p") => range_f64(key, raw_value, 0.0, 1.0)?,
-            (_, "presence_penalty" | "frequency_penalty") => range_f64(key, raw_value, -2.0, 2.0)?,
-            (_, "min_p") => range_f64(key, raw_value, 0.0, 1.0)?,
-            (_, "repetition_penalty") => range_f64(key, raw_value, 0.0, 2.0)?,
-            (_, "top_k") => {
-                range_i64(key, raw_value, -1, 1 << 20)?;
-            }
-            (_, "n") => {
-                if let Some(x) = range_i64(key, raw_value, 1, 128)? {
-                    n = x;
-                }
-            }
-            (_, "max_tokens") => {
-                let min = if endpoint == Endpoint::Completions {
-                    0
-                } else {
-                    1
-                };
-                if let Some(m) = range_i64(key, raw_value, min, MAX_TOKENS_LIMIT)? {
-                    max_tokens = Some(max_tokens.map_or(m as u64, |o: u64| o.min(m as u64)));
-                }
-            }
-            (Endpoint::ChatCompletions, "max_completion_tokens") => {
-                if let Some(m) = range_i64(key, raw_value, 1, MAX_TOKENS_LIMIT)? {
-                    max_tokens = Some(max_tokens.map_or(m as u64, |o: u64| o.min(m as u64)));
-                }
-            }
-            (_, "seed") => {
-                range_i64(key, raw_value, i64::MIN, i64::MAX)?;
-            }
-            (_, "stop") => stop(raw_value)?,
-            (_, "user") => {
-                let _: Option<String> = typed(key, raw_value, "a string")?;
-            }
-            (_, "logit_bias") => logit_bias(raw_value)?,
-            (Endpoint::ChatCompletions, "messages") => messages(raw_value)?,
-            (Endpoint::ChatCompletions, "logprobs") => {
-                logprobs_on = typed::<Option<bool>>(key, raw_value, "a boolean")?.unwrap_or(false);
-            }
-            (Endpoint::ChatCompletions, "top_logprobs") => {
-                top_logprobs_seen = range_i64(key, raw_value, 0, 20)?.is_some();
-            }
-            (Endpoint::ChatCompletions, "response_format") => response_format(raw_value)?,
-            (Endpoint::ChatCompletions, "tools") => tools(raw_value)?,
-            (Endpoint::ChatCompletions, "tool_choice") => tool_choice(raw_value)?,
-            (Endpoint::ChatCompletions, "parallel_tool_calls" | "store") => {
-                let _: Option<bool> = typed(key, raw_value, "a boolean")?;
-            }
-            (Endpoint::ChatCompletions, "metadata") => {
-                let _: Option<serde_json::Map<String, Value>> = typed(key, raw_value, "an object")?;
-            }
-            (Endpoint::ChatCompletions, "reasoning_effort") => {
-                one_of(key, raw_value, &["minimal", "low", "medium", "high"])?;
-            }
-            (Endpoint::ChatCompletions, "service_tier") => {
-                let _: Option<String> = typed(key, raw_value, "a string")?;
-            }
-            (
-                Endpoint::ChatCompletions,
-                "functions" | "function_call" | "modalities" | "audio" | "prediction",
-            ) => {}
-            (Endpoint::Completions, "prompt") => prompt(raw_value)?,
-            (Endpoint::Completions, "suffix") => {
-                let _: Option<String> = typed(key, raw_value, "a string")?;
-            }
-            (Endpoint::Completions, "echo") => {
-                let _: Option<bool> = typed(key, raw_value, "a boolean")?;
-            }
-            (Endpoint::Completions, "logprobs") => {
-                range_i64(key, raw_value, 0, 5)?;
-            }
-            (Endpoint::Completions, "best_of") => best_of = range_i64(key, raw_value, 1, 20)?,
-            (_, "stream" | "stream_options") => {}
-            _ => {
-                return Err(ApiError::invalid(
-                    key,
-                    "unknown_parameter",
-                    format!("Unrecognized request argument supplied: {key}"),
-                ))
-            }
+        if !seen.member(key, raw_value)? {
+            continue;
         }
         if out.len() > 1 {
             out.push(',');
         }
         out.push_str(&serde_json::to_string(key).unwrap_or_default());
         out.push(':');
-        out.push_str(v);
+        out.push_str(raw_value.get());
     }
     out.push('}');
-
     if let Some(missing) = required.first() {
         return Err(ApiError::invalid(
             *missing,
@@ -224,37 +110,206 @@ pub fn validate(
             format!("Missing required parameter: '{missing}'"),
         ));
     }
-    if stream_options_seen && !stream {
-        return Err(ApiError::invalid(
-            "stream_options",
-            "invalid_value",
-            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-        ));
-    }
-    if top_logprobs_seen && !logprobs_on {
-        return Err(ApiError::invalid(
-            "top_logprobs",
-            "invalid_value",
-            "'top_logprobs' requires 'logprobs' to be true",
-        ));
-    }
-    if let Some(b) = best_of {
-        if b < n {
-            return Err(ApiError::invalid(
-                "best_of",
-                "invalid_value",
-                format!("best_of ({b}) must be greater than or equal to n ({n})"),
-            ));
+    seen.check_together()?;
+    Ok(Validated {
+        model: seen.model.unwrap_or_default(),
+        stream: seen.stream,
+        include_usage: seen.include_usage,
+        body: Bytes::from(out),
+        controls: seen.controls,
+        max_tokens: seen.max_tokens,
+    })
+}
+
+/// What the members read so far said, for the checks that span several.
+struct Seen {
+    endpoint: Endpoint,
+    controls: Controls,
+    model: Option<String>,
+    stream: bool,
+    stream_options: bool,
+    include_usage: bool,
+    logprobs_on: bool,
+    top_logprobs: bool,
+    n: i64,
+    max_tokens: Option<u64>,
+    best_of: Option<i64>,
+}
+
+impl Seen {
+    fn new(endpoint: Endpoint, controls: Controls) -> Self {
+        Seen {
+            endpoint,
+            controls,
+            model: None,
+            stream: false,
+            stream_options: false,
+            include_usage: false,
+            logprobs_on: false,
+            top_logprobs: false,
+            n: 1,
+            max_tokens: None,
+            best_of: None,
         }
     }
-    Ok(Validated {
-        model: model.unwrap_or_default(),
-        stream,
-        include_usage,
-        body: Bytes::from(out),
-        controls,
-        max_tokens,
-    })
+
+    /// Checks one member. `Ok(false)` for Cocoon's own member, which is
+    /// taken out of the body; an unknown member is refused by name.
+    fn member(&mut self, key: &str, raw: &RawValue) -> Result<bool, ApiError> {
+        if key == "cocoon" {
+            self.controls = controls_from_body(raw)?;
+            return Ok(false);
+        }
+        let known = self.common(key, raw)?
+            || match self.endpoint {
+                Endpoint::ChatCompletions => self.chat(key, raw)?,
+                Endpoint::Completions => self.completion(key, raw)?,
+            };
+        if !known {
+            return Err(ApiError::invalid(
+                key,
+                "unknown_parameter",
+                format!("Unrecognized request argument supplied: {key}"),
+            ));
+        }
+        Ok(true)
+    }
+
+    /// Members both endpoints take; false if `key` is not one.
+    fn common(&mut self, key: &str, raw: &RawValue) -> Result<bool, ApiError> {
+        let is_null = raw.get() == "null";
+        match key {
+            "model" => {
+                let m: String = typed(key, raw, "a string")?;
+                if m.is_empty() {
+                    return Err(ApiError::invalid(
+                        key,
+                        "invalid_value",
+                        "model must not be empty",
+                    ));
+                }
+                self.model = Some(m);
+            }
+            "stream" if !is_null => self.stream = typed(key, raw, "a boolean")?,
+            "stream_options" if !is_null => {
+                self.stream_options = true;
+                self.include_usage = stream_options(raw)?;
+            }
+            "stream" | "stream_options" => {}
+            "temperature" => range_f64(key, raw, 0.0, 2.0)?,
+            "top_p" | "min_p" => range_f64(key, raw, 0.0, 1.0)?,
+            "presence_penalty" | "frequency_penalty" => range_f64(key, raw, -2.0, 2.0)?,
+            "repetition_penalty" => range_f64(key, raw, 0.0, 2.0)?,
+            "top_k" => {
+                range_i64(key, raw, -1, 1 << 20)?;
+            }
+            "n" => {
+                if let Some(x) = range_i64(key, raw, 1, 128)? {
+                    self.n = x;
+                }
+            }
+            "max_tokens" => {
+                let min = i64::from(self.endpoint == Endpoint::ChatCompletions);
+                self.limit_tokens(range_i64(key, raw, min, MAX_TOKENS_LIMIT)?);
+            }
+            "seed" => {
+                range_i64(key, raw, i64::MIN, i64::MAX)?;
+            }
+            "stop" => stop(raw)?,
+            "user" => {
+                let _: Option<String> = typed(key, raw, "a string")?;
+            }
+            "logit_bias" => logit_bias(raw)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Members only chat completions take; false if `key` is not one.
+    fn chat(&mut self, key: &str, raw: &RawValue) -> Result<bool, ApiError> {
+        match key {
+            "max_completion_tokens" => {
+                self.limit_tokens(range_i64(key, raw, 1, MAX_TOKENS_LIMIT)?);
+            }
+            "messages" => messages(raw)?,
+            "logprobs" => {
+                self.logprobs_on = typed::<Option<bool>>(key, raw, "a boolean")?.unwrap_or(false);
+            }
+            "top_logprobs" => self.top_logprobs = range_i64(key, raw, 0, 20)?.is_some(),
+            "response_format" => response_format(raw)?,
+            "tools" => tools(raw)?,
+            "tool_choice" => tool_choice(raw)?,
+            "parallel_tool_calls" | "store" => {
+                let _: Option<bool> = typed(key, raw, "a boolean")?;
+            }
+            "metadata" => {
+                let _: Option<serde_json::Map<String, Value>> = typed(key, raw, "an object")?;
+            }
+            "reasoning_effort" => one_of(key, raw, &["minimal", "low", "medium", "high"])?,
+            "service_tier" => {
+                let _: Option<String> = typed(key, raw, "a string")?;
+            }
+            "functions" | "function_call" | "modalities" | "audio" | "prediction" => {}
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Members only legacy completions take; false if `key` is not one.
+    fn completion(&mut self, key: &str, raw: &RawValue) -> Result<bool, ApiError> {
+        match key {
+            "prompt" => prompt(raw)?,
+            "suffix" => {
+                let _: Option<String> = typed(key, raw, "a string")?;
+            }
+            "echo" => {
+                let _: Option<bool> = typed(key, raw, "a boolean")?;
+            }
+            "logprobs" => {
+                range_i64(key, raw, 0, 5)?;
+            }
+            "best_of" => self.best_of = range_i64(key, raw, 1, 20)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// `max_tokens` and `max_completion_tokens` together: the lower wins.
+    fn limit_tokens(&mut self, limit: Option<i64>) {
+        if let Some(m) = limit {
+            let m = m as u64;
+            self.max_tokens = Some(self.max_tokens.map_or(m, |o| o.min(m)));
+        }
+    }
+
+    /// The checks that involve several members.
+    fn check_together(&self) -> Result<(), ApiError> {
+        if self.stream_options && !self.stream {
+            return Err(ApiError::invalid(
+                "stream_options",
+                "invalid_value",
+                "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            ));
+        }
+        if self.top_logprobs && !self.logprobs_on {
+            return Err(ApiError::invalid(
+                "top_logprobs",
+                "invalid_value",
+                "'top_logprobs' requires 'logprobs' to be true",
+            ));
+        }
+        match self.best_of {
+            Some(b) if b < self.n => Err(ApiError::invalid(
+                "best_of",
+                "invalid_value",
+                format!(
+                    "best_of ({b}) must be greater than or equal to n ({})",
+                    self.n
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Reads the top-level object, refusing duplicate members.
@@ -492,74 +547,77 @@ fn messages(raw: &RawValue) -> Result<(), ApiError> {
             "'messages' must contain at least one message",
         ));
     }
-    for (i, m) in list.iter().enumerate() {
-        let Some(obj) = m.as_object() else {
+    list.iter().enumerate().try_for_each(|(i, m)| message(i, m))
+}
+
+/// One chat message: an object with a known role and text or parts.
+fn message(i: usize, m: &Value) -> Result<(), ApiError> {
+    let Some(obj) = m.as_object() else {
+        return Err(ApiError::invalid(
+            format!("messages[{i}]"),
+            "invalid_type",
+            format!("messages[{i}] must be an object"),
+        ));
+    };
+    let role = match obj.get("role") {
+        Some(Value::String(r)) => r.as_str(),
+        Some(_) => {
             return Err(ApiError::invalid(
-                format!("messages[{i}]"),
+                format!("messages[{i}].role"),
                 "invalid_type",
-                format!("messages[{i}] must be an object"),
-            ));
-        };
-        let role = match obj.get("role") {
-            Some(Value::String(r)) => r.as_str(),
-            Some(_) => {
-                return Err(ApiError::invalid(
-                    format!("messages[{i}].role"),
-                    "invalid_type",
-                    format!("messages[{i}].role must be a string"),
-                ))
-            }
-            None => {
-                return Err(ApiError::invalid(
-                    format!("messages[{i}].role"),
-                    "missing_required_parameter",
-                    format!("messages[{i}] has no 'role'"),
-                ))
-            }
-        };
-        if ![
-            "system",
-            "user",
-            "assistant",
-            "tool",
-            "developer",
-            "function",
-        ]
-        .contains(&role)
-        {
+                format!("messages[{i}].role must be a string"),
+            ))
+        }
+        None => {
             return Err(ApiError::invalid(
+                format!("messages[{i}].role"),
+                "missing_required_parameter",
+                format!("messages[{i}] has no 'role'"),
+            ))
+        }
+    };
+    if ![
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "developer",
+        "function",
+    ]
+    .contains(&role)
+    {
+        return Err(ApiError::invalid(
                 format!("messages[{i}].role"),
                 "invalid_value",
                 format!("messages[{i}].role must be one of system, developer, user, assistant, tool; found {role:?}"),
             ));
-        }
-        let content = obj.get("content");
-        let ok = match content {
-            Some(Value::String(_)) | Some(Value::Array(_)) => true,
-            Some(Value::Null) | None => role == "assistant" || role == "function",
-            _ => false,
+    }
+    let content = obj.get("content");
+    let ok = match content {
+        Some(Value::String(_)) | Some(Value::Array(_)) => true,
+        Some(Value::Null) | None => role == "assistant" || role == "function",
+        _ => false,
+    };
+    if !ok {
+        let code = if content.is_none() {
+            "missing_required_parameter"
+        } else {
+            "invalid_type"
         };
-        if !ok {
-            let code = if content.is_none() {
-                "missing_required_parameter"
-            } else {
-                "invalid_type"
-            };
-            return Err(ApiError::invalid(
-                format!("messages[{i}].content"),
-                code,
-                format!("messages[{i}].content must be a string or an array of content parts"),
-            ));
-        }
-        if let Some(Value::Array(parts)) = content {
-            for (j, p) in parts.iter().enumerate() {
-                if !p.get("type").is_some_and(Value::is_string) {
-                    return Err(ApiError::invalid(
-                        format!("messages[{i}].content[{j}].type"),
-                        "missing_required_parameter",
-                        format!("messages[{i}].content[{j}] must be an object with a 'type'"),
-                    ));
-                }
+        return Err(ApiError::invalid(
+            format!("messages[{i}].content"),
+            code,
+            format!("messages[{i}].content must be a string or an array of content parts"),
+        ));
+    }
+    if let Some(Value::Array(parts)) = content {
+        for (j, p) in parts.iter().enumerate() {
+            if !p.get("type").is_some_and(Value::is_string) {
+                return Err(ApiError::invalid(
+                    format!("messages[{i}].content[{j}].type"),
+                    "missing_required_parameter",
+                    format!("messages[{i}].content[{j}] must be an object with a 'type'"),
+                ));
             }
         }
     }
