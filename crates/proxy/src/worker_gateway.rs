@@ -3,9 +3,13 @@ use std::sync::Arc;
 
 use cocoon_core::ModelName;
 use cocoon_proto::worker_gateway_server::WorkerGateway;
-use cocoon_proto::{proxy_message, worker_message, ProxyMessage, ProxyWelcome, WorkerMessage};
+use cocoon_proto::{
+    proxy_message, worker_message, ProxyMessage, ProxyWelcome, WorkerHello, WorkerMessage,
+};
+use cocoon_tee::{Attested, PeerAttestation};
 use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
+use tycho_types::models::StdAddr;
 
 use crate::registry::{Provenance, WorkerHandle};
 use crate::Shared;
@@ -29,6 +33,9 @@ const OUTBOUND_QUEUE: usize = 1024;
 impl WorkerGateway for WorkerGatewayService {
     type SessionStream = MessageStream;
 
+    /// A worker's session: its hello is checked, a welcome answers it, and
+    /// from then on requests go out and events come in until either side
+    /// ends it.
     async fn session(
         &self,
         request: Request<Streaming<WorkerMessage>>,
@@ -42,17 +49,76 @@ impl WorkerGateway for WorkerGatewayService {
             .map(|p| p.addr.to_string())
             .unwrap_or_else(|| "unknown".into());
         let mut inbound = request.into_inner();
-        let first = tokio::time::timeout(std::time::Duration::from_secs(10), inbound.message())
+        let hello = first_hello(&mut inbound).await?;
+        let admitted = self.admit(hello, attested.as_deref())?;
+
+        let (tx, rx) = tokio::sync::mpsc::channel(OUTBOUND_QUEUE);
+        tx.send(Ok(self.welcome(admitted.payee.as_ref())))
             .await
-            .map_err(|_| Status::deadline_exceeded("no hello within 10 s"))??;
-        let hello = match first.and_then(|m| m.msg) {
-            Some(worker_message::Msg::Hello(h)) => h,
-            _ => {
-                return Err(Status::invalid_argument(
-                    "the first message of a session must be hello",
-                ))
+            .map_err(|_| Status::internal("session closed during hello"))?;
+        let worker = self.register(admitted, tx);
+        tracing::info!(
+            worker = %worker.id,
+            %peer,
+            model = %worker.model,
+            tee = %OrNone(worker.tee),
+            image = %OrNone(worker.image_hash),
+            coefficient = %worker.coefficient(),
+            max_active = worker.max_active(),
+            "worker connected"
+        );
+
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let ended = read_session(&worker, &mut inbound).await;
+            shared.registry.remove(&worker);
+            match ended {
+                Ok(()) => tracing::info!(worker = %worker.id, "worker disconnected"),
+                Err(reason) => tracing::warn!(worker = %worker.id, reason, "worker disconnected"),
             }
-        };
+        });
+        // Sessions never end on their own; shutdown must end them, or the
+        // server's graceful stop would wait for them forever.
+        let mut stopping = self.shared.stopping.clone();
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).take_until(async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// A worker's hello, checked: what the registry keeps of it.
+struct Admitted {
+    worker_id: String,
+    model: ModelName,
+    provenance: Provenance,
+    coefficient: cocoon_core::Coefficient,
+    max_active: u32,
+    /// Where its earnings go, when the proxy charges.
+    payee: Option<StdAddr>,
+}
+
+/// The session's first message, which must be a hello.
+async fn first_hello(inbound: &mut Streaming<WorkerMessage>) -> Result<WorkerHello, Status> {
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), inbound.message())
+        .await
+        .map_err(|_| Status::deadline_exceeded("no hello within 10 s"))??;
+    match first.and_then(|m| m.msg) {
+        Some(worker_message::Msg::Hello(h)) => Ok(h),
+        _ => Err(Status::invalid_argument(
+            "the first message of a session must be hello",
+        )),
+    }
+}
+
+impl WorkerGatewayService {
+    /// Checks a hello against the protocol, the worker's attested claims
+    /// and the proxy's payment needs; every refusal names the field.
+    fn admit(
+        &self,
+        hello: WorkerHello,
+        attested: Option<&Attested<PeerAttestation>>,
+    ) -> Result<Admitted, Status> {
         if hello.protocol_version != cocoon_core::PROTOCOL_VERSION {
             return Err(Status::failed_precondition(format!(
                 "protocol version mismatch: worker speaks {}, proxy speaks {}",
@@ -64,7 +130,7 @@ impl WorkerGateway for WorkerGatewayService {
             .map_err(|e| Status::invalid_argument(format!("hello.model: {e}")))?;
         let model_hash = cocoon_proto::convert::model_hash(&hello.model_hash)
             .map_err(|e| Status::invalid_argument(format!("hello.model_hash: {e}")))?;
-        if let Some(claimed) = attested.as_ref().and_then(|a| a.model_hash) {
+        if let Some(claimed) = attested.and_then(|a| a.model_hash) {
             if model_hash != Some(claimed) {
                 return Err(Status::failed_precondition(format!(
                     "hello.model_hash {:?} differs from the model hash in the worker's attested certificate ({claimed})",
@@ -94,95 +160,75 @@ impl WorkerGateway for WorkerGatewayService {
                 hello.worker_id.len()
             )));
         }
+        Ok(Admitted {
+            worker_id: hello.worker_id,
+            model,
+            provenance: Provenance {
+                model_hash,
+                tee: attested.map(|a| a.kind),
+                image_hash: attested.map(|a| a.image_hash),
+            },
+            coefficient,
+            max_active: hello.max_active_requests,
+            payee,
+        })
+    }
 
-        let (tx, rx) = tokio::sync::mpsc::channel(OUTBOUND_QUEUE);
-        let welcome = ProxyMessage {
+    /// The answer to a hello: who the proxy is, how it charges, and the
+    /// worker's latest voucher.
+    fn welcome(&self, payee: Option<&StdAddr>) -> ProxyMessage {
+        let payments = self.shared.config.payments.as_deref();
+        let worker_voucher = match (payments, payee) {
+            (Some(p), Some(a)) => p.ledger.worker_voucher(a).and_then(|v| v.to_boc().ok()),
+            _ => None,
+        };
+        ProxyMessage {
             msg: Some(proxy_message::Msg::Welcome(ProxyWelcome {
                 protocol_version: cocoon_core::PROTOCOL_VERSION,
                 proxy_name: self.shared.config.name.clone(),
-                payments: self.shared.config.payments.is_some(),
-                voucher_key: self
-                    .shared
-                    .config
-                    .payments
-                    .as_ref()
+                payments: payments.is_some(),
+                voucher_key: payments
                     .map(|p| p.voucher_key.to_vec())
                     .unwrap_or_default()
                     .into(),
-                contract_address: self
-                    .shared
-                    .config
-                    .payments
-                    .as_ref()
-                    .map(|p| p.contract.to_string())
-                    .unwrap_or_default(),
-                worker_voucher: match (&self.shared.config.payments, &payee) {
-                    (Some(p), Some(a)) => p
-                        .ledger
-                        .worker_voucher(a)
-                        .and_then(|v| v.to_boc().ok())
-                        .unwrap_or_default()
-                        .into(),
-                    _ => Default::default(),
-                },
+                contract_address: payments.map(|p| p.contract.to_string()).unwrap_or_default(),
+                worker_voucher: worker_voucher.unwrap_or_default().into(),
             })),
-        };
-        tx.send(Ok(welcome))
-            .await
-            .map_err(|_| Status::internal("session closed during hello"))?;
+        }
+    }
 
+    /// Adds an admitted worker to the registry, with its session's
+    /// outbound queue.
+    fn register(&self, a: Admitted, outbound: crate::registry::Outbound) -> Arc<WorkerHandle> {
         let registry = &self.shared.registry;
         let worker = Arc::new(
             WorkerHandle::new(
                 registry.next_serial(),
-                hello.worker_id,
-                model,
-                Provenance {
-                    model_hash,
-                    tee: attested.as_ref().map(|a| a.kind),
-                    image_hash: attested.as_ref().map(|a| a.image_hash),
-                },
-                coefficient,
-                hello.max_active_requests,
-                tx,
+                a.worker_id,
+                a.model,
+                a.provenance,
+                a.coefficient,
+                a.max_active,
+                outbound,
             )
-            .with_payee(payee),
+            .with_payee(a.payee),
         );
         registry.insert(worker.clone());
-        tracing::info!(
-            worker = %worker.id,
-            %peer,
-            model = %worker.model,
-            tee = %OrNone(worker.tee),
-            image = %OrNone(worker.image_hash),
-            coefficient = %coefficient,
-            max_active = hello.max_active_requests,
-            "worker connected"
-        );
-
-        let shared = self.shared.clone();
-        tokio::spawn(async move {
-            let reason = read_session(&worker, &mut inbound).await;
-            shared.registry.remove(&worker);
-            tracing::warn!(worker = %worker.id, reason, "worker disconnected");
-        });
-        // Sessions never end on their own; shutdown must end them, or the
-        // server's graceful stop would wait for them forever.
-        let mut stopping = self.shared.stopping.clone();
-        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).take_until(async move {
-            let _ = stopping.wait_for(|s| *s).await;
-        });
-        Ok(Response::new(Box::pin(stream)))
+        worker
     }
 }
 
-/// Reads a worker's messages until its session ends; returns why it ended.
-async fn read_session(worker: &WorkerHandle, inbound: &mut Streaming<WorkerMessage>) -> String {
+/// Reads a worker's messages until its session ends: `Ok` when the worker
+/// closed it, else why it failed.
+async fn read_session(
+    worker: &WorkerHandle,
+    inbound: &mut Streaming<WorkerMessage>,
+) -> Result<(), String> {
     loop {
         let msg = match inbound.message().await {
             Ok(Some(m)) => m,
-            Ok(None) => return "session closed".into(),
-            Err(status) => return format!("session failed: {}", status.message()),
+            Ok(None) => return Ok(()),
+            Err(status) => return Err(format!("session failed: {}", status.message())),
         };
         match msg.msg {
             Some(worker_message::Msg::Event(ev)) if ev.event.is_some() => worker.deliver(ev),

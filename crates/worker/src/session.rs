@@ -36,11 +36,18 @@ pub(crate) async fn run(
         cocoon_transport::Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     let mut link = cocoon_transport::LinkLog::new();
     loop {
-        let outcome = tokio::select! {
-            r = session(&shared, channel.clone(), &mut backoff, &mut link) => r,
+        let opened = tokio::select! {
+            r = connect(&shared, channel.clone(), &mut backoff, &mut link) => r,
             _ = shutdown.wait_for(|s| *s) => return,
         };
+        let outcome = match opened {
+            Ok(open) => serve(&shared, open, &mut shutdown).await,
+            Err(e) => Err(e),
+        };
         shared.connected.store(false, Ordering::Relaxed);
+        if *shutdown.borrow() {
+            return;
+        }
         let aborted = shared.jobs.abort_all();
         let delay = backoff.next_delay();
         let error = match &outcome {
@@ -63,12 +70,22 @@ pub(crate) async fn run(
     }
 }
 
-async fn session(
+/// A session the proxy has welcomed.
+struct Open {
+    /// Messages to the proxy; the session's request stream ends when every
+    /// sender is gone.
+    out: Outbound,
+    inbound: tonic::Streaming<cocoon_proto::ProxyMessage>,
+    coefficient: watch::Receiver<cocoon_core::Coefficient>,
+}
+
+/// Opens a session: hello, then the proxy's welcome.
+async fn connect(
     shared: &Arc<Shared>,
     channel: Channel,
     backoff: &mut cocoon_transport::Backoff,
     link: &mut cocoon_transport::LinkLog,
-) -> Result<(), String> {
+) -> Result<Open, String> {
     let max = cocoon_proto::MAX_MESSAGE_BYTES;
     let mut client = WorkerGatewayClient::new(channel)
         .max_decoding_message_size(max)
@@ -127,9 +144,35 @@ async fn session(
     shared.connected.store(true, Ordering::Relaxed);
     shared.connections.fetch_add(1, Ordering::Relaxed);
     backoff.reset();
+    Ok(Open {
+        out: out_tx,
+        inbound,
+        coefficient,
+    })
+}
 
+/// Serves the session until it ends; `Ok` when the proxy closed it or this
+/// worker shut down and closed it cleanly.
+async fn serve(
+    shared: &Arc<Shared>,
+    open: Open,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), String> {
+    let Open {
+        out: out_tx,
+        mut inbound,
+        mut coefficient,
+    } = open;
     loop {
         tokio::select! {
+            () = stopping(shutdown) => {
+                // End the request stream and let the proxy end its side, so
+                // it sees a closed session rather than a broken one.
+                drop(out_tx);
+                let drain = async { while let Ok(Some(_)) = inbound.message().await {} };
+                let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+                return Ok(());
+            }
             msg = inbound.message() => {
                 let msg = match msg {
                     Ok(Some(m)) => m,
@@ -334,4 +377,9 @@ async fn run_job(shared: &Arc<Shared>, req: GenerateRequest, timeout: Duration, 
                 .await;
         }
     }
+}
+
+/// Resolves when the worker shuts down (holding no borrow of the flag).
+async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
 }
