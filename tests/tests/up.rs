@@ -78,7 +78,9 @@ async fn up_serves_a_request_and_stops_cleanly() {
     );
     // A clean stop closes every connection cleanly: nothing to warn about.
     let log = proc.log();
-    let stopping = log.split_once("shutting down").map_or("", |(_, after)| after);
+    let stopping = log
+        .split_once("shutting down")
+        .map_or("", |(_, after)| after);
     assert!(
         stopping.contains("worker disconnected") && !stopping.contains("WARN"),
         "a clean shutdown warns of nothing:\n{log}"

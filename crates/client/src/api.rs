@@ -267,25 +267,25 @@ async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Vali
         Ok(answered) => answered,
         Err(status) => return call_failed(&shared, &mut active, status.as_ref()),
     };
+    let mut answer = Answer {
+        shared,
+        endpoint,
+        receipt,
+        events,
+        active,
+    };
     match first {
         infer_event::Event::Error(e) => {
-            active.fail(reason(&e));
+            answer.active.fail(reason(&e));
             let err = error_for(&e, &v);
             tracing::info!(error = %err, "request failed before the first byte");
-            finish(&mut events).await;
+            finish(&mut answer.events).await;
             (headers, err).into_response()
         }
         first if v.stream => {
-            active.first_byte();
+            answer.active.first_byte();
             // Until the stream says otherwise, a dropped body means the app hung up.
-            active.fail("client_disconnected");
-            let answer = Answer {
-                shared,
-                endpoint,
-                receipt,
-                events,
-                active,
-            };
+            answer.active.fail("client_disconnected");
             headers.insert(
                 axum::http::header::CONTENT_TYPE,
                 HeaderValue::from_static("text/event-stream"),
@@ -298,14 +298,7 @@ async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Vali
             (headers, Body::from_stream(body)).into_response()
         }
         first => {
-            active.first_byte();
-            let answer = Answer {
-                shared,
-                endpoint,
-                receipt,
-                events,
-                active,
-            };
+            answer.active.first_byte();
             whole_answer(answer, first, headers, &v).await
         }
     }
