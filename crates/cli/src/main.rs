@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod attest;
+mod config_hash;
 mod options;
 mod payments;
 mod run;

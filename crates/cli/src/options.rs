@@ -9,18 +9,35 @@ use std::path::PathBuf;
 use cocoon_core::Coefficient;
 
 /// Declares an options struct whose fields are all optional, parsed both by
-/// clap and from TOML, with `overlay` to merge the two.
+/// clap and from TOML, with `overlay` to merge the two. Groups of options
+/// shared by several commands are flattened in after the fields.
 macro_rules! options {
-    ($(#[$m:meta])* pub struct $name:ident { $( $(#[$fm:meta])* pub $field:ident : Option<$ty:ty>, )* }) => {
+    ($(#[$m:meta])* pub struct $name:ident {
+        $( $(#[$fm:meta])* pub $field:ident : Option<$ty:ty>, )*
+        $( group $group:ident : $gty:ty, )*
+    }) => {
         $(#[$m])*
-        #[derive(clap::Args, serde::Deserialize, Debug, Default, Clone)]
-        #[serde(deny_unknown_fields)]
-        pub struct $name { $( $(#[$fm])* pub $field: Option<$ty>, )* }
+        #[derive(clap::Args, serde::Deserialize, serde::Serialize, Debug, Default, Clone)]
+        pub struct $name {
+            $( $(#[$fm])* pub $field: Option<$ty>, )*
+            $( #[command(flatten)] #[serde(flatten)] pub $group: $gty, )*
+        }
         impl $name {
             /// Values given on the command line or in the environment win
             /// over those from the configuration file.
             pub fn overlay(self, file: Self) -> Self {
-                Self { $( $field: self.$field.or(file.$field), )* }
+                Self {
+                    $( $field: self.$field.or(file.$field), )*
+                    $( $group: self.$group.overlay(file.$group), )*
+                }
+            }
+
+            /// The names its configuration-file table accepts.
+            pub fn fields() -> Vec<&'static str> {
+                #[allow(unused_mut)]
+                let mut names = vec![$( stringify!($field) ),*];
+                $( names.extend(<$gty>::fields()); )*
+                names
             }
         }
     };
@@ -41,10 +58,10 @@ options! {
         /// Deadline in seconds for requests that do not set one [default: 600].
         #[arg(long, env = "COCOON_PROXY_TIMEOUT_SECS", value_name = "SECS")]
         pub timeout_secs: Option<u64>,
-        /// Charge for requests: on or off [default: on]. The ledger lives in
-        /// the data directory (ledger.redb), beside the voucher signing key.
-        #[arg(long, env = "COCOON_PROXY_PAYMENTS", value_name = "on|off")]
-        pub payments: Option<String>,
+        /// Charge for requests [default: on]. The ledger lives in the data
+        /// directory (ledger.redb), beside the voucher signing key.
+        #[arg(long, env = "COCOON_PROXY_PAYMENTS", value_enum)]
+        pub payments: Option<Switch>,
         /// What a client pays per token at 1x, in nanoton [default: 100].
         #[arg(long, env = "COCOON_PROXY_PRICE_PER_TOKEN", value_name = "NANOTON")]
         pub price_per_token: Option<u64>,
@@ -83,12 +100,30 @@ options! {
         /// The proxy to serve, HOST:PORT. Required.
         #[arg(long, env = "COCOON_WORKER_PROXY", value_name = "HOST:PORT")]
         pub proxy: Option<String>,
+        /// Price coefficient in per-mille: 1000 = the base price, 1500 = 1.5x [default: 1000].
+        #[arg(long, env = "COCOON_WORKER_COEFFICIENT", value_name = "PER_MILLE")]
+        pub coefficient: Option<Coefficient>,
+        /// Address for /metrics, /stats, /jsonstats and POST /admin/coefficient [default: 127.0.0.1:10012].
+        #[arg(long, env = "COCOON_WORKER_HTTP_LISTEN", value_name = "ADDR")]
+        pub http_listen: Option<SocketAddr>,
+        /// Where earnings go ("0:<hex>") [default: a development address derived from --name].
+        #[arg(long, env = "COCOON_WORKER_ADDRESS", value_name = "ADDRESS")]
+        pub address: Option<String>,
+        group engine: EngineOptions,
+    }
+}
+
+options! {
+    /// The worker's engine: `cocoon worker` and `cocoon up` take the same.
+    pub struct EngineOptions {
         /// Name under which the model is offered to the network. Required with
-        /// --upstream; defaults to the model file's name otherwise.
-        #[arg(long, env = "COCOON_WORKER_MODEL", value_name = "NAME")]
+        /// --upstream; defaults to the model file's name otherwise. A path to
+        /// a GGUF file here means --model-file.
+        #[arg(long, env = "COCOON_WORKER_MODEL", value_name = "NAME|PATH")]
         pub model: Option<String>,
-        /// Base URL of an OpenAI-compatible engine to front, e.g.
-        /// http://127.0.0.1:8000/v1. Without it the embedded engine serves --model-file.
+        /// Base URL of an OpenAI-compatible engine to front (vLLM, SGLang,
+        /// llama.cpp's server, Ollama...), e.g. http://127.0.0.1:8000/v1.
+        /// Without it the embedded engine serves --model-file.
         #[arg(long, env = "COCOON_WORKER_UPSTREAM", value_name = "URL")]
         pub upstream: Option<String>,
         /// A GGUF file to serve with the embedded engine (llama.cpp in-process).
@@ -105,12 +140,13 @@ options! {
         /// Embedded engine: layers to offload to the GPU (GPU builds only) [default: 0].
         #[arg(long, env = "COCOON_WORKER_GPU_LAYERS", value_name = "N")]
         pub gpu_layers: Option<u32>,
-
         /// Model name the engine itself uses, if not the same as --model.
         #[arg(long, env = "COCOON_WORKER_UPSTREAM_MODEL", value_name = "NAME")]
         pub upstream_model: Option<String>,
-        /// Bearer token for the engine, if it needs one.
+        /// Bearer token for the engine, if it needs one (never part of the
+        /// attested configuration).
         #[arg(long, env = "COCOON_WORKER_UPSTREAM_API_KEY", value_name = "KEY", hide_env_values = true)]
+        #[serde(skip_serializing)]
         pub upstream_api_key: Option<String>,
         /// Ask the engine for token counts in every streamed chunk
         /// (stream_options.continuous_usage_stats; vLLM and SGLang support it),
@@ -119,18 +155,9 @@ options! {
         /// completion token per chunk [default: false].
         #[arg(long, env = "COCOON_WORKER_UPSTREAM_RUNNING_USAGE", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
         pub upstream_running_usage: Option<bool>,
-        /// Price coefficient in per-mille: 1000 = the base price, 1500 = 1.5x [default: 1000].
-        #[arg(long, env = "COCOON_WORKER_COEFFICIENT", value_name = "PER_MILLE")]
-        pub coefficient: Option<Coefficient>,
         /// Most requests run at once [default: 16].
         #[arg(long, env = "COCOON_WORKER_MAX_ACTIVE", value_name = "N")]
         pub max_active_requests: Option<u32>,
-        /// Address for /metrics, /stats, /jsonstats and POST /admin/coefficient [default: 127.0.0.1:10012].
-        #[arg(long, env = "COCOON_WORKER_HTTP_LISTEN", value_name = "ADDR")]
-        pub http_listen: Option<SocketAddr>,
-        /// Where earnings go ("0:<hex>") [default: a development address derived from --name].
-        #[arg(long, env = "COCOON_WORKER_ADDRESS", value_name = "ADDRESS")]
-        pub address: Option<String>,
     }
 }
 
@@ -181,34 +208,7 @@ options! {
         /// Address of the worker's stats pages [default: 127.0.0.1:10012].
         #[arg(long, env = "COCOON_UP_WORKER_HTTP_LISTEN", value_name = "ADDR")]
         pub worker_http_listen: Option<SocketAddr>,
-        /// Base URL of an OpenAI-compatible engine to front instead of the
-        /// embedded one, e.g. http://127.0.0.1:8000/v1.
-        #[arg(long, env = "COCOON_UP_UPSTREAM", value_name = "URL")]
-        pub upstream: Option<String>,
-        /// A GGUF file to serve with the embedded engine (llama.cpp in-process).
-        /// Without this and without --upstream, the default model
-        /// (SmolLM2-135M-Instruct) is fetched if needed and served.
-        #[arg(long, env = "COCOON_UP_MODEL_FILE", value_name = "PATH", conflicts_with = "upstream")]
-        pub model_file: Option<PathBuf>,
-        /// Embedded engine: context length per request, in tokens [default: 4096].
-        #[arg(long, env = "COCOON_UP_CONTEXT_SIZE", value_name = "TOKENS")]
-        pub context_size: Option<u32>,
-        /// Embedded engine: CPU threads [default: all cores].
-        #[arg(long, env = "COCOON_UP_THREADS", value_name = "N")]
-        pub threads: Option<u32>,
-        /// Embedded engine: layers to offload to the GPU (GPU builds only) [default: 0].
-        #[arg(long, env = "COCOON_UP_GPU_LAYERS", value_name = "N")]
-        pub gpu_layers: Option<u32>,
-        /// Name under which the model is offered [default: the model's name].
-        /// A path to a GGUF file here means --model-file.
-        #[arg(long, env = "COCOON_UP_MODEL", value_name = "NAME|PATH")]
-        pub model: Option<String>,
-        /// Model name the engine itself uses, if not the same as --model.
-        #[arg(long, env = "COCOON_UP_UPSTREAM_MODEL", value_name = "NAME")]
-        pub upstream_model: Option<String>,
-        /// Most requests the worker runs at once [default: 16].
-        #[arg(long, env = "COCOON_UP_MAX_ACTIVE", value_name = "N")]
-        pub max_active_requests: Option<u32>,
+        group engine: EngineOptions,
     }
 }
 
@@ -260,6 +260,18 @@ options! {
     }
 }
 
+/// On or off.
+#[derive(
+    clap::ValueEnum, serde::Deserialize, serde::Serialize, Debug, Clone, Copy, PartialEq, Eq,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    /// On.
+    On,
+    /// Off.
+    Off,
+}
+
 /// The configuration file: one optional table per command.
 #[derive(serde::Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
@@ -290,8 +302,39 @@ impl FileConfig {
         let text = std::fs::read_to_string(path).map_err(|e| {
             anyhow::anyhow!("cannot read configuration file {}: {e}", path.display())
         })?;
-        toml::from_str(&text)
+        FileConfig::parse(&text)
             .map_err(|e| anyhow::anyhow!("configuration file {} is invalid: {e}", path.display()))
+    }
+
+    /// Parses a configuration, refusing keys no command takes. (Shared
+    /// option groups are flattened into their tables, which serde cannot
+    /// combine with refusing unknown fields, so the keys are checked here.)
+    pub fn parse(text: &str) -> Result<FileConfig, String> {
+        let tables: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        for (section, value) in &tables {
+            let known = match section.as_str() {
+                "proxy" => ProxyOptions::fields(),
+                "worker" => WorkerOptions::fields(),
+                "client" => ClientOptions::fields(),
+                "up" => UpOptions::fields(),
+                "attestation" => AttestationOptions::fields(),
+                other => {
+                    return Err(format!(
+                        "unknown table [{other}]; expected proxy, worker, client, up or attestation"
+                    ))
+                }
+            };
+            let Some(table) = value.as_table() else {
+                return Err(format!("[{section}] must be a table"));
+            };
+            if let Some(key) = table.keys().find(|k| !known.contains(&k.as_str())) {
+                return Err(format!(
+                    "unknown field `{key}` in [{section}], expected one of: {}",
+                    known.join(", ")
+                ));
+            }
+        }
+        toml::from_str(text).map_err(|e| e.to_string())
     }
 }
 
@@ -301,22 +344,42 @@ mod tests {
 
     #[test]
     fn flags_beat_the_file_and_unknown_keys_are_refused() {
-        let file: FileConfig =
-            toml::from_str("[worker]\nproxy = \"10.0.0.1:1\"\nmodel = \"m\"\ncoefficient = 1200\n")
-                .unwrap();
+        let file = FileConfig::parse(
+            "[worker]\nproxy = \"10.0.0.1:1\"\nmodel = \"m\"\ncoefficient = 1200\n",
+        )
+        .unwrap();
         let cli = WorkerOptions {
             proxy: Some("127.0.0.1:2".into()),
             ..Default::default()
         };
         let merged = cli.overlay(file.worker);
         assert_eq!(merged.proxy.as_deref(), Some("127.0.0.1:2"));
-        assert_eq!(merged.model.as_deref(), Some("m"));
+        assert_eq!(merged.engine.model.as_deref(), Some("m"));
         assert_eq!(merged.coefficient.unwrap().per_mille(), 1200);
 
-        let err = toml::from_str::<FileConfig>("[worker]\nprox = \"x\"\n").unwrap_err();
-        assert!(err.to_string().contains("prox"), "{err}");
-        let err = toml::from_str::<FileConfig>("[worker]\ncoefficient = 0\n").unwrap_err();
-        assert!(err.to_string().contains("coefficient"), "{err}");
+        let err = FileConfig::parse("[worker]\nprox = \"x\"\n").unwrap_err();
+        assert!(err.contains("prox"), "{err}");
+        let err = FileConfig::parse("[worker]\ncoefficient = 0\n").unwrap_err();
+        assert!(err.contains("coefficient"), "{err}");
+    }
+
+    #[test]
+    fn the_engine_group_is_read_in_worker_and_up_tables_and_switches_are_typed() {
+        let f = FileConfig::parse(
+            "[up]\nupstream = \"http://x/v1\"\nmodel = \"m\"\n[worker]\nthreads = 2\n\
+             [proxy]\npayments = \"off\"\n",
+        )
+        .unwrap();
+        assert_eq!(f.up.engine.upstream.as_deref(), Some("http://x/v1"));
+        assert_eq!(f.worker.engine.threads, Some(2));
+        assert_eq!(f.proxy.payments, Some(Switch::Off));
+        let err = FileConfig::parse("[proxy]\npayments = \"maybe\"\n").unwrap_err();
+        assert!(err.contains("maybe") || err.contains("on"), "{err}");
+        let err = FileConfig::parse("[upp]\nx = 1\n").unwrap_err();
+        assert!(err.contains("unknown table [upp]"), "{err}");
+        // A key of the worker's own table is not an engine option of `up`.
+        let err = FileConfig::parse("[up]\ncoefficient = 1000\n").unwrap_err();
+        assert!(err.contains("unknown field `coefficient` in [up]"), "{err}");
     }
 }
 

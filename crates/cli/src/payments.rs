@@ -67,10 +67,8 @@ pub fn proxy(
     data_dir: &Path,
     dev: bool,
 ) -> anyhow::Result<Option<Arc<Payments>>> {
-    match o.payments.as_deref().unwrap_or("on") {
-        "on" => {}
-        "off" => return Ok(None),
-        other => bail!("--payments takes on or off, found {other:?}"),
+    if o.payments == Some(crate::options::Switch::Off) {
+        return Ok(None);
     }
     check_dev_flags(o, dev)?;
     let dev_deposits = o.dev_deposits.unwrap_or(false);

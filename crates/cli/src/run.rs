@@ -9,7 +9,10 @@ use anyhow::{anyhow, bail, Context};
 use cocoon_core::{Coefficient, ModelName};
 use cocoon_engine::{Engine, OpenAiUpstream, UpstreamConfig};
 
-use crate::options::{AttestationOptions, ClientOptions, ProxyOptions, UpOptions, WorkerOptions};
+use crate::config_hash::config_hash;
+use crate::options::{
+    AttestationOptions, ClientOptions, EngineOptions, ProxyOptions, UpOptions, WorkerOptions,
+};
 
 const DEFAULT_API: &str = "127.0.0.1:10000";
 const DEFAULT_PROXY: &str = "127.0.0.1:10010";
@@ -17,7 +20,6 @@ const DEFAULT_PROXY_HTTP: &str = "127.0.0.1:10011";
 const DEFAULT_WORKER_HTTP: &str = "127.0.0.1:10012";
 const DEFAULT_MAX_ACTIVE: u32 = 16;
 const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
-const DEFAULT_TIMEOUT_SECS: u64 = 600;
 /// What `cocoon up` credits its client on an empty development ledger: 100 TON.
 const UP_DEV_DEPOSIT: cocoon_core::Nanoton = cocoon_core::Nanoton::new(100_000_000_000);
 
@@ -26,9 +28,10 @@ fn addr(value: Option<SocketAddr>, default: &str) -> SocketAddr {
 }
 
 fn timeout(secs: Option<u64>) -> anyhow::Result<Duration> {
-    match secs.unwrap_or(DEFAULT_TIMEOUT_SECS) {
-        0 => bail!("timeout_secs must be at least 1"),
-        s => Ok(Duration::from_secs(s)),
+    match secs {
+        None => Ok(cocoon_core::DEFAULT_TIMEOUT),
+        Some(0) => bail!("timeout_secs must be at least 1"),
+        Some(s) => Ok(Duration::from_secs(s)),
     }
 }
 
@@ -40,26 +43,14 @@ fn hostname() -> String {
         .unwrap_or_else(|| "local".into())
 }
 
-/// How the worker's engine is chosen: an external OpenAI-compatible engine,
-/// or the embedded one serving a GGUF file (the default model if none).
-struct EngineChoice {
-    upstream: Option<String>,
-    upstream_model: Option<String>,
-    upstream_api_key: Option<String>,
-    upstream_running_usage: bool,
-    model: Option<String>,
-    model_file: Option<PathBuf>,
-    context_size: Option<u32>,
-    threads: Option<u32>,
-    gpu_layers: Option<u32>,
-    max_active: u32,
-}
-
-/// Builds the engine; returns it with the name the model is served under.
-async fn build_engine(c: EngineChoice) -> anyhow::Result<(Arc<dyn Engine>, ModelName)> {
+/// Builds the worker's engine (an external OpenAI-compatible engine, or the
+/// embedded one serving a GGUF file, the default model if none); returns it
+/// with the name the model is served under and the most requests it runs.
+async fn build_engine(o: EngineOptions) -> anyhow::Result<(Arc<dyn Engine>, ModelName, u32)> {
+    let max_active = o.max_active_requests.unwrap_or(DEFAULT_MAX_ACTIVE);
     // `--model PATH` names a file to serve.
-    let (mut name, mut file) = (c.model, c.model_file);
-    if file.is_none() && c.upstream.is_none() {
+    let (mut name, mut file) = (o.model, o.model_file);
+    if file.is_none() && o.upstream.is_none() {
         if let Some(n) = &name {
             if n.ends_with(".gguf") || std::path::Path::new(n).is_file() {
                 file = Some(PathBuf::from(n));
@@ -67,21 +58,19 @@ async fn build_engine(c: EngineChoice) -> anyhow::Result<(Arc<dyn Engine>, Model
             }
         }
     }
-    if let Some(url) = c.upstream {
+    if let Some(url) = o.upstream {
         let name = name.ok_or_else(|| {
             anyhow!("--model is required with --upstream: the name under which the engine's model is offered")
         })?;
         let name = ModelName::new(&name)?;
-        return Ok((
-            upstream_engine(
-                url,
-                &name,
-                c.upstream_model,
-                c.upstream_api_key,
-                c.upstream_running_usage,
-            )?,
-            name,
-        ));
+        let engine = upstream_engine(
+            url,
+            &name,
+            o.upstream_model,
+            o.upstream_api_key,
+            o.upstream_running_usage.unwrap_or(false),
+        )?;
+        return Ok((engine, name, max_active));
     }
     let (path, hash, default_name) = match file {
         None => {
@@ -115,13 +104,13 @@ async fn build_engine(c: EngineChoice) -> anyhow::Result<(Arc<dyn Engine>, Model
         path,
         hash,
         name: name.clone(),
-        context_size: c.context_size,
-        threads: c.threads,
-        gpu_layers: c.gpu_layers,
-        max_active: c.max_active,
+        context_size: o.context_size,
+        threads: o.threads,
+        gpu_layers: o.gpu_layers,
+        max_active,
     })
     .await?;
-    Ok((engine, name))
+    Ok((engine, name, max_active))
 }
 
 struct EmbeddedChoice {
@@ -188,7 +177,7 @@ fn proxy_config(
     a: AttestationOptions,
 ) -> anyhow::Result<cocoon_proxy::ProxyConfig> {
     crate::payments::check_dev_flags(&o, a.dev.unwrap_or(false))?;
-    let trust = crate::trust::build(&a, &format!("proxy {o:?} {a:?}"))?;
+    let trust = crate::trust::build(&a, config_hash("proxy", &o, &a)?)?;
     let data_dir = a
         .data_dir
         .clone()
@@ -212,25 +201,12 @@ pub async fn proxy(o: ProxyOptions, a: AttestationOptions) -> anyhow::Result<()>
 }
 
 pub async fn worker(o: WorkerOptions, a: AttestationOptions) -> anyhow::Result<()> {
-    let trust = crate::trust::build(&a, &format!("worker {o:?} {a:?}"))?;
+    let trust = crate::trust::build(&a, config_hash("worker", &o, &a)?)?;
     let address = crate::payments::address(o.address.as_deref(), "--address")?;
     let proxy = o
         .proxy
         .ok_or_else(|| anyhow!("--proxy is required: the proxy's HOST:PORT"))?;
-    let max_active = o.max_active_requests.unwrap_or(DEFAULT_MAX_ACTIVE);
-    let (engine, model) = build_engine(EngineChoice {
-        upstream: o.upstream,
-        upstream_model: o.upstream_model,
-        upstream_api_key: o.upstream_api_key,
-        upstream_running_usage: o.upstream_running_usage.unwrap_or(false),
-        model: o.model,
-        model_file: o.model_file,
-        context_size: o.context_size,
-        threads: o.threads,
-        gpu_layers: o.gpu_layers,
-        max_active,
-    })
-    .await?;
+    let (engine, model, max_active) = build_engine(o.engine).await?;
     let config = cocoon_worker::WorkerConfig {
         name: o.name.unwrap_or_else(|| format!("worker-{}", hostname())),
         proxy,
@@ -251,7 +227,7 @@ fn client_config(
     o: ClientOptions,
     a: AttestationOptions,
 ) -> anyhow::Result<cocoon_client::ClientConfig> {
-    let trust = crate::trust::build(&a, &format!("client {o:?} {a:?}"))?;
+    let trust = crate::trust::build(&a, config_hash("client", &o, &a)?)?;
     let proxy = o
         .proxy
         .ok_or_else(|| anyhow!("--proxy is required: the proxy's HOST:PORT"))?;
@@ -287,7 +263,8 @@ pub async fn client(o: ClientOptions, a: AttestationOptions) -> anyhow::Result<(
 pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
     if a.peer_policy.is_some() || a.tee.is_some() || a.tsm_root.is_some() {
         bail!(
-            "cocoon up attests every hop with the simulated TEE by itself; --peer-policy, --tee              and --tsm-root are for `cocoon client|proxy|worker`"
+            "cocoon up attests every hop with the simulated TEE by itself; \
+             --peer-policy, --tee and --tsm-root are for `cocoon client|proxy|worker`"
         );
     }
     let data_dir = a
@@ -295,23 +272,14 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(crate::trust::default_data_dir);
     let dev = crate::trust::DevNetwork::new(&data_dir)?;
-    let dev_trust = |role: &str| dev.node(&format!("up {role} {o:?}"));
-    let (proxy_trust, worker_trust, client_trust) =
-        (dev_trust("proxy"), dev_trust("worker"), dev_trust("client"));
-    let max_active = o.max_active_requests.unwrap_or(DEFAULT_MAX_ACTIVE);
-    let (engine, model) = build_engine(EngineChoice {
-        upstream: o.upstream,
-        upstream_model: o.upstream_model,
-        upstream_api_key: None,
-        upstream_running_usage: false,
-        model: o.model,
-        model_file: o.model_file,
-        context_size: o.context_size,
-        threads: o.threads,
-        gpu_layers: o.gpu_layers,
-        max_active,
-    })
-    .await?;
+    let dev_trust =
+        |role: &str| config_hash(&format!("up {role}"), &o, &a).map(|hash| dev.node(hash));
+    let (proxy_trust, worker_trust, client_trust) = (
+        dev_trust("proxy")?,
+        dev_trust("worker")?,
+        dev_trust("client")?,
+    );
+    let (engine, model, max_active) = build_engine(o.engine.clone()).await?;
     let engine_desc = engine.describe();
     // A development ledger: the client credits itself on first use.
     let payments = crate::payments::proxy(
@@ -328,7 +296,7 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
         listen: addr(o.proxy_listen, DEFAULT_PROXY),
         http_listen: addr(o.proxy_http_listen, DEFAULT_PROXY_HTTP),
         trust: proxy_trust,
-        default_timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
+        default_timeout: cocoon_core::DEFAULT_TIMEOUT,
         payments,
     })
     .await
@@ -358,7 +326,7 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
         trust: client_trust,
         max_body_bytes: DEFAULT_MAX_BODY,
         default_max_coefficient: None,
-        default_timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
+        default_timeout: cocoon_core::DEFAULT_TIMEOUT,
         address: None,
         dev_deposit: Some(UP_DEV_DEPOSIT),
     })

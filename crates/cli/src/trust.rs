@@ -13,7 +13,6 @@ use cocoon_tee::policy::DEFAULT_MAX_CERT_AGE_SECS;
 use cocoon_tee::sim::SimRoot;
 use cocoon_tee::{Attester, ConfigfsTsm, Policy, RaTlsVerifier, SimAttester, TcbStatus, TeeKind};
 use cocoon_transport::{Attestation, Trust};
-use sha2::Digest;
 
 use crate::options::AttestationOptions;
 
@@ -59,9 +58,9 @@ fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
 }
 
-/// Builds the node's trust from its options. `config` is the node's
-/// effective configuration; its SHA-256 goes into the node's claims.
-pub fn build(o: &AttestationOptions, config: &str) -> anyhow::Result<Trust> {
+/// Builds the node's trust from its options. `config_hash` (see
+/// [`crate::config_hash`]) goes into the node's claims.
+pub fn build(o: &AttestationOptions, config_hash: [u8; 32]) -> anyhow::Result<Trust> {
     let dev = o.dev.unwrap_or(false);
     let Some(policy_arg) = o.peer_policy.as_deref() else {
         bail!(
@@ -148,7 +147,6 @@ pub fn build(o: &AttestationOptions, config: &str) -> anyhow::Result<Trust> {
         (None, Some(url)) => Some(Arc::new(cocoon_tee::pccs::Pccs::new(url)?)),
         (None, None) => None,
     };
-    let config_hash: [u8; 32] = sha2::Sha256::digest(config.as_bytes()).into();
     tracing::info!(
         policy = %policy_path.display(),
         tee = %kind,
@@ -212,9 +210,8 @@ impl DevNetwork {
         })
     }
 
-    /// One node's trust; `config` is hashed into its claims.
-    pub fn node(&self, config: &str) -> Trust {
-        let config_hash: [u8; 32] = sha2::Sha256::digest(config.as_bytes()).into();
+    /// One node's trust, with its configuration hash in its claims.
+    pub fn node(&self, config_hash: [u8; 32]) -> Trust {
         Trust::Attested(Arc::new(Attestation::new(
             self.attester.clone(),
             self.verifier.clone(),

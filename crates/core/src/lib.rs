@@ -26,6 +26,10 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// How long a request may take when neither the app nor the node's
+/// configuration says: the one default every role uses.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Version of the client↔proxy and worker↔proxy wire protocol. Peers with a
 /// different major version refuse each other with a message naming both.
 pub const PROTOCOL_VERSION: u32 = 1;

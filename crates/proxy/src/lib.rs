@@ -15,7 +15,7 @@ mod stats;
 mod worker_gateway;
 
 pub use payments::Payments;
-pub use registry::{Lease, NoWorker, WorkerHandle, WorkerRegistry, DEFAULT_TIMEOUT};
+pub use registry::{Lease, NoWorker, WorkerHandle, WorkerRegistry};
 pub use settlement::{SettleError, SettleFuture, Settlement};
 
 use std::net::SocketAddr;

@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use cocoon_core::{Coefficient, ModelHash, ModelName, RequestId};
 use cocoon_proto::{ProxyMessage, WorkerEvent};
@@ -470,9 +469,6 @@ impl WorkerRegistry {
         out
     }
 }
-
-/// How long a request may take when the client does not say.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
 #[cfg(test)]
 mod tests {

@@ -263,7 +263,7 @@ async fn admit(shared: &Arc<Shared>, req: WorkRequest, out: &Outbound) {
         stream: req.stream,
     };
     let timeout = match req.timeout_ms {
-        0 => Duration::from_secs(600),
+        0 => cocoon_core::DEFAULT_TIMEOUT,
         ms => Duration::from_millis(ms),
     };
     let span = tracing::info_span!("request", id = %id);
