@@ -265,6 +265,14 @@ impl VoucherSigner {
             .map_err(|e| VoucherError::Malformed(format!("signing key: {e}")))
     }
 
+    /// A signer from a raw 32-byte Ed25519 seed, as a TON mnemonic or a
+    /// test derives it.
+    pub fn from_seed(seed: &[u8; 32]) -> Result<Self, VoucherError> {
+        Ed25519KeyPair::from_seed_unchecked(seed)
+            .map(|key| VoucherSigner { key })
+            .map_err(|e| VoucherError::Malformed(format!("signing seed: {e}")))
+    }
+
     /// The public key clients and workers verify with.
     pub fn public_key(&self) -> [u8; 32] {
         let mut k = [0u8; 32];
