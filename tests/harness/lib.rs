@@ -33,7 +33,13 @@ pub fn bin_dir() -> PathBuf {
         cocoon.display()
     );
     let built = modified(&cocoon);
-    let sources = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates");
+    // Cargo's value at run time, not the one compiled in: a test binary
+    // built from another checkout sharing the target directory must still
+    // look at this one.
+    let sources = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../crates");
     if let Some(newer) = newest_source(&sources).filter(|(t, _)| *t > built) {
         panic!(
             "{} is older than {}: rebuild it (cargo build -p cocoon-cli) or run the whole workspace's tests",

@@ -29,7 +29,10 @@ async fn the_official_openai_sdk_works_against_cocoon() {
     let mut net = Network::start().await;
     net.add_worker(WorkerSpec::new("w1", "sdk-model", &up))
         .await;
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/sdk_check.py");
+    let script = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("python/sdk_check.py");
     let base = format!("{}/v1", net.api);
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python)
@@ -74,7 +77,10 @@ async fn the_official_openai_sdk_works_against_cocoon_up_with_the_real_model() {
     let base = format!("http://127.0.0.1:{api}");
     wait_ok(&format!("{base}/healthz")).await;
     up.wait_for_log("Press Ctrl-C", 120).await;
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/sdk_up_check.py");
+    let script = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("python/sdk_up_check.py");
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python)
             .arg(script)

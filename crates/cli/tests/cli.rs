@@ -220,7 +220,11 @@ fn a_taken_port_is_reported() {
 fn tdx_fixture(name: &str) -> String {
     format!(
         "{}/../../../shared/fixtures/tee/tdx/{name}",
-        env!("CARGO_MANIFEST_DIR")
+        std::path::PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+        )
+        .display()
     )
 }
 
@@ -323,7 +327,11 @@ fn attest_verify_reads_hex_quotes() {
 fn snp_fixture(name: &str) -> String {
     format!(
         "{}/../../../shared/fixtures/tee/sev-snp/{name}",
-        env!("CARGO_MANIFEST_DIR")
+        std::path::PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+        )
+        .display()
     )
 }
 

@@ -10,10 +10,12 @@ use cocoon_tee::evidence::{self, VerifyContext};
 use cocoon_tee::{Attester, Claims, ConfigfsTsm, Evidence, TeeKind};
 
 fn fixture(dir: &str, name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures/tee")
-        .join(dir)
-        .join(name);
+    let path = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../../../shared/fixtures/tee")
+    .join(dir)
+    .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
 }
 
