@@ -63,7 +63,11 @@ fn newest_source(dir: &std::path::Path) -> Option<(std::time::SystemTime, PathBu
         let path = entry.path();
         let name = entry.file_name();
         let candidate = if path.is_dir() {
-            if name == "tests" || name == "testkit" {
+            // Not part of the binary: tests, benchmarks, examples.
+            if ["tests", "testkit", "benches", "examples"]
+                .iter()
+                .any(|n| name == *n)
+            {
                 continue;
             }
             newest_source(&path)
