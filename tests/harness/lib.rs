@@ -36,11 +36,16 @@ pub fn bin_dir() -> PathBuf {
     // Cargo's value at run time, not the one compiled in: a test binary
     // built from another checkout sharing the target directory must still
     // look at this one.
-    let sources = PathBuf::from(
+    let workspace = PathBuf::from(
         std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
     )
-    .join("../crates");
-    if let Some(newer) = newest_source(&sources).filter(|(t, _)| *t > built) {
+    .join("..");
+    if let Some(newer) = binary_sources(&dir.join("cocoon.d"), &workspace)
+        .into_iter()
+        .map(|p| (modified(&p), p))
+        .filter(|(t, _)| *t > built)
+        .max()
+    {
         panic!(
             "{} is older than {}: rebuild it (cargo build -p cocoon-cli) or run the whole workspace's tests",
             cocoon.display(),
@@ -56,36 +61,20 @@ fn modified(p: &std::path::Path) -> std::time::SystemTime {
         .unwrap_or(std::time::UNIX_EPOCH)
 }
 
-/// The most recently modified source file of the product crates.
-fn newest_source(dir: &std::path::Path) -> Option<(std::time::SystemTime, PathBuf)> {
-    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        let name = entry.file_name();
-        let candidate = if path.is_dir() {
-            // Not part of the binary: tests, benchmarks, examples.
-            if ["tests", "testkit", "benches", "examples"]
-                .iter()
-                .any(|n| name == *n)
-            {
-                continue;
-            }
-            newest_source(&path)
-        } else if path
-            .extension()
-            .is_some_and(|e| e == "rs" || e == "proto" || e == "toml")
-        {
-            Some((modified(&path), path.clone()))
-        } else {
-            None
-        };
-        if let Some(c) = candidate {
-            if best.as_ref().is_none_or(|b| c.0 > b.0) {
-                best = Some(c);
-            }
-        }
-    }
-    best
+/// The workspace source files the binary was built from, as cargo's
+/// dep-info file lists them, re-rooted onto `workspace` (the list may name
+/// another checkout that shares the target directory).
+fn binary_sources(dep_info: &std::path::Path, workspace: &std::path::Path) -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string(dep_info) else {
+        return Vec::new();
+    };
+    let deps = text.split_once(": ").map_or("", |(_, deps)| deps);
+    deps.replace("\\ ", "\u{0}")
+        .split_whitespace()
+        .filter_map(|p| p.find("/crates/").map(|i| p[i + 1..].replace('\u{0}', " ")))
+        .map(|rel| workspace.join(rel))
+        .filter(|p| p.exists())
+        .collect()
 }
 
 /// A port free at the time of the call.
