@@ -12,6 +12,7 @@
 import { readFileSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
 import { runTolkCompiler } from '@ton/tolk-js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -41,6 +42,17 @@ export async function compile(name) {
   };
 }
 
+/**
+ * The blockchain configuration @ton/sandbox runs with (fees, gas and size
+ * limits). The devnet (crates/devnet) embeds this exact file, so the two
+ * charge the same fees; the scenario vectors prove it.
+ */
+export function sandboxConfig() {
+  const require = createRequire(import.meta.url);
+  const { defaultConfig } = require('@ton/sandbox/dist/config/defaultConfig.js');
+  return Buffer.from(defaultConfig, 'base64');
+}
+
 export function artifactPath(name) {
   return join(BUILD, `${name}.json`);
 }
@@ -61,6 +73,17 @@ async function main() {
       writeFileSync(path, text);
       console.log(`wrote build/${name}.json ${artifact.codeHash}`);
     }
+  }
+  const config = sandboxConfig();
+  const configPath = join(BUILD, 'ton_config.boc');
+  const committedConfig = existsSync(configPath) ? readFileSync(configPath) : null;
+  if (check) {
+    const same = committedConfig !== null && committedConfig.equals(config);
+    if (!same) stale.push('ton_config.boc');
+    console.log(`${same ? 'ok   ' : 'STALE'} ton_config.boc (@ton/sandbox's default config)`);
+  } else {
+    writeFileSync(configPath, config);
+    console.log(`wrote build/ton_config.boc (${config.length} bytes)`);
   }
   if (stale.length > 0) {
     console.error(

@@ -5,5 +5,6 @@
 //! wallets and the embedded devnet land here beside it.
 
 pub mod artifacts;
+pub mod stack;
 
 pub use artifacts::{ArtifactError, ContractCode, ContractKind};
