@@ -1,10 +1,21 @@
 //! Cocoon on TON.
 //!
-//! Today: the compiled code of the settlement contracts, exactly as
-//! `contracts/build/` commits it ([`artifacts`]). The chain interface,
-//! wallets and the embedded devnet land here beside it.
+//! - [`artifacts`]: the settlement contracts' compiled code, exactly as
+//!   `contracts/build/` commits it;
+//! - [`stack`]: get-method arguments and results as plain data;
+//! - [`chain`]: the [`Chain`] interface nodes use to reach TON;
+//! - [`toncenter`]: its implementation over toncenter's HTTP API v2, which
+//!   the embedded devnet (`crates/devnet`) serves too.
 
 pub mod artifacts;
+pub mod chain;
 pub mod stack;
+pub mod toncenter;
 
 pub use artifacts::{ArtifactError, ContractCode, ContractKind};
+pub use chain::{
+    AccountState, AccountStatus, Chain, ChainError, ChainHead, FeeEstimate, GetMethodOutput,
+    TransactionId, TransactionRecord,
+};
+pub use stack::{StackEntry, StackReader};
+pub use toncenter::{Toncenter, ToncenterConfig};

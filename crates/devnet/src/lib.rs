@@ -12,6 +12,7 @@
 //! The faucet, the movable clock and loading raw accounts are development
 //! tools: refused unless the devnet was opened with `dev`.
 
+pub mod api;
 pub mod config;
 mod store;
 
@@ -21,6 +22,7 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cocoon_chain::stack::StackEntry;
+use cocoon_chain::{AccountStatus, FeeEstimate};
 use num_bigint::BigInt;
 use tycho_executor::{Executor, ExecutorParams, ParsedConfig, TxError};
 use tycho_types::cell::{Cell, CellBuilder, CellFamily, HashBytes, Lazy};
@@ -149,7 +151,7 @@ pub struct AccountInfo {
     /// Nanotons.
     pub balance: Tokens,
     /// Active, uninitialised, frozen, or non-existent.
-    pub status: AccountStatusKind,
+    pub status: AccountStatus,
     /// The code, when active.
     pub code: Option<Cell>,
     /// The data, when active.
@@ -158,19 +160,6 @@ pub struct AccountInfo {
     pub last_transaction: (u64, HashBytes),
     /// Unix time storage was last paid.
     pub storage_last_paid: u32,
-}
-
-/// An account's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccountStatusKind {
-    /// No account at this address.
-    Nonexist,
-    /// Holds a balance, has no code.
-    Uninit,
-    /// Has code and data.
-    Active,
-    /// Frozen for unpaid storage.
-    Frozen,
 }
 
 /// A get-method's result.
@@ -361,7 +350,9 @@ impl Devnet {
             .counters
             .minted
             .saturating_add(amount.into_inner() as u64);
-        self.run_block(&mut st, Inbound::Internal(msg), |c| c.minted = minted)
+        self.run_block(&mut st, Inbound::Internal(msg), Mode::Apply, |c| {
+            c.minted = minted
+        })
     }
 
     /// Sends an external message (a bag of cells' root), as `sendBoc`.
@@ -374,7 +365,26 @@ impl Devnet {
             ));
         }
         let mut st = self.lock();
-        self.run_block(&mut st, Inbound::External(message), |_| {})
+        self.run_block(&mut st, Inbound::External(message), Mode::Apply, |_| {})
+    }
+
+    /// What an external message would cost its destination, without
+    /// applying anything (as `estimateFee`). With `ignore_signatures`, the
+    /// VM treats every signature check as passing, so a message can be
+    /// priced before it is signed.
+    pub fn estimate_external(
+        &self,
+        message: Cell,
+        ignore_signatures: bool,
+    ) -> Result<FeeEstimate, DevnetError> {
+        let mut st = self.lock();
+        let mode = Mode::DryRun { ignore_signatures };
+        let block = self.run_block(&mut st, Inbound::External(message), mode, |_| {})?;
+        let first = block
+            .transactions
+            .first()
+            .ok_or_else(|| DevnetError::Malformed("the message caused no transaction".into()))?;
+        fee_breakdown(&first.cell)
     }
 
     /// The account at `address`, `None` when it does not exist.
@@ -383,7 +393,7 @@ impl Devnet {
         let Some(shard) = st.accounts.get(address) else {
             return Ok(AccountInfo {
                 balance: Tokens::ZERO,
-                status: AccountStatusKind::Nonexist,
+                status: AccountStatus::Nonexist,
                 code: None,
                 data: None,
                 last_transaction: (0, HashBytes::ZERO),
@@ -397,7 +407,7 @@ impl Devnet {
         Ok(match account {
             None => AccountInfo {
                 balance: Tokens::ZERO,
-                status: AccountStatusKind::Nonexist,
+                status: AccountStatus::Nonexist,
                 code: None,
                 data: None,
                 last_transaction: last,
@@ -405,13 +415,11 @@ impl Devnet {
             },
             Some(a) => {
                 let (status, code, data) = match &a.state {
-                    AccountState::Active(init) => (
-                        AccountStatusKind::Active,
-                        init.code.clone(),
-                        init.data.clone(),
-                    ),
-                    AccountState::Uninit => (AccountStatusKind::Uninit, None, None),
-                    AccountState::Frozen(_) => (AccountStatusKind::Frozen, None, None),
+                    AccountState::Active(init) => {
+                        (AccountStatus::Active, init.code.clone(), init.data.clone())
+                    }
+                    AccountState::Uninit => (AccountStatus::Uninit, None, None),
+                    AccountState::Frozen(_) => (AccountStatus::Frozen, None, None),
                 };
                 AccountInfo {
                     balance: a.balance.tokens,
@@ -501,6 +509,7 @@ impl Devnet {
         &self,
         st: &mut State,
         inbound: Inbound,
+        mode: Mode,
         adjust: impl FnOnce(&mut Counters),
     ) -> Result<Block, DevnetError> {
         let now = Self::now_of(st);
@@ -516,12 +525,18 @@ impl Devnet {
         let mut queue = BinaryHeap::new();
         let mut block = Block::default();
         let mut write = BlockWrite::default();
-        let params = ExecutorParams {
+        let mut params = ExecutorParams {
             block_unixtime: now,
             block_lt: lt,
             rand_seed: block_seed(lt, now),
             ..Default::default()
         };
+        if let Mode::DryRun {
+            ignore_signatures: true,
+        } = mode
+        {
+            params.vm_modifiers.chksig_always_succeed = true;
+        }
 
         let (first, is_external) = match inbound {
             Inbound::External(m) => (m, true),
@@ -597,8 +612,12 @@ impl Devnet {
             block.transactions.push(summary);
         }
 
+        if let Mode::DryRun { .. } = mode {
+            return Ok(block);
+        }
         let mut counters = st.counters;
         counters.lt = lt;
+        counters.blocks += 1;
         adjust(&mut counters);
         write.accounts = touched
             .iter()
@@ -611,6 +630,12 @@ impl Devnet {
         st.last_now = now;
         Ok(block)
     }
+}
+
+#[derive(Clone, Copy)]
+enum Mode {
+    Apply,
+    DryRun { ignore_signatures: bool },
 }
 
 enum Inbound {
@@ -721,6 +746,45 @@ fn summarize(
         total_fees: tx.total_fees.tokens,
         out_msgs: tx.out_msg_count.into_inner() as usize,
         balance_after,
+    })
+}
+
+/// Splits a transaction's fees as `estimateFee` reports them.
+fn fee_breakdown(tx_cell: &Cell) -> Result<FeeEstimate, DevnetError> {
+    let tx: tycho_types::models::Transaction = tx_cell
+        .parse()
+        .map_err(malformed("the estimated transaction"))?;
+    let info = tx
+        .load_info()
+        .map_err(malformed("the transaction's description"))?;
+    let TxInfo::Ordinary(o) = info else {
+        return Ok(FeeEstimate::default());
+    };
+    let storage = o
+        .storage_phase
+        .map(|s| s.storage_fees_collected.into_inner())
+        .unwrap_or(0);
+    let gas = match &o.compute_phase {
+        ComputePhase::Executed(c) => c.gas_fees.into_inner(),
+        ComputePhase::Skipped(_) => 0,
+    };
+    let (fwd, action) = o
+        .action_phase
+        .map(|a| {
+            (
+                a.total_fwd_fees.map(|t| t.into_inner()).unwrap_or(0),
+                a.total_action_fees.map(|t| t.into_inner()).unwrap_or(0),
+            )
+        })
+        .unwrap_or((0, 0));
+    let total = tx.total_fees.tokens.into_inner();
+    let import = total.saturating_sub(storage + gas + action);
+    let n = |v: u128| u64::try_from(v).unwrap_or(u64::MAX);
+    Ok(FeeEstimate {
+        in_fwd_fee: n(import),
+        storage_fee: n(storage),
+        gas_fee: n(gas),
+        fwd_fee: n(fwd),
     })
 }
 

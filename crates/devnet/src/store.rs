@@ -64,6 +64,8 @@ pub struct Counters {
     pub clock_offset: u64,
     /// Nanotons the faucet has minted.
     pub minted: u64,
+    /// Blocks applied so far (the API's block number).
+    pub blocks: u64,
 }
 
 /// What one block changes.
@@ -131,6 +133,7 @@ impl Store {
             lt: get("lt")?,
             clock_offset: get("clock_offset")?,
             minted: get("minted")?,
+            blocks: get("blocks")?,
         })
     }
 
@@ -159,6 +162,7 @@ impl Store {
                 ("lt", c.lt),
                 ("clock_offset", c.clock_offset),
                 ("minted", c.minted),
+                ("blocks", c.blocks),
             ] {
                 meta.insert(k, v).map_err(err("writing meta"))?;
             }

@@ -1,0 +1,233 @@
+//! The devnet's toncenter v2 API, read by Cocoon's own toncenter client on
+//! loopback: the second half of the recorded settlement scenario is sent
+//! over HTTP and must leave every balance where the sandbox left it; get
+//! methods, transactions and the development tools answer as documented;
+//! the state survives a restart.
+
+mod common;
+
+use std::sync::Arc;
+
+use cocoon_chain::stack::{StackEntry, StackReader};
+use cocoon_chain::{AccountStatus, Chain, ChainError, Toncenter, ToncenterConfig};
+use cocoon_devnet::{api, Devnet, DevnetOptions};
+use common::{decode_hex, parse_raw, seed, vector};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tycho_types::boc::Boc;
+use tycho_types::models::StdAddr;
+
+const TOP_UP: u32 = 0x43c0_0001;
+
+async fn start(devnet: Arc<Devnet>) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(api::serve(listener, devnet, async move {
+        let _ = stopped.await;
+    }));
+    (format!("http://{addr}/api/v2"), stop)
+}
+
+/// A bare HTTP POST, for the development routes the client does not use.
+async fn post(endpoint: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let rest = endpoint.strip_prefix("http://").expect("http");
+    let (host, base) = rest.split_once('/').expect("path");
+    let mut s = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let req = format!(
+        "POST /{base}/{path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    let status = out[9..12].parse().expect("status");
+    let json = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(json).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scenario_over_http_ends_where_the_sandbox_ended() {
+    let v = vector("settlement.json");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let options = DevnetOptions {
+        dev: true,
+        frozen_clock: Some(v.steps[0].now),
+    };
+    let devnet = Arc::new(Devnet::open(dir.path(), options).expect("opens"));
+    seed(&devnet, &v);
+    let half = v.steps.len() / 2;
+    for step in &v.steps[..half] {
+        devnet
+            .send_external(Boc::decode(decode_hex(&step.message)).expect("msg"))
+            .expect("step");
+    }
+
+    let (endpoint, stop) = start(devnet.clone()).await;
+    let chain = Toncenter::new(ToncenterConfig::single(&endpoint)).expect("client");
+    for (i, step) in v.steps.iter().enumerate().skip(half) {
+        let now = devnet.now();
+        if step.now > now {
+            let body = format!("{{\"seconds\": {}}}", step.now - now);
+            let (status, answer) = post(&endpoint, "devnet/advanceClock", &body).await;
+            assert_eq!(status, 200, "{answer}");
+        }
+        let msg = Boc::decode(decode_hex(&step.message)).expect("msg");
+        let hash = chain
+            .send_message(&msg)
+            .await
+            .unwrap_or_else(|e| panic!("step {i}: {e}"));
+        assert_eq!(hash, *msg.repr_hash());
+        for (addr, expected) in &step.balances {
+            let account = chain
+                .account(&parse_raw(addr))
+                .await
+                .expect("getAddressInformation");
+            assert_eq!(
+                account.balance.get().to_string(),
+                *expected,
+                "step {i}: balance of {addr}"
+            );
+        }
+    }
+
+    // The client contract: found by its first top-up, closed by the end.
+    let client: StdAddr = v
+        .steps
+        .iter()
+        .flat_map(|s| &s.transactions)
+        .find(|t| t.op == Some(TOP_UP))
+        .map(|t| parse_raw(&t.account))
+        .expect("a top-up in the scenario");
+    let account = chain.account(&client).await.expect("account");
+    assert_eq!(account.status, AccountStatus::Active);
+    assert!(account.code_hash().is_some());
+    let data = chain
+        .run_get_method(&client, "get_client_data", &[])
+        .await
+        .expect("get-method");
+    assert!(data.succeeded(), "exit code {}", data.exit_code);
+    let mut r = StackReader::new(data.stack);
+    r.address().expect("proxy");
+    r.address().expect("owner");
+    r.int().expect("proxy key");
+    assert_eq!(r.u64().expect("state"), 2, "the client contract is closed");
+
+    // Its transactions, newest first, each hashing to its id, the fees the
+    // sandbox charged.
+    let txs = chain
+        .transactions(&client, None, 50)
+        .await
+        .expect("getTransactions");
+    let expected: Vec<u64> = v
+        .steps
+        .iter()
+        .flat_map(|s| &s.transactions)
+        .filter(|t| parse_raw(&t.account) == client)
+        .map(|t| t.fees.parse().expect("fees"))
+        .collect();
+    assert_eq!(txs.len(), expected.len());
+    let fees: Vec<u64> = txs.iter().rev().map(|t| t.fee.get()).collect();
+    assert_eq!(fees, expected);
+    let older = chain
+        .transactions(&client, Some(txs[1].id), 1)
+        .await
+        .expect("paged");
+    assert_eq!(
+        older[0].id, txs[1].id,
+        "paging starts at the given transaction"
+    );
+
+    // Bad input is refused with the reason.
+    match chain.run_get_method(&client, "no_such_method", &[]).await {
+        Ok(out) => assert!(!out.succeeded(), "an unknown method fails"),
+        Err(e) => panic!("{e}"),
+    }
+    let (status, answer) = post(&endpoint, "sendBoc", "{\"boc\": \"not a bag of cells\"}").await;
+    assert_eq!(status, 400);
+    assert!(
+        answer["error"].as_str().unwrap_or_default().contains("boc"),
+        "{answer}"
+    );
+    let stranger = StdAddr::new(0, tycho_types::cell::HashBytes([7; 32]));
+    let missing = chain
+        .run_get_method(&stranger, "get_client_data", &[StackEntry::Null])
+        .await;
+    assert!(
+        matches!(missing, Err(ChainError::BadRequest(_))),
+        "a null argument cannot be sent: {missing:?}"
+    );
+
+    // The faucet pays out of nothing and counts it.
+    let body = format!(
+        "{{\"address\": \"{}\", \"amount\": \"5000000000\"}}",
+        common::raw(&stranger)
+    );
+    let (status, answer) = post(&endpoint, "devnet/faucet", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        chain
+            .account(&stranger)
+            .await
+            .expect("account")
+            .balance
+            .get(),
+        5_000_000_000
+    );
+    assert_eq!(devnet.counters().minted, 5_000_000_000);
+
+    // Everything is on disk: a restarted devnet reads the same.
+    let _ = stop.send(());
+    let before = devnet.account(&client).expect("account").balance;
+    drop(chain);
+    let devnet = Arc::into_inner(devnet).expect("the server let go");
+    let counters = devnet.counters();
+    drop(devnet);
+    let reopened = Devnet::open(dir.path(), options).expect("reopens");
+    assert_eq!(reopened.account(&client).expect("account").balance, before);
+    assert_eq!(reopened.counters(), counters);
+    assert_eq!(
+        reopened
+            .transactions(&client, None, 100)
+            .expect("txs")
+            .len(),
+        expected.len()
+    );
+}
+
+#[tokio::test]
+async fn development_tools_are_refused_without_dev() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let devnet = Arc::new(Devnet::open(dir.path(), DevnetOptions::default()).expect("opens"));
+    let (endpoint, _stop) = start(devnet.clone()).await;
+    let body = format!("{{\"address\": \"0:{}\", \"amount\": 1}}", "11".repeat(32));
+    let (status, answer) = post(&endpoint, "devnet/faucet", &body).await;
+    assert_eq!(status, 403);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("--dev"),
+        "{answer}"
+    );
+    let (status, _) = post(&endpoint, "devnet/advanceClock", "{\"seconds\": 60}").await;
+    assert_eq!(status, 403);
+    assert!(Devnet::open(
+        tempfile::tempdir().expect("dir").path(),
+        DevnetOptions {
+            dev: false,
+            frozen_clock: Some(1)
+        }
+    )
+    .is_err());
+    // The chain's head is there from the start.
+    let chain = Toncenter::new(ToncenterConfig::single(&endpoint)).expect("client");
+    assert_eq!(chain.head().await.expect("head").seqno, 0);
+}
