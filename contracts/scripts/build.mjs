@@ -53,6 +53,24 @@ export function sandboxConfig() {
   return Buffer.from(defaultConfig, 'base64');
 }
 
+/**
+ * The standard wallet v5 (W5R1) code, byte for byte as the pinned
+ * `@ton/ton` ships it: nodes drive their wallets with it, and an operator
+ * can open the same wallet in a consumer TON wallet app.
+ */
+export function walletV5R1() {
+  const require = createRequire(import.meta.url);
+  const { WalletContractV5R1 } = require('@ton/ton');
+  const version = require('@ton/ton/package.json').version;
+  const { code } = WalletContractV5R1.create({ workchain: 0, publicKey: Buffer.alloc(32) }).init;
+  return {
+    name: 'WalletV5R1',
+    compiler: `@ton/ton ${version} (WalletContractV5R1)`,
+    codeHash: code.hash().toString('hex'),
+    codeBoc: code.toBoc({ idx: false, crc32: false }).toString('hex'),
+  };
+}
+
 export function artifactPath(name) {
   return join(BUILD, `${name}.json`);
 }
@@ -60,8 +78,8 @@ export function artifactPath(name) {
 async function main() {
   const check = process.argv.includes('--check');
   let stale = [];
-  for (const name of CONTRACTS) {
-    const artifact = await compile(name);
+  for (const name of [...CONTRACTS, 'WalletV5R1']) {
+    const artifact = name === 'WalletV5R1' ? walletV5R1() : await compile(name);
     const text = JSON.stringify(artifact, null, 2) + '\n';
     const path = artifactPath(name);
     const committed = existsSync(path) ? readFileSync(path, 'utf-8') : null;

@@ -318,7 +318,8 @@ export function gasOf(result, address, op) {
 // ---- vouchers, signed by crates/pay ----
 
 /**
- * The Rust voucher signer (crates/pay/examples/voucher_signer.rs), built
+ * The Rust helper (crates/chain/examples/ton_helper.rs): vouchers signed by
+ * crates/pay and wallets built by crates/chain, built
  * with cargo on first use, one process per test file.
  */
 export class RustVoucherSigner {
@@ -352,19 +353,40 @@ export class RustVoucherSigner {
     return Cell.fromBoc(Buffer.from(hex, 'hex'))[0];
   }
 
+  /** The W5R1 wallet of `seed` built by crates/chain: { publicKey, address }. */
+  async wallet(seed, globalId = -239) {
+    const [key, address] = (await this.request(`wallet ${seed} ${globalId}`)).split(' ');
+    return { publicKey: Buffer.from(key, 'hex'), address: Address.parse(address) };
+  }
+
+  /** The W5R1 wallet of a TON mnemonic, as crates/chain derives it. */
+  async mnemonic(words, globalId = -239) {
+    const [key, address] = (await this.request(`mnemonic ${globalId} ${words.join(' ')}`)).split(' ');
+    return { publicKey: Buffer.from(key, 'hex'), address: Address.parse(address) };
+  }
+
+  /** A signed external message of the W5R1 wallet of `seed` sending one transfer. */
+  async transfer({ seed, globalId = -239, seqno, validUntil, deploy, to, value, bounce = false, body = null }) {
+    const bodyHex = body ? body.toBoc({ idx: false, crc32: false }).toString('hex') : '-';
+    const hex = await this.request(
+      `transfer ${seed} ${globalId} ${seqno} ${validUntil} ${deploy ? 1 : 0} ${to.toRawString()} ${value} ${bounce ? 1 : 0} ${bodyHex}`,
+    );
+    return Cell.fromBoc(Buffer.from(hex, 'hex'))[0];
+  }
+
   close() {
     this.proc.stdin.end();
   }
 }
 
 function signerBinary() {
-  if (process.env.COCOON_VOUCHER_SIGNER) return process.env.COCOON_VOUCHER_SIGNER;
+  if (process.env.COCOON_TON_HELPER) return process.env.COCOON_TON_HELPER;
   const target = process.env.CARGO_TARGET_DIR ?? join(REPO, 'target');
-  execFileSync('cargo', ['build', '--quiet', '-p', 'cocoon-pay', '--example', 'voucher_signer'], {
+  execFileSync('cargo', ['build', '--quiet', '-p', 'cocoon-chain', '--example', 'ton_helper'], {
     cwd: REPO,
     stdio: 'inherit',
   });
-  const bin = join(target, 'debug', 'examples', 'voucher_signer');
+  const bin = join(target, 'debug', 'examples', 'ton_helper');
   assert.ok(existsSync(bin), `voucher signer not found at ${bin}`);
   return bin;
 }

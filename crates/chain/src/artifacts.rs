@@ -22,10 +22,13 @@ pub enum ContractKind {
     Client,
     /// One per (worker owner, proxy contract).
     Worker,
+    /// The standard wallet v5 that node keys drive (not ours: the code as
+    /// `@ton/ton` ships it).
+    WalletV5R1,
 }
 
 impl ContractKind {
-    /// Every contract, in the order a deployment needs them.
+    /// Every settlement contract, in the order a deployment needs them.
     pub const ALL: [ContractKind; 4] = [
         ContractKind::Root,
         ContractKind::Proxy,
@@ -40,6 +43,7 @@ impl ContractKind {
             ContractKind::Proxy => "ProxyContract",
             ContractKind::Client => "ClientContract",
             ContractKind::Worker => "WorkerContract",
+            ContractKind::WalletV5R1 => "WalletV5R1",
         }
     }
 
@@ -49,6 +53,7 @@ impl ContractKind {
             ContractKind::Proxy => include_str!("../../../contracts/build/ProxyContract.json"),
             ContractKind::Client => include_str!("../../../contracts/build/ClientContract.json"),
             ContractKind::Worker => include_str!("../../../contracts/build/WorkerContract.json"),
+            ContractKind::WalletV5R1 => include_str!("../../../contracts/build/WalletV5R1.json"),
         }
     }
 
@@ -161,6 +166,19 @@ mod tests {
         hashes.sort();
         hashes.dedup();
         assert_eq!(hashes.len(), 4, "four distinct contracts");
+    }
+
+    #[test]
+    fn the_wallet_code_is_the_standard_w5r1() {
+        let code = ContractKind::WalletV5R1
+            .code()
+            .unwrap_or_else(|e| panic!("{e}"));
+        // The code hash every TON wallet app knows W5R1 by.
+        assert_eq!(
+            hex_encode(code.hash.as_slice()),
+            "20834b7b72b112147e1b2fb457b84e74d1a30f04f737d4f62a668e9552d2b72f"
+        );
+        assert!(code.compiler.starts_with("@ton/ton "), "{}", code.compiler);
     }
 
     #[test]

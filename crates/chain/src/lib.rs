@@ -5,12 +5,14 @@
 //! - [`stack`]: get-method arguments and results as plain data;
 //! - [`chain`]: the [`Chain`] interface nodes use to reach TON;
 //! - [`toncenter`]: its implementation over toncenter's HTTP API v2, which
-//!   the embedded devnet (`crates/devnet`) serves too.
+//!   the embedded devnet (`crates/devnet`) serves too;
+//! - [`wallet`]: node wallets (standard W5R1) and their keys.
 
 pub mod artifacts;
 pub mod chain;
 pub mod stack;
 pub mod toncenter;
+pub mod wallet;
 
 pub use artifacts::{ArtifactError, ContractCode, ContractKind};
 pub use chain::{
@@ -19,3 +21,4 @@ pub use chain::{
 };
 pub use stack::{StackEntry, StackReader};
 pub use toncenter::{Toncenter, ToncenterConfig};
+pub use wallet::{Transfer, WalletError, WalletKey, WalletV5};

@@ -441,6 +441,7 @@ async fn status(State(d): State<Arc<Devnet>>) -> Response {
             let c = d.counters();
             Ok(json!({
                 "dev": d.is_dev(),
+                "global_id": d.global_id(),
                 "now": d.now(),
                 "lt": c.lt.to_string(),
                 "blocks": c.blocks,

@@ -73,6 +73,14 @@ impl NetworkConfig {
         ParsedConfig::parse(self.raw.clone(), now).map_err(err("parsing"))
     }
 
+    /// The network's global id (param 19): what wallets bind their ids to.
+    pub fn global_id(&self) -> Result<i32, ConfigError> {
+        self.raw
+            .params
+            .get_global_id()
+            .map_err(err("reading param 19"))
+    }
+
     /// The raw parameters (for the get-method VM's c7).
     pub fn params(&self) -> &tycho_types::models::BlockchainConfigParams {
         &self.raw.params

@@ -22,7 +22,7 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cocoon_chain::stack::StackEntry;
-use cocoon_chain::{AccountStatus, FeeEstimate};
+use cocoon_chain::FeeEstimate;
 use num_bigint::BigInt;
 use tycho_executor::{Executor, ExecutorParams, ParsedConfig, TxError};
 use tycho_types::cell::{Cell, CellBuilder, CellFamily, HashBytes, Lazy};
@@ -33,6 +33,7 @@ use tycho_types::models::{
 use tycho_types::num::Tokens;
 use tycho_vm::{OwnedCellSlice, RcStackValue, Tuple, VmCaller, VmGetterArgs};
 
+pub use cocoon_chain::AccountStatus;
 pub use config::{ConfigError, NetworkConfig};
 use store::{BlockWrite, Store};
 pub use store::{Counters, StoreError};
@@ -258,6 +259,13 @@ impl Devnet {
             store,
             options,
         })
+    }
+
+    /// The network's global id, which wallets bind their ids to.
+    pub fn global_id(&self) -> i32 {
+        self.config
+            .global_id()
+            .unwrap_or(cocoon_chain::wallet::network::MAINNET)
     }
 
     /// Whether development tools are enabled.

@@ -1,6 +1,7 @@
-//! Signs vouchers with this crate's own code for the contract tests in
-//! `contracts/test`, so the contracts are proven against the exact bytes a
-//! proxy signs, not against a second implementation.
+//! Cocoon's own Rust code behind the contract tests in `contracts/test`:
+//! vouchers signed by `cocoon-pay`, wallets built by `cocoon-chain`. The
+//! sandbox then proves the contracts against the exact bytes a node sends,
+//! not against a second implementation.
 //!
 //! Reads one request per line on stdin and answers one line on stdout:
 //!
@@ -9,16 +10,25 @@
 //!   -> ok BOC_HEX           (the SignedVoucher bag of cells)
 //! key SEED_HEX
 //!   -> ok PUBLIC_KEY_HEX
+//! wallet SEED_HEX GLOBAL_ID
+//!   -> ok PUBLIC_KEY_HEX ADDRESS      (the W5R1 wallet of that key)
+//! mnemonic GLOBAL_ID WORD x24
+//!   -> ok PUBLIC_KEY_HEX ADDRESS
+//! transfer SEED_HEX GLOBAL_ID SEQNO VALID_UNTIL DEPLOY TO VALUE BOUNCE BODY_HEX|-
+//!   -> ok BOC_HEX           (the signed external message)
 //! ```
 //!
-//! KIND is `client` or `worker`; addresses are raw (`0:<64 hex>`); a
-//! request it cannot serve is answered `error MESSAGE`.
+//! KIND is `client` or `worker`; addresses are raw (`0:<64 hex>`); DEPLOY
+//! and BOUNCE are 0 or 1; a request it cannot serve is answered
+//! `error MESSAGE`.
 
 use std::io::{BufRead, Write};
 use std::str::FromStr;
 
+use cocoon_chain::wallet::{Transfer, WalletKey, WalletV5};
 use cocoon_core::Nanoton;
 use cocoon_pay::voucher::{Voucher, VoucherKind, VoucherSigner};
+use tycho_types::boc::Boc;
 use tycho_types::models::StdAddr;
 
 fn main() {
@@ -62,8 +72,62 @@ fn serve(line: &str) -> Result<String, String> {
             let signed = signer(seed)?.sign(voucher).map_err(|e| e.to_string())?;
             Ok(hex(&signed.to_boc().map_err(|e| e.to_string())?))
         }
+        ["wallet", seed, global_id] => {
+            let w =
+                WalletV5::new(wallet_key(seed)?, number(global_id)?).map_err(|e| e.to_string())?;
+            Ok(format!("{} {}", hex(&w.key().public_key()), w.address()))
+        }
+        ["mnemonic", global_id, words @ ..] => {
+            let key = WalletKey::from_mnemonic(&words.join(" ")).map_err(|e| e.to_string())?;
+            let w = WalletV5::new(key, number(global_id)?).map_err(|e| e.to_string())?;
+            Ok(format!("{} {}", hex(&w.key().public_key()), w.address()))
+        }
+        ["transfer", seed, global_id, seqno, valid_until, deploy, to, value, bounce, body] => {
+            let w =
+                WalletV5::new(wallet_key(seed)?, number(global_id)?).map_err(|e| e.to_string())?;
+            let body = match *body {
+                "-" => None,
+                h => Some(Boc::decode(unhex(h)?).map_err(|e| format!("body: {e}"))?),
+            };
+            let t = Transfer {
+                to: address(to)?,
+                value: Nanoton::new(number(value)?),
+                bounce: *bounce == "1",
+                body,
+                init: None,
+            };
+            let msg = w
+                .transfer(number(seqno)?, number(valid_until)?, &[t], *deploy == "1")
+                .map_err(|e| e.to_string())?;
+            Ok(hex(&Boc::encode(&msg)))
+        }
         _ => Err(format!("unknown request: {line}")),
     }
+}
+
+fn number<T: FromStr>(s: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse().map_err(|e| format!("{s}: {e}"))
+}
+
+fn wallet_key(seed_hex: &str) -> Result<WalletKey, String> {
+    let seed: [u8; 32] = unhex(seed_hex)?
+        .try_into()
+        .map_err(|_| format!("seed must be 32 bytes, got {}", seed_hex.len() / 2))?;
+    WalletKey::from_seed(&seed).map_err(|e| e.to_string())
+}
+
+fn unhex(s: &str) -> Result<Vec<u8>, String> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| {
+            s.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+                .ok_or_else(|| format!("not hex: {s}"))
+        })
+        .collect()
 }
 
 fn address(s: &str) -> Result<StdAddr, String> {

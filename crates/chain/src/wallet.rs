@@ -1,0 +1,286 @@
+//! Node wallets: the standard wallet v5 (W5R1), driven by a node's Ed25519
+//! key, with its code byte for byte as `@ton/ton` ships it
+//! (`contracts/build/WalletV5R1.json`). The same key in a consumer TON
+//! wallet app opens the same wallet at the same address.
+//!
+//! Keys come from a 32-byte seed or a TON mnemonic (24 words, TON's own
+//! derivation, not BIP-39's).
+
+use cocoon_core::Nanoton;
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use tycho_types::cell::{Cell, CellBuilder, CellFamily, HashBytes};
+use tycho_types::models::{
+    CurrencyCollection, ExtInMsgInfo, IntAddr, Message, MsgInfo, RelaxedIntMsgInfo, RelaxedMessage,
+    RelaxedMsgInfo, StateInit, StdAddr,
+};
+use tycho_types::num::Tokens;
+
+use crate::artifacts::{ArtifactError, ContractKind};
+
+/// The network global ids W5 binds its wallet id to.
+pub mod network {
+    /// TON mainnet.
+    pub const MAINNET: i32 = -239;
+    /// TON testnet.
+    pub const TESTNET: i32 = -3;
+}
+
+/// `sign` in ASCII: a W5 request signed for an external message.
+const AUTH_SIGNED_EXTERNAL: u32 = 0x7369_676e;
+/// `action_send_msg` in TL-B.
+const ACTION_SEND_MSG: u32 = 0x0ec3_c86d;
+/// Send modes.
+const PAY_FEES_SEPARATELY: u8 = 1;
+const IGNORE_ERRORS: u8 = 2;
+/// The most messages one W5 request may carry.
+pub const MAX_MESSAGES: usize = 255;
+
+/// What went wrong with a key or a transfer.
+#[derive(Debug, thiserror::Error)]
+pub enum WalletError {
+    /// The mnemonic is not 24 words of a TON mnemonic.
+    #[error("not a TON mnemonic: {0}")]
+    Mnemonic(String),
+    /// The key could not be used.
+    #[error("the wallet key: {0}")]
+    Key(String),
+    /// The wallet code artifact failed to load.
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+    /// A message could not be built.
+    #[error("building the transfer: {0}")]
+    Build(String),
+}
+
+/// An Ed25519 key that signs for a wallet.
+pub struct WalletKey {
+    pair: Ed25519KeyPair,
+}
+
+impl std::fmt::Debug for WalletKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WalletKey({})", HashBytes(self.public_key()))
+    }
+}
+
+impl WalletKey {
+    /// The key of a 32-byte seed.
+    pub fn from_seed(seed: &[u8; 32]) -> Result<Self, WalletError> {
+        let pair = Ed25519KeyPair::from_seed_unchecked(seed)
+            .map_err(|e| WalletError::Key(e.to_string()))?;
+        Ok(WalletKey { pair })
+    }
+
+    /// The key of a TON mnemonic (24 words, no password), derived as TON's
+    /// wallets do: entropy = HMAC-SHA512(words, ""), seed = PBKDF2-SHA512
+    /// (entropy, "TON default seed", 100 000), key = seed's first 32 bytes.
+    pub fn from_mnemonic(phrase: &str) -> Result<Self, WalletError> {
+        let words: Vec<String> = phrase.split_whitespace().map(str::to_lowercase).collect();
+        if words.len() != 24 {
+            return Err(WalletError::Mnemonic(format!(
+                "{} words, a TON mnemonic has 24",
+                words.len()
+            )));
+        }
+        if let Some(w) = words
+            .iter()
+            .find(|w| !w.chars().all(|c| c.is_ascii_lowercase()))
+        {
+            return Err(WalletError::Mnemonic(format!(
+                "{w:?} is not a mnemonic word"
+            )));
+        }
+        let joined = words.join(" ");
+        let mac = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA512, joined.as_bytes()),
+            b"",
+        );
+        let entropy = mac.as_ref();
+        // TON's check that the words form a mnemonic without a password:
+        // one in 256 random phrases passes, so a mistyped word is caught.
+        let mut version = [0u8; 64];
+        pbkdf2(entropy, b"TON seed version", 100_000 / 256, &mut version);
+        if version[0] != 0 {
+            return Err(WalletError::Mnemonic(
+                "the words do not form a TON mnemonic (a mistyped or missing word?)".into(),
+            ));
+        }
+        let mut seed = [0u8; 64];
+        pbkdf2(entropy, b"TON default seed", 100_000, &mut seed);
+        let mut first = [0u8; 32];
+        first.copy_from_slice(&seed[..32]);
+        Self::from_seed(&first)
+    }
+
+    /// The public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        let mut k = [0u8; 32];
+        k.copy_from_slice(self.pair.public_key().as_ref());
+        k
+    }
+
+    fn sign(&self, hash: &HashBytes) -> [u8; 64] {
+        let mut s = [0u8; 64];
+        s.copy_from_slice(self.pair.sign(hash.as_slice()).as_ref());
+        s
+    }
+}
+
+fn pbkdf2(secret: &[u8], salt: &[u8], iterations: u32, out: &mut [u8]) {
+    let n = std::num::NonZeroU32::new(iterations.max(1)).expect("at least one iteration");
+    ring::pbkdf2::derive(ring::pbkdf2::PBKDF2_HMAC_SHA512, n, salt, secret, out);
+}
+
+/// One message a wallet sends.
+#[derive(Debug, Clone)]
+pub struct Transfer {
+    /// The destination.
+    pub to: StdAddr,
+    /// Nanotons to carry.
+    pub value: Nanoton,
+    /// Whether it bounces back if the destination fails.
+    pub bounce: bool,
+    /// The body (empty when `None`).
+    pub body: Option<Cell>,
+    /// A state init, to deploy the destination.
+    pub init: Option<StateInit>,
+}
+
+/// A W5R1 wallet of one key on one network.
+#[derive(Debug)]
+pub struct WalletV5 {
+    key: WalletKey,
+    wallet_id: i32,
+    code: Cell,
+}
+
+impl WalletV5 {
+    /// The basechain wallet of `key` (subwallet 0) on the network with
+    /// `network_global_id` (see [`network`]; the devnet reports its own).
+    pub fn new(key: WalletKey, network_global_id: i32) -> Result<Self, WalletError> {
+        // The client context: 1 bit set, workchain, version 0, subwallet 0.
+        let context: i32 = (1u32 << 31) as i32;
+        let code = ContractKind::WalletV5R1.code()?.code;
+        Ok(WalletV5 {
+            key,
+            wallet_id: network_global_id ^ context,
+            code,
+        })
+    }
+
+    /// The wallet id stored in the wallet and in every request.
+    pub fn wallet_id(&self) -> i32 {
+        self.wallet_id
+    }
+
+    /// The signing key.
+    pub fn key(&self) -> &WalletKey {
+        &self.key
+    }
+
+    /// The wallet's initial state: code and data with seqno 0.
+    pub fn state_init(&self) -> StateInit {
+        let mut b = CellBuilder::new();
+        let data = (|| {
+            b.store_bit_one()?; // signatures allowed
+            b.store_u32(0)?; // seqno
+            b.store_u32(self.wallet_id as u32)?;
+            b.store_raw(&self.key.public_key(), 256)?;
+            b.store_bit_zero()?; // no extensions
+            b.build()
+        })()
+        .expect("W5 data always fits a cell");
+        StateInit {
+            split_depth: None,
+            special: None,
+            code: Some(self.code.clone()),
+            data: Some(data),
+            libraries: Default::default(),
+        }
+    }
+
+    /// The wallet's address.
+    pub fn address(&self) -> StdAddr {
+        let cell =
+            CellBuilder::build_from(self.state_init()).expect("a state init always serialises");
+        StdAddr::new(0, *cell.repr_hash())
+    }
+
+    /// A signed external message that sends `transfers` (each with mode
+    /// "pay fees separately, ignore errors", as W5 requires of external
+    /// requests), valid until `valid_until`. With `deploy`, the message
+    /// carries the wallet's state init (its first use).
+    pub fn transfer(
+        &self,
+        seqno: u32,
+        valid_until: u32,
+        transfers: &[Transfer],
+        deploy: bool,
+    ) -> Result<Cell, WalletError> {
+        if transfers.is_empty() || transfers.len() > MAX_MESSAGES {
+            return Err(WalletError::Build(format!(
+                "{} messages; one request carries 1 to {MAX_MESSAGES}",
+                transfers.len()
+            )));
+        }
+        let err = |e: tycho_types::error::Error| WalletError::Build(e.to_string());
+        // out_list$_ prev:^(OutList n) action:OutAction, the first action innermost.
+        let mut list = Cell::empty_cell();
+        for t in transfers {
+            let msg = relaxed_message(t).map_err(err)?;
+            let mut b = CellBuilder::new();
+            b.store_reference(list).map_err(err)?;
+            b.store_u32(ACTION_SEND_MSG).map_err(err)?;
+            b.store_u8(PAY_FEES_SEPARATELY | IGNORE_ERRORS)
+                .map_err(err)?;
+            b.store_reference(msg).map_err(err)?;
+            list = b.build().map_err(err)?;
+        }
+        let mut request = CellBuilder::new();
+        request.store_u32(AUTH_SIGNED_EXTERNAL).map_err(err)?;
+        request.store_u32(self.wallet_id as u32).map_err(err)?;
+        request.store_u32(valid_until).map_err(err)?;
+        request.store_u32(seqno).map_err(err)?;
+        request.store_bit_one().map_err(err)?; // Maybe ^OutList: present
+        request.store_reference(list).map_err(err)?;
+        request.store_bit_zero().map_err(err)?; // no extended actions
+        let unsigned = request.clone().build().map_err(err)?;
+        let signature = self.key.sign(unsigned.repr_hash());
+        request.store_raw(&signature, 512).map_err(err)?;
+        let body = request.build().map_err(err)?;
+
+        CellBuilder::build_from(Message {
+            info: MsgInfo::ExtIn(ExtInMsgInfo {
+                src: None,
+                dst: IntAddr::Std(self.address()),
+                import_fee: Tokens::ZERO,
+            }),
+            init: deploy.then(|| self.state_init()),
+            body: body.as_slice().map_err(err)?,
+            layout: None,
+        })
+        .map_err(err)
+    }
+}
+
+fn relaxed_message(t: &Transfer) -> Result<Cell, tycho_types::error::Error> {
+    let body = t.body.clone().unwrap_or_else(Cell::empty_cell);
+    let info = RelaxedIntMsgInfo {
+        ihr_disabled: true,
+        bounce: t.bounce,
+        bounced: false,
+        src: None,
+        dst: IntAddr::Std(t.to.clone()),
+        value: CurrencyCollection::new(u128::from(t.value.get())),
+        extra_flags: Default::default(),
+        fwd_fee: Tokens::ZERO,
+        created_lt: 0,
+        created_at: 0,
+    };
+    CellBuilder::build_from(RelaxedMessage {
+        info: RelaxedMsgInfo::Int(info),
+        init: t.init.clone(),
+        body: body.as_slice()?,
+        layout: None,
+    })
+}

@@ -1,0 +1,89 @@
+//! A node's W5R1 wallet (crates/chain) on the devnet: funded by the faucet,
+//! deployed by its first transfer, seqno counted, replays and stale
+//! requests refused: the same behaviour contracts/test/wallet.test.mjs
+//! proves in the sandbox.
+
+use cocoon_chain::stack::StackReader;
+use cocoon_chain::wallet::{Transfer, WalletKey, WalletV5};
+use cocoon_core::Nanoton;
+use cocoon_devnet::{AccountStatus, Devnet, DevnetError, DevnetOptions};
+use tycho_types::cell::HashBytes;
+use tycho_types::models::StdAddr;
+use tycho_types::num::Tokens;
+
+const TON: u64 = 1_000_000_000;
+
+#[test]
+fn a_wallet_deploys_pays_and_refuses_replays() {
+    let dir = tempfile::tempdir().expect("dir");
+    let devnet = Devnet::open(
+        dir.path(),
+        DevnetOptions {
+            dev: true,
+            frozen_clock: Some(1_800_000_000),
+        },
+    )
+    .expect("opens");
+    let wallet = WalletV5::new(
+        WalletKey::from_seed(&[0x33; 32]).expect("key"),
+        devnet.global_id(),
+    )
+    .expect("wallet");
+    let payee = StdAddr::new(0, HashBytes([0x44; 32]));
+    devnet
+        .faucet(&wallet.address(), Tokens::new(u128::from(5 * TON)))
+        .expect("faucet");
+    assert_eq!(
+        devnet.account(&wallet.address()).expect("account").status,
+        AccountStatus::Uninit
+    );
+
+    let pay = |seqno: u32, deploy: bool, valid_until: u32| {
+        let t = Transfer {
+            to: payee.clone(),
+            value: Nanoton::new(TON),
+            bounce: false,
+            body: None,
+            init: None,
+        };
+        devnet.send_external(
+            wallet
+                .transfer(seqno, valid_until, &[t], deploy)
+                .expect("signed"),
+        )
+    };
+    let now = devnet.now();
+    let block = pay(0, true, now + 60).expect("first transfer");
+    assert_eq!(block.transactions.len(), 2, "the wallet's and the payee's");
+    assert_eq!(
+        devnet.account(&wallet.address()).expect("account").status,
+        AccountStatus::Active
+    );
+    assert_eq!(
+        devnet.account(&payee).expect("payee").balance.into_inner(),
+        u128::from(TON)
+    );
+    let seqno = |d: &Devnet| {
+        let out = d
+            .run_get_method(&wallet.address(), "seqno", &[])
+            .expect("seqno");
+        StackReader::new(out.stack).u64().expect("a number")
+    };
+    assert_eq!(seqno(&devnet), 1);
+
+    pay(1, false, now + 60).expect("second transfer");
+    assert_eq!(seqno(&devnet), 2);
+    assert!(
+        matches!(pay(1, false, now + 60), Err(DevnetError::Rejected { .. })),
+        "a replay is refused"
+    );
+    assert!(
+        matches!(pay(2, false, now - 1), Err(DevnetError::Rejected { .. })),
+        "an expired request is refused"
+    );
+    assert_eq!(
+        devnet.account(&payee).expect("payee").balance.into_inner(),
+        u128::from(2 * TON)
+    );
+    assert_eq!(seqno(&devnet), 2);
+}
