@@ -236,6 +236,8 @@ pub fn up_embedded_args(data_dir: &std::path::Path, api: u16) -> Vec<String> {
         format!("127.0.0.1:{}", free_port()),
         "--worker-http-listen".into(),
         format!("127.0.0.1:{}", free_port()),
+        "--devnet-listen".into(),
+        format!("127.0.0.1:{}", free_port()),
         "--context-size".into(),
         "2048".into(),
     ]

@@ -4,7 +4,7 @@ use cocoon_e2e::*;
 use serde_json::Value;
 
 fn up_args(api: u16, upstream: &TestUpstream) -> Vec<String> {
-    let ports = [free_port(), free_port(), free_port()];
+    let ports = [free_port(), free_port(), free_port(), free_port()];
     let data_dir = std::env::temp_dir().join(format!("cocoon-up-{}-{api}", std::process::id()));
     [
         "up",
@@ -22,6 +22,8 @@ fn up_args(api: u16, upstream: &TestUpstream) -> Vec<String> {
         &format!("127.0.0.1:{}", ports[1]),
         "--worker-http-listen",
         &format!("127.0.0.1:{}", ports[2]),
+        "--devnet-listen",
+        &format!("127.0.0.1:{}", ports[3]),
     ]
     .map(String::from)
     .to_vec()

@@ -3,6 +3,7 @@
 
 mod attest;
 mod config_hash;
+mod devnet;
 mod options;
 mod payments;
 mod run;
@@ -51,6 +52,12 @@ enum Command {
     /// llama.cpp's server, Ollama, ...) to a proxy. The worker dials out to
     /// the proxy, so it may sit behind NAT.
     Worker(NodeArgs<options::WorkerOptions>),
+    /// Run a TON devnet in this process: the network's compiled contracts
+    /// executed by tycho-executor under the fees and limits of
+    /// @ton/sandbox's configuration, state kept in the data directory, and
+    /// toncenter's HTTP API v2 on http://127.0.0.1:10030/api/v2 (the subset
+    /// nodes use). `cocoon up` runs one by itself.
+    Devnet(options::DevnetOptions),
     /// Manage model files.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -177,6 +184,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             )
             .await
         }
+        Command::Devnet(o) => crate::devnet::run(o).await,
         Command::Model(ModelCommand::Fetch(o)) => run::model_fetch(o).await,
         Command::Model(ModelCommand::Hash { file }) => run::model_hash(file).await,
         Command::Attest(AttestCommand::Verify(o)) => attest::verify(o),

@@ -208,6 +208,10 @@ options! {
         /// Address of the worker's stats pages [default: 127.0.0.1:10012].
         #[arg(long, env = "COCOON_UP_WORKER_HTTP_LISTEN", value_name = "ADDR")]
         pub worker_http_listen: Option<SocketAddr>,
+        /// Address of the embedded TON devnet's toncenter v2 API
+        /// [default: 127.0.0.1:10030].
+        #[arg(long, env = "COCOON_DEVNET_LISTEN", value_name = "ADDR")]
+        pub devnet_listen: Option<SocketAddr>,
         group engine: EngineOptions,
     }
 }
@@ -443,6 +447,23 @@ pub struct AttestVerifyOptions {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Options of `cocoon devnet`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DevnetOptions {
+    /// Address of the toncenter v2 API [default: 127.0.0.1:10030].
+    #[arg(long, env = "COCOON_DEVNET_LISTEN", value_name = "ADDR")]
+    pub devnet_listen: Option<SocketAddr>,
+    /// Directory for the devnet's state (kept across restarts) [default:
+    /// the data directory's `devnet/`].
+    #[arg(long, env = "COCOON_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Development tools: the faucet (POST /api/v2/devnet/faucet) and the
+    /// movable clock (POST /api/v2/devnet/advanceClock). They mint TON and
+    /// bend time, so they are refused without this flag.
+    #[arg(long, env = "COCOON_DEV", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub dev: Option<bool>,
 }
 
 /// Options of `cocoon client deposit`.

@@ -163,7 +163,7 @@ fn upstream_engine(
     Ok(Arc::new(engine))
 }
 
-async fn ctrl_c() {
+pub async fn ctrl_c() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
@@ -279,6 +279,18 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
         dev_trust("worker")?,
         dev_trust("client")?,
     );
+    // The chain: a devnet in this process, development tools on (up is a
+    // development network by definition).
+    let devnet = crate::devnet::start(
+        &data_dir.join("devnet"),
+        o.devnet_listen.unwrap_or_else(|| {
+            crate::devnet::DEFAULT_LISTEN
+                .parse()
+                .expect("a valid default")
+        }),
+        true,
+    )
+    .await?;
     let (engine, model, max_active) = build_engine(o.engine.clone()).await?;
     let engine_desc = engine.describe();
     // A development ledger: the client credits itself on first use.
@@ -348,7 +360,8 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
          \n  client API  {api}        stats http://{c}/stats\n  \
          attestation {api}/cocoon/attestation\n  \
          proxy       {proxy_addr}          stats http://{p}/stats\n  \
-         worker      {model}: {engine_desc}\n              stats http://{w}/stats\n\
+         worker      {model}: {engine_desc}\n              stats http://{w}/stats\n  \
+         devnet      {chain}  (TON, toncenter v2; faucet and clock on)\n\
          \nTry:\n  curl {api}/chat/completions -H 'content-type: application/json' \\\n    \
          -d '{{\"model\":\"{model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'\n\
          \nPress Ctrl-C to stop.\n",
@@ -357,11 +370,13 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
         image = dev.image_hash,
         p = proxy.http_listen,
         w = worker.http_listen,
+        chain = devnet.endpoint(),
     );
     ctrl_c().await;
     client.shutdown().await;
     worker.shutdown().await;
     proxy.shutdown().await;
+    devnet.shutdown().await;
     Ok(())
 }
 

@@ -1,0 +1,89 @@
+//! `cocoon devnet`: a TON devnet process serving toncenter's v2 API on
+//! loopback, with its development tools only behind --dev, and its state
+//! kept across a restart.
+
+use cocoon_e2e::*;
+use serde_json::{json, Value};
+
+fn devnet_args(data_dir: &std::path::Path, port: u16, dev: bool) -> Vec<String> {
+    let mut args = vec![
+        "devnet".to_string(),
+        "--data-dir".into(),
+        data_dir.display().to_string(),
+        "--devnet-listen".into(),
+        format!("127.0.0.1:{port}"),
+    ];
+    if dev {
+        args.push("--dev".into());
+    }
+    args
+}
+
+fn json_of(body: &[u8]) -> Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_devnet_pays_from_its_faucet_only_in_dev_and_keeps_its_state() {
+    let data_dir = std::env::temp_dir().join(format!("cocoon-devnet-{}", std::process::id()));
+    let port = free_port();
+    let api = format!("http://127.0.0.1:{port}/api/v2");
+    let who = format!("0:{}", "ab".repeat(32));
+
+    let mut proc = Proc::cocoon("devnet", &devnet_args(&data_dir, port, true));
+    proc.wait_for_log("Press Ctrl-C", 30).await;
+    let log = proc.log();
+    assert!(log.contains(&format!("API        {api}")), "{log}");
+    assert!(
+        log.contains("DEVELOPMENT ONLY"),
+        "dev mode is announced:\n{log}"
+    );
+
+    let (status, _, body) = post_json(
+        &format!("{api}/devnet/faucet"),
+        &json!({"address": who, "amount": "2500000000"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (status, _, body) = get(&format!("{api}/getAddressInformation?address={who}")).await;
+    assert_eq!(status, 200);
+    let v = json_of(&body);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["result"]["balance"], "2500000000");
+    assert_eq!(v["result"]["state"], "uninitialized");
+
+    // A bad address is refused with the reason.
+    let (status, _, body) = get(&format!("{api}/getAddressInformation?address=nonsense")).await;
+    assert_eq!(status, 400);
+    assert!(json_of(&body)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("not a TON address"));
+    assert!(proc.terminate().expect("exits").success());
+
+    // Restarted without --dev: the balance is still there, the faucet is not.
+    let mut proc = Proc::cocoon("devnet-2", &devnet_args(&data_dir, port, false));
+    proc.wait_for_log("Press Ctrl-C", 30).await;
+    let (_, _, body) = get(&format!("{api}/getAddressInformation?address={who}")).await;
+    assert_eq!(json_of(&body)["result"]["balance"], "2500000000");
+    let (status, _, body) = post_json(
+        &format!("{api}/devnet/faucet"),
+        &json!({"address": who, "amount": "1"}),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(json_of(&body)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("--dev"));
+    let (status, _, body) = get(&format!("{api}/getMasterchainInfo")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        json_of(&body)["result"]["last"]["seqno"],
+        1,
+        "one block: the faucet's"
+    );
+    assert!(proc.terminate().expect("exits").success());
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
