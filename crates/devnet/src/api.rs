@@ -20,13 +20,83 @@ use tycho_types::models::{
 };
 use tycho_types::num::Tokens;
 
-use crate::{Devnet, DevnetError};
+use crate::{Block, Devnet, DevnetError};
 
 /// The default listening address of the devnet's API.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:10030";
 
+/// One external message waiting for the next block, and who to tell.
+type Pending = (
+    Cell,
+    tokio::sync::oneshot::Sender<Result<Block, DevnetError>>,
+);
+
+/// The most messages one block takes from the queue.
+const MAX_BLOCK_MESSAGES: usize = 512;
+
+/// Shared by the handlers.
+#[derive(Clone)]
+struct ApiState {
+    devnet: Arc<Devnet>,
+    blocks: std::sync::mpsc::Sender<Pending>,
+}
+
+impl std::ops::Deref for ApiState {
+    type Target = Arc<Devnet>;
+    fn deref(&self) -> &Arc<Devnet> {
+        &self.devnet
+    }
+}
+
+/// Makes blocks of the messages sent while the previous block ran: one
+/// disk write for all of them, as a busy chain does; an idle chain makes
+/// a block per message at once. Stops when the router is dropped.
+fn spawn_block_producer(devnet: &Arc<Devnet>) -> std::sync::mpsc::Sender<Pending> {
+    // Weak: the producer must not keep a devnet alive that its owner closed.
+    let devnet = Arc::downgrade(devnet);
+    let (tx, rx) = std::sync::mpsc::channel::<Pending>();
+    std::thread::Builder::new()
+        .name("devnet-blocks".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BLOCK_MESSAGES {
+                    match rx.try_recv() {
+                        Ok(p) => batch.push(p),
+                        Err(_) => break,
+                    }
+                }
+                let (messages, replies): (Vec<Cell>, Vec<_>) = batch.into_iter().unzip();
+                let Some(devnet) = devnet.upgrade() else {
+                    break;
+                };
+                match devnet.send_externals(messages) {
+                    Ok(results) => {
+                        for (reply, r) in replies.into_iter().zip(results) {
+                            let _ = reply.send(r);
+                        }
+                    }
+                    Err(e) => {
+                        let text = e.to_string();
+                        for reply in replies {
+                            let _ = reply.send(Err(DevnetError::Malformed(format!(
+                                "the block was not written: {text}"
+                            ))));
+                        }
+                    }
+                }
+            }
+        })
+        .expect("a thread for the devnet's blocks");
+    tx
+}
+
 /// The routes, over a shared devnet.
 pub fn router(devnet: Arc<Devnet>) -> Router {
+    let state = ApiState {
+        blocks: spawn_block_producer(&devnet),
+        devnet,
+    };
     Router::new()
         .route("/api/v2/getAddressInformation", get(address_information))
         .route("/api/v2/getTransactions", get(transactions))
@@ -44,7 +114,7 @@ pub fn router(devnet: Arc<Devnet>) -> Router {
                 "no such method in this devnet's toncenter v2 subset".into(),
             )))
         })
-        .with_state(devnet)
+        .with_state(state)
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.
@@ -101,10 +171,10 @@ fn reply<T: Serialize>(r: Result<T, ApiError>) -> Response {
 
 /// Runs blocking devnet work off the async threads.
 async fn blocking<T: Send + 'static>(
-    devnet: &Arc<Devnet>,
+    devnet: &ApiState,
     f: impl FnOnce(&Devnet) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let d = devnet.clone();
+    let d = devnet.devnet.clone();
     tokio::task::spawn_blocking(move || f(&d))
         .await
         .map_err(|e| ApiError(503, format!("the devnet's worker thread failed: {e}")))?
@@ -139,7 +209,7 @@ struct AddressQuery {
     address: String,
 }
 
-async fn address_information(State(d): State<Arc<Devnet>>, q: Query<AddressQuery>) -> Response {
+async fn address_information(State(d): State<ApiState>, q: Query<AddressQuery>) -> Response {
     reply(
         blocking(&d, move |d| {
             let addr = parse_address(&q.address)?;
@@ -173,7 +243,7 @@ struct TransactionsQuery {
     to_lt: Option<String>,
 }
 
-async fn transactions(State(d): State<Arc<Devnet>>, q: Query<TransactionsQuery>) -> Response {
+async fn transactions(State(d): State<ApiState>, q: Query<TransactionsQuery>) -> Response {
     reply(
         blocking(&d, move |d| {
             let addr = parse_address(&q.address)?;
@@ -306,7 +376,7 @@ fn base64_hash(h: &HashBytes) -> String {
     TransactionIdJson::new(0, h).hash
 }
 
-async fn masterchain_info(State(d): State<Arc<Devnet>>) -> Response {
+async fn masterchain_info(State(d): State<ApiState>) -> Response {
     reply(
         blocking(&d, |d| {
             let last = block_id(d);
@@ -328,7 +398,7 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError>
         .map_err(|e| bad(format!("the request body is not the expected JSON: {e}")))
 }
 
-async fn run_get_method(State(d): State<Arc<Devnet>>, body: axum::body::Bytes) -> Response {
+async fn run_get_method(State(d): State<ApiState>, body: axum::body::Bytes) -> Response {
     reply(
         blocking(&d, move |d| {
             let req: RunGetMethodRequest = json_body(&body)?;
@@ -356,33 +426,29 @@ fn boc_of(body: &[u8]) -> Result<Cell, ApiError> {
     cell_from_base64(&req.boc).map_err(|e| bad(format!("boc: {e}")))
 }
 
-async fn send_boc(State(d): State<Arc<Devnet>>, body: axum::body::Bytes) -> Response {
-    reply(
-        blocking(&d, move |d| {
-            let msg = boc_of(&body)?;
-            d.send_external(msg)?;
-            Ok(json!({"@type": "ok"}))
-        })
-        .await,
-    )
+/// Queues an external message for the next block and waits for it.
+async fn submit(d: &ApiState, body: &[u8]) -> Result<HashBytes, ApiError> {
+    let msg = boc_of(body)?;
+    let hash = *msg.repr_hash();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let stopped = || ApiError(503, "the devnet's block producer has stopped".into());
+    d.blocks.send((msg, tx)).map_err(|_| stopped())?;
+    rx.await.map_err(|_| stopped())??;
+    Ok(hash)
 }
 
-async fn send_boc_return_hash(State(d): State<Arc<Devnet>>, body: axum::body::Bytes) -> Response {
-    reply(
-        blocking(&d, move |d| {
-            let msg = boc_of(&body)?;
-            let hash = *msg.repr_hash();
-            d.send_external(msg)?;
-            Ok(ExtMessageInfo {
-                kind: "raw.extMessageInfo".into(),
-                hash: base64_hash(&hash),
-            })
-        })
-        .await,
-    )
+async fn send_boc(State(d): State<ApiState>, body: axum::body::Bytes) -> Response {
+    reply(submit(&d, &body).await.map(|_| json!({"@type": "ok"})))
 }
 
-async fn estimate_fee(State(d): State<Arc<Devnet>>, body: axum::body::Bytes) -> Response {
+async fn send_boc_return_hash(State(d): State<ApiState>, body: axum::body::Bytes) -> Response {
+    reply(submit(&d, &body).await.map(|hash| ExtMessageInfo {
+        kind: "raw.extMessageInfo".into(),
+        hash: base64_hash(&hash),
+    }))
+}
+
+async fn estimate_fee(State(d): State<ApiState>, body: axum::body::Bytes) -> Response {
     reply(
         blocking(&d, move |d| {
             let req: EstimateFeeRequest = json_body(&body)?;
@@ -435,7 +501,7 @@ async fn estimate_fee(State(d): State<Arc<Devnet>>, body: axum::body::Bytes) -> 
     )
 }
 
-async fn status(State(d): State<Arc<Devnet>>) -> Response {
+async fn status(State(d): State<ApiState>) -> Response {
     reply(
         blocking(&d, |d| {
             let c = d.counters();
@@ -461,7 +527,7 @@ struct FaucetRequest {
     amount: u64,
 }
 
-async fn faucet(State(d): State<Arc<Devnet>>, body: axum::body::Bytes) -> Response {
+async fn faucet(State(d): State<ApiState>, body: axum::body::Bytes) -> Response {
     reply(
         blocking(&d, move |d| {
             if !d.is_dev() {
@@ -490,7 +556,7 @@ struct ClockRequest {
     seconds: u32,
 }
 
-async fn advance_clock(State(d): State<Arc<Devnet>>, body: axum::body::Bytes) -> Response {
+async fn advance_clock(State(d): State<ApiState>, body: axum::body::Bytes) -> Response {
     reply(
         blocking(&d, move |d| {
             if !d.is_dev() {

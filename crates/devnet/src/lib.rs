@@ -358,7 +358,7 @@ impl Devnet {
             .counters
             .minted
             .saturating_add(amount.into_inner() as u64);
-        self.run_block(&mut st, Inbound::Internal(msg), Mode::Apply, |c| {
+        self.run_one(&mut st, Inbound::Internal(msg), Mode::Apply, |c| {
             c.minted = minted
         })
     }
@@ -373,7 +373,53 @@ impl Devnet {
             ));
         }
         let mut st = self.lock();
-        self.run_block(&mut st, Inbound::External(message), Mode::Apply, |_| {})
+        self.run_one(&mut st, Inbound::External(message), Mode::Apply, |_| {})
+    }
+
+    /// Sends several external messages as one block, written to disk once:
+    /// what a busy chain does, and what the API does with requests that
+    /// arrive together. Each message gets its own answer; one refused does
+    /// not affect the others.
+    pub fn send_externals(
+        &self,
+        messages: Vec<Cell>,
+    ) -> Result<Vec<Result<Block, DevnetError>>, DevnetError> {
+        let inbounds = messages
+            .into_iter()
+            .map(|m| {
+                let parsed: OwnedMessage = m.parse().map_err(malformed("decoding the message"))?;
+                match parsed.info {
+                    MsgInfo::ExtIn(_) => Ok(Inbound::External(m)),
+                    _ => Err(DevnetError::Malformed(
+                        "only external inbound messages can be sent from outside; this one is internal or outbound".into(),
+                    )),
+                }
+            })
+            .collect::<Vec<_>>();
+        let mut st = self.lock();
+        let (ok, bad): (Vec<_>, Vec<_>) = inbounds
+            .into_iter()
+            .enumerate()
+            .partition(|(_, r)| r.is_ok());
+        let order: Vec<usize> = ok.iter().map(|(i, _)| *i).collect();
+        let blocks = self.run_block(
+            &mut st,
+            ok.into_iter().filter_map(|(_, r)| r.ok()).collect(),
+            Mode::Apply,
+            |_| {},
+        )?;
+        let mut out: Vec<Option<Result<Block, DevnetError>>> =
+            (0..order.len() + bad.len()).map(|_| None).collect();
+        for (i, b) in order.into_iter().zip(blocks) {
+            out[i] = Some(b);
+        }
+        for (i, r) in bad {
+            out[i] = r.err().map(Err);
+        }
+        Ok(out
+            .into_iter()
+            .map(|r| r.expect("every message answered"))
+            .collect())
     }
 
     /// What an external message would cost its destination, without
@@ -387,7 +433,7 @@ impl Devnet {
     ) -> Result<FeeEstimate, DevnetError> {
         let mut st = self.lock();
         let mode = Mode::DryRun { ignore_signatures };
-        let block = self.run_block(&mut st, Inbound::External(message), mode, |_| {})?;
+        let block = self.run_one(&mut st, Inbound::External(message), mode, |_| {})?;
         let first = block
             .transactions
             .first()
@@ -511,32 +557,27 @@ impl Devnet {
         })
     }
 
-    /// Executes one block starting from `inbound`; on success writes it and
-    /// applies it to memory, on failure changes nothing.
+    /// Executes one block: each inbound message and the whole chain of
+    /// internal messages it causes, one after the other. A message that
+    /// fails (refused, a loop) leaves no trace and does not stop the
+    /// others. The block is written to disk in one transaction, then
+    /// applied to memory; a dry run does neither.
     fn run_block(
         &self,
         st: &mut State,
-        inbound: Inbound,
+        inbounds: Vec<Inbound>,
         mode: Mode,
         adjust: impl FnOnce(&mut Counters),
-    ) -> Result<Block, DevnetError> {
+    ) -> Result<Vec<Result<Block, DevnetError>>, DevnetError> {
         let now = Self::now_of(st);
         if st.parsed.as_ref().map(|(t, _)| *t) != Some(now) {
             st.parsed = Some((now, self.config.parse_at(now)?));
         }
-        let parsed = &st.parsed.as_ref().expect("parsed just above").1;
-
-        // Work on a copy of what the block touches; commit at the end.
-        let mut touched: HashMap<StdAddr, ShardAccount> = HashMap::new();
-        let mut lt = st.counters.lt;
-        let mut seq = 0u64;
-        let mut queue = BinaryHeap::new();
-        let mut block = Block::default();
-        let mut write = BlockWrite::default();
+        let lt0 = st.counters.lt;
         let mut params = ExecutorParams {
             block_unixtime: now,
-            block_lt: lt,
-            rand_seed: block_seed(lt, now),
+            block_lt: lt0,
+            rand_seed: block_seed(lt0, now),
             ..Default::default()
         };
         if let Mode::DryRun {
@@ -545,7 +586,77 @@ impl Devnet {
         {
             params.vm_modifiers.chksig_always_succeed = true;
         }
+        let mut run = BlockRun {
+            params: &params,
+            config: &st.parsed.as_ref().expect("parsed just above").1,
+            committed: &st.accounts,
+            touched: HashMap::new(),
+            transactions: Vec::new(),
+            lt: lt0,
+        };
+        let results: Vec<Result<Block, DevnetError>> =
+            inbounds.into_iter().map(|i| run.chain(i)).collect();
+        if let Mode::DryRun { .. } = mode {
+            return Ok(results);
+        }
+        let (touched, transactions, lt) = (run.touched, run.transactions, run.lt);
+        if results.iter().all(Result::is_err) {
+            return Ok(results);
+        }
+        let mut counters = st.counters;
+        counters.lt = lt;
+        counters.blocks += 1;
+        adjust(&mut counters);
+        let write = BlockWrite {
+            accounts: touched
+                .iter()
+                .map(|(a, s)| (a.clone(), s.clone()))
+                .collect(),
+            transactions,
+            counters,
+        };
+        self.store.write(&write)?;
+        st.accounts.extend(touched);
+        st.counters = counters;
+        st.last_now = now;
+        Ok(results)
+    }
 
+    /// [`Self::run_block`] for one message.
+    fn run_one(
+        &self,
+        st: &mut State,
+        inbound: Inbound,
+        mode: Mode,
+        adjust: impl FnOnce(&mut Counters),
+    ) -> Result<Block, DevnetError> {
+        self.run_block(st, vec![inbound], mode, adjust)?
+            .pop()
+            .expect("one result per message")
+    }
+}
+
+/// A block being executed: what it changed so far, on top of the
+/// committed state.
+struct BlockRun<'a> {
+    params: &'a ExecutorParams,
+    config: &'a ParsedConfig,
+    committed: &'a HashMap<StdAddr, ShardAccount>,
+    touched: HashMap<StdAddr, ShardAccount>,
+    transactions: Vec<(StdAddr, u64, Cell)>,
+    lt: u64,
+}
+
+impl BlockRun<'_> {
+    /// Runs one inbound message and everything it causes, in logical-time
+    /// order. On failure the block is as if the message never came.
+    fn chain(&mut self, inbound: Inbound) -> Result<Block, DevnetError> {
+        let mut local: HashMap<StdAddr, ShardAccount> = HashMap::new();
+        let mut lt = self.lt;
+        let mut seq = 0u64;
+        let mut queue = BinaryHeap::new();
+        let mut block = Block::default();
+        let mut txs = Vec::new();
         let (first, is_external) = match inbound {
             Inbound::External(m) => (m, true),
             Inbound::Internal(m) => (m, false),
@@ -570,13 +681,14 @@ impl Devnet {
                     dest.workchain
                 )));
             }
-            let state = touched
+            let state = local
                 .get(&dest)
-                .or_else(|| st.accounts.get(&dest))
+                .or_else(|| self.touched.get(&dest))
+                .or_else(|| self.committed.get(&dest))
                 .cloned()
                 .unwrap_or_else(empty_shard_account);
             let min_lt = lt.max(created_lt + 1);
-            let executor = Executor::new(&params, parsed).with_min_lt(min_lt);
+            let executor = Executor::new(self.params, self.config).with_min_lt(min_lt);
             let output = match executor.begin_ordinary(&dest, external, msg.clone(), &state) {
                 Ok(tx) => tx.commit().map_err(|e| DevnetError::Execution {
                     address: dest.clone(),
@@ -615,27 +727,13 @@ impl Devnet {
                     _ => block.external_out.push(out_cell),
                 }
             }
-            write.transactions.push((dest.clone(), summary.lt, tx_cell));
-            touched.insert(dest, output.new_state);
+            txs.push((dest.clone(), summary.lt, tx_cell));
+            local.insert(dest, output.new_state);
             block.transactions.push(summary);
         }
-
-        if let Mode::DryRun { .. } = mode {
-            return Ok(block);
-        }
-        let mut counters = st.counters;
-        counters.lt = lt;
-        counters.blocks += 1;
-        adjust(&mut counters);
-        write.accounts = touched
-            .iter()
-            .map(|(a, s)| (a.clone(), s.clone()))
-            .collect();
-        write.counters = counters;
-        self.store.write(&write)?;
-        st.accounts.extend(touched);
-        st.counters = counters;
-        st.last_now = now;
+        self.lt = lt;
+        self.touched.extend(local);
+        self.transactions.extend(txs);
         Ok(block)
     }
 }

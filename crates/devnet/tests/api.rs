@@ -18,16 +18,28 @@ use tycho_types::models::StdAddr;
 
 const TOP_UP: u32 = 0x43c0_0001;
 
-async fn start(devnet: Arc<Devnet>) -> (String, tokio::sync::oneshot::Sender<()>) {
+struct Server {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+async fn start(devnet: Arc<Devnet>) -> (String, Server) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(api::serve(listener, devnet, async move {
+    let task = tokio::spawn(api::serve(listener, devnet, async move {
         let _ = stopped.await;
     }));
-    (format!("http://{addr}/api/v2"), stop)
+    (format!("http://{addr}/api/v2"), Server { stop, task })
 }
 
 /// A bare HTTP POST, for the development routes the client does not use.
@@ -184,9 +196,9 @@ async fn the_scenario_over_http_ends_where_the_sandbox_ended() {
     assert_eq!(devnet.counters().minted, 5_000_000_000);
 
     // Everything is on disk: a restarted devnet reads the same.
-    let _ = stop.send(());
-    let before = devnet.account(&client).expect("account").balance;
     drop(chain);
+    stop.shutdown().await;
+    let before = devnet.account(&client).expect("account").balance;
     let devnet = Arc::into_inner(devnet).expect("the server let go");
     let counters = devnet.counters();
     drop(devnet);

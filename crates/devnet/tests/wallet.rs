@@ -87,3 +87,64 @@ fn a_wallet_deploys_pays_and_refuses_replays() {
     );
     assert_eq!(seqno(&devnet), 2);
 }
+
+#[test]
+fn messages_sent_together_make_one_block_and_a_refused_one_leaves_no_trace() {
+    let dir = tempfile::tempdir().expect("dir");
+    let devnet = Devnet::open(
+        dir.path(),
+        DevnetOptions {
+            dev: true,
+            frozen_clock: Some(1_800_000_000),
+        },
+    )
+    .expect("opens");
+    let payee = StdAddr::new(0, HashBytes([0x55; 32]));
+    let wallets: Vec<WalletV5> = [0x01u8, 0x02]
+        .iter()
+        .map(|b| {
+            WalletV5::new(
+                WalletKey::from_seed(&[*b; 32]).expect("key"),
+                devnet.global_id(),
+            )
+            .expect("wallet")
+        })
+        .collect();
+    for w in &wallets {
+        devnet
+            .faucet(&w.address(), Tokens::new(u128::from(3 * TON)))
+            .expect("faucet");
+    }
+    let blocks_before = devnet.counters().blocks;
+    let until = devnet.now() + 60;
+    let t = || Transfer {
+        to: payee.clone(),
+        value: Nanoton::new(TON),
+        bounce: false,
+        body: None,
+        init: None,
+    };
+    let first = wallets[0].transfer(0, until, &[t()], true).expect("signed");
+    let results = devnet
+        .send_externals(vec![
+            first.clone(),
+            wallets[1].transfer(0, until, &[t()], true).expect("signed"),
+            first, // the same request again, in the same block
+        ])
+        .expect("the block is written");
+    assert!(results[0].is_ok() && results[1].is_ok(), "{results:?}");
+    assert!(
+        matches!(results[2], Err(DevnetError::Rejected { .. })),
+        "{:?}",
+        results[2]
+    );
+    assert_eq!(
+        devnet.counters().blocks,
+        blocks_before + 1,
+        "one block for all three"
+    );
+    assert_eq!(
+        devnet.account(&payee).expect("payee").balance.into_inner(),
+        u128::from(2 * TON)
+    );
+}
