@@ -9,7 +9,7 @@ import { createInterface } from 'node:readline';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Blockchain } from '@ton/sandbox';
-import { Address, beginCell, Cell, contractAddress, Dictionary, toNano } from '@ton/core';
+import { Address, beginCell, Cell, contractAddress, Dictionary, loadStateInit, toNano } from '@ton/core';
 import { filterTransactions, findTransaction, flattenTransaction } from '@ton/test-utils';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -127,6 +127,14 @@ export function storePrices(b, p) {
   b.storeCoins(p.pricePerToken).storeCoins(p.workerFeePerToken);
   b.storeUint(p.promptMultiplier, 32).storeUint(p.cachedMultiplier, 32);
   b.storeUint(p.completionMultiplier, 32).storeUint(p.reasoningMultiplier, 32);
+}
+
+function termsArgs(t) {
+  return `${t.minProxyStake} ${t.minClientStake} ${t.proxyCloseDelay} ${t.clientCloseDelay}`;
+}
+
+function pricesArgs(p) {
+  return `${p.pricePerToken} ${p.workerFeePerToken} ${p.promptMultiplier} ${p.cachedMultiplier} ${p.completionMultiplier} ${p.reasoningMultiplier}`;
 }
 
 export function storeTerms(b, t) {
@@ -372,6 +380,27 @@ export class RustVoucherSigner {
       `transfer ${seed} ${globalId} ${seqno} ${validUntil} ${deploy ? 1 : 0} ${to.toRawString()} ${value} ${bounce ? 1 : 0} ${bodyHex}`,
     );
     return Cell.fromBoc(Buffer.from(hex, 'hex'))[0];
+  }
+
+  /** The root's state init as crates/chain builds it: { address, init }. */
+  async rootInit(owner, terms = DEFAULT_TERMS, prices = DEFAULT_PRICES) {
+    const [address, hex] = (await this.request(`root ${owner.toRawString()} ${termsArgs(terms)} ${pricesArgs(prices)}`)).split(' ');
+    const s = Cell.fromBoc(Buffer.from(hex, 'hex'))[0].beginParse();
+    return { address: Address.parse(address), init: loadStateInit(s) };
+  }
+
+  /** The proxy, client and worker contract addresses crates/chain derives. */
+  async derive(root, proxyOwner, proxyKey, owner, terms = DEFAULT_TERMS) {
+    const key = proxyKey.toString(16).padStart(64, '0');
+    const [proxy, client, worker] = (await this.request(
+      `derive ${root.toRawString()} ${proxyOwner.toRawString()} ${key} ${owner.toRawString()} ${termsArgs(terms)}`,
+    )).split(' ').map((a) => Address.parse(a));
+    return { proxy, client, worker };
+  }
+
+  /** A message body as crates/chain builds it (`body KIND ARGS...`). */
+  async body(...args) {
+    return Cell.fromBoc(Buffer.from(await this.request(`body ${args.join(' ')}`), 'hex'))[0];
   }
 
   close() {

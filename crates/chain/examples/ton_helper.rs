@@ -16,7 +16,17 @@
 //!   -> ok PUBLIC_KEY_HEX ADDRESS
 //! transfer SEED_HEX GLOBAL_ID SEQNO VALID_UNTIL DEPLOY TO VALUE BOUNCE BODY_HEX|-
 //!   -> ok BOC_HEX           (the signed external message)
+//! root OWNER TERMS PRICES
+//!   -> ok ADDRESS STATE_INIT_BOC_HEX
+//! derive ROOT PROXY_OWNER PROXY_KEY_HEX OWNER TERMS
+//!   -> ok PROXY CLIENT WORKER   (OWNER's client and worker contracts)
+//! body register_proxy OWNER KEY_HEX ENDPOINTS | body top_up AMOUNT | body add_proxy_stake AMOUNT
+//!   -> ok BOC_HEX
 //! ```
+//!
+//! TERMS is `MIN_PROXY_STAKE MIN_CLIENT_STAKE PROXY_CLOSE_DELAY
+//! CLIENT_CLOSE_DELAY`; PRICES is `PRICE_PER_TOKEN WORKER_FEE PROMPT CACHED
+//! COMPLETION REASONING`.
 //!
 //! KIND is `client` or `worker`; addresses are raw (`0:<64 hex>`); DEPLOY
 //! and BOUNCE are 0 or 1; a request it cannot serve is answered
@@ -25,10 +35,12 @@
 use std::io::{BufRead, Write};
 use std::str::FromStr;
 
+use cocoon_chain::contracts::{self, Codes, Prices, ProxyConfig, Terms};
 use cocoon_chain::wallet::{Transfer, WalletKey, WalletV5};
 use cocoon_core::Nanoton;
 use cocoon_pay::voucher::{Voucher, VoucherKind, VoucherSigner};
 use tycho_types::boc::Boc;
+use tycho_types::cell::{CellBuilder, HashBytes};
 use tycho_types::models::StdAddr;
 
 fn main() {
@@ -101,8 +113,75 @@ fn serve(line: &str) -> Result<String, String> {
                 .map_err(|e| e.to_string())?;
             Ok(hex(&Boc::encode(&msg)))
         }
+        ["root", owner, rest @ ..] if rest.len() == 10 => {
+            let (terms, prices) = (terms(&rest[..4])?, prices(&rest[4..])?);
+            let codes = Codes::committed().map_err(|e| e.to_string())?;
+            let init = contracts::root_state_init(&address(owner)?, &prices, &terms, &codes)
+                .map_err(|e| e.to_string())?;
+            let cell = CellBuilder::build_from(&init).map_err(|e| e.to_string())?;
+            Ok(format!(
+                "{} {}",
+                contracts::address_of(&init),
+                hex(&Boc::encode(&cell))
+            ))
+        }
+        ["derive", root, proxy_owner, key, owner, rest @ ..] if rest.len() == 4 => {
+            let codes = Codes::committed().map_err(|e| e.to_string())?;
+            let config = ProxyConfig::under(&address(root)?, &terms(rest)?, &codes);
+            let key = HashBytes(unhex(key)?.try_into().map_err(|_| "a key is 32 bytes")?);
+            let proxy = contracts::address_of(
+                &contracts::proxy_state_init(&address(proxy_owner)?, &key, &config, &codes.proxy)
+                    .map_err(|e| e.to_string())?,
+            );
+            let owner = address(owner)?;
+            let client = contracts::client_state_init(&proxy, &key, &config, &owner)
+                .map_err(|e| e.to_string())?;
+            let worker = contracts::worker_state_init(&proxy, &key, &config, &owner)
+                .map_err(|e| e.to_string())?;
+            Ok(format!(
+                "{proxy} {} {}",
+                contracts::address_of(&client),
+                contracts::address_of(&worker)
+            ))
+        }
+        ["body", "register_proxy", owner, key, endpoints] => {
+            let key = HashBytes(unhex(key)?.try_into().map_err(|_| "a key is 32 bytes")?);
+            let b = contracts::register_proxy(7, &address(owner)?, &key, endpoints)
+                .map_err(|e| e.to_string())?;
+            Ok(hex(&Boc::encode(&b)))
+        }
+        ["body", "top_up", amount] => {
+            let b =
+                contracts::top_up(7, Nanoton::new(number(amount)?)).map_err(|e| e.to_string())?;
+            Ok(hex(&Boc::encode(&b)))
+        }
+        ["body", "add_proxy_stake", amount] => {
+            let b = contracts::add_proxy_stake(7, Nanoton::new(number(amount)?))
+                .map_err(|e| e.to_string())?;
+            Ok(hex(&Boc::encode(&b)))
+        }
         _ => Err(format!("unknown request: {line}")),
     }
+}
+
+fn terms(w: &[&str]) -> Result<Terms, String> {
+    Ok(Terms {
+        min_proxy_stake: Nanoton::new(number(w[0])?),
+        min_client_stake: Nanoton::new(number(w[1])?),
+        proxy_close_delay: number(w[2])?,
+        client_close_delay: number(w[3])?,
+    })
+}
+
+fn prices(w: &[&str]) -> Result<Prices, String> {
+    Ok(Prices {
+        price_per_token: Nanoton::new(number(w[0])?),
+        worker_fee_per_token: Nanoton::new(number(w[1])?),
+        prompt_multiplier: number(w[2])?,
+        cached_multiplier: number(w[3])?,
+        completion_multiplier: number(w[4])?,
+        reasoning_multiplier: number(w[5])?,
+    })
 }
 
 fn number<T: FromStr>(s: &str) -> Result<T, String>

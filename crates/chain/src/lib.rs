@@ -3,6 +3,8 @@
 //! - [`artifacts`]: the settlement contracts' compiled code, exactly as
 //!   `contracts/build/` commits it;
 //! - [`stack`]: get-method arguments and results as plain data;
+//! - [`contracts`]: the contracts' initial states (every address derived
+//!   here, as the contracts derive it) and the messages nodes send them;
 //! - [`chain`]: the [`Chain`] interface nodes use to reach TON;
 //! - [`toncenter`]: its implementation over toncenter's HTTP API v2, which
 //!   the embedded devnet (`crates/devnet`) serves too;
@@ -10,6 +12,7 @@
 
 pub mod artifacts;
 pub mod chain;
+pub mod contracts;
 pub mod stack;
 pub mod toncenter;
 pub mod wallet;

@@ -1,0 +1,393 @@
+//! Cocoon's contracts from the Rust side: their initial states (so nodes
+//! derive every address themselves, exactly as the contracts do), and the
+//! bodies of the messages nodes send them. The layouts are those of
+//! `contracts/src/common/{layouts,messages}.tolk`; `contracts/test`
+//! cross-checks each derivation against the contracts' own get-methods.
+
+use cocoon_core::Nanoton;
+use tycho_types::cell::{Cell, CellBuilder, CellFamily, HashBytes, Store};
+use tycho_types::error::Error;
+use tycho_types::models::{StateInit, StdAddr};
+use tycho_types::num::Tokens;
+
+use crate::artifacts::{ArtifactError, ContractKind};
+
+/// Operation codes (contracts/README.md).
+pub mod op {
+    /// Root: register a proxy (owner only).
+    pub const REGISTER_PROXY: u32 = 0x52c0_0001;
+    /// Root: allow or disallow an image for a role.
+    pub const SET_IMAGE: u32 = 0x52c0_0003;
+    /// Root: add or remove a model.
+    pub const SET_MODEL: u32 = 0x52c0_0004;
+    /// Root: set the prices.
+    pub const SET_PRICES: u32 = 0x52c0_0005;
+    /// Proxy: add to the operator's stake.
+    pub const ADD_PROXY_STAKE: u32 = 0x50c0_0001;
+    /// Proxy: withdraw commission.
+    pub const WITHDRAW_COMMISSION: u32 = 0x50c0_0002;
+    /// Proxy: start closing.
+    pub const REQUEST_PROXY_CLOSE: u32 = 0x50c0_0003;
+    /// Client: add to the balance.
+    pub const TOP_UP: u32 = 0x43c0_0001;
+    /// Client: take back what is above the stake.
+    pub const WITHDRAW_BALANCE: u32 = 0x43c0_0002;
+    /// Client: commit a proxy-signed voucher.
+    pub const CHARGE: u32 = 0x43c0_0003;
+    /// Client: start closing.
+    pub const REQUEST_CLIENT_CLOSE: u32 = 0x43c0_0004;
+    /// Client: finish closing after the delay.
+    pub const FINISH_CLIENT_CLOSE: u32 = 0x43c0_0005;
+    /// Worker: claim a proxy-signed voucher.
+    pub const PAYOUT: u32 = 0x57c0_0001;
+}
+
+/// Image roles in the root's lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Proxies.
+    Proxy = 0,
+    /// Workers.
+    Worker = 1,
+    /// Clients.
+    Client = 2,
+}
+
+/// What tokens cost, as the root stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prices {
+    /// Base price of one token, nanoton.
+    pub price_per_token: Nanoton,
+    /// The worker's share of it, nanoton.
+    pub worker_fee_per_token: Nanoton,
+    /// Multipliers ×10000 by token kind.
+    pub prompt_multiplier: u32,
+    /// Cached prompt tokens.
+    pub cached_multiplier: u32,
+    /// Completion tokens.
+    pub completion_multiplier: u32,
+    /// Reasoning tokens.
+    pub reasoning_multiplier: u32,
+}
+
+/// Stakes and close delays new proxy contracts get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Terms {
+    /// The least a proxy stakes.
+    pub min_proxy_stake: Nanoton,
+    /// The least a client keeps in its contract.
+    pub min_client_stake: Nanoton,
+    /// Seconds between a proxy's close request and its end.
+    pub proxy_close_delay: u32,
+    /// Seconds between a client's close request and its end.
+    pub client_close_delay: u32,
+}
+
+/// The code of the contracts the root deploys or derives.
+#[derive(Debug, Clone)]
+pub struct Codes {
+    /// The proxy contract.
+    pub proxy: Cell,
+    /// The client contract.
+    pub client: Cell,
+    /// The worker contract.
+    pub worker: Cell,
+}
+
+impl Codes {
+    /// The committed artifacts.
+    pub fn committed() -> Result<Self, ArtifactError> {
+        Ok(Codes {
+            proxy: ContractKind::Proxy.code()?.code,
+            client: ContractKind::Client.code()?.code,
+            worker: ContractKind::Worker.code()?.code,
+        })
+    }
+}
+
+/// What a proxy contract is bound to for life (part of its address).
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// The root that registered it.
+    pub root: StdAddr,
+    /// Its close delay.
+    pub proxy_close_delay: u32,
+    /// Its clients' close delay.
+    pub client_close_delay: u32,
+    /// Its clients' stake.
+    pub min_client_stake: Nanoton,
+    /// The client contract code.
+    pub client_code: Cell,
+    /// The worker contract code.
+    pub worker_code: Cell,
+}
+
+impl ProxyConfig {
+    /// The config the root gives a proxy it registers under `terms`.
+    pub fn under(root: &StdAddr, terms: &Terms, codes: &Codes) -> Self {
+        ProxyConfig {
+            root: root.clone(),
+            proxy_close_delay: terms.proxy_close_delay,
+            client_close_delay: terms.client_close_delay,
+            min_client_stake: terms.min_client_stake,
+            client_code: codes.client.clone(),
+            worker_code: codes.worker.clone(),
+        }
+    }
+}
+
+fn coins(b: &mut CellBuilder, n: Nanoton) -> Result<(), Error> {
+    Tokens::new(u128::from(n.get())).store_into(b, Cell::empty_context())
+}
+
+fn addr_none(b: &mut CellBuilder) -> Result<(), Error> {
+    b.store_small_uint(0, 2)
+}
+
+fn state_init(code: Cell, data: Cell) -> StateInit {
+    StateInit {
+        split_depth: None,
+        special: None,
+        code: Some(code),
+        data: Some(data),
+        libraries: Default::default(),
+    }
+}
+
+/// The basechain address of a state init.
+pub fn address_of(init: &StateInit) -> StdAddr {
+    let cell = CellBuilder::build_from(init).expect("a state init always serialises");
+    StdAddr::new(0, *cell.repr_hash())
+}
+
+fn store_prices(b: &mut CellBuilder, p: &Prices) -> Result<(), Error> {
+    coins(b, p.price_per_token)?;
+    coins(b, p.worker_fee_per_token)?;
+    b.store_u32(p.prompt_multiplier)?;
+    b.store_u32(p.cached_multiplier)?;
+    b.store_u32(p.completion_multiplier)?;
+    b.store_u32(p.reasoning_multiplier)
+}
+
+fn store_terms(b: &mut CellBuilder, t: &Terms) -> Result<(), Error> {
+    coins(b, t.min_proxy_stake)?;
+    coins(b, t.min_client_stake)?;
+    b.store_u32(t.proxy_close_delay)?;
+    b.store_u32(t.client_close_delay)
+}
+
+/// The root registry's initial state: `owner`, no images, models or
+/// proxies, version 0.
+pub fn root_state_init(
+    owner: &StdAddr,
+    prices: &Prices,
+    terms: &Terms,
+    codes: &Codes,
+) -> Result<StateInit, Error> {
+    let mut params = CellBuilder::new();
+    store_prices(&mut params, prices)?;
+    store_terms(&mut params, terms)?;
+    let mut c = CellBuilder::new();
+    c.store_reference(codes.proxy.clone())?;
+    c.store_reference(codes.client.clone())?;
+    c.store_reference(codes.worker.clone())?;
+    let mut lists = CellBuilder::new();
+    lists.store_small_uint(0, 4)?; // four empty maps
+    let mut data = CellBuilder::new();
+    owner.store_into(&mut data, Cell::empty_context())?;
+    addr_none(&mut data)?; // no pending owner
+    data.store_u32(0)?; // version
+    data.store_reference(params.build()?)?;
+    data.store_reference(c.build()?)?;
+    data.store_reference(lists.build()?)?;
+    data.store_bit_zero()?; // no proxies
+    Ok(state_init(
+        ContractKind::Root
+            .code()
+            .map_err(|_| Error::InvalidData)?
+            .code,
+        data.build()?,
+    ))
+}
+
+/// A proxy contract's initial state, as the root derives it.
+pub fn proxy_state_init(
+    owner: &StdAddr,
+    key: &HashBytes,
+    config: &ProxyConfig,
+    proxy_code: &Cell,
+) -> Result<StateInit, Error> {
+    let mut books = CellBuilder::new();
+    for _ in 0..4 {
+        coins(&mut books, Nanoton::ZERO)?;
+    }
+    let mut cfg = CellBuilder::new();
+    config.root.store_into(&mut cfg, Cell::empty_context())?;
+    cfg.store_u32(config.proxy_close_delay)?;
+    cfg.store_u32(config.client_close_delay)?;
+    coins(&mut cfg, config.min_client_stake)?;
+    cfg.store_reference(config.client_code.clone())?;
+    cfg.store_reference(config.worker_code.clone())?;
+    let mut data = CellBuilder::new();
+    owner.store_into(&mut data, Cell::empty_context())?;
+    data.store_u256(key)?;
+    data.store_small_uint(0, 2)?; // open
+    data.store_u32(0)?; // closeAt
+    data.store_reference(books.build()?)?;
+    data.store_reference(cfg.build()?)?;
+    Ok(state_init(proxy_code.clone(), data.build()?))
+}
+
+/// `owner`'s client contract with the proxy contract `proxy`.
+pub fn client_state_init(
+    proxy: &StdAddr,
+    proxy_key: &HashBytes,
+    config: &ProxyConfig,
+    owner: &StdAddr,
+) -> Result<StateInit, Error> {
+    let mut terms = CellBuilder::new();
+    proxy.store_into(&mut terms, Cell::empty_context())?;
+    terms.store_u256(proxy_key)?;
+    coins(&mut terms, config.min_client_stake)?;
+    terms.store_u32(config.client_close_delay)?;
+    let mut data = CellBuilder::new();
+    owner.store_into(&mut data, Cell::empty_context())?;
+    data.store_small_uint(0, 2)?; // open
+    data.store_u32(0)?; // closeAt
+    coins(&mut data, Nanoton::ZERO)?; // balance
+    coins(&mut data, Nanoton::ZERO)?; // committed
+    data.store_u64(0)?; // lastSeqno
+    data.store_reference(terms.build()?)?;
+    Ok(state_init(config.client_code.clone(), data.build()?))
+}
+
+/// `owner`'s worker contract with the proxy contract `proxy`.
+pub fn worker_state_init(
+    proxy: &StdAddr,
+    proxy_key: &HashBytes,
+    config: &ProxyConfig,
+    owner: &StdAddr,
+) -> Result<StateInit, Error> {
+    let mut terms = CellBuilder::new();
+    proxy.store_into(&mut terms, Cell::empty_context())?;
+    terms.store_u256(proxy_key)?;
+    let mut data = CellBuilder::new();
+    owner.store_into(&mut data, Cell::empty_context())?;
+    coins(&mut data, Nanoton::ZERO)?; // committed
+    data.store_u64(0)?; // lastSeqno
+    data.store_reference(terms.build()?)?;
+    Ok(state_init(config.worker_code.clone(), data.build()?))
+}
+
+fn body(
+    op: u32,
+    query_id: u64,
+    fill: impl FnOnce(&mut CellBuilder) -> Result<(), Error>,
+) -> Result<Cell, Error> {
+    let mut b = CellBuilder::new();
+    b.store_u32(op)?;
+    b.store_u64(query_id)?;
+    fill(&mut b)?;
+    b.build()
+}
+
+/// A short string as a cell's bytes (endpoints, model names).
+pub fn text_cell(s: &str) -> Result<Cell, Error> {
+    let bytes = s.as_bytes();
+    if bytes.len() > 127 {
+        return Err(Error::CellOverflow);
+    }
+    let mut b = CellBuilder::new();
+    b.store_raw(bytes, (bytes.len() * 8) as u16)?;
+    b.build()
+}
+
+/// Root: register `owner`'s proxy with voucher key `key`, reachable at
+/// `endpoints`.
+pub fn register_proxy(
+    query_id: u64,
+    owner: &StdAddr,
+    key: &HashBytes,
+    endpoints: &str,
+) -> Result<Cell, Error> {
+    let endpoints = text_cell(endpoints)?;
+    body(op::REGISTER_PROXY, query_id, |b| {
+        owner.store_into(b, Cell::empty_context())?;
+        b.store_u256(key)?;
+        b.store_reference(endpoints)
+    })
+}
+
+/// Root: allow (or disallow) image `hash` for `role`.
+pub fn set_image(
+    query_id: u64,
+    role: Role,
+    hash: &HashBytes,
+    allowed: bool,
+) -> Result<Cell, Error> {
+    body(op::SET_IMAGE, query_id, |b| {
+        b.store_u8(role as u8)?;
+        b.store_u256(hash)?;
+        b.store_bit(allowed)
+    })
+}
+
+/// Root: add model `hash` named `name` (or remove it with `None`).
+pub fn set_model(query_id: u64, hash: &HashBytes, name: Option<&str>) -> Result<Cell, Error> {
+    let name = name.map(text_cell).transpose()?;
+    body(op::SET_MODEL, query_id, |b| {
+        b.store_u256(hash)?;
+        match name {
+            Some(c) => {
+                b.store_bit_one()?;
+                b.store_reference(c)
+            }
+            None => b.store_bit_zero(),
+        }
+    })
+}
+
+/// Root: set the prices.
+pub fn set_prices(query_id: u64, prices: &Prices) -> Result<Cell, Error> {
+    body(op::SET_PRICES, query_id, |b| store_prices(b, prices))
+}
+
+/// Proxy: add `amount` to the stake (the message carries it plus gas).
+pub fn add_proxy_stake(query_id: u64, amount: Nanoton) -> Result<Cell, Error> {
+    body(op::ADD_PROXY_STAKE, query_id, |b| coins(b, amount))
+}
+
+/// Client: add `amount` to the balance (the message carries it plus gas).
+pub fn top_up(query_id: u64, amount: Nanoton) -> Result<Cell, Error> {
+    body(op::TOP_UP, query_id, |b| coins(b, amount))
+}
+
+/// Client: take back `amount` of what is above the stake.
+pub fn withdraw_balance(query_id: u64, amount: Nanoton) -> Result<Cell, Error> {
+    body(op::WITHDRAW_BALANCE, query_id, |b| coins(b, amount))
+}
+
+/// Client: commit a signed voucher (its cell, as `cocoon-pay` signs it).
+pub fn charge(query_id: u64, signed_voucher: Cell) -> Result<Cell, Error> {
+    body(op::CHARGE, query_id, |b| b.store_reference(signed_voucher))
+}
+
+/// Worker: claim a signed voucher.
+pub fn payout(query_id: u64, signed_voucher: Cell) -> Result<Cell, Error> {
+    body(op::PAYOUT, query_id, |b| b.store_reference(signed_voucher))
+}
+
+/// Client: start closing.
+pub fn request_client_close(query_id: u64) -> Result<Cell, Error> {
+    body(op::REQUEST_CLIENT_CLOSE, query_id, |_| Ok(()))
+}
+
+/// Client: finish closing after the delay.
+pub fn finish_client_close(query_id: u64) -> Result<Cell, Error> {
+    body(op::FINISH_CLIENT_CLOSE, query_id, |_| Ok(()))
+}
+
+/// Proxy: start closing.
+pub fn request_proxy_close(query_id: u64) -> Result<Cell, Error> {
+    body(op::REQUEST_PROXY_CLOSE, query_id, |_| Ok(()))
+}
