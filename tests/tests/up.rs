@@ -4,8 +4,17 @@ use cocoon_e2e::*;
 use serde_json::Value;
 
 fn up_args(api: u16, upstream: &TestUpstream) -> Vec<String> {
-    let ports = [free_port(), free_port(), free_port(), free_port()];
     let data_dir = std::env::temp_dir().join(format!("cocoon-up-{}-{api}", std::process::id()));
+    up_args_in(&data_dir, api, free_port(), upstream)
+}
+
+fn up_args_in(
+    data_dir: &std::path::Path,
+    api: u16,
+    devnet: u16,
+    upstream: &TestUpstream,
+) -> Vec<String> {
+    let ports = [free_port(), free_port(), free_port(), devnet];
     [
         "up",
         "--data-dir",
@@ -148,5 +157,101 @@ async fn an_idle_up_is_quiet_at_info_level() {
     let (status, _, body) = get(&format!("{base}/v1/models")).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     assert!(proc.terminate().expect("cocoon up exits").success());
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+/// `cocoon up` puts its network on its own devnet: a registry, the proxy's
+/// contract, the client's contract with a deposit, the worker's contract
+/// as its payee; a restart on the same data directory finds them and
+/// deploys nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_puts_its_network_on_its_devnet_once() {
+    let upstream = upstream(UpstreamBehaviour::default()).await;
+    let data_dir = std::env::temp_dir().join(format!("cocoon-up-chain-{}", std::process::id()));
+    let (api, devnet) = (free_port(), free_port());
+    let base = format!("http://127.0.0.1:{api}");
+    let chain_api = format!("http://127.0.0.1:{devnet}/api/v2");
+    let mut proc = Proc::cocoon("up-chain", &up_args_in(&data_dir, api, devnet, &upstream));
+    wait_ok(&format!("{base}/healthz")).await;
+    proc.wait_for_log("Press Ctrl-C", 30).await;
+
+    let (status, _, body) = get(&format!("{base}/v1/cocoon/chain")).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let chain: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(chain["endpoint"], chain_api.as_str());
+    let contract = chain["client_contract"].as_str().unwrap().to_string();
+    for key in ["root", "proxy_contract", "client_contract", "client_wallet"] {
+        assert!(
+            chain[key].as_str().unwrap().starts_with("0:"),
+            "{key}: {chain}"
+        );
+    }
+    let (_, _, body) = get(&format!(
+        "{chain_api}/getAddressInformation?address={contract}"
+    ))
+    .await;
+    let account: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(account["result"]["state"], "active", "{account}");
+    let balance: u64 = account["result"]["balance"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        balance >= 10_000_000_000,
+        "the client's first deposit is on chain: {balance}"
+    );
+    for key in ["root", "proxy_contract"] {
+        let (_, _, body) = get(&format!(
+            "{chain_api}/getAddressInformation?address={}",
+            chain[key].as_str().unwrap()
+        ))
+        .await;
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["result"]["state"], "active", "{key}: {v}");
+    }
+
+    // The worker is paid through its contract, to its wallet.
+    let log = proc.log();
+    let worker_stats = log
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("stats http://"))
+        .map(|s| s.trim().to_string())
+        .expect("the banner names the worker's stats");
+    let (_, _, body) = get(&format!(
+        "http://{}",
+        worker_stats.replace("/stats", "/jsonstats")
+    ))
+    .await;
+    let stats: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        stats["info"]["wallet"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("0:"),
+        "{stats}"
+    );
+    assert_eq!(stats["info"]["worker_contract"], stats["info"]["payee"]);
+
+    let (_, _, body) = get(&format!("{chain_api}/devnet/status")).await;
+    let blocks = serde_json::from_slice::<Value>(&body).unwrap()["result"]["blocks"].clone();
+    assert!(proc.terminate().expect("exits").success());
+
+    let mut proc = Proc::cocoon("up-chain-2", &up_args_in(&data_dir, api, devnet, &upstream));
+    wait_ok(&format!("{base}/healthz")).await;
+    proc.wait_for_log("Press Ctrl-C", 30).await;
+    let (_, _, body) = get(&format!("{base}/v1/cocoon/chain")).await;
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap(),
+        chain,
+        "the same accounts"
+    );
+    let (_, _, body) = get(&format!("{chain_api}/devnet/status")).await;
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["result"]["blocks"],
+        blocks,
+        "a restart deploys nothing again"
+    );
+    assert!(proc.terminate().expect("exits").success());
     let _ = std::fs::remove_dir_all(&data_dir);
 }

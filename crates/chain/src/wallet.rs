@@ -71,6 +71,13 @@ impl WalletKey {
         Ok(WalletKey { pair })
     }
 
+    /// The key in a PKCS#8 document (as nodes keep their keys on disk).
+    pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, WalletError> {
+        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8)
+            .map_err(|e| WalletError::Key(format!("not an Ed25519 PKCS#8 key: {e}")))?;
+        Ok(WalletKey { pair })
+    }
+
     /// The key of a TON mnemonic (24 words, no password), derived as TON's
     /// wallets do: entropy = HMAC-SHA512(words, ""), seed = PBKDF2-SHA512
     /// (entropy, "TON default seed", 100 000), key = seed's first 32 bytes.
@@ -283,4 +290,108 @@ fn relaxed_message(t: &Transfer) -> Result<Cell, tycho_types::error::Error> {
         body: body.as_slice()?,
         layout: None,
     })
+}
+
+/// Why a wallet could not send.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The chain could not be reached or refused the message.
+    #[error(transparent)]
+    Chain(#[from] crate::chain::ChainError),
+    /// The message could not be built.
+    #[error(transparent)]
+    Wallet(#[from] WalletError),
+    /// The wallet cannot cover what it was asked to send.
+    #[error("wallet {address} holds {balance}, the transfer needs {needed} plus fees")]
+    Insufficient {
+        /// The wallet.
+        address: StdAddr,
+        /// What it holds.
+        balance: Nanoton,
+        /// What the transfers carry.
+        needed: Nanoton,
+    },
+    /// The chain did not apply the transfer in time.
+    #[error("wallet {address}: transfer with seqno {seqno} not applied within {waited:?}")]
+    NotApplied {
+        /// The wallet.
+        address: StdAddr,
+        /// The request's seqno.
+        seqno: u32,
+        /// How long it was waited for.
+        waited: std::time::Duration,
+    },
+}
+
+/// How long a signed request stays valid.
+const REQUEST_TTL_SECS: u32 = 120;
+
+impl WalletV5 {
+    /// The wallet's seqno (0 before it is deployed) and whether it is.
+    pub async fn seqno(
+        &self,
+        chain: &impl crate::chain::Chain,
+    ) -> Result<(u32, bool), crate::chain::ChainError> {
+        let account = chain.account(&self.address()).await?;
+        if account.status != crate::chain::AccountStatus::Active {
+            return Ok((0, false));
+        }
+        let out = chain.run_get_method(&self.address(), "seqno", &[]).await?;
+        let seqno = crate::stack::StackReader::new(out.stack)
+            .u64()
+            .ok()
+            .and_then(|s| u32::try_from(s).ok())
+            .unwrap_or(0);
+        Ok((seqno, true))
+    }
+
+    /// Sends `transfers` and waits until the chain applied the request
+    /// (the wallet's seqno moved past it), at most `timeout`. Deploys the
+    /// wallet with its first request.
+    pub async fn send(
+        &self,
+        chain: &impl crate::chain::Chain,
+        transfers: &[Transfer],
+        timeout: std::time::Duration,
+    ) -> Result<u32, SendError> {
+        let address = self.address();
+        let account = chain.account(&address).await?;
+        let needed = transfers.iter().fold(Nanoton::ZERO, |sum, t| {
+            sum.checked_add(t.value).unwrap_or(sum)
+        });
+        if account.balance.get() <= needed.get() {
+            return Err(SendError::Insufficient {
+                address,
+                balance: account.balance,
+                needed,
+            });
+        }
+        let (seqno, deployed) = self.seqno(chain).await?;
+        let now = account.sync_utime.max(unix_now());
+        let message = self.transfer(seqno, now + REQUEST_TTL_SECS, transfers, !deployed)?;
+        chain.send_message(&message).await?;
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(20);
+        while started.elapsed() < timeout {
+            if let Ok((now_seqno, true)) = self.seqno(chain).await {
+                if now_seqno > seqno {
+                    return Ok(seqno);
+                }
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(1));
+        }
+        Err(SendError::NotApplied {
+            address,
+            seqno,
+            waited: timeout,
+        })
+    }
+}
+
+fn unix_now() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(0)
 }

@@ -4,6 +4,7 @@
 mod attest;
 mod config_hash;
 mod devnet;
+mod local_chain;
 mod options;
 mod payments;
 mod run;

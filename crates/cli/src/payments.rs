@@ -38,6 +38,26 @@ fn voucher_key(dir: &Path) -> anyhow::Result<VoucherSigner> {
     VoucherSigner::from_pkcs8(&pkcs8).with_context(|| format!("voucher key {}", path.display()))
 }
 
+/// The proxy's voucher public key (the key its contract checks), the key
+/// file created on first use.
+pub fn voucher_public_key(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
+    Ok(voucher_key(data_dir)?.public_key())
+}
+
+/// The default prices of a proxy (`--price-per-token` 100,
+/// `--worker-fee-per-token` 80, multipliers 10000,2500,10000,10000), as the
+/// root registry stores them.
+pub fn default_registry_prices() -> cocoon_chain::contracts::Prices {
+    cocoon_chain::contracts::Prices {
+        price_per_token: Nanoton::new(100),
+        worker_fee_per_token: Nanoton::new(80),
+        prompt_multiplier: 10_000,
+        cached_multiplier: 2_500,
+        completion_multiplier: 10_000,
+        reasoning_multiplier: 10_000,
+    }
+}
+
 fn multipliers(s: &str) -> anyhow::Result<[BasisPoints; 4]> {
     let parts: Vec<&str> = s.split(',').map(str::trim).collect();
     if parts.len() != 4 {

@@ -216,6 +216,7 @@ pub async fn worker(o: WorkerOptions, a: AttestationOptions) -> anyhow::Result<(
         http_listen: addr(o.http_listen, DEFAULT_WORKER_HTTP),
         trust,
         address,
+        wallet: None,
     };
     let worker = cocoon_worker::Worker::start(config, engine).await?;
     ctrl_c().await;
@@ -250,6 +251,7 @@ fn client_config(
         max_body_bytes,
         default_max_coefficient: o.max_coefficient.map(Coefficient::per_mille),
         default_timeout: timeout(o.timeout_secs)?,
+        chain: None,
     })
 }
 
@@ -293,10 +295,25 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
     .await?;
     let (engine, model, max_active) = build_engine(o.engine.clone()).await?;
     let engine_desc = engine.describe();
+    // The network on chain: registry, proxy contract, client contract.
+    let local = crate::local_chain::bootstrap(
+        &devnet.devnet,
+        &devnet.endpoint(),
+        &data_dir,
+        crate::payments::voucher_public_key(&data_dir)?,
+        crate::payments::default_registry_prices(),
+        *dev.image_hash.as_bytes(),
+        engine
+            .model_hash()
+            .map(|h| (*h.as_bytes(), model.to_string())),
+    )
+    .await
+    .context("setting up the local network on the devnet")?;
     // A development ledger: the client credits itself on first use.
     let payments = crate::payments::proxy(
         &ProxyOptions {
             dev_deposits: Some(true),
+            contract: Some(local.proxy_contract.to_string()),
             ..Default::default()
         },
         &data_dir,
@@ -324,7 +341,8 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
             max_active_requests: max_active,
             http_listen: addr(o.worker_http_listen, DEFAULT_WORKER_HTTP),
             trust: worker_trust,
-            address: None,
+            address: Some(local.worker_contract.clone()),
+            wallet: Some(local.worker_wallet.clone()),
         },
         engine,
     )
@@ -339,8 +357,15 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
         max_body_bytes: DEFAULT_MAX_BODY,
         default_max_coefficient: None,
         default_timeout: cocoon_core::DEFAULT_TIMEOUT,
-        address: None,
+        address: Some(local.client_contract.clone()),
         dev_deposit: Some(UP_DEV_DEPOSIT),
+        chain: Some(cocoon_client::ChainInfo {
+            endpoint: local.endpoint.clone(),
+            root: local.root.to_string(),
+            proxy_contract: local.proxy_contract.to_string(),
+            client_contract: local.client_contract.to_string(),
+            client_wallet: local.client_wallet.to_string(),
+        }),
     })
     .await
     .context("starting the client")?;
@@ -361,7 +386,9 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
          attestation {api}/cocoon/attestation\n  \
          proxy       {proxy_addr}          stats http://{p}/stats\n  \
          worker      {model}: {engine_desc}\n              stats http://{w}/stats\n  \
-         devnet      {chain}  (TON, toncenter v2; faucet and clock on)\n\
+         devnet      {chain}  (TON, toncenter v2; faucet and clock on)\n  \
+         registry    {root}\n  \
+         contracts   proxy {proxy_contract}\n              client {client_contract}\n\
          \nTry:\n  curl {api}/chat/completions -H 'content-type: application/json' \\\n    \
          -d '{{\"model\":\"{model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'\n\
          \nPress Ctrl-C to stop.\n",
@@ -371,6 +398,9 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
         p = proxy.http_listen,
         w = worker.http_listen,
         chain = devnet.endpoint(),
+        root = local.root,
+        proxy_contract = local.proxy_contract,
+        client_contract = local.client_contract,
     );
     ctrl_c().await;
     client.shutdown().await;

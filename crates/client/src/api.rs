@@ -63,6 +63,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
             get(crate::payments::balance).fallback(method_not_allowed),
         )
         .route(
+            "/v1/cocoon/chain",
+            get(chain_info).fallback(method_not_allowed),
+        )
+        .route(
             "/v1/cocoon/deposit",
             post(crate::payments::deposit).fallback(method_not_allowed),
         )
@@ -84,6 +88,23 @@ async fn request_id(mut req: Request, next: Next) -> Response {
             .insert(HeaderName::from_static("x-request-id"), v);
     }
     resp
+}
+
+/// `GET /v1/cocoon/chain`: where this client's money lives on chain.
+async fn chain_info(State(shared): State<Arc<Shared>>) -> Response {
+    match &shared.config.chain {
+        Some(info) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            serde_json::to_string(info).unwrap_or_default(),
+        )
+            .into_response(),
+        None => ApiError::request(
+            StatusCode::NOT_FOUND,
+            "no_chain",
+            "this client is not connected to a chain: it runs on a development ledger",
+        )
+        .into_response(),
+    }
 }
 
 async fn not_found(req: Request) -> ApiError {

@@ -47,6 +47,23 @@ pub struct ClientConfig {
     /// A development deposit made when the account is empty (development
     /// ledgers only).
     pub dev_deposit: Option<cocoon_core::Nanoton>,
+    /// Where this client's money lives on chain (`GET /v1/cocoon/chain`).
+    pub chain: Option<ChainInfo>,
+}
+
+/// The client's accounts on chain, as `GET /v1/cocoon/chain` reports them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ChainInfo {
+    /// The chain API the network uses (toncenter v2).
+    pub endpoint: String,
+    /// The root registry.
+    pub root: String,
+    /// The proxy's contract.
+    pub proxy_contract: String,
+    /// The client's contract (its payer address).
+    pub client_contract: String,
+    /// The wallet that owns the client's contract.
+    pub client_wallet: String,
 }
 
 /// Why the client could not start.

@@ -142,6 +142,7 @@ async fn finished_calls_are_read_to_their_trailers() {
         trust,
         address: None,
         dev_deposit: None,
+        chain: None,
         max_body_bytes: 1 << 20,
         default_max_coefficient: None,
         default_timeout: Duration::from_secs(10),

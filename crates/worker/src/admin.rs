@@ -39,6 +39,12 @@ impl StatsSource for Shared {
         info.insert("engine".into(), self.engine.describe());
         info.insert("trust".into(), self.config.trust.describe());
         info.insert("payee".into(), self.address.to_string());
+        if let Some(wallet) = &self.config.wallet {
+            // On chain the payee is the worker's contract, which pays out
+            // to this wallet.
+            info.insert("wallet".into(), wallet.to_string());
+            info.insert("worker_contract".into(), self.address.to_string());
+        }
         if let Some((earned, seqno)) = self.earnings.latest() {
             info.insert("earned_nanoton".into(), earned.to_string());
             info.insert("voucher_seqno".into(), seqno.to_string());

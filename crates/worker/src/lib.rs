@@ -41,6 +41,8 @@ pub struct WorkerConfig {
     /// Where earnings go when the proxy charges ("0:<hex>"); `None` uses
     /// the development address of the name.
     pub address: Option<tycho_types::models::StdAddr>,
+    /// The wallet the worker's contract pays out to, when on chain.
+    pub wallet: Option<tycho_types::models::StdAddr>,
 }
 
 /// Why the worker could not start.

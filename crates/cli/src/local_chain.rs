@@ -1,0 +1,298 @@
+//! What `cocoon up` puts on its devnet before it serves: wallets for the
+//! registry's owner, the proxy's operator, the client and the worker
+//! (funded by the faucet), the root registry, the proxy registered and
+//! staked, this image and model allowed, and the client's contract with a
+//! first deposit. Every step goes through the chain's API, as it would on
+//! testnet, and is skipped when the chain already shows it done, so a
+//! restart of `cocoon up` on the same data directory changes nothing.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use cocoon_chain::contracts::{self, Codes, Prices, ProxyConfig, Role, Terms};
+use cocoon_chain::stack::{StackEntry, StackReader};
+use cocoon_chain::wallet::{Transfer, WalletKey, WalletV5};
+use cocoon_chain::{AccountStatus, Chain, Toncenter, ToncenterConfig};
+use cocoon_core::Nanoton;
+use cocoon_devnet::Devnet;
+use num_bigint::BigInt;
+use tycho_types::cell::HashBytes;
+use tycho_types::models::StdAddr;
+use tycho_types::num::Tokens;
+
+/// How long one chain step may take.
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Gas sent with each registry or contract message; the rest comes back.
+const GAS: Nanoton = Nanoton::new(100_000_000);
+
+/// The network's terms on the local chain.
+pub const TERMS: Terms = Terms {
+    min_proxy_stake: Nanoton::new(10 * Nanoton::TON.get()),
+    min_client_stake: Nanoton::new(Nanoton::TON.get()),
+    proxy_close_delay: 86_400,
+    client_close_delay: 3_600,
+};
+
+/// What the client deposits on first start.
+pub const CLIENT_DEPOSIT: Nanoton = Nanoton::new(10 * Nanoton::TON.get());
+
+/// The local network's accounts on chain.
+#[derive(Debug, Clone)]
+pub struct LocalChain {
+    /// The chain's API.
+    pub endpoint: String,
+    /// The root registry.
+    pub root: StdAddr,
+    /// The proxy's contract (vouchers name it).
+    pub proxy_contract: StdAddr,
+    /// The client's wallet.
+    pub client_wallet: StdAddr,
+    /// The client's contract: its payer address.
+    pub client_contract: StdAddr,
+    /// The worker's wallet: where its earnings go.
+    pub worker_wallet: StdAddr,
+    /// The worker's contract: its payee address in vouchers.
+    pub worker_contract: StdAddr,
+}
+
+/// The four wallets, their keys kept in `dir/keys/` (mode 0600).
+struct Wallets {
+    root_owner: WalletV5,
+    proxy_owner: WalletV5,
+    client: WalletV5,
+    worker: WalletV5,
+}
+
+fn wallet(dir: &Path, name: &str, global_id: i32) -> anyhow::Result<WalletV5> {
+    let path = dir.join("keys").join(format!("{name}.wallet-key"));
+    let pkcs8 = cocoon_tee::keyfile::ed25519_pkcs8(&path)
+        .with_context(|| format!("wallet key {}", path.display()))?;
+    let key =
+        WalletKey::from_pkcs8(&pkcs8).with_context(|| format!("wallet key {}", path.display()))?;
+    Ok(WalletV5::new(key, global_id)?)
+}
+
+/// Sets up (or finds) the local network's accounts on `devnet`, whose API
+/// is at `endpoint`. `voucher_key` is the proxy's; `image` and `model` are
+/// what `cocoon up` runs.
+pub async fn bootstrap(
+    devnet: &Devnet,
+    endpoint: &str,
+    data_dir: &Path,
+    voucher_key: [u8; 32],
+    prices: Prices,
+    image: [u8; 32],
+    model: Option<([u8; 32], String)>,
+) -> anyhow::Result<LocalChain> {
+    let chain = Toncenter::new(ToncenterConfig::single(endpoint))?;
+    let global_id = devnet.global_id();
+    let w = Wallets {
+        root_owner: wallet(data_dir, "registry-owner", global_id)?,
+        proxy_owner: wallet(data_dir, "proxy-operator", global_id)?,
+        client: wallet(data_dir, "client", global_id)?,
+        worker: wallet(data_dir, "worker", global_id)?,
+    };
+    // Development money: top each wallet up to what it needs.
+    for (wallet, want) in [
+        (&w.root_owner, 100u64),
+        (&w.proxy_owner, 100),
+        (&w.client, 100),
+        (&w.worker, 1),
+    ] {
+        let want = u128::from(want * Nanoton::TON.get());
+        let have = chain.account(&wallet.address()).await?.balance.get();
+        if u128::from(have) < want / 2 {
+            devnet.faucet(&wallet.address(), Tokens::new(want - u128::from(have)))?;
+        }
+    }
+
+    let codes = Codes::committed()?;
+    let root_init = contracts::root_state_init(&w.root_owner.address(), &prices, &TERMS, &codes)?;
+    let root = contracts::address_of(&root_init);
+    if !is_active(&chain, &root).await? {
+        w.root_owner
+            .send(
+                &chain,
+                &[Transfer {
+                    to: root.clone(),
+                    value: Nanoton::TON,
+                    bounce: false,
+                    body: None,
+                    init: Some(root_init),
+                }],
+                STEP_TIMEOUT,
+            )
+            .await
+            .context("deploying the root registry")?;
+        tracing::info!(%root, "root registry deployed");
+    }
+
+    let key = HashBytes(voucher_key);
+    let config = ProxyConfig::under(&root, &TERMS, &codes);
+    let proxy_contract = contracts::address_of(&contracts::proxy_state_init(
+        &w.proxy_owner.address(),
+        &key,
+        &config,
+        &codes.proxy,
+    )?);
+    let root_send = |body, what: &'static str| {
+        let to = root.clone();
+        let wallet = &w.root_owner;
+        let chain = &chain;
+        async move {
+            wallet
+                .send(
+                    chain,
+                    &[Transfer {
+                        to,
+                        value: GAS,
+                        bounce: true,
+                        body: Some(body),
+                        init: None,
+                    }],
+                    STEP_TIMEOUT,
+                )
+                .await
+                .with_context(|| what)
+        }
+    };
+    if !is_active(&chain, &proxy_contract).await? {
+        let body =
+            contracts::register_proxy(1, &w.proxy_owner.address(), &key, "tls://127.0.0.1:10010")?;
+        root_send(body, "registering the proxy").await?;
+        tracing::info!(%proxy_contract, "proxy registered");
+    }
+    let stake = proxy_stake(&chain, &proxy_contract).await?;
+    if stake < TERMS.min_proxy_stake.get() {
+        let amount = Nanoton::new(TERMS.min_proxy_stake.get() - stake);
+        w.proxy_owner
+            .send(
+                &chain,
+                &[Transfer {
+                    to: proxy_contract.clone(),
+                    value: amount.checked_add(GAS)?,
+                    bounce: true,
+                    body: Some(contracts::add_proxy_stake(2, amount)?),
+                    init: None,
+                }],
+                STEP_TIMEOUT,
+            )
+            .await
+            .context("staking the proxy")?;
+    }
+    for role in [Role::Proxy, Role::Worker, Role::Client] {
+        let hash = HashBytes(image);
+        if !image_allowed(&chain, &root, role, &hash).await? {
+            root_send(
+                contracts::set_image(3, role, &hash, true)?,
+                "allowing this image",
+            )
+            .await?;
+        }
+    }
+    if let Some((hash, name)) = &model {
+        let hash = HashBytes(*hash);
+        if !model_registered(&chain, &root, &hash).await? {
+            root_send(
+                contracts::set_model(4, &hash, Some(name))?,
+                "registering the model",
+            )
+            .await?;
+        }
+    }
+
+    let client_init =
+        contracts::client_state_init(&proxy_contract, &key, &config, &w.client.address())?;
+    let client_contract = contracts::address_of(&client_init);
+    if !is_active(&chain, &client_contract).await? {
+        w.client
+            .send(
+                &chain,
+                &[Transfer {
+                    to: client_contract.clone(),
+                    value: CLIENT_DEPOSIT.checked_add(GAS)?,
+                    bounce: true,
+                    body: Some(contracts::top_up(5, CLIENT_DEPOSIT)?),
+                    init: Some(client_init),
+                }],
+                STEP_TIMEOUT,
+            )
+            .await
+            .context("the client's first deposit")?;
+        tracing::info!(%client_contract, deposit = %CLIENT_DEPOSIT, "client contract opened");
+    }
+    let worker_contract = contracts::address_of(&contracts::worker_state_init(
+        &proxy_contract,
+        &key,
+        &config,
+        &w.worker.address(),
+    )?);
+    Ok(LocalChain {
+        endpoint: endpoint.to_string(),
+        root,
+        proxy_contract,
+        client_wallet: w.client.address(),
+        client_contract,
+        worker_wallet: w.worker.address(),
+        worker_contract,
+    })
+}
+
+async fn is_active(chain: &impl Chain, address: &StdAddr) -> anyhow::Result<bool> {
+    Ok(chain.account(address).await?.status == AccountStatus::Active)
+}
+
+async fn get(
+    chain: &impl Chain,
+    address: &StdAddr,
+    method: &str,
+    args: &[StackEntry],
+) -> anyhow::Result<StackReader> {
+    let out = chain.run_get_method(address, method, args).await?;
+    if !out.succeeded() {
+        anyhow::bail!(
+            "{method} on {address} failed with exit code {}",
+            out.exit_code
+        );
+    }
+    Ok(StackReader::new(out.stack))
+}
+
+async fn proxy_stake(chain: &impl Chain, proxy: &StdAddr) -> anyhow::Result<u64> {
+    let mut r = get(chain, proxy, "get_proxy_data", &[]).await?;
+    for _ in 0..5 {
+        r.skip()?; // root, owner, key, state, closeAt
+    }
+    Ok(r.u64()?)
+}
+
+fn hash_arg(h: &HashBytes) -> StackEntry {
+    StackEntry::Int(BigInt::from_bytes_be(num_bigint::Sign::Plus, h.as_slice()))
+}
+
+async fn image_allowed(
+    chain: &impl Chain,
+    root: &StdAddr,
+    role: Role,
+    hash: &HashBytes,
+) -> anyhow::Result<bool> {
+    let args = [StackEntry::Int(BigInt::from(role as u8)), hash_arg(hash)];
+    let v = get(chain, root, "is_image_allowed", &args).await?.int()?;
+    Ok(v != BigInt::from(0))
+}
+
+async fn model_registered(
+    chain: &impl Chain,
+    root: &StdAddr,
+    hash: &HashBytes,
+) -> anyhow::Result<bool> {
+    let out = chain
+        .run_get_method(root, "get_model", &[hash_arg(hash)])
+        .await?;
+    Ok(out.succeeded()
+        && matches!(
+            out.stack.first(),
+            Some(StackEntry::Cell(_) | StackEntry::Slice(_))
+        ))
+}
