@@ -255,3 +255,132 @@ async fn up_puts_its_network_on_its_devnet_once() {
     assert!(proc.terminate().expect("exits").success());
     let _ = std::fs::remove_dir_all(&data_dir);
 }
+
+/// The promise, end to end: requests earn the worker vouchers;
+/// `cocoon worker withdraw` has its contract pay them; the worker's wallet
+/// on the devnet rises by what the worker earned, minus the fees the chain
+/// charged; a second withdrawal has nothing to pay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_withdraws_its_earnings_to_its_wallet() {
+    let upstream = upstream(UpstreamBehaviour {
+        chunks: 5,
+        chunk_size: 8,
+        ..Default::default()
+    })
+    .await;
+    let data_dir = std::env::temp_dir().join(format!("cocoon-up-withdraw-{}", std::process::id()));
+    let (api, devnet, worker_http) = (free_port(), free_port(), free_port());
+    let mut args = up_args_in(&data_dir, api, devnet, &upstream);
+    let at = args
+        .iter()
+        .position(|a| a == "--worker-http-listen")
+        .unwrap();
+    args[at + 1] = format!("127.0.0.1:{worker_http}");
+    let base = format!("http://127.0.0.1:{api}");
+    let chain_api = format!("http://127.0.0.1:{devnet}/api/v2");
+    let mut proc = Proc::cocoon("up-withdraw", &args);
+    wait_ok(&format!("{base}/healthz")).await;
+    proc.wait_for_log("Press Ctrl-C", 30).await;
+
+    for _ in 0..3 {
+        let (status, _, body) = post_json(
+            &format!("{base}/v1/chat/completions"),
+            &chat_body("up-model", false),
+        )
+        .await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    }
+    // The worker holds the proxy's voucher for what it earned.
+    let stats_url = format!("http://127.0.0.1:{worker_http}/jsonstats");
+    let mut earned = 0u64;
+    for _ in 0..100 {
+        let (_, _, body) = get(&stats_url).await;
+        let stats: Value = serde_json::from_slice(&body).unwrap();
+        earned = stats["info"]["earned_nanoton"]
+            .as_str()
+            .unwrap_or("0")
+            .parse()
+            .unwrap();
+        if earned > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(earned > 0, "the worker was paid in vouchers");
+    let (_, _, body) = get(&stats_url).await;
+    let wallet = serde_json::from_slice::<Value>(&body).unwrap()["info"]["wallet"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let out = std::process::Command::new(bin_dir().join("cocoon"))
+        .args([
+            "worker",
+            "withdraw",
+            "--api",
+            &format!("http://127.0.0.1:{worker_http}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let w: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let n = |k: &str| w[k].as_str().unwrap().parse::<u64>().unwrap();
+    assert_eq!(
+        n("paid"),
+        earned,
+        "the contract paid exactly what the voucher says: {w}"
+    );
+    assert_eq!(n("paid_before"), 0);
+    assert_eq!(w["wallet"], wallet.as_str());
+    assert!(
+        n("fees") > 0 && n("fees") < 100_000_000,
+        "fees are the chain's, under the gas sent: {w}"
+    );
+    assert_eq!(
+        n("wallet_balance_after"),
+        n("wallet_balance_before") + n("paid") - n("fees"),
+        "{w}"
+    );
+    // The devnet's API shows the same balance.
+    let (_, _, body) = get(&format!(
+        "{chain_api}/getAddressInformation?address={wallet}"
+    ))
+    .await;
+    let account: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        account["result"]["balance"].as_str().unwrap(),
+        w["wallet_balance_after"].as_str().unwrap()
+    );
+
+    // Nothing more to pay: refused with the reason, no balance moves.
+    let again = std::process::Command::new(bin_dir().join("cocoon"))
+        .args([
+            "worker",
+            "withdraw",
+            "--api",
+            &format!("http://127.0.0.1:{worker_http}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already paid"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let (_, _, body) = get(&format!(
+        "{chain_api}/getAddressInformation?address={wallet}"
+    ))
+    .await;
+    let account: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        account["result"]["balance"].as_str().unwrap(),
+        w["wallet_balance_after"].as_str().unwrap()
+    );
+    assert!(proc.terminate().expect("exits").success());
+    let _ = std::fs::remove_dir_all(&data_dir);
+}

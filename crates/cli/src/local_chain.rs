@@ -7,6 +7,7 @@
 //! restart of `cocoon up` on the same data directory changes nothing.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -18,7 +19,7 @@ use cocoon_core::Nanoton;
 use cocoon_devnet::Devnet;
 use num_bigint::BigInt;
 use tycho_types::cell::HashBytes;
-use tycho_types::models::StdAddr;
+use tycho_types::models::{StateInit, StdAddr};
 use tycho_types::num::Tokens;
 
 /// How long one chain step may take.
@@ -51,9 +52,11 @@ pub struct LocalChain {
     /// The client's contract: its payer address.
     pub client_contract: StdAddr,
     /// The worker's wallet: where its earnings go.
-    pub worker_wallet: StdAddr,
+    pub worker_wallet: Arc<WalletV5>,
     /// The worker's contract: its payee address in vouchers.
     pub worker_contract: StdAddr,
+    /// The worker contract's initial state (deployed by its first payout).
+    pub worker_contract_init: StateInit,
 }
 
 /// The four wallets, their keys kept in `dir/keys/` (mode 0600).
@@ -222,20 +225,18 @@ pub async fn bootstrap(
             .context("the client's first deposit")?;
         tracing::info!(%client_contract, deposit = %CLIENT_DEPOSIT, "client contract opened");
     }
-    let worker_contract = contracts::address_of(&contracts::worker_state_init(
-        &proxy_contract,
-        &key,
-        &config,
-        &w.worker.address(),
-    )?);
+    let worker_contract_init =
+        contracts::worker_state_init(&proxy_contract, &key, &config, &w.worker.address())?;
+    let worker_contract = contracts::address_of(&worker_contract_init);
     Ok(LocalChain {
         endpoint: endpoint.to_string(),
         root,
         proxy_contract,
         client_wallet: w.client.address(),
         client_contract,
-        worker_wallet: w.worker.address(),
+        worker_wallet: Arc::new(w.worker),
         worker_contract,
+        worker_contract_init,
     })
 }
 

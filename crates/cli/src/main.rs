@@ -52,7 +52,7 @@ enum Command {
     /// Serve a model from an OpenAI-compatible engine (vLLM, SGLang,
     /// llama.cpp's server, Ollama, ...) to a proxy. The worker dials out to
     /// the proxy, so it may sit behind NAT.
-    Worker(NodeArgs<options::WorkerOptions>),
+    Worker(WorkerCommand),
     /// Run a TON devnet in this process: the network's compiled contracts
     /// executed by tycho-executor under the fees and limits of
     /// @ton/sandbox's configuration, state kept in the data directory, and
@@ -83,6 +83,26 @@ enum ClientAction {
     /// must allow development deposits; deposits come from the chain
     /// otherwise). Prints the new balance.
     Deposit(options::DepositOptions),
+}
+
+/// `cocoon worker`: run a worker, or act on a running one.
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+struct WorkerCommand {
+    #[command(subcommand)]
+    action: Option<WorkerAction>,
+    #[command(flatten)]
+    run: NodeArgs<options::WorkerOptions>,
+}
+
+#[derive(Subcommand, Debug)]
+enum WorkerAction {
+    /// Take a running worker's earnings out: its wallet sends the proxy's
+    /// latest voucher to its worker contract, which has the proxy's
+    /// contract pay the increase over what was paid before. Prints what
+    /// moved: the amount paid, the wallet's balance before and after, and
+    /// the fees the chain charged.
+    Withdraw(options::WithdrawOptions),
 }
 
 /// A node command's own options plus the shared attestation options.
@@ -178,7 +198,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             )
             .await
         }
-        Command::Worker(o) => {
+        Command::Worker(WorkerCommand {
+            action: Some(WorkerAction::Withdraw(w)),
+            ..
+        }) => run::withdraw(w).await,
+        Command::Worker(WorkerCommand { run: o, .. }) => {
             run::worker(
                 o.node.overlay(file.worker),
                 o.attestation.overlay(file.attestation),

@@ -449,6 +449,14 @@ pub struct AttestVerifyOptions {
     pub json: bool,
 }
 
+/// Options of `cocoon worker withdraw`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WithdrawOptions {
+    /// The running worker's HTTP port [default: http://127.0.0.1:10012].
+    #[arg(long, env = "COCOON_WORKER_API", value_name = "URL")]
+    pub api: Option<String>,
+}
+
 /// Options of `cocoon devnet`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DevnetOptions {

@@ -216,7 +216,7 @@ pub async fn worker(o: WorkerOptions, a: AttestationOptions) -> anyhow::Result<(
         http_listen: addr(o.http_listen, DEFAULT_WORKER_HTTP),
         trust,
         address,
-        wallet: None,
+        chain: None,
     };
     let worker = cocoon_worker::Worker::start(config, engine).await?;
     ctrl_c().await;
@@ -342,7 +342,13 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
             http_listen: addr(o.worker_http_listen, DEFAULT_WORKER_HTTP),
             trust: worker_trust,
             address: Some(local.worker_contract.clone()),
-            wallet: Some(local.worker_wallet.clone()),
+            chain: Some(cocoon_worker::payout::WorkerChain {
+                chain: Arc::new(cocoon_chain::Toncenter::new(
+                    cocoon_chain::ToncenterConfig::single(&local.endpoint),
+                )?),
+                wallet: local.worker_wallet.clone(),
+                contract_init: Some(local.worker_contract_init.clone()),
+            }),
         },
         engine,
     )
@@ -439,29 +445,8 @@ pub async fn model_hash(file: std::path::PathBuf) -> anyhow::Result<()> {
 /// `cocoon client deposit`: POST /v1/cocoon/deposit on a running client.
 pub async fn deposit(o: crate::options::DepositOptions) -> anyhow::Result<()> {
     let api = o.api.unwrap_or_else(|| format!("http://{DEFAULT_API}"));
-    let rest = api
-        .strip_prefix("http://")
-        .ok_or_else(|| anyhow!("--api must be an http:// URL, found {api:?}"))?;
-    let authority = rest.split('/').next().unwrap_or(rest).to_string();
     let body = format!("{{\"amount_nanoton\":{}}}", o.amount);
-    let request = format!(
-        "POST /v1/cocoon/deposit HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let answer = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(&authority)
-            .with_context(|| format!("cannot reach the client at {authority}"))?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        s.write_all(request.as_bytes())?;
-        let mut out = String::new();
-        s.read_to_string(&mut out)?;
-        Ok(out)
-    })
-    .await??;
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-    let status = head.split(' ').nth(1).unwrap_or("?");
+    let (status, body) = post_local(&api, "/v1/cocoon/deposit", &body).await?;
     if status != "200" {
         bail!(
             "the client refused the deposit (HTTP {status}): {}",
@@ -470,4 +455,48 @@ pub async fn deposit(o: crate::options::DepositOptions) -> anyhow::Result<()> {
     }
     println!("{}", body.trim());
     Ok(())
+}
+
+/// `cocoon worker withdraw`: POST /admin/withdraw on a running worker.
+pub async fn withdraw(o: crate::options::WithdrawOptions) -> anyhow::Result<()> {
+    let api = o
+        .api
+        .unwrap_or_else(|| format!("http://{DEFAULT_WORKER_HTTP}"));
+    let (status, body) = post_local(&api, "/admin/withdraw", "{}").await?;
+    if status != "200" {
+        bail!(
+            "the worker did not withdraw (HTTP {status}): {}",
+            body.trim()
+        );
+    }
+    println!("{}", body.trim());
+    Ok(())
+}
+
+/// POSTs `body` to `path` on a node's local HTTP port; returns the status
+/// and the answer's body.
+async fn post_local(api: &str, path: &str, body: &str) -> anyhow::Result<(String, String)> {
+    let rest = api
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow!("--api must be an http:// URL, found {api:?}"))?;
+    let authority = rest.split('/').next().unwrap_or(rest).to_string();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&authority)
+            .with_context(|| format!("cannot reach {authority}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(120)))?;
+        s.write_all(request.as_bytes())?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    })
+    .await??;
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.split(' ').nth(1).unwrap_or("?").to_string();
+    Ok((status, body.to_string()))
 }

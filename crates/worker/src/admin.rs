@@ -39,10 +39,10 @@ impl StatsSource for Shared {
         info.insert("engine".into(), self.engine.describe());
         info.insert("trust".into(), self.config.trust.describe());
         info.insert("payee".into(), self.address.to_string());
-        if let Some(wallet) = &self.config.wallet {
+        if let Some(chain) = &self.config.chain {
             // On chain the payee is the worker's contract, which pays out
             // to this wallet.
-            info.insert("wallet".into(), wallet.to_string());
+            info.insert("wallet".into(), chain.wallet.address().to_string());
             info.insert("worker_contract".into(), self.address.to_string());
         }
         if let Some((earned, seqno)) = self.earnings.latest() {
@@ -99,9 +99,37 @@ async fn set_coefficient(
     }
 }
 
+/// `POST /admin/withdraw`: has the worker contract pay the latest
+/// voucher's increase to the worker's wallet; answers what moved.
+async fn withdraw(State(shared): State<Arc<Shared>>) -> axum::response::Response {
+    use crate::payout::WithdrawError;
+    match crate::payout::withdraw(&shared).await {
+        Ok(w) => (
+            StatusCode::OK,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            serde_json::to_string(&w).unwrap_or_default(),
+        )
+            .into_response(),
+        Err(e) => {
+            let status = match e {
+                WithdrawError::Chain(_) => StatusCode::BAD_GATEWAY,
+                _ => StatusCode::CONFLICT,
+            };
+            let body = serde_json::json!({"error": e.to_string()}).to_string();
+            (
+                status,
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response()
+        }
+    }
+}
+
 pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
     let admin = axum::Router::new()
         .route("/admin/coefficient", axum::routing::post(set_coefficient))
+        .route("/admin/withdraw", axum::routing::post(withdraw))
         .with_state(shared.clone());
     cocoon_telemetry::router(shared)
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))

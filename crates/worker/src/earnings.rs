@@ -74,6 +74,14 @@ impl Earnings {
                 )));
             }
         }
+        // The proxy's latest voucher is this worker's too (after a restart,
+        // the only copy it has).
+        if let (Some(v), Some(b)) = (theirs, book.as_mut()) {
+            match b.accept(v, cocoon_core::unix_now()) {
+                Ok(()) | Err(cocoon_pay::VoucherError::Replayed { .. }) => {}
+                Err(e) => return Err(self.refuse(format!("the proxy's voucher: {e}"))),
+            }
+        }
         *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = None;
         Ok(())
     }
@@ -92,6 +100,15 @@ impl Earnings {
             Ok(()) | Err(cocoon_pay::VoucherError::Replayed { .. }) => Ok(()),
             Err(e) => Err(self.refuse(format!("the proxy sent a bad voucher: {e}"))),
         }
+    }
+
+    /// The latest voucher, for a payout.
+    pub(crate) fn latest_voucher(&self) -> Option<SignedVoucher> {
+        self.book
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(|b| b.latest().cloned())
     }
 
     /// Earned in total (the latest voucher's total) and its seqno.

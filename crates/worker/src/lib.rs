@@ -8,6 +8,7 @@
 mod admin;
 mod earnings;
 mod jobs;
+pub mod payout;
 mod session;
 
 use std::net::SocketAddr;
@@ -41,8 +42,9 @@ pub struct WorkerConfig {
     /// Where earnings go when the proxy charges ("0:<hex>"); `None` uses
     /// the development address of the name.
     pub address: Option<tycho_types::models::StdAddr>,
-    /// The wallet the worker's contract pays out to, when on chain.
-    pub wallet: Option<tycho_types::models::StdAddr>,
+    /// The chain, the wallet the worker's contract pays out to, and the
+    /// contract's initial state: withdrawals (`POST /admin/withdraw`).
+    pub chain: Option<payout::WorkerChain>,
 }
 
 /// Why the worker could not start.

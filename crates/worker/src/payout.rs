@@ -1,0 +1,177 @@
+//! Taking earnings out: the worker's wallet sends its latest voucher to its
+//! worker contract (`Payout`), which has the proxy's contract pay the
+//! voucher's increase over what was already paid to the wallet.
+//! `POST /admin/withdraw` (and `cocoon worker withdraw`) does it on demand.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cocoon_chain::contracts;
+use cocoon_chain::stack::StackReader;
+use cocoon_chain::wallet::{Transfer, WalletV5};
+use cocoon_chain::{AccountStatus, Chain, Toncenter};
+use cocoon_core::Nanoton;
+use tycho_types::boc::Boc;
+use tycho_types::models::{StateInit, StdAddr};
+
+/// Gas carried with a payout: the worker contract's, the proxy contract's
+/// and the payment's; what is left comes back to the wallet.
+const PAYOUT_GAS: Nanoton = Nanoton::new(100_000_000);
+/// How long a payout may take to be applied.
+const PAYOUT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How the worker reaches its money on chain.
+#[derive(Clone)]
+pub struct WorkerChain {
+    /// The chain's API.
+    pub chain: Arc<Toncenter>,
+    /// The wallet that owns the worker contract and receives the payouts.
+    pub wallet: Arc<WalletV5>,
+    /// The worker contract's initial state, sent along while it is not
+    /// deployed yet.
+    pub contract_init: Option<StateInit>,
+}
+
+impl std::fmt::Debug for WorkerChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerChain")
+            .field("endpoints", &self.chain.endpoints())
+            .field("wallet", &self.wallet.address())
+            .finish()
+    }
+}
+
+/// What a withdrawal did.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct Withdrawal {
+    pub wallet: String,
+    pub worker_contract: String,
+    pub voucher_total: String,
+    pub voucher_seqno: u64,
+    /// Paid on chain before this withdrawal.
+    pub paid_before: String,
+    /// Paid by this withdrawal (the voucher's increase).
+    pub paid: String,
+    pub wallet_balance_before: String,
+    pub wallet_balance_after: String,
+    /// What the withdrawal cost the wallet: gas and forwarding, net of the
+    /// excess that came back.
+    pub fees: String,
+}
+
+/// Why a withdrawal did not happen.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WithdrawError {
+    #[error("this worker is not connected to a chain")]
+    NoChain,
+    #[error("nothing earned yet: no voucher from the proxy")]
+    NothingEarned,
+    #[error("already paid: the worker contract has paid {paid}, the latest voucher says {total}")]
+    AlreadyPaid { paid: Nanoton, total: Nanoton },
+    #[error("the chain: {0}")]
+    Chain(String),
+}
+
+async fn paid_on_chain(
+    chain: &Toncenter,
+    contract: &StdAddr,
+) -> Result<(Nanoton, bool), WithdrawError> {
+    let account = chain
+        .account(contract)
+        .await
+        .map_err(|e| WithdrawError::Chain(e.to_string()))?;
+    if account.status != AccountStatus::Active {
+        return Ok((Nanoton::ZERO, false));
+    }
+    let out = chain
+        .run_get_method(contract, "get_worker_data", &[])
+        .await
+        .map_err(|e| WithdrawError::Chain(e.to_string()))?;
+    let mut r = StackReader::new(out.stack);
+    let committed = (|| {
+        r.skip()?; // proxy
+        r.skip()?; // owner
+        r.skip()?; // proxy key
+        r.u64()
+    })()
+    .map_err(|e| WithdrawError::Chain(format!("get_worker_data on {contract}: {e}")))?;
+    Ok((Nanoton::new(committed), true))
+}
+
+/// Sends the latest voucher for payout and reports what moved.
+pub(crate) async fn withdraw(shared: &crate::Shared) -> Result<Withdrawal, WithdrawError> {
+    let c = shared.config.chain.as_ref().ok_or(WithdrawError::NoChain)?;
+    let voucher = shared
+        .earnings
+        .latest_voucher()
+        .ok_or(WithdrawError::NothingEarned)?;
+    let contract = shared.address.clone();
+    let (paid_before, deployed) = paid_on_chain(&c.chain, &contract).await?;
+    let total = voucher.voucher.total;
+    if total <= paid_before {
+        return Err(WithdrawError::AlreadyPaid {
+            paid: paid_before,
+            total,
+        });
+    }
+    let wallet = c.wallet.address();
+    let before = c
+        .chain
+        .account(&wallet)
+        .await
+        .map_err(|e| WithdrawError::Chain(e.to_string()))?
+        .balance;
+    let boc = voucher
+        .to_boc()
+        .map_err(|e| WithdrawError::Chain(e.to_string()))?;
+    let cell = Boc::decode(boc).map_err(|e| WithdrawError::Chain(e.to_string()))?;
+    let body = contracts::payout(cocoon_core::unix_now(), cell)
+        .map_err(|e| WithdrawError::Chain(e.to_string()))?;
+    let transfer = Transfer {
+        to: contract.clone(),
+        value: PAYOUT_GAS,
+        bounce: true,
+        body: Some(body),
+        init: if deployed {
+            None
+        } else {
+            c.contract_init.clone()
+        },
+    };
+    c.wallet
+        .send(c.chain.as_ref(), &[transfer], PAYOUT_TIMEOUT)
+        .await
+        .map_err(|e| WithdrawError::Chain(e.to_string()))?;
+    // The payment arrives in the same chain of messages; on a live network
+    // it may take a few more blocks.
+    let mut after = before;
+    let mut paid_now = paid_before;
+    for _ in 0..60 {
+        paid_now = paid_on_chain(&c.chain, &contract).await?.0;
+        after = c
+            .chain
+            .account(&wallet)
+            .await
+            .map_err(|e| WithdrawError::Chain(e.to_string()))?
+            .balance;
+        if paid_now >= total && after.get() > before.get().saturating_sub(PAYOUT_GAS.get()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let paid = paid_now.saturating_sub(paid_before);
+    // before - gas sent + excess back + paid = after, so fees = before + paid - after.
+    let fees = (before.get() + paid.get()).saturating_sub(after.get());
+    tracing::info!(%contract, %wallet, %paid, fees, "earnings withdrawn");
+    Ok(Withdrawal {
+        wallet: wallet.to_string(),
+        worker_contract: contract.to_string(),
+        voucher_total: total.get().to_string(),
+        voucher_seqno: voucher.voucher.seqno,
+        paid_before: paid_before.get().to_string(),
+        paid: paid.get().to_string(),
+        wallet_balance_before: before.get().to_string(),
+        wallet_balance_after: after.get().to_string(),
+        fees: fees.to_string(),
+    })
+}
