@@ -96,7 +96,7 @@ async fn a_balance_for_three_answers_buys_three_then_a_402() {
 
     // Topped up from the command line, the client is served again.
     let out = std::process::Command::new(bin_dir().join("cocoon"))
-        .args(["client", "deposit", "--api", &net.api, "--amount", "100000"])
+        .args(["client", "deposit", "--api", &net.api, "--amount", "0.0001"])
         .output()
         .unwrap();
     assert!(

@@ -211,6 +211,51 @@ async fn up_puts_its_network_on_its_devnet_once() {
         assert_eq!(v["result"]["state"], "active", "{key}: {v}");
     }
 
+    // The proxy's ledger takes the deposit from the chain.
+    let (_, _, body) = get(&format!("{base}/v1/cocoon/balance")).await;
+    let b: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(b["deposited"], 10_000_000_000u64, "{b}");
+
+    // A top-up from the command line goes through the client's wallet.
+    let out = std::process::Command::new(bin_dir().join("cocoon"))
+        .args(["client", "deposit", "--api", &base, "--amount", "2.5"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let topped: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(topped["deposited"], 12_500_000_000u64, "{topped}");
+    let (_, _, body) = get(&format!(
+        "{chain_api}/getAddressInformation?address={contract}"
+    ))
+    .await;
+    let account: Value = serde_json::from_slice(&body).unwrap();
+    let on_chain: u64 = account["result"]["balance"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(on_chain >= 12_500_000_000, "{account}");
+    // More than the wallet holds: refused, nothing moves.
+    let out = std::process::Command::new(bin_dir().join("cocoon"))
+        .args(["client", "deposit", "--api", &base, "--amount", "1000000"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("wallet"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, _, body) = get(&format!("{base}/v1/cocoon/balance")).await;
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["deposited"],
+        12_500_000_000u64
+    );
+
     // The worker is paid through its contract, to its wallet.
     let log = proc.log();
     let worker_stats = log

@@ -48,7 +48,7 @@ pub struct LocalChain {
     /// The proxy's contract (vouchers name it).
     pub proxy_contract: StdAddr,
     /// The client's wallet.
-    pub client_wallet: StdAddr,
+    pub client_wallet: Arc<WalletV5>,
     /// The client's contract: its payer address.
     pub client_contract: StdAddr,
     /// The worker's wallet: where its earnings go.
@@ -232,7 +232,7 @@ pub async fn bootstrap(
         endpoint: endpoint.to_string(),
         root,
         proxy_contract,
-        client_wallet: w.client.address(),
+        client_wallet: Arc::new(w.client),
         client_contract,
         worker_wallet: Arc::new(w.worker),
         worker_contract,

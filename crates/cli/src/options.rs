@@ -449,6 +449,29 @@ pub struct AttestVerifyOptions {
     pub json: bool,
 }
 
+/// Parses an amount of TON ("2", "2.5", "0.000000001") into nanoton.
+pub fn parse_ton(s: &str) -> Result<cocoon_core::Nanoton, String> {
+    let s = s.trim();
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !(frac.is_empty() || digits(frac)) {
+        return Err(format!("{s:?} is not an amount of TON (e.g. 2 or 2.5)"));
+    }
+    if frac.len() > 9 {
+        return Err(format!(
+            "{s:?} has more than 9 decimals: a nanoton is the smallest unit"
+        ));
+    }
+    let whole: u64 = whole.parse().map_err(|_| format!("{s:?} is too large"))?;
+    let frac: u64 = format!("{frac:0<9}").parse().unwrap_or(0);
+    whole
+        .checked_mul(1_000_000_000)
+        .and_then(|n| n.checked_add(frac))
+        .filter(|n| *n > 0)
+        .map(cocoon_core::Nanoton::new)
+        .ok_or_else(|| format!("{s:?} must be above zero and at most 18446744073 TON"))
+}
+
 /// Options of `cocoon worker withdraw`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct WithdrawOptions {
@@ -477,9 +500,11 @@ pub struct DevnetOptions {
 /// Options of `cocoon client deposit`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DepositOptions {
-    /// Amount to credit, in nanoton (1 TON = 1000000000).
-    #[arg(long, value_name = "NANOTON")]
-    pub amount: u64,
+    /// Amount in TON, e.g. 2.5 (nine decimals at most). With a chain, the
+    /// client's wallet sends it to the client's contract; on a development
+    /// ledger it is credited directly.
+    #[arg(long, value_name = "TON", value_parser = parse_ton)]
+    pub amount: cocoon_core::Nanoton,
     /// The running client's API [default: http://127.0.0.1:10000].
     #[arg(long, env = "COCOON_CLIENT_API", value_name = "URL")]
     pub api: Option<String>,
@@ -498,4 +523,35 @@ pub struct DevPolicyOptions {
     /// Write the policy here instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod ton_amounts {
+    use super::parse_ton;
+
+    #[test]
+    fn amounts_of_ton_become_nanoton_exactly() {
+        let n = |s: &str| parse_ton(s).map(|v| v.get());
+        assert_eq!(n("2"), Ok(2_000_000_000));
+        assert_eq!(n("2.5"), Ok(2_500_000_000));
+        assert_eq!(n("0.000000001"), Ok(1));
+        assert_eq!(n(" 10.0 "), Ok(10_000_000_000));
+        for bad in [
+            "",
+            "0",
+            "0.0",
+            "-1",
+            "1e9",
+            "1.2.3",
+            "abc",
+            ".5",
+            "0.0000000001",
+            "99999999999",
+        ] {
+            assert!(parse_ton(bad).is_err(), "{bad:?} is refused");
+        }
+        assert!(parse_ton("0.0000000001")
+            .unwrap_err()
+            .contains("9 decimals"));
+    }
 }

@@ -86,6 +86,7 @@ pub fn proxy(
     o: &ProxyOptions,
     data_dir: &Path,
     dev: bool,
+    chain: Option<Arc<cocoon_chain::Toncenter>>,
 ) -> anyhow::Result<Option<Arc<Payments>>> {
     if o.payments == Some(crate::options::Switch::Off) {
         return Ok(None);
@@ -143,6 +144,14 @@ pub fn proxy(
         "payments on"
     );
     let ledger = Arc::new(ledger);
+    let chain_deposits = chain.map(|c| {
+        Arc::new(cocoon_proxy::chain_deposits::ChainDeposits::new(
+            c,
+            contract.clone(),
+            voucher_key,
+            ledger.clone(),
+        ))
+    });
     Ok(Some(Arc::new(Payments {
         settlement: ledger.clone(),
         ledger,
@@ -155,5 +164,6 @@ pub fn proxy(
             ms @ 0..=1000 => std::time::Duration::from_millis(ms),
             ms => bail!("--checkpoint-window-ms must be at most 1000, found {ms}: chunks would be held too long"),
         },
+        chain_deposits,
     })))
 }

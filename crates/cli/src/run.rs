@@ -20,8 +20,6 @@ const DEFAULT_PROXY_HTTP: &str = "127.0.0.1:10011";
 const DEFAULT_WORKER_HTTP: &str = "127.0.0.1:10012";
 const DEFAULT_MAX_ACTIVE: u32 = 16;
 const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
-/// What `cocoon up` credits its client on an empty development ledger: 100 TON.
-const UP_DEV_DEPOSIT: cocoon_core::Nanoton = cocoon_core::Nanoton::new(100_000_000_000);
 
 fn addr(value: Option<SocketAddr>, default: &str) -> SocketAddr {
     value.unwrap_or_else(|| default.parse().expect("default addresses are valid"))
@@ -182,7 +180,7 @@ fn proxy_config(
         .data_dir
         .clone()
         .unwrap_or_else(crate::trust::default_data_dir);
-    let payments = crate::payments::proxy(&o, &data_dir, a.dev.unwrap_or(false))?;
+    let payments = crate::payments::proxy(&o, &data_dir, a.dev.unwrap_or(false), None)?;
     Ok(cocoon_proxy::ProxyConfig {
         name: o.name.unwrap_or_else(|| format!("proxy-{}", hostname())),
         listen: addr(o.listen, DEFAULT_PROXY),
@@ -252,6 +250,7 @@ fn client_config(
         default_max_coefficient: o.max_coefficient.map(Coefficient::per_mille),
         default_timeout: timeout(o.timeout_secs)?,
         chain: None,
+        wallet: None,
     })
 }
 
@@ -309,15 +308,18 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
     )
     .await
     .context("setting up the local network on the devnet")?;
-    // A development ledger: the client credits itself on first use.
+    // Deposits are the client contract's, as the devnet reports them.
+    let chain = Arc::new(cocoon_chain::Toncenter::new(
+        cocoon_chain::ToncenterConfig::single(&local.endpoint),
+    )?);
     let payments = crate::payments::proxy(
         &ProxyOptions {
-            dev_deposits: Some(true),
             contract: Some(local.proxy_contract.to_string()),
             ..Default::default()
         },
         &data_dir,
         true,
+        Some(chain.clone()),
     )?;
 
     let proxy = cocoon_proxy::Proxy::start(cocoon_proxy::ProxyConfig {
@@ -343,9 +345,7 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
             trust: worker_trust,
             address: Some(local.worker_contract.clone()),
             chain: Some(cocoon_worker::payout::WorkerChain {
-                chain: Arc::new(cocoon_chain::Toncenter::new(
-                    cocoon_chain::ToncenterConfig::single(&local.endpoint),
-                )?),
+                chain: chain.clone(),
                 wallet: local.worker_wallet.clone(),
                 contract_init: Some(local.worker_contract_init.clone()),
             }),
@@ -364,13 +364,17 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
         default_max_coefficient: None,
         default_timeout: cocoon_core::DEFAULT_TIMEOUT,
         address: Some(local.client_contract.clone()),
-        dev_deposit: Some(UP_DEV_DEPOSIT),
+        dev_deposit: None,
         chain: Some(cocoon_client::ChainInfo {
             endpoint: local.endpoint.clone(),
             root: local.root.to_string(),
             proxy_contract: local.proxy_contract.to_string(),
             client_contract: local.client_contract.to_string(),
-            client_wallet: local.client_wallet.to_string(),
+            client_wallet: local.client_wallet.address().to_string(),
+        }),
+        wallet: Some(cocoon_client::ClientWallet {
+            chain: chain.clone(),
+            wallet: local.client_wallet.clone(),
         }),
     })
     .await
@@ -445,7 +449,7 @@ pub async fn model_hash(file: std::path::PathBuf) -> anyhow::Result<()> {
 /// `cocoon client deposit`: POST /v1/cocoon/deposit on a running client.
 pub async fn deposit(o: crate::options::DepositOptions) -> anyhow::Result<()> {
     let api = o.api.unwrap_or_else(|| format!("http://{DEFAULT_API}"));
-    let body = format!("{{\"amount_nanoton\":{}}}", o.amount);
+    let body = format!("{{\"amount_nanoton\":{}}}", o.amount.get());
     let (status, body) = post_local(&api, "/v1/cocoon/deposit", &body).await?;
     if status != "200" {
         bail!(

@@ -49,6 +49,26 @@ pub struct ClientConfig {
     pub dev_deposit: Option<cocoon_core::Nanoton>,
     /// Where this client's money lives on chain (`GET /v1/cocoon/chain`).
     pub chain: Option<ChainInfo>,
+    /// The wallet that owns the client's contract: deposits
+    /// (`POST /v1/cocoon/deposit`) are top-ups it sends on chain.
+    pub wallet: Option<ClientWallet>,
+}
+
+/// The client's wallet on a chain.
+#[derive(Clone)]
+pub struct ClientWallet {
+    /// The chain's API.
+    pub chain: std::sync::Arc<cocoon_chain::Toncenter>,
+    /// The wallet.
+    pub wallet: std::sync::Arc<cocoon_chain::WalletV5>,
+}
+
+impl std::fmt::Debug for ClientWallet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientWallet")
+            .field("wallet", &self.wallet.address())
+            .finish()
+    }
 }
 
 /// The client's accounts on chain, as `GET /v1/cocoon/chain` reports them.

@@ -108,9 +108,11 @@ pub(crate) fn distrusted_error(why: &str) -> ApiError {
     )
 }
 
-/// `POST /v1/cocoon/deposit` with `{"amount_nanoton": N}`: credits the
-/// development ledger (the proxy refuses unless it allows that), then
-/// answers like `GET /v1/cocoon/balance`.
+/// `POST /v1/cocoon/deposit` with `{"amount_nanoton": N}`: on chain, the
+/// client's wallet tops its contract up and the answer waits until the
+/// proxy has seen it; without a chain, it credits the development ledger
+/// (the proxy refuses unless it allows that). Answers like
+/// `GET /v1/cocoon/balance`.
 pub(crate) async fn deposit(
     State(shared): State<Arc<Shared>>,
     body: axum::body::Bytes,
@@ -131,6 +133,21 @@ pub(crate) async fn deposit(
             .into_response()
         }
     };
+    if d.amount_nanoton == 0 {
+        return ApiError::invalid(
+            "amount_nanoton",
+            "invalid_value",
+            "the amount must be above zero".to_string(),
+        )
+        .into_response();
+    }
+    if let Some(w) = shared.config.wallet.clone() {
+        return match top_up_on_chain(&shared, &w, cocoon_core::Nanoton::new(d.amount_nanoton)).await
+        {
+            Ok(()) => balance(State(shared)).await,
+            Err(e) => e.into_response(),
+        };
+    }
     let mut proxy = shared.proxy.clone();
     let req = cocoon_proto::DevDepositRequest {
         client_address: shared.address.to_string(),
@@ -148,6 +165,71 @@ pub(crate) async fn deposit(
             .into_response();
     }
     balance(State(shared)).await
+}
+
+/// Gas carried with a top-up; what is left comes back to the wallet.
+const TOP_UP_GAS: cocoon_core::Nanoton = cocoon_core::Nanoton::new(100_000_000);
+
+/// Sends a top-up from the client's wallet to its contract and waits (at
+/// most a minute) until the proxy's ledger shows it.
+async fn top_up_on_chain(
+    shared: &Shared,
+    w: &crate::ClientWallet,
+    amount: cocoon_core::Nanoton,
+) -> Result<(), ApiError> {
+    use cocoon_chain::wallet::Transfer;
+    let unavailable = |what: String| {
+        ApiError::server(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "chain_unavailable",
+            what,
+        )
+    };
+    let deposited = |b: &cocoon_proto::BalanceResponse| b.deposited;
+    let mut proxy = shared.proxy.clone();
+    let req = || cocoon_proto::BalanceRequest {
+        client_address: shared.address.to_string(),
+    };
+    let before = proxy
+        .balance(req())
+        .await
+        .map(|r| deposited(&r.into_inner()))
+        .unwrap_or(0);
+    let body = cocoon_chain::contracts::top_up(cocoon_core::unix_now(), amount)
+        .map_err(|e| unavailable(format!("building the top-up: {e}")))?;
+    let value = amount
+        .checked_add(TOP_UP_GAS)
+        .map_err(|e| ApiError::invalid("amount_nanoton", "invalid_value", e.to_string()))?;
+    let t = Transfer {
+        to: shared.address.clone(),
+        value,
+        bounce: true,
+        body: Some(body),
+        init: None,
+    };
+    w.wallet
+        .send(w.chain.as_ref(), &[t], std::time::Duration::from_secs(60))
+        .await
+        .map_err(|e| match e {
+            cocoon_chain::wallet::SendError::Insufficient { .. } => ApiError::request(
+                axum::http::StatusCode::PAYMENT_REQUIRED,
+                "wallet_insufficient_funds",
+                e.to_string(),
+            ),
+            other => unavailable(format!("the top-up was not applied: {other}")),
+        })?;
+    tracing::info!(client = %shared.address, %amount, "top-up sent from the client's wallet");
+    for _ in 0..240 {
+        if let Ok(r) = proxy.balance(req()).await {
+            if deposited(&r.into_inner()) >= before.saturating_add(amount.get()) {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    Err(unavailable(format!(
+        "the top-up of {amount} is on chain, but the proxy has not seen it within a minute; it will count once the proxy reads the chain"
+    )))
 }
 
 /// `GET /v1/cocoon/balance`: integer nanoton fields and the latest voucher.

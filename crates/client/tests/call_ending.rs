@@ -143,6 +143,7 @@ async fn finished_calls_are_read_to_their_trailers() {
         address: None,
         dev_deposit: None,
         chain: None,
+        wallet: None,
         max_body_bytes: 1 << 20,
         default_max_coefficient: None,
         default_timeout: Duration::from_secs(10),

@@ -122,6 +122,15 @@ impl ClientAccount {
             .saturating_sub(self.stake)
     }
 
+    /// Takes what the chain reports for the client's contract: `deposited`
+    /// (its booked balance plus what vouchers already committed: all the
+    /// client ever put in, less withdrawals) and the stake it must keep.
+    /// Absolute, so a withdrawal lowers it; in any life stage.
+    pub fn sync_from_chain(&mut self, deposited: Nanoton, stake: Nanoton) {
+        self.deposited = deposited;
+        self.stake = stake;
+    }
+
     /// Adds a deposit.
     pub fn deposit(&mut self, amount: Nanoton) -> Result<(), AccountError> {
         if self.status != AccountStatus::Active {

@@ -112,6 +112,16 @@ pub enum Op {
         /// Amount deposited.
         amount: Nanoton,
     },
+    /// Take a client's deposit and stake as its contract on chain reports
+    /// them (absolute: a withdrawal on chain lowers it).
+    SyncDeposit {
+        /// The client (its contract's address).
+        client: StdAddr,
+        /// Booked balance plus committed vouchers.
+        deposited: Nanoton,
+        /// The stake the contract keeps.
+        stake: Nanoton,
+    },
     /// Hold a request's maximum cost before it is forwarded.
     Reserve {
         /// The request (unique while in flight).
@@ -367,6 +377,17 @@ fn apply(op: &Op, ov: &mut Overlay, st: &State) -> Result<Applied, LedgerError> 
             let id = PartyId::of(client);
             let mut a = ov.client(st, id);
             a.deposit(*amount)?;
+            ov.clients.insert(id, a);
+            Ok(Applied::Client(a))
+        }
+        Op::SyncDeposit {
+            client,
+            deposited,
+            stake,
+        } => {
+            let id = PartyId::of(client);
+            let mut a = ov.client(st, id);
+            a.sync_from_chain(*deposited, *stake);
             ov.clients.insert(id, a);
             Ok(Applied::Client(a))
         }

@@ -96,6 +96,15 @@ impl ClientGateway for ClientGatewayService {
     ) -> Result<Response<BalanceResponse>, Status> {
         crate::peer_role::require(request.extensions().get(), cocoon_core::Role::Client)?;
         let address = parse_address(&request.get_ref().client_address)?;
+        if let Some(d) = self
+            .shared
+            .config
+            .payments
+            .as_ref()
+            .and_then(|p| p.chain_deposits.as_ref())
+        {
+            d.ensure(&address).await;
+        }
         Ok(Response::new(self.balance_of(&address)))
     }
 

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod chain_deposits;
 mod client_gateway;
 mod meter;
 mod payments;
@@ -145,6 +146,15 @@ impl Proxy {
             }
         });
 
+        let mut tasks = Vec::new();
+        if let Some(d) = shared
+            .config
+            .payments
+            .as_ref()
+            .and_then(|p| p.chain_deposits.clone())
+        {
+            tasks.push(tokio::spawn(d.poll(shutdown.subscribe())));
+        }
         let app = stats::router(shared.clone());
         let t2 = tokio::spawn(async move {
             let serve = axum::serve(http, app).with_graceful_shutdown(async move {
@@ -167,7 +177,10 @@ impl Proxy {
             http_listen,
             shared,
             shutdown,
-            tasks: vec![t1, t2],
+            tasks: {
+                tasks.extend([t1, t2]);
+                tasks
+            },
         })
     }
 

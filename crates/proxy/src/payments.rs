@@ -37,6 +37,9 @@ pub struct Payments {
     /// one covers more of them: zero makes each chunk durable as soon as it
     /// arrives; more trades streaming smoothness for fewer ledger commits.
     pub checkpoint_window: std::time::Duration,
+    /// Deposits read from client contracts on chain; `None` on a
+    /// development ledger.
+    pub chain_deposits: Option<Arc<crate::chain_deposits::ChainDeposits>>,
 }
 
 impl Payments {

@@ -42,6 +42,9 @@ fn ledger_info(p: &crate::Payments, info: &mut std::collections::BTreeMap<String
     info.insert("ledger_commits".into(), commits.to_string());
     info.insert("ledger_ops".into(), ops.to_string());
     info.insert("contract".into(), p.contract.to_string());
+    if let Some(d) = &p.chain_deposits {
+        info.extend(d.describe());
+    }
     for (addr, a) in p.ledger.clients() {
         info.insert(
             format!("client {addr}"),

@@ -96,6 +96,16 @@ impl Relay {
     /// attempts run out.
     async fn serve(&self, active: &mut ActiveRequest) -> Result<(), Stopped> {
         let payer = self.payer().map_err(Stopped::early)?;
+        if let (Some(payer), Some(d)) = (
+            &payer,
+            self.shared
+                .config
+                .payments
+                .as_ref()
+                .and_then(|p| p.chain_deposits.as_ref()),
+        ) {
+            d.ensure(payer).await;
+        }
         let mut tried: Vec<u64> = Vec::new();
         let mut previous: Option<RelayError> = None;
         let mut number = 1;

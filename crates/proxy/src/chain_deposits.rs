@@ -1,0 +1,249 @@
+//! Deposits from the chain: a client's money is its client contract's, as
+//! the chain reports it. The proxy reads each paying client's contract when
+//! it first appears and then every few seconds, checks that the contract is
+//! one of *this* proxy's (its proxy address and voucher key), and sets the
+//! ledger's deposit to what the contract holds plus what vouchers already
+//! committed. Nothing per request touches the chain: the ledger stays the
+//! fast path, and when the chain is unreachable the last balances stand.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cocoon_chain::stack::StackReader;
+use cocoon_chain::{AccountStatus, Chain, Toncenter};
+use cocoon_core::Nanoton;
+use cocoon_pay::{Ledger, Op};
+use tycho_types::models::StdAddr;
+
+/// How often known clients' contracts are read again.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// What the last read of a client's contract found.
+#[derive(Debug, Clone)]
+pub struct ContractSeen {
+    /// When it was read.
+    pub at: Instant,
+    /// What the contract holds, booked (not counting its storage reserve).
+    pub balance: Nanoton,
+    /// What vouchers already committed on chain.
+    pub committed: Nanoton,
+    /// The stake it keeps.
+    pub stake: Nanoton,
+    /// Open, closing or closed (0, 1, 2).
+    pub state: u64,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Known {
+    seen: Option<ContractSeen>,
+    error: Option<String>,
+}
+
+/// Reads client contracts and keeps the ledger's deposits in step.
+pub struct ChainDeposits {
+    chain: Arc<Toncenter>,
+    contract: StdAddr,
+    key: [u8; 32],
+    ledger: Arc<Ledger>,
+    known: Mutex<HashMap<StdAddr, Known>>,
+}
+
+impl std::fmt::Debug for ChainDeposits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainDeposits")
+            .field("contract", &self.contract)
+            .finish()
+    }
+}
+
+/// Why a client's contract does not count as a deposit.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DepositError {
+    /// The chain could not be read.
+    #[error("the chain: {0}")]
+    Chain(String),
+    /// The address holds something other than this proxy's client contract.
+    #[error("{address} is not a client contract of this proxy: {reason}")]
+    NotOurs {
+        /// The address.
+        address: StdAddr,
+        /// What did not match.
+        reason: String,
+    },
+}
+
+impl ChainDeposits {
+    /// Watches client contracts of the proxy contract `contract` whose
+    /// voucher key is `key`.
+    pub fn new(
+        chain: Arc<Toncenter>,
+        contract: StdAddr,
+        key: [u8; 32],
+        ledger: Arc<Ledger>,
+    ) -> Self {
+        ChainDeposits {
+            chain,
+            contract,
+            key,
+            ledger,
+            known: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<StdAddr, Known>> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes sure `client` has been read at least once (the first request
+    /// of a new client waits for it; later ones do not).
+    pub async fn ensure(&self, client: &StdAddr) {
+        let fresh = self.known().get(client).is_some_and(|k| k.seen.is_some());
+        if !fresh {
+            self.known().entry(client.clone()).or_default();
+            if let Err(e) = self.sync(client).await {
+                tracing::warn!(%client, error = %e, "client deposit not read from the chain");
+            }
+        }
+    }
+
+    /// Reads `client`'s contract and updates the ledger.
+    pub async fn sync(&self, client: &StdAddr) -> Result<ContractSeen, DepositError> {
+        let result = self.read(client).await;
+        match &result {
+            Ok(seen) => {
+                let op = Op::SyncDeposit {
+                    client: client.clone(),
+                    deposited: seen
+                        .balance
+                        .checked_add(seen.committed)
+                        .unwrap_or(seen.balance),
+                    stake: seen.stake,
+                };
+                if let Err(e) = self.ledger.submit(op).await {
+                    tracing::warn!(%client, error = %e, "the ledger refused the chain's deposit");
+                }
+                let mut known = self.known();
+                let k = known.entry(client.clone()).or_default();
+                let changed = k.seen.as_ref().map(|s| (s.balance, s.committed))
+                    != Some((seen.balance, seen.committed));
+                if changed {
+                    tracing::info!(%client, balance = %seen.balance, committed = %seen.committed, "client deposit on chain");
+                }
+                k.seen = Some(seen.clone());
+                k.error = None;
+            }
+            Err(e) => {
+                self.known().entry(client.clone()).or_default().error = Some(e.to_string());
+            }
+        }
+        result
+    }
+
+    async fn read(&self, client: &StdAddr) -> Result<ContractSeen, DepositError> {
+        let chain_err = |e: cocoon_chain::ChainError| DepositError::Chain(e.to_string());
+        let account = self.chain.account(client).await.map_err(chain_err)?;
+        if account.status != AccountStatus::Active {
+            return Ok(ContractSeen {
+                at: Instant::now(),
+                balance: Nanoton::ZERO,
+                committed: Nanoton::ZERO,
+                stake: Nanoton::ZERO,
+                state: 0,
+            });
+        }
+        let not_ours = |reason: String| DepositError::NotOurs {
+            address: client.clone(),
+            reason,
+        };
+        let out = self
+            .chain
+            .run_get_method(client, "get_client_data", &[])
+            .await
+            .map_err(chain_err)?;
+        if !out.succeeded() {
+            return Err(not_ours(format!(
+                "get_client_data exits with {}",
+                out.exit_code
+            )));
+        }
+        let mut r = StackReader::new(out.stack);
+        let bad =
+            |e: cocoon_chain::stack::StackTypeError| not_ours(format!("get_client_data: {e}"));
+        let proxy = r.address().map_err(bad)?;
+        r.address().map_err(bad)?; // owner
+        let key = r.int().map_err(bad)?;
+        let state = r.u64().map_err(bad)?;
+        r.skip().map_err(bad)?; // closeAt
+        let balance = r.u64().map_err(bad)?;
+        let stake = r.u64().map_err(bad)?;
+        let committed = r.u64().map_err(bad)?;
+        if proxy != self.contract {
+            return Err(not_ours(format!(
+                "it belongs to proxy contract {proxy}, this proxy is {}",
+                self.contract
+            )));
+        }
+        let (_, key_bytes) = key.to_bytes_be();
+        let mut ours = [0u8; 32];
+        let n = key_bytes.len().min(32);
+        ours[32 - n..].copy_from_slice(&key_bytes[key_bytes.len() - n..]);
+        if ours != self.key {
+            return Err(not_ours(
+                "its proxy key is not this proxy's voucher key".into(),
+            ));
+        }
+        Ok(ContractSeen {
+            at: Instant::now(),
+            balance: Nanoton::new(balance),
+            committed: Nanoton::new(committed),
+            stake: Nanoton::new(stake),
+            state,
+        })
+    }
+
+    /// Reads every known client's contract again, every [`POLL_INTERVAL`],
+    /// until `stop` turns true.
+    pub async fn poll(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                _ = stop.changed() => return,
+            }
+            let clients: Vec<StdAddr> = self.known().keys().cloned().collect();
+            for c in clients {
+                let _ = self.sync(&c).await;
+            }
+        }
+    }
+
+    /// For `/stats`: each client's contract as last read, the age of the
+    /// read, and the last error.
+    pub fn describe(&self) -> Vec<(String, String)> {
+        let known = self.known();
+        let mut out: Vec<(String, String)> = known
+            .iter()
+            .map(|(addr, k)| {
+                let seen = match &k.seen {
+                    Some(s) => format!(
+                        "balance {} committed {} stake {} state {} read {:.0?} ago",
+                        s.balance,
+                        s.committed,
+                        s.stake,
+                        s.state,
+                        s.at.elapsed()
+                    ),
+                    None => "never read".into(),
+                };
+                let err = k
+                    .error
+                    .as_ref()
+                    .map(|e| format!("; last error: {e}"))
+                    .unwrap_or_default();
+                (format!("chain_client {addr}"), format!("{seen}{err}"))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}
