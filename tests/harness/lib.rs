@@ -244,6 +244,35 @@ pub fn up_embedded_args(data_dir: &std::path::Path, api: u16) -> Vec<String> {
     .to_vec()
 }
 
+/// Runs a one-shot `cocoon ARGS` command; returns its JSON output, or
+/// panics with its error output when it fails.
+pub fn cocoon_json(args: &[&str]) -> Value {
+    let out = cocoon_once(args);
+    assert!(
+        out.status.success(),
+        "cocoon {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "cocoon {}: not JSON ({e}): {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Runs a one-shot `cocoon ARGS` command to its end.
+pub fn cocoon_once(args: &[&str]) -> std::process::Output {
+    Command::new(bin_dir().join("cocoon"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cocoon")
+}
+
 /// Makes sure the default model is in the cache (`cocoon model fetch`; a
 /// no-op when a verified copy is there, which scripts/test arranges).
 pub fn ensure_default_model() {

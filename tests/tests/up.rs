@@ -217,16 +217,7 @@ async fn up_puts_its_network_on_its_devnet_once() {
     assert_eq!(b["deposited"], 10_000_000_000u64, "{b}");
 
     // A top-up from the command line goes through the client's wallet.
-    let out = std::process::Command::new(bin_dir().join("cocoon"))
-        .args(["client", "deposit", "--api", &base, "--amount", "2.5"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let topped: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let topped = cocoon_json(&["client", "deposit", "--api", &base, "--amount", "2.5"]);
     assert_eq!(topped["deposited"], 12_500_000_000u64, "{topped}");
     let (_, _, body) = get(&format!(
         "{chain_api}/getAddressInformation?address={contract}"
@@ -240,10 +231,7 @@ async fn up_puts_its_network_on_its_devnet_once() {
         .unwrap();
     assert!(on_chain >= 12_500_000_000, "{account}");
     // More than the wallet holds: refused, nothing moves.
-    let out = std::process::Command::new(bin_dir().join("cocoon"))
-        .args(["client", "deposit", "--api", &base, "--amount", "1000000"])
-        .output()
-        .unwrap();
+    let out = cocoon_once(&["client", "deposit", "--api", &base, "--amount", "1000000"]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("wallet"),
@@ -358,21 +346,8 @@ async fn a_worker_withdraws_its_earnings_to_its_wallet() {
         .unwrap()
         .to_string();
 
-    let out = std::process::Command::new(bin_dir().join("cocoon"))
-        .args([
-            "worker",
-            "withdraw",
-            "--api",
-            &format!("http://127.0.0.1:{worker_http}"),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let w: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let worker_api = format!("http://127.0.0.1:{worker_http}");
+    let w = cocoon_json(&["worker", "withdraw", "--api", &worker_api]);
     let n = |k: &str| w[k].as_str().unwrap().parse::<u64>().unwrap();
     assert_eq!(
         n("paid"),
@@ -402,15 +377,7 @@ async fn a_worker_withdraws_its_earnings_to_its_wallet() {
     );
 
     // Nothing more to pay: refused with the reason, no balance moves.
-    let again = std::process::Command::new(bin_dir().join("cocoon"))
-        .args([
-            "worker",
-            "withdraw",
-            "--api",
-            &format!("http://127.0.0.1:{worker_http}"),
-        ])
-        .output()
-        .unwrap();
+    let again = cocoon_once(&["worker", "withdraw", "--api", &worker_api]);
     assert!(!again.status.success());
     assert!(
         String::from_utf8_lossy(&again.stderr).contains("already paid"),
