@@ -309,6 +309,8 @@ async fn a_worker_withdraws_its_earnings_to_its_wallet() {
         .position(|a| a == "--worker-http-listen")
         .unwrap();
     args[at + 1] = format!("127.0.0.1:{worker_http}");
+    // Commit every charge, so that this test sees one.
+    args.extend(["--commit-above".to_string(), "1".to_string()]);
     let base = format!("http://127.0.0.1:{api}");
     let chain_api = format!("http://127.0.0.1:{devnet}/api/v2");
     let mut proc = Proc::cocoon("up-withdraw", &args);
@@ -346,6 +348,45 @@ async fn a_worker_withdraws_its_earnings_to_its_wallet() {
         .unwrap()
         .to_string();
 
+    // The proxy commits the client's voucher to its contract.
+    let (_, _, body) = get(&format!("{base}/v1/cocoon/chain")).await;
+    let chain: Value = serde_json::from_slice(&body).unwrap();
+    let (_, _, body) = get(&format!("{base}/v1/cocoon/balance")).await;
+    let spent = serde_json::from_slice::<Value>(&body).unwrap()["spent"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        spent > earned,
+        "the client paid more than the worker earned"
+    );
+    let client_data = |contract: String| {
+        let url = format!("{chain_api}/runGetMethod");
+        async move {
+            let (_, _, body) = post_json(
+                &url,
+                &serde_json::json!({"address": contract, "method": "get_client_data", "stack": []}),
+            )
+            .await;
+            serde_json::from_slice::<Value>(&body).unwrap()
+        }
+    };
+    let num = |v: &Value| {
+        u64::from_str_radix(v[1].as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+    };
+    let mut committed = 0;
+    for _ in 0..100 {
+        let d = client_data(chain["client_contract"].as_str().unwrap().to_string()).await;
+        committed = num(&d["result"]["stack"][7]);
+        if committed == spent {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        committed, spent,
+        "the client contract committed what the ledger charged"
+    );
+
     let worker_api = format!("http://127.0.0.1:{worker_http}");
     let w = cocoon_json(&["worker", "withdraw", "--api", &worker_api]);
     let n = |k: &str| w[k].as_str().unwrap().parse::<u64>().unwrap();
@@ -374,6 +415,25 @@ async fn a_worker_withdraws_its_earnings_to_its_wallet() {
     assert_eq!(
         account["result"]["balance"].as_str().unwrap(),
         w["wallet_balance_after"].as_str().unwrap()
+    );
+
+    // The proxy contract's books agree with the ledger, to the nanoton.
+    let (_, _, body) = post_json(
+        &format!("{chain_api}/runGetMethod"),
+        &serde_json::json!({"address": chain["proxy_contract"], "method": "get_proxy_data", "stack": []}),
+    )
+    .await;
+    let p: Value = serde_json::from_slice(&body).unwrap();
+    let stack = &p["result"]["stack"];
+    assert_eq!(
+        num(&stack[7]),
+        spent,
+        "charged on chain = charged in the ledger: {p}"
+    );
+    assert_eq!(
+        num(&stack[8]),
+        earned,
+        "paid on chain = earned in the ledger: {p}"
     );
 
     // Nothing more to pay: refused with the reason, no balance moves.

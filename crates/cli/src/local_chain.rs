@@ -47,6 +47,8 @@ pub struct LocalChain {
     pub root: StdAddr,
     /// The proxy's contract (vouchers name it).
     pub proxy_contract: StdAddr,
+    /// The proxy operator's wallet: it pays for commits.
+    pub proxy_wallet: Arc<WalletV5>,
     /// The client's wallet.
     pub client_wallet: Arc<WalletV5>,
     /// The client's contract: its payer address.
@@ -232,6 +234,7 @@ pub async fn bootstrap(
         endpoint: endpoint.to_string(),
         root,
         proxy_contract,
+        proxy_wallet: Arc::new(w.proxy_owner),
         client_wallet: Arc::new(w.client),
         client_contract,
         worker_wallet: Arc::new(w.worker),

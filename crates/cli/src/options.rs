@@ -212,6 +212,11 @@ options! {
         /// [default: 127.0.0.1:10030].
         #[arg(long, env = "COCOON_DEVNET_LISTEN", value_name = "ADDR")]
         pub devnet_listen: Option<SocketAddr>,
+        /// The proxy commits a client's voucher to its contract on chain when
+        /// the charges not yet committed pass this many nanoton [default:
+        /// half the client's stake].
+        #[arg(long, env = "COCOON_COMMIT_ABOVE", value_name = "NANOTON")]
+        pub commit_above: Option<u64>,
         group engine: EngineOptions,
     }
 }

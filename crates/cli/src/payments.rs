@@ -87,6 +87,7 @@ pub fn proxy(
     data_dir: &Path,
     dev: bool,
     chain: Option<Arc<cocoon_chain::Toncenter>>,
+    committer: Option<cocoon_proxy::client_contracts::Committer>,
 ) -> anyhow::Result<Option<Arc<Payments>>> {
     if o.payments == Some(crate::options::Switch::Off) {
         return Ok(None);
@@ -144,13 +145,17 @@ pub fn proxy(
         "payments on"
     );
     let ledger = Arc::new(ledger);
-    let chain_deposits = chain.map(|c| {
-        Arc::new(cocoon_proxy::chain_deposits::ChainDeposits::new(
+    let client_contracts = chain.map(|c| {
+        let contracts = cocoon_proxy::client_contracts::ClientContracts::new(
             c,
             contract.clone(),
             voucher_key,
             ledger.clone(),
-        ))
+        );
+        Arc::new(match committer {
+            Some(committer) => contracts.with_committer(committer),
+            None => contracts,
+        })
     });
     Ok(Some(Arc::new(Payments {
         settlement: ledger.clone(),
@@ -164,6 +169,6 @@ pub fn proxy(
             ms @ 0..=1000 => std::time::Duration::from_millis(ms),
             ms => bail!("--checkpoint-window-ms must be at most 1000, found {ms}: chunks would be held too long"),
         },
-        chain_deposits,
+        client_contracts,
     })))
 }

@@ -180,7 +180,7 @@ fn proxy_config(
         .data_dir
         .clone()
         .unwrap_or_else(crate::trust::default_data_dir);
-    let payments = crate::payments::proxy(&o, &data_dir, a.dev.unwrap_or(false), None)?;
+    let payments = crate::payments::proxy(&o, &data_dir, a.dev.unwrap_or(false), None, None)?;
     Ok(cocoon_proxy::ProxyConfig {
         name: o.name.unwrap_or_else(|| format!("proxy-{}", hostname())),
         listen: addr(o.listen, DEFAULT_PROXY),
@@ -320,6 +320,10 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
         &data_dir,
         true,
         Some(chain.clone()),
+        Some(cocoon_proxy::client_contracts::Committer {
+            wallet: local.proxy_wallet.clone(),
+            above: o.commit_above.map(cocoon_core::Nanoton::new),
+        }),
     )?;
 
     let proxy = cocoon_proxy::Proxy::start(cocoon_proxy::ProxyConfig {

@@ -101,7 +101,7 @@ impl ClientGateway for ClientGatewayService {
             .config
             .payments
             .as_ref()
-            .and_then(|p| p.chain_deposits.as_ref())
+            .and_then(|p| p.client_contracts.as_ref())
         {
             d.ensure(&address).await;
         }

@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod chain_deposits;
+pub mod client_contracts;
 mod client_gateway;
 mod meter;
 mod payments;
@@ -151,7 +151,7 @@ impl Proxy {
             .config
             .payments
             .as_ref()
-            .and_then(|p| p.chain_deposits.clone())
+            .and_then(|p| p.client_contracts.clone())
         {
             tasks.push(tokio::spawn(d.poll(shutdown.subscribe())));
         }

@@ -39,7 +39,7 @@ pub struct Payments {
     pub checkpoint_window: std::time::Duration,
     /// Deposits read from client contracts on chain; `None` on a
     /// development ledger.
-    pub chain_deposits: Option<Arc<crate::chain_deposits::ChainDeposits>>,
+    pub client_contracts: Option<Arc<crate::client_contracts::ClientContracts>>,
 }
 
 impl Payments {

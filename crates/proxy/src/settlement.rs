@@ -346,7 +346,7 @@ mod tests {
                 prices,
                 default_max_tokens: 50,
                 dev_deposits: true,
-                chain_deposits: None,
+                client_contracts: None,
                 contract: addr(0xcc),
                 voucher_key,
                 checkpoint_window: Duration::ZERO,

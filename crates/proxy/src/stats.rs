@@ -42,7 +42,7 @@ fn ledger_info(p: &crate::Payments, info: &mut std::collections::BTreeMap<String
     info.insert("ledger_commits".into(), commits.to_string());
     info.insert("ledger_ops".into(), ops.to_string());
     info.insert("contract".into(), p.contract.to_string());
-    if let Some(d) = &p.chain_deposits {
+    if let Some(d) = &p.client_contracts {
         info.extend(d.describe());
     }
     for (addr, a) in p.ledger.clients() {

@@ -102,7 +102,7 @@ impl Relay {
                 .config
                 .payments
                 .as_ref()
-                .and_then(|p| p.chain_deposits.as_ref()),
+                .and_then(|p| p.client_contracts.as_ref()),
         ) {
             d.ensure(payer).await;
         }

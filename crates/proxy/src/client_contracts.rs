@@ -1,16 +1,27 @@
-//! Deposits from the chain: a client's money is its client contract's, as
-//! the chain reports it. The proxy reads each paying client's contract when
-//! it first appears and then every few seconds, checks that the contract is
-//! one of *this* proxy's (its proxy address and voucher key), and sets the
-//! ledger's deposit to what the contract holds plus what vouchers already
-//! committed. Nothing per request touches the chain: the ledger stays the
-//! fast path, and when the chain is unreachable the last balances stand.
+//! The proxy and its clients' contracts on chain.
+//!
+//! - **Deposits**: a client's money is its client contract's, as the chain
+//!   reports it. The proxy reads each paying client's contract when it
+//!   first appears and then every few seconds, checks that the contract is
+//!   one of *this* proxy's (its proxy address and voucher key), and sets
+//!   the ledger's deposit to what the contract holds plus what vouchers
+//!   already committed.
+//! - **Commits**: when a client's charges not yet committed pass a
+//!   threshold (by default half its stake: worth the fee, and well inside
+//!   what the stake covers), or the client has asked to close (its close
+//!   delay runs), the proxy's wallet sends the client's latest voucher to
+//!   the contract (`Charge`). One commit per client is in flight at a time;
+//!   the contract refuses an old voucher anyway, so nothing is charged twice.
+//!
+//! Nothing per request touches the chain: the ledger stays the fast path,
+//! and when the chain is unreachable the last balances stand.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cocoon_chain::stack::StackReader;
+use cocoon_chain::wallet::{Transfer, WalletV5};
 use cocoon_chain::{AccountStatus, Chain, Toncenter};
 use cocoon_core::Nanoton;
 use cocoon_pay::{Ledger, Op};
@@ -38,20 +49,41 @@ pub struct ContractSeen {
 struct Known {
     seen: Option<ContractSeen>,
     error: Option<String>,
+    /// The voucher seqno of a commit sent and not yet seen on chain.
+    committing: Option<u64>,
+    /// Commits that reached the chain.
+    commits: u64,
+}
+
+/// Gas carried with a commit: the client contract's and the proxy
+/// contract's; what is left comes back to the proxy's wallet.
+const COMMIT_GAS: Nanoton = Nanoton::new(100_000_000);
+/// How long a commit may take to be applied.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How the proxy commits vouchers.
+#[derive(Clone)]
+pub struct Committer {
+    /// The proxy operator's wallet, which pays the commits' fees.
+    pub wallet: Arc<WalletV5>,
+    /// Commit when charges not yet committed pass this; `None`: half the
+    /// client's stake.
+    pub above: Option<Nanoton>,
 }
 
 /// Reads client contracts and keeps the ledger's deposits in step.
-pub struct ChainDeposits {
+pub struct ClientContracts {
     chain: Arc<Toncenter>,
     contract: StdAddr,
     key: [u8; 32],
     ledger: Arc<Ledger>,
     known: Mutex<HashMap<StdAddr, Known>>,
+    committer: Option<Committer>,
 }
 
-impl std::fmt::Debug for ChainDeposits {
+impl std::fmt::Debug for ClientContracts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChainDeposits")
+        f.debug_struct("ClientContracts")
             .field("contract", &self.contract)
             .finish()
     }
@@ -73,7 +105,7 @@ pub enum DepositError {
     },
 }
 
-impl ChainDeposits {
+impl ClientContracts {
     /// Watches client contracts of the proxy contract `contract` whose
     /// voucher key is `key`.
     pub fn new(
@@ -82,13 +114,89 @@ impl ChainDeposits {
         key: [u8; 32],
         ledger: Arc<Ledger>,
     ) -> Self {
-        ChainDeposits {
+        ClientContracts {
             chain,
             contract,
             key,
             ledger,
             known: Mutex::new(HashMap::new()),
+            committer: None,
         }
+    }
+
+    /// Also commits vouchers, with this wallet, above this threshold.
+    pub fn with_committer(mut self, committer: Committer) -> Self {
+        self.committer = Some(committer);
+        self
+    }
+
+    /// Commits `client`'s latest voucher if it is due; returns whether a
+    /// commit was sent and applied.
+    pub async fn commit_if_due(&self, client: &StdAddr) -> bool {
+        let Some(c) = &self.committer else {
+            return false;
+        };
+        let Some(voucher) = self.ledger.client_voucher(client) else {
+            return false;
+        };
+        let (seen, in_flight) = {
+            let known = self.known();
+            match known.get(client) {
+                Some(k) => (k.seen.clone(), k.committing),
+                None => (None, None),
+            }
+        };
+        let Some(seen) = seen else {
+            return false;
+        };
+        let uncommitted = voucher.voucher.total.saturating_sub(seen.committed);
+        if uncommitted == Nanoton::ZERO || in_flight.is_some() {
+            return false;
+        }
+        let threshold = c.above.unwrap_or(Nanoton::new(seen.stake.get() / 2));
+        let closing = seen.state == 1;
+        if uncommitted <= threshold && !closing {
+            return false;
+        }
+        self.known().entry(client.clone()).or_default().committing = Some(voucher.voucher.seqno);
+        let result = async {
+            let boc = voucher.to_boc().map_err(|e| e.to_string())?;
+            let cell = tycho_types::boc::Boc::decode(boc).map_err(|e| e.to_string())?;
+            let body = cocoon_chain::contracts::charge(cocoon_core::unix_now(), cell)
+                .map_err(|e| e.to_string())?;
+            let t = Transfer {
+                to: client.clone(),
+                value: COMMIT_GAS,
+                bounce: true,
+                body: Some(body),
+                init: None,
+            };
+            c.wallet
+                .send(self.chain.as_ref(), &[t], COMMIT_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        let ok = match result {
+            Ok(_) => {
+                tracing::info!(%client, total = %voucher.voucher.total, seqno = voucher.voucher.seqno, %uncommitted, closing, "client voucher committed on chain");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(%client, error = %e, "committing the client's voucher failed; will try again");
+                false
+            }
+        };
+        {
+            let mut known = self.known();
+            let k = known.entry(client.clone()).or_default();
+            k.committing = None;
+            if ok {
+                k.commits += 1;
+            }
+        }
+        let _ = self.sync(client).await;
+        ok
     }
 
     fn known(&self) -> std::sync::MutexGuard<'_, HashMap<StdAddr, Known>> {
@@ -212,26 +320,33 @@ impl ChainDeposits {
             }
             let clients: Vec<StdAddr> = self.known().keys().cloned().collect();
             for c in clients {
-                let _ = self.sync(&c).await;
+                if self.sync(&c).await.is_ok() {
+                    self.commit_if_due(&c).await;
+                }
             }
         }
     }
 
-    /// For `/stats`: each client's contract as last read, the age of the
-    /// read, and the last error.
+    /// For `/stats`: each client's contract as last read and the age of the
+    /// read, the ledger beside it and the difference with its reason, and
+    /// the last error.
     pub fn describe(&self) -> Vec<(String, String)> {
         let known = self.known();
         let mut out: Vec<(String, String)> = known
             .iter()
             .map(|(addr, k)| {
+                let charged = self.ledger.client(addr).charged;
                 let seen = match &k.seen {
                     Some(s) => format!(
-                        "balance {} committed {} stake {} state {} read {:.0?} ago",
+                        "on chain: balance {} committed {} stake {} state {} (read {:.0?} ago); ledger charged {}; not yet committed {} (vouchers not yet committed); commits {}",
                         s.balance,
                         s.committed,
                         s.stake,
                         s.state,
-                        s.at.elapsed()
+                        s.at.elapsed(),
+                        charged,
+                        charged.saturating_sub(s.committed),
+                        k.commits
                     ),
                     None => "never read".into(),
                 };
