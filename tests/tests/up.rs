@@ -289,12 +289,16 @@ async fn up_puts_its_network_on_its_devnet_once() {
     let _ = std::fs::remove_dir_all(&data_dir);
 }
 
-/// The promise, end to end: requests earn the worker vouchers;
-/// `cocoon worker withdraw` has its contract pay them; the worker's wallet
-/// on the devnet rises by what the worker earned, minus the fees the chain
-/// charged; a second withdrawal has nothing to pay.
+/// Money on chain, from deposit to close: the client's deposit is its
+/// contract's; requests are charged in the ledger; the proxy commits the
+/// client's voucher to the contract; `cocoon worker withdraw` has the worker
+/// contract pay the worker's wallet what it earned, less the chain's fees;
+/// the proxy contract's books equal the ledger's; the client withdraws,
+/// closes, waits out the delay and gets the rest: every nanoton it put in
+/// is accounted for. Refusals (a second withdrawal, closing too early,
+/// more than the wallet holds) move nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_withdraws_its_earnings_to_its_wallet() {
+async fn money_on_chain_from_deposit_to_close() {
     let upstream = upstream(UpstreamBehaviour {
         chunks: 5,
         chunk_size: 8,
@@ -434,6 +438,45 @@ async fn a_worker_withdraws_its_earnings_to_its_wallet() {
         num(&stack[8]),
         earned,
         "paid on chain = earned in the ledger: {p}"
+    );
+
+    // The client takes 1 TON back, then closes: the delay runs (closing
+    // again is refused until it is over), then the rest goes to its wallet.
+    let took = cocoon_json(&["client", "withdraw", "--api", &base, "--amount", "1"]);
+    assert_eq!(
+        took["balance"],
+        10_000_000_000u64 - spent - 1_000_000_000,
+        "{took}"
+    );
+    let closing = cocoon_json(&["client", "close", "--api", &base]);
+    assert_eq!(closing["state"], "closing", "{closing}");
+    let early = cocoon_once(&["client", "close", "--api", &base]);
+    assert!(!early.status.success());
+    assert!(
+        String::from_utf8_lossy(&early.stderr).contains("close_delay_running"),
+        "{}",
+        String::from_utf8_lossy(&early.stderr)
+    );
+    let (status, _, _) = post_json(
+        &format!("{chain_api}/devnet/advanceClock"),
+        &serde_json::json!({"seconds": 3600}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let closed = cocoon_json(&["client", "close", "--api", &base]);
+    assert_eq!(closed["state"], "closed", "{closed}");
+    assert_eq!(closed["balance"], 0u64);
+    let rest = closing["balance"].as_u64().unwrap();
+    let paid_back =
+        closed["wallet_balance"].as_u64().unwrap() - closing["wallet_balance"].as_u64().unwrap();
+    assert!(
+        paid_back + 100_000_000 > rest && paid_back <= rest,
+        "the rest came back, less the chain's fees: {rest} vs {paid_back}"
+    );
+    // Every nanoton the client put in is accounted for.
+    assert_eq!(
+        closed["committed"].as_u64().unwrap() + 1_000_000_000 + rest,
+        10_000_000_000
     );
 
     // Nothing more to pay: refused with the reason, no balance moves.

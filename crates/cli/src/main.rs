@@ -83,6 +83,14 @@ enum ClientAction {
     /// must allow development deposits; deposits come from the chain
     /// otherwise). Prints the new balance.
     Deposit(options::DepositOptions),
+    /// Take money back from a running client's contract to its wallet
+    /// (what stays must cover the stake while the contract is open).
+    /// Prints the contract and the wallet afterwards.
+    Withdraw(options::DepositOptions),
+    /// Close a running client's contract: the first call starts the close
+    /// delay (the proxy may commit its last voucher meanwhile); a call
+    /// after the delay pays what is left to the wallet.
+    Close(options::ClientApiOptions),
 }
 
 /// `cocoon worker`: run a worker, or act on a running one.
@@ -184,6 +192,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             action: Some(ClientAction::Deposit(d)),
             ..
         }) => run::deposit(d).await,
+        Command::Client(ClientCommand {
+            action: Some(ClientAction::Withdraw(d)),
+            ..
+        }) => run::client_withdraw(d).await,
+        Command::Client(ClientCommand {
+            action: Some(ClientAction::Close(c)),
+            ..
+        }) => run::client_close(c).await,
         Command::Client(ClientCommand { run: o, .. }) => {
             run::client(
                 o.node.overlay(file.client),

@@ -477,6 +477,14 @@ pub fn parse_ton(s: &str) -> Result<cocoon_core::Nanoton, String> {
         .ok_or_else(|| format!("{s:?} must be above zero and at most 18446744073 TON"))
 }
 
+/// Options of commands that act on a running client.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ClientApiOptions {
+    /// The running client's API [default: http://127.0.0.1:10000].
+    #[arg(long, env = "COCOON_CLIENT_API", value_name = "URL")]
+    pub api: Option<String>,
+}
+
 /// Options of `cocoon worker withdraw`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct WithdrawOptions {
@@ -502,12 +510,10 @@ pub struct DevnetOptions {
     pub dev: Option<bool>,
 }
 
-/// Options of `cocoon client deposit`.
+/// Options of `cocoon client deposit` and `cocoon client withdraw`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DepositOptions {
-    /// Amount in TON, e.g. 2.5 (nine decimals at most). With a chain, the
-    /// client's wallet sends it to the client's contract; on a development
-    /// ledger it is credited directly.
+    /// Amount in TON, e.g. 2.5 (nine decimals at most).
     #[arg(long, value_name = "TON", value_parser = parse_ton)]
     pub amount: cocoon_core::Nanoton,
     /// The running client's API [default: http://127.0.0.1:10000].

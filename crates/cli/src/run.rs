@@ -452,30 +452,67 @@ pub async fn model_hash(file: std::path::PathBuf) -> anyhow::Result<()> {
 
 /// `cocoon client deposit`: POST /v1/cocoon/deposit on a running client.
 pub async fn deposit(o: crate::options::DepositOptions) -> anyhow::Result<()> {
-    let api = o.api.unwrap_or_else(|| format!("http://{DEFAULT_API}"));
     let body = format!("{{\"amount_nanoton\":{}}}", o.amount.get());
-    let (status, body) = post_local(&api, "/v1/cocoon/deposit", &body).await?;
-    if status != "200" {
-        bail!(
-            "the client refused the deposit (HTTP {status}): {}",
-            body.trim()
-        );
-    }
-    println!("{}", body.trim());
-    Ok(())
+    act_on(
+        o.api,
+        DEFAULT_API,
+        "/v1/cocoon/deposit",
+        &body,
+        "the client refused the deposit",
+    )
+    .await
+}
+
+/// `cocoon client withdraw`: POST /v1/cocoon/withdraw on a running client.
+pub async fn client_withdraw(o: crate::options::DepositOptions) -> anyhow::Result<()> {
+    let body = format!("{{\"amount_nanoton\":{}}}", o.amount.get());
+    act_on(
+        o.api,
+        DEFAULT_API,
+        "/v1/cocoon/withdraw",
+        &body,
+        "the client did not withdraw",
+    )
+    .await
+}
+
+/// `cocoon client close`: POST /v1/cocoon/close on a running client.
+pub async fn client_close(o: crate::options::ClientApiOptions) -> anyhow::Result<()> {
+    act_on(
+        o.api,
+        DEFAULT_API,
+        "/v1/cocoon/close",
+        "{}",
+        "the client's contract did not close",
+    )
+    .await
 }
 
 /// `cocoon worker withdraw`: POST /admin/withdraw on a running worker.
 pub async fn withdraw(o: crate::options::WithdrawOptions) -> anyhow::Result<()> {
-    let api = o
-        .api
-        .unwrap_or_else(|| format!("http://{DEFAULT_WORKER_HTTP}"));
-    let (status, body) = post_local(&api, "/admin/withdraw", "{}").await?;
+    act_on(
+        o.api,
+        DEFAULT_WORKER_HTTP,
+        "/admin/withdraw",
+        "{}",
+        "the worker did not withdraw",
+    )
+    .await
+}
+
+/// POSTs to a running node's local API and prints its JSON answer; any
+/// other status than 200 is an error that quotes the node's reason.
+async fn act_on(
+    api: Option<String>,
+    default: &str,
+    path: &str,
+    body: &str,
+    refused: &str,
+) -> anyhow::Result<()> {
+    let api = api.unwrap_or_else(|| format!("http://{default}"));
+    let (status, body) = post_local(&api, path, body).await?;
     if status != "200" {
-        bail!(
-            "the worker did not withdraw (HTTP {status}): {}",
-            body.trim()
-        );
+        bail!("{refused} (HTTP {status}): {}", body.trim());
     }
     println!("{}", body.trim());
     Ok(())

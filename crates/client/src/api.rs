@@ -67,6 +67,14 @@ pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
             get(chain_info).fallback(method_not_allowed),
         )
         .route(
+            "/v1/cocoon/withdraw",
+            post(crate::contract::withdraw).fallback(method_not_allowed),
+        )
+        .route(
+            "/v1/cocoon/close",
+            post(crate::contract::close).fallback(method_not_allowed),
+        )
+        .route(
             "/v1/cocoon/deposit",
             post(crate::payments::deposit).fallback(method_not_allowed),
         )

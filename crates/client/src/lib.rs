@@ -6,6 +6,7 @@
 
 mod api;
 mod attestation;
+mod contract;
 mod payments;
 
 pub use cocoon_pay::dev_address;
