@@ -13,6 +13,7 @@
 pub mod artifacts;
 pub mod chain;
 pub mod contracts;
+pub mod registry;
 pub mod stack;
 pub mod toncenter;
 pub mod wallet;

@@ -2,11 +2,13 @@
 #![forbid(unsafe_code)]
 
 mod attest;
+mod chain_node;
 mod config_hash;
 mod devnet;
 mod local_chain;
 mod options;
 mod payments;
+mod registry_cmd;
 mod run;
 mod trust;
 
@@ -59,6 +61,12 @@ enum Command {
     /// toncenter's HTTP API v2 on http://127.0.0.1:10030/api/v2 (the subset
     /// nodes use). `cocoon up` runs one by itself.
     Devnet(options::DevnetOptions),
+    /// The root registry, for its owner: deploy it, show it, allow images
+    /// and models, register proxies, set prices.
+    Registry(options::RegistryOptions),
+    /// Show a node's wallet on the chain: its address (to fund it), balance
+    /// and state.
+    Wallet(options::WalletOptions),
     /// Manage model files.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -226,6 +234,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Devnet(o) => crate::devnet::run(o).await,
+        Command::Registry(o) => crate::registry_cmd::run(o).await,
+        Command::Wallet(o) => crate::chain_node::show_wallet(o).await,
         Command::Model(ModelCommand::Fetch(o)) => run::model_fetch(o).await,
         Command::Model(ModelCommand::Hash { file }) => run::model_hash(file).await,
         Command::Attest(AttestCommand::Verify(o)) => attest::verify(o),

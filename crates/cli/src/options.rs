@@ -88,6 +88,16 @@ options! {
         /// Let clients credit their own development balance (only with --dev).
         #[arg(long, env = "COCOON_PROXY_DEV_DEPOSITS", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
         pub dev_deposits: Option<bool>,
+        /// With --chain: the root registry that registered this proxy; the
+        /// proxy's contract is derived from it, its wallet and its voucher key.
+        #[arg(long, env = "COCOON_ROOT", value_name = "ADDRESS")]
+        pub root: Option<String>,
+        /// With --chain: commit a client's voucher to its contract when the
+        /// charges not yet committed pass this many nanoton [default: half
+        /// the client's stake].
+        #[arg(long, env = "COCOON_PROXY_COMMIT_ABOVE", value_name = "NANOTON")]
+        pub commit_above: Option<u64>,
+        group chain: ChainOptions,
     }
 }
 
@@ -109,7 +119,39 @@ options! {
         /// Where earnings go ("0:<hex>") [default: a development address derived from --name].
         #[arg(long, env = "COCOON_WORKER_ADDRESS", value_name = "ADDRESS")]
         pub address: Option<String>,
+        /// With --chain: the proxy's contract, which derives this worker's
+        /// contract from its wallet.
+        #[arg(long, env = "COCOON_WORKER_PROXY_CONTRACT", value_name = "ADDRESS")]
+        pub proxy_contract: Option<String>,
         group engine: EngineOptions,
+        group chain: ChainOptions,
+    }
+}
+
+options! {
+    /// How a node reaches TON (`[proxy]`, `[worker]` and `[client]` take
+    /// the same). Without --chain, a node runs on a development ledger.
+    pub struct ChainOptions {
+        /// toncenter HTTP API v2 endpoints, comma-separated, each ending in
+        /// /api/v2: TON mainnet's or testnet's, a compatible server, or a
+        /// `cocoon devnet`.
+        #[arg(long, env = "COCOON_CHAIN", value_name = "URL[,URL...]")]
+        pub chain: Option<String>,
+        /// Sent to the chain endpoints as X-API-Key.
+        #[arg(long, env = "COCOON_CHAIN_API_KEY", value_name = "KEY")]
+        #[serde(skip_serializing)]
+        pub chain_api_key: Option<String>,
+        /// This node's wallet key (Ed25519 PKCS#8), created (mode 0600) if
+        /// missing [default: DATA_DIR/keys/ROLE.wallet-key].
+        #[arg(long, env = "COCOON_WALLET_KEY", value_name = "FILE")]
+        pub wallet_key: Option<PathBuf>,
+        /// Or the wallet of a TON mnemonic (24 words) kept in this file.
+        #[arg(long, env = "COCOON_WALLET_MNEMONIC_FILE", value_name = "FILE")]
+        pub wallet_mnemonic_file: Option<PathBuf>,
+        /// The network's global id, which wallets bind to: -239 mainnet
+        /// (and `cocoon devnet`), -3 testnet [default: -239].
+        #[arg(long, env = "COCOON_GLOBAL_ID", value_name = "ID", allow_hyphen_values = true)]
+        pub global_id: Option<i32>,
     }
 }
 
@@ -190,6 +232,11 @@ options! {
         /// ledger when connecting (only with --dev).
         #[arg(long, env = "COCOON_CLIENT_DEV_DEPOSIT", value_name = "NANOTON")]
         pub dev_deposit: Option<u64>,
+        /// With --chain: the proxy's contract, which derives this client's
+        /// contract (its payer address) from its wallet.
+        #[arg(long, env = "COCOON_CLIENT_PROXY_CONTRACT", value_name = "ADDRESS")]
+        pub proxy_contract: Option<String>,
+        group chain: ChainOptions,
     }
 }
 
@@ -475,6 +522,132 @@ pub fn parse_ton(s: &str) -> Result<cocoon_core::Nanoton, String> {
         .filter(|n| *n > 0)
         .map(cocoon_core::Nanoton::new)
         .ok_or_else(|| format!("{s:?} must be above zero and at most 18446744073 TON"))
+}
+
+/// Options of `cocoon wallet`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WalletOptions {
+    /// Whose wallet: registry-owner, proxy-operator, worker or client (each
+    /// keeps its key in DATA_DIR/keys/ROLE.wallet-key unless --wallet-key
+    /// says otherwise).
+    #[arg(long, value_name = "ROLE")]
+    pub role: String,
+    /// The data directory [default: $XDG_DATA_HOME/cocoon, else ~/.local/share/cocoon].
+    #[arg(long, env = "COCOON_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub chain: ChainOptions,
+}
+
+/// Options of `cocoon registry`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RegistryOptions {
+    #[command(subcommand)]
+    pub action: RegistryAction,
+}
+
+/// What every `cocoon registry` command takes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RegistryCommon {
+    /// The root registry [required except for `deploy`].
+    #[arg(long, env = "COCOON_ROOT", value_name = "ADDRESS")]
+    pub root: Option<String>,
+    /// Directory holding the owner's default wallet key [default: the data directory].
+    #[arg(long, env = "COCOON_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub chain: ChainOptions,
+}
+
+/// What `cocoon registry` does.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum RegistryAction {
+    /// Deploy a root registry owned by this wallet, with the default prices
+    /// and terms and the committed contract code; prints its address.
+    Deploy {
+        #[command(flatten)]
+        common: RegistryCommon,
+    },
+    /// Print the registry: owner, version, prices, terms, allowed images,
+    /// models and registered proxies.
+    Show {
+        #[command(flatten)]
+        common: RegistryCommon,
+    },
+    /// Allow an image (a TEE measurement's hash) for a role.
+    AddImage {
+        /// proxy, worker or client.
+        #[arg(long)]
+        role: String,
+        /// The image hash, 64 hex digits.
+        hash: String,
+        #[command(flatten)]
+        common: RegistryCommon,
+    },
+    /// Disallow an image for a role.
+    RemoveImage {
+        /// proxy, worker or client.
+        #[arg(long)]
+        role: String,
+        /// The image hash, 64 hex digits.
+        hash: String,
+        #[command(flatten)]
+        common: RegistryCommon,
+    },
+    /// Register a model: the SHA-256 of its weights, and its name.
+    AddModel {
+        /// The model hash, 64 hex digits (`cocoon model hash FILE`).
+        hash: String,
+        /// The name clients ask for.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        common: RegistryCommon,
+    },
+    /// Register a proxy: its operator's wallet and its voucher key; deploys
+    /// its contract and prints the address.
+    RegisterProxy {
+        /// The operator's wallet address.
+        #[arg(long)]
+        owner: String,
+        /// The proxy's voucher key (Ed25519 public key), 64 hex digits.
+        #[arg(long)]
+        key: String,
+        /// Where clients and workers reach it, e.g. tls://proxy.example:10010.
+        #[arg(long)]
+        endpoint: String,
+        #[command(flatten)]
+        common: RegistryCommon,
+    },
+    /// Set the prices new requests are charged at.
+    SetPrices {
+        /// Nanoton per token.
+        #[arg(long)]
+        price_per_token: u64,
+        /// The worker's nanoton per token.
+        #[arg(long)]
+        worker_fee_per_token: u64,
+        /// Basis points per token kind: prompt,cached,completion,reasoning.
+        #[arg(long, default_value = "10000,2500,10000,10000")]
+        multipliers: String,
+        #[command(flatten)]
+        common: RegistryCommon,
+    },
+}
+
+impl RegistryAction {
+    /// The options every command takes.
+    pub fn common(&self) -> &RegistryCommon {
+        match self {
+            RegistryAction::Deploy { common }
+            | RegistryAction::Show { common }
+            | RegistryAction::AddImage { common, .. }
+            | RegistryAction::RemoveImage { common, .. }
+            | RegistryAction::AddModel { common, .. }
+            | RegistryAction::RegisterProxy { common, .. }
+            | RegistryAction::SetPrices { common, .. } => common,
+        }
+    }
 }
 
 /// Options of commands that act on a running client.

@@ -170,8 +170,8 @@ pub async fn ctrl_c() {
     tracing::info!("shutting down");
 }
 
-fn proxy_config(
-    o: ProxyOptions,
+async fn proxy_config(
+    mut o: ProxyOptions,
     a: AttestationOptions,
 ) -> anyhow::Result<cocoon_proxy::ProxyConfig> {
     crate::payments::check_dev_flags(&o, a.dev.unwrap_or(false))?;
@@ -180,7 +180,28 @@ fn proxy_config(
         .data_dir
         .clone()
         .unwrap_or_else(crate::trust::default_data_dir);
-    let payments = crate::payments::proxy(&o, &data_dir, a.dev.unwrap_or(false), None, None)?;
+    // On a chain: the contract the root registered for this proxy's wallet
+    // and voucher key; deposits and commits through it.
+    let on_chain = crate::chain_node::open(&o.chain, &data_dir, "proxy-operator")?;
+    let (chain, committer) = match &on_chain {
+        Some(c) => {
+            if o.contract.is_some() {
+                bail!("--contract is for a development ledger; on a chain the contract is the one --root registered");
+            }
+            let key = crate::payments::voucher_public_key(&data_dir)?;
+            let contract = crate::chain_node::proxy_contract(c, o.root.as_deref(), key).await?;
+            o.contract = Some(contract.to_string());
+            (
+                Some(c.chain.clone()),
+                Some(cocoon_proxy::client_contracts::Committer {
+                    wallet: c.wallet.clone(),
+                    above: o.commit_above.map(cocoon_core::Nanoton::new),
+                }),
+            )
+        }
+        None => (None, None),
+    };
+    let payments = crate::payments::proxy(&o, &data_dir, a.dev.unwrap_or(false), chain, committer)?;
     Ok(cocoon_proxy::ProxyConfig {
         name: o.name.unwrap_or_else(|| format!("proxy-{}", hostname())),
         listen: addr(o.listen, DEFAULT_PROXY),
@@ -192,7 +213,7 @@ fn proxy_config(
 }
 
 pub async fn proxy(o: ProxyOptions, a: AttestationOptions) -> anyhow::Result<()> {
-    let proxy = cocoon_proxy::Proxy::start(proxy_config(o, a)?).await?;
+    let proxy = cocoon_proxy::Proxy::start(proxy_config(o, a).await?).await?;
     ctrl_c().await;
     proxy.shutdown().await;
     Ok(())
@@ -200,7 +221,30 @@ pub async fn proxy(o: ProxyOptions, a: AttestationOptions) -> anyhow::Result<()>
 
 pub async fn worker(o: WorkerOptions, a: AttestationOptions) -> anyhow::Result<()> {
     let trust = crate::trust::build(&a, config_hash("worker", &o, &a)?)?;
-    let address = crate::payments::address(o.address.as_deref(), "--address")?;
+    let data_dir = a
+        .data_dir
+        .clone()
+        .unwrap_or_else(crate::trust::default_data_dir);
+    let mut address = crate::payments::address(o.address.as_deref(), "--address")?;
+    // On a chain: the worker contract the proxy contract derives from this
+    // worker's wallet; payouts go to the wallet.
+    let chain = match crate::chain_node::open(&o.chain, &data_dir, "worker")? {
+        Some(c) => {
+            if address.is_some() {
+                bail!("--address is for a development ledger; on a chain the worker's contract is derived from its wallet");
+            }
+            let party =
+                crate::chain_node::party_contract(&c, o.proxy_contract.as_deref(), "worker")
+                    .await?;
+            address = Some(party.address.clone());
+            Some(cocoon_worker::payout::WorkerChain {
+                chain: c.chain,
+                wallet: c.wallet,
+                contract_init: Some(party.init.clone()),
+            })
+        }
+        None => None,
+    };
     let proxy = o
         .proxy
         .ok_or_else(|| anyhow!("--proxy is required: the proxy's HOST:PORT"))?;
@@ -214,7 +258,7 @@ pub async fn worker(o: WorkerOptions, a: AttestationOptions) -> anyhow::Result<(
         http_listen: addr(o.http_listen, DEFAULT_WORKER_HTTP),
         trust,
         address,
-        chain: None,
+        chain,
     };
     let worker = cocoon_worker::Worker::start(config, engine).await?;
     ctrl_c().await;
@@ -222,11 +266,44 @@ pub async fn worker(o: WorkerOptions, a: AttestationOptions) -> anyhow::Result<(
     Ok(())
 }
 
-fn client_config(
+async fn client_config(
     o: ClientOptions,
     a: AttestationOptions,
 ) -> anyhow::Result<cocoon_client::ClientConfig> {
     let trust = crate::trust::build(&a, config_hash("client", &o, &a)?)?;
+    let data_dir = a
+        .data_dir
+        .clone()
+        .unwrap_or_else(crate::trust::default_data_dir);
+    let mut address = crate::payments::address(o.address.as_deref(), "--address")?;
+    // On a chain: the payer is the client contract the proxy contract
+    // derives from this client's wallet; deposits are top-ups from it.
+    let (chain, wallet) = match crate::chain_node::open(&o.chain, &data_dir, "client")? {
+        Some(c) => {
+            if address.is_some() {
+                bail!("--address is for a development ledger; on a chain the client's contract is derived from its wallet");
+            }
+            let party =
+                crate::chain_node::party_contract(&c, o.proxy_contract.as_deref(), "client")
+                    .await?;
+            address = Some(party.address.clone());
+            (
+                Some(cocoon_client::ChainInfo {
+                    endpoint: c.endpoint.clone(),
+                    root: party.root.to_string(),
+                    proxy_contract: party.proxy.to_string(),
+                    client_contract: party.address.to_string(),
+                    client_wallet: c.wallet.address().to_string(),
+                }),
+                Some(cocoon_client::ClientWallet {
+                    chain: c.chain,
+                    wallet: c.wallet,
+                    contract_init: Some(party.init.clone()),
+                }),
+            )
+        }
+        None => (None, None),
+    };
     let proxy = o
         .proxy
         .ok_or_else(|| anyhow!("--proxy is required: the proxy's HOST:PORT"))?;
@@ -239,7 +316,7 @@ fn client_config(
         listen: addr(o.listen, DEFAULT_API),
         proxy,
         trust,
-        address: crate::payments::address(o.address.as_deref(), "--address")?,
+        address,
         dev_deposit: match o.dev_deposit {
             Some(_) if !a.dev.unwrap_or(false) => {
                 bail!("--dev-deposit credits a development ledger; it is refused outside development mode (--dev)")
@@ -249,13 +326,13 @@ fn client_config(
         max_body_bytes,
         default_max_coefficient: o.max_coefficient.map(Coefficient::per_mille),
         default_timeout: timeout(o.timeout_secs)?,
-        chain: None,
-        wallet: None,
+        chain,
+        wallet,
     })
 }
 
 pub async fn client(o: ClientOptions, a: AttestationOptions) -> anyhow::Result<()> {
-    let client = cocoon_client::Client::start(client_config(o, a)?).await?;
+    let client = cocoon_client::Client::start(client_config(o, a).await?).await?;
     ctrl_c().await;
     client.shutdown().await;
     Ok(())
@@ -379,6 +456,7 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
         wallet: Some(cocoon_client::ClientWallet {
             chain: chain.clone(),
             wallet: local.client_wallet.clone(),
+            contract_init: None,
         }),
     })
     .await

@@ -62,6 +62,9 @@ pub struct ClientWallet {
     pub chain: std::sync::Arc<cocoon_chain::Toncenter>,
     /// The wallet.
     pub wallet: std::sync::Arc<cocoon_chain::WalletV5>,
+    /// The client contract's initial state, sent with the first top-up
+    /// while the contract does not exist yet.
+    pub contract_init: Option<tycho_types::models::StateInit>,
 }
 
 impl std::fmt::Debug for ClientWallet {

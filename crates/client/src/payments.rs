@@ -178,6 +178,7 @@ async fn top_up_on_chain(
     amount: cocoon_core::Nanoton,
 ) -> Result<(), ApiError> {
     use cocoon_chain::wallet::Transfer;
+    use cocoon_chain::Chain;
     let unavailable = |what: String| {
         ApiError::server(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -200,12 +201,22 @@ async fn top_up_on_chain(
     let value = amount
         .checked_add(TOP_UP_GAS)
         .map_err(|e| ApiError::invalid("amount_nanoton", "invalid_value", e.to_string()))?;
+    let deployed = w
+        .chain
+        .account(&shared.address)
+        .await
+        .map(|a| a.status == cocoon_chain::AccountStatus::Active)
+        .map_err(|e| unavailable(e.to_string()))?;
     let t = Transfer {
         to: shared.address.clone(),
         value,
         bounce: true,
         body: Some(body),
-        init: None,
+        init: if deployed {
+            None
+        } else {
+            w.contract_init.clone()
+        },
     };
     w.wallet
         .send(w.chain.as_ref(), &[t], std::time::Duration::from_secs(60))

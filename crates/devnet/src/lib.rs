@@ -31,7 +31,10 @@ use tycho_types::models::{
     OwnedMessage, ShardAccount, StdAddr, TxInfo,
 };
 use tycho_types::num::Tokens;
-use tycho_vm::{OwnedCellSlice, RcStackValue, Tuple, VmCaller, VmGetterArgs};
+use tycho_vm::{
+    GasParams, OwnedCellSlice, RcStackValue, SmcInfoBase, Tuple, VmGetterMethodId, VmStateBuilder,
+    VmVersion,
+};
 
 pub use cocoon_chain::AccountStatus;
 pub use config::{ConfigError, NetworkConfig};
@@ -534,16 +537,7 @@ impl Devnet {
             .map(to_vm)
             .collect::<Result<Vec<_>, _>>()
             .map_err(fail)?;
-        let caller = VmCaller {
-            libraries: Default::default(),
-            behaviour_modifiers: Default::default(),
-            config: self.config.params().clone(),
-        };
-        let mut vm_args = VmGetterArgs::default();
-        vm_args.now = now;
-        let out = caller
-            .call_getter_ext(&account, method, stack, &vm_args, None)
-            .map_err(|e| fail(e.to_string()))?;
+        let out = run_getter(&account, method, stack, now, self.config.params()).map_err(fail)?;
         let stack = out
             .stack
             .iter()
@@ -852,6 +846,71 @@ fn summarize(
         total_fees: tx.total_fees.tokens,
         out_msgs: tx.out_msg_count.into_inner() as usize,
         balance_after,
+    })
+}
+
+/// What a get-method left.
+struct GetterOutput {
+    exit_code: i32,
+    gas_used: u64,
+    stack: Vec<RcStackValue>,
+}
+
+/// Runs a get-method as TON's get-method runner does, at the VM version
+/// transactions run at. (tycho-vm's own getter runs at the version its
+/// contract info implies, 11, where `BTOS`, which Tolk emits for address
+/// calculations, does not exist yet.)
+fn run_getter(
+    account: &Account,
+    method: &str,
+    mut stack: Vec<RcStackValue>,
+    now: u32,
+    config: &tycho_types::models::BlockchainConfigParams,
+) -> Result<GetterOutput, String> {
+    let AccountState::Active(state) = &account.state else {
+        return Err("the account has no code".into());
+    };
+    let code = state.code.clone().ok_or("the account has no code")?;
+    stack.push(RcStackValue::new_dyn_value(BigInt::from(
+        method.as_getter_method_id(),
+    )));
+    let address = match &account.address {
+        IntAddr::Std(a) => a.address,
+        IntAddr::Var(_) => HashBytes::ZERO,
+    };
+    let smc_info = SmcInfoBase::new()
+        .with_now(now)
+        .with_block_lt(account.last_trans_lt)
+        .with_tx_lt(account.last_trans_lt)
+        .with_mixed_rand_seed(&HashBytes::ZERO, &address)
+        .with_account_balance(account.balance.clone())
+        .with_account_addr(account.address.clone())
+        .with_config(config.clone())
+        .require_ton_v4()
+        .with_code(code.clone())
+        .require_ton_v6()
+        .fill_unpacked_config()
+        .map_err(|e| format!("the configuration: {e}"))?
+        .require_ton_v11();
+    let version = config.get_global_version().map(|g| g.version).unwrap_or(12);
+    let public_libraries =
+        tycho_types::dict::Dict::<HashBytes, tycho_types::models::LibDescr>::new();
+    let libraries = (&state.libraries, &public_libraries);
+    let mut vm = VmStateBuilder::new()
+        .with_smc_info(smc_info)
+        .with_code(code)
+        .with_data(state.data.clone().unwrap_or_default())
+        .with_libraries(&libraries)
+        .with_init_selector(false)
+        .with_stack(stack)
+        .with_gas(GasParams::getter())
+        .with_version(VmVersion::Ton(version))
+        .build();
+    let exit_code = !vm.run();
+    Ok(GetterOutput {
+        exit_code,
+        gas_used: vm.gas.consumed(),
+        stack: vm.stack.items.clone(),
     })
 }
 

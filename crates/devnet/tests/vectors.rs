@@ -6,6 +6,7 @@
 
 mod common;
 
+use cocoon_chain::stack::{StackEntry, StackReader};
 use cocoon_devnet::{Devnet, DevnetOptions};
 use common::{decode_hex, parse_raw, seed, vector, Tx};
 use tycho_types::boc::Boc;
@@ -53,4 +54,29 @@ fn the_devnet_charges_exactly_what_the_sandbox_charged() {
         compared > 40,
         "the vector exercised {compared} transactions"
     );
+
+    // Get-methods that compute addresses (Tolk emits TVM 12's BTOS for
+    // them) answer as the contracts do in the sandbox.
+    let find = |op: u32| {
+        v.steps
+            .iter()
+            .find_map(|s| {
+                s.transactions
+                    .iter()
+                    .position(|t| t.op == Some(op))
+                    .map(|i| (s, i))
+            })
+            .expect("the op is in the scenario")
+    };
+    let (step, i) = find(0x43c0_0001); // the client's first top-up
+    let client = parse_raw(&step.transactions[i].account);
+    let owner = parse_raw(&step.transactions[0].account);
+    let (step, i) = find(0x50c0_0001); // the proxy's stake
+    let proxy = parse_raw(&step.transactions[i].account);
+    let out = devnet
+        .run_get_method(&proxy, "get_client_address", &[StackEntry::address(&owner)])
+        .expect("runs");
+    assert_eq!(out.exit_code, 0, "get_client_address runs");
+    let derived = StackReader::new(out.stack).address().expect("an address");
+    assert_eq!(derived, client);
 }

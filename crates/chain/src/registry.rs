@@ -1,0 +1,159 @@
+//! Reading the registry and a proxy's contract through their get-methods:
+//! what a node needs to find its own contract on a live network.
+
+use cocoon_core::Nanoton;
+use num_bigint::BigInt;
+use tycho_types::cell::HashBytes;
+use tycho_types::models::StdAddr;
+
+use crate::chain::{Chain, ChainError};
+use crate::contracts::{Codes, Terms};
+use crate::stack::{StackEntry, StackReader, StackTypeError};
+
+/// A get-method could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The chain failed.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// The method failed on chain.
+    #[error("{method} on {address} exits with {exit_code} (is it the contract it should be?)")]
+    Failed {
+        /// The method.
+        method: &'static str,
+        /// The account.
+        address: StdAddr,
+        /// The VM's exit code.
+        exit_code: i32,
+    },
+    /// The answer had the wrong shape.
+    #[error("{method} on {address}: {source}")]
+    Shape {
+        /// The method.
+        method: &'static str,
+        /// The account.
+        address: StdAddr,
+        /// What was wrong.
+        source: StackTypeError,
+    },
+}
+
+async fn call(
+    chain: &impl Chain,
+    address: &StdAddr,
+    method: &'static str,
+    args: &[StackEntry],
+) -> Result<StackReader, ReadError> {
+    let out = chain.run_get_method(address, method, args).await?;
+    if !out.succeeded() {
+        return Err(ReadError::Failed {
+            method,
+            address: address.clone(),
+            exit_code: out.exit_code,
+        });
+    }
+    Ok(StackReader::new(out.stack))
+}
+
+fn shape<'a>(
+    method: &'static str,
+    address: &'a StdAddr,
+) -> impl FnOnce(StackTypeError) -> ReadError + 'a {
+    move |source| ReadError::Shape {
+        method,
+        address: address.clone(),
+        source,
+    }
+}
+
+/// A 256-bit value as a get-method argument.
+pub fn uint256(h: &HashBytes) -> StackEntry {
+    StackEntry::Int(BigInt::from_bytes_be(num_bigint::Sign::Plus, h.as_slice()))
+}
+
+fn to_hash(v: &BigInt) -> HashBytes {
+    let (_, bytes) = v.to_bytes_be();
+    let mut out = [0u8; 32];
+    let n = bytes.len().min(32);
+    out[32 - n..].copy_from_slice(&bytes[bytes.len() - n..]);
+    HashBytes(out)
+}
+
+/// The root's current terms for new proxies.
+pub async fn terms(chain: &impl Chain, root: &StdAddr) -> Result<Terms, ReadError> {
+    let m = "get_terms";
+    let mut r = call(chain, root, m, &[]).await?;
+    let mut read = || -> Result<Terms, StackTypeError> {
+        Ok(Terms {
+            min_proxy_stake: Nanoton::new(r.u64()?),
+            min_client_stake: Nanoton::new(r.u64()?),
+            proxy_close_delay: r.u64()? as u32,
+            client_close_delay: r.u64()? as u32,
+        })
+    };
+    read().map_err(shape(m, root))
+}
+
+/// The contract code the root deploys and derives with.
+pub async fn codes(chain: &impl Chain, root: &StdAddr) -> Result<Codes, ReadError> {
+    let m = "get_codes";
+    let mut r = call(chain, root, m, &[]).await?;
+    let mut read = || -> Result<Codes, StackTypeError> {
+        Ok(Codes {
+            proxy: r.cell()?,
+            client: r.cell()?,
+            worker: r.cell()?,
+        })
+    };
+    read().map_err(shape(m, root))
+}
+
+/// The proxy contract the root gives `owner` with voucher key `key`.
+pub async fn proxy_address(
+    chain: &impl Chain,
+    root: &StdAddr,
+    owner: &StdAddr,
+    key: &HashBytes,
+) -> Result<StdAddr, ReadError> {
+    let m = "get_proxy_address";
+    let mut r = call(chain, root, m, &[StackEntry::address(owner), uint256(key)]).await?;
+    r.address().map_err(shape(m, root))
+}
+
+/// A proxy contract's root and voucher key.
+pub async fn proxy_identity(
+    chain: &impl Chain,
+    proxy: &StdAddr,
+) -> Result<(StdAddr, HashBytes), ReadError> {
+    let m = "get_proxy_data";
+    let mut r = call(chain, proxy, m, &[]).await?;
+    let mut read = || -> Result<(StdAddr, HashBytes), StackTypeError> {
+        let root = r.address()?;
+        r.skip()?; // owner
+        let key = to_hash(&r.int()?);
+        Ok((root, key))
+    };
+    read().map_err(shape(m, proxy))
+}
+
+/// `owner`'s client contract with `proxy`, as the proxy contract derives it.
+pub async fn client_address(
+    chain: &impl Chain,
+    proxy: &StdAddr,
+    owner: &StdAddr,
+) -> Result<StdAddr, ReadError> {
+    let m = "get_client_address";
+    let mut r = call(chain, proxy, m, &[StackEntry::address(owner)]).await?;
+    r.address().map_err(shape(m, proxy))
+}
+
+/// `owner`'s worker contract with `proxy`, as the proxy contract derives it.
+pub async fn worker_address(
+    chain: &impl Chain,
+    proxy: &StdAddr,
+    owner: &StdAddr,
+) -> Result<StdAddr, ReadError> {
+    let m = "get_worker_address";
+    let mut r = call(chain, proxy, m, &[StackEntry::address(owner)]).await?;
+    r.address().map_err(shape(m, proxy))
+}

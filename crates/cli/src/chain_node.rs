@@ -1,0 +1,181 @@
+//! A standalone node on a chain (`--chain URL`): its toncenter client, its
+//! wallet, and its contract found through the contracts' own get-methods.
+//! TON testnet, mainnet and a `cocoon devnet` differ only in the URL.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+use cocoon_chain::contracts::{self, ProxyConfig};
+use cocoon_chain::wallet::{network, WalletKey, WalletV5};
+use cocoon_chain::{registry, AccountStatus, Chain, Toncenter, ToncenterConfig};
+use tycho_types::cell::HashBytes;
+use tycho_types::models::{StateInit, StdAddr};
+
+use crate::options::ChainOptions;
+
+/// A node's way onto the chain.
+pub struct NodeChain {
+    /// The endpoints, as given.
+    pub endpoint: String,
+    /// The client.
+    pub chain: Arc<Toncenter>,
+    /// The node's wallet.
+    pub wallet: Arc<WalletV5>,
+}
+
+/// The node's chain, or `None` without `--chain`.
+pub fn open(o: &ChainOptions, data_dir: &Path, role: &str) -> anyhow::Result<Option<NodeChain>> {
+    let Some(endpoints) = o.chain.clone() else {
+        if o.wallet_key.is_some() || o.wallet_mnemonic_file.is_some() || o.chain_api_key.is_some() {
+            bail!("wallet and chain options need --chain: the chain's toncenter v2 endpoint");
+        }
+        return Ok(None);
+    };
+    let list: Vec<String> = endpoints
+        .split(',')
+        .map(|e| e.trim().to_string())
+        .filter(|e| !e.is_empty())
+        .collect();
+    let mut config = ToncenterConfig::single(list.first().cloned().unwrap_or_default());
+    config.endpoints = list;
+    config.api_key = o.chain_api_key.clone();
+    let chain = Arc::new(Toncenter::new(config).context("--chain")?);
+    let key = match (&o.wallet_mnemonic_file, &o.wallet_key) {
+        (Some(_), Some(_)) => bail!("give --wallet-key or --wallet-mnemonic-file, not both"),
+        (Some(file), None) => {
+            let words = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            WalletKey::from_mnemonic(&words).with_context(|| format!("{}", file.display()))?
+        }
+        (None, key) => {
+            let path = key
+                .clone()
+                .unwrap_or_else(|| data_dir.join("keys").join(format!("{role}.wallet-key")));
+            let pkcs8 = cocoon_tee::keyfile::ed25519_pkcs8(&path)
+                .with_context(|| format!("wallet key {}", path.display()))?;
+            WalletKey::from_pkcs8(&pkcs8)
+                .with_context(|| format!("wallet key {}", path.display()))?
+        }
+    };
+    let wallet = WalletV5::new(key, o.global_id.unwrap_or(network::MAINNET))?;
+    tracing::info!(chain = %endpoints, wallet = %wallet.address(), "on chain");
+    Ok(Some(NodeChain {
+        endpoint: endpoints,
+        chain,
+        wallet: Arc::new(wallet),
+    }))
+}
+
+fn parse(flag: &str, value: Option<&str>) -> anyhow::Result<StdAddr> {
+    let v = value.ok_or_else(|| anyhow!("{flag} is required with --chain"))?;
+    crate::payments::address(Some(v), flag)?
+        .ok_or_else(|| anyhow!("{flag} is required with --chain"))
+}
+
+/// The proxy's contract: registered by the root for this proxy's wallet and
+/// voucher key, and deployed.
+pub async fn proxy_contract(
+    c: &NodeChain,
+    root: Option<&str>,
+    voucher_key: [u8; 32],
+) -> anyhow::Result<StdAddr> {
+    let root = parse("--root", root)?;
+    let owner = c.wallet.address();
+    let key = HashBytes(voucher_key);
+    let contract = registry::proxy_address(c.chain.as_ref(), &root, &owner, &key)
+        .await
+        .with_context(|| format!("asking the root registry {root} for this proxy's contract"))?;
+    let account = c.chain.account(&contract).await?;
+    if account.status != AccountStatus::Active {
+        bail!(
+            "this proxy is not registered: its contract {contract} does not exist. The registry's owner registers it with \
+             owner {owner} (this proxy's wallet) and voucher key {key}"
+        );
+    }
+    Ok(contract)
+}
+
+/// A client's or worker's contract with a proxy.
+pub struct PartyContract {
+    /// The contract's address, as the proxy contract derives it.
+    pub address: StdAddr,
+    /// Its initial state (rebuilt from the registry, checked against the
+    /// address): it deploys the contract with the first message.
+    pub init: StateInit,
+    /// The proxy contract.
+    pub proxy: StdAddr,
+    /// The root registry that registered the proxy.
+    pub root: StdAddr,
+}
+
+/// This node's client or worker contract with `--proxy-contract`, derived
+/// by the proxy contract from this node's wallet.
+pub async fn party_contract(
+    c: &NodeChain,
+    proxy_contract: Option<&str>,
+    role: &str,
+) -> anyhow::Result<PartyContract> {
+    let proxy = parse("--proxy-contract", proxy_contract)?;
+    let owner = c.wallet.address();
+    let chain = c.chain.as_ref();
+    let (root, key) = registry::proxy_identity(chain, &proxy)
+        .await
+        .with_context(|| format!("reading the proxy contract {proxy}"))?;
+    let terms = registry::terms(chain, &root).await?;
+    let codes = registry::codes(chain, &root).await?;
+    let config = ProxyConfig::under(&root, &terms, &codes);
+    let (address, init) = if role == "client" {
+        (
+            registry::client_address(chain, &proxy, &owner).await?,
+            contracts::client_state_init(&proxy, &key, &config, &owner)?,
+        )
+    } else {
+        (
+            registry::worker_address(chain, &proxy, &owner).await?,
+            contracts::worker_state_init(&proxy, &key, &config, &owner)?,
+        )
+    };
+    if contracts::address_of(&init) != address {
+        bail!(
+            "the proxy contract derives this {role}'s contract as {address}, but the registry's current terms give {}: \
+             the registry changed its terms or code since the proxy was registered",
+            contracts::address_of(&init)
+        );
+    }
+    Ok(PartyContract {
+        address,
+        init,
+        proxy,
+        root,
+    })
+}
+/// `cocoon wallet`: a node's wallet address, balance and state, so that an
+/// operator knows what to fund.
+pub async fn show_wallet(o: crate::options::WalletOptions) -> anyhow::Result<()> {
+    let roles = ["registry-owner", "proxy-operator", "worker", "client"];
+    if !roles.contains(&o.role.as_str()) {
+        bail!(
+            "--role must be one of {}, found {:?}",
+            roles.join(", "),
+            o.role
+        );
+    }
+    let data_dir = o
+        .data_dir
+        .clone()
+        .unwrap_or_else(crate::trust::default_data_dir);
+    let c = open(&o.chain, &data_dir, &o.role)?
+        .ok_or_else(|| anyhow!("--chain is required: the chain's toncenter v2 endpoint"))?;
+    let address = c.wallet.address();
+    let account = c.chain.account(&address).await?;
+    let doc = serde_json::json!({
+        "role": o.role,
+        "address": address.to_string(),
+        "friendly": address.display_base64_url(false).to_string(),
+        "balance": account.balance.get().to_string(),
+        "state": account.status.as_str(),
+    });
+    println!("{doc}");
+    Ok(())
+}

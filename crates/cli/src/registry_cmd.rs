@@ -1,0 +1,315 @@
+//! `cocoon registry`: the root registry's owner at work. Every change is a
+//! message from the owner's wallet; `show` reads the registry through its
+//! get-methods. The chain is any toncenter v2 endpoint (`--chain`).
+
+use anyhow::{anyhow, bail, Context};
+use cocoon_chain::contracts::{self, Codes, Prices, Role};
+use cocoon_chain::stack::{StackEntry, StackReader};
+use cocoon_chain::wallet::Transfer;
+use cocoon_chain::{AccountStatus, Chain};
+use cocoon_core::Nanoton;
+use tycho_types::cell::{Cell, CellSlice, HashBytes, Load};
+use tycho_types::dict::Dict;
+use tycho_types::models::{IntAddr, StdAddr};
+
+use crate::chain_node::NodeChain;
+use crate::options::{RegistryAction, RegistryOptions};
+
+const GAS: Nanoton = Nanoton::new(100_000_000);
+const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn hash(s: &str, what: &str) -> anyhow::Result<HashBytes> {
+    let s = s.trim();
+    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("{what} must be 64 hex digits, found {s:?}");
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|e| anyhow!("{what}: {e}"))?;
+    }
+    Ok(HashBytes(out))
+}
+
+fn role(s: &str) -> anyhow::Result<Role> {
+    Ok(match s {
+        "proxy" => Role::Proxy,
+        "worker" => Role::Worker,
+        "client" => Role::Client,
+        other => bail!("--role must be proxy, worker or client, found {other:?}"),
+    })
+}
+
+/// Runs a registry command.
+pub async fn run(o: RegistryOptions) -> anyhow::Result<()> {
+    let common = o.action.common();
+    let data_dir = common
+        .data_dir
+        .clone()
+        .unwrap_or_else(crate::trust::default_data_dir);
+    let c = crate::chain_node::open(&common.chain, &data_dir, "registry-owner")?
+        .ok_or_else(|| anyhow!("--chain is required: the chain's toncenter v2 endpoint"))?;
+    let root = || {
+        crate::payments::address(common.root.as_deref(), "--root")?
+            .ok_or_else(|| anyhow!("--root is required"))
+    };
+    match &o.action {
+        RegistryAction::Deploy { .. } => {
+            let codes = Codes::committed()?;
+            let prices = crate::payments::default_registry_prices();
+            let terms = crate::local_chain::TERMS;
+            let init = contracts::root_state_init(&c.wallet.address(), &prices, &terms, &codes)?;
+            let address = contracts::address_of(&init);
+            if c.chain.account(&address).await?.status == AccountStatus::Active {
+                println!("{{\"root\":\"{address}\",\"deployed\":false}}");
+                return Ok(());
+            }
+            let t = Transfer {
+                to: address.clone(),
+                value: Nanoton::TON,
+                bounce: false,
+                body: None,
+                init: Some(init),
+            };
+            c.wallet
+                .send(c.chain.as_ref(), &[t], TIMEOUT)
+                .await
+                .context("deploying the root registry")?;
+            println!(
+                "{{\"root\":\"{address}\",\"deployed\":true,\"owner\":\"{}\"}}",
+                c.wallet.address()
+            );
+        }
+        RegistryAction::Show { .. } => show(&c, &root()?).await?,
+        RegistryAction::AddImage {
+            role: r, hash: h, ..
+        } => set_image(&c, &root()?, r, h, true).await?,
+        RegistryAction::RemoveImage {
+            role: r, hash: h, ..
+        } => set_image(&c, &root()?, r, h, false).await?,
+        RegistryAction::AddModel { hash: h, name, .. } => {
+            let body = contracts::set_model(
+                cocoon_core::unix_now(),
+                &hash(h, "the model hash")?,
+                Some(name),
+            )?;
+            println!(
+                "{}",
+                serde_json::json!({"version": send(&c, &root()?, body).await?})
+            );
+        }
+        RegistryAction::RegisterProxy {
+            owner,
+            key,
+            endpoint,
+            ..
+        } => {
+            let owner = crate::payments::address(Some(owner), "--owner")?
+                .ok_or_else(|| anyhow!("--owner"))?;
+            let key = hash(key, "the voucher key")?;
+            let body = contracts::register_proxy(cocoon_core::unix_now(), &owner, &key, endpoint)?;
+            let root = root()?;
+            let version = send(&c, &root, body).await?;
+            let contract =
+                cocoon_chain::registry::proxy_address(c.chain.as_ref(), &root, &owner, &key)
+                    .await?;
+            println!(
+                "{}",
+                serde_json::json!({"version": version, "proxy_contract": contract.to_string()})
+            );
+        }
+        RegistryAction::SetPrices {
+            price_per_token,
+            worker_fee_per_token,
+            multipliers,
+            ..
+        } => {
+            let m: Vec<u32> = multipliers
+                .split(',')
+                .map(|p| {
+                    p.trim()
+                        .parse::<u32>()
+                        .map_err(|_| anyhow!("--multipliers: {p:?} is not a whole number"))
+                })
+                .collect::<Result<_, _>>()?;
+            let [prompt, cached, completion, reasoning] = m[..] else {
+                bail!("--multipliers takes four values: prompt,cached,completion,reasoning");
+            };
+            let prices = Prices {
+                price_per_token: Nanoton::new(*price_per_token),
+                worker_fee_per_token: Nanoton::new(*worker_fee_per_token),
+                prompt_multiplier: prompt,
+                cached_multiplier: cached,
+                completion_multiplier: completion,
+                reasoning_multiplier: reasoning,
+            };
+            let body = contracts::set_prices(cocoon_core::unix_now(), &prices)?;
+            let version = send(&c, &root()?, body).await?;
+            println!("{}", serde_json::json!({ "version": version }));
+        }
+    }
+    Ok(())
+}
+
+async fn set_image(
+    c: &NodeChain,
+    root: &StdAddr,
+    r: &str,
+    h: &str,
+    allowed: bool,
+) -> anyhow::Result<()> {
+    let body = contracts::set_image(
+        cocoon_core::unix_now(),
+        role(r)?,
+        &hash(h, "the image hash")?,
+        allowed,
+    )?;
+    println!(
+        "{}",
+        serde_json::json!({ "version": send(c, root, body).await? })
+    );
+    Ok(())
+}
+
+/// Sends a change from the owner's wallet; returns the registry's new
+/// version.
+async fn send(c: &NodeChain, root: &StdAddr, body: Cell) -> anyhow::Result<u64> {
+    let before = version(c, root).await?;
+    let t = Transfer {
+        to: root.clone(),
+        value: GAS,
+        bounce: true,
+        body: Some(body),
+        init: None,
+    };
+    c.wallet.send(c.chain.as_ref(), &[t], TIMEOUT).await?;
+    let after = version(c, root).await?;
+    if after == before {
+        bail!(
+            "the registry did not change (version {before}): is this wallet, {}, its owner?",
+            c.wallet.address()
+        );
+    }
+    Ok(after)
+}
+
+async fn call(
+    c: &NodeChain,
+    root: &StdAddr,
+    method: &str,
+    args: &[StackEntry],
+) -> anyhow::Result<StackReader> {
+    let out = c.chain.run_get_method(root, method, args).await?;
+    if !out.succeeded() {
+        bail!(
+            "{method} on {root} exits with {}: is it a root registry?",
+            out.exit_code
+        );
+    }
+    Ok(StackReader::new(out.stack))
+}
+
+async fn version(c: &NodeChain, root: &StdAddr) -> anyhow::Result<u64> {
+    Ok(call(c, root, "get_params_version", &[]).await?.u64()?)
+}
+
+/// A registered proxy as the root stores it.
+struct ProxyEntry {
+    owner: IntAddr,
+    key: HashBytes,
+    endpoints: Cell,
+}
+
+impl<'a> Load<'a> for ProxyEntry {
+    fn load_from(s: &mut CellSlice<'a>) -> Result<Self, tycho_types::error::Error> {
+        Ok(ProxyEntry {
+            owner: IntAddr::load_from(s)?,
+            key: HashBytes::load_from(s)?,
+            endpoints: s.load_reference_cloned()?,
+        })
+    }
+}
+
+fn text(cell: &Cell) -> String {
+    let s = cell.as_slice().ok();
+    let bytes: Vec<u8> = s
+        .map(|s| {
+            let mut buf = vec![0u8; (s.size_bits() / 8) as usize];
+            let _ = s.get_raw(0, &mut buf, s.size_bits() / 8 * 8);
+            buf
+        })
+        .unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn dict_of(entry: Option<StackEntry>) -> Option<Cell> {
+    match entry {
+        Some(StackEntry::Cell(c) | StackEntry::Slice(c)) => Some(c),
+        _ => None,
+    }
+}
+
+async fn show(c: &NodeChain, root: &StdAddr) -> anyhow::Result<()> {
+    let owner = call(c, root, "get_owner", &[]).await?.address()?;
+    let version = version(c, root).await?;
+    let mut p = call(c, root, "get_prices", &[]).await?;
+    let prices: Vec<u64> = (0..6).map(|_| p.u64()).collect::<Result<_, _>>()?;
+    let mut t = call(c, root, "get_terms", &[]).await?;
+    let terms: Vec<u64> = (0..4).map(|_| t.u64()).collect::<Result<_, _>>()?;
+    let mut images = serde_json::Map::new();
+    for (name, r) in [
+        ("proxy", Role::Proxy),
+        ("worker", Role::Worker),
+        ("client", Role::Client),
+    ] {
+        let out = c
+            .chain
+            .run_get_method(root, "get_images", &[StackEntry::Int((r as u8).into())])
+            .await?;
+        let dict = Dict::<HashBytes, bool>::from_raw(dict_of(out.stack.into_iter().next()));
+        let mut list = Vec::new();
+        for entry in dict.iter() {
+            let (k, allowed) = entry?;
+            if allowed {
+                list.push(serde_json::Value::String(k.to_string()));
+            }
+        }
+        images.insert(name.into(), serde_json::Value::Array(list));
+    }
+    let out = c.chain.run_get_method(root, "get_models", &[]).await?;
+    let models = Dict::<HashBytes, Cell>::from_raw(dict_of(out.stack.into_iter().next()));
+    let mut model_list = serde_json::Map::new();
+    for entry in models.iter() {
+        let (k, name) = entry?;
+        model_list.insert(k.to_string(), serde_json::Value::String(text(&name)));
+    }
+    let out = c.chain.run_get_method(root, "get_proxies", &[]).await?;
+    let proxies = Dict::<StdAddr, ProxyEntry>::from_raw(dict_of(out.stack.into_iter().next()));
+    let mut proxy_list = Vec::new();
+    for entry in proxies.iter() {
+        let (contract, e) = entry?;
+        proxy_list.push(serde_json::json!({
+            "contract": contract.to_string(),
+            "owner": e.owner.to_string(),
+            "key": e.key.to_string(),
+            "endpoints": text(&e.endpoints),
+        }));
+    }
+    let doc = serde_json::json!({
+        "root": root.to_string(),
+        "owner": owner.to_string(),
+        "version": version,
+        "prices": {
+            "price_per_token": prices[0], "worker_fee_per_token": prices[1],
+            "multipliers": [prices[2], prices[3], prices[4], prices[5]],
+        },
+        "terms": {
+            "min_proxy_stake": terms[0], "min_client_stake": terms[1],
+            "proxy_close_delay": terms[2], "client_close_delay": terms[3],
+        },
+        "images": images,
+        "models": model_list,
+        "proxies": proxy_list,
+    });
+    println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(())
+}

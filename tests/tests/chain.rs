@@ -1,0 +1,262 @@
+//! Separate nodes on a chain, as on TON testnet, with a `cocoon devnet` in
+//! its place: the registry's owner deploys the root and registers the
+//! proxy; the proxy finds its contract through the root; the client and the
+//! worker find theirs through the proxy's contract; the client's first
+//! top-up deploys its contract; requests are paid from it and the proxy
+//! commits the voucher. Only --chain tells the nodes where the chain is.
+
+use cocoon_e2e::*;
+use serde_json::{json, Value};
+
+struct Devnet {
+    proc: Proc,
+    api: String,
+}
+
+async fn devnet(dir: &std::path::Path) -> Devnet {
+    let port = free_port();
+    let proc = Proc::cocoon(
+        "devnet",
+        &[
+            "devnet".to_string(),
+            "--dev".into(),
+            "--data-dir".into(),
+            dir.display().to_string(),
+            "--devnet-listen".into(),
+            format!("127.0.0.1:{port}"),
+        ],
+    );
+    proc.wait_for_log("Press Ctrl-C", 30).await;
+    Devnet {
+        proc,
+        api: format!("http://127.0.0.1:{port}/api/v2"),
+    }
+}
+
+impl Devnet {
+    async fn fund(&self, address: &str, ton: u64) {
+        let (status, _, body) = post_json(
+            &format!("{}/devnet/faucet", self.api),
+            &json!({"address": address, "amount": (ton * 1_000_000_000).to_string()}),
+        )
+        .await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    }
+}
+
+/// The flags of a client or worker on the chain with `proxy_contract`.
+fn on_chain(chain: &str, proxy_contract: &str, tee: &DevAttestation) -> Vec<String> {
+    let mut args = vec![
+        "--chain".to_string(),
+        chain.to_string(),
+        "--proxy-contract".into(),
+        proxy_contract.to_string(),
+    ];
+    args.extend(tee.args());
+    args
+}
+
+fn wallet(chain: &str, data_dir: &str, role: &str) -> String {
+    let w = cocoon_json(&[
+        "wallet",
+        "--chain",
+        chain,
+        "--data-dir",
+        data_dir,
+        "--role",
+        role,
+    ]);
+    w["address"].as_str().unwrap().to_string()
+}
+
+/// The value after `label ` in `text`, up to the next space or dot.
+fn after(text: &str, label: &str) -> String {
+    let rest = text
+        .split(label)
+        .nth(1)
+        .unwrap_or_else(|| panic!("{label:?} in {text}"));
+    rest.trim_start()
+        .split([' ', ')', '\n'])
+        .next()
+        .unwrap()
+        .trim_end_matches('.')
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them() {
+    let upstream = upstream(UpstreamBehaviour::default()).await;
+    let tee = DevAttestation::new();
+    let dir = tee.dir.display().to_string();
+    let chain_dir = tee.dir.join("chain");
+    let net = devnet(&chain_dir).await;
+    let chain = net.api.clone();
+
+    // The registry's owner deploys the root.
+    let owner = wallet(&chain, &dir, "registry-owner");
+    net.fund(&owner, 100).await;
+    let deployed = cocoon_json(&["registry", "deploy", "--chain", &chain, "--data-dir", &dir]);
+    let root = deployed["root"].as_str().unwrap().to_string();
+
+    // An unregistered proxy is told what to have registered.
+    let operator = wallet(&chain, &dir, "proxy-operator");
+    net.fund(&operator, 100).await;
+    let (pp, ph) = (free_port(), free_port());
+    let mut proxy_args: Vec<String> = vec![
+        "proxy".into(),
+        "--listen".into(),
+        format!("127.0.0.1:{pp}"),
+        "--http-listen".into(),
+        format!("127.0.0.1:{ph}"),
+        "--chain".into(),
+        chain.clone(),
+        "--root".into(),
+        root.clone(),
+        "--commit-above".into(),
+        "1".into(),
+    ];
+    proxy_args.extend(tee.args());
+    let refused = cocoon_once(&proxy_args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(why.contains("not registered"), "{why}");
+    assert_eq!(after(&why, "with owner"), operator, "{why}");
+    let key = after(&why, "voucher key");
+
+    // The owner's commands, each with the chain, its data and the root.
+    let registry = |args: &[&str]| {
+        let mut all = vec![
+            "registry",
+            args[0],
+            "--chain",
+            &chain,
+            "--data-dir",
+            &dir,
+            "--root",
+            &root,
+        ];
+        all.extend(&args[1..]);
+        cocoon_json(&all)
+    };
+    let endpoint = format!("tls://127.0.0.1:{pp}");
+    let registered = registry(&[
+        "register-proxy",
+        "--owner",
+        &operator,
+        "--key",
+        &key,
+        "--endpoint",
+        &endpoint,
+    ]);
+    let proxy_contract = registered["proxy_contract"].as_str().unwrap().to_string();
+    let shown = registry(&["show"]);
+    assert_eq!(
+        shown["proxies"][0]["contract"],
+        proxy_contract.as_str(),
+        "{shown}"
+    );
+    assert_eq!(shown["owner"], owner.as_str());
+
+    let proxy = Proc::cocoon("proxy-chain", &proxy_args);
+    wait_ok(&format!("http://127.0.0.1:{ph}/healthz")).await;
+
+    // The worker and the client find their contracts through the proxy's.
+    let worker_wallet = wallet(&chain, &dir, "worker");
+    net.fund(&worker_wallet, 1).await;
+    let wh = free_port();
+    let mut worker_args: Vec<String> = vec![
+        "worker".into(),
+        "--name".into(),
+        "chain-worker".into(),
+        "--proxy".into(),
+        format!("127.0.0.1:{pp}"),
+        "--model".into(),
+        "chain-model".into(),
+        "--upstream".into(),
+        upstream.base_url(),
+        "--http-listen".into(),
+        format!("127.0.0.1:{wh}"),
+    ];
+    worker_args.extend(on_chain(&chain, &proxy_contract, &tee));
+    let _worker = Proc::cocoon("worker-chain", &worker_args);
+
+    let client_wallet = wallet(&chain, &dir, "client");
+    net.fund(&client_wallet, 20).await;
+    let cp = free_port();
+    let api = format!("http://127.0.0.1:{cp}");
+    let mut client_args: Vec<String> = vec![
+        "client".into(),
+        "--listen".into(),
+        format!("127.0.0.1:{cp}"),
+        "--proxy".into(),
+        format!("127.0.0.1:{pp}"),
+    ];
+    client_args.extend(on_chain(&chain, &proxy_contract, &tee));
+    let _client = Proc::cocoon("client-chain", &client_args);
+    wait_ok(&format!("{api}/healthz")).await;
+    let (_, _, body) = get(&format!("{api}/v1/cocoon/chain")).await;
+    let info: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(info["root"], root.as_str(), "{info}");
+    assert_eq!(info["proxy_contract"], proxy_contract.as_str());
+    assert_eq!(info["client_wallet"], client_wallet.as_str());
+    for _ in 0..200 {
+        let (_, _, body) = get(&format!("{api}/v1/models")).await;
+        if String::from_utf8_lossy(&body).contains("chain-model") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // No contract yet: nothing to pay with.
+    let (status, _, body) = post_json(
+        &format!("{api}/v1/chat/completions"),
+        &chat_body("chain-model", false),
+    )
+    .await;
+    assert_eq!(status, 402, "{}", String::from_utf8_lossy(&body));
+
+    // The first top-up deploys the client's contract; then requests are paid.
+    let topped = cocoon_json(&["client", "deposit", "--api", &api, "--amount", "5"]);
+    assert_eq!(topped["deposited"], 5_000_000_000u64, "{topped}");
+    let (status, _, body) = post_json(
+        &format!("{api}/v1/chat/completions"),
+        &chat_body("chain-model", false),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (_, _, body) = get(&format!("{api}/v1/cocoon/balance")).await;
+    let spent = serde_json::from_slice::<Value>(&body).unwrap()["spent"]
+        .as_u64()
+        .unwrap();
+    assert!(spent > 0);
+
+    // The proxy commits the voucher to the client's contract.
+    let contract = info["client_contract"].as_str().unwrap().to_string();
+    let mut committed = 0;
+    for _ in 0..100 {
+        let (_, _, body) = post_json(
+            &format!("{chain}/runGetMethod"),
+            &json!({"address": contract, "method": "get_client_data", "stack": []}),
+        )
+        .await;
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        committed = u64::from_str_radix(
+            v["result"]["stack"][7][1]
+                .as_str()
+                .unwrap_or("0x0")
+                .trim_start_matches("0x"),
+            16,
+        )
+        .unwrap();
+        if committed == spent {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(committed, spent, "the proxy committed what it charged");
+    let (_, _, body) = get(&format!("http://127.0.0.1:{wh}/jsonstats")).await;
+    let stats: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(stats["info"]["wallet"], worker_wallet.as_str(), "{stats}");
+    drop(proxy);
+    drop(net.proc);
+}
