@@ -3,7 +3,10 @@
 //! proxy; the proxy finds its contract through the root; the client and the
 //! worker find theirs through the proxy's contract; the client's first
 //! top-up deploys its contract; requests are paid from it and the proxy
-//! commits the voucher. Only --chain tells the nodes where the chain is.
+//! commits the voucher. Then the chain goes away mid-load: requests are
+//! still served, the proxy says the chain is unreachable, and when it comes
+//! back the proxy catches up and commits exactly what it charged, once.
+//! Only --chain tells the nodes where the chain is.
 
 use cocoon_e2e::*;
 use serde_json::{json, Value};
@@ -14,7 +17,20 @@ struct Devnet {
 }
 
 async fn devnet(dir: &std::path::Path) -> Devnet {
-    let port = free_port();
+    devnet_at(dir, &format!("http://127.0.0.1:{}/api/v2", free_port())).await
+}
+
+/// A devnet on `api`'s port, with its state in `dir` (kept from any run before).
+async fn devnet_at(dir: &std::path::Path, api: &str) -> Devnet {
+    let port: u16 = api
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     let proc = Proc::cocoon(
         "devnet",
         &[
@@ -54,6 +70,31 @@ fn on_chain(chain: &str, proxy_contract: &str, tee: &DevAttestation) -> Vec<Stri
     ];
     args.extend(tee.args());
     args
+}
+
+fn hex_num(v: &Value) -> u64 {
+    u64::from_str_radix(v[1].as_str().unwrap_or("0x0").trim_start_matches("0x"), 16).unwrap()
+}
+
+/// What `contract` has committed on chain, once it reaches `want` (or what
+/// it is after 20 s).
+async fn committed_on(chain: &str, contract: &str, want: u64) -> u64 {
+    let mut committed = 0;
+    for _ in 0..100 {
+        let (_, _, body) = post_json(
+            &format!("{chain}/runGetMethod"),
+            &json!({"address": contract, "method": "get_client_data", "stack": []}),
+        )
+        .await;
+        if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+            committed = hex_num(&v["result"]["stack"][7]);
+            if committed == want {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    committed
 }
 
 fn wallet(chain: &str, data_dir: &str, role: &str) -> String {
@@ -232,28 +273,67 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
 
     // The proxy commits the voucher to the client's contract.
     let contract = info["client_contract"].as_str().unwrap().to_string();
-    let mut committed = 0;
-    for _ in 0..100 {
-        let (_, _, body) = post_json(
-            &format!("{chain}/runGetMethod"),
-            &json!({"address": contract, "method": "get_client_data", "stack": []}),
+    assert_eq!(
+        committed_on(&chain, &contract, spent).await,
+        spent,
+        "the proxy committed what it charged"
+    );
+
+    // The chain goes away mid-load: requests are still served on the
+    // balances last read; the proxy's stats say the chain is unreachable.
+    let mut net = net;
+    net.proc.kill();
+    for _ in 0..5 {
+        let (status, _, body) = post_json(
+            &format!("{api}/v1/chat/completions"),
+            &chat_body("chain-model", false),
         )
         .await;
-        let v: Value = serde_json::from_slice(&body).unwrap();
-        committed = u64::from_str_radix(
-            v["result"]["stack"][7][1]
-                .as_str()
-                .unwrap_or("0x0")
-                .trim_start_matches("0x"),
-            16,
-        )
+        assert_eq!(
+            status,
+            200,
+            "served while the chain is down: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let (_, _, body) = get(&format!("{api}/v1/cocoon/balance")).await;
+    let spent = serde_json::from_slice::<Value>(&body).unwrap()["spent"]
+        .as_u64()
         .unwrap();
-        if committed == spent {
+    let mut stats = String::new();
+    for _ in 0..100 {
+        let (_, _, body) = get(&format!("http://127.0.0.1:{ph}/jsonstats")).await;
+        stats = String::from_utf8_lossy(&body).to_string();
+        if stats.contains("unreachable for") {
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert_eq!(committed, spent, "the proxy committed what it charged");
+    assert!(
+        stats.contains("unreachable for"),
+        "the proxy says the chain is unreachable: {stats}"
+    );
+
+    // It comes back: the proxy catches up, and commits exactly what it
+    // charged: the proxy contract booked every charge once.
+    let net = devnet_at(&chain_dir, &chain).await;
+    assert_eq!(
+        committed_on(&chain, &contract, spent).await,
+        spent,
+        "caught up after the outage"
+    );
+    let (_, _, body) = post_json(
+        &format!("{chain}/runGetMethod"),
+        &json!({"address": proxy_contract, "method": "get_proxy_data", "stack": []}),
+    )
+    .await;
+    let p: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        hex_num(&p["result"]["stack"][7]),
+        spent,
+        "charged once on chain: {p}"
+    );
+
     let (_, _, body) = get(&format!("http://127.0.0.1:{wh}/jsonstats")).await;
     let stats: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(stats["info"]["wallet"], worker_wallet.as_str(), "{stats}");

@@ -79,6 +79,9 @@ pub struct ClientContracts {
     ledger: Arc<Ledger>,
     known: Mutex<HashMap<StdAddr, Known>>,
     committer: Option<Committer>,
+    /// Since when the chain has not answered (`None`: it answers), and
+    /// when it last did.
+    health: Mutex<(Option<Instant>, Option<Instant>)>,
 }
 
 impl std::fmt::Debug for ClientContracts {
@@ -121,6 +124,7 @@ impl ClientContracts {
             ledger,
             known: Mutex::new(HashMap::new()),
             committer: None,
+            health: Mutex::new((None, None)),
         }
     }
 
@@ -320,11 +324,41 @@ impl ClientContracts {
             }
             let clients: Vec<StdAddr> = self.known().keys().cloned().collect();
             for c in clients {
-                if self.sync(&c).await.is_ok() {
-                    self.commit_if_due(&c).await;
+                match self.sync(&c).await {
+                    Ok(_) => {
+                        self.chain_answered();
+                        self.commit_if_due(&c).await;
+                    }
+                    Err(DepositError::Chain(e)) => self.chain_failed(&e),
+                    Err(_) => {}
                 }
             }
         }
+    }
+
+    fn health(&self) -> std::sync::MutexGuard<'_, (Option<Instant>, Option<Instant>)> {
+        self.health.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Logged once per outage: requests go on being served on the balances
+    /// last read.
+    fn chain_failed(&self, error: &str) {
+        let mut h = self.health();
+        if h.0.is_none() {
+            h.0 = Some(Instant::now());
+            let age =
+                h.1.map(|t| format!("{:.0?}", t.elapsed()))
+                    .unwrap_or_else(|| "never".into());
+            tracing::warn!(%error, last_read = %age, "the chain is unreachable: serving on the balances last read");
+        }
+    }
+
+    fn chain_answered(&self) {
+        let mut h = self.health();
+        if let Some(since) = h.0.take() {
+            tracing::info!(outage = ?since.elapsed(), "the chain answers again: catching up");
+        }
+        h.1 = Some(Instant::now());
     }
 
     /// For `/stats`: each client's contract as last read and the age of the
@@ -358,6 +392,19 @@ impl ClientContracts {
                 (format!("chain_client {addr}"), format!("{seen}{err}"))
             })
             .collect();
+        drop(known);
+        let (down, last) = *self.health();
+        let last = last
+            .map(|t| format!("last read {:.0?} ago", t.elapsed()))
+            .unwrap_or_else(|| "not read yet".into());
+        let status = match down {
+            Some(since) => format!(
+                "unreachable for {:.0?}; serving on balances {last}",
+                since.elapsed()
+            ),
+            None => format!("reachable; {last}"),
+        };
+        out.push(("chain".into(), status));
         out.sort();
         out
     }
