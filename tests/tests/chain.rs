@@ -198,8 +198,34 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
     );
     assert_eq!(shown["owner"], owner.as_str());
 
+    // The registry sets the prices; the proxy charges them, not flags.
+    let priced = registry(&[
+        "set-prices",
+        "--price-per-token",
+        "200",
+        "--worker-fee-per-token",
+        "150",
+    ]);
+    assert!(priced["version"].as_u64().unwrap() > registered["version"].as_u64().unwrap());
+    let mut flagged: Vec<&str> = proxy_args.iter().map(String::as_str).collect();
+    flagged.extend(["--price-per-token", "5"]);
+    let refused = cocoon_once(&flagged);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("the root registry's"));
+
     let proxy = Proc::cocoon("proxy-chain", &proxy_args);
     wait_ok(&format!("http://127.0.0.1:{ph}/healthz")).await;
+    let (_, _, body) = get(&format!("http://127.0.0.1:{ph}/jsonstats")).await;
+    let stats: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(stats["info"]["price_per_token_nanoton"], "200", "{stats}");
+    assert_eq!(stats["info"]["worker_fee_per_token_nanoton"], "150");
+    assert!(
+        stats["info"]["registry"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&root),
+        "{stats}"
+    );
 
     // The worker and the client find their contracts through the proxy's.
     let worker_wallet = wallet(&chain, &dir, "worker");

@@ -88,6 +88,7 @@ pub fn proxy(
     dev: bool,
     chain: Option<Arc<cocoon_chain::Toncenter>>,
     committer: Option<cocoon_proxy::client_contracts::Committer>,
+    registry: Option<Arc<cocoon_proxy::registry_watch::RegistryWatch>>,
 ) -> anyhow::Result<Option<Arc<Payments>>> {
     if o.payments == Some(crate::options::Switch::Off) {
         return Ok(None);
@@ -160,7 +161,7 @@ pub fn proxy(
     Ok(Some(Arc::new(Payments {
         settlement: ledger.clone(),
         ledger,
-        prices,
+        prices: cocoon_proxy::PriceBoard::new(prices),
         default_max_tokens: o.default_max_tokens.unwrap_or(4096),
         dev_deposits,
         contract,
@@ -170,5 +171,6 @@ pub fn proxy(
             ms => bail!("--checkpoint-window-ms must be at most 1000, found {ms}: chunks would be held too long"),
         },
         client_contracts,
+        registry,
     })))
 }

@@ -183,25 +183,49 @@ async fn proxy_config(
     // On a chain: the contract the root registered for this proxy's wallet
     // and voucher key; deposits and commits through it.
     let on_chain = crate::chain_node::open(&o.chain, &data_dir, "proxy-operator")?;
-    let (chain, committer) = match &on_chain {
+    let (chain, committer, registry) = match &on_chain {
         Some(c) => {
             if o.contract.is_some() {
                 bail!("--contract is for a development ledger; on a chain the contract is the one --root registered");
             }
+            if o.price_per_token.is_some()
+                || o.worker_fee_per_token.is_some()
+                || o.token_multipliers.is_some()
+            {
+                bail!("on a chain the prices are the root registry's (`cocoon registry set-prices`); price flags are for a development ledger");
+            }
             let key = crate::payments::voucher_public_key(&data_dir)?;
             let contract = crate::chain_node::proxy_contract(c, o.root.as_deref(), key).await?;
             o.contract = Some(contract.to_string());
+            let root = crate::payments::address(o.root.as_deref(), "--root")?
+                .ok_or_else(|| anyhow!("--root is required with --chain"))?;
             (
                 Some(c.chain.clone()),
                 Some(cocoon_proxy::client_contracts::Committer {
                     wallet: c.wallet.clone(),
                     above: o.commit_above.map(cocoon_core::Nanoton::new),
                 }),
+                Some(Arc::new(cocoon_proxy::registry_watch::RegistryWatch::new(
+                    c.chain.clone(),
+                    root,
+                ))),
             )
         }
-        None => (None, None),
+        None => (None, None, None),
     };
-    let payments = crate::payments::proxy(&o, &data_dir, a.dev.unwrap_or(false), chain, committer)?;
+    let payments = crate::payments::proxy(
+        &o,
+        &data_dir,
+        a.dev.unwrap_or(false),
+        chain,
+        committer,
+        registry.clone(),
+    )?;
+    if let (Some(r), Some(p)) = (&registry, &payments) {
+        r.refresh(&p.prices)
+            .await
+            .map_err(|e| anyhow!("reading the prices from the root registry: {e}"))?;
+    }
     Ok(cocoon_proxy::ProxyConfig {
         name: o.name.unwrap_or_else(|| format!("proxy-{}", hostname())),
         listen: addr(o.listen, DEFAULT_PROXY),
@@ -385,10 +409,15 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
     )
     .await
     .context("setting up the local network on the devnet")?;
-    // Deposits are the client contract's, as the devnet reports them.
+    // Deposits are the client contract's, as the devnet reports them; the
+    // prices are the registry's.
     let chain = Arc::new(cocoon_chain::Toncenter::new(
         cocoon_chain::ToncenterConfig::single(&local.endpoint),
     )?);
+    let registry = Arc::new(cocoon_proxy::registry_watch::RegistryWatch::new(
+        chain.clone(),
+        local.root.clone(),
+    ));
     let payments = crate::payments::proxy(
         &ProxyOptions {
             contract: Some(local.proxy_contract.to_string()),
@@ -401,7 +430,14 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
             wallet: local.proxy_wallet.clone(),
             above: o.commit_above.map(cocoon_core::Nanoton::new),
         }),
+        Some(registry.clone()),
     )?;
+    if let Some(p) = &payments {
+        registry
+            .refresh(&p.prices)
+            .await
+            .map_err(|e| anyhow!("reading the prices from the root registry: {e}"))?;
+    }
 
     let proxy = cocoon_proxy::Proxy::start(cocoon_proxy::ProxyConfig {
         name: "local-proxy".into(),

@@ -10,12 +10,13 @@ mod meter;
 mod payments;
 mod peer_role;
 mod registry;
+pub mod registry_watch;
 mod relay;
 mod settlement;
 mod stats;
 mod worker_gateway;
 
-pub use payments::Payments;
+pub use payments::{Payments, PriceBoard};
 pub use registry::{Lease, NoWorker, WorkerHandle, WorkerRegistry};
 pub use settlement::{SettleError, SettleFuture, Settlement};
 
@@ -154,6 +155,11 @@ impl Proxy {
             .and_then(|p| p.client_contracts.clone())
         {
             tasks.push(tokio::spawn(d.poll(shutdown.subscribe())));
+        }
+        if let Some(p) = shared.config.payments.clone() {
+            if let Some(r) = p.registry.clone() {
+                tasks.push(tokio::spawn(r.run(p, shutdown.subscribe())));
+            }
         }
         let app = stats::router(shared.clone());
         let t2 = tokio::spawn(async move {

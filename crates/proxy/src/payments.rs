@@ -23,8 +23,8 @@ pub struct Payments {
     pub ledger: Arc<Ledger>,
     /// Where requests' money is held and moved (today the ledger itself).
     pub settlement: Arc<dyn Settlement>,
-    /// Prices.
-    pub prices: PriceList,
+    /// Prices: the flags', or the root registry's as last read.
+    pub prices: PriceBoard,
     /// Completion tokens reserved for a request that sets no limit.
     pub default_max_tokens: u64,
     /// Whether clients may credit themselves (development ledger only).
@@ -40,22 +40,56 @@ pub struct Payments {
     /// Deposits read from client contracts on chain; `None` on a
     /// development ledger.
     pub client_contracts: Option<Arc<crate::client_contracts::ClientContracts>>,
+    /// The root registry whose prices are charged; `None`: the flags'.
+    pub registry: Option<Arc<crate::registry_watch::RegistryWatch>>,
+}
+
+/// The prices requests are charged at now. Fixed by flags on a development
+/// ledger; with a registry, replaced whenever it is read (a request keeps
+/// the prices it was reserved at).
+#[derive(Debug)]
+pub struct PriceBoard {
+    current: std::sync::RwLock<PriceList>,
+}
+
+impl PriceBoard {
+    /// Starts with `prices`.
+    pub fn new(prices: PriceList) -> Self {
+        PriceBoard {
+            current: std::sync::RwLock::new(prices),
+        }
+    }
+
+    /// The prices now.
+    pub fn get(&self) -> PriceList {
+        *self.current.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Replaces the prices; returns whether they changed.
+    pub fn set(&self, prices: PriceList) -> bool {
+        let mut c = self.current.write().unwrap_or_else(|p| p.into_inner());
+        let changed = *c != prices;
+        *c = prices;
+        changed
+    }
 }
 
 impl Payments {
-    /// The most a request can cost at `coefficient`.
+    /// The most a request can cost at `coefficient`, and the prices it was
+    /// computed at.
     pub fn max_cost(
         &self,
         body_len: usize,
         max_tokens: u64,
         coefficient: Coefficient,
-    ) -> Result<Charge, cocoon_core::PriceError> {
+    ) -> Result<(Charge, PriceList), cocoon_core::PriceError> {
+        let prices = self.prices.get();
         let completion = if max_tokens == 0 {
             self.default_max_tokens
         } else {
             max_tokens
         };
-        self.prices.cost(
+        let max = prices.cost(
             &Usage {
                 prompt: body_len as u64,
                 cached: 0,
@@ -63,6 +97,7 @@ impl Payments {
                 reasoning: 0,
             },
             coefficient,
-        )
+        )?;
+        Ok((max, prices))
     }
 }

@@ -147,6 +147,8 @@ pub(crate) struct Reservation {
     coefficient: Coefficient,
     /// The most the request may cost the client.
     reserved: Nanoton,
+    /// The prices the request was reserved at.
+    prices: cocoon_core::PriceList,
     /// The cost last made durable, and when.
     durable: Charge,
     durable_at: Option<Instant>,
@@ -166,7 +168,7 @@ impl Reservation {
         coefficient: Coefficient,
         (body_len, max_tokens): (usize, u64),
     ) -> Result<Reservation, ReserveError> {
-        let max = payments
+        let (max, prices) = payments
             .max_cost(body_len, max_tokens, coefficient)
             .map_err(ReserveError::Price)?;
         payments
@@ -178,6 +180,7 @@ impl Reservation {
             payments: payments.clone(),
             request: request.to_owned(),
             coefficient,
+            prices,
             reserved: max.client,
             durable: Charge::default(),
             durable_at: None,
@@ -189,10 +192,7 @@ impl Reservation {
     /// reservation: whatever a worker reports, a request never costs the
     /// client more than it agreed to hold.
     pub(crate) fn cost(&self, usage: &Usage) -> Charge {
-        capped(
-            self.payments.prices.cost(usage, self.coefficient),
-            self.reserved,
-        )
+        capped(self.prices.cost(usage, self.coefficient), self.reserved)
     }
 
     /// Makes durable the cost of everything through `through`, before it is
@@ -343,10 +343,11 @@ mod tests {
             let payments = Arc::new(Payments {
                 settlement: ledger.clone(),
                 ledger,
-                prices,
+                prices: crate::payments::PriceBoard::new(prices),
                 default_max_tokens: 50,
                 dev_deposits: true,
                 client_contracts: None,
+                registry: None,
                 contract: addr(0xcc),
                 voucher_key,
                 checkpoint_window: Duration::ZERO,

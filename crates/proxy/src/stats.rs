@@ -45,6 +45,19 @@ fn ledger_info(p: &crate::Payments, info: &mut std::collections::BTreeMap<String
     if let Some(d) = &p.client_contracts {
         info.extend(d.describe());
     }
+    if let Some(r) = &p.registry {
+        let (k, v) = r.describe();
+        info.insert(k, v);
+    }
+    let prices = p.prices.get();
+    info.insert(
+        "price_per_token_nanoton".into(),
+        prices.price_per_token.get().to_string(),
+    );
+    info.insert(
+        "worker_fee_per_token_nanoton".into(),
+        prices.worker_fee_per_token.get().to_string(),
+    );
     for (addr, a) in p.ledger.clients() {
         info.insert(
             format!("client {addr}"),

@@ -1,0 +1,146 @@
+//! The root registry in charge of prices: with a registry, the proxy
+//! charges what the root says, read at start and every [`REFRESH`], and
+//! shows the version and the age of its copy in `/stats`. When the chain
+//! is unreachable, the last prices read stand.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cocoon_chain::stack::StackReader;
+use cocoon_chain::{Chain, Toncenter};
+use cocoon_core::{BasisPoints, Nanoton, PriceList};
+use tycho_types::models::StdAddr;
+
+/// How often the registry is read again.
+pub const REFRESH: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Default)]
+struct Seen {
+    version: Option<u64>,
+    at: Option<Instant>,
+    error: Option<String>,
+}
+
+/// Reads the root's prices into the proxy's price board.
+pub struct RegistryWatch {
+    chain: Arc<Toncenter>,
+    root: StdAddr,
+    seen: Mutex<Seen>,
+}
+
+impl std::fmt::Debug for RegistryWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryWatch")
+            .field("root", &self.root)
+            .finish()
+    }
+}
+
+impl RegistryWatch {
+    /// Watches `root`.
+    pub fn new(chain: Arc<Toncenter>, root: StdAddr) -> Self {
+        RegistryWatch {
+            chain,
+            root,
+            seen: Mutex::new(Seen::default()),
+        }
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The root's prices now.
+    pub async fn read(&self) -> Result<(u64, PriceList), String> {
+        let get = |m: &'static str| async move {
+            let out = self
+                .chain
+                .run_get_method(&self.root, m, &[])
+                .await
+                .map_err(|e| e.to_string())?;
+            if !out.succeeded() {
+                return Err(format!(
+                    "{m} on the root {} exits with {}",
+                    self.root, out.exit_code
+                ));
+            }
+            Ok(StackReader::new(out.stack))
+        };
+        let version = get("get_params_version")
+            .await?
+            .u64()
+            .map_err(|e| e.to_string())?;
+        let mut r = get("get_prices").await?;
+        let mut n = || r.u64().map_err(|e| format!("get_prices: {e}"));
+        let (price, fee) = (Nanoton::new(n()?), Nanoton::new(n()?));
+        let mut m = [BasisPoints::ONE; 4];
+        for slot in &mut m {
+            let v = u32::try_from(n()?)
+                .map_err(|_| "get_prices: a multiplier out of range".to_string())?;
+            *slot = BasisPoints::new(v).map_err(|e| format!("get_prices: {e}"))?;
+        }
+        let prices =
+            PriceList::new(price, fee, m).map_err(|e| format!("the root's prices: {e}"))?;
+        Ok((version, prices))
+    }
+
+    /// Reads the prices and puts them on `board`.
+    pub async fn refresh(&self, board: &crate::PriceBoard) -> Result<(), String> {
+        match self.read().await {
+            Ok((version, prices)) => {
+                if board.set(prices) {
+                    tracing::info!(root = %self.root, version, price_per_token = %prices.price_per_token, worker_fee_per_token = %prices.worker_fee_per_token, "prices from the registry");
+                }
+                let mut s = self.seen();
+                s.version = Some(version);
+                s.at = Some(Instant::now());
+                s.error = None;
+                Ok(())
+            }
+            Err(e) => {
+                let mut s = self.seen();
+                if s.error.is_none() {
+                    tracing::warn!(root = %self.root, error = %e, "the registry could not be read: charging the prices last read");
+                }
+                s.error = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads the registry every [`REFRESH`] until `stop` turns true.
+    pub async fn run(
+        self: Arc<Self>,
+        payments: Arc<crate::Payments>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(REFRESH) => {}
+                _ = stop.changed() => return,
+            }
+            let _ = self.refresh(&payments.prices).await;
+        }
+    }
+
+    /// For `/stats`.
+    pub fn describe(&self) -> (String, String) {
+        let s = self.seen();
+        let age =
+            s.at.map(|t| format!("read {:.0?} ago", t.elapsed()))
+                .unwrap_or_else(|| "never read".into());
+        let version = s
+            .version
+            .map(|v| format!("version {v}, "))
+            .unwrap_or_default();
+        let err = s
+            .error
+            .as_ref()
+            .map(|e| format!("; last error: {e}"))
+            .unwrap_or_default();
+        (
+            "registry".into(),
+            format!("{} ({version}prices {age}){err}", self.root),
+        )
+    }
+}
