@@ -213,6 +213,48 @@ fn main() {
             block.transactions.len()
         ));
     }
+    // What committing vouchers costs per million requests at the default
+    // threshold (a client's voucher is committed when what it owes passes
+    // half its stake), for a stated typical request.
+    let (stake, price) = (1_000_000_000u128, 100u128); // 1 TON stake; 100 nanoton per token
+    let (prompt, completion) = (1000u128, 300u128);
+    let request_cost = (prompt + completion) * price;
+    let per_commit = (stake / 2).div_ceil(request_cost);
+    let (_dir, devnet) = fresh(&v);
+    let mut commit_fee = 0u128;
+    let mut payout_fee = 0u128;
+    for step in &v.steps {
+        if devnet.now() < step.now {
+            devnet.set_clock(step.now).expect("clock");
+        }
+        let block = devnet
+            .send_external(Boc::decode(unhex(&step.message)).expect("msg"))
+            .expect("step");
+        let fees: u128 = block
+            .transactions
+            .iter()
+            .map(|t| t.total_fees.into_inner())
+            .sum();
+        let op = block.transactions.get(1).and_then(|t| t.op);
+        let ok = block.transactions.iter().all(|t| !t.aborted);
+        if op == Some(0x43c0_0003) && ok && commit_fee == 0 {
+            commit_fee = fees;
+        }
+        if op == Some(0x57c0_0001) && ok && payout_fee == 0 {
+            payout_fee = fees;
+        }
+    }
+    let commits = 1_000_000u128.div_ceil(per_commit);
+    report.push_str(&format!(
+        "\n## On-chain cost per million requests (default commit threshold)\n\n\
+         A request of {prompt} prompt and {completion} completion tokens at {price} nanoton per token costs \
+         {request_cost} nanoton; a client's voucher is committed when it owes half its stake ({} nanoton), \
+         every {per_commit} requests: {commits} commits per million requests at {commit_fee} nanoton each \
+         (the whole chain: the sender's wallet, the client contract, the proxy contract) = **{:.3} TON**. \
+         A worker's payout costs {payout_fee} nanoton each time it withdraws, whatever it earned.\n",
+        stake / 2,
+        (commits * commit_fee) as f64 / 1e9,
+    ));
     println!("{report}");
     let dir = repo().join("bench/results");
     let _ = std::fs::create_dir_all(&dir);
