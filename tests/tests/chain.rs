@@ -305,10 +305,43 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
         "the proxy committed what it charged"
     );
 
+    // The doctor finds everything in order.
+    let doctor = [
+        "doctor",
+        "--role",
+        "client",
+        "--chain",
+        &chain,
+        "--data-dir",
+        &dir,
+        "--root",
+        &root,
+        "--proxy-contract",
+        &proxy_contract,
+    ];
+    let out = cocoon_once(&doctor);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("ok   client contract") && said.contains("ok   root"),
+        "{said}"
+    );
+
     // The chain goes away mid-load: requests are still served on the
     // balances last read; the proxy's stats say the chain is unreachable.
     let mut net = net;
     net.proc.kill();
+    let out = cocoon_once(&doctor);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("FAIL chain"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     for _ in 0..5 {
         let (status, _, body) = post_json(
             &format!("{api}/v1/chat/completions"),

@@ -179,3 +179,107 @@ pub async fn show_wallet(o: crate::options::WalletOptions) -> anyhow::Result<()>
     println!("{doc}");
     Ok(())
 }
+
+/// `cocoon doctor`: checks, one line each, what a node needs on chain: every
+/// endpoint answers, the root is a registry, the wallet can pay fees, the
+/// node's contract exists. Exits non-zero when a check fails.
+pub async fn doctor(o: crate::options::DoctorOptions) -> anyhow::Result<()> {
+    let data_dir = o
+        .data_dir
+        .clone()
+        .unwrap_or_else(crate::trust::default_data_dir);
+    let c = open(&o.chain, &data_dir, &o.role)?
+        .ok_or_else(|| anyhow!("--chain is required: the chain's toncenter v2 endpoint"))?;
+    let mut failed = 0;
+    let mut report = |ok: bool, what: String| {
+        println!("{} {what}", if ok { "ok  " } else { "FAIL" });
+        if !ok {
+            failed += 1;
+        }
+    };
+    for endpoint in c.chain.endpoints() {
+        let one = Toncenter::new(ToncenterConfig {
+            attempts: 1,
+            ..ToncenterConfig::single(endpoint.clone())
+        })?;
+        let started = std::time::Instant::now();
+        match one.head().await {
+            Ok(h) => report(
+                true,
+                format!(
+                    "chain {endpoint}: block {} ({:.0?})",
+                    h.seqno,
+                    started.elapsed()
+                ),
+            ),
+            Err(e) => report(false, format!("chain {endpoint}: {e}")),
+        }
+    }
+    let chain = c.chain.as_ref();
+    let wallet = c.wallet.address();
+    match chain.account(&wallet).await {
+        Ok(a) => {
+            let enough = a.balance.get() >= 200_000_000;
+            report(
+                enough,
+                format!(
+                    "wallet {wallet}: {} ({}){}",
+                    a.balance,
+                    a.status.as_str(),
+                    if enough {
+                        ""
+                    } else {
+                        "; fund it: it pays this node's fees"
+                    }
+                ),
+            );
+        }
+        Err(e) => report(false, format!("wallet {wallet}: {e}")),
+    }
+    let root = crate::payments::address(o.root.as_deref(), "--root")?;
+    if let Some(root) = &root {
+        match registry::terms(chain, root).await {
+            Ok(t) => report(
+                true,
+                format!(
+                    "root {root}: a registry (client stake {}, proxy stake {})",
+                    t.min_client_stake, t.min_proxy_stake
+                ),
+            ),
+            Err(e) => report(false, format!("root {root}: {e}")),
+        }
+    }
+    match o.role.as_str() {
+        "proxy-operator" => match crate::payments::voucher_public_key(&data_dir) {
+            Ok(key) => match proxy_contract(&c, o.root.as_deref(), key).await {
+                Ok(p) => report(true, format!("proxy contract {p}: registered and deployed")),
+                Err(e) => report(false, format!("proxy contract: {e:#}")),
+            },
+            Err(e) => report(false, format!("voucher key: {e:#}")),
+        },
+        role @ ("client" | "worker") => {
+            match party_contract(&c, o.proxy_contract.as_deref(), role).await {
+                Ok(p) => {
+                    let state = chain
+                        .account(&p.address)
+                        .await
+                        .map(|a| a.status.as_str())
+                        .unwrap_or("unknown");
+                    report(
+                        true,
+                        format!(
+                            "{role} contract {}: {state} (proxy {}, root {})",
+                            p.address, p.proxy, p.root
+                        ),
+                    );
+                }
+                Err(e) => report(false, format!("{role} contract: {e:#}")),
+            }
+        }
+        _ => {}
+    }
+    if failed > 0 {
+        bail!("{failed} check(s) failed");
+    }
+    Ok(())
+}

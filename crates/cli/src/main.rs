@@ -67,6 +67,10 @@ enum Command {
     /// Show a node's wallet on the chain: its address (to fund it), balance
     /// and state.
     Wallet(options::WalletOptions),
+    /// Check a node's setup on chain: every endpoint answers, the root is a
+    /// registry, the wallet can pay fees, the node's contract exists. Exits
+    /// non-zero when a check fails.
+    Doctor(options::DoctorOptions),
     /// Manage model files.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -236,6 +240,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Devnet(o) => crate::devnet::run(o).await,
         Command::Registry(o) => crate::registry_cmd::run(o).await,
         Command::Wallet(o) => crate::chain_node::show_wallet(o).await,
+        Command::Doctor(o) => crate::chain_node::doctor(o).await,
         Command::Model(ModelCommand::Fetch(o)) => run::model_fetch(o).await,
         Command::Model(ModelCommand::Hash { file }) => run::model_hash(file).await,
         Command::Attest(AttestCommand::Verify(o)) => attest::verify(o),

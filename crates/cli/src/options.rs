@@ -539,6 +539,25 @@ pub struct WalletOptions {
     pub chain: ChainOptions,
 }
 
+/// Options of `cocoon doctor`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DoctorOptions {
+    /// Whose setup to check: registry-owner, proxy-operator, worker or client.
+    #[arg(long, value_name = "ROLE")]
+    pub role: String,
+    /// The root registry, to check it (proxies: the one that registered them).
+    #[arg(long, env = "COCOON_ROOT", value_name = "ADDRESS")]
+    pub root: Option<String>,
+    /// The proxy's contract (workers and clients).
+    #[arg(long, value_name = "ADDRESS")]
+    pub proxy_contract: Option<String>,
+    /// The data directory [default: $XDG_DATA_HOME/cocoon, else ~/.local/share/cocoon].
+    #[arg(long, env = "COCOON_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub chain: ChainOptions,
+}
+
 /// Options of `cocoon registry`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RegistryOptions {
