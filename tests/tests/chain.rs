@@ -165,18 +165,9 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
     let key = after(&why, "voucher key");
 
     // The owner's commands, each with the chain, its data and the root.
+    let common = ["--chain", &chain, "--data-dir", &dir, "--root", &root];
     let registry = |args: &[&str]| {
-        let mut all = vec![
-            "registry",
-            args[0],
-            "--chain",
-            &chain,
-            "--data-dir",
-            &dir,
-            "--root",
-            &root,
-        ];
-        all.extend(&args[1..]);
+        let all = [&["registry", args[0]][..], &common, &args[1..]].concat();
         cocoon_json(&all)
     };
     let endpoint = format!("tls://127.0.0.1:{pp}");
@@ -307,18 +298,16 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
 
     // The doctor finds everything in order.
     let doctor = [
-        "doctor",
-        "--role",
-        "client",
-        "--chain",
-        &chain,
-        "--data-dir",
-        &dir,
-        "--root",
-        &root,
-        "--proxy-contract",
-        &proxy_contract,
-    ];
+        &[
+            "doctor",
+            "--role",
+            "client",
+            "--proxy-contract",
+            &proxy_contract,
+        ][..],
+        &common,
+    ]
+    .concat();
     let out = cocoon_once(&doctor);
     let said = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(

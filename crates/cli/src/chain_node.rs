@@ -150,6 +150,19 @@ pub async fn party_contract(
         root,
     })
 }
+/// The node's chain for a command that needs one.
+pub fn required(
+    o: &ChainOptions,
+    data_dir: Option<&Path>,
+    role: &str,
+) -> anyhow::Result<NodeChain> {
+    let data_dir = data_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(crate::trust::default_data_dir);
+    open(o, &data_dir, role)?
+        .ok_or_else(|| anyhow!("--chain is required: the chain's toncenter v2 endpoint"))
+}
+
 /// `cocoon wallet`: a node's wallet address, balance and state, so that an
 /// operator knows what to fund.
 pub async fn show_wallet(o: crate::options::WalletOptions) -> anyhow::Result<()> {
@@ -161,12 +174,7 @@ pub async fn show_wallet(o: crate::options::WalletOptions) -> anyhow::Result<()>
             o.role
         );
     }
-    let data_dir = o
-        .data_dir
-        .clone()
-        .unwrap_or_else(crate::trust::default_data_dir);
-    let c = open(&o.chain, &data_dir, &o.role)?
-        .ok_or_else(|| anyhow!("--chain is required: the chain's toncenter v2 endpoint"))?;
+    let c = required(&o.chain, o.data_dir.as_deref(), &o.role)?;
     let address = c.wallet.address();
     let account = c.chain.account(&address).await?;
     let doc = serde_json::json!({
@@ -188,8 +196,7 @@ pub async fn doctor(o: crate::options::DoctorOptions) -> anyhow::Result<()> {
         .data_dir
         .clone()
         .unwrap_or_else(crate::trust::default_data_dir);
-    let c = open(&o.chain, &data_dir, &o.role)?
-        .ok_or_else(|| anyhow!("--chain is required: the chain's toncenter v2 endpoint"))?;
+    let c = required(&o.chain, Some(&data_dir), &o.role)?;
     let mut failed = 0;
     let mut report = |ok: bool, what: String| {
         println!("{} {what}", if ok { "ok  " } else { "FAIL" });

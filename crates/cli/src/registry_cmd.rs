@@ -42,12 +42,8 @@ fn role(s: &str) -> anyhow::Result<Role> {
 /// Runs a registry command.
 pub async fn run(o: RegistryOptions) -> anyhow::Result<()> {
     let common = o.action.common();
-    let data_dir = common
-        .data_dir
-        .clone()
-        .unwrap_or_else(crate::trust::default_data_dir);
-    let c = crate::chain_node::open(&common.chain, &data_dir, "registry-owner")?
-        .ok_or_else(|| anyhow!("--chain is required: the chain's toncenter v2 endpoint"))?;
+    let c =
+        crate::chain_node::required(&common.chain, common.data_dir.as_deref(), "registry-owner")?;
     let root = || {
         crate::payments::address(common.root.as_deref(), "--root")?
             .ok_or_else(|| anyhow!("--root is required"))
