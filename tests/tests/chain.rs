@@ -204,6 +204,12 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("the root registry's"));
 
+    // The registry decides which images each role may run.
+    let image = tee.image_hash();
+    for role in ["proxy", "worker", "client"] {
+        registry(&["add-image", "--role", role, &image]);
+    }
+
     let proxy = Proc::cocoon("proxy-chain", &proxy_args);
     wait_ok(&format!("http://127.0.0.1:{ph}/healthz")).await;
     let (_, _, body) = get(&format!("http://127.0.0.1:{ph}/jsonstats")).await;
@@ -242,15 +248,18 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
     net.fund(&client_wallet, 20).await;
     let cp = free_port();
     let api = format!("http://127.0.0.1:{cp}");
-    let mut client_args: Vec<String> = vec![
-        "client".into(),
-        "--listen".into(),
-        format!("127.0.0.1:{cp}"),
-        "--proxy".into(),
-        format!("127.0.0.1:{pp}"),
-    ];
-    client_args.extend(on_chain(&chain, &proxy_contract, &tee));
-    let _client = Proc::cocoon("client-chain", &client_args);
+    let client_on_chain = |port: u16, name: &str| {
+        let mut args: Vec<String> = vec![
+            "client".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--proxy".into(),
+            format!("127.0.0.1:{pp}"),
+        ];
+        args.extend(on_chain(&chain, &proxy_contract, &tee));
+        Proc::cocoon(name, &args)
+    };
+    let _client = client_on_chain(cp, "client-chain");
     wait_ok(&format!("{api}/healthz")).await;
     let (_, _, body) = get(&format!("{api}/v1/cocoon/chain")).await;
     let info: Value = serde_json::from_slice(&body).unwrap();
@@ -385,6 +394,20 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
     let (_, _, body) = get(&format!("http://127.0.0.1:{wh}/jsonstats")).await;
     let stats: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(stats["info"]["wallet"], worker_wallet.as_str(), "{stats}");
+
+    // The registry withdraws the proxy's image: a client that reads it now
+    // refuses the proxy, whatever its policy file lists.
+    registry(&["remove-image", "--role", "proxy", &image]);
+    let cp2 = free_port();
+    let late_client = client_on_chain(cp2, "client-late");
+    wait_ok(&format!("http://127.0.0.1:{cp2}/healthz")).await;
+    let (status, _, body) = post_json(
+        &format!("http://127.0.0.1:{cp2}/v1/chat/completions"),
+        &chat_body("chain-model", false),
+    )
+    .await;
+    assert_ne!(status, 200, "{}", String::from_utf8_lossy(&body));
+    late_client.wait_for_log("per the root registry", 10).await;
     drop(proxy);
     drop(net.proc);
 }

@@ -157,3 +157,43 @@ pub async fn worker_address(
     let mut r = call(chain, proxy, m, &[StackEntry::address(owner)]).await?;
     r.address().map_err(shape(m, proxy))
 }
+
+/// The image hashes the root allows for `role`.
+pub async fn images(
+    chain: &impl Chain,
+    root: &StdAddr,
+    role: crate::contracts::Role,
+) -> Result<Vec<HashBytes>, ReadError> {
+    let m = "get_images";
+    let out = chain
+        .run_get_method(root, m, &[StackEntry::Int(BigInt::from(role as u8))])
+        .await?;
+    if !out.succeeded() {
+        return Err(ReadError::Failed {
+            method: m,
+            address: root.clone(),
+            exit_code: out.exit_code,
+        });
+    }
+    let root_cell = match out.stack.into_iter().next() {
+        Some(StackEntry::Cell(c) | StackEntry::Slice(c)) => Some(c),
+        _ => None,
+    };
+    let dict = tycho_types::dict::Dict::<HashBytes, bool>::from_raw(root_cell);
+    let mut allowed = Vec::new();
+    for entry in dict.iter() {
+        let (hash, yes) = entry.map_err(|e| ReadError::Shape {
+            method: m,
+            address: root.clone(),
+            source: StackTypeError {
+                index: 0,
+                expected: "a map of image hashes",
+                found: e.to_string(),
+            },
+        })?;
+        if yes {
+            allowed.push(hash);
+        }
+    }
+    Ok(allowed)
+}

@@ -150,6 +150,61 @@ pub async fn party_contract(
         root,
     })
 }
+/// How often the registry's image list is read again.
+const IMAGES_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn read_images(
+    chain: &Toncenter,
+    root: &StdAddr,
+) -> anyhow::Result<cocoon_tee::allowlist::ImagesByRole> {
+    use cocoon_chain::contracts::Role as R;
+    let mut sets = std::collections::BTreeMap::new();
+    for (role, r) in [
+        (cocoon_core::Role::Proxy, R::Proxy),
+        (cocoon_core::Role::Worker, R::Worker),
+        (cocoon_core::Role::Client, R::Client),
+    ] {
+        let hashes = registry::images(chain, root, r).await?;
+        let set = hashes
+            .iter()
+            .map(|h| h.to_string().parse::<cocoon_tee::ImageHash>())
+            .collect::<Result<std::collections::BTreeSet<_>, _>>()
+            .map_err(|e| anyhow!("an image hash in the registry: {e}"))?;
+        sets.insert(role, set);
+    }
+    Ok(sets)
+}
+
+/// The images the root registry allows per role, read now (a node does not
+/// start without them) and every 30 s after; the last list read stands
+/// while the chain is unreachable.
+pub async fn registry_images(
+    chain: Arc<Toncenter>,
+    root: StdAddr,
+) -> anyhow::Result<Arc<cocoon_tee::ImageAllowList>> {
+    let list = Arc::new(cocoon_tee::ImageAllowList::new(format!(
+        "the root registry {root}"
+    )));
+    list.replace(
+        read_images(&chain, &root)
+            .await
+            .context("reading the allowed images from the root registry")?,
+    );
+    let refreshed = list.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(IMAGES_REFRESH).await;
+            match read_images(&chain, &root).await {
+                Ok(sets) => refreshed.replace(sets),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the registry's images could not be read; the last list stands")
+                }
+            }
+        }
+    });
+    Ok(list)
+}
+
 /// The node's chain for a command that needs one.
 pub fn required(
     o: &ChainOptions,

@@ -257,18 +257,11 @@ async fn show(c: &NodeChain, root: &StdAddr) -> anyhow::Result<()> {
         ("worker", Role::Worker),
         ("client", Role::Client),
     ] {
-        let out = c
-            .chain
-            .run_get_method(root, "get_images", &[StackEntry::Int((r as u8).into())])
-            .await?;
-        let dict = Dict::<HashBytes, bool>::from_raw(dict_of(out.stack.into_iter().next()));
-        let mut list = Vec::new();
-        for entry in dict.iter() {
-            let (k, allowed) = entry?;
-            if allowed {
-                list.push(serde_json::Value::String(k.to_string()));
-            }
-        }
+        let list = cocoon_chain::registry::images(c.chain.as_ref(), root, r).await?;
+        let list = list
+            .iter()
+            .map(|h| serde_json::Value::String(h.to_string()))
+            .collect();
         images.insert(name.into(), serde_json::Value::Array(list));
     }
     let out = c.chain.run_get_method(root, "get_models", &[]).await?;

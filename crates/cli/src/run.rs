@@ -175,7 +175,7 @@ async fn proxy_config(
     a: AttestationOptions,
 ) -> anyhow::Result<cocoon_proxy::ProxyConfig> {
     crate::payments::check_dev_flags(&o, a.dev.unwrap_or(false))?;
-    let trust = crate::trust::build(&a, config_hash("proxy", &o, &a)?)?;
+    let hash = config_hash("proxy", &o, &a)?;
     let data_dir = a
         .data_dir
         .clone()
@@ -183,7 +183,7 @@ async fn proxy_config(
     // On a chain: the contract the root registered for this proxy's wallet
     // and voucher key; deposits and commits through it.
     let on_chain = crate::chain_node::open(&o.chain, &data_dir, "proxy-operator")?;
-    let (chain, committer, registry) = match &on_chain {
+    let (chain, committer, registry, images) = match &on_chain {
         Some(c) => {
             if o.contract.is_some() {
                 bail!("--contract is for a development ledger; on a chain the contract is the one --root registered");
@@ -207,12 +207,14 @@ async fn proxy_config(
                 }),
                 Some(Arc::new(cocoon_proxy::registry_watch::RegistryWatch::new(
                     c.chain.clone(),
-                    root,
+                    root.clone(),
                 ))),
+                Some(crate::chain_node::registry_images(c.chain.clone(), root).await?),
             )
         }
-        None => (None, None, None),
+        None => (None, None, None, None),
     };
+    let trust = crate::trust::build(&a, hash, images)?;
     let payments = crate::payments::proxy(
         &o,
         &data_dir,
@@ -244,7 +246,8 @@ pub async fn proxy(o: ProxyOptions, a: AttestationOptions) -> anyhow::Result<()>
 }
 
 pub async fn worker(o: WorkerOptions, a: AttestationOptions) -> anyhow::Result<()> {
-    let trust = crate::trust::build(&a, config_hash("worker", &o, &a)?)?;
+    let hash = config_hash("worker", &o, &a)?;
+    let mut images = None;
     let data_dir = a
         .data_dir
         .clone()
@@ -261,6 +264,9 @@ pub async fn worker(o: WorkerOptions, a: AttestationOptions) -> anyhow::Result<(
                 crate::chain_node::party_contract(&c, o.proxy_contract.as_deref(), "worker")
                     .await?;
             address = Some(party.address.clone());
+            images = Some(
+                crate::chain_node::registry_images(c.chain.clone(), party.root.clone()).await?,
+            );
             Some(cocoon_worker::payout::WorkerChain {
                 chain: c.chain,
                 wallet: c.wallet,
@@ -272,6 +278,7 @@ pub async fn worker(o: WorkerOptions, a: AttestationOptions) -> anyhow::Result<(
     let proxy = o
         .proxy
         .ok_or_else(|| anyhow!("--proxy is required: the proxy's HOST:PORT"))?;
+    let trust = crate::trust::build(&a, hash, images)?;
     let (engine, model, max_active) = build_engine(o.engine).await?;
     let config = cocoon_worker::WorkerConfig {
         name: o.name.unwrap_or_else(|| format!("worker-{}", hostname())),
@@ -294,7 +301,8 @@ async fn client_config(
     o: ClientOptions,
     a: AttestationOptions,
 ) -> anyhow::Result<cocoon_client::ClientConfig> {
-    let trust = crate::trust::build(&a, config_hash("client", &o, &a)?)?;
+    let hash = config_hash("client", &o, &a)?;
+    let mut images = None;
     let data_dir = a
         .data_dir
         .clone()
@@ -311,6 +319,9 @@ async fn client_config(
                 crate::chain_node::party_contract(&c, o.proxy_contract.as_deref(), "client")
                     .await?;
             address = Some(party.address.clone());
+            images = Some(
+                crate::chain_node::registry_images(c.chain.clone(), party.root.clone()).await?,
+            );
             (
                 Some(cocoon_client::ChainInfo {
                     endpoint: c.endpoint.clone(),
@@ -328,6 +339,7 @@ async fn client_config(
         }
         None => (None, None),
     };
+    let trust = crate::trust::build(&a, hash, images)?;
     let proxy = o
         .proxy
         .ok_or_else(|| anyhow!("--proxy is required: the proxy's HOST:PORT"))?;

@@ -60,7 +60,13 @@ fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
 
 /// Builds the node's trust from its options. `config_hash` (see
 /// [`crate::config_hash`]) goes into the node's claims.
-pub fn build(o: &AttestationOptions, config_hash: [u8; 32]) -> anyhow::Result<Trust> {
+/// With `registry_images`, the images peers may run are the root
+/// registry's, not the policy file's `[images]`.
+pub fn build(
+    o: &AttestationOptions,
+    config_hash: [u8; 32],
+    registry_images: Option<Arc<cocoon_tee::ImageAllowList>>,
+) -> anyhow::Result<Trust> {
     let dev = o.dev.unwrap_or(false);
     let Some(policy_arg) = o.peer_policy.as_deref() else {
         bail!(
@@ -153,7 +159,12 @@ pub fn build(o: &AttestationOptions, config_hash: [u8; 32]) -> anyhow::Result<Tr
         kinds = ?policy.kinds,
         "RA-TLS: peers must satisfy the attestation policy"
     );
-    let verifier = Arc::new(RaTlsVerifier::new(policy, collateral));
+    let mut verifier = RaTlsVerifier::new(policy, collateral);
+    if let Some(list) = registry_images {
+        tracing::info!(source = %list.source(), "RA-TLS: the images peers may run are the registry's, not the policy file's");
+        verifier = verifier.with_registry_images(list);
+    }
+    let verifier = Arc::new(verifier);
     Ok(Trust::Attested(Arc::new(Attestation::new(
         attester,
         verifier,

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod allowlist;
 pub mod attester;
 pub mod cert;
 pub mod claims;
@@ -27,6 +28,7 @@ pub mod sim;
 pub mod snp;
 pub mod tdx;
 
+pub use allowlist::ImageAllowList;
 pub use attester::{Attester, ConfigfsTsm, SimAttester};
 pub use claims::Claims;
 pub use evidence::{Evidence, TcbStatus, TeeKind, VerifiedEvidence};

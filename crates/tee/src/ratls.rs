@@ -175,6 +175,9 @@ struct CacheEntry {
 /// collateral checks, RSA chains). Claims and policy are checked every time.
 pub struct RaTlsVerifier {
     policy: Policy,
+    /// When set, the images allowed (the registry's), instead of the
+    /// policy's `[images]`.
+    registry_images: Option<Arc<crate::allowlist::ImageAllowList>>,
     collateral: Option<Arc<dyn CollateralSource>>,
     cache: Mutex<HashMap<[u8; 32], CacheEntry>>,
     caching: bool,
@@ -196,12 +199,25 @@ impl RaTlsVerifier {
     pub fn new(policy: Policy, collateral: Option<Arc<dyn CollateralSource>>) -> Self {
         RaTlsVerifier {
             policy,
+            registry_images: None,
             collateral,
             cache: Mutex::new(HashMap::new()),
             caching: true,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
+    }
+
+    /// Takes the allowed images from `list` (the root registry's) instead of
+    /// the policy's `[images]`.
+    pub fn with_registry_images(mut self, list: Arc<crate::allowlist::ImageAllowList>) -> Self {
+        self.registry_images = Some(list);
+        self
+    }
+
+    /// The registry's image list, when it decides.
+    pub fn registry_images(&self) -> Option<&Arc<crate::allowlist::ImageAllowList>> {
+        self.registry_images.as_ref()
     }
 
     /// Verifies every piece of evidence afresh: for measuring what the
@@ -288,8 +304,20 @@ impl RaTlsVerifier {
                 expected: hex::encode(expected),
             });
         }
-        let allowed = self.policy.images.get(&claims.role);
-        if !allowed.is_some_and(|set| set.contains(&verified.image_hash)) {
+        if let Some(list) = &self.registry_images {
+            list.check(claims.role, &verified.image_hash)
+                .map_err(|allowed| RaTlsError::ImageNotAllowed {
+                    role: claims.role,
+                    found: verified.image_hash,
+                    allowed,
+                })?;
+        } else if !self
+            .policy
+            .images
+            .get(&claims.role)
+            .is_some_and(|set| set.contains(&verified.image_hash))
+        {
+            let allowed = self.policy.images.get(&claims.role);
             return Err(RaTlsError::ImageNotAllowed {
                 role: claims.role,
                 found: verified.image_hash,
