@@ -240,6 +240,8 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
         upstream.base_url(),
         "--http-listen".into(),
         format!("127.0.0.1:{wh}"),
+        "--payout-above".into(),
+        "1".into(),
     ];
     worker_args.extend(on_chain(&chain, &proxy_contract, &tee));
     let _worker = Proc::cocoon("worker-chain", &worker_args);
@@ -394,6 +396,32 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
     let (_, _, body) = get(&format!("http://127.0.0.1:{wh}/jsonstats")).await;
     let stats: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(stats["info"]["wallet"], worker_wallet.as_str(), "{stats}");
+
+    // The worker takes its earnings out by itself above its threshold: the
+    // proxy contract pays it exactly what the ledger says it earned.
+    let (_, _, body) = get(&format!("http://127.0.0.1:{wh}/jsonstats")).await;
+    let earned: u64 = serde_json::from_slice::<Value>(&body).unwrap()["info"]["earned_nanoton"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut paid = 0;
+    for _ in 0..60 {
+        let (_, _, body) = post_json(
+            &format!("{chain}/runGetMethod"),
+            &json!({"address": proxy_contract, "method": "get_proxy_data", "stack": []}),
+        )
+        .await;
+        paid = hex_num(&serde_json::from_slice::<Value>(&body).unwrap()["result"]["stack"][8]);
+        if paid == earned {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    assert_eq!(
+        paid, earned,
+        "the worker withdrew what it earned, by itself"
+    );
 
     // The registry withdraws the proxy's image: a client that reads it now
     // refuses the proxy, whatever its policy file lists.

@@ -123,6 +123,11 @@ options! {
         /// contract from its wallet.
         #[arg(long, env = "COCOON_WORKER_PROXY_CONTRACT", value_name = "ADDRESS")]
         pub proxy_contract: Option<String>,
+        /// With --chain: withdraw earnings by itself (checked every 30 s)
+        /// when what is earned and not yet paid passes this many nanoton
+        /// [default: only on demand, `cocoon worker withdraw`].
+        #[arg(long, env = "COCOON_WORKER_PAYOUT_ABOVE", value_name = "NANOTON")]
+        pub payout_above: Option<u64>,
         group engine: EngineOptions,
         group chain: ChainOptions,
     }

@@ -247,6 +247,11 @@ pub async fn proxy(o: ProxyOptions, a: AttestationOptions) -> anyhow::Result<()>
 
 pub async fn worker(o: WorkerOptions, a: AttestationOptions) -> anyhow::Result<()> {
     let hash = config_hash("worker", &o, &a)?;
+    if o.chain.chain.is_none() && (o.proxy_contract.is_some() || o.payout_above.is_some()) {
+        bail!(
+            "--proxy-contract and --payout-above need --chain: the chain's toncenter v2 endpoint"
+        );
+    }
     let mut images = None;
     let data_dir = a
         .data_dir
@@ -271,6 +276,7 @@ pub async fn worker(o: WorkerOptions, a: AttestationOptions) -> anyhow::Result<(
                 chain: c.chain,
                 wallet: c.wallet,
                 contract_init: Some(party.init.clone()),
+                payout_above: o.payout_above.map(cocoon_core::Nanoton::new),
             })
         }
         None => None,
@@ -302,6 +308,9 @@ async fn client_config(
     a: AttestationOptions,
 ) -> anyhow::Result<cocoon_client::ClientConfig> {
     let hash = config_hash("client", &o, &a)?;
+    if o.chain.chain.is_none() && o.proxy_contract.is_some() {
+        bail!("--proxy-contract needs --chain: the chain's toncenter v2 endpoint");
+    }
     let mut images = None;
     let data_dir = a
         .data_dir
@@ -477,6 +486,7 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
                 chain: chain.clone(),
                 wallet: local.worker_wallet.clone(),
                 contract_init: Some(local.worker_contract_init.clone()),
+                payout_above: None,
             }),
         },
         engine,

@@ -149,6 +149,7 @@ impl Worker {
         let (shutdown, rx) = watch::channel(false);
 
         let session = tokio::spawn(session::run(shared.clone(), channel, rx.clone()));
+        let payouts = tokio::spawn(payout::payouts(shared.clone(), rx.clone()));
         let app = admin::router(shared.clone());
         let mut rx2 = rx;
         let http_task = tokio::spawn(async move {
@@ -173,7 +174,7 @@ impl Worker {
             http_listen,
             shared,
             shutdown,
-            tasks: vec![session, http_task],
+            tasks: vec![session, http_task, payouts],
         })
     }
 

@@ -30,6 +30,52 @@ pub struct WorkerChain {
     /// The worker contract's initial state, sent along while it is not
     /// deployed yet.
     pub contract_init: Option<StateInit>,
+    /// Withdraw by itself when what is earned and not yet paid passes this;
+    /// `None`: only on demand.
+    pub payout_above: Option<Nanoton>,
+}
+
+/// How often earnings are checked against [`WorkerChain::payout_above`].
+const PAYOUT_CHECK: Duration = Duration::from_secs(30);
+
+/// Withdraws whenever earnings not yet paid pass the threshold, until
+/// `stop` turns true. A failure is logged and tried again at the next check.
+pub(crate) async fn payouts(
+    shared: Arc<crate::Shared>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let Some(above) = shared.config.chain.as_ref().and_then(|c| c.payout_above) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(PAYOUT_CHECK) => {}
+            _ = stop.changed() => return,
+        }
+        let Some(c) = shared.config.chain.as_ref() else {
+            return;
+        };
+        let Some(v) = shared.earnings.latest_voucher() else {
+            continue;
+        };
+        let paid = match paid_on_chain(&c.chain, &shared.address).await {
+            Ok((paid, _)) => paid,
+            Err(e) => {
+                tracing::debug!(error = %e, "earnings not checked on chain");
+                continue;
+            }
+        };
+        if v.voucher.total.saturating_sub(paid) > above {
+            match withdraw(&shared).await {
+                Ok(w) => {
+                    tracing::info!(paid = %w.paid, fees = %w.fees, "earnings withdrawn above the threshold")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "withdrawing earnings above the threshold failed; will try again")
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for WorkerChain {
