@@ -423,6 +423,34 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
         "the worker withdrew what it earned, by itself"
     );
 
+    // A client given only the root picks the proxy the registry lists.
+    let cp3 = free_port();
+    let mut picking: Vec<String> = vec![
+        "client".into(),
+        "--listen".into(),
+        format!("127.0.0.1:{cp3}"),
+        "--chain".into(),
+        chain.clone(),
+        "--root".into(),
+        root.clone(),
+    ];
+    picking.extend(tee.args());
+    let _picking = Proc::cocoon("client-picks", &picking);
+    wait_ok(&format!("http://127.0.0.1:{cp3}/healthz")).await;
+    let (_, _, body) = get(&format!("http://127.0.0.1:{cp3}/v1/cocoon/chain")).await;
+    let picked: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        picked["proxy_contract"],
+        proxy_contract.as_str(),
+        "{picked}"
+    );
+    let (status, _, body) = post_json(
+        &format!("http://127.0.0.1:{cp3}/v1/chat/completions"),
+        &chat_body("chain-model", false),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+
     // The registry withdraws the proxy's image: a client that reads it now
     // refuses the proxy, whatever its policy file lists.
     registry(&["remove-image", "--role", "proxy", &image]);

@@ -197,3 +197,92 @@ pub async fn images(
     }
     Ok(allowed)
 }
+
+/// A proxy the root registered.
+#[derive(Debug, Clone)]
+pub struct RegisteredProxy {
+    /// Its contract.
+    pub contract: StdAddr,
+    /// Its operator's wallet.
+    pub owner: StdAddr,
+    /// Its voucher key.
+    pub key: HashBytes,
+    /// Where it is reached, as registered (e.g. `tls://host:10010`).
+    pub endpoints: String,
+}
+
+struct ProxyEntry {
+    owner: tycho_types::models::IntAddr,
+    key: HashBytes,
+    endpoints: tycho_types::cell::Cell,
+}
+
+impl<'a> tycho_types::cell::Load<'a> for ProxyEntry {
+    fn load_from(
+        s: &mut tycho_types::cell::CellSlice<'a>,
+    ) -> Result<Self, tycho_types::error::Error> {
+        Ok(ProxyEntry {
+            owner: tycho_types::models::IntAddr::load_from(s)?,
+            key: HashBytes::load_from(s)?,
+            endpoints: s.load_reference_cloned()?,
+        })
+    }
+}
+
+/// A cell's bytes as text (endpoints, model names).
+pub fn cell_text(cell: &tycho_types::cell::Cell) -> String {
+    let bytes = cell
+        .as_slice()
+        .ok()
+        .map(|s| {
+            let n = s.size_bits() / 8;
+            let mut buf = vec![0u8; n as usize];
+            let _ = s.get_raw(0, &mut buf, n * 8);
+            buf
+        })
+        .unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The proxies the root registered, in address order.
+pub async fn proxies(
+    chain: &impl Chain,
+    root: &StdAddr,
+) -> Result<Vec<RegisteredProxy>, ReadError> {
+    let m = "get_proxies";
+    let out = chain.run_get_method(root, m, &[]).await?;
+    if !out.succeeded() {
+        return Err(ReadError::Failed {
+            method: m,
+            address: root.clone(),
+            exit_code: out.exit_code,
+        });
+    }
+    let dict_root = match out.stack.into_iter().next() {
+        Some(StackEntry::Cell(c) | StackEntry::Slice(c)) => Some(c),
+        _ => None,
+    };
+    let dict = tycho_types::dict::Dict::<StdAddr, ProxyEntry>::from_raw(dict_root);
+    let mut list = Vec::new();
+    for entry in dict.iter() {
+        let (contract, e) = entry.map_err(|err| ReadError::Shape {
+            method: m,
+            address: root.clone(),
+            source: StackTypeError {
+                index: 0,
+                expected: "a map of proxies",
+                found: err.to_string(),
+            },
+        })?;
+        let Some(owner) = e.owner.as_std().cloned() else {
+            continue;
+        };
+        list.push(RegisteredProxy {
+            contract,
+            owner,
+            key: e.key,
+            endpoints: cell_text(&e.endpoints),
+        });
+    }
+    Ok(list)
+}

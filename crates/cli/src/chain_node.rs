@@ -150,6 +150,47 @@ pub async fn party_contract(
         root,
     })
 }
+/// A proxy the root lists for a client: the one at `at` (HOST:PORT) if
+/// given, else the first in address order. Returns its contract and the
+/// HOST:PORT it is registered at.
+pub async fn pick_proxy(
+    c: &NodeChain,
+    root: &str,
+    at: Option<&str>,
+) -> anyhow::Result<(StdAddr, String)> {
+    let root = parse("--root", Some(root))?;
+    let listed = registry::proxies(c.chain.as_ref(), &root)
+        .await
+        .with_context(|| format!("reading the proxies the root {root} registered"))?;
+    let endpoint_of = |p: &registry::RegisteredProxy| {
+        p.endpoints
+            .split([',', ' '])
+            .map(|e| e.trim().trim_start_matches("tls://").to_string())
+            .find(|e| !e.is_empty())
+    };
+    let chosen = listed.iter().find(|p| match at {
+        Some(at) => p
+            .endpoints
+            .split([',', ' '])
+            .any(|e| e.trim().trim_start_matches("tls://") == at),
+        None => endpoint_of(p).is_some(),
+    });
+    let Some(p) = chosen else {
+        bail!(
+            "the root {root} lists no proxy{}: {} registered",
+            at.map(|a| format!(" at {a}")).unwrap_or_default(),
+            listed.len()
+        );
+    };
+    let endpoint = match at {
+        Some(at) => at.to_string(),
+        None => endpoint_of(p)
+            .ok_or_else(|| anyhow!("the proxy {} registered no endpoint", p.contract))?,
+    };
+    tracing::info!(proxy = %p.contract, %endpoint, "using a proxy the registry lists");
+    Ok((p.contract.clone(), endpoint))
+}
+
 /// How often the registry's image list is read again.
 const IMAGES_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
 

@@ -241,6 +241,11 @@ options! {
         /// contract (its payer address) from its wallet.
         #[arg(long, env = "COCOON_CLIENT_PROXY_CONTRACT", value_name = "ADDRESS")]
         pub proxy_contract: Option<String>,
+        /// With --chain, instead of --proxy-contract: pick a proxy the root
+        /// registry lists (the one at --proxy if given, else the first),
+        /// and reach it where it is registered.
+        #[arg(long, env = "COCOON_CLIENT_ROOT", value_name = "ADDRESS")]
+        pub root: Option<String>,
         group chain: ChainOptions,
     }
 }

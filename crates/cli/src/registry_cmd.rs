@@ -8,9 +8,9 @@ use cocoon_chain::stack::{StackEntry, StackReader};
 use cocoon_chain::wallet::Transfer;
 use cocoon_chain::{AccountStatus, Chain};
 use cocoon_core::Nanoton;
-use tycho_types::cell::{Cell, CellSlice, HashBytes, Load};
+use tycho_types::cell::{Cell, HashBytes};
 use tycho_types::dict::Dict;
-use tycho_types::models::{IntAddr, StdAddr};
+use tycho_types::models::StdAddr;
 
 use crate::chain_node::NodeChain;
 use crate::options::{RegistryAction, RegistryOptions};
@@ -208,33 +208,8 @@ async fn version(c: &NodeChain, root: &StdAddr) -> anyhow::Result<u64> {
     Ok(call(c, root, "get_params_version", &[]).await?.u64()?)
 }
 
-/// A registered proxy as the root stores it.
-struct ProxyEntry {
-    owner: IntAddr,
-    key: HashBytes,
-    endpoints: Cell,
-}
-
-impl<'a> Load<'a> for ProxyEntry {
-    fn load_from(s: &mut CellSlice<'a>) -> Result<Self, tycho_types::error::Error> {
-        Ok(ProxyEntry {
-            owner: IntAddr::load_from(s)?,
-            key: HashBytes::load_from(s)?,
-            endpoints: s.load_reference_cloned()?,
-        })
-    }
-}
-
 fn text(cell: &Cell) -> String {
-    let s = cell.as_slice().ok();
-    let bytes: Vec<u8> = s
-        .map(|s| {
-            let mut buf = vec![0u8; (s.size_bits() / 8) as usize];
-            let _ = s.get_raw(0, &mut buf, s.size_bits() / 8 * 8);
-            buf
-        })
-        .unwrap_or_default();
-    String::from_utf8_lossy(&bytes).into_owned()
+    cocoon_chain::registry::cell_text(cell)
 }
 
 fn dict_of(entry: Option<StackEntry>) -> Option<Cell> {
@@ -271,18 +246,19 @@ async fn show(c: &NodeChain, root: &StdAddr) -> anyhow::Result<()> {
         let (k, name) = entry?;
         model_list.insert(k.to_string(), serde_json::Value::String(text(&name)));
     }
-    let out = c.chain.run_get_method(root, "get_proxies", &[]).await?;
-    let proxies = Dict::<StdAddr, ProxyEntry>::from_raw(dict_of(out.stack.into_iter().next()));
-    let mut proxy_list = Vec::new();
-    for entry in proxies.iter() {
-        let (contract, e) = entry?;
-        proxy_list.push(serde_json::json!({
-            "contract": contract.to_string(),
-            "owner": e.owner.to_string(),
-            "key": e.key.to_string(),
-            "endpoints": text(&e.endpoints),
-        }));
-    }
+    let proxy_list: Vec<serde_json::Value> =
+        cocoon_chain::registry::proxies(c.chain.as_ref(), root)
+            .await?
+            .into_iter()
+            .map(|p| {
+                serde_json::json!({
+                    "contract": p.contract.to_string(),
+                    "owner": p.owner.to_string(),
+                    "key": p.key.to_string(),
+                    "endpoints": p.endpoints,
+                })
+            })
+            .collect();
     let doc = serde_json::json!({
         "root": root.to_string(),
         "owner": owner.to_string(),

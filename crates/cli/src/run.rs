@@ -308,9 +308,10 @@ async fn client_config(
     a: AttestationOptions,
 ) -> anyhow::Result<cocoon_client::ClientConfig> {
     let hash = config_hash("client", &o, &a)?;
-    if o.chain.chain.is_none() && o.proxy_contract.is_some() {
-        bail!("--proxy-contract needs --chain: the chain's toncenter v2 endpoint");
+    if o.chain.chain.is_none() && (o.proxy_contract.is_some() || o.root.is_some()) {
+        bail!("--proxy-contract and --root need --chain: the chain's toncenter v2 endpoint");
     }
+    let mut o = o;
     let mut images = None;
     let data_dir = a
         .data_dir
@@ -323,6 +324,12 @@ async fn client_config(
         Some(c) => {
             if address.is_some() {
                 bail!("--address is for a development ledger; on a chain the client's contract is derived from its wallet");
+            }
+            if let (None, Some(root)) = (&o.proxy_contract, o.root.clone()) {
+                let (contract, endpoint) =
+                    crate::chain_node::pick_proxy(&c, &root, o.proxy.as_deref()).await?;
+                o.proxy_contract = Some(contract.to_string());
+                o.proxy = Some(endpoint);
             }
             let party =
                 crate::chain_node::party_contract(&c, o.proxy_contract.as_deref(), "client")
