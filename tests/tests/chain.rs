@@ -464,6 +464,24 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
     .await;
     assert_ne!(status, 200, "{}", String::from_utf8_lossy(&body));
     late_client.wait_for_log("per the root registry", 10).await;
+
+    // The operator closes the proxy's contract: the delay runs, then the
+    // commission left comes back to its wallet.
+    let close = [&["proxy", "close"][..], &common[..]].concat();
+    let closing = cocoon_json(&close);
+    assert_eq!(closing["state"], "closing", "{closing}");
+    let early = cocoon_once(&close);
+    assert!(!early.status.success());
+    assert!(String::from_utf8_lossy(&early.stderr).contains("close again after that"));
+    let (status, _, _) = post_json(
+        &format!("{chain}/devnet/advanceClock"),
+        &json!({"seconds": 86_400}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let closed = cocoon_json(&close);
+    assert_eq!(closed["state"], "closed", "{closed}");
+    assert_eq!(closed["commission"], 0u64);
     drop(proxy);
     drop(net.proc);
 }

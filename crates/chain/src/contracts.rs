@@ -28,6 +28,8 @@ pub mod op {
     pub const WITHDRAW_COMMISSION: u32 = 0x50c0_0002;
     /// Proxy: start closing.
     pub const REQUEST_PROXY_CLOSE: u32 = 0x50c0_0003;
+    /// Proxy: finish closing after the delay.
+    pub const FINISH_PROXY_CLOSE: u32 = 0x50c0_0004;
     /// Client: add to the balance.
     pub const TOP_UP: u32 = 0x43c0_0001;
     /// Client: take back what is above the stake.
@@ -390,4 +392,9 @@ pub fn finish_client_close(query_id: u64) -> Result<Cell, Error> {
 /// Proxy: start closing.
 pub fn request_proxy_close(query_id: u64) -> Result<Cell, Error> {
     body(op::REQUEST_PROXY_CLOSE, query_id, |_| Ok(()))
+}
+
+/// Proxy: finish closing after the delay (stake and commission to the owner).
+pub fn finish_proxy_close(query_id: u64) -> Result<Cell, Error> {
+    body(op::FINISH_PROXY_CLOSE, query_id, |_| Ok(()))
 }

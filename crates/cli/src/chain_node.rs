@@ -386,3 +386,70 @@ pub async fn doctor(o: crate::options::DoctorOptions) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `cocoon proxy close`: starts closing the proxy's contract, or, once the
+/// delay is over, finishes it. Prints the contract's state afterwards.
+pub async fn close_proxy(o: crate::options::ProxyCloseOptions) -> anyhow::Result<()> {
+    let data_dir = o
+        .data_dir
+        .clone()
+        .unwrap_or_else(crate::trust::default_data_dir);
+    let c = required(&o.chain, Some(&data_dir), "proxy-operator")?;
+    let key = crate::payments::voucher_public_key(&data_dir)?;
+    let contract = proxy_contract(&c, o.root.as_deref(), key).await?;
+    let chain = c.chain.as_ref();
+    let state = |r: &mut cocoon_chain::StackReader| -> anyhow::Result<(u64, u64, u64, u64)> {
+        for _ in 0..3 {
+            r.skip()?; // root, owner, key
+        }
+        Ok((r.u64()?, r.u64()?, r.u64()?, r.u64()?)) // state, closeAt, stake, commission
+    };
+    let read = || async {
+        let out = chain
+            .run_get_method(&contract, "get_proxy_data", &[])
+            .await?;
+        let now = chain.account(&contract).await?.sync_utime;
+        let mut r = cocoon_chain::StackReader::new(out.stack);
+        anyhow::Ok((state(&mut r)?, now))
+    };
+    let ((st, close_at, _, _), now) = read().await?;
+    let q = cocoon_core::unix_now();
+    let body = match st {
+        0 => contracts::request_proxy_close(q)?,
+        1 if u64::from(now) < close_at => bail!(
+            "closing: clients and workers may commit their vouchers until {close_at}, {} s from now; close again after that",
+            close_at - u64::from(now)
+        ),
+        _ => contracts::finish_proxy_close(q)?,
+    };
+    let t = cocoon_chain::Transfer {
+        to: contract.clone(),
+        value: cocoon_core::Nanoton::new(100_000_000),
+        bounce: true,
+        body: Some(body),
+        init: None,
+    };
+    c.wallet
+        .send(chain, &[t], std::time::Duration::from_secs(60))
+        .await?;
+    let ((st, close_at, stake, commission), _) = read().await?;
+    let name = match st {
+        0 => "open",
+        1 => "closing",
+        _ => "closed",
+    };
+    let wallet = chain.account(&c.wallet.address()).await?.balance;
+    println!(
+        "{}",
+        serde_json::json!({
+            "proxy_contract": contract.to_string(),
+            "state": name,
+            "close_at": close_at,
+            "stake": stake,
+            "commission": commission,
+            "wallet": c.wallet.address().to_string(),
+            "wallet_balance": wallet.get(),
+        })
+    );
+    Ok(())
+}

@@ -50,7 +50,7 @@ enum Command {
     /// (or, with `deposit`, top up a running client's balance).
     Client(ClientCommand),
     /// Route requests from clients to workers.
-    Proxy(NodeArgs<options::ProxyOptions>),
+    Proxy(ProxyCommand),
     /// Serve a model from an OpenAI-compatible engine (vLLM, SGLang,
     /// llama.cpp's server, Ollama, ...) to a proxy. The worker dials out to
     /// the proxy, so it may sit behind NAT.
@@ -103,6 +103,24 @@ enum ClientAction {
     /// delay (the proxy may commit its last voucher meanwhile); a call
     /// after the delay pays what is left to the wallet.
     Close(options::ClientApiOptions),
+}
+
+/// `cocoon proxy`: run a proxy, or act on its contract.
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+struct ProxyCommand {
+    #[command(subcommand)]
+    action: Option<ProxyAction>,
+    #[command(flatten)]
+    run: NodeArgs<options::ProxyOptions>,
+}
+
+#[derive(Subcommand, Debug)]
+enum ProxyAction {
+    /// Close the proxy's contract: the first call starts the close delay
+    /// (clients and workers may still commit their vouchers); a call after
+    /// it pays the stake and the commission left to the operator's wallet.
+    Close(options::ProxyCloseOptions),
 }
 
 /// `cocoon worker`: run a worker, or act on a running one.
@@ -219,7 +237,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             )
             .await
         }
-        Command::Proxy(o) => {
+        Command::Proxy(ProxyCommand {
+            action: Some(ProxyAction::Close(c)),
+            ..
+        }) => crate::chain_node::close_proxy(c).await,
+        Command::Proxy(ProxyCommand { run: o, .. }) => {
             run::proxy(
                 o.node.overlay(file.proxy),
                 o.attestation.overlay(file.attestation),

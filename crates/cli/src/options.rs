@@ -549,6 +549,19 @@ pub struct WalletOptions {
     pub chain: ChainOptions,
 }
 
+/// Options of `cocoon proxy close`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ProxyCloseOptions {
+    /// The root registry that registered the proxy.
+    #[arg(long, env = "COCOON_ROOT", value_name = "ADDRESS")]
+    pub root: Option<String>,
+    /// The proxy's data directory (its voucher key and operator wallet).
+    #[arg(long, env = "COCOON_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub chain: ChainOptions,
+}
+
 /// Options of `cocoon doctor`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DoctorOptions {
