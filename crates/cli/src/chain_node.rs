@@ -389,7 +389,7 @@ pub async fn doctor(o: crate::options::DoctorOptions) -> anyhow::Result<()> {
 
 /// `cocoon proxy close`: starts closing the proxy's contract, or, once the
 /// delay is over, finishes it. Prints the contract's state afterwards.
-pub async fn close_proxy(o: crate::options::ProxyCloseOptions) -> anyhow::Result<()> {
+pub async fn close_proxy(o: crate::options::RegistryCommon) -> anyhow::Result<()> {
     let data_dir = o
         .data_dir
         .clone()

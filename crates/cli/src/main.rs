@@ -120,7 +120,7 @@ enum ProxyAction {
     /// Close the proxy's contract: the first call starts the close delay
     /// (clients and workers may still commit their vouchers); a call after
     /// it pays the stake and the commission left to the operator's wallet.
-    Close(options::ProxyCloseOptions),
+    Close(options::RegistryCommon),
 }
 
 /// `cocoon worker`: run a worker, or act on a running one.

@@ -549,19 +549,6 @@ pub struct WalletOptions {
     pub chain: ChainOptions,
 }
 
-/// Options of `cocoon proxy close`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct ProxyCloseOptions {
-    /// The root registry that registered the proxy.
-    #[arg(long, env = "COCOON_ROOT", value_name = "ADDRESS")]
-    pub root: Option<String>,
-    /// The proxy's data directory (its voucher key and operator wallet).
-    #[arg(long, env = "COCOON_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    #[command(flatten)]
-    pub chain: ChainOptions,
-}
-
 /// Options of `cocoon doctor`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DoctorOptions {
@@ -588,13 +575,15 @@ pub struct RegistryOptions {
     pub action: RegistryAction,
 }
 
-/// What every `cocoon registry` command takes.
+/// What a one-shot command on chain takes (`cocoon registry ...`,
+/// `cocoon proxy close`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct RegistryCommon {
-    /// The root registry [required except for `deploy`].
+    /// The root registry [required except for `registry deploy`].
     #[arg(long, env = "COCOON_ROOT", value_name = "ADDRESS")]
     pub root: Option<String>,
-    /// Directory holding the owner's default wallet key [default: the data directory].
+    /// The data directory: the wallet's default key (and a proxy's voucher
+    /// key) [default: $XDG_DATA_HOME/cocoon, else ~/.local/share/cocoon].
     #[arg(long, env = "COCOON_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     #[command(flatten)]
