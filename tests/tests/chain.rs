@@ -451,6 +451,41 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
     .await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
 
+    // A client naming another's contract as its payer spends nothing: it
+    // cannot sign for the wallet that owns it.
+    let cp4 = free_port();
+    let mut thief: Vec<String> = vec![
+        "client".into(),
+        "--listen".into(),
+        format!("127.0.0.1:{cp4}"),
+        "--proxy".into(),
+        format!("127.0.0.1:{pp}"),
+        "--address".into(),
+        contract.clone(),
+    ];
+    thief.extend(tee.args());
+    let _thief = Proc::cocoon("client-thief", &thief);
+    wait_ok(&format!("http://127.0.0.1:{cp4}/healthz")).await;
+    let (_, _, body) = get(&format!("{api}/v1/cocoon/balance")).await;
+    let before = serde_json::from_slice::<Value>(&body).unwrap()["spent"].clone();
+    let (status, _, body) = post_json(
+        &format!("http://127.0.0.1:{cp4}/v1/chat/completions"),
+        &chat_body("chain-model", false),
+    )
+    .await;
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        String::from_utf8_lossy(&body).contains("payer not authorized"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let (_, _, body) = get(&format!("{api}/v1/cocoon/balance")).await;
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["spent"],
+        before,
+        "nothing was charged"
+    );
+
     // The registry withdraws the proxy's image: a client that reads it now
     // refuses the proxy, whatever its policy file lists.
     registry(&["remove-image", "--role", "proxy", &image]);

@@ -126,11 +126,38 @@ impl WalletKey {
         k
     }
 
+    /// Signs that the holder of this key pays for request `request_id` from
+    /// `payer` (its client contract): see [`payer_message`].
+    pub fn sign_payer(&self, request_id: &str, payer: &StdAddr) -> [u8; 64] {
+        let mut s = [0u8; 64];
+        s.copy_from_slice(self.pair.sign(&payer_message(request_id, payer)).as_ref());
+        s
+    }
+
     fn sign(&self, hash: &HashBytes) -> [u8; 64] {
         let mut s = [0u8; 64];
         s.copy_from_slice(self.pair.sign(hash.as_slice()).as_ref());
         s
     }
+}
+
+/// What a client's wallet signs to spend from its client contract on one
+/// request: a domain, the request id, and the contract's address. A proxy
+/// accepts a payer only with this signature by the contract's owner.
+pub fn payer_message(request_id: &str, payer: &StdAddr) -> Vec<u8> {
+    let mut m = b"cocoon/payer/v1\0".to_vec();
+    m.extend_from_slice(request_id.as_bytes());
+    m.push(0);
+    m.push(payer.workchain as u8);
+    m.extend_from_slice(payer.address.as_slice());
+    m
+}
+
+/// Checks a payer signature (see [`payer_message`]).
+pub fn verify_payer(key: &[u8], signature: &[u8], request_id: &str, payer: &StdAddr) -> bool {
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, key)
+        .verify(&payer_message(request_id, payer), signature)
+        .is_ok()
 }
 
 fn pbkdf2(secret: &[u8], salt: &[u8], iterations: u32, out: &mut [u8]) {
@@ -185,27 +212,46 @@ impl WalletV5 {
         &self.key
     }
 
-    /// The wallet's initial state: code and data with seqno 0.
-    pub fn state_init(&self) -> StateInit {
-        let mut b = CellBuilder::new();
-        let data = (|| {
-            b.store_bit_one()?; // signatures allowed
-            b.store_u32(0)?; // seqno
-            b.store_u32(self.wallet_id as u32)?;
-            b.store_raw(&self.key.public_key(), 256)?;
-            b.store_bit_zero()?; // no extensions
-            b.build()
-        })()
-        .expect("W5 data always fits a cell");
-        StateInit {
-            split_depth: None,
-            special: None,
-            code: Some(self.code.clone()),
-            data: Some(data),
-            libraries: Default::default(),
-        }
+    /// The address of the W5R1 wallet of `public_key` on the network with
+    /// `network_global_id` (as [`WalletV5::new`] would give it).
+    pub fn address_of_key(
+        public_key: &[u8; 32],
+        network_global_id: i32,
+    ) -> Result<StdAddr, WalletError> {
+        let code = ContractKind::WalletV5R1.code()?.code;
+        let wallet_id = network_global_id ^ ((1u32 << 31) as i32);
+        let init = w5_state_init(code, wallet_id, public_key);
+        let cell = CellBuilder::build_from(init).map_err(|e| WalletError::Build(e.to_string()))?;
+        Ok(StdAddr::new(0, *cell.repr_hash()))
     }
 
+    /// The wallet's initial state: code and data with seqno 0.
+    pub fn state_init(&self) -> StateInit {
+        w5_state_init(self.code.clone(), self.wallet_id, &self.key.public_key())
+    }
+}
+
+fn w5_state_init(code: Cell, wallet_id: i32, public_key: &[u8; 32]) -> StateInit {
+    let mut b = CellBuilder::new();
+    let data = (|| {
+        b.store_bit_one()?; // signatures allowed
+        b.store_u32(0)?; // seqno
+        b.store_u32(wallet_id as u32)?;
+        b.store_raw(public_key, 256)?;
+        b.store_bit_zero()?; // no extensions
+        b.build()
+    })()
+    .expect("W5 data always fits a cell");
+    StateInit {
+        split_depth: None,
+        special: None,
+        code: Some(code),
+        data: Some(data),
+        libraries: Default::default(),
+    }
+}
+
+impl WalletV5 {
     /// The wallet's address.
     pub fn address(&self) -> StdAddr {
         let cell =
@@ -394,4 +440,50 @@ fn unix_now() -> u32 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as u32)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payer_signature_binds_the_key_the_request_and_the_contract() {
+        let key = WalletKey::from_seed(&[7; 32]).expect("key");
+        let wallet = WalletV5::new(
+            WalletKey::from_seed(&[7; 32]).expect("key"),
+            network::MAINNET,
+        )
+        .expect("wallet");
+        let public = key.public_key();
+        assert_eq!(
+            WalletV5::address_of_key(&public, network::MAINNET).expect("address"),
+            wallet.address()
+        );
+        assert_ne!(
+            WalletV5::address_of_key(&public, network::TESTNET).expect("address"),
+            wallet.address()
+        );
+
+        let payer = StdAddr::new(0, HashBytes([1; 32]));
+        let other = StdAddr::new(0, HashBytes([2; 32]));
+        let sig = key.sign_payer("req-1", &payer);
+        assert!(verify_payer(&public, &sig, "req-1", &payer));
+        assert!(
+            !verify_payer(&public, &sig, "req-2", &payer),
+            "another request"
+        );
+        assert!(
+            !verify_payer(&public, &sig, "req-1", &other),
+            "another payer"
+        );
+        let stranger = WalletKey::from_seed(&[8; 32]).expect("key").public_key();
+        assert!(
+            !verify_payer(&stranger, &sig, "req-1", &payer),
+            "another key"
+        );
+        assert!(
+            !verify_payer(&public, &sig[..63], "req-1", &payer),
+            "a truncated signature"
+        );
+    }
 }

@@ -81,14 +81,25 @@ pub fn check_dev_flags(o: &ProxyOptions, dev: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A proxy on a chain: how it reaches it, commits, reads the registry,
+/// and which network its wallets are on.
+pub struct ProxyOnChain {
+    /// The chain's API.
+    pub chain: Arc<cocoon_chain::Toncenter>,
+    /// The operator's wallet and the commit threshold.
+    pub committer: cocoon_proxy::client_contracts::Committer,
+    /// The root registry's prices.
+    pub registry: Arc<cocoon_proxy::registry_watch::RegistryWatch>,
+    /// The network's global id.
+    pub global_id: i32,
+}
+
 /// The proxy's payments, or `None` with `--payments off`.
 pub fn proxy(
     o: &ProxyOptions,
     data_dir: &Path,
     dev: bool,
-    chain: Option<Arc<cocoon_chain::Toncenter>>,
-    committer: Option<cocoon_proxy::client_contracts::Committer>,
-    registry: Option<Arc<cocoon_proxy::registry_watch::RegistryWatch>>,
+    chain: Option<ProxyOnChain>,
 ) -> anyhow::Result<Option<Arc<Payments>>> {
     if o.payments == Some(crate::options::Switch::Off) {
         return Ok(None);
@@ -146,17 +157,18 @@ pub fn proxy(
         "payments on"
     );
     let ledger = Arc::new(ledger);
+    let registry = chain.as_ref().map(|c| c.registry.clone());
     let client_contracts = chain.map(|c| {
-        let contracts = cocoon_proxy::client_contracts::ClientContracts::new(
-            c,
-            contract.clone(),
-            voucher_key,
-            ledger.clone(),
-        );
-        Arc::new(match committer {
-            Some(committer) => contracts.with_committer(committer),
-            None => contracts,
-        })
+        Arc::new(
+            cocoon_proxy::client_contracts::ClientContracts::new(
+                c.chain,
+                contract.clone(),
+                voucher_key,
+                ledger.clone(),
+            )
+            .on_network(c.global_id)
+            .with_committer(c.committer),
+        )
     });
     Ok(Some(Arc::new(Payments {
         settlement: ledger.clone(),

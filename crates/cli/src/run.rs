@@ -183,7 +183,7 @@ async fn proxy_config(
     // On a chain: the contract the root registered for this proxy's wallet
     // and voucher key; deposits and commits through it.
     let on_chain = crate::chain_node::open(&o.chain, &data_dir, "proxy-operator")?;
-    let (chain, committer, registry, images) = match &on_chain {
+    let (on_chain, images) = match &on_chain {
         Some(c) => {
             if o.contract.is_some() {
                 bail!("--contract is for a development ledger; on a chain the contract is the one --root registered");
@@ -200,29 +200,29 @@ async fn proxy_config(
             let root = crate::payments::address(o.root.as_deref(), "--root")?
                 .ok_or_else(|| anyhow!("--root is required with --chain"))?;
             (
-                Some(c.chain.clone()),
-                Some(cocoon_proxy::client_contracts::Committer {
-                    wallet: c.wallet.clone(),
-                    above: o.commit_above.map(cocoon_core::Nanoton::new),
+                Some(crate::payments::ProxyOnChain {
+                    chain: c.chain.clone(),
+                    committer: cocoon_proxy::client_contracts::Committer {
+                        wallet: c.wallet.clone(),
+                        above: o.commit_above.map(cocoon_core::Nanoton::new),
+                    },
+                    registry: Arc::new(cocoon_proxy::registry_watch::RegistryWatch::new(
+                        c.chain.clone(),
+                        root.clone(),
+                    )),
+                    global_id: o
+                        .chain
+                        .global_id
+                        .unwrap_or(cocoon_chain::wallet::network::MAINNET),
                 }),
-                Some(Arc::new(cocoon_proxy::registry_watch::RegistryWatch::new(
-                    c.chain.clone(),
-                    root.clone(),
-                ))),
                 Some(crate::chain_node::registry_images(c.chain.clone(), root).await?),
             )
         }
-        None => (None, None, None, None),
+        None => (None, None),
     };
     let trust = crate::trust::build(&a, hash, images)?;
-    let payments = crate::payments::proxy(
-        &o,
-        &data_dir,
-        a.dev.unwrap_or(false),
-        chain,
-        committer,
-        registry.clone(),
-    )?;
+    let registry = on_chain.as_ref().map(|c| c.registry.clone());
+    let payments = crate::payments::proxy(&o, &data_dir, a.dev.unwrap_or(false), on_chain)?;
     if let (Some(r), Some(p)) = (&registry, &payments) {
         r.refresh(&p.prices)
             .await
@@ -453,12 +453,15 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
         },
         &data_dir,
         true,
-        Some(chain.clone()),
-        Some(cocoon_proxy::client_contracts::Committer {
-            wallet: local.proxy_wallet.clone(),
-            above: o.commit_above.map(cocoon_core::Nanoton::new),
+        Some(crate::payments::ProxyOnChain {
+            chain: chain.clone(),
+            committer: cocoon_proxy::client_contracts::Committer {
+                wallet: local.proxy_wallet.clone(),
+                above: o.commit_above.map(cocoon_core::Nanoton::new),
+            },
+            registry: registry.clone(),
+            global_id: devnet.devnet.global_id(),
         }),
-        Some(registry.clone()),
     )?;
     if let Some(p) = &payments {
         registry

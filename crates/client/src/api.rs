@@ -367,6 +367,26 @@ fn infer_request(
         client_address: shared.address.to_string(),
         max_tokens: v.max_tokens.unwrap_or(0),
         timeout_ms: timeout,
+        // On a chain, proof that this client may spend from its contract.
+        payer_key: shared
+            .config
+            .wallet
+            .as_ref()
+            .map(|w| w.wallet.key().public_key().to_vec())
+            .unwrap_or_default()
+            .into(),
+        payer_signature: shared
+            .config
+            .wallet
+            .as_ref()
+            .map(|w| {
+                w.wallet
+                    .key()
+                    .sign_payer(id.as_str(), &shared.address)
+                    .to_vec()
+            })
+            .unwrap_or_default()
+            .into(),
     }
 }
 

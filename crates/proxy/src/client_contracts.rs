@@ -43,6 +43,8 @@ pub struct ContractSeen {
     pub stake: Nanoton,
     /// Open, closing or closed (0, 1, 2).
     pub state: u64,
+    /// The wallet that owns the contract (`None` before it exists).
+    pub owner: Option<StdAddr>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -79,6 +81,8 @@ pub struct ClientContracts {
     ledger: Arc<Ledger>,
     known: Mutex<HashMap<StdAddr, Known>>,
     committer: Option<Committer>,
+    /// The network's global id, which wallet addresses depend on.
+    global_id: i32,
     /// Since when the chain has not answered (`None`: it answers), and
     /// when it last did.
     health: Mutex<(Option<Instant>, Option<Instant>)>,
@@ -124,8 +128,52 @@ impl ClientContracts {
             ledger,
             known: Mutex::new(HashMap::new()),
             committer: None,
+            global_id: cocoon_chain::wallet::network::MAINNET,
             health: Mutex::new((None, None)),
         }
+    }
+
+    /// Checks that the sender of request `request_id` may spend from
+    /// `client`: `signature` by `key` over the payer message, and `key`'s
+    /// wallet (W5R1 on this network) owns the contract. Without this, any
+    /// client could name another's contract and spend its money.
+    pub fn authorize(
+        &self,
+        client: &StdAddr,
+        request_id: &str,
+        key: &[u8],
+        signature: &[u8],
+    ) -> Result<(), String> {
+        let owner = self
+            .known()
+            .get(client)
+            .and_then(|k| k.seen.as_ref())
+            .and_then(|s| s.owner.clone());
+        // No contract: nothing to spend, and the reservation says so (402).
+        let Some(owner) = owner else {
+            return Ok(());
+        };
+        let key: [u8; 32] = key.try_into().map_err(|_| {
+            format!("the request carries no payer proof for {client}: a client on a chain signs each request with the wallet that owns its contract")
+        })?;
+        if !cocoon_chain::wallet::verify_payer(&key, signature, request_id, client) {
+            return Err(format!("the payer signature for {client} does not verify"));
+        }
+        let signer = cocoon_chain::WalletV5::address_of_key(&key, self.global_id)
+            .map_err(|e| e.to_string())?;
+        if signer != owner {
+            return Err(format!(
+                "the request is signed by wallet {signer}, but {client} belongs to {owner}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Wallet addresses are those of the network with `global_id` (default:
+    /// mainnet's, which the devnet shares).
+    pub fn on_network(mut self, global_id: i32) -> Self {
+        self.global_id = global_id;
+        self
     }
 
     /// Also commits vouchers, with this wallet, above this threshold.
@@ -262,6 +310,7 @@ impl ClientContracts {
                 committed: Nanoton::ZERO,
                 stake: Nanoton::ZERO,
                 state: 0,
+                owner: None,
             });
         }
         let not_ours = |reason: String| DepositError::NotOurs {
@@ -283,7 +332,7 @@ impl ClientContracts {
         let bad =
             |e: cocoon_chain::stack::StackTypeError| not_ours(format!("get_client_data: {e}"));
         let proxy = r.address().map_err(bad)?;
-        r.address().map_err(bad)?; // owner
+        let owner = r.address().map_err(bad)?;
         let key = r.int().map_err(bad)?;
         let state = r.u64().map_err(bad)?;
         r.skip().map_err(bad)?; // closeAt
@@ -311,6 +360,7 @@ impl ClientContracts {
             committed: Nanoton::new(committed),
             stake: Nanoton::new(stake),
             state,
+            owner: Some(owner),
         })
     }
 

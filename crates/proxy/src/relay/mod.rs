@@ -105,6 +105,17 @@ impl Relay {
                 .and_then(|p| p.client_contracts.as_ref()),
         ) {
             d.ensure(payer).await;
+            d.authorize(
+                payer,
+                &self.req.request_id,
+                &self.req.payer_key,
+                &self.req.payer_signature,
+            )
+            .map_err(|why| {
+                Stopped::early(RelayError::BadRequest(format!(
+                    "payer not authorized: {why}"
+                )))
+            })?;
         }
         let mut tried: Vec<u64> = Vec::new();
         let mut previous: Option<RelayError> = None;
