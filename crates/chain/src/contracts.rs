@@ -146,7 +146,8 @@ fn addr_none(b: &mut CellBuilder) -> Result<(), Error> {
     b.store_small_uint(0, 2)
 }
 
-fn state_init(code: Cell, data: Cell) -> StateInit {
+/// A state init of `code` and `data`, no libraries.
+pub fn state_init(code: Cell, data: Cell) -> StateInit {
     StateInit {
         split_depth: None,
         special: None,

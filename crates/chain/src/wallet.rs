@@ -242,13 +242,7 @@ fn w5_state_init(code: Cell, wallet_id: i32, public_key: &[u8; 32]) -> StateInit
         b.build()
     })()
     .expect("W5 data always fits a cell");
-    StateInit {
-        split_depth: None,
-        special: None,
-        code: Some(code),
-        data: Some(data),
-        libraries: Default::default(),
-    }
+    crate::contracts::state_init(code, data)
 }
 
 impl WalletV5 {
