@@ -223,6 +223,11 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
             .contains(&root),
         "{stats}"
     );
+    let trust = stats["info"]["trust"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(trust.contains("images: the root registry"), "{trust}");
 
     // The worker and the client find their contracts through the proxy's.
     let worker_wallet = wallet(&chain, &dir, "worker");

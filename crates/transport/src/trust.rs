@@ -168,7 +168,7 @@ impl Trust {
         match self {
             Trust::Insecure => "none".into(),
             Trust::Attested(att) => format!(
-                "ra-tls (self: {}; peers: {})",
+                "ra-tls (self: {}; peers: {}{})",
                 att.attester.kind(),
                 att.verifier
                     .policy()
@@ -176,7 +176,11 @@ impl Trust {
                     .iter()
                     .map(|k| k.as_str())
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "),
+                att.verifier
+                    .registry_images()
+                    .map(|l| format!("; images: {}", l.describe()))
+                    .unwrap_or_default()
             ),
         }
     }
