@@ -46,14 +46,17 @@ enum Command {
     /// which proves nothing about hardware. Serves the default model
     /// (fetched if needed) unless --model-file or --upstream says otherwise.
     Up(NodeArgs<options::UpOptions>),
-    /// Serve the OpenAI-compatible API and forward requests to a proxy
-    /// (or, with `deposit`, top up a running client's balance).
+    /// Serve the OpenAI-compatible API and forward requests to a proxy (or,
+    /// with `deposit`, `withdraw` or `close`, act on a running client's
+    /// balance and contract).
     Client(ClientCommand),
-    /// Route requests from clients to workers.
+    /// Route requests from clients to workers (or, with `close`, close the
+    /// proxy's contract on chain).
     Proxy(ProxyCommand),
     /// Serve a model from an OpenAI-compatible engine (vLLM, SGLang,
     /// llama.cpp's server, Ollama, ...) to a proxy. The worker dials out to
-    /// the proxy, so it may sit behind NAT.
+    /// the proxy, so it may sit behind NAT. With `withdraw`, take a running
+    /// worker's earnings out to its wallet.
     Worker(WorkerCommand),
     /// Run a TON devnet in this process: the network's compiled contracts
     /// executed by tycho-executor under the fees and limits of
