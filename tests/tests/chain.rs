@@ -210,6 +210,9 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
         registry(&["add-image", "--role", role, &image]);
     }
 
+    let staked = cocoon_json(&[&["proxy", "stake", "--amount", "10"][..], &common[..]].concat());
+    assert_eq!(staked["stake"], 10_000_000_000u64, "{staked}");
+
     let proxy = Proc::cocoon("proxy-chain", &proxy_args);
     wait_ok(&format!("http://127.0.0.1:{ph}/healthz")).await;
     let (_, _, body) = get(&format!("http://127.0.0.1:{ph}/jsonstats")).await;

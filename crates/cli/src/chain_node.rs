@@ -453,3 +453,44 @@ pub async fn close_proxy(o: crate::options::RegistryCommon) -> anyhow::Result<()
     );
     Ok(())
 }
+
+/// `cocoon proxy stake`: sends `amount` from the operator's wallet to the
+/// proxy's contract as stake; prints the stake afterwards.
+pub async fn stake_proxy(o: crate::options::StakeOptions) -> anyhow::Result<()> {
+    let data_dir = o
+        .common
+        .data_dir
+        .clone()
+        .unwrap_or_else(crate::trust::default_data_dir);
+    let c = required(&o.common.chain, Some(&data_dir), "proxy-operator")?;
+    let key = crate::payments::voucher_public_key(&data_dir)?;
+    let contract = proxy_contract(&c, o.common.root.as_deref(), key).await?;
+    let gas = cocoon_core::Nanoton::new(100_000_000);
+    let t = cocoon_chain::Transfer {
+        to: contract.clone(),
+        value: o.amount.checked_add(gas)?,
+        bounce: true,
+        body: Some(contracts::add_proxy_stake(
+            cocoon_core::unix_now(),
+            o.amount,
+        )?),
+        init: None,
+    };
+    c.wallet
+        .send(c.chain.as_ref(), &[t], std::time::Duration::from_secs(60))
+        .await?;
+    let out = c
+        .chain
+        .run_get_method(&contract, "get_proxy_data", &[])
+        .await?;
+    let mut r = cocoon_chain::StackReader::new(out.stack);
+    for _ in 0..5 {
+        r.skip()?; // root, owner, key, state, closeAt
+    }
+    let stake = r.u64()?;
+    println!(
+        "{}",
+        serde_json::json!({"proxy_contract": contract.to_string(), "stake": stake})
+    );
+    Ok(())
+}

@@ -124,6 +124,9 @@ enum ProxyAction {
     /// (clients and workers may still commit their vouchers); a call after
     /// it pays the stake and the commission left to the operator's wallet.
     Close(options::RegistryCommon),
+    /// Add to the proxy's stake from its operator's wallet: what backs
+    /// workers' payouts before clients' charges are committed.
+    Stake(options::StakeOptions),
 }
 
 /// `cocoon worker`: run a worker, or act on a running one.
@@ -244,6 +247,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             action: Some(ProxyAction::Close(c)),
             ..
         }) => crate::chain_node::close_proxy(c).await,
+        Command::Proxy(ProxyCommand {
+            action: Some(ProxyAction::Stake(st)),
+            ..
+        }) => crate::chain_node::stake_proxy(st).await,
         Command::Proxy(ProxyCommand { run: o, .. }) => {
             run::proxy(
                 o.node.overlay(file.proxy),

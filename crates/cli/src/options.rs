@@ -549,6 +549,16 @@ pub struct WalletOptions {
     pub chain: ChainOptions,
 }
 
+/// Options of `cocoon proxy stake`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StakeOptions {
+    /// Amount in TON, e.g. 10.
+    #[arg(long, value_name = "TON", value_parser = parse_ton)]
+    pub amount: cocoon_core::Nanoton,
+    #[command(flatten)]
+    pub common: RegistryCommon,
+}
+
 /// Options of `cocoon doctor`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DoctorOptions {
