@@ -77,12 +77,31 @@ fn binary_sources(dep_info: &std::path::Path, workspace: &std::path::Path) -> Ve
         .collect()
 }
 
-/// A port free at the time of the call.
+/// A port free at the time of the call, for a process to listen on later.
+///
+/// Chosen at random below Linux's ephemeral range (32768 and up), where the
+/// kernel puts outgoing connections and `bind(0)`: a port handed out here
+/// cannot be taken by them before the process that was given it binds it.
+/// Never the same port twice in one test binary.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind a free port")
+    use std::hash::{BuildHasher, Hasher};
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    for attempt in 0u64..10_000 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(attempt);
+        h.write_u32(std::process::id());
+        let port = 20_000 + (h.finish() % 12_000) as u16;
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if given.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 32000")
 }
 
 /// A child process that is killed on drop; its output goes to a log file
