@@ -139,6 +139,28 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
     let deployed = cocoon_json(&["registry", "deploy", "--chain", &chain, "--data-dir", &dir]);
     let root = deployed["root"].as_str().unwrap().to_string();
 
+    // Outside development mode a node refuses a chain whose faucet is on.
+    let no_dev: Vec<String> = vec![
+        "proxy".into(),
+        "--chain".into(),
+        chain.clone(),
+        "--root".into(),
+        root.clone(),
+        "--tee".into(),
+        "sim".into(),
+        "--peer-policy".into(),
+        tee.policy.display().to_string(),
+        "--data-dir".into(),
+        dir.clone(),
+    ];
+    let refused = cocoon_once(&no_dev.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("anyone can mint TON there"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
     // An unregistered proxy is told what to have registered.
     let operator = wallet(&chain, &dir, "proxy-operator");
     net.fund(&operator, 100).await;

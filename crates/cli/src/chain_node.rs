@@ -73,6 +73,23 @@ fn parse(flag: &str, value: Option<&str>) -> anyhow::Result<StdAddr> {
         .ok_or_else(|| anyhow!("{flag} is required with --chain"))
 }
 
+/// Refuses a chain whose endpoint is a devnet with its faucet on, unless
+/// this node runs in development mode (then says so loudly): money there
+/// can be minted by anyone.
+pub async fn refuse_devnet_tools(c: &NodeChain, dev: bool) -> anyhow::Result<()> {
+    if c.chain.devnet_tools().await == Some(true) {
+        if !dev {
+            bail!(
+                "the chain at {} is a devnet with its faucet and clock on: anyone can mint TON there. \
+                 Refused outside development mode (--dev)",
+                c.endpoint
+            );
+        }
+        tracing::warn!(chain = %c.endpoint, "DEVELOPMENT CHAIN: this devnet's faucet mints TON; its money is worth nothing");
+    }
+    Ok(())
+}
+
 /// The proxy's contract: registered by the root for this proxy's wallet and
 /// voucher key, and deployed.
 pub async fn proxy_contract(

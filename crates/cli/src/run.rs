@@ -194,6 +194,7 @@ async fn proxy_config(
             {
                 bail!("on a chain the prices are the root registry's (`cocoon registry set-prices`); price flags are for a development ledger");
             }
+            crate::chain_node::refuse_devnet_tools(c, a.dev.unwrap_or(false)).await?;
             let key = crate::payments::voucher_public_key(&data_dir)?;
             let contract = crate::chain_node::proxy_contract(c, o.root.as_deref(), key).await?;
             o.contract = Some(contract.to_string());
@@ -265,6 +266,7 @@ pub async fn worker(o: WorkerOptions, a: AttestationOptions) -> anyhow::Result<(
             if address.is_some() {
                 bail!("--address is for a development ledger; on a chain the worker's contract is derived from its wallet");
             }
+            crate::chain_node::refuse_devnet_tools(&c, a.dev.unwrap_or(false)).await?;
             let party =
                 crate::chain_node::party_contract(&c, o.proxy_contract.as_deref(), "worker")
                     .await?;
@@ -325,6 +327,7 @@ async fn client_config(
             if address.is_some() {
                 bail!("--address is for a development ledger; on a chain the client's contract is derived from its wallet");
             }
+            crate::chain_node::refuse_devnet_tools(&c, a.dev.unwrap_or(false)).await?;
             if let (None, Some(root)) = (&o.proxy_contract, o.root.clone()) {
                 let (contract, endpoint) =
                     crate::chain_node::pick_proxy(&c, &root, o.proxy.as_deref()).await?;

@@ -250,6 +250,28 @@ impl Toncenter {
         }
     }
 
+    /// Whether an endpoint is a `cocoon devnet` with its development tools
+    /// on (a faucet that mints TON, a clock that moves): `Some(true)` then,
+    /// `Some(false)` for a devnet without them, `None` for anything else
+    /// (toncenter has no such method). Asked of each endpoint: a node must
+    /// not mistake a devnet with a faucet for a real chain.
+    pub async fn devnet_tools(&self) -> Option<bool> {
+        let mut any = None;
+        for endpoint in &self.config.endpoints {
+            if let Outcome::Done(v) = self
+                .call_once::<serde_json::Value>(endpoint, "devnet/status", &[], None)
+                .await
+            {
+                let dev = v
+                    .get("dev")
+                    .and_then(serde_json::Value::as_bool)
+                    .unwrap_or(false);
+                any = Some(any.unwrap_or(false) || dev);
+            }
+        }
+        any
+    }
+
     fn malformed(&self, method: &'static str, reason: impl Into<String>) -> ChainError {
         let endpoint = self.config.endpoints
             [self.preferred.load(Ordering::Relaxed) % self.config.endpoints.len()]
