@@ -226,6 +226,10 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("the root registry's"));
 
+    // The registry decides which weights may serve.
+    let weights = "ab".repeat(32);
+    registry(&["add-model", &weights, "--name", "chain-model"]);
+
     // The registry decides which images each role may run.
     let image = tee.image_hash();
     for role in ["proxy", "worker", "client"] {
@@ -272,9 +276,24 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
         format!("127.0.0.1:{wh}"),
         "--payout-above".into(),
         "1".into(),
+        "--model-hash".into(),
+        weights.clone(),
     ];
     worker_args.extend(on_chain(&chain, &proxy_contract, &tee));
     let _worker = Proc::cocoon("worker-chain", &worker_args);
+
+    // Weights the registry does not list are turned away.
+    let mut rogue = worker_args.clone();
+    let at = rogue.iter().position(|a| a == "--model-hash").unwrap();
+    rogue[at + 1] = "cd".repeat(32);
+    let at = rogue.iter().position(|a| a == "--http-listen").unwrap();
+    rogue[at + 1] = format!("127.0.0.1:{}", free_port());
+    let at = rogue.iter().position(|a| a == "--name").unwrap();
+    rogue[at + 1] = "rogue-worker".into();
+    let rogue = Proc::cocoon("worker-rogue", &rogue);
+    rogue
+        .wait_for_log("not registered by the root registry", 20)
+        .await;
 
     let client_wallet = wallet(&chain, &dir, "client");
     net.fund(&client_wallet, 20).await;

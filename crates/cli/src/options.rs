@@ -190,6 +190,11 @@ options! {
         /// Model name the engine itself uses, if not the same as --model.
         #[arg(long, env = "COCOON_WORKER_UPSTREAM_MODEL", value_name = "NAME")]
         pub upstream_model: Option<String>,
+        /// Upstream engine: the SHA-256 of the weights it serves (`cocoon model
+        /// hash FILE`), announced as the model's identity; on a chain the
+        /// proxy accepts only models the root registry lists.
+        #[arg(long, env = "COCOON_WORKER_MODEL_HASH", value_name = "HEX")]
+        pub model_hash: Option<String>,
         /// Bearer token for the engine, if it needs one (never part of the
         /// attested configuration).
         #[arg(long, env = "COCOON_WORKER_UPSTREAM_API_KEY", value_name = "KEY", hide_env_values = true)]

@@ -56,6 +56,9 @@ async fn build_engine(o: EngineOptions) -> anyhow::Result<(Arc<dyn Engine>, Mode
             }
         }
     }
+    if o.model_hash.is_some() && o.upstream.is_none() {
+        bail!("--model-hash declares an upstream engine's weights; the embedded engine hashes its model file itself");
+    }
     if let Some(url) = o.upstream {
         let name = name.ok_or_else(|| {
             anyhow!("--model is required with --upstream: the name under which the engine's model is offered")
@@ -67,6 +70,7 @@ async fn build_engine(o: EngineOptions) -> anyhow::Result<(Arc<dyn Engine>, Mode
             o.upstream_model,
             o.upstream_api_key,
             o.upstream_running_usage.unwrap_or(false),
+            o.model_hash.as_deref(),
         )?;
         return Ok((engine, name, max_active));
     }
@@ -149,7 +153,14 @@ fn upstream_engine(
     upstream_model: Option<String>,
     api_key: Option<String>,
     running_usage: bool,
+    model_hash: Option<&str>,
 ) -> anyhow::Result<Arc<dyn Engine>> {
+    let model_hash = model_hash
+        .map(|h| {
+            h.parse::<cocoon_core::ModelHash>()
+                .map_err(|e| anyhow!("--model-hash: {e}"))
+        })
+        .transpose()?;
     let engine = OpenAiUpstream::new(UpstreamConfig {
         base_url: url,
         upstream_model: upstream_model.unwrap_or_else(|| model.to_string()),
@@ -157,6 +168,7 @@ fn upstream_engine(
         api_key,
         connect_timeout: Duration::from_secs(5),
         running_usage,
+        model_hash,
     })?;
     Ok(Arc::new(engine))
 }
@@ -207,10 +219,13 @@ async fn proxy_config(
                         wallet: c.wallet.clone(),
                         above: o.commit_above.map(cocoon_core::Nanoton::new),
                     },
-                    registry: Arc::new(cocoon_proxy::registry_watch::RegistryWatch::new(
-                        c.chain.clone(),
-                        root.clone(),
-                    )),
+                    registry: Arc::new(
+                        cocoon_proxy::registry_watch::RegistryWatch::new(
+                            c.chain.clone(),
+                            root.clone(),
+                        )
+                        .checking_models(),
+                    ),
                     global_id: o
                         .chain
                         .global_id

@@ -32,6 +32,9 @@ pub struct UpstreamConfig {
     /// that refuse unknown options must leave it off; their cut-off
     /// answers are then charged by counting chunks.
     pub running_usage: bool,
+    /// The SHA-256 of the weights the engine serves, as its operator declares
+    /// it (an upstream engine cannot be asked); `None` when not declared.
+    pub model_hash: Option<cocoon_core::ModelHash>,
 }
 
 /// An engine reached over HTTP with the OpenAI API.
@@ -155,6 +158,10 @@ impl OpenAiUpstream {
 }
 
 impl Engine for OpenAiUpstream {
+    fn model_hash(&self) -> Option<cocoon_core::ModelHash> {
+        self.config.model_hash
+    }
+
     fn describe(&self) -> String {
         format!(
             "openai-upstream {} (model {})",

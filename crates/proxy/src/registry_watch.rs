@@ -19,6 +19,8 @@ struct Seen {
     version: Option<u64>,
     at: Option<Instant>,
     error: Option<String>,
+    /// The model hashes the root lists.
+    models: std::collections::BTreeSet<[u8; 32]>,
 }
 
 /// Reads the root's prices into the proxy's price board.
@@ -26,6 +28,7 @@ pub struct RegistryWatch {
     chain: Arc<Toncenter>,
     root: StdAddr,
     seen: Mutex<Seen>,
+    check_models: bool,
 }
 
 impl std::fmt::Debug for RegistryWatch {
@@ -43,7 +46,19 @@ impl RegistryWatch {
             chain,
             root,
             seen: Mutex::new(Seen::default()),
+            check_models: false,
         }
+    }
+
+    /// Also admits only workers whose weights the root lists.
+    pub fn checking_models(mut self) -> Self {
+        self.check_models = true;
+        self
+    }
+
+    /// Whether workers' weights must be the root's.
+    pub fn checks_models(&self) -> bool {
+        self.check_models
     }
 
     fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
@@ -84,10 +99,45 @@ impl RegistryWatch {
         Ok((version, prices))
     }
 
-    /// Reads the prices and puts them on `board`.
+    /// The model hashes the root lists now.
+    async fn read_models(&self) -> Result<std::collections::BTreeSet<[u8; 32]>, String> {
+        let out = self
+            .chain
+            .run_get_method(&self.root, "get_models", &[])
+            .await
+            .map_err(|e| e.to_string())?;
+        if !out.succeeded() {
+            return Err(format!(
+                "get_models on the root {} exits with {}",
+                self.root, out.exit_code
+            ));
+        }
+        let dict_root = match out.stack.into_iter().next() {
+            Some(cocoon_chain::StackEntry::Cell(c) | cocoon_chain::StackEntry::Slice(c)) => Some(c),
+            _ => None,
+        };
+        let dict = tycho_types::dict::Dict::<tycho_types::cell::HashBytes, tycho_types::cell::Cell>::from_raw(dict_root);
+        let mut set = std::collections::BTreeSet::new();
+        for k in dict.keys() {
+            set.insert(k.map_err(|e| format!("get_models: {e}"))?.0);
+        }
+        Ok(set)
+    }
+
+    /// Whether the root lists the model with these weights (as last read).
+    pub fn allows_model(&self, hash: &cocoon_core::ModelHash) -> bool {
+        self.seen().models.contains(hash.as_bytes())
+    }
+
+    /// Reads the prices and the models, and puts the prices on `board`.
     pub async fn refresh(&self, board: &crate::PriceBoard) -> Result<(), String> {
-        match self.read().await {
-            Ok((version, prices)) => {
+        let read = match self.read().await {
+            Ok((version, prices)) => self.read_models().await.map(|m| (version, prices, m)),
+            Err(e) => Err(e),
+        };
+        match read {
+            Ok((version, prices, models)) => {
+                self.seen().models = models;
                 if board.set(prices) {
                     tracing::info!(root = %self.root, version, price_per_token = %prices.price_per_token, worker_fee_per_token = %prices.worker_fee_per_token, "prices from the registry");
                 }

@@ -138,6 +138,29 @@ impl WorkerGatewayService {
                 )));
             }
         }
+        // On a chain the registry decides which weights may serve.
+        if let Some(registry) = self
+            .shared
+            .config
+            .payments
+            .as_ref()
+            .and_then(|p| p.registry.as_ref())
+            .filter(|r| r.checks_models())
+        {
+            match &model_hash {
+                Some(h) if registry.allows_model(h) => {}
+                Some(h) => {
+                    return Err(Status::failed_precondition(format!(
+                        "model {model} with weights {h} is not registered by the root registry; its owner adds it with `cocoon registry add-model`"
+                    )))
+                }
+                None => {
+                    return Err(Status::failed_precondition(format!(
+                        "model {model}: the worker announces no weights hash, and the root registry accepts only registered weights (an upstream engine declares them with --model-hash)"
+                    )))
+                }
+            }
+        }
         let payee = match (&self.shared.config.payments, hello.worker_address.as_str()) {
             (None, _) => None,
             (Some(_), "") => {
