@@ -225,6 +225,12 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
     let refused = cocoon_once(&flagged);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("the root registry's"));
+    // Nor can clients credit themselves: deposits are the contracts'.
+    let mut minting: Vec<&str> = proxy_args.iter().map(String::as_str).collect();
+    minting.push("--dev-deposits");
+    let refused = cocoon_once(&minting);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("client contracts' own"));
 
     // The registry decides which weights may serve.
     let weights = "ab".repeat(32);

@@ -200,6 +200,9 @@ async fn proxy_config(
             if o.contract.is_some() {
                 bail!("--contract is for a development ledger; on a chain the contract is the one --root registered");
             }
+            if o.dev_deposits.unwrap_or(false) {
+                bail!("--dev-deposits lets clients credit themselves; on a chain deposits are the client contracts' own");
+            }
             if o.price_per_token.is_some()
                 || o.worker_fee_per_token.is_some()
                 || o.token_multipliers.is_some()
