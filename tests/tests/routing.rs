@@ -93,7 +93,7 @@ async fn client_default_limit_applies() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn capacity_is_respected() {
+async fn capacity_is_respected_without_a_queue() {
     let up = upstream(UpstreamBehaviour {
         chunks: 40,
         chunk_size: 8,
@@ -101,7 +101,7 @@ async fn capacity_is_respected() {
         ..Default::default()
     })
     .await;
-    let mut net = Network::start().await;
+    let mut net = Network::start_with_proxy_args(&["--queue-length", "0"]).await;
     let mut w = WorkerSpec::new("solo", MODEL, &up);
     w.max_active = 2;
     net.add_worker(w).await;
@@ -132,6 +132,102 @@ async fn capacity_is_respected() {
         assert!(Instant::now() < deadline, "slots were never released");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The proxy's admission queue as `/jsonstats` shows it.
+async fn queue_stats(net: &Network) -> Value {
+    let (_, _, body) = get(&format!("{}/jsonstats", net.proxy_http)).await;
+    let v: Value = serde_json::from_slice(&body).expect("jsonstats is JSON");
+    v["queue"].clone()
+}
+
+/// Waits until `model` has `n` requests in the proxy's line.
+async fn wait_waiting(net: &Network, n: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let q = queue_stats(net).await;
+        if q["waiting"][MODEL].as_u64().unwrap_or(0) == n {
+            return q;
+        }
+        assert!(Instant::now() < deadline, "never {n} waiting: {q}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_workers_queue_requests_until_a_slot_frees() {
+    let up = upstream(UpstreamBehaviour {
+        chunks: 40,
+        chunk_size: 8,
+        delay: Duration::from_millis(50),
+        ..Default::default()
+    })
+    .await;
+    let mut net = Network::start_with_proxy_args(&["--queue-length", "2"]).await;
+    let mut w = WorkerSpec::new("solo", MODEL, &up);
+    w.max_active = 2;
+    net.add_worker(w).await;
+
+    let mut a = SseReader::open(&net.chat_url(), &chat_body(MODEL, true), &[]).await;
+    let mut b = SseReader::open(&net.chat_url(), &chat_body(MODEL, true), &[]).await;
+    assert_eq!((a.status, b.status), (200, 200));
+    assert!(a.next().await.is_some() && b.next().await.is_some());
+
+    // Both slots are taken: the next request waits instead of being refused.
+    let url = net.chat_url();
+    let waiting = tokio::spawn(async move { post_json(&url, &chat_body(MODEL, false)).await });
+    wait_waiting(&net, 1).await;
+    // One that its app gives up on leaves the line at once.
+    let url = net.chat_url();
+    let abandoned = tokio::spawn(async move { post_json(&url, &chat_body(MODEL, false)).await });
+    wait_waiting(&net, 2).await;
+
+    // The line is full: 429, with when to retry and the line's length.
+    let (status, headers, body) = post_json(&net.chat_url(), &chat_body(MODEL, false)).await;
+    assert_eq!(status, 429, "{}", String::from_utf8_lossy(&body));
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry >= 1);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["code"], "queue_full");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("2 requests are already waiting"), "{msg}");
+
+    abandoned.abort();
+    let q = wait_waiting(&net, 1).await;
+    assert_eq!(q["cancelled"], 1, "{q}");
+    assert_eq!(q["refused_full"], 1, "{q}");
+
+    // A deadline that passes in the line: 504, and it never ran.
+    let (status, _, body) = post(
+        &net.chat_url(),
+        chat_body(MODEL, false).to_string(),
+        &[("x-cocoon-timeout-ms", "300")],
+    )
+    .await;
+    assert_eq!(status, 504, "{}", String::from_utf8_lossy(&body));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("waiting for a free worker") && msg.contains("nothing was charged"), "{msg}");
+    assert_eq!(
+        up.counters.requests.load(Ordering::SeqCst),
+        2,
+        "nothing waiting reached the engine while both slots were taken"
+    );
+
+    // A slot frees: the request at the front of the line is served.
+    drop(a);
+    let (status, _, body) = tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .expect("served once a slot freed")
+        .unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let q = queue_stats(&net).await;
+    assert_eq!((q["admitted"].as_u64(), q["timed_out"].as_u64()), (Some(1), Some(1)), "{q}");
+    assert!(q["waiting"].as_object().unwrap().is_empty(), "{q}");
+    let (_, _, metrics) = get(&format!("{}/metrics", net.proxy_http)).await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(metrics.contains("cocoon_queue_ended_total{role=\"proxy\",outcome=\"admitted\"} 1"), "{metrics}");
+    drop(b);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

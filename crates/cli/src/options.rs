@@ -58,6 +58,12 @@ options! {
         /// Deadline in seconds for requests that do not set one [default: 600].
         #[arg(long, env = "COCOON_PROXY_TIMEOUT_SECS", value_name = "SECS")]
         pub timeout_secs: Option<u64>,
+        /// Requests that may wait, per model, for a worker slot when every
+        /// worker is busy; they are served first in, first out, within their
+        /// deadline. A request that finds the line full gets 429 with
+        /// Retry-After. 0 refuses at once with 503 [default: 1024].
+        #[arg(long, env = "COCOON_PROXY_QUEUE_LENGTH", value_name = "N")]
+        pub queue_length: Option<usize>,
         /// Charge for requests [default: on]. The ledger lives in the data
         /// directory (ledger.redb), beside the voucher signing key.
         #[arg(long, env = "COCOON_PROXY_PAYMENTS", value_enum)]
@@ -279,6 +285,11 @@ options! {
         /// half the client's stake].
         #[arg(long, env = "COCOON_COMMIT_ABOVE", value_name = "NANOTON")]
         pub commit_above: Option<u64>,
+        /// Requests that may wait, per model, for the worker when it is busy
+        /// (first in, first out, within their deadline); a full line answers
+        /// 429 with Retry-After [default: 1024].
+        #[arg(long, env = "COCOON_QUEUE_LENGTH", value_name = "N")]
+        pub queue_length: Option<usize>,
         group engine: EngineOptions,
     }
 }

@@ -254,7 +254,14 @@ async fn proxy_config(
         trust,
         default_timeout: timeout(o.timeout_secs)?,
         payments,
+        queue: queue_limits(o.queue_length),
     })
+}
+
+fn queue_limits(length: Option<usize>) -> cocoon_proxy::QueueLimits {
+    cocoon_proxy::QueueLimits {
+        max_waiting: length.unwrap_or(cocoon_proxy::DEFAULT_MAX_WAITING),
+    }
 }
 
 pub async fn proxy(o: ProxyOptions, a: AttestationOptions) -> anyhow::Result<()> {
@@ -498,6 +505,7 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
         trust: proxy_trust,
         default_timeout: cocoon_core::DEFAULT_TIMEOUT,
         payments,
+        queue: queue_limits(o.queue_length),
     })
     .await
     .context("starting the proxy")?;

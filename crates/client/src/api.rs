@@ -527,11 +527,13 @@ fn error_for(e: &InferError, v: &Validated) -> ApiError {
             kind: "invalid_request_error",
             param: Some("model".into()),
             code: Some("model_not_found".into()),
+            retry_after: None,
         },
         ErrorCode::PriceLimit => ApiError::invalid("max_coefficient", "price_limit_exceeded", msg),
         ErrorCode::WorkersBusy => {
             ApiError::server(StatusCode::SERVICE_UNAVAILABLE, "workers_busy", msg)
         }
+        ErrorCode::QueueFull => ApiError::overloaded(msg, e.retry_after_seconds),
         ErrorCode::EngineRejected => {
             let status = u16::try_from(e.engine_status)
                 .ok()

@@ -31,6 +31,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::VersionMismatch => "version_mismatch",
             ErrorCode::InsufficientFunds => "insufficient_funds",
+            ErrorCode::QueueFull => "queue_full",
         }
     }
 

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod admission;
 pub mod client_contracts;
 mod client_gateway;
 mod meter;
@@ -16,6 +17,7 @@ mod settlement;
 mod stats;
 mod worker_gateway;
 
+pub use admission::{QueueLimits, DEFAULT_MAX_WAITING};
 pub use payments::{Payments, PriceBoard};
 pub use registry::{Lease, NoWorker, WorkerHandle, WorkerRegistry};
 pub use settlement::{SettleError, SettleFuture, Settlement};
@@ -45,6 +47,8 @@ pub struct ProxyConfig {
     pub default_timeout: Duration,
     /// Metering and the ledger; `None` serves without charging.
     pub payments: Option<Arc<Payments>>,
+    /// How requests wait when every worker for their model is busy.
+    pub queue: QueueLimits,
 }
 
 /// Why the proxy could not start.
@@ -114,9 +118,10 @@ impl Proxy {
 
         let (shutdown, mut rx1) = watch::channel(false);
         let mut rx2 = rx1.clone();
+        let registry = WorkerRegistry::new(config.queue);
         let shared = Arc::new(Shared {
             config,
-            registry: WorkerRegistry::default(),
+            registry,
             metrics: Arc::new(RequestMetrics::default()),
             started: Instant::now(),
             stopping: rx1.clone(),

@@ -10,6 +10,8 @@ use cocoon_tee::{ImageHash, TeeKind};
 use cocoon_telemetry::WorkerLoad;
 use tokio::sync::mpsc;
 
+use crate::admission::{AdmissionQueue, QueueLimits};
+
 /// What the proxy sends to a worker's session stream.
 pub(crate) type Outbound = mpsc::Sender<Result<ProxyMessage, tonic::Status>>;
 
@@ -208,6 +210,7 @@ pub struct Lease {
     overflow: Arc<Overflow>,
     started: std::time::Instant,
     outcome: Option<bool>,
+    admission: Arc<AdmissionQueue>,
 }
 
 impl Lease {
@@ -217,6 +220,7 @@ impl Lease {
         worker: Arc<WorkerHandle>,
         request_id: &RequestId,
         events: mpsc::Sender<WorkerEvent>,
+        admission: Arc<AdmissionQueue>,
     ) -> Lease {
         worker.total.fetch_add(1, Ordering::Relaxed);
         let overflow = Arc::new(Overflow::default());
@@ -235,6 +239,7 @@ impl Lease {
             overflow,
             started: std::time::Instant::now(),
             outcome: None,
+            admission,
         }
     }
 
@@ -265,6 +270,7 @@ impl Drop for Lease {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.request_id);
         w.running.fetch_sub(1, Ordering::AcqRel);
+        self.admission.wake(w.model.as_str());
         match self.outcome {
             Some(true) => {
                 let sample = self.started.elapsed().as_micros() as u64;
@@ -315,23 +321,48 @@ pub enum NoWorker {
     },
 }
 
-/// Every connected worker, by model.
-#[derive(Debug, Default)]
+/// Every connected worker, by model, and the requests waiting for one.
+#[derive(Debug)]
 pub struct WorkerRegistry {
     by_model: RwLock<HashMap<ModelName, Vec<Arc<WorkerHandle>>>>,
     next_serial: AtomicU64,
     rotation: AtomicU64,
+    admission: Arc<AdmissionQueue>,
+}
+
+impl Default for WorkerRegistry {
+    fn default() -> Self {
+        WorkerRegistry::new(QueueLimits::default())
+    }
 }
 
 impl WorkerRegistry {
+    /// An empty registry whose busy workers queue requests within `limits`.
+    pub fn new(limits: QueueLimits) -> Self {
+        WorkerRegistry {
+            by_model: RwLock::new(HashMap::new()),
+            next_serial: AtomicU64::new(0),
+            rotation: AtomicU64::new(0),
+            admission: Arc::new(AdmissionQueue::new(limits)),
+        }
+    }
+
+    /// The lines of requests waiting for a worker slot.
+    pub(crate) fn admission(&self) -> &Arc<AdmissionQueue> {
+        &self.admission
+    }
+
     pub(crate) fn next_serial(&self) -> u64 {
         self.next_serial.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Adds a worker.
     pub fn insert(&self, w: Arc<WorkerHandle>) {
+        let model = w.model.to_string();
         let mut map = self.by_model.write().unwrap_or_else(|p| p.into_inner());
         map.entry(w.model.clone()).or_default().push(w);
+        drop(map);
+        self.admission.wake(&model);
     }
 
     /// Removes a worker and fails its waiting requests.
@@ -344,6 +375,9 @@ impl WorkerRegistry {
                 map.remove(&w.model);
             }
         }
+        drop(map);
+        // Whoever waits learns whether anyone still serves the model.
+        self.admission.wake(w.model.as_str());
     }
 
     /// Every worker, for stats and listings.
@@ -396,7 +430,26 @@ impl WorkerRegistry {
                 count: affordable.len(),
             });
         };
-        Ok(Lease::start(worker, request_id, events))
+        Ok(Lease::start(
+            worker,
+            request_id,
+            events,
+            self.admission.clone(),
+        ))
+    }
+
+    /// Seconds until a request behind `waiting` others may get a slot for
+    /// `model`: the line's length over the slots serving it, times their
+    /// mean request duration; at least 1.
+    pub(crate) fn retry_after(&self, model: &str, waiting: usize) -> u32 {
+        let workers = self.candidates(model, &[]);
+        let slots: u64 = workers.iter().map(|w| u64::from(w.max_active)).sum();
+        if slots == 0 {
+            return 1;
+        }
+        let mean_micros = workers.iter().map(|w| w.avg()).sum::<u64>() / workers.len() as u64;
+        let micros = (waiting as u64 + 1).saturating_mul(mean_micros) / slots;
+        u32::try_from(micros.div_ceil(1_000_000)).unwrap_or(u32::MAX).max(1)
     }
 
     /// Open sessions serving `model`, except those in `exclude`.

@@ -17,6 +17,7 @@ impl StatsSource for Shared {
         self.metrics
             .snapshot("proxy", &self.config.name, self.started, workers, info)
             .with_peers_refused(self.config.trust.refusals())
+            .with_queue(self.registry.admission().stats())
     }
 }
 

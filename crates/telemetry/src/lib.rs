@@ -44,9 +44,18 @@ pub struct Snapshot {
     pub workers: Vec<WorkerLoad>,
     /// Free-form facts: peer addresses, link state, configuration.
     pub info: BTreeMap<String, String>,
+    /// Requests waiting for a worker slot (proxies only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueStats>,
 }
 
 impl Snapshot {
+    /// Adds the admission queue's figures.
+    pub fn with_queue(mut self, queue: QueueStats) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
     /// Adds the peers refused at the handshake, by failed check, and the
     /// latest refusal's message (as `info.last_peer_refusal`).
     pub fn with_peers_refused(
@@ -62,6 +71,25 @@ impl Snapshot {
         }
         self
     }
+}
+
+/// Requests waiting for a worker slot, and how their waits ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueStats {
+    /// Most requests that may wait per model.
+    pub max_waiting: u64,
+    /// Requests waiting now, by model (models with nobody waiting omitted).
+    pub waiting: BTreeMap<String, u64>,
+    /// Waits that ended with a worker slot.
+    pub admitted: u64,
+    /// Requests refused because the line was full.
+    pub refused_full: u64,
+    /// Waits that ended at the request's deadline.
+    pub timed_out: u64,
+    /// Waits abandoned by the caller.
+    pub cancelled: u64,
+    /// Time spent waiting, over every ended wait.
+    pub wait: HistogramSnapshot,
 }
 
 /// Request counters.

@@ -102,6 +102,7 @@ impl RequestMetrics {
             time_to_first_byte: self.ttfb.snapshot(),
             workers,
             info,
+            queue: None,
         }
     }
 

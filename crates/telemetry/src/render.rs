@@ -99,6 +99,10 @@ pub fn render_prometheus(s: &Snapshot) -> String {
         &s.time_to_first_byte,
     );
 
+    if let Some(q) = &s.queue {
+        queue_prometheus(&mut o, role, q);
+    }
+
     type Field = fn(&crate::WorkerLoad) -> String;
     let families: [(&str, &str, &str, Field); 5] = [
         (
@@ -165,6 +169,54 @@ fn histogram(o: &mut String, role: &str, name: &str, help: &str, h: &HistogramSn
     let _ = writeln!(o, "cocoon_{name}_count{{role=\"{role}\"}} {}", h.count);
 }
 
+fn queue_prometheus(o: &mut String, role: &str, q: &crate::QueueStats) {
+    let _ = writeln!(
+        o,
+        "# HELP cocoon_queue_waiting Requests waiting for a worker slot, by model."
+    );
+    let _ = writeln!(o, "# TYPE cocoon_queue_waiting gauge");
+    for (model, n) in &q.waiting {
+        let _ = writeln!(
+            o,
+            "cocoon_queue_waiting{{role=\"{role}\",model=\"{}\"}} {n}",
+            escape(model)
+        );
+    }
+    let _ = writeln!(
+        o,
+        "# HELP cocoon_queue_max_waiting Most requests that may wait per model."
+    );
+    let _ = writeln!(o, "# TYPE cocoon_queue_max_waiting gauge");
+    let _ = writeln!(
+        o,
+        "cocoon_queue_max_waiting{{role=\"{role}\"}} {}",
+        q.max_waiting
+    );
+    let _ = writeln!(
+        o,
+        "# HELP cocoon_queue_ended_total Waits for a worker slot, by how they ended."
+    );
+    let _ = writeln!(o, "# TYPE cocoon_queue_ended_total counter");
+    for (outcome, n) in [
+        ("admitted", q.admitted),
+        ("timed_out", q.timed_out),
+        ("cancelled", q.cancelled),
+        ("refused_full", q.refused_full),
+    ] {
+        let _ = writeln!(
+            o,
+            "cocoon_queue_ended_total{{role=\"{role}\",outcome=\"{outcome}\"}} {n}"
+        );
+    }
+    histogram(
+        o,
+        role,
+        "queue_wait_seconds",
+        "Time requests waited for a worker slot.",
+        &q.wait,
+    );
+}
+
 fn escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -207,6 +259,17 @@ pub fn render_human(s: &Snapshot) -> String {
         let _ = writeln!(o, "peers refused:");
         for (check, n) in &s.peers_refused {
             let _ = writeln!(o, "  {check:<24} {n}");
+        }
+    }
+    if let Some(q) = &s.queue {
+        let waiting: u64 = q.waiting.values().sum();
+        let _ = writeln!(
+            o,
+            "queue:    {waiting} waiting (at most {} per model); {} admitted after waiting (p50 ≤ {} ms, p99 ≤ {} ms), {} timed out, {} cancelled, {} refused as full",
+            q.max_waiting, q.admitted, q.wait.p50_ms, q.wait.p99_ms, q.timed_out, q.cancelled, q.refused_full
+        );
+        for (model, n) in &q.waiting {
+            let _ = writeln!(o, "  {model:<24} {n} waiting");
         }
     }
     if !s.workers.is_empty() {
@@ -270,6 +333,7 @@ mod tests {
                 avg_latency_ms: 12.5,
             }],
             info: Default::default(),
+            queue: None,
         }
     }
 
@@ -288,6 +352,34 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
+    }
+
+    #[test]
+    fn the_queue_is_on_both_pages() {
+        let wait = Histogram::default();
+        wait.observe(std::time::Duration::from_millis(30));
+        let s = sample().with_queue(QueueStats {
+            max_waiting: 1024,
+            waiting: [("m".to_string(), 7)].into_iter().collect(),
+            admitted: 5,
+            refused_full: 2,
+            timed_out: 1,
+            cancelled: 0,
+            wait: wait.snapshot(),
+        });
+        let text = render_prometheus(&s);
+        for needle in [
+            "cocoon_queue_waiting{role=\"proxy\",model=\"m\"} 7",
+            "cocoon_queue_max_waiting{role=\"proxy\"} 1024",
+            "cocoon_queue_ended_total{role=\"proxy\",outcome=\"refused_full\"} 2",
+            "cocoon_queue_wait_seconds_count{role=\"proxy\"} 1",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+        let human = render_human(&s);
+        assert!(human.contains("7 waiting (at most 1024 per model)"), "{human}");
+        assert!(human.contains("2 refused as full"), "{human}");
+        assert!(!render_prometheus(&sample()).contains("cocoon_queue"));
     }
 
     #[test]

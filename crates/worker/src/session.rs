@@ -230,6 +230,7 @@ fn error_event(
             message,
             engine_status,
             before_first_byte,
+            retry_after_seconds: 0,
         }),
     )
 }

@@ -15,6 +15,8 @@ pub struct ApiError {
     pub param: Option<String>,
     /// Machine-readable code.
     pub code: Option<String>,
+    /// Seconds after which a retry may succeed (`Retry-After`).
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -26,6 +28,7 @@ impl ApiError {
             kind: "invalid_request_error",
             param: Some(param.into()),
             code: Some(code.to_string()),
+            retry_after: None,
         }
     }
 
@@ -37,6 +40,7 @@ impl ApiError {
             kind: "invalid_request_error",
             param: None,
             code: Some(code.to_string()),
+            retry_after: None,
         }
     }
 
@@ -48,6 +52,20 @@ impl ApiError {
             kind: "server_error",
             param: None,
             code: Some(code.to_string()),
+            retry_after: None,
+        }
+    }
+
+    /// Every worker is busy and the proxy's line is full: 429 with
+    /// `Retry-After`, as OpenAI answers when it is overloaded.
+    pub fn overloaded(message: impl Into<String>, retry_after: u32) -> Self {
+        ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: message.into(),
+            kind: "requests",
+            param: None,
+            code: Some("queue_full".into()),
+            retry_after: Some(retry_after.max(1)),
         }
     }
 
@@ -78,6 +96,10 @@ impl IntoResponse for ApiError {
             axum::http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if let Some(secs) = self.retry_after {
+            r.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         r
     }
 }

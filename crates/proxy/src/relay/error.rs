@@ -21,6 +21,25 @@ pub(crate) enum RelayError {
         /// The previous attempt's failure, when this was a retry.
         after: Option<String>,
     },
+    /// Every worker was busy and the line of waiting requests was full.
+    #[error("every worker for model {model:?} is busy and {waiting} requests are already waiting for one (the most this proxy queues); retry after {retry_after_s} s")]
+    QueueFull {
+        /// The model asked for.
+        model: String,
+        /// Requests waiting for it.
+        waiting: usize,
+        /// When a retry may be admitted, by the proxy's estimate.
+        retry_after_s: u32,
+    },
+    /// The deadline passed while the request waited for a worker slot;
+    /// nothing ran and nothing is charged.
+    #[error("the request's deadline passed after {waited_ms} ms waiting for a free worker for model {model:?}; nothing was charged")]
+    QueuedTooLong {
+        /// The model asked for.
+        model: String,
+        /// How long it waited.
+        waited_ms: u64,
+    },
     /// The chosen worker has nowhere for its earnings to go.
     #[error("worker {0} has no payee address")]
     NoPayee(String),
@@ -98,7 +117,11 @@ impl RelayError {
     pub(crate) fn is_refusal(&self) -> bool {
         matches!(
             self,
-            RelayError::NoWorker { .. } | RelayError::NoPayee(_) | RelayError::Reserve(_)
+            RelayError::NoWorker { .. }
+                | RelayError::NoPayee(_)
+                | RelayError::Reserve(_)
+                | RelayError::QueueFull { .. }
+                | RelayError::QueuedTooLong { .. }
         )
     }
 
@@ -120,7 +143,8 @@ impl RelayError {
             }
             RelayError::Dispatch(_) | RelayError::WorkerLost { .. } => ErrorCode::WorkerLost,
             RelayError::Worker { error, .. } => ErrorCode::of(error),
-            RelayError::Timeout => ErrorCode::Timeout,
+            RelayError::Timeout | RelayError::QueuedTooLong { .. } => ErrorCode::Timeout,
+            RelayError::QueueFull { .. } => ErrorCode::QueueFull,
             RelayError::ClientGone | RelayError::ClientTooSlow => ErrorCode::Unspecified,
         }
     }
@@ -154,11 +178,16 @@ impl RelayError {
             RelayError::Worker { error, .. } => error.engine_status,
             _ => 0,
         };
+        let retry_after_seconds = match self {
+            RelayError::QueueFull { retry_after_s, .. } => *retry_after_s,
+            _ => 0,
+        };
         Some(InferError {
             code: self.code() as i32,
             message,
             engine_status,
             before_first_byte: !answered,
+            retry_after_seconds,
         })
     }
 }
@@ -198,6 +227,7 @@ mod tests {
                 message: "boom".into(),
                 engine_status: 0,
                 before_first_byte: true,
+                retry_after_seconds: 0,
             },
         }
     }
@@ -254,5 +284,25 @@ mod tests {
             after: None,
         };
         assert_eq!(first.code(), ErrorCode::ModelNotFound);
+    }
+
+    #[test]
+    fn a_full_queue_says_how_long_it_is_and_when_to_retry() {
+        let e = RelayError::QueueFull {
+            model: "m".into(),
+            waiting: 1024,
+            retry_after_s: 7,
+        };
+        assert!(e.is_refusal() && !e.retryable());
+        let wire = e.to_wire(false).unwrap();
+        assert_eq!(ErrorCode::of(&wire), ErrorCode::QueueFull);
+        assert_eq!(wire.retry_after_seconds, 7);
+        assert!(wire.message.contains("1024 requests are already waiting"), "{}", wire.message);
+        let late = RelayError::QueuedTooLong {
+            model: "m".into(),
+            waited_ms: 2000,
+        };
+        assert_eq!(late.code(), ErrorCode::Timeout);
+        assert!(late.to_string().contains("nothing was charged"));
     }
 }

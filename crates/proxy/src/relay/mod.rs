@@ -31,7 +31,7 @@ use tonic::Status;
 use tracing::Instrument;
 use tycho_types::models::StdAddr;
 
-use crate::registry::{Lease, WorkerHandle};
+use crate::registry::{Lease, NoWorker, WorkerHandle};
 use crate::settlement::Reservation;
 use crate::Shared;
 use attempt::Attempt;
@@ -121,7 +121,7 @@ impl Relay {
         let mut previous: Option<RelayError> = None;
         let mut number = 1;
         loop {
-            let (mut lease, events) = self.select(&tried, previous.as_ref())?;
+            let (mut lease, events) = self.acquire(&tried, previous.as_ref()).await?;
             tried.push(lease.worker.serial);
             tracing::debug!(worker = %lease.worker.id, attempt = number, "assigned");
             let outcome = self
@@ -162,6 +162,83 @@ impl Relay {
                     status.message()
                 ))
             })
+    }
+
+    /// Claims a slot on a worker not tried yet, waiting in the model's line
+    /// while every one is busy (first in, first out, until the deadline).
+    async fn acquire(
+        &self,
+        tried: &[u64],
+        previous: Option<&RelayError>,
+    ) -> Result<(Lease, mpsc::Receiver<WorkerEvent>), Stopped> {
+        let registry = &self.shared.registry;
+        let line = registry.admission();
+        let model = self.req.model.as_str();
+        if !line.enabled() {
+            return self.select(tried, previous);
+        }
+        // Nobody waiting: take a free slot if there is one.
+        if line.waiting(model) == 0 {
+            match self.select(tried, previous) {
+                Err(Stopped {
+                    error:
+                        RelayError::NoWorker {
+                            no: NoWorker::AllBusy { .. },
+                            ..
+                        },
+                    ..
+                }) => {}
+                done => return done,
+            }
+        }
+        let place = line.join(model).map_err(|full| {
+            Stopped::early(RelayError::QueueFull {
+                model: model.to_string(),
+                waiting: full.waiting,
+                retry_after_s: registry.retry_after(model, full.waiting),
+            })
+        })?;
+        tracing::debug!("every worker is busy; waiting in line");
+        let mut woken = false;
+        loop {
+            if place.at_front() {
+                match self.select(tried, previous) {
+                    Ok(got) => {
+                        tracing::debug!(waited_ms = place.waited().as_millis() as u64, "admitted");
+                        place.admitted();
+                        return Ok(got);
+                    }
+                    Err(Stopped {
+                        error:
+                            RelayError::NoWorker {
+                                no: NoWorker::AllBusy { .. },
+                                ..
+                            },
+                        ..
+                    }) => {
+                        // A slot this request cannot use (a worker it
+                        // already tried) may suit the one behind.
+                        if woken && !tried.is_empty() {
+                            place.pass_on();
+                        }
+                    }
+                    Err(other) => return Err(other),
+                }
+            }
+            tokio::select! {
+                _ = place.woken() => woken = true,
+                _ = tokio::time::sleep_until(self.deadline) => {
+                    let waited_ms = place.waited().as_millis() as u64;
+                    place.timed_out();
+                    return Err(Stopped::early(RelayError::QueuedTooLong {
+                        model: model.to_string(),
+                        waited_ms,
+                    }));
+                }
+                // The caller went away: leave the line at once.
+                _ = self.to_client.closed() => return Err(Stopped::early(RelayError::ClientGone)),
+            }
+        }
     }
 
     /// Chooses a worker not tried yet and claims a slot on it.
