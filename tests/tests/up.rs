@@ -499,3 +499,47 @@ async fn money_on_chain_from_deposit_to_close() {
     assert!(proc.terminate().expect("exits").success());
     let _ = std::fs::remove_dir_all(&data_dir);
 }
+
+/// A burst far beyond the worker's slots, as a bot's app sends at peak:
+/// `cocoon up` with default options queues what it cannot run at once and
+/// serves every request with the real model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_200_requests_is_served_in_full() {
+    ensure_default_model();
+    let api = free_port();
+    let data_dir = std::env::temp_dir().join(format!("cocoon-up-burst-{}", std::process::id()));
+    let mut proc = Proc::cocoon("up-burst", &up_embedded_args(&data_dir, api));
+    let base = format!("http://127.0.0.1:{api}");
+    wait_ok(&format!("{base}/healthz")).await;
+    proc.wait_for_log("Press Ctrl-C", 120).await;
+    let url = format!("{base}/v1/chat/completions");
+    let burst: Vec<_> = (0..200)
+        .map(|i| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let body = serde_json::json!({
+                    "model": "SmolLM2-135M-Instruct",
+                    "max_tokens": 4,
+                    "temperature": 0,
+                    "messages": [{"role": "user", "content": format!("Say the number {i}.")}],
+                });
+                post_json(&url, &body).await
+            })
+        })
+        .collect();
+    let mut refused = Vec::new();
+    for (i, call) in burst.into_iter().enumerate() {
+        let (status, _, body) = call.await.expect("request task");
+        if status != 200 {
+            refused.push(format!("#{i}: {status} {}", String::from_utf8_lossy(&body)));
+        }
+    }
+    assert!(
+        refused.is_empty(),
+        "{} of 200 were not served:\n{}",
+        refused.len(),
+        refused.join("\n")
+    );
+    assert!(proc.terminate().expect("cocoon up exits").success());
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
