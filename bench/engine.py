@@ -1,31 +1,45 @@
 """Engine benchmark driver (run through bench/engine.sh).
 
-Same model file, same prompt, greedy decoding, same max_tokens, for:
-  llama.cpp    llama-cpp-python's OpenAI server, called directly
-  cocoon       `cocoon up`: client -> proxy -> worker -> embedded llama.cpp
+The same GGUF, greedy decoding, streamed through the OpenAI API, for:
+  llama-server   llama.cpp's own C++ server (-np 16, 4096 tokens per slot)
+  cocoon         `cocoon up`: client -> proxy -> worker -> embedded llama.cpp
+and llama.cpp's llama-bench tg128 (one sequence: the machine's limit).
 
-Single stream: decode tokens/s = (tokens - 1) / (time of last token - time
-of first token), from the arrival times of streamed chunks, median of the
-runs; plus time to first token. Four concurrent streams: aggregate
-completion tokens/s over the wall time. Results are printed and written to
-bench/results/engine-<time>.md.
+The servers run one after the other on the same cores. For each, twice:
+on a fresh process, and again after a long warm-up (bursts of concurrent
+requests serving --warm-tokens completion tokens), since a long-lived
+server must not slow down. Figures:
+  N streams   aggregate completion tokens/s of N concurrent streams of
+              --max-tokens each (distinct prompts), over --runs rounds
+  1 stream    also its decode rate (tokens - 1 over first-to-last token)
+  TTFT cold   time to first token for a prompt sharing nothing cached
+  TTFT cached the same for a repeated system prompt and a new user turn
+Results are printed and written to bench/results/engine-<time>.md.
 """
 import argparse
 import http.client
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
 BIN = os.environ.get("COCOON_BIN_DIR", "target/release")
-PY = os.environ.get("LLAMA_SERVER_PYTHON", "python3")
+LLAMA_BIN = os.environ.get("LLAMA_BIN_DIR", "")
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODEL = "SmolLM2-135M-Instruct"
-PROMPT = "Write a detailed story about a lighthouse keeper who finds a message in a bottle."
+SYSTEM = ("You are a helpful assistant for a travel company. Answer politely, in plain English, "
+          "with short paragraphs. Recommend destinations by season, mention typical weather, "
+          "local food worth trying, and one museum or landmark. Never invent prices; say that "
+          "prices change and should be checked when booking. If a question is not about travel, "
+          "say that you only help with travel, and suggest a travel topic instead. ") * 3
+TOPICS = ["a lighthouse keeper", "a dragon who bakes bread", "a lost robot", "two rival chefs",
+          "a sailor and a storm", "a clockmaker's apprentice", "a city under the sea", "a talking cat"]
 
 
 def free_port():
@@ -34,36 +48,36 @@ def free_port():
         return s.getsockname()[1]
 
 
-def model_path():
-    out = subprocess.run([f"{BIN}/cocoon", "model", "fetch"], capture_output=True, text=True, check=True).stdout
-    return next(l.split()[1] for l in out.splitlines() if l.strip().startswith("file"))
-
-
-def wait_models(port, limit=120):
+def wait_models(port, proc, limit=300):
     end = time.time() + limit
     while time.time() < end:
+        if proc.poll() is not None:
+            sys.exit(f"server on {port} exited with {proc.returncode}")
         try:
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
             c.request("GET", "/v1/models")
-            if c.getresponse().status == 200:
+            r = c.getresponse()
+            if r.status == 200 and MODEL.encode() in r.read():
                 return
         except OSError:
             pass
-        time.sleep(0.2)
+        time.sleep(0.3)
     sys.exit(f"server on {port} did not come up")
 
 
-def stream_once(port, model, max_tokens):
-    """Returns (chunk arrival times, completion tokens)."""
-    body = json.dumps({"model": model, "stream": True, "temperature": 0, "max_tokens": max_tokens,
-                       "stream_options": {"include_usage": True},
-                       "messages": [{"role": "user", "content": PROMPT}]})
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+def stream(port, messages, max_tokens):
+    """Streams one chat completion; returns (first-token time, last-token
+    time, completion tokens), times in seconds from the request."""
+    body = json.dumps({"model": MODEL, "stream": True, "temperature": 0, "max_tokens": max_tokens,
+                       "stream_options": {"include_usage": True}, "messages": messages})
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     t0 = time.perf_counter()
     conn.request("POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json"})
     resp = conn.getresponse()
-    assert resp.status == 200, resp.read()
-    times, tokens, buf = [], None, b""
+    if resp.status != 200:
+        raise RuntimeError(f"HTTP {resp.status}: {resp.read()[:300]!r}")
+    first = last = None
+    chunks, tokens = 0, None
     while True:
         line = resp.fp.readline()
         if not line:
@@ -79,92 +93,183 @@ def stream_once(port, model, max_tokens):
             tokens = v["usage"]["completion_tokens"]
         for ch in v.get("choices", []):
             if ch.get("delta", {}).get("content"):
-                times.append(time.perf_counter() - t0)
+                now = time.perf_counter() - t0
+                first = now if first is None else first
+                last = now
+                chunks += 1
     conn.close()
-    return times, tokens
+    return first, last, tokens if tokens is not None else chunks
 
 
-def single(port, model, runs, max_tokens):
-    """Both servers stream one chunk per decoded token here (ASCII text), so
-    the rate of content chunks is the decode rate, measured the same way
-    for both (llama-cpp-python's server sends no usage when streaming)."""
-    rates, ttft, toks = [], [], []
-    for _ in range(runs):
-        times, tokens = stream_once(port, model, max_tokens)
-        if len(times) < 2:
-            sys.exit(f"server on {port} streamed {len(times)} chunks")
-        rates.append((len(times) - 1) / (times[-1] - times[0]))
-        ttft.append(times[0] * 1000)
-        toks.append(tokens if tokens is not None else len(times))
-    return statistics.median(rates), statistics.median(ttft), statistics.median(toks)
+def story(i):
+    return [{"role": "user", "content": f"Write a long, detailed story about {TOPICS[i % len(TOPICS)]} (story {i})."}]
 
 
-def concurrent(port, model, n, max_tokens):
-    results = []
-    def worker():
-        times, tokens = stream_once(port, model, max_tokens)
-        results.append(tokens if tokens is not None else len(times))
-    threads = [threading.Thread(target=worker) for _ in range(n)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return sum(results) / (time.perf_counter() - t0)
+def streams(port, n, max_tokens, runs, tag):
+    """Aggregate tokens/s of n concurrent streams, and the median decode
+    rate of one stream, over `runs` rounds."""
+    total, wall, rates = 0, 0.0, []
+    for r in range(runs):
+        out = [None] * n
+        def one(i):
+            out[i] = stream(port, story(1000 * r + i + hash(tag) % 997), max_tokens)
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall += time.perf_counter() - t0
+        total += sum(o[2] for o in out)
+        if n == 1 and out[0][2] > 1:
+            rates.append((out[0][2] - 1) / (out[0][1] - out[0][0]))
+    return total / wall, (statistics.median(rates) if rates else None)
+
+
+def ttft(port, runs):
+    """Median time to first token, cold and with the system prompt cached."""
+    cold, cached = [], []
+    for r in range(runs):
+        nonce = f"Session {time.time_ns()}-{r}. "
+        first, _, _ = stream(port, [{"role": "system", "content": nonce + SYSTEM},
+                                    {"role": "user", "content": "Where should I go in May?"}], 1)
+        cold.append(first * 1000)
+        first, _, _ = stream(port, [{"role": "system", "content": nonce + SYSTEM},
+                                    {"role": "user", "content": f"And in October, trip {r}?"}], 1)
+        cached.append(first * 1000)
+    return statistics.median(cold), statistics.median(cached)
+
+
+def warm_up(port, tokens, max_tokens):
+    """Serves at least `tokens` completion tokens in bursts of 40 concurrent
+    requests, some cancelled midway, as a busy server sees."""
+    served, started = 0, time.time()
+    while served < tokens:
+        got = [0] * 40
+        def one(i):
+            try:
+                if i % 10 == 9:
+                    # Hang up early: the engine must free what it held.
+                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+                    c.request("POST", "/v1/chat/completions", headers={"Content-Type": "application/json"},
+                              body=json.dumps({"model": MODEL, "stream": True, "max_tokens": max_tokens,
+                                               "messages": story(i)}))
+                    r = c.getresponse()
+                    r.fp.readline()
+                    c.close()
+                else:
+                    got[i] = stream(port, story(served + i), max_tokens)[2]
+            except (OSError, RuntimeError) as e:
+                print(f"  warm-up request failed: {e}", file=sys.stderr)
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(40)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        served += sum(got)
+        print(f"  warm-up: {served}/{tokens} tokens ({time.time() - started:.0f} s)", flush=True)
+
+
+def measure(port, args, tag):
+    row = {}
+    for n in (1, 4, 16):
+        agg, rate = streams(port, n, args.max_tokens, args.runs, f"{tag}{n}")
+        row[n] = agg
+        if rate is not None:
+            row["decode"] = rate
+    row["ttft_cold"], row["ttft_cached"] = ttft(port, args.runs)
+    print(f"  {tag}: " + ", ".join(f"{k}={v:.1f}" for k, v in row.items()), flush=True)
+    return row
+
+
+def run_server(name, cmd, port, args, logs, env=None):
+    log = open(os.path.join(logs, f"{name}.log"), "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_models(port, proc)
+        stream(port, story(0), 8)
+        print(f"== {name}", flush=True)
+        fresh = measure(port, args, "fresh")
+        warm_up(port, args.warm_tokens, args.max_tokens)
+        warm = measure(port, args, "after warm-up")
+        return fresh, warm
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def llama_bench(model, threads, logs):
+    out = subprocess.run([os.path.join(LLAMA_BIN, "llama-bench"), "-m", model, "-t", str(threads), "-p", "0",
+                          "-n", "128", "-r", "3", "-o", "json"], capture_output=True, text=True, check=True)
+    with open(os.path.join(logs, "llama-bench.json"), "w") as f:
+        f.write(out.stdout)
+    return json.loads(out.stdout)[0]["avg_ts"]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--runs", type=int, default=3, help="rounds per figure [3]")
+    ap.add_argument("--max-tokens", type=int, default=128, help="tokens per answer [128]")
+    ap.add_argument("--warm-tokens", type=int, default=100000, help="tokens served between the fresh and the warm figures [100000]")
+    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads for both engines [all]")
+    ap.add_argument("--only", choices=["llama-server", "cocoon"], help="measure one server")
     args = ap.parse_args()
-    path = model_path()
-    threads = os.cpu_count()
+    out = subprocess.run([f"{BIN}/cocoon", "model", "fetch"], capture_output=True, text=True, check=True).stdout
+    model = next(l.split()[1] for l in out.splitlines() if l.strip().startswith("file"))
     logs = os.path.join(HERE, "results", "logs")
     os.makedirs(logs, exist_ok=True)
+    results = {}
 
-    lport = free_port()
-    llama = subprocess.Popen([PY, "-m", "llama_cpp.server", "--model", path, "--model_alias", MODEL, "--host", "127.0.0.1",
-                              "--port", str(lport), "--n_ctx", "4096", "--n_threads", str(threads), "--n_threads_batch", str(threads)],
-                             stdout=subprocess.DEVNULL, stderr=open(f"{logs}/llama-server.log", "w"))
-    cport = free_port()
-    cocoon = subprocess.Popen([f"{BIN}/cocoon", "up", "--model-file", path, "--model", MODEL, "--listen", f"127.0.0.1:{cport}",
-                               "--proxy-listen", f"127.0.0.1:{free_port()}", "--proxy-http-listen", f"127.0.0.1:{free_port()}",
-                               "--worker-http-listen", f"127.0.0.1:{free_port()}", "--max-active-requests", "4",
-                               "--context-size", "4096", "--threads", str(threads)],
-                              stdout=subprocess.DEVNULL, stderr=open(f"{logs}/cocoon-up.log", "w"), env={**os.environ, "RUST_LOG": "warn"})
-    try:
-        wait_models(lport)
-        wait_models(cport)
-        rows = {}
-        for name, port in (("llama.cpp server", lport), ("cocoon (full path)", cport)):
-            stream_once(port, MODEL, 16)  # warm-up
-            rate, ttft, toks = single(port, MODEL, args.runs, args.max_tokens)
-            # llama-cpp-python's server runs one request at a time; its
-            # "concurrent" figure is what callers see, queued.
-            agg = concurrent(port, MODEL, 4, args.max_tokens)
-            rows[name] = (rate, ttft, toks, agg)
-            print(f"{name}: {rate:.1f} tok/s single, TTFT {ttft:.1f} ms, {agg:.1f} tok/s at 4 streams", flush=True)
-        (lr, _, _, la), (cr, _, _, ca) = rows["llama.cpp server"], rows["cocoon (full path)"]
-        lines = [f"# Engine benchmark, {time.strftime('%Y-%m-%d %H:%M:%S')}", "",
-                 f"{os.cpu_count()} cores; {os.path.basename(path)}; greedy; max_tokens {args.max_tokens}; median of {args.runs} runs.", "",
-                 "| engine | decode tok/s (1 stream) | TTFT ms | tokens | aggregate tok/s (4 streams) |", "|---|---|---|---|---|"]
-        for name, (rate, ttft, toks, agg) in rows.items():
-            lines.append(f"| {name} | {rate:.1f} | {ttft:.1f} | {toks} | {agg:.1f} |")
-        lines += ["", f"- single-stream ratio (cocoon / llama.cpp): **{cr / lr:.3f}** (target >= 0.95)",
-                  f"- 4-stream aggregate ratio: {ca / la:.3f}", ""]
-        print("\n".join(lines))
-        out = os.path.join(HERE, "results", f"engine-{time.strftime('%Y%m%d-%H%M%S')}.md")
-        with open(out, "w") as f:
-            f.write("\n".join(lines) + "\n")
-        print(f"written to {out}")
-    finally:
-        for p in (llama, cocoon):
-            p.terminate()
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+    if args.only in (None, "llama-server"):
+        port = free_port()
+        results["llama-server"] = run_server("llama-server", [
+            os.path.join(LLAMA_BIN, "llama-server"), "-m", model, "--alias", MODEL, "--host", "127.0.0.1",
+            "--port", str(port), "-t", str(args.threads), "-np", "16", "-c", "65536"], port, args, logs)
+    if args.only in (None, "cocoon"):
+        data = tempfile.mkdtemp(prefix="cocoon-bench-")
+        port = free_port()
+        try:
+            results["cocoon"] = run_server("cocoon-up", [
+                f"{BIN}/cocoon", "up", "--data-dir", data, "--model-file", model, "--model", MODEL,
+                "--listen", f"127.0.0.1:{port}", "--proxy-listen", f"127.0.0.1:{free_port()}",
+                "--proxy-http-listen", f"127.0.0.1:{free_port()}", "--worker-http-listen", f"127.0.0.1:{free_port()}",
+                "--devnet-listen", f"127.0.0.1:{free_port()}", "--threads", str(args.threads)],
+                port, args, logs, env={**os.environ, "RUST_LOG": "warn"})
+        finally:
+            shutil.rmtree(data, ignore_errors=True)
+    tg = llama_bench(model, args.threads, logs)
+
+    lines = [f"# Engine benchmark, {time.strftime('%Y-%m-%d %H:%M:%S')}", "",
+             f"{os.cpu_count()} cores, {args.threads} threads; {os.path.basename(model)}; greedy; "
+             f"{args.max_tokens} tokens per answer; {args.runs} rounds per figure; "
+             f"warm-up {args.warm_tokens} tokens; llama-bench tg128 {tg:.1f} tok/s.", "",
+             "| figure | " + " | ".join(f"{s} {p}" for s in results for p in ("fresh", "warm")) + " | ratio fresh | ratio warm |",
+             "|---" * (2 * len(results) + 3) + "|"]
+    figures = [(1, "1 stream, tok/s"), (4, "4 streams, tok/s"), (16, "16 streams, tok/s"),
+               ("decode", "1 stream decode tok/s"), ("ttft_cold", "TTFT cold, ms"), ("ttft_cached", "TTFT cached prefix, ms")]
+    for key, label in figures:
+        cells = [f"{results[s][i][key]:.1f}" for s in results for i in (0, 1)]
+        ratios = []
+        if len(results) == 2:
+            for i in (0, 1):
+                ref, ours = results["llama-server"][i][key], results["cocoon"][i][key]
+                # Times: lower is better, so the ratio is ours over theirs.
+                ratios.append(f"{(ours / ref if str(key).startswith('ttft') else ours / ref):.2f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(ratios or ["", ""]) + " |")
+    if "cocoon" in results:
+        c = results["cocoon"]
+        lines += ["", f"- cocoon single-stream decode / llama-bench tg128: {c[0]['decode'] / tg:.2f} fresh, {c[1]['decode'] / tg:.2f} warm",
+                  f"- cocoon warm / fresh at 16 streams: {c[1][16] / c[0][16]:.2f}"]
+    lines += ["- throughput ratios are cocoon / llama-server (target >= 0.95 at 1 stream, >= 1.0 at 4 and 16);",
+              "  TTFT ratios are cocoon / llama-server (lower is better; target <= 1.2 with a cached prefix)", ""]
+    print("\n".join(lines))
+    path = os.path.join(HERE, "results", f"engine-{time.strftime('%Y%m%d-%H%M%S')}.md")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"written to {path}")
 
 
 if __name__ == "__main__":

@@ -1,22 +1,18 @@
 #!/usr/bin/env bash
 # Engine benchmark: the embedded engine through the full Cocoon path
 # (client -> proxy -> worker -> llama.cpp in-process) against llama.cpp's
-# own server (llama-cpp-python[server], which builds the same llama.cpp),
+# own C++ llama-server and llama-bench, built from the llama.cpp that the
+# llama-cpp-python source distribution vendors (bench/llama-reference.sh),
 # on the same GGUF, in one run. See bench/README.md.
-# Usage: bench/engine.sh [--runs N] [--max-tokens N]
+# Usage: bench/engine.sh [--runs N] [--max-tokens N] [--warm-tokens N] [--only llama-server|cocoon]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup
 
-venv="${COCOON_CACHE:-$HOME/.cache/cocoon}/bench-venv"
-if ! "$venv/bin/python" -c 'import llama_cpp.server' 2>/dev/null; then
-  echo "==> installing llama-cpp-python[server] into $venv (compiles llama.cpp; takes a while)"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check 'llama-cpp-python[server]'
-fi
+LLAMA_BIN_DIR="$(bench/llama-reference.sh)"
 echo "==> building release binaries"
 cargo build --release --quiet -p cocoon-cli
 bin="${CARGO_TARGET_DIR:-$PWD/target}/release"
 "$bin/cocoon" model fetch >/dev/null
-export COCOON_BIN_DIR="$bin" LLAMA_SERVER_PYTHON="$venv/bin/python"
+export COCOON_BIN_DIR="$bin" LLAMA_BIN_DIR
 exec python3 bench/engine.py "$@"

@@ -251,3 +251,62 @@ async fn requests_the_engine_cannot_honour_are_refused_clearly() {
     assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("context holds 2048 tokens"));
 }
+
+/// The second turn of a conversation reuses the KV cells of the first
+/// (prompt caching): it says so in `usage.prompt_tokens_details`, pays the
+/// cached multiplier for those tokens, and answers exactly what an engine
+/// without the cache answers at temperature 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_reuses_its_cached_prefix() {
+    let first = json!([{"role": "user", "content": "Name three colours."}]);
+    let turn = |answer: &str| {
+        let mut m = first.as_array().unwrap().clone();
+        m.push(json!({"role": "assistant", "content": answer}));
+        m.push(json!({"role": "user", "content": "And three animals?"}));
+        json!({"model": MODEL, "temperature": 0, "max_tokens": 24, "messages": m})
+    };
+
+    let net = network().await;
+    let one = complete(
+        &net,
+        &json!({"model": MODEL, "temperature": 0, "max_tokens": 24, "messages": first}),
+    )
+    .await;
+    assert_eq!(one["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+    let answer = one["choices"][0]["message"]["content"].as_str().unwrap();
+    let second = turn(answer);
+    let cached = complete(&net, &second).await;
+    let reused = cached["usage"]["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap();
+    let first_prompt = one["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(
+        reused >= first_prompt,
+        "the whole first turn ({first_prompt} tokens) is reused, not {reused}: {cached}"
+    );
+    assert!(reused < cached["usage"]["prompt_tokens"].as_u64().unwrap());
+
+    // The same turn on an engine that has cached nothing.
+    let fresh_net = network().await;
+    let fresh = complete(&fresh_net, &second).await;
+    assert_eq!(fresh["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+    assert_eq!(
+        cached["choices"][0]["message"]["content"], fresh["choices"][0]["message"]["content"],
+        "the cache changes no answer at temperature 0"
+    );
+    assert_eq!(
+        cached["usage"]["prompt_tokens"],
+        fresh["usage"]["prompt_tokens"]
+    );
+    assert_eq!(
+        cached["usage"]["completion_tokens"],
+        fresh["usage"]["completion_tokens"]
+    );
+    let cost = |v: &Value| v["usage"]["cost_nanoton"].as_u64().expect("charged");
+    assert!(
+        cost(&cached) < cost(&fresh),
+        "cached tokens are charged at the cached multiplier: {} vs {}",
+        cost(&cached),
+        cost(&fresh)
+    );
+}

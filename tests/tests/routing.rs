@@ -207,7 +207,10 @@ async fn busy_workers_queue_requests_until_a_slot_frees() {
     assert_eq!(status, 504, "{}", String::from_utf8_lossy(&body));
     let v: Value = serde_json::from_slice(&body).unwrap();
     let msg = v["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("waiting for a free worker") && msg.contains("nothing was charged"), "{msg}");
+    assert!(
+        msg.contains("waiting for a free worker") && msg.contains("nothing was charged"),
+        "{msg}"
+    );
     assert_eq!(
         up.counters.requests.load(Ordering::SeqCst),
         2,
@@ -222,11 +225,18 @@ async fn busy_workers_queue_requests_until_a_slot_frees() {
         .unwrap();
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let q = queue_stats(&net).await;
-    assert_eq!((q["admitted"].as_u64(), q["timed_out"].as_u64()), (Some(1), Some(1)), "{q}");
+    assert_eq!(
+        (q["admitted"].as_u64(), q["timed_out"].as_u64()),
+        (Some(1), Some(1)),
+        "{q}"
+    );
     assert!(q["waiting"].as_object().unwrap().is_empty(), "{q}");
     let (_, _, metrics) = get(&format!("{}/metrics", net.proxy_http)).await;
     let metrics = String::from_utf8_lossy(&metrics);
-    assert!(metrics.contains("cocoon_queue_ended_total{role=\"proxy\",outcome=\"admitted\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("cocoon_queue_ended_total{role=\"proxy\",outcome=\"admitted\"} 1"),
+        "{metrics}"
+    );
     drop(b);
 }
 

@@ -227,9 +227,7 @@ impl Drop for Place {
         let Some(line) = lines.get_mut(&self.model) else {
             return;
         };
-        let was_front = line
-            .front()
-            .is_some_and(|f| f.ticket == self.waiter.ticket);
+        let was_front = line.front().is_some_and(|f| f.ticket == self.waiter.ticket);
         line.retain(|w| w.ticket != self.waiter.ticket);
         match line.front() {
             // The next request may be able to use what this one leaves

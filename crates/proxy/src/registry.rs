@@ -449,7 +449,9 @@ impl WorkerRegistry {
         }
         let mean_micros = workers.iter().map(|w| w.avg()).sum::<u64>() / workers.len() as u64;
         let micros = (waiting as u64 + 1).saturating_mul(mean_micros) / slots;
-        u32::try_from(micros.div_ceil(1_000_000)).unwrap_or(u32::MAX).max(1)
+        u32::try_from(micros.div_ceil(1_000_000))
+            .unwrap_or(u32::MAX)
+            .max(1)
     }
 
     /// Open sessions serving `model`, except those in `exclude`.

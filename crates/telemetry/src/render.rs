@@ -377,7 +377,10 @@ mod tests {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
         let human = render_human(&s);
-        assert!(human.contains("7 waiting (at most 1024 per model)"), "{human}");
+        assert!(
+            human.contains("7 waiting (at most 1024 per model)"),
+            "{human}"
+        );
         assert!(human.contains("2 refused as full"), "{human}");
         assert!(!render_prometheus(&sample()).contains("cocoon_queue"));
     }

@@ -10,6 +10,7 @@
 
 mod request;
 mod scheduler;
+mod slots;
 mod text;
 
 use std::num::NonZeroU32;

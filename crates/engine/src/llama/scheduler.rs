@@ -8,6 +8,7 @@ use bytes::Bytes;
 use cocoon_core::{Endpoint, Usage};
 use cocoon_openai::Delta;
 use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
@@ -16,6 +17,7 @@ use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::request::GenParams;
+use super::slots::Slots;
 use super::text::{Matched, StopMatcher, Utf8Accumulator};
 use crate::{Completion, EngineError, EngineEvent};
 
@@ -49,6 +51,11 @@ struct Seq {
     job: Job,
     /// Prompt tokens already in the KV cache.
     fed: usize,
+    /// Prompt tokens that were already in the slot's cache when it was taken.
+    reused: usize,
+    /// Every token in the slot's KV cells, positions 0.. in order: what the
+    /// slot caches for the next request once this one ends.
+    history: Vec<LlamaToken>,
     /// Next position in the sequence.
     pos: i32,
     /// The token to feed next, once the prompt is in.
@@ -134,20 +141,20 @@ pub(super) fn run(
         BATCH_TOKENS.max(setup.max_sequences as usize),
         setup.max_sequences as i32,
     );
-    let mut free: Vec<i32> = (0..setup.max_sequences as i32).rev().collect();
+    let mut slots = Slots::new(setup.max_sequences);
     let mut active: Vec<Seq> = Vec::new();
 
     loop {
         // Admit work: block only when idle.
         if active.is_empty() {
             match jobs.recv() {
-                Ok(job) => admit(job, &mut active, &mut free, n_vocab),
+                Ok(job) => admit(job, &mut active, &mut slots, &mut ctx, n_vocab),
                 Err(_) => return,
             }
         }
-        while !free.is_empty() {
+        while slots.any_idle() {
             match jobs.try_recv() {
-                Ok(job) => admit(job, &mut active, &mut free, n_vocab),
+                Ok(job) => admit(job, &mut active, &mut slots, &mut ctx, n_vocab),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     if active.is_empty() {
@@ -158,15 +165,15 @@ pub(super) fn run(
             }
         }
         // Requests whose caller went away are dropped before any work.
-        active.retain(|s| {
-            if s.job.events.is_closed() {
-                let _ = ctx.clear_kv_cache_seq(Some(s.slot as u32), None, None);
-                free.push(s.slot);
-                false
+        let mut i = 0;
+        while i < active.len() {
+            if active[i].job.events.is_closed() {
+                let s = active.swap_remove(i);
+                slots.put(s.slot, s.history);
             } else {
-                true
+                i += 1;
             }
-        });
+        }
         if active.is_empty() {
             continue;
         }
@@ -184,6 +191,7 @@ pub(super) fn run(
                     break;
                 }
                 s.logits_at = Some(batch.n_tokens() - 1);
+                s.history.push(tok);
                 room = room.saturating_sub(1);
             }
         }
@@ -203,6 +211,8 @@ pub(super) fn run(
                     s.logits_at = Some(batch.n_tokens() - 1);
                 }
             }
+            s.history
+                .extend_from_slice(&s.job.prompt[s.fed..s.fed + take]);
             s.fed += take;
             room -= take;
         }
@@ -214,8 +224,9 @@ pub(super) fn run(
         if let Some(reason) = failed {
             for s in active.drain(..) {
                 let _ = s.job.events.send(Err(EngineError::Failed(reason.clone())));
+                // What the failed step wrote is unknown: cache nothing.
                 let _ = ctx.clear_kv_cache_seq(Some(s.slot as u32), None, None);
-                free.push(s.slot);
+                slots.put(s.slot, Vec::new());
             }
             continue;
         }
@@ -258,9 +269,9 @@ pub(super) fn run(
             };
             match finish {
                 Some(reason) => {
-                    let s = active.swap_remove(i);
-                    let _ = ctx.clear_kv_cache_seq(Some(s.slot as u32), None, None);
-                    free.push(s.slot);
+                    let mut s = active.swap_remove(i);
+                    let history = std::mem::take(&mut s.history);
+                    slots.put(s.slot, history);
                     complete(s, reason);
                 }
                 None => i += 1,
@@ -275,26 +286,49 @@ impl Seq {
     fn usage(&self) -> Usage {
         Usage {
             prompt: self.job.prompt.len() as u64,
-            cached: 0,
+            cached: self.reused as u64,
             completion: u64::from(self.generated),
             reasoning: 0,
         }
     }
 }
 
-fn admit(job: Job, active: &mut Vec<Seq>, free: &mut Vec<i32>, n_vocab: i32) {
-    let Some(slot) = free.pop() else {
+fn admit(
+    job: Job,
+    active: &mut Vec<Seq>,
+    slots: &mut Slots,
+    ctx: &mut LlamaContext<'_>,
+    n_vocab: i32,
+) {
+    let Some(taken) = slots.take(&job.prompt) else {
         let _ = job
             .events
             .send(Err(EngineError::Failed("no free sequence slot".into())));
         return;
     };
+    let slot = taken.slot;
+    let mut reuse = taken.reuse;
+    if taken.held > reuse {
+        // Drop the cells past the shared prefix; a model whose memory
+        // cannot be cut (recurrent) starts over.
+        let cut = u32::try_from(reuse).ok().and_then(|p0| {
+            ctx.clear_kv_cache_seq(Some(slot as u32), Some(p0), None)
+                .ok()
+        });
+        if cut != Some(true) {
+            let _ = ctx.clear_kv_cache_seq(Some(slot as u32), None, None);
+            reuse = 0;
+        }
+    }
     let sampler = sampler(&job.params, n_vocab);
     let stops = StopMatcher::new(job.params.stop.clone());
+    let history = job.prompt[..reuse].to_vec();
     let mut s = Seq {
         slot,
-        fed: 0,
-        pos: 0,
+        fed: reuse,
+        reused: reuse,
+        history,
+        pos: reuse as i32,
         next: None,
         logits_at: None,
         sampler,

@@ -297,7 +297,11 @@ mod tests {
         let wire = e.to_wire(false).unwrap();
         assert_eq!(ErrorCode::of(&wire), ErrorCode::QueueFull);
         assert_eq!(wire.retry_after_seconds, 7);
-        assert!(wire.message.contains("1024 requests are already waiting"), "{}", wire.message);
+        assert!(
+            wire.message.contains("1024 requests are already waiting"),
+            "{}",
+            wire.message
+        );
         let late = RelayError::QueuedTooLong {
             model: "m".into(),
             waited_ms: 2000,
