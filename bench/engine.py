@@ -182,6 +182,11 @@ def measure(port, args, tag):
     return row
 
 
+def llama_env():
+    # A shared-library build keeps its libraries beside the binaries.
+    return {**os.environ, "LD_LIBRARY_PATH": LLAMA_BIN}
+
+
 def run_server(name, cmd, port, args, logs, env=None):
     log = open(os.path.join(logs, f"{name}.log"), "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -203,7 +208,8 @@ def run_server(name, cmd, port, args, logs, env=None):
 
 def llama_bench(model, threads, logs):
     out = subprocess.run([os.path.join(LLAMA_BIN, "llama-bench"), "-m", model, "-t", str(threads), "-p", "0",
-                          "-n", "128", "-r", "3", "-o", "json"], capture_output=True, text=True, check=True)
+                          "-n", "128", "-r", "3", "-o", "json"], capture_output=True, text=True, check=True,
+                         env=llama_env())
     with open(os.path.join(logs, "llama-bench.json"), "w") as f:
         f.write(out.stdout)
     return json.loads(out.stdout)[0]["avg_ts"]
@@ -227,7 +233,8 @@ def main():
         port = free_port()
         results["llama-server"] = run_server("llama-server", [
             os.path.join(LLAMA_BIN, "llama-server"), "-m", model, "--alias", MODEL, "--host", "127.0.0.1",
-            "--port", str(port), "-t", str(args.threads), "-np", "16", "-c", "65536"], port, args, logs)
+            "--port", str(port), "-t", str(args.threads), "-np", "16", "-c", "65536"], port, args, logs,
+            env=llama_env())
     if args.only in (None, "cocoon"):
         data = tempfile.mkdtemp(prefix="cocoon-bench-")
         port = free_port()

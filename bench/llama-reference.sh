@@ -37,7 +37,8 @@ src="$root.tmp/llama_cpp_python-$version/vendor/llama.cpp"
 [ -f "$src/CMakeLists.txt" ] || { echo "no vendored llama.cpp in $sdist" >&2; exit 1; }
 
 echo "==> building llama-server and llama-bench (llama.cpp vendored by llama-cpp-python $version)" >&2
-cmake -S "$src" -B "$root.tmp/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+# Static: the binaries must not point into the temporary build tree.
+cmake -S "$src" -B "$root.tmp/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DBUILD_SHARED_LIBS=OFF \
   -DGGML_CUDA="$cuda" -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF \
   -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TOOLS=ON >&2
 cmake --build "$root.tmp/build" --target llama-server llama-bench -j "$(nproc)" >&2
