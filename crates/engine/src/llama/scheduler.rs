@@ -124,7 +124,10 @@ pub(super) fn run(
         .with_n_ubatch(capacity as u32)
         .with_n_seq_max(setup.max_sequences)
         .with_n_threads(setup.threads)
-        .with_n_threads_batch(setup.threads);
+        .with_n_threads_batch(setup.threads)
+        // A KV stream per slot: a sequence attends only to its own cells,
+        // and a slot's cached prefix cannot slow the others down.
+        .with_kv_unified(false);
     let mut ctx = match model.new_context(backend, params) {
         Ok(c) => c,
         Err(e) => {
@@ -179,7 +182,11 @@ pub(super) fn run(
         }
 
         // One step: the next token of every generating sequence, then
-        // prompt chunks while room remains.
+        // prompt chunks while room remains. With a KV stream per slot,
+        // llama.cpp puts in one micro-batch only sequences whose ids
+        // follow one another in the batch (0, 1, 2, …): in any other order
+        // each sequence would be decoded on its own.
+        active.sort_unstable_by_key(|s| s.slot);
         batch.clear();
         let mut room = capacity;
         let mut failed = None;
