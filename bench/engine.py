@@ -106,9 +106,9 @@ def story(i):
 
 
 def streams(port, n, max_tokens, runs, tag):
-    """Aggregate tokens/s of n concurrent streams, and the median decode
-    rate of one stream, over `runs` rounds."""
-    total, wall, rates = 0, 0.0, []
+    """Aggregate tokens/s of n concurrent streams, the median decode rate
+    of one stream, and each round's aggregate rate, over `runs` rounds."""
+    total, wall, rates, rounds = 0, 0.0, [], []
     for r in range(runs):
         out = [None] * n
         def one(i):
@@ -119,15 +119,18 @@ def streams(port, n, max_tokens, runs, tag):
             t.start()
         for t in threads:
             t.join()
-        wall += time.perf_counter() - t0
+        took = time.perf_counter() - t0
+        wall += took
         total += sum(o[2] for o in out)
+        rounds.append(sum(o[2] for o in out) / took)
         if n == 1 and out[0][2] > 1:
             rates.append((out[0][2] - 1) / (out[0][1] - out[0][0]))
-    return total / wall, (statistics.median(rates) if rates else None)
+    return total / wall, (statistics.median(rates) if rates else None), rounds
 
 
 def ttft(port, runs):
-    """Median time to first token, cold and with the system prompt cached."""
+    """Time to first token, cold and with the system prompt cached: the
+    medians and every run's figure."""
     cold, cached = [], []
     for r in range(runs):
         nonce = f"Session {time.time_ns()}-{r}. "
@@ -137,7 +140,7 @@ def ttft(port, runs):
         first, _, _ = stream(port, [{"role": "system", "content": nonce + SYSTEM},
                                     {"role": "user", "content": f"And in October, trip {r}?"}], 1)
         cached.append(first * 1000)
-    return statistics.median(cold), statistics.median(cached)
+    return statistics.median(cold), statistics.median(cached), cold, cached
 
 
 def warm_up(port, tokens, max_tokens):
@@ -171,14 +174,16 @@ def warm_up(port, tokens, max_tokens):
 
 
 def measure(port, args, tag):
-    row = {}
+    row, spread = {}, {}
     for n in (1, 4, 16):
-        agg, rate = streams(port, n, args.max_tokens, args.runs, f"{tag}{n}")
-        row[n] = agg
+        agg, rate, rounds = streams(port, n, args.max_tokens, args.runs, f"{tag}{n}")
+        row[n], spread[n] = agg, (min(rounds), max(rounds))
         if rate is not None:
             row["decode"] = rate
-    row["ttft_cold"], row["ttft_cached"] = ttft(port, args.runs)
+    row["ttft_cold"], row["ttft_cached"], cold, cached = ttft(port, args.runs)
+    spread["ttft_cold"], spread["ttft_cached"] = (min(cold), max(cold)), (min(cached), max(cached))
     print(f"  {tag}: " + ", ".join(f"{k}={v:.1f}" for k, v in row.items()), flush=True)
+    row["spread"] = spread
     return row
 
 
@@ -249,6 +254,11 @@ def main():
             shutil.rmtree(data, ignore_errors=True)
     tg = llama_bench(model, args.threads, logs)
 
+    def cell(row, key):
+        # The figure over all rounds, and the range of single rounds.
+        lo_hi = row["spread"].get(key)
+        return f"{row[key]:.1f}" + (f" ({lo_hi[0]:.0f}–{lo_hi[1]:.0f})" if lo_hi and args.runs > 1 else "")
+
     lines = [f"# Engine benchmark, {time.strftime('%Y-%m-%d %H:%M:%S')}", "",
              f"{os.cpu_count()} cores, {args.threads} threads; {os.path.basename(model)}; greedy; "
              f"{args.max_tokens} tokens per answer; {args.runs} rounds per figure; "
@@ -258,7 +268,7 @@ def main():
     figures = [(1, "1 stream, tok/s"), (4, "4 streams, tok/s"), (16, "16 streams, tok/s"),
                ("decode", "1 stream decode tok/s"), ("ttft_cold", "TTFT cold, ms"), ("ttft_cached", "TTFT cached prefix, ms")]
     for key, label in figures:
-        cells = [f"{results[s][i][key]:.1f}" for s in results for i in (0, 1)]
+        cells = [cell(results[s][i], key) for s in results for i in (0, 1)]
         ratios = []
         if len(results) == 2:
             for i in (0, 1):
@@ -270,7 +280,8 @@ def main():
         c = results["cocoon"]
         lines += ["", f"- cocoon single-stream decode / llama-bench tg128: {c[0]['decode'] / tg:.2f} fresh, {c[1]['decode'] / tg:.2f} warm",
                   f"- cocoon warm / fresh at 16 streams: {c[1][16] / c[0][16]:.2f}"]
-    lines += ["- throughput ratios are cocoon / llama-server (target >= 0.95 at 1 stream, >= 1.0 at 4 and 16);",
+    lines += ["- in brackets: the lowest and highest single round;",
+              "- throughput ratios are cocoon / llama-server (target >= 0.95 at 1 stream, >= 1.0 at 4 and 16);",
               "  TTFT ratios are cocoon / llama-server (lower is better; target <= 1.2 with a cached prefix)", ""]
     print("\n".join(lines))
     path = os.path.join(HERE, "results", f"engine-{time.strftime('%Y%m%d-%H%M%S')}.md")
