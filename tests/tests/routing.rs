@@ -92,8 +92,9 @@ async fn client_default_limit_applies() {
     assert_eq!(status, 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn capacity_is_respected_without_a_queue() {
+/// A network whose one worker has two slots, both held by streams that
+/// have started, with the proxy's line `queue_length` long.
+async fn both_slots_busy(queue_length: &str) -> (TestUpstream, Network, SseReader, SseReader) {
     let up = upstream(UpstreamBehaviour {
         chunks: 40,
         chunk_size: 8,
@@ -101,7 +102,7 @@ async fn capacity_is_respected_without_a_queue() {
         ..Default::default()
     })
     .await;
-    let mut net = Network::start_with_proxy_args(&["--queue-length", "0"]).await;
+    let mut net = Network::start_with_proxy_args(&["--queue-length", queue_length]).await;
     let mut w = WorkerSpec::new("solo", MODEL, &up);
     w.max_active = 2;
     net.add_worker(w).await;
@@ -110,6 +111,12 @@ async fn capacity_is_respected_without_a_queue() {
     let mut b = SseReader::open(&net.chat_url(), &chat_body(MODEL, true), &[]).await;
     assert_eq!((a.status, b.status), (200, 200));
     assert!(a.next().await.is_some() && b.next().await.is_some());
+    (up, net, a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_is_respected_without_a_queue() {
+    let (up, net, a, b) = both_slots_busy("0").await;
     let (status, _, body) = post_json(&net.chat_url(), &chat_body(MODEL, false)).await;
     assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
     let v: Value = serde_json::from_slice(&body).unwrap();
@@ -156,22 +163,7 @@ async fn wait_waiting(net: &Network, n: u64) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_workers_queue_requests_until_a_slot_frees() {
-    let up = upstream(UpstreamBehaviour {
-        chunks: 40,
-        chunk_size: 8,
-        delay: Duration::from_millis(50),
-        ..Default::default()
-    })
-    .await;
-    let mut net = Network::start_with_proxy_args(&["--queue-length", "2"]).await;
-    let mut w = WorkerSpec::new("solo", MODEL, &up);
-    w.max_active = 2;
-    net.add_worker(w).await;
-
-    let mut a = SseReader::open(&net.chat_url(), &chat_body(MODEL, true), &[]).await;
-    let mut b = SseReader::open(&net.chat_url(), &chat_body(MODEL, true), &[]).await;
-    assert_eq!((a.status, b.status), (200, 200));
-    assert!(a.next().await.is_some() && b.next().await.is_some());
+    let (up, net, a, b) = both_slots_busy("2").await;
 
     // Both slots are taken: the next request waits instead of being refused.
     let url = net.chat_url();
