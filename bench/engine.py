@@ -5,8 +5,10 @@ The same GGUF, greedy decoding, streamed through the OpenAI API, for:
   cocoon         `cocoon up`: client -> proxy -> worker -> embedded llama.cpp
 and llama.cpp's llama-bench tg128 (one sequence: the machine's limit).
 
-The servers run one after the other on the same cores. For each, twice:
-on a fresh process, and again after a long warm-up (bursts of concurrent
+Both servers run at once on the same cores, and every figure is taken
+round by round in turn (the order reversed each round; the idle server
+waits), so that the machine's drift weighs on both alike. Twice: on fresh
+processes, and again after a long warm-up of each (bursts of concurrent
 requests serving --warm-tokens completion tokens), since a long-lived
 server must not slow down. Figures:
   N streams   aggregate completion tokens/s of N concurrent streams of
@@ -105,42 +107,32 @@ def story(i):
     return [{"role": "user", "content": f"Write a long, detailed story about {TOPICS[i % len(TOPICS)]} (story {i})."}]
 
 
-def streams(port, n, max_tokens, runs, tag):
-    """Aggregate tokens/s of n concurrent streams, the median decode rate
-    of one stream, and each round's aggregate rate, over `runs` rounds."""
-    total, wall, rates, rounds = 0, 0.0, [], []
-    for r in range(runs):
-        out = [None] * n
-        def one(i):
-            out[i] = stream(port, story(1000 * r + i + hash(tag) % 997), max_tokens)
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-        t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        took = time.perf_counter() - t0
-        wall += took
-        total += sum(o[2] for o in out)
-        rounds.append(sum(o[2] for o in out) / took)
-        if n == 1 and out[0][2] > 1:
-            rates.append((out[0][2] - 1) / (out[0][1] - out[0][0]))
-    return total / wall, (statistics.median(rates) if rates else None), rounds
+def stream_round(port, n, max_tokens, seed):
+    """One round of n concurrent streams: (completion tokens, seconds,
+    decode rate of the single stream or None)."""
+    out = [None] * n
+    def one(i):
+        out[i] = stream(port, story(seed + i), max_tokens)
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    took = time.perf_counter() - t0
+    tokens = sum(o[2] for o in out)
+    rate = (out[0][2] - 1) / (out[0][1] - out[0][0]) if n == 1 and out[0][2] > 1 else None
+    return tokens, took, rate
 
 
-def ttft(port, runs):
-    """Time to first token, cold and with the system prompt cached: the
-    medians and every run's figure."""
-    cold, cached = [], []
-    for r in range(runs):
-        nonce = f"Session {time.time_ns()}-{r}. "
-        first, _, _ = stream(port, [{"role": "system", "content": nonce + SYSTEM},
-                                    {"role": "user", "content": "Where should I go in May?"}], 1)
-        cold.append(first * 1000)
-        first, _, _ = stream(port, [{"role": "system", "content": nonce + SYSTEM},
-                                    {"role": "user", "content": f"And in October, trip {r}?"}], 1)
-        cached.append(first * 1000)
-    return statistics.median(cold), statistics.median(cached), cold, cached
+def ttft_round(port, r):
+    """Time to first token in ms, cold and with the system prompt cached."""
+    nonce = f"Session {time.time_ns()}-{r}. "
+    cold, _, _ = stream(port, [{"role": "system", "content": nonce + SYSTEM},
+                               {"role": "user", "content": "Where should I go in May?"}], 1)
+    cached, _, _ = stream(port, [{"role": "system", "content": nonce + SYSTEM},
+                                 {"role": "user", "content": f"And in October, trip {r}?"}], 1)
+    return cold * 1000, cached * 1000
 
 
 def warm_up(port, tokens, max_tokens):
@@ -173,18 +165,43 @@ def warm_up(port, tokens, max_tokens):
         print(f"  warm-up: {served}/{tokens} tokens ({time.time() - started:.0f} s)", flush=True)
 
 
-def measure(port, args, tag):
-    row, spread = {}, {}
+def measure(servers, args, tag):
+    """Every figure for every server, round by round in turn (the order
+    reversed each round), so that the machine's drift over the run weighs
+    on all servers alike. Returns {server: row}."""
+    names = list(servers)
+    acc = {s: {} for s in names}
+    def order(r):
+        return names if r % 2 == 0 else names[::-1]
     for n in (1, 4, 16):
-        agg, rate, rounds = streams(port, n, args.max_tokens, args.runs, f"{tag}{n}")
-        row[n], spread[n] = agg, (min(rounds), max(rounds))
-        if rate is not None:
-            row["decode"] = rate
-    row["ttft_cold"], row["ttft_cached"], cold, cached = ttft(port, args.runs)
-    spread["ttft_cold"], spread["ttft_cached"] = (min(cold), max(cold)), (min(cached), max(cached))
-    print(f"  {tag}: " + ", ".join(f"{k}={v:.1f}" for k, v in row.items()), flush=True)
-    row["spread"] = spread
-    return row
+        for r in range(args.runs):
+            for s in order(r):
+                tokens, took, rate = stream_round(servers[s], n, args.max_tokens, 1000 * r + hash(f"{tag}{n}") % 997)
+                a = acc[s].setdefault(n, {"tokens": 0, "wall": 0.0, "rounds": [], "rates": []})
+                a["tokens"] += tokens
+                a["wall"] += took
+                a["rounds"].append(tokens / took)
+                if rate is not None:
+                    a["rates"].append(rate)
+    for r in range(args.runs):
+        for s in order(r):
+            cold, cached = ttft_round(servers[s], r)
+            acc[s].setdefault("ttft_cold", []).append(cold)
+            acc[s].setdefault("ttft_cached", []).append(cached)
+    rows = {}
+    for s in names:
+        row, spread = {}, {}
+        for n in (1, 4, 16):
+            a = acc[s][n]
+            row[n], spread[n] = a["tokens"] / a["wall"], (min(a["rounds"]), max(a["rounds"]))
+            if a["rates"]:
+                row["decode"] = statistics.median(a["rates"])
+        for key in ("ttft_cold", "ttft_cached"):
+            row[key], spread[key] = statistics.median(acc[s][key]), (min(acc[s][key]), max(acc[s][key]))
+        print(f"  {s} {tag}: " + ", ".join(f"{k}={v:.1f}" for k, v in row.items()), flush=True)
+        row["spread"] = spread
+        rows[s] = row
+    return rows
 
 
 def llama_env():
@@ -192,23 +209,20 @@ def llama_env():
     return {**os.environ, "LD_LIBRARY_PATH": LLAMA_BIN}
 
 
-def run_server(name, cmd, port, args, logs, env=None):
+def start_server(name, cmd, port, logs, env=None):
     log = open(os.path.join(logs, f"{name}.log"), "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    wait_models(port, proc)
+    stream(port, story(0), 8)
+    return proc
+
+
+def stop_server(proc):
+    proc.terminate()
     try:
-        wait_models(port, proc)
-        stream(port, story(0), 8)
-        print(f"== {name}", flush=True)
-        fresh = measure(port, args, "fresh")
-        warm_up(port, args.warm_tokens, args.max_tokens)
-        warm = measure(port, args, "after warm-up")
-        return fresh, warm
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def llama_bench(model, threads, logs):
@@ -232,26 +246,37 @@ def main():
     model = next(l.split()[1] for l in out.splitlines() if l.strip().startswith("file"))
     logs = os.path.join(HERE, "results", "logs")
     os.makedirs(logs, exist_ok=True)
-    results = {}
-
-    if args.only in (None, "llama-server"):
-        port = free_port()
-        results["llama-server"] = run_server("llama-server", [
-            os.path.join(LLAMA_BIN, "llama-server"), "-m", model, "--alias", MODEL, "--host", "127.0.0.1",
-            "--port", str(port), "-t", str(args.threads), "-np", "16", "-c", "65536"], port, args, logs,
-            env=llama_env())
-    if args.only in (None, "cocoon"):
-        data = tempfile.mkdtemp(prefix="cocoon-bench-")
-        port = free_port()
-        try:
-            results["cocoon"] = run_server("cocoon-up", [
+    servers, procs = {}, []
+    data = tempfile.mkdtemp(prefix="cocoon-bench-")
+    try:
+        if args.only in (None, "llama-server"):
+            port = free_port()
+            procs.append(start_server("llama-server", [
+                os.path.join(LLAMA_BIN, "llama-server"), "-m", model, "--alias", MODEL, "--host", "127.0.0.1",
+                "--port", str(port), "-t", str(args.threads), "-np", "16", "-c", "65536"], port, logs,
+                env=llama_env()))
+            servers["llama-server"] = port
+        if args.only in (None, "cocoon"):
+            port = free_port()
+            procs.append(start_server("cocoon-up", [
                 f"{BIN}/cocoon", "up", "--data-dir", data, "--model-file", model, "--model", MODEL,
                 "--listen", f"127.0.0.1:{port}", "--proxy-listen", f"127.0.0.1:{free_port()}",
                 "--proxy-http-listen", f"127.0.0.1:{free_port()}", "--worker-http-listen", f"127.0.0.1:{free_port()}",
                 "--devnet-listen", f"127.0.0.1:{free_port()}", "--threads", str(args.threads)],
-                port, args, logs, env={**os.environ, "RUST_LOG": "warn"})
-        finally:
-            shutil.rmtree(data, ignore_errors=True)
+                port, logs, env={**os.environ, "RUST_LOG": "warn"}))
+            servers["cocoon"] = port
+        print("== fresh: " + ", ".join(servers), flush=True)
+        fresh = measure(servers, args, "fresh")
+        for name, port in servers.items():
+            print(f"== warm-up: {name}", flush=True)
+            warm_up(port, args.warm_tokens, args.max_tokens)
+        print("== after warm-up", flush=True)
+        warm = measure(servers, args, "after warm-up")
+        results = {name: (fresh[name], warm[name]) for name in servers}
+    finally:
+        for proc in procs:
+            stop_server(proc)
+        shutil.rmtree(data, ignore_errors=True)
     tg = llama_bench(model, args.threads, logs)
 
     def cell(row, key):
