@@ -73,10 +73,20 @@ async fn usage_chunk_only_when_asked_for() {
     let events = sse.rest().await;
     assert_eq!(
         events.len(),
-        4,
-        "3 chunks and [DONE], no usage chunk: {events:?}"
+        5,
+        "3 chunks, the closing chunk with the receipt, [DONE]; no usage chunk: {events:?}"
     );
-    assert!(events.iter().all(|e| !e.contains("\"usage\"")));
+    for e in &events[..4] {
+        let v: Value = serde_json::from_str(e).unwrap();
+        assert!(v["usage"].is_null(), "no usage member: {e}");
+    }
+    let closing: Value = serde_json::from_str(&events[3]).unwrap();
+    assert_eq!(closing["choices"], json!([]));
+    assert_eq!(closing["cocoon"]["worker"], "w1");
+    assert!(
+        closing["cocoon"]["receipt"]["signature"].is_string(),
+        "{closing}"
+    );
     // The engine was still asked for usage: the network meters every answer.
     assert_eq!(up.counters.asked_usage.load(Ordering::SeqCst), 1);
     let (_, _, stats) = get(&format!("{}/jsonstats", net.api)).await;

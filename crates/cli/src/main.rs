@@ -8,6 +8,7 @@ mod devnet;
 mod local_chain;
 mod options;
 mod payments;
+mod receipt_cmd;
 mod registry_cmd;
 mod run;
 mod trust;
@@ -80,6 +81,24 @@ enum Command {
     /// Inspect TEE evidence.
     #[command(subcommand)]
     Attest(AttestCommand),
+    /// Check what workers signed for their answers.
+    #[command(subcommand)]
+    Receipt(ReceiptCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum ReceiptCommand {
+    /// Check a saved answer, or a receipt, offline: the worker's signature,
+    /// its RA-TLS certificate and evidence under an attestation policy (at
+    /// the time the answer was signed), that the answer's bytes are the
+    /// ones signed, and the price arithmetic. Prints what ran where at what
+    /// price; exits 0 only if all of it verified, else names the failed
+    /// check.
+    ///
+    /// Save an answer with e.g. `curl -s http://127.0.0.1:10000/v1/chat/completions
+    /// -H 'content-type: application/json' -d @request.json > answer.json`
+    /// (streams too: the last event carries the receipt).
+    Verify(options::ReceiptVerifyOptions),
 }
 
 /// `cocoon client`: run a client, or act on a running one.
@@ -277,5 +296,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Model(ModelCommand::Hash { file }) => run::model_hash(file).await,
         Command::Attest(AttestCommand::Verify(o)) => attest::verify(o),
         Command::Attest(AttestCommand::DevPolicy(o)) => attest::dev_policy(o),
+        Command::Receipt(ReceiptCommand::Verify(o)) => receipt_cmd::verify(o),
     }
 }

@@ -766,6 +766,48 @@ pub struct DevPolicyOptions {
     pub out: Option<PathBuf>,
 }
 
+/// `cocoon receipt verify`.
+#[derive(clap::Args, Debug)]
+pub struct ReceiptVerifyOptions {
+    /// What to check: an answer saved as the API returned it (the JSON of
+    /// a whole answer, or a stream's server-sent events), an entry of
+    /// `GET /v1/cocoon/receipts`, or a bare signed receipt; `-` reads
+    /// standard input.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The attestation policy the worker must satisfy (the `worker` images
+    /// of its `[images]`, TEE kinds, TCB). Without it, --dev checks answers
+    /// of `cocoon up` under its development policy.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Development: accept a policy that accepts the SIMULATED TEE, which
+    /// proves nothing; without --policy, use `cocoon up`'s development
+    /// policy (the sim root in --data-dir, this executable's image).
+    #[arg(long)]
+    pub dev: bool,
+    /// With --dev and no --policy: the data directory of `cocoon up`
+    /// [default: $XDG_DATA_HOME/cocoon, else ~/.local/share/cocoon].
+    #[arg(long, env = "COCOON_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The worker's certificate (DER, PEM or base64), when FILE does not
+    /// carry it.
+    #[arg(long, value_name = "FILE")]
+    pub certificate: Option<PathBuf>,
+    /// The request body that was sent: its SHA-256 must be the receipt's.
+    #[arg(long, value_name = "FILE")]
+    pub request: Option<PathBuf>,
+    /// TDX collateral (QuoteCollateralV3 JSON) for a TDX quote that carries
+    /// none.
+    #[arg(long, value_name = "FILE")]
+    pub collateral: Option<PathBuf>,
+    /// Fetch TDX collateral from this PCCS (http://HOST:PORT) instead.
+    #[arg(long, value_name = "URL", conflicts_with = "collateral")]
+    pub pccs_url: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[cfg(test)]
 mod ton_amounts {
     use super::parse_ton;

@@ -22,6 +22,8 @@ use tracing::Instrument;
 
 use cocoon_openai::{Chunk, Receipt, UsageObject};
 
+use base64::Engine as _;
+
 use crate::openai::{validate, ApiError, Validated};
 use crate::Shared;
 
@@ -42,6 +44,9 @@ pub const PROXY_IMAGE_HEADER: &str = "x-cocoon-proxy-image-hash";
 pub const WORKER_TEE_HEADER: &str = "x-cocoon-worker-tee";
 /// Response header: the worker's image hash, as the attested proxy verified it.
 pub const WORKER_IMAGE_HEADER: &str = "x-cocoon-worker-image-hash";
+/// Response header: the worker's signed receipt, base64 of its JSON
+/// (non-streamed answers; a stream carries it in its last chunk).
+pub const RECEIPT_HEADER: &str = "x-cocoon-receipt";
 
 pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
     let api = axum::Router::new()
@@ -57,6 +62,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
         .route(
             "/v1/cocoon/attestation",
             get(crate::attestation::report).fallback(method_not_allowed),
+        )
+        .route(
+            "/v1/cocoon/receipts",
+            get(crate::receipts::list).fallback(method_not_allowed),
         )
         .route(
             "/v1/cocoon/balance",
@@ -280,6 +289,15 @@ async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Vali
         active.fail("proxy_voucher_invalid");
         return crate::payments::distrusted_error(&why).into_response();
     }
+    if let Some(why) = shared.receipts.distrusted() {
+        active.fail("proxy_distrusted");
+        let message = format!(
+            "this client no longer uses proxy {}: an earlier answer through it failed a check: {why}",
+            shared.config.proxy
+        );
+        return ApiError::server(StatusCode::BAD_GATEWAY, "proxy_distrusted", message)
+            .into_response();
+    }
     let mut proxy = shared.proxy.clone();
     let mut events = match proxy.infer(infer_request(&shared, endpoint, &id, &v)).await {
         Ok(r) => r.into_inner(),
@@ -292,14 +310,34 @@ async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Vali
     // HTTP status: an error before any byte is a proper HTTP error.
     let mut headers = HeaderMap::new();
     crate::attestation::proxy_headers(&shared, &mut headers);
-    let (receipt, first) = match assignment(&shared, &mut events, &mut headers).await {
+    let (receipt, assigned, first) = match assignment(&shared, &mut events, &mut headers).await {
         Ok(answered) => answered,
         Err(status) => return call_failed(&shared, &mut active, status.as_ref()),
+    };
+    // Before any byte reaches the app: is the worker one this client's own
+    // policy accepts?
+    let worker = match &first {
+        infer_event::Event::Error(_) => crate::receipts::Worker::Unattested,
+        _ => match shared
+            .receipts
+            .worker(&shared.proxy, assigned.as_ref())
+            .await
+        {
+            Ok(w) => w,
+            Err(refusal) => {
+                active.fail(refusal.reason());
+                let err = refusal.into_error(&shared);
+                tracing::warn!(error = %err, "refused the proxy's worker");
+                return (headers, err).into_response();
+            }
+        },
     };
     let mut answer = Answer {
         shared,
         endpoint,
         receipt,
+        worker,
+        request: v.body.clone(),
         events,
         active,
     };
@@ -338,6 +376,10 @@ struct Answer {
     shared: Arc<Shared>,
     endpoint: Endpoint,
     receipt: Receipt,
+    /// The worker, as this client verified it.
+    worker: crate::receipts::Worker,
+    /// The request body sent, which the receipt must name.
+    request: Bytes,
     events: Streaming<InferEvent>,
     active: ActiveRequest,
 }
@@ -391,14 +433,15 @@ fn infer_request(
 }
 
 /// Reads the proxy's assignments (who answers; a retry assigns again) until
-/// the first event of the answer itself. `Err` when the call failed
-/// (`Some`) or ended (`None`) before any.
+/// the first event of the answer itself, and returns the last assignment
+/// with it. `Err` when the call failed (`Some`) or ended (`None`) before any.
 async fn assignment(
     shared: &Shared,
     events: &mut Streaming<InferEvent>,
     headers: &mut HeaderMap,
-) -> Result<(Receipt, infer_event::Event), Option<tonic::Status>> {
+) -> Result<(Receipt, Option<cocoon_proto::Assigned>, infer_event::Event), Option<tonic::Status>> {
     let mut receipt = Receipt::default();
+    let mut assigned = None;
     loop {
         match events.next().await {
             Some(Ok(InferEvent {
@@ -407,8 +450,9 @@ async fn assignment(
                 receipt = self::receipt(&a);
                 shared.attestation.saw_worker(&a);
                 worker_headers(headers, &a);
+                assigned = Some(a);
             }
-            Some(Ok(InferEvent { event: Some(ev) })) => return Ok((receipt, ev)),
+            Some(Ok(InferEvent { event: Some(ev) })) => return Ok((receipt, assigned, ev)),
             Some(Ok(InferEvent { event: None })) => continue,
             Some(Err(status)) => return Err(Some(status)),
             None => return Err(None),
@@ -462,6 +506,30 @@ async fn whole_answer(
             })) => {
                 a.shared.metrics.record_usage(&done.usage());
                 a.shared.payments.on_voucher(&done.client_voucher);
+                let body = body.freeze();
+                let answer_sha256 = cocoon_receipt::digest::whole_answer(&body);
+                let checked =
+                    match a
+                        .shared
+                        .receipts
+                        .check(&a.worker, &done, &a.request, &answer_sha256)
+                    {
+                        Ok(c) => c,
+                        Err(why) => {
+                            a.active.fail("receipt_invalid");
+                            finish(&mut a.events).await;
+                            return (headers, receipt_refused(&a.shared, &why)).into_response();
+                        }
+                    };
+                a.shared.receipts.keep(&checked);
+                if let Ok(v) = HeaderValue::from_str(
+                    &base64::engine::general_purpose::STANDARD.encode(&done.receipt),
+                ) {
+                    if !done.receipt.is_empty() {
+                        headers.insert(HeaderName::from_static(RECEIPT_HEADER), v);
+                    }
+                }
+                crate::receipts::attach(&mut a.receipt, &a.worker, checked);
                 if let Some(cost) = done.cost() {
                     headers.insert(
                         HeaderName::from_static(COST_HEADER),
@@ -474,7 +542,6 @@ async fn whole_answer(
                     axum::http::header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),
                 );
-                let body = body.freeze();
                 let body = cocoon_openai::stamp_answer(&body, &a.receipt, done.cost())
                     .map(Bytes::from)
                     .unwrap_or(body);
@@ -568,14 +635,27 @@ fn receipt(a: &cocoon_proto::Assigned) -> Receipt {
         model_hash: known(&a.model_hash),
         worker_tee: known(&a.worker_tee),
         worker_image_hash: known(&a.worker_image_hash),
+        ..Receipt::default()
     }
 }
 
-/// The usage chunk OpenAI sends last when `stream_options.include_usage`,
-/// with the receipt as its `cocoon` member and the cost in its usage.
-fn usage_chunk(endpoint: Endpoint, d: &Completion, receipt: &Receipt) -> Bytes {
-    let usage = UsageObject::from(d.usage()).with_cost(d.cost());
-    let chunk = Chunk::usage(
+/// The error for an answer whose receipt failed a check: the proxy is
+/// distrusted from now on.
+fn receipt_refused(shared: &Shared, why: &str) -> ApiError {
+    shared.receipts.distrust(why);
+    let message = format!(
+        "refused the answer: its receipt failed a check: {why}; this client stops using proxy {}",
+        shared.config.proxy
+    );
+    tracing::warn!(%message, "receipt check failed");
+    ApiError::server(StatusCode::BAD_GATEWAY, "receipt_invalid", message)
+}
+
+/// A stream's last chunk: the receipt as its `cocoon` member, with the
+/// usage and cost when the app asked for usage.
+fn closing_chunk(endpoint: Endpoint, d: &Completion, receipt: &Receipt, usage: bool) -> Bytes {
+    let usage = usage.then(|| UsageObject::from(d.usage()).with_cost(d.cost()));
+    let chunk = Chunk::closing(
         endpoint,
         (&d.response_id, d.created, &d.model),
         usage,
@@ -590,6 +670,8 @@ fn sse_data(payload: &[u8]) -> Bytes {
 
 struct SseState {
     answer: Answer,
+    /// The answer as received, for the receipt.
+    digest: cocoon_receipt::digest::StreamDigest,
     include_usage: bool,
     pending: Option<infer_event::Event>,
     finished: bool,
@@ -606,6 +688,7 @@ fn sse_body(
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
     let state = SseState {
         answer,
+        digest: Default::default(),
         include_usage,
         pending: Some(first),
         finished: false,
@@ -641,7 +724,10 @@ impl SseState {
                 },
             };
             match ev {
-                infer_event::Event::Chunk(b) => return sse_data(&b),
+                infer_event::Event::Chunk(b) => {
+                    self.digest.push(&b);
+                    return sse_data(&b);
+                }
                 infer_event::Event::Done(done) => return self.done(&done),
                 infer_event::Event::Error(e) => return self.fail(reason(&e), e.message),
                 infer_event::Event::Assigned(_) => continue,
@@ -649,17 +735,37 @@ impl SseState {
         }
     }
 
-    /// The end of a complete answer: the usage chunk if asked for, `[DONE]`.
+    /// The end of a complete answer, once its receipt checks out: the
+    /// usage chunk if asked for (else a chunk with the receipt alone), then
+    /// `[DONE]`.
     fn done(&mut self, done: &Completion) -> Bytes {
         self.finished = true;
+        let digest = std::mem::take(&mut self.digest).finish();
         let a = &mut self.answer;
         a.shared.metrics.record_usage(&done.usage());
         a.shared.payments.on_voucher(&done.client_voucher);
+        let checked = match a
+            .shared
+            .receipts
+            .check(&a.worker, done, &a.request, &digest)
+        {
+            Ok(c) => c,
+            Err(why) => {
+                let err = receipt_refused(&a.shared, &why);
+                a.active.fail("receipt_invalid");
+                return sse_data(&err.body());
+            }
+        };
+        a.shared.receipts.keep(&checked);
+        crate::receipts::attach(&mut a.receipt, &a.worker, checked);
         a.active.succeed();
         let mut out = BytesMut::new();
-        if self.include_usage {
-            out.put(usage_chunk(a.endpoint, done, &a.receipt));
-        }
+        out.put(closing_chunk(
+            a.endpoint,
+            done,
+            &a.receipt,
+            self.include_usage,
+        ));
         out.put_slice(cocoon_openai::SSE_DONE);
         out.freeze()
     }

@@ -8,6 +8,7 @@ mod api;
 mod attestation;
 mod contract;
 mod payments;
+mod receipts;
 
 pub use cocoon_pay::dev_address;
 mod link;
@@ -128,6 +129,8 @@ pub(crate) struct Shared {
     pub(crate) introduced: watch::Sender<bool>,
     pub(crate) proxy_name: Mutex<String>,
     pub(crate) started: Instant,
+    /// Workers' certificates and receipts, checked here.
+    pub(crate) receipts: receipts::Receipts,
 }
 
 /// A running client.
@@ -171,6 +174,7 @@ impl Client {
             .clone()
             .unwrap_or_else(|| cocoon_pay::dev_address(&config.name));
         let shared = Arc::new(Shared {
+            receipts: receipts::Receipts::new(&config.trust),
             config,
             proxy,
             metrics: Arc::new(RequestMetrics::default()),

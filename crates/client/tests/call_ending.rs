@@ -50,6 +50,13 @@ impl ClientGateway for Gateway {
         Err(Status::permission_denied("no development deposits here"))
     }
 
+    async fn worker_certificate(
+        &self,
+        _: Request<WorkerCertificateRequest>,
+    ) -> Result<Response<WorkerCertificateResponse>, Status> {
+        Err(Status::not_found("this stand-in has no workers"))
+    }
+
     async fn list_models(
         &self,
         _: Request<ListModelsRequest>,

@@ -190,12 +190,14 @@ impl Chunk {
         }
     }
 
-    /// The usage chunk OpenAI sends last when `stream_options.include_usage`
-    /// is set, with Cocoon's receipt.
-    pub fn usage(
+    /// The last chunk of a stream: no choices, Cocoon's receipt, and the
+    /// usage when the app asked for it (`stream_options.include_usage`, as
+    /// OpenAI sends it). Without usage it is still sent, so that every
+    /// streamed answer carries its receipt.
+    pub fn closing(
         endpoint: Endpoint,
         (id, created, model): (&str, i64, &str),
-        usage: UsageObject,
+        usage: Option<UsageObject>,
         receipt: Receipt,
     ) -> Self {
         Chunk {
@@ -204,7 +206,7 @@ impl Chunk {
             created,
             model: model.to_string(),
             choices: Vec::new(),
-            usage: Some(usage),
+            usage,
             cocoon: Some(receipt),
         }
     }
@@ -315,10 +317,10 @@ mod tests {
 
     #[test]
     fn the_usage_chunk_has_no_choices_and_a_receipt() {
-        let c = Chunk::usage(
+        let c = Chunk::closing(
             Endpoint::ChatCompletions,
             ("chatcmpl-1", 7, "m"),
-            UsageObject::default().with_cost(Some(9)),
+            Some(UsageObject::default().with_cost(Some(9))),
             Receipt::default(),
         );
         let v = parse(&c.to_json());

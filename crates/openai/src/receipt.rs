@@ -1,7 +1,8 @@
 use serde::Serialize;
 
 /// Who answered and at what price: the `cocoon` member of an answer (or of
-/// a stream's usage chunk). Unknown parts are `null`.
+/// a stream's last chunk), with the worker's signed receipt. Unknown parts
+/// are `null`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Receipt {
     /// The worker's name.
@@ -14,6 +15,17 @@ pub struct Receipt {
     pub worker_tee: Option<String>,
     /// The worker's image hash, likewise.
     pub worker_image_hash: Option<String>,
+    /// The worker's signed receipt for this answer (`cocoon receipt
+    /// verify` checks it offline).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<serde_json::Value>,
+    /// The worker's RA-TLS certificate, base64 DER: the key that signed
+    /// the receipt and the evidence of what it runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_certificate: Option<String>,
+    /// How the client checked the receipt: `verified`, or why it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt_status: Option<String>,
 }
 
 /// Adds `receipt` to a whole answer as its `cocoon` member, and `cost` to

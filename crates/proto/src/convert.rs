@@ -4,7 +4,7 @@
 
 use cocoon_core::{Coefficient, CoefficientError, ModelHash, ModelHashError, Usage};
 
-use crate::{Completion, Endpoint, TokenCounts};
+use crate::{Completion, Endpoint, Prices, TokenCounts};
 
 impl From<Usage> for TokenCounts {
     fn from(u: Usage) -> Self {
@@ -26,6 +26,34 @@ impl From<&TokenCounts> for Usage {
             reasoning: c.reasoning_tokens,
         }
     }
+}
+
+impl From<&cocoon_core::PriceList> for Prices {
+    fn from(p: &cocoon_core::PriceList) -> Self {
+        Prices {
+            price_per_token: p.price_per_token.get(),
+            worker_fee_per_token: p.worker_fee_per_token.get(),
+            prompt: p.prompt.get(),
+            cached: p.cached.get(),
+            completion: p.completion.get(),
+            reasoning: p.reasoning.get(),
+        }
+    }
+}
+
+/// A price list from the wire, checked as the registry's are.
+pub fn prices(p: &Prices) -> Result<cocoon_core::PriceList, cocoon_core::PriceError> {
+    use cocoon_core::{BasisPoints, Nanoton};
+    cocoon_core::PriceList::new(
+        Nanoton::new(p.price_per_token),
+        Nanoton::new(p.worker_fee_per_token),
+        [
+            BasisPoints::new(p.prompt)?,
+            BasisPoints::new(p.cached)?,
+            BasisPoints::new(p.completion)?,
+            BasisPoints::new(p.reasoning)?,
+        ],
+    )
 }
 
 impl Completion {

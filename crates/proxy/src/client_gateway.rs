@@ -132,6 +132,22 @@ impl ClientGateway for ClientGatewayService {
         Ok(Response::new(self.balance_of(&address)))
     }
 
+    async fn worker_certificate(
+        &self,
+        request: Request<cocoon_proto::WorkerCertificateRequest>,
+    ) -> Result<Response<cocoon_proto::WorkerCertificateResponse>, Status> {
+        crate::peer_role::require(request.extensions().get(), cocoon_core::Role::Client)?;
+        let sha = request.into_inner().sha256;
+        match self.shared.certificates.get(&sha) {
+            Some(der) => Ok(Response::new(cocoon_proto::WorkerCertificateResponse {
+                der,
+            })),
+            None => Err(Status::not_found(format!(
+                "no worker certificate {sha:?} is known to this proxy"
+            ))),
+        }
+    }
+
     async fn list_models(
         &self,
         request: Request<ListModelsRequest>,

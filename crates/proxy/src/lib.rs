@@ -15,6 +15,7 @@ pub mod registry_watch;
 mod relay;
 mod settlement;
 mod stats;
+mod worker_certificates;
 mod worker_gateway;
 
 pub use admission::{QueueLimits, DEFAULT_MAX_WAITING};
@@ -79,6 +80,8 @@ pub(crate) struct Shared {
     pub(crate) started: Instant,
     /// Becomes true when the proxy shuts down; ends worker sessions.
     pub(crate) stopping: watch::Receiver<bool>,
+    /// Workers' receipt certificates, by hash.
+    pub(crate) certificates: worker_certificates::WorkerCertificates,
 }
 
 /// A running proxy.
@@ -120,6 +123,7 @@ impl Proxy {
         let mut rx2 = rx1.clone();
         let registry = WorkerRegistry::new(config.queue);
         let shared = Arc::new(Shared {
+            certificates: worker_certificates::WorkerCertificates::new(config.trust.clone()),
             config,
             registry,
             metrics: Arc::new(RequestMetrics::default()),

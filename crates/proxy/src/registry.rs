@@ -43,6 +43,9 @@ pub struct WorkerHandle {
     failed: AtomicU64,
     avg_micros: AtomicU64,
     closed: AtomicBool,
+    /// SHA-256 of the certificate its receipts are signed with; empty
+    /// without one.
+    certificate: Mutex<String>,
     outbound: Outbound,
     pending: Mutex<HashMap<String, Waiter>>,
 }
@@ -104,6 +107,7 @@ impl WorkerHandle {
             failed: AtomicU64::new(0),
             avg_micros: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            certificate: Mutex::new(String::new()),
             outbound,
             pending: Mutex::new(HashMap::new()),
         }
@@ -113,6 +117,18 @@ impl WorkerHandle {
     pub(crate) fn with_payee(mut self, payee: Option<tycho_types::models::StdAddr>) -> Self {
         self.payee = payee;
         self
+    }
+
+    /// SHA-256 (hex) of the certificate that signs its receipts now.
+    pub fn certificate_sha256(&self) -> String {
+        self.certificate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_certificate(&self, sha256: String) {
+        *self.certificate.lock().unwrap_or_else(|p| p.into_inner()) = sha256;
     }
 
     /// Current price coefficient.

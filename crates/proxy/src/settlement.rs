@@ -188,6 +188,16 @@ impl Reservation {
         })
     }
 
+    /// The prices the request is charged at.
+    pub(crate) fn prices(&self) -> &cocoon_core::PriceList {
+        &self.prices
+    }
+
+    /// The worker coefficient it is charged at.
+    pub(crate) fn coefficient(&self) -> Coefficient {
+        self.coefficient
+    }
+
     /// What `usage` costs at this worker's coefficient, capped at the
     /// reservation: whatever a worker reports, a request never costs the
     /// client more than it agreed to hold.

@@ -70,7 +70,7 @@ impl WorkerGateway for WorkerGatewayService {
 
         let shared = self.shared.clone();
         tokio::spawn(async move {
-            let ended = read_session(&worker, &mut inbound).await;
+            let ended = read_session(&shared, &worker, attested.as_deref(), &mut inbound).await;
             shared.registry.remove(&worker);
             match ended {
                 Ok(()) => tracing::info!(worker = %worker.id, "worker disconnected"),
@@ -96,6 +96,8 @@ struct Admitted {
     max_active: u32,
     /// Where its earnings go, when the proxy charges.
     payee: Option<StdAddr>,
+    /// SHA-256 of the certificate that signs its receipts.
+    certificate: String,
 }
 
 /// The session's first message, which must be a hello.
@@ -183,7 +185,13 @@ impl WorkerGatewayService {
                 hello.worker_id.len()
             )));
         }
+        let certificate = self
+            .shared
+            .certificates
+            .admit(&hello.certificate, attested, model_hash)
+            .map_err(|e| Status::failed_precondition(format!("hello.certificate: {e}")))?;
         Ok(Admitted {
+            certificate,
             worker_id: hello.worker_id,
             model,
             provenance: Provenance {
@@ -236,6 +244,7 @@ impl WorkerGatewayService {
             )
             .with_payee(a.payee),
         );
+        worker.set_certificate(a.certificate);
         registry.insert(worker.clone());
         worker
     }
@@ -244,7 +253,9 @@ impl WorkerGatewayService {
 /// Reads a worker's messages until its session ends: `Ok` when the worker
 /// closed it, else why it failed.
 async fn read_session(
+    shared: &Shared,
     worker: &WorkerHandle,
+    attested: Option<&Attested<PeerAttestation>>,
     inbound: &mut Streaming<WorkerMessage>,
 ) -> Result<(), String> {
     loop {
@@ -265,6 +276,15 @@ async fn read_session(
                         tracing::warn!(worker = %worker.id, error = %e, "ignoring invalid coefficient update")
                     }
                 }
+            }
+            Some(worker_message::Msg::Certificate(c)) => {
+                // A rotated certificate: receipts signed with it follow.
+                let sha = shared
+                    .certificates
+                    .admit(&c.der, attested, worker.model_hash)
+                    .map_err(|e| format!("the worker's new receipt certificate: {e}"))?;
+                tracing::info!(worker = %worker.id, certificate = %sha, "worker replaced its receipt certificate");
+                worker.set_certificate(sha);
             }
             Some(worker_message::Msg::Hello(_)) => {
                 tracing::warn!(worker = %worker.id, "ignoring a second hello in one session")

@@ -363,6 +363,27 @@ impl RaTlsVerifier {
         }))
     }
 
+    /// What a certificate's own evidence proves, its TEE kind and image,
+    /// checked (signatures, binding to the claims) but not judged against
+    /// this policy's roles, images or ages: how a node learns what its own
+    /// certificate says of it, to state it in what it signs.
+    pub fn inspect_own(
+        &self,
+        cert_der: &[u8],
+        now: u64,
+    ) -> Result<(TeeKind, ImageHash), RaTlsError> {
+        let cert = cert::parse(cert_der)?;
+        let verified = self.verify_evidence(&cert, now)?;
+        let expected = cert.claims.report_data();
+        if verified.report_data != expected {
+            return Err(RaTlsError::NotBound {
+                found: hex::encode(verified.report_data),
+                expected: hex::encode(expected),
+            });
+        }
+        Ok((verified.kind, verified.image_hash))
+    }
+
     fn verify_evidence(
         &self,
         cert: &cert::RaTlsCert,

@@ -86,6 +86,13 @@ impl NodeCredentials {
         PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.now().pkcs8.to_vec()))
     }
 
+    /// The certificate presented now (DER) and its PKCS#8 key, read
+    /// together so that a rotation cannot pair one with the other's.
+    pub fn current_with_key(&self) -> (CertificateDer<'static>, Arc<Vec<u8>>) {
+        let now = self.now();
+        (now.certified.cert[0].clone(), now.pkcs8)
+    }
+
     /// The certificate presented now, DER.
     pub fn certificate(&self) -> CertificateDer<'static> {
         self.current().cert[0].clone()

@@ -9,6 +9,7 @@ mod admin;
 mod earnings;
 mod jobs;
 pub mod payout;
+mod receipts;
 mod session;
 
 use std::net::SocketAddr;
@@ -83,6 +84,8 @@ pub(crate) struct Shared {
     pub(crate) address: tycho_types::models::StdAddr,
     /// Vouchers from the proxy.
     pub(crate) earnings: earnings::Earnings,
+    /// Signs a receipt for every answer.
+    pub(crate) receipts: receipts::ReceiptKeys,
 }
 
 /// A running worker.
@@ -115,6 +118,11 @@ impl Worker {
         let verifier = config
             .trust
             .verifier("worker: proxy", &[cocoon_core::Role::Proxy]);
+        let own_verifier = match &config.trust {
+            cocoon_transport::Trust::Attested(att) => Some(att.verifier().clone()),
+            cocoon_transport::Trust::Insecure => None,
+        };
+        let receipts = receipts::ReceiptKeys::new(credentials.clone(), own_verifier);
         let channel = cocoon_transport::channel(&config.proxy, credentials, verifier)?;
         let http = tokio::net::TcpListener::bind(config.http_listen)
             .await
@@ -135,6 +143,7 @@ impl Worker {
             .clone()
             .unwrap_or_else(|| cocoon_pay::dev_address(&config.name));
         let shared = Arc::new(Shared {
+            receipts,
             address,
             earnings: earnings::Earnings::default(),
             jobs: jobs::Jobs::new(config.max_active_requests),

@@ -1,7 +1,7 @@
 //! The worker's session with its proxy: hello, then requests in, events out.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cocoon_core::RequestId;
@@ -9,8 +9,9 @@ use cocoon_engine::{EngineError, EngineEvent, GenerateRequest};
 use cocoon_proto::worker_gateway_client::WorkerGatewayClient;
 use cocoon_proto::{
     proxy_message, worker_event, worker_message, Completion, ErrorCode, InferError, TokenCounts,
-    WorkRequest, WorkerEvent, WorkerHello, WorkerMessage, WorkerUpdate,
+    WorkRequest, WorkerCertificate, WorkerEvent, WorkerHello, WorkerMessage, WorkerUpdate,
 };
+use cocoon_receipt::{digest, ReceiptBody, ReceiptSigner};
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tonic::transport::Channel;
@@ -22,7 +23,42 @@ use crate::Shared;
 /// Messages waiting for the connection to the proxy.
 const OUTBOUND_QUEUE: usize = 1024;
 
-type Outbound = mpsc::Sender<WorkerMessage>;
+/// The session's messages to the proxy, and which receipt certificate the
+/// proxy knows for it.
+#[derive(Clone)]
+struct Outbound {
+    tx: mpsc::Sender<WorkerMessage>,
+    announced: Arc<Mutex<String>>,
+}
+
+/// The session with the proxy has closed.
+struct Closed;
+
+impl Outbound {
+    async fn send(&self, msg: WorkerMessage) -> Result<(), Closed> {
+        self.tx.send(msg).await.map_err(|_| Closed)
+    }
+
+    /// Sends `signer`'s certificate unless the proxy has it for this
+    /// session: a receipt must never reach the proxy before the
+    /// certificate that verifies it.
+    async fn announce(&self, signer: &ReceiptSigner) -> Result<(), Closed> {
+        let known = |a: &Mutex<String>| {
+            *a.lock().unwrap_or_else(|p| p.into_inner()) == signer.certificate_sha256()
+        };
+        if known(&self.announced) {
+            return Ok(());
+        }
+        let der = signer.certificate().to_vec().into();
+        self.send(WorkerMessage {
+            msg: Some(worker_message::Msg::Certificate(WorkerCertificate { der })),
+        })
+        .await?;
+        *self.announced.lock().unwrap_or_else(|p| p.into_inner()) =
+            signer.certificate_sha256().to_string();
+        Ok(())
+    }
+}
 
 /// Keeps a session with the proxy until shutdown, reconnecting with backoff.
 /// The log shows the session's changes (connected, lost, back after an
@@ -90,7 +126,17 @@ async fn connect(
     let mut client = WorkerGatewayClient::new(channel)
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
-    let (out_tx, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let (tx, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let signer = shared.receipts.current();
+    let out_tx = Outbound {
+        tx,
+        announced: Arc::new(Mutex::new(
+            signer
+                .as_ref()
+                .map(|s| s.certificate_sha256().to_string())
+                .unwrap_or_default(),
+        )),
+    };
     let mut coefficient = shared.coefficient.subscribe();
     let hello = WorkerMessage {
         msg: Some(worker_message::Msg::Hello(WorkerHello {
@@ -105,6 +151,11 @@ async fn connect(
                 .map(|h| h.to_hex())
                 .unwrap_or_default(),
             worker_address: shared.address.to_string(),
+            certificate: signer
+                .as_ref()
+                .map(|s| s.certificate().to_vec())
+                .unwrap_or_default()
+                .into(),
         })),
     };
     out_tx
@@ -120,6 +171,14 @@ async fn connect(
         Ok(Some(m)) => match m.msg {
             Some(proxy_message::Msg::Welcome(w)) => {
                 shared.earnings.on_welcome(&shared.address, &w)?;
+                *shared
+                    .receipts
+                    .proxy
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = cocoon_receipt::ProxyIdentity {
+                    name: w.proxy_name.clone(),
+                    contract: (!w.contract_address.is_empty()).then(|| w.contract_address.clone()),
+                };
                 let addr = &shared.config.proxy;
                 let worker = &shared.config.name;
                 match link.up() {
@@ -257,6 +316,19 @@ async fn admit(shared: &Arc<Shared>, req: WorkRequest, out: &Outbound) {
             return;
         }
     };
+    let terms = match charged_at(&req) {
+        Ok(t) => t,
+        Err(e) => {
+            refuse(out, id.as_str(), ErrorCode::BadRequest, e).await;
+            return;
+        }
+    };
+    let facts = Facts {
+        request_sha256: digest::sha256_hex(&req.body),
+        stream: req.stream,
+        started_at_ms: unix_ms(),
+        terms,
+    };
     let generate = GenerateRequest {
         request_id: id.clone(),
         endpoint,
@@ -274,7 +346,7 @@ async fn admit(shared: &Arc<Shared>, req: WorkRequest, out: &Outbound) {
         tokio::spawn(
             async move {
                 let key = generate.request_id.as_str().to_string();
-                run_job(&job_shared, generate, timeout, &job_out).await;
+                run_job(&job_shared, generate, facts, timeout, &job_out).await;
                 job_shared.jobs.finished(&key);
             }
             .instrument(span),
@@ -298,10 +370,45 @@ async fn admit(shared: &Arc<Shared>, req: WorkRequest, out: &Outbound) {
     }
 }
 
-async fn run_job(shared: &Arc<Shared>, req: GenerateRequest, timeout: Duration, out: &Outbound) {
+/// What the receipt states besides the engine's answer.
+struct Facts {
+    request_sha256: String,
+    stream: bool,
+    started_at_ms: u64,
+    terms: Option<(cocoon_core::PriceList, cocoon_core::Coefficient)>,
+}
+
+/// The prices and coefficient the proxy charges the request at, if any.
+fn charged_at(
+    req: &WorkRequest,
+) -> Result<Option<(cocoon_core::PriceList, cocoon_core::Coefficient)>, String> {
+    let Some(p) = &req.prices else {
+        return Ok(None);
+    };
+    let prices = cocoon_proto::convert::prices(p).map_err(|e| format!("request.prices: {e}"))?;
+    let coefficient = cocoon_proto::convert::coefficient(req.coefficient)
+        .map_err(|e| format!("request.coefficient: {e}"))?;
+    Ok(Some((prices, coefficient)))
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+async fn run_job(
+    shared: &Arc<Shared>,
+    req: GenerateRequest,
+    facts: Facts,
+    timeout: Duration,
+    out: &Outbound,
+) {
     let id = req.request_id.as_str().to_string();
     let mut active = shared.metrics.start();
     let started = Instant::now();
+    let mut stream_digest = digest::StreamDigest::default();
+    let mut whole = Vec::new();
     let answer = async {
         let mut stream = shared.engine.generate(req).await.map_err(|e| (e, false))?;
         let mut sent = false;
@@ -311,6 +418,11 @@ async fn run_job(shared: &Arc<Shared>, req: GenerateRequest, timeout: Duration, 
                     if !sent {
                         sent = true;
                         active.first_byte();
+                    }
+                    if facts.stream {
+                        stream_digest.push(&data);
+                    } else {
+                        whole.extend_from_slice(&data);
                     }
                     let mut msg = event(&id, worker_event::Event::Chunk(data));
                     if let (Some(worker_message::Msg::Event(e)), Some(u)) = (&mut msg.msg, so_far) {
@@ -354,6 +466,18 @@ async fn run_job(shared: &Arc<Shared>, req: GenerateRequest, timeout: Duration, 
                 ..Default::default()
             };
             done.set_usage(c.usage);
+            let answer_sha256 = if facts.stream {
+                stream_digest.finish()
+            } else {
+                digest::whole_answer(&whole)
+            };
+            if let Some(signer) = shared.receipts.current() {
+                let receipt = receipt(shared, &id, &done, facts, answer_sha256);
+                done.receipt = signer.sign(receipt).to_json().into();
+                if out.announce(&signer).await.is_err() {
+                    return;
+                }
+            }
             let _ = out.send(event(&id, worker_event::Event::Done(done))).await;
         }
         Err((e, sent)) => {
@@ -377,6 +501,47 @@ async fn run_job(shared: &Arc<Shared>, req: GenerateRequest, timeout: Duration, 
                 .send(error_event(&id, code, message, status, !sent))
                 .await;
         }
+    }
+}
+
+/// What the worker states about a completed answer (signed by the caller).
+fn receipt(
+    shared: &Shared,
+    id: &str,
+    done: &Completion,
+    facts: Facts,
+    answer_sha256: String,
+) -> ReceiptBody {
+    let usage = done.usage();
+    let charge = facts
+        .terms
+        .as_ref()
+        .and_then(|(prices, k)| prices.cost(&usage, *k).ok());
+    ReceiptBody {
+        version: cocoon_receipt::RECEIPT_VERSION,
+        request_id: id.to_string(),
+        request_sha256: facts.request_sha256,
+        stream: facts.stream,
+        answer_sha256,
+        response_id: done.response_id.clone(),
+        model: shared.config.model.to_string(),
+        model_hash: shared.engine.model_hash().map(|h| h.to_hex()),
+        usage: usage.into(),
+        worker: shared.config.name.clone(),
+        // Set by the signer.
+        worker_certificate_sha256: String::new(),
+        tee: None,
+        image_hash: None,
+        coefficient: facts.terms.as_ref().map_or_else(
+            || shared.coefficient.borrow().per_mille(),
+            |(_, k)| k.per_mille(),
+        ),
+        prices: charge.and(facts.terms.map(|(p, _)| p)),
+        cost_nanoton: charge.map(|c| c.client.get()),
+        worker_fee_nanoton: charge.map(|c| c.worker.get()),
+        proxy: shared.receipts.proxy(),
+        started_at_ms: facts.started_at_ms,
+        finished_at_ms: unix_ms(),
     }
 }
 

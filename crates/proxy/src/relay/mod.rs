@@ -275,7 +275,7 @@ impl Relay {
             Some(payer) => Some(self.reserve(payer, worker).await.map_err(Stopped::early)?),
             None => None,
         };
-        if !worker.send(self.work_request()).await {
+        if !worker.send(self.work_request(reservation.as_ref())).await {
             close(reservation).await;
             return Err(Stopped::early(RelayError::Dispatch(worker.id.clone())));
         }
@@ -315,8 +315,9 @@ impl Relay {
         .map_err(RelayError::Reserve)
     }
 
-    /// The request as the worker receives it, with the time left.
-    fn work_request(&self) -> ProxyMessage {
+    /// The request as the worker receives it, with the time left and, when
+    /// it is charged, the prices and coefficient it is charged at.
+    fn work_request(&self, reservation: Option<&Reservation>) -> ProxyMessage {
         let left = self.deadline.saturating_duration_since(Instant::now());
         ProxyMessage {
             msg: Some(proxy_message::Msg::Request(WorkRequest {
@@ -325,6 +326,8 @@ impl Relay {
                 body: self.req.body.clone(),
                 stream: self.req.stream,
                 timeout_ms: left.as_millis() as u64,
+                prices: reservation.map(|r| cocoon_proto::Prices::from(r.prices())),
+                coefficient: reservation.map_or(0, |r| r.coefficient().per_mille()),
             })),
         }
     }
@@ -374,5 +377,6 @@ fn assigned(worker: &WorkerHandle, attempt: u32) -> infer_event::Event {
         model_hash: worker.model_hash.map(|h| h.to_hex()).unwrap_or_default(),
         worker_tee: worker.tee.map(|t| t.to_string()).unwrap_or_default(),
         worker_image_hash: worker.image_hash.map(|h| h.to_string()).unwrap_or_default(),
+        worker_certificate_sha256: worker.certificate_sha256(),
     })
 }

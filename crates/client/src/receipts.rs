@@ -1,0 +1,304 @@
+//! Verifiable answers, checked here: the worker's certificate (fetched
+//! from the proxy once per certificate and verified against this client's
+//! own policy, not the proxy's word) and the receipt it signs for every
+//! answer, compared with the request sent and the answer received. A
+//! failed check refuses the answer and stops this client from using the
+//! proxy, which either chose an untrusted worker or altered what passed
+//! through it. The last receipts are kept for `GET /v1/cocoon/receipts`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use cocoon_proto::client_gateway_client::ClientGatewayClient;
+use cocoon_receipt::{SignedReceipt, WorkerIdentity};
+use cocoon_tee::RaTlsVerifier;
+use tonic::transport::Channel;
+
+use crate::Shared;
+
+/// Receipts kept for `GET /v1/cocoon/receipts`.
+const KEPT_RECEIPTS: usize = 100;
+/// Verified worker certificates remembered.
+const KEPT_WORKERS: usize = 1024;
+
+/// The worker an answer comes from, as far as this client could check it.
+#[derive(Debug, Clone)]
+pub(crate) enum Worker {
+    /// Its certificate satisfied this client's policy.
+    Verified {
+        identity: Arc<WorkerIdentity>,
+        /// The certificate, DER, to hand out with receipts.
+        der: Arc<Vec<u8>>,
+    },
+    /// This client attests nothing (development without attestation).
+    Unattested,
+}
+
+/// What the receipt check concluded about one answer.
+#[derive(Debug, Clone)]
+pub(crate) struct Checked {
+    /// The receipt, JSON.
+    pub(crate) receipt: serde_json::Value,
+    /// The worker's certificate, base64 DER, when known.
+    pub(crate) certificate: Option<String>,
+    /// "verified", or why it could not be.
+    pub(crate) status: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct Receipts {
+    verifier: Option<Arc<RaTlsVerifier>>,
+    workers: Mutex<HashMap<String, Arc<WorkerIdentity>>>,
+    ders: Mutex<HashMap<String, Arc<Vec<u8>>>>,
+    /// Why the proxy is no longer trusted, once a check failed.
+    refused: Mutex<Option<String>>,
+    kept: Mutex<VecDeque<serde_json::Value>>,
+}
+
+impl Receipts {
+    pub(crate) fn new(trust: &cocoon_transport::Trust) -> Self {
+        Receipts {
+            verifier: match trust {
+                cocoon_transport::Trust::Attested(att) => Some(att.verifier().clone()),
+                cocoon_transport::Trust::Insecure => None,
+            },
+            workers: Mutex::default(),
+            ders: Mutex::default(),
+            refused: Mutex::new(None),
+            kept: Mutex::default(),
+        }
+    }
+
+    /// Why the proxy is refused, once a check failed.
+    pub(crate) fn distrusted(&self) -> Option<String> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Stops using the proxy: every later request is refused with `why`.
+    pub(crate) fn distrust(&self, why: &str) {
+        tracing::error!(
+            reason = why,
+            "the proxy failed a receipt check; refusing to use it from now on"
+        );
+        let mut g = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        g.get_or_insert_with(|| why.to_string());
+    }
+
+    /// The assigned worker, its certificate verified under this client's
+    /// policy (fetched from the proxy the first time). A refusal names the
+    /// failed check.
+    pub(crate) async fn worker(
+        &self,
+        proxy: &ClientGatewayClient<Channel>,
+        assigned: Option<&cocoon_proto::Assigned>,
+    ) -> Result<Worker, Refusal> {
+        let Some(verifier) = &self.verifier else {
+            return Ok(Worker::Unattested);
+        };
+        let Some(a) = assigned else {
+            return Err(Refusal::Untrusted(
+                "the proxy began an answer without naming the worker".into(),
+            ));
+        };
+        let sha = &a.worker_certificate_sha256;
+        if sha.is_empty() {
+            return Err(Refusal::Untrusted(format!(
+                "the proxy assigned worker {} without a receipt certificate",
+                a.worker_id
+            )));
+        }
+        let cached = self
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(sha)
+            .cloned();
+        let der_cached = self
+            .ders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(sha)
+            .cloned();
+        if let (Some(identity), Some(der)) = (cached, der_cached) {
+            return Ok(Worker::Verified { identity, der });
+        }
+        let der = proxy
+            .clone()
+            .worker_certificate(cocoon_proto::WorkerCertificateRequest {
+                sha256: sha.clone(),
+            })
+            .await
+            .map_err(|s| {
+                let why = format!(
+                    "fetching worker {}'s certificate {sha} from the proxy: {}",
+                    a.worker_id,
+                    s.message()
+                );
+                if s.code() == tonic::Code::NotFound {
+                    Refusal::Untrusted(why)
+                } else {
+                    Refusal::Unavailable(why)
+                }
+            })?
+            .into_inner()
+            .der;
+        let found = cocoon_receipt::digest::sha256_hex(&der);
+        if &found != sha {
+            return Err(Refusal::Untrusted(format!(
+                "the proxy returned certificate {found} when asked for {sha}"
+            )));
+        }
+        let identity = WorkerIdentity::verify(&der, verifier, cocoon_core::unix_now())
+            .map_err(|e| Refusal::Untrusted(format!("worker {}: {e}", a.worker_id)))?;
+        let identity = Arc::new(identity);
+        let der = Arc::new(der.to_vec());
+        let mut w = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut d = self.ders.lock().unwrap_or_else(|p| p.into_inner());
+        if w.len() >= KEPT_WORKERS {
+            w.clear();
+            d.clear();
+        }
+        w.insert(sha.clone(), identity.clone());
+        d.insert(sha.clone(), der.clone());
+        tracing::info!(worker = %a.worker_id, certificate = %sha, tee = %identity.attestation().kind, image = %identity.attestation().image_hash, "verified a worker's certificate");
+        Ok(Worker::Verified { identity, der })
+    }
+
+    /// Checks the receipt of a completed answer: signed by the assigned
+    /// worker, over the request this client sent and the answer it
+    /// received, with the usage reported and no more than the cost
+    /// charged. `Err` names the failed check.
+    pub(crate) fn check(
+        &self,
+        worker: &Worker,
+        done: &cocoon_proto::Completion,
+        request: &[u8],
+        answer_sha256: &str,
+    ) -> Result<Checked, String> {
+        let Worker::Verified { identity, der } = worker else {
+            let receipt = serde_json::from_slice(&done.receipt).unwrap_or(serde_json::Value::Null);
+            return Ok(Checked {
+                receipt,
+                certificate: None,
+                status: "unverified: this client attests nothing (development without attestation)"
+                    .into(),
+            });
+        };
+        if done.receipt.is_empty() {
+            return Err("the answer came without the worker's receipt".into());
+        }
+        let signed = SignedReceipt::from_json(&done.receipt).map_err(|e| e.to_string())?;
+        identity.check(&signed).map_err(|e| e.to_string())?;
+        let r = &signed.receipt;
+        r.expect_request(&cocoon_receipt::digest::sha256_hex(request))
+            .and_then(|()| r.expect_answer(answer_sha256))
+            .and_then(|()| r.expect_usage(done.usage()))
+            .map_err(|e| e.to_string())?;
+        if let (Some(charged), Some(signed_cost)) = (done.cost(), r.cost_nanoton) {
+            if charged > signed_cost {
+                return Err(format!(
+                    "cost: the proxy charged {charged} nanoton, the worker's receipt says the answer cost {signed_cost}"
+                ));
+            }
+        }
+        let receipt = serde_json::from_slice(&done.receipt).map_err(|e| format!("receipt: {e}"))?;
+        Ok(Checked {
+            receipt,
+            certificate: Some(base64::engine::general_purpose::STANDARD.encode(der.as_slice())),
+            status: "verified".into(),
+        })
+    }
+
+    /// Keeps a checked receipt for `GET /v1/cocoon/receipts`.
+    pub(crate) fn keep(&self, c: &Checked) {
+        let entry = serde_json::json!({
+            "receipt": c.receipt,
+            "worker_certificate": c.certificate,
+            "receipt_status": c.status,
+        });
+        let mut g = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if g.len() >= KEPT_RECEIPTS {
+            g.pop_back();
+        }
+        g.push_front(entry);
+    }
+}
+
+/// Why an answer's worker was refused before any of the answer was passed on.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// Its certificate could not be fetched now; the proxy is not blamed.
+    Unavailable(String),
+    /// It failed a check: the proxy is distrusted from now on.
+    Untrusted(String),
+}
+
+impl Refusal {
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            Refusal::Unavailable(_) => "worker_certificate_unavailable",
+            Refusal::Untrusted(_) => "worker_not_trusted",
+        }
+    }
+
+    /// The app's error; distrusts the proxy for an untrusted worker.
+    pub(crate) fn into_error(self, shared: &Shared) -> crate::openai::ApiError {
+        use axum::http::StatusCode;
+        let reason = self.reason();
+        match self {
+            Refusal::Unavailable(why) => crate::openai::ApiError::server(
+                StatusCode::BAD_GATEWAY,
+                reason,
+                format!("could not verify the worker chosen for this request: {why}"),
+            ),
+            Refusal::Untrusted(why) => {
+                shared.receipts.distrust(&why);
+                crate::openai::ApiError::server(
+                    StatusCode::BAD_GATEWAY,
+                    reason,
+                    format!(
+                        "refused the answer: {why}; this client stops using proxy {}",
+                        shared.config.proxy
+                    ),
+                )
+            }
+        }
+    }
+}
+
+/// Puts a checked receipt in the answer's `cocoon` member; with a verified
+/// worker, its TEE and image are the ones this client verified.
+pub(crate) fn attach(member: &mut cocoon_openai::Receipt, worker: &Worker, c: Checked) {
+    if let Worker::Verified { identity, .. } = worker {
+        member.worker_tee = Some(identity.attestation().kind.to_string());
+        member.worker_image_hash = Some(identity.attestation().image_hash.to_string());
+    }
+    member.receipt = (!c.receipt.is_null()).then_some(c.receipt);
+    member.worker_certificate = c.certificate;
+    member.receipt_status = Some(c.status);
+}
+
+/// `GET /v1/cocoon/receipts`: the last receipts, newest first, each with
+/// the worker's certificate, as `cocoon receipt verify` reads them.
+pub(crate) async fn list(State(shared): State<Arc<Shared>>) -> Response {
+    let kept: Vec<serde_json::Value> = shared
+        .receipts
+        .kept
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .cloned()
+        .collect();
+    let body = serde_json::json!({ "object": "list", "data": kept });
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}

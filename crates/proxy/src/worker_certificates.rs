@@ -1,0 +1,105 @@
+//! The certificates whose keys sign workers' receipts: checked when a
+//! worker announces one, and kept by hash so that clients can fetch and
+//! verify them themselves (`WorkerCertificate`), once per certificate.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use cocoon_core::{ModelHash, Role};
+use cocoon_tee::{Attested, PeerAttestation};
+use cocoon_transport::Trust;
+
+/// Certificates kept after their worker left, so that receipts of answers
+/// just given still find theirs.
+const KEPT: usize = 1024;
+
+#[derive(Debug)]
+pub(crate) struct WorkerCertificates {
+    trust: Trust,
+    kept: Mutex<Kept>,
+}
+
+#[derive(Debug, Default)]
+struct Kept {
+    by_hash: HashMap<String, Bytes>,
+    order: VecDeque<String>,
+}
+
+impl WorkerCertificates {
+    pub(crate) fn new(trust: Trust) -> Self {
+        WorkerCertificates {
+            trust,
+            kept: Mutex::default(),
+        }
+    }
+
+    /// Checks the certificate a worker announced for its receipts and keeps
+    /// it; returns its SHA-256 (hex), empty when there is none. Under
+    /// RA-TLS it must satisfy the proxy's policy for workers and prove the
+    /// same TEE, image and weights as the session's own certificate: a
+    /// worker cannot sign receipts with a key its session did not attest.
+    pub(crate) fn admit(
+        &self,
+        der: &[u8],
+        session: Option<&Attested<PeerAttestation>>,
+        model_hash: Option<ModelHash>,
+    ) -> Result<String, String> {
+        let Trust::Attested(att) = &self.trust else {
+            // No attestation: nothing to check it against; clients say so.
+            return Ok(self.keep(der));
+        };
+        if der.is_empty() {
+            return Err("the worker announced no receipt certificate; this proxy attests workers and their answers need signed receipts".into());
+        }
+        let proved = att
+            .verifier()
+            .verify(der, &[Role::Worker], cocoon_core::unix_now())
+            .map_err(|e| format!("receipt certificate refused: {e}"))?;
+        if let Some(s) = session {
+            if (proved.kind, proved.image_hash) != (s.kind, s.image_hash) {
+                return Err(format!(
+                    "receipt certificate proves {} image {}, but the session's certificate proved {} image {}",
+                    proved.kind, proved.image_hash, s.kind, s.image_hash
+                ));
+            }
+        }
+        if proved.model_hash != model_hash {
+            return Err(format!(
+                "receipt certificate claims weights {}, the worker announced {}",
+                proved.model_hash.map_or("none".into(), |h| h.to_hex()),
+                model_hash.map_or("none".into(), |h| h.to_hex())
+            ));
+        }
+        Ok(self.keep(der))
+    }
+
+    fn keep(&self, der: &[u8]) -> String {
+        if der.is_empty() {
+            return String::new();
+        }
+        let hash = cocoon_receipt::digest::sha256_hex(der);
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if !kept.by_hash.contains_key(&hash) {
+            if kept.order.len() >= KEPT {
+                if let Some(old) = kept.order.pop_front() {
+                    kept.by_hash.remove(&old);
+                }
+            }
+            kept.order.push_back(hash.clone());
+            kept.by_hash
+                .insert(hash.clone(), Bytes::copy_from_slice(der));
+        }
+        hash
+    }
+
+    /// A certificate by its SHA-256 (hex).
+    pub(crate) fn get(&self, sha256: &str) -> Option<Bytes> {
+        self.kept
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_hash
+            .get(sha256)
+            .cloned()
+    }
+}

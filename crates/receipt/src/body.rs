@@ -1,0 +1,235 @@
+//! The receipt itself, its canonical encoding and its signature.
+
+use cocoon_core::PriceList;
+use serde::{Deserialize, Serialize};
+
+use crate::check::ReceiptError;
+
+/// The receipt format this code writes and reads.
+pub const RECEIPT_VERSION: u32 = 1;
+
+/// Domain separation: a receipt signature cannot be mistaken for any other
+/// signature made with the same key (TLS handshakes, other formats).
+const DOMAIN: &[u8] = b"cocoon/receipt/v1\0";
+
+/// Token counts, as the engine reported them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptUsage {
+    /// Prompt tokens, cached ones included.
+    pub prompt_tokens: u64,
+    /// Prompt tokens served from the prefix cache.
+    pub cached_tokens: u64,
+    /// Completion tokens, reasoning ones included.
+    pub completion_tokens: u64,
+    /// Completion tokens spent on reasoning.
+    pub reasoning_tokens: u64,
+}
+
+impl From<cocoon_core::Usage> for ReceiptUsage {
+    fn from(u: cocoon_core::Usage) -> Self {
+        ReceiptUsage {
+            prompt_tokens: u.prompt,
+            cached_tokens: u.cached,
+            completion_tokens: u.completion,
+            reasoning_tokens: u.reasoning,
+        }
+    }
+}
+
+impl From<ReceiptUsage> for cocoon_core::Usage {
+    fn from(u: ReceiptUsage) -> Self {
+        cocoon_core::Usage {
+            prompt: u.prompt_tokens,
+            cached: u.cached_tokens,
+            completion: u.completion_tokens,
+            reasoning: u.reasoning_tokens,
+        }
+    }
+}
+
+/// The proxy the worker answered through, as the worker knew it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyIdentity {
+    /// The proxy's name, from its welcome.
+    pub name: String,
+    /// Its proxy contract on chain ("0:<hex>"), when it charges.
+    pub contract: Option<String>,
+}
+
+/// What a worker states about one answer. Every member is signed; the
+/// encoding that is signed is this structure's JSON, members in this order
+/// (see [`SignedReceipt::signed_message`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptBody {
+    /// [`RECEIPT_VERSION`].
+    pub version: u32,
+    /// The network's id of the request.
+    pub request_id: String,
+    /// SHA-256 of the request body as the engine ran it, hex.
+    pub request_sha256: String,
+    /// Whether the answer was streamed (it decides how `answer_sha256` is
+    /// computed: [`crate::digest`]).
+    pub stream: bool,
+    /// Digest of the whole answer as delivered, hex ([`crate::digest`]).
+    pub answer_sha256: String,
+    /// The engine's response id (`id` of the answer or of its chunks).
+    pub response_id: String,
+    /// The model name the answer names.
+    pub model: String,
+    /// SHA-256 of the weights that ran, hex, when the engine knows them.
+    pub model_hash: Option<String>,
+    /// Tokens used.
+    pub usage: ReceiptUsage,
+    /// The worker's name with its proxy.
+    pub worker: String,
+    /// SHA-256 of the worker's RA-TLS certificate (DER), hex: the
+    /// certificate whose key signed this receipt.
+    pub worker_certificate_sha256: String,
+    /// The worker's TEE kind, as its own evidence says.
+    pub tee: Option<String>,
+    /// The worker's image hash, as its own evidence says, hex.
+    pub image_hash: Option<String>,
+    /// The worker's price coefficient, per-mille.
+    pub coefficient: u32,
+    /// The proxy's price list for the request; `None` when it charges nothing.
+    pub prices: Option<PriceList>,
+    /// What the answer costs the client at these prices, nanoton.
+    pub cost_nanoton: Option<u64>,
+    /// What it earns the worker, nanoton.
+    pub worker_fee_nanoton: Option<u64>,
+    /// The proxy it answered through.
+    pub proxy: ProxyIdentity,
+    /// When the worker received the request, UNIX milliseconds.
+    pub started_at_ms: u64,
+    /// When it finished the answer, UNIX milliseconds.
+    pub finished_at_ms: u64,
+}
+
+/// A receipt and the worker's signature over it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedReceipt {
+    /// What is signed.
+    pub receipt: ReceiptBody,
+    /// Ed25519 signature over [`SignedReceipt::signed_message`], hex.
+    pub signature: String,
+}
+
+impl SignedReceipt {
+    /// The bytes a signature covers: a domain tag, then the body's JSON.
+    /// Re-encoding a parsed body gives the same bytes (no maps, no floats,
+    /// fixed member order), so a receipt that travelled through other JSON
+    /// still verifies.
+    pub fn signed_message(body: &ReceiptBody) -> Vec<u8> {
+        let mut out = DOMAIN.to_vec();
+        serde_json::to_writer(&mut out, body).expect("a receipt body always encodes");
+        out
+    }
+
+    /// Compact JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a receipt always encodes")
+    }
+
+    /// Parses a receipt from JSON, refusing unknown members and versions.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ReceiptError> {
+        let r: SignedReceipt =
+            serde_json::from_slice(bytes).map_err(|e| ReceiptError::Malformed(e.to_string()))?;
+        r.check_version()?;
+        Ok(r)
+    }
+
+    /// Parses a receipt from a JSON value (an answer's member).
+    pub fn from_value(v: &serde_json::Value) -> Result<Self, ReceiptError> {
+        let r: SignedReceipt = serde_json::from_value(v.clone())
+            .map_err(|e| ReceiptError::Malformed(e.to_string()))?;
+        r.check_version()?;
+        Ok(r)
+    }
+
+    fn check_version(&self) -> Result<(), ReceiptError> {
+        if self.receipt.version != RECEIPT_VERSION {
+            return Err(ReceiptError::Malformed(format!(
+                "receipt version {}, this verifier reads {RECEIPT_VERSION}",
+                self.receipt.version
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Signs receipts with the key of one RA-TLS certificate.
+pub struct ReceiptSigner {
+    key: ring::signature::Ed25519KeyPair,
+    certificate: Vec<u8>,
+    certificate_sha256: String,
+    tee: Option<String>,
+    image_hash: Option<String>,
+}
+
+impl std::fmt::Debug for ReceiptSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiptSigner")
+            .field("certificate_sha256", &self.certificate_sha256)
+            .field("tee", &self.tee)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReceiptSigner {
+    /// A signer for `certificate` (DER) with its PKCS#8 Ed25519 key.
+    /// `tee` and `image_hash` are what the certificate's own evidence
+    /// proves, when the worker could tell; they are signed into every
+    /// receipt. The key must be the one the certificate's claims name.
+    pub fn new(
+        certificate: Vec<u8>,
+        pkcs8: &[u8],
+        tee: Option<cocoon_tee::TeeKind>,
+        image_hash: Option<cocoon_tee::ImageHash>,
+    ) -> Result<Self, ReceiptError> {
+        use ring::signature::KeyPair;
+        let key = ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8)
+            .map_err(|e| ReceiptError::Malformed(format!("receipt signing key: {e}")))?;
+        if let Ok(cert) = cocoon_tee::cert::parse(&certificate) {
+            if cert.claims.public_key != key.public_key().as_ref() {
+                return Err(ReceiptError::Malformed(
+                    "the receipt signing key is not the key the certificate's claims name".into(),
+                ));
+            }
+        }
+        Ok(ReceiptSigner {
+            key,
+            certificate_sha256: crate::digest::sha256_hex(&certificate),
+            certificate,
+            tee: tee.map(|k| k.as_str().to_string()),
+            image_hash: image_hash.map(|h| h.to_string()),
+        })
+    }
+
+    /// The certificate (DER) whose key signs.
+    pub fn certificate(&self) -> &[u8] {
+        &self.certificate
+    }
+
+    /// Its SHA-256, hex.
+    pub fn certificate_sha256(&self) -> &str {
+        &self.certificate_sha256
+    }
+
+    /// Signs `body`, after naming this signer's certificate, TEE and image
+    /// in it.
+    pub fn sign(&self, mut body: ReceiptBody) -> SignedReceipt {
+        body.version = RECEIPT_VERSION;
+        body.worker_certificate_sha256 = self.certificate_sha256.clone();
+        body.tee = self.tee.clone();
+        body.image_hash = self.image_hash.clone();
+        let signature = self.key.sign(&SignedReceipt::signed_message(&body));
+        SignedReceipt {
+            receipt: body,
+            signature: hex::encode(signature.as_ref()),
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Receipts signed with a sim-attested worker certificate (the sim TEE is
+//! the only one that can mint evidence on this machine) and checked the
+//! way clients and `cocoon receipt verify` check them.
+
+use std::collections::BTreeSet;
+
+use cocoon_core::{BasisPoints, ModelHash, Nanoton, PriceList, Role};
+use cocoon_receipt::{
+    digest, ProxyIdentity, ReceiptBody, ReceiptError, ReceiptSigner, ReceiptUsage, SignedReceipt,
+    WorkerIdentity,
+};
+use cocoon_tee::policy::DEFAULT_MAX_CERT_AGE_SECS;
+use cocoon_tee::sim::SimRoot;
+use cocoon_tee::{Claims, Policy, RaTlsVerifier, SimAttester, TcbStatus, TeeKind};
+
+const NOW: u64 = 1_790_000_000;
+const MODEL: [u8; 32] = [7; 32];
+
+struct Worker {
+    signer: ReceiptSigner,
+    verifier: RaTlsVerifier,
+    der: Vec<u8>,
+}
+
+fn worker(dir: &std::path::Path, image: u8) -> Worker {
+    let attester = SimAttester::new(SimRoot::load_or_create(dir).unwrap(), [image; 48]);
+    let policy = Policy {
+        kinds: [TeeKind::Sim].into(),
+        images: [(
+            Role::Worker,
+            BTreeSet::from([
+                SimAttester::new(SimRoot::load_or_create(dir).unwrap(), [1; 48]).image_hash(),
+            ]),
+        )]
+        .into(),
+        min_tcb: TcbStatus::UpToDate,
+        max_cert_age_secs: DEFAULT_MAX_CERT_AGE_SECS,
+        required_claims: Default::default(),
+        sim_roots: vec![attester.root_public_key()],
+    };
+    let claims = Claims {
+        public_key: [0; 32],
+        role: Role::Worker,
+        issued_at: NOW - 10,
+        expires_at: NOW + 3600,
+        config_hash: [0; 32],
+        model_hash: Some(ModelHash::from_bytes(MODEL)),
+    };
+    let minted = cocoon_tee::cert::mint(claims, &attester).unwrap();
+    let verifier = RaTlsVerifier::new(policy, None);
+    let (kind, image) = verifier.inspect_own(&minted.der, NOW).unwrap();
+    let signer =
+        ReceiptSigner::new(minted.der.clone(), &minted.pkcs8, Some(kind), Some(image)).unwrap();
+    Worker {
+        signer,
+        verifier,
+        der: minted.der,
+    }
+}
+
+fn prices() -> PriceList {
+    let bp = |v| BasisPoints::new(v).unwrap();
+    PriceList::new(
+        Nanoton::new(20),
+        Nanoton::new(15),
+        [bp(10_000), bp(2_500), bp(20_000), bp(15_000)],
+    )
+    .unwrap()
+}
+
+fn body(answer: &str) -> ReceiptBody {
+    let usage = ReceiptUsage {
+        prompt_tokens: 10,
+        cached_tokens: 4,
+        completion_tokens: 5,
+        reasoning_tokens: 0,
+    };
+    let charge = prices()
+        .cost(&usage.into(), cocoon_core::Coefficient::ONE)
+        .unwrap();
+    ReceiptBody {
+        version: 0,
+        request_id: "req-1".into(),
+        request_sha256: digest::sha256_hex(b"{\"model\":\"m\"}"),
+        stream: false,
+        answer_sha256: digest::whole_answer(answer.as_bytes()),
+        response_id: "chatcmpl-1".into(),
+        model: "m".into(),
+        model_hash: Some(hex::encode(MODEL)),
+        usage,
+        worker: "w1".into(),
+        worker_certificate_sha256: String::new(),
+        tee: None,
+        image_hash: None,
+        coefficient: 1000,
+        prices: Some(prices()),
+        cost_nanoton: Some(charge.client.get()),
+        worker_fee_nanoton: Some(charge.worker.get()),
+        proxy: ProxyIdentity {
+            name: "p".into(),
+            contract: None,
+        },
+        started_at_ms: NOW * 1000,
+        finished_at_ms: NOW * 1000 + 250,
+    }
+}
+
+#[test]
+fn a_signed_receipt_verifies_after_a_trip_through_json_and_names_what_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = worker(dir.path(), 1);
+    let answer = r#"{"id":"chatcmpl-1","choices":[{"message":{"content":"hello"}}]}"#;
+    let signed = w.signer.sign(body(answer));
+    assert_eq!(signed.receipt.tee.as_deref(), Some("sim"));
+    assert_eq!(
+        signed.receipt.worker_certificate_sha256,
+        digest::sha256_hex(&w.der)
+    );
+    // Through a JSON value, as when it is a member of an answer.
+    let v: serde_json::Value = serde_json::from_slice(&signed.to_json()).unwrap();
+    let back = SignedReceipt::from_value(&v).unwrap();
+    let id = WorkerIdentity::verify(&w.der, &w.verifier, NOW + 1).unwrap();
+    id.check(&back).unwrap();
+    back.receipt
+        .expect_answer(&digest::whole_answer(answer.as_bytes()))
+        .unwrap();
+    assert_eq!(
+        id.attestation().image_hash.to_string(),
+        back.receipt.image_hash.clone().unwrap()
+    );
+}
+
+#[test]
+fn every_tampering_is_caught_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = worker(dir.path(), 1);
+    let answer = r#"{"id":"chatcmpl-1","choices":[{"message":{"content":"hello"}}]}"#;
+    let signed = w.signer.sign(body(answer));
+    let id = WorkerIdentity::verify(&w.der, &w.verifier, NOW).unwrap();
+
+    // Any signed member changed: the signature fails.
+    let mut more_tokens = signed.clone();
+    more_tokens.receipt.usage.completion_tokens += 1;
+    assert!(matches!(
+        id.check(&more_tokens),
+        Err(ReceiptError::Signature { .. })
+    ));
+    let mut other_model = signed.clone();
+    other_model.receipt.model = "bigger-model".into();
+    assert!(matches!(
+        id.check(&other_model),
+        Err(ReceiptError::Signature { .. })
+    ));
+    let mut bad_sig = signed.clone();
+    bad_sig.signature.replace_range(
+        0..2,
+        if bad_sig.signature.starts_with("00") {
+            "01"
+        } else {
+            "00"
+        },
+    );
+    assert!(matches!(
+        id.check(&bad_sig),
+        Err(ReceiptError::Signature { .. })
+    ));
+
+    // Another answer than the one signed.
+    let altered = r#"{"id":"chatcmpl-1","choices":[{"message":{"content":"hellO"}}]}"#;
+    let e = signed
+        .receipt
+        .expect_answer(&digest::whole_answer(altered.as_bytes()))
+        .unwrap_err();
+    assert!(e.to_string().starts_with("answer_sha256:"), "{e}");
+
+    // Another worker's certificate.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = worker(other_dir.path(), 1);
+    let other_id = WorkerIdentity::verify(&other.der, &other.verifier, NOW).unwrap();
+    assert!(matches!(
+        other_id.check(&signed),
+        Err(ReceiptError::CertificateMismatch { .. })
+    ));
+
+    // A signer that lies about its price arithmetic signs a receipt that
+    // still fails.
+    let mut cheap = body(answer);
+    cheap.cost_nanoton = Some(1);
+    let e = id.check(&w.signer.sign(cheap)).unwrap_err();
+    assert!(e.to_string().starts_with("cost_nanoton:"), "{e}");
+
+    // A receipt dated outside its certificate's validity.
+    let mut late = body(answer);
+    late.finished_at_ms = (NOW + 7200) * 1000;
+    let e = id.check(&w.signer.sign(late)).unwrap_err();
+    assert!(e.to_string().starts_with("finished_at_ms:"), "{e}");
+
+    // Unknown members are refused, not ignored.
+    let mut v: serde_json::Value = serde_json::from_slice(&signed.to_json()).unwrap();
+    v["receipt"]["bonus"] = 1.into();
+    assert!(matches!(
+        SignedReceipt::from_value(&v),
+        Err(ReceiptError::Malformed(_))
+    ));
+}
+
+#[test]
+fn a_worker_outside_the_policy_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    // Image 2 is not the policy's image 1.
+    let w = worker(dir.path(), 2);
+    let e = WorkerIdentity::verify(&w.der, &w.verifier, NOW).unwrap_err();
+    assert!(e.to_string().contains("image"), "{e}");
+}

@@ -1,0 +1,236 @@
+//! Verifiable answers: every answer carries the worker's signed receipt,
+//! the client checks the worker's certificate against its own policy, and
+//! `cocoon receipt verify` checks a saved answer offline.
+
+use cocoon_e2e::*;
+use serde_json::{json, Value};
+use sha2::Digest;
+
+const MODEL: &str = "test-model";
+
+fn verify_file(net: &Network, path: &std::path::Path) -> std::process::Output {
+    cocoon_once(&[
+        "receipt",
+        "verify",
+        &path.display().to_string(),
+        "--policy",
+        &net.tee.policy.display().to_string(),
+        "--dev",
+    ])
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Replaces the first `from` in the file by `to`.
+fn tamper(path: &std::path::Path, from: &str, to: &str) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{from:?} not in {text}");
+    let out = path.with_extension("tampered");
+    std::fs::write(&out, text.replacen(from, to, 1)).unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_answer_verifies_offline_and_fails_after_any_change() {
+    let up = upstream(UpstreamBehaviour {
+        chunks: 3,
+        chunk_size: 12,
+        ..Default::default()
+    })
+    .await;
+    let mut net = Network::start().await;
+    net.add_worker(WorkerSpec::new("w1", MODEL, &up)).await;
+    let image = net.tee.image_hash();
+
+    // A whole answer: the receipt in the `cocoon` member and a header.
+    let (status, headers, body) = post_json(&net.chat_url(), &chat_body(MODEL, false)).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    let c = &v["cocoon"];
+    assert_eq!(c["receipt_status"], "verified", "{c}");
+    let r = &c["receipt"]["receipt"];
+    assert_eq!(r["worker"], "w1");
+    assert_eq!(r["tee"], "sim");
+    assert_eq!(r["image_hash"], image.as_str());
+    assert_eq!(r["stream"], false);
+    assert_eq!(
+        r["usage"]["completion_tokens"],
+        v["usage"]["completion_tokens"]
+    );
+    assert_eq!(r["request_id"], headers["x-request-id"].to_str().unwrap());
+    // The proxy charges: the worker signs the prices and what they cost.
+    assert_eq!(r["cost_nanoton"], v["usage"]["cost_nanoton"]);
+    assert!(r["prices"]["price_per_token"].as_u64().unwrap() > 0, "{r}");
+    assert!(headers.contains_key("x-cocoon-receipt"));
+
+    let dir = net.tee.dir.join("saved");
+    std::fs::create_dir_all(&dir).unwrap();
+    let whole = dir.join("answer.json");
+    std::fs::write(&whole, &body).unwrap();
+    let out = verify_file(&net, &whole);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("VERIFIED"), "{}", text(&out));
+    assert!(
+        text(&out).contains("SIMULATED"),
+        "a sim verdict says so: {}",
+        text(&out)
+    );
+
+    // Any change to the answer, the receipt or the certificate fails,
+    // naming the check.
+    let content = v["choices"][0]["message"]["content"].as_str().unwrap();
+    let mut altered = content.to_string();
+    altered.replace_range(0..1, if content.starts_with('X') { "Y" } else { "X" });
+    let out = verify_file(&net, &tamper(&whole, content, &altered));
+    assert!(!out.status.success());
+    assert!(text(&out).contains("answer_sha256"), "{}", text(&out));
+    let tokens = format!("\"completion_tokens\":{}", r["usage"]["completion_tokens"]);
+    let more = format!(
+        "\"completion_tokens\":{}",
+        r["usage"]["completion_tokens"].as_u64().unwrap() + 1
+    );
+    let out = verify_file(&net, &tamper(&whole, &tokens, &more));
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("signature") || text(&out).contains("usage"),
+        "{}",
+        text(&out)
+    );
+    let cert = c["worker_certificate"].as_str().unwrap();
+    let out = verify_file(&net, &tamper(&whole, &cert[100..110], "AAAAAAAAAA"));
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("certificate"), "{}", text(&out));
+
+    // A streamed answer, saved as the events came, without asking for usage:
+    // its last chunk still carries the receipt.
+    let mut sse = SseReader::open(&net.chat_url(), &chat_body(MODEL, true), &[]).await;
+    let events = sse.rest().await;
+    assert_eq!(
+        events.len(),
+        3 + 2,
+        "3 chunks, the receipt chunk, [DONE]: {events:?}"
+    );
+    let last: Value = serde_json::from_str(&events[3]).unwrap();
+    assert_eq!(last["choices"], json!([]));
+    assert_eq!(last["cocoon"]["receipt_status"], "verified");
+    assert_eq!(last["cocoon"]["receipt"]["receipt"]["stream"], true);
+    let saved: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+    let stream = dir.join("stream.txt");
+    std::fs::write(&stream, &saved).unwrap();
+    let out = verify_file(&net, &stream);
+    assert!(out.status.success(), "{}", text(&out));
+    let first: Value = serde_json::from_str(&events[0]).unwrap();
+    let piece = first["choices"][0]["delta"]["content"].as_str().unwrap();
+    let out = verify_file(
+        &net,
+        &tamper(
+            &stream,
+            piece,
+            &piece
+                .to_uppercase()
+                .replace(|c: char| c.is_ascii_digit(), "x"),
+        ),
+    );
+    assert!(!out.status.success());
+    assert!(text(&out).contains("answer_sha256"), "{}", text(&out));
+
+    // The client keeps the last receipts; an entry verifies on its own.
+    let (status, _, body) = get(&format!("{}/v1/cocoon/receipts", net.api)).await;
+    assert_eq!(status, 200);
+    let list: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(list["data"].as_array().unwrap().len(), 2, "{list}");
+    assert_eq!(
+        list["data"][0]["receipt"]["receipt"]["stream"], true,
+        "newest first"
+    );
+    let entry = dir.join("entry.json");
+    std::fs::write(&entry, list["data"][1].to_string()).unwrap();
+    let out = verify_file(&net, &entry);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("receipt only"), "{}", text(&out));
+
+    // Without --dev a sim policy is refused: it proves nothing.
+    let out = cocoon_once(&[
+        "receipt",
+        "verify",
+        &whole.display().to_string(),
+        "--policy",
+        &net.tee.policy.display().to_string(),
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("SIMULATED"), "{}", text(&out));
+}
+
+/// The proxy accepts a worker image that the client's own policy does not:
+/// the client checks the worker's certificate itself, refuses the answer
+/// before any byte of it reaches the app, and stops using that proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_refuses_a_worker_its_own_policy_does_not_allow() {
+    let up = upstream(UpstreamBehaviour::default()).await;
+    let mut net = Network::start().await;
+    // The rogue worker's sim image: SHA-256 over its MRTD and four zero RTMRs.
+    let mrtd = [0xab_u8; 48];
+    let mut h = sha2::Sha256::new();
+    h.update(mrtd);
+    h.update([0u8; 48 * 4]);
+    let rogue_image: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    // The proxy (only) allows it for workers.
+    let lenient = net.tee.dir.join("lenient.toml");
+    let policy = std::fs::read_to_string(&net.tee.policy).unwrap();
+    let image = net.tee.image_hash();
+    let worker_line = format!("worker = [\"{image}\"]");
+    assert!(policy.contains(&worker_line), "{policy}");
+    std::fs::write(
+        &lenient,
+        policy.replace(
+            &worker_line,
+            &format!("worker = [\"{image}\", \"{rogue_image}\"]"),
+        ),
+    )
+    .unwrap();
+    let i = net
+        .proxy_args
+        .iter()
+        .position(|a| a == "--peer-policy")
+        .unwrap();
+    net.proxy_args[i + 1] = lenient.display().to_string();
+    net.crash_and_restart_proxy("lenient-proxy").await;
+    let mut rogue = WorkerSpec::new("rogue", MODEL, &up);
+    rogue.sim_mrtd = Some(hex(&mrtd));
+    net.add_worker(rogue).await;
+
+    let (status, _, body) = post_json(&net.chat_url(), &chat_body(MODEL, false)).await;
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, 502, "{text}");
+    assert!(text.contains("worker_not_trusted"), "{text}");
+    assert!(
+        text.contains("image") && text.contains(&rogue_image),
+        "names the check and the image: {text}"
+    );
+    assert_eq!(
+        up.counters
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the worker ran it, but none of it reached the app"
+    );
+
+    // From now on this client does not use the proxy.
+    let (status, _, body) = post_json(&net.chat_url(), &chat_body(MODEL, true)).await;
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, 502, "{text}");
+    assert!(
+        text.contains("proxy_distrusted") && text.contains("image"),
+        "{text}"
+    );
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
