@@ -228,6 +228,30 @@ fn print_text(saved: &Saved, signed: &SignedReceipt, checks: &[Check], verdict: 
     }
 }
 
+/// UNIX milliseconds as an ISO 8601 UTC time.
+fn utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
 /// The usage beside the answer must be the receipt's (the answer may not
 /// report one).
 fn usage_matches(r: &cocoon_receipt::ReceiptBody, usage: &Value) -> Result<String, String> {
@@ -249,6 +273,16 @@ fn usage_matches(r: &cocoon_receipt::ReceiptBody, usage: &Value) -> Result<Strin
     r.expect_usage(found)
         .map(|()| "the usage reported is the one signed".into())
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_times() {
+        assert_eq!(super::utc(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(super::utc(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(super::utc(1_795_880_028_644), "2026-11-28T15:33:48.644Z");
+    }
 }
 
 fn parse_saved(bytes: &[u8]) -> anyhow::Result<Saved> {

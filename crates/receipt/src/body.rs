@@ -26,6 +26,16 @@ pub struct ReceiptUsage {
     pub reasoning_tokens: u64,
 }
 
+impl std::fmt::Display for ReceiptUsage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "prompt {} ({} cached), completion {} ({} reasoning)",
+            self.prompt_tokens, self.cached_tokens, self.completion_tokens, self.reasoning_tokens
+        )
+    }
+}
+
 impl From<cocoon_core::Usage> for ReceiptUsage {
     fn from(u: cocoon_core::Usage) -> Self {
         ReceiptUsage {
