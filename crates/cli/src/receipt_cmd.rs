@@ -199,17 +199,12 @@ fn print_text(saved: &Saved, signed: &SignedReceipt, checks: &[Check], verdict: 
             .unwrap_or_default()
     );
     println!(
-        "  when       {} UNIX ms, {} ms of work",
+        "  when       {} ({} UNIX ms), {} ms of work",
+        utc(r.started_at_ms),
         r.started_at_ms,
         r.finished_at_ms.saturating_sub(r.started_at_ms)
     );
-    println!(
-        "  tokens     prompt {} ({} cached), completion {} ({} reasoning)",
-        r.usage.prompt_tokens,
-        r.usage.cached_tokens,
-        r.usage.completion_tokens,
-        r.usage.reasoning_tokens
-    );
+    println!("  tokens     {}", r.usage);
     match (r.cost_nanoton, r.worker_fee_nanoton) {
         (Some(c), Some(w)) => println!(
             "  price      {c} nanoton at coefficient {} ({w} to the worker)",
@@ -273,16 +268,6 @@ fn usage_matches(r: &cocoon_receipt::ReceiptBody, usage: &Value) -> Result<Strin
     r.expect_usage(found)
         .map(|()| "the usage reported is the one signed".into())
         .map_err(|e| e.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn utc_times() {
-        assert_eq!(super::utc(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(super::utc(951_782_400_123), "2000-02-29T00:00:00.123Z");
-        assert_eq!(super::utc(1_795_880_028_644), "2026-11-28T15:33:48.644Z");
-    }
 }
 
 fn parse_saved(bytes: &[u8]) -> anyhow::Result<Saved> {
@@ -435,4 +420,14 @@ fn verifier(o: &ReceiptVerifyOptions) -> anyhow::Result<RaTlsVerifier> {
 fn read_collateral(path: &Path) -> anyhow::Result<FileCollateral> {
     FileCollateral::read(path)
         .with_context(|| format!("cannot read TDX collateral {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_times() {
+        assert_eq!(super::utc(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(super::utc(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(super::utc(1_795_880_028_644), "2026-11-28T15:33:48.644Z");
+    }
 }

@@ -1,0 +1,147 @@
+//! CPU a receipt costs one request (`cargo bench -p cocoon-receipt`), per
+//! hop, for a streamed answer of 50 chunks of 128 bytes (the streaming
+//! benchmark's shape): the worker hashes the chunks, builds, signs and
+//! encodes the receipt; the client hashes the chunks as received, parses
+//! the receipt and checks it (signature, hashes, usage, price arithmetic).
+//! The proxy only passes the receipt on. Verifying a worker's certificate
+//! happens once per certificate and is reported apart. Target: ≤ 0.05 ms
+//! per request across the hops.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use cocoon_core::{BasisPoints, Coefficient, Nanoton, PriceList, Role};
+use cocoon_receipt::{
+    digest, ProxyIdentity, ReceiptBody, ReceiptSigner, SignedReceipt, WorkerIdentity,
+};
+use cocoon_tee::sim::SimRoot;
+use cocoon_tee::{Claims, Policy, RaTlsVerifier, SimAttester, TcbStatus, TeeKind};
+
+const ROUNDS: u32 = 2000;
+
+fn main() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let attester = SimAttester::new(
+        SimRoot::load_or_create(dir.path()).expect("sim root"),
+        [1; 48],
+    );
+    let now = cocoon_core::unix_now();
+    let minted = cocoon_tee::cert::mint(
+        Claims {
+            public_key: [0; 32],
+            role: Role::Worker,
+            issued_at: now,
+            expires_at: now + 3600,
+            config_hash: [0; 32],
+            model_hash: None,
+        },
+        &attester,
+    )
+    .expect("a certificate");
+    let policy = Policy {
+        kinds: [TeeKind::Sim].into(),
+        images: [(Role::Worker, BTreeSet::from([attester.image_hash()]))].into(),
+        min_tcb: TcbStatus::UpToDate,
+        max_cert_age_secs: 7200,
+        required_claims: Default::default(),
+        sim_roots: vec![attester.root_public_key()],
+    };
+    let verifier = RaTlsVerifier::new(policy, None).without_cache();
+    let (kind, image) = verifier
+        .inspect_own(&minted.der, now)
+        .expect("own evidence");
+    let signer = ReceiptSigner::new(minted.der.clone(), &minted.pkcs8, Some(kind), Some(image))
+        .expect("signer");
+    let bp = |v| BasisPoints::new(v).expect("basis points");
+    let prices = PriceList::new(
+        Nanoton::new(100),
+        Nanoton::new(80),
+        [bp(10_000), bp(2_500), bp(10_000), bp(10_000)],
+    )
+    .expect("prices");
+    let chunks: Vec<Vec<u8>> = (0..50)
+        .map(|i| format!("{{\"i\":{i:03},\"pad\":\"{}\"}}", "x".repeat(110)).into_bytes())
+        .collect();
+    let request = br#"{"model":"m","messages":[{"role":"user","content":"hello"}],"stream":true}"#;
+    let usage = cocoon_core::Usage {
+        prompt: 12,
+        cached: 0,
+        completion: 50,
+        reasoning: 0,
+    };
+
+    let t = Instant::now();
+    let mut identity = None;
+    for _ in 0..200 {
+        identity = Some(
+            WorkerIdentity::verify(&minted.der, &verifier, now).expect("certificate verifies"),
+        );
+    }
+    let cert_us = t.elapsed().as_secs_f64() * 1e6 / 200.0;
+    let identity = identity.expect("verified");
+
+    let mut receipts = Vec::with_capacity(ROUNDS as usize);
+    let t = Instant::now();
+    for r in 0..ROUNDS {
+        let mut d = digest::StreamDigest::default();
+        for c in &chunks {
+            d.push(c);
+        }
+        let charge = prices.cost(&usage, Coefficient::ONE).expect("cost");
+        let body = ReceiptBody {
+            version: cocoon_receipt::RECEIPT_VERSION,
+            request_id: format!("req-{r}"),
+            request_sha256: digest::sha256_hex(request),
+            stream: true,
+            answer_sha256: d.finish(),
+            response_id: format!("chatcmpl-{r}"),
+            model: "m".into(),
+            model_hash: None,
+            usage: usage.into(),
+            worker: "w".into(),
+            worker_certificate_sha256: String::new(),
+            tee: None,
+            image_hash: None,
+            coefficient: 1000,
+            prices: Some(prices),
+            cost_nanoton: Some(charge.client.get()),
+            worker_fee_nanoton: Some(charge.worker.get()),
+            proxy: ProxyIdentity {
+                name: "p".into(),
+                contract: None,
+            },
+            started_at_ms: now * 1000,
+            finished_at_ms: now * 1000 + 5,
+        };
+        receipts.push(signer.sign(body).to_json());
+    }
+    let worker_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(ROUNDS);
+
+    let t = Instant::now();
+    for json in &receipts {
+        let mut d = digest::StreamDigest::default();
+        for c in &chunks {
+            d.push(c);
+        }
+        let signed = SignedReceipt::from_json(json).expect("parses");
+        identity.check(&signed).expect("checks");
+        signed
+            .receipt
+            .expect_request(&digest::sha256_hex(request))
+            .expect("request");
+        signed.receipt.expect_answer(&d.finish()).expect("answer");
+        signed.receipt.expect_usage(usage).expect("usage");
+    }
+    let client_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(ROUNDS);
+
+    println!("# Receipt CPU per request ({ROUNDS} requests, 50 chunks of ~128 bytes, one core)\n");
+    println!("| hop | µs per request |");
+    println!("|---|---|");
+    println!("| worker: hash chunks, build, sign, encode | {worker_us:.1} |");
+    println!("| client: hash chunks, parse, check signature and facts | {client_us:.1} |");
+    println!(
+        "| total across the hops | {:.1} (target ≤ 50) |",
+        worker_us + client_us
+    );
+    println!("\nOnce per worker certificate (sim evidence), in the client: {cert_us:.1} µs.");
+}
