@@ -234,3 +234,114 @@ async fn a_client_refuses_a_worker_its_own_policy_does_not_allow() {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// Three workers, one of which answers differently: a replicated request
+/// gets the honest answer, names the dissenter, carries every run's
+/// receipt and charges all three; the dissenter's reputation falls and
+/// ordinary requests are no longer routed to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicated_request_outvotes_a_dishonest_worker() {
+    let honest = upstream(UpstreamBehaviour {
+        chunks: 4,
+        chunk_size: 12,
+        ..Default::default()
+    })
+    .await;
+    let dishonest = upstream(UpstreamBehaviour {
+        chunks: 4,
+        chunk_size: 13,
+        ..Default::default()
+    })
+    .await;
+    let mut net = Network::start().await;
+    net.add_worker(WorkerSpec::new("w1", MODEL, &honest)).await;
+    net.add_worker(WorkerSpec::new("w2", MODEL, &honest)).await;
+    net.add_worker(WorkerSpec::new("w3", MODEL, &dishonest))
+        .await;
+
+    let mut body = chat_body(MODEL, false);
+    body["cocoon"] = json!({"replicas": 3});
+    let (status, headers, answer) = post_json(&net.chat_url(), &body).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    let v: Value = serde_json::from_slice(&answer).unwrap();
+    let content = v["choices"][0]["message"]["content"].as_str().unwrap();
+    assert_eq!(content.len(), 4 * 12, "the honest answer: {content}");
+    let r = &v["cocoon"]["replication"];
+    let mut agreed: Vec<&str> = r["agreed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    agreed.sort();
+    assert_eq!(agreed, ["w1", "w2"], "{r}");
+    assert_eq!(r["dissented"], json!(["w3"]), "{r}");
+    assert_eq!(r["receipts"].as_array().unwrap().len(), 3, "{r}");
+    assert_eq!(v["cocoon"]["receipt_status"], "verified");
+    assert_ne!(headers["x-cocoon-worker"], "w3");
+    // The client paid for the three runs it asked for.
+    let costs: u64 = r["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["receipt"]["cost_nanoton"].as_u64().unwrap())
+        .sum();
+    assert_eq!(v["usage"]["cost_nanoton"].as_u64().unwrap(), costs);
+    // The request the workers ran carried one seed, set by the client.
+    let seeds: Vec<&str> = r["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["receipt"]["request_sha256"].as_str().unwrap())
+        .collect();
+    assert!(
+        seeds.windows(2).all(|p| p[0] == p[1]),
+        "every run ran the same request: {seeds:?}"
+    );
+
+    // The dissenter's reputation fell, and routing avoids it.
+    let (_, _, stats) = get(&format!("{}/jsonstats", net.proxy_http)).await;
+    let stats: Value = serde_json::from_slice(&stats).unwrap();
+    let w3 = stats["info"]["reputation w3"].as_str().unwrap_or_default();
+    assert_eq!(w3, "0 agreed, 1 dissented (avoided)", "{stats}");
+    for _ in 0..6 {
+        let (status, headers, body) = post_json(&net.chat_url(), &chat_body(MODEL, false)).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        assert_ne!(
+            headers["x-cocoon-worker"], "w3",
+            "a suspect worker takes no ordinary requests"
+        );
+    }
+
+    // A replicated stream carries only the agreed answer, and the replicas
+    // in its last chunk.
+    let mut body = chat_body(MODEL, true);
+    body["cocoon"] = json!({"replicas": 3});
+    let mut sse = SseReader::open(&net.chat_url(), &body, &[]).await;
+    assert_eq!(sse.status, 200);
+    let events = sse.rest().await;
+    let text: String = events[..events.len() - 2]
+        .iter()
+        .map(|e| {
+            serde_json::from_str::<Value>(e).unwrap()["choices"][0]["delta"]["content"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(text, content, "the same honest answer, streamed");
+    let last: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+    assert_eq!(
+        last["cocoon"]["replication"]["dissented"],
+        json!(["w3"]),
+        "{last}"
+    );
+
+    // Asking for more distinct workers than serve the model says so.
+    let mut body = chat_body(MODEL, false);
+    body["cocoon"] = json!({"replicas": 4});
+    let (status, _, answer) = post_json(&net.chat_url(), &body).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("only 3 serve"), "{text}");
+}

@@ -408,6 +408,7 @@ fn infer_request(
             .unwrap_or(0),
         client_address: shared.address.to_string(),
         max_tokens: v.max_tokens.unwrap_or(0),
+        replicas: v.controls.replicas.unwrap_or(1),
         timeout_ms: timeout,
         // On a chain, proof that this client may spend from its contract.
         payer_key: shared
@@ -508,20 +509,11 @@ async fn whole_answer(
                 a.shared.payments.on_voucher(&done.client_voucher);
                 let body = body.freeze();
                 let answer_sha256 = cocoon_receipt::digest::whole_answer(&body);
-                let checked =
-                    match a
-                        .shared
-                        .receipts
-                        .check(&a.worker, &done, &a.request, &answer_sha256)
-                    {
-                        Ok(c) => c,
-                        Err(why) => {
-                            a.active.fail("receipt_invalid");
-                            finish(&mut a.events).await;
-                            return (headers, receipt_refused(&a.shared, &why)).into_response();
-                        }
-                    };
-                a.shared.receipts.keep(&checked);
+                if let Err((reason, err)) = check_receipts(&mut a, &done, &answer_sha256).await {
+                    a.active.fail(reason);
+                    finish(&mut a.events).await;
+                    return (headers, err).into_response();
+                }
                 if let Ok(v) = HeaderValue::from_str(
                     &base64::engine::general_purpose::STANDARD.encode(&done.receipt),
                 ) {
@@ -529,7 +521,6 @@ async fn whole_answer(
                         headers.insert(HeaderName::from_static(RECEIPT_HEADER), v);
                     }
                 }
-                crate::receipts::attach(&mut a.receipt, &a.worker, checked);
                 if let Some(cost) = done.cost() {
                     headers.insert(
                         HeaderName::from_static(COST_HEADER),
@@ -601,6 +592,9 @@ fn error_for(e: &InferError, v: &Validated) -> ApiError {
             ApiError::server(StatusCode::SERVICE_UNAVAILABLE, "workers_busy", msg)
         }
         ErrorCode::QueueFull => ApiError::overloaded(msg, e.retry_after_seconds),
+        ErrorCode::ReplicasDisagree => {
+            ApiError::server(StatusCode::BAD_GATEWAY, "replicas_disagree", msg)
+        }
         ErrorCode::EngineRejected => {
             let status = u16::try_from(e.engine_status)
                 .ok()
@@ -637,6 +631,32 @@ fn receipt(a: &cocoon_proto::Assigned) -> Receipt {
         worker_image_hash: known(&a.worker_image_hash),
         ..Receipt::default()
     }
+}
+
+/// Checks a completed answer's receipt (and every replica's) and puts
+/// them in the answer's `cocoon` member. The error refuses the answer, with
+/// the reason it is counted under.
+async fn check_receipts(
+    a: &mut Answer,
+    done: &Completion,
+    answer_sha256: &str,
+) -> Result<(), (&'static str, ApiError)> {
+    let replicas = a
+        .shared
+        .receipts
+        .replicas(&a.shared.proxy, done, &a.request)
+        .await
+        .map_err(|r| (r.reason(), r.into_error(&a.shared)))?;
+    let cost = replicas.as_ref().map(|r| r.1);
+    let checked = a
+        .shared
+        .receipts
+        .check(&a.worker, done, &a.request, answer_sha256, cost)
+        .map_err(|why| ("receipt_invalid", receipt_refused(&a.shared, &why)))?;
+    a.shared.receipts.keep(&checked);
+    crate::receipts::attach(&mut a.receipt, &a.worker, checked);
+    a.receipt.replication = replicas.map(|r| r.0);
+    Ok(())
 }
 
 /// The error for an answer whose receipt failed a check: the proxy is
@@ -728,7 +748,7 @@ impl SseState {
                     self.digest.push(&b);
                     return sse_data(&b);
                 }
-                infer_event::Event::Done(done) => return self.done(&done),
+                infer_event::Event::Done(done) => return self.done(&done).await,
                 infer_event::Event::Error(e) => return self.fail(reason(&e), e.message),
                 infer_event::Event::Assigned(_) => continue,
             }
@@ -738,26 +758,16 @@ impl SseState {
     /// The end of a complete answer, once its receipt checks out: the
     /// usage chunk if asked for (else a chunk with the receipt alone), then
     /// `[DONE]`.
-    fn done(&mut self, done: &Completion) -> Bytes {
+    async fn done(&mut self, done: &Completion) -> Bytes {
         self.finished = true;
         let digest = std::mem::take(&mut self.digest).finish();
         let a = &mut self.answer;
         a.shared.metrics.record_usage(&done.usage());
         a.shared.payments.on_voucher(&done.client_voucher);
-        let checked = match a
-            .shared
-            .receipts
-            .check(&a.worker, done, &a.request, &digest)
-        {
-            Ok(c) => c,
-            Err(why) => {
-                let err = receipt_refused(&a.shared, &why);
-                a.active.fail("receipt_invalid");
-                return sse_data(&err.body());
-            }
-        };
-        a.shared.receipts.keep(&checked);
-        crate::receipts::attach(&mut a.receipt, &a.worker, checked);
+        if let Err((reason, err)) = check_receipts(a, done, &digest).await {
+            a.active.fail(reason);
+            return sse_data(&err.body());
+        }
         a.active.succeed();
         let mut out = BytesMut::new();
         out.put(closing_chunk(

@@ -113,6 +113,19 @@ impl Receipts {
                 a.worker_id
             )));
         }
+        let (identity, der) = self.identity(proxy, verifier, &a.worker_id, sha).await?;
+        Ok(Worker::Verified { identity, der })
+    }
+
+    /// A worker certificate by hash, verified under this client's policy:
+    /// from the cache, else fetched from the proxy.
+    async fn identity(
+        &self,
+        proxy: &ClientGatewayClient<Channel>,
+        verifier: &RaTlsVerifier,
+        worker: &str,
+        sha: &str,
+    ) -> Result<(Arc<WorkerIdentity>, Arc<Vec<u8>>), Refusal> {
         let cached = self
             .workers
             .lock()
@@ -126,18 +139,18 @@ impl Receipts {
             .get(sha)
             .cloned();
         if let (Some(identity), Some(der)) = (cached, der_cached) {
-            return Ok(Worker::Verified { identity, der });
+            return Ok((identity, der));
         }
         let der = proxy
             .clone()
             .worker_certificate(cocoon_proto::WorkerCertificateRequest {
-                sha256: sha.clone(),
+                sha256: sha.to_string(),
             })
             .await
             .map_err(|s| {
                 let why = format!(
                     "fetching worker {}'s certificate {sha} from the proxy: {}",
-                    a.worker_id,
+                    worker,
                     s.message()
                 );
                 if s.code() == tonic::Code::NotFound {
@@ -149,13 +162,13 @@ impl Receipts {
             .into_inner()
             .der;
         let found = cocoon_receipt::digest::sha256_hex(&der);
-        if &found != sha {
+        if found != sha {
             return Err(Refusal::Untrusted(format!(
                 "the proxy returned certificate {found} when asked for {sha}"
             )));
         }
         let identity = WorkerIdentity::verify(&der, verifier, cocoon_core::unix_now())
-            .map_err(|e| Refusal::Untrusted(format!("worker {}: {e}", a.worker_id)))?;
+            .map_err(|e| Refusal::Untrusted(format!("worker {}: {e}", worker)))?;
         let identity = Arc::new(identity);
         let der = Arc::new(der.to_vec());
         let mut w = self.workers.lock().unwrap_or_else(|p| p.into_inner());
@@ -164,10 +177,53 @@ impl Receipts {
             w.clear();
             d.clear();
         }
-        w.insert(sha.clone(), identity.clone());
-        d.insert(sha.clone(), der.clone());
-        tracing::info!(worker = %a.worker_id, certificate = %sha, tee = %identity.attestation().kind, image = %identity.attestation().image_hash, "verified a worker's certificate");
-        Ok(Worker::Verified { identity, der })
+        w.insert(sha.to_string(), identity.clone());
+        d.insert(sha.to_string(), der.clone());
+        tracing::info!(worker = %worker, certificate = %sha, tee = %identity.attestation().kind, image = %identity.attestation().image_hash, "verified a worker's certificate");
+        Ok((identity, der))
+    }
+
+    /// The runs of a replicated request: every receipt verified against its
+    /// worker's certificate (fetched once per certificate) and naming the
+    /// request this client sent. Returns the `replication` member for the
+    /// app and what all runs cost together; `None` for a request run once.
+    pub(crate) async fn replicas(
+        &self,
+        proxy: &ClientGatewayClient<Channel>,
+        done: &cocoon_proto::Completion,
+        request: &[u8],
+    ) -> Result<Option<(serde_json::Value, u64)>, Refusal> {
+        let Some(r) = &done.replication else {
+            return Ok(None);
+        };
+        let request_sha256 = cocoon_receipt::digest::sha256_hex(request);
+        let mut receipts = Vec::new();
+        let mut cost = 0u64;
+        for bytes in &r.receipts {
+            let value: serde_json::Value = serde_json::from_slice(bytes)
+                .map_err(|e| Refusal::Untrusted(format!("a replica's receipt: {e}")))?;
+            if let Some(verifier) = &self.verifier {
+                let signed = SignedReceipt::from_json(bytes)
+                    .map_err(|e| Refusal::Untrusted(format!("a replica's receipt: {e}")))?;
+                let b = &signed.receipt;
+                let (identity, _) = self
+                    .identity(proxy, verifier, &b.worker, &b.worker_certificate_sha256)
+                    .await?;
+                identity
+                    .check(&signed)
+                    .and_then(|()| b.expect_request(&request_sha256))
+                    .map_err(|e| Refusal::Untrusted(format!("replica {}: {e}", b.worker)))?;
+                cost = cost.saturating_add(b.cost_nanoton.unwrap_or(0));
+            }
+            receipts.push(value);
+        }
+        let member = serde_json::json!({
+            "agreed": r.agreed,
+            "dissented": r.dissented,
+            "failed": r.failed,
+            "receipts": receipts,
+        });
+        Ok(Some((member, cost)))
     }
 
     /// Checks the receipt of a completed answer: signed by the assigned
@@ -180,6 +236,7 @@ impl Receipts {
         done: &cocoon_proto::Completion,
         request: &[u8],
         answer_sha256: &str,
+        replicas_cost: Option<u64>,
     ) -> Result<Checked, String> {
         let Worker::Verified { identity, der } = worker else {
             let receipt = serde_json::from_slice(&done.receipt).unwrap_or(serde_json::Value::Null);
@@ -200,10 +257,12 @@ impl Receipts {
             .and_then(|()| r.expect_answer(answer_sha256))
             .and_then(|()| r.expect_usage(done.usage()))
             .map_err(|e| e.to_string())?;
-        if let (Some(charged), Some(signed_cost)) = (done.cost(), r.cost_nanoton) {
+        // A replicated request costs what all its runs' receipts say.
+        let signed_cost = replicas_cost.or(r.cost_nanoton);
+        if let (Some(charged), Some(signed_cost)) = (done.cost(), signed_cost) {
             if charged > signed_cost {
                 return Err(format!(
-                    "cost: the proxy charged {charged} nanoton, the worker's receipt says the answer cost {signed_cost}"
+                    "cost: the proxy charged {charged} nanoton, the workers' receipts say the answer cost {signed_cost}"
                 ));
             }
         }

@@ -26,6 +26,10 @@ pub struct Receipt {
     /// How the client checked the receipt: `verified`, or why it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub receipt_status: Option<String>,
+    /// For a replicated request: the workers that agreed (the answering
+    /// one first), those that dissented or failed, and every run's receipt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication: Option<serde_json::Value>,
 }
 
 /// Adds `receipt` to a whole answer as its `cocoon` member, and `cost` to

@@ -32,6 +32,7 @@ impl ErrorCode {
             ErrorCode::VersionMismatch => "version_mismatch",
             ErrorCode::InsufficientFunds => "insufficient_funds",
             ErrorCode::QueueFull => "queue_full",
+            ErrorCode::ReplicasDisagree => "replicas_disagree",
         }
     }
 

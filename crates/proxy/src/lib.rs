@@ -13,6 +13,7 @@ mod peer_role;
 mod registry;
 pub mod registry_watch;
 mod relay;
+pub mod reputation;
 mod settlement;
 mod stats;
 mod worker_certificates;

@@ -344,6 +344,7 @@ pub struct WorkerRegistry {
     next_serial: AtomicU64,
     rotation: AtomicU64,
     admission: Arc<AdmissionQueue>,
+    reputation: crate::reputation::Reputation,
 }
 
 impl Default for WorkerRegistry {
@@ -359,11 +360,17 @@ impl WorkerRegistry {
             by_model: RwLock::new(HashMap::new()),
             next_serial: AtomicU64::new(0),
             rotation: AtomicU64::new(0),
+            reputation: Default::default(),
             admission: Arc::new(AdmissionQueue::new(limits)),
         }
     }
 
     /// The lines of requests waiting for a worker slot.
+    /// What compared answers showed of each worker.
+    pub fn reputation(&self) -> &crate::reputation::Reputation {
+        &self.reputation
+    }
+
     pub(crate) fn admission(&self) -> &Arc<AdmissionQueue> {
         &self.admission
     }
@@ -470,20 +477,31 @@ impl WorkerRegistry {
             .max(1)
     }
 
-    /// Open sessions serving `model`, except those in `exclude`.
+    /// Open sessions serving `model`, except those in `exclude`, and
+    /// except workers whose compared answers made them suspect while any
+    /// other serves the model.
     fn candidates(&self, model: &str, exclude: &[u64]) -> Vec<Arc<WorkerHandle>> {
         let Ok(key) = ModelName::new(model) else {
             return Vec::new();
         };
         let map = self.by_model.read().unwrap_or_else(|p| p.into_inner());
-        map.get(&key)
+        let open: Vec<Arc<WorkerHandle>> = map
+            .get(&key)
             .map(|l| {
                 l.iter()
                     .filter(|w| !exclude.contains(&w.serial) && !w.closed.load(Ordering::Acquire))
                     .cloned()
                     .collect()
             })
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let (trusted, suspect): (Vec<_>, Vec<_>) = open
+            .into_iter()
+            .partition(|w| !self.reputation.of(&w.id).suspect());
+        if trusted.is_empty() {
+            suspect
+        } else {
+            trusted
+        }
     }
 
     /// Claims a slot on the worker with the least `running × average

@@ -14,6 +14,9 @@ impl StatsSource for Shared {
         if let Some(p) = &self.config.payments {
             ledger_info(p, &mut info);
         }
+        for (worker, record) in self.registry.reputation().all() {
+            info.insert(format!("reputation {worker}"), record.to_string());
+        }
         self.metrics
             .snapshot("proxy", &self.config.name, self.started, workers, info)
             .with_peers_refused(self.config.trust.refusals())

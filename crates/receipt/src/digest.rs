@@ -69,6 +69,54 @@ pub fn whole_answer(body: &[u8]) -> String {
     hex::encode(h.finalize())
 }
 
+/// What an answer says, whatever its form: per choice, its text and finish
+/// reason, hashed (hex). A streamed and a whole answer with the same
+/// content, or answers from two workers that differ only in ids and
+/// timestamps, have the same content digest: what replicas are compared
+/// by. `chunks` are a stream's chunk payloads, or a whole answer's body (in
+/// one or more pieces).
+pub fn content(stream: bool, chunks: &[impl AsRef<[u8]>]) -> String {
+    let mut choices: std::collections::BTreeMap<u64, (String, String)> = Default::default();
+    let mut add = |choice: &serde_json::Value, text: Option<&str>| {
+        let index = choice["index"].as_u64().unwrap_or(0);
+        let entry = choices.entry(index).or_default();
+        if let Some(t) = text {
+            entry.0.push_str(t);
+        }
+        if let Some(f) = choice["finish_reason"].as_str() {
+            entry.1 = f.to_string();
+        }
+    };
+    let parsed: Vec<serde_json::Value> = if stream {
+        chunks
+            .iter()
+            .filter_map(|c| serde_json::from_slice(c.as_ref()).ok())
+            .collect()
+    } else {
+        let body: Vec<u8> = chunks.iter().flat_map(|c| c.as_ref().to_vec()).collect();
+        serde_json::from_slice(&body).ok().into_iter().collect()
+    };
+    for v in &parsed {
+        for choice in v["choices"].as_array().into_iter().flatten() {
+            let text = if stream {
+                choice["delta"]["content"]
+                    .as_str()
+                    .or(choice["text"].as_str())
+            } else {
+                choice["message"]["content"]
+                    .as_str()
+                    .or(choice["text"].as_str())
+            };
+            add(choice, text);
+        }
+    }
+    let listed: Vec<(u64, &str, &str)> = choices
+        .iter()
+        .map(|(i, (t, f))| (*i, t.as_str(), f.as_str()))
+        .collect();
+    sha256_hex(&serde_json::to_vec(&listed).expect("strings always encode"))
+}
+
 /// JSON with object members sorted by key and no whitespace; scalars as
 /// serde_json writes them (a parsed number prints the same every time).
 fn canonical(v: &serde_json::Value, out: &mut Vec<u8>) {
@@ -121,6 +169,20 @@ mod tests {
             br#"{"id":"a","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":4}}"#;
         assert_ne!(whole_answer(worker), whole_answer(more_usage));
         assert_ne!(whole_answer(b"not json"), whole_answer(b"not jsom"));
+    }
+
+    #[test]
+    fn content_is_text_and_finish_reason_whatever_the_form() {
+        let stream: Vec<&[u8]> = vec![
+            br#"{"id":"a","created":1,"choices":[{"index":0,"delta":{"role":"assistant","content":"Hel"}}]}"#,
+            br#"{"id":"a","created":2,"choices":[{"index":0,"delta":{"content":"lo"},"finish_reason":"stop"}]}"#,
+        ];
+        let whole: Vec<&[u8]> = vec![br#"{"id":"b","created":9,"choices":[{"index":0,"message":{"role":"assistant","content":"Hello"},"finish_reason":"stop"}]}"#];
+        assert_eq!(content(true, &stream), content(false, &whole));
+        let cut: Vec<&[u8]> = vec![br#"{"id":"b","choices":[{"index":0,"message":{"content":"Hello"},"finish_reason":"length"}]}"#];
+        assert_ne!(content(false, &whole), content(false, &cut));
+        let other: Vec<&[u8]> = vec![br#"{"id":"b","choices":[{"index":0,"message":{"content":"Hellp"},"finish_reason":"stop"}]}"#];
+        assert_ne!(content(false, &whole), content(false, &other));
     }
 
     #[test]

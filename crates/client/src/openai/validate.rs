@@ -25,6 +25,11 @@ use super::ApiError;
 pub const MAX_COEFFICIENT_HEADER: &str = "x-cocoon-max-coefficient";
 /// Header with the request's deadline in milliseconds.
 pub const TIMEOUT_HEADER: &str = "x-cocoon-timeout-ms";
+/// Header asking for the request to run on this many distinct workers.
+pub const REPLICAS_HEADER: &str = "x-cocoon-replicas";
+
+/// Most runs of one replicated request.
+const MAX_REPLICAS: i64 = 5;
 
 /// Largest `max_tokens` accepted.
 const MAX_TOKENS_LIMIT: i64 = 1 << 24;
@@ -38,6 +43,8 @@ pub struct Controls {
     pub max_coefficient: Option<u32>,
     /// Deadline for the whole request.
     pub timeout_ms: Option<u64>,
+    /// Distinct workers to run the request on, answered by majority.
+    pub replicas: Option<u32>,
 }
 
 /// A request that passed validation.
@@ -102,6 +109,18 @@ pub fn validate(
         out.push(':');
         out.push_str(raw_value.get());
     }
+    // Replicas must sample alike to be compared: one seed for all of them,
+    // set here so that the request the workers sign is the one sent.
+    if seen.controls.replicas.unwrap_or(1) > 1 && !seen.seed {
+        use std::hash::{BuildHasher, Hasher};
+        let seed = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish() as u32;
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push_str(&format!("\"seed\":{seed}"));
+    }
     out.push('}');
     if let Some(missing) = required.first() {
         return Err(ApiError::invalid(
@@ -134,6 +153,7 @@ struct Seen {
     n: i64,
     max_tokens: Option<u64>,
     best_of: Option<i64>,
+    seed: bool,
 }
 
 impl Seen {
@@ -150,6 +170,7 @@ impl Seen {
             n: 1,
             max_tokens: None,
             best_of: None,
+            seed: false,
         }
     }
 
@@ -214,6 +235,7 @@ impl Seen {
             }
             "seed" => {
                 range_i64(key, raw, i64::MIN, i64::MAX)?;
+                self.seed = raw.get() != "null";
             }
             "stop" => stop(raw)?,
             "user" => {
@@ -717,6 +739,7 @@ fn controls_from_body(raw: &RawValue) -> Result<Controls, ApiError> {
                 c.max_coefficient = Some(coefficient(&param, v.as_i64(), &v.to_string())?)
             }
             "timeout_ms" => c.timeout_ms = Some(timeout(&param, v.as_i64(), &v.to_string())?),
+            "replicas" => c.replicas = Some(replicas(&param, v.as_i64(), &v.to_string())?),
             _ => {
                 return Err(ApiError::invalid(
                     param.clone(),
@@ -742,6 +765,9 @@ fn controls_from_headers(headers: &HeaderMap) -> Result<Controls, ApiError> {
     if let Some(s) = read(TIMEOUT_HEADER) {
         c.timeout_ms = Some(timeout(TIMEOUT_HEADER, s.parse().ok(), &s)?);
     }
+    if let Some(s) = read(REPLICAS_HEADER) {
+        c.replicas = Some(replicas(REPLICAS_HEADER, s.parse().ok(), &s)?);
+    }
     Ok(c)
 }
 
@@ -753,6 +779,17 @@ fn coefficient(param: &str, n: Option<i64>, shown: &str) -> Result<u32, ApiError
             param,
             "invalid_value",
             format!("'{param}' must be an integer price coefficient in per-mille between 1 and {max}, found {shown}"),
+        )),
+    }
+}
+
+fn replicas(param: &str, n: Option<i64>, shown: &str) -> Result<u32, ApiError> {
+    match n {
+        Some(n) if (1..=MAX_REPLICAS).contains(&n) => Ok(n as u32),
+        _ => Err(ApiError::invalid(
+            param,
+            "invalid_value",
+            format!("'{param}' must be an integer number of distinct workers between 1 and {MAX_REPLICAS}, found {shown}"),
         )),
     }
 }
@@ -793,7 +830,8 @@ mod tests {
             v.controls,
             Controls {
                 max_coefficient: Some(1500),
-                timeout_ms: Some(2000)
+                timeout_ms: Some(2000),
+                replicas: None
             }
         );
         let body: Value = serde_json::from_slice(&v.body).unwrap();
@@ -824,6 +862,31 @@ mod tests {
         h.insert(MAX_COEFFICIENT_HEADER, "zero".parse().unwrap());
         let e = validate(Endpoint::ChatCompletions, OK.as_bytes(), &h).unwrap_err();
         assert_eq!(e.param.as_deref(), Some(MAX_COEFFICIENT_HEADER));
+    }
+
+    #[test]
+    fn replicas_get_one_seed_unless_the_app_set_one() {
+        let v = chat(
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"cocoon":{"replicas":3}}"#,
+        )
+        .unwrap();
+        assert_eq!(v.controls.replicas, Some(3));
+        let body: Value = serde_json::from_slice(&v.body).unwrap();
+        assert!(body["seed"].is_u64(), "{body}");
+        assert!(body.get("cocoon").is_none());
+        let v = chat(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"seed":7,"cocoon":{"replicas":3}}"#).unwrap();
+        let body: Value = serde_json::from_slice(&v.body).unwrap();
+        assert_eq!(body["seed"], 7);
+        let v = chat(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#).unwrap();
+        let body: Value = serde_json::from_slice(&v.body).unwrap();
+        assert!(
+            body.get("seed").is_none(),
+            "one worker: the body is the app's"
+        );
+        for bad in ["0", "6", "\"3\"", "1.5"] {
+            let e = chat(&format!(r#"{{"model":"m","messages":[{{"role":"user","content":"hi"}}],"cocoon":{{"replicas":{bad}}}}}"#)).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some("cocoon.replicas"), "{bad}");
+        }
     }
 
     #[test]

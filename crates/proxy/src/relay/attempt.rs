@@ -176,7 +176,7 @@ impl<'a> Attempt<'a> {
             match self.events.try_recv().map(Event::of) {
                 Ok(Event::Chunk(b, so_far)) => burst.push((b, self.meter.receive(so_far.as_ref()))),
                 Ok(Event::Other(other)) => {
-                    self.next = Some(other);
+                    self.next = Some(*other);
                     return burst;
                 }
                 Err(_) => break,
@@ -199,7 +199,7 @@ impl<'a> Attempt<'a> {
             let Ok(Some(ev)) = ev else { break };
             match Event::of(ev) {
                 Event::Chunk(b, so_far) => burst.push((b, self.meter.receive(so_far.as_ref()))),
-                Event::Other(other) => self.next = Some(other),
+                Event::Other(other) => self.next = Some(*other),
             }
         }
         burst
@@ -279,39 +279,49 @@ impl<'a> Attempt<'a> {
         }
     }
 
-    /// Charges `usage`, stamps the cost and the client's voucher on `done`,
-    /// and sends the worker its voucher. False if the books failed: the
-    /// reservation then stays, with its durable progress, for recovery.
+    /// Charges `usage` (see [`charge`]).
     async fn charge(&self, r: Reservation, usage: &Usage, done: &mut Completion) -> bool {
-        let settled = match r.settle(usage).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "charging a finished request failed; its reservation stays for recovery");
-                return false;
-            }
-        };
-        done.cost_nanoton = settled.charged.client.get();
-        if let Some(v) = &settled.client_voucher {
-            done.client_voucher = v.to_boc().unwrap_or_default().into();
-        }
-        if let Some(boc) = settled.worker_voucher.and_then(|v| v.to_boc().ok()) {
-            let msg = ProxyMessage {
-                msg: Some(proxy_message::Msg::Voucher(WorkerVoucher {
-                    voucher: boc.into(),
-                })),
-            };
-            let _ = self.worker().send(msg).await;
-        }
-        true
+        charge(self.worker(), r, usage, done).await
     }
+}
+
+/// Charges `usage`, stamps the cost and the client's voucher on `done`,
+/// and sends the worker its voucher. False if the books failed: the
+/// reservation then stays, with its durable progress, for recovery.
+pub(super) async fn charge(
+    worker: &WorkerHandle,
+    r: Reservation,
+    usage: &Usage,
+    done: &mut Completion,
+) -> bool {
+    let settled = match r.settle(usage).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "charging a finished request failed; its reservation stays for recovery");
+            return false;
+        }
+    };
+    done.cost_nanoton = settled.charged.client.get();
+    if let Some(v) = &settled.client_voucher {
+        done.client_voucher = v.to_boc().unwrap_or_default().into();
+    }
+    if let Some(boc) = settled.worker_voucher.and_then(|v| v.to_boc().ok()) {
+        let msg = ProxyMessage {
+            msg: Some(proxy_message::Msg::Voucher(WorkerVoucher {
+                voucher: boc.into(),
+            })),
+        };
+        let _ = worker.send(msg).await;
+    }
+    true
 }
 
 /// A worker event, as burst gathering sees it.
 enum Event {
     /// A chunk, with the engine's running count if it sent one.
     Chunk(Bytes, Option<TokenCounts>),
-    /// Anything else, which ends the burst.
-    Other(WorkerEvent),
+    /// Anything else, which ends the burst (boxed: a completion is large).
+    Other(Box<WorkerEvent>),
 }
 
 impl Event {
@@ -322,7 +332,7 @@ impl Event {
                 so_far,
                 ..
             } => Event::Chunk(b, so_far),
-            other => Event::Other(other),
+            other => Event::Other(Box::new(other)),
         }
     }
 }

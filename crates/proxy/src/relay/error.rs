@@ -77,6 +77,13 @@ pub(crate) enum RelayError {
     /// The cost of what was about to be forwarded could not be made durable.
     #[error("the proxy's ledger could not record the answer's cost: {0}")]
     Books(SettleError),
+    /// The ledger failed to charge a replica; its reservation stays for
+    /// recovery.
+    #[error("the proxy's ledger could not charge a replica's answer")]
+    ChargeFailed,
+    /// No answer was shared by enough runs of a replicated request.
+    #[error("the replicas did not agree: {0}")]
+    ReplicasDisagree(String),
 }
 
 fn no_worker_message(no: &NoWorker, after: Option<&str>) -> String {
@@ -138,9 +145,11 @@ impl RelayError {
             RelayError::Reserve(ReserveError::Refused(
                 SettleError::InsufficientFunds(_) | SettleError::NotActive(_),
             )) => ErrorCode::InsufficientFunds,
-            RelayError::NoPayee(_) | RelayError::Reserve(_) | RelayError::Books(_) => {
-                ErrorCode::Internal
-            }
+            RelayError::NoPayee(_)
+            | RelayError::Reserve(_)
+            | RelayError::Books(_)
+            | RelayError::ChargeFailed => ErrorCode::Internal,
+            RelayError::ReplicasDisagree(_) => ErrorCode::ReplicasDisagree,
             RelayError::Dispatch(_) | RelayError::WorkerLost { .. } => ErrorCode::WorkerLost,
             RelayError::Worker { error, .. } => ErrorCode::of(error),
             RelayError::Timeout | RelayError::QueuedTooLong { .. } => ErrorCode::Timeout,

@@ -16,6 +16,7 @@
 
 mod attempt;
 mod error;
+mod replicate;
 
 use std::sync::Arc;
 
@@ -116,6 +117,11 @@ impl Relay {
                     "payer not authorized: {why}"
                 )))
             })?;
+        }
+        if self.req.replicas > 1 {
+            return self
+                .replicated(self.req.replicas, payer.as_ref(), active)
+                .await;
         }
         let mut tried: Vec<u64> = Vec::new();
         let mut previous: Option<RelayError> = None;
@@ -295,6 +301,17 @@ impl Relay {
         payer: &StdAddr,
         worker: &WorkerHandle,
     ) -> Result<Reservation, RelayError> {
+        self.reserve_as(&self.req.request_id, payer, worker).await
+    }
+
+    /// Like [`Relay::reserve`], under the ledger key `key` (each run of a
+    /// replicated request is held and settled on its own).
+    async fn reserve_as(
+        &self,
+        key: &str,
+        payer: &StdAddr,
+        worker: &WorkerHandle,
+    ) -> Result<Reservation, RelayError> {
         let Some(payments) = &self.shared.config.payments else {
             return Err(RelayError::BadRequest("this proxy does not charge".into()));
         };
@@ -303,16 +320,9 @@ impl Relay {
             .as_ref()
             .ok_or_else(|| RelayError::NoPayee(worker.id.clone()))?;
         let limits = (self.req.body.len(), self.req.max_tokens);
-        Reservation::hold(
-            payments,
-            &self.req.request_id,
-            payer,
-            payee,
-            worker.coefficient(),
-            limits,
-        )
-        .await
-        .map_err(RelayError::Reserve)
+        Reservation::hold(payments, key, payer, payee, worker.coefficient(), limits)
+            .await
+            .map_err(RelayError::Reserve)
     }
 
     /// The request as the worker receives it, with the time left and, when
