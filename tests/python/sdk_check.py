@@ -42,6 +42,20 @@ for chunk in stream:
             pieces.append(choice.delta.content)
 check("chat streaming", "".join(pieces) == text and usage is not None and usage.completion_tokens == 6, (pieces, usage))
 
+# Without include_usage the stream still ends with the receipt: a chunk with
+# no choices (the shape of OpenAI's usage chunk) that the SDK reads as one.
+pieces, receipt = [], None
+for chunk in client.chat.completions.create(
+    model=model, messages=[{"role": "user", "content": "Hello"}], stream=True
+):
+    for choice in chunk.choices:
+        if choice.delta.content:
+            pieces.append(choice.delta.content)
+    cocoon = (chunk.model_extra or {}).get("cocoon")
+    if cocoon:
+        receipt = cocoon.get("receipt")
+check("chat streaming carries a receipt", "".join(pieces) == text and receipt is not None and "signature" in receipt, (pieces, receipt))
+
 legacy = client.completions.create(model=model, prompt="Once", max_tokens=3)
 check("completions", legacy.usage.completion_tokens == 3 and len(legacy.choices[0].text) == 60, legacy)
 

@@ -304,6 +304,14 @@ async fn a_replicated_request_outvotes_a_dishonest_worker() {
     let stats: Value = serde_json::from_slice(&stats).unwrap();
     let w3 = stats["info"]["reputation w3"].as_str().unwrap_or_default();
     assert_eq!(w3, "0 agreed, 1 dissented (avoided)", "{stats}");
+    let (_, _, models) = get(&format!("{}/v1/models", net.api)).await;
+    let models: Value = serde_json::from_slice(&models).unwrap();
+    let rep = &models["data"][0]["cocoon"]["reputation"];
+    assert_eq!(
+        rep,
+        &json!({"compared_answers": 3, "dissenting_answers": 1, "avoided_workers": 1}),
+        "{models}"
+    );
     for _ in 0..6 {
         let (status, headers, body) = post_json(&net.chat_url(), &chat_body(MODEL, false)).await;
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));

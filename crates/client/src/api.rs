@@ -171,6 +171,11 @@ async fn models(State(shared): State<Arc<Shared>>) -> Response {
                         capacity: m.capacity,
                         running: m.running,
                         model_hashes: m.model_hashes,
+                        reputation: cocoon_openai::ModelReputation {
+                            compared_answers: m.compared_answers,
+                            dissenting_answers: m.dissenting_answers,
+                            avoided_workers: m.avoided_workers,
+                        },
                     };
                     cocoon_openai::Model::new(m.name, market)
                 })

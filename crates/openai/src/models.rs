@@ -65,6 +65,19 @@ pub struct ModelMarket {
     pub running: u32,
     /// SHA-256 of the weights they serve, hex.
     pub model_hashes: Vec<String>,
+    /// What comparing their answers showed.
+    pub reputation: ModelReputation,
+}
+
+/// The workers' reputation for a model, summarised.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ModelReputation {
+    /// Answers compared with other workers' (replicated requests).
+    pub compared_answers: u64,
+    /// Of those, answers that differed from the majority.
+    pub dissenting_answers: u64,
+    /// Workers that routing avoids for it.
+    pub avoided_workers: u32,
 }
 
 /// The spread of price coefficients, per-mille.

@@ -542,7 +542,11 @@ impl WorkerRegistry {
                     .collect();
                 hashes.sort_unstable();
                 hashes.dedup();
+                let records: Vec<_> = list.iter().map(|w| self.reputation.of(&w.id)).collect();
                 cocoon_proto::ModelInfo {
+                    compared_answers: records.iter().map(|r| r.agreed + r.dissented).sum(),
+                    dissenting_answers: records.iter().map(|r| r.dissented).sum(),
+                    avoided_workers: records.iter().filter(|r| r.suspect()).count() as u32,
                     name: name.to_string(),
                     worker_count: list.len() as u32,
                     min_coefficient: coefs[0],
