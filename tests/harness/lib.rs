@@ -322,6 +322,8 @@ pub struct WorkerSpec {
     /// Ask the upstream for token counts in every chunk
     /// (`--upstream-running-usage`).
     pub running_usage: bool,
+    /// The weights the upstream serves, declared (`--model-hash`).
+    pub model_hash: Option<String>,
 }
 
 impl WorkerSpec {
@@ -334,6 +336,7 @@ impl WorkerSpec {
             max_active: 16,
             sim_mrtd: None,
             running_usage: false,
+            model_hash: None,
         }
     }
 
@@ -353,6 +356,7 @@ impl WorkerSpec {
             max_active: 4,
             sim_mrtd: None,
             running_usage: false,
+            model_hash: None,
         }
     }
 }
@@ -561,6 +565,9 @@ impl Network {
             args.extend(["--upstream".to_string(), spec.upstream.clone()]);
             if spec.running_usage {
                 args.push("--upstream-running-usage".into());
+            }
+            if let Some(h) = &spec.model_hash {
+                args.extend(["--model-hash".to_string(), h.clone()]);
             }
         } else {
             args.extend(["--context-size".to_string(), "2048".to_string()]);

@@ -353,3 +353,74 @@ async fn a_replicated_request_outvotes_a_dishonest_worker() {
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("only 3 serve"), "{text}");
 }
+
+/// Three workers declaring the same weights, one answering differently:
+/// each new worker's first deterministic answer is re-run on another, a
+/// disagreement is settled by a third, the outvoted worker loses
+/// reputation, and the client pays only for the answers it got.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spot_checks_catch_a_worker_serving_other_weights_under_the_same_hash() {
+    let honest = upstream(UpstreamBehaviour {
+        chunks: 3,
+        chunk_size: 12,
+        ..Default::default()
+    })
+    .await;
+    let dishonest = upstream(UpstreamBehaviour {
+        chunks: 3,
+        chunk_size: 11,
+        ..Default::default()
+    })
+    .await;
+    let mut net = Network::start().await;
+    let hash = "ab".repeat(32);
+    for (name, up) in [("w1", &honest), ("w2", &honest), ("w3", &dishonest)] {
+        let mut spec = WorkerSpec::new(name, MODEL, up);
+        spec.model_hash = Some(hash.clone());
+        net.add_worker(spec).await;
+    }
+    let mut body = chat_body(MODEL, false);
+    body["temperature"] = json!(0);
+    // The first answers of w1 and w2 are re-run on another worker; w3's
+    // answer differs whether it answered or re-ran, and a third decides.
+    let mut charged = 0;
+    let mut stats = Value::Null;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        let (status, _, answer) = post_json(&net.chat_url(), &body).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+        let v: Value = serde_json::from_slice(&answer).unwrap();
+        charged += v["usage"]["cost_nanoton"].as_u64().unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let (_, _, s) = get(&format!("{}/jsonstats", net.proxy_http)).await;
+        stats = serde_json::from_slice(&s).unwrap_or(Value::Null);
+        if stats["info"]["reputation w3"]
+            .as_str()
+            .is_some_and(|r| r.contains("(avoided)"))
+        {
+            break;
+        }
+    }
+    let info = &stats["info"];
+    assert!(
+        info["reputation w3"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("0 agreed") && r.contains("(avoided)")),
+        "w3 was not outvoted: {stats}"
+    );
+    for w in ["w1", "w2"] {
+        let r = info[format!("reputation {w}")]
+            .as_str()
+            .unwrap_or("0 agreed, 0 dissented");
+        assert!(r.contains(", 0 dissented"), "{w}: {r}");
+    }
+    let checks: Vec<&str> = ["w1", "w2", "w3"]
+        .iter()
+        .filter_map(|w| info[format!("spot-checks {w}")].as_str())
+        .collect();
+    assert!(!checks.is_empty(), "spot-checks are in the stats: {stats}");
+    // Re-runs are the network's cost, not the client's.
+    let (_, _, balance) = get(&format!("{}/v1/cocoon/balance", net.api)).await;
+    let balance: Value = serde_json::from_slice(&balance).unwrap();
+    assert_eq!(balance["spent"].as_u64().unwrap(), charged, "{balance}");
+}

@@ -64,6 +64,16 @@ options! {
         /// Retry-After. 0 refuses at once with 503 [default: 1024].
         #[arg(long, env = "COCOON_PROXY_QUEUE_LENGTH", value_name = "N")]
         pub queue_length: Option<usize>,
+        /// Share of deterministic answers (temperature 0, or a seed) re-run
+        /// on another worker serving the same weights and compared, 0 to 1;
+        /// a worker outvoted loses reputation. The re-runs are not charged
+        /// to clients [default: 0.01].
+        #[arg(long, env = "COCOON_PROXY_SPOT_CHECK_RATE", value_name = "SHARE")]
+        pub spot_check_rate: Option<f64>,
+        /// Answers of each newly seen worker that are always spot-checked
+        /// [default: 1].
+        #[arg(long, env = "COCOON_PROXY_SPOT_CHECK_FIRST", value_name = "N")]
+        pub spot_check_first: Option<u32>,
         /// Charge for requests [default: on]. The ledger lives in the data
         /// directory (ledger.redb), beside the voucher signing key.
         #[arg(long, env = "COCOON_PROXY_PAYMENTS", value_enum)]

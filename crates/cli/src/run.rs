@@ -255,6 +255,22 @@ async fn proxy_config(
         default_timeout: timeout(o.timeout_secs)?,
         payments,
         queue: queue_limits(o.queue_length),
+        spot_checks: spot_checks(o.spot_check_rate, o.spot_check_first)?,
+    })
+}
+
+fn spot_checks(
+    rate: Option<f64>,
+    first: Option<u32>,
+) -> anyhow::Result<cocoon_proxy::SpotCheckConfig> {
+    let default = cocoon_proxy::SpotCheckConfig::default();
+    let rate = rate.unwrap_or(default.rate);
+    if !(0.0..=1.0).contains(&rate) {
+        bail!("--spot-check-rate is a share of answers from 0 to 1, found {rate}");
+    }
+    Ok(cocoon_proxy::SpotCheckConfig {
+        rate,
+        first_answers: first.unwrap_or(default.first_answers),
     })
 }
 
@@ -506,6 +522,7 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
         default_timeout: cocoon_core::DEFAULT_TIMEOUT,
         payments,
         queue: queue_limits(o.queue_length),
+        spot_checks: cocoon_proxy::SpotCheckConfig::default(),
     })
     .await
     .context("starting the proxy")?;

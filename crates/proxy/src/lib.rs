@@ -15,6 +15,7 @@ pub mod registry_watch;
 mod relay;
 pub mod reputation;
 mod settlement;
+mod spot_check;
 mod stats;
 mod worker_certificates;
 mod worker_gateway;
@@ -23,6 +24,7 @@ pub use admission::{QueueLimits, DEFAULT_MAX_WAITING};
 pub use payments::{Payments, PriceBoard};
 pub use registry::{Lease, NoWorker, WorkerHandle, WorkerRegistry};
 pub use settlement::{SettleError, SettleFuture, Settlement};
+pub use spot_check::{CheckRecord, SpotCheckConfig};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,6 +53,8 @@ pub struct ProxyConfig {
     pub payments: Option<Arc<Payments>>,
     /// How requests wait when every worker for their model is busy.
     pub queue: QueueLimits,
+    /// Which answers are re-run on another worker and compared.
+    pub spot_checks: SpotCheckConfig,
 }
 
 /// Why the proxy could not start.
@@ -83,6 +87,8 @@ pub(crate) struct Shared {
     pub(crate) stopping: watch::Receiver<bool>,
     /// Workers' receipt certificates, by hash.
     pub(crate) certificates: worker_certificates::WorkerCertificates,
+    /// Answers re-run elsewhere, and what that showed.
+    pub(crate) spot_checks: spot_check::SpotChecks,
 }
 
 /// A running proxy.
@@ -125,6 +131,7 @@ impl Proxy {
         let registry = WorkerRegistry::new(config.queue);
         let shared = Arc::new(Shared {
             certificates: worker_certificates::WorkerCertificates::new(config.trust.clone()),
+            spot_checks: spot_check::SpotChecks::new(config.spot_checks),
             config,
             registry,
             metrics: Arc::new(RequestMetrics::default()),

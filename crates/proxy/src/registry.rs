@@ -461,6 +461,31 @@ impl WorkerRegistry {
         ))
     }
 
+    /// Claims a slot on a free worker serving `model` with the weights
+    /// `hash`, not in `exclude`, without waiting; `None` if none is free.
+    pub(crate) fn select_same_weights(
+        &self,
+        model: &str,
+        hash: ModelHash,
+        exclude: &[u64],
+        request_id: &RequestId,
+        events: mpsc::Sender<WorkerEvent>,
+    ) -> Option<Lease> {
+        let same: Vec<Arc<WorkerHandle>> = self
+            .candidates(model, exclude)
+            .into_iter()
+            .filter(|w| w.model_hash == Some(hash))
+            .collect();
+        let refs: Vec<&Arc<WorkerHandle>> = same.iter().collect();
+        let worker = self.claim_least_loaded(&refs)?;
+        Some(Lease::start(
+            worker,
+            request_id,
+            events,
+            self.admission.clone(),
+        ))
+    }
+
     /// Seconds until a request behind `waiting` others may get a slot for
     /// `model`: the line's length over the slots serving it, times their
     /// mean request duration; at least 1.

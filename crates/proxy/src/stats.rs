@@ -17,6 +17,9 @@ impl StatsSource for Shared {
         for (worker, record) in self.registry.reputation().all() {
             info.insert(format!("reputation {worker}"), record.to_string());
         }
+        for (worker, record) in self.spot_checks.all() {
+            info.insert(format!("spot-checks {worker}"), record.to_string());
+        }
         self.metrics
             .snapshot("proxy", &self.config.name, self.started, workers, info)
             .with_peers_refused(self.config.trust.refusals())

@@ -221,6 +221,15 @@ impl<'a> Attempt<'a> {
     /// delivered as it goes.
     async fn forward(&mut self, burst: Burst) -> Result<(), RelayError> {
         for (bytes, through) in burst {
+            if let Some(kept) = self
+                .relay
+                .kept
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_mut()
+            {
+                kept.push(bytes.clone());
+            }
             tokio::select! {
                 sent = self.relay.send(infer_event::Event::Chunk(bytes)) => sent?,
                 _ = self.lease.overflow() => {

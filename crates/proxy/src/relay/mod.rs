@@ -40,7 +40,7 @@ pub(crate) use error::{RelayError, Stopped};
 
 /// Events buffered between a worker session and one request, beyond what
 /// HTTP/2 flow control already holds; a client further behind is dropped.
-const EVENT_QUEUE: usize = 256;
+pub(crate) const EVENT_QUEUE: usize = 256;
 
 /// Workers tried for one request: the first, and one replacement.
 const MAX_ATTEMPTS: u32 = 2;
@@ -54,6 +54,8 @@ pub(crate) struct Relay {
     req: InferRequest,
     to_client: ToClient,
     deadline: Instant,
+    /// The chunks relayed, kept when the answer is to be spot-checked.
+    kept: std::sync::Mutex<Option<Vec<bytes::Bytes>>>,
 }
 
 impl Relay {
@@ -77,6 +79,7 @@ impl Relay {
             id,
             req,
             to_client,
+            kept: std::sync::Mutex::new(None),
         })
     }
 
@@ -130,9 +133,22 @@ impl Relay {
             let (mut lease, events) = self.acquire(&tried, previous.as_ref()).await?;
             tried.push(lease.worker.serial);
             tracing::debug!(worker = %lease.worker.id, attempt = number, "assigned");
+            let check = self.shared.spot_checks.wants(&lease.worker, &self.req);
+            *self.kept.lock().unwrap_or_else(|p| p.into_inner()) = check.then(Vec::new);
             let outcome = self
                 .try_worker(&lease, events, number, payer.as_ref(), active)
                 .await;
+            if outcome.is_ok() {
+                let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner()).take();
+                if let Some(chunks) = kept {
+                    tokio::spawn(crate::spot_check::check(
+                        self.shared.clone(),
+                        self.req.clone(),
+                        lease.worker.clone(),
+                        chunks,
+                    ));
+                }
+            }
             match outcome {
                 Err(stop) if stop.retryable() && number < MAX_ATTEMPTS => {
                     lease.finish(false);

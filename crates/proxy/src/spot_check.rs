@@ -1,0 +1,273 @@
+//! Spot-checks: the proxy re-runs a sample of answers on another worker
+//! serving the same weights and compares what they say (each choice's text
+//! and finish reason). Every newly seen worker's first answers are
+//! checked, and a configurable share of the rest.
+//!
+//! Only deterministic requests are re-run (temperature 0, or a seed): an
+//! exact replay must then give the same content on an honest worker. When
+//! the two differ a third worker decides; each run's agreement or dissent
+//! goes to its worker's reputation. The re-runs are the network's cost:
+//! they are not charged to the client (and, for now, not paid to the
+//! checking worker). Results per worker are in the proxy's `/stats`.
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use cocoon_core::{ModelHash, RequestId};
+use cocoon_proto::{proxy_message, worker_event, InferRequest, ProxyMessage, WorkRequest};
+use tokio::sync::mpsc;
+
+use crate::registry::WorkerHandle;
+use crate::Shared;
+
+/// How many answers are checked.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpotCheckConfig {
+    /// Share of answers re-run, 0 to 1.
+    pub rate: f64,
+    /// Answers of each newly seen worker that are always re-run.
+    pub first_answers: u32,
+}
+
+impl Default for SpotCheckConfig {
+    fn default() -> Self {
+        SpotCheckConfig {
+            rate: 0.01,
+            first_answers: 1,
+        }
+    }
+}
+
+/// One worker's checks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CheckRecord {
+    /// Checks planned on its answers.
+    pub planned: u64,
+    /// Its answer was confirmed.
+    pub passed: u64,
+    /// Its answer was outvoted.
+    pub failed: u64,
+    /// Two answers differed and no third worker could decide.
+    pub inconclusive: u64,
+    /// No other worker with the same weights was free to re-run it.
+    pub skipped: u64,
+}
+
+impl std::fmt::Display for CheckRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} passed, {} failed, {} inconclusive, {} skipped",
+            self.passed, self.failed, self.inconclusive, self.skipped
+        )
+    }
+}
+
+/// Deadline of one re-run.
+const RERUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug)]
+pub(crate) struct SpotChecks {
+    config: SpotCheckConfig,
+    by_worker: Mutex<BTreeMap<String, CheckRecord>>,
+    draws: AtomicU64,
+    seed: std::collections::hash_map::RandomState,
+}
+
+impl SpotChecks {
+    pub(crate) fn new(config: SpotCheckConfig) -> Self {
+        SpotChecks {
+            config,
+            by_worker: Mutex::default(),
+            draws: AtomicU64::new(0),
+            seed: Default::default(),
+        }
+    }
+
+    /// Whether to check the answer `worker` is about to give to `req`.
+    pub(crate) fn wants(&self, worker: &WorkerHandle, req: &InferRequest) -> bool {
+        if worker.model_hash.is_none() || req.replicas > 1 {
+            return false;
+        }
+        let planned = self.of(&worker.id).planned;
+        let sampled =
+            planned < u64::from(self.config.first_answers) || self.draw() < self.config.rate;
+        if !sampled || !deterministic(&req.body) {
+            return false;
+        }
+        self.update(&worker.id, |r| r.planned += 1);
+        true
+    }
+
+    fn draw(&self) -> f64 {
+        let mut h = self.seed.build_hasher();
+        h.write_u64(self.draws.fetch_add(1, Ordering::Relaxed));
+        (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn update(&self, worker: &str, f: impl FnOnce(&mut CheckRecord)) {
+        let mut g = self.by_worker.lock().unwrap_or_else(|p| p.into_inner());
+        f(g.entry(worker.to_string()).or_default());
+    }
+
+    /// `worker`'s record.
+    pub(crate) fn of(&self, worker: &str) -> CheckRecord {
+        self.by_worker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(worker)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Every record, by worker.
+    pub(crate) fn all(&self) -> BTreeMap<String, CheckRecord> {
+        self.by_worker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Temperature 0, or a seed: an honest worker gives the same content again.
+fn deterministic(body: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return false;
+    };
+    v["temperature"].as_f64() == Some(0.0) || !v["seed"].is_null()
+}
+
+/// Re-runs `req` elsewhere and judges `original`'s answer (`chunks`, as
+/// relayed). Runs in the background, after the client has its answer.
+pub(crate) async fn check(
+    shared: Arc<Shared>,
+    req: InferRequest,
+    original: Arc<WorkerHandle>,
+    chunks: Vec<Bytes>,
+) {
+    let checks = &shared.spot_checks;
+    let Some(hash) = original.model_hash else {
+        return;
+    };
+    let mut answers = vec![(
+        original.id.clone(),
+        cocoon_receipt::digest::content(req.stream, &chunks),
+    )];
+    let mut exclude = vec![original.serial];
+    // One re-run; a second only if the first disagrees.
+    while answers.len() < 3 {
+        let Some((serial, id, content)) = rerun(&shared, &req, hash, &exclude).await else {
+            break;
+        };
+        exclude.push(serial);
+        answers.push((id, content));
+        if answers.len() == 2 && answers[0].1 == answers[1].1 {
+            break;
+        }
+    }
+    let reputation = shared.registry.reputation();
+    match answers.len() {
+        1 => checks.update(&original.id, |r| r.skipped += 1),
+        2 if answers[0].1 == answers[1].1 => {
+            for (id, _) in &answers {
+                reputation.record(id, true);
+            }
+            checks.update(&original.id, |r| r.passed += 1);
+        }
+        2 => {
+            tracing::warn!(worker = %original.id, checker = %answers[1].0, "a spot-check disagreed and no third worker could decide");
+            checks.update(&original.id, |r| r.inconclusive += 1);
+        }
+        _ => {
+            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+            for (_, c) in &answers {
+                *counts.entry(c.as_str()).or_default() += 1;
+            }
+            let majority = counts
+                .iter()
+                .find(|(_, n)| **n >= 2)
+                .map(|(c, _)| c.to_string());
+            let Some(majority) = majority else {
+                checks.update(&original.id, |r| r.inconclusive += 1);
+                return;
+            };
+            for (id, c) in &answers {
+                let agrees = *c == majority;
+                reputation.record(id, agrees);
+                if !agrees {
+                    tracing::warn!(worker = %id, "a spot-check outvoted this worker's answer");
+                }
+            }
+            let passed = answers[0].1 == majority;
+            checks.update(&original.id, |r| {
+                if passed {
+                    r.passed += 1
+                } else {
+                    r.failed += 1
+                }
+            });
+        }
+    }
+}
+
+/// Runs `req` on a free worker serving the same weights, not in
+/// `exclude`; its serial, name and answer's content, or `None` when none
+/// could.
+async fn rerun(
+    shared: &Shared,
+    req: &InferRequest,
+    hash: ModelHash,
+    exclude: &[u64],
+) -> Option<(u64, String, String)> {
+    let id = RequestId::generate();
+    let (tx, mut events) = mpsc::channel(crate::relay::EVENT_QUEUE);
+    let mut lease = shared
+        .registry
+        .select_same_weights(&req.model, hash, exclude, &id, tx)?;
+    let worker = lease.worker.clone();
+    let sent = worker
+        .send(ProxyMessage {
+            msg: Some(proxy_message::Msg::Request(WorkRequest {
+                request_id: id.to_string(),
+                endpoint: req.endpoint,
+                body: req.body.clone(),
+                stream: req.stream,
+                timeout_ms: RERUN_TIMEOUT.as_millis() as u64,
+                prices: None,
+                coefficient: 0,
+            })),
+        })
+        .await;
+    if !sent {
+        return None;
+    }
+    let mut chunks = Vec::new();
+    let collected = tokio::time::timeout(RERUN_TIMEOUT, async {
+        while let Some(ev) = events.recv().await {
+            match ev.event {
+                Some(worker_event::Event::Chunk(b)) => chunks.push(b),
+                Some(worker_event::Event::Done(_)) => return true,
+                Some(worker_event::Event::Error(e)) => {
+                    tracing::info!(checker = %worker.id, error = %e.message, "a spot-check re-run failed");
+                    return false;
+                }
+                None => {}
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    lease.finish(collected);
+    collected.then(|| {
+        (
+            worker.serial,
+            worker.id.clone(),
+            cocoon_receipt::digest::content(req.stream, &chunks),
+        )
+    })
+}
