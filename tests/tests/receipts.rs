@@ -174,6 +174,18 @@ async fn a_saved_answer_verifies_offline_and_fails_after_any_change() {
 async fn a_client_refuses_a_worker_its_own_policy_does_not_allow() {
     let up = upstream(UpstreamBehaviour::default()).await;
     let mut net = Network::start().await;
+    // The client's development deposit is in the proxy's ledger before the
+    // proxy restarts.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, _, b) = get(&format!("{}/v1/cocoon/balance", net.api)).await;
+        let b: Value = serde_json::from_slice(&b).unwrap_or(Value::Null);
+        if b["deposited"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no deposit: {b}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     // The rogue worker's sim image: SHA-256 over its MRTD and four zero RTMRs.
     let mrtd = [0xab_u8; 48];
     let mut h = sha2::Sha256::new();
@@ -423,4 +435,40 @@ async fn spot_checks_catch_a_worker_serving_other_weights_under_the_same_hash() 
     let (_, _, balance) = get(&format!("{}/v1/cocoon/balance", net.api)).await;
     let balance: Value = serde_json::from_slice(&balance).unwrap();
     assert_eq!(balance["spent"].as_u64().unwrap(), charged, "{balance}");
+}
+
+/// More replicated requests than the workers have slots for at once: each
+/// claims all its workers together or waits in line holding none, so none
+/// of them starves the others, and every one is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_replicated_requests_is_served_in_full() {
+    let up = upstream(UpstreamBehaviour {
+        chunks: 4,
+        chunk_size: 8,
+        delay: std::time::Duration::from_millis(40),
+        ..Default::default()
+    })
+    .await;
+    let mut net = Network::start().await;
+    for name in ["w1", "w2", "w3"] {
+        let mut spec = WorkerSpec::new(name, MODEL, &up);
+        spec.max_active = 2;
+        net.add_worker(spec).await;
+    }
+    let mut body = chat_body(MODEL, false);
+    body["cocoon"] = json!({"replicas": 3, "timeout_ms": 30000});
+    let url = net.chat_url();
+    let answers = futures_util::future::join_all((0..8).map(|_| post_json(&url, &body))).await;
+    for (status, _, answer) in answers {
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+        let v: Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(
+            v["cocoon"]["replication"]["agreed"]
+                .as_array()
+                .unwrap()
+                .len(),
+            3,
+            "{v}"
+        );
+    }
 }

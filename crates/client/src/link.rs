@@ -123,6 +123,17 @@ async fn dev_deposit(shared: &Shared) -> bool {
         .await
     {
         Ok(_) => tracing::info!(%address, %amount, "development deposit credited"),
+        // Lost on the way (the proxy went down meanwhile): ask again on
+        // the next connection.
+        Err(status)
+            if matches!(
+                status.code(),
+                tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+            ) =>
+        {
+            tracing::debug!(error = %status.message(), "the development deposit did not reach the proxy; will ask again");
+            return false;
+        }
         Err(status) => {
             tracing::warn!(%address, error = %status.message(), "development deposit refused")
         }

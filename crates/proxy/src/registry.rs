@@ -227,6 +227,8 @@ pub struct Lease {
     started: std::time::Instant,
     outcome: Option<bool>,
     admission: Arc<AdmissionQueue>,
+    /// Given back unused: no statistics, no wake.
+    unused: bool,
 }
 
 impl Lease {
@@ -256,7 +258,15 @@ impl Lease {
             started: std::time::Instant::now(),
             outcome: None,
             admission,
+            unused: false,
         }
+    }
+
+    /// Gives the slot back without having used it: the worker's
+    /// statistics stay as they were and the line is not woken (the caller
+    /// claimed and freed it within one selection, so no slot changed hands).
+    pub(crate) fn give_back(mut self) {
+        self.unused = true;
     }
 
     /// Whether the request was dropped because its client stopped reading.
@@ -286,6 +296,10 @@ impl Drop for Lease {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.request_id);
         w.running.fetch_sub(1, Ordering::AcqRel);
+        if self.unused {
+            w.total.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
         self.admission.wake(w.model.as_str());
         match self.outcome {
             Some(true) => {

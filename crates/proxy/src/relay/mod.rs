@@ -193,23 +193,30 @@ impl Relay {
         tried: &[u64],
         previous: Option<&RelayError>,
     ) -> Result<(Lease, mpsc::Receiver<WorkerEvent>), Stopped> {
+        // A slot this request cannot use (a worker it already tried) may
+        // suit the one behind.
+        self.wait_in_line(|| self.select(tried, previous), !tried.is_empty())
+            .await
+    }
+
+    /// Takes whatever `pick` claims, waiting in the model's line while it
+    /// finds every worker busy. `pass_unused`: a wake that `pick` could not
+    /// use goes to the request behind.
+    async fn wait_in_line<T>(
+        &self,
+        pick: impl Fn() -> Result<T, Stopped>,
+        pass_unused: bool,
+    ) -> Result<T, Stopped> {
         let registry = &self.shared.registry;
         let line = registry.admission();
         let model = self.req.model.as_str();
         if !line.enabled() {
-            return self.select(tried, previous);
+            return pick();
         }
         // Nobody waiting: take a free slot if there is one.
         if line.waiting(model) == 0 {
-            match self.select(tried, previous) {
-                Err(Stopped {
-                    error:
-                        RelayError::NoWorker {
-                            no: NoWorker::AllBusy { .. },
-                            ..
-                        },
-                    ..
-                }) => {}
+            match pick() {
+                Err(stop) if all_busy(&stop) => {}
                 done => return done,
             }
         }
@@ -221,26 +228,22 @@ impl Relay {
             })
         })?;
         tracing::debug!("every worker is busy; waiting in line");
+        // A request that got here first may have found every slot busy
+        // while `pick` held some for a moment: let it look again.
+        if !place.at_front() {
+            line.wake(model);
+        }
         let mut woken = false;
         loop {
             if place.at_front() {
-                match self.select(tried, previous) {
+                match pick() {
                     Ok(got) => {
                         tracing::debug!(waited_ms = place.waited().as_millis() as u64, "admitted");
                         place.admitted();
                         return Ok(got);
                     }
-                    Err(Stopped {
-                        error:
-                            RelayError::NoWorker {
-                                no: NoWorker::AllBusy { .. },
-                                ..
-                            },
-                        ..
-                    }) => {
-                        // A slot this request cannot use (a worker it
-                        // already tried) may suit the one behind.
-                        if woken && !tried.is_empty() {
+                    Err(stop) if all_busy(&stop) => {
+                        if woken && pass_unused {
                             place.pass_on();
                         }
                     }
@@ -385,6 +388,17 @@ impl Relay {
         };
         let _ = worker.send(msg).await;
     }
+}
+
+/// Whether a selection failed only because every worker was busy.
+fn all_busy(stop: &Stopped) -> bool {
+    matches!(
+        stop.error,
+        RelayError::NoWorker {
+            no: NoWorker::AllBusy { .. },
+            ..
+        }
+    )
 }
 
 /// Gives back a reservation that no answer used.

@@ -51,16 +51,10 @@ impl Relay {
                 "replicas: at most {MAX_REPLICAS} runs per request, asked for {replicas}"
             ))));
         }
-        let mut tried = Vec::new();
-        let mut claimed = Vec::new();
-        for _ in 0..replicas {
-            let (lease, events) = self
-                .acquire(&tried, None)
-                .await
-                .map_err(|stop| too_few(stop, replicas, tried.len()))?;
-            tried.push(lease.worker.serial);
-            claimed.push((lease, events));
-        }
+        let claimed = self
+            .wait_in_line(|| self.claim_distinct(replicas), true)
+            .await?;
+        let mut tried: Vec<u64> = claimed.iter().map(|(l, _)| l.worker.serial).collect();
         let mut runs: Vec<Run> = join_all(
             claimed
                 .into_iter()
@@ -73,6 +67,7 @@ impl Relay {
             // A split: one more run decides, if another worker can take it.
             match self.acquire(&tried, None).await {
                 Ok((lease, events)) => {
+                    tried.push(lease.worker.serial);
                     tracing::info!(worker = %lease.worker.id, "replicas split; one more run decides");
                     let n = runs.len() + 1;
                     runs.push(self.run_whole(n, lease, events, payer).await);
@@ -90,6 +85,27 @@ impl Relay {
             return Err(Stopped::early(RelayError::ReplicasDisagree(summary(&runs))));
         };
         self.deliver(runs, &content, payer, active).await
+    }
+
+    /// Claims slots on `n` distinct workers at once, or on none: a request
+    /// never holds slots idle while it waits for more, so replicated
+    /// requests cannot starve one another of the last slots.
+    fn claim_distinct(&self, n: u32) -> Result<Vec<(Lease, mpsc::Receiver<WorkerEvent>)>, Stopped> {
+        let mut claimed: Vec<(Lease, mpsc::Receiver<WorkerEvent>)> = Vec::new();
+        for _ in 0..n {
+            let tried: Vec<u64> = claimed.iter().map(|(l, _)| l.worker.serial).collect();
+            match self.select(&tried, None) {
+                Ok(got) => claimed.push(got),
+                Err(stop) => {
+                    let found = claimed.len();
+                    for (lease, _) in claimed {
+                        lease.give_back();
+                    }
+                    return Err(too_few(stop, n, found));
+                }
+            }
+        }
+        Ok(claimed)
     }
 
     /// Runs the request to its end on one leased worker, settling it as
