@@ -319,11 +319,14 @@ async fn a_replicated_request_outvotes_a_dishonest_worker() {
     let (_, _, models) = get(&format!("{}/v1/models", net.api)).await;
     let models: Value = serde_json::from_slice(&models).unwrap();
     let rep = &models["data"][0]["cocoon"]["reputation"];
+    assert_eq!(rep["compared_answers"], 3, "{models}");
+    assert_eq!(rep["dissenting_answers"], 1, "{models}");
+    assert_eq!(rep["avoided_workers"], 1, "{models}");
     assert_eq!(
-        rep,
-        &json!({"compared_answers": 3, "dissenting_answers": 1, "avoided_workers": 1}),
-        "{models}"
+        rep["requests"], 3,
+        "one replicated request, three runs: {models}"
     );
+    assert_eq!(rep["failed_requests"], 0, "{models}");
     for _ in 0..6 {
         let (status, headers, body) = post_json(&net.chat_url(), &chat_body(MODEL, false)).await;
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));

@@ -175,6 +175,8 @@ async fn models(State(shared): State<Arc<Shared>>) -> Response {
                             compared_answers: m.compared_answers,
                             dissenting_answers: m.dissenting_answers,
                             avoided_workers: m.avoided_workers,
+                            requests: m.requests,
+                            failed_requests: m.failed_requests,
                         },
                     };
                     cocoon_openai::Model::new(m.name, market)

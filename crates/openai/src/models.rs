@@ -78,6 +78,10 @@ pub struct ModelReputation {
     pub dissenting_answers: u64,
     /// Workers that routing avoids for it.
     pub avoided_workers: u32,
+    /// Requests sent to its workers in their current sessions.
+    pub requests: u64,
+    /// Of those, requests that failed on the worker.
+    pub failed_requests: u64,
 }
 
 /// The spread of price coefficients, per-mille.

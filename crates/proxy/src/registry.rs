@@ -142,6 +142,14 @@ impl WorkerHandle {
         self.coefficient.store(c.per_mille(), Ordering::Relaxed);
     }
 
+    /// Whether more than one in ten of its requests failed on it (over at
+    /// least ten requests in this session): dispatch errors, a lost
+    /// session, engine failures that sent the request elsewhere.
+    pub fn unreliable(&self) -> bool {
+        let total = self.total.load(Ordering::Relaxed);
+        total >= 10 && self.failed.load(Ordering::Relaxed) * 10 > total
+    }
+
     /// Most requests it runs at once.
     pub fn max_active(&self) -> u32 {
         self.max_active
@@ -544,22 +552,24 @@ impl WorkerRegistry {
     }
 
     /// Claims a slot on the worker with the least `running × average
-    /// duration`, ties broken in rotation so idle workers share the load.
+    /// duration`, ties broken in rotation so idle workers share the load;
+    /// unreliable workers ([`WorkerHandle::unreliable`]) only when every
+    /// reliable one is busy.
     fn claim_least_loaded(&self, workers: &[&Arc<WorkerHandle>]) -> Option<Arc<WorkerHandle>> {
         let turn = self.rotation.fetch_add(1, Ordering::Relaxed) as usize;
         let n = workers.len();
         // A slot can be taken by a concurrent request between scoring and
         // reserving; try the candidates in score order.
-        let mut order: Vec<(u128, usize)> = workers
+        let mut order: Vec<(bool, u128, usize)> = workers
             .iter()
             .enumerate()
             .map(|(i, w)| {
                 let score = w.running() as u128 * w.avg() as u128;
-                (score, (i + n - turn % n) % n)
+                (w.unreliable(), score, (i + n - turn % n) % n)
             })
             .collect();
         order.sort();
-        order.into_iter().find_map(|(_, rotated)| {
+        order.into_iter().find_map(|(_, _, rotated)| {
             let w = workers[(rotated + turn) % n];
             w.try_reserve().then(|| w.clone())
         })
@@ -586,6 +596,8 @@ impl WorkerRegistry {
                     compared_answers: records.iter().map(|r| r.agreed + r.dissented).sum(),
                     dissenting_answers: records.iter().map(|r| r.dissented).sum(),
                     avoided_workers: records.iter().filter(|r| r.suspect()).count() as u32,
+                    requests: list.iter().map(|w| w.total.load(Ordering::Relaxed)).sum(),
+                    failed_requests: list.iter().map(|w| w.failed.load(Ordering::Relaxed)).sum(),
                     name: name.to_string(),
                     worker_count: list.len() as u32,
                     min_coefficient: coefs[0],
@@ -675,6 +687,38 @@ mod tests {
             assert_eq!(l.worker.id, "cheap");
         }
         assert_eq!(cheap.running(), 0, "dropped leases free their slots");
+    }
+
+    #[test]
+    fn unreliable_workers_only_when_the_reliable_are_busy() {
+        let reg = WorkerRegistry::default();
+        let flaky = worker(&reg, "flaky", "m", 1000, 4);
+        let steady = worker(&reg, "steady", "m", 1000, 1);
+        for _ in 0..10 {
+            let mut l = pick(&reg, "m", 0).unwrap();
+            if l.worker.id == "flaky" {
+                l.finish(false);
+            } else {
+                l.finish(true);
+            }
+        }
+        // Half its requests, at least, went to "flaky" and failed there.
+        while flaky.total.load(Ordering::Relaxed) < 10 {
+            let (tx, _rx) = mpsc::channel(1);
+            let mut l = reg
+                .select("m", 0, &[steady.serial], &RequestId::generate(), tx)
+                .unwrap();
+            assert_eq!(l.worker.id, "flaky");
+            l.finish(false);
+        }
+        assert!(flaky.unreliable());
+        let first = pick(&reg, "m", 0).unwrap();
+        assert_eq!(first.worker.id, "steady", "the reliable worker first");
+        let second = pick(&reg, "m", 0).unwrap();
+        assert_eq!(
+            second.worker.id, "flaky",
+            "the unreliable one when the other is busy"
+        );
     }
 
     #[test]
