@@ -291,6 +291,20 @@ async fn a_replicated_request_outvotes_a_dishonest_worker() {
     assert_eq!(r["receipts"].as_array().unwrap().len(), 3, "{r}");
     assert_eq!(v["cocoon"]["receipt_status"], "verified");
     assert_ne!(headers["x-cocoon-worker"], "w3");
+    // The saved answer verifies offline, every run's receipt with it.
+    let saved = net.tee.dir.join("replicated.json");
+    std::fs::write(&saved, &answer).unwrap();
+    let out = verify_file(&net, &saved);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        text(&out)
+            .matches("receipt and certificate verified")
+            .count(),
+        3,
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("dissented: w3"), "{}", text(&out));
     // The client paid for the three runs it asked for.
     let costs: u64 = r["receipts"]
         .as_array()

@@ -143,6 +143,10 @@ pub fn verify(o: ReceiptVerifyOptions) -> anyhow::Result<()> {
         );
     }
 
+    let replication = &saved.member()["replication"];
+    if replication.is_object() {
+        checks.extend(replicas(replication, &signed, &verifier));
+    }
     let failed = checks
         .iter()
         .find(|c| !c.ok)
@@ -221,6 +225,87 @@ fn print_text(saved: &Saved, signed: &SignedReceipt, checks: &[Check], verdict: 
             c.detail
         );
     }
+}
+
+/// The runs of a replicated answer: each receipt verified against its
+/// certificate (carried in `certificates`), at its own time, naming the
+/// same request as the answer's receipt, which must be one of them.
+fn replicas(replication: &Value, answer: &SignedReceipt, verifier: &RaTlsVerifier) -> Vec<Check> {
+    let agreed: Vec<&str> = replication["agreed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let mut checks = Vec::new();
+    let mut found_answer = false;
+    for r in replication["receipts"].as_array().into_iter().flatten() {
+        let result = (|| -> Result<(String, String), String> {
+            let signed = SignedReceipt::from_value(r).map_err(|e| e.to_string())?;
+            let b = &signed.receipt;
+            let cert = replication["certificates"][&b.worker_certificate_sha256]
+                .as_str()
+                .ok_or_else(|| {
+                    format!(
+                        "no certificate {} for worker {}",
+                        b.worker_certificate_sha256, b.worker
+                    )
+                })?;
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(cert)
+                .map_err(|e| format!("certificate of worker {}: {e}", b.worker))?;
+            let id = WorkerIdentity::verify(&der, verifier, b.finished_at_ms / 1000)
+                .map_err(|e| format!("worker {}: {e}", b.worker))?;
+            id.check(&signed)
+                .map_err(|e| format!("worker {}: {e}", b.worker))?;
+            b.expect_request(&answer.receipt.request_sha256)
+                .map_err(|e| format!("worker {}: {e}", b.worker))?;
+            if signed == *answer {
+                found_answer = true;
+            }
+            let side = if agreed.contains(&b.worker.as_str()) {
+                "agreed"
+            } else {
+                "dissented"
+            };
+            Ok((b.worker.clone(), side.to_string()))
+        })();
+        checks.push(match result {
+            Ok((worker, side)) => Check {
+                name: "replica",
+                ok: true,
+                detail: format!(
+                    "{worker} ({side}): receipt and certificate verified, same request"
+                ),
+            },
+            Err(e) => Check {
+                name: "replica",
+                ok: false,
+                detail: e,
+            },
+        });
+    }
+    checks.push(Check {
+        name: "replication",
+        ok: found_answer,
+        detail: if found_answer {
+            format!(
+                "the answer's receipt is one of the {} runs; agreed: {}; dissented: {}",
+                replication["receipts"].as_array().map_or(0, Vec::len),
+                agreed.join(", "),
+                replication["dissented"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        } else {
+            "the answer's receipt is not among the runs' receipts".into()
+        },
+    });
+    checks
 }
 
 /// UNIX milliseconds as an ISO 8601 UTC time.

@@ -198,6 +198,7 @@ impl Receipts {
         };
         let request_sha256 = cocoon_receipt::digest::sha256_hex(request);
         let mut receipts = Vec::new();
+        let mut certificates = serde_json::Map::new();
         let mut cost = 0u64;
         for bytes in &r.receipts {
             let value: serde_json::Value = serde_json::from_slice(bytes)
@@ -206,9 +207,15 @@ impl Receipts {
                 let signed = SignedReceipt::from_json(bytes)
                     .map_err(|e| Refusal::Untrusted(format!("a replica's receipt: {e}")))?;
                 let b = &signed.receipt;
-                let (identity, _) = self
+                let (identity, der) = self
                     .identity(proxy, verifier, &b.worker, &b.worker_certificate_sha256)
                     .await?;
+                certificates.insert(
+                    b.worker_certificate_sha256.clone(),
+                    base64::engine::general_purpose::STANDARD
+                        .encode(der.as_slice())
+                        .into(),
+                );
                 identity
                     .check(&signed)
                     .and_then(|()| b.expect_request(&request_sha256))
@@ -222,6 +229,7 @@ impl Receipts {
             "dissented": r.dissented,
             "failed": r.failed,
             "receipts": receipts,
+            "certificates": certificates,
         });
         Ok(Some((member, cost)))
     }
