@@ -294,7 +294,8 @@ fn too_few(stop: Stopped, replicas: u32, found: usize) -> Stopped {
             no: NoWorker::NoWorkersForModel { model },
             ..
         } if found > 0 => Stopped::early(RelayError::BadRequest(format!(
-            "replicas: {replicas} distinct workers asked for, but only {found} serve model {model:?}"
+            "replicas: {replicas} distinct workers asked for, but only {found} {} model {model:?}",
+            if found == 1 { "serves" } else { "serve" }
         ))),
         _ => stop,
     }
