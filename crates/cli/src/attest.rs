@@ -168,17 +168,7 @@ pub fn verify(o: AttestVerifyOptions) -> anyhow::Result<()> {
 
 fn verify_cert(o: &AttestVerifyOptions, path: &Path, at: u64) -> anyhow::Result<()> {
     let raw = read(path, "certificate")?;
-    let der = if raw.starts_with(b"-----BEGIN") {
-        let text = String::from_utf8_lossy(&raw);
-        let b64: String = text
-            .lines()
-            .filter(|l| !l.starts_with("-----"))
-            .collect::<Vec<_>>()
-            .concat();
-        base64_decode(&b64).ok_or_else(|| anyhow!("{} is not valid PEM", path.display()))?
-    } else {
-        raw
-    };
+    let der = certificate_der(&raw).with_context(|| format!("certificate {}", path.display()))?;
     let parsed = cert::parse(&der).context("RA-TLS certificate")?;
     let sim_roots = o
         .sim_root
@@ -263,38 +253,24 @@ fn verify_cert(o: &AttestVerifyOptions, path: &Path, at: u64) -> anyhow::Result<
     print(o.json, f)
 }
 
-/// Standard base64 without line breaks; `None` on any invalid character.
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let val = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let bytes: Vec<u8> = s.bytes().filter(|b| *b != b'=').collect();
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        let mut acc = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            acc |= val(*c)? << (18 - 6 * i);
-        }
-        let n = chunk.len();
-        if n < 2 {
-            return None;
-        }
-        out.push((acc >> 16) as u8);
-        if n > 2 {
-            out.push((acc >> 8) as u8);
-        }
-        if n > 3 {
-            out.push(acc as u8);
-        }
+/// A certificate given as DER, PEM or bare base64, as DER.
+pub(crate) fn certificate_der(raw: &[u8]) -> anyhow::Result<Vec<u8>> {
+    use base64::Engine as _;
+    if raw.first() == Some(&0x30) {
+        return Ok(raw.to_vec());
     }
-    Some(out)
+    let text = String::from_utf8_lossy(raw);
+    let b64: String = match text.find("-----BEGIN") {
+        Some(start) => text[start..]
+            .lines()
+            .skip(1)
+            .take_while(|l| !l.starts_with("-----END"))
+            .collect(),
+        None => text.split_whitespace().collect(),
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| anyhow!("neither DER, PEM nor base64: {e}"))
 }
 
 /// `cocoon attest dev-policy`.

@@ -433,7 +433,8 @@ fn parse_stream(text: &str) -> anyhow::Result<Saved> {
 fn certificate(o: &ReceiptVerifyOptions, member: &Value) -> anyhow::Result<Vec<u8>> {
     if let Some(path) = &o.certificate {
         let raw = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        return decode_certificate(&raw).with_context(|| format!("certificate {}", path.display()));
+        return crate::attest::certificate_der(&raw)
+            .with_context(|| format!("certificate {}", path.display()));
     }
     let b64 = member["worker_certificate"].as_str().ok_or_else(|| {
         anyhow!("the file carries no worker certificate; give it with --certificate FILE")
@@ -441,25 +442,6 @@ fn certificate(o: &ReceiptVerifyOptions, member: &Value) -> anyhow::Result<Vec<u
     base64::engine::general_purpose::STANDARD
         .decode(b64)
         .context("the file's worker_certificate is not base64")
-}
-
-fn decode_certificate(raw: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let text = String::from_utf8_lossy(raw);
-    if let Some(start) = text.find("-----BEGIN CERTIFICATE-----") {
-        let body: String = text[start + 27..]
-            .lines()
-            .take_while(|l| !l.starts_with("-----END"))
-            .collect();
-        return base64::engine::general_purpose::STANDARD
-            .decode(body.trim())
-            .context("PEM body is not base64");
-    }
-    if raw.first() == Some(&0x30) {
-        return Ok(raw.to_vec());
-    }
-    base64::engine::general_purpose::STANDARD
-        .decode(text.trim())
-        .context("neither DER, PEM nor base64")
 }
 
 /// The verifier of the worker's certificate.
