@@ -26,6 +26,23 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// The UTC calendar date and time of day of `unix` seconds: (year,
+/// month 1-12, day 1-31, seconds into the day). Howard Hinnant's
+/// civil_from_days, valid for any date from 1970 on.
+pub fn utc_date(unix: u64) -> (i64, u32, u32, u32) {
+    let days = (unix / 86_400) as i64;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day, (unix % 86_400) as u32)
+}
+
 /// How long a request may take when neither the app nor the node's
 /// configuration says: the one default every role uses.
 pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);

@@ -69,18 +69,7 @@ fn seq(parts: &[&[u8]]) -> Vec<u8> {
 
 /// UTCTime before 2050, GeneralizedTime from then on (RFC 5280 4.1.2.5).
 fn time(unix: u64) -> Vec<u8> {
-    let days = (unix / 86_400) as i64;
-    let secs = unix % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d, secs) = cocoon_core::utc_date(unix);
     let hms = format!("{:02}{:02}{:02}Z", secs / 3600, secs / 60 % 60, secs % 60);
     if y < 2050 {
         tlv(0x17, format!("{:02}{m:02}{d:02}{hms}", y % 100).as_bytes())
