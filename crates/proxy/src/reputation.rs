@@ -34,26 +34,29 @@ impl std::fmt::Display for Record {
     }
 }
 
-/// Every worker's record.
-#[derive(Debug, Default)]
-pub struct Reputation {
-    by_worker: Mutex<BTreeMap<String, Record>>,
+/// A record per worker name.
+#[derive(Debug)]
+pub struct PerWorker<R> {
+    by_worker: Mutex<BTreeMap<String, R>>,
 }
 
-impl Reputation {
-    /// Records one compared answer of `worker`.
-    pub fn record(&self, worker: &str, agreed: bool) {
-        let mut g = self.by_worker.lock().unwrap_or_else(|p| p.into_inner());
-        let r = g.entry(worker.to_string()).or_default();
-        if agreed {
-            r.agreed += 1;
-        } else {
-            r.dissented += 1;
+impl<R> Default for PerWorker<R> {
+    fn default() -> Self {
+        PerWorker {
+            by_worker: Mutex::default(),
         }
+    }
+}
+
+impl<R: Copy + Default> PerWorker<R> {
+    /// Changes `worker`'s record.
+    pub fn update(&self, worker: &str, f: impl FnOnce(&mut R)) {
+        let mut g = self.by_worker.lock().unwrap_or_else(|p| p.into_inner());
+        f(g.entry(worker.to_string()).or_default());
     }
 
     /// `worker`'s record.
-    pub fn of(&self, worker: &str) -> Record {
+    pub fn of(&self, worker: &str) -> R {
         self.by_worker
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -63,11 +66,38 @@ impl Reputation {
     }
 
     /// Every record, by worker.
-    pub fn all(&self) -> BTreeMap<String, Record> {
+    pub fn all(&self) -> BTreeMap<String, R> {
         self.by_worker
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+}
+
+/// Every worker's record.
+#[derive(Debug, Default)]
+pub struct Reputation(PerWorker<Record>);
+
+impl Reputation {
+    /// Records one compared answer of `worker`.
+    pub fn record(&self, worker: &str, agreed: bool) {
+        self.0.update(worker, |r| {
+            if agreed {
+                r.agreed += 1;
+            } else {
+                r.dissented += 1;
+            }
+        });
+    }
+
+    /// `worker`'s record.
+    pub fn of(&self, worker: &str) -> Record {
+        self.0.of(worker)
+    }
+
+    /// Every record, by worker.
+    pub fn all(&self) -> BTreeMap<String, Record> {
+        self.0.all()
     }
 }
 

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,6 +22,7 @@ use cocoon_proto::{proxy_message, worker_event, InferRequest, ProxyMessage, Work
 use tokio::sync::mpsc;
 
 use crate::registry::WorkerHandle;
+use crate::reputation::PerWorker;
 use crate::Shared;
 
 /// How many answers are checked.
@@ -73,7 +74,7 @@ const RERUN_TIMEOUT: Duration = Duration::from_secs(120);
 #[derive(Debug)]
 pub(crate) struct SpotChecks {
     config: SpotCheckConfig,
-    by_worker: Mutex<BTreeMap<String, CheckRecord>>,
+    by_worker: PerWorker<CheckRecord>,
     draws: AtomicU64,
     seed: std::collections::hash_map::RandomState,
 }
@@ -82,7 +83,7 @@ impl SpotChecks {
     pub(crate) fn new(config: SpotCheckConfig) -> Self {
         SpotChecks {
             config,
-            by_worker: Mutex::default(),
+            by_worker: PerWorker::default(),
             draws: AtomicU64::new(0),
             seed: Default::default(),
         }
@@ -110,26 +111,17 @@ impl SpotChecks {
     }
 
     fn update(&self, worker: &str, f: impl FnOnce(&mut CheckRecord)) {
-        let mut g = self.by_worker.lock().unwrap_or_else(|p| p.into_inner());
-        f(g.entry(worker.to_string()).or_default());
+        self.by_worker.update(worker, f);
     }
 
     /// `worker`'s record.
     pub(crate) fn of(&self, worker: &str) -> CheckRecord {
-        self.by_worker
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(worker)
-            .copied()
-            .unwrap_or_default()
+        self.by_worker.of(worker)
     }
 
     /// Every record, by worker.
     pub(crate) fn all(&self) -> BTreeMap<String, CheckRecord> {
-        self.by_worker
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.by_worker.all()
     }
 }
 
