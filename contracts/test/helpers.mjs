@@ -63,6 +63,12 @@ export const OP = {
   FinishClientClose: 0x43c00005,
   Payout: 0x57c00001,
   ReclaimWorker: 0x57c00002,
+  AddWorkerStake: 0x57c00003,
+  RequestStakeWithdrawal: 0x57c00004,
+  WithdrawWorkerStake: 0x57c00005,
+  Slash: 0x57c00006,
+  WorkerSlashed: 0x57c00007,
+  PublishReputation: 0x50c00008,
 };
 
 export const EXIT = {
@@ -89,6 +95,15 @@ export const EXIT = {
   NOT_WORKER_CONTRACT: 125,
   CLOSE_DELAY_OVER: 126,
   ZERO_AMOUNT: 127,
+  EVIDENCE_SIGNATURE: 130,
+  EVIDENCE_WORKER: 131,
+  EVIDENCE_EXPIRED: 132,
+  RECEIPT_SIGNATURE: 133,
+  EVIDENCE_MISMATCH: 134,
+  NOT_A_DISSENT: 135,
+  EVIDENCE_REPLAYED: 136,
+  NO_STAKE: 137,
+  STAKE_BELOW_MINIMUM: 138,
 };
 
 export const STATE = { OPEN: 0, CLOSING: 1, CLOSED: 2 };
@@ -119,6 +134,7 @@ export const DEFAULT_PRICES = {
 export const DEFAULT_TERMS = {
   minProxyStake: toNano('10'),
   minClientStake: toNano('1'),
+  minWorkerStake: toNano('1'),
   proxyCloseDelay: 86400,
   clientCloseDelay: 3600,
 };
@@ -130,7 +146,7 @@ export function storePrices(b, p) {
 }
 
 function termsArgs(t) {
-  return `${t.minProxyStake} ${t.minClientStake} ${t.proxyCloseDelay} ${t.clientCloseDelay}`;
+  return `${t.minProxyStake} ${t.minClientStake} ${t.minWorkerStake} ${t.proxyCloseDelay} ${t.clientCloseDelay}`;
 }
 
 function pricesArgs(p) {
@@ -138,7 +154,7 @@ function pricesArgs(p) {
 }
 
 export function storeTerms(b, t) {
-  b.storeCoins(t.minProxyStake).storeCoins(t.minClientStake);
+  b.storeCoins(t.minProxyStake).storeCoins(t.minClientStake).storeCoins(t.minWorkerStake);
   b.storeUint(t.proxyCloseDelay, 32).storeUint(t.clientCloseDelay, 32);
 }
 
@@ -255,6 +271,17 @@ export async function workerData(bc, worker) {
     proxyKey: s.readBigNumber(),
     committed: s.readBigNumber(),
     lastSeqno: s.readBigNumber(),
+  };
+}
+
+export async function workerStake(bc, worker) {
+  const s = await get(bc, worker, 'get_worker_stake');
+  return {
+    stake: s.readBigNumber(),
+    minStake: s.readBigNumber(),
+    unlockAt: s.readNumber(),
+    slashed: s.readBigNumber(),
+    stakeDelay: s.readNumber(),
   };
 }
 
@@ -398,6 +425,19 @@ export class RustVoucherSigner {
     return { proxy, client, worker };
   }
 
+  /**
+   * A SignedEvidence cell signed by the proxy key of `proxySeed`, built by
+   * crates/receipt. Each receipt is { seed, request, content, model,
+   * forged } (32-byte hex values).
+   */
+  async evidence({ proxySeed = PROXY_SEED, worker, client, amount, expiresAt, accused, first, second }) {
+    const spec = (r) => [r.seed, r.request, r.content, r.model].join(':') + (r.forged ? ':forged' : '');
+    const hex = await this.request(
+      `evidence ${proxySeed} ${worker.toRawString()} ${client.toRawString()} ${amount} ${expiresAt} ${spec(accused)} ${spec(first)} ${spec(second)}`,
+    );
+    return Cell.fromBoc(Buffer.from(hex, 'hex'))[0];
+  }
+
   /** A message body as crates/chain builds it (`body KIND ARGS...`). */
   async body(...args) {
     return Cell.fromBoc(Buffer.from(await this.request(`body ${args.join(' ')}`), 'hex'))[0];
@@ -468,8 +508,14 @@ export function clientInit(net, owner, { proxy = net.proxy, proxyKey = net.proxy
 
 /** The state init of `owner`'s worker contract. */
 export function workerInit(net, owner, { proxy = net.proxy, proxyKey = net.proxyKey } = {}) {
-  const terms = beginCell().storeAddress(proxy).storeUint(proxyKey, 256).endCell();
-  const data = beginCell().storeAddress(owner).storeCoins(0).storeUint(0, 64).storeRef(terms).endCell();
+  const terms = beginCell()
+    .storeAddress(proxy)
+    .storeUint(proxyKey, 256)
+    .storeCoins(net.terms.minWorkerStake)
+    .storeUint(net.terms.proxyCloseDelay, 32)
+    .endCell();
+  const stake = beginCell().storeCoins(0).storeUint(0, 32).storeCoins(0).storeDict(null).endCell();
+  const data = beginCell().storeAddress(owner).storeCoins(0).storeUint(0, 64).storeRef(stake).storeRef(terms).endCell();
   return { code: CODES.worker, data };
 }
 
@@ -482,11 +528,18 @@ export async function openClient(net, owner, amount, opts = {}) {
   return address;
 }
 
-/** Deploys `owner`'s worker contract (a plain message with its state init). */
+/**
+ * Deploys `owner`'s worker contract staking `stake` (by default the
+ * minimum, so payouts go through); with a zero stake, a plain message
+ * with its state init.
+ */
 export async function openWorker(net, owner, opts = {}) {
   const init = workerInit(net, owner.address, opts);
   const address = contractAddress(0, init);
-  const r = await owner.send({ to: address, value: toNano('0.05'), init, bounce: false });
+  const stake = opts.stake ?? net.terms.minWorkerStake;
+  const r = stake > 0n
+    ? await owner.send({ to: address, value: stake + GAS, init, bounce: false, body: body(OP.AddWorkerStake, (b) => b.storeCoins(stake)) })
+    : await owner.send({ to: address, value: toNano('0.05'), init, bounce: false });
   net.results?.push(r);
   assertSuccess(r, address);
   return address;

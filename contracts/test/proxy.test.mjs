@@ -24,6 +24,7 @@ test('a registered proxy contract knows its root, owner, key and terms', async (
   assert.equal(t.readNumber(), net.terms.proxyCloseDelay);
   assert.equal(t.readNumber(), net.terms.clientCloseDelay);
   assert.equal(t.readBigNumber(), net.terms.minClientStake);
+  assert.equal(t.readBigNumber(), net.terms.minWorkerStake);
 });
 
 test('only the owner stakes, and a stake must carry its amount', async () => {

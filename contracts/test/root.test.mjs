@@ -67,8 +67,8 @@ test('the owner sets prices and terms; get-methods return them', async () => {
   assertSuccess(await send(net, net.rootOwner, net.root, body(OP.SetTerms, (b) => storeTerms(b, terms))), net.root);
   const t = await get(net.bc, net.root, 'get_terms');
   assert.deepEqual(
-    [t.readBigNumber(), t.readBigNumber(), t.readNumber(), t.readNumber()],
-    [terms.minProxyStake, terms.minClientStake, terms.proxyCloseDelay, 7200],
+    [t.readBigNumber(), t.readBigNumber(), t.readBigNumber(), t.readNumber(), t.readNumber()],
+    [terms.minProxyStake, terms.minClientStake, terms.minWorkerStake, terms.proxyCloseDelay, 7200],
   );
   assert.equal(await version(net), 2);
 });

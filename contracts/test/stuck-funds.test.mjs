@@ -81,7 +81,7 @@ test('client, closing, with the proxy refusing its charges: the close still retu
   await emptied(net, client);
 });
 
-test('worker, proxy contract gone: payouts bounce, the committed total holds, the reserve is reclaimable', async () => {
+test('worker, proxy contract gone: payouts bounce, the committed total holds, the reserve and the stake are reclaimable', async () => {
   const net = await world(signer);
   const owner = await net.bc.treasury('worker-owner');
   const ghost = contractAddress(0, { code: CODES.proxy, data: beginCell().storeUint(3, 8).endCell() });
@@ -91,6 +91,11 @@ test('worker, proxy contract gone: payouts bounce, the committed total holds, th
   await owner.send({ to: worker, value: toNano('1'), bounce: false });
   const r = await send(net, owner, worker, body(OP.ReclaimWorker));
   assert.ok(refunded(r, owner) >= toNano('1'));
+  // The stake needs no proxy: ask, wait out the delay, take it.
+  assertSuccess(await send(net, owner, worker, body(OP.RequestStakeWithdrawal)), worker);
+  net.bc.now += net.terms.proxyCloseDelay;
+  const w = await send(net, owner, worker, body(OP.WithdrawWorkerStake));
+  assert.ok(refunded(w, owner) >= net.terms.minWorkerStake);
   await emptied(net, worker);
 });
 

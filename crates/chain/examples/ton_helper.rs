@@ -22,10 +22,18 @@
 //!   -> ok PROXY CLIENT WORKER   (OWNER's client and worker contracts)
 //! body register_proxy OWNER KEY_HEX ENDPOINTS | body top_up AMOUNT | body add_proxy_stake AMOUNT
 //!   -> ok BOC_HEX
+//! evidence PROXY_SEED WORKER CLIENT AMOUNT EXPIRES_AT ACCUSED FIRST SECOND
+//!   -> ok BOC_HEX           (a SignedEvidence cell, as a proxy signs it)
 //! ```
 //!
-//! TERMS is `MIN_PROXY_STAKE MIN_CLIENT_STAKE PROXY_CLOSE_DELAY
-//! CLIENT_CLOSE_DELAY`; PRICES is `PRICE_PER_TOKEN WORKER_FEE PROMPT CACHED
+//! Each receipt of `evidence` is `SEED:REQUEST:CONTENT:MODEL` (32-byte
+//! hex values), facts signed by the worker key of SEED as
+//! `cocoon-receipt` signs them; a fifth part `:forged` spoils the
+//! signature. The evidence is signed as given, without the checks a proxy
+//! makes first, so the tests can show the contract refusing bad evidence.
+//!
+//! TERMS is `MIN_PROXY_STAKE MIN_CLIENT_STAKE MIN_WORKER_STAKE
+//! PROXY_CLOSE_DELAY CLIENT_CLOSE_DELAY`; PRICES is `PRICE_PER_TOKEN WORKER_FEE PROMPT CACHED
 //! COMPLETION REASONING`.
 //!
 //! KIND is `client` or `worker`; addresses are raw (`0:<64 hex>`); DEPLOY
@@ -39,6 +47,8 @@ use cocoon_chain::contracts::{self, Codes, Prices, ProxyConfig, Terms};
 use cocoon_chain::wallet::{Transfer, WalletKey, WalletV5};
 use cocoon_core::Nanoton;
 use cocoon_pay::voucher::{Voucher, VoucherKind, VoucherSigner};
+use cocoon_receipt::evidence::{SignedEvidence, SlashEvidence};
+use cocoon_receipt::{ReceiptFacts, SignedReceiptFacts};
 use tycho_types::boc::Boc;
 use tycho_types::cell::{CellBuilder, HashBytes};
 use tycho_types::models::StdAddr;
@@ -113,8 +123,8 @@ fn serve(line: &str) -> Result<String, String> {
                 .map_err(|e| e.to_string())?;
             Ok(hex(&Boc::encode(&msg)))
         }
-        ["root", owner, rest @ ..] if rest.len() == 10 => {
-            let (terms, prices) = (terms(&rest[..4])?, prices(&rest[4..])?);
+        ["root", owner, rest @ ..] if rest.len() == 11 => {
+            let (terms, prices) = (terms(&rest[..5])?, prices(&rest[5..])?);
             let codes = Codes::committed().map_err(|e| e.to_string())?;
             let init = contracts::root_state_init(&address(owner)?, &prices, &terms, &codes)
                 .map_err(|e| e.to_string())?;
@@ -125,7 +135,7 @@ fn serve(line: &str) -> Result<String, String> {
                 hex(&Boc::encode(&cell))
             ))
         }
-        ["derive", root, proxy_owner, key, owner, rest @ ..] if rest.len() == 4 => {
+        ["derive", root, proxy_owner, key, owner, rest @ ..] if rest.len() == 5 => {
             let codes = Codes::committed().map_err(|e| e.to_string())?;
             let config = ProxyConfig::under(&address(root)?, &terms(rest)?, &codes);
             let key = HashBytes(unhex(key)?.try_into().map_err(|_| "a key is 32 bytes")?);
@@ -160,16 +170,64 @@ fn serve(line: &str) -> Result<String, String> {
                 .map_err(|e| e.to_string())?;
             Ok(hex(&Boc::encode(&b)))
         }
+        ["evidence", proxy_seed, worker, client, amount, expires_at, accused, first, second] => {
+            let evidence = SlashEvidence {
+                worker: address(worker)?,
+                client: address(client)?,
+                amount: Nanoton::new(number(amount)?),
+                expires_at: number(expires_at)?,
+                accused: receipt_facts(accused)?,
+                first: receipt_facts(first)?,
+                second: receipt_facts(second)?,
+            };
+            let hash = evidence.hash().map_err(|e| e.to_string())?;
+            let signed = SignedEvidence {
+                signature: signer(proxy_seed)?.sign_cell_hash(&hash),
+                evidence,
+            };
+            Ok(hex(&signed.to_boc().map_err(|e| e.to_string())?))
+        }
         _ => Err(format!("unknown request: {line}")),
     }
+}
+
+/// `SEED:REQUEST:CONTENT:MODEL[:forged]`: facts signed by SEED's key.
+fn receipt_facts(spec: &str) -> Result<SignedReceiptFacts, String> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let h = |s: &str| -> Result<[u8; 32], String> {
+        unhex(s)?
+            .try_into()
+            .map_err(|_| format!("{s}: not 32 bytes"))
+    };
+    let (seed, request, content, model) = match parts.as_slice() {
+        [seed, r, c, m] | [seed, r, c, m, "forged"] => (*seed, h(r)?, h(c)?, h(m)?),
+        _ => return Err(format!("receipt {spec}: SEED:REQUEST:CONTENT:MODEL[:forged]")),
+    };
+    let key = signer(seed)?;
+    let facts = ReceiptFacts {
+        request,
+        content,
+        model,
+        body: h(&"ab".repeat(32))?,
+    };
+    let mut signature = key.sign_cell_hash(&facts.signed_hash().map_err(|e| e.to_string())?);
+    if parts.len() == 5 {
+        signature[0] ^= 1;
+    }
+    Ok(SignedReceiptFacts {
+        key: key.public_key(),
+        signature,
+        facts,
+    })
 }
 
 fn terms(w: &[&str]) -> Result<Terms, String> {
     Ok(Terms {
         min_proxy_stake: Nanoton::new(number(w[0])?),
         min_client_stake: Nanoton::new(number(w[1])?),
-        proxy_close_delay: number(w[2])?,
-        client_close_delay: number(w[3])?,
+        min_worker_stake: Nanoton::new(number(w[2])?),
+        proxy_close_delay: number(w[3])?,
+        client_close_delay: number(w[4])?,
     })
 }
 

@@ -42,6 +42,16 @@ pub mod op {
     pub const FINISH_CLIENT_CLOSE: u32 = 0x43c0_0005;
     /// Worker: claim a proxy-signed voucher.
     pub const PAYOUT: u32 = 0x57c0_0001;
+    /// Worker: add to the worker's stake.
+    pub const ADD_WORKER_STAKE: u32 = 0x57c0_0003;
+    /// Worker: start the stake's withdrawal delay.
+    pub const REQUEST_STAKE_WITHDRAWAL: u32 = 0x57c0_0004;
+    /// Worker: take the stake back after the delay.
+    pub const WITHDRAW_WORKER_STAKE: u32 = 0x57c0_0005;
+    /// Worker: slash on proxy-signed evidence.
+    pub const SLASH: u32 = 0x57c0_0006;
+    /// Proxy: publish the reputation table's digest (owner only).
+    pub const PUBLISH_REPUTATION: u32 = 0x50c0_0008;
 }
 
 /// Image roles in the root's lists.
@@ -79,6 +89,8 @@ pub struct Terms {
     pub min_proxy_stake: Nanoton,
     /// The least a client keeps in its contract.
     pub min_client_stake: Nanoton,
+    /// The least a worker stakes in its contract to be paid.
+    pub min_worker_stake: Nanoton,
     /// Seconds between a proxy's close request and its end.
     pub proxy_close_delay: u32,
     /// Seconds between a client's close request and its end.
@@ -118,6 +130,8 @@ pub struct ProxyConfig {
     pub client_close_delay: u32,
     /// Its clients' stake.
     pub min_client_stake: Nanoton,
+    /// Its workers' least stake.
+    pub min_worker_stake: Nanoton,
     /// The client contract code.
     pub client_code: Cell,
     /// The worker contract code.
@@ -132,6 +146,7 @@ impl ProxyConfig {
             proxy_close_delay: terms.proxy_close_delay,
             client_close_delay: terms.client_close_delay,
             min_client_stake: terms.min_client_stake,
+            min_worker_stake: terms.min_worker_stake,
             client_code: codes.client.clone(),
             worker_code: codes.worker.clone(),
         }
@@ -175,6 +190,7 @@ fn store_prices(b: &mut CellBuilder, p: &Prices) -> Result<(), Error> {
 fn store_terms(b: &mut CellBuilder, t: &Terms) -> Result<(), Error> {
     coins(b, t.min_proxy_stake)?;
     coins(b, t.min_client_stake)?;
+    coins(b, t.min_worker_stake)?;
     b.store_u32(t.proxy_close_delay)?;
     b.store_u32(t.client_close_delay)
 }
@@ -229,6 +245,7 @@ pub fn proxy_state_init(
     cfg.store_u32(config.proxy_close_delay)?;
     cfg.store_u32(config.client_close_delay)?;
     coins(&mut cfg, config.min_client_stake)?;
+    coins(&mut cfg, config.min_worker_stake)?;
     cfg.store_reference(config.client_code.clone())?;
     cfg.store_reference(config.worker_code.clone())?;
     let mut data = CellBuilder::new();
@@ -238,6 +255,12 @@ pub fn proxy_state_init(
     data.store_u32(0)?; // closeAt
     data.store_reference(books.build()?)?;
     data.store_reference(cfg.build()?)?;
+    let mut reputation = CellBuilder::new();
+    reputation.store_u256(&HashBytes::ZERO)?; // digest
+    reputation.store_u32(0)?; // workers
+    reputation.store_u32(0)?; // seqno
+    reputation.store_u32(0)?; // publishedAt
+    data.store_reference(reputation.build()?)?;
     Ok(state_init(proxy_code.clone(), data.build()?))
 }
 
@@ -274,10 +297,18 @@ pub fn worker_state_init(
     let mut terms = CellBuilder::new();
     proxy.store_into(&mut terms, Cell::empty_context())?;
     terms.store_u256(proxy_key)?;
+    coins(&mut terms, config.min_worker_stake)?;
+    terms.store_u32(config.proxy_close_delay)?; // the stake's withdrawal delay
+    let mut stake = CellBuilder::new();
+    coins(&mut stake, Nanoton::ZERO)?; // stake
+    stake.store_u32(0)?; // unlockAt
+    coins(&mut stake, Nanoton::ZERO)?; // slashed
+    stake.store_bit_zero()?; // no slashed requests
     let mut data = CellBuilder::new();
     owner.store_into(&mut data, Cell::empty_context())?;
     coins(&mut data, Nanoton::ZERO)?; // committed
     data.store_u64(0)?; // lastSeqno
+    data.store_reference(stake.build()?)?;
     data.store_reference(terms.build()?)?;
     Ok(state_init(config.worker_code.clone(), data.build()?))
 }
@@ -378,6 +409,34 @@ pub fn charge(query_id: u64, signed_voucher: Cell) -> Result<Cell, Error> {
 /// Worker: claim a signed voucher.
 pub fn payout(query_id: u64, signed_voucher: Cell) -> Result<Cell, Error> {
     body(op::PAYOUT, query_id, |b| b.store_reference(signed_voucher))
+}
+
+/// Worker: add `amount` (carried in the value) to the stake.
+pub fn add_worker_stake(query_id: u64, amount: Nanoton) -> Result<Cell, Error> {
+    body(op::ADD_WORKER_STAKE, query_id, |b| coins(b, amount))
+}
+
+/// Worker: start the stake's withdrawal delay.
+pub fn request_stake_withdrawal(query_id: u64) -> Result<Cell, Error> {
+    body(op::REQUEST_STAKE_WITHDRAWAL, query_id, |_| Ok(()))
+}
+
+/// Worker: take the stake back once the delay has passed.
+pub fn withdraw_worker_stake(query_id: u64) -> Result<Cell, Error> {
+    body(op::WITHDRAW_WORKER_STAKE, query_id, |_| Ok(()))
+}
+
+/// Worker: slash on `signed_evidence` (a `SignedEvidence` cell).
+pub fn slash(query_id: u64, signed_evidence: Cell) -> Result<Cell, Error> {
+    body(op::SLASH, query_id, |b| b.store_reference(signed_evidence))
+}
+
+/// Proxy: publish `digest` of a reputation table of `workers` workers.
+pub fn publish_reputation(query_id: u64, digest: &HashBytes, workers: u32) -> Result<Cell, Error> {
+    body(op::PUBLISH_REPUTATION, query_id, |b| {
+        b.store_u256(digest)?;
+        b.store_u32(workers)
+    })
 }
 
 /// Client: start closing.

@@ -87,6 +87,7 @@ pub async fn terms(chain: &impl Chain, root: &StdAddr) -> Result<Terms, ReadErro
         Ok(Terms {
             min_proxy_stake: Nanoton::new(r.u64()?),
             min_client_stake: Nanoton::new(r.u64()?),
+            min_worker_stake: Nanoton::new(r.u64()?),
             proxy_close_delay: r.u64()? as u32,
             client_close_delay: r.u64()? as u32,
         })

@@ -362,8 +362,8 @@ pub async fn doctor(o: crate::options::DoctorOptions) -> anyhow::Result<()> {
             Ok(t) => report(
                 true,
                 format!(
-                    "root {root}: a registry (client stake {}, proxy stake {})",
-                    t.min_client_stake, t.min_proxy_stake
+                    "root {root}: a registry (client stake {}, proxy stake {}, worker stake {})",
+                    t.min_client_stake, t.min_proxy_stake, t.min_worker_stake
                 ),
             ),
             Err(e) => report(false, format!("root {root}: {e}")),

@@ -31,6 +31,7 @@ const GAS: Nanoton = Nanoton::new(100_000_000);
 pub const TERMS: Terms = Terms {
     min_proxy_stake: Nanoton::new(10 * Nanoton::TON.get()),
     min_client_stake: Nanoton::new(Nanoton::TON.get()),
+    min_worker_stake: Nanoton::TON,
     proxy_close_delay: 86_400,
     client_close_delay: 3_600,
 };
@@ -57,7 +58,7 @@ pub struct LocalChain {
     pub worker_wallet: Arc<WalletV5>,
     /// The worker's contract: its payee address in vouchers.
     pub worker_contract: StdAddr,
-    /// The worker contract's initial state (deployed by its first payout).
+    /// The worker contract's initial state (deployed when the worker stakes).
     pub worker_contract_init: StateInit,
 }
 
@@ -103,7 +104,7 @@ pub async fn bootstrap(
         (&w.root_owner, 100u64),
         (&w.proxy_owner, 100),
         (&w.client, 100),
-        (&w.worker, 1),
+        (&w.worker, 3),
     ] {
         let want = u128::from(want * Nanoton::TON.get());
         let have = chain.account(&wallet.address()).await?.balance.get();
@@ -230,6 +231,25 @@ pub async fn bootstrap(
     let worker_contract_init =
         contracts::worker_state_init(&proxy_contract, &key, &config, &w.worker.address())?;
     let worker_contract = contracts::address_of(&worker_contract_init);
+    let staked = worker_stake(&chain, &worker_contract).await?;
+    if staked < TERMS.min_worker_stake.get() {
+        let amount = Nanoton::new(TERMS.min_worker_stake.get() - staked);
+        w.worker
+            .send(
+                &chain,
+                &[Transfer {
+                    to: worker_contract.clone(),
+                    value: amount.checked_add(GAS)?,
+                    bounce: false,
+                    body: Some(contracts::add_worker_stake(6, amount)?),
+                    init: Some(worker_contract_init.clone()),
+                }],
+                STEP_TIMEOUT,
+            )
+            .await
+            .context("staking the worker")?;
+        tracing::info!(%worker_contract, stake = %amount, "worker staked");
+    }
     Ok(LocalChain {
         endpoint: endpoint.to_string(),
         root,
@@ -269,6 +289,14 @@ async fn proxy_stake(chain: &impl Chain, proxy: &StdAddr) -> anyhow::Result<u64>
         r.skip()?; // root, owner, key, state, closeAt
     }
     Ok(r.u64()?)
+}
+
+/// What `worker`'s contract has at stake (0 before it exists).
+async fn worker_stake(chain: &impl Chain, worker: &StdAddr) -> anyhow::Result<u64> {
+    if !is_active(chain, worker).await? {
+        return Ok(0);
+    }
+    Ok(get(chain, worker, "get_worker_stake", &[]).await?.u64()?)
 }
 
 fn hash_arg(h: &HashBytes) -> StackEntry {

@@ -225,7 +225,7 @@ async fn show(c: &NodeChain, root: &StdAddr) -> anyhow::Result<()> {
     let mut p = call(c, root, "get_prices", &[]).await?;
     let prices: Vec<u64> = (0..6).map(|_| p.u64()).collect::<Result<_, _>>()?;
     let mut t = call(c, root, "get_terms", &[]).await?;
-    let terms: Vec<u64> = (0..4).map(|_| t.u64()).collect::<Result<_, _>>()?;
+    let terms: Vec<u64> = (0..5).map(|_| t.u64()).collect::<Result<_, _>>()?;
     let mut images = serde_json::Map::new();
     for (name, r) in [
         ("proxy", Role::Proxy),
@@ -269,7 +269,8 @@ async fn show(c: &NodeChain, root: &StdAddr) -> anyhow::Result<()> {
         },
         "terms": {
             "min_proxy_stake": terms[0], "min_client_stake": terms[1],
-            "proxy_close_delay": terms[2], "client_close_delay": terms[3],
+            "min_worker_stake": terms[2],
+            "proxy_close_delay": terms[3], "client_close_delay": terms[4],
         },
         "images": images,
         "models": model_list,

@@ -280,6 +280,15 @@ impl VoucherSigner {
         k
     }
 
+    /// Signs the representation hash of another cell the proxy vouches
+    /// for with this key (slash evidence): contracts tell the two apart by
+    /// the cell's constructor tag.
+    pub fn sign_cell_hash(&self, hash: &[u8; 32]) -> [u8; 64] {
+        let mut signature = [0u8; 64];
+        signature.copy_from_slice(self.key.sign(hash).as_ref());
+        signature
+    }
+
     /// Signs `voucher`.
     pub fn sign(&self, voucher: Voucher) -> Result<SignedVoucher, VoucherError> {
         let sig = self.key.sign(&voucher.hash()?);

@@ -97,7 +97,7 @@ impl SpotChecks {
         let planned = self.of(&worker.id).planned;
         let sampled =
             planned < u64::from(self.config.first_answers) || self.draw() < self.config.rate;
-        if !sampled || !deterministic(&req.body) {
+        if !sampled || !cocoon_receipt::digest::deterministic(&req.body) {
             return false;
         }
         self.update(&worker.id, |r| r.planned += 1);
@@ -125,13 +125,6 @@ impl SpotChecks {
     }
 }
 
-/// Temperature 0, or a seed: an honest worker gives the same content again.
-fn deterministic(body: &[u8]) -> bool {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return false;
-    };
-    v["temperature"].as_f64() == Some(0.0) || !v["seed"].is_null()
-}
 
 /// Re-runs `req` elsewhere and judges `original`'s answer (`chunks`, as
 /// relayed). Runs in the background, after the client has its answer.

@@ -6,11 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::check::ReceiptError;
 
 /// The receipt format this code writes and reads.
-pub const RECEIPT_VERSION: u32 = 1;
-
-/// Domain separation: a receipt signature cannot be mistaken for any other
-/// signature made with the same key (TLS handshakes, other formats).
-const DOMAIN: &[u8] = b"cocoon/receipt/v1\0";
+pub const RECEIPT_VERSION: u32 = 2;
 
 /// Token counts, as the engine reported them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,9 +64,9 @@ pub struct ProxyIdentity {
     pub contract: Option<String>,
 }
 
-/// What a worker states about one answer. Every member is signed; the
-/// encoding that is signed is this structure's JSON, members in this order
-/// (see [`SignedReceipt::signed_message`]).
+/// What a worker states about one answer. Every member is signed: the
+/// signature covers [`crate::ReceiptFacts`], which hashes this structure's
+/// JSON, members in this order (see [`SignedReceipt::signed_message`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReceiptBody {
@@ -85,6 +81,10 @@ pub struct ReceiptBody {
     pub stream: bool,
     /// Digest of the whole answer as delivered, hex ([`crate::digest`]).
     pub answer_sha256: String,
+    /// What the answer says, whatever its form ([`crate::digest::content`]),
+    /// hex: what replicas and spot-checks compare, and what slash evidence
+    /// shows. Present for deterministic requests (temperature 0 or a seed).
+    pub content_sha256: Option<String>,
     /// The engine's response id (`id` of the answer or of its chunks).
     pub response_id: String,
     /// The model name the answer names.
@@ -129,14 +129,13 @@ pub struct SignedReceipt {
 }
 
 impl SignedReceipt {
-    /// The bytes a signature covers: a domain tag, then the body's JSON.
-    /// Re-encoding a parsed body gives the same bytes (no maps, no floats,
+    /// What a signature covers: the representation hash of the body's
+    /// [`crate::ReceiptFacts`] cell, which a worker contract can check too.
+    /// Re-encoding a parsed body gives the same JSON (no maps, no floats,
     /// fixed member order), so a receipt that travelled through other JSON
     /// still verifies.
-    pub fn signed_message(body: &ReceiptBody) -> Vec<u8> {
-        let mut out = DOMAIN.to_vec();
-        serde_json::to_writer(&mut out, body).expect("a receipt body always encodes");
-        out
+    pub fn signed_message(body: &ReceiptBody) -> Result<[u8; 32], ReceiptError> {
+        crate::facts::ReceiptFacts::of(body)?.signed_hash()
     }
 
     /// Compact JSON.
@@ -229,17 +228,25 @@ impl ReceiptSigner {
         &self.certificate_sha256
     }
 
+    /// The public key that signs.
+    pub fn public_key(&self) -> [u8; 32] {
+        use ring::signature::KeyPair;
+        let mut k = [0u8; 32];
+        k.copy_from_slice(self.key.public_key().as_ref());
+        k
+    }
+
     /// Signs `body`, after naming this signer's certificate, TEE and image
-    /// in it.
-    pub fn sign(&self, mut body: ReceiptBody) -> SignedReceipt {
+    /// in it. Fails only on a body whose hashes are not 32 bytes of hex.
+    pub fn sign(&self, mut body: ReceiptBody) -> Result<SignedReceipt, ReceiptError> {
         body.version = RECEIPT_VERSION;
         body.worker_certificate_sha256 = self.certificate_sha256.clone();
         body.tee = self.tee.clone();
         body.image_hash = self.image_hash.clone();
-        let signature = self.key.sign(&SignedReceipt::signed_message(&body));
-        SignedReceipt {
+        let signature = self.key.sign(&SignedReceipt::signed_message(&body)?);
+        Ok(SignedReceipt {
             receipt: body,
             signature: hex::encode(signature.as_ref()),
-        }
+        })
     }
 }

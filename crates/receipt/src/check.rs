@@ -118,7 +118,7 @@ impl WorkerIdentity {
             certificate: self.certificate_sha256.clone(),
         })?;
         ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, &self.public_key)
-            .verify(&SignedReceipt::signed_message(r), &signature)
+            .verify(&SignedReceipt::signed_message(r)?, &signature)
             .map_err(|_| ReceiptError::Signature {
                 certificate: self.certificate_sha256.clone(),
             })?;

@@ -69,6 +69,21 @@ pub fn whole_answer(body: &[u8]) -> String {
     hex::encode(h.finalize())
 }
 
+/// Whether an honest worker gives the same content for `request` (a chat
+/// or completion body) again: temperature 0, or a seed. Only such answers
+/// carry a content digest, are spot-checked, and can be slashed for.
+pub fn deterministic(request: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Sampling {
+        temperature: Option<f64>,
+        seed: Option<serde::de::IgnoredAny>,
+    }
+    match serde_json::from_slice::<Sampling>(request) {
+        Ok(s) => s.temperature == Some(0.0) || s.seed.is_some(),
+        Err(_) => false,
+    }
+}
+
 /// What an answer says, whatever its form: per choice, its text and finish
 /// reason, hashed (hex). A streamed and a whole answer with the same
 /// content, or answers from two workers that differ only in ids and

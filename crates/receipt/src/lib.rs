@@ -13,8 +13,11 @@
 mod body;
 mod check;
 pub mod digest;
+pub mod evidence;
+mod facts;
 
 pub use body::{
     ProxyIdentity, ReceiptBody, ReceiptSigner, ReceiptUsage, SignedReceipt, RECEIPT_VERSION,
 };
 pub use check::{ReceiptError, WorkerIdentity};
+pub use facts::{ReceiptFacts, SignedReceiptFacts, FACTS_TAG};

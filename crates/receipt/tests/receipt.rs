@@ -84,6 +84,7 @@ fn body(answer: &str) -> ReceiptBody {
         request_sha256: digest::sha256_hex(b"{\"model\":\"m\"}"),
         stream: false,
         answer_sha256: digest::whole_answer(answer.as_bytes()),
+        content_sha256: Some(digest::content(false, &[answer])),
         response_id: "chatcmpl-1".into(),
         model: "m".into(),
         model_hash: Some(hex::encode(MODEL)),
@@ -110,7 +111,7 @@ fn a_signed_receipt_verifies_after_a_trip_through_json_and_names_what_ran() {
     let dir = tempfile::tempdir().unwrap();
     let w = worker(dir.path(), 1);
     let answer = r#"{"id":"chatcmpl-1","choices":[{"message":{"content":"hello"}}]}"#;
-    let signed = w.signer.sign(body(answer));
+    let signed = w.signer.sign(body(answer)).unwrap();
     assert_eq!(signed.receipt.tee.as_deref(), Some("sim"));
     assert_eq!(
         signed.receipt.worker_certificate_sha256,
@@ -135,7 +136,7 @@ fn every_tampering_is_caught_and_named() {
     let dir = tempfile::tempdir().unwrap();
     let w = worker(dir.path(), 1);
     let answer = r#"{"id":"chatcmpl-1","choices":[{"message":{"content":"hello"}}]}"#;
-    let signed = w.signer.sign(body(answer));
+    let signed = w.signer.sign(body(answer)).unwrap();
     let id = WorkerIdentity::verify(&w.der, &w.verifier, NOW).unwrap();
 
     // Any signed member changed: the signature fails.
@@ -186,13 +187,13 @@ fn every_tampering_is_caught_and_named() {
     // still fails.
     let mut cheap = body(answer);
     cheap.cost_nanoton = Some(1);
-    let e = id.check(&w.signer.sign(cheap)).unwrap_err();
+    let e = id.check(&w.signer.sign(cheap).unwrap()).unwrap_err();
     assert!(e.to_string().starts_with("cost_nanoton:"), "{e}");
 
     // A receipt dated outside its certificate's validity.
     let mut late = body(answer);
     late.finished_at_ms = (NOW + 7200) * 1000;
-    let e = id.check(&w.signer.sign(late)).unwrap_err();
+    let e = id.check(&w.signer.sign(late).unwrap()).unwrap_err();
     assert!(e.to_string().starts_with("finished_at_ms:"), "{e}");
 
     // Unknown members are refused, not ignored.
@@ -211,4 +212,85 @@ fn a_worker_outside_the_policy_is_refused_by_name() {
     let w = worker(dir.path(), 2);
     let e = WorkerIdentity::verify(&w.der, &w.verifier, NOW).unwrap_err();
     assert!(e.to_string().contains("image"), "{e}");
+}
+
+/// Slash evidence from three real signed receipts for one deterministic
+/// request: what a proxy builds when one worker dissents, and what the
+/// worker contract checks (contracts/test/slash.test.mjs runs the contract
+/// on evidence built by this same code).
+#[test]
+fn three_signed_receipts_make_slash_evidence_only_when_one_worker_dissents() {
+    use cocoon_receipt::evidence::{EvidenceError, SignedEvidence, SlashEvidence};
+    use cocoon_receipt::SignedReceiptFacts;
+    use ring::signature::KeyPair;
+
+    let dir = tempfile::tempdir().unwrap();
+    let honest = r#"{"id":"a","choices":[{"message":{"content":"hello"},"finish_reason":"stop"}]}"#;
+    let wrong = r#"{"id":"b","choices":[{"message":{"content":"HELLO"},"finish_reason":"stop"}]}"#;
+    let run = |answer: &str| {
+        let w = worker(dir.path(), 1);
+        let signed = w.signer.sign(body(answer)).unwrap();
+        SignedReceiptFacts::of(&signed, w.signer.public_key()).unwrap()
+    };
+    let (accused, first, second) = (run(wrong), run(honest), run(honest));
+    assert_ne!(accused.facts.content, first.facts.content);
+    assert_eq!(first.facts.content, second.facts.content);
+
+    let proxy = ring::signature::Ed25519KeyPair::from_seed_unchecked(&[9; 32]).unwrap();
+    let proxy_key: [u8; 32] = proxy.public_key().as_ref().try_into().unwrap();
+    let sign = |h: &[u8; 32]| -> [u8; 64] { proxy.sign(h).as_ref().try_into().unwrap() };
+    let evidence = |accused, first, second| SlashEvidence {
+        worker: "0:1111111111111111111111111111111111111111111111111111111111111111"
+            .parse()
+            .unwrap(),
+        client: "0:2222222222222222222222222222222222222222222222222222222222222222"
+            .parse()
+            .unwrap(),
+        amount: Nanoton::new(1_000_000_000),
+        expires_at: 1_800_000_000,
+        accused,
+        first,
+        second,
+    };
+
+    let signed = SignedEvidence::sign(
+        evidence(accused.clone(), first.clone(), second.clone()),
+        sign,
+    )
+    .unwrap();
+    let read = SignedEvidence::from_boc(&signed.to_boc().unwrap()).unwrap();
+    assert_eq!(read, signed, "the cell round-trips");
+    read.verify(&proxy_key).unwrap();
+    assert!(matches!(
+        read.verify(&[1; 32]),
+        Err(EvidenceError::Signature(_))
+    ));
+
+    // The accused's content claimed to be something it did not sign.
+    let mut lie = accused.clone();
+    lie.facts.content = [0xee; 32];
+    assert_eq!(
+        SignedEvidence::sign(evidence(lie, first.clone(), second.clone()), sign).unwrap_err(),
+        EvidenceError::ReceiptSignature("accused")
+    );
+    // An honest worker cannot be accused by honest witnesses.
+    assert!(matches!(
+        SignedEvidence::sign(evidence(first.clone(), second.clone(), first.clone()), sign),
+        Err(EvidenceError::NotADissent(_))
+    ));
+    // Witnesses that disagree with each other prove nothing.
+    assert!(matches!(
+        SignedEvidence::sign(evidence(first.clone(), accused.clone(), second.clone()), sign),
+        Err(EvidenceError::NotADissent(_))
+    ));
+    // A receipt without a content digest (not deterministic) proves nothing.
+    let w = worker(dir.path(), 1);
+    let mut nondeterministic = body(wrong);
+    nondeterministic.content_sha256 = None;
+    let signed = w.signer.sign(nondeterministic).unwrap();
+    let sampled = SignedReceiptFacts::of(&signed, w.signer.public_key()).unwrap();
+    assert!(matches!(
+        SignedEvidence::sign(evidence(sampled, first, second), sign),
+        Err(EvidenceError::NotADissent(_))
+    ));
 }

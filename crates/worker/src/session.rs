@@ -325,6 +325,7 @@ async fn admit(shared: &Arc<Shared>, req: WorkRequest, out: &Outbound) {
     };
     let facts = Facts {
         request_sha256: digest::sha256_hex(&req.body),
+        deterministic: digest::deterministic(&req.body),
         stream: req.stream,
         started_at_ms: unix_ms(),
         terms,
@@ -373,6 +374,8 @@ async fn admit(shared: &Arc<Shared>, req: WorkRequest, out: &Outbound) {
 /// What the receipt states besides the engine's answer.
 struct Facts {
     request_sha256: String,
+    /// Temperature 0 or a seed: the receipt states the content digest.
+    deterministic: bool,
     stream: bool,
     started_at_ms: u64,
     terms: Option<(cocoon_core::PriceList, cocoon_core::Coefficient)>,
@@ -409,6 +412,8 @@ async fn run_job(
     let started = Instant::now();
     let mut stream_digest = digest::StreamDigest::default();
     let mut whole = Vec::new();
+    // A deterministic stream's chunks, for its content digest.
+    let mut chunks = Vec::new();
     let answer = async {
         let mut stream = shared.engine.generate(req).await.map_err(|e| (e, false))?;
         let mut sent = false;
@@ -421,6 +426,9 @@ async fn run_job(
                     }
                     if facts.stream {
                         stream_digest.push(&data);
+                        if facts.deterministic {
+                            chunks.push(data.clone());
+                        }
                     } else {
                         whole.extend_from_slice(&data);
                     }
@@ -471,9 +479,17 @@ async fn run_job(
             } else {
                 digest::whole_answer(&whole)
             };
+            let content_sha256 = match (facts.deterministic, facts.stream) {
+                (false, _) => None,
+                (true, true) => Some(digest::content(true, &chunks)),
+                (true, false) => Some(digest::content(false, &[&whole])),
+            };
             if let Some(signer) = shared.receipts.current() {
-                let receipt = receipt(shared, &id, &done, facts, answer_sha256);
-                done.receipt = signer.sign(receipt).to_json().into();
+                let receipt = receipt(shared, &id, &done, facts, answer_sha256, content_sha256);
+                match signer.sign(receipt) {
+                    Ok(signed) => done.receipt = signed.to_json().into(),
+                    Err(e) => tracing::error!(error = %e, "cannot sign this answer's receipt"),
+                }
                 if out.announce(&signer).await.is_err() {
                     return;
                 }
@@ -511,6 +527,7 @@ fn receipt(
     done: &Completion,
     facts: Facts,
     answer_sha256: String,
+    content_sha256: Option<String>,
 ) -> ReceiptBody {
     let usage = done.usage();
     let charge = facts
@@ -523,6 +540,7 @@ fn receipt(
         request_sha256: facts.request_sha256,
         stream: facts.stream,
         answer_sha256,
+        content_sha256,
         response_id: done.response_id.clone(),
         model: shared.config.model.to_string(),
         model_hash: shared.engine.model_hash().map(|h| h.to_hex()),

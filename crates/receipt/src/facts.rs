@@ -1,0 +1,185 @@
+//! What a receipt signature covers: a small TON cell of the facts a
+//! contract must compare (which request, what content, which weights) and
+//! the hash of the whole signed body. Signing the cell's representation
+//! hash lets the worker contract check the same signature a client checks
+//! (contracts/src/common/evidence.tolk):
+//!
+//! ```text
+//! receipt_facts#52435401 request:bits256 content:bits256 model:bits256
+//!     body:^[ body_sha256:bits256 ] = ReceiptFacts;
+//! signed_receipt$_ key:bits256 signature:bits512 facts:^ReceiptFacts
+//!     = SignedReceiptFacts;
+//! ```
+
+use sha2::{Digest, Sha256};
+use tycho_types::cell::{Cell, CellBuilder, HashBytes};
+
+use crate::body::{ReceiptBody, SignedReceipt};
+use crate::check::ReceiptError;
+
+/// The constructor tag of `receipt_facts`.
+pub const FACTS_TAG: u32 = 0x5243_5401;
+
+/// Domain separation: a receipt body hash cannot be mistaken for any other
+/// hash signed with the same key.
+const BODY_DOMAIN: &[u8] = b"cocoon/receipt/v2\0";
+
+/// The facts of one receipt, as the chain sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiptFacts {
+    /// SHA-256 of the request the engine ran.
+    pub request: [u8; 32],
+    /// The answer's content digest ([`crate::digest::content`]); zero when
+    /// the worker did not compute it (a request that is not deterministic).
+    pub content: [u8; 32],
+    /// SHA-256 of the weights; zero when the engine cannot tell.
+    pub model: [u8; 32],
+    /// SHA-256 of the domain tag and the body's JSON: binds every other
+    /// member of the receipt.
+    pub body: [u8; 32],
+}
+
+fn hash32(what: &'static str, hex_str: &str) -> Result<[u8; 32], ReceiptError> {
+    hex::decode(hex_str)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| ReceiptError::Malformed(format!("{what} is not 32 bytes of hex: {hex_str:?}")))
+}
+
+fn cell_error(e: tycho_types::error::Error) -> ReceiptError {
+    ReceiptError::Malformed(format!("receipt facts cell: {e}"))
+}
+
+impl ReceiptFacts {
+    /// The facts of `body`.
+    pub fn of(body: &ReceiptBody) -> Result<Self, ReceiptError> {
+        let optional = |what, v: &Option<String>| match v {
+            Some(h) => hash32(what, h),
+            None => Ok([0; 32]),
+        };
+        let mut h = Sha256::new();
+        h.update(BODY_DOMAIN);
+        serde_json::to_writer(HashWriter(&mut h), body)
+            .map_err(|e| ReceiptError::Malformed(format!("receipt body: {e}")))?;
+        Ok(ReceiptFacts {
+            request: hash32("request_sha256", &body.request_sha256)?,
+            content: optional("content_sha256", &body.content_sha256)?,
+            model: optional("model_hash", &body.model_hash)?,
+            body: h.finalize().into(),
+        })
+    }
+
+    /// The `receipt_facts` cell.
+    pub fn cell(&self) -> Result<Cell, ReceiptError> {
+        let mut body = CellBuilder::new();
+        body.store_u256(&HashBytes(self.body)).map_err(cell_error)?;
+        let mut b = CellBuilder::new();
+        b.store_u32(FACTS_TAG).map_err(cell_error)?;
+        b.store_u256(&HashBytes(self.request)).map_err(cell_error)?;
+        b.store_u256(&HashBytes(self.content)).map_err(cell_error)?;
+        b.store_u256(&HashBytes(self.model)).map_err(cell_error)?;
+        b.store_reference(body.build().map_err(cell_error)?)
+            .map_err(cell_error)?;
+        b.build().map_err(cell_error)
+    }
+
+    /// What the worker signs: the cell's representation hash.
+    pub fn signed_hash(&self) -> Result<[u8; 32], ReceiptError> {
+        Ok(self.cell()?.repr_hash().0)
+    }
+}
+
+/// Feeds JSON straight into a hash, without an intermediate buffer.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A receipt's facts with the worker's key and signature: what slash
+/// evidence carries of each of the three workers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedReceiptFacts {
+    /// The worker's Ed25519 public key (its RA-TLS certificate's).
+    pub key: [u8; 32],
+    /// The receipt's signature.
+    pub signature: [u8; 64],
+    /// What it covers.
+    pub facts: ReceiptFacts,
+}
+
+impl SignedReceiptFacts {
+    /// The facts of `receipt`, signed by `key`; checks the signature.
+    pub fn of(receipt: &SignedReceipt, key: [u8; 32]) -> Result<Self, ReceiptError> {
+        let signature: [u8; 64] = hex::decode(&receipt.signature)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| ReceiptError::Malformed("signature is not 64 bytes of hex".into()))?;
+        let s = SignedReceiptFacts {
+            key,
+            signature,
+            facts: ReceiptFacts::of(&receipt.receipt)?,
+        };
+        s.verify()?;
+        Ok(s)
+    }
+
+    /// Checks the signature under the key it names.
+    pub fn verify(&self) -> Result<(), ReceiptError> {
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, &self.key)
+            .verify(&self.facts.signed_hash()?, &self.signature)
+            .map_err(|_| ReceiptError::Signature {
+                certificate: format!("with key {}", hex::encode(self.key)),
+            })
+    }
+
+    /// The `signed_receipt` cell.
+    pub fn cell(&self) -> Result<Cell, ReceiptError> {
+        let mut b = CellBuilder::new();
+        b.store_u256(&HashBytes(self.key)).map_err(cell_error)?;
+        b.store_raw(&self.signature, 512).map_err(cell_error)?;
+        b.store_reference(self.facts.cell()?).map_err(cell_error)?;
+        b.build().map_err(cell_error)
+    }
+
+    /// Reads a `signed_receipt` cell.
+    pub fn from_cell(cell: &tycho_types::cell::DynCell) -> Result<Self, ReceiptError> {
+        let mut s = cell.as_slice().map_err(cell_error)?;
+        let key = s.load_u256().map_err(cell_error)?.0;
+        let mut signature = [0u8; 64];
+        s.load_raw(&mut signature, 512).map_err(cell_error)?;
+        let facts_cell = s.load_reference().map_err(cell_error)?;
+        let mut f = facts_cell.as_slice().map_err(cell_error)?;
+        let tag = f.load_u32().map_err(cell_error)?;
+        if tag != FACTS_TAG {
+            return Err(ReceiptError::Malformed(format!(
+                "receipt facts tag {tag:#010x}, expected {FACTS_TAG:#010x}"
+            )));
+        }
+        let request = f.load_u256().map_err(cell_error)?.0;
+        let content = f.load_u256().map_err(cell_error)?.0;
+        let model = f.load_u256().map_err(cell_error)?.0;
+        let body = f
+            .load_reference()
+            .and_then(|c| c.as_slice())
+            .and_then(|mut b| b.load_u256())
+            .map_err(cell_error)?
+            .0;
+        Ok(SignedReceiptFacts {
+            key,
+            signature,
+            facts: ReceiptFacts {
+                request,
+                content,
+                model,
+                body,
+            },
+        })
+    }
+}
