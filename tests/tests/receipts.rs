@@ -324,6 +324,25 @@ async fn a_replicated_request_outvotes_a_dishonest_worker() {
         seeds.windows(2).all(|p| p[0] == p[1]),
         "every run ran the same request: {seeds:?}"
     );
+    // The proxy signed slash evidence against the dissenter: the three
+    // workers' own signed receipt facts, which its worker contract checks.
+    let evidence = r["slash_evidence"].as_array().unwrap();
+    assert_eq!(evidence.len(), 1, "{r}");
+    use base64::Engine as _;
+    let boc = base64::engine::general_purpose::STANDARD
+        .decode(evidence[0].as_str().unwrap())
+        .unwrap();
+    let signed = cocoon_receipt::evidence::SignedEvidence::from_boc(&boc).unwrap();
+    signed.evidence.check_receipts().unwrap();
+    assert_eq!(
+        hex(&signed.evidence.accused.facts.request),
+        seeds[0],
+        "the evidence is about the request the workers ran"
+    );
+    let (_, _, log) = get(&format!("{}/evidence", net.proxy_http)).await;
+    let log: Value = serde_json::from_slice(&log).unwrap();
+    assert_eq!(log[0]["worker"], "w3", "{log}");
+    assert_eq!(log[0]["evidence"], evidence[0], "{log}");
 
     // The dissenter's reputation fell, and routing avoids it.
     let (_, _, stats) = get(&format!("{}/jsonstats", net.proxy_http)).await;

@@ -201,7 +201,11 @@ fn receipt_facts(spec: &str) -> Result<SignedReceiptFacts, String> {
     };
     let (seed, request, content, model) = match parts.as_slice() {
         [seed, r, c, m] | [seed, r, c, m, "forged"] => (*seed, h(r)?, h(c)?, h(m)?),
-        _ => return Err(format!("receipt {spec}: SEED:REQUEST:CONTENT:MODEL[:forged]")),
+        _ => {
+            return Err(format!(
+                "receipt {spec}: SEED:REQUEST:CONTENT:MODEL[:forged]"
+            ))
+        }
     };
     let key = signer(seed)?;
     let facts = ReceiptFacts {

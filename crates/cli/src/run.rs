@@ -256,6 +256,10 @@ async fn proxy_config(
         payments,
         queue: queue_limits(o.queue_length),
         spot_checks: spot_checks(o.spot_check_rate, o.spot_check_first)?,
+        slash_amount: o
+            .slash_amount
+            .map(cocoon_core::Nanoton::new)
+            .unwrap_or(cocoon_proxy::DEFAULT_SLASH_AMOUNT),
     })
 }
 
@@ -523,6 +527,7 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
         payments,
         queue: queue_limits(o.queue_length),
         spot_checks: cocoon_proxy::SpotCheckConfig::default(),
+        slash_amount: cocoon_proxy::DEFAULT_SLASH_AMOUNT,
     })
     .await
     .context("starting the proxy")?;

@@ -230,6 +230,13 @@ impl Receipts {
             "failed": r.failed,
             "receipts": receipts,
             "certificates": certificates,
+            // Signed by the proxy against each dissenter: the body of a
+            // `slash` message to its worker contract, which anyone may send.
+            "slash_evidence": r
+                .slash_evidence
+                .iter()
+                .map(|b| base64::engine::general_purpose::STANDARD.encode(b))
+                .collect::<Vec<_>>(),
         });
         Ok(Some((member, cost)))
     }

@@ -569,6 +569,12 @@ impl Ledger {
             .ok()
     }
 
+    /// Signs another cell the proxy vouches for (slash evidence) with the
+    /// voucher key: its representation hash.
+    pub fn sign_cell_hash(&self, hash: &[u8; 32]) -> [u8; 64] {
+        self.signer.sign_cell_hash(hash)
+    }
+
     /// The proxy's voucher key.
     pub fn voucher_key(&self) -> [u8; 32] {
         self.signer.public_key()

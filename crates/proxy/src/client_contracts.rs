@@ -169,6 +169,46 @@ impl ClientContracts {
         Ok(())
     }
 
+    /// The wallet that owns `client`'s contract, as last read.
+    pub fn owner_of(&self, client: &StdAddr) -> Option<StdAddr> {
+        self.known()
+            .get(client)
+            .and_then(|k| k.seen.as_ref())
+            .and_then(|s| s.owner.clone())
+    }
+
+    /// Sends `body` with `value` to `to` from the operator's wallet (slash
+    /// evidence, the reputation digest); fails when the proxy has none.
+    pub async fn operator_send(
+        &self,
+        to: StdAddr,
+        body: tycho_types::cell::Cell,
+        value: Nanoton,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let c = self
+            .committer
+            .as_ref()
+            .ok_or("this proxy has no operator wallet")?;
+        let t = Transfer {
+            to,
+            value,
+            bounce: true,
+            body: Some(body),
+            init: None,
+        };
+        c.wallet
+            .send(self.chain.as_ref(), &[t], timeout)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// The proxy contract this watcher serves.
+    pub fn proxy_contract(&self) -> &StdAddr {
+        &self.contract
+    }
+
     /// Wallet addresses are those of the network with `global_id` (default:
     /// mainnet's, which the devnet shares).
     pub fn on_network(mut self, global_id: i32) -> Self {

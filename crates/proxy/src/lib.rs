@@ -15,6 +15,7 @@ pub mod registry_watch;
 mod relay;
 pub mod reputation;
 mod settlement;
+mod slashing;
 mod spot_check;
 mod stats;
 mod worker_certificates;
@@ -55,7 +56,13 @@ pub struct ProxyConfig {
     pub queue: QueueLimits,
     /// Which answers are re-run on another worker and compared.
     pub spot_checks: SpotCheckConfig,
+    /// How much of a dissenting worker's stake its slash evidence asks
+    /// for, paid to the affected client; zero signs no evidence.
+    pub slash_amount: cocoon_core::Nanoton,
 }
+
+/// What slash evidence asks of a dissenting worker's stake by default.
+pub const DEFAULT_SLASH_AMOUNT: cocoon_core::Nanoton = cocoon_core::Nanoton::new(500_000_000);
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +96,8 @@ pub(crate) struct Shared {
     pub(crate) certificates: worker_certificates::WorkerCertificates,
     /// Answers re-run elsewhere, and what that showed.
     pub(crate) spot_checks: spot_check::SpotChecks,
+    /// Slash evidence signed against dissenting workers.
+    pub(crate) slashing: slashing::SlashEvidenceLog,
 }
 
 /// A running proxy.
@@ -132,6 +141,7 @@ impl Proxy {
         let shared = Arc::new(Shared {
             certificates: worker_certificates::WorkerCertificates::new(config.trust.clone()),
             spot_checks: spot_check::SpotChecks::new(config.spot_checks),
+            slashing: Default::default(),
             config,
             registry,
             metrics: Arc::new(RequestMetrics::default()),

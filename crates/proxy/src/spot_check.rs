@@ -125,76 +125,105 @@ impl SpotChecks {
     }
 }
 
+/// The answer a spot-check judges, as relayed.
+pub(crate) struct Original {
+    /// The worker that gave it.
+    pub worker: Arc<WorkerHandle>,
+    /// Its chunks.
+    pub chunks: Vec<Bytes>,
+    /// Its signed receipt (JSON).
+    pub receipt: Bytes,
+    /// Who paid for it: the client a wrong answer affected.
+    pub payer: Option<tycho_types::models::StdAddr>,
+}
 
-/// Re-runs `req` elsewhere and judges `original`'s answer (`chunks`, as
-/// relayed). Runs in the background, after the client has its answer.
-pub(crate) async fn check(
-    shared: Arc<Shared>,
-    req: InferRequest,
-    original: Arc<WorkerHandle>,
-    chunks: Vec<Bytes>,
-) {
+/// One run of the request: the worker's serial and name, the content of
+/// its answer and its receipt.
+struct Rerun {
+    serial: u64,
+    worker: Arc<WorkerHandle>,
+    content: String,
+    receipt: Bytes,
+}
+
+impl Rerun {
+    fn view(&self) -> crate::slashing::Run<'_> {
+        crate::slashing::Run {
+            worker: &self.worker,
+            receipt: &self.receipt,
+            content: &self.content,
+        }
+    }
+}
+
+/// Re-runs `req` elsewhere and judges `original`'s answer. Runs in the
+/// background, after the client has its answer. When the original is
+/// outvoted by two re-runs that agree, the proxy signs slash evidence
+/// against it on behalf of the client who got it.
+pub(crate) async fn check(shared: Arc<Shared>, req: InferRequest, original: Original) {
     let checks = &shared.spot_checks;
-    let Some(hash) = original.model_hash else {
+    let Some(hash) = original.worker.model_hash else {
         return;
     };
-    let mut answers = vec![(
-        original.id.clone(),
-        cocoon_receipt::digest::content(req.stream, &chunks),
-    )];
-    let mut exclude = vec![original.serial];
+    let mut answers = vec![Rerun {
+        serial: original.worker.serial,
+        worker: original.worker.clone(),
+        content: cocoon_receipt::digest::content(req.stream, &original.chunks),
+        receipt: original.receipt.clone(),
+    }];
+    let mut exclude = vec![original.worker.serial];
     // One re-run; a second only if the first disagrees.
     while answers.len() < 3 {
-        let Some((serial, id, content)) = rerun(&shared, &req, hash, &exclude).await else {
+        let Some(run) = rerun(&shared, &req, hash, &exclude).await else {
             break;
         };
-        exclude.push(serial);
-        answers.push((id, content));
-        if answers.len() == 2 && answers[0].1 == answers[1].1 {
+        exclude.push(run.serial);
+        answers.push(run);
+        if answers.len() == 2 && answers[0].content == answers[1].content {
             break;
         }
     }
+    let id = &original.worker.id;
     let reputation = shared.registry.reputation();
     match answers.len() {
-        1 => checks.update(&original.id, |r| r.skipped += 1),
-        2 if answers[0].1 == answers[1].1 => {
-            for (id, _) in &answers {
-                reputation.record(id, true);
+        1 => checks.update(id, |r| r.skipped += 1),
+        2 if answers[0].content == answers[1].content => {
+            for a in &answers {
+                reputation.record(&a.worker.id, true);
             }
-            checks.update(&original.id, |r| r.passed += 1);
+            checks.update(id, |r| r.passed += 1);
         }
         2 => {
-            tracing::warn!(worker = %original.id, checker = %answers[1].0, "a spot-check disagreed and no third worker could decide");
-            checks.update(&original.id, |r| r.inconclusive += 1);
+            tracing::warn!(worker = %id, checker = %answers[1].worker.id, "a spot-check disagreed and no third worker could decide");
+            checks.update(id, |r| r.inconclusive += 1);
         }
         _ => {
             let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-            for (_, c) in &answers {
-                *counts.entry(c.as_str()).or_default() += 1;
+            for a in &answers {
+                *counts.entry(a.content.as_str()).or_default() += 1;
             }
             let majority = counts
                 .iter()
                 .find(|(_, n)| **n >= 2)
                 .map(|(c, _)| c.to_string());
             let Some(majority) = majority else {
-                checks.update(&original.id, |r| r.inconclusive += 1);
+                checks.update(id, |r| r.inconclusive += 1);
                 return;
             };
-            for (id, c) in &answers {
-                let agrees = *c == majority;
-                reputation.record(id, agrees);
+            for a in &answers {
+                let agrees = a.content == majority;
+                reputation.record(&a.worker.id, agrees);
                 if !agrees {
-                    tracing::warn!(worker = %id, "a spot-check outvoted this worker's answer");
+                    tracing::warn!(worker = %a.worker.id, "a spot-check outvoted this worker's answer");
                 }
             }
-            let passed = answers[0].1 == majority;
-            checks.update(&original.id, |r| {
-                if passed {
-                    r.passed += 1
-                } else {
-                    r.failed += 1
-                }
-            });
+            let passed = answers[0].content == majority;
+            checks.update(id, |r| if passed { r.passed += 1 } else { r.failed += 1 });
+            if let (false, Some(payer)) = (passed, &original.payer) {
+                let (accused, first, second) =
+                    (answers[0].view(), answers[1].view(), answers[2].view());
+                crate::slashing::on_dissent(&shared, &accused, [&first, &second], payer);
+            }
         }
     }
 }
@@ -207,7 +236,7 @@ async fn rerun(
     req: &InferRequest,
     hash: ModelHash,
     exclude: &[u64],
-) -> Option<(u64, String, String)> {
+) -> Option<Rerun> {
     let id = RequestId::generate();
     let (tx, mut events) = mpsc::channel(crate::relay::EVENT_QUEUE);
     let mut lease = shared
@@ -231,11 +260,15 @@ async fn rerun(
         return None;
     }
     let mut chunks = Vec::new();
+    let mut receipt = Bytes::new();
     let collected = tokio::time::timeout(RERUN_TIMEOUT, async {
         while let Some(ev) = events.recv().await {
             match ev.event {
                 Some(worker_event::Event::Chunk(b)) => chunks.push(b),
-                Some(worker_event::Event::Done(_)) => return true,
+                Some(worker_event::Event::Done(done)) => {
+                    receipt = done.receipt;
+                    return true;
+                }
                 Some(worker_event::Event::Error(e)) => {
                     tracing::info!(checker = %worker.id, error = %e.message, "a spot-check re-run failed");
                     return false;
@@ -248,11 +281,10 @@ async fn rerun(
     .await
     .unwrap_or(false);
     lease.finish(collected);
-    collected.then(|| {
-        (
-            worker.serial,
-            worker.id.clone(),
-            cocoon_receipt::digest::content(req.stream, &chunks),
-        )
+    collected.then(|| Rerun {
+        serial: worker.serial,
+        content: cocoon_receipt::digest::content(req.stream, &chunks),
+        worker,
+        receipt,
     })
 }

@@ -20,6 +20,19 @@ impl StatsSource for Shared {
         for (worker, record) in self.spot_checks.all() {
             info.insert(format!("spot-checks {worker}"), record.to_string());
         }
+        for r in self.slashing.all() {
+            info.insert(
+                format!(
+                    "slash evidence {} request {}",
+                    r.worker,
+                    &r.request_sha256[..16]
+                ),
+                format!(
+                    "{} nanoton to {}: {}",
+                    r.amount_nanoton, r.client, r.submitted
+                ),
+            );
+        }
         self.metrics
             .snapshot("proxy", &self.config.name, self.started, workers, info)
             .with_peers_refused(self.config.trust.refusals())
@@ -28,7 +41,22 @@ impl StatsSource for Shared {
 }
 
 pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
-    cocoon_telemetry::router(shared).route("/healthz", axum::routing::get(|| async { "ok\n" }))
+    let evidence = shared.clone();
+    cocoon_telemetry::router(shared)
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .route(
+            "/evidence",
+            axum::routing::get(move || {
+                let body = serde_json::to_string_pretty(&evidence.slashing.all())
+                    .unwrap_or_else(|_| "[]".into());
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        body,
+                    )
+                }
+            }),
+        )
 }
 
 /// The ledger's totals and every account, as `info` entries: integer

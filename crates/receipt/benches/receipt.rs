@@ -114,7 +114,12 @@ fn main() {
             started_at_ms: now * 1000,
             finished_at_ms: now * 1000 + 5,
         };
-        receipts.push(signer.sign(body).expect("a well-formed body signs").to_json());
+        receipts.push(
+            signer
+                .sign(body)
+                .expect("a well-formed body signs")
+                .to_json(),
+        );
     }
     let worker_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(ROUNDS);
 

@@ -43,7 +43,9 @@ fn hash32(what: &'static str, hex_str: &str) -> Result<[u8; 32], ReceiptError> {
     hex::decode(hex_str)
         .ok()
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .ok_or_else(|| ReceiptError::Malformed(format!("{what} is not 32 bytes of hex: {hex_str:?}")))
+        .ok_or_else(|| {
+            ReceiptError::Malformed(format!("{what} is not 32 bytes of hex: {hex_str:?}"))
+        })
 }
 
 fn cell_error(e: tycho_types::error::Error) -> ReceiptError {

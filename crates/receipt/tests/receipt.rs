@@ -280,7 +280,10 @@ fn three_signed_receipts_make_slash_evidence_only_when_one_worker_dissents() {
     ));
     // Witnesses that disagree with each other prove nothing.
     assert!(matches!(
-        SignedEvidence::sign(evidence(first.clone(), accused.clone(), second.clone()), sign),
+        SignedEvidence::sign(
+            evidence(first.clone(), accused.clone(), second.clone()),
+            sign
+        ),
         Err(EvidenceError::NotADissent(_))
     ));
     // A receipt without a content digest (not deterministic) proves nothing.

@@ -164,6 +164,7 @@ impl<'a> Attempt<'a> {
             return Ok(false);
         };
         self.active.succeed();
+        self.relay.keep_receipt(&done);
         let _ = self.relay.send(infer_event::Event::Done(done)).await;
         Ok(true)
     }
@@ -251,6 +252,7 @@ impl<'a> Attempt<'a> {
         }
         self.active.first_byte();
         self.active.succeed();
+        self.relay.keep_receipt(&done);
         let _ = self.relay.send(infer_event::Event::Done(done)).await;
     }
 

@@ -56,9 +56,23 @@ pub(crate) struct Relay {
     deadline: Instant,
     /// The chunks relayed, kept when the answer is to be spot-checked.
     kept: std::sync::Mutex<Option<Vec<bytes::Bytes>>>,
+    /// The receipt of an answer to be spot-checked.
+    kept_receipt: std::sync::Mutex<bytes::Bytes>,
 }
 
 impl Relay {
+    /// Keeps the receipt of an answer that is to be spot-checked.
+    fn keep_receipt(&self, done: &cocoon_proto::Completion) {
+        if self
+            .kept
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+        {
+            *self.kept_receipt.lock().unwrap_or_else(|p| p.into_inner()) = done.receipt.clone();
+        }
+    }
+
     /// Checks what the proxy needs of the request before it is accepted.
     pub(crate) fn new(
         shared: Arc<Shared>,
@@ -80,6 +94,7 @@ impl Relay {
             req,
             to_client,
             kept: std::sync::Mutex::new(None),
+            kept_receipt: Default::default(),
         })
     }
 
@@ -141,11 +156,18 @@ impl Relay {
             if outcome.is_ok() {
                 let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner()).take();
                 if let Some(chunks) = kept {
+                    let receipt = std::mem::take(
+                        &mut *self.kept_receipt.lock().unwrap_or_else(|p| p.into_inner()),
+                    );
                     tokio::spawn(crate::spot_check::check(
                         self.shared.clone(),
                         self.req.clone(),
-                        lease.worker.clone(),
-                        chunks,
+                        crate::spot_check::Original {
+                            worker: lease.worker.clone(),
+                            chunks,
+                            receipt,
+                            payer: payer.clone(),
+                        },
                     ));
                 }
             }

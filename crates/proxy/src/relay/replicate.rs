@@ -229,6 +229,9 @@ impl Relay {
         }
         replication.receipts = agreed_receipts;
         replication.receipts.extend(dissent_receipts);
+        if let Some(payer) = payer {
+            replication.slash_evidence = self.slash_dissenters(&runs, content, payer);
+        }
         let Some((lease, answer)) = chosen else {
             return Err(Stopped::early(RelayError::ReplicasDisagree(summary(&runs))));
         };
@@ -256,6 +259,36 @@ impl Relay {
         active.succeed();
         let _ = self.send(infer_event::Event::Done(done)).await;
         Ok(())
+    }
+}
+
+impl Relay {
+    /// Signs slash evidence against every run that dissented from
+    /// `content`, with two agreeing runs as witnesses.
+    fn slash_dissenters(&self, runs: &[Run], content: &str, payer: &StdAddr) -> Vec<Bytes> {
+        let answered: Vec<crate::slashing::Run<'_>> = runs
+            .iter()
+            .filter_map(|r| {
+                r.outcome.as_ref().ok().map(|a| crate::slashing::Run {
+                    worker: &r.lease.worker,
+                    receipt: &a.done.receipt,
+                    content: &a.content,
+                })
+            })
+            .collect();
+        let agreeing: Vec<&crate::slashing::Run<'_>> =
+            answered.iter().filter(|r| r.content == content).collect();
+        let [first, second, ..] = agreeing.as_slice() else {
+            return Vec::new();
+        };
+        answered
+            .iter()
+            .filter(|r| r.content != content)
+            .filter_map(|accused| {
+                crate::slashing::on_dissent(&self.shared, accused, [first, second], payer)
+                    .map(Bytes::from)
+            })
+            .collect()
     }
 }
 
