@@ -343,6 +343,18 @@ async fn a_replicated_request_outvotes_a_dishonest_worker() {
     let log: Value = serde_json::from_slice(&log).unwrap();
     assert_eq!(log[0]["worker"], "w3", "{log}");
     assert_eq!(log[0]["evidence"], evidence[0], "{log}");
+    // The table whose digest the proxy publishes on chain names it too.
+    let (_, _, table) = get(&format!("{}/reputation", net.proxy_http)).await;
+    let table: Value = serde_json::from_slice(&table).unwrap();
+    let w3 = table["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["worker"] == "w3")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(w3["dissented"], 1, "{table}");
+    assert_eq!(w3["avoided"], true, "{table}");
 
     // The dissenter's reputation fell, and routing avoids it.
     let (_, _, stats) = get(&format!("{}/jsonstats", net.proxy_http)).await;

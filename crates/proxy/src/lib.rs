@@ -98,6 +98,8 @@ pub(crate) struct Shared {
     pub(crate) spot_checks: spot_check::SpotChecks,
     /// Slash evidence signed against dissenting workers.
     pub(crate) slashing: slashing::SlashEvidenceLog,
+    /// The reputation table last published on chain.
+    pub(crate) published: reputation::PublishedTable,
 }
 
 /// A running proxy.
@@ -142,6 +144,7 @@ impl Proxy {
             certificates: worker_certificates::WorkerCertificates::new(config.trust.clone()),
             spot_checks: spot_check::SpotChecks::new(config.spot_checks),
             slashing: Default::default(),
+            published: Default::default(),
             config,
             registry,
             metrics: Arc::new(RequestMetrics::default()),
@@ -181,7 +184,12 @@ impl Proxy {
             .as_ref()
             .and_then(|p| p.client_contracts.clone())
         {
-            tasks.push(tokio::spawn(d.poll(shutdown.subscribe())));
+            tasks.push(tokio::spawn(d.clone().poll(shutdown.subscribe())));
+            tasks.push(tokio::spawn(reputation::publish(
+                shared.clone(),
+                d,
+                shutdown.subscribe(),
+            )));
         }
         if let Some(p) = shared.config.payments.clone() {
             if let Some(r) = p.registry.clone() {

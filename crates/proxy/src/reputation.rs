@@ -99,6 +99,92 @@ impl Reputation {
     pub fn all(&self) -> BTreeMap<String, Record> {
         self.0.all()
     }
+
+    /// The table as published: JSON with no whitespace, workers sorted by
+    /// name and members in the order written here, so that the same records always give the same bytes and the
+    /// same SHA-256 (what the proxy contract's `publish_reputation` holds).
+    pub fn table(&self, proxy: &str) -> Vec<u8> {
+        let workers: Vec<serde_json::Value> = self
+            .all()
+            .into_iter()
+            .map(|(worker, r)| {
+                serde_json::json!({
+                    "worker": worker,
+                    "agreed": r.agreed,
+                    "dissented": r.dissented,
+                    "avoided": r.suspect(),
+                })
+            })
+            .collect();
+        let table = serde_json::json!({ "proxy": proxy, "workers": workers });
+        serde_json::to_vec(&table).unwrap_or_default()
+    }
+}
+
+/// The table last published on chain, whose SHA-256 the proxy contract
+/// holds: served at `/reputation/published` so that anyone can compare.
+#[derive(Debug, Default)]
+pub(crate) struct PublishedTable(Mutex<Option<Vec<u8>>>);
+
+impl PublishedTable {
+    pub(crate) fn get(&self) -> Option<Vec<u8>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, table: Vec<u8>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(table);
+    }
+}
+
+/// How often the table is published when it changed.
+const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+/// Gas carried with a publication; what is left comes back.
+const PUBLISH_GAS: cocoon_core::Nanoton = cocoon_core::Nanoton::new(50_000_000);
+
+/// Publishes the table's digest to the proxy contract from the operator's
+/// wallet, every [`PUBLISH_EVERY`] when it changed, until `stop`.
+pub(crate) async fn publish(
+    shared: std::sync::Arc<crate::Shared>,
+    contracts: std::sync::Arc<crate::client_contracts::ClientContracts>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(PUBLISH_EVERY) => {}
+            _ = stop.changed() => return,
+        }
+        let reputation = shared.registry.reputation();
+        let table = reputation.table(&shared.config.name);
+        if shared.published.get().as_deref() == Some(table.as_slice()) {
+            continue;
+        }
+        let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&table).into();
+        let workers = reputation.all().len() as u32;
+        let sent = async {
+            let body = cocoon_chain::contracts::publish_reputation(
+                cocoon_core::unix_now(),
+                &tycho_types::cell::HashBytes(digest),
+                workers,
+            )
+            .map_err(|e| e.to_string())?;
+            contracts
+                .operator_send(
+                    contracts.proxy_contract().clone(),
+                    body,
+                    PUBLISH_GAS,
+                    std::time::Duration::from_secs(60),
+                )
+                .await
+        }
+        .await;
+        match sent {
+            Ok(()) => {
+                tracing::info!(digest = %hex::encode(digest), workers, "reputation table published on chain");
+                shared.published.set(table);
+            }
+            Err(e) => tracing::warn!(error = %e, "publishing the reputation table failed; will try again"),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -118,5 +204,22 @@ mod tests {
         r.record("w", false);
         assert!(r.of("w").suspect(), "{}", r.of("w"));
         assert_eq!(r.of("w").to_string(), "9 agreed, 2 dissented (avoided)");
+    }
+
+    #[test]
+    fn the_published_table_is_the_same_bytes_for_the_same_records_in_any_order() {
+        let a = Reputation::default();
+        a.record("w2", true);
+        a.record("w1", false);
+        let b = Reputation::default();
+        b.record("w1", false);
+        b.record("w2", true);
+        assert_eq!(a.table("p"), b.table("p"));
+        assert_eq!(
+            String::from_utf8(a.table("p")).unwrap(),
+            r#"{"proxy":"p","workers":[{"worker":"w1","agreed":0,"dissented":1,"avoided":true},{"worker":"w2","agreed":1,"dissented":0,"avoided":false}]}"#
+        );
+        b.record("w2", true);
+        assert_ne!(a.table("p"), b.table("p"), "a new record changes the digest");
     }
 }

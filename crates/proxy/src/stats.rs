@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use axum::response::IntoResponse as _;
+
 use cocoon_telemetry::{Snapshot, StatsSource};
 
 use crate::Shared;
@@ -42,7 +44,32 @@ impl StatsSource for Shared {
 
 pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
     let evidence = shared.clone();
+    let current = shared.clone();
+    let published = shared.clone();
     cocoon_telemetry::router(shared)
+        .route(
+            "/reputation",
+            axum::routing::get(move || {
+                let table = current.registry.reputation().table(&current.config.name);
+                async move { json(table) }
+            }),
+        )
+        .route(
+            "/reputation/published",
+            axum::routing::get(move || {
+                let table = published.published.get();
+                async move {
+                    match table {
+                        Some(t) => json(t).into_response(),
+                        None => (
+                            axum::http::StatusCode::NOT_FOUND,
+                            "no reputation table published on chain yet\n",
+                        )
+                            .into_response(),
+                    }
+                }
+            }),
+        )
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
         .route(
             "/evidence",
@@ -57,6 +84,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
                 }
             }),
         )
+}
+
+fn json(body: Vec<u8>) -> impl axum::response::IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], body)
 }
 
 /// The ledger's totals and every account, as `info` entries: integer
