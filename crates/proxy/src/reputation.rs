@@ -182,7 +182,9 @@ pub(crate) async fn publish(
                 tracing::info!(digest = %hex::encode(digest), workers, "reputation table published on chain");
                 shared.published.set(table);
             }
-            Err(e) => tracing::warn!(error = %e, "publishing the reputation table failed; will try again"),
+            Err(e) => {
+                tracing::warn!(error = %e, "publishing the reputation table failed; will try again")
+            }
         }
     }
 }
@@ -220,6 +222,10 @@ mod tests {
             r#"{"proxy":"p","workers":[{"worker":"w1","agreed":0,"dissented":1,"avoided":true},{"worker":"w2","agreed":1,"dissented":0,"avoided":false}]}"#
         );
         b.record("w2", true);
-        assert_ne!(a.table("p"), b.table("p"), "a new record changes the digest");
+        assert_ne!(
+            a.table("p"),
+            b.table("p"),
+            "a new record changes the digest"
+        );
     }
 }

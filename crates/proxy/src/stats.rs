@@ -87,7 +87,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
 }
 
 fn json(body: Vec<u8>) -> impl axum::response::IntoResponse {
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], body)
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
 }
 
 /// The ledger's totals and every account, as `info` entries: integer
