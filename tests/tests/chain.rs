@@ -266,7 +266,8 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
 
     // The worker and the client find their contracts through the proxy's.
     let worker_wallet = wallet(&chain, &dir, "worker");
-    net.fund(&worker_wallet, 1).await;
+    // Enough for the minimum stake (1 TON) its first payout locks first.
+    net.fund(&worker_wallet, 3).await;
     let wh = free_port();
     let mut worker_args: Vec<String> = vec![
         "worker".into(),
@@ -452,7 +453,8 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
     let stats: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(stats["info"]["wallet"], worker_wallet.as_str(), "{stats}");
 
-    // The worker takes its earnings out by itself above its threshold: the
+    // The worker takes its earnings out by itself above its threshold,
+    // staking the root's minimum first (payouts are refused below it): the
     // proxy contract pays it exactly what the ledger says it earned.
     let (_, _, body) = get(&format!("http://127.0.0.1:{wh}/jsonstats")).await;
     let earned: u64 = serde_json::from_slice::<Value>(&body).unwrap()["info"]["earned_nanoton"]

@@ -17,6 +17,8 @@ use tycho_types::models::{StateInit, StdAddr};
 /// Gas carried with a payout: the worker contract's, the proxy contract's
 /// and the payment's; what is left comes back to the wallet.
 const PAYOUT_GAS: Nanoton = Nanoton::new(100_000_000);
+/// Gas carried with a stake top-up; what is left comes back.
+const STAKE_GAS: Nanoton = Nanoton::new(50_000_000);
 /// How long a payout may take to be applied.
 const PAYOUT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -98,6 +100,8 @@ pub(crate) struct Withdrawal {
     pub paid_before: String,
     /// Paid by this withdrawal (the voucher's increase).
     pub paid: String,
+    /// Staked by this withdrawal, to reach the minimum payouts need.
+    pub staked: String,
     pub wallet_balance_before: String,
     pub wallet_balance_after: String,
     /// What the withdrawal cost the wallet: gas and forwarding, net of the
@@ -116,6 +120,46 @@ pub(crate) enum WithdrawError {
     AlreadyPaid { paid: Nanoton, total: Nanoton },
     #[error("the chain: {0}")]
     Chain(String),
+    #[error("the worker contract must hold a stake of at least {min} for payouts; it holds {staked}, and the wallet's {balance} cannot cover the rest and the gas: top the wallet up")]
+    CannotStake {
+        min: Nanoton,
+        staked: Nanoton,
+        balance: Nanoton,
+    },
+}
+
+/// The least stake the worker contract asks for payouts, as its initial
+/// data states it (`terms.min_stake`, contracts/README.md).
+fn min_stake_of(init: &StateInit) -> Option<Nanoton> {
+    use tycho_types::cell::Load;
+    let data = init.data.as_ref()?;
+    let terms = data.reference(1)?;
+    let mut s = terms.as_slice().ok()?;
+    StdAddr::load_from(&mut s).ok()?;
+    s.load_u256().ok()?;
+    let min = tycho_types::num::Tokens::load_from(&mut s)
+        .ok()?
+        .into_inner();
+    u64::try_from(min).ok().map(Nanoton::new)
+}
+
+/// What the worker contract has at stake now (zero before it exists).
+async fn staked(
+    chain: &Toncenter,
+    contract: &StdAddr,
+    deployed: bool,
+) -> Result<Nanoton, WithdrawError> {
+    if !deployed {
+        return Ok(Nanoton::ZERO);
+    }
+    let out = chain
+        .run_get_method(contract, "get_worker_stake", &[])
+        .await
+        .map_err(|e| WithdrawError::Chain(e.to_string()))?;
+    StackReader::new(out.stack)
+        .u64()
+        .map(Nanoton::new)
+        .map_err(|e| WithdrawError::Chain(format!("get_worker_stake on {contract}: {e}")))
 }
 
 async fn paid_on_chain(
@@ -173,19 +217,51 @@ pub(crate) async fn withdraw(shared: &crate::Shared) -> Result<Withdrawal, Withd
     let cell = Boc::decode(boc).map_err(|e| WithdrawError::Chain(e.to_string()))?;
     let body = contracts::payout(cocoon_core::unix_now(), cell)
         .map_err(|e| WithdrawError::Chain(e.to_string()))?;
-    let transfer = Transfer {
+    let mut init = if deployed {
+        None
+    } else {
+        c.contract_init.clone()
+    };
+    let mut transfers = Vec::new();
+    // Payouts need the minimum stake: the wallet tops the stake up first,
+    // in the same external message.
+    let min = c
+        .contract_init
+        .as_ref()
+        .and_then(min_stake_of)
+        .unwrap_or(Nanoton::ZERO);
+    let staked_before = staked(&c.chain, &contract, deployed).await?;
+    let stake = min.saturating_sub(staked_before);
+    if stake > Nanoton::ZERO {
+        let needed = stake.get() + STAKE_GAS.get() + PAYOUT_GAS.get();
+        if before.get() < needed {
+            return Err(WithdrawError::CannotStake {
+                min,
+                staked: staked_before,
+                balance: before,
+            });
+        }
+        transfers.push(Transfer {
+            to: contract.clone(),
+            value: Nanoton::new(stake.get() + STAKE_GAS.get()),
+            bounce: false,
+            body: Some(
+                contracts::add_worker_stake(cocoon_core::unix_now(), stake)
+                    .map_err(|e| WithdrawError::Chain(e.to_string()))?,
+            ),
+            init: init.take(),
+        });
+        tracing::info!(%contract, %stake, %min, "staking the worker contract's minimum before the payout");
+    }
+    transfers.push(Transfer {
         to: contract.clone(),
         value: PAYOUT_GAS,
         bounce: true,
         body: Some(body),
-        init: if deployed {
-            None
-        } else {
-            c.contract_init.clone()
-        },
-    };
+        init,
+    });
     c.wallet
-        .send(c.chain.as_ref(), &[transfer], PAYOUT_TIMEOUT)
+        .send(c.chain.as_ref(), &transfers, PAYOUT_TIMEOUT)
         .await
         .map_err(|e| WithdrawError::Chain(e.to_string()))?;
     // The payment arrives in the same chain of messages; on a live network
@@ -200,14 +276,22 @@ pub(crate) async fn withdraw(shared: &crate::Shared) -> Result<Withdrawal, Withd
             .await
             .map_err(|e| WithdrawError::Chain(e.to_string()))?
             .balance;
-        if paid_now >= total && after.get() > before.get().saturating_sub(PAYOUT_GAS.get()) {
+        let spent = PAYOUT_GAS.get()
+            + stake.get()
+            + if stake > Nanoton::ZERO {
+                STAKE_GAS.get()
+            } else {
+                0
+            };
+        if paid_now >= total && after.get() > before.get().saturating_sub(spent) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let paid = paid_now.saturating_sub(paid_before);
-    // before - gas sent + excess back + paid = after, so fees = before + paid - after.
-    let fees = (before.get() + paid.get()).saturating_sub(after.get());
+    // before - stake - gas sent + excess back + paid = after, so
+    // fees = before + paid - stake - after.
+    let fees = (before.get() + paid.get()).saturating_sub(after.get() + stake.get());
     tracing::info!(%contract, %wallet, %paid, fees, "earnings withdrawn");
     Ok(Withdrawal {
         wallet: wallet.to_string(),
@@ -216,6 +300,7 @@ pub(crate) async fn withdraw(shared: &crate::Shared) -> Result<Withdrawal, Withd
         voucher_seqno: voucher.voucher.seqno,
         paid_before: paid_before.get().to_string(),
         paid: paid.get().to_string(),
+        staked: stake.get().to_string(),
         wallet_balance_before: before.get().to_string(),
         wallet_balance_after: after.get().to_string(),
         fees: fees.to_string(),
