@@ -452,6 +452,18 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
     let (_, _, body) = get(&format!("http://127.0.0.1:{wh}/jsonstats")).await;
     let stats: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(stats["info"]["wallet"], worker_wallet.as_str(), "{stats}");
+    // The worker staked the root's minimum from its wallet when it
+    // started; the proxy admits no worker on a chain without it.
+    let worker_contract = stats["info"]["worker_contract"].as_str().unwrap();
+    let (_, _, body) = post_json(
+        &format!("{chain}/runGetMethod"),
+        &json!({"address": worker_contract, "method": "get_worker_stake", "stack": []}),
+    )
+    .await;
+    let s: Value = serde_json::from_slice(&body).unwrap();
+    let stake = &s["result"]["stack"];
+    assert_eq!(hex_num(&stake[0]), 1_000_000_000, "staked: {s}");
+    assert_eq!(hex_num(&stake[1]), 1_000_000_000, "the root's minimum: {s}");
 
     // The worker takes its earnings out by itself above its threshold,
     // staking the root's minimum first (payouts are refused below it): the

@@ -204,6 +204,52 @@ impl ClientContracts {
             .map_err(|e| e.to_string())
     }
 
+    /// Checks that `worker` is a worker contract of this proxy holding at
+    /// least the minimum stake its terms ask (the root's
+    /// `min_worker_stake`); returns the stake. The error says what was
+    /// found.
+    pub async fn check_worker_stake(&self, worker: &StdAddr) -> Result<Nanoton, String> {
+        let chain_err = |e: cocoon_chain::ChainError| format!("reading {worker} on chain: {e}");
+        let account = self.chain.account(worker).await.map_err(chain_err)?;
+        if account.status != AccountStatus::Active {
+            return Err(format!(
+                "worker contract {worker} is not deployed, so it holds no stake: a worker on a chain stakes the root's minimum from its wallet when it starts"
+            ));
+        }
+        let get = |method: &'static str| async move {
+            let out = self
+                .chain
+                .run_get_method(worker, method, &[])
+                .await
+                .map_err(chain_err)?;
+            if !out.succeeded() {
+                return Err(format!(
+                    "{worker} is not a worker contract: {method} exits with {}",
+                    out.exit_code
+                ));
+            }
+            Ok(StackReader::new(out.stack))
+        };
+        let bad = |e: cocoon_chain::stack::StackTypeError| format!("{worker}: {e}");
+        let mut data = get("get_worker_data").await?;
+        let proxy = data.address().map_err(bad)?;
+        if proxy != self.contract {
+            return Err(format!(
+                "worker contract {worker} belongs to proxy contract {proxy}, this proxy is {}",
+                self.contract
+            ));
+        }
+        let mut s = get("get_worker_stake").await?;
+        let stake = Nanoton::new(s.u64().map_err(bad)?);
+        let min = Nanoton::new(s.u64().map_err(bad)?);
+        if stake < min {
+            return Err(format!(
+                "worker contract {worker} holds a stake of {stake}; this proxy's workers stake at least {min} (the root's min_worker_stake)"
+            ));
+        }
+        Ok(stake)
+    }
+
     /// The proxy contract this watcher serves.
     pub fn proxy_contract(&self) -> &StdAddr {
         &self.contract

@@ -51,6 +51,21 @@ impl WorkerGateway for WorkerGatewayService {
         let mut inbound = request.into_inner();
         let hello = first_hello(&mut inbound).await?;
         let admitted = self.admit(hello, attested.as_deref())?;
+        // On a chain, a worker answers for its answers with its stake.
+        if let (Some(payee), Some(contracts)) = (
+            &admitted.payee,
+            self.shared
+                .config
+                .payments
+                .as_ref()
+                .and_then(|p| p.client_contracts.as_ref()),
+        ) {
+            let stake = contracts
+                .check_worker_stake(payee)
+                .await
+                .map_err(Status::failed_precondition)?;
+            tracing::debug!(worker = %admitted.worker_id, %stake, "worker contract staked");
+        }
 
         let (tx, rx) = tokio::sync::mpsc::channel(OUTBOUND_QUEUE);
         tx.send(Ok(self.welcome(admitted.payee.as_ref())))

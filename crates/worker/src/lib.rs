@@ -68,6 +68,9 @@ pub enum WorkerError {
     /// The configuration is inconsistent.
     #[error("invalid worker configuration: {0}")]
     Config(String),
+    /// The worker contract could not be given its minimum stake.
+    #[error("staking the worker contract: {0}")]
+    Stake(String),
 }
 
 /// State shared by the session, the jobs and the HTTP endpoints.
@@ -155,6 +158,14 @@ impl Worker {
             connections: AtomicU32::new(0),
             started: Instant::now(),
         });
+        if shared.config.chain.is_some() {
+            let staked = payout::ensure_stake(&shared)
+                .await
+                .map_err(|e| WorkerError::Stake(e.to_string()))?;
+            if staked > cocoon_core::Nanoton::ZERO {
+                tracing::info!(contract = %shared.address, %staked, "worker contract staked its minimum");
+            }
+        }
         let (shutdown, rx) = watch::channel(false);
 
         let session = tokio::spawn(session::run(shared.clone(), channel, rx.clone()));

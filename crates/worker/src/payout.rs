@@ -188,6 +188,85 @@ async fn paid_on_chain(
     Ok((Nanoton::new(committed), true))
 }
 
+/// The transfer that brings the worker contract's stake up to the
+/// minimum payouts need, and its amount; `None` when it holds enough.
+/// `balance` is the wallet's; `more_gas` what else the same message sends.
+async fn stake_transfer(
+    c: &WorkerChain,
+    contract: &StdAddr,
+    deployed: bool,
+    balance: Nanoton,
+    more_gas: Nanoton,
+) -> Result<Option<(Transfer, Nanoton)>, WithdrawError> {
+    let min = c
+        .contract_init
+        .as_ref()
+        .and_then(min_stake_of)
+        .unwrap_or(Nanoton::ZERO);
+    let staked_before = staked(&c.chain, contract, deployed).await?;
+    let stake = min.saturating_sub(staked_before);
+    if stake == Nanoton::ZERO {
+        return Ok(None);
+    }
+    if balance.get() < stake.get() + STAKE_GAS.get() + more_gas.get() {
+        return Err(WithdrawError::CannotStake {
+            min,
+            staked: staked_before,
+            balance,
+        });
+    }
+    tracing::info!(%contract, %stake, %min, "staking the worker contract's minimum");
+    let transfer = Transfer {
+        to: contract.clone(),
+        value: Nanoton::new(stake.get() + STAKE_GAS.get()),
+        bounce: false,
+        body: Some(
+            contracts::add_worker_stake(cocoon_core::unix_now(), stake)
+                .map_err(|e| WithdrawError::Chain(e.to_string()))?,
+        ),
+        init: if deployed {
+            None
+        } else {
+            c.contract_init.clone()
+        },
+    };
+    Ok(Some((transfer, stake)))
+}
+
+/// Stakes the minimum from the wallet when the worker contract holds less
+/// (deploying the contract if needed), so that the proxy admits the worker
+/// and its payouts go through. Returns what it staked.
+pub(crate) async fn ensure_stake(shared: &crate::Shared) -> Result<Nanoton, WithdrawError> {
+    let c = shared.config.chain.as_ref().ok_or(WithdrawError::NoChain)?;
+    let contract = &shared.address;
+    let (_, deployed) = paid_on_chain(&c.chain, contract).await?;
+    let balance = c
+        .chain
+        .account(&c.wallet.address())
+        .await
+        .map_err(|e| WithdrawError::Chain(e.to_string()))?
+        .balance;
+    let Some((t, stake)) = stake_transfer(c, contract, deployed, balance, Nanoton::ZERO).await?
+    else {
+        return Ok(Nanoton::ZERO);
+    };
+    c.wallet
+        .send(c.chain.as_ref(), &[t], PAYOUT_TIMEOUT)
+        .await
+        .map_err(|e| WithdrawError::Chain(e.to_string()))?;
+    // On a live network the contract's state may lag the wallet's.
+    for _ in 0..60 {
+        let (_, deployed) = paid_on_chain(&c.chain, contract).await?;
+        if staked(&c.chain, contract, deployed).await? >= stake {
+            return Ok(stake);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Err(WithdrawError::Chain(format!(
+        "the stake sent to {contract} did not show on chain within 15 s"
+    )))
+}
+
 /// Sends the latest voucher for payout and reports what moved.
 pub(crate) async fn withdraw(shared: &crate::Shared) -> Result<Withdrawal, WithdrawError> {
     let c = shared.config.chain.as_ref().ok_or(WithdrawError::NoChain)?;
@@ -225,33 +304,11 @@ pub(crate) async fn withdraw(shared: &crate::Shared) -> Result<Withdrawal, Withd
     let mut transfers = Vec::new();
     // Payouts need the minimum stake: the wallet tops the stake up first,
     // in the same external message.
-    let min = c
-        .contract_init
-        .as_ref()
-        .and_then(min_stake_of)
-        .unwrap_or(Nanoton::ZERO);
-    let staked_before = staked(&c.chain, &contract, deployed).await?;
-    let stake = min.saturating_sub(staked_before);
-    if stake > Nanoton::ZERO {
-        let needed = stake.get() + STAKE_GAS.get() + PAYOUT_GAS.get();
-        if before.get() < needed {
-            return Err(WithdrawError::CannotStake {
-                min,
-                staked: staked_before,
-                balance: before,
-            });
-        }
-        transfers.push(Transfer {
-            to: contract.clone(),
-            value: Nanoton::new(stake.get() + STAKE_GAS.get()),
-            bounce: false,
-            body: Some(
-                contracts::add_worker_stake(cocoon_core::unix_now(), stake)
-                    .map_err(|e| WithdrawError::Chain(e.to_string()))?,
-            ),
-            init: init.take(),
-        });
-        tracing::info!(%contract, %stake, %min, "staking the worker contract's minimum before the payout");
+    let mut stake = Nanoton::ZERO;
+    if let Some((t, amount)) = stake_transfer(c, &contract, deployed, before, PAYOUT_GAS).await? {
+        transfers.push(t);
+        stake = amount;
+        init = None;
     }
     transfers.push(Transfer {
         to: contract.clone(),
