@@ -310,3 +310,61 @@ async fn a_conversation_reuses_its_cached_prefix() {
         cost(&fresh)
     );
 }
+
+/// A worker that claims the real model's weights but answers with text the
+/// model would not write: its sampled answers cannot be replayed, so a
+/// spot-check scores them under the real model on the embedded worker
+/// (teacher forcing), and they fail; the impostor loses reputation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sampled_answer_from_other_weights_fails_scoring_under_the_real_model() {
+    let impostor = upstream(UpstreamBehaviour {
+        chunks: 30,
+        words: Some(
+            "quarterly gravel invoices hum beneath violet tax orchestras while seventeen \
+             lemons litigate sideways over a philharmonic carburetor, and the marmalade \
+             senate of Tuesday refuses every triangular lighthouse its pension",
+        ),
+        ..Default::default()
+    })
+    .await;
+    let mut net = network().await;
+    let mut spec = WorkerSpec::new("impostor", MODEL, &impostor);
+    spec.model_hash = Some(SHA256.into());
+    net.add_worker(spec).await;
+    let body = json!({"model": MODEL, "temperature": 0.8, "max_tokens": 40,
+        "messages": [{"role": "user", "content": "Tell me about the sea."}]});
+    let mut stats = Value::Null;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while std::time::Instant::now() < deadline {
+        let (status, _, answer) = post_json(&net.chat_url(), &body).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (_, _, s) = get(&format!("{}/jsonstats", net.proxy_http)).await;
+        stats = serde_json::from_slice(&s).unwrap_or(Value::Null);
+        let checked = |w: &str| {
+            stats["info"][format!("spot-checks {w}")]
+                .as_str()
+                .map(str::to_string)
+        };
+        if checked("impostor").is_some_and(|c| c.starts_with("0 passed, 1 failed")) {
+            break;
+        }
+    }
+    let info = &stats["info"];
+    assert_eq!(
+        info["spot-checks impostor"].as_str(),
+        Some("0 passed, 1 failed, 0 inconclusive, 0 skipped (1 by scoring)"),
+        "{stats}"
+    );
+    assert!(
+        info["reputation impostor"]
+            .as_str()
+            .is_some_and(|r| r.contains("1 dissented") && r.contains("(avoided)")),
+        "{stats}"
+    );
+    // The real model's own answers pass (or, checked by the impostor,
+    // which cannot score, are skipped); they never fail.
+    if let Some(c) = info["spot-checks llama"].as_str() {
+        assert!(c.contains(" 0 failed"), "{c}");
+    }
+}

@@ -40,6 +40,35 @@ pub struct GenerateRequest {
     pub stream: bool,
 }
 
+/// An answer to score under an engine's model (teacher forcing).
+#[derive(Debug, Clone)]
+pub struct ScoreRequest {
+    /// Which API operation the answer was for.
+    pub endpoint: Endpoint,
+    /// The validated OpenAI request body the answer was given to.
+    pub body: Bytes,
+    /// The answer's text (its first choice).
+    pub answer: String,
+}
+
+/// How likely an answer is under an engine's model: the log-probability
+/// of each of its tokens given the prompt and the tokens before it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Score {
+    /// Answer tokens scored.
+    pub tokens: u32,
+    /// Mean natural-log probability per token, under the distribution the
+    /// request's temperature gives.
+    pub mean_logprob: f64,
+    /// Mean of each token's surprise (−log p) minus the distribution's
+    /// entropy at that position, in nats: about 0 for an answer sampled
+    /// from this model at the request's temperature, large for text it
+    /// would not have written. What a spot-check judges by.
+    pub excess_surprise: f64,
+    /// Share of tokens that were the model's most likely next token.
+    pub top1_share: f64,
+}
+
 /// Final accounting of an answer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Completion {
@@ -109,4 +138,16 @@ pub trait Engine: Send + Sync + 'static {
     /// returned here; later ones arrive in the stream.
     fn generate(&self, request: GenerateRequest)
         -> BoxFuture<'_, Result<EventStream, EngineError>>;
+
+    /// Scores `request.answer` under this engine's model: one prefill over
+    /// prompt and answer. Engines that run no model themselves (an
+    /// upstream server) cannot.
+    fn score(&self, request: ScoreRequest) -> BoxFuture<'_, Result<Score, EngineError>> {
+        let _ = request;
+        Box::pin(async {
+            Err(EngineError::Unavailable(
+                "this engine cannot score answers (only the embedded engine can)".into(),
+            ))
+        })
+    }
 }

@@ -3,10 +3,14 @@
 //! and finish reason). Every newly seen worker's first answers are
 //! checked, and a configurable share of the rest.
 //!
-//! Only deterministic requests are re-run (temperature 0, or a seed): an
-//! exact replay must then give the same content on an honest worker. When
-//! the two differ a third worker decides; each run's agreement or dissent
-//! goes to its worker's reputation. The re-runs are the network's cost:
+//! Deterministic requests (temperature 0, or a seed) are re-run: an exact
+//! replay must then give the same content on an honest worker. When the
+//! two differ a third worker decides; each run's agreement or dissent goes
+//! to its worker's reputation. Sampled answers are scored instead: another
+//! worker with the same weights and an embedded engine computes how
+//! surprising the answer is under the model at the request's temperature
+//! (teacher forcing, one prefill); text the model would not have written —
+//! another model's, or none's — fails. The checks are the network's cost:
 //! they are not charged to the client (and, for now, not paid to the
 //! checking worker). Results per worker are in the proxy's `/stats`.
 
@@ -56,14 +60,17 @@ pub struct CheckRecord {
     pub inconclusive: u64,
     /// No other worker with the same weights was free to re-run it.
     pub skipped: u64,
+    /// Of the checks done, how many scored a sampled answer rather than
+    /// replaying it.
+    pub scored: u64,
 }
 
 impl std::fmt::Display for CheckRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} passed, {} failed, {} inconclusive, {} skipped",
-            self.passed, self.failed, self.inconclusive, self.skipped
+            "{} passed, {} failed, {} inconclusive, {} skipped ({} by scoring)",
+            self.passed, self.failed, self.inconclusive, self.skipped, self.scored
         )
     }
 }
@@ -97,7 +104,7 @@ impl SpotChecks {
         let planned = self.of(&worker.id).planned;
         let sampled =
             planned < u64::from(self.config.first_answers) || self.draw() < self.config.rate;
-        if !sampled || !cocoon_receipt::digest::deterministic(&req.body) {
+        if !sampled {
             return false;
         }
         self.update(&worker.id, |r| r.planned += 1);
@@ -165,6 +172,9 @@ pub(crate) async fn check(shared: Arc<Shared>, req: InferRequest, original: Orig
     let Some(hash) = original.worker.model_hash else {
         return;
     };
+    if !cocoon_receipt::digest::deterministic(&req.body) {
+        return score_check(&shared, &req, hash, &original).await;
+    }
     let mut answers = vec![Rerun {
         serial: original.worker.serial,
         worker: original.worker.clone(),
@@ -228,6 +238,112 @@ pub(crate) async fn check(shared: Arc<Shared>, req: InferRequest, original: Orig
     }
 }
 
+/// Surprise above the model's own, per token (nats), beyond which a
+/// sampled answer fails scoring. The model's own samples score about 0
+/// (within ±0.3 for SmolLM2-135M at temperatures up to 1); text it did not
+/// write scores 1.5 and more (`cargo run -p cocoon-engine --example score`).
+pub(crate) const MAX_EXCESS_SURPRISE: f64 = 1.0;
+/// Fewer answer tokens than this prove nothing either way.
+const MIN_SCORED_TOKENS: u32 = 16;
+/// Above this temperature the model's own samples are as surprising as
+/// noise, and scoring cannot tell them apart.
+const MAX_SCORED_TEMPERATURE: f64 = 1.0;
+/// Workers asked to score before the check is given up.
+const SCORERS: usize = 2;
+
+/// Scores a sampled answer under the same weights on another worker.
+async fn score_check(shared: &Shared, req: &InferRequest, hash: ModelHash, original: &Original) {
+    let checks = &shared.spot_checks;
+    let id = &original.worker.id;
+    let temperature = serde_json::from_slice::<serde_json::Value>(&req.body)
+        .ok()
+        .and_then(|v| v["temperature"].as_f64())
+        .unwrap_or(1.0);
+    let answer = cocoon_receipt::digest::first_choice_text(req.stream, &original.chunks);
+    if temperature > MAX_SCORED_TEMPERATURE || answer.is_empty() {
+        checks.update(id, |r| r.inconclusive += 1);
+        return;
+    }
+    let mut exclude = vec![original.worker.serial];
+    for _ in 0..SCORERS {
+        let Some((scorer, result)) = score_on(shared, req, &answer, hash, &exclude).await else {
+            break;
+        };
+        exclude.push(scorer.serial);
+        let Some(s) = result else {
+            continue; // this worker cannot score (an upstream engine)
+        };
+        if s.tokens < MIN_SCORED_TOKENS {
+            checks.update(id, |r| r.inconclusive += 1);
+            return;
+        }
+        let passed = s.excess_surprise <= MAX_EXCESS_SURPRISE;
+        shared.registry.reputation().record(id, passed);
+        if !passed {
+            tracing::warn!(worker = %id, scorer = %scorer.id, excess_surprise = s.excess_surprise, tokens = s.tokens, "a sampled answer failed scoring under the model it claims");
+        }
+        checks.update(id, |r| {
+            r.scored += 1;
+            if passed {
+                r.passed += 1
+            } else {
+                r.failed += 1
+            }
+        });
+        return;
+    }
+    checks.update(id, |r| r.skipped += 1);
+}
+
+/// Asks a free worker serving the same weights, not in `exclude`, to score
+/// `answer`: the worker and its score (`None` if it could not), or `None`
+/// when no such worker is free.
+async fn score_on(
+    shared: &Shared,
+    req: &InferRequest,
+    answer: &str,
+    hash: ModelHash,
+    exclude: &[u64],
+) -> Option<(Arc<WorkerHandle>, Option<cocoon_proto::ScoreResult>)> {
+    let id = RequestId::generate();
+    let (tx, mut events) = mpsc::channel(crate::relay::EVENT_QUEUE);
+    let mut lease = shared
+        .registry
+        .select_same_weights(&req.model, hash, exclude, &id, tx)?;
+    let worker = lease.worker.clone();
+    let sent = worker
+        .send(ProxyMessage {
+            msg: Some(proxy_message::Msg::Score(cocoon_proto::ScoreRequest {
+                request_id: id.to_string(),
+                endpoint: req.endpoint,
+                body: req.body.clone(),
+                answer: answer.to_string(),
+            })),
+        })
+        .await;
+    if !sent {
+        lease.finish(false);
+        return Some((worker, None));
+    }
+    let result = tokio::time::timeout(RERUN_TIMEOUT, async {
+        while let Some(ev) = events.recv().await {
+            match ev.event {
+                Some(worker_event::Event::Scored(s)) => return Some(s),
+                Some(worker_event::Event::Error(e)) => {
+                    tracing::info!(scorer = %worker.id, error = %e.message, "a worker could not score an answer");
+                    return None;
+                }
+                _ => {}
+            }
+        }
+        None
+    })
+    .await
+    .unwrap_or(None);
+    lease.finish(result.is_some());
+    Some((worker, result))
+}
+
 /// Runs `req` on a free worker serving the same weights, not in
 /// `exclude`; its serial, name and answer's content, or `None` when none
 /// could.
@@ -273,7 +389,7 @@ async fn rerun(
                     tracing::info!(checker = %worker.id, error = %e.message, "a spot-check re-run failed");
                     return false;
                 }
-                None => {}
+                Some(worker_event::Event::Scored(_)) | None => {}
             }
         }
         false

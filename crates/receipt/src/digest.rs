@@ -91,6 +91,28 @@ pub fn deterministic(request: &[u8]) -> bool {
 /// by. `chunks` are a stream's chunk payloads, or a whole answer's body (in
 /// one or more pieces).
 pub fn content(stream: bool, chunks: &[impl AsRef<[u8]>]) -> String {
+    let choices = choices(stream, chunks);
+    let listed: Vec<(u64, &str, &str)> = choices
+        .iter()
+        .map(|(i, (t, f))| (*i, t.as_str(), f.as_str()))
+        .collect();
+    sha256_hex(&serde_json::to_vec(&listed).expect("strings always encode"))
+}
+
+/// The text of an answer's first choice, whatever its form.
+pub fn first_choice_text(stream: bool, chunks: &[impl AsRef<[u8]>]) -> String {
+    choices(stream, chunks)
+        .into_iter()
+        .next()
+        .map(|(_, (text, _))| text)
+        .unwrap_or_default()
+}
+
+/// Per choice index, its text and finish reason.
+fn choices(
+    stream: bool,
+    chunks: &[impl AsRef<[u8]>],
+) -> std::collections::BTreeMap<u64, (String, String)> {
     let mut choices: std::collections::BTreeMap<u64, (String, String)> = Default::default();
     let mut add = |choice: &serde_json::Value, text: Option<&str>| {
         let index = choice["index"].as_u64().unwrap_or(0);
@@ -125,11 +147,7 @@ pub fn content(stream: bool, chunks: &[impl AsRef<[u8]>]) -> String {
             add(choice, text);
         }
     }
-    let listed: Vec<(u64, &str, &str)> = choices
-        .iter()
-        .map(|(i, (t, f))| (*i, t.as_str(), f.as_str()))
-        .collect();
-    sha256_hex(&serde_json::to_vec(&listed).expect("strings always encode"))
+    choices
 }
 
 /// JSON with object members sorted by key and no whitespace; scalars as

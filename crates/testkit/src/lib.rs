@@ -36,6 +36,22 @@ pub struct UpstreamBehaviour {
     pub delay: Duration,
     /// Pause before the first piece (and before a non-streamed answer).
     pub first_byte_delay: Duration,
+    /// Answer with these words, one per piece (`chunk_size` is then
+    /// unused), instead of numbered letters: text no language model would
+    /// write, for tests that score answers.
+    pub words: Option<&'static str>,
+}
+
+impl UpstreamBehaviour {
+    fn piece(&self, i: usize) -> String {
+        match self.words {
+            Some(words) => {
+                let words: Vec<&str> = words.split_whitespace().collect();
+                format!("{} ", words.get(i % words.len().max(1)).unwrap_or(&""))
+            }
+            None => piece(i, self.chunk_size),
+        }
+    }
 }
 
 impl Default for UpstreamBehaviour {
@@ -45,6 +61,7 @@ impl Default for UpstreamBehaviour {
             chunk_size: 128,
             delay: Duration::ZERO,
             first_byte_delay: Duration::ZERO,
+            words: None,
         }
     }
 }
@@ -234,11 +251,11 @@ async fn answer(up: Arc<Upstream>, body: Bytes, chat: bool) -> Response {
     };
     let created = 1_700_000_000u64;
     let usage = serde_json::json!({"prompt_tokens": prompt, "completion_tokens": n, "total_tokens": prompt + n as u64});
-    let size = up.behaviour.chunk_size;
+    let behaviour = up.behaviour.clone();
 
     if !stream {
         tokio::time::sleep(up.behaviour.first_byte_delay).await;
-        let text: String = (0..n).map(|i| piece(i, size)).collect();
+        let text: String = (0..n).map(|i| behaviour.piece(i)).collect();
         let choice = if chat {
             serde_json::json!({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "logprobs": null})
         } else {
@@ -272,9 +289,9 @@ async fn answer(up: Arc<Upstream>, body: Bytes, chat: bool) -> Response {
             Value::Null
         };
         let choice = if chat {
-            serde_json::json!({"index": 0, "delta": {"content": piece(i, size)}, "finish_reason": fr})
+            serde_json::json!({"index": 0, "delta": {"content": behaviour.piece(i)}, "finish_reason": fr})
         } else {
-            serde_json::json!({"index": 0, "text": piece(i, size), "finish_reason": fr, "logprobs": null})
+            serde_json::json!({"index": 0, "text": behaviour.piece(i), "finish_reason": fr, "logprobs": null})
         };
         let mut chunk = serde_json::json!({"id": id, "object": object, "created": created, "model": model, "choices": [choice]});
         if running_usage {

@@ -44,6 +44,7 @@ async fn main() -> anyhow::Result<()> {
             chunk_size: args.chunk_size,
             delay: Duration::from_millis(args.delay_ms),
             first_byte_delay: Duration::from_millis(args.first_byte_delay_ms),
+            words: None,
         },
     )
     .await

@@ -246,6 +246,7 @@ async fn serve(
                         }
                     }
                     Some(proxy_message::Msg::Voucher(v)) => shared.earnings.on_voucher(&v.voucher)?,
+                    Some(proxy_message::Msg::Score(s)) => score(shared, s, &out_tx),
                     Some(proxy_message::Msg::Welcome(_)) | None => {}
                 }
             }
@@ -518,6 +519,53 @@ async fn run_job(
                 .await;
         }
     }
+}
+
+/// Scores another worker's answer under this worker's model, in the
+/// background (the engine's scorer runs one at a time); the result, or why
+/// it could not, goes back under the request's id.
+fn score(shared: &Arc<Shared>, req: cocoon_proto::ScoreRequest, out: &Outbound) {
+    let shared = shared.clone();
+    let out = out.clone();
+    tokio::spawn(async move {
+        let id = req.request_id.clone();
+        let endpoint = match cocoon_proto::convert::endpoint(req.endpoint) {
+            Ok(e) => e,
+            Err(e) => {
+                let _ = out
+                    .send(error_event(
+                        &id,
+                        ErrorCode::BadRequest,
+                        e.to_string(),
+                        0,
+                        false,
+                    ))
+                    .await;
+                return;
+            }
+        };
+        let scored = shared
+            .engine
+            .score(cocoon_engine::ScoreRequest {
+                endpoint,
+                body: req.body,
+                answer: req.answer,
+            })
+            .await;
+        let msg = match scored {
+            Ok(s) => event(
+                &id,
+                worker_event::Event::Scored(cocoon_proto::ScoreResult {
+                    tokens: s.tokens,
+                    mean_logprob: s.mean_logprob,
+                    excess_surprise: s.excess_surprise,
+                    top1_share: s.top1_share,
+                }),
+            ),
+            Err(e) => error_event(&id, ErrorCode::EngineFailed, e.to_string(), 0, false),
+        };
+        let _ = out.send(msg).await;
+    });
 }
 
 /// What the worker states about a completed answer (signed by the caller).

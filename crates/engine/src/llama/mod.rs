@@ -10,6 +10,7 @@
 
 mod request;
 mod scheduler;
+mod scorer;
 mod slots;
 mod text;
 
@@ -23,7 +24,7 @@ use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 
-use crate::{Engine, EngineError, EventStream, GenerateRequest};
+use crate::{Engine, EngineError, EventStream, GenerateRequest, Score, ScoreRequest};
 
 /// How to load and run a GGUF model.
 #[derive(Debug, Clone)]
@@ -68,6 +69,7 @@ pub struct LlamaEngine {
     template: Option<LlamaChatTemplate>,
     context_per_sequence: u32,
     jobs: std::sync::mpsc::Sender<scheduler::Job>,
+    scores: std::sync::Mutex<std::sync::mpsc::Sender<scorer::ScoreJob>>,
 }
 
 impl std::fmt::Debug for LlamaEngine {
@@ -133,6 +135,20 @@ impl LlamaEngine {
         ready_rx.recv().map_err(|_| {
             EngineError::Failed("the scheduler thread died while starting".into())
         })??;
+        let (scores, score_rx) = std::sync::mpsc::channel();
+        let scoring_model = model.clone();
+        std::thread::Builder::new()
+            .name("llama-scorer".into())
+            .spawn(move || {
+                scorer::run(
+                    backend,
+                    scoring_model,
+                    context_per_sequence,
+                    threads,
+                    score_rx,
+                )
+            })
+            .map_err(|e| EngineError::Failed(format!("cannot start the scorer thread: {e}")))?;
         tracing::info!(
             model = %config.model_path.display(),
             sha256 = %config.model_hash,
@@ -147,7 +163,40 @@ impl LlamaEngine {
             template,
             context_per_sequence,
             jobs,
+            scores: std::sync::Mutex::new(scores),
         })
+    }
+
+    async fn score_answer(&self, req: ScoreRequest) -> Result<Score, EngineError> {
+        let params = request::parse(req.endpoint, &req.body)?;
+        let text = self.prompt_text(&params.prompt)?;
+        let add_bos = matches!(params.prompt, request::Prompt::Text(_));
+        let vocab = self.model.vocab();
+        let prompt = vocab.tokenize(text.as_bytes(), add_bos, true);
+        let answer = vocab.tokenize(req.answer.as_bytes(), false, false);
+        let limit = self.context_per_sequence as usize;
+        if prompt.len() + answer.len() > limit {
+            return Err(EngineError::Rejected {
+                status: 400,
+                message: format!(
+                    "prompt and answer are {} tokens; this model's context holds {limit} tokens per request",
+                    prompt.len() + answer.len()
+                ),
+            });
+        }
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.scores
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(scorer::ScoreJob {
+                prompt,
+                answer,
+                temperature: params.temperature,
+                reply,
+            })
+            .map_err(|_| EngineError::Failed("the scorer has stopped".into()))?;
+        rx.await
+            .map_err(|_| EngineError::Failed("the scorer stopped while scoring".into()))?
     }
 
     fn prompt_text(&self, prompt: &request::Prompt) -> Result<String, EngineError> {
@@ -244,5 +293,9 @@ impl Engine for LlamaEngine {
         request: GenerateRequest,
     ) -> BoxFuture<'_, Result<EventStream, EngineError>> {
         Box::pin(self.start(request))
+    }
+
+    fn score(&self, request: ScoreRequest) -> BoxFuture<'_, Result<Score, EngineError>> {
+        Box::pin(self.score_answer(request))
     }
 }

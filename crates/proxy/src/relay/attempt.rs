@@ -98,7 +98,8 @@ impl<'a> Attempt<'a> {
                         error,
                     })
                 }
-                None => false,
+                // Only scoring requests are answered with a score.
+                Some(worker_event::Event::Scored(_)) | None => false,
             };
             if ended {
                 return Ok(());

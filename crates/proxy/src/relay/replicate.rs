@@ -158,7 +158,7 @@ impl Relay {
                         error,
                     })
                 }
-                Some(None) => {}
+                Some(None | Some(worker_event::Event::Scored(_))) => {}
                 None => {
                     break Err(RelayError::WorkerLost {
                         worker: worker.id.clone(),
