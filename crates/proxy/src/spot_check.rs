@@ -295,6 +295,26 @@ async fn score_check(shared: &Shared, req: &InferRequest, hash: ModelHash, origi
     checks.update(id, |r| r.skipped += 1);
 }
 
+/// A slot on a free worker serving the same weights, not in `exclude`,
+/// under a fresh request id whose events arrive on the receiver.
+fn claim_checker(
+    shared: &Shared,
+    req: &InferRequest,
+    hash: ModelHash,
+    exclude: &[u64],
+) -> Option<(
+    RequestId,
+    crate::registry::Lease,
+    mpsc::Receiver<cocoon_proto::WorkerEvent>,
+)> {
+    let id = RequestId::generate();
+    let (tx, events) = mpsc::channel(crate::relay::EVENT_QUEUE);
+    let lease = shared
+        .registry
+        .select_same_weights(&req.model, hash, exclude, &id, tx)?;
+    Some((id, lease, events))
+}
+
 /// Asks a free worker serving the same weights, not in `exclude`, to score
 /// `answer`: the worker and its score (`None` if it could not), or `None`
 /// when no such worker is free.
@@ -305,11 +325,7 @@ async fn score_on(
     hash: ModelHash,
     exclude: &[u64],
 ) -> Option<(Arc<WorkerHandle>, Option<cocoon_proto::ScoreResult>)> {
-    let id = RequestId::generate();
-    let (tx, mut events) = mpsc::channel(crate::relay::EVENT_QUEUE);
-    let mut lease = shared
-        .registry
-        .select_same_weights(&req.model, hash, exclude, &id, tx)?;
+    let (id, mut lease, mut events) = claim_checker(shared, req, hash, exclude)?;
     let worker = lease.worker.clone();
     let sent = worker
         .send(ProxyMessage {
@@ -353,11 +369,7 @@ async fn rerun(
     hash: ModelHash,
     exclude: &[u64],
 ) -> Option<Rerun> {
-    let id = RequestId::generate();
-    let (tx, mut events) = mpsc::channel(crate::relay::EVENT_QUEUE);
-    let mut lease = shared
-        .registry
-        .select_same_weights(&req.model, hash, exclude, &id, tx)?;
+    let (id, mut lease, mut events) = claim_checker(shared, req, hash, exclude)?;
     let worker = lease.worker.clone();
     let sent = worker
         .send(ProxyMessage {
