@@ -462,7 +462,9 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
     .await;
     let s: Value = serde_json::from_slice(&body).unwrap();
     let stake = &s["result"]["stack"];
-    assert_eq!(hex_num(&stake[0]), 1_000_000_000, "staked: {s}");
+    // At least the minimum: the rogue worker above shares this wallet, and
+    // two workers starting at once may each top it up.
+    assert!(hex_num(&stake[0]) >= 1_000_000_000, "staked: {s}");
     assert_eq!(hex_num(&stake[1]), 1_000_000_000, "the root's minimum: {s}");
 
     // The worker takes its earnings out by itself above its threshold,
