@@ -73,6 +73,9 @@ pub enum WorkerError {
     Stake(String),
 }
 
+/// Tries at staking the worker contract's minimum at start.
+const STAKE_ATTEMPTS: u32 = 5;
+
 /// State shared by the session, the jobs and the HTTP endpoints.
 pub(crate) struct Shared {
     pub(crate) config: WorkerConfig,
@@ -159,9 +162,26 @@ impl Worker {
             started: Instant::now(),
         });
         if shared.config.chain.is_some() {
-            let staked = payout::ensure_stake(&shared)
-                .await
-                .map_err(|e| WorkerError::Stake(e.to_string()))?;
+            // A refused message (another process using the same wallet got
+            // its seqno first, a chain hiccup) is tried again after reading
+            // the stake anew; a wallet that cannot pay is not.
+            let mut attempt = 0;
+            let staked = loop {
+                attempt += 1;
+                match payout::ensure_stake(&shared).await {
+                    Ok(staked) => break staked,
+                    Err(e)
+                        if attempt >= STAKE_ATTEMPTS
+                            || matches!(e, payout::WithdrawError::CannotStake { .. }) =>
+                    {
+                        return Err(WorkerError::Stake(e.to_string()))
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, attempt, "staking the worker contract failed; reading the stake again");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                }
+            };
             if staked > cocoon_core::Nanoton::ZERO {
                 tracing::info!(contract = %shared.address, %staked, "worker contract staked its minimum");
             }
