@@ -302,17 +302,8 @@ impl ClientContracts {
             let cell = tycho_types::boc::Boc::decode(boc).map_err(|e| e.to_string())?;
             let body = cocoon_chain::contracts::charge(cocoon_core::unix_now(), cell)
                 .map_err(|e| e.to_string())?;
-            let t = Transfer {
-                to: client.clone(),
-                value: COMMIT_GAS,
-                bounce: true,
-                body: Some(body),
-                init: None,
-            };
-            c.wallet
-                .send(self.chain.as_ref(), &[t], COMMIT_TIMEOUT)
+            self.operator_send(client.clone(), body, COMMIT_GAS, COMMIT_TIMEOUT)
                 .await
-                .map_err(|e| e.to_string())
         }
         .await;
         let ok = match result {
