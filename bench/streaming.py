@@ -62,7 +62,7 @@ def start(args, log):
 class Stack:
     """Upstream + proxy + worker + client, each its own process."""
 
-    def __init__(self, delay_ms, logdir, payments=True, window_ms=0):
+    def __init__(self, delay_ms, logdir, payments=True, window_ms=0, receipts=True):
         self.up_port, pp, ph, wh, self.api_port = (free_port() for _ in range(5))
         self.procs = {}
         self.proxy_http = ph
@@ -79,6 +79,9 @@ class Stack:
         pay_proxy = (["--payments", "on", "--dev-deposits", "--checkpoint-window-ms", str(window_ms)] if payments
                      else ["--payments", "off"])
         pay_client = ["--dev-deposit", str(10**18)] if payments else []
+        # Receipts off (development only): the worker signs none, the client
+        # hashes and checks none; what receipts cost is the difference.
+        no_receipts = [] if receipts else ["--dev-no-receipts"]
         self.procs["upstream"] = start([f"{BIN}/cocoon-test-upstream", "--listen", f"127.0.0.1:{self.up_port}", "--chunks", "50",
                                         "--chunk-size", "128", "--delay-ms", str(delay_ms)], f"{logdir}/upstream.log")
         wait_port(self.up_port)
@@ -87,9 +90,9 @@ class Stack:
         wait_port(pp)
         self.procs["worker"] = start([f"{BIN}/cocoon", "worker", "--proxy", f"127.0.0.1:{pp}", "--model", "bench", "--upstream",
                                       f"http://127.0.0.1:{self.up_port}/v1", "--max-active-requests", "256", "--http-listen",
-                                      f"127.0.0.1:{wh}", *tee, "--name", "bench-worker"], f"{logdir}/worker.log")
+                                      f"127.0.0.1:{wh}", *tee, *no_receipts, "--name", "bench-worker"], f"{logdir}/worker.log")
         self.procs["client"] = start([f"{BIN}/cocoon", "client", "--listen", f"127.0.0.1:{self.api_port}", "--proxy", f"127.0.0.1:{pp}",
-                                      *tee, *pay_client], f"{logdir}/client.log")
+                                      *tee, *pay_client, *no_receipts], f"{logdir}/client.log")
         wait_port(self.api_port)
         end = time.time() + 15
         while time.time() < end:
@@ -165,8 +168,8 @@ def ttfb(port, n=60):
     return statistics.median(samples)
 
 
-def measure(delay_ms, duration, logdir, payments=True, direct=True, window_ms=0):
-    stack = Stack(delay_ms, logdir, payments, window_ms)
+def measure(delay_ms, duration, logdir, payments=True, direct=True, window_ms=0, receipts=True):
+    stack = Stack(delay_ms, logdir, payments, window_ms, receipts)
     try:
         wrk(stack.up_port, 2)  # warm-up both paths
         wrk(stack.api_port, 2)
@@ -198,6 +201,7 @@ def main():
     for regime, delay in (("paced (10 ms between chunks)", 10), ("unpaced", 0)):
         print(f"==> {regime}", flush=True)
         r = measure(delay, args.duration, logdir, payments=True)
+        unsigned = measure(delay, args.duration, logdir, direct=False, receipts=False)["cocoon"]
         free = measure(delay, args.duration, logdir, payments=False, direct=False)["cocoon"]
         windowed = measure(delay, args.duration, logdir, direct=False, window_ms=WINDOW_MS)["cocoon"]
         d, c = r["direct"], r["cocoon"]
@@ -205,12 +209,13 @@ def main():
                   "| path | req/s (steady) | req/s (wrk) | p50 ms | p99 ms | TTFB p50 ms | CPU ms/req: upstream | client | proxy | worker |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         rows = (("direct", d), ("through cocoon, payments off", free), ("through cocoon, payments on", c),
-                (f"payments on, {WINDOW_MS} ms checkpoint window", windowed))
+                ("payments on, receipts off", unsigned), (f"payments on, {WINDOW_MS} ms checkpoint window", windowed))
         for name, x in rows:
             cpu = x["cpu_ms_per_req"]
             hops = "| - | - | - |" if name == "direct" else f"| {cpu['client']:.3f} | {cpu['proxy']:.3f} | {cpu['worker']:.3f} |"
             lines.append(f"| {name} | {x['steady']:.1f} | {x['rps']:.1f} | {x['p50']:.2f} | {x['p99']:.2f} | {x['ttfb_ms']:.2f} | {cpu['upstream']:.3f} {hops}")
         hop_cpu = sum(c["cpu_ms_per_req"][k] for k in ("client", "proxy", "worker"))
+        unsigned_cpu = sum(unsigned["cpu_ms_per_req"][k] for k in ("client", "proxy", "worker"))
         lines += ["", f"- throughput ratio (cocoon / direct): **{c['steady'] / d['steady']:.3f}**",
                   f"- p50 added latency: **{c['p50'] - d['p50']:.2f} ms**; p99 added: {c['p99'] - d['p99']:.2f} ms",
                   f"- TTFB added: {c['ttfb_ms'] - d['ttfb_ms']:.2f} ms",
@@ -219,10 +224,14 @@ def main():
                   f"p50 added {c['p50'] - free['p50']:.2f} ms, TTFB added {c['ttfb_ms'] - free['ttfb_ms']:.2f} ms, "
                   f"proxy CPU {c['cpu_ms_per_req']['proxy']:.3f} vs {free['cpu_ms_per_req']['proxy']:.3f} ms/req",
                   f"- ledger per request: {c['ops_per_req']:.1f} operations, {c['commits_per_req']:.2f} commits",
+                  f"- receipts (payments on, receipts on / off): CPU of the three hops **{(hop_cpu - unsigned_cpu) * 1000:+.1f} µs** per request "
+                  f"({hop_cpu:.3f} vs {unsigned_cpu:.3f} ms; target ≤ 50 µs; worker {c['cpu_ms_per_req']['worker']:.3f} vs {unsigned['cpu_ms_per_req']['worker']:.3f}, "
+                  f"client {c['cpu_ms_per_req']['client']:.3f} vs {unsigned['cpu_ms_per_req']['client']:.3f}), "
+                  f"throughput ratio {c['steady'] / unsigned['steady']:.3f}, p50 added {c['p50'] - unsigned['p50']:.2f} ms",
                   f"- with a {WINDOW_MS} ms checkpoint window: throughput ratio to payments off **{windowed['steady'] / free['steady']:.3f}**, "
                   f"p50 added {windowed['p50'] - free['p50']:.2f} ms, proxy CPU {windowed['cpu_ms_per_req']['proxy']:.3f} ms/req, "
                   f"ledger {windowed['ops_per_req']:.1f} operations and {windowed['commits_per_req']:.2f} commits per request", ""]
-        print("\n".join(lines[-17:]), flush=True)
+        print("\n".join(lines[-19:]), flush=True)
     path = os.path.join(HERE, "results", f"streaming-{time.strftime('%Y%m%d-%H%M%S')}.md")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -104,6 +104,7 @@ export const EXIT = {
   EVIDENCE_REPLAYED: 136,
   NO_STAKE: 137,
   STAKE_BELOW_MINIMUM: 138,
+  RECEIPT_BATCH: 139,
 };
 
 export const STATE = { OPEN: 0, CLOSING: 1, CLOSED: 2 };
@@ -428,10 +429,11 @@ export class RustVoucherSigner {
   /**
    * A SignedEvidence cell signed by the proxy key of `proxySeed`, built by
    * crates/receipt. Each receipt is { seed, request, content, model,
-   * forged } (32-byte hex values).
+   * forged, batch } (32-byte hex values; batch is a ton_helper receipt
+   * modifier: batch, batchforged, batchdeep).
    */
   async evidence({ proxySeed = PROXY_SEED, worker, client, amount, expiresAt, accused, first, second }) {
-    const spec = (r) => [r.seed, r.request, r.content, r.model].join(':') + (r.forged ? ':forged' : '');
+    const spec = (r) => [r.seed, r.request, r.content, r.model].join(':') + (r.forged ? ':forged' : r.batch ? `:${r.batch}` : '');
     const hex = await this.request(
       `evidence ${proxySeed} ${worker.toRawString()} ${client.toRawString()} ${amount} ${expiresAt} ${spec(accused)} ${spec(first)} ${spec(second)}`,
     );

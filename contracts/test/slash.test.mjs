@@ -132,6 +132,17 @@ test('valid evidence slashes once: the client gets the amount, the stake falls, 
   assertSuccess(await send(net, relayer, worker, payoutBody(v)), worker);
 });
 
+test('receipts signed in a batch are evidence too: the contract climbs their paths', async () => {
+  const { net, worker, client } = await setup();
+  const e = await evidence(net, worker, client, {
+    accused: { seed: ACCUSED_SEED, request: REQUEST, content: WRONG, model: MODEL, batch: 'batch' },
+    first: { seed: FIRST_SEED, request: REQUEST, content: HONEST, model: MODEL, batch: 'batch' },
+  });
+  const r = await send(net, client, worker, slashBody(e));
+  assertSuccess(r, worker);
+  assert.equal(slashedTo(r, client).amount, toNano('2'));
+});
+
 test('a slash takes at most what is staked, and still works during the withdrawal delay', async () => {
   const { net, owner, worker, client } = await setup({ stake: toNano('1') });
   assertSuccess(await send(net, owner, worker, body(OP.RequestStakeWithdrawal)), worker);
@@ -164,6 +175,8 @@ test('forged or mismatched evidence is refused with the check that failed, and m
     ['expired', { expiresAt: net.bc.now - 1 }, EXIT.EVIDENCE_EXPIRED],
     ['with a receipt its key did not sign', { accused: r(ACCUSED_SEED, { content: WRONG, forged: true }) }, EXIT.RECEIPT_SIGNATURE],
     ['with a witness receipt its key did not sign', { second: r(SECOND_SEED, { forged: true }) }, EXIT.RECEIPT_SIGNATURE],
+    ['with a batch path altered after signing', { accused: r(ACCUSED_SEED, { content: WRONG, batch: 'batchforged' }) }, EXIT.RECEIPT_SIGNATURE],
+    ['with a signed batch path deeper than a batch may be', { first: r(FIRST_SEED, { batch: 'batchdeep' }) }, EXIT.RECEIPT_BATCH],
     ['about two different requests', { first: r(FIRST_SEED, { request: '03'.repeat(32) }) }, EXIT.EVIDENCE_MISMATCH],
     ['about two different models', { second: r(SECOND_SEED, { model: '0b'.repeat(32) }) }, EXIT.EVIDENCE_MISMATCH],
     ['where the witnesses disagree', { second: r(SECOND_SEED, { content: 'e0'.repeat(32) }) }, EXIT.NOT_A_DISSENT],

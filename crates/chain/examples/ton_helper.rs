@@ -47,6 +47,7 @@ use cocoon_chain::contracts::{self, Codes, Prices, ProxyConfig, Terms};
 use cocoon_chain::wallet::{Transfer, WalletKey, WalletV5};
 use cocoon_core::Nanoton;
 use cocoon_pay::voucher::{Voucher, VoucherKind, VoucherSigner};
+use cocoon_receipt::batch::{self, BatchProof};
 use cocoon_receipt::evidence::{SignedEvidence, SlashEvidence};
 use cocoon_receipt::{ReceiptFacts, SignedReceiptFacts};
 use tycho_types::boc::Boc;
@@ -191,7 +192,11 @@ fn serve(line: &str) -> Result<String, String> {
     }
 }
 
-/// `SEED:REQUEST:CONTENT:MODEL[:forged]`: facts signed by SEED's key.
+/// `SEED:REQUEST:CONTENT:MODEL[:MODIFIER]`: facts signed by SEED's key.
+/// Modifiers: `forged` (the signature altered), `batch` (signed as leaf 3
+/// of a batch of 5), `batchforged` (that, with a sibling altered after
+/// signing), `batchdeep` (a validly signed path of nine levels, one more
+/// than a batch may have).
 fn receipt_facts(spec: &str) -> Result<SignedReceiptFacts, String> {
     let parts: Vec<&str> = spec.split(':').collect();
     let h = |s: &str| -> Result<[u8; 32], String> {
@@ -199,11 +204,12 @@ fn receipt_facts(spec: &str) -> Result<SignedReceiptFacts, String> {
             .try_into()
             .map_err(|_| format!("{s}: not 32 bytes"))
     };
-    let (seed, request, content, model) = match parts.as_slice() {
-        [seed, r, c, m] | [seed, r, c, m, "forged"] => (*seed, h(r)?, h(c)?, h(m)?),
+    let (seed, request, content, model, modifier) = match parts.as_slice() {
+        [seed, r, c, m] => (*seed, h(r)?, h(c)?, h(m)?, ""),
+        [seed, r, c, m, modifier] => (*seed, h(r)?, h(c)?, h(m)?, *modifier),
         _ => {
             return Err(format!(
-                "receipt {spec}: SEED:REQUEST:CONTENT:MODEL[:forged]"
+                "receipt {spec}: SEED:REQUEST:CONTENT:MODEL[:MODIFIER]"
             ))
         }
     };
@@ -214,14 +220,37 @@ fn receipt_facts(spec: &str) -> Result<SignedReceiptFacts, String> {
         model,
         body: h(&"ab".repeat(32))?,
     };
-    let mut signature = key.sign_cell_hash(&facts.signed_hash().map_err(|e| e.to_string())?);
-    if parts.len() == 5 {
+    let leaf = facts.hash().map_err(|e| e.to_string())?;
+    let (root, mut batch) = match modifier {
+        "" | "forged" => (leaf, None),
+        "batch" | "batchforged" => {
+            let mut leaves: Vec<[u8; 32]> = (0u8..5).map(|i| [i + 1; 32]).collect();
+            leaves[3] = leaf;
+            let (root, mut proofs) = batch::tree(&leaves);
+            (root, proofs.swap_remove(3))
+        }
+        "batchdeep" => {
+            let proof = BatchProof {
+                index: 0,
+                path: vec![[9; 32]; batch::MAX_BATCH_DEPTH + 1],
+            };
+            let root = proof.path.iter().fold(leaf, |h, s| batch::node(&h, s));
+            (root, Some(proof))
+        }
+        other => return Err(format!("receipt {spec}: unknown modifier {other}")),
+    };
+    let mut signature = key.sign_cell_hash(&root);
+    if modifier == "forged" {
         signature[0] ^= 1;
+    }
+    if let (Some(b), "batchforged") = (batch.as_mut(), modifier) {
+        b.path[1][0] ^= 1;
     }
     Ok(SignedReceiptFacts {
         key: key.public_key(),
         signature,
         facts,
+        batch,
     })
 }
 

@@ -150,6 +150,17 @@ options! {
         /// [default: only on demand, `cocoon worker withdraw`].
         #[arg(long, env = "COCOON_WORKER_PAYOUT_ABOVE", value_name = "NANOTON")]
         pub payout_above: Option<u64>,
+        /// Longest a finished answer's receipt waits, in milliseconds, to
+        /// share one signature with the other answers finished meanwhile.
+        /// An idle worker signs at once; a busy one signs once per window
+        /// whatever its load, and clients check one signature per batch.
+        /// 0 signs every receipt alone [default: 5].
+        #[arg(long, env = "COCOON_WORKER_RECEIPT_BATCH_MS", value_name = "MS")]
+        pub receipt_batch_ms: Option<u64>,
+        /// Sign no receipts, to measure what they cost (only with --dev).
+        /// Clients that check receipts refuse this worker's answers.
+        #[arg(long, hide = true, env = "COCOON_WORKER_DEV_NO_RECEIPTS", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+        pub dev_no_receipts: Option<bool>,
         group engine: EngineOptions,
         group chain: ChainOptions,
     }
@@ -264,6 +275,11 @@ options! {
         /// ledger when connecting (only with --dev).
         #[arg(long, env = "COCOON_CLIENT_DEV_DEPOSIT", value_name = "NANOTON")]
         pub dev_deposit: Option<u64>,
+        /// Check no receipts and hash no answers, to measure what receipts
+        /// cost (only with --dev): answers from any worker are accepted
+        /// unverified.
+        #[arg(long, hide = true, env = "COCOON_CLIENT_DEV_NO_RECEIPTS", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+        pub dev_no_receipts: Option<bool>,
         /// With --chain: the proxy's contract, which derives this client's
         /// contract (its payer address) from its wallet.
         #[arg(long, env = "COCOON_CLIENT_PROXY_CONTRACT", value_name = "ADDRESS")]

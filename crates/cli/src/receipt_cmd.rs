@@ -102,7 +102,17 @@ pub fn verify(o: ReceiptVerifyOptions) -> anyhow::Result<()> {
         check(
             "signature and signed facts",
             id.check(&signed)
-                .map(|()| format!("signed by the key of certificate {}; TEE, image, weights, validity and price arithmetic agree", id.certificate_sha256()))
+                .map(|()| {
+                    let batch = match &signed.batch {
+                        Some(b) => format!(
+                            " (one signature for a batch of up to {} receipts; this is number {})",
+                            1u64 << b.path.len(),
+                            b.index
+                        ),
+                        None => String::new(),
+                    };
+                    format!("signed by the key of certificate {}{batch}; TEE, image, weights, validity and price arithmetic agree", id.certificate_sha256())
+                })
                 .map_err(|e| e.to_string()),
         );
     }

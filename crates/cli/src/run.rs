@@ -332,6 +332,7 @@ pub async fn worker(o: WorkerOptions, a: AttestationOptions) -> anyhow::Result<(
         .proxy
         .ok_or_else(|| anyhow!("--proxy is required: the proxy's HOST:PORT"))?;
     let trust = crate::trust::build(&a, hash, images)?;
+    let no_receipts = dev_only(o.dev_no_receipts, &a, "--dev-no-receipts")?;
     let (engine, model, max_active) = build_engine(o.engine).await?;
     let config = cocoon_worker::WorkerConfig {
         name: o.name.unwrap_or_else(|| format!("worker-{}", hostname())),
@@ -343,6 +344,10 @@ pub async fn worker(o: WorkerOptions, a: AttestationOptions) -> anyhow::Result<(
         trust,
         address,
         chain,
+        receipt_batch: o
+            .receipt_batch_ms
+            .map_or(cocoon_worker::DEFAULT_RECEIPT_BATCH, Duration::from_millis),
+        sign_receipts: !no_receipts,
     };
     let worker = cocoon_worker::Worker::start(config, engine).await?;
     ctrl_c().await;
@@ -428,7 +433,17 @@ async fn client_config(
         default_timeout: timeout(o.timeout_secs)?,
         chain,
         wallet,
+        check_receipts: !dev_only(o.dev_no_receipts, &a, "--dev-no-receipts")?,
     })
+}
+
+/// A development-only switch's value, refused outside --dev.
+fn dev_only(flag: Option<bool>, a: &AttestationOptions, name: &str) -> anyhow::Result<bool> {
+    let on = flag.unwrap_or(false);
+    if on && !a.dev.unwrap_or(false) {
+        bail!("{name} turns off a verification; it is refused outside development mode (--dev)");
+    }
+    Ok(on)
 }
 
 pub async fn client(o: ClientOptions, a: AttestationOptions) -> anyhow::Result<()> {
@@ -549,6 +564,8 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
                 contract_init: Some(local.worker_contract_init.clone()),
                 payout_above: None,
             }),
+            receipt_batch: cocoon_worker::DEFAULT_RECEIPT_BATCH,
+            sign_receipts: true,
         },
         engine,
     )
@@ -577,6 +594,7 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
             wallet: local.client_wallet.clone(),
             contract_init: None,
         }),
+        check_receipts: true,
     })
     .await
     .context("starting the client")?;

@@ -154,6 +154,7 @@ async fn finished_calls_are_read_to_their_trailers() {
         max_body_bytes: 1 << 20,
         default_max_coefficient: None,
         default_timeout: Duration::from_secs(10),
+        check_receipts: true,
     })
     .await
     .unwrap();

@@ -3,10 +3,13 @@
 use cocoon_core::PriceList;
 use serde::{Deserialize, Serialize};
 
+use crate::batch::{BatchProof, MAX_BATCH};
 use crate::check::ReceiptError;
 
-/// The receipt format this code writes and reads.
-pub const RECEIPT_VERSION: u32 = 2;
+/// The receipt format this code writes. Version 3 may be signed in a
+/// batch ([`crate::batch`]); version 2, the same without `batch`, is still
+/// read.
+pub const RECEIPT_VERSION: u32 = 3;
 
 /// Token counts, as the engine reported them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,16 +129,26 @@ pub struct SignedReceipt {
     pub receipt: ReceiptBody,
     /// Ed25519 signature over [`SignedReceipt::signed_message`], hex.
     pub signature: String,
+    /// Where the receipt sits in the batch signed together; absent when
+    /// the signature covers this receipt alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchProof>,
 }
 
 impl SignedReceipt {
-    /// What a signature covers: the representation hash of the body's
-    /// [`crate::ReceiptFacts`] cell, which a worker contract can check too.
-    /// Re-encoding a parsed body gives the same JSON (no maps, no floats,
-    /// fixed member order), so a receipt that travelled through other JSON
-    /// still verifies.
-    pub fn signed_message(body: &ReceiptBody) -> Result<[u8; 32], ReceiptError> {
-        crate::facts::ReceiptFacts::of(body)?.signed_hash()
+    /// The hash of a body's facts: the representation hash of its
+    /// [`crate::ReceiptFacts`] cell, which a worker contract can compute
+    /// too. Re-encoding a parsed body gives the same JSON (no maps, no
+    /// floats, fixed member order), so a receipt that travelled through
+    /// other JSON still verifies.
+    pub fn facts_hash(body: &ReceiptBody) -> Result<[u8; 32], ReceiptError> {
+        crate::facts::ReceiptFacts::of(body)?.hash()
+    }
+
+    /// What the signature covers: the root of the receipt's batch, which
+    /// is its facts hash when it was signed alone.
+    pub fn signed_message(&self) -> Result<[u8; 32], ReceiptError> {
+        crate::batch::root(Self::facts_hash(&self.receipt)?, self.batch.as_ref())
     }
 
     /// Compact JSON.
@@ -160,13 +173,16 @@ impl SignedReceipt {
     }
 
     fn check_version(&self) -> Result<(), ReceiptError> {
-        if self.receipt.version != RECEIPT_VERSION {
-            return Err(ReceiptError::Malformed(format!(
-                "receipt version {}, this verifier reads {RECEIPT_VERSION}",
-                self.receipt.version
-            )));
+        match self.receipt.version {
+            RECEIPT_VERSION => Ok(()),
+            2 if self.batch.is_none() => Ok(()),
+            2 => Err(ReceiptError::Malformed(
+                "a version 2 receipt cannot be signed in a batch".into(),
+            )),
+            v => Err(ReceiptError::Malformed(format!(
+                "receipt version {v}, this verifier reads 2 and {RECEIPT_VERSION}"
+            ))),
         }
-        Ok(())
     }
 }
 
@@ -236,17 +252,56 @@ impl ReceiptSigner {
         k
     }
 
-    /// Signs `body`, after naming this signer's certificate, TEE and image
-    /// in it. Fails only on a body whose hashes are not 32 bytes of hex.
-    pub fn sign(&self, mut body: ReceiptBody) -> Result<SignedReceipt, ReceiptError> {
+    /// Signs `body` alone. Fails only on a body whose hashes are not 32
+    /// bytes of hex.
+    pub fn sign(&self, body: ReceiptBody) -> Result<SignedReceipt, ReceiptError> {
+        let prepared = self.prepare(body)?;
+        Ok(self
+            .sign_batch(vec![prepared])
+            .pop()
+            .expect("one receipt in, one out"))
+    }
+
+    /// Names this signer's certificate, TEE and image in `body` and hashes
+    /// its facts: everything about a receipt but the signature, which
+    /// [`ReceiptSigner::sign_batch`] then shares among many.
+    pub fn prepare(&self, mut body: ReceiptBody) -> Result<PreparedReceipt, ReceiptError> {
         body.version = RECEIPT_VERSION;
         body.worker_certificate_sha256 = self.certificate_sha256.clone();
         body.tee = self.tee.clone();
         body.image_hash = self.image_hash.clone();
-        let signature = self.key.sign(&SignedReceipt::signed_message(&body)?);
-        Ok(SignedReceipt {
-            receipt: body,
-            signature: hex::encode(signature.as_ref()),
-        })
+        let leaf = SignedReceipt::facts_hash(&body)?;
+        Ok(PreparedReceipt { body, leaf })
     }
+
+    /// Signs prepared receipts, one signature per [`MAX_BATCH`] of them
+    /// over the root of their tree; in order.
+    pub fn sign_batch(&self, prepared: Vec<PreparedReceipt>) -> Vec<SignedReceipt> {
+        let mut out = Vec::with_capacity(prepared.len());
+        let mut rest = prepared.into_iter().peekable();
+        while rest.peek().is_some() {
+            let chunk: Vec<PreparedReceipt> = rest.by_ref().take(MAX_BATCH).collect();
+            let leaves: Vec<[u8; 32]> = chunk.iter().map(|p| p.leaf).collect();
+            let (root, proofs) = crate::batch::tree(&leaves);
+            let signature = hex::encode(self.key.sign(&root).as_ref());
+            out.extend(
+                chunk
+                    .into_iter()
+                    .zip(proofs)
+                    .map(|(p, batch)| SignedReceipt {
+                        receipt: p.body,
+                        signature: signature.clone(),
+                        batch,
+                    }),
+            );
+        }
+        out
+    }
+}
+
+/// A receipt body ready to be signed, with the hash of its facts.
+#[derive(Debug, Clone)]
+pub struct PreparedReceipt {
+    body: ReceiptBody,
+    leaf: [u8; 32],
 }

@@ -1,5 +1,8 @@
 //! Checking a receipt against the certificate of the worker that signed it.
 
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
 use cocoon_core::{Coefficient, Role};
 use cocoon_tee::{Attested, PeerAttestation, RaTlsVerifier};
 
@@ -72,6 +75,40 @@ pub struct WorkerIdentity {
     certificate_sha256: String,
     public_key: [u8; 32],
     attestation: Attested<PeerAttestation>,
+    /// Batch roots whose signature already verified under `public_key`.
+    verified: Arc<VerifiedRoots>,
+}
+
+/// Roots recently verified under one key, with the signature that did:
+/// the receipts of one batch share a root and a signature, and only the
+/// first of them pays for the check. Bounded; the oldest go first.
+#[derive(Debug, Default)]
+struct VerifiedRoots(Mutex<(HashSet<SignedRoot>, VecDeque<SignedRoot>)>);
+
+/// A batch root and the signature over it.
+type SignedRoot = ([u8; 32], [u8; 64]);
+
+/// Verified roots remembered per worker certificate.
+const KEPT_ROOTS: usize = 256;
+
+impl VerifiedRoots {
+    fn contains(&self, root: &[u8; 32], signature: &[u8; 64]) -> bool {
+        let g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        g.0.contains(&(*root, *signature))
+    }
+
+    fn insert(&self, root: [u8; 32], signature: [u8; 64]) {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (set, order) = &mut *g;
+        if set.insert((root, signature)) {
+            order.push_back((root, signature));
+            if order.len() > KEPT_ROOTS {
+                if let Some(old) = order.pop_front() {
+                    set.remove(&old);
+                }
+            }
+        }
+    }
 }
 
 impl WorkerIdentity {
@@ -89,6 +126,7 @@ impl WorkerIdentity {
             certificate_sha256: sha256_hex(certificate),
             public_key: cert.claims.public_key,
             attestation,
+            verified: Arc::default(),
         })
     }
 
@@ -114,14 +152,21 @@ impl WorkerIdentity {
                 given: self.certificate_sha256.clone(),
             });
         }
-        let signature = hex::decode(&signed.signature).map_err(|_| ReceiptError::Signature {
-            certificate: self.certificate_sha256.clone(),
-        })?;
-        ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, &self.public_key)
-            .verify(&SignedReceipt::signed_message(r)?, &signature)
-            .map_err(|_| ReceiptError::Signature {
+        let signature: [u8; 64] = hex::decode(&signed.signature)
+            .ok()
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(|| ReceiptError::Signature {
                 certificate: self.certificate_sha256.clone(),
             })?;
+        let root = signed.signed_message()?;
+        if !self.verified.contains(&root, &signature) {
+            ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, &self.public_key)
+                .verify(&root, &signature)
+                .map_err(|_| ReceiptError::Signature {
+                    certificate: self.certificate_sha256.clone(),
+                })?;
+            self.verified.insert(root, signature);
+        }
         let a = &self.attestation;
         if let Some(tee) = &r.tee {
             if tee != a.kind.as_str() {

@@ -1,19 +1,23 @@
 //! What a receipt signature covers: a small TON cell of the facts a
 //! contract must compare (which request, what content, which weights) and
 //! the hash of the whole signed body. Signing the cell's representation
-//! hash lets the worker contract check the same signature a client checks
+//! hash (or the root of a batch of them, [`crate::batch`]) lets the worker
+//! contract check the same signature a client checks
 //! (contracts/src/common/evidence.tolk):
 //!
 //! ```text
 //! receipt_facts#52435401 request:bits256 content:bits256 model:bits256
 //!     body:^[ body_sha256:bits256 ] = ReceiptFacts;
+//! batch_path$_ sibling:bits256 up:(Maybe ^BatchPath) = BatchPath;
+//! receipt_batch$_ index:uint16 path:BatchPath = ReceiptBatch;
 //! signed_receipt$_ key:bits256 signature:bits512 facts:^ReceiptFacts
-//!     = SignedReceiptFacts;
+//!     batch:(Maybe ^ReceiptBatch) = SignedReceiptFacts;
 //! ```
 
 use sha2::{Digest, Sha256};
 use tycho_types::cell::{Cell, CellBuilder, HashBytes};
 
+use crate::batch::BatchProof;
 use crate::body::{ReceiptBody, SignedReceipt};
 use crate::check::ReceiptError;
 
@@ -85,8 +89,9 @@ impl ReceiptFacts {
         b.build().map_err(cell_error)
     }
 
-    /// What the worker signs: the cell's representation hash.
-    pub fn signed_hash(&self) -> Result<[u8; 32], ReceiptError> {
+    /// The cell's representation hash: what the worker signs, alone or as
+    /// a leaf of a batch.
+    pub fn hash(&self) -> Result<[u8; 32], ReceiptError> {
         Ok(self.cell()?.repr_hash().0)
     }
 }
@@ -114,6 +119,8 @@ pub struct SignedReceiptFacts {
     pub signature: [u8; 64],
     /// What it covers.
     pub facts: ReceiptFacts,
+    /// The path from the facts to the signed root, when signed in a batch.
+    pub batch: Option<BatchProof>,
 }
 
 impl SignedReceiptFacts {
@@ -127,6 +134,7 @@ impl SignedReceiptFacts {
             key,
             signature,
             facts: ReceiptFacts::of(&receipt.receipt)?,
+            batch: receipt.batch.clone(),
         };
         s.verify()?;
         Ok(s)
@@ -135,7 +143,10 @@ impl SignedReceiptFacts {
     /// Checks the signature under the key it names.
     pub fn verify(&self) -> Result<(), ReceiptError> {
         ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, &self.key)
-            .verify(&self.facts.signed_hash()?, &self.signature)
+            .verify(
+                &crate::batch::root(self.facts.hash()?, self.batch.as_ref())?,
+                &self.signature,
+            )
             .map_err(|_| ReceiptError::Signature {
                 certificate: format!("with key {}", hex::encode(self.key)),
             })
@@ -147,6 +158,13 @@ impl SignedReceiptFacts {
         b.store_u256(&HashBytes(self.key)).map_err(cell_error)?;
         b.store_raw(&self.signature, 512).map_err(cell_error)?;
         b.store_reference(self.facts.cell()?).map_err(cell_error)?;
+        match &self.batch {
+            None => b.store_bit_zero().map_err(cell_error)?,
+            Some(proof) => {
+                b.store_bit_one().map_err(cell_error)?;
+                b.store_reference(batch_cell(proof)?).map_err(cell_error)?;
+            }
+        }
         b.build().map_err(cell_error)
     }
 
@@ -173,6 +191,11 @@ impl SignedReceiptFacts {
             .and_then(|mut b| b.load_u256())
             .map_err(cell_error)?
             .0;
+        let batch = if s.load_bit().map_err(cell_error)? {
+            Some(read_batch(s.load_reference().map_err(cell_error)?)?)
+        } else {
+            None
+        };
         Ok(SignedReceiptFacts {
             key,
             signature,
@@ -182,6 +205,56 @@ impl SignedReceiptFacts {
                 model,
                 body,
             },
+            batch,
         })
     }
+}
+
+/// The `receipt_batch` cell of `proof`: the index and the first sibling,
+/// each further sibling one cell up the chain of references.
+fn batch_cell(proof: &BatchProof) -> Result<Cell, ReceiptError> {
+    let index = u16::try_from(proof.index)
+        .map_err(|_| ReceiptError::Malformed(format!("batch index {}", proof.index)))?;
+    let mut up: Option<Cell> = None;
+    for (level, sibling) in proof.path.iter().enumerate().rev() {
+        let mut b = CellBuilder::new();
+        if level == 0 {
+            b.store_u16(index).map_err(cell_error)?;
+        }
+        b.store_u256(&HashBytes(*sibling)).map_err(cell_error)?;
+        match up.take() {
+            None => b.store_bit_zero().map_err(cell_error)?,
+            Some(c) => {
+                b.store_bit_one().map_err(cell_error)?;
+                b.store_reference(c).map_err(cell_error)?;
+            }
+        }
+        up = Some(b.build().map_err(cell_error)?);
+    }
+    up.ok_or_else(|| ReceiptError::Malformed("a batch path without siblings".into()))
+}
+
+/// Reads a `receipt_batch` cell; at most [`crate::batch::MAX_BATCH_DEPTH`]
+/// levels.
+fn read_batch(cell: &tycho_types::cell::DynCell) -> Result<BatchProof, ReceiptError> {
+    let mut s = cell.as_slice().map_err(cell_error)?;
+    let index = u32::from(s.load_u16().map_err(cell_error)?);
+    let mut path = Vec::new();
+    loop {
+        if path.len() == crate::batch::MAX_BATCH_DEPTH {
+            return Err(ReceiptError::Malformed(format!(
+                "batch path deeper than {} levels",
+                crate::batch::MAX_BATCH_DEPTH
+            )));
+        }
+        path.push(s.load_u256().map_err(cell_error)?.0);
+        if !s.load_bit().map_err(cell_error)? {
+            break;
+        }
+        s = s
+            .load_reference()
+            .and_then(|c| c.as_slice())
+            .map_err(cell_error)?;
+    }
+    Ok(BatchProof { index, path })
 }

@@ -10,14 +10,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod batch;
 mod body;
 mod check;
 pub mod digest;
 pub mod evidence;
 mod facts;
 
+pub use batch::BatchProof;
 pub use body::{
-    ProxyIdentity, ReceiptBody, ReceiptSigner, ReceiptUsage, SignedReceipt, RECEIPT_VERSION,
+    PreparedReceipt, ProxyIdentity, ReceiptBody, ReceiptSigner, ReceiptUsage, SignedReceipt,
+    RECEIPT_VERSION,
 };
 pub use check::{ReceiptError, WorkerIdentity};
 pub use facts::{ReceiptFacts, SignedReceiptFacts, FACTS_TAG};

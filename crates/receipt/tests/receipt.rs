@@ -297,3 +297,83 @@ fn three_signed_receipts_make_slash_evidence_only_when_one_worker_dissents() {
         Err(EvidenceError::NotADissent(_))
     ));
 }
+
+/// Receipts signed together share one signature over their tree's root;
+/// each still verifies alone, through JSON and as a TON cell, and none can
+/// be moved, altered or claimed by another batch.
+#[test]
+fn receipts_signed_in_a_batch_each_verify_alone_and_resist_tampering() {
+    use cocoon_receipt::SignedReceiptFacts;
+
+    let dir = tempfile::tempdir().unwrap();
+    let w = worker(dir.path(), 1);
+    let answers: Vec<String> = (0..5)
+        .map(|i| {
+            format!(r#"{{"id":"chatcmpl-{i}","choices":[{{"message":{{"content":"{i}"}}}}]}}"#)
+        })
+        .collect();
+    let prepared = answers
+        .iter()
+        .map(|a| w.signer.prepare(body(a)).unwrap())
+        .collect();
+    let batch = w.signer.sign_batch(prepared);
+    assert_eq!(batch.len(), 5);
+    assert!(
+        batch.iter().all(|r| r.signature == batch[0].signature),
+        "one signature for the whole batch"
+    );
+    let id = WorkerIdentity::verify(&w.der, &w.verifier, NOW).unwrap();
+    for (signed, answer) in batch.iter().zip(&answers) {
+        // A fresh identity, as `cocoon receipt verify` checks one saved
+        // receipt: nothing remembered from its batch-mates.
+        let alone = WorkerIdentity::verify(&w.der, &w.verifier, NOW).unwrap();
+        let back = SignedReceipt::from_json(&signed.to_json()).unwrap();
+        assert_eq!(back.batch, signed.batch);
+        alone.check(&back).unwrap();
+        id.check(&back).unwrap();
+        back.receipt
+            .expect_answer(&digest::whole_answer(answer.as_bytes()))
+            .unwrap();
+        let facts = SignedReceiptFacts::of(&back, w.signer.public_key()).unwrap();
+        let cell = facts.cell().unwrap();
+        assert_eq!(SignedReceiptFacts::from_cell(cell.as_ref()).unwrap(), facts);
+    }
+
+    let signature_error = |r: &SignedReceipt| {
+        let fresh = WorkerIdentity::verify(&w.der, &w.verifier, NOW).unwrap();
+        matches!(fresh.check(r), Err(ReceiptError::Signature { .. }))
+    };
+    // Another receipt's body under this receipt's place in the tree.
+    let mut swapped = batch[1].clone();
+    swapped.receipt = batch[2].receipt.clone();
+    assert!(signature_error(&swapped));
+    // The right body at another index.
+    let mut moved = batch[1].clone();
+    moved.batch.as_mut().unwrap().index = 0;
+    assert!(signature_error(&moved));
+    // A sibling altered.
+    let mut altered = batch[3].clone();
+    altered.batch.as_mut().unwrap().path[0][5] ^= 0x10;
+    assert!(signature_error(&altered));
+    // The path dropped: the signature covers the root, not the leaf.
+    let mut unbatched = batch[4].clone();
+    unbatched.batch = None;
+    assert!(signature_error(&unbatched));
+    // The cached root does not vouch for a different signature.
+    let mut resigned = batch[0].clone();
+    resigned.signature = batch[0].signature.replace(&batch[0].signature[..2], "00");
+    if resigned.signature == batch[0].signature {
+        resigned.signature.replace_range(..2, "01");
+    }
+    assert!(matches!(
+        id.check(&resigned),
+        Err(ReceiptError::Signature { .. })
+    ));
+    // A version 2 receipt knows no batches.
+    let mut old = batch[0].clone();
+    old.receipt.version = 2;
+    assert!(matches!(
+        SignedReceipt::from_json(&old.to_json()),
+        Err(ReceiptError::Malformed(m)) if m.contains("batch")
+    ));
+}

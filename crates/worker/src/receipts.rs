@@ -1,11 +1,132 @@
 //! The worker's receipts: signed with the key of its current RA-TLS
-//! certificate, for every answer it completes.
+//! certificate, for every answer it completes, in batches when answers
+//! finish close together (`cocoon_receipt::batch`).
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use cocoon_receipt::{ProxyIdentity, ReceiptSigner};
+use cocoon_receipt::{PreparedReceipt, ProxyIdentity, ReceiptBody, ReceiptSigner, SignedReceipt};
 use cocoon_tee::RaTlsVerifier;
 use cocoon_transport::NodeCredentials;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+/// How long a receipt may wait to share a signature, by default.
+pub const DEFAULT_RECEIPT_BATCH: Duration = Duration::from_millis(5);
+
+/// Signs at most one batch per window: a receipt finished when nothing was
+/// signed for a window is signed at once, alone; one finished sooner waits
+/// for the window's end and is signed with every other receipt finished
+/// meanwhile. An idle worker adds no latency; a busy one spends one
+/// signature per window however many answers it finishes, and adds at most
+/// a window to the end of an answer.
+pub(crate) struct ReceiptBatcher {
+    window: Duration,
+    state: Mutex<BatchState>,
+}
+
+type Waiting = (PreparedReceipt, oneshot::Sender<SignedReceipt>);
+
+#[derive(Default)]
+struct BatchState {
+    /// Receipts waiting for the window's end, with the signer they name.
+    waiting: Vec<Waiting>,
+    signer: Option<Arc<ReceiptSigner>>,
+    last_signed: Option<Instant>,
+    flush_scheduled: bool,
+}
+
+impl ReceiptBatcher {
+    pub(crate) fn new(window: Duration) -> Arc<Self> {
+        Arc::new(ReceiptBatcher {
+            window,
+            state: Mutex::default(),
+        })
+    }
+
+    /// Signs `body` with `signer`, alone or in the current window's batch.
+    pub(crate) async fn sign(
+        self: &Arc<Self>,
+        signer: &Arc<ReceiptSigner>,
+        body: ReceiptBody,
+    ) -> Result<SignedReceipt, cocoon_receipt::ReceiptError> {
+        let prepared = signer.prepare(body)?;
+        if self.window.is_zero() {
+            return Ok(sign_alone(signer, prepared));
+        }
+        let (tx, rx) = oneshot::channel();
+        let rotated = {
+            let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let idle = g
+                .last_signed
+                .is_none_or(|t| now.duration_since(t) >= self.window);
+            if idle && !g.flush_scheduled {
+                g.last_signed = Some(now);
+                drop(g);
+                return Ok(sign_alone(signer, prepared));
+            }
+            // A certificate rotated while receipts waited: those are signed
+            // with the key they name, now, and the window starts anew.
+            let rotated = match &g.signer {
+                Some(s) if !Arc::ptr_eq(s, signer) && !g.waiting.is_empty() => {
+                    Some((s.clone(), std::mem::take(&mut g.waiting)))
+                }
+                _ => None,
+            };
+            g.signer = Some(signer.clone());
+            g.waiting.push((prepared, tx));
+            if !g.flush_scheduled {
+                g.flush_scheduled = true;
+                let at = g.last_signed.map_or(now, |t| t + self.window);
+                let me = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(at).await;
+                    me.flush();
+                });
+            }
+            rotated
+        };
+        if let Some((old, waiting)) = rotated {
+            deliver(&old, waiting);
+        }
+        rx.await.map_err(|_| {
+            cocoon_receipt::ReceiptError::Malformed("the receipt batch was dropped".into())
+        })
+    }
+
+    /// Signs what waited for the window's end.
+    fn flush(&self) {
+        let (signer, waiting) = {
+            let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            g.flush_scheduled = false;
+            g.last_signed = Some(Instant::now());
+            (g.signer.clone(), std::mem::take(&mut g.waiting))
+        };
+        if let Some(signer) = signer {
+            deliver(&signer, waiting);
+        }
+    }
+}
+
+fn sign_alone(signer: &ReceiptSigner, prepared: PreparedReceipt) -> SignedReceipt {
+    signer
+        .sign_batch(vec![prepared])
+        .pop()
+        .expect("one receipt in, one out")
+}
+
+fn deliver(signer: &ReceiptSigner, waiting: Vec<Waiting>) {
+    if waiting.is_empty() {
+        return;
+    }
+    let (prepared, senders): (Vec<_>, Vec<_>) = waiting.into_iter().unzip();
+    tracing::debug!(receipts = prepared.len(), "signing a batch of receipts");
+    for (signed, tx) in signer.sign_batch(prepared).into_iter().zip(senders) {
+        // An answer abandoned meanwhile no longer needs its receipt.
+        let _ = tx.send(signed);
+    }
+}
 
 /// The signer for the worker's current certificate, rebuilt when the
 /// certificate rotates.
@@ -16,18 +137,22 @@ pub(crate) struct ReceiptKeys {
     signer: Mutex<Option<Arc<ReceiptSigner>>>,
     /// The proxy of the current session, named in receipts.
     pub(crate) proxy: Mutex<ProxyIdentity>,
+    /// Shares signatures among receipts finished together.
+    pub(crate) batcher: Arc<ReceiptBatcher>,
 }
 
 impl ReceiptKeys {
     pub(crate) fn new(
         credentials: Arc<NodeCredentials>,
         verifier: Option<Arc<RaTlsVerifier>>,
+        batch_window: Duration,
     ) -> Self {
         ReceiptKeys {
             credentials,
             verifier,
             signer: Mutex::new(None),
             proxy: Mutex::default(),
+            batcher: ReceiptBatcher::new(batch_window),
         }
     }
 
@@ -63,5 +188,99 @@ impl ReceiptKeys {
 
     pub(crate) fn proxy(&self) -> ProxyIdentity {
         self.proxy.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cocoon_core::Role;
+    use cocoon_tee::sim::SimRoot;
+    use cocoon_tee::{Claims, SimAttester};
+
+    fn signer() -> Arc<ReceiptSigner> {
+        let dir = tempfile::tempdir().unwrap();
+        let attester = SimAttester::new(SimRoot::load_or_create(dir.path()).unwrap(), [1; 48]);
+        let now = cocoon_core::unix_now();
+        let claims = Claims {
+            public_key: [0; 32],
+            role: Role::Worker,
+            issued_at: now,
+            expires_at: now + 3600,
+            config_hash: [0; 32],
+            model_hash: None,
+        };
+        let minted = cocoon_tee::cert::mint(claims, &attester).unwrap();
+        Arc::new(ReceiptSigner::new(minted.der, &minted.pkcs8, None, None).unwrap())
+    }
+
+    fn body(i: u32) -> ReceiptBody {
+        ReceiptBody {
+            version: 0,
+            request_id: format!("r{i}"),
+            request_sha256: "00".repeat(32),
+            stream: false,
+            answer_sha256: "11".repeat(32),
+            content_sha256: None,
+            response_id: format!("chatcmpl-{i}"),
+            model: "m".into(),
+            model_hash: None,
+            usage: Default::default(),
+            worker: "w".into(),
+            worker_certificate_sha256: String::new(),
+            tee: None,
+            image_hash: None,
+            coefficient: 1000,
+            prices: None,
+            cost_nanoton: None,
+            worker_fee_nanoton: None,
+            proxy: ProxyIdentity::default(),
+            started_at_ms: 1,
+            finished_at_ms: 2,
+        }
+    }
+
+    // Tokio's paused clock: time moves only when every task waits, so the
+    // waits below are exact, not measured.
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_worker_signs_at_once_and_a_busy_one_once_per_window() {
+        let signer = signer();
+        let window = Duration::from_millis(200);
+        let batcher = ReceiptBatcher::new(window);
+        let t = Instant::now();
+        let first = batcher.sign(&signer, body(0)).await.unwrap();
+        assert!(first.batch.is_none(), "the first receipt is signed alone");
+        assert_eq!(t.elapsed(), Duration::ZERO, "and without waiting");
+
+        // Five more finish within the window: they wait for its end and
+        // share one signature.
+        let batch =
+            futures_util::future::join_all((1..6).map(|i| batcher.sign(&signer, body(i)))).await;
+        assert_eq!(t.elapsed(), window, "they waited for the window's end");
+        let batch: Vec<SignedReceipt> = batch.into_iter().map(Result::unwrap).collect();
+        assert!(batch.iter().all(|r| r.signature == batch[0].signature));
+        assert_ne!(batch[0].signature, first.signature);
+        let indices: Vec<u32> = batch
+            .iter()
+            .map(|r| r.batch.as_ref().unwrap().index)
+            .collect();
+        assert_eq!(indices, [0, 1, 2, 3, 4], "in the order they finished");
+        for r in &batch {
+            assert_eq!(
+                r.receipt.worker_certificate_sha256,
+                signer.certificate_sha256()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_zero_window_signs_every_receipt_alone() {
+        let signer = signer();
+        let batcher = ReceiptBatcher::new(Duration::ZERO);
+        let all =
+            futures_util::future::join_all((0..4).map(|i| batcher.sign(&signer, body(i)))).await;
+        for r in all {
+            assert!(r.unwrap().batch.is_none());
+        }
     }
 }

@@ -324,9 +324,15 @@ async fn admit(shared: &Arc<Shared>, req: WorkRequest, out: &Outbound) {
             return;
         }
     };
+    let sign = shared.config.sign_receipts;
     let facts = Facts {
-        request_sha256: digest::sha256_hex(&req.body),
-        deterministic: digest::deterministic(&req.body),
+        sign,
+        request_sha256: if sign {
+            digest::sha256_hex(&req.body)
+        } else {
+            String::new()
+        },
+        deterministic: sign && digest::deterministic(&req.body),
         stream: req.stream,
         started_at_ms: unix_ms(),
         terms,
@@ -374,6 +380,9 @@ async fn admit(shared: &Arc<Shared>, req: WorkRequest, out: &Outbound) {
 
 /// What the receipt states besides the engine's answer.
 struct Facts {
+    /// Whether this worker signs receipts at all (off only in a
+    /// development benchmark): nothing below is computed without.
+    sign: bool,
     request_sha256: String,
     /// Temperature 0 or a seed: the receipt states the content digest.
     deterministic: bool,
@@ -425,12 +434,12 @@ async fn run_job(
                         sent = true;
                         active.first_byte();
                     }
-                    if facts.stream {
+                    if facts.sign && facts.stream {
                         stream_digest.push(&data);
                         if facts.deterministic {
                             chunks.push(data.clone());
                         }
-                    } else {
+                    } else if facts.sign {
                         whole.extend_from_slice(&data);
                     }
                     let mut msg = event(&id, worker_event::Event::Chunk(data));
@@ -475,21 +484,23 @@ async fn run_job(
                 ..Default::default()
             };
             done.set_usage(c.usage);
-            let answer_sha256 = if facts.stream {
-                stream_digest.finish()
-            } else {
-                digest::whole_answer(&whole)
-            };
-            let content_sha256 = match (facts.deterministic, facts.stream) {
-                (false, _) => None,
-                (true, true) => Some(digest::content(true, &chunks)),
-                (true, false) => Some(digest::content(false, &[&whole])),
-            };
             if let Some(signer) = shared.receipts.current() {
-                let receipt = receipt(shared, &id, &done, facts, answer_sha256, content_sha256);
-                match signer.sign(receipt) {
-                    Ok(signed) => done.receipt = signed.to_json().into(),
-                    Err(e) => tracing::error!(error = %e, "cannot sign this answer's receipt"),
+                if facts.sign {
+                    let answer_sha256 = if facts.stream {
+                        stream_digest.finish()
+                    } else {
+                        digest::whole_answer(&whole)
+                    };
+                    let content_sha256 = match (facts.deterministic, facts.stream) {
+                        (false, _) => None,
+                        (true, true) => Some(digest::content(true, &chunks)),
+                        (true, false) => Some(digest::content(false, &[&whole])),
+                    };
+                    let receipt = receipt(shared, &id, &done, facts, answer_sha256, content_sha256);
+                    match shared.receipts.batcher.sign(&signer, receipt).await {
+                        Ok(signed) => done.receipt = signed.to_json().into(),
+                        Err(e) => tracing::error!(error = %e, "cannot sign this answer's receipt"),
+                    }
                 }
                 if out.announce(&signer).await.is_err() {
                     return;
