@@ -177,6 +177,10 @@ async fn models(State(shared): State<Arc<Shared>>) -> Response {
                             avoided_workers: m.avoided_workers,
                             requests: m.requests,
                             failed_requests: m.failed_requests,
+                            median_latency_ms: (m.median_latency_micros > 0)
+                                .then(|| m.median_latency_micros.div_ceil(1000)),
+                            median_ttft_ms: (m.median_ttft_micros > 0)
+                                .then(|| m.median_ttft_micros.div_ceil(1000)),
                         },
                     };
                     cocoon_openai::Model::new(m.name, market)

@@ -82,6 +82,12 @@ pub struct ModelReputation {
     pub requests: u64,
     /// Of those, requests that failed on the worker.
     pub failed_requests: u64,
+    /// Median over its workers of their average request duration,
+    /// milliseconds; `None` before any answered.
+    pub median_latency_ms: Option<u64>,
+    /// Median over its workers of their average time to the first byte,
+    /// milliseconds; `None` before any answered.
+    pub median_ttft_ms: Option<u64>,
 }
 
 /// The spread of price coefficients, per-mille.

@@ -42,6 +42,8 @@ pub struct WorkerHandle {
     total: AtomicU64,
     failed: AtomicU64,
     avg_micros: AtomicU64,
+    /// Moving average of the time to an answer's first byte, as relayed.
+    avg_ttft_micros: AtomicU64,
     closed: AtomicBool,
     /// SHA-256 of the certificate its receipts are signed with; empty
     /// without one.
@@ -106,6 +108,7 @@ impl WorkerHandle {
             total: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             avg_micros: AtomicU64::new(0),
+            avg_ttft_micros: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             certificate: Mutex::new(String::new()),
             outbound,
@@ -220,6 +223,7 @@ impl WorkerHandle {
             total: self.total.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             avg_latency_ms: self.avg_micros.load(Ordering::Relaxed) as f64 / 1000.0,
+            avg_ttft_ms: self.avg_ttft_micros.load(Ordering::Relaxed) as f64 / 1000.0,
         }
     }
 }
@@ -237,6 +241,8 @@ pub struct Lease {
     admission: Arc<AdmissionQueue>,
     /// Given back unused: no statistics, no wake.
     unused: bool,
+    /// The answer's first byte was relayed (its time recorded).
+    first_byte: AtomicBool,
 }
 
 impl Lease {
@@ -267,6 +273,17 @@ impl Lease {
             outcome: None,
             admission,
             unused: false,
+            first_byte: AtomicBool::new(false),
+        }
+    }
+
+    /// Records the time to the answer's first byte on the worker (once).
+    pub fn first_byte(&self) {
+        if !self.first_byte.swap(true, Ordering::Relaxed) {
+            moving_average(
+                &self.worker.avg_ttft_micros,
+                self.started.elapsed().as_micros() as u64,
+            );
         }
     }
 
@@ -310,24 +327,34 @@ impl Drop for Lease {
         }
         self.admission.wake(w.model.as_str());
         match self.outcome {
-            Some(true) => {
-                let sample = self.started.elapsed().as_micros() as u64;
-                let _ = w
-                    .avg_micros
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
-                        // Exponential moving average, weight 1/5 to the new sample.
-                        Some(if old == 0 {
-                            sample.max(1)
-                        } else {
-                            (old * 4 + sample) / 5
-                        })
-                    });
-            }
+            Some(true) => moving_average(&w.avg_micros, self.started.elapsed().as_micros() as u64),
             Some(false) | None => {
                 w.failed.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
+}
+
+/// The median of the averages that have a sample; 0 when none has.
+fn median_sample<'a>(averages: impl Iterator<Item = &'a AtomicU64>) -> u64 {
+    let mut v: Vec<u64> = averages
+        .map(|a| a.load(Ordering::Relaxed))
+        .filter(|&x| x > 0)
+        .collect();
+    v.sort_unstable();
+    v.get(v.len() / 2).copied().unwrap_or(0)
+}
+
+/// Exponential moving average, weight 1/5 to the new sample; 0 means no
+/// sample yet.
+fn moving_average(average: &AtomicU64, sample: u64) {
+    let _ = average.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+        Some(if old == 0 {
+            sample.max(1)
+        } else {
+            (old * 4 + sample) / 5
+        })
+    });
 }
 
 /// Why no worker could take a request.
@@ -598,6 +625,8 @@ impl WorkerRegistry {
                     avoided_workers: records.iter().filter(|r| r.suspect()).count() as u32,
                     requests: list.iter().map(|w| w.total.load(Ordering::Relaxed)).sum(),
                     failed_requests: list.iter().map(|w| w.failed.load(Ordering::Relaxed)).sum(),
+                    median_latency_micros: median_sample(list.iter().map(|w| &w.avg_micros)),
+                    median_ttft_micros: median_sample(list.iter().map(|w| &w.avg_ttft_micros)),
                     name: name.to_string(),
                     worker_count: list.len() as u32,
                     min_coefficient: coefs[0],

@@ -137,6 +137,8 @@ pub struct WorkerLoad {
     pub failed: u64,
     /// Moving average of request duration, milliseconds.
     pub avg_latency_ms: f64,
+    /// Moving average of the time to the answer's first byte, milliseconds.
+    pub avg_ttft_ms: f64,
 }
 
 /// A node that can describe itself.

@@ -104,7 +104,7 @@ pub fn render_prometheus(s: &Snapshot) -> String {
     }
 
     type Field = fn(&crate::WorkerLoad) -> String;
-    let families: [(&str, &str, &str, Field); 5] = [
+    let families: [(&str, &str, &str, Field); 6] = [
         (
             "worker_running",
             "gauge",
@@ -131,6 +131,12 @@ pub fn render_prometheus(s: &Snapshot) -> String {
             "gauge",
             "Moving average of request duration on a worker.",
             |w| (w.avg_latency_ms / 1000.0).to_string(),
+        ),
+        (
+            "worker_avg_time_to_first_byte_seconds",
+            "gauge",
+            "Moving average of the time to an answer's first byte on a worker.",
+            |w| (w.avg_ttft_ms / 1000.0).to_string(),
         ),
     ];
     if !s.workers.is_empty() {
@@ -275,13 +281,13 @@ pub fn render_human(s: &Snapshot) -> String {
     if !s.workers.is_empty() {
         let _ = writeln!(
             o,
-            "\n{:<24} {:<28} {:>6} {:>9} {:>8} {:>7} {:>10}",
-            "worker", "model", "coef", "running", "total", "failed", "avg ms"
+            "\n{:<24} {:<28} {:>6} {:>9} {:>8} {:>7} {:>10} {:>10}",
+            "worker", "model", "coef", "running", "total", "failed", "avg ms", "ttft ms"
         );
         for w in &s.workers {
             let _ = writeln!(
                 o,
-                "{:<24} {:<28} {:>6} {:>4}/{:<4} {:>8} {:>7} {:>10.1}",
+                "{:<24} {:<28} {:>6} {:>4}/{:<4} {:>8} {:>7} {:>10.1} {:>10.1}",
                 w.id,
                 w.model,
                 w.coefficient,
@@ -289,7 +295,8 @@ pub fn render_human(s: &Snapshot) -> String {
                 w.max_active,
                 w.total,
                 w.failed,
-                w.avg_latency_ms
+                w.avg_latency_ms,
+                w.avg_ttft_ms
             );
         }
     }
@@ -331,6 +338,7 @@ mod tests {
                 total: 3,
                 failed: 0,
                 avg_latency_ms: 12.5,
+                avg_ttft_ms: 2.5,
             }],
             info: Default::default(),
             queue: None,

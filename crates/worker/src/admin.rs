@@ -21,6 +21,12 @@ impl StatsSource for Shared {
         } else {
             0.0
         };
+        let first_byte = self.metrics.ttfb().snapshot();
+        let ttft_ms = if first_byte.count > 0 {
+            first_byte.sum_seconds * 1000.0 / first_byte.count as f64
+        } else {
+            0.0
+        };
         let mut info = std::collections::BTreeMap::new();
         info.insert("proxy".into(), self.config.proxy.clone());
         info.insert(
@@ -61,6 +67,7 @@ impl StatsSource for Shared {
             total: counts.total,
             failed: counts.failed,
             avg_latency_ms: avg_ms,
+            avg_ttft_ms: ttft_ms,
         };
         self.metrics
             .snapshot("worker", &self.config.name, self.started, vec![me], info)

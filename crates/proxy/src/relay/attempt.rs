@@ -142,6 +142,7 @@ impl<'a> Attempt<'a> {
         if !self.answered {
             self.answered = true;
             self.active.first_byte();
+            self.lease.first_byte();
         }
         let burst = self.gather(first, so_far).await;
         let settled = match self.next.take() {
@@ -252,6 +253,7 @@ impl<'a> Attempt<'a> {
             self.relay.shared.metrics.record_usage(&done.usage());
         }
         self.active.first_byte();
+        self.lease.first_byte();
         self.active.succeed();
         self.relay.keep_receipt(&done);
         let _ = self.relay.send(infer_event::Event::Done(done)).await;

@@ -150,8 +150,14 @@ impl Relay {
                 ev = events.recv() => ev,
             };
             match ev.map(|e| e.event) {
-                Some(Some(worker_event::Event::Chunk(b))) => chunks.push(b),
-                Some(Some(worker_event::Event::Done(done))) => break Ok(done),
+                Some(Some(worker_event::Event::Chunk(b))) => {
+                    lease.first_byte();
+                    chunks.push(b);
+                }
+                Some(Some(worker_event::Event::Done(done))) => {
+                    lease.first_byte();
+                    break Ok(done);
+                }
                 Some(Some(worker_event::Event::Error(error))) => {
                     break Err(RelayError::Worker {
                         worker: worker.id.clone(),
