@@ -773,14 +773,29 @@ mod tests {
         worker(&reg, "b", "m", 1100, 3);
         worker(&reg, "c", "m", 1000, 3);
         worker(&reg, "x", "other", 1000, 1);
+        let models = reg.models();
+        assert_eq!(
+            (models[0].median_latency_micros, models[0].median_ttft_micros),
+            (0, 0),
+            "no sample before any answer"
+        );
         let mut l = pick(&reg, "m", 0).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        l.first_byte();
+        l.first_byte(); // recorded once
         l.finish(true);
+        let served = l.worker.id.clone();
         drop(l);
         let loads: Vec<_> = reg.all().iter().map(|w| w.load()).collect();
-        assert!(loads.iter().any(|w| w.avg_latency_ms > 0.0));
+        let load = loads.iter().find(|w| w.id == served).unwrap();
+        assert!(load.avg_latency_ms >= 2.0 && load.avg_ttft_ms >= 2.0, "{load:?}");
+        assert!(load.avg_ttft_ms <= load.avg_latency_ms);
         let models = reg.models();
         assert_eq!(models.len(), 2);
         let m = &models[0];
+        // One of three workers answered: the median is its average.
+        assert!(m.median_ttft_micros.abs_diff((load.avg_ttft_ms * 1000.0).round() as u64) <= 1);
+        assert!(m.median_latency_micros >= m.median_ttft_micros);
         assert_eq!(
             (
                 m.worker_count,
