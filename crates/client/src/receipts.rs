@@ -15,6 +15,7 @@ use base64::Engine as _;
 use cocoon_proto::client_gateway_client::ClientGatewayClient;
 use cocoon_receipt::{SignedReceipt, WorkerIdentity};
 use cocoon_tee::RaTlsVerifier;
+use serde_json::value::RawValue;
 use tonic::transport::Channel;
 
 use crate::Shared;
@@ -30,22 +31,43 @@ pub(crate) enum Worker {
     /// Its certificate satisfied this client's policy.
     Verified {
         identity: Arc<WorkerIdentity>,
-        /// The certificate, DER, to hand out with receipts.
-        der: Arc<Vec<u8>>,
+        /// The certificate, base64 DER, to hand out with receipts (encoded
+        /// once per certificate).
+        certificate: Arc<str>,
     },
     /// This client attests nothing (development without attestation).
     Unattested,
 }
 
-/// What the receipt check concluded about one answer.
+/// What the receipt check concluded about one answer: also what
+/// `GET /v1/cocoon/receipts` lists.
 #[derive(Debug, Clone)]
 pub(crate) struct Checked {
-    /// The receipt, JSON.
-    pub(crate) receipt: serde_json::Value,
+    /// The receipt, the worker's JSON as it came (passed on without being
+    /// parsed into a tree again).
+    pub(crate) receipt: Option<Box<RawValue>>,
     /// The worker's certificate, base64 DER, when known.
-    pub(crate) certificate: Option<String>,
+    pub(crate) certificate: Option<Arc<str>>,
     /// "verified", or why it could not be.
     pub(crate) status: String,
+}
+
+impl serde::Serialize for Checked {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Checked", 3)?;
+        st.serialize_field("receipt", &self.receipt)?;
+        st.serialize_field("worker_certificate", &self.certificate.as_deref())?;
+        st.serialize_field("receipt_status", &self.status)?;
+        st.end()
+    }
+}
+
+/// The worker's receipt bytes as JSON passed through, if they are JSON.
+fn raw_json(bytes: &[u8]) -> Option<Box<RawValue>> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| RawValue::from_string(s.to_string()).ok())
 }
 
 #[derive(Debug)]
@@ -56,10 +78,11 @@ pub(crate) struct Receipts {
     /// What an unchecked receipt's status says.
     unchecked: &'static str,
     workers: Mutex<HashMap<String, Arc<WorkerIdentity>>>,
-    ders: Mutex<HashMap<String, Arc<Vec<u8>>>>,
+    /// Verified certificates by SHA-256, base64 DER.
+    ders: Mutex<HashMap<String, Arc<str>>>,
     /// Why the proxy is no longer trusted, once a check failed.
     refused: Mutex<Option<String>>,
-    kept: Mutex<VecDeque<serde_json::Value>>,
+    kept: Mutex<VecDeque<Checked>>,
 }
 
 impl Receipts {
@@ -128,8 +151,11 @@ impl Receipts {
                 a.worker_id
             )));
         }
-        let (identity, der) = self.identity(proxy, verifier, &a.worker_id, sha).await?;
-        Ok(Worker::Verified { identity, der })
+        let (identity, certificate) = self.identity(proxy, verifier, &a.worker_id, sha).await?;
+        Ok(Worker::Verified {
+            identity,
+            certificate,
+        })
     }
 
     /// A worker certificate by hash, verified under this client's policy:
@@ -140,7 +166,7 @@ impl Receipts {
         verifier: &RaTlsVerifier,
         worker: &str,
         sha: &str,
-    ) -> Result<(Arc<WorkerIdentity>, Arc<Vec<u8>>), Refusal> {
+    ) -> Result<(Arc<WorkerIdentity>, Arc<str>), Refusal> {
         let cached = self
             .workers
             .lock()
@@ -185,7 +211,9 @@ impl Receipts {
         let identity = WorkerIdentity::verify(&der, verifier, cocoon_core::unix_now())
             .map_err(|e| Refusal::Untrusted(format!("worker {}: {e}", worker)))?;
         let identity = Arc::new(identity);
-        let der = Arc::new(der.to_vec());
+        let der: Arc<str> = base64::engine::general_purpose::STANDARD
+            .encode(&der)
+            .into();
         let mut w = self.workers.lock().unwrap_or_else(|p| p.into_inner());
         let mut d = self.ders.lock().unwrap_or_else(|p| p.into_inner());
         if w.len() >= KEPT_WORKERS {
@@ -225,12 +253,7 @@ impl Receipts {
                 let (identity, der) = self
                     .identity(proxy, verifier, &b.worker, &b.worker_certificate_sha256)
                     .await?;
-                certificates.insert(
-                    b.worker_certificate_sha256.clone(),
-                    base64::engine::general_purpose::STANDARD
-                        .encode(der.as_slice())
-                        .into(),
-                );
+                certificates.insert(b.worker_certificate_sha256.clone(), der.to_string().into());
                 identity
                     .check(&signed)
                     .and_then(|()| b.expect_request(&request_sha256))
@@ -268,10 +291,13 @@ impl Receipts {
         answer_sha256: &str,
         replicas_cost: Option<u64>,
     ) -> Result<Checked, String> {
-        let Worker::Verified { identity, der } = worker else {
-            let receipt = serde_json::from_slice(&done.receipt).unwrap_or(serde_json::Value::Null);
+        let Worker::Verified {
+            identity,
+            certificate,
+        } = worker
+        else {
             return Ok(Checked {
-                receipt,
+                receipt: raw_json(&done.receipt),
                 certificate: None,
                 status: self.unchecked.into(),
             });
@@ -295,22 +321,16 @@ impl Receipts {
                 ));
             }
         }
-        // From the parsed receipt: cheaper than parsing its bytes again.
-        let receipt = serde_json::to_value(&signed).map_err(|e| format!("receipt: {e}"))?;
         Ok(Checked {
-            receipt,
-            certificate: Some(base64::engine::general_purpose::STANDARD.encode(der.as_slice())),
+            receipt: raw_json(&done.receipt),
+            certificate: Some(certificate.clone()),
             status: "verified".into(),
         })
     }
 
     /// Keeps a checked receipt for `GET /v1/cocoon/receipts`.
     pub(crate) fn keep(&self, c: &Checked) {
-        let entry = serde_json::json!({
-            "receipt": c.receipt,
-            "worker_certificate": c.certificate,
-            "receipt_status": c.status,
-        });
+        let entry = c.clone();
         let mut g = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         if g.len() >= KEPT_RECEIPTS {
             g.pop_back();
@@ -368,15 +388,15 @@ pub(crate) fn attach(member: &mut cocoon_openai::Receipt, worker: &Worker, c: Ch
         member.worker_tee = Some(identity.attestation().kind.to_string());
         member.worker_image_hash = Some(identity.attestation().image_hash.to_string());
     }
-    member.receipt = (!c.receipt.is_null()).then_some(c.receipt);
-    member.worker_certificate = c.certificate;
+    member.receipt = c.receipt;
+    member.worker_certificate = c.certificate.map(|c| c.to_string());
     member.receipt_status = Some(c.status);
 }
 
 /// `GET /v1/cocoon/receipts`: the last receipts, newest first, each with
 /// the worker's certificate, as `cocoon receipt verify` reads them.
 pub(crate) async fn list(State(shared): State<Arc<Shared>>) -> Response {
-    let kept: Vec<serde_json::Value> = shared
+    let kept: Vec<Checked> = shared
         .receipts
         .kept
         .lock()

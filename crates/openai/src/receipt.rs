@@ -3,7 +3,7 @@ use serde::Serialize;
 /// Who answered and at what price: the `cocoon` member of an answer (or of
 /// a stream's last chunk), with the worker's signed receipt. Unknown parts
 /// are `null`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Receipt {
     /// The worker's name.
     pub worker: String,
@@ -18,7 +18,7 @@ pub struct Receipt {
     /// The worker's signed receipt for this answer (`cocoon receipt
     /// verify` checks it offline).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub receipt: Option<serde_json::Value>,
+    pub receipt: Option<Box<serde_json::value::RawValue>>,
     /// The worker's RA-TLS certificate, base64 DER: the key that signed
     /// the receipt and the evidence of what it runs.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -30,6 +30,21 @@ pub struct Receipt {
     /// one first), those that dissented or failed, and every run's receipt.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replication: Option<serde_json::Value>,
+}
+
+// Compared by value; the signed receipt by its JSON text.
+impl PartialEq for Receipt {
+    fn eq(&self, other: &Self) -> bool {
+        self.worker == other.worker
+            && self.coefficient == other.coefficient
+            && self.model_hash == other.model_hash
+            && self.worker_tee == other.worker_tee
+            && self.worker_image_hash == other.worker_image_hash
+            && self.receipt.as_ref().map(|r| r.get()) == other.receipt.as_ref().map(|r| r.get())
+            && self.worker_certificate == other.worker_certificate
+            && self.receipt_status == other.receipt_status
+            && self.replication == other.replication
+    }
 }
 
 /// Adds `receipt` to a whole answer as its `cocoon` member, and `cost` to
@@ -58,6 +73,9 @@ mod tests {
             worker: "w".into(),
             coefficient: 1000,
             model_hash: Some("ab".into()),
+            receipt: Some(
+                serde_json::value::RawValue::from_string(r#"{"signature":"00"}"#.into()).unwrap(),
+            ),
             ..Receipt::default()
         };
         let out = stamp_answer(body, &receipt, Some(12)).unwrap();
@@ -67,6 +85,10 @@ mod tests {
         assert_eq!(v["usage"]["cost_nanoton"], 12);
         assert_eq!(v["cocoon"]["worker"], "w");
         assert_eq!(v["cocoon"]["worker_tee"], serde_json::Value::Null);
+        assert_eq!(
+            v["cocoon"]["receipt"]["signature"], "00",
+            "the receipt's JSON as it came"
+        );
         assert!(stamp_answer(b"[1]", &receipt, None).is_none());
     }
 }
