@@ -467,6 +467,48 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
     assert!(hex_num(&stake[0]) >= 1_000_000_000, "staked: {s}");
     assert_eq!(hex_num(&stake[1]), 1_000_000_000, "the root's minimum: {s}");
 
+    // More on demand: `cocoon worker stake` adds exactly the amount from
+    // the wallet, and says what it found before and after.
+    let stake_before = hex_num(&stake[0]);
+    let worker_api = format!("http://127.0.0.1:{wh}");
+    let added = cocoon_json(&["worker", "stake", "--api", &worker_api, "--amount", "0.25"]);
+    assert_eq!(added["added"], "250000000 nanoton", "{added}");
+    assert_eq!(
+        added["stake_before"],
+        format!("{stake_before} nanoton"),
+        "{added}"
+    );
+    assert_eq!(
+        added["stake_after"],
+        format!("{} nanoton", stake_before + 250_000_000),
+        "{added}"
+    );
+    let (_, _, body) = post_json(
+        &format!("{chain}/runGetMethod"),
+        &json!({"address": worker_contract, "method": "get_worker_stake", "stack": []}),
+    )
+    .await;
+    let s: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        hex_num(&s["result"]["stack"][0]),
+        stake_before + 250_000_000,
+        "{s}"
+    );
+    // Nothing, or more than the wallet holds, is refused before anything is sent.
+    let zero = cocoon_once(&["worker", "stake", "--api", &worker_api, "--amount", "0"]);
+    assert!(!zero.status.success());
+    let huge = cocoon_once(&[
+        "worker",
+        "stake",
+        "--api",
+        &worker_api,
+        "--amount",
+        "18000000000",
+    ]);
+    assert!(!huge.status.success());
+    let why = String::from_utf8_lossy(&huge.stderr);
+    assert!(why.contains("less than the"), "{why}");
+
     // The worker takes its earnings out by itself above its threshold,
     // staking the root's minimum first (payouts are refused below it): the
     // proxy contract pays it exactly what the ledger says it earned.

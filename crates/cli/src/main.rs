@@ -166,6 +166,12 @@ enum WorkerAction {
     /// moved: the amount paid, the wallet's balance before and after, and
     /// the fees the chain charged.
     Withdraw(options::WithdrawOptions),
+    /// Add to a running worker's stake beyond the root's minimum (which the
+    /// worker stakes by itself): its wallet sends the amount to its worker
+    /// contract. A slash takes at most what is staked, and the stake comes
+    /// back only through the withdrawal delay. Prints the stake before and
+    /// after, the wallet's balance before and after, and the fees.
+    Stake(options::WorkerStakeOptions),
 }
 
 /// A node command's own options plus the shared attestation options.
@@ -277,6 +283,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             )
             .await
         }
+        Command::Worker(WorkerCommand {
+            action: Some(WorkerAction::Stake(s)),
+            ..
+        }) => run::stake(s).await,
         Command::Worker(WorkerCommand {
             action: Some(WorkerAction::Withdraw(w)),
             ..

@@ -755,6 +755,17 @@ pub struct WithdrawOptions {
     pub api: Option<String>,
 }
 
+/// Options of `cocoon worker stake`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WorkerStakeOptions {
+    /// The running worker's HTTP port [default: http://127.0.0.1:10012].
+    #[arg(long, env = "COCOON_WORKER_API", value_name = "URL")]
+    pub api: Option<String>,
+    /// How much to add to the stake, in TON, e.g. 0.5.
+    #[arg(long, value_name = "TON", value_parser = parse_ton)]
+    pub amount: cocoon_core::Nanoton,
+}
+
 /// Options of `cocoon devnet`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DevnetOptions {

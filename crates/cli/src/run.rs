@@ -715,6 +715,20 @@ pub async fn withdraw(o: crate::options::WithdrawOptions) -> anyhow::Result<()> 
     .await
 }
 
+pub async fn stake(o: crate::options::WorkerStakeOptions) -> anyhow::Result<()> {
+    if o.amount == cocoon_core::Nanoton::ZERO {
+        bail!("--amount must be more than 0 TON");
+    }
+    act_on(
+        o.api,
+        DEFAULT_WORKER_HTTP,
+        "/admin/stake",
+        &format!("{{\"amount_nanoton\":{}}}", o.amount.get()),
+        "the worker did not add to its stake",
+    )
+    .await
+}
+
 /// POSTs to a running node's local API and prints its JSON answer; any
 /// other status than 200 is an error that quotes the node's reason.
 async fn act_on(

@@ -88,6 +88,26 @@ pub struct ClientContracts {
     health: Mutex<(Option<Instant>, Option<Instant>)>,
 }
 
+/// Whether `code` is the worker contract this software deploys (the
+/// committed artifact): the error names both code hashes.
+fn worker_code_is_ours(
+    worker: &StdAddr,
+    code: Option<&tycho_types::cell::Cell>,
+) -> Result<(), String> {
+    let ours = cocoon_chain::contracts::Codes::committed()
+        .map_err(|e| format!("the worker contract code this proxy knows: {e}"))?
+        .worker;
+    match code {
+        Some(c) if c.repr_hash() == ours.repr_hash() => Ok(()),
+        Some(c) => Err(format!(
+            "{worker} runs code {}, not the worker contract (code {}): its stake cannot be slashed",
+            c.repr_hash(),
+            ours.repr_hash()
+        )),
+        None => Err(format!("{worker} has no code: it is not a worker contract")),
+    }
+}
+
 impl std::fmt::Debug for ClientContracts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientContracts")
@@ -216,6 +236,9 @@ impl ClientContracts {
                 "worker contract {worker} is not deployed, so it holds no stake: a worker on a chain stakes the root's minimum from its wallet when it starts"
             ));
         }
+        // Its getters' answers mean something only if it runs our worker
+        // contract: other code could claim any stake and never be slashed.
+        worker_code_is_ours(worker, account.code.as_ref())?;
         let get = |method: &'static str| async move {
             let out = self
                 .chain
@@ -534,5 +557,28 @@ impl ClientContracts {
         out.push(("chain".into(), status));
         out.sort();
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cocoon_chain::artifacts::ContractKind;
+
+    #[test]
+    fn only_the_worker_contracts_code_is_taken_for_a_stake() {
+        let worker: StdAddr = "0:1111111111111111111111111111111111111111111111111111111111111111"
+            .parse()
+            .unwrap();
+        let ours = ContractKind::Worker.code().unwrap().code;
+        worker_code_is_ours(&worker, Some(&ours)).unwrap();
+        let wallet = ContractKind::WalletV5R1.code().unwrap().code;
+        let err = worker_code_is_ours(&worker, Some(&wallet)).unwrap_err();
+        assert!(
+            err.contains(&wallet.repr_hash().to_string())
+                && err.contains(&ours.repr_hash().to_string()),
+            "{err}"
+        );
+        assert!(worker_code_is_ours(&worker, None).is_err());
     }
 }

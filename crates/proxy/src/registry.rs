@@ -775,7 +775,10 @@ mod tests {
         worker(&reg, "x", "other", 1000, 1);
         let models = reg.models();
         assert_eq!(
-            (models[0].median_latency_micros, models[0].median_ttft_micros),
+            (
+                models[0].median_latency_micros,
+                models[0].median_ttft_micros
+            ),
             (0, 0),
             "no sample before any answer"
         );
@@ -788,13 +791,20 @@ mod tests {
         drop(l);
         let loads: Vec<_> = reg.all().iter().map(|w| w.load()).collect();
         let load = loads.iter().find(|w| w.id == served).unwrap();
-        assert!(load.avg_latency_ms >= 2.0 && load.avg_ttft_ms >= 2.0, "{load:?}");
+        assert!(
+            load.avg_latency_ms >= 2.0 && load.avg_ttft_ms >= 2.0,
+            "{load:?}"
+        );
         assert!(load.avg_ttft_ms <= load.avg_latency_ms);
         let models = reg.models();
         assert_eq!(models.len(), 2);
         let m = &models[0];
         // One of three workers answered: the median is its average.
-        assert!(m.median_ttft_micros.abs_diff((load.avg_ttft_ms * 1000.0).round() as u64) <= 1);
+        assert!(
+            m.median_ttft_micros
+                .abs_diff((load.avg_ttft_ms * 1000.0).round() as u64)
+                <= 1
+        );
         assert!(m.median_latency_micros >= m.median_ttft_micros);
         assert_eq!(
             (

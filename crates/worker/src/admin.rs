@@ -133,10 +133,60 @@ async fn withdraw(State(shared): State<Arc<Shared>>) -> axum::response::Response
     }
 }
 
+/// `POST /admin/stake` `{"amount_nanoton": N}`: adds N to the worker
+/// contract's stake from the wallet; answers what moved.
+async fn stake(
+    State(shared): State<Arc<Shared>>,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    use crate::payout::WithdrawError;
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Ask {
+        amount_nanoton: u64,
+    }
+    let json = |status: StatusCode, body: String| {
+        (
+            status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
+    };
+    let ask: Ask = match serde_json::from_slice(&body) {
+        Ok(a) => a,
+        Err(e) => {
+            let msg = format!("expected {{\"amount_nanoton\": N}}: {e}");
+            return json(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({ "error": msg }).to_string(),
+            );
+        }
+    };
+    match crate::payout::add_stake(&shared, cocoon_core::Nanoton::new(ask.amount_nanoton)).await {
+        Ok(s) => json(
+            StatusCode::OK,
+            serde_json::to_string(&s).unwrap_or_default(),
+        ),
+        Err(e) => {
+            let status = match e {
+                WithdrawError::Chain(_) => StatusCode::BAD_GATEWAY,
+                WithdrawError::ZeroStake => StatusCode::BAD_REQUEST,
+                _ => StatusCode::CONFLICT,
+            };
+            json(
+                status,
+                serde_json::json!({"error": e.to_string()}).to_string(),
+            )
+        }
+    }
+}
+
 pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
     let admin = axum::Router::new()
         .route("/admin/coefficient", axum::routing::post(set_coefficient))
         .route("/admin/withdraw", axum::routing::post(withdraw))
+        .route("/admin/stake", axum::routing::post(stake))
         .with_state(shared.clone());
     cocoon_telemetry::router(shared)
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))

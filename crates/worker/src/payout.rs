@@ -2,6 +2,8 @@
 //! worker contract (`Payout`), which has the proxy's contract pay the
 //! voucher's increase over what was already paid to the wallet.
 //! `POST /admin/withdraw` (and `cocoon worker withdraw`) does it on demand.
+//! `POST /admin/stake` (`cocoon worker stake`) adds to the contract's stake
+//! beyond the minimum the worker keeps by itself.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,6 +122,14 @@ pub(crate) enum WithdrawError {
     AlreadyPaid { paid: Nanoton, total: Nanoton },
     #[error("the chain: {0}")]
     Chain(String),
+    #[error("a stake of zero adds nothing")]
+    ZeroStake,
+    #[error("the wallet holds {balance}, less than the {amount} asked and {gas} of gas")]
+    WalletShort {
+        amount: Nanoton,
+        gas: Nanoton,
+        balance: Nanoton,
+    },
     #[error("the worker contract must hold a stake of at least {min} for payouts; it holds {staked}, and the wallet's {balance} cannot cover the rest and the gas: top the wallet up")]
     CannotStake {
         min: Nanoton,
@@ -265,6 +275,104 @@ pub(crate) async fn ensure_stake(shared: &crate::Shared) -> Result<Nanoton, With
     Err(WithdrawError::Chain(format!(
         "the stake sent to {contract} did not show on chain within 15 s"
     )))
+}
+
+/// What adding to the stake did.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct Staking {
+    pub wallet: String,
+    pub worker_contract: String,
+    /// Added by this call.
+    pub added: String,
+    pub stake_before: String,
+    pub stake_after: String,
+    pub wallet_balance_before: String,
+    pub wallet_balance_after: String,
+    /// What it cost the wallet besides the stake: gas and forwarding, net
+    /// of the excess that came back.
+    pub fees: String,
+}
+
+/// Adds `amount` to the worker contract's stake from the wallet (deploying
+/// the contract if needed) and reports what moved once the chain shows it.
+pub(crate) async fn add_stake(
+    shared: &crate::Shared,
+    amount: Nanoton,
+) -> Result<Staking, WithdrawError> {
+    let c = shared.config.chain.as_ref().ok_or(WithdrawError::NoChain)?;
+    if amount == Nanoton::ZERO {
+        return Err(WithdrawError::ZeroStake);
+    }
+    let contract = &shared.address;
+    let chain_err = |e: cocoon_chain::ChainError| WithdrawError::Chain(e.to_string());
+    let wallet = c.wallet.address();
+    let (_, deployed) = paid_on_chain(&c.chain, contract).await?;
+    let before = c.chain.account(&wallet).await.map_err(chain_err)?.balance;
+    let value = amount
+        .checked_add(STAKE_GAS)
+        .map_err(|_| WithdrawError::WalletShort {
+            amount,
+            gas: STAKE_GAS,
+            balance: before,
+        })?;
+    if before < value {
+        return Err(WithdrawError::WalletShort {
+            amount,
+            gas: STAKE_GAS,
+            balance: before,
+        });
+    }
+    let stake_before = staked(&c.chain, contract, deployed).await?;
+    let transfer = Transfer {
+        to: contract.clone(),
+        value,
+        bounce: false,
+        body: Some(
+            contracts::add_worker_stake(cocoon_core::unix_now(), amount)
+                .map_err(|e| WithdrawError::Chain(e.to_string()))?,
+        ),
+        init: if deployed {
+            None
+        } else {
+            c.contract_init.clone()
+        },
+    };
+    tracing::info!(%contract, %amount, "adding to the worker contract's stake");
+    c.wallet
+        .send(c.chain.as_ref(), &[transfer], PAYOUT_TIMEOUT)
+        .await
+        .map_err(|e| WithdrawError::Chain(e.to_string()))?;
+    let want = stake_before
+        .checked_add(amount)
+        .unwrap_or(Nanoton::new(u64::MAX));
+    let mut stake_after = stake_before;
+    // On a live network the contract's state may lag the wallet's.
+    for _ in 0..60 {
+        stake_after = staked(&c.chain, contract, true).await?;
+        if stake_after >= want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    if stake_after < want {
+        return Err(WithdrawError::Chain(format!(
+            "the stake sent to {contract} did not show on chain within 15 s (it holds {stake_after})"
+        )));
+    }
+    let after = c.chain.account(&wallet).await.map_err(chain_err)?.balance;
+    Ok(Staking {
+        wallet: wallet.to_string(),
+        worker_contract: contract.to_string(),
+        added: amount.to_string(),
+        stake_before: stake_before.to_string(),
+        stake_after: stake_after.to_string(),
+        wallet_balance_before: before.to_string(),
+        wallet_balance_after: after.to_string(),
+        fees: before
+            .saturating_sub(after)
+            .saturating_sub(amount)
+            .to_string(),
+    })
 }
 
 /// Sends the latest voucher for payout and reports what moved.
