@@ -6,7 +6,10 @@
 //! commits the voucher. Then the chain goes away mid-load: requests are
 //! still served, the proxy says the chain is unreachable, and when it comes
 //! back the proxy catches up and commits exactly what it charged, once.
-//! Only --chain tells the nodes where the chain is.
+//! A worker adds to its stake on demand; a dishonest worker outvoted in a
+//! replicated request is slashed on chain by the proxy, and the client's
+//! wallet receives the amount. Only --chain tells the nodes where the
+//! chain is.
 
 use cocoon_e2e::*;
 use serde_json::{json, Value};
@@ -508,6 +511,153 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
     assert!(!huge.status.success());
     let why = String::from_utf8_lossy(&huge.stderr);
     assert!(why.contains("less than the"), "{why}");
+
+    // A worker proven wrong is slashed on chain by the proxy itself. Two
+    // more workers serve the model, each with its own wallet, one of them
+    // answering differently; a replicated request (one seed: deterministic)
+    // outvotes it, and the proxy sends the signed evidence from its
+    // operator wallet to the dissenter's worker contract, which checks the
+    // three workers' receipt signatures and pays the client's wallet.
+    let dishonest = cocoon_e2e::upstream(UpstreamBehaviour {
+        chunk_size: 13,
+        ..Default::default()
+    })
+    .await;
+    let mut extra = Vec::new();
+    let mut dissenter_http = 0;
+    for (name, up) in [
+        ("chain-worker-2", &upstream),
+        ("chain-worker-3", &dishonest),
+    ] {
+        let key = tee.dir.join("keys").join(format!("{name}.wallet-key"));
+        let key = key.display().to_string();
+        let w = cocoon_json(&[
+            "wallet",
+            "--role",
+            "worker",
+            "--chain",
+            &chain,
+            "--data-dir",
+            &dir,
+            "--wallet-key",
+            &key,
+        ]);
+        net.fund(w["address"].as_str().unwrap(), 3).await;
+        let http = free_port();
+        let mut args = worker_args.clone();
+        let at = args.iter().position(|a| a == "--name").unwrap();
+        args[at + 1] = name.into();
+        let at = args.iter().position(|a| a == "--http-listen").unwrap();
+        args[at + 1] = format!("127.0.0.1:{http}");
+        let at = args.iter().position(|a| a == "--upstream").unwrap();
+        args[at + 1] = up.base_url();
+        args.extend(["--wallet-key".to_string(), key]);
+        extra.push(Proc::cocoon(name, &args));
+        dissenter_http = http;
+    }
+    for _ in 0..300 {
+        let (_, _, body) = get(&format!("{api}/v1/models")).await;
+        let models: Value = serde_json::from_slice(&body).unwrap();
+        if models["data"][0]["cocoon"]["workers"] == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (_, _, body) = get(&format!("http://127.0.0.1:{dissenter_http}/jsonstats")).await;
+    let dissenter_contract = serde_json::from_slice::<Value>(&body).unwrap()["info"]
+        ["worker_contract"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let stake_of = |contract: String| {
+        let chain = chain.clone();
+        async move {
+            let (_, _, body) = post_json(
+                &format!("{chain}/runGetMethod"),
+                &json!({"address": contract, "method": "get_worker_stake", "stack": []}),
+            )
+            .await;
+            let s: Value = serde_json::from_slice(&body).unwrap();
+            (
+                hex_num(&s["result"]["stack"][0]),
+                hex_num(&s["result"]["stack"][3]),
+            )
+        }
+    };
+    assert_eq!(
+        stake_of(dissenter_contract.clone()).await,
+        (1_000_000_000, 0)
+    );
+    let balance_of = |address: String| {
+        let chain = chain.clone();
+        async move {
+            let (_, _, body) =
+                get(&format!("{chain}/getAddressInformation?address={address}")).await;
+            serde_json::from_slice::<Value>(&body).unwrap()["result"]["balance"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        }
+    };
+    let wallet_before = balance_of(client_wallet.clone()).await;
+
+    let mut body = chat_body("chain-model", false);
+    body["cocoon"] = json!({"replicas": 3});
+    let (status, _, answer) = post_json(&format!("{api}/v1/chat/completions"), &body).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    let v: Value = serde_json::from_slice(&answer).unwrap();
+    let r = &v["cocoon"]["replication"];
+    assert_eq!(r["dissented"], json!(["chain-worker-3"]), "{r}");
+    assert_eq!(r["slash_evidence"].as_array().unwrap().len(), 1, "{r}");
+    let request = r["receipts"][0]["receipt"]["request_sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let mut submitted = Value::Null;
+    for _ in 0..200 {
+        let (_, _, log) = get(&format!("http://127.0.0.1:{ph}/evidence")).await;
+        let log: Value = serde_json::from_slice(&log).unwrap();
+        submitted = log[0].clone();
+        if submitted["submitted"] != "not yet" && !submitted["submitted"].is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(submitted["submitted"], "sent", "{submitted}");
+    assert_eq!(submitted["worker_contract"], dissenter_contract.as_str());
+    assert_eq!(
+        submitted["client"],
+        client_wallet.as_str(),
+        "paid to the client's wallet"
+    );
+    // The contract took the proxy's default slash (0.5 TON) from the stake,
+    // remembers the request, and the client's wallet received it (less the
+    // fees of receiving it).
+    let mut stake = (0, 0);
+    for _ in 0..100 {
+        stake = stake_of(dissenter_contract.clone()).await;
+        if stake.1 > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(stake, (500_000_000, 500_000_000), "stake left and slashed");
+    let (_, _, body) = post_json(
+        &format!("{chain}/runGetMethod"),
+        &json!({"address": dissenter_contract, "method": "was_slashed_for",
+                "stack": [["num", format!("0x{request}")]]}),
+    )
+    .await;
+    let w: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(w["result"]["stack"][0][1], "-0x1", "true: {w}");
+    let gained = balance_of(client_wallet.clone()).await - wallet_before;
+    assert!(
+        (490_000_000..=500_000_000).contains(&gained),
+        "the client's wallet gained {gained}"
+    );
+    drop(extra);
 
     // The worker takes its earnings out by itself above its threshold,
     // staking the root's minimum first (payouts are refused below it): the
