@@ -134,6 +134,20 @@ impl WalletKey {
         s
     }
 
+    /// Signs that this key's wallet, owner of `contract` (its worker
+    /// contract), lets the worker of the certificate with SHA-256
+    /// `certificate_sha256` earn and stake through it: see
+    /// [`worker_owner_message`].
+    pub fn sign_worker_owner(&self, certificate_sha256: &[u8; 32], contract: &StdAddr) -> [u8; 64] {
+        let mut s = [0u8; 64];
+        s.copy_from_slice(
+            self.pair
+                .sign(&worker_owner_message(certificate_sha256, contract))
+                .as_ref(),
+        );
+        s
+    }
+
     fn sign(&self, hash: &HashBytes) -> [u8; 64] {
         let mut s = [0u8; 64];
         s.copy_from_slice(self.pair.sign(hash.as_slice()).as_ref());
@@ -157,6 +171,34 @@ pub fn payer_message(request_id: &str, payer: &StdAddr) -> Vec<u8> {
 pub fn verify_payer(key: &[u8], signature: &[u8], request_id: &str, payer: &StdAddr) -> bool {
     ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, key)
         .verify(&payer_message(request_id, payer), signature)
+        .is_ok()
+}
+
+/// What a worker contract's owner signs to let one worker certificate earn
+/// and answer through it: a domain, the SHA-256 of the worker's RA-TLS
+/// certificate and the contract's address. A proxy admits a worker naming a
+/// worker contract only with this signature by the contract's owner, so no
+/// worker can put another owner's stake behind its answers.
+pub fn worker_owner_message(certificate_sha256: &[u8; 32], contract: &StdAddr) -> Vec<u8> {
+    let mut m = b"cocoon/worker-owner/v1\0".to_vec();
+    m.extend_from_slice(certificate_sha256);
+    m.push(contract.workchain as u8);
+    m.extend_from_slice(contract.address.as_slice());
+    m
+}
+
+/// Checks a worker owner signature (see [`worker_owner_message`]).
+pub fn verify_worker_owner(
+    key: &[u8],
+    signature: &[u8],
+    certificate_sha256: &[u8; 32],
+    contract: &StdAddr,
+) -> bool {
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, key)
+        .verify(
+            &worker_owner_message(certificate_sha256, contract),
+            signature,
+        )
         .is_ok()
 }
 

@@ -88,6 +88,47 @@ pub struct ClientContracts {
     health: Mutex<(Option<Instant>, Option<Instant>)>,
 }
 
+/// A worker's proof that the wallet owning its worker contract lets its
+/// certificate earn and answer through it (the hello's `owner_key` and
+/// `owner_signature`).
+#[derive(Debug, Clone)]
+pub struct OwnerProof {
+    /// The owner wallet's Ed25519 key.
+    pub key: Vec<u8>,
+    /// Its signature ([`cocoon_chain::wallet::worker_owner_message`]).
+    pub signature: Vec<u8>,
+    /// SHA-256 of the worker's certificate, as the hello carried it.
+    pub certificate_sha256: [u8; 32],
+}
+
+impl OwnerProof {
+    /// Checks that `owner`, the wallet that owns `contract`, signed for
+    /// this certificate. The error says what was found.
+    pub fn check(&self, contract: &StdAddr, owner: &StdAddr, global_id: i32) -> Result<(), String> {
+        let key: [u8; 32] = self.key.as_slice().try_into().map_err(|_| {
+            format!("the worker names worker contract {contract} without its owner's signature: a worker on a chain signs its hello with the wallet that owns its contract")
+        })?;
+        if !cocoon_chain::wallet::verify_worker_owner(
+            &key,
+            &self.signature,
+            &self.certificate_sha256,
+            contract,
+        ) {
+            return Err(format!(
+                "the owner signature for worker contract {contract} does not verify for this worker's certificate"
+            ));
+        }
+        let signer =
+            cocoon_chain::WalletV5::address_of_key(&key, global_id).map_err(|e| e.to_string())?;
+        if &signer != owner {
+            return Err(format!(
+                "the worker's hello is signed by wallet {signer}, but worker contract {contract} belongs to {owner}"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Whether `code` is the worker contract this software deploys (the
 /// committed artifact): the error names both code hashes.
 fn worker_code_is_ours(
@@ -228,7 +269,11 @@ impl ClientContracts {
     /// least the minimum stake its terms ask (the root's
     /// `min_worker_stake`); returns the stake. The error says what was
     /// found.
-    pub async fn check_worker_stake(&self, worker: &StdAddr) -> Result<Nanoton, String> {
+    pub async fn check_worker_stake(
+        &self,
+        worker: &StdAddr,
+        owner_proof: &OwnerProof,
+    ) -> Result<Nanoton, String> {
         let chain_err = |e: cocoon_chain::ChainError| format!("reading {worker} on chain: {e}");
         let account = self.chain.account(worker).await.map_err(chain_err)?;
         if account.status != AccountStatus::Active {
@@ -262,6 +307,8 @@ impl ClientContracts {
                 self.contract
             ));
         }
+        let owner = data.address().map_err(bad)?;
+        owner_proof.check(worker, &owner, self.global_id)?;
         let mut s = get("get_worker_stake").await?;
         let stake = Nanoton::new(s.u64().map_err(bad)?);
         let min = Nanoton::new(s.u64().map_err(bad)?);
@@ -580,5 +627,50 @@ mod tests {
             "{err}"
         );
         assert!(worker_code_is_ours(&worker, None).is_err());
+    }
+
+    #[test]
+    fn a_worker_contract_backs_only_a_certificate_its_owner_signed_for() {
+        use cocoon_chain::wallet::{network::MAINNET, WalletKey};
+        let contract: StdAddr =
+            "0:2222222222222222222222222222222222222222222222222222222222222222"
+                .parse()
+                .unwrap();
+        let owner_key = WalletKey::from_seed(&[1; 32]).unwrap();
+        let owner =
+            cocoon_chain::WalletV5::address_of_key(&owner_key.public_key(), MAINNET).unwrap();
+        let cert = [7u8; 32];
+        let proof = |key: &WalletKey, cert: [u8; 32], contract: &StdAddr| OwnerProof {
+            key: key.public_key().to_vec(),
+            signature: key.sign_worker_owner(&cert, contract).to_vec(),
+            certificate_sha256: cert,
+        };
+        proof(&owner_key, cert, &contract)
+            .check(&contract, &owner, MAINNET)
+            .unwrap();
+        // Another wallet's word for someone else's contract.
+        let thief = WalletKey::from_seed(&[2; 32]).unwrap();
+        let err = proof(&thief, cert, &contract)
+            .check(&contract, &owner, MAINNET)
+            .unwrap_err();
+        assert!(err.contains(&owner.to_string()), "{err}");
+        // The owner's signature for another certificate, or another contract.
+        let mut replayed = proof(&owner_key, [8; 32], &contract);
+        replayed.certificate_sha256 = cert;
+        assert!(replayed.check(&contract, &owner, MAINNET).is_err());
+        let other: StdAddr = "0:3333333333333333333333333333333333333333333333333333333333333333"
+            .parse()
+            .unwrap();
+        assert!(proof(&owner_key, cert, &other)
+            .check(&contract, &owner, MAINNET)
+            .is_err());
+        // No proof at all.
+        let none = OwnerProof {
+            key: vec![],
+            signature: vec![],
+            certificate_sha256: cert,
+        };
+        let err = none.check(&contract, &owner, MAINNET).unwrap_err();
+        assert!(err.contains("without its owner's signature"), "{err}");
     }
 }

@@ -61,7 +61,7 @@ impl WorkerGateway for WorkerGatewayService {
                 .and_then(|p| p.client_contracts.as_ref()),
         ) {
             let stake = contracts
-                .check_worker_stake(payee)
+                .check_worker_stake(payee, &admitted.owner)
                 .await
                 .map_err(Status::failed_precondition)?;
             tracing::debug!(worker = %admitted.worker_id, %stake, "worker contract staked");
@@ -113,6 +113,8 @@ struct Admitted {
     payee: Option<StdAddr>,
     /// SHA-256 of the certificate that signs its receipts.
     certificate: String,
+    /// Its contract owner's word for the certificate (on a chain).
+    owner: crate::client_contracts::OwnerProof,
 }
 
 /// The session's first message, which must be a hello.
@@ -205,7 +207,13 @@ impl WorkerGatewayService {
             .certificates
             .admit(&hello.certificate, attested, model_hash)
             .map_err(|e| Status::failed_precondition(format!("hello.certificate: {e}")))?;
+        let owner = crate::client_contracts::OwnerProof {
+            key: hello.owner_key.to_vec(),
+            signature: hello.owner_signature.to_vec(),
+            certificate_sha256: cocoon_receipt::digest::sha256(&hello.certificate),
+        };
         Ok(Admitted {
+            owner,
             certificate,
             worker_id: hello.worker_id,
             model,

@@ -16,6 +16,11 @@ const STREAM_DOMAIN: &[u8] = b"cocoon/answer/stream/v1\0";
 const WHOLE_DOMAIN: &[u8] = b"cocoon/answer/whole/v1\0";
 const RAW_DOMAIN: &[u8] = b"cocoon/answer/raw/v1\0";
 
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
 /// SHA-256 of `bytes`, hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

@@ -138,6 +138,23 @@ async fn connect(
         )),
     };
     let mut coefficient = shared.coefficient.subscribe();
+    let certificate: Vec<u8> = signer
+        .as_ref()
+        .map(|s| s.certificate().to_vec())
+        .unwrap_or_default();
+    // On a chain the wallet that owns the worker contract vouches for this
+    // certificate, so that the proxy knows whose stake backs its answers.
+    let (owner_key, owner_signature) = match &shared.config.chain {
+        Some(c) => {
+            let key = c.wallet.key();
+            let sha = cocoon_receipt::digest::sha256(&certificate);
+            (
+                key.public_key().to_vec(),
+                key.sign_worker_owner(&sha, &shared.address).to_vec(),
+            )
+        }
+        None => (Vec::new(), Vec::new()),
+    };
     let hello = WorkerMessage {
         msg: Some(worker_message::Msg::Hello(WorkerHello {
             protocol_version: cocoon_core::PROTOCOL_VERSION,
@@ -151,11 +168,9 @@ async fn connect(
                 .map(|h| h.to_hex())
                 .unwrap_or_default(),
             worker_address: shared.address.to_string(),
-            certificate: signer
-                .as_ref()
-                .map(|s| s.certificate().to_vec())
-                .unwrap_or_default()
-                .into(),
+            certificate: certificate.into(),
+            owner_key: owner_key.into(),
+            owner_signature: owner_signature.into(),
         })),
     };
     out_tx
