@@ -66,6 +66,7 @@ class Stack:
         self.up_port, pp, ph, wh, self.api_port = (free_port() for _ in range(5))
         self.procs = {}
         self.proxy_http = ph
+        self.worker_http = wh
         # Every hop is mutual RA-TLS with the sim TEE, as in `cocoon up`.
         tee_dir = os.path.join(logdir, "tee")
         os.makedirs(tee_dir, exist_ok=True)
@@ -110,6 +111,13 @@ class Stack:
         c.request("GET", "/jsonstats")
         info = json.loads(c.getresponse().read()).get("info", {})
         return int(info.get("ledger_commits", 0)), int(info.get("ledger_ops", 0))
+
+    def signatures(self):
+        """(receipts signed, signatures) by the worker so far."""
+        c = http.client.HTTPConnection("127.0.0.1", self.worker_http, timeout=5)
+        c.request("GET", "/jsonstats")
+        info = json.loads(c.getresponse().read()).get("info", {})
+        return int(info.get("receipts_signed", 0)), int(info.get("receipt_signatures", 0))
 
     def cpu(self):
         return {name: cpu_seconds(p.pid) for name, p in self.procs.items()}
@@ -176,9 +184,11 @@ def measure(delay_ms, duration, logdir, payments=True, direct=True, window_ms=0,
         res = {}
         paths = (("direct", stack.up_port), ("cocoon", stack.api_port)) if direct else (("cocoon", stack.api_port),)
         for name, port in paths:
-            before, ledger_before = stack.cpu(), stack.ledger()
+            before, ledger_before, signed_before = stack.cpu(), stack.ledger(), stack.signatures()
             r = wrk(port, duration)
-            after, ledger_after = stack.cpu(), stack.ledger()
+            after, ledger_after, signed_after = stack.cpu(), stack.ledger(), stack.signatures()
+            signatures = signed_after[1] - signed_before[1]
+            r["receipts_per_signature"] = (signed_after[0] - signed_before[0]) / signatures if signatures else 0.0
             n = max(r["requests"], 1)
             r["cpu_ms_per_req"] = {k: (after[k] - before[k]) * 1000 / n for k in after}
             r["commits_per_req"] = (ledger_after[0] - ledger_before[0]) / n
@@ -227,7 +237,8 @@ def main():
                   f"- receipts (payments on, receipts on / off): CPU of the three hops **{(hop_cpu - unsigned_cpu) * 1000:+.1f} µs** per request "
                   f"({hop_cpu:.3f} vs {unsigned_cpu:.3f} ms; target ≤ 50 µs; worker {c['cpu_ms_per_req']['worker']:.3f} vs {unsigned['cpu_ms_per_req']['worker']:.3f}, "
                   f"client {c['cpu_ms_per_req']['client']:.3f} vs {unsigned['cpu_ms_per_req']['client']:.3f}), "
-                  f"throughput ratio {c['steady'] / unsigned['steady']:.3f}, p50 added {c['p50'] - unsigned['p50']:.2f} ms",
+                  f"throughput ratio {c['steady'] / unsigned['steady']:.3f}, p50 added {c['p50'] - unsigned['p50']:.2f} ms, "
+                  f"{c['receipts_per_signature']:.1f} receipts per signature",
                   f"- with a {WINDOW_MS} ms checkpoint window: throughput ratio to payments off **{windowed['steady'] / free['steady']:.3f}**, "
                   f"p50 added {windowed['p50'] - free['p50']:.2f} ms, proxy CPU {windowed['cpu_ms_per_req']['proxy']:.3f} ms/req, "
                   f"ledger {windowed['ops_per_req']:.1f} operations and {windowed['commits_per_req']:.2f} commits per request", ""]

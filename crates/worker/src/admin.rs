@@ -29,6 +29,9 @@ impl StatsSource for Shared {
         };
         let mut info = std::collections::BTreeMap::new();
         info.insert("proxy".into(), self.config.proxy.clone());
+        let (receipts, signatures) = self.receipts.batcher.counts();
+        info.insert("receipts_signed".into(), receipts.to_string());
+        info.insert("receipt_signatures".into(), signatures.to_string());
         info.insert(
             "proxy_link".into(),
             if self.connected.load(Ordering::Relaxed) {

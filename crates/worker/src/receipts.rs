@@ -2,6 +2,7 @@
 //! certificate, for every answer it completes, in batches when answers
 //! finish close together (`cocoon_receipt::batch`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,6 +24,9 @@ pub const DEFAULT_RECEIPT_BATCH: Duration = Duration::from_millis(5);
 pub(crate) struct ReceiptBatcher {
     window: Duration,
     state: Mutex<BatchState>,
+    /// Receipts signed, and the signatures that covered them.
+    receipts: AtomicU64,
+    signatures: AtomicU64,
 }
 
 type Waiting = (PreparedReceipt, oneshot::Sender<SignedReceipt>);
@@ -41,7 +45,17 @@ impl ReceiptBatcher {
         Arc::new(ReceiptBatcher {
             window,
             state: Mutex::default(),
+            receipts: AtomicU64::new(0),
+            signatures: AtomicU64::new(0),
         })
+    }
+
+    /// Receipts signed so far, and the signatures that covered them.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        (
+            self.receipts.load(Ordering::Relaxed),
+            self.signatures.load(Ordering::Relaxed),
+        )
     }
 
     /// Signs `body` with `signer`, alone or in the current window's batch.
@@ -52,7 +66,7 @@ impl ReceiptBatcher {
     ) -> Result<SignedReceipt, cocoon_receipt::ReceiptError> {
         let prepared = signer.prepare(body)?;
         if self.window.is_zero() {
-            return Ok(sign_alone(signer, prepared));
+            return Ok(self.sign_alone(signer, prepared));
         }
         let (tx, rx) = oneshot::channel();
         let rotated = {
@@ -64,7 +78,7 @@ impl ReceiptBatcher {
             if idle && !g.flush_scheduled {
                 g.last_signed = Some(now);
                 drop(g);
-                return Ok(sign_alone(signer, prepared));
+                return Ok(self.sign_alone(signer, prepared));
             }
             // A certificate rotated while receipts waited: those are signed
             // with the key they name, now, and the window starts anew.
@@ -88,7 +102,7 @@ impl ReceiptBatcher {
             rotated
         };
         if let Some((old, waiting)) = rotated {
-            deliver(&old, waiting);
+            self.deliver(&old, waiting);
         }
         rx.await.map_err(|_| {
             cocoon_receipt::ReceiptError::Malformed("the receipt batch was dropped".into())
@@ -104,27 +118,35 @@ impl ReceiptBatcher {
             (g.signer.clone(), std::mem::take(&mut g.waiting))
         };
         if let Some(signer) = signer {
-            deliver(&signer, waiting);
+            self.deliver(&signer, waiting);
         }
     }
-}
 
-fn sign_alone(signer: &ReceiptSigner, prepared: PreparedReceipt) -> SignedReceipt {
-    signer
-        .sign_batch(vec![prepared])
-        .pop()
-        .expect("one receipt in, one out")
-}
-
-fn deliver(signer: &ReceiptSigner, waiting: Vec<Waiting>) {
-    if waiting.is_empty() {
-        return;
+    fn sign_alone(&self, signer: &ReceiptSigner, prepared: PreparedReceipt) -> SignedReceipt {
+        self.receipts.fetch_add(1, Ordering::Relaxed);
+        self.signatures.fetch_add(1, Ordering::Relaxed);
+        signer
+            .sign_batch(vec![prepared])
+            .pop()
+            .expect("one receipt in, one out")
     }
-    let (prepared, senders): (Vec<_>, Vec<_>) = waiting.into_iter().unzip();
-    tracing::debug!(receipts = prepared.len(), "signing a batch of receipts");
-    for (signed, tx) in signer.sign_batch(prepared).into_iter().zip(senders) {
-        // An answer abandoned meanwhile no longer needs its receipt.
-        let _ = tx.send(signed);
+
+    fn deliver(&self, signer: &ReceiptSigner, waiting: Vec<Waiting>) {
+        if waiting.is_empty() {
+            return;
+        }
+        let n = waiting.len();
+        let (prepared, senders): (Vec<_>, Vec<_>) = waiting.into_iter().unzip();
+        tracing::debug!(receipts = n, "signing a batch of receipts");
+        self.receipts.fetch_add(n as u64, Ordering::Relaxed);
+        self.signatures.fetch_add(
+            n.div_ceil(cocoon_receipt::batch::MAX_BATCH) as u64,
+            Ordering::Relaxed,
+        );
+        for (signed, tx) in signer.sign_batch(prepared).into_iter().zip(senders) {
+            // An answer abandoned meanwhile no longer needs its receipt.
+            let _ = tx.send(signed);
+        }
     }
 }
 
@@ -271,6 +293,7 @@ mod tests {
                 signer.certificate_sha256()
             );
         }
+        assert_eq!(batcher.counts(), (6, 2), "six receipts, two signatures");
     }
 
     #[tokio::test]
