@@ -226,12 +226,31 @@ async fn stake_transfer(
         });
     }
     tracing::info!(%contract, %stake, %min, "staking the worker contract's minimum");
-    let transfer = Transfer {
+    let transfer = stake_message(
+        c,
+        contract,
+        deployed,
+        stake,
+        Nanoton::new(stake.get() + STAKE_GAS.get()),
+    )?;
+    Ok(Some((transfer, stake)))
+}
+
+/// `add_worker_stake` of `amount` to `contract`, carrying `value`, with the
+/// contract's initial state while it is not deployed.
+fn stake_message(
+    c: &WorkerChain,
+    contract: &StdAddr,
+    deployed: bool,
+    amount: Nanoton,
+    value: Nanoton,
+) -> Result<Transfer, WithdrawError> {
+    Ok(Transfer {
         to: contract.clone(),
-        value: Nanoton::new(stake.get() + STAKE_GAS.get()),
+        value,
         bounce: false,
         body: Some(
-            contracts::add_worker_stake(cocoon_core::unix_now(), stake)
+            contracts::add_worker_stake(cocoon_core::unix_now(), amount)
                 .map_err(|e| WithdrawError::Chain(e.to_string()))?,
         ),
         init: if deployed {
@@ -239,8 +258,7 @@ async fn stake_transfer(
         } else {
             c.contract_init.clone()
         },
-    };
-    Ok(Some((transfer, stake)))
+    })
 }
 
 /// Stakes the minimum from the wallet when the worker contract holds less
@@ -323,20 +341,7 @@ pub(crate) async fn add_stake(
         });
     }
     let stake_before = staked(&c.chain, contract, deployed).await?;
-    let transfer = Transfer {
-        to: contract.clone(),
-        value,
-        bounce: false,
-        body: Some(
-            contracts::add_worker_stake(cocoon_core::unix_now(), amount)
-                .map_err(|e| WithdrawError::Chain(e.to_string()))?,
-        ),
-        init: if deployed {
-            None
-        } else {
-            c.contract_init.clone()
-        },
-    };
+    let transfer = stake_message(c, contract, deployed, amount, value)?;
     tracing::info!(%contract, %amount, "adding to the worker contract's stake");
     c.wallet
         .send(c.chain.as_ref(), &[transfer], PAYOUT_TIMEOUT)
