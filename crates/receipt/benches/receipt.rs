@@ -1,6 +1,6 @@
 //! CPU a receipt costs one request (`cargo bench -p cocoon-receipt`), per
-//! hop, for a streamed answer of 50 chunks of 128 bytes (the streaming
-//! benchmark's shape): the worker hashes the chunks, builds, signs and
+//! hop, for a streamed answer of 50 chunks of 128 bytes of text (the
+//! streaming benchmark's shape): the worker hashes the chunks, builds, signs and
 //! encodes the receipt; the client hashes the chunks as received, parses
 //! the receipt and checks it (signature, hashes, usage, price arithmetic).
 //! The proxy only passes the receipt on. Verifying a worker's certificate
@@ -59,8 +59,17 @@ fn main() {
         [bp(10_000), bp(2_500), bp(10_000), bp(10_000)],
     )
     .expect("prices");
+    // Chunks as the streaming benchmark's worker relays them: OpenAI chunk
+    // JSON around 128 bytes of text, about 290 bytes each.
     let chunks: Vec<Vec<u8>> = (0..50)
-        .map(|i| format!("{{\"i\":{i:03},\"pad\":\"{}\"}}", "x".repeat(110)).into_bytes())
+        .map(|i| {
+            let finish = if i == 49 { "\"stop\"" } else { "null" };
+            format!(
+                "{{\"id\":\"chatcmpl-bench-{i:06}\",\"object\":\"chat.completion.chunk\",\"created\":{now},\"model\":\"bench\",\"system_fingerprint\":null,\"choices\":[{{\"index\":0,\"delta\":{{\"role\":null,\"content\":\"{}\"}},\"logprobs\":null,\"finish_reason\":{finish}}}]}}",
+                "x".repeat(128)
+            )
+            .into_bytes()
+        })
         .collect();
     let request = br#"{"model":"m","messages":[{"role":"user","content":"hello"}],"stream":true}"#;
     let usage = cocoon_core::Usage {
@@ -114,7 +123,7 @@ fn main() {
     // answers a worker finishes in one --receipt-batch-ms window) and, at
     // the client, one verification (the client receives them all).
     let mut rows = Vec::new();
-    for batch in [1u32, 2, 4, 8, 16] {
+    for batch in [1u32, 2, 4, 8, 16, 32, 64] {
         let mut receipts = Vec::with_capacity(ROUNDS as usize);
         let t = Instant::now();
         for group in 0..ROUNDS / batch {
@@ -157,6 +166,63 @@ fn main() {
         rows.push((batch, worker_us, client_us));
     }
 
+    // Where the rest goes, per receipt: what does not shrink with batching.
+    let parts = {
+        let mut d = digest::StreamDigest::default();
+        let t = Instant::now();
+        for _ in 0..ROUNDS {
+            let mut d = digest::StreamDigest::default();
+            for c in &chunks {
+                d.push(c);
+            }
+            std::hint::black_box(d.finish());
+        }
+        let stream_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(ROUNDS);
+        for c in &chunks {
+            d.push(c);
+        }
+        let unsigned = body(1, d.finish());
+        let signed = signer
+            .sign_batch(vec![signer.prepare(unsigned.clone()).expect("prepares")])
+            .pop()
+            .expect("one receipt");
+        let json = signed.to_json();
+        let time = |f: &mut dyn FnMut()| {
+            let t = Instant::now();
+            for _ in 0..ROUNDS {
+                f();
+            }
+            t.elapsed().as_secs_f64() * 1e6 / f64::from(ROUNDS)
+        };
+        [
+            ("hash the stream (each end)", stream_us),
+            (
+                "worker: build and hash the facts",
+                time(&mut || {
+                    std::hint::black_box(signer.prepare(unsigned.clone()).expect("prepares"));
+                }),
+            ),
+            (
+                "worker: encode",
+                time(&mut || {
+                    std::hint::black_box(signed.to_json());
+                }),
+            ),
+            (
+                "client: parse",
+                time(&mut || {
+                    std::hint::black_box(SignedReceipt::from_json(&json).expect("parses"));
+                }),
+            ),
+            (
+                "client: hash the facts",
+                time(&mut || {
+                    std::hint::black_box(signed.signed_message().expect("hashes"));
+                }),
+            ),
+        ]
+    };
+
     // Deterministic requests (temperature 0 or a seed) also carry the
     // answer's content digest: one JSON parse per chunk, in the worker.
     let t = Instant::now();
@@ -175,6 +241,12 @@ fn main() {
             "| {batch} | {worker_us:.1} | {client_us:.1} | {:.1} |",
             worker_us + client_us
         );
+    }
+    println!("\nOf which, per receipt whatever the batch:\n");
+    println!("| part | µs |");
+    println!("|---|---|");
+    for (part, us) in parts {
+        println!("| {part} | {us:.1} |");
     }
     println!("\nWorker, deterministic requests only: content digest {content_us:.1} µs.");
     println!("Once per worker certificate (sim evidence), in the client: {cert_us:.1} µs.");

@@ -114,43 +114,108 @@ pub fn first_choice_text(stream: bool, chunks: &[impl AsRef<[u8]>]) -> String {
 }
 
 /// Per choice index, its text and finish reason.
+///
+/// Reads only the members it needs, borrowing the rest unparsed: this runs
+/// over every chunk of every deterministic answer. Whatever has another
+/// type than expected counts as absent, as a lookup in a parsed tree would:
+/// a chunk that is not JSON adds nothing, a choice that is not an object
+/// counts as choice 0 with no text, an index that is not a whole number as
+/// 0, a text or finish reason that is not a string as none.
 fn choices(
     stream: bool,
     chunks: &[impl AsRef<[u8]>],
 ) -> std::collections::BTreeMap<u64, (String, String)> {
+    use serde_json::value::RawValue;
+
+    #[derive(serde::Deserialize)]
+    struct Answer<'a> {
+        #[serde(borrow)]
+        choices: Option<&'a RawValue>,
+    }
+    #[derive(serde::Deserialize, Default)]
+    struct Choice<'a> {
+        #[serde(borrow)]
+        index: Option<&'a RawValue>,
+        #[serde(borrow)]
+        delta: Option<&'a RawValue>,
+        #[serde(borrow)]
+        message: Option<&'a RawValue>,
+        #[serde(borrow)]
+        text: Option<&'a RawValue>,
+        #[serde(borrow)]
+        finish_reason: Option<&'a RawValue>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Message<'a> {
+        #[serde(borrow)]
+        content: Option<&'a RawValue>,
+    }
+    fn string(raw: Option<&RawValue>) -> Option<String> {
+        raw.filter(|r| r.get().starts_with('"'))
+            .and_then(|r| serde_json::from_str(r.get()).ok())
+    }
+    // Derived structs also read JSON arrays, by position; a tree lookup
+    // finds no member in an array.
+    fn object(json: &[u8]) -> bool {
+        json.trim_ascii_start().starts_with(b"{")
+    }
+    fn content(raw: Option<&RawValue>) -> Option<String> {
+        let raw = raw.filter(|r| object(r.get().as_bytes()))?;
+        let message: Message = serde_json::from_str(raw.get()).ok()?;
+        string(message.content)
+    }
+
     let mut choices: std::collections::BTreeMap<u64, (String, String)> = Default::default();
-    let mut add = |choice: &serde_json::Value, text: Option<&str>| {
-        let index = choice["index"].as_u64().unwrap_or(0);
-        let entry = choices.entry(index).or_default();
-        if let Some(t) = text {
-            entry.0.push_str(t);
+    let mut read = |answer: &[u8]| {
+        if !object(answer) {
+            return;
         }
-        if let Some(f) = choice["finish_reason"].as_str() {
-            entry.1 = f.to_string();
-        }
-    };
-    let parsed: Vec<serde_json::Value> = if stream {
-        chunks
-            .iter()
-            .filter_map(|c| serde_json::from_slice(c.as_ref()).ok())
-            .collect()
-    } else {
-        let body: Vec<u8> = chunks.iter().flat_map(|c| c.as_ref().to_vec()).collect();
-        serde_json::from_slice(&body).ok().into_iter().collect()
-    };
-    for v in &parsed {
-        for choice in v["choices"].as_array().into_iter().flatten() {
-            let text = if stream {
-                choice["delta"]["content"]
-                    .as_str()
-                    .or(choice["text"].as_str())
+        let Ok(Answer {
+            choices: Some(list),
+        }) = serde_json::from_slice::<Answer>(answer)
+        else {
+            return;
+        };
+        let Ok(list) = serde_json::from_str::<Vec<&RawValue>>(list.get()) else {
+            return;
+        };
+        for raw in list {
+            let choice: Choice = if object(raw.get().as_bytes()) {
+                serde_json::from_str(raw.get()).unwrap_or_default()
             } else {
-                choice["message"]["content"]
-                    .as_str()
-                    .or(choice["text"].as_str())
+                Choice::default()
             };
-            add(choice, text);
+            let index = choice
+                .index
+                .and_then(|i| serde_json::from_str::<u64>(i.get()).ok())
+                .unwrap_or(0);
+            let text = if stream {
+                content(choice.delta)
+            } else {
+                content(choice.message)
+            }
+            .or_else(|| string(choice.text));
+            let entry = choices.entry(index).or_default();
+            if let Some(t) = text {
+                entry.0.push_str(&t);
+            }
+            if let Some(f) = string(choice.finish_reason) {
+                entry.1 = f;
+            }
         }
+    };
+    if stream {
+        for c in chunks {
+            read(c.as_ref());
+        }
+    } else {
+        read(
+            &chunks
+                .iter()
+                .map(AsRef::as_ref)
+                .collect::<Vec<&[u8]>>()
+                .concat(),
+        );
     }
     choices
 }
@@ -191,6 +256,7 @@ fn canonical(v: &serde_json::Value, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn a_whole_answer_hashes_its_content_not_its_layout_nor_the_clients_members() {
@@ -221,6 +287,83 @@ mod tests {
         assert_ne!(content(false, &whole), content(false, &cut));
         let other: Vec<&[u8]> = vec![br#"{"id":"b","choices":[{"index":0,"message":{"content":"Hellp"},"finish_reason":"stop"}]}"#];
         assert_ne!(content(false, &whole), content(false, &other));
+    }
+
+    /// The reading of `choices` before it borrowed: a lookup in a parsed
+    /// tree. Workers of both versions must give the same content digest.
+    fn choices_by_tree(stream: bool, chunks: &[&[u8]]) -> BTreeMap<u64, (String, String)> {
+        let mut choices: BTreeMap<u64, (String, String)> = Default::default();
+        let parsed: Vec<serde_json::Value> = if stream {
+            chunks
+                .iter()
+                .filter_map(|c| serde_json::from_slice(c).ok())
+                .collect()
+        } else {
+            serde_json::from_slice(&chunks.concat())
+                .ok()
+                .into_iter()
+                .collect()
+        };
+        for v in &parsed {
+            for choice in v["choices"].as_array().into_iter().flatten() {
+                let member = if stream { "delta" } else { "message" };
+                let text = choice[member]["content"]
+                    .as_str()
+                    .or(choice["text"].as_str());
+                let entry = choices
+                    .entry(choice["index"].as_u64().unwrap_or(0))
+                    .or_default();
+                if let Some(t) = text {
+                    entry.0.push_str(t);
+                }
+                if let Some(f) = choice["finish_reason"].as_str() {
+                    entry.1 = f.to_string();
+                }
+            }
+        }
+        choices
+    }
+
+    #[test]
+    fn choices_read_as_a_parsed_tree_would_whatever_the_types() {
+        let cases: Vec<(bool, Vec<&[u8]>)> = vec![
+            (true, vec![
+                br#"{"choices":[{"index":0,"delta":{"content":"a\"b\u00e9\n"}}]}"#,
+                br#"{"choices":[{"index":1,"delta":{"content":"x"}},{"index":0,"delta":{"content":"c"},"finish_reason":"stop"}]}"#,
+                br#" {"choices":[{"index":1,"delta":null,"text":"t","finish_reason":7}]}"#,
+            ]),
+            (true, vec![
+                br#"{"choices":[5,"s",null,[1,2],{"index":"2","delta":{"content":["part"]}}]}"#,
+                br#"{"choices":[{"index":2.0,"delta":"text","text":"fallback"}]}"#,
+                br#"{"choices":[{"index":-1,"delta":{"content":null},"text":5}]}"#,
+                br#"{"choices":[{"index":3,"delta":[{"content":"by position"}]}]}"#,
+                br#"{"choices":{"index":0}}"#,
+                br#"[[{"index":0,"delta":{"content":"array"}}]]"#,
+                br#"not json"#,
+                br#"{"choices":[{"index":0,"delta":{"content":"cut"}}]"#,
+                br#"{"choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":"length"}],"extra":{"deep":[1,{"a":null}]}}"#,
+                br#"{"choices":null}"#,
+                br#"{}"#,
+            ]),
+            (false, vec![
+                br#"{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"Hel"#,
+                br#"lo"},"finish_reason":"stop"},{"index":1,"text":"legacy"}]}"#,
+            ]),
+            (false, vec![br#"{"choices":[{"message":{"content":7},"text":"t"}]}"#]),
+            (false, vec![br#"[{"choices":[]}]"#]),
+            (false, vec![br#"{"choices":[{"delta":{"content":"streamed member in a whole answer"}}]}"#]),
+        ];
+        for (stream, chunks) in cases {
+            assert_eq!(
+                choices(stream, &chunks),
+                choices_by_tree(stream, &chunks),
+                "{:?}",
+                chunks
+                    .iter()
+                    .map(|c| String::from_utf8_lossy(c))
+                    .collect::<Vec<_>>()
+            );
+        }
     }
 
     #[test]

@@ -90,9 +90,27 @@ impl ReceiptFacts {
     }
 
     /// The cell's representation hash: what the worker signs, alone or as
-    /// a leaf of a batch.
+    /// a leaf of a batch. Computed directly, as [`crate::batch::node`] is
+    /// (a test checks it against [`Self::cell`]): every receipt is hashed
+    /// on both ends, and building the cells costs more than hashing them.
     pub fn hash(&self) -> Result<[u8; 32], ReceiptError> {
-        Ok(self.cell()?.repr_hash().0)
+        // The body cell: descriptors 0 (no references, level 0) and 64
+        // (32 whole bytes), then the hash.
+        let mut h = Sha256::new();
+        h.update([0x00, 0x40]);
+        h.update(self.body);
+        let body: [u8; 32] = h.finalize().into();
+        // The facts cell: descriptors 1 (one reference) and 200 (100 whole
+        // bytes), the data, the reference's depth (0) and its hash.
+        let mut h = Sha256::new();
+        h.update([0x01, 0xC8]);
+        h.update(FACTS_TAG.to_be_bytes());
+        h.update(self.request);
+        h.update(self.content);
+        h.update(self.model);
+        h.update([0x00, 0x00]);
+        h.update(body);
+        Ok(h.finalize().into())
     }
 }
 
@@ -257,4 +275,27 @@ fn read_batch(cell: &tycho_types::cell::DynCell) -> Result<BatchProof, ReceiptEr
             .map_err(cell_error)?;
     }
     Ok(BatchProof { index, path })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_facts_hash_is_the_cells_representation_hash() {
+        for seed in 0u8..8 {
+            let fill = |k: u8| std::array::from_fn(|i| (i as u8).wrapping_mul(seed ^ k));
+            let facts = ReceiptFacts {
+                request: fill(1),
+                content: if seed % 2 == 0 { [0; 32] } else { fill(2) },
+                model: fill(3),
+                body: fill(4),
+            };
+            assert_eq!(
+                facts.hash().unwrap(),
+                facts.cell().unwrap().repr_hash().0,
+                "seed {seed}"
+            );
+        }
+    }
 }
