@@ -152,9 +152,11 @@ options! {
         pub payout_above: Option<u64>,
         /// Longest a finished answer's receipt waits, in milliseconds, to
         /// share one signature with the other answers finished meanwhile.
-        /// An idle worker signs at once; a busy one signs once per window
-        /// whatever its load, and clients check one signature per batch.
-        /// 0 signs every receipt alone [default: 5].
+        /// It delays only an answer's end (the text is relayed as it
+        /// comes). An idle worker signs at once; a busy one signs once per
+        /// window whatever its load, or as soon as 64 receipts wait, and
+        /// clients check one signature per batch. 0 signs every receipt
+        /// alone [default: 20].
         #[arg(long, env = "COCOON_WORKER_RECEIPT_BATCH_MS", value_name = "MS")]
         pub receipt_batch_ms: Option<u64>,
         /// Sign no receipts, to measure what they cost (only with --dev).

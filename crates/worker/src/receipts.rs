@@ -12,15 +12,22 @@ use cocoon_transport::NodeCredentials;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-/// How long a receipt may wait to share a signature, by default.
-pub const DEFAULT_RECEIPT_BATCH: Duration = Duration::from_millis(5);
+/// How long a receipt may wait to share a signature, by default. It delays
+/// only the end of an answer (a stream's closing chunk, a whole answer's
+/// body): the worker relays the text as it comes.
+pub const DEFAULT_RECEIPT_BATCH: Duration = Duration::from_millis(20);
+
+/// Receipts waiting that are signed at once, without waiting for the
+/// window's end: a signature shared by this many already costs each of
+/// them under a microsecond to sign and two to check.
+pub const FULL_BATCH: usize = 64;
 
 /// Signs at most one batch per window: a receipt finished when nothing was
 /// signed for a window is signed at once, alone; one finished sooner waits
-/// for the window's end and is signed with every other receipt finished
-/// meanwhile. An idle worker adds no latency; a busy one spends one
-/// signature per window however many answers it finishes, and adds at most
-/// a window to the end of an answer.
+/// for the window's end, or until [`FULL_BATCH`] wait, and is signed with
+/// every other receipt finished meanwhile. An idle worker adds no latency;
+/// a busy one spends at most one signature per window however many answers
+/// it finishes, and adds at most a window to the end of an answer.
 pub(crate) struct ReceiptBatcher {
     window: Duration,
     state: Mutex<BatchState>,
@@ -69,7 +76,7 @@ impl ReceiptBatcher {
             return Ok(self.sign_alone(signer, prepared));
         }
         let (tx, rx) = oneshot::channel();
-        let rotated = {
+        let (rotated, full) = {
             let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
             let idle = g
@@ -90,7 +97,14 @@ impl ReceiptBatcher {
             };
             g.signer = Some(signer.clone());
             g.waiting.push((prepared, tx));
-            if !g.flush_scheduled {
+            // A full batch is signed now: waiting longer saves nothing worth
+            // the latency. The timer already set signs what finishes
+            // meanwhile.
+            let full = (g.waiting.len() >= FULL_BATCH).then(|| {
+                g.last_signed = Some(now);
+                std::mem::take(&mut g.waiting)
+            });
+            if full.is_none() && !g.flush_scheduled {
                 g.flush_scheduled = true;
                 let at = g.last_signed.map_or(now, |t| t + self.window);
                 let me = self.clone();
@@ -99,10 +113,13 @@ impl ReceiptBatcher {
                     me.flush();
                 });
             }
-            rotated
+            (rotated, full)
         };
         if let Some((old, waiting)) = rotated {
             self.deliver(&old, waiting);
+        }
+        if let Some(full) = full {
+            self.deliver(signer, full);
         }
         rx.await.map_err(|_| {
             cocoon_receipt::ReceiptError::Malformed("the receipt batch was dropped".into())
@@ -114,7 +131,9 @@ impl ReceiptBatcher {
         let (signer, waiting) = {
             let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
             g.flush_scheduled = false;
-            g.last_signed = Some(Instant::now());
+            if !g.waiting.is_empty() {
+                g.last_signed = Some(Instant::now());
+            }
             (g.signer.clone(), std::mem::take(&mut g.waiting))
         };
         if let Some(signer) = signer {
@@ -294,6 +313,43 @@ mod tests {
             );
         }
         assert_eq!(batcher.counts(), (6, 2), "six receipts, two signatures");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_is_signed_without_waiting_for_the_window() {
+        let signer = signer();
+        let window = Duration::from_millis(200);
+        let batcher = ReceiptBatcher::new(window);
+        let t = Instant::now();
+        batcher.sign(&signer, body(0)).await.unwrap();
+        // A full batch and one more finish within the window: the full
+        // batch is signed as its last receipt arrives, the one more at the
+        // window's end.
+        let n = FULL_BATCH as u32;
+        let full = futures_util::future::join_all((1..=n).map(|i| {
+            let batcher = batcher.clone();
+            let signer = signer.clone();
+            async move {
+                let r = batcher.sign(&signer, body(i)).await.unwrap();
+                (r, t.elapsed())
+            }
+        }));
+        let late = async {
+            tokio::time::sleep(window / 2).await;
+            let r = batcher.sign(&signer, body(n + 1)).await.unwrap();
+            (r, t.elapsed())
+        };
+        let (full, (late, late_at)) = tokio::join!(full, late);
+        for (r, at) in &full {
+            assert_eq!(*at, Duration::ZERO, "a full batch does not wait");
+            assert_eq!(r.signature, full[0].0.signature);
+        }
+        assert_eq!(
+            late_at, window,
+            "a later receipt waits for the window's end"
+        );
+        assert_ne!(late.signature, full[0].0.signature);
+        assert_eq!(batcher.counts(), (u64::from(n) + 2, 3));
     }
 
     #[tokio::test]
