@@ -11,7 +11,11 @@ same run, requests against the upstream directly and through the client:
 
 Each regime is measured twice through Cocoon, with payments on (every
 request reserved and charged in the durable ledger, vouchers signed and
-checked) and off, to report what metering costs.
+checked) and off, to report what metering costs; and with receipts on and
+off (twice, on-off-off-on).
+
+  fixed rate  receipts on and off (on-off-off-on) at one offered load,
+           600 requests/s, so CPU per request is compared at equal load.
 
 30 concurrent streams of 50 chunks x 128 bytes plus a usage chunk. Results
 are printed and written to bench/results/streaming-<time>.md.
@@ -130,6 +134,8 @@ class Stack:
 
 # The checkpoint window of the third payments-on run (--checkpoint-window-ms).
 WINDOW_MS = 50
+# Offered load of the receipts comparison: below what either side sustains.
+FIXED_RATE = 600
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
 
@@ -139,9 +145,12 @@ def parse_ms(text):
     return float(m.group(1)) * UNITS[m.group(2)]
 
 
-def wrk(port, duration, connections=30):
+def wrk(port, duration, connections=30, rate=None):
+    """A closed loop of `connections`, or with `rate` requests/s offered at a fixed rate."""
+    env = {**os.environ, "COCOON_BENCH_RATE": str(rate / 2) if rate else ""}
     out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", f"{HERE}/post.lua",
-                          f"http://127.0.0.1:{port}/v1/chat/completions"], capture_output=True, text=True, check=True).stdout
+                          f"http://127.0.0.1:{port}/v1/chat/completions"], capture_output=True, text=True, check=True,
+                         env=env).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
     lat = {q: parse_ms(re.search(rf"^\s+{q}%\s+(\S+)", out, re.M).group(1)) for q in ("50", "99")}
@@ -156,13 +165,13 @@ def wrk(port, duration, connections=30):
     # (30 x 550 ms streams in 15 s: 27 or 26 each, a 3.7 % jump at 555 ms).
     # A closed loop's steady rate is connections / mean latency (Little's
     # law); ratios use that.
-    steady = connections * 1000 / mean
+    steady = connections * 1000 / mean if not rate else rps
     return {"rps": rps, "steady": steady, "requests": total, "mean": mean, "p50": lat["50"], "p99": lat["99"]}
 
 
 def ttfb(port, n=60):
     """Sequential requests; milliseconds to the first body byte, median."""
-    body = open(f"{HERE}/post.lua").read().split("wrk.body = '")[1].rsplit("'", 1)[0]
+    body = re.search(r"^wrk\.body = '(.*)'$", open(f"{HERE}/post.lua").read(), re.M).group(1)
     samples = []
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     for _ in range(n):
@@ -176,7 +185,7 @@ def ttfb(port, n=60):
     return statistics.median(samples)
 
 
-def measure(delay_ms, duration, logdir, payments=True, direct=True, window_ms=0, receipts=True):
+def measure(delay_ms, duration, logdir, payments=True, direct=True, window_ms=0, receipts=True, rate=None):
     stack = Stack(delay_ms, logdir, payments, window_ms, receipts)
     try:
         wrk(stack.up_port, 2)  # warm-up both paths
@@ -185,7 +194,7 @@ def measure(delay_ms, duration, logdir, payments=True, direct=True, window_ms=0,
         paths = (("direct", stack.up_port), ("cocoon", stack.api_port)) if direct else (("cocoon", stack.api_port),)
         for name, port in paths:
             before, ledger_before, signed_before = stack.cpu(), stack.ledger(), stack.signatures()
-            r = wrk(port, duration)
+            r = wrk(port, duration, connections=60, rate=rate) if rate else wrk(port, duration)
             after, ledger_after, signed_after = stack.cpu(), stack.ledger(), stack.signatures()
             signatures = signed_after[1] - signed_before[1]
             r["receipts_per_signature"] = (signed_after[0] - signed_before[0]) / signatures if signatures else 0.0
@@ -255,6 +264,30 @@ def main():
                   f"p50 added {windowed['p50'] - free['p50']:.2f} ms, proxy CPU {windowed['cpu_ms_per_req']['proxy']:.3f} ms/req, "
                   f"ledger {windowed['ops_per_req']:.1f} operations and {windowed['commits_per_req']:.2f} commits per request", ""]
         print("\n".join(lines[-21:]), flush=True)
+    # Receipts at one fixed load: closed loops run at whatever rate latency
+    # allows, and CPU per request moves with the rate (fewer requests share
+    # each wake-up, each commit), so the unpaced difference above mixes what
+    # receipts cost with what their latency does to the load.
+    print(f"==> fixed rate, {FIXED_RATE} req/s", flush=True)
+    on = [measure(0, args.duration, logdir, direct=False, rate=FIXED_RATE)["cocoon"]]
+    off = [measure(0, args.duration, logdir, direct=False, receipts=False, rate=FIXED_RATE)["cocoon"] for _ in range(2)]
+    on.append(measure(0, args.duration, logdir, direct=False, rate=FIXED_RATE)["cocoon"])
+    lines += [f"## fixed rate ({FIXED_RATE} req/s offered, unpaced upstream, 60 connections): receipts", "",
+              "| path | req/s | p50 ms | p99 ms | CPU ms/req: upstream | client | proxy | worker |", "|---|---|---|---|---|---|---|---|"]
+    for name, x in (("receipts on", on[0]), ("receipts off", off[0]), ("receipts off (again)", off[1]), ("receipts on (again)", on[1])):
+        cpu = x["cpu_ms_per_req"]
+        lines.append(f"| {name} | {x['rps']:.1f} | {x['p50']:.2f} | {x['p99']:.2f} | {cpu['upstream']:.3f} | {cpu['client']:.3f} | {cpu['proxy']:.3f} | {cpu['worker']:.3f} |")
+
+    def hop(x, k):
+        return x["cpu_ms_per_req"][k] * 1000
+    pairs = [sum(hop(a, k) - hop(b, k) for k in ("client", "proxy", "worker")) for a, b in ((on[0], off[0]), (on[1], off[1]))]
+    per_hop = {k: (hop(on[0], k) + hop(on[1], k) - hop(off[0], k) - hop(off[1], k)) / 2 for k in ("worker", "client", "proxy")}
+    lines += ["", f"- receipts at {FIXED_RATE} req/s (on-off-off-on): CPU of the three hops **{statistics.mean(pairs):+.1f} µs** per request "
+              f"(target ≤ 50 µs; the two pairs {pairs[0]:+.1f} and {pairs[1]:+.1f}; worker {per_hop['worker']:+.1f}, "
+              f"client {per_hop['client']:+.1f}, proxy {per_hop['proxy']:+.1f}), "
+              f"p50 added {(on[0]['p50'] + on[1]['p50'] - off[0]['p50'] - off[1]['p50']) / 2:.2f} ms, "
+              f"{(on[0]['receipts_per_signature'] + on[1]['receipts_per_signature']) / 2:.1f} receipts per signature", ""]
+    print("\n".join(lines[-10:]), flush=True)
     path = os.path.join(HERE, "results", f"streaming-{time.strftime('%Y%m%d-%H%M%S')}.md")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
