@@ -221,6 +221,10 @@ pub struct WorkerAccount {
     pub paid_out: Nanoton,
     /// Seqno of the latest worker voucher.
     pub seqno: u64,
+    /// Fees for checks it ran on other workers' answers that the proxy's
+    /// commission could not cover yet: paid from the commission as it
+    /// grows, whenever this worker settles a request or another check.
+    pub checks_due: Nanoton,
 }
 
 impl WorkerAccount {
@@ -236,16 +240,31 @@ impl WorkerAccount {
         self.earned.saturating_sub(self.paid_out)
     }
 
-    pub(crate) fn encode(&self) -> [u8; 24] {
-        let mut b = [0u8; 24];
+    /// Pays as much of the checks due as `commission` holds, from it;
+    /// returns the amount paid.
+    pub fn pay_checks(&mut self, commission: &mut Nanoton) -> Result<Nanoton, AccountError> {
+        let pay = self.checks_due.min(*commission);
+        if pay > Nanoton::ZERO {
+            self.earn(pay)?;
+            self.checks_due = self.checks_due.checked_sub(pay)?;
+            *commission = commission.checked_sub(pay)?;
+        }
+        Ok(pay)
+    }
+
+    pub(crate) fn encode(&self) -> [u8; 32] {
+        let mut b = [0u8; 32];
         b[0..8].copy_from_slice(&self.earned.get().to_le_bytes());
         b[8..16].copy_from_slice(&self.paid_out.get().to_le_bytes());
         b[16..24].copy_from_slice(&self.seqno.to_le_bytes());
+        b[24..32].copy_from_slice(&self.checks_due.get().to_le_bytes());
         b
     }
 
+    /// Reads a record; one written before checks were paid (24 bytes) has
+    /// none due.
     pub(crate) fn decode(b: &[u8]) -> Option<Self> {
-        if b.len() != 24 {
+        if b.len() != 24 && b.len() != 32 {
             return None;
         }
         let u = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or_default());
@@ -253,6 +272,7 @@ impl WorkerAccount {
             earned: Nanoton::new(u(0)),
             paid_out: Nanoton::new(u(8)),
             seqno: u(16),
+            checks_due: Nanoton::new(if b.len() == 32 { u(24) } else { 0 }),
         })
     }
 }
@@ -301,8 +321,12 @@ mod tests {
             earned: n(5),
             paid_out: n(2),
             seqno: 3,
+            checks_due: n(4),
         };
         assert_eq!(WorkerAccount::decode(&w.encode()), Some(w));
         assert_eq!(w.owed(), n(3));
+        // A record written before checks were paid reads with none due.
+        let old = WorkerAccount::decode(&w.encode()[..24]).unwrap();
+        assert_eq!((old.earned, old.seqno, old.checks_due), (n(5), 3, n(0)));
     }
 }

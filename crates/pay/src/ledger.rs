@@ -153,6 +153,17 @@ pub enum Op {
         /// The request.
         request: String,
     },
+    /// Pay a worker from the proxy's commission for checking another
+    /// worker's answer (a spot-check's re-run or scoring): the network's
+    /// cost, charged to no client. What the commission cannot cover now
+    /// stays due to the worker ([`WorkerAccount::checks_due`]) and is paid
+    /// as the commission grows.
+    PayCheck {
+        /// The checking worker.
+        worker: StdAddr,
+        /// Its fee.
+        fee: Nanoton,
+    },
 }
 
 /// A settled request: what moved, and the vouchers stating the new totals.
@@ -321,8 +332,11 @@ impl Overlay {
 /// A settlement waiting for its vouchers, signed once the batch is durable.
 struct Unsigned {
     charged: Charge,
-    client: (PartyId, ClientAccount),
+    /// `None` for a payment no client makes (a check's fee).
+    client: Option<(PartyId, ClientAccount)>,
     worker: (PartyId, WorkerAccount),
+    /// Whether the worker's total moved (a check's fee may only be due).
+    worker_moved: bool,
 }
 
 enum Applied {
@@ -347,7 +361,7 @@ fn settle(
     let fee = charge.worker.min(charged_client);
     let mut worker = ov.worker(st, r.worker);
     worker.earn(fee)?;
-    let commission = ov
+    let mut commission = ov
         .commission(st)
         .checked_add(
             charged_client
@@ -355,6 +369,8 @@ fn settle(
                 .map_err(AccountError::from)?,
         )
         .map_err(AccountError::from)?;
+    // Checks this worker ran that the commission could not cover before.
+    worker.pay_checks(&mut commission)?;
     ov.clients.insert(r.client, client);
     ov.workers.insert(r.worker, worker);
     ov.requests.insert(request.to_owned(), None);
@@ -364,8 +380,9 @@ fn settle(
             client: charged_client,
             worker: fee,
         },
-        client: (r.client, client),
+        client: Some((r.client, client)),
         worker: (r.worker, worker),
+        worker_moved: true,
     })
 }
 
@@ -452,6 +469,24 @@ fn apply(op: &Op, ov: &mut Overlay, st: &State) -> Result<Applied, LedgerError> 
             ov.clients.insert(r.client, a);
             ov.requests.insert(request.clone(), None);
             Ok(Applied::Done)
+        }
+        Op::PayCheck { worker, fee } => {
+            let id = PartyId::of(worker);
+            let mut w = ov.worker(st, id);
+            w.checks_due = w.checks_due.checked_add(*fee).map_err(AccountError::from)?;
+            let mut commission = ov.commission(st);
+            let paid = w.pay_checks(&mut commission)?;
+            ov.workers.insert(id, w);
+            ov.commission = Some(commission);
+            Ok(Applied::Settled(Unsigned {
+                charged: Charge {
+                    client: Nanoton::ZERO,
+                    worker: paid,
+                },
+                client: None,
+                worker: (id, w),
+                worker_moved: paid > Nanoton::ZERO,
+            }))
         }
     }
 }
@@ -833,14 +868,17 @@ fn sign(
             })
             .transpose()
     };
-    let (client, worker) = (&u.client, &u.worker);
-    let client_voucher = voucher(
-        for_client,
-        VoucherKind::Client,
-        client.0,
-        client.1.charged,
-        client.1.seqno,
-    )?;
+    let client_voucher = match &u.client {
+        Some((id, account)) => voucher(
+            for_client,
+            VoucherKind::Client,
+            *id,
+            account.charged,
+            account.seqno,
+        )?,
+        None => None,
+    };
+    let worker = &u.worker;
     let worker_voucher = voucher(
         for_worker,
         VoucherKind::Worker,
@@ -907,8 +945,12 @@ fn commit_loop(
         let mut last_worker: HashMap<PartyId, usize> = HashMap::new();
         for (i, r) in results.iter().enumerate() {
             if let Ok(Applied::Settled(u)) = r {
-                last_client.insert(u.client.0, i);
-                last_worker.insert(u.worker.0, i);
+                if let Some((client, _)) = &u.client {
+                    last_client.insert(*client, i);
+                }
+                if u.worker_moved {
+                    last_worker.insert(u.worker.0, i);
+                }
             }
         }
         for (i, (job, result)) in jobs.into_iter().zip(results).enumerate() {
@@ -918,7 +960,10 @@ fn commit_loop(
                 (Ok(()), Ok(Applied::Client(a))) => Ok(Outcome::Client(a)),
                 (Ok(()), Ok(Applied::Done)) => Ok(Outcome::Done),
                 (Ok(()), Ok(Applied::Settled(u))) => {
-                    let which = (last_client[&u.client.0] == i, last_worker[&u.worker.0] == i);
+                    let which = (
+                        u.client.as_ref().is_some_and(|c| last_client[&c.0] == i),
+                        u.worker_moved && last_worker[&u.worker.0] == i,
+                    );
                     sign(&signer, &terms, &u, which).map(|s| Outcome::Settled(Box::new(s)))
                 }
             };

@@ -1,7 +1,7 @@
 //! The ledger: balances move exactly, refusals move nothing, a reopened
 //! ledger has every account as it was, requests a crash left in flight are
 //! settled at their recorded progress, and group commit batches concurrent
-//! operations.
+//! operations; checks are paid from the commission, never beyond it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -160,6 +160,86 @@ fn balances_move_exactly_and_refusals_move_nothing() {
         .accept(s.client_voucher.clone().unwrap(), 0)
         .unwrap();
     assert_eq!(client_book.latest().unwrap().voucher.total, n(260));
+}
+
+#[test]
+fn checks_are_paid_from_the_commission_and_what_it_lacks_stays_due() {
+    let f = Fixture::new("checks");
+    let checker = addr(3);
+    let paid = |outcome: Outcome| match outcome {
+        Outcome::Settled(s) => *s,
+        other => panic!("not settled: {other:?}"),
+    };
+    let pay = |fee: u64| Op::PayCheck {
+        worker: checker.clone(),
+        fee: n(fee),
+    };
+    let mut book = VoucherBook::new(
+        VoucherKind::Worker,
+        addr(0xcc),
+        checker.clone(),
+        f.public_key(),
+    );
+    {
+        let (l, _) = f.open();
+        l.submit_blocking(Op::Deposit {
+            client: addr(1),
+            amount: n(1000),
+        })
+        .unwrap();
+        l.submit_blocking(reserve("a", 500)).unwrap();
+        l.submit_blocking(settle("a", 400, 300)).unwrap();
+        assert_eq!(l.totals().commission, n(100));
+        let client = l.client(&addr(1));
+
+        // Covered: paid at once, with a voucher; no client moves.
+        let s = paid(l.submit_blocking(pay(70)).unwrap());
+        assert_eq!((s.charged.client, s.charged.worker), (n(0), n(70)));
+        assert!(s.client_voucher.is_none(), "no client pays for a check");
+        book.accept(s.worker_voucher.unwrap(), 0).unwrap();
+        assert_eq!(book.latest().unwrap().voucher.total, n(70));
+        assert_eq!(l.client(&addr(1)), client);
+
+        // Beyond the commission: what it holds is paid, the rest is due.
+        let s = paid(l.submit_blocking(pay(50)).unwrap());
+        assert_eq!(s.charged.worker, n(30));
+        book.accept(s.worker_voucher.unwrap(), 0).unwrap();
+        let w = l.worker(&checker);
+        assert_eq!((w.earned, w.checks_due), (n(100), n(20)));
+        let t = l.totals();
+        assert_eq!((t.commission, t.earned), (n(0), n(400)));
+        assert_eq!(t.charged.get(), t.earned.get() + t.commission.get());
+
+        // Nothing left: all of it is due, and no voucher is signed.
+        let s = paid(l.submit_blocking(pay(5)).unwrap());
+        assert_eq!(s.charged.worker, n(0));
+        assert!(s.worker_voucher.is_none());
+        assert_eq!(l.worker(&checker).checks_due, n(25));
+    }
+    // What is due survives a restart, and the checker's next request pays
+    // it from the commission that request brings.
+    let (l, _) = f.open();
+    assert_eq!(l.worker(&checker).checks_due, n(25));
+    l.submit_blocking(Op::Reserve {
+        request: "b".into(),
+        client: addr(1),
+        worker: checker.clone(),
+        amount: n(100),
+    })
+    .unwrap();
+    let s = paid(l.submit_blocking(settle("b", 100, 60)).unwrap());
+    assert_eq!(s.charged.worker, n(60), "the request's own fee");
+    book.accept(s.worker_voucher.unwrap(), 0).unwrap();
+    assert_eq!(
+        book.latest().unwrap().voucher.total,
+        n(100 + 60 + 25),
+        "the voucher also pays what was due"
+    );
+    let w = l.worker(&checker);
+    assert_eq!((w.earned, w.checks_due), (n(185), n(0)));
+    let t = l.totals();
+    assert_eq!(t.commission, n(40 - 25));
+    assert_eq!(t.charged.get(), t.earned.get() + t.commission.get());
 }
 
 #[test]
