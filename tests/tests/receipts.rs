@@ -417,7 +417,8 @@ async fn a_replicated_request_outvotes_a_dishonest_worker() {
 /// Three workers declaring the same weights, one answering differently:
 /// each new worker's first deterministic answer is re-run on another, a
 /// disagreement is settled by a third, the outvoted worker loses
-/// reputation, and the client pays only for the answers it got.
+/// reputation, the client pays only for the answers it got, and the
+/// checking workers are paid from the commission.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spot_checks_catch_a_worker_serving_other_weights_under_the_same_hash() {
     let honest = upstream(UpstreamBehaviour {
@@ -443,7 +444,7 @@ async fn spot_checks_catch_a_worker_serving_other_weights_under_the_same_hash() 
     body["temperature"] = json!(0);
     // The first answers of w1 and w2 are re-run on another worker; w3's
     // answer differs whether it answered or re-ran, and a third decides.
-    let mut charged = 0;
+    let (mut charged, mut fees) = (0, 0);
     let mut stats = Value::Null;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while std::time::Instant::now() < deadline {
@@ -451,6 +452,9 @@ async fn spot_checks_catch_a_worker_serving_other_weights_under_the_same_hash() 
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
         let v: Value = serde_json::from_slice(&answer).unwrap();
         charged += v["usage"]["cost_nanoton"].as_u64().unwrap();
+        fees += v["cocoon"]["receipt"]["receipt"]["worker_fee_nanoton"]
+            .as_u64()
+            .unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         let (_, _, s) = get(&format!("{}/jsonstats", net.proxy_http)).await;
         stats = serde_json::from_slice(&s).unwrap_or(Value::Null);
@@ -483,6 +487,67 @@ async fn spot_checks_catch_a_worker_serving_other_weights_under_the_same_hash() 
     let (_, _, balance) = get(&format!("{}/v1/cocoon/balance", net.api)).await;
     let balance: Value = serde_json::from_slice(&balance).unwrap();
     assert_eq!(balance["spent"].as_u64().unwrap(), charged, "{balance}");
+    // The workers that re-ran answers are paid from the commission: at
+    // once what it held, the rest as later answers bring more. Their
+    // workers (one payee here) earned the fees of the client's answers and
+    // the checks' fees, less what is still due.
+    for _ in 0..3 {
+        let (status, _, answer) = post_json(&net.chat_url(), &body).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+        let v: Value = serde_json::from_slice(&answer).unwrap();
+        charged += v["usage"]["cost_nanoton"].as_u64().unwrap();
+        fees += v["cocoon"]["receipt"]["receipt"]["worker_fee_nanoton"]
+            .as_u64()
+            .unwrap();
+    }
+    let books = |stats: &Value| {
+        let info = &stats["info"].as_object().cloned().unwrap_or_default();
+        let field = |k: &str, name: &str| -> u64 {
+            info.iter()
+                .filter(|(key, _)| key.starts_with(k))
+                .filter_map(|(_, v)| {
+                    v.as_str()?
+                        .split([' ', ';'])
+                        .find_map(|kv| kv.strip_prefix(name))?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .sum()
+        };
+        let check_fees: u64 = info
+            .iter()
+            .filter(|(k, _)| k.starts_with("spot-checks "))
+            .filter_map(|(_, v)| {
+                v.as_str()?
+                    .split("fees ")
+                    .nth(1)?
+                    .split(' ')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum();
+        (
+            field("ledger_earned_nanoton", ""),
+            field("ledger_commission_nanoton", ""),
+            field("worker ", "checks_due="),
+            check_fees,
+        )
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (earned, commission, due, check_fees) = loop {
+        let (_, _, s) = get(&format!("{}/jsonstats", net.proxy_http)).await;
+        stats = serde_json::from_slice(&s).unwrap_or(Value::Null);
+        let b = books(&stats);
+        if b.0 + b.2 == fees + b.3 || std::time::Instant::now() > deadline {
+            break b;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(check_fees > 0, "no check's fee was recorded: {stats}");
+    assert!(due < check_fees, "none of the checks was paid: {stats}");
+    assert_eq!(earned + due, fees + check_fees, "{stats}");
+    assert_eq!(commission + earned, charged, "{stats}");
 }
 
 /// More replicated requests than the workers have slots for at once: each

@@ -11,8 +11,10 @@
 //! surprising the answer is under the model at the request's temperature
 //! (teacher forcing, one prefill); text the model would not have written —
 //! another model's, or none's — fails. The checks are the network's cost:
-//! they are not charged to the client (and, for now, not paid to the
-//! checking worker). Results per worker are in the proxy's `/stats`.
+//! they are not charged to the client; the proxy pays the checking worker
+//! its fee for the run from its commission, as it would for a client's
+//! request (a scoring run as a prefill of the prompt and the answer), and
+//! sends it the voucher. Results per worker are in the proxy's `/stats`.
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
@@ -63,6 +65,12 @@ pub struct CheckRecord {
     /// Of the checks done, how many scored a sampled answer rather than
     /// replaying it.
     pub scored: u64,
+    /// Checks this worker ran on other workers' answers, at the proxy's
+    /// cost.
+    pub checks_run: u64,
+    /// Their fees, nanoton: paid from the commission, or due to the
+    /// worker until it covers them (the worker's account says which).
+    pub check_fees_nanoton: u64,
 }
 
 impl std::fmt::Display for CheckRecord {
@@ -71,7 +79,15 @@ impl std::fmt::Display for CheckRecord {
             f,
             "{} passed, {} failed, {} inconclusive, {} skipped ({} by scoring)",
             self.passed, self.failed, self.inconclusive, self.skipped, self.scored
-        )
+        )?;
+        if self.checks_run > 0 {
+            write!(
+                f,
+                "; ran {} for others, fees {} nanoton",
+                self.checks_run, self.check_fees_nanoton
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -273,6 +289,14 @@ async fn score_check(shared: &Shared, req: &InferRequest, hash: ModelHash, origi
         let Some(s) = result else {
             continue; // this worker cannot score (an upstream engine)
         };
+        if let Some(u) = receipt_usage(&original.receipt) {
+            // One prefill over the prompt and the answer.
+            let prefill = cocoon_core::Usage {
+                prompt: u.prompt + u.completion,
+                ..Default::default()
+            };
+            pay_checker(shared, &scorer, &prefill).await;
+        }
         if s.tokens < MIN_SCORED_TOKENS {
             checks.update(id, |r| r.inconclusive += 1);
             return;
@@ -389,11 +413,13 @@ async fn rerun(
     }
     let mut chunks = Vec::new();
     let mut receipt = Bytes::new();
+    let mut usage = None;
     let collected = tokio::time::timeout(RERUN_TIMEOUT, async {
         while let Some(ev) = events.recv().await {
             match ev.event {
                 Some(worker_event::Event::Chunk(b)) => chunks.push(b),
                 Some(worker_event::Event::Done(done)) => {
+                    usage = Some(done.usage());
                     receipt = done.receipt;
                     return true;
                 }
@@ -409,10 +435,63 @@ async fn rerun(
     .await
     .unwrap_or(false);
     lease.finish(collected);
+    if let Some(usage) = usage.filter(|_| collected) {
+        pay_checker(shared, &worker, &usage).await;
+    }
     collected.then(|| Rerun {
         serial: worker.serial,
         content: cocoon_receipt::digest::content(req.stream, &chunks),
         worker,
         receipt,
     })
+}
+
+/// The usage a worker's signed receipt states, if it is one.
+fn receipt_usage(receipt: &[u8]) -> Option<cocoon_core::Usage> {
+    cocoon_receipt::SignedReceipt::from_json(receipt)
+        .ok()
+        .map(|r| r.receipt.usage.into())
+}
+
+/// Pays `worker` from the commission for a check's run that used `usage`:
+/// its fee for that usage at the current prices and its coefficient, as a
+/// client's request would have earned it, with its new voucher. What the
+/// commission cannot cover yet stays due to the worker (the ledger pays it
+/// as the commission grows). Nothing to pay when the proxy charges nothing.
+async fn pay_checker(shared: &Shared, worker: &WorkerHandle, usage: &cocoon_core::Usage) {
+    let (Some(payments), Some(payee)) = (shared.config.payments.as_deref(), &worker.payee) else {
+        return;
+    };
+    let fee = match payments.prices.get().cost(usage, worker.coefficient()) {
+        Ok(charge) => charge.worker,
+        Err(e) => {
+            tracing::warn!(checker = %worker.id, error = %e, "cannot price a check's run; it goes unpaid");
+            return;
+        }
+    };
+    if fee == cocoon_core::Nanoton::ZERO {
+        return;
+    }
+    let op = cocoon_pay::Op::PayCheck {
+        worker: payee.clone(),
+        fee,
+    };
+    match payments.ledger.submit(op).await {
+        Ok(cocoon_pay::Outcome::Settled(s)) => {
+            shared.spot_checks.update(&worker.id, |r| {
+                r.checks_run += 1;
+                r.check_fees_nanoton = r.check_fees_nanoton.saturating_add(fee.get());
+            });
+            if s.charged.worker < fee {
+                tracing::info!(checker = %worker.id, fee = %fee, paid = %s.charged.worker, "the commission covers only part of a check's fee; the rest is due to the worker");
+            }
+            crate::relay::send_voucher(worker, s.worker_voucher).await;
+        }
+        Ok(other) => {
+            tracing::error!(checker = %worker.id, outcome = ?other, "paying a check answered with something else than a settlement")
+        }
+        Err(e) => {
+            tracing::error!(checker = %worker.id, fee = %fee, error = %e, "the books could not record a check's fee")
+        }
+    }
 }

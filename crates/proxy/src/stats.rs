@@ -145,10 +145,11 @@ fn ledger_info(p: &crate::Payments, info: &mut std::collections::BTreeMap<String
         info.insert(
             format!("worker {addr}"),
             format!(
-                "earned={} paid_out={} seqno={}",
+                "earned={} paid_out={} seqno={} checks_due={}",
                 a.earned.get(),
                 a.paid_out.get(),
-                a.seqno
+                a.seqno,
+                a.checks_due.get()
             ),
         );
     }

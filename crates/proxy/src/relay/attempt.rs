@@ -319,7 +319,16 @@ pub(super) async fn charge(
     if let Some(v) = &settled.client_voucher {
         done.client_voucher = v.to_boc().unwrap_or_default().into();
     }
-    if let Some(boc) = settled.worker_voucher.and_then(|v| v.to_boc().ok()) {
+    send_voucher(worker, settled.worker_voucher).await;
+    true
+}
+
+/// Sends `worker` its new cumulative voucher, if a settlement signed one.
+pub(crate) async fn send_voucher(
+    worker: &WorkerHandle,
+    voucher: Option<cocoon_pay::SignedVoucher>,
+) {
+    if let Some(boc) = voucher.and_then(|v| v.to_boc().ok()) {
         let msg = ProxyMessage {
             msg: Some(proxy_message::Msg::Voucher(WorkerVoucher {
                 voucher: boc.into(),
@@ -327,7 +336,6 @@ pub(super) async fn charge(
         };
         let _ = worker.send(msg).await;
     }
-    true
 }
 
 /// A worker event, as burst gathering sees it.

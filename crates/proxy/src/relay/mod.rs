@@ -35,6 +35,7 @@ use tycho_types::models::StdAddr;
 use crate::registry::{Lease, NoWorker, WorkerHandle};
 use crate::settlement::Reservation;
 use crate::Shared;
+pub(crate) use attempt::send_voucher;
 use attempt::Attempt;
 pub(crate) use error::{RelayError, Stopped};
 
