@@ -79,7 +79,7 @@ pub(crate) struct Receipts {
     unchecked: &'static str,
     workers: Mutex<HashMap<String, Arc<WorkerIdentity>>>,
     /// Verified certificates by SHA-256, base64 DER.
-    ders: Mutex<HashMap<String, Arc<str>>>,
+    certificates: Mutex<HashMap<String, Arc<str>>>,
     /// Why the proxy is no longer trusted, once a check failed.
     refused: Mutex<Option<String>>,
     kept: Mutex<VecDeque<Checked>>,
@@ -99,7 +99,7 @@ impl Receipts {
                 "unverified: this client's receipt checks are off (development benchmark)"
             },
             workers: Mutex::default(),
-            ders: Mutex::default(),
+            certificates: Mutex::default(),
             refused: Mutex::new(None),
             kept: Mutex::default(),
         }
@@ -173,14 +173,14 @@ impl Receipts {
             .unwrap_or_else(|p| p.into_inner())
             .get(sha)
             .cloned();
-        let der_cached = self
-            .ders
+        let base64_cached = self
+            .certificates
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(sha)
             .cloned();
-        if let (Some(identity), Some(der)) = (cached, der_cached) {
-            return Ok((identity, der));
+        if let (Some(identity), Some(certificate)) = (cached, base64_cached) {
+            return Ok((identity, certificate));
         }
         let der = proxy
             .clone()
@@ -211,19 +211,19 @@ impl Receipts {
         let identity = WorkerIdentity::verify(&der, verifier, cocoon_core::unix_now())
             .map_err(|e| Refusal::Untrusted(format!("worker {}: {e}", worker)))?;
         let identity = Arc::new(identity);
-        let der: Arc<str> = base64::engine::general_purpose::STANDARD
+        let certificate: Arc<str> = base64::engine::general_purpose::STANDARD
             .encode(&der)
             .into();
         let mut w = self.workers.lock().unwrap_or_else(|p| p.into_inner());
-        let mut d = self.ders.lock().unwrap_or_else(|p| p.into_inner());
+        let mut d = self.certificates.lock().unwrap_or_else(|p| p.into_inner());
         if w.len() >= KEPT_WORKERS {
             w.clear();
             d.clear();
         }
         w.insert(sha.to_string(), identity.clone());
-        d.insert(sha.to_string(), der.clone());
+        d.insert(sha.to_string(), certificate.clone());
         tracing::info!(worker = %worker, certificate = %sha, tee = %identity.attestation().kind, image = %identity.attestation().image_hash, "verified a worker's certificate");
-        Ok((identity, der))
+        Ok((identity, certificate))
     }
 
     /// The runs of a replicated request: every receipt verified against its
@@ -250,10 +250,13 @@ impl Receipts {
                 let signed = SignedReceipt::from_json(bytes)
                     .map_err(|e| Refusal::Untrusted(format!("a replica's receipt: {e}")))?;
                 let b = &signed.receipt;
-                let (identity, der) = self
+                let (identity, certificate) = self
                     .identity(proxy, verifier, &b.worker, &b.worker_certificate_sha256)
                     .await?;
-                certificates.insert(b.worker_certificate_sha256.clone(), der.to_string().into());
+                certificates.insert(
+                    b.worker_certificate_sha256.clone(),
+                    certificate.to_string().into(),
+                );
                 identity
                     .check(&signed)
                     .and_then(|()| b.expect_request(&request_sha256))
