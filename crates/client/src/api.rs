@@ -688,13 +688,13 @@ fn receipt_refused(shared: &Shared, why: &str) -> ApiError {
 
 /// A stream's last chunk: the receipt as its `cocoon` member, with the
 /// usage and cost when the app asked for usage.
-fn closing_chunk(endpoint: Endpoint, d: &Completion, receipt: &Receipt, usage: bool) -> Bytes {
+fn closing_chunk(endpoint: Endpoint, d: &Completion, receipt: Receipt, usage: bool) -> Bytes {
     let usage = usage.then(|| UsageObject::from(d.usage()).with_cost(d.cost()));
     let chunk = Chunk::closing(
         endpoint,
         (&d.response_id, d.created, &d.model),
         usage,
-        receipt.clone(),
+        receipt,
     );
     sse_data(&chunk.to_json())
 }
@@ -787,10 +787,11 @@ impl SseState {
         }
         a.active.succeed();
         let mut out = BytesMut::new();
+        // The answer ends here: its receipt goes out with the last chunk.
         out.put(closing_chunk(
             a.endpoint,
             done,
-            &a.receipt,
+            std::mem::take(&mut a.receipt),
             self.include_usage,
         ));
         out.put_slice(cocoon_openai::SSE_DONE);

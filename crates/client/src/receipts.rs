@@ -392,7 +392,7 @@ pub(crate) fn attach(member: &mut cocoon_openai::Receipt, worker: &Worker, c: Ch
         member.worker_image_hash = Some(identity.attestation().image_hash.to_string());
     }
     member.receipt = c.receipt;
-    member.worker_certificate = c.certificate.map(|c| c.to_string());
+    member.worker_certificate = c.certificate;
     member.receipt_status = Some(c.status);
 }
 

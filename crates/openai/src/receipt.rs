@@ -20,9 +20,10 @@ pub struct Receipt {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub receipt: Option<Box<serde_json::value::RawValue>>,
     /// The worker's RA-TLS certificate, base64 DER: the key that signed
-    /// the receipt and the evidence of what it runs.
+    /// the receipt and the evidence of what it runs. Shared: every answer
+    /// of the worker carries the same one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub worker_certificate: Option<String>,
+    pub worker_certificate: Option<std::sync::Arc<str>>,
     /// How the client checked the receipt: `verified`, or why it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub receipt_status: Option<String>,
