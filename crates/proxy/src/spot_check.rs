@@ -198,9 +198,12 @@ pub(crate) async fn check(shared: Arc<Shared>, req: InferRequest, original: Orig
         receipt: original.receipt.clone(),
     }];
     let mut exclude = vec![original.worker.serial];
+    // A re-run of the same request uses what the original did: the most a
+    // checker is paid for, whatever usage it reports.
+    let paid_up_to = receipt_usage(&original.receipt);
     // One re-run; a second only if the first disagrees.
     while answers.len() < 3 {
-        let Some(run) = rerun(&shared, &req, hash, &exclude).await else {
+        let Some(run) = rerun(&shared, &req, hash, &exclude, paid_up_to).await else {
             break;
         };
         exclude.push(run.serial);
@@ -386,12 +389,14 @@ async fn score_on(
 
 /// Runs `req` on a free worker serving the same weights, not in
 /// `exclude`; its serial, name and answer's content, or `None` when none
-/// could.
+/// could. The worker is paid for the usage it reports, at most
+/// `paid_up_to` (the original's); not at all when that is unknown.
 async fn rerun(
     shared: &Shared,
     req: &InferRequest,
     hash: ModelHash,
     exclude: &[u64],
+    paid_up_to: Option<cocoon_core::Usage>,
 ) -> Option<Rerun> {
     let (id, mut lease, mut events) = claim_checker(shared, req, hash, exclude)?;
     let worker = lease.worker.clone();
@@ -435,8 +440,14 @@ async fn rerun(
     .await
     .unwrap_or(false);
     lease.finish(collected);
-    if let Some(usage) = usage.filter(|_| collected) {
-        pay_checker(shared, &worker, &usage).await;
+    if let (Some(u), Some(cap), true) = (usage, paid_up_to, collected) {
+        let capped = cocoon_core::Usage {
+            prompt: u.prompt.min(cap.prompt),
+            cached: u.cached.min(cap.cached),
+            completion: u.completion.min(cap.completion),
+            reasoning: u.reasoning.min(cap.reasoning),
+        };
+        pay_checker(shared, &worker, &capped).await;
     }
     collected.then(|| Rerun {
         serial: worker.serial,
