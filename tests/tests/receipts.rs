@@ -414,6 +414,20 @@ async fn a_replicated_request_outvotes_a_dishonest_worker() {
     assert!(text.contains("only 3 serve"), "{text}");
 }
 
+/// Asks `url` for `body`: what the answer cost the client, and the fee its
+/// receipt says the worker earned.
+async fn charged_answer(url: &str, body: &Value) -> (u64, u64) {
+    let (status, _, answer) = post_json(url, body).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    let v: Value = serde_json::from_slice(&answer).unwrap();
+    (
+        v["usage"]["cost_nanoton"].as_u64().unwrap(),
+        v["cocoon"]["receipt"]["receipt"]["worker_fee_nanoton"]
+            .as_u64()
+            .unwrap(),
+    )
+}
+
 /// Three workers declaring the same weights, one answering differently:
 /// each new worker's first deterministic answer is re-run on another, a
 /// disagreement is settled by a third, the outvoted worker loses
@@ -448,13 +462,8 @@ async fn spot_checks_catch_a_worker_serving_other_weights_under_the_same_hash() 
     let mut stats = Value::Null;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while std::time::Instant::now() < deadline {
-        let (status, _, answer) = post_json(&net.chat_url(), &body).await;
-        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
-        let v: Value = serde_json::from_slice(&answer).unwrap();
-        charged += v["usage"]["cost_nanoton"].as_u64().unwrap();
-        fees += v["cocoon"]["receipt"]["receipt"]["worker_fee_nanoton"]
-            .as_u64()
-            .unwrap();
+        let (cost, fee) = charged_answer(&net.chat_url(), &body).await;
+        (charged, fees) = (charged + cost, fees + fee);
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         let (_, _, s) = get(&format!("{}/jsonstats", net.proxy_http)).await;
         stats = serde_json::from_slice(&s).unwrap_or(Value::Null);
@@ -492,13 +501,8 @@ async fn spot_checks_catch_a_worker_serving_other_weights_under_the_same_hash() 
     // workers (one payee here) earned the fees of the client's answers and
     // the checks' fees, less what is still due.
     for _ in 0..3 {
-        let (status, _, answer) = post_json(&net.chat_url(), &body).await;
-        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
-        let v: Value = serde_json::from_slice(&answer).unwrap();
-        charged += v["usage"]["cost_nanoton"].as_u64().unwrap();
-        fees += v["cocoon"]["receipt"]["receipt"]["worker_fee_nanoton"]
-            .as_u64()
-            .unwrap();
+        let (cost, fee) = charged_answer(&net.chat_url(), &body).await;
+        (charged, fees) = (charged + cost, fees + fee);
     }
     let books = |stats: &Value| {
         let info = &stats["info"].as_object().cloned().unwrap_or_default();
