@@ -159,7 +159,7 @@ fn choices(
     fn object(json: &[u8]) -> bool {
         json.trim_ascii_start().starts_with(b"{")
     }
-    fn content(raw: Option<&RawValue>) -> Option<String> {
+    fn message_content(raw: Option<&RawValue>) -> Option<String> {
         let raw = raw.filter(|r| object(r.get().as_bytes()))?;
         let message: Message = serde_json::from_str(raw.get()).ok()?;
         string(message.content)
@@ -190,9 +190,9 @@ fn choices(
                 .and_then(|i| serde_json::from_str::<u64>(i.get()).ok())
                 .unwrap_or(0);
             let text = if stream {
-                content(choice.delta)
+                message_content(choice.delta)
             } else {
-                content(choice.message)
+                message_content(choice.message)
             }
             .or_else(|| string(choice.text));
             let entry = choices.entry(index).or_default();
