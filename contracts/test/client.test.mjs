@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import {
   RustVoucherSigner, world, openClient, clientInit, clientData, proxyData, clientAddress,
   voucher, chargeBody, send, body, assertSuccess, assertRefused, txsOn, balance,
-  OP, EXIT, STATE, GAS, STORAGE_RESERVE, OTHER_SEED, CODES, toNano, beginCell, contractAddress,
+  OP, EXIT, STATE, GAS, RESERVE, OTHER_SEED, CODES, toNano, beginCell, contractAddress,
 } from './helpers.mjs';
 
 const signer = new RustVoucherSigner();
@@ -39,7 +39,7 @@ test('a top-up adds exactly its amount and returns the rest of the value', async
   const excess = txsOn(r, friend.address, OP.Excesses);
   assert.equal(excess.length, 1, 'the unspent value comes back as Excesses');
   assert.ok(excess[0].inMessage.info.value.coins > toNano('0.9'));
-  assert.ok((await balance(net.bc, client)) >= toNano('7') + STORAGE_RESERVE);
+  assert.ok((await balance(net.bc, client)) >= toNano('7') + RESERVE.client);
 });
 
 test('a top-up that does not carry its amount is refused and nothing moves', async () => {
@@ -200,7 +200,7 @@ test('close: the proxy charges during the delay, then the rest goes to the owner
   d = await clientData(net.bc, client);
   assert.equal(d.state, STATE.CLOSED);
   assert.equal(d.balance, 0n);
-  assert.ok((await balance(net.bc, client)) <= STORAGE_RESERVE);
+  assert.ok((await balance(net.bc, client)) <= RESERVE.client);
 
   r = await send(net, net.proxyOwner, client, chargeBody(await voucher(net, 'client', client, toNano('3'), 3)));
   assertRefused(r, client, EXIT.WRONG_STATE);

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { Blockchain } from '@ton/sandbox';
 import {
   RustVoucherSigner, START_TIME, PROXY_SEED, toNano, beginCell, assertSuccess, getAddress,
-  clientAddress, workerAddress, GAS,
+  clientAddress, workerAddress, GAS, REGISTER_VALUE,
 } from './helpers.mjs';
 
 const rust = new RustVoucherSigner();
@@ -29,7 +29,7 @@ test('the root, proxy, client and worker contracts are where crates/chain says',
   const key = await rust.key(PROXY_SEED);
   const keyHex = key.toString(16).padStart(64, '0');
   const register = await rust.body('register_proxy', proxyOwner.address.toRawString(), keyHex, 'tls://127.0.0.1:10010');
-  assertSuccess(await rootOwner.send({ to: root.address, value: GAS, body: register, bounce: true }), root.address);
+  assertSuccess(await rootOwner.send({ to: root.address, value: REGISTER_VALUE, body: register, bounce: true }), root.address);
 
   const ours = await rust.derive(root.address, proxyOwner.address, key, alice.address);
   const proxy = await getAddress(bc, root.address, 'get_proxy_address', [

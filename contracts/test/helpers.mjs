@@ -67,8 +67,13 @@ export const OP = {
   RequestStakeWithdrawal: 0x57c00004,
   WithdrawWorkerStake: 0x57c00005,
   Slash: 0x57c00006,
-  WorkerSlashed: 0x57c00007,
   PublishReputation: 0x50c00008,
+  ForwardSlash: 0x50c00009,
+  SlashRefund: 0x43c00006,
+  PayoutSettled: 0x57c00008,
+  AddReceiptKey: 0x57c00009,
+  RemoveReceiptKey: 0x57c0000a,
+  CancelStakeWithdrawal: 0x57c0000b,
 };
 
 export const EXIT = {
@@ -79,7 +84,10 @@ export const EXIT = {
   UNKNOWN_OP: 103,
   NOT_ROOT: 104,
   UNKNOWN_ROLE: 105,
+  BAD_PRICES: 106,
   NO_SUCH_PROXY: 107,
+  BAD_TERMS: 108,
+  WEAK_KEY: 109,
   VOUCHER_SIGNATURE: 110,
   VOUCHER_KIND: 111,
   VOUCHER_CONTRACT: 112,
@@ -95,6 +103,8 @@ export const EXIT = {
   NOT_WORKER_CONTRACT: 125,
   CLOSE_DELAY_OVER: 126,
   ZERO_AMOUNT: 127,
+  WORKERS_UNPAID: 128,
+  PROXY_STAKE_BELOW_MINIMUM: 129,
   EVIDENCE_SIGNATURE: 130,
   EVIDENCE_WORKER: 131,
   EVIDENCE_EXPIRED: 132,
@@ -105,12 +115,32 @@ export const EXIT = {
   NO_STAKE: 137,
   STAKE_BELOW_MINIMUM: 138,
   RECEIPT_BATCH: 139,
+  RECEIPT_KEY_UNKNOWN: 140,
+  RECEIPT_TOO_OLD: 141,
+  STAKE_UNLOCKED: 142,
+  WINDOW_PASSED: 143,
+  PAYOUT_IN_FLIGHT: 144,
+  TOO_MANY_KEYS: 145,
+  NO_SUCH_KEY: 146,
+  NOT_PROXY_CONTRACT: 147,
 };
 
 export const STATE = { OPEN: 0, CLOSING: 1, CLOSED: 2 };
 export const ROLE = { PROXY: 0, WORKER: 1, CLIENT: 2 };
-export const STORAGE_RESERVE = toNano('0.01');
+/** Each contract's storage reserve (contracts/src/common/value.tolk). */
+export const RESERVE = {
+  root: toNano('0.5'),
+  proxy: toNano('0.25'),
+  client: toNano('0.05'),
+  worker: toNano('0.15'),
+};
+/** How long an unlocked worker stake may be taken (WorkerContract.tolk). */
+export const WITHDRAW_WINDOW = 7 * 24 * 3600;
+/** How long a receipt is slash evidence (common/evidence.tolk). */
+export const EVIDENCE_WINDOW = 7 * 24 * 3600;
 export const GAS = toNano('0.1');
+/** What a registration carries: the proxy contract's reserve and gas. */
+export const REGISTER_VALUE = toNano('0.4');
 
 // ---- message bodies ----
 
@@ -138,6 +168,7 @@ export const DEFAULT_TERMS = {
   minWorkerStake: toNano('1'),
   proxyCloseDelay: 86400,
   clientCloseDelay: 3600,
+  slashShare: 1000,
 };
 
 export function storePrices(b, p) {
@@ -146,8 +177,8 @@ export function storePrices(b, p) {
   b.storeUint(p.completionMultiplier, 32).storeUint(p.reasoningMultiplier, 32);
 }
 
-function termsArgs(t) {
-  return `${t.minProxyStake} ${t.minClientStake} ${t.minWorkerStake} ${t.proxyCloseDelay} ${t.clientCloseDelay}`;
+export function termsArgs(t) {
+  return `${t.minProxyStake} ${t.minClientStake} ${t.minWorkerStake} ${t.proxyCloseDelay} ${t.clientCloseDelay} ${t.slashShare}`;
 }
 
 function pricesArgs(p) {
@@ -156,7 +187,7 @@ function pricesArgs(p) {
 
 export function storeTerms(b, t) {
   b.storeCoins(t.minProxyStake).storeCoins(t.minClientStake).storeCoins(t.minWorkerStake);
-  b.storeUint(t.proxyCloseDelay, 32).storeUint(t.clientCloseDelay, 32);
+  b.storeUint(t.proxyCloseDelay, 32).storeUint(t.clientCloseDelay, 32).storeUint(t.slashShare, 16);
 }
 
 export function codesCell(codes = CODES) {
@@ -207,7 +238,7 @@ export async function network({ prices, terms } = {}) {
 /** Registers a proxy with the root and returns its contract's address. */
 export async function registerProxy(net, owner, key, endpoints = 'tls://127.0.0.1:10010') {
   const r = await send(net, net.rootOwner, net.root, body(OP.RegisterProxy, (b) =>
-    b.storeAddress(owner.address).storeUint(key, 256).storeRef(text(endpoints))));
+    b.storeAddress(owner.address).storeUint(key, 256).storeRef(text(endpoints))), REGISTER_VALUE);
   assertSuccess(r, net.root);
   const proxy = await getAddress(net.bc, net.root, 'get_proxy_address', [
     { type: 'slice', cell: beginCell().storeAddress(owner.address).endCell() },
@@ -272,6 +303,8 @@ export async function workerData(bc, worker) {
     proxyKey: s.readBigNumber(),
     committed: s.readBigNumber(),
     lastSeqno: s.readBigNumber(),
+    inFlight: s.readBigNumber(),
+    owed: s.readBigNumber(),
   };
 }
 
@@ -283,7 +316,14 @@ export async function workerStake(bc, worker) {
     unlockAt: s.readNumber(),
     slashed: s.readBigNumber(),
     stakeDelay: s.readNumber(),
+    slashShare: s.readNumber(),
+    withdrawWindow: s.readNumber(),
   };
+}
+
+/** -1 when evidence may not name `key`, 0 when active, else when a removed key stops counting. */
+export async function receiptKey(bc, worker, key) {
+  return (await get(bc, worker, 'get_receipt_key', [{ type: 'int', value: key }])).readNumber();
 }
 
 export async function proxyData(bc, proxy) {
@@ -298,6 +338,7 @@ export async function proxyData(bc, proxy) {
     commission: s.readBigNumber(),
     charged: s.readBigNumber(),
     paid: s.readBigNumber(),
+    owed: s.readBigNumber(),
   };
 }
 
@@ -428,14 +469,14 @@ export class RustVoucherSigner {
 
   /**
    * A SignedEvidence cell signed by the proxy key of `proxySeed`, built by
-   * crates/receipt. Each receipt is { seed, request, content, model,
-   * forged, batch } (32-byte hex values; batch is a ton_helper receipt
-   * modifier: batch, batchforged, batchdeep).
+   * crates/receipt. Each receipt is { seed, request, content, model, time,
+   * forged, batch } (32-byte hex values and a UNIX time; batch is a
+   * ton_helper receipt modifier: batch, batchforged, batchdeep).
    */
-  async evidence({ proxySeed = PROXY_SEED, worker, client, amount, expiresAt, accused, first, second }) {
-    const spec = (r) => [r.seed, r.request, r.content, r.model].join(':') + (r.forged ? ':forged' : r.batch ? `:${r.batch}` : '');
+  async evidence({ proxySeed = PROXY_SEED, worker, clientOwner, expiresAt, accused, first, second }) {
+    const spec = (r) => [r.seed, r.request, r.content, r.model, r.time].join(':') + (r.forged ? ':forged' : r.batch ? `:${r.batch}` : '');
     const hex = await this.request(
-      `evidence ${proxySeed} ${worker.toRawString()} ${client.toRawString()} ${amount} ${expiresAt} ${spec(accused)} ${spec(first)} ${spec(second)}`,
+      `evidence ${proxySeed} ${worker.toRawString()} ${clientOwner.toRawString()} ${expiresAt} ${spec(accused)} ${spec(first)} ${spec(second)}`,
     );
     return Cell.fromBoc(Buffer.from(hex, 'hex'))[0];
   }
@@ -509,15 +550,25 @@ export function clientInit(net, owner, { proxy = net.proxy, proxyKey = net.proxy
 }
 
 /** The state init of `owner`'s worker contract. */
-export function workerInit(net, owner, { proxy = net.proxy, proxyKey = net.proxyKey } = {}) {
+export function workerInit(net, owner, { proxy = net.proxy, proxyKey = net.proxyKey, terms: t = net.terms } = {}) {
   const terms = beginCell()
     .storeAddress(proxy)
     .storeUint(proxyKey, 256)
-    .storeCoins(net.terms.minWorkerStake)
-    .storeUint(net.terms.proxyCloseDelay, 32)
+    .storeCoins(t.minWorkerStake)
+    .storeUint(t.proxyCloseDelay, 32)
+    .storeUint(t.slashShare, 16)
     .endCell();
   const stake = beginCell().storeCoins(0).storeUint(0, 32).storeCoins(0).storeDict(null).endCell();
-  const data = beginCell().storeAddress(owner).storeCoins(0).storeUint(0, 64).storeRef(stake).storeRef(terms).endCell();
+  const data = beginCell()
+    .storeAddress(owner)
+    .storeCoins(0) // committed
+    .storeUint(0, 64) // lastSeqno
+    .storeCoins(0) // inFlight
+    .storeCoins(0) // owed
+    .storeDict(null) // receipt keys
+    .storeRef(stake)
+    .storeRef(terms)
+    .endCell();
   return { code: CODES.worker, data };
 }
 

@@ -4,9 +4,9 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  RustVoucherSigner, world, openClient, openWorker, proxyData, voucher, chargeBody, payoutBody,
+  RustVoucherSigner, world, openClient, openWorker, proxyData, clientData, voucher, chargeBody, payoutBody,
   send, body, assertSuccess, assertRefused, txsOn, balance, get,
-  OP, EXIT, STATE, GAS, STORAGE_RESERVE, toNano,
+  OP, EXIT, STATE, GAS, RESERVE, toNano,
 } from './helpers.mjs';
 
 const signer = new RustVoucherSigner();
@@ -25,6 +25,8 @@ test('a registered proxy contract knows its root, owner, key and terms', async (
   assert.equal(t.readNumber(), net.terms.clientCloseDelay);
   assert.equal(t.readBigNumber(), net.terms.minClientStake);
   assert.equal(t.readBigNumber(), net.terms.minWorkerStake);
+  assert.equal(t.readBigNumber(), net.terms.minProxyStake);
+  assert.equal(t.readNumber(), net.terms.slashShare);
 });
 
 test('only the owner stakes, and a stake must carry its amount', async () => {
@@ -81,10 +83,10 @@ test('close: workers are paid during the delay, then stake and commission go to 
   p = await proxyData(net.bc, net.proxy);
   assert.equal(p.state, STATE.CLOSED);
   assert.equal(p.stake, 0n);
-  assert.ok((await balance(net.bc, net.proxy)) <= STORAGE_RESERVE);
+  assert.ok((await balance(net.bc, net.proxy)) <= RESERVE.proxy);
 });
 
-test('a charge that lands after the close is the owner\'s to withdraw', async () => {
+test('a closed proxy contract, its stake gone, books no charge: the charge bounces into the client\'s balance', async () => {
   const net = await world(signer);
   const clientOwner = await net.bc.treasury('client-owner');
   const client = await openClient(net, clientOwner, toNano('5'));
@@ -92,10 +94,25 @@ test('a charge that lands after the close is the owner\'s to withdraw', async ()
   net.bc.now += net.terms.proxyCloseDelay;
   assertSuccess(await send(net, net.proxyOwner, net.proxy, body(OP.FinishProxyClose)), net.proxy);
 
-  assertSuccess(await send(net, net.proxyOwner, client, chargeBody(await voucher(net, 'client', client, toNano('2'), 1))), net.proxy);
-  const r = await send(net, net.proxyOwner, net.proxy, body(OP.WithdrawCommission, (b) => b.storeCoins(toNano('2'))));
-  assertSuccess(r, net.proxy);
-  assert.ok(txsOn(r, net.proxyOwner.address, OP.Withdrawal)[0].inMessage.info.value.coins >= toNano('2'));
+  const r = await send(net, net.proxyOwner, client, chargeBody(await voucher(net, 'client', client, toNano('2'), 1)));
+  assertRefused(r, net.proxy, EXIT.PROXY_STAKE_BELOW_MINIMUM);
+  const c = await clientData(net.bc, client);
+  assert.equal(c.balance, toNano('5'), 'the bounce restores the balance');
+  assert.equal(c.committed, 0n);
+  assert.equal((await proxyData(net.bc, net.proxy)).charged, 0n);
+  assertRefused(await send(net, net.proxyOwner, net.proxy, body(OP.WithdrawCommission, (b) => b.storeCoins(1n))), net.proxy, EXIT.WRONG_STATE);
+});
+
+test('a proxy contract below the root\'s minimum stake books no charge until it stakes it', async () => {
+  const net = await world(signer, { stake: toNano('9') });
+  const clientOwner = await net.bc.treasury('client-owner');
+  const client = await openClient(net, clientOwner, toNano('5'));
+  const v = await voucher(net, 'client', client, toNano('2'), 1);
+  assertRefused(await send(net, net.proxyOwner, client, chargeBody(v)), net.proxy, EXIT.PROXY_STAKE_BELOW_MINIMUM);
+  assert.equal((await clientData(net.bc, client)).balance, toNano('5'));
+  assertSuccess(await send(net, net.proxyOwner, net.proxy, body(OP.AddProxyStake, (b) => b.storeCoins(toNano('1'))), toNano('1') + GAS), net.proxy);
+  assertSuccess(await send(net, net.proxyOwner, client, chargeBody(v)), net.proxy);
+  assert.equal((await proxyData(net.bc, net.proxy)).charged, toNano('2'));
 });
 
 test('only client and worker contracts it derives may book charges or claim payouts', async () => {
@@ -105,7 +122,10 @@ test('only client and worker contracts it derives may book charges or claim payo
     b.storeCoins(toNano('1')).storeAddress(impostor.address).storeAddress(impostor.address)), toNano('1.1'));
   assertRefused(r, net.proxy, EXIT.NOT_CLIENT_CONTRACT);
   r = await send(net, impostor, net.proxy, body(OP.PayWorker, (b) =>
-    b.storeCoins(toNano('1')).storeAddress(impostor.address).storeAddress(impostor.address)));
+    b.storeCoins(toNano('1')).storeCoins(0).storeAddress(impostor.address).storeAddress(impostor.address)));
+  assertRefused(r, net.proxy, EXIT.NOT_WORKER_CONTRACT);
+  r = await send(net, impostor, net.proxy, body(OP.ForwardSlash, (b) =>
+    b.storeCoins(toNano('1')).storeUint(1n, 256).storeAddress(impostor.address).storeAddress(impostor.address)), toNano('1.1'));
   assertRefused(r, net.proxy, EXIT.NOT_WORKER_CONTRACT);
   r = await send(net, impostor, net.proxy, body(OP.DeployProxy));
   assertRefused(r, net.proxy, EXIT.NOT_ROOT);
@@ -129,5 +149,5 @@ test('excess value comes back to whoever sent it', async () => {
   assert.ok(excess[0].inMessage.info.value.coins > toNano('1.9'));
   assert.equal((await proxyData(net.bc, net.proxy)).stake, toNano('11'));
   assert.ok((await balance(net.bc, net.proxy)) >= toNano('11'));
-  assert.ok((await balance(net.bc, net.proxy)) <= toNano('11') + STORAGE_RESERVE + GAS);
+  assert.ok((await balance(net.bc, net.proxy)) <= toNano('11') + RESERVE.proxy + GAS);
 });

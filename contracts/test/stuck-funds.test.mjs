@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import {
   RustVoucherSigner, world, network, openClient, openWorker, clientData, workerData, proxyData,
   voucher, chargeBody, payoutBody, send, body, assertSuccess, assertRefused, txsOn, balance,
-  OP, EXIT, STATE, CODES, STORAGE_RESERVE, toNano, beginCell, contractAddress,
+  OP, EXIT, STATE, CODES, RESERVE, toNano, beginCell, contractAddress,
 } from './helpers.mjs';
 
 const signer = new RustVoucherSigner();
@@ -20,7 +20,8 @@ function refunded(result, owner) {
 }
 
 async function emptied(net, address) {
-  assert.ok((await balance(net.bc, address)) <= STORAGE_RESERVE, `${address} keeps only its storage reserve`);
+  const most = [RESERVE.root, RESERVE.proxy, RESERVE.client, RESERVE.worker].reduce((a, b) => (a > b ? a : b));
+  assert.ok((await balance(net.bc, address)) <= most, `${address} keeps only its storage reserve`);
 }
 
 async function closeClient(net, owner, client) {
@@ -99,7 +100,7 @@ test('worker, proxy contract gone: payouts bounce, the committed total holds, th
   await emptied(net, worker);
 });
 
-test('worker, proxy closed: what the proxy could not pay is refused, and nothing is lost from the books', async () => {
+test('worker, proxy closed: a payout after the close is refused, and the stake and reserve still come home', async () => {
   const net = await world(signer, { stake: toNano('1') });
   const owner = await net.bc.treasury('worker-owner');
   const worker = await openWorker(net, owner);
@@ -107,8 +108,15 @@ test('worker, proxy closed: what the proxy could not pay is refused, and nothing
   net.bc.now += net.terms.proxyCloseDelay;
   assertSuccess(await send(net, net.proxyOwner, net.proxy, body(OP.FinishProxyClose)), net.proxy);
   const r = await send(net, owner, worker, payoutBody(await voucher(net, 'worker', worker, toNano('1'), 1)));
-  assertRefused(r, net.proxy, EXIT.INSUFFICIENT_FUNDS);
-  assert.equal((await workerData(net.bc, worker)).committed, 0n, 'the voucher stays claimable');
+  assertRefused(r, net.proxy, EXIT.WRONG_STATE);
+  const d = await workerData(net.bc, worker);
+  assert.equal(d.committed, 0n, 'nothing was paid, so nothing is committed');
+  assert.equal(d.inFlight, 0n, 'the bounce ends the payout');
+  assertSuccess(await send(net, owner, worker, body(OP.RequestStakeWithdrawal)), worker);
+  net.bc.now += net.terms.proxyCloseDelay;
+  const w = await send(net, owner, worker, body(OP.WithdrawWorkerStake));
+  assert.ok(refunded(w, owner) >= net.terms.minWorkerStake);
+  await emptied(net, worker);
 });
 
 test('proxy, open, closing and closed: stake, commission and strays all reach the owner', async () => {
@@ -125,12 +133,14 @@ test('proxy, open, closing and closed: stake, commission and strays all reach th
   assert.ok(refunded(r, net.proxyOwner) >= toNano('10') + toNano('2') + toNano('1'));
   await emptied(net, net.proxy);
 
-  // Closed: a late charge and a stray transfer, swept again.
-  assertSuccess(await send(net, net.proxyOwner, client, chargeBody(await voucher(net, 'client', client, toNano('3'), 2))), net.proxy);
+  // Closed: a late charge bounces back to the client (no stake is at risk
+  // any more); a stray transfer is swept again.
+  assertRefused(await send(net, net.proxyOwner, client, chargeBody(await voucher(net, 'client', client, toNano('3'), 2))), net.proxy, EXIT.PROXY_STAKE_BELOW_MINIMUM);
+  assert.equal((await clientData(net.bc, client)).balance, toNano('3'));
   await clientOwner.send({ to: net.proxy, value: toNano('1'), bounce: false });
   r = await send(net, net.proxyOwner, net.proxy, body(OP.FinishProxyClose));
   assertSuccess(r, net.proxy);
-  assert.ok(refunded(r, net.proxyOwner) >= toNano('2'));
+  assert.ok(refunded(r, net.proxyOwner) >= toNano('0.99'));
   await emptied(net, net.proxy);
   assert.equal((await proxyData(net.bc, net.proxy)).commission, 0n);
 });

@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { Blockchain } from '@ton/sandbox';
 import { beginCell, storeMessage, storeShardAccount } from '@ton/core';
 import {
-  RustVoucherSigner, CONTRACTS_DIR, CODES, OP, GAS, START_TIME, DEFAULT_TERMS, PROXY_SEED,
+  RustVoucherSigner, CONTRACTS_DIR, CODES, OP, GAS, REGISTER_VALUE, START_TIME, DEFAULT_TERMS, PROXY_SEED,
   rootData, body, text, contractAddress, toNano, clientInit, workerInit, getAddress,
   chargeBody, payoutBody, computeOf,
 } from './helpers.mjs';
@@ -99,7 +99,7 @@ async function settlementLife() {
   await rec.record(await rootOwner.send({ to: root, value: toNano('1'), init, bounce: false }));
   const proxyKey = await signer.key(PROXY_SEED);
   await send(rootOwner, root, body(OP.RegisterProxy, (b) =>
-    b.storeAddress(proxyOwner.address).storeUint(proxyKey, 256).storeRef(text('tls://127.0.0.1:10010'))));
+    b.storeAddress(proxyOwner.address).storeUint(proxyKey, 256).storeRef(text('tls://127.0.0.1:10010'))), REGISTER_VALUE);
   const proxy = await getAddress(bc, root, 'get_proxy_address', [
     { type: 'slice', cell: beginCell().storeAddress(proxyOwner.address).endCell() },
     { type: 'int', value: proxyKey },
@@ -114,7 +114,12 @@ async function settlementLife() {
   await send(alice, client, body(OP.TopUp, (b) => b.storeCoins(toNano('5'))), toNano('5') + GAS, { init: ci });
   const wi = workerInit(net, w1.address);
   const worker = contractAddress(0, wi);
-  await rec.record(await w1.send({ to: worker, value: toNano('0.05'), init: wi, bounce: false }));
+  await rec.record(await w1.send({
+    to: worker, value: toNano('2.2'), init: wi, bounce: false,
+    body: body(OP.AddWorkerStake, (b) => b.storeCoins(toNano('2'))),
+  }));
+  const receiptKey = await signer.key('a1'.repeat(32));
+  await send(w1, worker, body(OP.AddReceiptKey, (b) => b.storeUint(receiptKey, 256)));
 
   const sign = (kind, party, total, seqno) => signer.sign({
     kind, contract: proxy, party, total, seqno, expiresAt: bc.now + 3600, seed: PROXY_SEED,
@@ -128,6 +133,18 @@ async function settlementLife() {
   await send(w1, worker, payoutBody(await sign('worker', worker, toNano('2'), 1)));
   await send(w1, worker, payoutBody(await sign('worker', worker, toNano('2.5'), 2)));
   await send(proxyOwner, proxy, body(OP.WithdrawCommission, (b) => b.storeCoins(toNano('0.2'))));
+  // The worker outvoted on a deterministic request: a slash through the
+  // proxy contract into alice's client contract.
+  const receipt = (seed, content) => ({ seed, request: '01'.repeat(32), content, model: '0a'.repeat(32), time: bc.now });
+  const evidence = await signer.evidence({
+    worker,
+    clientOwner: alice.address,
+    expiresAt: bc.now + 3600,
+    accused: receipt('a1'.repeat(32), 'd0'.repeat(32)),
+    first: receipt('a2'.repeat(32), 'c0'.repeat(32)),
+    second: receipt('a3'.repeat(32), 'c0'.repeat(32)),
+  });
+  await send(proxyOwner, worker, body(OP.Slash, (b) => b.storeRef(evidence)));
   await send(alice, client, body(OP.WithdrawBalance, (b) => b.storeCoins(toNano('0.5'))));
   await send(alice, client, body(OP.RequestClientClose));
   bc.now += DEFAULT_TERMS.clientCloseDelay;
