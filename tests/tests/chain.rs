@@ -7,9 +7,10 @@
 //! still served, the proxy says the chain is unreachable, and when it comes
 //! back the proxy catches up and commits exactly what it charged, once.
 //! A worker adds to its stake on demand; a dishonest worker outvoted in a
-//! replicated request is slashed on chain by the proxy, and the client's
-//! wallet receives the amount. Only --chain tells the nodes where the
-//! chain is.
+//! replicated request is slashed on chain by the proxy (its receipt key,
+//! which it registered itself, signed the accused receipt), and the root's
+//! share of its stake lands in the client's contract. Only --chain tells
+//! the nodes where the chain is.
 
 use cocoon_e2e::*;
 use serde_json::{json, Value};
@@ -513,11 +514,13 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
     assert!(why.contains("less than the"), "{why}");
 
     // A worker proven wrong is slashed on chain by the proxy itself. Two
-    // more workers serve the model, each with its own wallet, one of them
-    // answering differently; a replicated request (one seed: deterministic)
-    // outvotes it, and the proxy sends the signed evidence from its
-    // operator wallet to the dissenter's worker contract, which checks the
-    // three workers' receipt signatures and pays the client's wallet.
+    // more workers serve the model, each with its own wallet and receipt
+    // key, one of them answering differently; a replicated request (one
+    // seed: deterministic) outvotes it, and the proxy sends the signed
+    // evidence from its operator wallet to the dissenter's worker
+    // contract, which checks the three workers' receipt signatures and
+    // that the accused key is one it registered, and pays the root's share
+    // of its stake, through the proxy contract, into the client's contract.
     let dishonest = cocoon_e2e::upstream(UpstreamBehaviour {
         chunk_size: 13,
         ..Default::default()
@@ -600,6 +603,23 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
                 .unwrap()
         }
     };
+    let client_data = |address: String| {
+        let chain = chain.clone();
+        async move {
+            let (_, _, body) = post_json(
+                &format!("{chain}/runGetMethod"),
+                &json!({"address": address, "method": "get_client_data", "stack": []}),
+            )
+            .await;
+            let s: Value = serde_json::from_slice(&body).unwrap();
+            // balance, committed
+            (
+                hex_num(&s["result"]["stack"][5]),
+                hex_num(&s["result"]["stack"][7]),
+            )
+        }
+    };
+    let (balance_before, committed_before) = client_data(contract.clone()).await;
     let wallet_before = balance_of(client_wallet.clone()).await;
 
     let mut body = chat_body("chain-model", false);
@@ -610,10 +630,15 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
     let r = &v["cocoon"]["replication"];
     assert_eq!(r["dissented"], json!(["chain-worker-3"]), "{r}");
     assert_eq!(r["slash_evidence"].as_array().unwrap().len(), 1, "{r}");
-    let request = r["receipts"][0]["receipt"]["request_sha256"]
-        .as_str()
+    let accused = r["receipts"]
+        .as_array()
         .unwrap()
-        .to_string();
+        .iter()
+        .find(|x| x["receipt"]["worker"] == "chain-worker-3")
+        .unwrap_or_else(|| panic!("the dissenter's receipt: {r}"))["receipt"]
+        .clone();
+    let request = accused["request_sha256"].as_str().unwrap().to_string();
+    let time = accused["finished_at_ms"].as_u64().unwrap() / 1000;
 
     let mut submitted = Value::Null;
     for _ in 0..200 {
@@ -628,13 +653,12 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
     assert_eq!(submitted["submitted"], "sent", "{submitted}");
     assert_eq!(submitted["worker_contract"], dissenter_contract.as_str());
     assert_eq!(
-        submitted["client"],
+        submitted["client_owner"],
         client_wallet.as_str(),
-        "paid to the client's wallet"
+        "paid into the contract of the client's wallet"
     );
-    // The contract took the proxy's default slash (0.5 TON) from the stake,
-    // remembers the request, and the client's wallet received it (less the
-    // fees of receiving it).
+    // The contract took the root's share (10 %) of the stake, remembers
+    // the receipt, and the client's contract received it into its balance.
     let mut stake = (0, 0);
     for _ in 0..100 {
         stake = stake_of(dissenter_contract.clone()).await;
@@ -643,19 +667,26 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert_eq!(stake, (500_000_000, 500_000_000), "stake left and slashed");
+    assert_eq!(stake, (900_000_000, 100_000_000), "stake left and slashed");
     let (_, _, body) = post_json(
         &format!("{chain}/runGetMethod"),
         &json!({"address": dissenter_contract, "method": "was_slashed_for",
-                "stack": [["num", format!("0x{request}")]]}),
+                "stack": [["num", format!("{time:#x}")], ["num", format!("0x{request}")]]}),
     )
     .await;
     let w: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(w["result"]["stack"][0][1], "-0x1", "true: {w}");
-    let gained = balance_of(client_wallet.clone()).await - wallet_before;
-    assert!(
-        (490_000_000..=500_000_000).contains(&gained),
-        "the client's wallet gained {gained}"
+    let (balance_after, committed_after) = client_data(contract.clone()).await;
+    let charged = committed_after - committed_before;
+    assert_eq!(
+        balance_after + charged,
+        balance_before + 100_000_000,
+        "the client's contract gained the slashed amount (less any charge committed meanwhile)"
+    );
+    assert_eq!(
+        balance_of(client_wallet.clone()).await,
+        wallet_before,
+        "nothing went to the wallet itself"
     );
     drop(extra);
 

@@ -22,19 +22,22 @@
 //!   -> ok PROXY CLIENT WORKER   (OWNER's client and worker contracts)
 //! body register_proxy OWNER KEY_HEX ENDPOINTS | body top_up AMOUNT | body add_proxy_stake AMOUNT
 //!   -> ok BOC_HEX
-//! evidence PROXY_SEED WORKER CLIENT AMOUNT EXPIRES_AT ACCUSED FIRST SECOND
+//! body add_receipt_key KEY_HEX | body set_terms TERMS
+//!   -> ok BOC_HEX
+//! evidence PROXY_SEED WORKER CLIENT_OWNER EXPIRES_AT ACCUSED FIRST SECOND
 //!   -> ok BOC_HEX           (a SignedEvidence cell, as a proxy signs it)
 //! ```
 //!
-//! Each receipt of `evidence` is `SEED:REQUEST:CONTENT:MODEL` (32-byte
-//! hex values), facts signed by the worker key of SEED as
-//! `cocoon-receipt` signs them; a fifth part `:forged` spoils the
-//! signature. The evidence is signed as given, without the checks a proxy
-//! makes first, so the tests can show the contract refusing bad evidence.
+//! Each receipt of `evidence` is `SEED:REQUEST:CONTENT:MODEL:TIME`
+//! (32-byte hex values, then the receipt's UNIX time), version 4 facts
+//! signed by the receipt key of SEED as `cocoon-receipt` signs them; a
+//! sixth part `:forged` spoils the signature. The evidence is signed as
+//! given, without the checks a proxy makes first, so the tests can show the
+//! contract refusing bad evidence.
 //!
 //! TERMS is `MIN_PROXY_STAKE MIN_CLIENT_STAKE MIN_WORKER_STAKE
-//! PROXY_CLOSE_DELAY CLIENT_CLOSE_DELAY`; PRICES is `PRICE_PER_TOKEN WORKER_FEE PROMPT CACHED
-//! COMPLETION REASONING`.
+//! PROXY_CLOSE_DELAY CLIENT_CLOSE_DELAY SLASH_SHARE`; PRICES is
+//! `PRICE_PER_TOKEN WORKER_FEE PROMPT CACHED COMPLETION REASONING`.
 //!
 //! KIND is `client` or `worker`; addresses are raw (`0:<64 hex>`); DEPLOY
 //! and BOUNCE are 0 or 1; a request it cannot serve is answered
@@ -124,8 +127,8 @@ fn serve(line: &str) -> Result<String, String> {
                 .map_err(|e| e.to_string())?;
             Ok(hex(&Boc::encode(&msg)))
         }
-        ["root", owner, rest @ ..] if rest.len() == 11 => {
-            let (terms, prices) = (terms(&rest[..5])?, prices(&rest[5..])?);
+        ["root", owner, rest @ ..] if rest.len() == 12 => {
+            let (terms, prices) = (terms(&rest[..6])?, prices(&rest[6..])?);
             let codes = Codes::committed().map_err(|e| e.to_string())?;
             let init = contracts::root_state_init(&address(owner)?, &prices, &terms, &codes)
                 .map_err(|e| e.to_string())?;
@@ -136,7 +139,7 @@ fn serve(line: &str) -> Result<String, String> {
                 hex(&Boc::encode(&cell))
             ))
         }
-        ["derive", root, proxy_owner, key, owner, rest @ ..] if rest.len() == 5 => {
+        ["derive", root, proxy_owner, key, owner, rest @ ..] if rest.len() == 6 => {
             let codes = Codes::committed().map_err(|e| e.to_string())?;
             let config = ProxyConfig::under(&address(root)?, &terms(rest)?, &codes);
             let key = HashBytes(unhex(key)?.try_into().map_err(|_| "a key is 32 bytes")?);
@@ -171,11 +174,19 @@ fn serve(line: &str) -> Result<String, String> {
                 .map_err(|e| e.to_string())?;
             Ok(hex(&Boc::encode(&b)))
         }
-        ["evidence", proxy_seed, worker, client, amount, expires_at, accused, first, second] => {
+        ["body", "add_receipt_key", key] => {
+            let key: [u8; 32] = unhex(key)?.try_into().map_err(|_| "a key is 32 bytes")?;
+            let b = contracts::add_receipt_key(7, &key).map_err(|e| e.to_string())?;
+            Ok(hex(&Boc::encode(&b)))
+        }
+        ["body", "set_terms", rest @ ..] if rest.len() == 6 => {
+            let b = contracts::set_terms(7, &terms(rest)?).map_err(|e| e.to_string())?;
+            Ok(hex(&Boc::encode(&b)))
+        }
+        ["evidence", proxy_seed, worker, client_owner, expires_at, accused, first, second] => {
             let evidence = SlashEvidence {
                 worker: address(worker)?,
-                client: address(client)?,
-                amount: Nanoton::new(number(amount)?),
+                client_owner: address(client_owner)?,
                 expires_at: number(expires_at)?,
                 accused: receipt_facts(accused)?,
                 first: receipt_facts(first)?,
@@ -192,7 +203,7 @@ fn serve(line: &str) -> Result<String, String> {
     }
 }
 
-/// `SEED:REQUEST:CONTENT:MODEL[:MODIFIER]`: facts signed by SEED's key.
+/// `SEED:REQUEST:CONTENT:MODEL:TIME[:MODIFIER]`: facts signed by SEED's key.
 /// Modifiers: `forged` (the signature altered), `batch` (signed as leaf 3
 /// of a batch of 5), `batchforged` (that, with a sibling altered after
 /// signing), `batchdeep` (a validly signed path of nine levels, one more
@@ -204,12 +215,12 @@ fn receipt_facts(spec: &str) -> Result<SignedReceiptFacts, String> {
             .try_into()
             .map_err(|_| format!("{s}: not 32 bytes"))
     };
-    let (seed, request, content, model, modifier) = match parts.as_slice() {
-        [seed, r, c, m] => (*seed, h(r)?, h(c)?, h(m)?, ""),
-        [seed, r, c, m, modifier] => (*seed, h(r)?, h(c)?, h(m)?, *modifier),
+    let (seed, request, content, model, time, modifier) = match parts.as_slice() {
+        [seed, r, c, m, t] => (*seed, h(r)?, h(c)?, h(m)?, number(t)?, ""),
+        [seed, r, c, m, t, modifier] => (*seed, h(r)?, h(c)?, h(m)?, number(t)?, *modifier),
         _ => {
             return Err(format!(
-                "receipt {spec}: SEED:REQUEST:CONTENT:MODEL[:MODIFIER]"
+                "receipt {spec}: SEED:REQUEST:CONTENT:MODEL:TIME[:MODIFIER]"
             ))
         }
     };
@@ -218,6 +229,7 @@ fn receipt_facts(spec: &str) -> Result<SignedReceiptFacts, String> {
         request,
         content,
         model,
+        time: Some(time),
         body: h(&"ab".repeat(32))?,
     };
     let leaf = facts.hash().map_err(|e| e.to_string())?;
@@ -261,6 +273,7 @@ fn terms(w: &[&str]) -> Result<Terms, String> {
         min_worker_stake: Nanoton::new(number(w[2])?),
         proxy_close_delay: number(w[3])?,
         client_close_delay: number(w[4])?,
+        slash_share: number(w[5])?,
     })
 }
 

@@ -22,6 +22,8 @@ pub mod op {
     pub const SET_MODEL: u32 = 0x52c0_0004;
     /// Root: set the prices.
     pub const SET_PRICES: u32 = 0x52c0_0005;
+    /// Root: set the terms new proxy contracts get.
+    pub const SET_TERMS: u32 = 0x52c0_0006;
     /// Proxy: add to the operator's stake.
     pub const ADD_PROXY_STAKE: u32 = 0x50c0_0001;
     /// Proxy: withdraw commission.
@@ -50,6 +52,12 @@ pub mod op {
     pub const WITHDRAW_WORKER_STAKE: u32 = 0x57c0_0005;
     /// Worker: slash on proxy-signed evidence.
     pub const SLASH: u32 = 0x57c0_0006;
+    /// Worker: register a receipt key (owner only).
+    pub const ADD_RECEIPT_KEY: u32 = 0x57c0_0009;
+    /// Worker: remove a receipt key; it stays evidence for the stake's delay.
+    pub const REMOVE_RECEIPT_KEY: u32 = 0x57c0_000a;
+    /// Worker: withdraw a request to take the stake back.
+    pub const CANCEL_STAKE_WITHDRAWAL: u32 = 0x57c0_000b;
     /// Proxy: publish the reputation table's digest (owner only).
     pub const PUBLISH_REPUTATION: u32 = 0x50c0_0008;
 }
@@ -82,7 +90,7 @@ pub struct Prices {
     pub reasoning_multiplier: u32,
 }
 
-/// Stakes and close delays new proxy contracts get.
+/// Stakes, close delays and the slash share new proxy contracts get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Terms {
     /// The least a proxy stakes.
@@ -95,6 +103,109 @@ pub struct Terms {
     pub proxy_close_delay: u32,
     /// Seconds between a client's close request and its end.
     pub client_close_delay: u32,
+    /// The most one slash takes, in basis points of a worker's stake.
+    pub slash_share: u16,
+}
+
+/// A price or term outside the bounds the root enforces
+/// (contracts/README.md, "Bounds"): the root refuses it with exit code
+/// 106 (prices) or 108 (terms).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} is {found}, outside the root's bounds {bounds}")]
+pub struct OutOfBounds {
+    /// The field.
+    pub what: &'static str,
+    /// Its value.
+    pub found: u64,
+    /// What the root accepts.
+    pub bounds: String,
+}
+
+/// The root's bounds (contracts/src/RootContract.tolk).
+pub mod bounds {
+    use cocoon_core::Nanoton;
+
+    /// The most any stake in the terms may be: 10^9 TON.
+    pub const MAX_TERM_COINS: Nanoton = Nanoton::new(1_000_000_000_000_000_000);
+    /// The least a proxy's or a worker's stake may be.
+    pub const MIN_STAKE_TERM: Nanoton = Nanoton::new(100_000_000);
+    /// The shortest close delay, seconds.
+    pub const MIN_DELAY: u32 = 600;
+    /// The longest close delay: 90 days.
+    pub const MAX_DELAY: u32 = 90 * 24 * 3600;
+    /// The largest slash share, basis points.
+    pub const MAX_SLASH_SHARE: u16 = 10_000;
+    /// The most a token may cost: 1 TON.
+    pub const MAX_PRICE_PER_TOKEN: Nanoton = Nanoton::TON;
+    /// The largest multiplier, basis points.
+    pub const MAX_MULTIPLIER: u32 = 1_000_000;
+}
+
+fn within(what: &'static str, found: u64, least: u64, most: u64) -> Result<(), OutOfBounds> {
+    if (least..=most).contains(&found) {
+        Ok(())
+    } else {
+        Err(OutOfBounds {
+            what,
+            found,
+            bounds: format!("{least}..={most}"),
+        })
+    }
+}
+
+impl Terms {
+    /// The check the root makes of `set_terms`, field by field.
+    pub fn check(&self) -> Result<(), OutOfBounds> {
+        use bounds::*;
+        let (least, most) = (MIN_STAKE_TERM.get(), MAX_TERM_COINS.get());
+        within("min_proxy_stake", self.min_proxy_stake.get(), least, most)?;
+        within("min_client_stake", self.min_client_stake.get(), 0, most)?;
+        within("min_worker_stake", self.min_worker_stake.get(), least, most)?;
+        let (least, most) = (u64::from(MIN_DELAY), u64::from(MAX_DELAY));
+        within(
+            "proxy_close_delay",
+            self.proxy_close_delay.into(),
+            least,
+            most,
+        )?;
+        within(
+            "client_close_delay",
+            self.client_close_delay.into(),
+            least,
+            most,
+        )?;
+        within(
+            "slash_share",
+            self.slash_share.into(),
+            1,
+            MAX_SLASH_SHARE.into(),
+        )
+    }
+}
+
+impl Prices {
+    /// The check the root makes of `set_prices`, field by field: a
+    /// worker's fee never above the price, no multiplier zero.
+    pub fn check(&self) -> Result<(), OutOfBounds> {
+        use bounds::*;
+        let price = self.price_per_token.get();
+        within("price_per_token", price, 0, MAX_PRICE_PER_TOKEN.get())?;
+        within(
+            "worker_fee_per_token",
+            self.worker_fee_per_token.get(),
+            0,
+            price,
+        )?;
+        for (what, m) in [
+            ("prompt_multiplier", self.prompt_multiplier),
+            ("cached_multiplier", self.cached_multiplier),
+            ("completion_multiplier", self.completion_multiplier),
+            ("reasoning_multiplier", self.reasoning_multiplier),
+        ] {
+            within(what, m.into(), 1, MAX_MULTIPLIER.into())?;
+        }
+        Ok(())
+    }
 }
 
 /// The code of the contracts the root deploys or derives.
@@ -128,10 +239,14 @@ pub struct ProxyConfig {
     pub proxy_close_delay: u32,
     /// Its clients' close delay.
     pub client_close_delay: u32,
+    /// Below this stake it books no charge.
+    pub min_proxy_stake: Nanoton,
     /// Its clients' stake.
     pub min_client_stake: Nanoton,
     /// Its workers' least stake.
     pub min_worker_stake: Nanoton,
+    /// Basis points of a worker's stake one slash takes.
+    pub slash_share: u16,
     /// The client contract code.
     pub client_code: Cell,
     /// The worker contract code.
@@ -145,8 +260,10 @@ impl ProxyConfig {
             root: root.clone(),
             proxy_close_delay: terms.proxy_close_delay,
             client_close_delay: terms.client_close_delay,
+            min_proxy_stake: terms.min_proxy_stake,
             min_client_stake: terms.min_client_stake,
             min_worker_stake: terms.min_worker_stake,
+            slash_share: terms.slash_share,
             client_code: codes.client.clone(),
             worker_code: codes.worker.clone(),
         }
@@ -192,7 +309,8 @@ fn store_terms(b: &mut CellBuilder, t: &Terms) -> Result<(), Error> {
     coins(b, t.min_client_stake)?;
     coins(b, t.min_worker_stake)?;
     b.store_u32(t.proxy_close_delay)?;
-    b.store_u32(t.client_close_delay)
+    b.store_u32(t.client_close_delay)?;
+    b.store_u16(t.slash_share)
 }
 
 /// The root registry's initial state: `owner`, no images, models or
@@ -237,15 +355,17 @@ pub fn proxy_state_init(
     proxy_code: &Cell,
 ) -> Result<StateInit, Error> {
     let mut books = CellBuilder::new();
-    for _ in 0..4 {
-        coins(&mut books, Nanoton::ZERO)?;
+    for _ in 0..5 {
+        coins(&mut books, Nanoton::ZERO)?; // stake, commission, charged, paid, owed
     }
     let mut cfg = CellBuilder::new();
     config.root.store_into(&mut cfg, Cell::empty_context())?;
     cfg.store_u32(config.proxy_close_delay)?;
     cfg.store_u32(config.client_close_delay)?;
+    coins(&mut cfg, config.min_proxy_stake)?;
     coins(&mut cfg, config.min_client_stake)?;
     coins(&mut cfg, config.min_worker_stake)?;
+    cfg.store_u16(config.slash_share)?;
     cfg.store_reference(config.client_code.clone())?;
     cfg.store_reference(config.worker_code.clone())?;
     let mut data = CellBuilder::new();
@@ -299,15 +419,19 @@ pub fn worker_state_init(
     terms.store_u256(proxy_key)?;
     coins(&mut terms, config.min_worker_stake)?;
     terms.store_u32(config.proxy_close_delay)?; // the stake's withdrawal delay
+    terms.store_u16(config.slash_share)?;
     let mut stake = CellBuilder::new();
     coins(&mut stake, Nanoton::ZERO)?; // stake
     stake.store_u32(0)?; // unlockAt
     coins(&mut stake, Nanoton::ZERO)?; // slashed
-    stake.store_bit_zero()?; // no slashed requests
+    stake.store_bit_zero()?; // no slashed receipts
     let mut data = CellBuilder::new();
     owner.store_into(&mut data, Cell::empty_context())?;
     coins(&mut data, Nanoton::ZERO)?; // committed
     data.store_u64(0)?; // lastSeqno
+    coins(&mut data, Nanoton::ZERO)?; // inFlight
+    coins(&mut data, Nanoton::ZERO)?; // owed
+    data.store_bit_zero()?; // no receipt keys
     data.store_reference(stake.build()?)?;
     data.store_reference(terms.build()?)?;
     Ok(state_init(config.worker_code.clone(), data.build()?))
@@ -424,6 +548,30 @@ pub fn request_stake_withdrawal(query_id: u64) -> Result<Cell, Error> {
 /// Worker: take the stake back once the delay has passed.
 pub fn withdraw_worker_stake(query_id: u64) -> Result<Cell, Error> {
     body(op::WITHDRAW_WORKER_STAKE, query_id, |_| Ok(()))
+}
+
+/// Root: set the terms new proxy contracts get.
+pub fn set_terms(query_id: u64, terms: &Terms) -> Result<Cell, Error> {
+    body(op::SET_TERMS, query_id, |b| store_terms(b, terms))
+}
+
+/// Worker: register `key` as a key the worker signs receipts with.
+pub fn add_receipt_key(query_id: u64, key: &[u8; 32]) -> Result<Cell, Error> {
+    body(op::ADD_RECEIPT_KEY, query_id, |b| {
+        b.store_u256(&HashBytes(*key))
+    })
+}
+
+/// Worker: remove receipt key `key`; it stays evidence for the stake's delay.
+pub fn remove_receipt_key(query_id: u64, key: &[u8; 32]) -> Result<Cell, Error> {
+    body(op::REMOVE_RECEIPT_KEY, query_id, |b| {
+        b.store_u256(&HashBytes(*key))
+    })
+}
+
+/// Worker: withdraw a request to take the stake back.
+pub fn cancel_stake_withdrawal(query_id: u64) -> Result<Cell, Error> {
+    body(op::CANCEL_STAKE_WITHDRAWAL, query_id, |_| Ok(()))
 }
 
 /// Worker: slash on `signed_evidence` (a `SignedEvidence` cell).

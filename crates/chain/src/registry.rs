@@ -90,6 +90,7 @@ pub async fn terms(chain: &impl Chain, root: &StdAddr) -> Result<Terms, ReadErro
             min_worker_stake: Nanoton::new(r.u64()?),
             proxy_close_delay: r.u64()? as u32,
             client_close_delay: r.u64()? as u32,
+            slash_share: r.u64()? as u16,
         })
     };
     read().map_err(shape(m, root))

@@ -26,6 +26,9 @@ use tycho_types::num::Tokens;
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Gas sent with each registry or contract message; the rest comes back.
 const GAS: Nanoton = Nanoton::new(100_000_000);
+/// What a proxy's registration carries: the proxy contract's storage
+/// reserve, which the root sends on, and gas; the rest comes back.
+const REGISTER_VALUE: Nanoton = Nanoton::new(500_000_000);
 
 /// The network's terms on the local chain.
 pub const TERMS: Terms = Terms {
@@ -34,6 +37,7 @@ pub const TERMS: Terms = Terms {
     min_worker_stake: Nanoton::TON,
     proxy_close_delay: 86_400,
     client_close_delay: 3_600,
+    slash_share: 1_000,
 };
 
 /// What the client deposits on first start.
@@ -113,6 +117,8 @@ pub async fn bootstrap(
         }
     }
 
+    TERMS.check().context("the local network's terms")?;
+    prices.check().context("the local network's prices")?;
     let codes = Codes::committed()?;
     let root_init = contracts::root_state_init(&w.root_owner.address(), &prices, &TERMS, &codes)?;
     let root = contracts::address_of(&root_init);
@@ -142,7 +148,7 @@ pub async fn bootstrap(
         &config,
         &codes.proxy,
     )?);
-    let root_send = |body, what: &'static str| {
+    let root_send = |body, value, what: &'static str| {
         let to = root.clone();
         let wallet = &w.root_owner;
         let chain = &chain;
@@ -152,7 +158,7 @@ pub async fn bootstrap(
                     chain,
                     &[Transfer {
                         to,
-                        value: GAS,
+                        value,
                         bounce: true,
                         body: Some(body),
                         init: None,
@@ -166,7 +172,7 @@ pub async fn bootstrap(
     if !is_active(&chain, &proxy_contract).await? {
         let body =
             contracts::register_proxy(1, &w.proxy_owner.address(), &key, "tls://127.0.0.1:10010")?;
-        root_send(body, "registering the proxy").await?;
+        root_send(body, REGISTER_VALUE, "registering the proxy").await?;
         tracing::info!(%proxy_contract, "proxy registered");
     }
     let stake = proxy_stake(&chain, &proxy_contract).await?;
@@ -192,6 +198,7 @@ pub async fn bootstrap(
         if !image_allowed(&chain, &root, role, &hash).await? {
             root_send(
                 contracts::set_image(3, role, &hash, true)?,
+                GAS,
                 "allowing this image",
             )
             .await?;
@@ -202,6 +209,7 @@ pub async fn bootstrap(
         if !model_registered(&chain, &root, &hash).await? {
             root_send(
                 contracts::set_model(4, &hash, Some(name))?,
+                GAS,
                 "registering the model",
             )
             .await?;

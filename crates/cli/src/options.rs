@@ -74,12 +74,13 @@ options! {
         /// [default: 1].
         #[arg(long, env = "COCOON_PROXY_SPOT_CHECK_FIRST", value_name = "N")]
         pub spot_check_first: Option<u32>,
-        /// Nanoton of a worker's stake that slash evidence asks for when the
-        /// worker's answer to a deterministic request differs from two other
-        /// workers' (a replicated request or a spot-check); it goes to the
-        /// affected client. 0 signs no evidence [default: 500000000].
-        #[arg(long, env = "COCOON_PROXY_SLASH_AMOUNT", value_name = "NANOTON")]
-        pub slash_amount: Option<u64>,
+        /// Sign slash evidence when a worker's answer to a deterministic
+        /// request differs from two other workers' (a replicated request or
+        /// a spot-check) [default: on]. The worker contract takes the root's
+        /// share of its stake (`slash_share`) and pays it into the affected
+        /// client's contract.
+        #[arg(long, env = "COCOON_PROXY_SLASHING", value_enum)]
+        pub slashing: Option<Switch>,
         /// Charge for requests [default: on]. The ledger lives in the data
         /// directory (ledger.redb), beside the voucher signing key.
         #[arg(long, env = "COCOON_PROXY_PAYMENTS", value_enum)]

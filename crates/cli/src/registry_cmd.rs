@@ -16,6 +16,10 @@ use crate::chain_node::NodeChain;
 use crate::options::{RegistryAction, RegistryOptions};
 
 const GAS: Nanoton = Nanoton::new(100_000_000);
+/// What a registration carries: the proxy contract's storage reserve,
+/// which the root sends on with its deployment, and gas; the rest comes
+/// back.
+const REGISTER_VALUE: Nanoton = Nanoton::new(500_000_000);
 const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn hash(s: &str, what: &str) -> anyhow::Result<HashBytes> {
@@ -90,7 +94,7 @@ pub async fn run(o: RegistryOptions) -> anyhow::Result<()> {
             )?;
             println!(
                 "{}",
-                serde_json::json!({"version": send(&c, &root()?, body).await?})
+                serde_json::json!({"version": send(&c, &root()?, body, GAS).await?})
             );
         }
         RegistryAction::RegisterProxy {
@@ -102,9 +106,12 @@ pub async fn run(o: RegistryOptions) -> anyhow::Result<()> {
             let owner = crate::payments::address(Some(owner), "--owner")?
                 .ok_or_else(|| anyhow!("--owner"))?;
             let key = hash(key, "the voucher key")?;
+            if cocoon_core::ed25519::is_small_order(&key.0) {
+                bail!("the voucher key {key} is a point of small order: anyone could sign vouchers under it, and the root refuses it (exit code 109)");
+            }
             let body = contracts::register_proxy(cocoon_core::unix_now(), &owner, &key, endpoint)?;
             let root = root()?;
-            let version = send(&c, &root, body).await?;
+            let version = send(&c, &root, body, REGISTER_VALUE).await?;
             let contract =
                 cocoon_chain::registry::proxy_address(c.chain.as_ref(), &root, &owner, &key)
                     .await?;
@@ -138,8 +145,11 @@ pub async fn run(o: RegistryOptions) -> anyhow::Result<()> {
                 completion_multiplier: completion,
                 reasoning_multiplier: reasoning,
             };
+            prices
+                .check()
+                .context("the root refuses these prices (exit code 106)")?;
             let body = contracts::set_prices(cocoon_core::unix_now(), &prices)?;
-            let version = send(&c, &root()?, body).await?;
+            let version = send(&c, &root()?, body, GAS).await?;
             println!("{}", serde_json::json!({ "version": version }));
         }
     }
@@ -161,18 +171,18 @@ async fn set_image(
     )?;
     println!(
         "{}",
-        serde_json::json!({ "version": send(c, root, body).await? })
+        serde_json::json!({ "version": send(c, root, body, GAS).await? })
     );
     Ok(())
 }
 
-/// Sends a change from the owner's wallet; returns the registry's new
-/// version.
-async fn send(c: &NodeChain, root: &StdAddr, body: Cell) -> anyhow::Result<u64> {
+/// Sends a change carrying `value` from the owner's wallet; returns the
+/// registry's new version.
+async fn send(c: &NodeChain, root: &StdAddr, body: Cell, value: Nanoton) -> anyhow::Result<u64> {
     let before = version(c, root).await?;
     let t = Transfer {
         to: root.clone(),
-        value: GAS,
+        value,
         bounce: true,
         body: Some(body),
         init: None,
@@ -225,7 +235,7 @@ async fn show(c: &NodeChain, root: &StdAddr) -> anyhow::Result<()> {
     let mut p = call(c, root, "get_prices", &[]).await?;
     let prices: Vec<u64> = (0..6).map(|_| p.u64()).collect::<Result<_, _>>()?;
     let mut t = call(c, root, "get_terms", &[]).await?;
-    let terms: Vec<u64> = (0..5).map(|_| t.u64()).collect::<Result<_, _>>()?;
+    let terms: Vec<u64> = (0..6).map(|_| t.u64()).collect::<Result<_, _>>()?;
     let mut images = serde_json::Map::new();
     for (name, r) in [
         ("proxy", Role::Proxy),
@@ -271,6 +281,7 @@ async fn show(c: &NodeChain, root: &StdAddr) -> anyhow::Result<()> {
             "min_proxy_stake": terms[0], "min_client_stake": terms[1],
             "min_worker_stake": terms[2],
             "proxy_close_delay": terms[3], "client_close_delay": terms[4],
+            "slash_share_basis_points": terms[5],
         },
         "images": images,
         "models": model_list,

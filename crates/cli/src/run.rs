@@ -256,10 +256,7 @@ async fn proxy_config(
         payments,
         queue: queue_limits(o.queue_length),
         spot_checks: spot_checks(o.spot_check_rate, o.spot_check_first)?,
-        slash_amount: o
-            .slash_amount
-            .map(cocoon_core::Nanoton::new)
-            .unwrap_or(cocoon_proxy::DEFAULT_SLASH_AMOUNT),
+        slashing: o.slashing != Some(crate::options::Switch::Off),
     })
 }
 
@@ -334,8 +331,10 @@ pub async fn worker(o: WorkerOptions, a: AttestationOptions) -> anyhow::Result<(
     let trust = crate::trust::build(&a, hash, images)?;
     let no_receipts = dev_only(o.dev_no_receipts, &a, "--dev-no-receipts")?;
     let (engine, model, max_active) = build_engine(o.engine).await?;
+    let name = o.name.unwrap_or_else(|| format!("worker-{}", hostname()));
+    let receipt_key = receipt_key(&data_dir, &name)?;
     let config = cocoon_worker::WorkerConfig {
-        name: o.name.unwrap_or_else(|| format!("worker-{}", hostname())),
+        name,
         proxy,
         model,
         coefficient: o.coefficient.unwrap_or(Coefficient::ONE),
@@ -348,11 +347,23 @@ pub async fn worker(o: WorkerOptions, a: AttestationOptions) -> anyhow::Result<(
             .receipt_batch_ms
             .map_or(cocoon_worker::DEFAULT_RECEIPT_BATCH, Duration::from_millis),
         sign_receipts: !no_receipts,
+        receipt_key,
     };
     let worker = cocoon_worker::Worker::start(config, engine).await?;
     ctrl_c().await;
     worker.shutdown().await;
     Ok(())
+}
+
+/// The worker `name`'s receipt key in `data_dir/keys/`, created on first
+/// use: one per worker name, so that workers sharing a data directory
+/// sign with keys of their own (slash evidence needs three different ones).
+fn receipt_key(data_dir: &std::path::Path, name: &str) -> anyhow::Result<Vec<u8>> {
+    use sha2::Digest;
+    let tag = hex::encode(&sha2::Sha256::digest(name.as_bytes())[..8]);
+    let path = data_dir.join("keys").join(format!("receipt-{tag}.key"));
+    cocoon_tee::keyfile::ed25519_pkcs8(&path)
+        .with_context(|| format!("the receipt key of worker {name:?} at {}", path.display()))
 }
 
 async fn client_config(
@@ -542,7 +553,7 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
         payments,
         queue: queue_limits(o.queue_length),
         spot_checks: cocoon_proxy::SpotCheckConfig::default(),
-        slash_amount: cocoon_proxy::DEFAULT_SLASH_AMOUNT,
+        slashing: true,
     })
     .await
     .context("starting the proxy")?;
@@ -566,6 +577,7 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
             }),
             receipt_batch: cocoon_worker::DEFAULT_RECEIPT_BATCH,
             sign_receipts: true,
+            receipt_key: receipt_key(&data_dir, "local-worker")?,
         },
         engine,
     )

@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 mod coefficient;
+pub mod ed25519;
 mod ids;
 mod model;
 mod money;

@@ -130,13 +130,38 @@ pub enum VoucherError {
         /// This voucher's total.
         found: Nanoton,
     },
-    /// Past its expiry.
+    /// Past its expiry: a voucher is valid while `now < expires_at`, as
+    /// the contracts judge it.
     #[error("voucher expired at {expires_at} (now {now})")]
     Expired {
         /// Expiry.
         expires_at: u32,
         /// Now.
         now: u64,
+    },
+    /// A commit would move nothing: the total is not above what the
+    /// contract has committed (exit code 114).
+    #[error("voucher total {total} is not above the {committed} the contract has committed")]
+    NotAboveCommitted {
+        /// What the contract committed.
+        committed: Nanoton,
+        /// This voucher's total.
+        total: Nanoton,
+    },
+    /// Older than the voucher the contract committed last (exit code 115).
+    #[error("voucher seqno {found} is below the {committed} the contract committed last")]
+    SeqnoBelowCommitted {
+        /// The seqno committed last.
+        committed: u64,
+        /// This voucher's seqno.
+        found: u64,
+    },
+    /// The proxy key encodes a point of small order: anyone could sign
+    /// under it, so nothing signed under it is worth anything.
+    #[error("proxy key {key} is a point of small order: anyone can sign under it")]
+    WeakKey {
+        /// The key, hex.
+        key: String,
     },
 }
 
@@ -195,6 +220,51 @@ impl Voucher {
     pub fn hash(&self) -> Result<[u8; 32], VoucherError> {
         Ok(self.to_cell()?.repr_hash().0)
     }
+
+    /// Whether it is still valid at `now` (UNIX seconds): until, and not
+    /// at, `expires_at`, as the contracts judge it.
+    pub fn is_valid_at(&self, now: u64) -> Result<(), VoucherError> {
+        if now >= u64::from(self.expires_at) {
+            return Err(VoucherError::Expired {
+                expires_at: self.expires_at,
+                now,
+            });
+        }
+        Ok(())
+    }
+
+    /// The checks a client or worker contract makes of this voucher's
+    /// numbers against what it has `committed`, at `now`, in its order
+    /// (contracts/README.md, "Voucher boundaries"); the increase the
+    /// commit would claim. A party runs it before paying for a commit the
+    /// contract would refuse. Signature, kind, contract and party are
+    /// [`VoucherBook::accept`]'s.
+    pub fn check_commit(&self, committed: &Committed, now: u64) -> Result<Nanoton, VoucherError> {
+        if self.total <= committed.total {
+            return Err(VoucherError::NotAboveCommitted {
+                committed: committed.total,
+                total: self.total,
+            });
+        }
+        if self.seqno < committed.seqno {
+            return Err(VoucherError::SeqnoBelowCommitted {
+                committed: committed.seqno,
+                found: self.seqno,
+            });
+        }
+        self.is_valid_at(now)?;
+        Ok(self.total.saturating_sub(committed.total))
+    }
+}
+
+/// What a client or worker contract has committed of its vouchers: the
+/// total paid and the seqno of the last voucher paid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Committed {
+    /// The committed total.
+    pub total: Nanoton,
+    /// The last committed seqno.
+    pub seqno: u64,
 }
 
 /// A voucher with the proxy's signature.
@@ -341,6 +411,11 @@ impl VoucherBook {
     /// latest, total not below it) and keeps it as the latest. On error
     /// nothing changes.
     pub fn accept(&mut self, v: SignedVoucher, now: u64) -> Result<(), VoucherError> {
+        if cocoon_core::ed25519::is_small_order(&self.proxy_key) {
+            return Err(VoucherError::WeakKey {
+                key: hex(&self.proxy_key),
+            });
+        }
         v.verify_signature(&self.proxy_key)?;
         let x = &v.voucher;
         if x.kind != self.kind {
@@ -361,12 +436,7 @@ impl VoucherBook {
                 found: x.party.to_string(),
             });
         }
-        if u64::from(x.expires_at) < now {
-            return Err(VoucherError::Expired {
-                expires_at: x.expires_at,
-                now,
-            });
-        }
+        x.is_valid_at(now)?;
         if let Some(latest) = &self.latest {
             let l = &latest.voucher;
             // Two signed vouchers whose order and totals disagree prove the

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cocoon_chain::stack::StackReader;
+use cocoon_chain::stack::{StackEntry, StackReader};
 use cocoon_chain::wallet::{Transfer, WalletV5};
 use cocoon_chain::{AccountStatus, Chain, Toncenter};
 use cocoon_core::Nanoton;
@@ -39,6 +39,8 @@ pub struct ContractSeen {
     pub balance: Nanoton,
     /// What vouchers already committed on chain.
     pub committed: Nanoton,
+    /// The seqno of the voucher committed last.
+    pub last_seqno: u64,
     /// The stake it keeps.
     pub stake: Nanoton,
     /// Open, closing or closed (0, 1, 2).
@@ -267,12 +269,15 @@ impl ClientContracts {
 
     /// Checks that `worker` is a worker contract of this proxy holding at
     /// least the minimum stake its terms ask (the root's
-    /// `min_worker_stake`); returns the stake. The error says what was
-    /// found.
+    /// `min_worker_stake`), not on its way out (no stake withdrawal asked
+    /// for), and, for an attested worker, with `receipt_key` registered
+    /// and active: otherwise its receipts could be evidence against no one.
+    /// Returns the stake. The error says what was found.
     pub async fn check_worker_stake(
         &self,
         worker: &StdAddr,
         owner_proof: &OwnerProof,
+        receipt_key: Option<&[u8; 32]>,
     ) -> Result<Nanoton, String> {
         let chain_err = |e: cocoon_chain::ChainError| format!("reading {worker} on chain: {e}");
         let account = self.chain.account(worker).await.map_err(chain_err)?;
@@ -284,10 +289,10 @@ impl ClientContracts {
         // Its getters' answers mean something only if it runs our worker
         // contract: other code could claim any stake and never be slashed.
         worker_code_is_ours(worker, account.code.as_ref())?;
-        let get = |method: &'static str| async move {
+        let get = |method: &'static str, args: Vec<StackEntry>| async move {
             let out = self
                 .chain
-                .run_get_method(worker, method, &[])
+                .run_get_method(worker, method, &args)
                 .await
                 .map_err(chain_err)?;
             if !out.succeeded() {
@@ -299,7 +304,7 @@ impl ClientContracts {
             Ok(StackReader::new(out.stack))
         };
         let bad = |e: cocoon_chain::stack::StackTypeError| format!("{worker}: {e}");
-        let mut data = get("get_worker_data").await?;
+        let mut data = get("get_worker_data", vec![]).await?;
         let proxy = data.address().map_err(bad)?;
         if proxy != self.contract {
             return Err(format!(
@@ -309,13 +314,36 @@ impl ClientContracts {
         }
         let owner = data.address().map_err(bad)?;
         owner_proof.check(worker, &owner, self.global_id)?;
-        let mut s = get("get_worker_stake").await?;
+        let mut s = get("get_worker_stake", vec![]).await?;
         let stake = Nanoton::new(s.u64().map_err(bad)?);
         let min = Nanoton::new(s.u64().map_err(bad)?);
+        let unlock_at = s.u64().map_err(bad)?;
+        s.skip().map_err(bad)?; // slashed
+        s.skip().map_err(bad)?; // stake delay
+        s.skip().map_err(bad)?; // slash share
+        let window = s.u64().map_err(bad)?;
         if stake < min {
             return Err(format!(
                 "worker contract {worker} holds a stake of {stake}; this proxy's workers stake at least {min} (the root's min_worker_stake)"
             ));
+        }
+        if unlock_at != 0 && cocoon_core::unix_now() < unlock_at.saturating_add(window) {
+            return Err(format!(
+                "worker contract {worker} asked for its stake back (it unlocks at {unlock_at}): a worker on its way out takes no new requests; its owner cancels with cancel_stake_withdrawal"
+            ));
+        }
+        if let Some(key) = receipt_key {
+            let arg = cocoon_chain::registry::uint256(&tycho_types::cell::HashBytes(*key));
+            let state = get("get_receipt_key", vec![arg])
+                .await?
+                .int()
+                .map_err(bad)?;
+            if state != num_bigint::BigInt::from(0) {
+                return Err(format!(
+                    "worker contract {worker} has not registered the receipt key {} its certificate names: its receipts could not be held against it (the worker registers it when it starts)",
+                    hex::encode(key)
+                ));
+            }
         }
         Ok(stake)
     }
@@ -357,10 +385,27 @@ impl ClientContracts {
         let Some(seen) = seen else {
             return false;
         };
-        let uncommitted = voucher.voucher.total.saturating_sub(seen.committed);
-        if uncommitted == Nanoton::ZERO || in_flight.is_some() {
+        if in_flight.is_some() {
             return false;
         }
+        // The contract's own checks of the voucher first: a commit it would
+        // refuse (nothing new, an older seqno, expired) costs fees for
+        // nothing.
+        let committed = cocoon_pay::voucher::Committed {
+            total: seen.committed,
+            seqno: seen.last_seqno,
+        };
+        let uncommitted = match voucher
+            .voucher
+            .check_commit(&committed, cocoon_core::unix_now())
+        {
+            Ok(increase) => increase,
+            Err(cocoon_pay::VoucherError::NotAboveCommitted { .. }) => return false,
+            Err(e) => {
+                tracing::warn!(%client, error = %e, "the client's latest voucher cannot be committed");
+                return false;
+            }
+        };
         let threshold = c.above.unwrap_or(Nanoton::new(seen.stake.get() / 2));
         let closing = seen.state == 1;
         if uncommitted <= threshold && !closing {
@@ -455,6 +500,7 @@ impl ClientContracts {
                 at: Instant::now(),
                 balance: Nanoton::ZERO,
                 committed: Nanoton::ZERO,
+                last_seqno: 0,
                 stake: Nanoton::ZERO,
                 state: 0,
                 owner: None,
@@ -486,6 +532,7 @@ impl ClientContracts {
         let balance = r.u64().map_err(bad)?;
         let stake = r.u64().map_err(bad)?;
         let committed = r.u64().map_err(bad)?;
+        let last_seqno = r.u64().map_err(bad)?;
         if proxy != self.contract {
             return Err(not_ours(format!(
                 "it belongs to proxy contract {proxy}, this proxy is {}",
@@ -505,6 +552,7 @@ impl ClientContracts {
             at: Instant::now(),
             balance: Nanoton::new(balance),
             committed: Nanoton::new(committed),
+            last_seqno,
             stake: Nanoton::new(stake),
             state,
             owner: Some(owner),

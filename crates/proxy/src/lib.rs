@@ -56,13 +56,11 @@ pub struct ProxyConfig {
     pub queue: QueueLimits,
     /// Which answers are re-run on another worker and compared.
     pub spot_checks: SpotCheckConfig,
-    /// How much of a dissenting worker's stake its slash evidence asks
-    /// for, paid to the affected client; zero signs no evidence.
-    pub slash_amount: cocoon_core::Nanoton,
+    /// Whether to sign slash evidence against a worker outvoted on a
+    /// deterministic request; the worker contract takes the root's share
+    /// of its stake and pays it into the affected client's contract.
+    pub slashing: bool,
 }
-
-/// What slash evidence asks of a dissenting worker's stake by default.
-pub const DEFAULT_SLASH_AMOUNT: cocoon_core::Nanoton = cocoon_core::Nanoton::new(500_000_000);
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]

@@ -2,11 +2,13 @@
 //! differs from what two other workers answered (a replicated request or a
 //! spot-check), the proxy signs evidence its worker contract accepts
 //! (crates/receipt/src/evidence.rs, contracts/README.md): the three
-//! workers' own signed receipt facts, and the proxy's word that the accused
-//! key is that worker's attested key. The evidence pays part of the
-//! worker's stake to the affected client. The proxy sends it on chain
-//! itself when it has an operator wallet; anyone holding it may (the
-//! replicated answer carries it, and the proxy's `/evidence` lists it).
+//! workers' own signed receipt facts, each signed with the receipt key its
+//! attested certificate names (the contract checks the accused's is one
+//! its owner registered), and the proxy's word that the witnesses are
+//! other attested workers. The evidence pays the root's share of the
+//! worker's stake into the affected client's contract. The proxy sends it
+//! on chain itself when it has an operator wallet; anyone holding it may
+//! (the replicated answer carries it, and the proxy's `/evidence` lists it).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -38,12 +40,10 @@ pub(crate) struct SlashRecord {
     pub worker: String,
     /// Its worker contract.
     pub worker_contract: String,
-    /// Who the slashed amount goes to.
-    pub client: String,
+    /// The owner of the client contract the slashed amount goes to.
+    pub client_owner: String,
     /// SHA-256 of the request, hex.
     pub request_sha256: String,
-    /// How much of the stake it asks for.
-    pub amount_nanoton: u64,
     /// The `signed_evidence` bag of cells, base64: the body of a `slash`.
     pub evidence: String,
     /// Whether the proxy sent it on chain: "sent", "not sent: why", or
@@ -107,7 +107,7 @@ pub(crate) fn on_dissent(
 ) -> Option<Vec<u8>> {
     match sign(shared, accused, witnesses, payer) {
         Ok((record, boc)) => {
-            tracing::warn!(worker = %record.worker, contract = %record.worker_contract, amount = record.amount_nanoton, "signed slash evidence against a dissenting worker");
+            tracing::warn!(worker = %record.worker, contract = %record.worker_contract, "signed slash evidence against a dissenting worker");
             shared.slashing.push(record.clone());
             let shared = shared.clone();
             let sent = boc.clone();
@@ -141,8 +141,14 @@ fn facts(shared: &Shared, run: &Run<'_>) -> Result<SignedReceiptFacts, String> {
         .ok_or_else(|| format!("worker {id}'s receipt certificate is not known here"))?;
     let cert = cocoon_tee::cert::parse(&der)
         .map_err(|e| format!("worker {id}'s receipt certificate: {e}"))?;
-    SignedReceiptFacts::of(&receipt, cert.claims.public_key)
-        .map_err(|e| format!("worker {id}'s receipt: {e}"))
+    let key = if r.version >= 4 {
+        cert.claims
+            .receipt_key
+            .ok_or_else(|| format!("worker {id}'s certificate names no receipt key"))?
+    } else {
+        cert.claims.public_key
+    };
+    SignedReceiptFacts::of(&receipt, key).map_err(|e| format!("worker {id}'s receipt: {e}"))
 }
 
 fn sign(
@@ -161,21 +167,22 @@ fn sign(
         .payee
         .clone()
         .ok_or("the accused worker named no worker contract")?;
-    // The slashed amount goes to the wallet that owns the client's
-    // contract when the chain says who that is.
-    let client = payments
-        .client_contracts
-        .as_ref()
-        .and_then(|c| c.owner_of(payer))
-        .unwrap_or_else(|| payer.clone());
-    let amount = shared.config.slash_amount;
-    if amount == Nanoton::ZERO {
-        return Err("slashing is off (--slash-amount 0)".into());
+    if !shared.config.slashing {
+        return Err("slashing is off (--slashing off)".into());
     }
+    // The slashed amount goes into the contract of the client's owner,
+    // which the proxy contract derives: on a chain the owner must be
+    // known, or the amount would land in a contract no one can open. Off
+    // a chain the payer names the client, and the evidence only shows.
+    let client_owner = match &payments.client_contracts {
+        Some(contracts) => contracts
+            .owner_of(payer)
+            .ok_or_else(|| format!("the owner of client contract {payer} is not known here yet"))?,
+        None => payer.clone(),
+    };
     let evidence = SlashEvidence {
         worker: contract.clone(),
-        client: client.clone(),
-        amount,
+        client_owner: client_owner.clone(),
         expires_at: (cocoon_core::unix_now() + VALID_FOR.as_secs()) as u32,
         accused: facts(shared, accused)?,
         first: facts(shared, witnesses[0])?,
@@ -188,9 +195,8 @@ fn sign(
     let record = SlashRecord {
         worker: accused.worker.id.clone(),
         worker_contract: contract.to_string(),
-        client: client.to_string(),
+        client_owner: client_owner.to_string(),
         request_sha256,
-        amount_nanoton: amount.get(),
         evidence: base64::engine::general_purpose::STANDARD.encode(&boc),
         submitted: "not yet".into(),
     };

@@ -30,8 +30,8 @@ impl StatsSource for Shared {
                     &r.request_sha256[..16]
                 ),
                 format!(
-                    "{} nanoton to {}: {}",
-                    r.amount_nanoton, r.client, r.submitted
+                    "the root's share of {} to the client contract of {}: {}",
+                    r.worker_contract, r.client_owner, r.submitted
                 ),
             );
         }

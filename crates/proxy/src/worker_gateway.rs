@@ -60,8 +60,13 @@ impl WorkerGateway for WorkerGatewayService {
                 .as_ref()
                 .and_then(|p| p.client_contracts.as_ref()),
         ) {
+            if attested.is_some() && admitted.receipt_key.is_none() {
+                return Err(Status::failed_precondition(
+                    "the worker's certificate names no receipt key: on a chain a worker signs receipts with a key registered in its worker contract",
+                ));
+            }
             let stake = contracts
-                .check_worker_stake(payee, &admitted.owner)
+                .check_worker_stake(payee, &admitted.owner, admitted.receipt_key.as_ref())
                 .await
                 .map_err(Status::failed_precondition)?;
             tracing::debug!(worker = %admitted.worker_id, %stake, "worker contract staked");
@@ -115,6 +120,9 @@ struct Admitted {
     certificate: String,
     /// Its contract owner's word for the certificate (on a chain).
     owner: crate::client_contracts::OwnerProof,
+    /// The key its receipts are signed with, as its attested certificate
+    /// names it; `None` without attestation.
+    receipt_key: Option<[u8; 32]>,
 }
 
 /// The session's first message, which must be a hello.
@@ -214,6 +222,7 @@ impl WorkerGatewayService {
         };
         Ok(Admitted {
             owner,
+            receipt_key: attested.and_then(|a| a.receipt_key),
             certificate,
             worker_id: hello.worker_id,
             model,

@@ -26,6 +26,19 @@ fn main() {
         [1; 48],
     );
     let now = cocoon_core::unix_now();
+    let receipt_pkcs8 =
+        ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
+            .expect("a receipt key");
+    let receipt_pkcs8 = receipt_pkcs8.as_ref().to_vec();
+    let receipt_public: [u8; 32] = {
+        use ring::signature::KeyPair;
+        ring::signature::Ed25519KeyPair::from_pkcs8(&receipt_pkcs8)
+            .expect("a receipt key")
+            .public_key()
+            .as_ref()
+            .try_into()
+            .expect("32 bytes")
+    };
     let minted = cocoon_tee::cert::mint(
         Claims {
             public_key: [0; 32],
@@ -34,6 +47,7 @@ fn main() {
             expires_at: now + 3600,
             config_hash: [0; 32],
             model_hash: None,
+            receipt_key: Some(receipt_public),
         },
         &attester,
     )
@@ -50,7 +64,7 @@ fn main() {
     let (kind, image) = verifier
         .inspect_own(&minted.der, now)
         .expect("own evidence");
-    let signer = ReceiptSigner::new(minted.der.clone(), &minted.pkcs8, Some(kind), Some(image))
+    let signer = ReceiptSigner::new(minted.der.clone(), &receipt_pkcs8, Some(kind), Some(image))
         .expect("signer");
     let bp = |v| BasisPoints::new(v).expect("basis points");
     let prices = PriceList::new(

@@ -6,10 +6,12 @@ use serde::{Deserialize, Serialize};
 use crate::batch::{BatchProof, MAX_BATCH};
 use crate::check::ReceiptError;
 
-/// The receipt format this code writes. Version 3 may be signed in a
-/// batch ([`crate::batch`]); version 2, the same without `batch`, is still
-/// read.
-pub const RECEIPT_VERSION: u32 = 3;
+/// The receipt format this code writes. Version 4 is signed with the
+/// worker's receipt key (named in its certificate's claims and registered
+/// in its worker contract) and its facts state the time; version 3, signed
+/// with the certificate's own key, and version 2, the same without
+/// `batch`, are still read.
+pub const RECEIPT_VERSION: u32 = 4;
 
 /// Token counts, as the engine reported them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,19 +176,20 @@ impl SignedReceipt {
 
     fn check_version(&self) -> Result<(), ReceiptError> {
         match self.receipt.version {
-            RECEIPT_VERSION => Ok(()),
+            RECEIPT_VERSION | 3 => Ok(()),
             2 if self.batch.is_none() => Ok(()),
             2 => Err(ReceiptError::Malformed(
                 "a version 2 receipt cannot be signed in a batch".into(),
             )),
             v => Err(ReceiptError::Malformed(format!(
-                "receipt version {v}, this verifier reads 2 and {RECEIPT_VERSION}"
+                "receipt version {v}, this verifier reads 2 to {RECEIPT_VERSION}"
             ))),
         }
     }
 }
 
-/// Signs receipts with the key of one RA-TLS certificate.
+/// Signs receipts with the worker's receipt key, naming one RA-TLS
+/// certificate whose claims carry that key.
 pub struct ReceiptSigner {
     key: ring::signature::Ed25519KeyPair,
     certificate: Vec<u8>,
@@ -205,10 +208,11 @@ impl std::fmt::Debug for ReceiptSigner {
 }
 
 impl ReceiptSigner {
-    /// A signer for `certificate` (DER) with its PKCS#8 Ed25519 key.
-    /// `tee` and `image_hash` are what the certificate's own evidence
-    /// proves, when the worker could tell; they are signed into every
-    /// receipt. The key must be the one the certificate's claims name.
+    /// A signer for `certificate` (DER) with the worker's PKCS#8 Ed25519
+    /// receipt key. `tee` and `image_hash` are what the certificate's own
+    /// evidence proves, when the worker could tell; they are signed into
+    /// every receipt. The key must be the receipt key the certificate's
+    /// claims name.
     pub fn new(
         certificate: Vec<u8>,
         pkcs8: &[u8],
@@ -219,9 +223,10 @@ impl ReceiptSigner {
         let key = ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8)
             .map_err(|e| ReceiptError::Malformed(format!("receipt signing key: {e}")))?;
         if let Ok(cert) = cocoon_tee::cert::parse(&certificate) {
-            if cert.claims.public_key != key.public_key().as_ref() {
+            if cert.claims.receipt_key.as_ref().map(|k| &k[..]) != Some(key.public_key().as_ref()) {
                 return Err(ReceiptError::Malformed(
-                    "the receipt signing key is not the key the certificate's claims name".into(),
+                    "the receipt signing key is not the receipt key the certificate's claims name"
+                        .into(),
                 ));
             }
         }

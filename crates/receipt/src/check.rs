@@ -68,14 +68,17 @@ fn or_none<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map_or_else(|| "none".to_string(), T::to_string)
 }
 
-/// A worker certificate that a verifier accepted, with the key that signs
+/// A worker certificate that a verifier accepted, with the keys that sign
 /// its receipts. Only [`WorkerIdentity::verify`] builds one.
 #[derive(Debug, Clone)]
 pub struct WorkerIdentity {
     certificate_sha256: String,
+    /// The certificate's own key: it signed receipts before version 4.
     public_key: [u8; 32],
+    /// The receipt key its claims name: it signs receipts of version 4.
+    receipt_key: Option<[u8; 32]>,
     attestation: Attested<PeerAttestation>,
-    /// Batch roots whose signature already verified under `public_key`.
+    /// Batch roots whose signature already verified under one of its keys.
     verified: Arc<VerifiedRoots>,
 }
 
@@ -125,6 +128,7 @@ impl WorkerIdentity {
         Ok(WorkerIdentity {
             certificate_sha256: sha256_hex(certificate),
             public_key: cert.claims.public_key,
+            receipt_key: cert.claims.receipt_key,
             attestation,
             verified: Arc::default(),
         })
@@ -138,6 +142,22 @@ impl WorkerIdentity {
     /// SHA-256 of the certificate, hex.
     pub fn certificate_sha256(&self) -> &str {
         &self.certificate_sha256
+    }
+
+    /// The key that signs this worker's receipts of `version`: its receipt
+    /// key from version 4 on, its certificate's key before.
+    pub fn signing_key(&self, version: u32) -> Result<[u8; 32], ReceiptError> {
+        if version < 4 {
+            return Ok(self.public_key);
+        }
+        self.receipt_key.ok_or_else(|| {
+            mismatch(
+                "version",
+                version,
+                "the receipt key the certificate's claims name",
+                "none",
+            )
+        })
     }
 
     /// Checks that this worker signed `signed` and that what it signed
@@ -160,7 +180,8 @@ impl WorkerIdentity {
             })?;
         let root = signed.signed_message()?;
         if !self.verified.contains(&root, &signature) {
-            ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, &self.public_key)
+            let key = self.signing_key(r.version)?;
+            ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, &key)
                 .verify(&root, &signature)
                 .map_err(|_| ReceiptError::Signature {
                     certificate: self.certificate_sha256.clone(),

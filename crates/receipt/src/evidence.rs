@@ -5,28 +5,29 @@
 //! to the affected client:
 //!
 //! ```text
-//! slash_evidence#5e1a5401 worker:MsgAddressInt client:MsgAddressInt
-//!     amount:Coins expires_at:uint32 accused:^SignedReceiptFacts
+//! slash_evidence#5e1a5402 worker:MsgAddressInt client_owner:MsgAddressInt
+//!     expires_at:uint32 accused:^SignedReceiptFacts
 //!     first:^SignedReceiptFacts second:^SignedReceiptFacts = SlashEvidence;
 //! signed_evidence$_ signature:bits512 evidence:^SlashEvidence = SignedEvidence;
 //! ```
 //!
-//! The contract verifies the three workers' signatures itself; the proxy's
-//! signature vouches for what the chain cannot see: that the accused key
-//! belongs to the worker contract named (the proxy verified its RA-TLS
-//! certificate), that the witnesses are other attested workers, and that
-//! the request was deterministic.
+//! The contract verifies the three workers' signatures itself, and that
+//! the accused receipt's key is one its owner registered in the worker
+//! contract; it slashes the share of the stake the root's terms set and
+//! pays it, through the proxy contract, into the client contract of
+//! `client_owner`. The proxy's signature vouches for what the chain cannot
+//! see: that the witnesses are other attested workers, and that the
+//! request was deterministic. Only receipts of version 4 are evidence:
+//! they state their time, and a contract takes them only while recent.
 
-use cocoon_core::Nanoton;
 use tycho_types::boc::Boc;
 use tycho_types::cell::{Cell, CellBuilder, CellFamily, Load, Store};
 use tycho_types::models::StdAddr;
-use tycho_types::num::Tokens;
 
 use crate::facts::SignedReceiptFacts;
 
 /// The constructor tag of `slash_evidence`.
-pub const EVIDENCE_TAG: u32 = 0x5e1a_5401;
+pub const EVIDENCE_TAG: u32 = 0x5e1a_5402;
 
 /// Why evidence is not evidence. Each variant names the check, in the
 /// order (and with the exit code) of the worker contract.
@@ -58,10 +59,9 @@ fn malformed(e: impl std::fmt::Display) -> EvidenceError {
 pub struct SlashEvidence {
     /// The accused worker's contract.
     pub worker: StdAddr,
-    /// Who gets the slashed amount: the client the dissent affected.
-    pub client: StdAddr,
-    /// How much of the stake to slash (at most what is staked).
-    pub amount: Nanoton,
+    /// The owner of the client contract the slashed amount goes to: the
+    /// client the dissent affected.
+    pub client_owner: StdAddr,
     /// After this UNIX time the contract refuses the evidence.
     pub expires_at: u32,
     /// The accused worker's receipt.
@@ -79,8 +79,7 @@ impl SlashEvidence {
         let mut b = CellBuilder::new();
         b.store_u32(EVIDENCE_TAG).map_err(malformed)?;
         self.worker.store_into(&mut b, ctx).map_err(malformed)?;
-        self.client.store_into(&mut b, ctx).map_err(malformed)?;
-        Tokens::new(u128::from(self.amount.get()))
+        self.client_owner
             .store_into(&mut b, ctx)
             .map_err(malformed)?;
         b.store_u32(self.expires_at).map_err(malformed)?;
@@ -106,6 +105,11 @@ impl SlashEvidence {
         ] {
             r.verify()
                 .map_err(|_| EvidenceError::ReceiptSignature(name))?;
+            if r.facts.time.is_none() {
+                return Err(EvidenceError::Mismatch(format!(
+                    "the {name} receipt is older than version 4 and states no time"
+                )));
+            }
         }
         let (a, f, s) = (&self.accused.facts, &self.first.facts, &self.second.facts);
         if f.request != a.request || s.request != a.request {
@@ -189,11 +193,7 @@ impl SignedEvidence {
             )));
         }
         let worker = StdAddr::load_from(&mut e).map_err(malformed)?;
-        let client = StdAddr::load_from(&mut e).map_err(malformed)?;
-        let amount = Tokens::load_from(&mut e).map_err(malformed)?.into_inner();
-        let amount = u64::try_from(amount)
-            .map(Nanoton::new)
-            .map_err(|_| EvidenceError::Malformed(format!("amount {amount} is out of range")))?;
+        let client_owner = StdAddr::load_from(&mut e).map_err(malformed)?;
         let expires_at = e.load_u32().map_err(malformed)?;
         let mut receipt = || -> Result<SignedReceiptFacts, EvidenceError> {
             let c = e.load_reference().map_err(malformed)?;
@@ -203,8 +203,7 @@ impl SignedEvidence {
         Ok(SignedEvidence {
             evidence: SlashEvidence {
                 worker,
-                client,
-                amount,
+                client_owner,
                 expires_at,
                 accused,
                 first,

@@ -6,8 +6,10 @@
 //! (contracts/src/common/evidence.tolk):
 //!
 //! ```text
+//! receipt_facts_v4#52435402 request:bits256 content:bits256 model:bits256
+//!     time:uint32 body:^[ body_sha256:bits256 ] = ReceiptFacts;
 //! receipt_facts#52435401 request:bits256 content:bits256 model:bits256
-//!     body:^[ body_sha256:bits256 ] = ReceiptFacts;
+//!     body:^[ body_sha256:bits256 ] = ReceiptFacts;   // versions 2 and 3
 //! batch_path$_ sibling:bits256 up:(Maybe ^BatchPath) = BatchPath;
 //! receipt_batch$_ index:uint16 path:BatchPath = ReceiptBatch;
 //! signed_receipt$_ key:bits256 signature:bits512 facts:^ReceiptFacts
@@ -21,8 +23,13 @@ use crate::batch::BatchProof;
 use crate::body::{ReceiptBody, SignedReceipt};
 use crate::check::ReceiptError;
 
-/// The constructor tag of `receipt_facts`.
+/// The constructor tag of `receipt_facts` (receipts of versions 2 and 3).
 pub const FACTS_TAG: u32 = 0x5243_5401;
+
+/// The constructor tag of `receipt_facts_v4`, which states the receipt's
+/// time: a contract takes only this kind as slash evidence, and only while
+/// it is recent.
+pub const FACTS_TAG_V4: u32 = 0x5243_5402;
 
 /// Domain separation: a receipt body hash cannot be mistaken for any other
 /// hash signed with the same key.
@@ -38,6 +45,9 @@ pub struct ReceiptFacts {
     pub content: [u8; 32],
     /// SHA-256 of the weights; zero when the engine cannot tell.
     pub model: [u8; 32],
+    /// When the worker finished the answer, UNIX seconds (receipts of
+    /// version 4 on; `None` before).
+    pub time: Option<u32>,
     /// SHA-256 of the domain tag and the body's JSON: binds every other
     /// member of the receipt.
     pub body: [u8; 32],
@@ -67,10 +77,22 @@ impl ReceiptFacts {
         h.update(BODY_DOMAIN);
         serde_json::to_writer(HashWriter(&mut h), body)
             .map_err(|e| ReceiptError::Malformed(format!("receipt body: {e}")))?;
+        let time = if body.version >= 4 {
+            let secs = body.finished_at_ms / 1000;
+            Some(u32::try_from(secs).map_err(|_| {
+                ReceiptError::Malformed(format!(
+                    "finished_at_ms {} is beyond a 32-bit UNIX time",
+                    body.finished_at_ms
+                ))
+            })?)
+        } else {
+            None
+        };
         Ok(ReceiptFacts {
             request: hash32("request_sha256", &body.request_sha256)?,
             content: optional("content_sha256", &body.content_sha256)?,
             model: optional("model_hash", &body.model_hash)?,
+            time,
             body: h.finalize().into(),
         })
     }
@@ -80,10 +102,13 @@ impl ReceiptFacts {
         let mut body = CellBuilder::new();
         body.store_u256(&HashBytes(self.body)).map_err(cell_error)?;
         let mut b = CellBuilder::new();
-        b.store_u32(FACTS_TAG).map_err(cell_error)?;
+        b.store_u32(self.tag()).map_err(cell_error)?;
         b.store_u256(&HashBytes(self.request)).map_err(cell_error)?;
         b.store_u256(&HashBytes(self.content)).map_err(cell_error)?;
         b.store_u256(&HashBytes(self.model)).map_err(cell_error)?;
+        if let Some(time) = self.time {
+            b.store_u32(time).map_err(cell_error)?;
+        }
         b.store_reference(body.build().map_err(cell_error)?)
             .map_err(cell_error)?;
         b.build().map_err(cell_error)
@@ -100,17 +125,29 @@ impl ReceiptFacts {
         h.update([0x00, 0x40]);
         h.update(self.body);
         let body: [u8; 32] = h.finalize().into();
-        // The facts cell: descriptors 1 (one reference) and 200 (100 whole
-        // bytes), the data, the reference's depth (0) and its hash.
+        // The facts cell: descriptors 1 (one reference) and twice its
+        // whole data bytes (100, or 104 with the time), the data, the
+        // reference's depth (0) and its hash.
         let mut h = Sha256::new();
-        h.update([0x01, 0xC8]);
-        h.update(FACTS_TAG.to_be_bytes());
+        h.update([0x01, if self.time.is_some() { 0xD0 } else { 0xC8 }]);
+        h.update(self.tag().to_be_bytes());
         h.update(self.request);
         h.update(self.content);
         h.update(self.model);
+        if let Some(time) = self.time {
+            h.update(time.to_be_bytes());
+        }
         h.update([0x00, 0x00]);
         h.update(body);
         Ok(h.finalize().into())
+    }
+
+    fn tag(&self) -> u32 {
+        if self.time.is_some() {
+            FACTS_TAG_V4
+        } else {
+            FACTS_TAG
+        }
     }
 }
 
@@ -131,7 +168,8 @@ impl std::io::Write for HashWriter<'_> {
 /// evidence carries of each of the three workers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedReceiptFacts {
-    /// The worker's Ed25519 public key (its RA-TLS certificate's).
+    /// The worker's Ed25519 public key that signed: its receipt key
+    /// (version 4), its RA-TLS certificate's before.
     pub key: [u8; 32],
     /// The receipt's signature.
     pub signature: [u8; 64],
@@ -195,14 +233,19 @@ impl SignedReceiptFacts {
         let facts_cell = s.load_reference().map_err(cell_error)?;
         let mut f = facts_cell.as_slice().map_err(cell_error)?;
         let tag = f.load_u32().map_err(cell_error)?;
-        if tag != FACTS_TAG {
+        if tag != FACTS_TAG && tag != FACTS_TAG_V4 {
             return Err(ReceiptError::Malformed(format!(
-                "receipt facts tag {tag:#010x}, expected {FACTS_TAG:#010x}"
+                "receipt facts tag {tag:#010x}, expected {FACTS_TAG_V4:#010x} or {FACTS_TAG:#010x}"
             )));
         }
         let request = f.load_u256().map_err(cell_error)?.0;
         let content = f.load_u256().map_err(cell_error)?.0;
         let model = f.load_u256().map_err(cell_error)?.0;
+        let time = if tag == FACTS_TAG_V4 {
+            Some(f.load_u32().map_err(cell_error)?)
+        } else {
+            None
+        };
         let body = f
             .load_reference()
             .and_then(|c| c.as_slice())
@@ -221,6 +264,7 @@ impl SignedReceiptFacts {
                 request,
                 content,
                 model,
+                time,
                 body,
             },
             batch,
@@ -289,6 +333,7 @@ mod tests {
                 request: fill(1),
                 content: if seed % 2 == 0 { [0; 32] } else { fill(2) },
                 model: fill(3),
+                time: (seed % 3 != 0).then_some(1_800_000_000 + u32::from(seed)),
                 body: fill(4),
             };
             assert_eq!(

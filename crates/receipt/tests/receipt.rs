@@ -20,6 +20,24 @@ struct Worker {
     signer: ReceiptSigner,
     verifier: RaTlsVerifier,
     der: Vec<u8>,
+    /// The certificate's own key, which signed receipts before version 4.
+    cert_pkcs8: Vec<u8>,
+}
+
+/// A fresh Ed25519 key: PKCS#8 and its public half.
+fn key() -> (Vec<u8>, [u8; 32]) {
+    use ring::signature::KeyPair;
+    let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
+        .unwrap()
+        .as_ref()
+        .to_vec();
+    let public = ring::signature::Ed25519KeyPair::from_pkcs8(&pkcs8)
+        .unwrap()
+        .public_key()
+        .as_ref()
+        .try_into()
+        .unwrap();
+    (pkcs8, public)
 }
 
 fn worker(dir: &std::path::Path, image: u8) -> Worker {
@@ -38,6 +56,7 @@ fn worker(dir: &std::path::Path, image: u8) -> Worker {
         required_claims: Default::default(),
         sim_roots: vec![attester.root_public_key()],
     };
+    let (receipt_pkcs8, receipt_key) = key();
     let claims = Claims {
         public_key: [0; 32],
         role: Role::Worker,
@@ -45,16 +64,22 @@ fn worker(dir: &std::path::Path, image: u8) -> Worker {
         expires_at: NOW + 3600,
         config_hash: [0; 32],
         model_hash: Some(ModelHash::from_bytes(MODEL)),
+        receipt_key: Some(receipt_key),
     };
     let minted = cocoon_tee::cert::mint(claims, &attester).unwrap();
     let verifier = RaTlsVerifier::new(policy, None);
     let (kind, image) = verifier.inspect_own(&minted.der, NOW).unwrap();
     let signer =
-        ReceiptSigner::new(minted.der.clone(), &minted.pkcs8, Some(kind), Some(image)).unwrap();
+        ReceiptSigner::new(minted.der.clone(), &receipt_pkcs8, Some(kind), Some(image)).unwrap();
+    assert!(
+        ReceiptSigner::new(minted.der.clone(), &minted.pkcs8, None, None).is_err(),
+        "only the receipt key the claims name signs receipts"
+    );
     Worker {
         signer,
         verifier,
         der: minted.der,
+        cert_pkcs8: minted.pkcs8,
     }
 }
 
@@ -243,10 +268,9 @@ fn three_signed_receipts_make_slash_evidence_only_when_one_worker_dissents() {
         worker: "0:1111111111111111111111111111111111111111111111111111111111111111"
             .parse()
             .unwrap(),
-        client: "0:2222222222222222222222222222222222222222222222222222222222222222"
+        client_owner: "0:2222222222222222222222222222222222222222222222222222222222222222"
             .parse()
             .unwrap(),
-        amount: Nanoton::new(1_000_000_000),
         expires_at: 1_800_000_000,
         accused,
         first,
@@ -376,4 +400,41 @@ fn receipts_signed_in_a_batch_each_verify_alone_and_resist_tampering() {
         SignedReceipt::from_json(&old.to_json()),
         Err(ReceiptError::Malformed(m)) if m.contains("batch")
     ));
+}
+
+#[test]
+fn version_3_receipts_verify_under_the_certificate_key_and_version_4_only_under_the_receipt_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = worker(dir.path(), 1);
+    let identity = WorkerIdentity::verify(&w.der, &w.verifier, NOW).unwrap();
+    let cert_key = ring::signature::Ed25519KeyPair::from_pkcs8(&w.cert_pkcs8).unwrap();
+    let by_cert_key = |version: u32| {
+        // What a worker of the earlier version signed: the same body,
+        // signed with the certificate's own key.
+        let mut signed = w.signer.sign(body("hello")).unwrap();
+        signed.receipt.version = version;
+        let hash = SignedReceipt::facts_hash(&signed.receipt).unwrap();
+        signed.signature = hex::encode(cert_key.sign(&hash).as_ref());
+        signed
+    };
+    identity.check(&by_cert_key(3)).unwrap();
+    assert!(
+        matches!(
+            identity.check(&by_cert_key(4)),
+            Err(ReceiptError::Signature { .. })
+        ),
+        "a version 4 receipt signed with the certificate's key is refused"
+    );
+    // Version 4 facts state the time; version 3 facts do not, so the two
+    // hash differently and a signature cannot move between them.
+    let v4 = w.signer.sign(body("hello")).unwrap();
+    assert_eq!(v4.receipt.version, 4);
+    let facts = cocoon_receipt::ReceiptFacts::of(&v4.receipt).unwrap();
+    assert_eq!(facts.time, Some((NOW * 1000 + 250).div_euclid(1000) as u32));
+    let mut as_v3 = v4.receipt.clone();
+    as_v3.version = 3;
+    assert_ne!(
+        SignedReceipt::facts_hash(&as_v3).unwrap(),
+        SignedReceipt::facts_hash(&v4.receipt).unwrap()
+    );
 }

@@ -25,6 +25,10 @@ pub struct Claims {
     pub config_hash: [u8; 32],
     /// For workers: the weights they serve.
     pub model_hash: Option<ModelHash>,
+    /// For workers: the Ed25519 key that signs their receipts. It outlives
+    /// certificates, so the worker's owner can register it in the worker
+    /// contract, and slash evidence must carry a receipt signed by it.
+    pub receipt_key: Option<[u8; 32]>,
 }
 
 /// Claims that could not be decoded.
@@ -42,9 +46,10 @@ fn role_tag(role: Role) -> u8 {
 
 impl Claims {
     /// Canonical encoding: domain ‖ role ‖ key ‖ issued_at ‖ expires_at
-    /// (big-endian u64) ‖ config hash ‖ 0 or 1 ‖ model hash if 1.
+    /// (big-endian u64) ‖ config hash ‖ 0 or 1 ‖ model hash if 1, then,
+    /// only when there is one, 1 ‖ receipt key.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(DOMAIN.len() + 114);
+        let mut out = Vec::with_capacity(DOMAIN.len() + 147);
         out.extend_from_slice(DOMAIN);
         out.push(role_tag(self.role));
         out.extend_from_slice(&self.public_key);
@@ -58,6 +63,10 @@ impl Claims {
             }
             None => out.push(0),
         }
+        if let Some(k) = &self.receipt_key {
+            out.push(1);
+            out.extend_from_slice(k);
+        }
         out
     }
 
@@ -67,9 +76,9 @@ impl Claims {
         let body = bytes
             .strip_prefix(DOMAIN)
             .ok_or_else(|| err("does not start with the cocoon/ra-tls/claims/v1 domain"))?;
-        if body.len() != 82 && body.len() != 114 {
+        if ![82, 114, 115, 147].contains(&body.len()) {
             return Err(ClaimsDecodeError(format!(
-                "{} bytes after the domain, expected 82 or 114",
+                "{} bytes after the domain, expected 82, 114, 115 or 147",
                 body.len()
             )));
         }
@@ -89,12 +98,22 @@ impl Claims {
             a.copy_from_slice(&body[at..at + 8]);
             u64::from_be_bytes(a)
         };
-        let model_hash = match (body[81], body.len()) {
-            (0, 82) => None,
-            (1, 114) => Some(ModelHash::from_bytes(take32(82))),
+        let (model_hash, rest) = match (body[81], body.len()) {
+            (0, 82 | 115) => (None, 82),
+            (1, 114 | 147) => (Some(ModelHash::from_bytes(take32(82))), 114),
             (flag, len) => {
                 return Err(ClaimsDecodeError(format!(
                     "model hash flag {flag} does not fit a {len}-byte body"
+                )))
+            }
+        };
+        let receipt_key = match body.get(rest) {
+            None => None,
+            Some(1) if body.len() == rest + 33 => Some(take32(rest + 1)),
+            Some(flag) => {
+                return Err(ClaimsDecodeError(format!(
+                    "receipt key flag {flag} does not fit a {}-byte body",
+                    body.len()
                 )))
             }
         };
@@ -105,6 +124,7 @@ impl Claims {
             expires_at: u64_at(41),
             config_hash: take32(49),
             model_hash,
+            receipt_key,
         })
     }
 
@@ -129,11 +149,21 @@ mod tests {
             expires_at: 20,
             config_hash: [2; 32],
             model_hash: Some(ModelHash::from_bytes([3; 32])),
+            receipt_key: Some([4; 32]),
         };
         for c in [
             base.clone(),
             Claims {
                 model_hash: None,
+                ..base.clone()
+            },
+            Claims {
+                receipt_key: None,
+                ..base.clone()
+            },
+            Claims {
+                model_hash: None,
+                receipt_key: None,
                 ..base.clone()
             },
         ] {
@@ -164,6 +194,14 @@ mod tests {
                 model_hash: None,
                 ..base.clone()
             },
+            Claims {
+                receipt_key: Some([5; 32]),
+                ..base.clone()
+            },
+            Claims {
+                receipt_key: None,
+                ..base.clone()
+            },
         ];
         for v in variants {
             assert_ne!(v.report_data(), base.report_data(), "{v:?}");
@@ -171,5 +209,14 @@ mod tests {
         let mut junk = base.encode();
         junk.push(0);
         assert!(Claims::decode(&junk).is_err());
+        // A receipt key's flag must be 1: 0 followed by a key is not canonical.
+        let mut zero_flag = Claims {
+            receipt_key: None,
+            ..base.clone()
+        }
+        .encode();
+        zero_flag.push(0);
+        zero_flag.extend_from_slice(&[4; 32]);
+        assert!(Claims::decode(&zero_flag).is_err());
     }
 }

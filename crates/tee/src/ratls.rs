@@ -35,6 +35,8 @@ pub struct PeerAttestation {
     pub config_hash: [u8; 32],
     /// For workers: the weights.
     pub model_hash: Option<ModelHash>,
+    /// For workers: the key that signs their receipts.
+    pub receipt_key: Option<[u8; 32]>,
     /// Certificate issue time.
     pub issued_at: u64,
     /// Certificate expiry.
@@ -357,6 +359,7 @@ impl RaTlsVerifier {
             advisories: verified.advisories.clone(),
             config_hash: claims.config_hash,
             model_hash: claims.model_hash,
+            receipt_key: claims.receipt_key,
             issued_at: claims.issued_at,
             expires_at: claims.expires_at,
             measurements: verified.measurements.clone(),

@@ -64,6 +64,7 @@ fn claims(role: Role) -> Claims {
         expires_at: NOW + 3600,
         config_hash: [7; 32],
         model_hash: (role == Role::Worker).then(|| ModelHash::from_bytes([5; 32])),
+        receipt_key: None,
     }
 }
 

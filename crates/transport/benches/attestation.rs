@@ -193,6 +193,7 @@ fn main() {
             expires_at: now + 3600,
             config_hash: [0; 32],
             model_hash: None,
+            receipt_key: None,
         };
         let cert = cocoon_tee::cert::mint(claims, &**att.attester()).unwrap();
         let (m, p) = time_ms(iters * 5, || {

@@ -94,6 +94,7 @@ impl Attestation {
         &self,
         role: Role,
         model_hash: Option<ModelHash>,
+        receipt_key: Option<[u8; 32]>,
     ) -> Result<cocoon_tee::cert::MintedCert, CredentialsError> {
         let now = cocoon_core::unix_now();
         let claims = Claims {
@@ -103,6 +104,7 @@ impl Attestation {
             expires_at: now + self.lifetime.as_secs(),
             config_hash: self.config_hash,
             model_hash,
+            receipt_key,
         };
         cocoon_tee::cert::mint(claims, &*self.attester).map_err(|e| CredentialsError(e.to_string()))
     }
@@ -118,11 +120,33 @@ impl Trust {
         name: &str,
         model_hash: Option<ModelHash>,
     ) -> Result<Arc<NodeCredentials>, CredentialsError> {
+        self.credentials_claiming(role, name, model_hash, None)
+    }
+
+    /// A worker's credentials: as [`Trust::credentials`], and every
+    /// certificate's claims name `receipt_key`, the key its receipts are
+    /// signed with.
+    pub fn worker_credentials(
+        &self,
+        name: &str,
+        model_hash: Option<ModelHash>,
+        receipt_key: [u8; 32],
+    ) -> Result<Arc<NodeCredentials>, CredentialsError> {
+        self.credentials_claiming(Role::Worker, name, model_hash, Some(receipt_key))
+    }
+
+    fn credentials_claiming(
+        &self,
+        role: Role,
+        name: &str,
+        model_hash: Option<ModelHash>,
+        receipt_key: Option<[u8; 32]>,
+    ) -> Result<Arc<NodeCredentials>, CredentialsError> {
         let att = match self {
             Trust::Insecure => return Ok(Arc::new(NodeCredentials::generate(role, name)?)),
             Trust::Attested(att) => att.clone(),
         };
-        let minted = att.mint(role, model_hash)?;
+        let minted = att.mint(role, model_hash, receipt_key)?;
         let creds = Arc::new(NodeCredentials::from_der(minted.der, minted.pkcs8)?);
         let weak = Arc::downgrade(&creds);
         let every = att.lifetime * 2 / 3;
@@ -132,7 +156,9 @@ impl Trust {
                 let Some(creds) = weak.upgrade() else { return };
                 // Attesting can block on the TEE driver: keep it off the reactor.
                 let att2 = att.clone();
-                let minted = tokio::task::spawn_blocking(move || att2.mint(role, model_hash)).await;
+                let minted =
+                    tokio::task::spawn_blocking(move || att2.mint(role, model_hash, receipt_key))
+                        .await;
                 match minted {
                     Ok(Ok(m)) => match creds.replace(m.der, m.pkcs8) {
                         Ok(()) => tracing::info!(%role, "RA-TLS certificate rotated"),

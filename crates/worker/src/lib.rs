@@ -56,6 +56,11 @@ pub struct WorkerConfig {
     /// cost, in development mode: clients that check receipts refuse such
     /// a worker's answers.
     pub sign_receipts: bool,
+    /// The key receipts are signed with (PKCS#8 Ed25519), kept in the data
+    /// directory: every certificate's claims name it, and on a chain the
+    /// worker registers it in its worker contract, so that slash evidence
+    /// can be checked against it.
+    pub receipt_key: Vec<u8>,
 }
 
 /// Why the worker could not start.
@@ -78,13 +83,59 @@ pub enum WorkerError {
     /// The configuration is inconsistent.
     #[error("invalid worker configuration: {0}")]
     Config(String),
-    /// The worker contract could not be given its minimum stake.
+    /// The worker contract could not be given its minimum stake, or its
+    /// receipt key.
     #[error("staking the worker contract: {0}")]
     Stake(String),
 }
 
 /// Tries at staking the worker contract's minimum at start.
 const STAKE_ATTEMPTS: u32 = 5;
+
+/// On a chain, before serving: stakes the worker contract's minimum and
+/// registers the receipt key in it, so that the proxy admits the worker.
+/// A refused message (another process using the same wallet got its seqno
+/// first, a chain hiccup) is tried again after reading the contract anew;
+/// a wallet that cannot pay is not.
+async fn join_chain(shared: &Shared) -> Result<(), WorkerError> {
+    let mut attempt = 0;
+    let staked = loop {
+        attempt += 1;
+        match payout::ensure_stake(shared).await {
+            Ok(staked) => break staked,
+            Err(e)
+                if attempt >= STAKE_ATTEMPTS
+                    || matches!(e, payout::WithdrawError::CannotStake { .. }) =>
+            {
+                return Err(WorkerError::Stake(e.to_string()))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, attempt, "staking the worker contract failed; reading the stake again");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    };
+    if staked > cocoon_core::Nanoton::ZERO {
+        tracing::info!(contract = %shared.address, %staked, "worker contract staked its minimum");
+    }
+    let key = shared.receipts.public_key();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match payout::ensure_receipt_key(shared, &key).await {
+            Ok(true) => {
+                tracing::info!(contract = %shared.address, key = %hex::encode(key), "receipt key registered in the worker contract");
+                return Ok(());
+            }
+            Ok(false) => return Ok(()),
+            Err(e) if attempt >= STAKE_ATTEMPTS => return Err(WorkerError::Stake(e.to_string())),
+            Err(e) => {
+                tracing::warn!(error = %e, attempt, "registering the receipt key failed; reading the contract again");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
 
 /// State shared by the session, the jobs and the HTTP endpoints.
 pub(crate) struct Shared {
@@ -126,11 +177,13 @@ impl Worker {
                 "max_active_requests must be at least 1, found 0".into(),
             ));
         }
-        let credentials = config.trust.credentials(
-            cocoon_core::Role::Worker,
-            &config.name,
-            engine.model_hash(),
-        )?;
+        let receipt_public = receipts::public_key(&config.receipt_key).map_err(|e| {
+            WorkerError::Config(format!("the receipt key is not a PKCS#8 Ed25519 key: {e}"))
+        })?;
+        let credentials =
+            config
+                .trust
+                .worker_credentials(&config.name, engine.model_hash(), receipt_public)?;
         let verifier = config
             .trust
             .verifier("worker: proxy", &[cocoon_core::Role::Proxy]);
@@ -141,8 +194,12 @@ impl Worker {
         if !config.sign_receipts {
             tracing::warn!("DEVELOPMENT MODE: this worker signs NO receipts; clients that check receipts refuse its answers. Only for measuring what receipts cost.");
         }
-        let receipts =
-            receipts::ReceiptKeys::new(credentials.clone(), own_verifier, config.receipt_batch);
+        let receipts = receipts::ReceiptKeys::new(
+            credentials.clone(),
+            config.receipt_key.clone(),
+            own_verifier,
+            config.receipt_batch,
+        );
         let channel = cocoon_transport::channel(&config.proxy, credentials, verifier)?;
         let http = tokio::net::TcpListener::bind(config.http_listen)
             .await
@@ -176,29 +233,7 @@ impl Worker {
             started: Instant::now(),
         });
         if shared.config.chain.is_some() {
-            // A refused message (another process using the same wallet got
-            // its seqno first, a chain hiccup) is tried again after reading
-            // the stake anew; a wallet that cannot pay is not.
-            let mut attempt = 0;
-            let staked = loop {
-                attempt += 1;
-                match payout::ensure_stake(&shared).await {
-                    Ok(staked) => break staked,
-                    Err(e)
-                        if attempt >= STAKE_ATTEMPTS
-                            || matches!(e, payout::WithdrawError::CannotStake { .. }) =>
-                    {
-                        return Err(WorkerError::Stake(e.to_string()))
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, attempt, "staking the worker contract failed; reading the stake again");
-                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                    }
-                }
-            };
-            if staked > cocoon_core::Nanoton::ZERO {
-                tracing::info!(contract = %shared.address, %staked, "worker contract staked its minimum");
-            }
+            join_chain(&shared).await?;
         }
         let (shutdown, rx) = watch::channel(false);
 

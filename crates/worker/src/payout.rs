@@ -3,7 +3,9 @@
 //! voucher's increase over what was already paid to the wallet.
 //! `POST /admin/withdraw` (and `cocoon worker withdraw`) does it on demand.
 //! `POST /admin/stake` (`cocoon worker stake`) adds to the contract's stake
-//! beyond the minimum the worker keeps by itself.
+//! beyond the minimum the worker keeps by itself. At start the worker also
+//! registers its receipt key in the contract (`add_receipt_key`): slash
+//! evidence against it must carry a receipt signed by a registered key.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +23,8 @@ use tycho_types::models::{StateInit, StdAddr};
 const PAYOUT_GAS: Nanoton = Nanoton::new(100_000_000);
 /// Gas carried with a stake top-up; what is left comes back.
 const STAKE_GAS: Nanoton = Nanoton::new(50_000_000);
+/// Gas carried with a receipt key's registration; what is left comes back.
+const KEY_GAS: Nanoton = Nanoton::new(50_000_000);
 /// How long a payout may take to be applied.
 const PAYOUT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -100,8 +104,12 @@ pub(crate) struct Withdrawal {
     pub voucher_seqno: u64,
     /// Paid on chain before this withdrawal.
     pub paid_before: String,
-    /// Paid by this withdrawal (the voucher's increase).
+    /// Paid by this withdrawal: the voucher's increase, or as much of it
+    /// as the proxy contract held.
     pub paid: String,
+    /// What the proxy contract could not pay: the same voucher claims it
+    /// again later.
+    pub still_owed: String,
     /// Staked by this withdrawal, to reach the minimum payouts need.
     pub staked: String,
     pub wallet_balance_before: String,
@@ -120,6 +128,12 @@ pub(crate) enum WithdrawError {
     NothingEarned,
     #[error("already paid: the worker contract has paid {paid}, the latest voucher says {total}")]
     AlreadyPaid { paid: Nanoton, total: Nanoton },
+    #[error(
+        "a payout of {amount} is still on its way to the proxy contract; try again once it lands"
+    )]
+    InFlight { amount: Nanoton },
+    #[error("the latest voucher cannot be paid out: {0}")]
+    Voucher(cocoon_pay::voucher::VoucherError),
     #[error("the chain: {0}")]
     Chain(String),
     #[error("a stake of zero adds nothing")]
@@ -172,30 +186,55 @@ async fn staked(
         .map_err(|e| WithdrawError::Chain(format!("get_worker_stake on {contract}: {e}")))
 }
 
-async fn paid_on_chain(
-    chain: &Toncenter,
-    contract: &StdAddr,
-) -> Result<(Nanoton, bool), WithdrawError> {
+/// What the worker contract says of its payouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct PayoutState {
+    /// Paid out of the vouchers so far.
+    committed: Nanoton,
+    /// The voucher seqno last committed.
+    last_seqno: u64,
+    /// A payout on its way to the proxy contract.
+    in_flight: Nanoton,
+    /// What the last payout asked for and the proxy contract could not pay.
+    owed: Nanoton,
+    /// Whether the contract is deployed.
+    deployed: bool,
+}
+
+async fn payout_state(chain: &Toncenter, contract: &StdAddr) -> Result<PayoutState, WithdrawError> {
     let account = chain
         .account(contract)
         .await
         .map_err(|e| WithdrawError::Chain(e.to_string()))?;
     if account.status != AccountStatus::Active {
-        return Ok((Nanoton::ZERO, false));
+        return Ok(PayoutState::default());
     }
     let out = chain
         .run_get_method(contract, "get_worker_data", &[])
         .await
         .map_err(|e| WithdrawError::Chain(e.to_string()))?;
     let mut r = StackReader::new(out.stack);
-    let committed = (|| {
+    let read = (|| {
         r.skip()?; // proxy
         r.skip()?; // owner
         r.skip()?; // proxy key
-        r.u64()
-    })()
-    .map_err(|e| WithdrawError::Chain(format!("get_worker_data on {contract}: {e}")))?;
-    Ok((Nanoton::new(committed), true))
+        Ok::<_, cocoon_chain::stack::StackTypeError>(PayoutState {
+            committed: Nanoton::new(r.u64()?),
+            last_seqno: r.u64()?,
+            in_flight: Nanoton::new(r.u64()?),
+            owed: Nanoton::new(r.u64()?),
+            deployed: true,
+        })
+    })();
+    read.map_err(|e| WithdrawError::Chain(format!("get_worker_data on {contract}: {e}")))
+}
+
+async fn paid_on_chain(
+    chain: &Toncenter,
+    contract: &StdAddr,
+) -> Result<(Nanoton, bool), WithdrawError> {
+    let s = payout_state(chain, contract).await?;
+    Ok((s.committed, s.deployed))
 }
 
 /// The transfer that brings the worker contract's stake up to the
@@ -295,6 +334,68 @@ pub(crate) async fn ensure_stake(shared: &crate::Shared) -> Result<Nanoton, With
     )))
 }
 
+/// Whether evidence may name `key` now: the contract's `get_receipt_key`
+/// answers -1 (no), 0 (an active key) or the time a removed key stops
+/// counting.
+async fn receipt_key_active(
+    chain: &Toncenter,
+    contract: &StdAddr,
+    key: &[u8; 32],
+) -> Result<bool, WithdrawError> {
+    let arg = cocoon_chain::registry::uint256(&tycho_types::cell::HashBytes(*key));
+    let out = chain
+        .run_get_method(contract, "get_receipt_key", &[arg])
+        .await
+        .map_err(|e| WithdrawError::Chain(e.to_string()))?;
+    if !out.succeeded() {
+        return Err(WithdrawError::Chain(format!(
+            "get_receipt_key on {contract} exits with {}",
+            out.exit_code
+        )));
+    }
+    let state = StackReader::new(out.stack)
+        .int()
+        .map_err(|e| WithdrawError::Chain(format!("get_receipt_key on {contract}: {e}")))?;
+    Ok(state == num_bigint::BigInt::from(0))
+}
+
+/// Registers `key` as a receipt key of the worker contract (the wallet
+/// owns it) unless it is active there already; returns whether it sent
+/// the registration.
+pub(crate) async fn ensure_receipt_key(
+    shared: &crate::Shared,
+    key: &[u8; 32],
+) -> Result<bool, WithdrawError> {
+    let c = shared.config.chain.as_ref().ok_or(WithdrawError::NoChain)?;
+    let contract = &shared.address;
+    if receipt_key_active(&c.chain, contract, key).await? {
+        return Ok(false);
+    }
+    let body = contracts::add_receipt_key(cocoon_core::unix_now(), key)
+        .map_err(|e| WithdrawError::Chain(e.to_string()))?;
+    let transfer = Transfer {
+        to: contract.clone(),
+        value: KEY_GAS,
+        bounce: true,
+        body: Some(body),
+        init: None,
+    };
+    c.wallet
+        .send(c.chain.as_ref(), &[transfer], PAYOUT_TIMEOUT)
+        .await
+        .map_err(|e| WithdrawError::Chain(e.to_string()))?;
+    // On a live network the contract's state may lag the wallet's.
+    for _ in 0..60 {
+        if receipt_key_active(&c.chain, contract, key).await? {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Err(WithdrawError::Chain(format!(
+        "the receipt key sent to {contract} did not show on chain within 15 s"
+    )))
+}
+
 /// What adding to the stake did.
 #[derive(Debug, serde::Serialize)]
 pub(crate) struct Staking {
@@ -388,7 +489,8 @@ pub(crate) async fn withdraw(shared: &crate::Shared) -> Result<Withdrawal, Withd
         .latest_voucher()
         .ok_or(WithdrawError::NothingEarned)?;
     let contract = shared.address.clone();
-    let (paid_before, deployed) = paid_on_chain(&c.chain, &contract).await?;
+    let state = payout_state(&c.chain, &contract).await?;
+    let (paid_before, deployed) = (state.committed, state.deployed);
     let total = voucher.voucher.total;
     if total <= paid_before {
         return Err(WithdrawError::AlreadyPaid {
@@ -396,6 +498,23 @@ pub(crate) async fn withdraw(shared: &crate::Shared) -> Result<Withdrawal, Withd
             total,
         });
     }
+    if state.in_flight > Nanoton::ZERO {
+        return Err(WithdrawError::InFlight {
+            amount: state.in_flight,
+        });
+    }
+    // The contract's own checks, here first, so a doomed payout costs
+    // nothing: a voucher expiring now, or older than the last committed.
+    voucher
+        .voucher
+        .check_commit(
+            &cocoon_pay::voucher::Committed {
+                total: paid_before,
+                seqno: state.last_seqno,
+            },
+            cocoon_core::unix_now(),
+        )
+        .map_err(WithdrawError::Voucher)?;
     let wallet = c.wallet.address();
     let before = c
         .chain
@@ -435,29 +554,27 @@ pub(crate) async fn withdraw(shared: &crate::Shared) -> Result<Withdrawal, Withd
         .await
         .map_err(|e| WithdrawError::Chain(e.to_string()))?;
     // The payment arrives in the same chain of messages; on a live network
-    // it may take a few more blocks.
+    // it may take a few more blocks. It has landed when the contract
+    // committed this voucher's seqno and nothing is on its way.
     let mut after = before;
-    let mut paid_now = paid_before;
+    let mut now = state;
     for _ in 0..60 {
-        paid_now = paid_on_chain(&c.chain, &contract).await?.0;
+        now = payout_state(&c.chain, &contract).await?;
         after = c
             .chain
             .account(&wallet)
             .await
             .map_err(|e| WithdrawError::Chain(e.to_string()))?
             .balance;
-        let spent = PAYOUT_GAS.get()
-            + stake.get()
-            + if stake > Nanoton::ZERO {
-                STAKE_GAS.get()
-            } else {
-                0
-            };
-        if paid_now >= total && after.get() > before.get().saturating_sub(spent) {
+        let landed = now.in_flight == Nanoton::ZERO
+            && now.last_seqno == voucher.voucher.seqno
+            && (now.committed, now.owed) != (state.committed, state.owed);
+        if landed {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    let paid_now = now.committed;
     let paid = paid_now.saturating_sub(paid_before);
     // before - stake - gas sent + excess back + paid = after, so
     // fees = before + paid - stake - after.
@@ -470,6 +587,7 @@ pub(crate) async fn withdraw(shared: &crate::Shared) -> Result<Withdrawal, Withd
         voucher_seqno: voucher.voucher.seqno,
         paid_before: paid_before.get().to_string(),
         paid: paid.get().to_string(),
+        still_owed: now.owed.get().to_string(),
         staked: stake.get().to_string(),
         wallet_balance_before: before.get().to_string(),
         wallet_balance_after: after.get().to_string(),

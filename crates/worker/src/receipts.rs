@@ -1,6 +1,8 @@
-//! The worker's receipts: signed with the key of its current RA-TLS
-//! certificate, for every answer it completes, in batches when answers
-//! finish close together (`cocoon_receipt::batch`).
+//! The worker's receipts: signed with its receipt key (named in every
+//! RA-TLS certificate's claims and registered in its worker contract), for
+//! every answer it completes, in batches when answers finish close
+//! together (`cocoon_receipt::batch`). Each receipt names the certificate
+//! current when it was signed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -170,9 +172,11 @@ impl ReceiptBatcher {
 }
 
 /// The signer for the worker's current certificate, rebuilt when the
-/// certificate rotates.
+/// certificate rotates; the key it signs with stays.
 pub(crate) struct ReceiptKeys {
     credentials: Arc<NodeCredentials>,
+    /// The receipt key, PKCS#8 Ed25519.
+    receipt_key: Vec<u8>,
     /// Checks the worker's own evidence, to state its TEE and image.
     verifier: Option<Arc<RaTlsVerifier>>,
     signer: Mutex<Option<Arc<ReceiptSigner>>>,
@@ -185,11 +189,13 @@ pub(crate) struct ReceiptKeys {
 impl ReceiptKeys {
     pub(crate) fn new(
         credentials: Arc<NodeCredentials>,
+        receipt_key: Vec<u8>,
         verifier: Option<Arc<RaTlsVerifier>>,
         batch_window: Duration,
     ) -> Self {
         ReceiptKeys {
             credentials,
+            receipt_key,
             verifier,
             signer: Mutex::new(None),
             proxy: Mutex::default(),
@@ -197,10 +203,10 @@ impl ReceiptKeys {
         }
     }
 
-    /// The signer for the certificate presented now; `None` if its key
-    /// cannot sign (logged).
+    /// The signer for the certificate presented now; `None` if the
+    /// certificate does not name this worker's receipt key (logged).
     pub(crate) fn current(&self) -> Option<Arc<ReceiptSigner>> {
-        let (cert, pkcs8) = self.credentials.current_with_key();
+        let (cert, _) = self.credentials.current_with_key();
         let mut cached = self.signer.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = cached.as_ref().filter(|s| s.certificate() == cert.as_ref()) {
             return Some(s.clone());
@@ -213,10 +219,15 @@ impl ReceiptKeys {
                 .map_err(|e| tracing::warn!(error = %e, "cannot read this worker's own evidence; receipts will not state its TEE and image"))
                 .ok()
         });
-        match ReceiptSigner::new(cert.to_vec(), &pkcs8, own.map(|o| o.0), own.map(|o| o.1)) {
+        match ReceiptSigner::new(
+            cert.to_vec(),
+            &self.receipt_key,
+            own.map(|o| o.0),
+            own.map(|o| o.1),
+        ) {
             Ok(s) => {
                 let s = Arc::new(s);
-                tracing::info!(certificate = %s.certificate_sha256(), "receipts are signed with this certificate's key");
+                tracing::info!(certificate = %s.certificate_sha256(), receipt_key = %hex::encode(s.public_key()), "receipts name this certificate");
                 *cached = Some(s.clone());
                 Some(s)
             }
@@ -227,9 +238,23 @@ impl ReceiptKeys {
         }
     }
 
+    /// The receipt key's public half.
+    pub(crate) fn public_key(&self) -> [u8; 32] {
+        public_key(&self.receipt_key).unwrap_or_default()
+    }
+
     pub(crate) fn proxy(&self) -> ProxyIdentity {
         self.proxy.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
+}
+
+/// The public half of a PKCS#8 Ed25519 key.
+pub(crate) fn public_key(pkcs8: &[u8]) -> Result<[u8; 32], ring::error::KeyRejected> {
+    use ring::signature::KeyPair;
+    let key = ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8)?;
+    let mut out = [0u8; 32];
+    out.copy_from_slice(key.public_key().as_ref());
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -240,8 +265,18 @@ mod tests {
     use cocoon_tee::{Claims, SimAttester};
 
     fn signer() -> Arc<ReceiptSigner> {
+        use ring::signature::KeyPair;
         let dir = tempfile::tempdir().unwrap();
         let attester = SimAttester::new(SimRoot::load_or_create(dir.path()).unwrap(), [1; 48]);
+        let receipt_key =
+            ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
+                .unwrap();
+        let public = ring::signature::Ed25519KeyPair::from_pkcs8(receipt_key.as_ref())
+            .unwrap()
+            .public_key()
+            .as_ref()
+            .try_into()
+            .unwrap();
         let now = cocoon_core::unix_now();
         let claims = Claims {
             public_key: [0; 32],
@@ -250,9 +285,10 @@ mod tests {
             expires_at: now + 3600,
             config_hash: [0; 32],
             model_hash: None,
+            receipt_key: Some(public),
         };
         let minted = cocoon_tee::cert::mint(claims, &attester).unwrap();
-        Arc::new(ReceiptSigner::new(minted.der, &minted.pkcs8, None, None).unwrap())
+        Arc::new(ReceiptSigner::new(minted.der, receipt_key.as_ref(), None, None).unwrap())
     }
 
     fn body(i: u32) -> ReceiptBody {
