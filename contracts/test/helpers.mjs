@@ -130,7 +130,7 @@ export const ROLE = { PROXY: 0, WORKER: 1, CLIENT: 2 };
 /** Each contract's storage reserve (contracts/src/common/value.tolk). */
 export const RESERVE = {
   root: toNano('0.5'),
-  proxy: toNano('0.25'),
+  proxy: toNano('0.3'),
   client: toNano('0.05'),
   worker: toNano('0.15'),
 };
@@ -590,8 +590,9 @@ export async function openWorker(net, owner, opts = {}) {
   const init = workerInit(net, owner.address, opts);
   const address = contractAddress(0, init);
   const stake = opts.stake ?? net.terms.minWorkerStake;
+  // The first message also funds the contract's storage reserve.
   const r = stake > 0n
-    ? await owner.send({ to: address, value: stake + GAS, init, bounce: false, body: body(OP.AddWorkerStake, (b) => b.storeCoins(stake)) })
+    ? await owner.send({ to: address, value: stake + GAS + RESERVE.worker, init, bounce: false, body: body(OP.AddWorkerStake, (b) => b.storeCoins(stake)) })
     : await owner.send({ to: address, value: toNano('0.05'), init, bounce: false });
   net.results?.push(r);
   assertSuccess(r, address);

@@ -10,8 +10,19 @@ import assert from 'node:assert/strict';
 import {
   RustVoucherSigner, world, openClient, openWorker, clientData, workerData, proxyData,
   voucher, chargeBody, payoutBody, send, body, assertSuccess, txsOn, gasOf, balance, text,
-  OP, STATE, GAS, toNano,
+  OP, STATE, GAS, DEFAULT_TERMS, toNano,
 } from './helpers.mjs';
+
+const ACCUSED_SEED = 'a1'.repeat(32);
+
+/** Evidence that `worker` (whose receipt key is ACCUSED_SEED's) dissented on a request of `client`'s owner. */
+function dissent(signer, net, worker, clientOwner) {
+  const r = (seed, content) => ({ seed, request: '01'.repeat(32), content, model: '0a'.repeat(32), time: net.bc.now });
+  return signer.evidence({
+    worker, clientOwner, expiresAt: net.bc.now + 3600,
+    accused: r(ACCUSED_SEED, 'd0'.repeat(32)), first: r('a2'.repeat(32), 'c0'.repeat(32)), second: r('a3'.repeat(32), 'c0'.repeat(32)),
+  });
+}
 
 const signer = new RustVoucherSigner();
 after(() => signer.close());
@@ -85,12 +96,29 @@ test('a whole life: money flows as the books say and no nanoton appears or vanis
   r = await payout(w1, wa, toNano('2'), 1);
   note('worker: Payout', r, wa, OP.Payout);
   note('proxy: PayWorker', r, net.proxy, OP.PayWorker);
+  note('worker: PayoutSettled', r, wa, OP.PayoutSettled);
   await payout(w1, wa, toNano('2.5'), 2);
   await payout(w2, wb, toNano('1'), 1);
 
   r = await send(net, net.proxyOwner, net.proxy, body(OP.WithdrawCommission, (x) => x.storeCoins(toNano('0.5'))));
   assertSuccess(r, net.proxy);
   note('proxy: WithdrawCommission', r, net.proxy, OP.WithdrawCommission);
+
+  // The first worker is outvoted on a request of Bob's: the root's share
+  // of its stake goes into Bob's contract.
+  const accusedKey = await signer.key(ACCUSED_SEED);
+  r = await send(net, w1, wa, body(OP.AddReceiptKey, (x) => x.storeUint(accusedKey, 256)));
+  assertSuccess(r, wa);
+  note('worker: AddReceiptKey', r, wa, OP.AddReceiptKey);
+  const bobBefore = (await clientData(net.bc, b)).balance;
+  const evidence = await dissent(signer, net, wa, bob.address);
+  r = await send(net, net.proxyOwner, wa, body(OP.Slash, (x) => x.storeRef(evidence)));
+  assertSuccess(r, b);
+  note('worker: Slash', r, wa, OP.Slash);
+  note('proxy: ForwardSlash', r, net.proxy, OP.ForwardSlash);
+  note('client: SlashRefund', r, b, OP.SlashRefund);
+  const share = (net.terms.minWorkerStake * BigInt(DEFAULT_TERMS.slashShare)) / 10000n;
+  assert.equal((await clientData(net.bc, b)).balance, bobBefore + share);
 
   // Bob takes back what is above his stake.
   r = await send(net, bob, b, body(OP.WithdrawBalance, (x) => x.storeCoins(toNano('1.8'))));
@@ -154,4 +182,18 @@ test('the least value of each op covers what the op actually costs', async () =>
   assertSuccess(r, net.proxy);
   const fees = txsOn(r, client).concat(txsOn(r, net.proxy)).reduce((s, tx) => s + tx.totalFees.coins, 0n);
   assert.ok(fees * 3n < toNano('0.05'), `a charge costs ${fees} nanoton, a third of the least value at most`);
+  // A payout is three transactions (worker, proxy, worker again), a slash
+  // three too (worker, proxy, client): each fits its least value.
+  const workerOwner = await net.bc.treasury('worker-owner');
+  const worker = await openWorker(net, workerOwner, { stake: toNano('2') });
+  const p = await send(net, workerOwner, worker, payoutBody(await voucher(net, 'worker', worker, toNano('1'), 1)), toNano('0.05'));
+  assertSuccess(p, worker);
+  assert.equal(txsOn(p, workerOwner.address, OP.WorkerPaid).length, 1);
+  const key = await signer.key(ACCUSED_SEED);
+  assertSuccess(await send(net, workerOwner, worker, body(OP.AddReceiptKey, (x) => x.storeUint(key, 256)), toNano('0.02')), worker);
+  const evidence = await dissent(signer, net, worker, owner.address);
+  const s = await send(net, net.proxyOwner, worker, body(OP.Slash, (x) => x.storeRef(evidence)), toNano('0.05'));
+  assertSuccess(s, client);
+  const slashFees = [worker, net.proxy, client].flatMap((a) => txsOn(s, a)).reduce((sum, tx) => sum + tx.totalFees.coins, 0n);
+  assert.ok(slashFees * 2n < toNano('0.05'), `a slash costs ${slashFees} nanoton, half of the least value at most`);
 });

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import {
   RustVoucherSigner, world, openWorker, workerStake, workerData, clientData, clientAddress, receiptKey,
   voucher, payoutBody, send, body, get, assertSuccess, assertRefused, txsOn, balance,
-  OP, EXIT, OTHER_SEED, GAS, DEFAULT_TERMS, WITHDRAW_WINDOW, EVIDENCE_WINDOW, toNano,
+  OP, EXIT, OTHER_SEED, GAS, RESERVE, DEFAULT_TERMS, WITHDRAW_WINDOW, EVIDENCE_WINDOW, toNano,
 } from './helpers.mjs';
 
 const signer = new RustVoucherSigner();
@@ -31,7 +31,8 @@ async function setup({ stake, terms } = {}) {
   const owner = await net.bc.treasury('worker-owner');
   const worker = await openWorker(net, owner, { stake: stake ?? toNano('5') });
   const accusedKey = await signer.key(ACCUSED_SEED);
-  assertSuccess(await send(net, owner, worker, body(OP.AddReceiptKey, (b) => b.storeUint(accusedKey, 256))), worker);
+  // Enough to fund the reserve too, for a worker contract deployed bare.
+  assertSuccess(await send(net, owner, worker, body(OP.AddReceiptKey, (b) => b.storeUint(accusedKey, 256)), GAS + RESERVE.worker), worker);
   const client = await net.bc.treasury('client-owner');
   const clientContract = await clientAddress(net.bc, net.proxy, client.address);
   return { net, owner, worker, client, clientContract, accusedKey };

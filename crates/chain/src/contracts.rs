@@ -62,6 +62,22 @@ pub mod op {
     pub const PUBLISH_REPUTATION: u32 = 0x50c0_0008;
 }
 
+/// Each contract's storage reserve (contracts/src/common/value.tolk): the
+/// first message to a contract carries it besides its amount and gas, and
+/// an op whose value cannot refill it is refused (exit code 102).
+pub mod reserve {
+    use cocoon_core::Nanoton;
+
+    /// The root registry's.
+    pub const ROOT: Nanoton = Nanoton::new(500_000_000);
+    /// A proxy contract's: the root sends it with the deployment.
+    pub const PROXY: Nanoton = Nanoton::new(300_000_000);
+    /// A client contract's.
+    pub const CLIENT: Nanoton = Nanoton::new(50_000_000);
+    /// A worker contract's.
+    pub const WORKER: Nanoton = Nanoton::new(150_000_000);
+}
+
 /// Image roles in the root's lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {

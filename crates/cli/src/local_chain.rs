@@ -247,7 +247,9 @@ pub async fn bootstrap(
                 &chain,
                 &[Transfer {
                     to: worker_contract.clone(),
-                    value: amount.checked_add(GAS)?,
+                    value: amount
+                        .checked_add(GAS)?
+                        .checked_add(contracts::reserve::WORKER)?,
                     bounce: false,
                     body: Some(contracts::add_worker_stake(6, amount)?),
                     init: Some(worker_contract_init.clone()),

@@ -257,7 +257,8 @@ async fn stake_transfer(
     if stake == Nanoton::ZERO {
         return Ok(None);
     }
-    if balance.get() < stake.get() + STAKE_GAS.get() + more_gas.get() {
+    let value = Nanoton::new(stake.get() + STAKE_GAS.get() + deploy_reserve(deployed).get());
+    if balance.get() < value.get() + more_gas.get() {
         return Err(WithdrawError::CannotStake {
             min,
             staked: staked_before,
@@ -265,14 +266,18 @@ async fn stake_transfer(
         });
     }
     tracing::info!(%contract, %stake, %min, "staking the worker contract's minimum");
-    let transfer = stake_message(
-        c,
-        contract,
-        deployed,
-        stake,
-        Nanoton::new(stake.get() + STAKE_GAS.get()),
-    )?;
+    let transfer = stake_message(c, contract, deployed, stake, value)?;
     Ok(Some((transfer, stake)))
+}
+
+/// What the message that deploys the worker contract carries besides its
+/// amount and gas: the contract's storage reserve.
+fn deploy_reserve(deployed: bool) -> Nanoton {
+    if deployed {
+        Nanoton::ZERO
+    } else {
+        contracts::reserve::WORKER
+    }
 }
 
 /// `add_worker_stake` of `amount` to `contract`, carrying `value`, with the
@@ -429,6 +434,7 @@ pub(crate) async fn add_stake(
     let before = c.chain.account(&wallet).await.map_err(chain_err)?.balance;
     let value = amount
         .checked_add(STAKE_GAS)
+        .and_then(|v| v.checked_add(deploy_reserve(deployed)))
         .map_err(|_| WithdrawError::WalletShort {
             amount,
             gas: STAKE_GAS,
