@@ -246,6 +246,11 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
         registry(&["add-image", "--role", role, &image]);
     }
 
+    // Unstaked, its contract would book no charge: the proxy says so.
+    let refused = cocoon_once(&proxy_args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(why.contains("below the root's minimum"), "{why}");
     let staked = cocoon_json(&[&["proxy", "stake", "--amount", "10"][..], &common[..]].concat());
     assert_eq!(staked["stake"], 10_000_000_000u64, "{staked}");
 

@@ -113,6 +113,44 @@ pub async fn proxy_contract(
     Ok(contract)
 }
 
+/// Refuses to serve from a proxy contract whose stake is below the root's
+/// minimum: it books no charge, so every commit would bounce and the proxy
+/// would serve for nothing.
+pub async fn require_proxy_stake(c: &NodeChain, contract: &StdAddr) -> anyhow::Result<()> {
+    let (stake, min) = proxy_stake_and_minimum(c, contract).await?;
+    if stake < min {
+        bail!(
+            "this proxy's contract {contract} holds a stake of {stake} nanoton, below the root's minimum of {min}: \
+             it books no charge until staked (`cocoon proxy stake --amount {}`)",
+            min - stake
+        );
+    }
+    Ok(())
+}
+
+/// The proxy contract's stake and the root's `min_proxy_stake` it was
+/// registered under, in nanoton.
+async fn proxy_stake_and_minimum(c: &NodeChain, contract: &StdAddr) -> anyhow::Result<(u64, u64)> {
+    let out = c
+        .chain
+        .run_get_method(contract, "get_proxy_data", &[])
+        .await?;
+    let mut r = cocoon_chain::StackReader::new(out.stack);
+    for _ in 0..5 {
+        r.skip()?; // root, owner, key, state, closeAt
+    }
+    let stake = r.u64()?;
+    let out = c
+        .chain
+        .run_get_method(contract, "get_proxy_terms", &[])
+        .await?;
+    let mut r = cocoon_chain::StackReader::new(out.stack);
+    for _ in 0..4 {
+        r.skip()?; // delays, client and worker stakes
+    }
+    Ok((stake, r.u64()?))
+}
+
 /// A client's or worker's contract with a proxy.
 pub struct PartyContract {
     /// The contract's address, as the proxy contract derives it.

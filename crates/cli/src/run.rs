@@ -212,6 +212,7 @@ async fn proxy_config(
             crate::chain_node::refuse_devnet_tools(c, a.dev.unwrap_or(false)).await?;
             let key = crate::payments::voucher_public_key(&data_dir)?;
             let contract = crate::chain_node::proxy_contract(c, o.root.as_deref(), key).await?;
+            crate::chain_node::require_proxy_stake(c, &contract).await?;
             o.contract = Some(contract.to_string());
             let root = crate::payments::address(o.root.as_deref(), "--root")?
                 .ok_or_else(|| anyhow!("--root is required with --chain"))?;

@@ -125,6 +125,16 @@ impl WorkerIdentity {
     ) -> Result<Self, ReceiptError> {
         let attestation = verifier.verify(certificate, &[Role::Worker], at)?;
         let cert = cocoon_tee::cert::parse(certificate).map_err(cocoon_tee::RaTlsError::Cert)?;
+        if let Some(key) = cert.claims.receipt_key {
+            if cocoon_core::ed25519::is_small_order(&key) {
+                return Err(mismatch(
+                    "receipt_key",
+                    hex::encode(key),
+                    "a key only its holder can sign under",
+                    "a point of small order",
+                ));
+            }
+        }
         Ok(WorkerIdentity {
             certificate_sha256: sha256_hex(certificate),
             public_key: cert.claims.public_key,

@@ -39,6 +39,9 @@ pub enum EvidenceError {
     /// 130: the proxy's signature does not verify.
     #[error("slash evidence signature does not verify under proxy key {0}")]
     Signature(String),
+    /// 109: a receipt names a key of small order, under which anyone signs.
+    #[error("the {0} receipt names a key of small order, under which anyone can sign")]
+    WeakKey(&'static str),
     /// 133: a receipt is not signed by the key it names.
     #[error("the {0} receipt's signature does not verify under the key it names")]
     ReceiptSignature(&'static str),
@@ -103,6 +106,9 @@ impl SlashEvidence {
             ("first witness's", &self.first),
             ("second witness's", &self.second),
         ] {
+            if cocoon_core::ed25519::is_small_order(&r.key) {
+                return Err(EvidenceError::WeakKey(name));
+            }
             r.verify()
                 .map_err(|_| EvidenceError::ReceiptSignature(name))?;
             if r.facts.time.is_none() {
