@@ -134,6 +134,8 @@ pub(crate) enum WithdrawError {
     InFlight { amount: Nanoton },
     #[error("the latest voucher cannot be paid out: {0}")]
     Voucher(cocoon_pay::voucher::VoucherError),
+    #[error("the stake is unlocked for withdrawal until {until} (UNIX time): the contract pays nothing meanwhile; withdraw it, or cancel the withdrawal, or wait for the window to pass")]
+    StakeUnlocked { until: u64 },
     #[error("the chain: {0}")]
     Chain(String),
     #[error("a stake of zero adds nothing")]
@@ -184,6 +186,33 @@ async fn staked(
         .u64()
         .map(Nanoton::new)
         .map_err(|e| WithdrawError::Chain(format!("get_worker_stake on {contract}: {e}")))
+}
+
+/// When the worker contract's unlocked stake stops being withdrawable, if
+/// it may be withdrawn now (`get_worker_stake`: unlock_at and the window).
+async fn unlocked_until(
+    chain: &Toncenter,
+    contract: &StdAddr,
+) -> Result<Option<u64>, WithdrawError> {
+    let out = chain
+        .run_get_method(contract, "get_worker_stake", &[])
+        .await
+        .map_err(|e| WithdrawError::Chain(e.to_string()))?;
+    let mut r = StackReader::new(out.stack);
+    let read = (|| {
+        r.skip()?; // stake
+        r.skip()?; // min stake
+        let unlock_at = r.u64()?;
+        r.skip()?; // slashed
+        r.skip()?; // stake delay
+        r.skip()?; // slash share
+        Ok::<_, cocoon_chain::stack::StackTypeError>((unlock_at, r.u64()?))
+    })();
+    let (unlock_at, window) =
+        read.map_err(|e| WithdrawError::Chain(format!("get_worker_stake on {contract}: {e}")))?;
+    let now = cocoon_core::unix_now();
+    let until = unlock_at.saturating_add(window);
+    Ok((unlock_at != 0 && now >= unlock_at && now < until).then_some(until))
 }
 
 /// What the worker contract says of its payouts.
@@ -508,6 +537,11 @@ pub(crate) async fn withdraw(shared: &crate::Shared) -> Result<Withdrawal, Withd
         return Err(WithdrawError::InFlight {
             amount: state.in_flight,
         });
+    }
+    if deployed {
+        if let Some(until) = unlocked_until(&c.chain, &contract).await? {
+            return Err(WithdrawError::StakeUnlocked { until });
+        }
     }
     // The contract's own checks, here first, so a doomed payout costs
     // nothing: a voucher expiring now, or older than the last committed.
