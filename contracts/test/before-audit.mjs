@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { Blockchain } from '@ton/sandbox';
 import { beginCell, Cell, contractAddress, toNano } from '@ton/core';
 import {
-  CONTRACTS_DIR, START_TIME, DEFAULT_PRICES, OP, GAS, body, text, storePrices, getAddress, send, assertSuccess,
+  CONTRACTS_DIR, START_TIME, DEFAULT_PRICES, OP, GAS, body, text, storePrices, getAddress, send, assertSuccess, clientInit,
 } from './helpers.mjs';
 
 function frozen(name) {
@@ -82,23 +82,8 @@ export async function oldWorld({ proxyKey, stake = toNano('10'), terms = OLD_TER
 }
 
 /** The old client contract of `owner`: the same layout as today's. */
-export function oldClientInit(net, owner, { proxyKey = net.proxyKey } = {}) {
-  const terms = beginCell()
-    .storeAddress(net.proxy)
-    .storeUint(proxyKey, 256)
-    .storeCoins(net.terms.minClientStake)
-    .storeUint(net.terms.clientCloseDelay, 32)
-    .endCell();
-  const data = beginCell()
-    .storeAddress(owner)
-    .storeUint(0, 2)
-    .storeUint(0, 32)
-    .storeCoins(0)
-    .storeCoins(0)
-    .storeUint(0, 64)
-    .storeRef(terms)
-    .endCell();
-  return { code: OLD_CODES.client, data };
+export function oldClientInit(net, owner) {
+  return clientInit(net, owner, { code: OLD_CODES.client });
 }
 
 /** The old worker contract of `owner`: no receipt keys, no payout in flight. */

@@ -530,7 +530,7 @@ export async function world(signer, { prices, terms, stake = toNano('10') } = {}
 }
 
 /** The state init of `owner`'s client contract, exactly as the proxy contract derives it. */
-export function clientInit(net, owner, { proxy = net.proxy, proxyKey = net.proxyKey } = {}) {
+export function clientInit(net, owner, { proxy = net.proxy, proxyKey = net.proxyKey, code = CODES.client } = {}) {
   const terms = beginCell()
     .storeAddress(proxy)
     .storeUint(proxyKey, 256)
@@ -546,7 +546,7 @@ export function clientInit(net, owner, { proxy = net.proxy, proxyKey = net.proxy
     .storeUint(0, 64)
     .storeRef(terms)
     .endCell();
-  return { code: CODES.client, data };
+  return { code, data };
 }
 
 /** The state init of `owner`'s worker contract. */
