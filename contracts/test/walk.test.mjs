@@ -1,5 +1,6 @@
 // A randomized walk over all four contracts: owners, strangers, plain
-// transfers, bounces, slashes and time jumps, in an order a seeded random
+// transfers, bounces, slashes, the root's terms and prices (in and out of
+// bounds) and time jumps, in an order a seeded random
 // generator picks (COCOON_WALK_SEED, COCOON_WALK_STEPS to explore more).
 // After every step the books must hold:
 //
@@ -20,7 +21,7 @@ import assert from 'node:assert/strict';
 import {
   RustVoucherSigner, world, openClient, openWorker, clientData, workerData, workerStake, proxyData,
   send, body, balance, txsOn, computeOf, toNano,
-  OP, GAS, RESERVE, PROXY_SEED, DEFAULT_TERMS, WITHDRAW_WINDOW,
+  OP, GAS, RESERVE, PROXY_SEED, DEFAULT_TERMS, DEFAULT_PRICES, WITHDRAW_WINDOW, storeTerms, storePrices,
 } from './helpers.mjs';
 import { keyPair, signedVoucher, signedReceipt, signedEvidence } from './independent.mjs';
 
@@ -199,6 +200,19 @@ test(`a random walk of ${STEPS} steps (seed ${SEED}) keeps every book`, async ()
       if (ran(r, net.proxy)) proxy.takenOut += p.stake + p.commission;
       return r;
     },
+    // The root's owner changes prices and terms (sometimes out of bounds:
+    // refused), lists images, takes what the root holds; strangers try too.
+    async () => {
+      const from = rnd.chance(0.8) ? net.rootOwner : stranger;
+      if (rnd.chance(0.5)) {
+        const t = { ...terms, slashShare: rnd.int(12000), clientCloseDelay: rnd.pick([0, 600, HOUR, 0xffffffff]) };
+        return send(net, from, net.root, body(OP.SetTerms, (b) => storeTerms(b, t)));
+      }
+      const p = { ...DEFAULT_PRICES, workerFeePerToken: BigInt(rnd.int(2000)), completionMultiplier: rnd.int(3) * 10000 };
+      return send(net, from, net.root, body(OP.SetPrices, (b) => storePrices(b, p)));
+    },
+    async () => send(net, rnd.chance(0.8) ? net.rootOwner : stranger, net.root, body(OP.SetImage, (b) => b.storeUint(rnd.int(3), 8).storeUint(BigInt(rnd.int(8)), 256).storeBit(rnd.chance(0.5)))),
+    async () => send(net, rnd.chance(0.8) ? net.rootOwner : stranger, net.root, body(OP.WithdrawFromRoot)),
     // Plain transfers and unknown ops to anyone; time passing.
     async () => rnd.pick([net.proxyOwner, stranger]).send({ to: rnd.pick([net.proxy, net.root, clients[0].address, workers[1].address]), value: rnd.ton(1) + 1n, bounce: rnd.chance(0.5) }),
     async () => send(net, stranger, rnd.pick([net.proxy, clients[1].address, workers[0].address]), body(0x0badc0de)),
@@ -210,6 +224,7 @@ test(`a random walk of ${STEPS} steps (seed ${SEED}) keeps every book`, async ()
 
   const check = async (step) => {
     const at = `step ${step} (seed ${SEED})`;
+    assert.ok(await balance(net.bc, net.root) > 0n, `${at}: the root is alive`);
     const p = await proxyData(net.bc, net.proxy);
     assert.ok(await balance(net.bc, net.proxy) >= p.stake + p.commission, `${at}: the proxy contract holds its books`);
     let committed = 0n;
@@ -308,5 +323,7 @@ test(`a random walk of ${STEPS} steps (seed ${SEED}) keeps every book`, async ()
   assert.ok(ran(r, net.proxy), 'the proxy closes');
   proxy.takenOut += p.stake + p.commission;
   assert.ok(await balance(net.bc, net.proxy) <= RESERVE.proxy, 'the proxy contract keeps only its reserve');
+  assert.ok(ran(await send(net, net.rootOwner, net.root, body(OP.WithdrawFromRoot)), net.root), 'the root\'s owner sweeps it');
+  assert.ok(await balance(net.bc, net.root) <= RESERVE.root, 'the root keeps only its reserve');
   await check('home');
 });
