@@ -12,7 +12,7 @@ import {
   RustVoucherSigner, world, openClient, openWorker, clientAddress, clientData, workerData, workerStake, proxyData,
   send, body, balance, assertSuccess, assertRefused, txsOn, get, contractAddress, beginCell, toNano,
   OP, EXIT, GAS, RESERVE, PROXY_SEED, DEFAULT_TERMS, DEFAULT_PRICES, EVIDENCE_WINDOW, WITHDRAW_WINDOW, REGISTER_VALUE,
-  storeTerms, storePrices, text, network, workerInit,
+  storeTerms, storePrices, text, network, workerInit, slashableFor,
 } from './helpers.mjs';
 import {
   keyPair, signedVoucher, signedReceipt, signedEvidence, signedEvidenceBeforeAudit,
@@ -152,10 +152,11 @@ test('finding 3: a worker is never both paid and beyond the reach of a slash; a 
   const owner = await net.bc.treasury('worker-owner');
   const worker = await openWorker(net, owner, { stake: toNano('1') });
   assertSuccess(await send(net, owner, worker, body(OP.RequestStakeWithdrawal)), worker);
-  net.bc.now += net.terms.proxyCloseDelay;
   const voucherAt = (total, seqno) => signedVoucher({ kind: 'worker', contract: net.proxy, party: worker, total, seqno, expiresAt: net.bc.now + HOUR }, PROXY);
   const before = await wealth(net.bc, owner);
-  assertRefused(await send(net, owner, worker, payoutBody(voucherAt(toNano('1'), 1))), worker, EXIT.STAKE_UNLOCKED);
+  assertRefused(await send(net, owner, worker, payoutBody(voucherAt(toNano('1'), 1))), worker, EXIT.STAKE_WITHDRAWING);
+  net.bc.now += slashableFor(net.terms);
+  assertRefused(await send(net, owner, worker, payoutBody(voucherAt(toNano('1'), 1))), worker, EXIT.STAKE_WITHDRAWING);
   net.bc.now += WITHDRAW_WINDOW;
   assertRefused(await send(net, owner, worker, body(OP.WithdrawWorkerStake)), worker, EXIT.WINDOW_PASSED);
   assert.ok((await wealth(net.bc, owner)) <= before, 'unlocked, the worker is paid nothing');
@@ -351,3 +352,85 @@ async function slashRecords(bc, worker) {
   const dict = Dictionary.load(Dictionary.Keys.BigUint(288), Dictionary.Values.Bool(), stake);
   return dict.size;
 }
+
+test('review: a payout or a slash settles even after storage fees wore the proxy contract\'s reserve down', async () => {
+  const net = await world(rust);
+  const alice = await net.bc.treasury('alice');
+  const client = await openClient(net, alice, toNano('3'));
+  const owner = await net.bc.treasury('worker-owner');
+  const worker = await openWorker(net, owner, { stake: toNano('2') });
+  const key = keyPair('a1'.repeat(32));
+  assertSuccess(await send(net, owner, worker, body(OP.AddReceiptKey, (b) => b.storeUint(key.key, 256))), worker);
+  // Two idle years: rent takes most of the proxy contract's reserve.
+  net.bc.now += 2 * 365 * 24 * HOUR;
+  // The least value a payout may carry still settles it at the worker
+  // contract: nothing refills the proxy's reserve from it.
+  const v = signedVoucher({ kind: 'worker', contract: net.proxy, party: worker, total: toNano('1'), seqno: 1, expiresAt: net.bc.now + HOUR }, PROXY);
+  for (const value of [toNano('0.05'), toNano('0.08'), toNano('0.1')]) {
+    const r = await send(net, owner, worker, payoutBody(v), value + RESERVE.worker);
+    const d = await workerData(net.bc, worker);
+    assert.equal(d.inFlight, 0n, `a payout carrying ${value} is settled, not left in flight`);
+    if (d.committed === toNano('1')) {
+      assert.equal(txsOn(r, owner.address, OP.WorkerPaid).length, 1);
+      break;
+    }
+  }
+  assert.equal((await workerData(net.bc, worker)).committed, toNano('1'));
+  assert.equal((await proxyData(net.bc, net.proxy)).paid, toNano('1'));
+  // A slash's amount reaches the client contract whole.
+  const time = net.bc.now;
+  const e = signedEvidence({
+    worker, clientOwner: alice.address, expiresAt: time + HOUR,
+    accused: signedReceipt({ request: REQUEST, content: WRONG, model: MODEL, time }, key),
+    first: signedReceipt({ request: REQUEST, content: HONEST, model: MODEL, time }, throwaway(1)),
+    second: signedReceipt({ request: REQUEST, content: HONEST, model: MODEL, time }, throwaway(2)),
+  }, PROXY);
+  const before = (await clientData(net.bc, client)).balance;
+  assertSuccess(await send(net, net.proxyOwner, worker, slashBody(e), toNano('0.05')), client);
+  const slashed = (await workerStake(net.bc, worker)).slashed;
+  assert.ok(slashed > 0n);
+  assert.equal((await clientData(net.bc, client)).balance, before + slashed);
+});
+
+test('review: a worker that left with a partial payout owed is still paid what it is owed, so the commission is not frozen', async () => {
+  const terms = { ...DEFAULT_TERMS, minProxyStake: toNano('1') };
+  const net = await world(rust, { terms, stake: toNano('1') });
+  const owner = await net.bc.treasury('worker-owner');
+  const worker = await openWorker(net, owner, { stake: toNano('1') });
+  const v = signedVoucher({ kind: 'worker', contract: net.proxy, party: worker, total: toNano('1.5'), seqno: 1, expiresAt: net.bc.now + 30 * 24 * HOUR }, PROXY);
+  assertSuccess(await send(net, owner, worker, payoutBody(v)), worker);
+  assert.equal((await workerData(net.bc, worker)).owed, toNano('0.5'));
+  // The worker takes its stake and leaves.
+  assertSuccess(await send(net, owner, worker, body(OP.RequestStakeWithdrawal)), worker);
+  net.bc.now += slashableFor(net.terms);
+  assertSuccess(await send(net, owner, worker, body(OP.WithdrawWorkerStake)), worker);
+  // The proxy restakes and earns commission; the owed worker, unstaked,
+  // is paid what it was owed (anyone may push its voucher), then the owner
+  // takes the commission.
+  assertSuccess(await send(net, net.proxyOwner, net.proxy, body(OP.AddProxyStake, (b) => b.storeCoins(toNano('1'))), toNano('1') + GAS), net.proxy);
+  const alice = await net.bc.treasury('alice');
+  const client = await openClient(net, alice, toNano('3'));
+  assertSuccess(await send(net, alice, client, chargeBody(signedVoucher({ kind: 'client', contract: net.proxy, party: client, total: toNano('1'), seqno: 1, expiresAt: net.bc.now + HOUR }, PROXY))), net.proxy);
+  assertRefused(await send(net, net.proxyOwner, net.proxy, body(OP.WithdrawCommission, (b) => b.storeCoins(toNano('0.5')))), net.proxy, EXIT.WORKERS_UNPAID);
+  const r = await send(net, net.proxyOwner, worker, payoutBody(v));
+  assert.equal(txsOn(r, owner.address, OP.WorkerPaid)[0].inMessage.info.value.coins, toNano('0.5'));
+  assert.equal((await proxyData(net.bc, net.proxy)).owed, 0n);
+  assertSuccess(await send(net, net.proxyOwner, net.proxy, body(OP.WithdrawCommission, (b) => b.storeCoins(toNano('0.5')))), net.proxy);
+  // New work is still not paid below the minimum stake.
+  const more = signedVoucher({ kind: 'worker', contract: net.proxy, party: worker, total: toNano('2'), seqno: 2, expiresAt: net.bc.now + HOUR }, PROXY);
+  assertRefused(await send(net, owner, worker, payoutBody(more)), worker, EXIT.STAKE_BELOW_MINIMUM);
+});
+
+test('review: only a closed client contract\'s owner reopens it', async () => {
+  const net = await world(rust);
+  const alice = await net.bc.treasury('alice');
+  const client = await openClient(net, alice, toNano('3'));
+  assertSuccess(await send(net, alice, client, body(OP.RequestClientClose)), client);
+  net.bc.now += net.terms.clientCloseDelay;
+  assertSuccess(await send(net, alice, client, body(OP.FinishClientClose)), client);
+  const stranger = await net.bc.treasury('stranger');
+  assertRefused(await send(net, stranger, client, body(OP.TopUp, (b) => b.storeCoins(1n)), GAS), client, EXIT.NOT_OWNER);
+  assert.equal((await clientData(net.bc, client)).state, 2);
+  assertSuccess(await send(net, alice, client, body(OP.TopUp, (b) => b.storeCoins(toNano('1'))), toNano('1') + GAS), client);
+  assert.equal((await clientData(net.bc, client)).state, 0);
+});

@@ -117,7 +117,7 @@ export const EXIT = {
   RECEIPT_BATCH: 139,
   RECEIPT_KEY_UNKNOWN: 140,
   RECEIPT_TOO_OLD: 141,
-  STAKE_UNLOCKED: 142,
+  STAKE_WITHDRAWING: 142,
   WINDOW_PASSED: 143,
   PAYOUT_IN_FLIGHT: 144,
   TOO_MANY_KEYS: 145,
@@ -138,6 +138,14 @@ export const RESERVE = {
 export const WITHDRAW_WINDOW = 7 * 24 * 3600;
 /** How long a receipt is slash evidence (common/evidence.tolk). */
 export const EVIDENCE_WINDOW = 7 * 24 * 3600;
+/**
+ * How long a stake stays slashable after its owner asks for it, and a
+ * removed receipt key counts: the proxy's close delay, never less than a
+ * receipt stays evidence (with an hour of clock skew).
+ */
+export function slashableFor(terms) {
+  return Math.max(terms.proxyCloseDelay, EVIDENCE_WINDOW + 3600);
+}
 export const GAS = toNano('0.1');
 /** What a registration carries: the proxy contract's reserve and gas. */
 export const REGISTER_VALUE = toNano('0.4');

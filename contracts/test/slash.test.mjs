@@ -1,5 +1,6 @@
 // Worker stakes and slashing: the stake a worker locks (the root's minimum
-// for payouts), its withdrawal delay and window, its receipt keys, and
+// for payouts), its withdrawal delay (never shorter than a receipt is
+// evidence) and window, its receipt keys, and
 // slash evidence built and signed by crates/receipt exactly as a proxy
 // does: valid evidence pays the root's share of the stake into the
 // affected client's contract once; forged, mismatched, stale or replayed
@@ -11,7 +12,7 @@ import assert from 'node:assert/strict';
 import {
   RustVoucherSigner, world, openWorker, workerStake, workerData, clientData, clientAddress, receiptKey,
   voucher, payoutBody, send, body, get, assertSuccess, assertRefused, txsOn, balance,
-  OP, EXIT, OTHER_SEED, GAS, RESERVE, DEFAULT_TERMS, WITHDRAW_WINDOW, EVIDENCE_WINDOW, toNano,
+  OP, EXIT, OTHER_SEED, GAS, RESERVE, DEFAULT_TERMS, WITHDRAW_WINDOW, EVIDENCE_WINDOW, slashableFor, toNano,
 } from './helpers.mjs';
 
 const signer = new RustVoucherSigner();
@@ -72,7 +73,7 @@ test('anyone adds to a stake; the stake and its terms are readable', async () =>
   const s = await workerStake(net.bc, worker);
   assert.equal(s.stake, toNano('3'));
   assert.equal(s.minStake, net.terms.minWorkerStake, 'the minimum comes from the root through the proxy contract');
-  assert.equal(s.stakeDelay, net.terms.proxyCloseDelay);
+  assert.equal(s.stakeDelay, slashableFor(net.terms));
   assert.equal(s.unlockAt, 0);
   assert.equal(s.slashed, 0n);
   assert.equal(s.slashShare, net.terms.slashShare);
@@ -98,11 +99,13 @@ test('only the owner takes the stake back, only after the delay and within the w
   assertRefused(await send(net, thief, worker, body(OP.RequestStakeWithdrawal)), worker, EXIT.NOT_OWNER);
   assertSuccess(await send(net, owner, worker, body(OP.RequestStakeWithdrawal)), worker);
   const s = await workerStake(net.bc, worker);
-  assert.equal(s.unlockAt, net.bc.now + net.terms.proxyCloseDelay);
+  assert.equal(s.unlockAt, net.bc.now + slashableFor(net.terms), 'as long as a receipt is evidence, at least');
+  assert.equal(s.stakeDelay, slashableFor(net.terms));
   assert.equal(s.withdrawWindow, WITHDRAW_WINDOW);
   assertRefused(await send(net, owner, worker, body(OP.RequestStakeWithdrawal)), worker, EXIT.WRONG_STATE);
+  net.bc.now += slashableFor(net.terms) - 1;
   assertRefused(await send(net, owner, worker, body(OP.WithdrawWorkerStake)), worker, EXIT.TOO_EARLY);
-  net.bc.now += net.terms.proxyCloseDelay;
+  net.bc.now += 1;
   assertRefused(await send(net, thief, worker, body(OP.WithdrawWorkerStake)), worker, EXIT.NOT_OWNER);
   const r = await send(net, owner, worker, body(OP.WithdrawWorkerStake));
   assertSuccess(r, worker);
@@ -111,25 +114,24 @@ test('only the owner takes the stake back, only after the delay and within the w
   assertRefused(await send(net, owner, worker, body(OP.RequestStakeWithdrawal)), worker, EXIT.NO_STAKE);
 });
 
-test('an unlocked stake is not paid; a request whose window passed lapses and the stake is locked and paid again', async () => {
+test('from a withdrawal request until the stake leaves no payout goes through; a lapsed request locks and pays again', async () => {
   const { net, owner, worker } = await setup();
-  const v1 = await voucher(net, 'worker', worker, toNano('1'), 1);
   assertSuccess(await send(net, owner, worker, body(OP.RequestStakeWithdrawal)), worker);
-  // Before the delay ends the stake is still locked: paid, and slashable.
-  assertSuccess(await send(net, owner, worker, payoutBody(v1)), worker);
-  net.bc.now += net.terms.proxyCloseDelay;
-  const v2 = await voucher(net, 'worker', worker, toNano('2'), 2);
-  assertRefused(await send(net, owner, worker, payoutBody(v2)), worker, EXIT.STAKE_UNLOCKED);
+  // Asked for: still slashable, and paid nothing, before the delay ends
+  // and while the stake may be taken.
+  assertRefused(await send(net, owner, worker, payoutBody(await voucher(net, 'worker', worker, toNano('1'), 1))), worker, EXIT.STAKE_WITHDRAWING);
+  net.bc.now += slashableFor(net.terms);
+  assertRefused(await send(net, owner, worker, payoutBody(await voucher(net, 'worker', worker, toNano('1'), 2))), worker, EXIT.STAKE_WITHDRAWING);
   net.bc.now += WITHDRAW_WINDOW;
   assertRefused(await send(net, owner, worker, body(OP.WithdrawWorkerStake)), worker, EXIT.WINDOW_PASSED);
-  const v3 = await voucher(net, 'worker', worker, toNano('2'), 3);
-  assertSuccess(await send(net, owner, worker, payoutBody(v3)), worker);
+  assertSuccess(await send(net, owner, worker, payoutBody(await voucher(net, 'worker', worker, toNano('2'), 3))), worker);
   assert.equal((await workerData(net.bc, worker)).committed, toNano('2'));
-  // Asking again starts a new delay; cancelling ends it.
+  // Asking again starts a new delay; cancelling ends it, and payouts resume.
   assertSuccess(await send(net, owner, worker, body(OP.RequestStakeWithdrawal)), worker);
   assertSuccess(await send(net, owner, worker, body(OP.CancelStakeWithdrawal)), worker);
   assert.equal((await workerStake(net.bc, worker)).unlockAt, 0);
   assertRefused(await send(net, owner, worker, body(OP.CancelStakeWithdrawal)), worker, EXIT.WRONG_STATE);
+  assertSuccess(await send(net, owner, worker, payoutBody(await voucher(net, 'worker', worker, toNano('3'), 4))), worker);
 });
 
 test('valid evidence slashes once: the root\'s share goes into the client\'s contract, the submitter gets its gas back', async () => {
@@ -199,8 +201,10 @@ test('a slash takes the root\'s share of what is staked, and still works during 
     second: { seed: SECOND_SEED, request: other, content: HONEST, model: MODEL, time },
   });
   assertRefused(await send(net, client, worker, slashBody(e)), worker, EXIT.NO_STAKE);
-  // And a worker below the minimum is not paid.
+  // A worker leaving is not paid; one below the minimum is not paid either.
   const v = await voucher(net, 'worker', worker, toNano('1'), 1);
+  assertRefused(await send(net, owner, worker, payoutBody(v)), worker, EXIT.STAKE_WITHDRAWING);
+  assertSuccess(await send(net, owner, worker, body(OP.CancelStakeWithdrawal)), worker);
   assertRefused(await send(net, owner, worker, payoutBody(v)), worker, EXIT.STAKE_BELOW_MINIMUM);
 });
 
@@ -252,15 +256,17 @@ test('receipt keys: the owner adds and removes them; a removed key stays evidenc
   assertRefused(await send(net, owner, worker, remove(5n)), worker, EXIT.NO_SUCH_KEY);
 
   assertSuccess(await send(net, owner, worker, remove(accusedKey)), worker);
-  const until = net.bc.now + net.terms.proxyCloseDelay;
+  const until = net.bc.now + slashableFor(net.terms);
   assert.equal(await receiptKey(net.bc, worker, accusedKey), until);
   assertRefused(await send(net, owner, worker, remove(accusedKey)), worker, EXIT.NO_SUCH_KEY);
-  // Removing the key does not escape what it signed.
-  net.bc.now += net.terms.proxyCloseDelay - 1;
-  const r = await send(net, client, worker, slashBody(await evidence(net, worker, client)));
+  // Removing the key does not escape what it signed: a receipt signed just
+  // before is evidence for as long as any receipt is.
+  const signedAt = net.bc.now;
+  net.bc.now = signedAt + EVIDENCE_WINDOW - 1;
+  const r = await send(net, client, worker, slashBody(await evidence(net, worker, client, { time: signedAt })));
   assertSuccess(r, worker);
   assert.equal(refundedTo(r, clientContract).amount, toNano('0.5'));
-  net.bc.now += 1;
+  net.bc.now = until;
   assert.equal(await receiptKey(net.bc, worker, accusedKey), -1);
   const later = await evidence(net, worker, client, { time: net.bc.now });
   assertRefused(await send(net, client, worker, slashBody(later)), worker, EXIT.RECEIPT_KEY_UNKNOWN);

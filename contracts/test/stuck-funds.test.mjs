@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import {
   RustVoucherSigner, world, network, openClient, openWorker, clientData, workerData, proxyData,
   voucher, chargeBody, payoutBody, send, body, assertSuccess, assertRefused, txsOn, balance,
-  OP, EXIT, STATE, CODES, RESERVE, toNano, beginCell, contractAddress,
+  OP, EXIT, STATE, CODES, RESERVE, slashableFor, toNano, beginCell, contractAddress,
 } from './helpers.mjs';
 
 const signer = new RustVoucherSigner();
@@ -94,7 +94,7 @@ test('worker, proxy contract gone: payouts bounce, the committed total holds, th
   assert.ok(refunded(r, owner) >= toNano('1'));
   // The stake needs no proxy: ask, wait out the delay, take it.
   assertSuccess(await send(net, owner, worker, body(OP.RequestStakeWithdrawal)), worker);
-  net.bc.now += net.terms.proxyCloseDelay;
+  net.bc.now += slashableFor(net.terms);
   const w = await send(net, owner, worker, body(OP.WithdrawWorkerStake));
   assert.ok(refunded(w, owner) >= net.terms.minWorkerStake);
   await emptied(net, worker);
@@ -113,7 +113,7 @@ test('worker, proxy closed: a payout after the close is refused, and the stake a
   assert.equal(d.committed, 0n, 'nothing was paid, so nothing is committed');
   assert.equal(d.inFlight, 0n, 'the bounce ends the payout');
   assertSuccess(await send(net, owner, worker, body(OP.RequestStakeWithdrawal)), worker);
-  net.bc.now += net.terms.proxyCloseDelay;
+  net.bc.now += slashableFor(net.terms);
   const w = await send(net, owner, worker, body(OP.WithdrawWorkerStake));
   assert.ok(refunded(w, owner) >= net.terms.minWorkerStake);
   await emptied(net, worker);

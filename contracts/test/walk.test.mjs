@@ -21,7 +21,7 @@ import assert from 'node:assert/strict';
 import {
   RustVoucherSigner, world, openClient, openWorker, clientData, workerData, workerStake, proxyData,
   send, body, balance, txsOn, computeOf, toNano,
-  OP, GAS, RESERVE, PROXY_SEED, DEFAULT_TERMS, DEFAULT_PRICES, WITHDRAW_WINDOW, storeTerms, storePrices,
+  OP, GAS, RESERVE, PROXY_SEED, DEFAULT_TERMS, DEFAULT_PRICES, WITHDRAW_WINDOW, slashableFor, storeTerms, storePrices,
 } from './helpers.mjs';
 import { keyPair, signedVoucher, signedReceipt, signedEvidence } from './independent.mjs';
 
@@ -217,7 +217,7 @@ test(`a random walk of ${STEPS} steps (seed ${SEED}) keeps every book`, async ()
     async () => rnd.pick([net.proxyOwner, stranger]).send({ to: rnd.pick([net.proxy, net.root, clients[0].address, workers[1].address]), value: rnd.ton(1) + 1n, bounce: rnd.chance(0.5) }),
     async () => send(net, stranger, rnd.pick([net.proxy, clients[1].address, workers[0].address]), body(0x0badc0de)),
     async () => {
-      net.bc.now += rnd.pick([60, HOUR, 86400, 3 * 86400, WITHDRAW_WINDOW]);
+      net.bc.now += rnd.pick([60, HOUR, 86400, 3 * 86400, WITHDRAW_WINDOW, slashableFor(terms)]);
       return null;
     },
   ];
@@ -300,7 +300,7 @@ test(`a random walk of ${STEPS} steps (seed ${SEED}) keeps every book`, async ()
   if ((await proxyData(net.bc, net.proxy)).state === 0) {
     await send(net, net.proxyOwner, net.proxy, body(OP.RequestProxyClose));
   }
-  net.bc.now += terms.proxyCloseDelay + HOUR;
+  net.bc.now += Math.max(terms.proxyCloseDelay, slashableFor(terms)) + HOUR;
   for (const c of clients) {
     const before = (await clientData(net.bc, c.address)).balance;
     const r = await send(net, c.owner, c.address, body(OP.FinishClientClose));
