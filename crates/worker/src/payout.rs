@@ -134,8 +134,8 @@ pub(crate) enum WithdrawError {
     InFlight { amount: Nanoton },
     #[error("the latest voucher cannot be paid out: {0}")]
     Voucher(cocoon_pay::voucher::VoucherError),
-    #[error("the stake is unlocked for withdrawal until {until} (UNIX time): the contract pays nothing meanwhile; withdraw it, or cancel the withdrawal, or wait for the window to pass")]
-    StakeUnlocked { until: u64 },
+    #[error("a withdrawal of the stake is under way until {until} (UNIX time): the contract pays nothing meanwhile; withdraw the stake, cancel the withdrawal, or wait for its window to pass")]
+    StakeWithdrawing { until: u64 },
     #[error("the chain: {0}")]
     Chain(String),
     #[error("a stake of zero adds nothing")]
@@ -188,9 +188,10 @@ async fn staked(
         .map_err(|e| WithdrawError::Chain(format!("get_worker_stake on {contract}: {e}")))
 }
 
-/// When the worker contract's unlocked stake stops being withdrawable, if
-/// it may be withdrawn now (`get_worker_stake`: unlock_at and the window).
-async fn unlocked_until(
+/// Until when a withdrawal of the worker contract's stake runs, if one
+/// does now (`get_worker_stake`: unlock_at and the window): the contract
+/// pays nothing meanwhile.
+async fn withdrawing_until(
     chain: &Toncenter,
     contract: &StdAddr,
 ) -> Result<Option<u64>, WithdrawError> {
@@ -212,7 +213,7 @@ async fn unlocked_until(
         read.map_err(|e| WithdrawError::Chain(format!("get_worker_stake on {contract}: {e}")))?;
     let now = cocoon_core::unix_now();
     let until = unlock_at.saturating_add(window);
-    Ok((unlock_at != 0 && now >= unlock_at && now < until).then_some(until))
+    Ok((unlock_at != 0 && now < until).then_some(until))
 }
 
 /// What the worker contract says of its payouts.
@@ -539,8 +540,8 @@ pub(crate) async fn withdraw(shared: &crate::Shared) -> Result<Withdrawal, Withd
         });
     }
     if deployed {
-        if let Some(until) = unlocked_until(&c.chain, &contract).await? {
-            return Err(WithdrawError::StakeUnlocked { until });
+        if let Some(until) = withdrawing_until(&c.chain, &contract).await? {
+            return Err(WithdrawError::StakeWithdrawing { until });
         }
     }
     // The contract's own checks, here first, so a doomed payout costs
