@@ -131,20 +131,22 @@ pub async fn require_proxy_stake(c: &NodeChain, contract: &StdAddr) -> anyhow::R
 /// The proxy contract's stake and the root's `min_proxy_stake` it was
 /// registered under, in nanoton.
 async fn proxy_stake_and_minimum(c: &NodeChain, contract: &StdAddr) -> anyhow::Result<(u64, u64)> {
-    let out = c
-        .chain
-        .run_get_method(contract, "get_proxy_data", &[])
-        .await?;
-    let mut r = cocoon_chain::StackReader::new(out.stack);
+    let get = |method: &'static str| async move {
+        let out = c.chain.run_get_method(contract, method, &[]).await?;
+        if !out.succeeded() {
+            bail!(
+                "{method} on the proxy contract {contract} exits with {}",
+                out.exit_code
+            );
+        }
+        Ok(cocoon_chain::StackReader::new(out.stack))
+    };
+    let mut r = get("get_proxy_data").await?;
     for _ in 0..5 {
         r.skip()?; // root, owner, key, state, closeAt
     }
     let stake = r.u64()?;
-    let out = c
-        .chain
-        .run_get_method(contract, "get_proxy_terms", &[])
-        .await?;
-    let mut r = cocoon_chain::StackReader::new(out.stack);
+    let mut r = get("get_proxy_terms").await?;
     for _ in 0..4 {
         r.skip()?; // delays, client and worker stakes
     }

@@ -63,6 +63,17 @@ impl WorkerCertificates {
                     proved.kind, proved.image_hash, s.kind, s.image_hash
                 ));
             }
+            // The session's receipt key is the one checked against the
+            // worker contract: receipts under another would be evidence
+            // against no one.
+            if proved.receipt_key != s.receipt_key {
+                let hex = |k: Option<[u8; 32]>| k.map_or("none".into(), hex::encode);
+                return Err(format!(
+                    "receipt certificate names receipt key {}, but the session's certificate named {}",
+                    hex(proved.receipt_key),
+                    hex(s.receipt_key)
+                ));
+            }
         }
         if proved.model_hash != model_hash {
             return Err(format!(

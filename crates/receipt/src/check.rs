@@ -156,9 +156,20 @@ impl WorkerIdentity {
 
     /// The key that signs this worker's receipts of `version`: its receipt
     /// key from version 4 on, its certificate's key before.
+    /// A certificate that names a receipt key signs nothing else: a receipt
+    /// of an earlier version under it is refused (such receipts state no
+    /// time, so they could never be evidence).
     pub fn signing_key(&self, version: u32) -> Result<[u8; 32], ReceiptError> {
         if version < 4 {
-            return Ok(self.public_key);
+            return match self.receipt_key {
+                None => Ok(self.public_key),
+                Some(_) => Err(mismatch(
+                    "version",
+                    version,
+                    "the version of a certificate that names a receipt key",
+                    "4",
+                )),
+            };
         }
         self.receipt_key.ok_or_else(|| {
             mismatch(

@@ -403,32 +403,60 @@ fn receipts_signed_in_a_batch_each_verify_alone_and_resist_tampering() {
 }
 
 #[test]
-fn version_3_receipts_verify_under_the_certificate_key_and_version_4_only_under_the_receipt_key() {
+fn version_3_receipts_verify_under_a_certificate_without_a_receipt_key_and_no_other() {
     let dir = tempfile::tempdir().unwrap();
     let w = worker(dir.path(), 1);
     let identity = WorkerIdentity::verify(&w.der, &w.verifier, NOW).unwrap();
-    let cert_key = ring::signature::Ed25519KeyPair::from_pkcs8(&w.cert_pkcs8).unwrap();
-    let by_cert_key = |version: u32| {
-        // What a worker of the earlier version signed: the same body,
-        // signed with the certificate's own key.
+    // What a worker of the earlier version signed: the body, labelled with
+    // its version, signed with a certificate's own key.
+    let by_cert_key = |der: &[u8], pkcs8: &[u8], version: u32| {
+        let key = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8).unwrap();
         let mut signed = w.signer.sign(body("hello")).unwrap();
         signed.receipt.version = version;
+        signed.receipt.worker_certificate_sha256 = digest::sha256_hex(der);
         let hash = SignedReceipt::facts_hash(&signed.receipt).unwrap();
-        signed.signature = hex::encode(cert_key.sign(&hash).as_ref());
+        signed.signature = hex::encode(key.sign(&hash).as_ref());
         signed
     };
-    identity.check(&by_cert_key(3)).unwrap();
-    assert!(
-        matches!(
-            identity.check(&by_cert_key(4)),
-            Err(ReceiptError::Signature { .. })
-        ),
-        "a version 4 receipt signed with the certificate's key is refused"
-    );
+    // A certificate naming a receipt key signs nothing else, whatever the
+    // version a receipt claims: an earlier version states no time and
+    // could never be evidence.
+    for version in [3, 4] {
+        assert!(
+            identity
+                .check(&by_cert_key(&w.der, &w.cert_pkcs8, version))
+                .is_err(),
+            "version {version} under the certificate's own key"
+        );
+    }
+    // A certificate of the earlier kind, with no receipt key, verifies
+    // version 3 under its own key, and version 4 not at all.
+    let attester = SimAttester::new(SimRoot::load_or_create(dir.path()).unwrap(), [1; 48]);
+    let old = cocoon_tee::cert::mint(
+        Claims {
+            public_key: [0; 32],
+            role: Role::Worker,
+            issued_at: NOW - 10,
+            expires_at: NOW + 3600,
+            config_hash: [0; 32],
+            model_hash: Some(ModelHash::from_bytes(MODEL)),
+            receipt_key: None,
+        },
+        &attester,
+    )
+    .unwrap();
+    let old_identity = WorkerIdentity::verify(&old.der, &w.verifier, NOW).unwrap();
+    old_identity
+        .check(&by_cert_key(&old.der, &old.pkcs8, 3))
+        .unwrap();
+    assert!(old_identity
+        .check(&by_cert_key(&old.der, &old.pkcs8, 4))
+        .is_err());
     // Version 4 facts state the time; version 3 facts do not, so the two
     // hash differently and a signature cannot move between them.
     let v4 = w.signer.sign(body("hello")).unwrap();
     assert_eq!(v4.receipt.version, 4);
+    identity.check(&v4).unwrap();
     let facts = cocoon_receipt::ReceiptFacts::of(&v4.receipt).unwrap();
     assert_eq!(facts.time, Some((NOW * 1000 + 250).div_euclid(1000) as u32));
     let mut as_v3 = v4.receipt.clone();

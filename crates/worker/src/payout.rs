@@ -45,9 +45,14 @@ pub struct WorkerChain {
 
 /// How often earnings are checked against [`WorkerChain::payout_above`].
 const PAYOUT_CHECK: Duration = Duration::from_secs(30);
+/// The longest wait after payouts that failed or paid nothing: each costs
+/// gas, and a proxy contract that holds nothing pays nothing the next
+/// minute either.
+const PAYOUT_BACKOFF_MAX: Duration = Duration::from_secs(3600);
 
 /// Withdraws whenever earnings not yet paid pass the threshold, until
-/// `stop` turns true. A failure is logged and tried again at the next check.
+/// `stop` turns true. A failure is logged and tried again later, waiting
+/// twice as long after each one in a row (up to an hour).
 pub(crate) async fn payouts(
     shared: Arc<crate::Shared>,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -55,9 +60,10 @@ pub(crate) async fn payouts(
     let Some(above) = shared.config.chain.as_ref().and_then(|c| c.payout_above) else {
         return;
     };
+    let mut wait = PAYOUT_CHECK;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(PAYOUT_CHECK) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => return,
         }
         let Some(c) = shared.config.chain.as_ref() else {
@@ -76,10 +82,12 @@ pub(crate) async fn payouts(
         if v.voucher.total.saturating_sub(paid) > above {
             match withdraw(&shared).await {
                 Ok(w) => {
+                    wait = PAYOUT_CHECK;
                     tracing::info!(paid = %w.paid, fees = %w.fees, "earnings withdrawn above the threshold")
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "withdrawing earnings above the threshold failed; will try again")
+                    wait = (wait * 2).min(PAYOUT_BACKOFF_MAX);
+                    tracing::warn!(error = %e, retry_in_s = wait.as_secs(), "withdrawing earnings above the threshold failed; will try again")
                 }
             }
         }
@@ -136,6 +144,10 @@ pub(crate) enum WithdrawError {
     Voucher(cocoon_pay::voucher::VoucherError),
     #[error("a withdrawal of the stake is under way until {until} (UNIX time): the contract pays nothing meanwhile; withdraw the stake, cancel the withdrawal, or wait for its window to pass")]
     StakeWithdrawing { until: u64 },
+    #[error("the payout sent to {contract} did not land on chain within 15 s; nothing is known to be paid yet")]
+    NotSettled { contract: StdAddr },
+    #[error("the payout paid nothing: the proxy contract holds nothing for workers now, or refused it (closed, or past its close delay); {owed} stays owed and the voucher stays claimable")]
+    NothingPaid { owed: Nanoton },
     #[error("the chain: {0}")]
     Chain(String),
     #[error("a stake of zero adds nothing")]
@@ -199,6 +211,12 @@ async fn withdrawing_until(
         .run_get_method(contract, "get_worker_stake", &[])
         .await
         .map_err(|e| WithdrawError::Chain(e.to_string()))?;
+    if !out.succeeded() {
+        return Err(WithdrawError::Chain(format!(
+            "get_worker_stake on {contract} exits with {}",
+            out.exit_code
+        )));
+    }
     let mut r = StackReader::new(out.stack);
     let read = (|| {
         r.skip()?; // stake
@@ -229,6 +247,9 @@ struct PayoutState {
     owed: Nanoton,
     /// Whether the contract is deployed.
     deployed: bool,
+    /// Its last transaction: a payout has landed (settled, refused or
+    /// bounced) when nothing is in flight and this moved.
+    last_tx: Option<cocoon_chain::TransactionId>,
 }
 
 async fn payout_state(chain: &Toncenter, contract: &StdAddr) -> Result<PayoutState, WithdrawError> {
@@ -237,12 +258,21 @@ async fn payout_state(chain: &Toncenter, contract: &StdAddr) -> Result<PayoutSta
         .await
         .map_err(|e| WithdrawError::Chain(e.to_string()))?;
     if account.status != AccountStatus::Active {
-        return Ok(PayoutState::default());
+        return Ok(PayoutState {
+            last_tx: account.last_transaction,
+            ..PayoutState::default()
+        });
     }
     let out = chain
         .run_get_method(contract, "get_worker_data", &[])
         .await
         .map_err(|e| WithdrawError::Chain(e.to_string()))?;
+    if !out.succeeded() {
+        return Err(WithdrawError::Chain(format!(
+            "get_worker_data on {contract} exits with {}",
+            out.exit_code
+        )));
+    }
     let mut r = StackReader::new(out.stack);
     let read = (|| {
         r.skip()?; // proxy
@@ -254,6 +284,7 @@ async fn payout_state(chain: &Toncenter, contract: &StdAddr) -> Result<PayoutSta
             in_flight: Nanoton::new(r.u64()?),
             owed: Nanoton::new(r.u64()?),
             deployed: true,
+            last_tx: account.last_transaction,
         })
     })();
     read.map_err(|e| WithdrawError::Chain(format!("get_worker_data on {contract}: {e}")))
@@ -595,10 +626,12 @@ pub(crate) async fn withdraw(shared: &crate::Shared) -> Result<Withdrawal, Withd
         .await
         .map_err(|e| WithdrawError::Chain(e.to_string()))?;
     // The payment arrives in the same chain of messages; on a live network
-    // it may take a few more blocks. It has landed when the contract
-    // committed this voucher's seqno and nothing is on its way.
+    // it may take a few more blocks. It has landed when the contract has a
+    // newer transaction and nothing is on its way: the proxy's settlement,
+    // or a refusal or bounce that paid nothing.
     let mut after = before;
     let mut now = state;
+    let mut landed = false;
     for _ in 0..60 {
         now = payout_state(&c.chain, &contract).await?;
         after = c
@@ -607,16 +640,19 @@ pub(crate) async fn withdraw(shared: &crate::Shared) -> Result<Withdrawal, Withd
             .await
             .map_err(|e| WithdrawError::Chain(e.to_string()))?
             .balance;
-        let landed = now.in_flight == Nanoton::ZERO
-            && now.last_seqno == voucher.voucher.seqno
-            && (now.committed, now.owed) != (state.committed, state.owed);
+        landed = now.in_flight == Nanoton::ZERO && now.last_tx != state.last_tx;
         if landed {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let paid_now = now.committed;
-    let paid = paid_now.saturating_sub(paid_before);
+    if !landed {
+        return Err(WithdrawError::NotSettled { contract });
+    }
+    let paid = now.committed.saturating_sub(paid_before);
+    if paid == Nanoton::ZERO {
+        return Err(WithdrawError::NothingPaid { owed: now.owed });
+    }
     // before - stake - gas sent + excess back + paid = after, so
     // fees = before + paid - stake - after.
     let fees = (before.get() + paid.get()).saturating_sub(after.get() + stake.get());
