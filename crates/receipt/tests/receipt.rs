@@ -40,6 +40,20 @@ fn key() -> (Vec<u8>, [u8; 32]) {
     (pkcs8, public)
 }
 
+/// A worker certificate's claims, naming `receipt_key` (or none, as
+/// workers did before receipts of version 4).
+fn claims(receipt_key: Option<[u8; 32]>) -> Claims {
+    Claims {
+        public_key: [0; 32],
+        role: Role::Worker,
+        issued_at: NOW - 10,
+        expires_at: NOW + 3600,
+        config_hash: [0; 32],
+        model_hash: Some(ModelHash::from_bytes(MODEL)),
+        receipt_key,
+    }
+}
+
 fn worker(dir: &std::path::Path, image: u8) -> Worker {
     let attester = SimAttester::new(SimRoot::load_or_create(dir).unwrap(), [image; 48]);
     let policy = Policy {
@@ -57,16 +71,7 @@ fn worker(dir: &std::path::Path, image: u8) -> Worker {
         sim_roots: vec![attester.root_public_key()],
     };
     let (receipt_pkcs8, receipt_key) = key();
-    let claims = Claims {
-        public_key: [0; 32],
-        role: Role::Worker,
-        issued_at: NOW - 10,
-        expires_at: NOW + 3600,
-        config_hash: [0; 32],
-        model_hash: Some(ModelHash::from_bytes(MODEL)),
-        receipt_key: Some(receipt_key),
-    };
-    let minted = cocoon_tee::cert::mint(claims, &attester).unwrap();
+    let minted = cocoon_tee::cert::mint(claims(Some(receipt_key)), &attester).unwrap();
     let verifier = RaTlsVerifier::new(policy, None);
     let (kind, image) = verifier.inspect_own(&minted.der, NOW).unwrap();
     let signer =
@@ -432,19 +437,7 @@ fn version_3_receipts_verify_under_a_certificate_without_a_receipt_key_and_no_ot
     // A certificate of the earlier kind, with no receipt key, verifies
     // version 3 under its own key, and version 4 not at all.
     let attester = SimAttester::new(SimRoot::load_or_create(dir.path()).unwrap(), [1; 48]);
-    let old = cocoon_tee::cert::mint(
-        Claims {
-            public_key: [0; 32],
-            role: Role::Worker,
-            issued_at: NOW - 10,
-            expires_at: NOW + 3600,
-            config_hash: [0; 32],
-            model_hash: Some(ModelHash::from_bytes(MODEL)),
-            receipt_key: None,
-        },
-        &attester,
-    )
-    .unwrap();
+    let old = cocoon_tee::cert::mint(claims(None), &attester).unwrap();
     let old_identity = WorkerIdentity::verify(&old.der, &w.verifier, NOW).unwrap();
     old_identity
         .check(&by_cert_key(&old.der, &old.pkcs8, 3))

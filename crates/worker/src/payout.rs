@@ -548,21 +548,19 @@ pub(crate) async fn add_stake(
     })
 }
 
-/// Sends the latest voucher for payout and reports what moved.
-pub(crate) async fn withdraw(shared: &crate::Shared) -> Result<Withdrawal, WithdrawError> {
-    let c = shared.config.chain.as_ref().ok_or(WithdrawError::NoChain)?;
-    let voucher = shared
-        .earnings
-        .latest_voucher()
-        .ok_or(WithdrawError::NothingEarned)?;
-    let contract = shared.address.clone();
-    let state = payout_state(&c.chain, &contract).await?;
-    let (paid_before, deployed) = (state.committed, state.deployed);
-    let total = voucher.voucher.total;
-    if total <= paid_before {
+/// Refuses, before any fee, a payout the worker contract would refuse or
+/// that cannot pay: nothing new, one in flight, a stake withdrawal under
+/// way, or a voucher the contract's own checks refuse.
+async fn payout_preflight(
+    chain: &Toncenter,
+    contract: &StdAddr,
+    state: &PayoutState,
+    voucher: &cocoon_pay::Voucher,
+) -> Result<(), WithdrawError> {
+    if voucher.total <= state.committed {
         return Err(WithdrawError::AlreadyPaid {
-            paid: paid_before,
-            total,
+            paid: state.committed,
+            total: voucher.total,
         });
     }
     if state.in_flight > Nanoton::ZERO {
@@ -570,46 +568,43 @@ pub(crate) async fn withdraw(shared: &crate::Shared) -> Result<Withdrawal, Withd
             amount: state.in_flight,
         });
     }
-    if deployed {
-        if let Some(until) = withdrawing_until(&c.chain, &contract).await? {
+    if state.deployed {
+        if let Some(until) = withdrawing_until(chain, contract).await? {
             return Err(WithdrawError::StakeWithdrawing { until });
         }
     }
-    // The contract's own checks, here first, so a doomed payout costs
-    // nothing: a voucher expiring now, or older than the last committed.
+    let committed = cocoon_pay::voucher::Committed {
+        total: state.committed,
+        seqno: state.last_seqno,
+    };
     voucher
-        .voucher
-        .check_commit(
-            &cocoon_pay::voucher::Committed {
-                total: paid_before,
-                seqno: state.last_seqno,
-            },
-            cocoon_core::unix_now(),
-        )
-        .map_err(WithdrawError::Voucher)?;
-    let wallet = c.wallet.address();
-    let before = c
-        .chain
-        .account(&wallet)
-        .await
-        .map_err(|e| WithdrawError::Chain(e.to_string()))?
-        .balance;
-    let boc = voucher
-        .to_boc()
-        .map_err(|e| WithdrawError::Chain(e.to_string()))?;
-    let cell = Boc::decode(boc).map_err(|e| WithdrawError::Chain(e.to_string()))?;
-    let body = contracts::payout(cocoon_core::unix_now(), cell)
-        .map_err(|e| WithdrawError::Chain(e.to_string()))?;
+        .check_commit(&committed, cocoon_core::unix_now())
+        .map(|_| ())
+        .map_err(WithdrawError::Voucher)
+}
+
+/// The transfers of a payout of `voucher`: the stake's top-up to the
+/// minimum first when the contract holds less (in the same external
+/// message), then the payout itself. Returns them and what they stake.
+async fn payout_transfers(
+    c: &WorkerChain,
+    contract: &StdAddr,
+    deployed: bool,
+    balance: Nanoton,
+    voucher: &cocoon_pay::SignedVoucher,
+) -> Result<(Vec<Transfer>, Nanoton), WithdrawError> {
+    let chain_err = |e: &dyn std::fmt::Display| WithdrawError::Chain(e.to_string());
+    let boc = voucher.to_boc().map_err(|e| chain_err(&e))?;
+    let cell = Boc::decode(boc).map_err(|e| chain_err(&e))?;
+    let body = contracts::payout(cocoon_core::unix_now(), cell).map_err(|e| chain_err(&e))?;
     let mut init = if deployed {
         None
     } else {
         c.contract_init.clone()
     };
     let mut transfers = Vec::new();
-    // Payouts need the minimum stake: the wallet tops the stake up first,
-    // in the same external message.
     let mut stake = Nanoton::ZERO;
-    if let Some((t, amount)) = stake_transfer(c, &contract, deployed, before, PAYOUT_GAS).await? {
+    if let Some((t, amount)) = stake_transfer(c, contract, deployed, balance, PAYOUT_GAS).await? {
         transfers.push(t);
         stake = amount;
         init = None;
@@ -621,34 +616,62 @@ pub(crate) async fn withdraw(shared: &crate::Shared) -> Result<Withdrawal, Withd
         body: Some(body),
         init,
     });
+    Ok((transfers, stake))
+}
+
+/// Waits for the payout sent after `sent` (the contract's state then) to
+/// land: the contract has a newer transaction and nothing is on its way
+/// (the proxy's settlement, or a refusal or bounce that paid nothing). On a
+/// live network that may take a few blocks. Returns the contract's state
+/// and the wallet's balance then.
+async fn payout_landed(
+    c: &WorkerChain,
+    contract: &StdAddr,
+    sent: &PayoutState,
+) -> Result<(PayoutState, Nanoton), WithdrawError> {
+    for _ in 0..60 {
+        let now = payout_state(&c.chain, contract).await?;
+        if now.in_flight == Nanoton::ZERO && now.last_tx != sent.last_tx {
+            let wallet = c
+                .chain
+                .account(&c.wallet.address())
+                .await
+                .map_err(|e| WithdrawError::Chain(e.to_string()))?;
+            return Ok((now, wallet.balance));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Err(WithdrawError::NotSettled {
+        contract: contract.clone(),
+    })
+}
+
+/// Sends the latest voucher for payout and reports what moved.
+pub(crate) async fn withdraw(shared: &crate::Shared) -> Result<Withdrawal, WithdrawError> {
+    let c = shared.config.chain.as_ref().ok_or(WithdrawError::NoChain)?;
+    let voucher = shared
+        .earnings
+        .latest_voucher()
+        .ok_or(WithdrawError::NothingEarned)?;
+    let contract = shared.address.clone();
+    let state = payout_state(&c.chain, &contract).await?;
+    payout_preflight(&c.chain, &contract, &state, &voucher.voucher).await?;
+    let paid_before = state.committed;
+    let total = voucher.voucher.total;
+    let wallet = c.wallet.address();
+    let before = c
+        .chain
+        .account(&wallet)
+        .await
+        .map_err(|e| WithdrawError::Chain(e.to_string()))?
+        .balance;
+    let (transfers, stake) =
+        payout_transfers(c, &contract, state.deployed, before, &voucher).await?;
     c.wallet
         .send(c.chain.as_ref(), &transfers, PAYOUT_TIMEOUT)
         .await
         .map_err(|e| WithdrawError::Chain(e.to_string()))?;
-    // The payment arrives in the same chain of messages; on a live network
-    // it may take a few more blocks. It has landed when the contract has a
-    // newer transaction and nothing is on its way: the proxy's settlement,
-    // or a refusal or bounce that paid nothing.
-    let mut after = before;
-    let mut now = state;
-    let mut landed = false;
-    for _ in 0..60 {
-        now = payout_state(&c.chain, &contract).await?;
-        after = c
-            .chain
-            .account(&wallet)
-            .await
-            .map_err(|e| WithdrawError::Chain(e.to_string()))?
-            .balance;
-        landed = now.in_flight == Nanoton::ZERO && now.last_tx != state.last_tx;
-        if landed {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    if !landed {
-        return Err(WithdrawError::NotSettled { contract });
-    }
+    let (now, after) = payout_landed(c, &contract, &state).await?;
     let paid = now.committed.saturating_sub(paid_before);
     if paid == Nanoton::ZERO {
         return Err(WithdrawError::NothingPaid { owed: now.owed });
