@@ -607,6 +607,14 @@ fn error_for(e: &InferError, v: &Validated) -> ApiError {
             ApiError::server(StatusCode::SERVICE_UNAVAILABLE, "workers_busy", msg)
         }
         ErrorCode::QueueFull => ApiError::overloaded(msg, e.retry_after_seconds),
+        ErrorCode::SettlementPending => ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: msg,
+            kind: "requests",
+            param: None,
+            code: Some("settlement_pending".into()),
+            retry_after: Some(e.retry_after_seconds.max(1)),
+        },
         ErrorCode::ReplicasDisagree => {
             ApiError::server(StatusCode::BAD_GATEWAY, "replicas_disagree", msg)
         }

@@ -1,11 +1,16 @@
 //! Accounts as explicit state machines. Every transition either applies in
 //! full or returns an error and changes nothing.
 //!
-//! A client's **available** balance is
-//! `deposited − charged − reserved − stake`, floored at zero: the stake is
-//! a floor the proxy keeps untouched (it backs the client's obligations when
-//! the channel closes on chain), reservations are the maximum cost of
-//! requests in flight, and charges are final.
+//! A client's **available** balance depends on what backs it:
+//!
+//! - development deposits: `deposited − charged − reserved − stake`,
+//!   floored at zero (reservations are the maximum cost of requests in
+//!   flight; charges are final);
+//! - a client contract on chain: what the contract *guarantees* the proxy,
+//!   less what is owed and not yet committed there, less reservations. Its
+//!   owner may withdraw everything above the stake at any moment while it
+//!   is open, so only `min(balance, stake)` is certain to be there when the
+//!   proxy's next commit lands: charges not yet committed never pass it.
 
 use cocoon_core::Nanoton;
 
@@ -67,6 +72,21 @@ pub enum AccountError {
         /// The stake floor.
         stake: Nanoton,
     },
+    /// The charges not yet committed on chain, with this request, would pass
+    /// what the client's contract guarantees the proxy.
+    #[error("charges not yet committed on chain ({uncommitted}) and requests in flight ({reserved}) leave {available} of the {guaranteed} the client contract guarantees this proxy (its stake, or its balance when lower); the request may cost up to {needed}. The proxy commits the client's voucher on chain; requests are served again once the chain confirms it")]
+    BeyondGuarantee {
+        /// Maximum cost of the request.
+        needed: Nanoton,
+        /// What is left of the guarantee.
+        available: Nanoton,
+        /// Charged and not yet committed on chain.
+        uncommitted: Nanoton,
+        /// Reserved by requests in flight.
+        reserved: Nanoton,
+        /// `min(balance, stake)` of the contract as last read.
+        guaranteed: Nanoton,
+    },
     /// The account is not active.
     #[error("account is {0}, not active")]
     NotActive(&'static str),
@@ -81,6 +101,18 @@ pub enum AccountError {
     /// An amount overflowed.
     #[error(transparent)]
     Money(#[from] cocoon_core::MoneyError),
+}
+
+/// What a client's balance stands on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backing {
+    /// Development deposits: no contract, the ledger is the whole truth.
+    Deposits,
+    /// A client contract on chain.
+    Contract {
+        /// What vouchers committed on chain, as last read.
+        committed: Nanoton,
+    },
 }
 
 /// A client's account with one proxy.
@@ -98,6 +130,8 @@ pub struct ClientAccount {
     pub status: AccountStatus,
     /// Seqno of the latest client voucher.
     pub seqno: u64,
+    /// What the balance stands on.
+    pub backing: Backing,
 }
 
 impl Default for ClientAccount {
@@ -109,6 +143,7 @@ impl Default for ClientAccount {
             charged: Nanoton::ZERO,
             status: AccountStatus::Active,
             seqno: 0,
+            backing: Backing::Deposits,
         }
     }
 }
@@ -116,19 +151,48 @@ impl Default for ClientAccount {
 impl ClientAccount {
     /// What can be reserved now.
     pub fn available(&self) -> Nanoton {
-        self.deposited
-            .saturating_sub(self.charged)
-            .saturating_sub(self.reserved)
-            .saturating_sub(self.stake)
+        match self.backing {
+            Backing::Deposits => self
+                .deposited
+                .saturating_sub(self.charged)
+                .saturating_sub(self.reserved)
+                .saturating_sub(self.stake),
+            Backing::Contract { .. } => self
+                .guaranteed()
+                .saturating_sub(self.uncommitted())
+                .saturating_sub(self.reserved),
+        }
+    }
+
+    /// What the client's contract is certain to hold for the proxy's next
+    /// commit: `min(balance, stake)` (everything for development deposits).
+    pub fn guaranteed(&self) -> Nanoton {
+        match self.backing {
+            Backing::Deposits => self.deposited.saturating_sub(self.stake),
+            Backing::Contract { committed } => {
+                self.deposited.saturating_sub(committed).min(self.stake)
+            }
+        }
+    }
+
+    /// Charged and not yet committed on chain (zero for development
+    /// deposits, which have no chain).
+    pub fn uncommitted(&self) -> Nanoton {
+        match self.backing {
+            Backing::Deposits => Nanoton::ZERO,
+            Backing::Contract { committed } => self.charged.saturating_sub(committed),
+        }
     }
 
     /// Takes what the chain reports for the client's contract: `deposited`
     /// (its booked balance plus what vouchers already committed: all the
-    /// client ever put in, less withdrawals) and the stake it must keep.
-    /// Absolute, so a withdrawal lowers it; in any life stage.
-    pub fn sync_from_chain(&mut self, deposited: Nanoton, stake: Nanoton) {
+    /// client ever put in, less withdrawals), the stake it must keep, and
+    /// the committed total. Absolute, so a withdrawal lowers it; in any
+    /// life stage.
+    pub fn sync_from_chain(&mut self, deposited: Nanoton, stake: Nanoton, committed: Nanoton) {
         self.deposited = deposited;
         self.stake = stake;
+        self.backing = Backing::Contract { committed };
     }
 
     /// Adds a deposit.
@@ -147,6 +211,19 @@ impl ClientAccount {
         }
         let available = self.available();
         if amount > available {
+            let spendable = self
+                .deposited
+                .saturating_sub(self.charged)
+                .saturating_sub(self.reserved);
+            if matches!(self.backing, Backing::Contract { .. }) && amount <= spendable {
+                return Err(AccountError::BeyondGuarantee {
+                    needed: amount,
+                    available,
+                    uncommitted: self.uncommitted(),
+                    reserved: self.reserved,
+                    guaranteed: self.guaranteed(),
+                });
+            }
             return Err(AccountError::InsufficientFunds {
                 needed: amount,
                 available,
@@ -185,19 +262,27 @@ impl ClientAccount {
     }
 
     /// Fixed-width encoding for the ledger store.
-    pub(crate) fn encode(&self) -> [u8; 41] {
-        let mut b = [0u8; 41];
+    pub(crate) fn encode(&self) -> [u8; 50] {
+        let mut b = [0u8; 50];
         b[0..8].copy_from_slice(&self.deposited.get().to_le_bytes());
         b[8..16].copy_from_slice(&self.stake.get().to_le_bytes());
         b[16..24].copy_from_slice(&self.reserved.get().to_le_bytes());
         b[24..32].copy_from_slice(&self.charged.get().to_le_bytes());
         b[32] = self.status.tag();
         b[33..41].copy_from_slice(&self.seqno.to_le_bytes());
+        if let Backing::Contract { committed } = self.backing {
+            b[41] = 1;
+            b[42..50].copy_from_slice(&committed.get().to_le_bytes());
+        }
         b
     }
 
+    /// Reads a record. One written before the backing was kept (41 bytes)
+    /// and holding a stake came from a contract whose committed total is
+    /// not known: it reads as nothing committed, so it serves nothing until
+    /// the chain is read again.
     pub(crate) fn decode(b: &[u8]) -> Option<Self> {
-        if b.len() != 41 {
+        if b.len() != 41 && b.len() != 50 {
             return None;
         }
         let u = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or_default());
@@ -208,6 +293,17 @@ impl ClientAccount {
             charged: Nanoton::new(u(24)),
             status: AccountStatus::from_tag(b[32])?,
             seqno: u(33),
+            backing: match b.get(41) {
+                Some(1) => Backing::Contract {
+                    committed: Nanoton::new(u(42)),
+                },
+                Some(0) => Backing::Deposits,
+                Some(_) => return None,
+                None if u(8) > 0 => Backing::Contract {
+                    committed: Nanoton::ZERO,
+                },
+                None => Backing::Deposits,
+            },
         })
     }
 }
@@ -328,5 +424,60 @@ mod tests {
         // A record written before checks were paid reads with none due.
         let old = WorkerAccount::decode(&w.encode()[..24]).unwrap();
         assert_eq!((old.earned, old.seqno, old.checks_due), (n(5), 3, n(0)));
+    }
+
+    /// The attack a contract's owner could run before: deposit 100 with a
+    /// stake of 10, spend 90 in the proxy's books, withdraw the 90 above the
+    /// stake on chain before the proxy commits. Now the books never run
+    /// ahead of the chain by more than the stake.
+    #[test]
+    fn a_contract_backed_client_never_owes_more_than_its_stake_uncommitted() {
+        let mut a = ClientAccount::default();
+        a.sync_from_chain(n(100), n(10), n(0));
+        assert_eq!((a.guaranteed(), a.available()), (n(10), n(10)));
+        a.reserve(n(6)).unwrap();
+        a.settle(n(6), n(6)).unwrap();
+        assert_eq!((a.uncommitted(), a.available()), (n(6), n(4)));
+        let before = a;
+        let err = a.reserve(n(5)).unwrap_err();
+        assert!(
+            matches!(err, AccountError::BeyondGuarantee { available, uncommitted, guaranteed, .. }
+                if available == n(4) && uncommitted == n(6) && guaranteed == n(10)),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("not yet committed on chain"),
+            "{err}"
+        );
+        assert_eq!(a, before, "a refused reservation moved nothing");
+        // The commit lands: the chain shows 6 committed out of the balance.
+        a.sync_from_chain(n(100), n(10), n(6));
+        assert_eq!((a.uncommitted(), a.available()), (n(0), n(10)));
+        // The owner withdrew down to the stake: 16 on chain, 6 of it
+        // committed, so 10 left; still all of it guaranteed.
+        a.sync_from_chain(n(16), n(10), n(6));
+        assert_eq!(a.available(), n(10));
+        // Below the stake, the balance itself is the limit; past the
+        // deposit it is plain insufficient funds.
+        a.sync_from_chain(n(10), n(10), n(6));
+        assert_eq!(a.available(), n(4));
+        assert!(matches!(
+            a.reserve(n(5)),
+            Err(AccountError::InsufficientFunds { .. })
+        ));
+        assert_eq!(ClientAccount::decode(&a.encode()), Some(a));
+        // A record written before the backing was kept, holding a stake,
+        // reads as nothing committed: it serves nothing until read again.
+        let old = ClientAccount::decode(&a.encode()[..41]).unwrap();
+        assert_eq!(old.backing, Backing::Contract { committed: n(0) });
+        let dev = ClientAccount {
+            deposited: n(5),
+            ..Default::default()
+        };
+        let old_dev = ClientAccount::decode(&dev.encode()[..41]).unwrap();
+        assert_eq!(
+            (old_dev.backing, old_dev.available()),
+            (Backing::Deposits, n(5))
+        );
     }
 }

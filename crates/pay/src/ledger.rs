@@ -121,6 +121,8 @@ pub enum Op {
         deposited: Nanoton,
         /// The stake the contract keeps.
         stake: Nanoton,
+        /// What vouchers committed on chain.
+        committed: Nanoton,
     },
     /// Hold a request's maximum cost before it is forwarded.
     Reserve {
@@ -401,10 +403,11 @@ fn apply(op: &Op, ov: &mut Overlay, st: &State) -> Result<Applied, LedgerError> 
             client,
             deposited,
             stake,
+            committed,
         } => {
             let id = PartyId::of(client);
             let mut a = ov.client(st, id);
-            a.sync_from_chain(*deposited, *stake);
+            a.sync_from_chain(*deposited, *stake, *committed);
             ov.clients.insert(id, a);
             Ok(Applied::Client(a))
         }

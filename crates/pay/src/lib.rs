@@ -8,7 +8,7 @@ pub mod account;
 pub mod ledger;
 pub mod voucher;
 
-pub use account::{AccountError, AccountStatus, ClientAccount, WorkerAccount};
+pub use account::{AccountError, AccountStatus, Backing, ClientAccount, WorkerAccount};
 pub use ledger::{Ledger, LedgerError, Op, Outcome, Recovery, Settlement, Totals, VoucherTerms};
 pub use voucher::{SignedVoucher, Voucher, VoucherBook, VoucherError, VoucherKind, VoucherSigner};
 

@@ -33,6 +33,7 @@ impl ErrorCode {
             ErrorCode::InsufficientFunds => "insufficient_funds",
             ErrorCode::QueueFull => "queue_full",
             ErrorCode::ReplicasDisagree => "replicas_disagree",
+            ErrorCode::SettlementPending => "settlement_pending",
         }
     }
 

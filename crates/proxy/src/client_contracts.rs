@@ -159,6 +159,17 @@ impl std::fmt::Debug for ClientContracts {
     }
 }
 
+/// Why a request may not spend from the contract it names.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PayerError {
+    /// The contract's owner is not known (never read from the chain).
+    #[error("{0}")]
+    Unknown(String),
+    /// The request's proof does not show its signer owns the contract.
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// Why a client's contract does not count as a deposit.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DepositError {
@@ -199,35 +210,46 @@ impl ClientContracts {
     /// Checks that the sender of request `request_id` may spend from
     /// `client`: `signature` by `key` over the payer message, and `key`'s
     /// wallet (W5R1 on this network) owns the contract. Without this, any
-    /// client could name another's contract and spend its money.
+    /// client could name another's contract and spend its money. Fails
+    /// closed: a contract never read from the chain (a restart while the
+    /// chain is unreachable) has no known owner, so nothing is served on it.
     pub fn authorize(
         &self,
         client: &StdAddr,
         request_id: &str,
         key: &[u8],
         signature: &[u8],
-    ) -> Result<(), String> {
-        let owner = self
-            .known()
-            .get(client)
-            .and_then(|k| k.seen.as_ref())
-            .and_then(|s| s.owner.clone());
-        // No contract: nothing to spend, and the reservation says so (402).
-        let Some(owner) = owner else {
+    ) -> Result<(), PayerError> {
+        let (seen, error) = match self.known().get(client) {
+            Some(k) => (k.seen.clone(), k.error.clone()),
+            None => (None, None),
+        };
+        let Some(seen) = seen else {
+            return Err(PayerError::Unknown(format!(
+                "client contract {client} has not been read from the chain yet ({}), so who may spend from it is unknown; nothing is served on it until it is",
+                error.unwrap_or_else(|| "no answer yet".into())
+            )));
+        };
+        // Read, and no contract there: nothing to spend; the ledger holds a
+        // zero deposit for it and the reservation says so (402).
+        let Some(owner) = seen.owner else {
             return Ok(());
         };
+        let refused = PayerError::Refused;
         let key: [u8; 32] = key.try_into().map_err(|_| {
-            format!("the request carries no payer proof for {client}: a client on a chain signs each request with the wallet that owns its contract")
+            refused(format!("the request carries no payer proof for {client}: a client on a chain signs each request with the wallet that owns its contract"))
         })?;
         if !cocoon_chain::wallet::verify_payer(&key, signature, request_id, client) {
-            return Err(format!("the payer signature for {client} does not verify"));
+            return Err(refused(format!(
+                "the payer signature for {client} does not verify"
+            )));
         }
         let signer = cocoon_chain::WalletV5::address_of_key(&key, self.global_id)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| refused(e.to_string()))?;
         if signer != owner {
-            return Err(format!(
+            return Err(refused(format!(
                 "the request is signed by wallet {signer}, but {client} belongs to {owner}"
-            ));
+            )));
         }
         Ok(())
     }
@@ -406,7 +428,10 @@ impl ClientContracts {
                 return false;
             }
         };
-        let threshold = c.above.unwrap_or(Nanoton::new(seen.stake.get() / 2));
+        // Half of what the contract guarantees: the ledger serves up to all
+        // of it, so the commit lands while half is still left.
+        let guaranteed = seen.balance.min(seen.stake);
+        let threshold = c.above.unwrap_or(Nanoton::new(guaranteed.get() / 2));
         let closing = seen.state == 1;
         if uncommitted <= threshold && !closing {
             return false;
@@ -471,6 +496,7 @@ impl ClientContracts {
                         .checked_add(seen.committed)
                         .unwrap_or(seen.balance),
                     stake: seen.stake,
+                    committed: seen.committed,
                 };
                 if let Err(e) = self.ledger.submit(op).await {
                     tracing::warn!(%client, error = %e, "the ledger refused the chain's deposit");
@@ -562,6 +588,7 @@ impl ClientContracts {
     /// Reads every known client's contract again, every [`POLL_INTERVAL`],
     /// until `stop` turns true.
     pub async fn poll(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        self.watch_ledger_clients();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(POLL_INTERVAL) => {}
@@ -581,12 +608,36 @@ impl ClientContracts {
         }
     }
 
+    /// Watches every client the ledger holds a contract-backed account
+    /// for: a client that never comes back after a restart still has its
+    /// charges committed, before its close delay runs out.
+    fn watch_ledger_clients(&self) {
+        let mut known = self.known();
+        let mut added = 0;
+        for (client, account) in self.ledger.clients() {
+            if matches!(account.backing, cocoon_pay::Backing::Contract { .. })
+                && !known.contains_key(&client)
+            {
+                known.insert(client, Known::default());
+                added += 1;
+            }
+        }
+        if added > 0 {
+            tracing::info!(clients = added, "watching the ledger's client contracts");
+        }
+    }
+
     fn health(&self) -> std::sync::MutexGuard<'_, (Option<Instant>, Option<Instant>)> {
         self.health.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// How long the chain has not answered, during an outage.
+    pub fn outage(&self) -> Option<Duration> {
+        self.health().0.map(|since| since.elapsed())
+    }
+
     /// Logged once per outage: requests go on being served on the balances
-    /// last read.
+    /// last read, each client up to what its contract guarantees.
     fn chain_failed(&self, error: &str) {
         let mut h = self.health();
         if h.0.is_none() {
@@ -594,7 +645,7 @@ impl ClientContracts {
             let age =
                 h.1.map(|t| format!("{:.0?}", t.elapsed()))
                     .unwrap_or_else(|| "never".into());
-            tracing::warn!(%error, last_read = %age, "the chain is unreachable: serving on the balances last read");
+            tracing::warn!(%error, last_read = %age, "the chain is unreachable: serving on the balances last read, each client up to its contract's stake");
         }
     }
 
@@ -659,6 +710,78 @@ impl ClientContracts {
 mod tests {
     use super::*;
     use cocoon_chain::artifacts::ContractKind;
+
+    fn watcher(name: &str) -> (ClientContracts, Arc<Ledger>) {
+        let dir = std::env::temp_dir().join(format!(
+            "cocoon-client-contracts-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let proxy: StdAddr = "0:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
+            .parse()
+            .unwrap();
+        let (ledger, _) = Ledger::open(
+            &dir.join("ledger.redb"),
+            cocoon_pay::VoucherSigner::from_seed(&[3; 32]).unwrap(),
+            cocoon_pay::VoucherTerms {
+                contract: proxy.clone(),
+                ttl_secs: 86_400,
+            },
+        )
+        .unwrap();
+        let ledger = Arc::new(ledger);
+        // Never called: an endpoint nothing listens on.
+        let chain = Toncenter::new(cocoon_chain::ToncenterConfig::single(
+            "http://127.0.0.1:9/api/v2",
+        ))
+        .unwrap();
+        let watcher = ClientContracts::new(Arc::new(chain), proxy, [0; 32], ledger.clone());
+        (watcher, ledger)
+    }
+
+    /// After a restart with the chain unreachable, a contract the ledger
+    /// knows but the proxy has not read has no known owner: whoever names
+    /// it spends nothing, and is told why.
+    #[tokio::test]
+    async fn the_payer_check_fails_closed_on_a_contract_never_read() {
+        let (watcher, ledger) = watcher("closed");
+        let client: StdAddr = "0:1111111111111111111111111111111111111111111111111111111111111111"
+            .parse()
+            .unwrap();
+        ledger
+            .submit(Op::SyncDeposit {
+                client: client.clone(),
+                deposited: Nanoton::new(5_000_000_000),
+                stake: Nanoton::new(1_000_000_000),
+                committed: Nanoton::ZERO,
+            })
+            .await
+            .unwrap();
+        let err = watcher
+            .authorize(&client, "r1", &[7; 32], &[0; 64])
+            .unwrap_err();
+        assert!(
+            matches!(&err, PayerError::Unknown(why) if why.contains("has not been read from the chain")),
+            "{err}"
+        );
+        // Started again, the proxy watches every contract its ledger holds,
+        // dev deposits aside, so a client who never returns is still
+        // committed before its close delay runs out.
+        let dev: StdAddr = "0:2222222222222222222222222222222222222222222222222222222222222222"
+            .parse()
+            .unwrap();
+        ledger
+            .submit(Op::Deposit {
+                client: dev.clone(),
+                amount: Nanoton::new(1),
+            })
+            .await
+            .unwrap();
+        watcher.watch_ledger_clients();
+        let watched: Vec<StdAddr> = watcher.known().keys().cloned().collect();
+        assert_eq!(watched, vec![client]);
+    }
 
     #[test]
     fn only_the_worker_contracts_code_is_taken_for_a_stake() {

@@ -50,6 +50,10 @@ pub enum SettleError {
     /// The payer's available balance does not cover the amount.
     #[error("{0}")]
     InsufficientFunds(AccountError),
+    /// The payer's charges not yet committed on chain have reached what its
+    /// contract guarantees: served again once a commit lands.
+    #[error("{0}")]
+    AwaitingCommit(AccountError),
     /// The payer's account takes no new requests.
     #[error("{0}")]
     NotActive(AccountError),
@@ -63,6 +67,9 @@ impl From<LedgerError> for SettleError {
         match e {
             LedgerError::Account(a @ AccountError::InsufficientFunds { .. }) => {
                 SettleError::InsufficientFunds(a)
+            }
+            LedgerError::Account(a @ AccountError::BeyondGuarantee { .. }) => {
+                SettleError::AwaitingCommit(a)
             }
             LedgerError::Account(a @ AccountError::NotActive(_)) => SettleError::NotActive(a),
             other => SettleError::Books(other.to_string()),

@@ -7,6 +7,10 @@ use cocoon_proto::{ErrorCode, InferError};
 use crate::registry::NoWorker;
 use crate::settlement::{ReserveError, SettleError};
 
+/// When a client whose charges wait for a commit, or whose contract has not
+/// been read yet, may try again: a commit lands within a few blocks.
+const SETTLEMENT_RETRY_AFTER_S: u32 = 5;
+
 /// Why a request stopped.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum RelayError {
@@ -46,6 +50,11 @@ pub(crate) enum RelayError {
     /// The maximum cost could not be held.
     #[error("{0}")]
     Reserve(ReserveError),
+    /// The chain must confirm something before this payer is served: its
+    /// contract was never read (so its owner is unknown), or its charges
+    /// not yet committed have reached what the contract guarantees.
+    #[error("{0}")]
+    Unsettled(String),
     /// The worker's session ended before the request reached it.
     #[error("worker {0} disconnected before the request reached it")]
     Dispatch(String),
@@ -127,6 +136,7 @@ impl RelayError {
             RelayError::NoWorker { .. }
                 | RelayError::NoPayee(_)
                 | RelayError::Reserve(_)
+                | RelayError::Unsettled(_)
                 | RelayError::QueueFull { .. }
                 | RelayError::QueuedTooLong { .. }
         )
@@ -145,6 +155,7 @@ impl RelayError {
             RelayError::Reserve(ReserveError::Refused(
                 SettleError::InsufficientFunds(_) | SettleError::NotActive(_),
             )) => ErrorCode::InsufficientFunds,
+            RelayError::Unsettled(_) => ErrorCode::SettlementPending,
             RelayError::NoPayee(_)
             | RelayError::Reserve(_)
             | RelayError::Books(_)
@@ -189,6 +200,7 @@ impl RelayError {
         };
         let retry_after_seconds = match self {
             RelayError::QueueFull { retry_after_s, .. } => *retry_after_s,
+            RelayError::Unsettled(_) => SETTLEMENT_RETRY_AFTER_S,
             _ => 0,
         };
         Some(InferError {

@@ -32,8 +32,10 @@ use tonic::Status;
 use tracing::Instrument;
 use tycho_types::models::StdAddr;
 
+use crate::client_contracts::PayerError;
 use crate::registry::{Lease, NoWorker, WorkerHandle};
 use crate::settlement::Reservation;
+use crate::settlement::{ReserveError, SettleError};
 use crate::Shared;
 pub(crate) use attempt::send_voucher;
 use attempt::Attempt;
@@ -131,10 +133,13 @@ impl Relay {
                 &self.req.payer_key,
                 &self.req.payer_signature,
             )
-            .map_err(|why| {
-                Stopped::early(RelayError::BadRequest(format!(
-                    "payer not authorized: {why}"
-                )))
+            .map_err(|e| {
+                Stopped::early(match e {
+                    PayerError::Unknown(why) => RelayError::Unsettled(why),
+                    PayerError::Refused(why) => {
+                        RelayError::BadRequest(format!("payer not authorized: {why}"))
+                    }
+                })
             })?;
         }
         if self.req.replicas > 1 {
@@ -364,7 +369,18 @@ impl Relay {
         let limits = (self.req.body.len(), self.req.max_tokens);
         Reservation::hold(payments, key, payer, payee, worker.coefficient(), limits)
             .await
-            .map_err(RelayError::Reserve)
+            .map_err(|e| match e {
+                ReserveError::Refused(SettleError::AwaitingCommit(why)) => {
+                    let outage = payments
+                        .client_contracts
+                        .as_ref()
+                        .and_then(|d| d.outage())
+                        .map(|d| format!(" (the chain has not answered for {} s: serving stops here until it does)", d.as_secs()))
+                        .unwrap_or_default();
+                    RelayError::Unsettled(format!("{why}{outage}"))
+                }
+                e => RelayError::Reserve(e),
+            })
     }
 
     /// The request as the worker receives it, with the time left and, when
