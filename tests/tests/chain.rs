@@ -446,12 +446,20 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
         spent,
         "caught up after the outage"
     );
-    let (_, _, body) = post_json(
-        &format!("{chain}/runGetMethod"),
-        &json!({"address": proxy_contract, "method": "get_proxy_data", "stack": []}),
-    )
-    .await;
-    let p: Value = serde_json::from_slice(&body).unwrap();
+    // The client contract's charge reaches the proxy contract a block later.
+    let mut p = Value::Null;
+    for _ in 0..100 {
+        let (_, _, body) = post_json(
+            &format!("{chain}/runGetMethod"),
+            &json!({"address": proxy_contract, "method": "get_proxy_data", "stack": []}),
+        )
+        .await;
+        p = serde_json::from_slice(&body).unwrap();
+        if hex_num(&p["result"]["stack"][7]) >= spent {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     assert_eq!(
         hex_num(&p["result"]["stack"][7]),
         spent,

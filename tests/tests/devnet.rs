@@ -87,3 +87,49 @@ async fn the_devnet_pays_from_its_faucet_only_in_dev_and_keeps_its_state() {
     assert!(proc.terminate().expect("exits").success());
     let _ = std::fs::remove_dir_all(&data_dir);
 }
+
+/// A TON developer's own client library against the devnet: `@ton/ton`'s
+/// TonClient (from npm, as contracts/ installs it), over toncenter's
+/// `/jsonRPC`, reads a balance, runs a get-method, estimates a fee and
+/// sends a transfer that lands (contracts/scripts/tonclient-check.mjs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tons_own_client_library_reads_and_sends_through_the_devnet() {
+    let contracts = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("contracts");
+    assert!(
+        contracts.join("node_modules/@ton/ton").exists(),
+        "run `npm ci` in contracts/ (scripts/test does)"
+    );
+    let data_dir = std::env::temp_dir().join(format!("cocoon-devnet-ton-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let port = free_port();
+    let mut args = devnet_args(&data_dir, port, true);
+    args.extend(["--block-interval-ms".to_string(), "50".into()]);
+    let mut proc = Proc::cocoon("devnet-ton", &args);
+    proc.wait_for_log("Press Ctrl-C", 30).await;
+    let api = format!("http://127.0.0.1:{port}/api/v2");
+    let out = tokio::process::Command::new("node")
+        .arg("scripts/tonclient-check.mjs")
+        .arg(&api)
+        .current_dir(&contracts)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), out)
+        .await
+        .expect("the check ends")
+        .expect("node runs");
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = json_of(said.trim().as_bytes());
+    assert_eq!(seen["payee_balance"], "1000000000", "{seen}");
+    assert_eq!(seen["transactions"], 1);
+    let (_, _, body) = get(&format!("{api}/devnet/status")).await;
+    assert_eq!(seen["global_id"], json_of(&body)["result"]["global_id"]);
+    assert!(proc.terminate().expect("exits").success());
+    let _ = std::fs::remove_dir_all(&data_dir);
+}

@@ -8,6 +8,7 @@
 //! - [`chain`]: the [`Chain`] interface nodes use to reach TON;
 //! - [`toncenter`]: its implementation over toncenter's HTTP API v2, which
 //!   the embedded devnet (`crates/devnet`) serves too;
+//! - [`trace`]: following a message to the transactions it caused;
 //! - [`wallet`]: node wallets (standard W5R1) and their keys.
 
 pub mod artifacts;
@@ -16,6 +17,7 @@ pub mod contracts;
 pub mod registry;
 pub mod stack;
 pub mod toncenter;
+pub mod trace;
 pub mod wallet;
 
 pub use artifacts::{ArtifactError, ContractCode, ContractKind};
@@ -25,4 +27,4 @@ pub use chain::{
 };
 pub use stack::{StackEntry, StackReader};
 pub use toncenter::{Toncenter, ToncenterConfig};
-pub use wallet::{Transfer, WalletError, WalletKey, WalletV5};
+pub use wallet::{Delivery, NeverIncluded, SendError, Transfer, WalletError, WalletKey, WalletV5};

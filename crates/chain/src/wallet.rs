@@ -228,6 +228,8 @@ pub struct WalletV5 {
     key: WalletKey,
     wallet_id: i32,
     code: Cell,
+    /// Requests go one at a time: never two in flight with one seqno.
+    queue: tokio::sync::Mutex<()>,
 }
 
 impl WalletV5 {
@@ -241,6 +243,7 @@ impl WalletV5 {
             key,
             wallet_id: network_global_id ^ context,
             code,
+            queue: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -374,10 +377,11 @@ fn relaxed_message(t: &Transfer) -> Result<Cell, tycho_types::error::Error> {
     })
 }
 
-/// Why a wallet could not send.
+/// Why a wallet could not send, or what is known of a request that was.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    /// The chain could not be reached or refused the message.
+    /// The chain could not be reached or refused the message outright:
+    /// nothing was sent.
     #[error(transparent)]
     Chain(#[from] crate::chain::ChainError),
     /// The message could not be built.
@@ -393,20 +397,101 @@ pub enum SendError {
         /// What the transfers carry.
         needed: Nanoton,
     },
-    /// The chain did not apply the transfer in time.
-    #[error("wallet {address}: transfer with seqno {seqno} not applied within {waited:?}")]
-    NotApplied {
+    /// The wallet has no transaction for the request and never will: its
+    /// `valid_until` passed, or another request (another process with this
+    /// wallet's key) used its seqno. Nothing moved; it can be sent again.
+    #[error("wallet {address}: request {seqno} was never included ({why}); nothing moved, it can be sent again")]
+    NotIncluded {
         /// The wallet.
         address: StdAddr,
         /// The request's seqno.
         seqno: u32,
-        /// How long it was waited for.
-        waited: std::time::Duration,
+        /// The proof.
+        why: NeverIncluded,
     },
+    /// The request was included, and a transaction it caused failed: what
+    /// was asked was refused there, and the value it carried bounced back
+    /// (less fees).
+    #[error("wallet {address}: request {seqno} was included, but {what}")]
+    Refused {
+        /// The wallet.
+        address: StdAddr,
+        /// The request's seqno.
+        seqno: u32,
+        /// Which transaction failed and how.
+        what: String,
+        /// What the chain shows of it, every transaction found.
+        trace: Vec<crate::trace::Landed>,
+    },
+    /// The request was included, but not every message it caused had landed
+    /// within the time given: it may still complete. Nothing is known to
+    /// have failed.
+    #[error("wallet {address}: request {seqno} was included; its effects are not all on chain yet: {reason}")]
+    Unsettled {
+        /// The wallet.
+        address: StdAddr,
+        /// The request's seqno.
+        seqno: u32,
+        /// What is missing.
+        reason: String,
+    },
+}
+
+/// How a request is known never to be included.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NeverIncluded {
+    /// The chain's time passed its `valid_until` without it.
+    #[error("it expired at {valid_until} and the chain's time is {chain_time}")]
+    Expired {
+        /// When it expired.
+        valid_until: u32,
+        /// The chain's time when it was last looked for.
+        chain_time: u32,
+    },
+    /// The wallet's seqno moved past it without it: another request with
+    /// this key (another process) used its seqno.
+    #[error("the wallet's seqno is already {now}: another request with this key used it")]
+    SeqnoTaken {
+        /// The wallet's seqno.
+        now: u32,
+    },
+}
+
+/// How many times a request whose seqno another request took is signed
+/// again with the next one.
+const SEQNO_RETRIES: usize = 3;
+
+/// What a request did on chain: the wallet's transaction, then every
+/// transaction its messages caused, all found by message hash.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The request's seqno.
+    pub seqno: u32,
+    /// The transactions, the wallet's first.
+    pub trace: Vec<crate::trace::Landed>,
+}
+
+impl Delivery {
+    /// The fees every transaction of the trace charged.
+    pub fn fees(&self) -> Nanoton {
+        Nanoton::new(self.trace.iter().map(|t| t.fees).sum())
+    }
+
+    /// The transactions on `account`.
+    pub fn on<'a>(
+        &'a self,
+        account: &'a StdAddr,
+    ) -> impl Iterator<Item = &'a crate::trace::Landed> + 'a {
+        self.trace.iter().filter(move |t| &t.account == account)
+    }
 }
 
 /// How long a signed request stays valid.
 const REQUEST_TTL_SECS: u32 = 120;
+
+/// How often a request not yet included is broadcast again (the same
+/// message: the wallet's seqno makes a second copy harmless).
+const REBROADCAST: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl WalletV5 {
     /// The wallet's seqno (0 before it is deployed) and whether it is.
@@ -427,16 +512,42 @@ impl WalletV5 {
         Ok((seqno, true))
     }
 
-    /// Sends `transfers` and waits until the chain applied the request
-    /// (the wallet's seqno moved past it), at most `timeout`. Deploys the
-    /// wallet with its first request.
+    /// Sends `transfers` in one request and follows it to its end: the
+    /// wallet's transaction found by the message's hash, then every message
+    /// it caused until all have landed (waiting up to `timeout` for those).
+    /// Requests from this wallet go one at a time: the next takes its seqno
+    /// only once this one's is used. Deploys the wallet with its first
+    /// request. Fails with what the chain shows when anything was refused.
     pub async fn send(
         &self,
         chain: &impl crate::chain::Chain,
         transfers: &[Transfer],
         timeout: std::time::Duration,
-    ) -> Result<u32, SendError> {
+    ) -> Result<Delivery, SendError> {
+        let mut tries = 0;
+        loop {
+            match self.send_once(chain, transfers, timeout).await {
+                Err(SendError::NotIncluded {
+                    why: NeverIncluded::SeqnoTaken { .. },
+                    seqno,
+                    ..
+                }) if tries < SEQNO_RETRIES => {
+                    tries += 1;
+                    tracing::info!(address = %self.address(), seqno, "another request used this seqno; signing again with the next");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn send_once(
+        &self,
+        chain: &impl crate::chain::Chain,
+        transfers: &[Transfer],
+        timeout: std::time::Duration,
+    ) -> Result<Delivery, SendError> {
         let address = self.address();
+        let queue = self.queue.lock().await;
         let account = chain.account(&address).await?;
         let needed = transfers.iter().fold(Nanoton::ZERO, |sum, t| {
             sum.checked_add(t.value).unwrap_or(sum)
@@ -449,26 +560,120 @@ impl WalletV5 {
             });
         }
         let (seqno, deployed) = self.seqno(chain).await?;
-        let now = account.sync_utime.max(unix_now());
-        let message = self.transfer(seqno, now + REQUEST_TTL_SECS, transfers, !deployed)?;
+        let after = account.last_transaction.map(|t| t.lt).unwrap_or(0);
+        let valid_until = account.sync_utime.max(unix_now()) + REQUEST_TTL_SECS;
+        let message = self.transfer(seqno, valid_until, transfers, !deployed)?;
         chain.send_message(&message).await?;
-        let started = std::time::Instant::now();
-        let mut pause = std::time::Duration::from_millis(20);
-        while started.elapsed() < timeout {
-            if let Ok((now_seqno, true)) = self.seqno(chain).await {
-                if now_seqno > seqno {
-                    return Ok(seqno);
+        let request = Request {
+            message,
+            seqno,
+            valid_until,
+            after,
+        };
+        let landed = self.await_inclusion(chain, &request).await?;
+        // The seqno is used: the next request may go.
+        drop(queue);
+        let refused = |what: String, trace: Vec<crate::trace::Landed>| SendError::Refused {
+            address: address.clone(),
+            seqno,
+            what,
+            trace,
+        };
+        if !landed.succeeded() || landed.sent.len() < transfers.len() {
+            let what = format!(
+                "the wallet sent {} of its {} messages ({})",
+                landed.sent.len(),
+                transfers.len(),
+                landed.describe()
+            );
+            return Err(refused(what, vec![landed]));
+        }
+        let trace = crate::trace::follow(chain, landed, timeout)
+            .await
+            .map_err(|e| SendError::Unsettled {
+                address: address.clone(),
+                seqno,
+                reason: e.to_string(),
+            })?;
+        if let Some(failed) = crate::trace::first_failure(&trace) {
+            return Err(refused(failed.describe(), trace));
+        }
+        Ok(Delivery { seqno, trace })
+    }
+
+    /// Waits until the wallet's transaction for `request` is found, or the
+    /// chain's time passes its `valid_until` without it (proven never to be
+    /// included). Broadcasts it again now and then meanwhile, as an
+    /// accepted external may be lost.
+    async fn await_inclusion(
+        &self,
+        chain: &impl crate::chain::Chain,
+        request: &Request,
+    ) -> Result<crate::trace::Landed, SendError> {
+        let address = self.address();
+        let hash = *request.message.repr_hash();
+        let mut broadcast = tokio::time::Instant::now();
+        let mut round = 0;
+        let not_included = |why: NeverIncluded| SendError::NotIncluded {
+            address: address.clone(),
+            seqno: request.seqno,
+            why,
+        };
+        let find = || async {
+            crate::trace::find_receipt(chain, &address, &hash, request.after)
+                .await
+                .map_err(|e| SendError::Unsettled {
+                    address: address.clone(),
+                    seqno: request.seqno,
+                    reason: e.to_string(),
+                })
+        };
+        loop {
+            // The chain's time first, then its transactions: a transaction
+            // missing from a read made after valid_until can never come.
+            let now = chain.account(&address).await?.sync_utime;
+            if let Some(landed) = find().await? {
+                return Ok(landed);
+            }
+            if now > request.valid_until {
+                return Err(not_included(NeverIncluded::Expired {
+                    valid_until: request.valid_until,
+                    chain_time: now,
+                }));
+            }
+            // The seqno moved past it without it: another request took it
+            // (looked for once more after the seqno was read, in case it
+            // was this one landing in between).
+            if round % 4 == 3 {
+                if let Ok((seqno, true)) = self.seqno(chain).await {
+                    if seqno > request.seqno {
+                        if let Some(landed) = find().await? {
+                            return Ok(landed);
+                        }
+                        return Err(not_included(NeverIncluded::SeqnoTaken { now: seqno }));
+                    }
                 }
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(std::time::Duration::from_secs(1));
+            if broadcast.elapsed() >= REBROADCAST {
+                // Refused now most likely means the first copy landed.
+                if let Err(e) = chain.send_message(&request.message).await {
+                    tracing::debug!(%address, seqno = request.seqno, error = %e, "broadcasting the request again");
+                }
+                broadcast = tokio::time::Instant::now();
+            }
+            tokio::time::sleep(crate::trace::poll_pause(round)).await;
+            round += 1;
         }
-        Err(SendError::NotApplied {
-            address,
-            seqno,
-            waited: timeout,
-        })
     }
+}
+
+/// A signed request on its way.
+struct Request {
+    message: Cell,
+    seqno: u32,
+    valid_until: u32,
+    /// The wallet's last transaction before it was sent.
+    after: u64,
 }
 
 fn unix_now() -> u32 {

@@ -103,7 +103,75 @@ pub async fn bootstrap(
         client: wallet(data_dir, "client", global_id)?,
         worker: wallet(data_dir, "worker", global_id)?,
     };
-    // Development money: top each wallet up to what it needs.
+    fund(devnet, &chain, &w).await?;
+
+    TERMS.check().context("the local network's terms")?;
+    prices.check().context("the local network's prices")?;
+    let codes = Codes::committed()?;
+    let root_init = contracts::root_state_init(&w.root_owner.address(), &prices, &TERMS, &codes)?;
+    let root = contracts::address_of(&root_init);
+    let key = HashBytes(voucher_key);
+    let config = ProxyConfig::under(&root, &TERMS, &codes);
+    let proxy_contract = contracts::address_of(&contracts::proxy_state_init(
+        &w.proxy_owner.address(),
+        &key,
+        &config,
+        &codes.proxy,
+    )?);
+
+    // The registry in one request: deployed, the proxy registered, this
+    // image and model allowed (each hop a block later on the devnet, so
+    // one request rather than five).
+    let ops = registry_ops(
+        &chain,
+        &w,
+        root_init,
+        &root,
+        &proxy_contract,
+        &key,
+        image,
+        &model,
+    )
+    .await?;
+    if !ops.is_empty() {
+        w.root_owner
+            .send(&chain, &ops, STEP_TIMEOUT)
+            .await
+            .context("setting up the root registry")?;
+        tracing::info!(%root, %proxy_contract, "root registry set up, proxy registered");
+    }
+
+    // Then three wallets at once: the proxy's stake, the client's first
+    // deposit, the worker's stake.
+    let client_init =
+        contracts::client_state_init(&proxy_contract, &key, &config, &w.client.address())?;
+    let client_contract = contracts::address_of(&client_init);
+    let worker_contract_init =
+        contracts::worker_state_init(&proxy_contract, &key, &config, &w.worker.address())?;
+    let worker_contract = contracts::address_of(&worker_contract_init);
+    let (proxy, client, worker) = tokio::join!(
+        stake_proxy(&chain, &w.proxy_owner, &proxy_contract),
+        open_client(&chain, &w.client, &client_contract, client_init),
+        stake_worker(&chain, &w.worker, &worker_contract, &worker_contract_init),
+    );
+    proxy.context("staking the proxy")?;
+    client.context("the client's first deposit")?;
+    worker.context("staking the worker")?;
+    Ok(LocalChain {
+        endpoint: endpoint.to_string(),
+        root,
+        proxy_contract,
+        proxy_wallet: Arc::new(w.proxy_owner),
+        client_wallet: Arc::new(w.client),
+        client_contract,
+        worker_wallet: Arc::new(w.worker),
+        worker_contract,
+        worker_contract_init,
+    })
+}
+
+/// Development money: tops each wallet up to what it needs.
+async fn fund(devnet: &Devnet, chain: &Toncenter, w: &Wallets) -> anyhow::Result<()> {
     for (wallet, want) in [
         (&w.root_owner, 100u64),
         (&w.proxy_owner, 100),
@@ -116,161 +184,123 @@ pub async fn bootstrap(
             devnet.faucet(&wallet.address(), Tokens::new(want - u128::from(have)))?;
         }
     }
+    Ok(())
+}
 
-    TERMS.check().context("the local network's terms")?;
-    prices.check().context("the local network's prices")?;
-    let codes = Codes::committed()?;
-    let root_init = contracts::root_state_init(&w.root_owner.address(), &prices, &TERMS, &codes)?;
-    let root = contracts::address_of(&root_init);
-    if !is_active(&chain, &root).await? {
-        w.root_owner
-            .send(
-                &chain,
-                &[Transfer {
-                    to: root.clone(),
-                    value: Nanoton::TON,
-                    bounce: false,
-                    body: None,
-                    init: Some(root_init),
-                }],
-                STEP_TIMEOUT,
-            )
-            .await
-            .context("deploying the root registry")?;
-        tracing::info!(%root, "root registry deployed");
-    }
-
-    let key = HashBytes(voucher_key);
-    let config = ProxyConfig::under(&root, &TERMS, &codes);
-    let proxy_contract = contracts::address_of(&contracts::proxy_state_init(
-        &w.proxy_owner.address(),
-        &key,
-        &config,
-        &codes.proxy,
-    )?);
-    let root_send = |body, value, what: &'static str| {
-        let to = root.clone();
-        let wallet = &w.root_owner;
-        let chain = &chain;
-        async move {
-            wallet
-                .send(
-                    chain,
-                    &[Transfer {
-                        to,
-                        value,
-                        bounce: true,
-                        body: Some(body),
-                        init: None,
-                    }],
-                    STEP_TIMEOUT,
-                )
-                .await
-                .with_context(|| what)
-        }
+/// What the registry still lacks, as messages from its owner's wallet.
+#[allow(clippy::too_many_arguments)]
+async fn registry_ops(
+    chain: &Toncenter,
+    w: &Wallets,
+    root_init: StateInit,
+    root: &StdAddr,
+    proxy_contract: &StdAddr,
+    key: &HashBytes,
+    image: [u8; 32],
+    model: &Option<([u8; 32], String)>,
+) -> anyhow::Result<Vec<Transfer>> {
+    let to_root = |body, value| Transfer {
+        to: root.clone(),
+        value,
+        bounce: true,
+        body: Some(body),
+        init: None,
     };
-    if !is_active(&chain, &proxy_contract).await? {
+    let mut ops = Vec::new();
+    let deployed = is_active(chain, root).await?;
+    if !deployed {
+        ops.push(Transfer {
+            to: root.clone(),
+            value: Nanoton::TON,
+            bounce: false,
+            body: None,
+            init: Some(root_init),
+        });
+    }
+    if !is_active(chain, proxy_contract).await? {
         let body =
-            contracts::register_proxy(1, &w.proxy_owner.address(), &key, "tls://127.0.0.1:10010")?;
-        root_send(body, REGISTER_VALUE, "registering the proxy").await?;
-        tracing::info!(%proxy_contract, "proxy registered");
+            contracts::register_proxy(1, &w.proxy_owner.address(), key, "tls://127.0.0.1:10010")?;
+        ops.push(to_root(body, REGISTER_VALUE));
     }
-    let stake = proxy_stake(&chain, &proxy_contract).await?;
-    if stake < TERMS.min_proxy_stake.get() {
-        let amount = Nanoton::new(TERMS.min_proxy_stake.get() - stake);
-        w.proxy_owner
-            .send(
-                &chain,
-                &[Transfer {
-                    to: proxy_contract.clone(),
-                    value: amount.checked_add(GAS)?,
-                    bounce: true,
-                    body: Some(contracts::add_proxy_stake(2, amount)?),
-                    init: None,
-                }],
-                STEP_TIMEOUT,
-            )
-            .await
-            .context("staking the proxy")?;
-    }
+    let hash = HashBytes(image);
     for role in [Role::Proxy, Role::Worker, Role::Client] {
-        let hash = HashBytes(image);
-        if !image_allowed(&chain, &root, role, &hash).await? {
-            root_send(
-                contracts::set_image(3, role, &hash, true)?,
-                GAS,
-                "allowing this image",
-            )
-            .await?;
+        if !deployed || !image_allowed(chain, root, role, &hash).await? {
+            ops.push(to_root(contracts::set_image(3, role, &hash, true)?, GAS));
         }
     }
-    if let Some((hash, name)) = &model {
+    if let Some((hash, name)) = model {
         let hash = HashBytes(*hash);
-        if !model_registered(&chain, &root, &hash).await? {
-            root_send(
-                contracts::set_model(4, &hash, Some(name))?,
-                GAS,
-                "registering the model",
-            )
-            .await?;
+        if !deployed || !model_registered(chain, root, &hash).await? {
+            ops.push(to_root(contracts::set_model(4, &hash, Some(name))?, GAS));
         }
     }
+    Ok(ops)
+}
 
-    let client_init =
-        contracts::client_state_init(&proxy_contract, &key, &config, &w.client.address())?;
-    let client_contract = contracts::address_of(&client_init);
-    if !is_active(&chain, &client_contract).await? {
-        w.client
-            .send(
-                &chain,
-                &[Transfer {
-                    to: client_contract.clone(),
-                    value: CLIENT_DEPOSIT.checked_add(GAS)?,
-                    bounce: true,
-                    body: Some(contracts::top_up(5, CLIENT_DEPOSIT)?),
-                    init: Some(client_init),
-                }],
-                STEP_TIMEOUT,
-            )
-            .await
-            .context("the client's first deposit")?;
-        tracing::info!(%client_contract, deposit = %CLIENT_DEPOSIT, "client contract opened");
+/// Tops the proxy's stake up to the terms' minimum.
+async fn stake_proxy(chain: &Toncenter, owner: &WalletV5, proxy: &StdAddr) -> anyhow::Result<()> {
+    let stake = proxy_stake(chain, proxy).await?;
+    if stake >= TERMS.min_proxy_stake.get() {
+        return Ok(());
     }
-    let worker_contract_init =
-        contracts::worker_state_init(&proxy_contract, &key, &config, &w.worker.address())?;
-    let worker_contract = contracts::address_of(&worker_contract_init);
-    let staked = worker_stake(&chain, &worker_contract).await?;
-    if staked < TERMS.min_worker_stake.get() {
-        let amount = Nanoton::new(TERMS.min_worker_stake.get() - staked);
-        w.worker
-            .send(
-                &chain,
-                &[Transfer {
-                    to: worker_contract.clone(),
-                    value: amount
-                        .checked_add(GAS)?
-                        .checked_add(contracts::reserve::WORKER)?,
-                    bounce: false,
-                    body: Some(contracts::add_worker_stake(6, amount)?),
-                    init: Some(worker_contract_init.clone()),
-                }],
-                STEP_TIMEOUT,
-            )
-            .await
-            .context("staking the worker")?;
-        tracing::info!(%worker_contract, stake = %amount, "worker staked");
+    let amount = Nanoton::new(TERMS.min_proxy_stake.get() - stake);
+    let t = Transfer {
+        to: proxy.clone(),
+        value: amount.checked_add(GAS)?,
+        bounce: true,
+        body: Some(contracts::add_proxy_stake(2, amount)?),
+        init: None,
+    };
+    owner.send(chain, &[t], STEP_TIMEOUT).await?;
+    Ok(())
+}
+
+/// Deploys the client's contract with its first deposit.
+async fn open_client(
+    chain: &Toncenter,
+    client: &WalletV5,
+    contract: &StdAddr,
+    init: StateInit,
+) -> anyhow::Result<()> {
+    if is_active(chain, contract).await? {
+        return Ok(());
     }
-    Ok(LocalChain {
-        endpoint: endpoint.to_string(),
-        root,
-        proxy_contract,
-        proxy_wallet: Arc::new(w.proxy_owner),
-        client_wallet: Arc::new(w.client),
-        client_contract,
-        worker_wallet: Arc::new(w.worker),
-        worker_contract,
-        worker_contract_init,
-    })
+    let t = Transfer {
+        to: contract.clone(),
+        value: CLIENT_DEPOSIT.checked_add(GAS)?,
+        bounce: true,
+        body: Some(contracts::top_up(5, CLIENT_DEPOSIT)?),
+        init: Some(init),
+    };
+    client.send(chain, &[t], STEP_TIMEOUT).await?;
+    tracing::info!(client_contract = %contract, deposit = %CLIENT_DEPOSIT, "client contract opened");
+    Ok(())
+}
+
+/// Stakes the worker's contract up to the terms' minimum (deploying it).
+async fn stake_worker(
+    chain: &Toncenter,
+    worker: &WalletV5,
+    contract: &StdAddr,
+    init: &StateInit,
+) -> anyhow::Result<()> {
+    let staked = worker_stake(chain, contract).await?;
+    if staked >= TERMS.min_worker_stake.get() {
+        return Ok(());
+    }
+    let amount = Nanoton::new(TERMS.min_worker_stake.get() - staked);
+    let t = Transfer {
+        to: contract.clone(),
+        value: amount
+            .checked_add(GAS)?
+            .checked_add(contracts::reserve::WORKER)?,
+        bounce: false,
+        body: Some(contracts::add_worker_stake(6, amount)?),
+        init: Some(init.clone()),
+    };
+    worker.send(chain, &[t], STEP_TIMEOUT).await?;
+    tracing::info!(worker_contract = %contract, stake = %amount, "worker staked");
+    Ok(())
 }
 
 async fn is_active(chain: &impl Chain, address: &StdAddr) -> anyhow::Result<bool> {

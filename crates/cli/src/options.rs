@@ -315,6 +315,23 @@ options! {
         /// [default: 127.0.0.1:10030].
         #[arg(long, env = "COCOON_DEVNET_LISTEN", value_name = "ADDR")]
         pub devnet_listen: Option<SocketAddr>,
+        /// The embedded devnet: how long a block collects messages before
+        /// it is made; every hop of a chain of messages takes a block
+        /// [default: 300].
+        #[arg(long, env = "COCOON_DEVNET_BLOCK_INTERVAL_MS", value_name = "MS")]
+        pub devnet_block_interval_ms: Option<u64>,
+        /// The embedded devnet: the fraction (0 to 1) of accepted external
+        /// messages it never includes, as TON may lose them [default: 0].
+        #[arg(long, env = "COCOON_DEVNET_DROP_EXTERNALS", value_name = "FRACTION", value_parser = parse_fraction)]
+        pub devnet_drop_externals: Option<f64>,
+        /// The embedded devnet: calls per second its API answers before
+        /// HTTP 429, as toncenter limits a caller [default: no limit].
+        #[arg(long, env = "COCOON_DEVNET_RATE_LIMIT", value_name = "RPS", value_parser = parse_rate)]
+        pub devnet_rate_limit: Option<f64>,
+        /// The embedded devnet: extra blocks every message waits before it
+        /// is delivered [default: 0].
+        #[arg(long, env = "COCOON_DEVNET_DELAY_BLOCKS", value_name = "N")]
+        pub devnet_delay_blocks: Option<u32>,
         /// The proxy commits a client's voucher to its contract on chain when
         /// the charges not yet committed pass this many nanoton [default:
         /// half the client's stake].
@@ -784,6 +801,43 @@ pub struct DevnetOptions {
     /// bend time, so they are refused without this flag.
     #[arg(long, env = "COCOON_DEV", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub dev: Option<bool>,
+    /// How long a block collects messages once one waits, in milliseconds:
+    /// an external message sent is included in a later block, and every
+    /// message a transaction sends is delivered in a later block still, as
+    /// on TON [default: 300].
+    #[arg(long, env = "COCOON_DEVNET_BLOCK_INTERVAL_MS", value_name = "MS")]
+    pub block_interval_ms: Option<u64>,
+    /// For tests: the fraction (0 to 1) of accepted external messages never
+    /// included ("ok" from sendBoc, then nothing) [default: 0].
+    #[arg(long, env = "COCOON_DEVNET_DROP_EXTERNALS", value_name = "FRACTION", value_parser = parse_fraction)]
+    pub drop_externals: Option<f64>,
+    /// For tests: calls per second the API answers before HTTP 429 with
+    /// toncenter's error body (development tools are not limited)
+    /// [default: no limit].
+    #[arg(long, env = "COCOON_DEVNET_RATE_LIMIT", value_name = "RPS", value_parser = parse_rate)]
+    pub rate_limit: Option<f64>,
+    /// For tests: extra blocks every message waits before it is delivered
+    /// [default: 0].
+    #[arg(long, env = "COCOON_DEVNET_DELAY_BLOCKS", value_name = "N")]
+    pub delay_blocks: Option<u32>,
+}
+
+/// A fraction between 0 and 1.
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a fraction between 0 and 1")),
+    }
+}
+
+/// A positive rate.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a positive number of calls per second"
+        )),
+    }
 }
 
 /// Options of `cocoon client deposit` and `cocoon client withdraw`.

@@ -476,6 +476,23 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
         .data_dir
         .clone()
         .unwrap_or_else(crate::trust::default_data_dir);
+    // Taken ports are found before the chain is set up, not after.
+    for (what, at) in [
+        ("the API", addr(o.listen, DEFAULT_API)),
+        ("the proxy", addr(o.proxy_listen, DEFAULT_PROXY)),
+        (
+            "the proxy's stats",
+            addr(o.proxy_http_listen, DEFAULT_PROXY_HTTP),
+        ),
+        (
+            "the worker's stats",
+            addr(o.worker_http_listen, DEFAULT_WORKER_HTTP),
+        ),
+    ] {
+        if let Err(e) = std::net::TcpListener::bind(at) {
+            bail!("cannot listen for {what} on {at}: {e}");
+        }
+    }
     let dev = crate::trust::DevNetwork::new(&data_dir)?;
     let dev_trust =
         |role: &str| config_hash(&format!("up {role}"), &o, &a).map(|hash| dev.node(hash));
@@ -494,6 +511,12 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
                 .expect("a valid default")
         }),
         true,
+        crate::devnet::Behaviour {
+            block_interval_ms: o.devnet_block_interval_ms,
+            drop_externals: o.devnet_drop_externals,
+            rate_limit: o.devnet_rate_limit,
+            delay_blocks: o.devnet_delay_blocks,
+        },
     )
     .await?;
     let (engine, model, max_active) = build_engine(o.engine.clone()).await?;

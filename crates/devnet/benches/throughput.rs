@@ -67,6 +67,7 @@ fn fresh(v: &Vector) -> (tempfile::TempDir, Devnet) {
         DevnetOptions {
             dev: true,
             frozen_clock: Some(v.steps[0].now),
+            ..Default::default()
         },
     )
     .expect("opens");

@@ -7,16 +7,24 @@
 //! - param 12 (workchains) is in TON's newer layout, which tycho-types
 //!   cannot read: it is replaced by one basic workchain 0;
 //! - param 43 (size limits) is absent: it is set to tycho's defaults,
-//!   which are TON's.
+//!   which are TON's;
+//!
+//! and one of its own: param 19 (the global id) is the devnet's,
+//! [`DEVNET_GLOBAL_ID`], so a message signed for the devnet is valid
+//! neither on mainnet (-239) nor on testnet (-3). Only the `GLOBALID`
+//! instruction reads it; no fee depends on it.
 
 use tycho_executor::ParsedConfig;
 use tycho_types::boc::Boc;
-use tycho_types::cell::HashBytes;
+use tycho_types::cell::{Cell, HashBytes};
 use tycho_types::dict::Dict;
 use tycho_types::models::{
     BlockchainConfig, BlockchainConfigParams, WorkchainDescription, WorkchainFormat,
     WorkchainFormatBasic,
 };
+
+/// The devnet's global id: "coco" in ASCII.
+pub const DEVNET_GLOBAL_ID: i32 = 0x636f_636f;
 
 /// The embedded configuration's bag of cells.
 pub const CONFIG_BOC: &[u8] = include_bytes!("../../../contracts/build/ton_config.boc");
@@ -64,6 +72,9 @@ impl NetworkConfig {
         raw.params
             .set_size_limits(&ParsedConfig::DEFAULT_SIZE_LIMITS_CONFIG)
             .map_err(err("setting param 43"))?;
+        raw.params
+            .set_global_id(DEVNET_GLOBAL_ID)
+            .map_err(err("setting param 19"))?;
         Ok(NetworkConfig { raw })
     }
 
@@ -79,6 +90,11 @@ impl NetworkConfig {
             .params
             .get_global_id()
             .map_err(err("reading param 19"))
+    }
+
+    /// Parameter `index`'s cell, `None` when absent.
+    pub fn param(&self, index: u32) -> Option<Cell> {
+        self.raw.params.as_dict().get(index).ok().flatten()
     }
 
     /// The raw parameters (for the get-method VM's c7).

@@ -2,12 +2,17 @@
 //! `tycho-executor` under the configuration `@ton/sandbox` charges by, with
 //! state kept on disk.
 //!
-//! One external message (or, in development, one faucet payment) makes one
-//! block: the message's transaction, then every internal message it causes,
-//! delivered in logical-time order, until the queue is empty. The block is
-//! written to disk before the call returns. The devnet is one shard of the
-//! basechain with no masterchain: enough for contracts whose behaviour does
-//! not depend on block boundaries, which ours do not.
+//! It behaves as TON does towards whoever sends to it: an external message
+//! is checked against the state as of the last block and accepted, then
+//! included in a later block (or, if its destination no longer accepts it
+//! by then, dropped without a trace); every internal message a transaction
+//! sends is delivered in a later block than the one that sent it. Reads
+//! show the state as of the last block. Blocks are made by whoever drives
+//! the devnet: [`Devnet::produce_block`] (the API's block producer, at an
+//! interval) or [`Devnet::settle`] (tests and replays). Each block is
+//! written to disk, messages still on their way included, before it is
+//! visible. The devnet is one shard of the basechain with no masterchain,
+//! under its own global id.
 //!
 //! The faucet, the movable clock and loading raw accounts are development
 //! tools: refused unless the devnet was opened with `dev`.
@@ -16,7 +21,7 @@ pub mod api;
 pub mod config;
 mod store;
 
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -38,11 +43,10 @@ use tycho_vm::{
 
 pub use cocoon_chain::AccountStatus;
 pub use config::{ConfigError, NetworkConfig};
-use store::{BlockWrite, Store};
+use store::{BlockWrite, InTransit, Store};
 pub use store::{Counters, StoreError};
 
-/// The most transactions one block may run: a chain of messages longer
-/// than this is a loop, and is stopped rather than run forever.
+/// The most transactions one block runs; what is left waits for the next.
 pub const MAX_TRANSACTIONS_PER_BLOCK: usize = 10_000;
 
 /// The address the faucet's payments come from (the zero address, as in
@@ -82,10 +86,9 @@ pub enum DevnetError {
         /// The requested time.
         requested: u32,
     },
-    /// A block ran more transactions than [`MAX_TRANSACTIONS_PER_BLOCK`].
-    #[error(
-        "the message caused more than {0} transactions: stopped as a loop; nothing was applied"
-    )]
+    /// Waiting for a chain of messages to end took more than
+    /// [`MAX_SETTLE_BLOCKS`] blocks: a loop.
+    #[error("the messages still cause transactions after {0} blocks: a loop")]
     TooManyTransactions(usize),
     /// The executor failed on something it should always handle.
     #[error("executing a transaction on {address}: {reason}")]
@@ -138,6 +141,10 @@ pub struct ExecutedTx {
     pub out_msgs: usize,
     /// The account's balance after it.
     pub balance_after: Tokens,
+    /// The hash of the external (or faucet) message whose chain it is part of.
+    pub origin: HashBytes,
+    /// The external outbound messages (logs) it sent.
+    pub external_out: Vec<Cell>,
 }
 
 /// What one block did.
@@ -177,6 +184,16 @@ pub struct GetMethodResult {
     pub stack: Vec<StackEntry>,
 }
 
+/// Faults a test may ask of the devnet, as TON's own network may cause them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    /// The fraction (0 to 1) of accepted external messages never included:
+    /// the API said "ok", and nothing happens.
+    pub drop_externals: f64,
+    /// Extra blocks every message waits before it is delivered.
+    pub delay_blocks: u32,
+}
+
 /// How the devnet is opened.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DevnetOptions {
@@ -186,6 +203,15 @@ pub struct DevnetOptions {
     /// forward) instead of following the host's: for replays that must
     /// run at recorded times. Development only.
     pub frozen_clock: Option<u32>,
+    /// Faults to inject.
+    pub faults: Faults,
+}
+
+/// An accepted external message waiting for its block (in memory only:
+/// TON may lose one too).
+struct Accepted {
+    due: u64,
+    msg: Cell,
 }
 
 struct State {
@@ -196,40 +222,67 @@ struct State {
     /// the host's does.
     last_now: u32,
     frozen_clock: Option<u32>,
+    mempool: Vec<Accepted>,
+    transit: Vec<InTransit>,
+    /// Drives which externals a fault drops.
+    rng: u64,
+}
+
+impl State {
+    /// The next block's number.
+    fn next_block(&self) -> u64 {
+        self.counters.blocks + 1
+    }
+
+    /// Whether anything waits for a block.
+    fn has_work(&self) -> bool {
+        !self.mempool.is_empty() || !self.transit.is_empty()
+    }
+
+    /// What block `number` delivers: internal messages due (in the order
+    /// they were created), then accepted externals, at most
+    /// [`MAX_TRANSACTIONS_PER_BLOCK`] in all; the rest waits. The externals
+    /// leave the mempool; the internals stay in transit until the block is
+    /// written.
+    fn take_due(&mut self, number: u64) -> (Vec<InTransit>, Vec<Accepted>) {
+        let mut internals: Vec<InTransit> = self
+            .transit
+            .iter()
+            .filter(|m| m.due <= number)
+            .cloned()
+            .collect();
+        internals.sort_by_key(|m| (m.created_lt, m.id));
+        internals.truncate(MAX_TRANSACTIONS_PER_BLOCK);
+        let room = MAX_TRANSACTIONS_PER_BLOCK - internals.len();
+        let (mut externals, later): (Vec<Accepted>, Vec<Accepted>) =
+            std::mem::take(&mut self.mempool)
+                .into_iter()
+                .partition(|m| m.due <= number);
+        self.mempool = later;
+        if externals.len() > room {
+            self.mempool.extend(externals.split_off(room));
+        }
+        (internals, externals)
+    }
+}
+
+/// What a block's transactions did, before it is written.
+struct Ran {
+    touched: HashMap<StdAddr, ShardAccount>,
+    transactions: Vec<(StdAddr, u64, Cell)>,
+    sent: Vec<(u64, HashBytes, Cell)>,
+    lt: u64,
 }
 
 /// The devnet. All methods are synchronous and serialised; wrap it in an
 /// `Arc` and call it from blocking threads.
 pub struct Devnet {
     state: Mutex<State>,
+    /// Notified after every block and whenever work arrives.
+    changed: std::sync::Condvar,
     config: NetworkConfig,
     store: Store,
     options: DevnetOptions,
-}
-
-/// An internal message waiting for delivery, ordered by creation time.
-struct Queued {
-    created_lt: u64,
-    seq: u64,
-    msg: Cell,
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, o: &Self) -> bool {
-        (self.created_lt, self.seq) == (o.created_lt, o.seq)
-    }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Queued {
-    // BinaryHeap is a max-heap: the earliest message is the greatest.
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (o.created_lt, o.seq).cmp(&(self.created_lt, self.seq))
-    }
 }
 
 fn system_now() -> u32 {
@@ -239,17 +292,29 @@ fn system_now() -> u32 {
         .unwrap_or(0)
 }
 
+/// The most blocks [`Devnet::settle`] makes before it calls a chain of
+/// messages a loop.
+pub const MAX_SETTLE_BLOCKS: usize = 1_000;
+
 impl Devnet {
     /// Opens the devnet whose state lives in `dir` (created when new).
     pub fn open(dir: &Path, options: DevnetOptions) -> Result<Self, DevnetError> {
         if options.frozen_clock.is_some() && !options.dev {
             return Err(DevnetError::DevOnly("a frozen clock"));
         }
+        if !(0.0..=1.0).contains(&options.faults.drop_externals) {
+            return Err(DevnetError::Malformed(format!(
+                "the fraction of externals to drop must be between 0 and 1, not {}",
+                options.faults.drop_externals
+            )));
+        }
         let config = NetworkConfig::embedded()?;
         let store = Store::open(dir)?;
         let accounts = store.load_accounts()?.into_iter().collect();
+        let transit = store.load_transit()?;
         let mut counters = store.counters()?;
         counters.lt = counters.lt.max(1_000_000);
+        let rng = counters.lt ^ u64::from(system_now()) ^ 0x9e37_79b9_7f4a_7c15;
         Ok(Devnet {
             state: Mutex::new(State {
                 accounts,
@@ -257,23 +322,36 @@ impl Devnet {
                 parsed: None,
                 last_now: 0,
                 frozen_clock: options.frozen_clock,
+                mempool: Vec::new(),
+                transit,
+                rng,
             }),
+            changed: std::sync::Condvar::new(),
             config,
             store,
             options,
         })
     }
 
-    /// The network's global id, which wallets bind their ids to.
+    /// The network's global id (param 19), which wallets bind their ids to:
+    /// the devnet's own, neither mainnet's nor testnet's.
     pub fn global_id(&self) -> i32 {
-        self.config
-            .global_id()
-            .unwrap_or(cocoon_chain::wallet::network::MAINNET)
+        self.config.global_id().unwrap_or(config::DEVNET_GLOBAL_ID)
+    }
+
+    /// A configuration parameter's cell, as `getConfigParam` returns it.
+    pub fn config_param(&self, index: u32) -> Option<Cell> {
+        self.config.param(index)
     }
 
     /// Whether development tools are enabled.
     pub fn is_dev(&self) -> bool {
         self.options.dev
+    }
+
+    /// The faults it injects.
+    pub fn faults(&self) -> Faults {
+        self.options.faults
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -295,9 +373,16 @@ impl Devnet {
         t.max(st.last_now)
     }
 
-    /// The counters (logical time, clock offset, faucet total).
+    /// The counters (logical time, clock offset, faucet total, blocks).
     pub fn counters(&self) -> Counters {
         self.lock().counters
+    }
+
+    /// Messages waiting for a block: accepted externals and internal
+    /// messages on their way.
+    pub fn pending(&self) -> (usize, usize) {
+        let st = self.lock();
+        (st.mempool.len(), st.transit.len())
     }
 
     /// Moves the clock forward by `seconds` (development only).
@@ -346,9 +431,11 @@ impl Devnet {
         Ok(())
     }
 
-    /// Pays `amount` nanotons to `to` out of nothing (development only),
-    /// as an internal message from [`faucet_address`] with no bounce.
-    pub fn faucet(&self, to: &StdAddr, amount: Tokens) -> Result<Block, DevnetError> {
+    /// Queues a payment of `amount` nanotons to `to` out of nothing
+    /// (development only), as an internal message from [`faucet_address`]
+    /// with no bounce, delivered in the next block. Returns its hash, the
+    /// origin of what it causes.
+    pub fn faucet_later(&self, to: &StdAddr, amount: Tokens) -> Result<HashBytes, DevnetError> {
         if !self.options.dev {
             return Err(DevnetError::DevOnly("the faucet"));
         }
@@ -357,17 +444,42 @@ impl Devnet {
         let now = Self::now_of(&st);
         let msg = faucet_message(to, amount, created_lt, now)
             .map_err(|e| DevnetError::Malformed(format!("building the faucet message: {e}")))?;
-        let minted = st
-            .counters
-            .minted
-            .saturating_add(amount.into_inner() as u64);
-        self.run_one(&mut st, Inbound::Internal(msg), Mode::Apply, |c| {
-            c.minted = minted
-        })
+        let origin = *msg.repr_hash();
+        let mut counters = st.counters;
+        counters.minted = counters.minted.saturating_add(amount.into_inner() as u64);
+        let entry = InTransit {
+            id: counters.transit_id,
+            due: st.next_block(),
+            created_lt,
+            origin,
+            msg,
+        };
+        counters.transit_id += 1;
+        self.store.write(&BlockWrite {
+            counters,
+            transit_added: vec![entry.clone()],
+            ..Default::default()
+        })?;
+        st.counters = counters;
+        st.transit.push(entry);
+        drop(st);
+        self.changed.notify_all();
+        Ok(origin)
     }
 
-    /// Sends an external message (a bag of cells' root), as `sendBoc`.
-    pub fn send_external(&self, message: Cell) -> Result<Block, DevnetError> {
+    /// [`Self::faucet_later`], then blocks until the payment and all it
+    /// causes are delivered.
+    pub fn faucet(&self, to: &StdAddr, amount: Tokens) -> Result<Block, DevnetError> {
+        let origin = self.faucet_later(to, amount)?;
+        self.settle(&[origin]).map(|mut b| b.remove(0))
+    }
+
+    /// Checks an external message as toncenter's `sendBoc` does, against
+    /// the state as of the last block (its destination must accept it),
+    /// and queues it for a later block. Returns its hash. Accepted is not
+    /// included: the message may still fail then, or (with the
+    /// [`Faults::drop_externals`] fault) never be included at all.
+    pub fn accept_external(&self, message: Cell) -> Result<HashBytes, DevnetError> {
         let parsed: OwnedMessage = message.parse().map_err(malformed("decoding the message"))?;
         if !matches!(parsed.info, MsgInfo::ExtIn(_)) {
             return Err(DevnetError::Malformed(
@@ -375,54 +487,106 @@ impl Devnet {
                     .into(),
             ));
         }
+        let hash = *message.repr_hash();
         let mut st = self.lock();
-        self.run_one(&mut st, Inbound::External(message), Mode::Apply, |_| {})
+        self.dry_run(&mut st, message.clone(), false)?;
+        let due = st.next_block() + u64::from(self.options.faults.delay_blocks);
+        st.mempool.push(Accepted { due, msg: message });
+        drop(st);
+        self.changed.notify_all();
+        Ok(hash)
     }
 
-    /// Sends several external messages as one block, written to disk once:
-    /// what a busy chain does, and what the API does with requests that
-    /// arrive together. Each message gets its own answer; one refused does
-    /// not affect the others.
+    /// Sends an external message and makes blocks until it and every
+    /// message it causes are delivered: what a test or a replay wants.
+    /// Other traffic waiting is delivered on the way.
+    pub fn send_external(&self, message: Cell) -> Result<Block, DevnetError> {
+        self.send_externals(vec![message])?
+            .pop()
+            .expect("one result per message")
+    }
+
+    /// [`Self::send_external`] for several messages, which share blocks.
+    /// Each gets its own answer; one refused does not affect the others.
     pub fn send_externals(
         &self,
         messages: Vec<Cell>,
     ) -> Result<Vec<Result<Block, DevnetError>>, DevnetError> {
-        let inbounds = messages
+        let answers: Vec<Result<(HashBytes, StdAddr), DevnetError>> = messages
             .into_iter()
             .map(|m| {
-                let parsed: OwnedMessage = m.parse().map_err(malformed("decoding the message"))?;
-                match parsed.info {
-                    MsgInfo::ExtIn(_) => Ok(Inbound::External(m)),
-                    _ => Err(DevnetError::Malformed(
-                        "only external inbound messages can be sent from outside; this one is internal or outbound".into(),
-                    )),
-                }
+                let dest = destination(&m)?;
+                Ok((self.accept_external(m)?, dest))
             })
-            .collect::<Vec<_>>();
-        let mut st = self.lock();
-        let (ok, bad): (Vec<_>, Vec<_>) = inbounds
+            .collect();
+        let origins: Vec<HashBytes> = answers
+            .iter()
+            .filter_map(|a| a.as_ref().ok().map(|(h, _)| *h))
+            .collect();
+        let mut blocks = self.settle(&origins)?.into_iter();
+        Ok(answers
             .into_iter()
-            .enumerate()
-            .partition(|(_, r)| r.is_ok());
-        let order: Vec<usize> = ok.iter().map(|(i, _)| *i).collect();
-        let blocks = self.run_block(
-            &mut st,
-            ok.into_iter().filter_map(|(_, r)| r.ok()).collect(),
-            Mode::Apply,
-            |_| {},
-        )?;
-        let mut out: Vec<Option<Result<Block, DevnetError>>> =
-            (0..order.len() + bad.len()).map(|_| None).collect();
-        for (i, b) in order.into_iter().zip(blocks) {
-            out[i] = Some(b);
-        }
-        for (i, r) in bad {
-            out[i] = r.err().map(Err);
-        }
-        Ok(out
-            .into_iter()
-            .map(|r| r.expect("every message answered"))
+            .map(|a| {
+                let (_, address) = a?;
+                let block = blocks.next().expect("one block per accepted message");
+                if block.transactions.is_empty() {
+                    return Err(DevnetError::Rejected {
+                        address,
+                        reason: "it was accepted, then not included (refused by the time its block came, or dropped)".into(),
+                    });
+                }
+                Ok(block)
+            })
             .collect())
+    }
+
+    /// Makes blocks until nothing caused by `origins` waits any more, and
+    /// returns, for each, the transactions it caused. Meant for a devnet
+    /// nobody else makes blocks for (tests, replays, start-up funding):
+    /// blocks another thread makes meanwhile are not in the answer.
+    pub fn settle(&self, origins: &[HashBytes]) -> Result<Vec<Block>, DevnetError> {
+        let mut out: Vec<Block> = origins.iter().map(|_| Block::default()).collect();
+        for _ in 0..MAX_SETTLE_BLOCKS {
+            let waiting = {
+                let st = self.lock();
+                st.mempool
+                    .iter()
+                    .any(|m| origins.contains(m.msg.repr_hash()))
+                    || st.transit.iter().any(|m| origins.contains(&m.origin))
+            };
+            if !waiting {
+                return Ok(out);
+            }
+            let block = self.produce_block()?;
+            for tx in block.transactions {
+                if let Some(i) = origins.iter().position(|o| *o == tx.origin) {
+                    out[i].external_out.extend(tx.external_out.iter().cloned());
+                    out[i].transactions.push(tx);
+                }
+            }
+        }
+        Err(DevnetError::TooManyTransactions(MAX_SETTLE_BLOCKS))
+    }
+
+    /// Whether everything caused by `origin` has been delivered.
+    pub fn is_settled(&self, origin: &HashBytes) -> bool {
+        let st = self.lock();
+        !st.mempool.iter().any(|m| m.msg.repr_hash() == origin)
+            && !st.transit.iter().any(|m| m.origin == *origin)
+    }
+
+    /// Waits up to `timeout` for work to arrive (or a block to be made);
+    /// returns whether there is work waiting.
+    pub fn wait_for_work(&self, timeout: std::time::Duration) -> bool {
+        let st = self.lock();
+        if st.has_work() {
+            return true;
+        }
+        let (st, _) = self
+            .changed
+            .wait_timeout(st, timeout)
+            .unwrap_or_else(|p| p.into_inner());
+        st.has_work()
     }
 
     /// What an external message would cost its destination, without
@@ -435,13 +599,162 @@ impl Devnet {
         ignore_signatures: bool,
     ) -> Result<FeeEstimate, DevnetError> {
         let mut st = self.lock();
-        let mode = Mode::DryRun { ignore_signatures };
-        let block = self.run_one(&mut st, Inbound::External(message), mode, |_| {})?;
-        let first = block
-            .transactions
-            .first()
-            .ok_or_else(|| DevnetError::Malformed("the message caused no transaction".into()))?;
-        fee_breakdown(&first.cell)
+        let tx = self.dry_run(&mut st, message, ignore_signatures)?;
+        fee_breakdown(&tx.cell)
+    }
+
+    /// Runs `message` on the state as of the last block, applying nothing.
+    fn dry_run(
+        &self,
+        st: &mut State,
+        message: Cell,
+        ignore_signatures: bool,
+    ) -> Result<ExecutedTx, DevnetError> {
+        let now = Self::now_of(st);
+        self.refresh_config(st, now)?;
+        let lt0 = st.counters.lt;
+        let mut params = executor_params(lt0, now);
+        params.vm_modifiers.chksig_always_succeed = ignore_signatures;
+        let mut run = BlockRun {
+            params: &params,
+            config: &st.parsed.as_ref().expect("parsed just above").1,
+            committed: &st.accounts,
+            touched: HashMap::new(),
+            transactions: Vec::new(),
+            sent: Vec::new(),
+            external_out: Vec::new(),
+            lt: lt0,
+        };
+        let origin = *message.repr_hash();
+        run.deliver(message, true, origin)
+    }
+
+    fn refresh_config(&self, st: &mut State, now: u32) -> Result<(), DevnetError> {
+        if st.parsed.as_ref().map(|(t, _)| *t) != Some(now) {
+            st.parsed = Some((now, self.config.parse_at(now)?));
+        }
+        Ok(())
+    }
+
+    /// Makes one block of everything due: internal messages sent in
+    /// earlier blocks (in logical-time order), then accepted externals.
+    /// Each is one transaction; what it sends waits for a later block. An
+    /// external its destination no longer accepts is dropped without a
+    /// trace, as TON drops it. The block is written to disk in one
+    /// transaction, then applied to memory. Nothing due: no block.
+    pub fn produce_block(&self) -> Result<Block, DevnetError> {
+        let mut st = self.lock();
+        let block = self.produce(&mut st)?;
+        drop(st);
+        self.changed.notify_all();
+        Ok(block)
+    }
+
+    fn produce(&self, st: &mut State) -> Result<Block, DevnetError> {
+        let number = st.next_block();
+        let (internals, externals) = st.take_due(number);
+        if internals.is_empty() && externals.is_empty() {
+            return Ok(Block::default());
+        }
+        let now = Self::now_of(st);
+        self.refresh_config(st, now)?;
+        let lt0 = st.counters.lt;
+        let params = executor_params(lt0, now);
+        let mut rng = st.rng;
+        let drop_fraction = self.options.faults.drop_externals;
+        let mut run = BlockRun {
+            params: &params,
+            config: &st.parsed.as_ref().expect("parsed just above").1,
+            committed: &st.accounts,
+            touched: HashMap::new(),
+            transactions: Vec::new(),
+            sent: Vec::new(),
+            external_out: Vec::new(),
+            lt: lt0,
+        };
+        let mut block = Block::default();
+        for m in &internals {
+            match run.deliver(m.msg.clone(), false, m.origin) {
+                Ok(tx) => block.transactions.push(tx),
+                // A message the executor cannot run at all is a devnet bug,
+                // or a message to a workchain that does not exist here.
+                Err(e) => {
+                    tracing::error!(error = %e, "an internal message could not be delivered and is dropped")
+                }
+            }
+        }
+        for m in externals {
+            rng = splitmix(rng);
+            if drop_fraction > 0.0 && ((rng >> 11) as f64 / (1u64 << 53) as f64) < drop_fraction {
+                tracing::debug!(hash = %m.msg.repr_hash(), "an accepted external is dropped (fault injection)");
+                continue;
+            }
+            let origin = *m.msg.repr_hash();
+            // One its destination no longer accepts is dropped, as TON does.
+            if let Ok(tx) = run.deliver(m.msg, true, origin) {
+                block.transactions.push(tx);
+            }
+        }
+        let ran = Ran {
+            touched: run.touched,
+            transactions: run.transactions,
+            sent: run.sent,
+            lt: run.lt,
+        };
+        block.external_out = run.external_out;
+        self.commit_block(st, number, now, &internals, ran)?;
+        st.rng = rng;
+        Ok(block)
+    }
+
+    /// Writes a block to disk, then applies it to memory: the accounts it
+    /// changed, its transactions, the messages it delivered and sent.
+    fn commit_block(
+        &self,
+        st: &mut State,
+        number: u64,
+        now: u32,
+        delivered: &[InTransit],
+        ran: Ran,
+    ) -> Result<(), DevnetError> {
+        let mut counters = st.counters;
+        counters.lt = ran.lt;
+        counters.blocks = number;
+        let due = number + 1 + u64::from(self.options.faults.delay_blocks);
+        let added: Vec<InTransit> = ran
+            .sent
+            .into_iter()
+            .map(|(created_lt, origin, msg)| {
+                let id = counters.transit_id;
+                counters.transit_id += 1;
+                InTransit {
+                    id,
+                    due,
+                    created_lt,
+                    origin,
+                    msg,
+                }
+            })
+            .collect();
+        let removed: Vec<u64> = delivered.iter().map(|m| m.id).collect();
+        self.store.write(&BlockWrite {
+            accounts: ran
+                .touched
+                .iter()
+                .map(|(a, s)| (a.clone(), s.clone()))
+                .collect(),
+            transactions: ran.transactions,
+            counters,
+            transit_added: added.clone(),
+            transit_removed: removed.clone(),
+        })?;
+        let removed: std::collections::HashSet<u64> = removed.into_iter().collect();
+        st.accounts.extend(ran.touched);
+        st.transit.retain(|m| !removed.contains(&m.id));
+        st.transit.extend(added);
+        st.counters = counters;
+        st.last_now = now;
+        Ok(())
     }
 
     /// The account at `address`, `None` when it does not exist.
@@ -550,84 +863,6 @@ impl Devnet {
             stack,
         })
     }
-
-    /// Executes one block: each inbound message and the whole chain of
-    /// internal messages it causes, one after the other. A message that
-    /// fails (refused, a loop) leaves no trace and does not stop the
-    /// others. The block is written to disk in one transaction, then
-    /// applied to memory; a dry run does neither.
-    fn run_block(
-        &self,
-        st: &mut State,
-        inbounds: Vec<Inbound>,
-        mode: Mode,
-        adjust: impl FnOnce(&mut Counters),
-    ) -> Result<Vec<Result<Block, DevnetError>>, DevnetError> {
-        let now = Self::now_of(st);
-        if st.parsed.as_ref().map(|(t, _)| *t) != Some(now) {
-            st.parsed = Some((now, self.config.parse_at(now)?));
-        }
-        let lt0 = st.counters.lt;
-        let mut params = ExecutorParams {
-            block_unixtime: now,
-            block_lt: lt0,
-            rand_seed: block_seed(lt0, now),
-            ..Default::default()
-        };
-        if let Mode::DryRun {
-            ignore_signatures: true,
-        } = mode
-        {
-            params.vm_modifiers.chksig_always_succeed = true;
-        }
-        let mut run = BlockRun {
-            params: &params,
-            config: &st.parsed.as_ref().expect("parsed just above").1,
-            committed: &st.accounts,
-            touched: HashMap::new(),
-            transactions: Vec::new(),
-            lt: lt0,
-        };
-        let results: Vec<Result<Block, DevnetError>> =
-            inbounds.into_iter().map(|i| run.chain(i)).collect();
-        if let Mode::DryRun { .. } = mode {
-            return Ok(results);
-        }
-        let (touched, transactions, lt) = (run.touched, run.transactions, run.lt);
-        if results.iter().all(Result::is_err) {
-            return Ok(results);
-        }
-        let mut counters = st.counters;
-        counters.lt = lt;
-        counters.blocks += 1;
-        adjust(&mut counters);
-        let write = BlockWrite {
-            accounts: touched
-                .iter()
-                .map(|(a, s)| (a.clone(), s.clone()))
-                .collect(),
-            transactions,
-            counters,
-        };
-        self.store.write(&write)?;
-        st.accounts.extend(touched);
-        st.counters = counters;
-        st.last_now = now;
-        Ok(results)
-    }
-
-    /// [`Self::run_block`] for one message.
-    fn run_one(
-        &self,
-        st: &mut State,
-        inbound: Inbound,
-        mode: Mode,
-        adjust: impl FnOnce(&mut Counters),
-    ) -> Result<Block, DevnetError> {
-        self.run_block(st, vec![inbound], mode, adjust)?
-            .pop()
-            .expect("one result per message")
-    }
 }
 
 /// A block being executed: what it changed so far, on top of the
@@ -638,109 +873,104 @@ struct BlockRun<'a> {
     committed: &'a HashMap<StdAddr, ShardAccount>,
     touched: HashMap<StdAddr, ShardAccount>,
     transactions: Vec<(StdAddr, u64, Cell)>,
+    /// Internal messages sent: created logical time, origin, message.
+    sent: Vec<(u64, HashBytes, Cell)>,
+    external_out: Vec<Cell>,
     lt: u64,
 }
 
 impl BlockRun<'_> {
-    /// Runs one inbound message and everything it causes, in logical-time
-    /// order. On failure the block is as if the message never came.
-    fn chain(&mut self, inbound: Inbound) -> Result<Block, DevnetError> {
-        let mut local: HashMap<StdAddr, ShardAccount> = HashMap::new();
-        let mut lt = self.lt;
-        let mut seq = 0u64;
-        let mut queue = BinaryHeap::new();
-        let mut block = Block::default();
-        let mut txs = Vec::new();
-        let (first, is_external) = match inbound {
-            Inbound::External(m) => (m, true),
-            Inbound::Internal(m) => (m, false),
+    /// Runs one message as one transaction on the block's state so far.
+    /// What it sends is collected, for a later block.
+    fn deliver(
+        &mut self,
+        msg: Cell,
+        external: bool,
+        origin: HashBytes,
+    ) -> Result<ExecutedTx, DevnetError> {
+        let parsed: OwnedMessage = msg.parse().map_err(malformed("decoding a message"))?;
+        let created_lt = match &parsed.info {
+            MsgInfo::Int(i) => i.created_lt,
+            _ => self.lt,
         };
-        let mut next: Option<(Cell, bool, u64)> = Some((first, is_external, lt));
-        loop {
-            let Some((msg, external, created_lt)) = next
-                .take()
-                .or_else(|| queue.pop().map(|q: Queued| (q.msg, false, q.created_lt)))
-            else {
-                break;
-            };
-            if block.transactions.len() >= MAX_TRANSACTIONS_PER_BLOCK {
-                return Err(DevnetError::TooManyTransactions(MAX_TRANSACTIONS_PER_BLOCK));
-            }
-            let dest = destination(&msg)?;
-            if dest.workchain != 0 {
-                // Only the basechain exists here; a masterchain message
-                // would never be delivered. Say so rather than lose value.
-                return Err(DevnetError::Malformed(format!(
-                    "a message to workchain {} ({dest}): this devnet has only workchain 0",
-                    dest.workchain
-                )));
-            }
-            let state = local
-                .get(&dest)
-                .or_else(|| self.touched.get(&dest))
-                .or_else(|| self.committed.get(&dest))
-                .cloned()
-                .unwrap_or_else(empty_shard_account);
-            let min_lt = lt.max(created_lt + 1);
-            let executor = Executor::new(self.params, self.config).with_min_lt(min_lt);
-            let output = match executor.begin_ordinary(&dest, external, msg.clone(), &state) {
-                Ok(tx) => tx.commit().map_err(|e| DevnetError::Execution {
-                    address: dest.clone(),
-                    reason: format!("{e:#}"),
-                })?,
-                Err(TxError::Skipped) if external => {
-                    return Err(DevnetError::Rejected {
-                        address: dest,
-                        reason: "the account did not accept it (no code, or its code refused before accepting)"
-                            .into(),
-                    });
-                }
-                Err(e) => {
-                    return Err(DevnetError::Execution {
-                        address: dest,
-                        reason: format!("{e:#}"),
-                    })
-                }
-            };
-            lt = lt.max(output.transaction_meta.next_lt);
-            let tx_cell = output.transaction.inner().clone();
-            let summary = summarize(&dest, &tx_cell, &msg, output.new_state_meta.balance.tokens)?;
-            for out in &output.transaction_meta.out_msgs {
-                let out_cell = out.inner().clone();
-                let parsed_out: OwnedMessage =
-                    out_cell.parse().map_err(malformed("an outbound message"))?;
-                match parsed_out.info {
-                    MsgInfo::Int(IntMsgInfo { created_lt, .. }) => {
-                        queue.push(Queued {
-                            created_lt,
-                            seq,
-                            msg: out_cell,
-                        });
-                        seq += 1;
-                    }
-                    _ => block.external_out.push(out_cell),
-                }
-            }
-            txs.push((dest.clone(), summary.lt, tx_cell));
-            local.insert(dest, output.new_state);
-            block.transactions.push(summary);
+        let dest = destination(&msg)?;
+        if dest.workchain != 0 {
+            return Err(DevnetError::Malformed(format!(
+                "a message to workchain {} ({dest}): this devnet has only workchain 0",
+                dest.workchain
+            )));
         }
-        self.lt = lt;
-        self.touched.extend(local);
-        self.transactions.extend(txs);
-        Ok(block)
+        let state = self
+            .touched
+            .get(&dest)
+            .or_else(|| self.committed.get(&dest))
+            .cloned()
+            .unwrap_or_else(empty_shard_account);
+        let min_lt = self.lt.max(created_lt + 1);
+        let executor = Executor::new(self.params, self.config).with_min_lt(min_lt);
+        let output = match executor.begin_ordinary(&dest, external, msg.clone(), &state) {
+            Ok(tx) => tx.commit().map_err(|e| DevnetError::Execution {
+                address: dest.clone(),
+                reason: format!("{e:#}"),
+            })?,
+            Err(TxError::Skipped) if external => {
+                return Err(DevnetError::Rejected {
+                    address: dest,
+                    reason: "the account did not accept it (no code, or its code refused before accepting)"
+                        .into(),
+                });
+            }
+            Err(e) => {
+                return Err(DevnetError::Execution {
+                    address: dest,
+                    reason: format!("{e:#}"),
+                })
+            }
+        };
+        self.lt = self.lt.max(output.transaction_meta.next_lt);
+        let tx_cell = output.transaction.inner().clone();
+        let mut summary = summarize(
+            &dest,
+            &tx_cell,
+            &msg,
+            output.new_state_meta.balance.tokens,
+            origin,
+        )?;
+        for out in &output.transaction_meta.out_msgs {
+            let out_cell = out.inner().clone();
+            let parsed_out: OwnedMessage =
+                out_cell.parse().map_err(malformed("an outbound message"))?;
+            match parsed_out.info {
+                MsgInfo::Int(IntMsgInfo { created_lt, .. }) => {
+                    self.sent.push((created_lt, origin, out_cell));
+                }
+                _ => {
+                    summary.external_out.push(out_cell.clone());
+                    self.external_out.push(out_cell);
+                }
+            }
+        }
+        self.transactions.push((dest.clone(), summary.lt, tx_cell));
+        self.touched.insert(dest, output.new_state);
+        Ok(summary)
     }
 }
 
-#[derive(Clone, Copy)]
-enum Mode {
-    Apply,
-    DryRun { ignore_signatures: bool },
+fn executor_params(lt: u64, now: u32) -> ExecutorParams {
+    ExecutorParams {
+        block_unixtime: now,
+        block_lt: lt,
+        rand_seed: block_seed(lt, now),
+        ..Default::default()
+    }
 }
 
-enum Inbound {
-    External(Cell),
-    Internal(Cell),
+/// SplitMix64: enough randomness to pick which externals a fault drops.
+fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 fn empty_shard_account() -> ShardAccount {
@@ -809,6 +1039,7 @@ fn summarize(
     tx_cell: &Cell,
     in_msg: &Cell,
     balance_after: Tokens,
+    origin: HashBytes,
 ) -> Result<ExecutedTx, DevnetError> {
     let tx: tycho_types::models::Transaction = tx_cell
         .parse()
@@ -846,6 +1077,8 @@ fn summarize(
         total_fees: tx.total_fees.tokens,
         out_msgs: tx.out_msg_count.into_inner() as usize,
         balance_after,
+        origin,
+        external_out: Vec::new(),
     })
 }
 

@@ -1,6 +1,7 @@
-//! The devnet's state on disk: accounts, transactions and counters in one
-//! redb file, written in one transaction per applied block, so a crash
-//! loses nothing the API already answered for.
+//! The devnet's state on disk: accounts, transactions, counters and the
+//! internal messages still on their way, in one redb file, written in one
+//! transaction per block, so a crash loses no value in flight. Accepted
+//! external messages not yet included are not kept: TON may lose those too.
 
 use std::path::Path;
 
@@ -15,6 +16,55 @@ const ACCOUNTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("accounts")
 const TRANSACTIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("transactions");
 /// Counters: the logical time, the clock's offset, the faucet's total.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Internal messages on their way: id (big-endian) → due block, created
+/// logical time, origin hash and the message's bag of cells.
+const TRANSIT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("transit");
+
+/// An internal message sent in one block and delivered in a later one.
+#[derive(Debug, Clone)]
+pub struct InTransit {
+    /// Its order of sending (unique).
+    pub id: u64,
+    /// The first block it may be delivered in.
+    pub due: u64,
+    /// Its creation logical time: messages are delivered in this order.
+    pub created_lt: u64,
+    /// The hash of the external (or faucet) message whose chain it is.
+    pub origin: HashBytes,
+    /// The message.
+    pub msg: Cell,
+}
+
+impl InTransit {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(48 + 256);
+        v.extend_from_slice(&self.due.to_be_bytes());
+        v.extend_from_slice(&self.created_lt.to_be_bytes());
+        v.extend_from_slice(self.origin.as_slice());
+        v.extend_from_slice(&Boc::encode(&self.msg));
+        v
+    }
+
+    fn decode(id: u64, v: &[u8]) -> Result<Self, StoreError> {
+        let short = || StoreError {
+            doing: "reading a message in transit",
+            reason: format!("{} bytes, fewer than its header", v.len()),
+        };
+        if v.len() < 48 {
+            return Err(short());
+        }
+        let u = |i: usize| u64::from_be_bytes(v[i..i + 8].try_into().unwrap_or_default());
+        let mut origin = [0u8; 32];
+        origin.copy_from_slice(&v[16..48]);
+        Ok(InTransit {
+            id,
+            due: u(0),
+            created_lt: u(8),
+            origin: HashBytes(origin),
+            msg: Boc::decode(&v[48..]).map_err(err("decoding a message in transit"))?,
+        })
+    }
+}
 
 /// A failure of the state file, naming what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +116,8 @@ pub struct Counters {
     pub minted: u64,
     /// Blocks applied so far (the API's block number).
     pub blocks: u64,
+    /// The next id of a message in transit.
+    pub transit_id: u64,
 }
 
 /// What one block changes.
@@ -77,6 +129,10 @@ pub struct BlockWrite {
     pub transactions: Vec<(StdAddr, u64, Cell)>,
     /// The counters after the block.
     pub counters: Counters,
+    /// Messages the block sent, to be delivered later.
+    pub transit_added: Vec<InTransit>,
+    /// Ids of messages the block delivered.
+    pub transit_removed: Vec<u64>,
 }
 
 /// The open state file.
@@ -95,6 +151,7 @@ impl Store {
             tx.open_table(TRANSACTIONS)
                 .map_err(err("opening transactions"))?;
             tx.open_table(META).map_err(err("opening meta"))?;
+            tx.open_table(TRANSIT).map_err(err("opening transit"))?;
         }
         tx.commit().map_err(err("creating the tables"))?;
         Ok(Store { db })
@@ -134,7 +191,24 @@ impl Store {
             clock_offset: get("clock_offset")?,
             minted: get("minted")?,
             blocks: get("blocks")?,
+            transit_id: get("transit_id")?,
         })
+    }
+
+    /// Every internal message still on its way.
+    pub fn load_transit(&self) -> Result<Vec<InTransit>, StoreError> {
+        let rx = self.db.begin_read().map_err(err("starting a read"))?;
+        let table = rx.open_table(TRANSIT).map_err(err("opening transit"))?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(err("reading transit"))? {
+            let (k, v) = row.map_err(err("reading a message in transit"))?;
+            let id = u64::from_be_bytes(k.value().try_into().map_err(|_| StoreError {
+                doing: "reading a message in transit",
+                reason: "a key is not an id".into(),
+            })?);
+            out.push(InTransit::decode(id, v.value())?);
+        }
+        Ok(out)
     }
 
     /// Applies a block atomically.
@@ -163,8 +237,20 @@ impl Store {
                 ("clock_offset", c.clock_offset),
                 ("minted", c.minted),
                 ("blocks", c.blocks),
+                ("transit_id", c.transit_id),
             ] {
                 meta.insert(k, v).map_err(err("writing meta"))?;
+            }
+            let mut transit = tx.open_table(TRANSIT).map_err(err("opening transit"))?;
+            for id in &block.transit_removed {
+                transit
+                    .remove(id.to_be_bytes().as_slice())
+                    .map_err(err("removing a delivered message"))?;
+            }
+            for m in &block.transit_added {
+                transit
+                    .insert(m.id.to_be_bytes().as_slice(), m.encode().as_slice())
+                    .map_err(err("writing a message in transit"))?;
             }
         }
         tx.commit().map_err(err("committing a block"))

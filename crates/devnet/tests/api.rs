@@ -31,15 +31,40 @@ impl Server {
 }
 
 async fn start(devnet: Arc<Devnet>) -> (String, Server) {
+    start_with(
+        devnet,
+        api::ApiOptions {
+            block_interval: std::time::Duration::from_millis(10),
+            rate_limit: None,
+        },
+    )
+    .await
+}
+
+async fn start_with(devnet: Arc<Devnet>, options: api::ApiOptions) -> (String, Server) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(api::serve(listener, devnet, async move {
+    let task = tokio::spawn(api::serve(listener, devnet, options, async move {
         let _ = stopped.await;
     }));
     (format!("http://{addr}/api/v2"), Server { stop, task })
+}
+
+/// Waits until the devnet's block producer has delivered everything.
+async fn settled(devnet: &Devnet) {
+    for _ in 0..1_000 {
+        if devnet.pending() == (0, 0) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!(
+        "the devnet still has messages waiting: {:?}",
+        devnet.pending()
+    );
 }
 
 /// A bare HTTP POST, for the development routes the client does not use.
@@ -72,6 +97,7 @@ async fn the_scenario_over_http_ends_where_the_sandbox_ended() {
     let options = DevnetOptions {
         dev: true,
         frozen_clock: Some(v.steps[0].now),
+        ..Default::default()
     };
     let devnet = Arc::new(Devnet::open(dir.path(), options).expect("opens"));
     seed(&devnet, &v);
@@ -97,6 +123,7 @@ async fn the_scenario_over_http_ends_where_the_sandbox_ended() {
             .await
             .unwrap_or_else(|e| panic!("step {i}: {e}"));
         assert_eq!(hash, *msg.repr_hash());
+        settled(&devnet).await;
         for (addr, expected) in &step.balances {
             let account = chain
                 .account(&parse_raw(addr))
@@ -199,6 +226,13 @@ async fn the_scenario_over_http_ends_where_the_sandbox_ended() {
     drop(chain);
     stop.shutdown().await;
     let before = devnet.account(&client).expect("account").balance;
+    // The block producer lets go within a moment of the server stopping.
+    for _ in 0..200 {
+        if Arc::strong_count(&devnet) == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let devnet = Arc::into_inner(devnet).expect("the server let go");
     let counters = devnet.counters();
     drop(devnet);
@@ -235,11 +269,76 @@ async fn development_tools_are_refused_without_dev() {
         tempfile::tempdir().expect("dir").path(),
         DevnetOptions {
             dev: false,
-            frozen_clock: Some(1)
+            frozen_clock: Some(1),
+            ..Default::default()
         }
     )
     .is_err());
     // The chain's head is there from the start.
     let chain = Toncenter::new(ToncenterConfig::single(&endpoint)).expect("client");
     assert_eq!(chain.head().await.expect("head").seqno, 0);
+}
+
+/// toncenter's pace without an API key is about one call a second; the
+/// devnet can be as strict, and the client paces itself rather than fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_answers_429_and_the_client_paces_itself_through_it() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let devnet = Arc::new(Devnet::open(dir.path(), DevnetOptions::default()).expect("opens"));
+    let (endpoint, _stop) = start_with(
+        devnet.clone(),
+        api::ApiOptions {
+            block_interval: std::time::Duration::from_millis(10),
+            rate_limit: Some(5.0),
+        },
+    )
+    .await;
+    let stranger = StdAddr::new(0, tycho_types::cell::HashBytes([9; 32]));
+    let query = format!(
+        "{{\"id\": 1, \"jsonrpc\": \"2.0\", \"method\": \"getAddressInformation\", \"params\": {{\"address\": \"{}\"}}}}",
+        common::raw(&stranger)
+    );
+    let mut limited = None;
+    for _ in 0..20 {
+        let (status, answer) = post(&endpoint, "jsonRPC", &query).await;
+        if status == 429 {
+            limited = Some(answer);
+            break;
+        }
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["result"]["state"], "uninitialized", "{answer}");
+        assert_eq!(answer["id"], 1);
+    }
+    let limited = limited.expect("a burst beyond 5 calls/s is refused");
+    assert_eq!(limited["ok"], false);
+    assert_eq!(limited["code"], 429);
+
+    // Cocoon's own client, with a single attempt per call, gets through a
+    // burst by waiting its turn (at an API key's pace: 10 calls/s).
+    let chain = Toncenter::new(ToncenterConfig {
+        attempts: 1,
+        api_key: Some("key".into()),
+        ..ToncenterConfig::single(&endpoint)
+    })
+    .expect("client");
+    let calls = (0..12).map(|_| chain.account(&stranger));
+    for r in futures_util::future::join_all(calls).await {
+        assert_eq!(r.expect("paced, not failed").status, AccountStatus::Uninit);
+    }
+    // The configuration answers too, with the devnet's own global id.
+    let (status, answer) = post(
+        &endpoint,
+        "jsonRPC",
+        "{\"id\": 2, \"jsonrpc\": \"2.0\", \"method\": \"getConfigParam\", \"params\": {\"config_id\": 19}}",
+    )
+    .await;
+    if status == 200 {
+        assert_eq!(answer["result"]["@type"], "configInfo", "{answer}");
+    } else {
+        assert_eq!(status, 429, "{answer}");
+    }
+    assert_eq!(
+        chain.global_id().await.expect("param 19"),
+        devnet.global_id()
+    );
 }

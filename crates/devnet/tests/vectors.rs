@@ -21,6 +21,7 @@ fn the_devnet_charges_exactly_what_the_sandbox_charged() {
         DevnetOptions {
             dev: true,
             frozen_clock: Some(start),
+            ..Default::default()
         },
     )
     .expect("the devnet opens");

@@ -21,6 +21,7 @@ fn a_wallet_deploys_pays_and_refuses_replays() {
         DevnetOptions {
             dev: true,
             frozen_clock: Some(1_800_000_000),
+            ..Default::default()
         },
     )
     .expect("opens");
@@ -89,13 +90,14 @@ fn a_wallet_deploys_pays_and_refuses_replays() {
 }
 
 #[test]
-fn messages_sent_together_make_one_block_and_a_refused_one_leaves_no_trace() {
+fn messages_sent_together_share_blocks_and_a_refused_one_leaves_no_trace() {
     let dir = tempfile::tempdir().expect("dir");
     let devnet = Devnet::open(
         dir.path(),
         DevnetOptions {
             dev: true,
             frozen_clock: Some(1_800_000_000),
+            ..Default::default()
         },
     )
     .expect("opens");
@@ -129,7 +131,7 @@ fn messages_sent_together_make_one_block_and_a_refused_one_leaves_no_trace() {
         .send_externals(vec![
             first.clone(),
             wallets[1].transfer(0, until, &[t()], true).expect("signed"),
-            first, // the same request again, in the same block
+            first, // the same request again: accepted, then refused in its block
         ])
         .expect("the block is written");
     assert!(results[0].is_ok() && results[1].is_ok(), "{results:?}");
@@ -138,13 +140,182 @@ fn messages_sent_together_make_one_block_and_a_refused_one_leaves_no_trace() {
         "{:?}",
         results[2]
     );
+    // The two wallets' transactions share a block; the payments they send
+    // land together in the next one.
     assert_eq!(
         devnet.counters().blocks,
-        blocks_before + 1,
-        "one block for all three"
+        blocks_before + 2,
+        "one block for the wallets, one for the payee"
     );
     assert_eq!(
         devnet.account(&payee).expect("payee").balance.into_inner(),
         u128::from(2 * TON)
+    );
+}
+
+/// TON's timing, block by block: sendBoc's "accepted" is not "included",
+/// and every hop of a chain of messages lands in a later block.
+#[test]
+fn an_accepted_message_lands_in_a_later_block_and_each_hop_in_the_next() {
+    let dir = tempfile::tempdir().expect("dir");
+    let devnet = Devnet::open(
+        dir.path(),
+        DevnetOptions {
+            dev: true,
+            frozen_clock: Some(1_800_000_000),
+            ..Default::default()
+        },
+    )
+    .expect("opens");
+    let wallet = WalletV5::new(
+        WalletKey::from_seed(&[0x66; 32]).expect("key"),
+        devnet.global_id(),
+    )
+    .expect("wallet");
+    assert_eq!(devnet.global_id(), cocoon_devnet::config::DEVNET_GLOBAL_ID);
+    assert!(
+        ![
+            cocoon_chain::wallet::network::MAINNET,
+            cocoon_chain::wallet::network::TESTNET
+        ]
+        .contains(&devnet.global_id()),
+        "the devnet's own global id"
+    );
+    devnet
+        .faucet(&wallet.address(), Tokens::new(u128::from(3 * TON)))
+        .expect("faucet");
+    let payee = StdAddr::new(0, HashBytes([0x77; 32]));
+    let t = Transfer {
+        to: payee.clone(),
+        value: Nanoton::new(TON),
+        bounce: false,
+        body: None,
+        init: None,
+    };
+    let msg = wallet
+        .transfer(0, devnet.now() + 60, &[t], true)
+        .expect("signed");
+    let hash = devnet.accept_external(msg).expect("accepted");
+    let status = |a: &StdAddr| devnet.account(a).expect("account").status;
+    assert_eq!(
+        status(&wallet.address()),
+        AccountStatus::Uninit,
+        "accepted, not yet included"
+    );
+    assert!(!devnet.is_settled(&hash));
+
+    let first = devnet.produce_block().expect("block");
+    assert_eq!(first.transactions.len(), 1, "only the wallet's transaction");
+    assert_eq!(first.transactions[0].origin, hash);
+    assert_eq!(status(&wallet.address()), AccountStatus::Active);
+    assert_eq!(
+        status(&payee),
+        AccountStatus::Nonexist,
+        "the payment is on its way"
+    );
+    assert_eq!(devnet.pending(), (0, 1));
+
+    let second = devnet.produce_block().expect("block");
+    assert_eq!(second.transactions.len(), 1, "the payee's, one block later");
+    assert_eq!(
+        devnet.account(&payee).expect("payee").balance.into_inner(),
+        u128::from(TON)
+    );
+    assert!(devnet.is_settled(&hash));
+    assert!(
+        devnet
+            .produce_block()
+            .expect("nothing due")
+            .transactions
+            .is_empty(),
+        "no work, no block"
+    );
+
+    // A message in transit survives a restart: it is value on its way.
+    let again = wallet
+        .transfer(
+            1,
+            devnet.now() + 60,
+            &[Transfer {
+                to: payee.clone(),
+                value: Nanoton::new(TON),
+                bounce: false,
+                body: None,
+                init: None,
+            }],
+            false,
+        )
+        .expect("signed");
+    devnet.accept_external(again).expect("accepted");
+    devnet.produce_block().expect("the wallet's block");
+    assert_eq!(devnet.pending(), (0, 1));
+    drop(devnet);
+    let devnet = Devnet::open(
+        dir.path(),
+        DevnetOptions {
+            dev: true,
+            frozen_clock: Some(1_800_000_000),
+            ..Default::default()
+        },
+    )
+    .expect("reopens");
+    assert_eq!(devnet.pending(), (0, 1), "still on its way");
+    devnet.produce_block().expect("delivered");
+    assert_eq!(
+        devnet.account(&payee).expect("payee").balance.into_inner(),
+        u128::from(2 * TON)
+    );
+}
+
+/// With every external dropped, sendBoc still says "ok" and nothing
+/// happens: what a node must be ready for.
+#[test]
+fn a_dropped_external_is_accepted_and_never_included() {
+    let dir = tempfile::tempdir().expect("dir");
+    let devnet = Devnet::open(
+        dir.path(),
+        DevnetOptions {
+            dev: true,
+            frozen_clock: Some(1_800_000_000),
+            faults: cocoon_devnet::Faults {
+                drop_externals: 1.0,
+                delay_blocks: 0,
+            },
+        },
+    )
+    .expect("opens");
+    let wallet = WalletV5::new(
+        WalletKey::from_seed(&[0x68; 32]).expect("key"),
+        devnet.global_id(),
+    )
+    .expect("wallet");
+    devnet
+        .faucet(&wallet.address(), Tokens::new(u128::from(3 * TON)))
+        .expect("faucet");
+    let msg = wallet
+        .transfer(
+            0,
+            devnet.now() + 60,
+            &[Transfer {
+                to: StdAddr::new(0, HashBytes([0x78; 32])),
+                value: Nanoton::new(TON),
+                bounce: false,
+                body: None,
+                init: None,
+            }],
+            true,
+        )
+        .expect("signed");
+    let hash = devnet.accept_external(msg).expect("accepted");
+    assert!(devnet
+        .produce_block()
+        .expect("block")
+        .transactions
+        .is_empty());
+    assert!(devnet.is_settled(&hash), "gone");
+    assert_eq!(
+        devnet.account(&wallet.address()).expect("wallet").status,
+        AccountStatus::Uninit,
+        "never included"
     );
 }

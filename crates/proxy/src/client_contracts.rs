@@ -55,6 +55,9 @@ struct Known {
     error: Option<String>,
     /// The voucher seqno of a commit sent and not yet seen on chain.
     committing: Option<u64>,
+    /// The voucher seqno the client contract last refused, and when: not
+    /// sent again (fees for nothing) until a newer voucher or a while.
+    refused: Option<(u64, Instant)>,
     /// Commits that reached the chain.
     commits: u64,
 }
@@ -62,8 +65,11 @@ struct Known {
 /// Gas carried with a commit: the client contract's and the proxy
 /// contract's; what is left comes back to the proxy's wallet.
 const COMMIT_GAS: Nanoton = Nanoton::new(100_000_000);
-/// How long a commit may take to be applied.
+/// How long a commit's messages may take to land once it is included.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a voucher the contract refused waits before it is tried again
+/// (its state may have changed: a top-up, a reopening).
+const REFUSED_RETRY: Duration = Duration::from_secs(600);
 
 /// How the proxy commits vouchers.
 #[derive(Clone)]
@@ -157,6 +163,28 @@ impl std::fmt::Debug for ClientContracts {
             .field("contract", &self.contract)
             .finish()
     }
+}
+
+/// Why a commit did not complete.
+#[derive(Debug, thiserror::Error)]
+enum CommitError {
+    /// The message could not be built.
+    #[error("building the commit: {0}")]
+    Build(String),
+    /// Sending it failed or was refused.
+    #[error(transparent)]
+    Send(OperatorSendError),
+}
+
+/// Why the operator's wallet could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorSendError {
+    /// The proxy runs without an operator wallet.
+    #[error("this proxy has no operator wallet")]
+    NoWallet,
+    /// The wallet's request failed, or was refused on chain.
+    #[error(transparent)]
+    Send(#[from] cocoon_chain::SendError),
 }
 
 /// Why a request may not spend from the contract it names.
@@ -263,18 +291,17 @@ impl ClientContracts {
     }
 
     /// Sends `body` with `value` to `to` from the operator's wallet (slash
-    /// evidence, the reputation digest); fails when the proxy has none.
+    /// evidence, the reputation digest, commits) and follows it until every
+    /// message it caused has landed; fails when the proxy has no wallet, or
+    /// with what the chain shows when anything was refused.
     pub async fn operator_send(
         &self,
         to: StdAddr,
         body: tycho_types::cell::Cell,
         value: Nanoton,
         timeout: Duration,
-    ) -> Result<(), String> {
-        let c = self
-            .committer
-            .as_ref()
-            .ok_or("this proxy has no operator wallet")?;
+    ) -> Result<cocoon_chain::Delivery, OperatorSendError> {
+        let c = self.committer.as_ref().ok_or(OperatorSendError::NoWallet)?;
         let t = Transfer {
             to,
             value,
@@ -282,11 +309,7 @@ impl ClientContracts {
             body: Some(body),
             init: None,
         };
-        c.wallet
-            .send(self.chain.as_ref(), &[t], timeout)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        Ok(c.wallet.send(self.chain.as_ref(), &[t], timeout).await?)
     }
 
     /// Checks that `worker` is a worker contract of this proxy holding at
@@ -391,69 +414,25 @@ impl ClientContracts {
     /// Commits `client`'s latest voucher if it is due; returns whether a
     /// commit was sent and applied.
     pub async fn commit_if_due(&self, client: &StdAddr) -> bool {
-        let Some(c) = &self.committer else {
+        let Some((voucher, uncommitted, closing)) = self.due_commit(client) else {
             return false;
         };
-        let Some(voucher) = self.ledger.client_voucher(client) else {
-            return false;
-        };
-        let (seen, in_flight) = {
-            let known = self.known();
-            match known.get(client) {
-                Some(k) => (k.seen.clone(), k.committing),
-                None => (None, None),
-            }
-        };
-        let Some(seen) = seen else {
-            return false;
-        };
-        if in_flight.is_some() {
-            return false;
-        }
-        // The contract's own checks of the voucher first: a commit it would
-        // refuse (nothing new, an older seqno, expired) costs fees for
-        // nothing.
-        let committed = cocoon_pay::voucher::Committed {
-            total: seen.committed,
-            seqno: seen.last_seqno,
-        };
-        let uncommitted = match voucher
-            .voucher
-            .check_commit(&committed, cocoon_core::unix_now())
-        {
-            Ok(increase) => increase,
-            Err(cocoon_pay::VoucherError::NotAboveCommitted { .. }) => return false,
-            Err(e) => {
-                tracing::warn!(%client, error = %e, "the client's latest voucher cannot be committed");
-                return false;
-            }
-        };
-        // Half of what the contract guarantees: the ledger serves up to all
-        // of it, so the commit lands while half is still left.
-        let guaranteed = seen.balance.min(seen.stake);
-        let threshold = c.above.unwrap_or(Nanoton::new(guaranteed.get() / 2));
-        let closing = seen.state == 1;
-        if uncommitted <= threshold && !closing {
-            return false;
-        }
         self.known().entry(client.clone()).or_default().committing = Some(voucher.voucher.seqno);
-        let result = async {
-            let boc = voucher.to_boc().map_err(|e| e.to_string())?;
-            let cell = tycho_types::boc::Boc::decode(boc).map_err(|e| e.to_string())?;
-            let body = cocoon_chain::contracts::charge(cocoon_core::unix_now(), cell)
-                .map_err(|e| e.to_string())?;
-            self.operator_send(client.clone(), body, COMMIT_GAS, COMMIT_TIMEOUT)
-                .await
-        }
-        .await;
-        let ok = match result {
-            Ok(_) => {
-                tracing::info!(%client, total = %voucher.voucher.total, seqno = voucher.voucher.seqno, %uncommitted, closing, "client voucher committed on chain");
-                true
+        let seqno = voucher.voucher.seqno;
+        let (ok, refused) = match self.send_commit(client, &voucher).await {
+            Ok(d) => {
+                tracing::info!(%client, total = %voucher.voucher.total, seqno, %uncommitted, closing, fees = %d.fees(), "client voucher committed on chain");
+                (true, false)
+            }
+            Err(CommitError::Send(OperatorSendError::Send(
+                e @ cocoon_chain::SendError::Refused { .. },
+            ))) => {
+                tracing::warn!(%client, seqno, error = %e, "the client contract refused the voucher; not sent again for a while");
+                (false, true)
             }
             Err(e) => {
-                tracing::warn!(%client, error = %e, "committing the client's voucher failed; will try again");
-                false
+                tracing::warn!(%client, seqno, error = %e, "committing the client's voucher did not complete; will try again");
+                (false, false)
             }
         };
         {
@@ -463,9 +442,72 @@ impl ClientContracts {
             if ok {
                 k.commits += 1;
             }
+            if refused {
+                k.refused = Some((seqno, Instant::now()));
+            }
         }
         let _ = self.sync(client).await;
         ok
+    }
+
+    /// `client`'s latest voucher, if a commit is due: nothing in flight,
+    /// not refused lately, accepted by the contract's own checks (a commit
+    /// it would refuse costs fees for nothing), and either the charges not
+    /// yet committed pass the threshold or the client is closing. With
+    /// them, and whether it is closing.
+    fn due_commit(&self, client: &StdAddr) -> Option<(cocoon_pay::SignedVoucher, Nanoton, bool)> {
+        let c = self.committer.as_ref()?;
+        let voucher = self.ledger.client_voucher(client)?;
+        let (seen, in_flight, refused) = {
+            let known = self.known();
+            let k = known.get(client)?;
+            (k.seen.clone()?, k.committing, k.refused)
+        };
+        if in_flight.is_some()
+            || refused.is_some_and(|(seqno, at)| {
+                seqno == voucher.voucher.seqno && at.elapsed() < REFUSED_RETRY
+            })
+        {
+            return None;
+        }
+        let committed = cocoon_pay::voucher::Committed {
+            total: seen.committed,
+            seqno: seen.last_seqno,
+        };
+        let uncommitted = match voucher
+            .voucher
+            .check_commit(&committed, cocoon_core::unix_now())
+        {
+            Ok(increase) => increase,
+            Err(cocoon_pay::VoucherError::NotAboveCommitted { .. }) => return None,
+            Err(e) => {
+                tracing::warn!(%client, error = %e, "the client's latest voucher cannot be committed");
+                return None;
+            }
+        };
+        // Half of what the contract guarantees: the ledger serves up to all
+        // of it, so the commit lands while half is still left.
+        let guaranteed = seen.balance.min(seen.stake);
+        let threshold = c.above.unwrap_or(Nanoton::new(guaranteed.get() / 2));
+        let closing = seen.state == 1;
+        (uncommitted > threshold || closing).then_some((voucher, uncommitted, closing))
+    }
+
+    /// Sends `voucher` to `client`'s contract (`Charge`) and follows it
+    /// until the charge has reached the proxy contract.
+    async fn send_commit(
+        &self,
+        client: &StdAddr,
+        voucher: &cocoon_pay::SignedVoucher,
+    ) -> Result<cocoon_chain::Delivery, CommitError> {
+        let build = |e: String| CommitError::Build(e);
+        let boc = voucher.to_boc().map_err(|e| build(e.to_string()))?;
+        let cell = tycho_types::boc::Boc::decode(boc).map_err(|e| build(e.to_string()))?;
+        let body = cocoon_chain::contracts::charge(cocoon_core::unix_now(), cell)
+            .map_err(|e| build(e.to_string()))?;
+        self.operator_send(client.clone(), body, COMMIT_GAS, COMMIT_TIMEOUT)
+            .await
+            .map_err(CommitError::Send)
     }
 
     fn known(&self) -> std::sync::MutexGuard<'_, HashMap<StdAddr, Known>> {

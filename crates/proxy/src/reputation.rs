@@ -175,6 +175,8 @@ pub(crate) async fn publish(
                     std::time::Duration::from_secs(60),
                 )
                 .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
         }
         .await;
         match sent {

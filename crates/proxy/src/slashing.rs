@@ -221,6 +221,8 @@ async fn submit(shared: &Shared, record: &SlashRecord, boc: &[u8]) -> String {
         contracts
             .operator_send(to, body, SLASH_GAS, SLASH_TIMEOUT)
             .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
     .await;
     match result {

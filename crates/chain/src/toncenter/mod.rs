@@ -2,6 +2,11 @@
 //! servers, and the devnet's own API. Several endpoints are tried in turn;
 //! a failed call is retried with backoff on the next endpoint; refusals the
 //! API states (bad address, rejected message) are returned at once.
+//!
+//! HTTP 429 is pacing, not an outage: toncenter answers about one call a
+//! second without an API key. An endpoint that says 429 is called no faster
+//! than it allows from then on (honouring `Retry-After`), and the call
+//! waits its turn rather than fail; the pace relaxes again as calls pass.
 
 pub mod wire;
 
@@ -62,14 +67,100 @@ pub struct Toncenter {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     /// The endpoint that answered last, tried first.
     preferred: AtomicUsize,
+    /// One per endpoint.
+    pacers: Vec<Pacer>,
 }
 
 enum Outcome<T> {
     Done(T),
     /// Worth another try elsewhere.
     Retry(String),
+    /// The endpoint asks to be called more slowly (HTTP 429), and when
+    /// again, if it says.
+    RateLimited(Option<Duration>),
     /// The API said no.
     Refused(i64, String),
+}
+
+/// The most 429 answers one call waits through before it gives up.
+const MAX_RATE_LIMITED: u32 = 60;
+
+/// Spaces the calls to one endpoint once it answered 429.
+#[derive(Debug)]
+struct Pacer {
+    state: std::sync::Mutex<Pace>,
+    /// The gap a 429 sets at least: toncenter's pace without an API key
+    /// (1 call/s), or with one (10 calls/s).
+    floor: Duration,
+}
+
+#[derive(Debug)]
+struct Pace {
+    /// The gap kept between calls (zero until a 429).
+    gap: Duration,
+    /// When the next call may go.
+    next: tokio::time::Instant,
+    /// When the gap was last widened: 429s to calls made before the new
+    /// gap took effect do not widen it again.
+    widened: tokio::time::Instant,
+}
+
+impl Pacer {
+    fn new(with_key: bool) -> Self {
+        let now = tokio::time::Instant::now();
+        Pacer {
+            state: std::sync::Mutex::new(Pace {
+                gap: Duration::ZERO,
+                next: now,
+                widened: now,
+            }),
+            floor: if with_key {
+                Duration::from_millis(100)
+            } else {
+                Duration::from_secs(1)
+            },
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pace> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for this call's turn.
+    async fn turn(&self) {
+        let at = {
+            let mut s = self.lock();
+            let at = s.next.max(tokio::time::Instant::now());
+            s.next = at + s.gap;
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
+
+    /// A 429: slow down to at least the floor, doubling if even the pace
+    /// in force was too fast, and wait what the endpoint asked.
+    fn limited(&self, retry_after: Option<Duration>) {
+        let mut s = self.lock();
+        let now = tokio::time::Instant::now();
+        if s.gap < self.floor {
+            s.gap = self.floor;
+            s.widened = now;
+        } else if now.duration_since(s.widened) > s.gap * 2 {
+            s.gap = (s.gap * 2).min(Duration::from_secs(4));
+            s.widened = now;
+        }
+        let wait = retry_after.unwrap_or(s.gap).min(Duration::from_secs(30));
+        s.next = s.next.max(now + wait);
+    }
+
+    /// An answer: relax the pace a little.
+    fn answered(&self) {
+        let mut s = self.lock();
+        s.gap = s.gap.mul_f64(0.95);
+        if s.gap < Duration::from_millis(5) {
+            s.gap = Duration::ZERO;
+        }
+    }
 }
 
 impl Toncenter {
@@ -113,10 +204,16 @@ impl Toncenter {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
+        let pacers = config
+            .endpoints
+            .iter()
+            .map(|_| Pacer::new(config.api_key.is_some()))
+            .collect();
         Ok(Toncenter {
             config,
             client,
             preferred: AtomicUsize::new(0),
+            pacers,
         })
     }
 
@@ -140,33 +237,48 @@ impl Toncenter {
         let n = self.config.endpoints.len();
         let first = self.preferred.load(Ordering::Relaxed) % n;
         let mut last = String::new();
-        for attempt in 0..self.config.attempts {
-            if attempt > 0 {
-                let backoff =
-                    Duration::from_millis(100u64 << attempt.min(5)).min(Duration::from_secs(2));
-                tokio::time::sleep(backoff).await;
-            }
+        let (mut attempt, mut limited) = (0u32, 0u32);
+        while attempt < self.config.attempts {
             let index = (first + attempt as usize) % n;
             let endpoint = &self.config.endpoints[index];
+            self.pacers[index].turn().await;
             match self
                 .call_once::<T>(endpoint, method, query, body.as_deref())
                 .await
             {
                 Outcome::Done(v) => {
+                    self.pacers[index].answered();
                     self.preferred.store(index, Ordering::Relaxed);
                     return Ok(v);
                 }
                 Outcome::Refused(code, message) => {
+                    self.pacers[index].answered();
                     return Err(ChainError::Refused {
                         endpoint: endpoint.clone(),
                         method,
                         code,
                         message,
-                    })
+                    });
+                }
+                // Pacing: wait for the endpoint's turn, without spending an
+                // attempt, up to a point.
+                Outcome::RateLimited(retry_after) if limited < MAX_RATE_LIMITED => {
+                    limited += 1;
+                    self.pacers[index].limited(retry_after);
+                    tracing::debug!(endpoint, method, ?retry_after, "rate limited: pacing calls");
+                    last = format!("{endpoint}: rate limited (HTTP 429)");
+                }
+                Outcome::RateLimited(_) => {
+                    last = format!("{endpoint}: still rate limited after {limited} tries");
+                    attempt += 1;
                 }
                 Outcome::Retry(reason) => {
                     tracing::debug!(endpoint, method, attempt, %reason, "chain call failed, retrying");
                     last = format!("{endpoint}: {reason}");
+                    attempt += 1;
+                    let backoff =
+                        Duration::from_millis(100u64 << attempt.min(5)).min(Duration::from_secs(2));
+                    tokio::time::sleep(backoff).await;
                 }
             }
         }
@@ -210,23 +322,27 @@ impl Toncenter {
         let answer = tokio::time::timeout(self.config.timeout, async {
             let resp = self.client.request(req).await.map_err(|e| format!("{e}"))?;
             let status = resp.status();
+            let retry_after = retry_after(resp.headers());
             let body = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER)
                 .collect()
                 .await
                 .map_err(|e| format!("reading the answer: {e}"))?
                 .to_bytes();
-            Ok::<_, String>((status, body))
+            Ok::<_, String>((status, body, retry_after))
         })
         .await;
-        let (status, body) = match answer {
+        let (status, body, retry_after) = match answer {
             Err(_) => return Outcome::Retry(format!("no answer within {:?}", self.config.timeout)),
             Ok(Err(e)) => return Outcome::Retry(e),
             Ok(Ok(v)) => v,
         };
+        if status.as_u16() == 429 {
+            return Outcome::RateLimited(retry_after);
+        }
         let envelope: Envelope<T> = match serde_json::from_slice(&body) {
             Ok(e) => e,
             Err(e) => {
-                if status.is_server_error() || status.as_u16() == 429 {
+                if status.is_server_error() {
                     return Outcome::Retry(format!("HTTP {status}"));
                 }
                 let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
@@ -239,9 +355,11 @@ impl Toncenter {
             (false, _) => {
                 let code = envelope.code.unwrap_or(status.as_u16() as i64);
                 let message = envelope.error.unwrap_or_else(|| "no reason given".into());
-                // Rate limits and server trouble are worth another endpoint;
-                // a refusal of what was asked is not.
-                if code == 429 || code >= 500 && !is_definite_refusal(&message) {
+                // Server trouble is worth another endpoint; a refusal of
+                // what was asked is not.
+                if code == 429 {
+                    Outcome::RateLimited(retry_after)
+                } else if code >= 500 && !is_definite_refusal(&message) {
                     Outcome::Retry(format!("code {code}: {message}"))
                 } else {
                     Outcome::Refused(code, message)
@@ -257,11 +375,19 @@ impl Toncenter {
     /// not mistake a devnet with a faucet for a real chain.
     pub async fn devnet_tools(&self) -> Option<bool> {
         let mut any = None;
-        for endpoint in &self.config.endpoints {
-            if let Outcome::Done(v) = self
-                .call_once::<serde_json::Value>(endpoint, "devnet/status", &[], None)
-                .await
-            {
+        for (index, endpoint) in self.config.endpoints.iter().enumerate() {
+            let mut outcome = Outcome::Retry(String::new());
+            for _ in 0..MAX_RATE_LIMITED {
+                self.pacers[index].turn().await;
+                outcome = self
+                    .call_once::<serde_json::Value>(endpoint, "devnet/status", &[], None)
+                    .await;
+                match &outcome {
+                    Outcome::RateLimited(after) => self.pacers[index].limited(*after),
+                    _ => break,
+                }
+            }
+            if let Outcome::Done(v) = outcome {
                 let dev = v
                     .get("dev")
                     .and_then(serde_json::Value::as_bool)
@@ -270,6 +396,27 @@ impl Toncenter {
             }
         }
         any
+    }
+
+    /// The network's global id, from its configuration (param 19): what
+    /// wallet ids are bound to, so a node can check it is on the network
+    /// it was told.
+    pub async fn global_id(&self) -> Result<i32, ChainError> {
+        let r: serde_json::Value = self
+            .call(
+                "getConfigParam",
+                &[("config_id", "19".to_string())],
+                None::<&()>,
+            )
+            .await?;
+        let bytes = r["config"]["bytes"]
+            .as_str()
+            .ok_or_else(|| self.malformed("getConfigParam", "no config.bytes in the answer"))?;
+        let cell = cell_from_base64(bytes).map_err(|e| self.malformed("getConfigParam", e))?;
+        cell.as_slice()
+            .and_then(|mut s| s.load_u32())
+            .map(|v| v as i32)
+            .map_err(|e| self.malformed("getConfigParam", format!("param 19: {e}")))
     }
 
     fn malformed(&self, method: &'static str, reason: impl Into<String>) -> ChainError {
@@ -282,6 +429,15 @@ impl Toncenter {
             reason: reason.into(),
         }
     }
+}
+
+/// A `Retry-After` in seconds, when given.
+fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
 }
 
 /// toncenter answers a rejected external message with a 500 whose text

@@ -246,7 +246,7 @@ pub struct RawTransaction {
     #[serde(deserialize_with = "flexible_u64", serialize_with = "as_string")]
     pub other_fee: u64,
     /// The inbound message.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_msg: Option<RawMessage>,
     /// The outbound messages.
     #[serde(default)]

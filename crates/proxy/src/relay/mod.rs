@@ -118,29 +118,8 @@ impl Relay {
     /// attempts run out.
     async fn serve(&self, active: &mut ActiveRequest) -> Result<(), Stopped> {
         let payer = self.payer().map_err(Stopped::early)?;
-        if let (Some(payer), Some(d)) = (
-            &payer,
-            self.shared
-                .config
-                .payments
-                .as_ref()
-                .and_then(|p| p.client_contracts.as_ref()),
-        ) {
-            d.ensure(payer).await;
-            d.authorize(
-                payer,
-                &self.req.request_id,
-                &self.req.payer_key,
-                &self.req.payer_signature,
-            )
-            .map_err(|e| {
-                Stopped::early(match e {
-                    PayerError::Unknown(why) => RelayError::Unsettled(why),
-                    PayerError::Refused(why) => {
-                        RelayError::BadRequest(format!("payer not authorized: {why}"))
-                    }
-                })
-            })?;
+        if let Some(payer) = &payer {
+            self.authorize(payer).await.map_err(Stopped::early)?;
         }
         if self.req.replicas > 1 {
             return self
@@ -197,6 +176,33 @@ impl Relay {
                 }
             }
         }
+    }
+
+    /// Checks, when the proxy reads client contracts on chain, that the
+    /// request's signer owns `payer`'s contract (read first if new).
+    async fn authorize(&self, payer: &StdAddr) -> Result<(), RelayError> {
+        let Some(d) = self
+            .shared
+            .config
+            .payments
+            .as_ref()
+            .and_then(|p| p.client_contracts.as_ref())
+        else {
+            return Ok(());
+        };
+        d.ensure(payer).await;
+        d.authorize(
+            payer,
+            &self.req.request_id,
+            &self.req.payer_key,
+            &self.req.payer_signature,
+        )
+        .map_err(|e| match e {
+            PayerError::Unknown(why) => RelayError::Unsettled(why),
+            PayerError::Refused(why) => {
+                RelayError::BadRequest(format!("payer not authorized: {why}"))
+            }
+        })
     }
 
     /// Who pays, when the proxy charges.
