@@ -17,6 +17,8 @@ use serde_json::Value;
 
 pub use cocoon_testkit::{TestUpstream, UpstreamBehaviour};
 
+pub mod chain;
+
 /// Directory holding the built `cocoon` binary (next to the test binary's
 /// `deps/` directory).
 pub fn bin_dir() -> PathBuf {

@@ -10,75 +10,18 @@
 //! replicated request is slashed on chain by the proxy (its receipt key,
 //! which it registered itself, signed the accused receipt), and the root's
 //! share of its stake lands in the client's contract. Only --chain tells
-//! the nodes where the chain is.
+//! the nodes where the chain is. The devnet behaves like TON at its worst
+//! that is still TON: every hop a block later, and a fifth of the external
+//! messages it accepts never included.
 
+use cocoon_e2e::chain::{after, hex_num, on_chain, wallet, ChainDevnet};
 use cocoon_e2e::*;
 use serde_json::{json, Value};
 
-struct Devnet {
-    proc: Proc,
-    api: String,
-}
-
-async fn devnet(dir: &std::path::Path) -> Devnet {
-    devnet_at(dir, &format!("http://127.0.0.1:{}/api/v2", free_port())).await
-}
-
-/// A devnet on `api`'s port, with its state in `dir` (kept from any run before).
-async fn devnet_at(dir: &std::path::Path, api: &str) -> Devnet {
-    let port: u16 = api
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let proc = Proc::cocoon(
-        "devnet",
-        &[
-            "devnet".to_string(),
-            "--dev".into(),
-            "--data-dir".into(),
-            dir.display().to_string(),
-            "--devnet-listen".into(),
-            format!("127.0.0.1:{port}"),
-        ],
-    );
-    proc.wait_for_log("Press Ctrl-C", 30).await;
-    Devnet {
-        proc,
-        api: format!("http://127.0.0.1:{port}/api/v2"),
-    }
-}
-
-impl Devnet {
-    async fn fund(&self, address: &str, ton: u64) {
-        let (status, _, body) = post_json(
-            &format!("{}/devnet/faucet", self.api),
-            &json!({"address": address, "amount": (ton * 1_000_000_000).to_string()}),
-        )
-        .await;
-        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    }
-}
-
-/// The flags of a client or worker on the chain with `proxy_contract`.
-fn on_chain(chain: &str, proxy_contract: &str, tee: &DevAttestation) -> Vec<String> {
-    let mut args = vec![
-        "--chain".to_string(),
-        chain.to_string(),
-        "--proxy-contract".into(),
-        proxy_contract.to_string(),
-    ];
-    args.extend(tee.args());
-    args
-}
-
-fn hex_num(v: &Value) -> u64 {
-    u64::from_str_radix(v[1].as_str().unwrap_or("0x0").trim_start_matches("0x"), 16).unwrap()
-}
+/// The devnet of these tests: as TON may, it leaves a fifth of the external
+/// messages it accepts out of every block; the nodes must find out and send
+/// them again.
+const FAULTS: &[&str] = &["--drop-externals", "0.2", "--block-interval-ms", "100"];
 
 /// What `contract` has committed on chain, once it reaches `want` (or what
 /// it is after 20 s).
@@ -101,40 +44,13 @@ async fn committed_on(chain: &str, contract: &str, want: u64) -> u64 {
     committed
 }
 
-fn wallet(chain: &str, data_dir: &str, role: &str) -> String {
-    let w = cocoon_json(&[
-        "wallet",
-        "--chain",
-        chain,
-        "--data-dir",
-        data_dir,
-        "--role",
-        role,
-    ]);
-    w["address"].as_str().unwrap().to_string()
-}
-
-/// The value after `label ` in `text`, up to the next space or dot.
-fn after(text: &str, label: &str) -> String {
-    let rest = text
-        .split(label)
-        .nth(1)
-        .unwrap_or_else(|| panic!("{label:?} in {text}"));
-    rest.trim_start()
-        .split([' ', ')', '\n'])
-        .next()
-        .unwrap()
-        .trim_end_matches('.')
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them() {
     let upstream = upstream(UpstreamBehaviour::default()).await;
     let tee = DevAttestation::new();
     let dir = tee.dir.display().to_string();
     let chain_dir = tee.dir.join("chain");
-    let net = devnet(&chain_dir).await;
+    let net = ChainDevnet::start(&chain_dir, FAULTS).await;
     let chain = net.api.clone();
 
     // The registry's owner deploys the root.
@@ -440,7 +356,7 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
 
     // It comes back: the proxy catches up, and commits exactly what it
     // charged: the proxy contract booked every charge once.
-    let net = devnet_at(&chain_dir, &chain).await;
+    let net = ChainDevnet::start_at(&chain_dir, &chain, FAULTS).await;
     assert_eq!(
         committed_on(&chain, &contract, spent).await,
         spent,

@@ -489,9 +489,12 @@ impl Delivery {
 /// How long a signed request stays valid.
 const REQUEST_TTL_SECS: u32 = 120;
 
-/// How often a request not yet included is broadcast again (the same
-/// message: the wallet's seqno makes a second copy harmless).
-const REBROADCAST: std::time::Duration = std::time::Duration::from_secs(3);
+/// How soon a request not yet included is broadcast again (the same
+/// message: the wallet's seqno makes a second copy harmless); the wait
+/// doubles each time, up to [`REBROADCAST_MAX`].
+const REBROADCAST: std::time::Duration = std::time::Duration::from_secs(1);
+/// The longest wait between two broadcasts of one request.
+const REBROADCAST_MAX: std::time::Duration = std::time::Duration::from_secs(8);
 
 impl WalletV5 {
     /// The wallet's seqno (0 before it is deployed) and whether it is.
@@ -613,6 +616,7 @@ impl WalletV5 {
         let address = self.address();
         let hash = *request.message.repr_hash();
         let mut broadcast = tokio::time::Instant::now();
+        let mut every = REBROADCAST;
         let mut round = 0;
         let not_included = |why: NeverIncluded| SendError::NotIncluded {
             address: address.clone(),
@@ -654,12 +658,13 @@ impl WalletV5 {
                     }
                 }
             }
-            if broadcast.elapsed() >= REBROADCAST {
+            if broadcast.elapsed() >= every {
                 // Refused now most likely means the first copy landed.
                 if let Err(e) = chain.send_message(&request.message).await {
                     tracing::debug!(%address, seqno = request.seqno, error = %e, "broadcasting the request again");
                 }
                 broadcast = tokio::time::Instant::now();
+                every = (every * 2).min(REBROADCAST_MAX);
             }
             tokio::time::sleep(crate::trace::poll_pause(round)).await;
             round += 1;

@@ -116,8 +116,10 @@ options! {
         #[arg(long, env = "COCOON_ROOT", value_name = "ADDRESS")]
         pub root: Option<String>,
         /// With --chain: commit a client's voucher to its contract when the
-        /// charges not yet committed pass this many nanoton [default: half
-        /// the client's stake].
+        /// charges not yet committed pass this many nanoton, or half of what
+        /// its contract guarantees (its stake) if that is less: a client is
+        /// served only while its uncommitted charges stay within the stake
+        /// [default: half the client's stake].
         #[arg(long, env = "COCOON_PROXY_COMMIT_ABOVE", value_name = "NANOTON")]
         pub commit_above: Option<u64>,
         group chain: ChainOptions,
@@ -333,8 +335,9 @@ options! {
         #[arg(long, env = "COCOON_DEVNET_DELAY_BLOCKS", value_name = "N")]
         pub devnet_delay_blocks: Option<u32>,
         /// The proxy commits a client's voucher to its contract on chain when
-        /// the charges not yet committed pass this many nanoton [default:
-        /// half the client's stake].
+        /// the charges not yet committed pass this many nanoton, or half the
+        /// client's stake if that is less [default: half the client's
+        /// stake].
         #[arg(long, env = "COCOON_COMMIT_ABOVE", value_name = "NANOTON")]
         pub commit_above: Option<u64>,
         /// Requests that may wait, per model, for the worker when it is busy

@@ -654,6 +654,17 @@ impl Devnet {
         let number = st.next_block();
         let (internals, externals) = st.take_due(number);
         if internals.is_empty() && externals.is_empty() {
+            // Messages waiting for a later block (delayed): an empty block
+            // brings them closer. Nothing waiting: no block.
+            if st.has_work() {
+                let mut counters = st.counters;
+                counters.blocks = number;
+                self.store.write(&BlockWrite {
+                    counters,
+                    ..Default::default()
+                })?;
+                st.counters = counters;
+            }
             return Ok(Block::default());
         }
         let now = Self::now_of(st);

@@ -319,3 +319,72 @@ fn a_dropped_external_is_accepted_and_never_included() {
         "never included"
     );
 }
+
+/// With `--delay-blocks`, a message waits that many blocks more; the blocks
+/// pass even when nothing else happens.
+#[test]
+fn a_delayed_message_lands_after_the_blocks_it_waits() {
+    let dir = tempfile::tempdir().expect("dir");
+    let devnet = Devnet::open(
+        dir.path(),
+        DevnetOptions {
+            dev: true,
+            frozen_clock: Some(1_800_000_000),
+            faults: cocoon_devnet::Faults {
+                drop_externals: 0.0,
+                delay_blocks: 3,
+            },
+        },
+    )
+    .expect("opens");
+    let payee = StdAddr::new(0, HashBytes([0x79; 32]));
+    let origin = devnet
+        .faucet_later(&payee, Tokens::new(u128::from(TON)))
+        .expect("queued");
+    let blocks = devnet.counters().blocks;
+    let mut made = 0;
+    while !devnet.is_settled(&origin) && made < 10 {
+        devnet.produce_block().expect("a block");
+        made += 1;
+    }
+    assert_eq!(made, 1, "the faucet's own message is not delayed");
+    let wallet = WalletV5::new(
+        WalletKey::from_seed(&[0x6a; 32]).expect("key"),
+        devnet.global_id(),
+    )
+    .expect("wallet");
+    devnet
+        .faucet(&wallet.address(), Tokens::new(u128::from(3 * TON)))
+        .expect("faucet");
+    let msg = wallet
+        .transfer(
+            0,
+            devnet.now() + 60,
+            &[Transfer {
+                to: payee.clone(),
+                value: Nanoton::new(TON),
+                bounce: false,
+                body: None,
+                init: None,
+            }],
+            true,
+        )
+        .expect("signed");
+    let hash = devnet.accept_external(msg).expect("accepted");
+    let before = devnet.counters().blocks;
+    let mut waited = 0;
+    while !devnet.is_settled(&hash) && waited < 20 {
+        devnet.produce_block().expect("a block");
+        waited += 1;
+    }
+    assert_eq!(
+        waited, 8,
+        "the external 1 + 3 blocks, the payment 1 + 3 more"
+    );
+    assert_eq!(devnet.counters().blocks, before + 8);
+    assert!(devnet.counters().blocks > blocks);
+    assert_eq!(
+        devnet.account(&payee).expect("payee").balance.into_inner(),
+        u128::from(2 * TON)
+    );
+}

@@ -76,8 +76,9 @@ const REFUSED_RETRY: Duration = Duration::from_secs(600);
 pub struct Committer {
     /// The proxy operator's wallet, which pays the commits' fees.
     pub wallet: Arc<WalletV5>,
-    /// Commit when charges not yet committed pass this; `None`: half the
-    /// client's stake.
+    /// Commit when charges not yet committed pass this, or half of what
+    /// the client's contract guarantees (its stake, or its balance when
+    /// lower) if that is less.
     pub above: Option<Nanoton>,
 }
 
@@ -485,10 +486,11 @@ impl ClientContracts {
                 return None;
             }
         };
-        // Half of what the contract guarantees: the ledger serves up to all
-        // of it, so the commit lands while half is still left.
-        let guaranteed = seen.balance.min(seen.stake);
-        let threshold = c.above.unwrap_or(Nanoton::new(guaranteed.get() / 2));
+        // Half of what the contract guarantees at the latest (or earlier,
+        // as configured): the ledger serves up to all of it, so the commit
+        // lands while half is still left.
+        let half = Nanoton::new(seen.balance.min(seen.stake).get() / 2);
+        let threshold = c.above.map_or(half, |above| above.min(half));
         let closing = seen.state == 1;
         (uncommitted > threshold || closing).then_some((voucher, uncommitted, closing))
     }
