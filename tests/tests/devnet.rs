@@ -129,7 +129,55 @@ async fn tons_own_client_library_reads_and_sends_through_the_devnet() {
     assert_eq!(seen["payee_balance"], "1000000000", "{seen}");
     assert_eq!(seen["transactions"], 1);
     let (_, _, body) = get(&format!("{api}/devnet/status")).await;
-    assert_eq!(seen["global_id"], json_of(&body)["result"]["global_id"]);
+    let global_id = json_of(&body)["result"]["global_id"].clone();
+    assert_eq!(seen["global_id"], global_id);
+
+    // Cocoon's nodes take the network from the chain and refuse to be told
+    // another: a wallet signs for one network only.
+    let keys = data_dir.join("node");
+    let wallet = |extra: &[&str]| {
+        let mut args = vec![
+            "wallet",
+            "--role",
+            "client",
+            "--chain",
+            &api,
+            "--data-dir",
+            keys.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        cocoon_once(&args)
+    };
+    let shown = wallet(&[]);
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    for told in [
+        &["--global-id", "-239"][..],
+        &["--network", "mainnet"],
+        &["--network", "testnet"],
+    ] {
+        let refused = wallet(told);
+        assert!(!refused.status.success(), "{told:?}");
+        let why = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            why.contains(&format!("global id {global_id}")) || why.contains("contradicts"),
+            "{told:?}: {why}"
+        );
+    }
+    // A key others may read is refused.
+    let key = keys.join("keys").join("client.wallet-key");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let exposed = wallet(&[]);
+    assert!(!exposed.status.success());
+    assert!(
+        String::from_utf8_lossy(&exposed.stderr).contains("chmod 600"),
+        "{}",
+        String::from_utf8_lossy(&exposed.stderr)
+    );
     assert!(proc.terminate().expect("exits").success());
     let _ = std::fs::remove_dir_all(&data_dir);
 }

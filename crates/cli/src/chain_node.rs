@@ -22,13 +22,53 @@ pub struct NodeChain {
     pub chain: Arc<Toncenter>,
     /// The node's wallet.
     pub wallet: Arc<WalletV5>,
+    /// The network's global id, as the chain reports it.
+    pub global_id: i32,
 }
 
-/// The node's chain, or `None` without `--chain`.
-pub fn open(o: &ChainOptions, data_dir: &Path, role: &str) -> anyhow::Result<Option<NodeChain>> {
-    let Some(endpoints) = o.chain.clone() else {
+/// A network `--network` names: its endpoint and global id.
+struct Preset {
+    endpoint: &'static str,
+    global_id: i32,
+}
+
+fn preset(name: &str) -> anyhow::Result<Preset> {
+    Ok(match name {
+        "devnet" => Preset {
+            endpoint: "http://127.0.0.1:10030/api/v2",
+            global_id: cocoon_devnet::config::DEVNET_GLOBAL_ID,
+        },
+        "testnet" => Preset {
+            endpoint: "https://testnet.toncenter.com/api/v2",
+            global_id: network::TESTNET,
+        },
+        "mainnet" => Preset {
+            endpoint: "https://toncenter.com/api/v2",
+            global_id: network::MAINNET,
+        },
+        other => bail!("--network must be devnet, testnet or mainnet, found {other:?}"),
+    })
+}
+
+/// The node's chain, or `None` without `--chain` or `--network`. The
+/// network's global id is the chain's own (config param 19); a
+/// `--global-id` or `--network` that says otherwise is refused, since a
+/// wallet signs for one network only. On mainnet no wallet key is created
+/// by itself (`create_key` allows it).
+pub async fn open(
+    o: &ChainOptions,
+    data_dir: &Path,
+    role: &str,
+    create_key: bool,
+) -> anyhow::Result<Option<NodeChain>> {
+    let preset = o.network.as_deref().map(preset).transpose()?;
+    let Some(endpoints) = o
+        .chain
+        .clone()
+        .or_else(|| preset.as_ref().map(|p| p.endpoint.to_string()))
+    else {
         if o.wallet_key.is_some() || o.wallet_mnemonic_file.is_some() || o.chain_api_key.is_some() {
-            bail!("wallet and chain options need --chain: the chain's toncenter v2 endpoint");
+            bail!("wallet and chain options need --chain (the chain's toncenter v2 endpoint) or --network");
         }
         return Ok(None);
     };
@@ -41,30 +81,96 @@ pub fn open(o: &ChainOptions, data_dir: &Path, role: &str) -> anyhow::Result<Opt
     config.endpoints = list;
     config.api_key = o.chain_api_key.clone();
     let chain = Arc::new(Toncenter::new(config).context("--chain")?);
-    let key = match (&o.wallet_mnemonic_file, &o.wallet_key) {
-        (Some(_), Some(_)) => bail!("give --wallet-key or --wallet-mnemonic-file, not both"),
-        (Some(file), None) => {
-            let words = std::fs::read_to_string(file)
-                .with_context(|| format!("reading {}", file.display()))?;
-            WalletKey::from_mnemonic(&words).with_context(|| format!("{}", file.display()))?
-        }
-        (None, key) => {
-            let path = key
-                .clone()
-                .unwrap_or_else(|| data_dir.join("keys").join(format!("{role}.wallet-key")));
-            let pkcs8 = cocoon_tee::keyfile::ed25519_pkcs8(&path)
-                .with_context(|| format!("wallet key {}", path.display()))?;
-            WalletKey::from_pkcs8(&pkcs8)
-                .with_context(|| format!("wallet key {}", path.display()))?
-        }
+    let expected = match (o.global_id, preset.as_ref().map(|p| p.global_id)) {
+        (Some(a), Some(b)) if a != b => bail!(
+            "--global-id {a} contradicts --network {} (global id {b})",
+            o.network.as_deref().unwrap_or_default()
+        ),
+        (a, b) => a.or(b),
     };
-    let wallet = WalletV5::new(key, o.global_id.unwrap_or(network::MAINNET))?;
-    tracing::info!(chain = %endpoints, wallet = %wallet.address(), "on chain");
+    let global_id = network_global_id(&chain, &endpoints, expected).await?;
+    let key = wallet_key(o, data_dir, role, global_id, create_key)?;
+    let wallet = WalletV5::new(key, global_id)?;
+    tracing::info!(chain = %endpoints, global_id, wallet = %wallet.address(), "on chain");
     Ok(Some(NodeChain {
         endpoint: endpoints,
         chain,
         wallet: Arc::new(wallet),
+        global_id,
     }))
+}
+
+/// The chain's global id, checked against what this node was told.
+async fn network_global_id(
+    chain: &Toncenter,
+    endpoints: &str,
+    expected: Option<i32>,
+) -> anyhow::Result<i32> {
+    let reported = chain.global_id().await.with_context(|| {
+        format!("reading the global id (config param 19) of the chain at {endpoints}")
+    })?;
+    match expected {
+        Some(e) if e != reported => bail!(
+            "the chain at {endpoints} is the network with global id {reported} (its config param 19),              but this node was told {e}: a wallet signs for one network, so this node refuses to start"
+        ),
+        _ => Ok(reported),
+    }
+}
+
+/// The node's wallet key: from a mnemonic file, or a PKCS#8 key file that
+/// only its owner may read; created (mode 0600) when missing, except on
+/// mainnet unless asked.
+fn wallet_key(
+    o: &ChainOptions,
+    data_dir: &Path,
+    role: &str,
+    global_id: i32,
+    create_key: bool,
+) -> anyhow::Result<WalletKey> {
+    if o.wallet_mnemonic_file.is_some() && o.wallet_key.is_some() {
+        bail!("give --wallet-key or --wallet-mnemonic-file, not both");
+    }
+    if let Some(file) = &o.wallet_mnemonic_file {
+        private_only(file)?;
+        let words =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        return WalletKey::from_mnemonic(&words).with_context(|| format!("{}", file.display()));
+    }
+    let path = o
+        .wallet_key
+        .clone()
+        .unwrap_or_else(|| data_dir.join("keys").join(format!("{role}.wallet-key")));
+    if path.exists() {
+        private_only(&path)?;
+    } else if global_id == network::MAINNET && !create_key {
+        bail!(
+            "no wallet key at {}: on mainnet a node never creates one by itself. Import a wallet with              --wallet-mnemonic-file, or create a key deliberately with `cocoon wallet --role {role} --network mainnet --create-key`",
+            path.display()
+        );
+    }
+    let pkcs8 = cocoon_tee::keyfile::ed25519_pkcs8(&path)
+        .with_context(|| format!("wallet key {}", path.display()))?;
+    WalletKey::from_pkcs8(&pkcs8).with_context(|| format!("wallet key {}", path.display()))
+}
+
+/// Refuses a key file that anyone but its owner may read or write.
+fn private_only(path: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            bail!(
+                "{} may be read or written by others (mode {:o}): a wallet key must be the owner's alone; chmod 600 it",
+                path.display(),
+                mode & 0o777
+            );
+        }
+    }
+    Ok(())
 }
 
 fn parse(flag: &str, value: Option<&str>) -> anyhow::Result<StdAddr> {
@@ -304,16 +410,27 @@ pub async fn registry_images(
 }
 
 /// The node's chain for a command that needs one.
-pub fn required(
+pub async fn required(
     o: &ChainOptions,
     data_dir: Option<&Path>,
     role: &str,
 ) -> anyhow::Result<NodeChain> {
+    required_creating(o, data_dir, role, false).await
+}
+
+/// [`required`], creating the wallet key even on mainnet when asked.
+pub async fn required_creating(
+    o: &ChainOptions,
+    data_dir: Option<&Path>,
+    role: &str,
+    create_key: bool,
+) -> anyhow::Result<NodeChain> {
     let data_dir = data_dir
         .map(Path::to_path_buf)
         .unwrap_or_else(crate::trust::default_data_dir);
-    open(o, &data_dir, role)?
-        .ok_or_else(|| anyhow!("--chain is required: the chain's toncenter v2 endpoint"))
+    open(o, &data_dir, role, create_key).await?.ok_or_else(|| {
+        anyhow!("--chain or --network is required: the chain's toncenter v2 endpoint")
+    })
 }
 
 /// `cocoon wallet`: a node's wallet address, balance and state, so that an
@@ -327,7 +444,7 @@ pub async fn show_wallet(o: crate::options::WalletOptions) -> anyhow::Result<()>
             o.role
         );
     }
-    let c = required(&o.chain, o.data_dir.as_deref(), &o.role)?;
+    let c = required_creating(&o.chain, o.data_dir.as_deref(), &o.role, o.create_key).await?;
     let address = c.wallet.address();
     let account = c.chain.account(&address).await?;
     let doc = serde_json::json!({
@@ -349,7 +466,15 @@ pub async fn doctor(o: crate::options::DoctorOptions) -> anyhow::Result<()> {
         .data_dir
         .clone()
         .unwrap_or_else(crate::trust::default_data_dir);
-    let c = required(&o.chain, Some(&data_dir), &o.role)?;
+    let c = match required(&o.chain, Some(&data_dir), &o.role).await {
+        Ok(c) => c,
+        Err(e) => {
+            // The first read of the chain (its global id) failed: that is
+            // the diagnosis.
+            println!("FAIL chain: {e:#}");
+            bail!("1 check(s) failed");
+        }
+    };
     let mut failed = 0;
     let mut report = |ok: bool, what: String| {
         println!("{} {what}", if ok { "ok  " } else { "FAIL" });
@@ -451,7 +576,7 @@ pub async fn close_proxy(o: crate::options::RegistryCommon) -> anyhow::Result<()
         .data_dir
         .clone()
         .unwrap_or_else(crate::trust::default_data_dir);
-    let c = required(&o.chain, Some(&data_dir), "proxy-operator")?;
+    let c = required(&o.chain, Some(&data_dir), "proxy-operator").await?;
     let key = crate::payments::voucher_public_key(&data_dir)?;
     let contract = proxy_contract(&c, o.root.as_deref(), key).await?;
     let chain = c.chain.as_ref();
@@ -519,7 +644,7 @@ pub async fn stake_proxy(o: crate::options::StakeOptions) -> anyhow::Result<()> 
         .data_dir
         .clone()
         .unwrap_or_else(crate::trust::default_data_dir);
-    let c = required(&o.common.chain, Some(&data_dir), "proxy-operator")?;
+    let c = required(&o.common.chain, Some(&data_dir), "proxy-operator").await?;
     let key = crate::payments::voucher_public_key(&data_dir)?;
     let contract = proxy_contract(&c, o.common.root.as_deref(), key).await?;
     let gas = cocoon_core::Nanoton::new(100_000_000);

@@ -191,8 +191,15 @@ options! {
         /// Or the wallet of a TON mnemonic (24 words) kept in this file.
         #[arg(long, env = "COCOON_WALLET_MNEMONIC_FILE", value_name = "FILE")]
         pub wallet_mnemonic_file: Option<PathBuf>,
-        /// The network's global id, which wallets bind to: -239 mainnet
-        /// (and `cocoon devnet`), -3 testnet [default: -239].
+        /// Which network: devnet (a `cocoon devnet` on 127.0.0.1:10030),
+        /// testnet or mainnet (toncenter's endpoints). Sets --chain when it is
+        /// not given, and the global id the chain must report (config param
+        /// 19), checked at start.
+        #[arg(long, env = "COCOON_NETWORK", value_name = "devnet|testnet|mainnet")]
+        pub network: Option<String>,
+        /// The network's global id, which wallets bind to: -239 mainnet, -3
+        /// testnet, the devnet's own; checked against the chain's config
+        /// param 19 at start [default: what the chain reports].
         #[arg(long, env = "COCOON_GLOBAL_ID", value_name = "ID", allow_hyphen_values = true)]
         pub global_id: Option<i32>,
     }
@@ -616,6 +623,10 @@ pub struct WalletOptions {
     /// The data directory [default: $XDG_DATA_HOME/cocoon, else ~/.local/share/cocoon].
     #[arg(long, env = "COCOON_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Create the wallet's key if it does not exist, even on mainnet (where
+    /// no node creates one by itself).
+    #[arg(long)]
+    pub create_key: bool,
     #[command(flatten)]
     pub chain: ChainOptions,
 }

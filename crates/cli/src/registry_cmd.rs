@@ -47,7 +47,8 @@ fn role(s: &str) -> anyhow::Result<Role> {
 pub async fn run(o: RegistryOptions) -> anyhow::Result<()> {
     let common = o.action.common();
     let c =
-        crate::chain_node::required(&common.chain, common.data_dir.as_deref(), "registry-owner")?;
+        crate::chain_node::required(&common.chain, common.data_dir.as_deref(), "registry-owner")
+            .await?;
     let root = || {
         crate::payments::address(common.root.as_deref(), "--root")?
             .ok_or_else(|| anyhow!("--root is required"))

@@ -194,7 +194,7 @@ async fn proxy_config(
         .unwrap_or_else(crate::trust::default_data_dir);
     // On a chain: the contract the root registered for this proxy's wallet
     // and voucher key; deposits and commits through it.
-    let on_chain = crate::chain_node::open(&o.chain, &data_dir, "proxy-operator")?;
+    let on_chain = crate::chain_node::open(&o.chain, &data_dir, "proxy-operator", false).await?;
     let (on_chain, images) = match &on_chain {
         Some(c) => {
             if o.contract.is_some() {
@@ -230,10 +230,7 @@ async fn proxy_config(
                         )
                         .checking_models(),
                     ),
-                    global_id: o
-                        .chain
-                        .global_id
-                        .unwrap_or(cocoon_chain::wallet::network::MAINNET),
+                    global_id: c.global_id,
                 }),
                 Some(crate::chain_node::registry_images(c.chain.clone(), root).await?),
             )
@@ -304,7 +301,7 @@ pub async fn worker(o: WorkerOptions, a: AttestationOptions) -> anyhow::Result<(
     let mut address = crate::payments::address(o.address.as_deref(), "--address")?;
     // On a chain: the worker contract the proxy contract derives from this
     // worker's wallet; payouts go to the wallet.
-    let chain = match crate::chain_node::open(&o.chain, &data_dir, "worker")? {
+    let chain = match crate::chain_node::open(&o.chain, &data_dir, "worker", false).await? {
         Some(c) => {
             if address.is_some() {
                 bail!("--address is for a development ledger; on a chain the worker's contract is derived from its wallet");
@@ -384,7 +381,9 @@ async fn client_config(
     let mut address = crate::payments::address(o.address.as_deref(), "--address")?;
     // On a chain: the payer is the client contract the proxy contract
     // derives from this client's wallet; deposits are top-ups from it.
-    let (chain, wallet) = match crate::chain_node::open(&o.chain, &data_dir, "client")? {
+    let (chain, wallet) = match crate::chain_node::open(&o.chain, &data_dir, "client", false)
+        .await?
+    {
         Some(c) => {
             if address.is_some() {
                 bail!("--address is for a development ledger; on a chain the client's contract is derived from its wallet");
