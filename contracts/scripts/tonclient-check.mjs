@@ -4,12 +4,17 @@
 // the payee's transaction and the network's global id (config param 19).
 //
 //   node scripts/tonclient-check.mjs http://127.0.0.1:PORT/api/v2
+//   node scripts/tonclient-check.mjs http://127.0.0.1:PORT/api/v2 --pay 'ton://transfer/...'
+//
+// With --pay, it instead pays a ton://transfer link (amount, bin payload,
+// init) from a fresh wallet, as a wallet app would, and waits until the
+// destination's transaction has run.
 //
 // The devnet must run with --dev (the wallet is funded by its faucet).
 // Prints one JSON line of what it saw; exits non-zero on any mismatch.
 import assert from 'node:assert/strict';
 import { TonClient, WalletContractV5R1, internal } from '@ton/ton';
-import { Address, Cell, SendMode, toNano } from '@ton/core';
+import { Address, Cell, SendMode, loadStateInit, toNano } from '@ton/core';
 import { mnemonicNew, mnemonicToPrivateKey } from '@ton/crypto';
 
 const api = process.argv[2];
@@ -55,6 +60,32 @@ const funded = await fetch(`${api}/devnet/faucet`, {
   body: JSON.stringify({ address: wallet.address.toRawString(), amount: '3000000000' }),
 });
 assert.equal(funded.status, 200, await funded.text());
+
+if (process.argv[3] === '--pay') {
+  const link = new URL(process.argv[4]);
+  const target = process.argv[4].match(/^ton:\/\/transfer\/([^?]+)/);
+  assert.ok(target, `not a ton://transfer link: ${process.argv[4]}`);
+  const to = Address.parse(target[1]);
+  const b64 = (s) => Buffer.from(s.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
+  const body = Cell.fromBoc(b64(link.searchParams.get('bin')))[0];
+  const initParam = link.searchParams.get('init');
+  const init = initParam ? loadStateInit(Cell.fromBoc(b64(initParam))[0].beginParse()) : undefined;
+  const before = (await client.getTransactions(to, { limit: 1 }))[0]?.lt ?? 0n;
+  await opened.sendTransfer({
+    seqno: 0,
+    secretKey: key.secretKey,
+    sendMode: SendMode.PAY_GAS_SEPARATELY + SendMode.IGNORE_ERRORS,
+    messages: [internal({ to, value: BigInt(link.searchParams.get('amount')), bounce: true, body, init })],
+  });
+  const tx = await until('the link paid', async () => {
+    const [t] = await client.getTransactions(to, { limit: 1 });
+    return t && t.lt > before && t.inMessage?.info.src?.equals(wallet.address) ? t : null;
+  });
+  assert.equal(tx.description.computePhase.type, 'vm');
+  assert.equal(tx.description.computePhase.exitCode, 0);
+  console.log(JSON.stringify({ paid: link.searchParams.get('amount'), to: to.toRawString() }));
+  process.exit(0);
+}
 assert.equal(await client.getBalance(wallet.address), toNano('3'));
 assert.equal(await client.isContractDeployed(wallet.address), false);
 

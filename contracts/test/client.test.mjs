@@ -256,11 +256,35 @@ test('a client contract the proxy did not derive cannot book charges', async () 
   assert.equal((await proxyData(net.bc, net.proxy)).charged, 0n);
 });
 
-test('an unknown op is refused; a plain transfer is kept', async () => {
+test('an unknown op is refused; a stranger\'s plain transfer is kept, not credited', async () => {
   const { net, owner, client } = await setup();
   const r = await send(net, owner, client, body(0x12345678));
   assertRefused(r, client, EXIT.UNKNOWN_OP);
-  const plain = await owner.send({ to: client, value: toNano('1'), bounce: true });
+  const stranger = await net.bc.treasury('stranger');
+  const plain = await stranger.send({ to: client, value: toNano('1'), bounce: true });
   assertSuccess(plain, client);
   assert.equal((await clientData(net.bc, client)).balance, toNano('5'));
+});
+
+// What a wallet app sends: a plain transfer, or one with a text comment.
+// From the owner to an open contract it is a top-up of all but the gas
+// (0.02 TON, the unspent part of it coming back); from the owner to a
+// closing contract it is kept for the sweep.
+test('the owner\'s plain transfer or comment tops an open contract up', async () => {
+  const { net, owner, client } = await setup();
+  const plain = await owner.send({ to: client, value: toNano('1'), bounce: true });
+  assertSuccess(plain, client);
+  assert.equal((await clientData(net.bc, client)).balance, toNano('5.98'));
+  const back = plain.transactions.find((t) => t.inMessage?.info.dest?.equals?.(owner.address));
+  assert.ok(back, 'the unspent gas comes back to the owner');
+  const comment = beginCell().storeUint(0, 32).storeStringTail('top up').endCell();
+  assertSuccess(await owner.send({ to: client, value: toNano('2'), bounce: true, body: comment }), client);
+  assert.equal((await clientData(net.bc, client)).balance, toNano('7.96'));
+  // Too little to pay for its own gas: kept, not credited.
+  assertSuccess(await owner.send({ to: client, value: toNano('0.01'), bounce: true }), client);
+  assert.equal((await clientData(net.bc, client)).balance, toNano('7.96'));
+  // While closing, a top-up would dodge the close delay's purpose: kept.
+  assertSuccess(await send(net, owner, client, body(OP.RequestClientClose)), client);
+  assertSuccess(await owner.send({ to: client, value: toNano('1'), bounce: true }), client);
+  assert.equal((await clientData(net.bc, client)).balance, toNano('7.96'));
 });

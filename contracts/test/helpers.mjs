@@ -131,7 +131,7 @@ export const ROLE = { PROXY: 0, WORKER: 1, CLIENT: 2 };
 export const RESERVE = {
   root: toNano('0.5'),
   proxy: toNano('0.3'),
-  client: toNano('0.05'),
+  client: toNano('0.06'),
   worker: toNano('0.15'),
 };
 /** How long an unlocked worker stake may be taken (WorkerContract.tolk). */

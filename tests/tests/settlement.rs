@@ -36,6 +36,27 @@ async fn client_data(net: &ChainDevnet, contract: &str) -> (u64, u64, u64, u64) 
     )
 }
 
+/// Pays a `ton://transfer` link from a fresh wallet of `@ton/ton`, as a
+/// wallet app would (contracts/scripts/tonclient-check.mjs --pay).
+async fn pay_link(chain: &str, link: &str) {
+    let contracts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../contracts");
+    let out = tokio::process::Command::new("node")
+        .args(["scripts/tonclient-check.mjs", chain, "--pay", link])
+        .current_dir(&contracts)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), out)
+        .await
+        .expect("the payment ends")
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `nanoton` as `cocoon`'s TON amounts (nine decimals).
 fn ton(nanoton: u64) -> String {
     format!("{}.{:09}", nanoton / 1_000_000_000, nanoton % 1_000_000_000)
@@ -160,11 +181,30 @@ async fn a_client_that_withdraws_and_closes_before_a_commit_leaves_the_proxy_pai
     }
     let topped = cocoon_json(&["client", "deposit", "--api", &api, "--amount", "3"]);
     assert_eq!(topped["deposited"], 3_000_000_000u64, "{topped}");
-    let (_, _, body) = get(&format!("{api}/v1/cocoon/chain")).await;
-    let contract = serde_json::from_slice::<Value>(&body).unwrap()["client_contract"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    // Half a TON more from any wallet app: the client's top-up link, paid
+    // from a wallet of TON's own client library.
+    let (_, _, body) = get(&format!("{api}/v1/cocoon/chain?amount_nanoton=500000000")).await;
+    let info: Value = serde_json::from_slice(&body).unwrap();
+    let contract = info["client_contract"].as_str().unwrap().to_string();
+    let link = info["deposit_link"].as_str().unwrap().to_string();
+    assert!(link.starts_with("ton://transfer/"), "{info}");
+    let printed = cocoon_once(&[
+        "client", "deposit", "--api", &api, "--amount", "0.5", "--link",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&printed.stdout).trim(), link);
+    pay_link(&chain, &link).await;
+    let mut deposited = 0;
+    for _ in 0..200 {
+        let (_, _, body) = get(&format!("{api}/v1/cocoon/balance")).await;
+        deposited = serde_json::from_slice::<Value>(&body).unwrap()["deposited"]
+            .as_u64()
+            .unwrap_or(0);
+        if deposited == 3_500_000_000 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(deposited, 3_500_000_000, "the link's top-up counts");
 
     // The client spends as fast as it can. It is served only while what it
     // owes and the proxy has not committed stays within its stake: then it

@@ -73,7 +73,7 @@ pub mod reserve {
     /// A proxy contract's: the root sends it with the deployment.
     pub const PROXY: Nanoton = Nanoton::new(300_000_000);
     /// A client contract's.
-    pub const CLIENT: Nanoton = Nanoton::new(50_000_000);
+    pub const CLIENT: Nanoton = Nanoton::new(60_000_000);
     /// A worker contract's.
     pub const WORKER: Nanoton = Nanoton::new(150_000_000);
 }
@@ -621,4 +621,37 @@ pub fn request_proxy_close(query_id: u64) -> Result<Cell, Error> {
 /// Proxy: finish closing after the delay (stake and commission to the owner).
 pub fn finish_proxy_close(query_id: u64) -> Result<Cell, Error> {
     body(op::FINISH_PROXY_CLOSE, query_id, |_| Ok(()))
+}
+
+/// Gas a top-up link carries beyond its amount; the contract returns what
+/// is left.
+pub const TOP_UP_LINK_GAS: Nanoton = Nanoton::new(50_000_000);
+
+/// A `ton://transfer/...` link any TON wallet app opens to top `contract`
+/// up by `amount`: the value (amount and gas), the top-up payload (`bin`)
+/// and, so the first top-up deploys the contract, its initial state
+/// (`init`; ignored once the contract exists).
+pub fn top_up_link(
+    contract: &StdAddr,
+    amount: Nanoton,
+    init: Option<&StateInit>,
+) -> Result<String, Error> {
+    use base64::Engine;
+    let b64 = |c: &Cell| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tycho_types::boc::Boc::encode(c))
+    };
+    let value = amount
+        .get()
+        .checked_add(TOP_UP_LINK_GAS.get())
+        .ok_or(Error::IntOverflow)?;
+    let body = top_up(0, amount)?;
+    let mut link = format!(
+        "ton://transfer/{}?amount={value}&bin={}",
+        contract.display_base64_url(true),
+        b64(&body)
+    );
+    if let Some(init) = init {
+        link.push_str(&format!("&init={}", b64(&CellBuilder::build_from(init)?)));
+    }
+    Ok(link)
 }

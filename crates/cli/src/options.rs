@@ -863,6 +863,11 @@ pub struct DepositOptions {
     /// The running client's API [default: http://127.0.0.1:10000].
     #[arg(long, env = "COCOON_CLIENT_API", value_name = "URL")]
     pub api: Option<String>,
+    /// Deposit: print a ton://transfer link instead, which any TON wallet
+    /// app opens to top the client's contract up by the amount (a plain
+    /// transfer from the contract's owner counts as a top-up too).
+    #[arg(long)]
+    pub link: bool,
 }
 
 /// Options of `cocoon attest dev-policy`.

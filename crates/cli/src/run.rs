@@ -702,6 +702,9 @@ pub async fn model_hash(file: std::path::PathBuf) -> anyhow::Result<()> {
 
 /// `cocoon client deposit`: POST /v1/cocoon/deposit on a running client.
 pub async fn deposit(o: crate::options::DepositOptions) -> anyhow::Result<()> {
+    if o.link {
+        return deposit_link(o).await;
+    }
     let body = format!("{{\"amount_nanoton\":{}}}", o.amount.get());
     act_on(
         o.api,
@@ -711,6 +714,24 @@ pub async fn deposit(o: crate::options::DepositOptions) -> anyhow::Result<()> {
         "the client refused the deposit",
     )
     .await
+}
+
+/// `cocoon client deposit --link`: the running client's top-up link.
+async fn deposit_link(o: crate::options::DepositOptions) -> anyhow::Result<()> {
+    let api = o.api.unwrap_or_else(|| format!("http://{DEFAULT_API}"));
+    let path = format!("/v1/cocoon/chain?amount_nanoton={}", o.amount.get());
+    let (status, body) = call_local("GET", &api, &path, "").await?;
+    let v: serde_json::Value = serde_json::from_str(body.trim()).unwrap_or_default();
+    match v["deposit_link"].as_str() {
+        Some(link) if status == "200" && !link.is_empty() => {
+            println!("{link}");
+            Ok(())
+        }
+        _ => bail!(
+            "the client at {api} gave no deposit link (HTTP {status}): {}",
+            body.trim()
+        ),
+    }
 }
 
 /// `cocoon client withdraw`: POST /v1/cocoon/withdraw on a running client.
@@ -785,12 +806,22 @@ async fn act_on(
 /// POSTs `body` to `path` on a node's local HTTP port; returns the status
 /// and the answer's body.
 async fn post_local(api: &str, path: &str, body: &str) -> anyhow::Result<(String, String)> {
+    call_local("POST", api, path, body).await
+}
+
+/// Calls `path` with `method` on a node's local HTTP port.
+async fn call_local(
+    method: &str,
+    api: &str,
+    path: &str,
+    body: &str,
+) -> anyhow::Result<(String, String)> {
     let rest = api
         .strip_prefix("http://")
         .ok_or_else(|| anyhow!("--api must be an http:// URL, found {api:?}"))?;
     let authority = rest.split('/').next().unwrap_or(rest).to_string();
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );

@@ -107,21 +107,49 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     resp
 }
 
-/// `GET /v1/cocoon/chain`: where this client's money lives on chain.
-async fn chain_info(State(shared): State<Arc<Shared>>) -> Response {
-    match &shared.config.chain {
-        Some(info) => (
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            serde_json::to_string(info).unwrap_or_default(),
-        )
-            .into_response(),
-        None => ApiError::request(
+/// `GET /v1/cocoon/chain[?amount_nanoton=N]`: where this client's money
+/// lives on chain, and a `ton://transfer` link that tops its contract up by
+/// N (default 1 TON) from any TON wallet app.
+async fn chain_info(
+    State(shared): State<Arc<Shared>>,
+    query: axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let Some(info) = &shared.config.chain else {
+        return ApiError::request(
             StatusCode::NOT_FOUND,
             "no_chain",
             "this client is not connected to a chain: it runs on a development ledger",
         )
-        .into_response(),
-    }
+        .into_response();
+    };
+    let amount = match query.get("amount_nanoton").map(|v| v.parse::<u64>()) {
+        None => cocoon_core::Nanoton::TON,
+        Some(Ok(n)) if n > 0 => cocoon_core::Nanoton::new(n),
+        Some(_) => {
+            return ApiError::invalid(
+                "amount_nanoton",
+                "invalid_value",
+                "amount_nanoton must be a whole number of nanoton above zero",
+            )
+            .into_response()
+        }
+    };
+    let init = shared
+        .config
+        .wallet
+        .as_ref()
+        .and_then(|w| w.contract_init.as_ref());
+    let link = cocoon_chain::contracts::top_up_link(&shared.address, amount, init)
+        .map(|l| l.to_string())
+        .unwrap_or_default();
+    let mut v = serde_json::to_value(info).unwrap_or_default();
+    v["deposit_link"] = serde_json::Value::String(link);
+    v["deposit_link_amount_nanoton"] = serde_json::json!(amount.get());
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
 }
 
 async fn not_found(req: Request) -> ApiError {
