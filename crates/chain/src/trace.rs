@@ -57,6 +57,13 @@ pub struct Landed {
     pub sent: Vec<Sent>,
     /// Total fees it charged.
     pub fees: u64,
+    /// Storage fees it collected from the account (part of `fees`): paid
+    /// by the account, not by the message.
+    pub storage_fee: u64,
+    /// The forwarding fee its inbound message paid on the way (an internal
+    /// message's `fwd_fee`: the part of the sender's forwarding fee that
+    /// neither transaction's total counts).
+    pub in_fwd_fee: u64,
 }
 
 impl Landed {
@@ -111,6 +118,10 @@ fn read_cell(
         .map_err(|e| format!("its inbound message: {e}"))?
         .ok_or("a transaction without an inbound message")?;
     let bounce_in = matches!(&in_msg.info, MsgInfo::Int(i) if i.bounced);
+    let in_fwd_fee = match &in_msg.info {
+        MsgInfo::Int(i) => u64::try_from(i.fwd_fee.into_inner()).unwrap_or(u64::MAX),
+        _ => 0,
+    };
     let body = in_msg.body;
     let op = (body.size_bits() >= 32)
         .then(|| body.get_u32(0).ok())
@@ -118,12 +129,22 @@ fn read_cell(
     let info = tx
         .load_info()
         .map_err(|e| format!("its description: {e}"))?;
-    let (exit_code, aborted) = match info {
-        TxInfo::Ordinary(o) => match o.compute_phase {
-            ComputePhase::Executed(c) => (Some(c.exit_code), o.aborted),
-            ComputePhase::Skipped(_) => (None, o.aborted),
-        },
-        TxInfo::TickTock(t) => (None, t.aborted),
+    let (exit_code, aborted, storage) = match info {
+        TxInfo::Ordinary(o) => {
+            let storage = o
+                .storage_phase
+                .map(|s| s.storage_fees_collected.into_inner())
+                .unwrap_or(0);
+            match o.compute_phase {
+                ComputePhase::Executed(c) => (Some(c.exit_code), o.aborted, storage),
+                ComputePhase::Skipped(_) => (None, o.aborted, storage),
+            }
+        }
+        TxInfo::TickTock(t) => (
+            None,
+            t.aborted,
+            t.storage_phase.storage_fees_collected.into_inner(),
+        ),
     };
     let mut sent = Vec::new();
     for out in tx.out_msgs.values() {
@@ -153,6 +174,8 @@ fn read_cell(
         aborted,
         sent,
         fees: u64::try_from(tx.total_fees.tokens.into_inner()).unwrap_or(u64::MAX),
+        storage_fee: u64::try_from(storage).unwrap_or(u64::MAX),
+        in_fwd_fee,
     })
 }
 

@@ -472,9 +472,25 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// The fees every transaction of the trace charged.
+    /// What the request cost in fees: every transaction's total, and the
+    /// forwarding fee each internal message paid on its way.
     pub fn fees(&self) -> Nanoton {
-        Nanoton::new(self.trace.iter().map(|t| t.fees).sum())
+        Nanoton::new(self.trace.iter().map(|t| t.fees + t.in_fwd_fee).sum())
+    }
+
+    /// The storage fees the accounts other than the sending wallet
+    /// collected from themselves along the way: a contract whose reserve
+    /// they wore down refills it from the message (so the sender pays
+    /// them), one with room to spare does not.
+    pub fn others_storage_fees(&self) -> Nanoton {
+        let wallet = &self.trace[0].account;
+        Nanoton::new(
+            self.trace
+                .iter()
+                .filter(|t| &t.account != wallet)
+                .map(|t| t.storage_fee)
+                .sum(),
+        )
     }
 
     /// The transactions on `account`.

@@ -125,6 +125,15 @@ pub(crate) struct Withdrawal {
     /// What the withdrawal cost the wallet: gas and forwarding, net of the
     /// excess that came back.
     pub fees: String,
+    /// The fees of every transaction the withdrawal caused and every
+    /// message's forwarding fee, as the chain reports them (found by message
+    /// hash). `fees` is this, less whatever of `contracts_storage_fees` the
+    /// contracts paid from their own reserves rather than from the gas.
+    pub chain_fees: String,
+    /// The storage fees the contracts on the way collected from themselves.
+    pub contracts_storage_fees: String,
+    /// How many transactions it took.
+    pub transactions: usize,
 }
 
 /// Why a withdrawal did not happen.
@@ -667,7 +676,8 @@ pub(crate) async fn withdraw(shared: &crate::Shared) -> Result<Withdrawal, Withd
         .balance;
     let (transfers, stake) =
         payout_transfers(c, &contract, state.deployed, before, &voucher).await?;
-    c.wallet
+    let delivery = c
+        .wallet
         .send(c.chain.as_ref(), &transfers, PAYOUT_TIMEOUT)
         .await
         .map_err(|e| WithdrawError::Chain(e.to_string()))?;
@@ -692,5 +702,8 @@ pub(crate) async fn withdraw(shared: &crate::Shared) -> Result<Withdrawal, Withd
         wallet_balance_before: before.get().to_string(),
         wallet_balance_after: after.get().to_string(),
         fees: fees.to_string(),
+        chain_fees: delivery.fees().get().to_string(),
+        contracts_storage_fees: delivery.others_storage_fees().get().to_string(),
+        transactions: delivery.trace.len(),
     })
 }
