@@ -188,6 +188,9 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
         .unwrap_or_default()
         .to_string();
     assert!(trust.contains("images: the root registry"), "{trust}");
+    // One endpoint: its word is all there is, and /stats says so (with two,
+    // trust changes only when they agree).
+    assert!(trust.contains("one endpoint configured"), "{trust}");
 
     // The worker and the client find their contracts through the proxy's.
     let worker_wallet = wallet(&chain, &dir, "worker");

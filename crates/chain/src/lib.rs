@@ -6,6 +6,8 @@
 //! - [`contracts`]: the contracts' initial states (every address derived
 //!   here, as the contracts derive it) and the messages nodes send them;
 //! - [`chain`]: the [`Chain`] interface nodes use to reach TON;
+//! - [`corroborate`]: trust read from two endpoints, changed only when they
+//!   agree;
 //! - [`toncenter`]: its implementation over toncenter's HTTP API v2, which
 //!   the embedded devnet (`crates/devnet`) serves too;
 //! - [`trace`]: following a message to the transactions it caused;
@@ -14,6 +16,7 @@
 pub mod artifacts;
 pub mod chain;
 pub mod contracts;
+pub mod corroborate;
 pub mod registry;
 pub mod stack;
 pub mod toncenter;

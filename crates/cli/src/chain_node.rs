@@ -381,27 +381,50 @@ async fn read_images(
 
 /// The images the root registry allows per role, read now (a node does not
 /// start without them) and every 30 s after; the last list read stands
-/// while the chain is unreachable.
+/// while the chain is unreachable. With several endpoints, a list is taken
+/// only when two agree on it: one endpoint alone never changes whom RA-TLS
+/// accepts (`/stats` shows which it was).
 pub async fn registry_images(
     chain: Arc<Toncenter>,
     root: StdAddr,
 ) -> anyhow::Result<Arc<cocoon_tee::ImageAllowList>> {
+    let witnesses = Arc::new(cocoon_chain::corroborate::Corroborator::new(
+        chain.config(),
+    )?);
     let list = Arc::new(cocoon_tee::ImageAllowList::new(format!(
         "the root registry {root}"
     )));
-    list.replace(
-        read_images(&chain, &root)
-            .await
-            .context("reading the allowed images from the root registry")?,
-    );
+    let read = |w: Arc<cocoon_chain::corroborate::Corroborator>, root: StdAddr| async move {
+        w.read(|c| {
+            let root = root.clone();
+            async move { read_images(&c, &root).await }
+        })
+        .await
+    };
+    let first = read(witnesses.clone(), root.clone()).await;
+    list.note(first.describe());
+    match first.value() {
+        Some(sets) => list.replace(sets),
+        None => bail!(
+            "reading the allowed images from the root registry: {}",
+            list.note_text()
+        ),
+    }
     let refreshed = list.clone();
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(IMAGES_REFRESH).await;
-            match read_images(&chain, &root).await {
-                Ok(sets) => refreshed.replace(sets),
-                Err(e) => {
-                    tracing::warn!(error = %e, "the registry's images could not be read; the last list stands")
+            let agreement = read(witnesses.clone(), root.clone()).await;
+            refreshed.note(agreement.describe());
+            match agreement {
+                a @ (cocoon_chain::corroborate::Agreement::Agreed(_)
+                | cocoon_chain::corroborate::Agreement::Single(_)) => {
+                    if let Some(sets) = a.value() {
+                        refreshed.replace(sets);
+                    }
+                }
+                other => {
+                    tracing::warn!(status = %other.describe(), "the registry's images were not confirmed; the last list stands")
                 }
             }
         }

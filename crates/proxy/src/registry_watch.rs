@@ -1,11 +1,14 @@
 //! The root registry in charge of prices: with a registry, the proxy
 //! charges what the root says, read at start and every [`REFRESH`], and
 //! shows the version and the age of its copy in `/stats`. When the chain
-//! is unreachable, the last prices read stand.
+//! is unreachable, the last prices read stand. The models the root lists
+//! decide which workers may serve: with several endpoints they change only
+//! when two agree.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cocoon_chain::corroborate::Agreement;
 use cocoon_chain::stack::StackReader;
 use cocoon_chain::{Chain, Toncenter};
 use cocoon_core::{BasisPoints, Nanoton, PriceList};
@@ -21,11 +24,15 @@ struct Seen {
     error: Option<String>,
     /// The model hashes the root lists.
     models: std::collections::BTreeSet<[u8; 32]>,
+    /// How the last reading of the models was confirmed.
+    models_note: String,
 }
 
 /// Reads the root's prices into the proxy's price board.
 pub struct RegistryWatch {
     chain: Arc<Toncenter>,
+    /// Each endpoint on its own, for the models (trust).
+    witnesses: Option<cocoon_chain::corroborate::Corroborator>,
     root: StdAddr,
     seen: Mutex<Seen>,
     check_models: bool,
@@ -43,6 +50,7 @@ impl RegistryWatch {
     /// Watches `root`.
     pub fn new(chain: Arc<Toncenter>, root: StdAddr) -> Self {
         RegistryWatch {
+            witnesses: cocoon_chain::corroborate::Corroborator::new(chain.config()).ok(),
             chain,
             root,
             seen: Mutex::new(Seen::default()),
@@ -99,29 +107,23 @@ impl RegistryWatch {
         Ok((version, prices))
     }
 
-    /// The model hashes the root lists now.
-    async fn read_models(&self) -> Result<std::collections::BTreeSet<[u8; 32]>, String> {
-        let out = self
-            .chain
-            .run_get_method(&self.root, "get_models", &[])
-            .await
-            .map_err(|e| e.to_string())?;
-        if !out.succeeded() {
-            return Err(format!(
-                "get_models on the root {} exits with {}",
-                self.root, out.exit_code
-            ));
+    /// The model hashes the root lists now, as two endpoints agree (or the
+    /// only one says).
+    async fn read_models(&self) -> Agreement<std::collections::BTreeSet<[u8; 32]>> {
+        let root = self.root.clone();
+        match &self.witnesses {
+            Some(w) => {
+                w.read(|c| {
+                    let root = root.clone();
+                    async move { models_of(&c, &root).await }
+                })
+                .await
+            }
+            None => match models_of(&self.chain, &root).await {
+                Ok(m) => Agreement::Single(m),
+                Err(detail) => Agreement::Unconfirmed { detail },
+            },
         }
-        let dict_root = match out.stack.into_iter().next() {
-            Some(cocoon_chain::StackEntry::Cell(c) | cocoon_chain::StackEntry::Slice(c)) => Some(c),
-            _ => None,
-        };
-        let dict = tycho_types::dict::Dict::<tycho_types::cell::HashBytes, tycho_types::cell::Cell>::from_raw(dict_root);
-        let mut set = std::collections::BTreeSet::new();
-        for k in dict.keys() {
-            set.insert(k.map_err(|e| format!("get_models: {e}"))?.0);
-        }
-        Ok(set)
     }
 
     /// Whether the root lists the model with these weights (as last read).
@@ -131,13 +133,17 @@ impl RegistryWatch {
 
     /// Reads the prices and the models, and puts the prices on `board`.
     pub async fn refresh(&self, board: &crate::PriceBoard) -> Result<(), String> {
-        let read = match self.read().await {
-            Ok((version, prices)) => self.read_models().await.map(|m| (version, prices, m)),
-            Err(e) => Err(e),
-        };
-        match read {
-            Ok((version, prices, models)) => {
-                self.seen().models = models;
+        match self.read().await {
+            Ok((version, prices)) => {
+                let models = self.read_models().await;
+                let note = models.describe();
+                match models.value() {
+                    Some(m) => self.seen().models = m,
+                    None => {
+                        tracing::warn!(root = %self.root, status = %note, "the registry's models were not confirmed; the last list stands")
+                    }
+                }
+                self.seen().models_note = note;
                 if board.set(prices) {
                     tracing::info!(root = %self.root, version, price_per_token = %prices.price_per_token, worker_fee_per_token = %prices.worker_fee_per_token, "prices from the registry");
                 }
@@ -188,9 +194,44 @@ impl RegistryWatch {
             .as_ref()
             .map(|e| format!("; last error: {e}"))
             .unwrap_or_default();
+        let models = if s.models_note.is_empty() {
+            String::new()
+        } else {
+            format!("; models: {}", s.models_note)
+        };
         (
             "registry".into(),
-            format!("{} ({version}prices {age}){err}", self.root),
+            format!("{} ({version}prices {age}{models}){err}", self.root),
         )
     }
+}
+
+/// The model hashes `root` lists, read through `chain`.
+async fn models_of(
+    chain: &Toncenter,
+    root: &StdAddr,
+) -> Result<std::collections::BTreeSet<[u8; 32]>, String> {
+    let out = chain
+        .run_get_method(root, "get_models", &[])
+        .await
+        .map_err(|e| e.to_string())?;
+    if !out.succeeded() {
+        return Err(format!(
+            "get_models on the root {root} exits with {}",
+            out.exit_code
+        ));
+    }
+    let dict_root = match out.stack.into_iter().next() {
+        Some(cocoon_chain::StackEntry::Cell(c) | cocoon_chain::StackEntry::Slice(c)) => Some(c),
+        _ => None,
+    };
+    let dict =
+        tycho_types::dict::Dict::<tycho_types::cell::HashBytes, tycho_types::cell::Cell>::from_raw(
+            dict_root,
+        );
+    let mut set = std::collections::BTreeSet::new();
+    for k in dict.keys() {
+        set.insert(k.map_err(|e| format!("get_models: {e}"))?.0);
+    }
+    Ok(set)
 }

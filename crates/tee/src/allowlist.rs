@@ -18,6 +18,8 @@ pub struct ImageAllowList {
     source: String,
     /// The sets and when they were read.
     sets: RwLock<(ImagesByRole, Option<Instant>)>,
+    /// How the last reading was confirmed (which endpoints agreed).
+    note: RwLock<String>,
 }
 
 impl ImageAllowList {
@@ -27,7 +29,18 @@ impl ImageAllowList {
         ImageAllowList {
             source: source.into(),
             sets: RwLock::new((BTreeMap::new(), None)),
+            note: RwLock::new(String::new()),
         }
+    }
+
+    /// Records how the last reading was confirmed, for `/stats`.
+    pub fn note(&self, text: String) {
+        *self.note.write().unwrap_or_else(|p| p.into_inner()) = text;
+    }
+
+    /// The last reading's confirmation.
+    pub fn note_text(&self) -> String {
+        self.note.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Where the list comes from.
@@ -71,6 +84,12 @@ impl ImageAllowList {
             .1
             .map(|t| format!("read {:.0?} ago", t.elapsed()))
             .unwrap_or_else(|| "never read".into());
-        format!("{} ({}; {age})", self.source, counts.join(", "))
+        let note = self.note_text();
+        let note = if note.is_empty() {
+            String::new()
+        } else {
+            format!("; {note}")
+        };
+        format!("{} ({}; {age}{note})", self.source, counts.join(", "))
     }
 }

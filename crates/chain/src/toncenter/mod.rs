@@ -222,6 +222,11 @@ impl Toncenter {
         &self.config.endpoints
     }
 
+    /// How it was configured.
+    pub fn config(&self) -> &ToncenterConfig {
+        &self.config
+    }
+
     /// Calls `method` (GET with `query` when `body` is `None`, POST JSON
     /// otherwise) until an endpoint answers.
     async fn call<T: DeserializeOwned>(
