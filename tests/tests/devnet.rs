@@ -167,9 +167,34 @@ async fn tons_own_client_library_reads_and_sends_through_the_devnet() {
             "{told:?}: {why}"
         );
     }
-    // A key others may read is refused.
-    let key = keys.join("keys").join("client.wallet-key");
+    // A new wallet is a TON mnemonic, which `cocoon wallet export` shows;
+    // the same words in @ton/crypto give the same key (the derivation is
+    // TON's, tested against it in crates/chain).
+    let exported = wallet(&["export"]);
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    let words = json_of(&exported.stdout)["mnemonic"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(words.split(' ').count(), 24);
+    assert!(String::from_utf8_lossy(&exported.stderr).contains("Keep them offline"));
+    let again = json_of(&wallet(&[]).stdout);
+    let from_file = keys.join("client.words");
+    std::fs::write(&from_file, &words).unwrap();
     use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&from_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let imported =
+        json_of(&wallet(&["--wallet-mnemonic-file", from_file.to_str().unwrap()]).stdout);
+    assert_eq!(
+        imported["address"], again["address"],
+        "the words are the wallet"
+    );
+    // A key others may read is refused.
+    let key = keys.join("keys").join("client.wallet-mnemonic");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let exposed = wallet(&[]);
     assert!(!exposed.status.success());

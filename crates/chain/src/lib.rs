@@ -11,12 +11,14 @@
 //! - [`toncenter`]: its implementation over toncenter's HTTP API v2, which
 //!   the embedded devnet (`crates/devnet`) serves too;
 //! - [`trace`]: following a message to the transactions it caused;
-//! - [`wallet`]: node wallets (standard W5R1) and their keys.
+//! - [`wallet`]: node wallets (standard W5R1) and their keys;
+//! - [`mnemonic`]: TON mnemonics, generated as TON's wallets do.
 
 pub mod artifacts;
 pub mod chain;
 pub mod contracts;
 pub mod corroborate;
+pub mod mnemonic;
 pub mod registry;
 pub mod stack;
 pub mod toncenter;

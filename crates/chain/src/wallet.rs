@@ -89,12 +89,9 @@ impl WalletKey {
                 words.len()
             )));
         }
-        if let Some(w) = words
-            .iter()
-            .find(|w| !w.chars().all(|c| c.is_ascii_lowercase()))
-        {
+        if let Some(w) = words.iter().find(|w| !crate::mnemonic::is_word(w)) {
             return Err(WalletError::Mnemonic(format!(
-                "{w:?} is not a mnemonic word"
+                "{w:?} is not a word of the mnemonic word list (BIP-39 English)"
             )));
         }
         let joined = words.join(" ");

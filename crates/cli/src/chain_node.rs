@@ -117,10 +117,13 @@ async fn network_global_id(
     }
 }
 
-/// The node's wallet key: from a mnemonic file, or a PKCS#8 key file that
-/// only its owner may read; created (mode 0600) when missing, except on
-/// mainnet unless asked.
-fn wallet_key(
+/// The node's wallet key: from `--wallet-mnemonic-file`, `--wallet-key`
+/// (PKCS#8), or the role's own file in `DATA_DIR/keys/`: `ROLE.wallet-key`
+/// when an earlier version created one, else `ROLE.wallet-mnemonic` (24
+/// words, which `cocoon wallet export` shows). Key files must be readable by
+/// their owner only. A missing one is created (mode 0600) except on mainnet,
+/// unless asked.
+pub fn wallet_key(
     o: &ChainOptions,
     data_dir: &Path,
     role: &str,
@@ -131,26 +134,83 @@ fn wallet_key(
         bail!("give --wallet-key or --wallet-mnemonic-file, not both");
     }
     if let Some(file) = &o.wallet_mnemonic_file {
-        private_only(file)?;
-        let words =
-            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-        return WalletKey::from_mnemonic(&words).with_context(|| format!("{}", file.display()));
+        return mnemonic_key(file);
     }
-    let path = o
-        .wallet_key
-        .clone()
-        .unwrap_or_else(|| data_dir.join("keys").join(format!("{role}.wallet-key")));
-    if path.exists() {
-        private_only(&path)?;
-    } else if global_id == network::MAINNET && !create_key {
-        bail!(
-            "no wallet key at {}: on mainnet a node never creates one by itself. Import a wallet with              --wallet-mnemonic-file, or create a key deliberately with `cocoon wallet --role {role} --network mainnet --create-key`",
+    let may_create = global_id != network::MAINNET || create_key;
+    let refuse = |path: &Path| {
+        anyhow!(
+            "no wallet key at {}: on mainnet a node never creates one by itself. Import a wallet with \
+             --wallet-mnemonic-file, or create a key deliberately with `cocoon wallet --role {role} --network mainnet --create-key`",
             path.display()
-        );
+        )
+    };
+    if let Some(path) = &o.wallet_key {
+        if !path.exists() && !may_create {
+            return Err(refuse(path));
+        }
+        return pkcs8_key(path);
     }
-    let pkcs8 = cocoon_tee::keyfile::ed25519_pkcs8(&path)
+    let (pkcs8, words) = role_key_files(data_dir, role);
+    if pkcs8.exists() {
+        return pkcs8_key(&pkcs8);
+    }
+    if !words.exists() {
+        if !may_create {
+            return Err(refuse(&words));
+        }
+        create_mnemonic_file(&words)?;
+    }
+    mnemonic_key(&words)
+}
+
+/// A role's key files in `data_dir`: the PKCS#8 one earlier versions
+/// created, and the mnemonic one.
+pub fn role_key_files(data_dir: &Path, role: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let keys = data_dir.join("keys");
+    (
+        keys.join(format!("{role}.wallet-key")),
+        keys.join(format!("{role}.wallet-mnemonic")),
+    )
+}
+
+fn pkcs8_key(path: &Path) -> anyhow::Result<WalletKey> {
+    if path.exists() {
+        private_only(path)?;
+    }
+    let pkcs8 = cocoon_tee::keyfile::ed25519_pkcs8(path)
         .with_context(|| format!("wallet key {}", path.display()))?;
     WalletKey::from_pkcs8(&pkcs8).with_context(|| format!("wallet key {}", path.display()))
+}
+
+fn mnemonic_key(path: &Path) -> anyhow::Result<WalletKey> {
+    private_only(path)?;
+    let words =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    WalletKey::from_mnemonic(&words).with_context(|| format!("{}", path.display()))
+}
+
+/// Writes a new mnemonic to `path` (mode 0600); a file another process
+/// wrote meanwhile wins.
+pub fn create_mnemonic_file(path: &Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    let words = cocoon_chain::mnemonic::generate().map_err(|e| anyhow!("{e}"))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(mut f) => {
+            f.write_all(format!("{words}\n").as_bytes())?;
+            f.sync_all()?;
+            tracing::info!(path = %path.display(), "a new wallet: its 24 words are in this file (cocoon wallet export shows them)");
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+    }
 }
 
 /// Refuses a key file that anyone but its owner may read or write.
@@ -467,6 +527,12 @@ pub async fn show_wallet(o: crate::options::WalletOptions) -> anyhow::Result<()>
             o.role
         );
     }
+    if let Some(action) = &o.action {
+        if action != "export" {
+            bail!("`cocoon wallet {action}`: the only action is export");
+        }
+        return export_wallet(&o);
+    }
     let c = required_creating(&o.chain, o.data_dir.as_deref(), &o.role, o.create_key).await?;
     let address = c.wallet.address();
     let account = c.chain.account(&address).await?;
@@ -478,6 +544,41 @@ pub async fn show_wallet(o: crate::options::WalletOptions) -> anyhow::Result<()>
         "state": account.status.as_str(),
     });
     println!("{doc}");
+    Ok(())
+}
+
+/// `cocoon wallet export`: the role's 24 words, to import its wallet into a
+/// TON wallet app. A key an earlier version kept as PKCS#8 has no words.
+fn export_wallet(o: &crate::options::WalletOptions) -> anyhow::Result<()> {
+    let data_dir = o
+        .data_dir
+        .clone()
+        .unwrap_or_else(crate::trust::default_data_dir);
+    let path = match (&o.chain.wallet_mnemonic_file, &o.chain.wallet_key) {
+        (Some(words), _) => words.clone(),
+        (None, Some(pkcs8)) => bail!(
+            "{} is a PKCS#8 key, not a mnemonic: it cannot be shown as words; move its funds to a wallet created from a mnemonic",
+            pkcs8.display()
+        ),
+        (None, None) => {
+            let (pkcs8, words) = role_key_files(&data_dir, &o.role);
+            if pkcs8.exists() {
+                bail!(
+                    "the {} wallet's key ({}) was created before wallets had mnemonics: it cannot be shown as words; move its funds to a wallet created from a mnemonic",
+                    o.role,
+                    pkcs8.display()
+                );
+            }
+            words
+        }
+    };
+    private_only(&path)?;
+    let words =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let words = words.split_whitespace().collect::<Vec<_>>().join(" ");
+    WalletKey::from_mnemonic(&words).with_context(|| format!("{}", path.display()))?;
+    eprintln!("These 24 words ARE the {} wallet: anyone who sees them can spend from it. Keep them offline.", o.role);
+    println!("{}", serde_json::json!({"role": o.role, "mnemonic": words}));
     Ok(())
 }
 
@@ -698,4 +799,38 @@ pub async fn stake_proxy(o: crate::options::StakeOptions) -> anyhow::Result<()> 
         serde_json::json!({"proxy_contract": contract.to_string(), "stake": stake})
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_wallet_key_is_made_on_mainnet_unless_asked_and_a_new_one_is_words() {
+        let dir = std::env::temp_dir().join(format!("cocoon-wallet-key-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let o = ChainOptions::default();
+        let err = wallet_key(&o, &dir, "client", network::MAINNET, false).unwrap_err();
+        assert!(
+            err.to_string().contains("never creates one by itself"),
+            "{err}"
+        );
+        assert!(!dir.join("keys").exists(), "nothing was written");
+        // Asked for, or on another network: 24 words, the owner's alone.
+        let key = wallet_key(&o, &dir, "client", network::MAINNET, true).unwrap();
+        let (_, words) = role_key_files(&dir, "client");
+        let text = std::fs::read_to_string(&words).unwrap();
+        assert_eq!(text.split_whitespace().count(), 24);
+        assert_eq!(
+            WalletKey::from_mnemonic(&text).unwrap().public_key(),
+            key.public_key()
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&words).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // The same key next time, even on mainnet: it exists now.
+        let again = wallet_key(&o, &dir, "client", network::MAINNET, false).unwrap();
+        assert_eq!(again.public_key(), key.public_key());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

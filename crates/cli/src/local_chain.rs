@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use cocoon_chain::contracts::{self, Codes, Prices, ProxyConfig, Role, Terms};
 use cocoon_chain::stack::{StackEntry, StackReader};
-use cocoon_chain::wallet::{Transfer, WalletKey, WalletV5};
+use cocoon_chain::wallet::{Transfer, WalletV5};
 use cocoon_chain::{AccountStatus, Chain, Toncenter, ToncenterConfig};
 use cocoon_core::Nanoton;
 use cocoon_devnet::Devnet;
@@ -75,11 +75,8 @@ struct Wallets {
 }
 
 fn wallet(dir: &Path, name: &str, global_id: i32) -> anyhow::Result<WalletV5> {
-    let path = dir.join("keys").join(format!("{name}.wallet-key"));
-    let pkcs8 = cocoon_tee::keyfile::ed25519_pkcs8(&path)
-        .with_context(|| format!("wallet key {}", path.display()))?;
-    let key =
-        WalletKey::from_pkcs8(&pkcs8).with_context(|| format!("wallet key {}", path.display()))?;
+    let options = crate::options::ChainOptions::default();
+    let key = crate::chain_node::wallet_key(&options, dir, name, global_id, true)?;
     Ok(WalletV5::new(key, global_id)?)
 }
 

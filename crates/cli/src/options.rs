@@ -185,7 +185,8 @@ options! {
         #[serde(skip_serializing)]
         pub chain_api_key: Option<String>,
         /// This node's wallet key (Ed25519 PKCS#8), created (mode 0600) if
-        /// missing [default: DATA_DIR/keys/ROLE.wallet-key].
+        /// missing but on mainnet [default: DATA_DIR/keys/ROLE.wallet-key
+        /// if it exists, else a TON mnemonic in DATA_DIR/keys/ROLE.wallet-mnemonic].
         #[arg(long, env = "COCOON_WALLET_KEY", value_name = "FILE")]
         pub wallet_key: Option<PathBuf>,
         /// Or the wallet of a TON mnemonic (24 words) kept in this file.
@@ -615,9 +616,14 @@ pub fn parse_ton(s: &str) -> Result<cocoon_core::Nanoton, String> {
 /// Options of `cocoon wallet`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct WalletOptions {
+    /// `export`: print the wallet's 24 words (to import it into a TON wallet
+    /// app) instead of its address and balance.
+    #[arg(value_name = "export")]
+    pub action: Option<String>,
     /// Whose wallet: registry-owner, proxy-operator, worker or client (each
-    /// keeps its key in DATA_DIR/keys/ROLE.wallet-key unless --wallet-key
-    /// says otherwise).
+    /// keeps its key in DATA_DIR/keys/: ROLE.wallet-mnemonic, 24 words, or
+    /// ROLE.wallet-key from earlier versions, unless --wallet-key or
+    /// --wallet-mnemonic-file says otherwise).
     #[arg(long, value_name = "ROLE")]
     pub role: String,
     /// The data directory [default: $XDG_DATA_HOME/cocoon, else ~/.local/share/cocoon].
