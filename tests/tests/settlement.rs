@@ -288,6 +288,23 @@ async fn a_client_that_withdraws_and_closes_before_a_commit_leaves_the_proxy_pai
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
     assert_eq!(now.2, spent, "the proxy is paid in full: {now:?}");
+    // A closing contract is settled, not spent from (once the worker is
+    // back with the restarted proxy, so nothing else refuses first).
+    for _ in 0..300 {
+        let (_, _, body) = get(&format!("{api}/v1/models")).await;
+        if String::from_utf8_lossy(&body).contains("settle-model") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (status, _, body) = post_json(
+        &format!("{api}/v1/chat/completions"),
+        &small_request("settle-model"),
+    )
+    .await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 402, "{body}");
+    assert!(body.contains("closing"), "{body}");
     // The charge reaches the proxy contract some blocks later.
     let mut booked = 0;
     for _ in 0..100 {

@@ -623,9 +623,10 @@ pub fn finish_proxy_close(query_id: u64) -> Result<Cell, Error> {
     body(op::FINISH_PROXY_CLOSE, query_id, |_| Ok(()))
 }
 
-/// Gas a top-up link carries beyond its amount; the contract returns what
-/// is left.
-pub const TOP_UP_LINK_GAS: Nanoton = Nanoton::new(50_000_000);
+/// Gas a top-up link carries beyond its amount: enough for the top-up's
+/// gas and, on a first deposit, the contract's whole storage reserve; the
+/// contract returns what is left.
+pub const TOP_UP_LINK_GAS: Nanoton = Nanoton::new(100_000_000);
 
 /// A `ton://transfer/...` link any TON wallet app opens to top `contract`
 /// up by `amount`: the value (amount and gas), the top-up payload (`bin`)

@@ -420,6 +420,18 @@ pub enum SendError {
         /// What the chain shows of it, every transaction found.
         trace: Vec<crate::trace::Landed>,
     },
+    /// The request was sent, and the chain could not be read long enough
+    /// to know whether it was included: it may still have moved money. Do
+    /// not send it again before the wallet's transactions say.
+    #[error("wallet {address}: request {seqno} was sent; whether it was included is unknown ({reason}); check the wallet's transactions before sending it again")]
+    Unknown {
+        /// The wallet.
+        address: StdAddr,
+        /// The request's seqno.
+        seqno: u32,
+        /// Why it is not known.
+        reason: String,
+    },
     /// The request was included, but not every message it caused had landed
     /// within the time given: it may still complete. Nothing is known to
     /// have failed.
@@ -579,7 +591,16 @@ impl WalletV5 {
         let after = account.last_transaction.map(|t| t.lt).unwrap_or(0);
         let valid_until = account.sync_utime.max(unix_now()) + REQUEST_TTL_SECS;
         let message = self.transfer(seqno, valid_until, transfers, !deployed)?;
-        chain.send_message(&message).await?;
+        match chain.send_message(&message).await {
+            // Refused as it stands: nothing was sent.
+            Err(e @ crate::chain::ChainError::Refused { .. }) => return Err(e.into()),
+            // No answer: it may have been accepted; look for it (and
+            // broadcast it again) as for one that was.
+            Err(e) => {
+                tracing::debug!(%address, seqno, error = %e, "the request's first broadcast got no answer")
+            }
+            Ok(_) => {}
+        }
         let request = Request {
             message,
             seqno,
@@ -617,6 +638,52 @@ impl WalletV5 {
         Ok(Delivery { seqno, trace })
     }
 
+    /// One look for `request`'s transaction: the chain's time first, then
+    /// the wallet's transactions (a transaction missing from a read made
+    /// well after `valid_until` can never come), and now and then the
+    /// seqno (moved past the request without it: another request took it;
+    /// looked for once more after the seqno was read, in case it was this
+    /// one landing in between).
+    async fn look_for(
+        &self,
+        chain: &impl crate::chain::Chain,
+        request: &Request,
+        hash: &HashBytes,
+        round: u32,
+    ) -> Result<Looked, String> {
+        let address = self.address();
+        let find = || async {
+            crate::trace::find_receipt(chain, &address, hash, request.after)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        let now = chain
+            .account(&address)
+            .await
+            .map_err(|e| e.to_string())?
+            .sync_utime;
+        if let Some(landed) = find().await? {
+            return Ok(Looked::Found(landed));
+        }
+        if now > request.valid_until.saturating_add(EXPIRY_MARGIN_SECS) {
+            return Ok(Looked::Never(NeverIncluded::Expired {
+                valid_until: request.valid_until,
+                chain_time: now,
+            }));
+        }
+        if round % 4 == 3 {
+            if let Ok((seqno, true)) = self.seqno(chain).await {
+                if seqno > request.seqno {
+                    if let Some(landed) = find().await? {
+                        return Ok(Looked::Found(landed));
+                    }
+                    return Ok(Looked::Never(NeverIncluded::SeqnoTaken { now: seqno }));
+                }
+            }
+        }
+        Ok(Looked::NotYet)
+    }
+
     /// Waits until the wallet's transaction for `request` is found, or the
     /// chain's time passes its `valid_until` without it (proven never to be
     /// included). Broadcasts it again now and then meanwhile, as an
@@ -636,40 +703,26 @@ impl WalletV5 {
             seqno: request.seqno,
             why,
         };
-        let find = || async {
-            crate::trace::find_receipt(chain, &address, &hash, request.after)
-                .await
-                .map_err(|e| SendError::Unsettled {
-                    address: address.clone(),
-                    seqno: request.seqno,
-                    reason: e.to_string(),
-                })
-        };
+        // Reads that fail are tried again; past this (by the local clock)
+        // with the chain still unreadable, the outcome is unknown.
+        let give_up = tokio::time::Instant::now()
+            + std::time::Duration::from_secs(u64::from(
+                request.valid_until.saturating_sub(unix_now()) + EXPIRY_MARGIN_SECS + 60,
+            ));
+        let mut last_error = String::new();
         loop {
-            // The chain's time first, then its transactions: a transaction
-            // missing from a read made after valid_until can never come.
-            let now = chain.account(&address).await?.sync_utime;
-            if let Some(landed) = find().await? {
-                return Ok(landed);
+            if tokio::time::Instant::now() > give_up {
+                return Err(SendError::Unknown {
+                    address,
+                    seqno: request.seqno,
+                    reason: last_error,
+                });
             }
-            if now > request.valid_until {
-                return Err(not_included(NeverIncluded::Expired {
-                    valid_until: request.valid_until,
-                    chain_time: now,
-                }));
-            }
-            // The seqno moved past it without it: another request took it
-            // (looked for once more after the seqno was read, in case it
-            // was this one landing in between).
-            if round % 4 == 3 {
-                if let Ok((seqno, true)) = self.seqno(chain).await {
-                    if seqno > request.seqno {
-                        if let Some(landed) = find().await? {
-                            return Ok(landed);
-                        }
-                        return Err(not_included(NeverIncluded::SeqnoTaken { now: seqno }));
-                    }
-                }
+            match self.look_for(chain, request, &hash, round).await {
+                Ok(Looked::Found(landed)) => return Ok(landed),
+                Ok(Looked::Never(why)) => return Err(not_included(why)),
+                Ok(Looked::NotYet) => {}
+                Err(e) => last_error = e,
             }
             if broadcast.elapsed() >= every {
                 // Refused now most likely means the first copy landed.
@@ -684,6 +737,18 @@ impl WalletV5 {
         }
     }
 }
+
+/// What one look for a request found.
+enum Looked {
+    Found(crate::trace::Landed),
+    Never(NeverIncluded),
+    NotYet,
+}
+
+/// How long past a request's `valid_until` the chain's time must be before
+/// its absence counts as proof: a shard block made before `valid_until` may
+/// reach an endpoint after a later masterchain time did.
+const EXPIRY_MARGIN_SECS: u32 = 30;
 
 /// A signed request on its way.
 struct Request {

@@ -111,7 +111,7 @@ async fn network_global_id(
     })?;
     match expected {
         Some(e) if e != reported => bail!(
-            "the chain at {endpoints} is the network with global id {reported} (its config param 19),              but this node was told {e}: a wallet signs for one network, so this node refuses to start"
+            "the chain at {endpoints} is the network with global id {reported} (its config param 19), but this node was told {e}: a wallet signs for one network, so this node refuses to start"
         ),
         _ => Ok(reported),
     }

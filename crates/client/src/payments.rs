@@ -227,7 +227,11 @@ async fn top_up_on_chain(
                 "wallet_insufficient_funds",
                 e.to_string(),
             ),
-            other => unavailable(format!("the top-up was not applied: {other}")),
+            e @ (cocoon_chain::wallet::SendError::Unsettled { .. }
+            | cocoon_chain::wallet::SendError::Unknown { .. }) => unavailable(format!(
+                "the top-up was sent and may yet land: {e}. Do not send it again before the balance shows it"
+            )),
+            other => unavailable(format!("the top-up did not happen: {other}")),
         })?;
     tracing::info!(client = %shared.address, %amount, "top-up sent from the client's wallet");
     for _ in 0..240 {

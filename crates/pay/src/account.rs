@@ -87,9 +87,18 @@ pub enum AccountError {
         /// `min(balance, stake)` of the contract as last read.
         guaranteed: Nanoton,
     },
-    /// The account is not active.
-    #[error("account is {0}, not active")]
+    /// The account is not active (its contract is closing or closed).
+    #[error("the client's account is {0}: it takes no new requests (a closing contract is settled, not spent from)")]
     NotActive(&'static str),
+    /// The request may cost more than the contract could ever guarantee:
+    /// no commit helps.
+    #[error("the request may cost up to {needed}, more than the {guaranteed} the client's contract guarantees this proxy (its stake, or its balance when lower); lower max_tokens, or send a smaller request")]
+    AboveGuarantee {
+        /// Maximum cost of the request.
+        needed: Nanoton,
+        /// `min(balance, stake)` of the contract as last read.
+        guaranteed: Nanoton,
+    },
     /// Releasing or settling more than is reserved: a ledger bug.
     #[error("cannot release {release} from {reserved} reserved")]
     OverRelease {
@@ -187,12 +196,20 @@ impl ClientAccount {
     /// Takes what the chain reports for the client's contract: `deposited`
     /// (its booked balance plus what vouchers already committed: all the
     /// client ever put in, less withdrawals), the stake it must keep, and
-    /// the committed total. Absolute, so a withdrawal lowers it; in any
-    /// life stage.
-    pub fn sync_from_chain(&mut self, deposited: Nanoton, stake: Nanoton, committed: Nanoton) {
+    /// the committed total, and its state: a closing contract takes no new
+    /// requests (its owner takes the balance once the close delay ends).
+    /// Absolute, so a withdrawal lowers it; in any life stage.
+    pub fn sync_from_chain(
+        &mut self,
+        deposited: Nanoton,
+        stake: Nanoton,
+        committed: Nanoton,
+        status: AccountStatus,
+    ) {
         self.deposited = deposited;
         self.stake = stake;
         self.backing = Backing::Contract { committed };
+        self.status = status;
     }
 
     /// Adds a deposit.
@@ -215,6 +232,12 @@ impl ClientAccount {
                 .deposited
                 .saturating_sub(self.charged)
                 .saturating_sub(self.reserved);
+            if matches!(self.backing, Backing::Contract { .. }) && amount > self.guaranteed() {
+                return Err(AccountError::AboveGuarantee {
+                    needed: amount,
+                    guaranteed: self.guaranteed(),
+                });
+            }
             if matches!(self.backing, Backing::Contract { .. }) && amount <= spendable {
                 return Err(AccountError::BeyondGuarantee {
                     needed: amount,
@@ -433,7 +456,7 @@ mod tests {
     #[test]
     fn a_contract_backed_client_never_owes_more_than_its_stake_uncommitted() {
         let mut a = ClientAccount::default();
-        a.sync_from_chain(n(100), n(10), n(0));
+        a.sync_from_chain(n(100), n(10), n(0), AccountStatus::Active);
         assert_eq!((a.guaranteed(), a.available()), (n(10), n(10)));
         a.reserve(n(6)).unwrap();
         a.settle(n(6), n(6)).unwrap();
@@ -451,20 +474,34 @@ mod tests {
         );
         assert_eq!(a, before, "a refused reservation moved nothing");
         // The commit lands: the chain shows 6 committed out of the balance.
-        a.sync_from_chain(n(100), n(10), n(6));
+        a.sync_from_chain(n(100), n(10), n(6), AccountStatus::Active);
         assert_eq!((a.uncommitted(), a.available()), (n(0), n(10)));
         // The owner withdrew down to the stake: 16 on chain, 6 of it
         // committed, so 10 left; still all of it guaranteed.
-        a.sync_from_chain(n(16), n(10), n(6));
+        a.sync_from_chain(n(16), n(10), n(6), AccountStatus::Active);
         assert_eq!(a.available(), n(10));
         // Below the stake, the balance itself is the limit; past the
         // deposit it is plain insufficient funds.
-        a.sync_from_chain(n(10), n(10), n(6));
+        a.sync_from_chain(n(10), n(10), n(6), AccountStatus::Active);
         assert_eq!(a.available(), n(4));
         assert!(matches!(
             a.reserve(n(5)),
             Err(AccountError::InsufficientFunds { .. })
         ));
+        // More than the contract could ever guarantee: no commit helps,
+        // and the error says so rather than "wait".
+        a.sync_from_chain(n(100), n(10), n(6), AccountStatus::Active);
+        assert!(matches!(
+            a.reserve(n(11)),
+            Err(AccountError::AboveGuarantee { .. })
+        ));
+        // A closing contract is settled, not spent from.
+        a.sync_from_chain(n(100), n(10), n(6), AccountStatus::Closing);
+        assert!(matches!(
+            a.reserve(n(1)),
+            Err(AccountError::NotActive("closing"))
+        ));
+        a.sync_from_chain(n(10), n(10), n(6), AccountStatus::Active);
         assert_eq!(ClientAccount::decode(&a.encode()), Some(a));
         // A record written before the backing was kept, holding a stake,
         // reads as nothing committed: it serves nothing until read again.

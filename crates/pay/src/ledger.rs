@@ -123,6 +123,8 @@ pub enum Op {
         stake: Nanoton,
         /// What vouchers committed on chain.
         committed: Nanoton,
+        /// The contract's state: only an open one takes new requests.
+        status: crate::account::AccountStatus,
     },
     /// Hold a request's maximum cost before it is forwarded.
     Reserve {
@@ -404,10 +406,11 @@ fn apply(op: &Op, ov: &mut Overlay, st: &State) -> Result<Applied, LedgerError> 
             deposited,
             stake,
             committed,
+            status,
         } => {
             let id = PartyId::of(client);
             let mut a = ov.client(st, id);
-            a.sync_from_chain(*deposited, *stake, *committed);
+            a.sync_from_chain(*deposited, *stake, *committed, *status);
             ov.clients.insert(id, a);
             Ok(Applied::Client(a))
         }

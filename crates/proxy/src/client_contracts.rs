@@ -418,7 +418,15 @@ impl ClientContracts {
         let Some((voucher, uncommitted, closing)) = self.due_commit(client) else {
             return false;
         };
-        self.known().entry(client.clone()).or_default().committing = Some(voucher.voucher.seqno);
+        // Checked and marked under one lock: one commit per client in flight.
+        {
+            let mut known = self.known();
+            let k = known.entry(client.clone()).or_default();
+            if k.committing.is_some() {
+                return false;
+            }
+            k.committing = Some(voucher.voucher.seqno);
+        }
         let seqno = voucher.voucher.seqno;
         let (ok, refused) = match self.send_commit(client, &voucher).await {
             Ok(d) => {
@@ -541,6 +549,11 @@ impl ClientContracts {
                         .unwrap_or(seen.balance),
                     stake: seen.stake,
                     committed: seen.committed,
+                    status: match seen.state {
+                        0 => cocoon_pay::AccountStatus::Active,
+                        1 => cocoon_pay::AccountStatus::Closing,
+                        _ => cocoon_pay::AccountStatus::Closed,
+                    },
                 };
                 if let Err(e) = self.ledger.submit(op).await {
                     tracing::warn!(%client, error = %e, "the ledger refused the chain's deposit");
@@ -643,7 +656,13 @@ impl ClientContracts {
                 match self.sync(&c).await {
                     Ok(_) => {
                         self.chain_answered();
-                        self.commit_if_due(&c).await;
+                        // A commit waits for its messages to land: it must
+                        // not hold up reading (and committing) the others.
+                        // The in-flight mark keeps it one per client.
+                        if self.due_commit(&c).is_some() {
+                            let me = self.clone();
+                            tokio::spawn(async move { me.commit_if_due(&c).await });
+                        }
                     }
                     Err(DepositError::Chain(e)) => self.chain_failed(&e),
                     Err(_) => {}
@@ -799,6 +818,7 @@ mod tests {
                 deposited: Nanoton::new(5_000_000_000),
                 stake: Nanoton::new(1_000_000_000),
                 committed: Nanoton::ZERO,
+                status: cocoon_pay::AccountStatus::Active,
             })
             .await
             .unwrap();

@@ -119,6 +119,10 @@ impl RegistryWatch {
                 })
                 .await
             }
+            // Several endpoints but no client for each: nothing confirms.
+            None if self.chain.endpoints().len() > 1 => Agreement::Unconfirmed {
+                detail: "the endpoints could not be asked one by one".into(),
+            },
             None => match models_of(&self.chain, &root).await {
                 Ok(m) => Agreement::Single(m),
                 Err(detail) => Agreement::Unconfirmed { detail },

@@ -65,9 +65,9 @@ pub enum SettleError {
 impl From<LedgerError> for SettleError {
     fn from(e: LedgerError) -> Self {
         match e {
-            LedgerError::Account(a @ AccountError::InsufficientFunds { .. }) => {
-                SettleError::InsufficientFunds(a)
-            }
+            LedgerError::Account(
+                a @ (AccountError::InsufficientFunds { .. } | AccountError::AboveGuarantee { .. }),
+            ) => SettleError::InsufficientFunds(a),
             LedgerError::Account(a @ AccountError::BeyondGuarantee { .. }) => {
                 SettleError::AwaitingCommit(a)
             }
