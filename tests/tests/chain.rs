@@ -577,7 +577,8 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
         let (_, _, log) = get(&format!("http://127.0.0.1:{ph}/evidence")).await;
         let log: Value = serde_json::from_slice(&log).unwrap();
         submitted = log[0].clone();
-        if submitted["submitted"] != "not yet" && !submitted["submitted"].is_null() {
+        let state = submitted["submitted"].as_str().unwrap_or("not yet");
+        if state != "not yet" && state != "sending" {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;

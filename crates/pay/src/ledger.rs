@@ -666,6 +666,11 @@ impl Ledger {
             .unwrap_or_default()
     }
 
+    /// The ledger's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Every client account, as last committed.
     pub fn clients(&self) -> Vec<(StdAddr, ClientAccount)> {
         let st = self.lock();

@@ -141,7 +141,12 @@ impl Proxy {
         let shared = Arc::new(Shared {
             certificates: worker_certificates::WorkerCertificates::new(config.trust.clone()),
             spot_checks: spot_check::SpotChecks::new(config.spot_checks),
-            slashing: Default::default(),
+            slashing: match &config.payments {
+                Some(p) => slashing::SlashEvidenceLog::open(
+                    p.ledger.path().with_file_name("slash-evidence.json"),
+                ),
+                None => Default::default(),
+            },
             published: Default::default(),
             config,
             registry,
@@ -183,6 +188,10 @@ impl Proxy {
             .and_then(|p| p.client_contracts.clone())
         {
             tasks.push(tokio::spawn(d.clone().poll(shutdown.subscribe())));
+            tasks.push(tokio::spawn(slashing::retry(
+                shared.clone(),
+                shutdown.subscribe(),
+            )));
             tasks.push(tokio::spawn(reputation::publish(
                 shared.clone(),
                 d,

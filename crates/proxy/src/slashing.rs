@@ -9,8 +9,14 @@
 //! worker's stake into the affected client's contract. The proxy sends it
 //! on chain itself when it has an operator wallet; anyone holding it may
 //! (the replicated answer carries it, and the proxy's `/evidence` lists it).
+//!
+//! Evidence is kept on disk beside the ledger (`slash-evidence.json`) until
+//! the chain has taken it: a send that did not complete (the chain down,
+//! the message lost, the proxy restarted) is tried again every minute while
+//! the evidence is valid; one the contract refused is not.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -18,7 +24,7 @@ use base64::Engine as _;
 use cocoon_core::Nanoton;
 use cocoon_receipt::evidence::{SignedEvidence, SlashEvidence};
 use cocoon_receipt::{SignedReceipt, SignedReceiptFacts};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tycho_types::models::StdAddr;
 
 use crate::registry::WorkerHandle;
@@ -33,8 +39,11 @@ const SLASH_GAS: Nanoton = Nanoton::new(100_000_000);
 /// How long sending a slash may take to be applied.
 const SLASH_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How often evidence whose send did not complete is sent again.
+const RETRY_EVERY: Duration = Duration::from_secs(60);
+
 /// One piece of evidence the proxy signed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct SlashRecord {
     /// The accused worker's name.
     pub worker: String,
@@ -46,31 +55,103 @@ pub(crate) struct SlashRecord {
     pub request_sha256: String,
     /// The `signed_evidence` bag of cells, base64: the body of a `slash`.
     pub evidence: String,
-    /// Whether the proxy sent it on chain: "sent", "not sent: why", or
-    /// "failed: why".
+    /// Where it stands: "not yet", "sending", "sent" (the chain took it:
+    /// the stake was slashed), "refused: why" (final), "failed: why" (sent
+    /// again later), or "not sent: why".
     pub submitted: String,
+    /// Until when the chain takes it (Unix time).
+    #[serde(default)]
+    pub expires_at: u64,
 }
 
-/// Evidence signed so far, newest last.
+impl SlashRecord {
+    /// Whether it should be sent (again) now: not taken, not refused, not
+    /// on its way, still valid.
+    fn due(&self, now: u64) -> bool {
+        (self.submitted == "not yet" || self.submitted.starts_with("failed"))
+            && now < self.expires_at
+    }
+}
+
+/// Evidence signed so far, newest last, kept on disk when the log has a
+/// file.
 #[derive(Debug, Default)]
 pub(crate) struct SlashEvidenceLog {
     kept: Mutex<VecDeque<SlashRecord>>,
+    file: Option<PathBuf>,
 }
 
 impl SlashEvidenceLog {
+    /// The log kept in `file`, with what an earlier run left there; a
+    /// send an earlier run had on its way is due again (the contract takes
+    /// a piece of evidence once).
+    pub(crate) fn open(file: PathBuf) -> Self {
+        let mut kept: VecDeque<SlashRecord> = std::fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        for r in kept.iter_mut().filter(|r| r.submitted == "sending") {
+            r.submitted = "failed: the proxy stopped while sending it".into();
+        }
+        if !kept.is_empty() {
+            tracing::info!(records = kept.len(), file = %file.display(), "slash evidence from an earlier run");
+        }
+        SlashEvidenceLog {
+            kept: Mutex::new(kept),
+            file: Some(file),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<SlashRecord>> {
+        self.kept.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes the log (a new file renamed over the old one).
+    fn save(&self, kept: &VecDeque<SlashRecord>) {
+        let Some(file) = &self.file else { return };
+        let tmp = file.with_extension("json.partial");
+        let written = serde_json::to_vec(kept)
+            .map_err(std::io::Error::other)
+            .and_then(|b| std::fs::write(&tmp, b))
+            .and_then(|()| std::fs::rename(&tmp, file));
+        if let Err(e) = written {
+            tracing::error!(file = %file.display(), error = %e, "slash evidence could not be written to disk");
+        }
+    }
+
     fn push(&self, r: SlashRecord) {
-        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        let mut kept = self.lock();
         if kept.len() == KEPT {
             kept.pop_front();
         }
         kept.push_back(r);
+        self.save(&kept);
     }
 
     fn set_submitted(&self, evidence: &str, submitted: String) {
-        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        let mut kept = self.lock();
         if let Some(r) = kept.iter_mut().find(|r| r.evidence == evidence) {
             r.submitted = submitted;
         }
+        self.save(&kept);
+    }
+
+    /// The records due to be sent now, marked as on their way.
+    fn take_due(&self) -> Vec<SlashRecord> {
+        let now = cocoon_core::unix_now();
+        let mut kept = self.lock();
+        let due: Vec<SlashRecord> = kept
+            .iter_mut()
+            .filter(|r| r.due(now))
+            .map(|r| {
+                r.submitted = "sending".into();
+                r.clone()
+            })
+            .collect();
+        if !due.is_empty() {
+            self.save(&kept);
+        }
+        due
     }
 
     /// The records kept, oldest first.
@@ -108,7 +189,9 @@ pub(crate) fn on_dissent(
     match sign(shared, accused, witnesses, payer) {
         Ok((record, boc)) => {
             tracing::warn!(worker = %record.worker, contract = %record.worker_contract, "signed slash evidence against a dissenting worker");
-            shared.slashing.push(record.clone());
+            let mut sending = record.clone();
+            sending.submitted = "sending".into();
+            shared.slashing.push(sending);
             let shared = shared.clone();
             let sent = boc.clone();
             tokio::spawn(async move {
@@ -199,6 +282,7 @@ fn sign(
         request_sha256,
         evidence: base64::engine::general_purpose::STANDARD.encode(&boc),
         submitted: "not yet".into(),
+        expires_at: cocoon_core::unix_now() + VALID_FOR.as_secs(),
     };
     Ok((record, boc))
 }
@@ -218,21 +302,101 @@ async fn submit(shared: &Shared, record: &SlashRecord, boc: &[u8]) -> String {
         let cell = tycho_types::boc::Boc::decode(boc).map_err(|e| e.to_string())?;
         let body = cocoon_chain::contracts::slash(cocoon_core::unix_now(), cell)
             .map_err(|e| e.to_string())?;
-        contracts
+        match contracts
             .operator_send(to, body, SLASH_GAS, SLASH_TIMEOUT)
             .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        {
+            Ok(_) => Ok(()),
+            Err(crate::client_contracts::OperatorSendError::Send(
+                e @ cocoon_chain::SendError::Refused { .. },
+            )) => Err(format!("refused: {e}")),
+            Err(e) => Err(format!("failed: {e}")),
+        }
     }
     .await;
     match result {
         Ok(()) => {
-            tracing::warn!(worker = %record.worker, contract = %record.worker_contract, "slash evidence sent on chain");
+            tracing::warn!(worker = %record.worker, contract = %record.worker_contract, "slash evidence taken on chain");
             "sent".into()
         }
         Err(e) => {
-            tracing::warn!(worker = %record.worker, error = %e, "sending slash evidence failed");
-            format!("failed: {e}")
+            tracing::warn!(worker = %record.worker, error = %e, "slash evidence not taken on chain");
+            e
         }
+    }
+}
+
+/// Sends again, every [`RETRY_EVERY`], the evidence whose send did not
+/// complete (this run's or an earlier one's), until `stop` turns true.
+pub(crate) async fn retry(
+    shared: std::sync::Arc<Shared>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        for record in shared.slashing.take_due() {
+            let boc = match base64::engine::general_purpose::STANDARD.decode(&record.evidence) {
+                Ok(b) => b,
+                Err(e) => {
+                    shared
+                        .slashing
+                        .set_submitted(&record.evidence, format!("refused: unreadable: {e}"));
+                    continue;
+                }
+            };
+            let submitted = submit(&shared, &record, &boc).await;
+            shared.slashing.set_submitted(&record.evidence, submitted);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RETRY_EVERY) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(evidence: &str, submitted: &str, expires_at: u64) -> SlashRecord {
+        SlashRecord {
+            worker: "w".into(),
+            worker_contract: format!("0:{}", "11".repeat(32)),
+            client_owner: format!("0:{}", "22".repeat(32)),
+            request_sha256: "ab".repeat(32),
+            evidence: evidence.into(),
+            submitted: submitted.into(),
+            expires_at,
+        }
+    }
+
+    /// Evidence outlives the proxy: what was not taken on chain is sent
+    /// again after a restart, what was refused or has expired is not.
+    #[test]
+    fn evidence_not_yet_taken_survives_a_restart_and_is_due_again() {
+        let dir = std::env::temp_dir().join(format!("cocoon-slash-log-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("slash-evidence.json");
+        let later = cocoon_core::unix_now() + 3600;
+        {
+            let log = SlashEvidenceLog::open(file.clone());
+            log.push(record("a", "sending", later));
+            log.push(record("b", "sent", later));
+            log.push(record("c", "refused: replayed", later));
+            log.push(record("d", "failed: chain down", later));
+            log.push(record("e", "failed: chain down", 1));
+        }
+        let log = SlashEvidenceLog::open(file);
+        assert_eq!(log.all().len(), 5);
+        let due: Vec<String> = log.take_due().into_iter().map(|r| r.evidence).collect();
+        assert_eq!(
+            due,
+            ["a", "d"],
+            "on its way at the stop, or failed; not taken, refused or expired"
+        );
+        assert!(log.take_due().is_empty(), "marked as on their way");
+        log.set_submitted("a", "sent".into());
+        assert_eq!(log.all()[0].submitted, "sent");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
