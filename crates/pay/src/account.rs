@@ -232,7 +232,11 @@ impl ClientAccount {
                 .deposited
                 .saturating_sub(self.charged)
                 .saturating_sub(self.reserved);
-            if matches!(self.backing, Backing::Contract { .. }) && amount > self.guaranteed() {
+            // The balance covers it, the stake never will: no commit helps.
+            if matches!(self.backing, Backing::Contract { .. })
+                && amount <= spendable
+                && amount > self.guaranteed()
+            {
                 return Err(AccountError::AboveGuarantee {
                     needed: amount,
                     guaranteed: self.guaranteed(),
