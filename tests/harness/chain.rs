@@ -109,6 +109,24 @@ where
     panic!("the devnet kept answering 429");
 }
 
+/// The flags of a proxy listening on `pp` (gRPC) and `ph` (HTTP) on the
+/// chain at `chain` under the root registry `root`, attested by `tee`.
+pub fn proxy_args(pp: u16, ph: u16, chain: &str, root: &str, tee: &DevAttestation) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "proxy".into(),
+        "--listen".into(),
+        format!("127.0.0.1:{pp}"),
+        "--http-listen".into(),
+        format!("127.0.0.1:{ph}"),
+        "--chain".into(),
+        chain.to_string(),
+        "--root".into(),
+        root.to_string(),
+    ];
+    args.extend(tee.args());
+    args
+}
+
 /// The flags of a client or worker on the chain with `proxy_contract`.
 pub fn on_chain(chain: &str, proxy_contract: &str, tee: &DevAttestation) -> Vec<String> {
     let mut args = vec![

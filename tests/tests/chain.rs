@@ -14,7 +14,7 @@
 //! that is still TON: every hop a block later, and a fifth of the external
 //! messages it accepts never included.
 
-use cocoon_e2e::chain::{after, hex_num, on_chain, wallet, ChainDevnet};
+use cocoon_e2e::chain::{after, hex_num, on_chain, proxy_args, wallet, ChainDevnet};
 use cocoon_e2e::*;
 use serde_json::{json, Value};
 
@@ -85,20 +85,8 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
     let operator = wallet(&chain, &dir, "proxy-operator");
     net.fund(&operator, 100).await;
     let (pp, ph) = (free_port(), free_port());
-    let mut proxy_args: Vec<String> = vec![
-        "proxy".into(),
-        "--listen".into(),
-        format!("127.0.0.1:{pp}"),
-        "--http-listen".into(),
-        format!("127.0.0.1:{ph}"),
-        "--chain".into(),
-        chain.clone(),
-        "--root".into(),
-        root.clone(),
-        "--commit-above".into(),
-        "1".into(),
-    ];
-    proxy_args.extend(tee.args());
+    let mut proxy_args = proxy_args(pp, ph, &chain, &root, &tee);
+    proxy_args.extend(["--commit-above".into(), "1".into()]);
     let refused = cocoon_once(&proxy_args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(!refused.status.success());
     let why = String::from_utf8_lossy(&refused.stderr).to_string();

@@ -6,7 +6,7 @@
 //! the contract and closes it; the proxy comes back and is paid in full,
 //! to the nanoton of its ledger.
 
-use cocoon_e2e::chain::{after, hex_num, on_chain, wallet, ChainDevnet};
+use cocoon_e2e::chain::{after, hex_num, on_chain, proxy_args, wallet, ChainDevnet};
 use cocoon_e2e::*;
 use serde_json::{json, Value};
 
@@ -91,18 +91,7 @@ async fn a_client_that_withdraws_and_closes_before_a_commit_leaves_the_proxy_pai
     let operator = wallet(&chain, &dir, "proxy-operator");
     net.fund(&operator, 100).await;
     let (pp, ph) = (free_port(), free_port());
-    let mut proxy_args: Vec<String> = vec![
-        "proxy".into(),
-        "--listen".into(),
-        format!("127.0.0.1:{pp}"),
-        "--http-listen".into(),
-        format!("127.0.0.1:{ph}"),
-        "--chain".into(),
-        chain.clone(),
-        "--root".into(),
-        root.clone(),
-    ];
-    proxy_args.extend(tee.args());
+    let proxy_args = proxy_args(pp, ph, &chain, &root, &tee);
     let unregistered = cocoon_once(&proxy_args.iter().map(String::as_str).collect::<Vec<_>>());
     let key = after(
         &String::from_utf8_lossy(&unregistered.stderr),

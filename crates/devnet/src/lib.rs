@@ -615,16 +615,7 @@ impl Devnet {
         let lt0 = st.counters.lt;
         let mut params = executor_params(lt0, now);
         params.vm_modifiers.chksig_always_succeed = ignore_signatures;
-        let mut run = BlockRun {
-            params: &params,
-            config: &st.parsed.as_ref().expect("parsed just above").1,
-            committed: &st.accounts,
-            touched: HashMap::new(),
-            transactions: Vec::new(),
-            sent: Vec::new(),
-            external_out: Vec::new(),
-            lt: lt0,
-        };
+        let mut run = BlockRun::on(st, &params, lt0);
         let origin = *message.repr_hash();
         run.deliver(message, true, origin)
     }
@@ -673,16 +664,7 @@ impl Devnet {
         let params = executor_params(lt0, now);
         let mut rng = st.rng;
         let drop_fraction = self.options.faults.drop_externals;
-        let mut run = BlockRun {
-            params: &params,
-            config: &st.parsed.as_ref().expect("parsed just above").1,
-            committed: &st.accounts,
-            touched: HashMap::new(),
-            transactions: Vec::new(),
-            sent: Vec::new(),
-            external_out: Vec::new(),
-            lt: lt0,
-        };
+        let mut run = BlockRun::on(st, &params, lt0);
         let mut block = Block::default();
         for m in &internals {
             match run.deliver(m.msg.clone(), false, m.origin) {
@@ -890,7 +872,22 @@ struct BlockRun<'a> {
     lt: u64,
 }
 
-impl BlockRun<'_> {
+impl<'a> BlockRun<'a> {
+    /// A block on top of `st`'s committed state (its configuration parsed
+    /// for the block's time), starting at logical time `lt`.
+    fn on(st: &'a State, params: &'a ExecutorParams, lt: u64) -> Self {
+        BlockRun {
+            params,
+            config: &st.parsed.as_ref().expect("parsed before a block").1,
+            committed: &st.accounts,
+            touched: HashMap::new(),
+            transactions: Vec::new(),
+            sent: Vec::new(),
+            external_out: Vec::new(),
+            lt,
+        }
+    }
+
     /// Runs one message as one transaction on the block's state so far.
     /// What it sends is collected, for a later block.
     fn deliver(

@@ -13,18 +13,47 @@ use tycho_types::num::Tokens;
 
 const TON: u64 = 1_000_000_000;
 
-#[test]
-fn a_wallet_deploys_pays_and_refuses_replays() {
-    let dir = tempfile::tempdir().expect("dir");
-    let devnet = Devnet::open(
-        dir.path(),
+/// A development devnet in `dir` with a frozen clock and `faults`.
+fn devnet_with(dir: &std::path::Path, faults: cocoon_devnet::Faults) -> Devnet {
+    Devnet::open(
+        dir,
         DevnetOptions {
             dev: true,
             frozen_clock: Some(1_800_000_000),
-            ..Default::default()
+            faults,
         },
     )
-    .expect("opens");
+    .expect("opens")
+}
+
+/// The wallet of seed `[seed; 32]` on `devnet`, funded with `ton` TON.
+fn funded_wallet(devnet: &Devnet, seed: u8, ton: u64) -> WalletV5 {
+    let wallet = WalletV5::new(
+        WalletKey::from_seed(&[seed; 32]).expect("key"),
+        devnet.global_id(),
+    )
+    .expect("wallet");
+    devnet
+        .faucet(&wallet.address(), Tokens::new(u128::from(ton * TON)))
+        .expect("faucet");
+    wallet
+}
+
+/// A plain transfer of `ton` TON to `to`.
+fn pay(to: &StdAddr, ton: u64) -> Transfer {
+    Transfer {
+        to: to.clone(),
+        value: Nanoton::new(ton * TON),
+        bounce: false,
+        body: None,
+        init: None,
+    }
+}
+
+#[test]
+fn a_wallet_deploys_pays_and_refuses_replays() {
+    let dir = tempfile::tempdir().expect("dir");
+    let devnet = devnet_with(dir.path(), Default::default());
     let wallet = WalletV5::new(
         WalletKey::from_seed(&[0x33; 32]).expect("key"),
         devnet.global_id(),
@@ -40,13 +69,7 @@ fn a_wallet_deploys_pays_and_refuses_replays() {
     );
 
     let pay = |seqno: u32, deploy: bool, valid_until: u32| {
-        let t = Transfer {
-            to: payee.clone(),
-            value: Nanoton::new(TON),
-            bounce: false,
-            body: None,
-            init: None,
-        };
+        let t = pay(&payee, 1);
         devnet.send_external(
             wallet
                 .transfer(seqno, valid_until, &[t], deploy)
@@ -92,15 +115,7 @@ fn a_wallet_deploys_pays_and_refuses_replays() {
 #[test]
 fn messages_sent_together_share_blocks_and_a_refused_one_leaves_no_trace() {
     let dir = tempfile::tempdir().expect("dir");
-    let devnet = Devnet::open(
-        dir.path(),
-        DevnetOptions {
-            dev: true,
-            frozen_clock: Some(1_800_000_000),
-            ..Default::default()
-        },
-    )
-    .expect("opens");
+    let devnet = devnet_with(dir.path(), Default::default());
     let payee = StdAddr::new(0, HashBytes([0x55; 32]));
     let wallets: Vec<WalletV5> = [0x01u8, 0x02]
         .iter()
@@ -119,13 +134,7 @@ fn messages_sent_together_share_blocks_and_a_refused_one_leaves_no_trace() {
     }
     let blocks_before = devnet.counters().blocks;
     let until = devnet.now() + 60;
-    let t = || Transfer {
-        to: payee.clone(),
-        value: Nanoton::new(TON),
-        bounce: false,
-        body: None,
-        init: None,
-    };
+    let t = || pay(&payee, 1);
     let first = wallets[0].transfer(0, until, &[t()], true).expect("signed");
     let results = devnet
         .send_externals(vec![
@@ -158,20 +167,7 @@ fn messages_sent_together_share_blocks_and_a_refused_one_leaves_no_trace() {
 #[test]
 fn an_accepted_message_lands_in_a_later_block_and_each_hop_in_the_next() {
     let dir = tempfile::tempdir().expect("dir");
-    let devnet = Devnet::open(
-        dir.path(),
-        DevnetOptions {
-            dev: true,
-            frozen_clock: Some(1_800_000_000),
-            ..Default::default()
-        },
-    )
-    .expect("opens");
-    let wallet = WalletV5::new(
-        WalletKey::from_seed(&[0x66; 32]).expect("key"),
-        devnet.global_id(),
-    )
-    .expect("wallet");
+    let devnet = devnet_with(dir.path(), Default::default());
     assert_eq!(devnet.global_id(), cocoon_devnet::config::DEVNET_GLOBAL_ID);
     assert!(
         ![
@@ -181,17 +177,9 @@ fn an_accepted_message_lands_in_a_later_block_and_each_hop_in_the_next() {
         .contains(&devnet.global_id()),
         "the devnet's own global id"
     );
-    devnet
-        .faucet(&wallet.address(), Tokens::new(u128::from(3 * TON)))
-        .expect("faucet");
+    let wallet = funded_wallet(&devnet, 0x66, 3);
     let payee = StdAddr::new(0, HashBytes([0x77; 32]));
-    let t = Transfer {
-        to: payee.clone(),
-        value: Nanoton::new(TON),
-        bounce: false,
-        body: None,
-        init: None,
-    };
+    let t = pay(&payee, 1);
     let msg = wallet
         .transfer(0, devnet.now() + 60, &[t], true)
         .expect("signed");
@@ -233,32 +221,13 @@ fn an_accepted_message_lands_in_a_later_block_and_each_hop_in_the_next() {
 
     // A message in transit survives a restart: it is value on its way.
     let again = wallet
-        .transfer(
-            1,
-            devnet.now() + 60,
-            &[Transfer {
-                to: payee.clone(),
-                value: Nanoton::new(TON),
-                bounce: false,
-                body: None,
-                init: None,
-            }],
-            false,
-        )
+        .transfer(1, devnet.now() + 60, &[pay(&payee, 1)], false)
         .expect("signed");
     devnet.accept_external(again).expect("accepted");
     devnet.produce_block().expect("the wallet's block");
     assert_eq!(devnet.pending(), (0, 1));
     drop(devnet);
-    let devnet = Devnet::open(
-        dir.path(),
-        DevnetOptions {
-            dev: true,
-            frozen_clock: Some(1_800_000_000),
-            ..Default::default()
-        },
-    )
-    .expect("reopens");
+    let devnet = devnet_with(dir.path(), Default::default());
     assert_eq!(devnet.pending(), (0, 1), "still on its way");
     devnet.produce_block().expect("delivered");
     assert_eq!(
@@ -272,37 +241,19 @@ fn an_accepted_message_lands_in_a_later_block_and_each_hop_in_the_next() {
 #[test]
 fn a_dropped_external_is_accepted_and_never_included() {
     let dir = tempfile::tempdir().expect("dir");
-    let devnet = Devnet::open(
+    let devnet = devnet_with(
         dir.path(),
-        DevnetOptions {
-            dev: true,
-            frozen_clock: Some(1_800_000_000),
-            faults: cocoon_devnet::Faults {
-                drop_externals: 1.0,
-                delay_blocks: 0,
-            },
+        cocoon_devnet::Faults {
+            drop_externals: 1.0,
+            delay_blocks: 0,
         },
-    )
-    .expect("opens");
-    let wallet = WalletV5::new(
-        WalletKey::from_seed(&[0x68; 32]).expect("key"),
-        devnet.global_id(),
-    )
-    .expect("wallet");
-    devnet
-        .faucet(&wallet.address(), Tokens::new(u128::from(3 * TON)))
-        .expect("faucet");
+    );
+    let wallet = funded_wallet(&devnet, 0x68, 3);
     let msg = wallet
         .transfer(
             0,
             devnet.now() + 60,
-            &[Transfer {
-                to: StdAddr::new(0, HashBytes([0x78; 32])),
-                value: Nanoton::new(TON),
-                bounce: false,
-                body: None,
-                init: None,
-            }],
+            &[pay(&StdAddr::new(0, HashBytes([0x78; 32])), 1)],
             true,
         )
         .expect("signed");
@@ -325,18 +276,13 @@ fn a_dropped_external_is_accepted_and_never_included() {
 #[test]
 fn a_delayed_message_lands_after_the_blocks_it_waits() {
     let dir = tempfile::tempdir().expect("dir");
-    let devnet = Devnet::open(
+    let devnet = devnet_with(
         dir.path(),
-        DevnetOptions {
-            dev: true,
-            frozen_clock: Some(1_800_000_000),
-            faults: cocoon_devnet::Faults {
-                drop_externals: 0.0,
-                delay_blocks: 3,
-            },
+        cocoon_devnet::Faults {
+            drop_externals: 0.0,
+            delay_blocks: 3,
         },
-    )
-    .expect("opens");
+    );
     let payee = StdAddr::new(0, HashBytes([0x79; 32]));
     let origin = devnet
         .faucet_later(&payee, Tokens::new(u128::from(TON)))
@@ -348,27 +294,9 @@ fn a_delayed_message_lands_after_the_blocks_it_waits() {
         made += 1;
     }
     assert_eq!(made, 1, "the faucet's own message is not delayed");
-    let wallet = WalletV5::new(
-        WalletKey::from_seed(&[0x6a; 32]).expect("key"),
-        devnet.global_id(),
-    )
-    .expect("wallet");
-    devnet
-        .faucet(&wallet.address(), Tokens::new(u128::from(3 * TON)))
-        .expect("faucet");
+    let wallet = funded_wallet(&devnet, 0x6a, 3);
     let msg = wallet
-        .transfer(
-            0,
-            devnet.now() + 60,
-            &[Transfer {
-                to: payee.clone(),
-                value: Nanoton::new(TON),
-                bounce: false,
-                body: None,
-                init: None,
-            }],
-            true,
-        )
+        .transfer(0, devnet.now() + 60, &[pay(&payee, 1)], true)
         .expect("signed");
     let hash = devnet.accept_external(msg).expect("accepted");
     let before = devnet.counters().blocks;
