@@ -342,3 +342,104 @@ async fn a_rate_limit_answers_429_and_the_client_paces_itself_through_it() {
         devnet.global_id()
     );
 }
+
+/// A `sendBoc` whose answer is lost on the way back: the devnet accepted
+/// the message, the wallet heard nothing. The wallet looks for it, finds it
+/// landed and says so, rather than report that nothing was sent (which
+/// would have it sent again: the money moving twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_send_answer_was_lost_is_found_landed_and_paid_once() {
+    use axum::routing::post;
+    use cocoon_chain::wallet::{Transfer, WalletKey, WalletV5};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let devnet = Arc::new(
+        Devnet::open(
+            dir.path(),
+            DevnetOptions {
+                dev: true,
+                ..Default::default()
+            },
+        )
+        .expect("opens"),
+    );
+    let wallet = WalletV5::new(
+        WalletKey::from_seed(&[0x5b; 32]).expect("key"),
+        devnet.global_id(),
+    )
+    .expect("wallet");
+    devnet
+        .faucet(
+            &wallet.address(),
+            tycho_types::num::Tokens::new(3_000_000_000),
+        )
+        .expect("faucet");
+
+    // In front of the devnet's API: sendBoc hands the message to the
+    // devnet, then answers 504 as a gateway that lost the answer would.
+    let lost = Arc::new(AtomicUsize::new(0));
+    let (d, count) = (devnet.clone(), lost.clone());
+    let front = axum::Router::new()
+        .route(
+            "/api/v2/sendBoc",
+            post(move |body: axum::body::Bytes| {
+                let (d, count) = (d.clone(), count.clone());
+                async move {
+                    let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                    if let Ok(cell) = cocoon_chain::toncenter::wire::cell_from_base64(
+                        req["boc"].as_str().unwrap_or_default(),
+                    ) {
+                        let _ = d.accept_external(cell);
+                    }
+                    count.fetch_add(1, Ordering::SeqCst);
+                    (
+                        axum::http::StatusCode::GATEWAY_TIMEOUT,
+                        "upstream timed out",
+                    )
+                }
+            }),
+        )
+        .fallback_service(api::router_with(
+            devnet.clone(),
+            api::ApiOptions {
+                block_interval: std::time::Duration::from_millis(10),
+                rate_limit: None,
+            },
+        ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, front).await });
+    let chain = Toncenter::new(ToncenterConfig {
+        attempts: 1,
+        ..ToncenterConfig::single(format!("http://{addr}/api/v2"))
+    })
+    .expect("client");
+
+    let payee = StdAddr::new(0, tycho_types::cell::HashBytes([0x5c; 32]));
+    let delivery = wallet
+        .send(
+            &chain,
+            &[Transfer {
+                to: payee.clone(),
+                value: cocoon_core::Nanoton::new(1_000_000_000),
+                bounce: false,
+                body: None,
+                init: None,
+            }],
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .expect("found landed, though the send was never answered");
+    assert!(lost.load(Ordering::SeqCst) >= 1);
+    assert_eq!(delivery.trace.len(), 2, "the wallet's and the payee's");
+    assert_eq!(delivery.trace[1].account, payee);
+    settled(&devnet).await;
+    assert_eq!(
+        devnet.account(&payee).expect("payee").balance.into_inner(),
+        1_000_000_000,
+        "paid once"
+    );
+}
