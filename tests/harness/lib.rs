@@ -780,6 +780,18 @@ pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool
     }
 }
 
+/// Waits (at most `secs`) until the client API at `api` lists `model`.
+pub async fn wait_for_model(api: &str, model: &str, secs: u64) {
+    for _ in 0..secs * 10 {
+        let (_, _, body) = get(&format!("{api}/v1/models")).await;
+        if String::from_utf8_lossy(&body).contains(model) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{api} does not list {model} after {secs} s");
+}
+
 /// A chat request body.
 pub fn chat_body(model: &str, stream: bool) -> Value {
     serde_json::json!({

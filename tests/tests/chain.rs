@@ -240,13 +240,7 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
     assert_eq!(info["root"], root.as_str(), "{info}");
     assert_eq!(info["proxy_contract"], proxy_contract.as_str());
     assert_eq!(info["client_wallet"], client_wallet.as_str());
-    for _ in 0..200 {
-        let (_, _, body) = get(&format!("{api}/v1/models")).await;
-        if String::from_utf8_lossy(&body).contains("chain-model") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_for_model(&api, "chain-model", 10).await;
 
     // No contract yet: nothing to pay with.
     let (status, _, body) = post_json(

@@ -161,13 +161,7 @@ async fn a_client_that_withdraws_and_closes_before_a_commit_leaves_the_proxy_pai
     client_args.extend(on_chain(&chain, &proxy_contract, &tee));
     let _client = Proc::cocoon("client-settle", &client_args);
     wait_ok(&format!("{api}/healthz")).await;
-    for _ in 0..600 {
-        let (_, _, body) = get(&format!("{api}/v1/models")).await;
-        if String::from_utf8_lossy(&body).contains("settle-model") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    wait_for_model(&api, "settle-model", 60).await;
     let topped = cocoon_json(&["client", "deposit", "--api", &api, "--amount", "3"]);
     assert_eq!(topped["deposited"], 3_000_000_000u64, "{topped}");
     // Half a TON more from any wallet app: the client's top-up link, paid
@@ -279,13 +273,7 @@ async fn a_client_that_withdraws_and_closes_before_a_commit_leaves_the_proxy_pai
     assert_eq!(now.2, spent, "the proxy is paid in full: {now:?}");
     // A closing contract is settled, not spent from (once the worker is
     // back with the restarted proxy, so nothing else refuses first).
-    for _ in 0..300 {
-        let (_, _, body) = get(&format!("{api}/v1/models")).await;
-        if String::from_utf8_lossy(&body).contains("settle-model") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    wait_for_model(&api, "settle-model", 30).await;
     let (status, _, body) = post_json(
         &format!("{api}/v1/chat/completions"),
         &small_request("settle-model"),

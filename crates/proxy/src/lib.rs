@@ -135,7 +135,7 @@ impl Proxy {
             reason,
         })?;
 
-        let (shutdown, mut rx1) = watch::channel(false);
+        let (shutdown, rx1) = watch::channel(false);
         let mut rx2 = rx1.clone();
         let registry = WorkerRegistry::new(config.queue);
         let shared = Arc::new(Shared {
@@ -155,54 +155,8 @@ impl Proxy {
             stopping: rx1.clone(),
         });
 
-        let max = cocoon_proto::MAX_MESSAGE_BYTES;
-        let clients =
-            ClientGatewayServer::new(client_gateway::ClientGatewayService::new(shared.clone()))
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max);
-        let workers =
-            WorkerGatewayServer::new(worker_gateway::WorkerGatewayService::new(shared.clone()))
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max);
-        let grpc = tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(cocoon_transport::KEEPALIVE_INTERVAL))
-            .http2_keepalive_timeout(Some(cocoon_transport::KEEPALIVE_TIMEOUT))
-            .initial_stream_window_size(Some(1 << 20))
-            .initial_connection_window_size(Some(8 << 20))
-            .add_service(clients)
-            .add_service(workers)
-            .serve_with_incoming_shutdown(incoming, async move {
-                let _ = rx1.wait_for(|s| *s).await;
-            });
-        let t1 = tokio::spawn(async move {
-            if let Err(e) = grpc.await {
-                tracing::error!(error = %e, "proxy gRPC server stopped");
-            }
-        });
-
-        let mut tasks = Vec::new();
-        if let Some(d) = shared
-            .config
-            .payments
-            .as_ref()
-            .and_then(|p| p.client_contracts.clone())
-        {
-            tasks.push(tokio::spawn(d.clone().poll(shutdown.subscribe())));
-            tasks.push(tokio::spawn(slashing::retry(
-                shared.clone(),
-                shutdown.subscribe(),
-            )));
-            tasks.push(tokio::spawn(reputation::publish(
-                shared.clone(),
-                d,
-                shutdown.subscribe(),
-            )));
-        }
-        if let Some(p) = shared.config.payments.clone() {
-            if let Some(r) = p.registry.clone() {
-                tasks.push(tokio::spawn(r.run(p, shutdown.subscribe())));
-            }
-        }
+        let t1 = serve_grpc(shared.clone(), incoming, rx1);
+        let mut tasks = chain_tasks(&shared, &shutdown);
         let app = stats::router(shared.clone());
         let t2 = tokio::spawn(async move {
             let serve = axum::serve(http, app).with_graceful_shutdown(async move {
@@ -244,4 +198,70 @@ impl Proxy {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
     }
+}
+
+/// Serves the client and worker gateways on `incoming` until `stop` turns
+/// true.
+fn serve_grpc(
+    shared: Arc<Shared>,
+    incoming: cocoon_transport::TlsIncoming,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let max = cocoon_proto::MAX_MESSAGE_BYTES;
+    let clients =
+        ClientGatewayServer::new(client_gateway::ClientGatewayService::new(shared.clone()))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+    let workers =
+        WorkerGatewayServer::new(worker_gateway::WorkerGatewayService::new(shared.clone()))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+    let grpc = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(cocoon_transport::KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(cocoon_transport::KEEPALIVE_TIMEOUT))
+        .initial_stream_window_size(Some(1 << 20))
+        .initial_connection_window_size(Some(8 << 20))
+        .add_service(clients)
+        .add_service(workers)
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        });
+    tokio::spawn(async move {
+        if let Err(e) = grpc.await {
+            tracing::error!(error = %e, "proxy gRPC server stopped");
+        }
+    })
+}
+
+/// The work a proxy on a chain does in the background: reading and
+/// committing client contracts, sending slash evidence again, publishing
+/// the reputation table, following the registry.
+fn chain_tasks(
+    shared: &Arc<Shared>,
+    shutdown: &watch::Sender<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    if let Some(d) = shared
+        .config
+        .payments
+        .as_ref()
+        .and_then(|p| p.client_contracts.clone())
+    {
+        tasks.push(tokio::spawn(d.clone().poll(shutdown.subscribe())));
+        tasks.push(tokio::spawn(slashing::retry(
+            shared.clone(),
+            shutdown.subscribe(),
+        )));
+        tasks.push(tokio::spawn(reputation::publish(
+            shared.clone(),
+            d,
+            shutdown.subscribe(),
+        )));
+    }
+    if let Some(p) = shared.config.payments.clone() {
+        if let Some(r) = p.registry.clone() {
+            tasks.push(tokio::spawn(r.run(p, shutdown.subscribe())));
+        }
+    }
+    tasks
 }
