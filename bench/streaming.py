@@ -113,8 +113,8 @@ class Stack:
         """(commits, operations) of the proxy's ledger so far; zeros when off."""
         c = http.client.HTTPConnection("127.0.0.1", self.proxy_http, timeout=5)
         c.request("GET", "/jsonstats")
-        info = json.loads(c.getresponse().read()).get("info", {})
-        return int(info.get("ledger_commits", 0)), int(info.get("ledger_ops", 0))
+        ledger = json.loads(c.getresponse().read()).get("detail", {}).get("ledger") or {}
+        return int(ledger.get("commits", 0)), int(ledger.get("ops", 0))
 
     def signatures(self):
         """(receipts signed, signatures) by the worker so far."""

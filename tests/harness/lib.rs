@@ -326,6 +326,8 @@ pub struct WorkerSpec {
     pub running_usage: bool,
     /// The weights the upstream serves, declared (`--model-hash`).
     pub model_hash: Option<String>,
+    /// The receipt key file (`--receipt-key`); `None` for one per name.
+    pub receipt_key: Option<PathBuf>,
 }
 
 impl WorkerSpec {
@@ -339,7 +341,14 @@ impl WorkerSpec {
             sim_mrtd: None,
             running_usage: false,
             model_hash: None,
+            receipt_key: None,
         }
+    }
+
+    /// The same worker, signing with the receipt key in `path`.
+    pub fn with_receipt_key(mut self, path: PathBuf) -> Self {
+        self.receipt_key = Some(path);
+        self
     }
 
     /// The same worker, asking its upstream for running token counts.
@@ -359,6 +368,7 @@ impl WorkerSpec {
             sim_mrtd: None,
             running_usage: false,
             model_hash: None,
+            receipt_key: None,
         }
     }
 }
@@ -562,6 +572,9 @@ impl Network {
         args.extend(self.tee.args());
         if let Some(m) = &spec.sim_mrtd {
             args.extend(["--sim-mrtd".to_string(), m.clone()]);
+        }
+        if let Some(k) = &spec.receipt_key {
+            args.extend(["--receipt-key".to_string(), k.display().to_string()]);
         }
         if !spec.upstream.is_empty() {
             args.extend(["--upstream".to_string(), spec.upstream.clone()]);
@@ -793,6 +806,28 @@ pub async fn wait_for_model(api: &str, model: &str, secs: u64) {
 }
 
 /// A chat request body.
+/// The proxy's record (`/jsonstats` detail) of the worker identity whose
+/// session announces `name` now; `Null` if none does.
+pub fn worker_record(stats: &Value, name: &str) -> Value {
+    stats["detail"]["workers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|w| {
+            w["names"]
+                .as_array()
+                .is_some_and(|n| n.iter().any(|x| x == name))
+        })
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// The proxy's `/jsonstats`.
+pub async fn proxy_stats(net: &Network) -> Value {
+    let (_, _, body) = get(&format!("{}/jsonstats", net.proxy_http)).await;
+    serde_json::from_slice(&body).unwrap_or(Value::Null)
+}
+
 pub fn chat_body(model: &str, stream: bool) -> Value {
     serde_json::json!({
         "model": model,

@@ -162,8 +162,8 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
     wait_ok(&format!("http://127.0.0.1:{ph}/healthz")).await;
     let (_, _, body) = get(&format!("http://127.0.0.1:{ph}/jsonstats")).await;
     let stats: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(stats["info"]["price_per_token_nanoton"], "200", "{stats}");
-    assert_eq!(stats["info"]["worker_fee_per_token_nanoton"], "150");
+    assert_eq!(stats["detail"]["ledger"]["price_per_token"], 200, "{stats}");
+    assert_eq!(stats["detail"]["ledger"]["worker_fee_per_token"], 150);
     assert!(
         stats["info"]["registry"]
             .as_str()
@@ -544,6 +544,12 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
     let r = &v["cocoon"]["replication"];
     assert_eq!(r["dissented"], json!(["chain-worker-3"]), "{r}");
     assert_eq!(r["slash_evidence"].as_array().unwrap().len(), 1, "{r}");
+    // On a chain a worker is its staked contract, whatever its name.
+    let (_, _, stats) = get(&format!("http://127.0.0.1:{ph}/jsonstats")).await;
+    let stats: Value = serde_json::from_slice(&stats).unwrap();
+    let record = worker_record(&stats, "chain-worker-3");
+    assert_eq!(record["identity"], dissenter_contract.as_str(), "{stats}");
+    assert_eq!(record["reputation"]["dissented"], 1, "{stats}");
     let accused = r["receipts"]
         .as_array()
         .unwrap()

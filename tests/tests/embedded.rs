@@ -339,32 +339,31 @@ async fn a_sampled_answer_from_other_weights_fails_scoring_under_the_real_model(
         let (status, _, answer) = post_json(&net.chat_url(), &body).await;
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let (_, _, s) = get(&format!("{}/jsonstats", net.proxy_http)).await;
-        stats = serde_json::from_slice(&s).unwrap_or(Value::Null);
-        let checked = |w: &str| {
-            stats["info"][format!("spot-checks {w}")]
-                .as_str()
-                .map(str::to_string)
-        };
-        if checked("impostor").is_some_and(|c| c.starts_with("0 passed, 1 failed")) {
+        stats = proxy_stats(&net).await;
+        if worker_record(&stats, "impostor")["spot_checks"]["failed"] == 1 {
             break;
         }
     }
-    let info = &stats["info"];
+    let impostor = worker_record(&stats, "impostor");
+    let checks = &impostor["spot_checks"];
     assert_eq!(
-        info["spot-checks impostor"].as_str(),
-        Some("0 passed, 1 failed, 0 inconclusive, 0 skipped (1 by scoring)"),
+        [
+            &checks["passed"],
+            &checks["failed"],
+            &checks["inconclusive"],
+            &checks["skipped"],
+            &checks["scored"]
+        ],
+        [0, 1, 0, 0, 1],
         "{stats}"
     );
-    assert!(
-        info["reputation impostor"]
-            .as_str()
-            .is_some_and(|r| r.contains("1 dissented") && r.contains("(avoided)")),
-        "{stats}"
-    );
+    assert_eq!(impostor["reputation"]["dissented"], 1, "{stats}");
+    assert_eq!(impostor["reputation"]["avoided"], true, "{stats}");
     // The real model's own answers pass (or, checked by the impostor,
     // which cannot score, are skipped); they never fail.
-    if let Some(c) = info["spot-checks llama"].as_str() {
-        assert!(c.contains(" 0 failed"), "{c}");
-    }
+    let llama = worker_record(&stats, "llama");
+    assert!(
+        llama.is_null() || llama["spot_checks"]["failed"] == 0,
+        "{stats}"
+    );
 }

@@ -116,11 +116,11 @@ async fn a_balance_for_three_answers_buys_three_then_a_402() {
     // The proxy's books balance: charged = earned + commission.
     let (_, _, body) = get(&format!("{}/jsonstats", net.proxy_http)).await;
     let p: Value = serde_json::from_slice(&body).unwrap();
-    let n = |k: &str| p["info"][k].as_str().unwrap().parse::<u64>().unwrap();
-    assert_eq!(n("ledger_charged_nanoton"), spent);
-    assert_eq!(n("ledger_earned_nanoton"), earned);
-    assert_eq!(n("ledger_commission_nanoton"), spent - earned);
-    assert_eq!(n("ledger_in_flight"), 0);
+    let n = |k: &str| p["detail"]["ledger"][k].as_u64().unwrap();
+    assert_eq!(n("charged"), spent);
+    assert_eq!(n("earned"), earned);
+    assert_eq!(n("commission"), spent - earned);
+    assert_eq!(n("in_flight"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -286,16 +286,10 @@ async fn killing_the_proxy_loses_no_charge_and_pays_nobody_twice() {
 
     let (_, _, body) = get(&format!("{}/jsonstats", net.proxy_http)).await;
     let p: Value = serde_json::from_slice(&body).unwrap();
-    let n = |k: &str| p["info"][k].as_str().unwrap().parse::<u64>().unwrap();
-    let charged = n("ledger_charged_nanoton");
-    assert_eq!(
-        charged,
-        n("ledger_earned_nanoton") + n("ledger_commission_nanoton")
-    );
-    assert_eq!(
-        (n("ledger_reserved_nanoton"), n("ledger_in_flight")),
-        (0, 0)
-    );
+    let n = |k: &str| p["detail"]["ledger"][k].as_u64().unwrap();
+    let charged = n("charged");
+    assert_eq!(charged, n("earned") + n("commission"));
+    assert_eq!((n("reserved"), n("in_flight")), (0, 0));
     // Nothing received went uncharged.
     assert!(
         charged >= costs + received,
@@ -322,7 +316,7 @@ async fn killing_the_proxy_loses_no_charge_and_pays_nobody_twice() {
         w["info"]["earned_nanoton"]
             .as_str()
             .and_then(|s| s.parse::<u64>().ok()),
-        Some(n("ledger_earned_nanoton")),
+        Some(n("earned")),
         "{w}"
     );
 }
@@ -366,15 +360,15 @@ async fn a_cut_off_answer_is_charged_for_what_was_delivered() {
     assert_eq!(spent % PRICE, 0);
     let (_, _, body) = get(&format!("{}/jsonstats", net.proxy_http)).await;
     let p: Value = serde_json::from_slice(&body).unwrap();
-    let n = |k: &str| p["info"][k].as_str().unwrap().parse::<u64>().unwrap();
-    assert_eq!(n("ledger_charged_nanoton"), spent);
+    let n = |k: &str| p["detail"]["ledger"][k].as_u64().unwrap();
+    assert_eq!(n("charged"), spent);
 }
 
 /// Ledger operations the proxy has made so far.
 async fn ledger_ops(net: &Network) -> u64 {
     let (_, _, body) = get(&format!("{}/jsonstats", net.proxy_http)).await;
     let p: Value = serde_json::from_slice(&body).unwrap();
-    p["info"]["ledger_ops"].as_str().unwrap().parse().unwrap()
+    p["detail"]["ledger"]["ops"].as_u64().unwrap()
 }
 
 /// One paced 40-chunk streamed answer; returns its cost and the ledger

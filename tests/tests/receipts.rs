@@ -343,24 +343,33 @@ async fn a_replicated_request_outvotes_a_dishonest_worker() {
     let log: Value = serde_json::from_slice(&log).unwrap();
     assert_eq!(log[0]["worker"], "w3", "{log}");
     assert_eq!(log[0]["evidence"], evidence[0], "{log}");
+    // The dissenter's reputation fell, under its attested receipt key,
+    // and routing avoids it.
+    let stats = proxy_stats(&net).await;
+    let w3 = worker_record(&stats, "w3");
+    assert!(
+        w3["identity"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("key:")),
+        "{stats}"
+    );
+    assert_eq!(
+        w3["reputation"],
+        json!({"agreed": 0, "dissented": 1, "avoided": true}),
+        "{stats}"
+    );
     // The table whose digest the proxy publishes on chain names it too.
     let (_, _, table) = get(&format!("{}/reputation", net.proxy_http)).await;
     let table: Value = serde_json::from_slice(&table).unwrap();
-    let w3 = table["workers"]
+    let in_table = table["workers"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|w| w["worker"] == "w3")
+        .find(|w| w["worker"] == w3["identity"])
         .cloned()
         .unwrap_or_default();
-    assert_eq!(w3["dissented"], 1, "{table}");
-    assert_eq!(w3["avoided"], true, "{table}");
-
-    // The dissenter's reputation fell, and routing avoids it.
-    let (_, _, stats) = get(&format!("{}/jsonstats", net.proxy_http)).await;
-    let stats: Value = serde_json::from_slice(&stats).unwrap();
-    let w3 = stats["info"]["reputation w3"].as_str().unwrap_or_default();
-    assert_eq!(w3, "0 agreed, 1 dissented (avoided)", "{stats}");
+    assert_eq!(in_table["dissented"], 1, "{table}");
+    assert_eq!(in_table["avoided"], true, "{table}");
     let (_, _, models) = get(&format!("{}/v1/models", net.api)).await;
     let models: Value = serde_json::from_slice(&models).unwrap();
     let rep = &models["data"][0]["cocoon"]["reputation"];
@@ -411,7 +420,90 @@ async fn a_replicated_request_outvotes_a_dishonest_worker() {
     let (status, _, answer) = post_json(&net.chat_url(), &body).await;
     let text = String::from_utf8_lossy(&answer);
     assert_eq!(status, 400, "{text}");
-    assert!(text.contains("only 3 serve"), "{text}");
+    assert!(text.contains("only 3 owners serve"), "{text}");
+}
+
+/// Off chain a worker is the receipt key its attested certificate names:
+/// under a new name it keeps its record, and two workers of one key are
+/// one owner, never two replicas of one request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_is_its_key_not_its_name() {
+    let honest = upstream(UpstreamBehaviour {
+        chunks: 2,
+        chunk_size: 10,
+        ..Default::default()
+    })
+    .await;
+    let dishonest = upstream(UpstreamBehaviour {
+        chunks: 2,
+        chunk_size: 9,
+        ..Default::default()
+    })
+    .await;
+    let mut net = Network::start().await;
+    let key = |k: &str| net.tee.dir.join(format!("operator-{k}.key"));
+    let (a, b, c) = (key("a"), key("b"), key("c"));
+    net.add_worker(WorkerSpec::new("w1", MODEL, &honest).with_receipt_key(a.clone()))
+        .await;
+    net.add_worker(WorkerSpec::new("w2", MODEL, &honest).with_receipt_key(b))
+        .await;
+    let w3 = net
+        .add_worker(WorkerSpec::new("w3", MODEL, &dishonest).with_receipt_key(c.clone()))
+        .await;
+    let mut replicated = chat_body(MODEL, false);
+    replicated["cocoon"] = json!({"replicas": 3});
+    let (status, _, answer) = post_json(&net.chat_url(), &replicated).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    let stats = proxy_stats(&net).await;
+    let outvoted = worker_record(&stats, "w3");
+    assert_eq!(outvoted["reputation"]["dissented"], 1, "{stats}");
+
+    // A second worker of w1's owner: three owners still, however many
+    // workers, and never two replicas of one owner.
+    net.add_worker(WorkerSpec::new("w1-twin", MODEL, &honest).with_receipt_key(a))
+        .await;
+    let mut four = replicated.clone();
+    four["cocoon"] = json!({"replicas": 4});
+    let (status, _, answer) = post_json(&net.chat_url(), &four).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("only 3 owners serve"), "{text}");
+    for _ in 0..4 {
+        let (status, _, answer) = post_json(&net.chat_url(), &replicated).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+        let v: Value = serde_json::from_slice(&answer).unwrap();
+        let r = &v["cocoon"]["replication"];
+        let ran: Vec<&str> = ["agreed", "dissented"]
+            .iter()
+            .flat_map(|k| r[k].as_array().unwrap().iter())
+            .map(|w| w.as_str().unwrap())
+            .collect();
+        assert_eq!(ran.len(), 3, "{r}");
+        assert!(
+            !(ran.contains(&"w1") && ran.contains(&"w1-twin")),
+            "one owner ran two replicas: {r}"
+        );
+    }
+
+    // Back under a new name with the same key, w3 is the worker it was.
+    net.workers[w3].proc.kill();
+    net.wait_workers(MODEL, 3).await;
+    net.add_worker(WorkerSpec::new("fresh-start", MODEL, &dishonest).with_receipt_key(c))
+        .await;
+    let stats = proxy_stats(&net).await;
+    let renamed = worker_record(&stats, "fresh-start");
+    assert_eq!(renamed["identity"], outvoted["identity"], "{stats}");
+    assert_eq!(renamed["names"], json!(["fresh-start"]), "{stats}");
+    assert!(
+        renamed["reputation"]["dissented"].as_u64() >= Some(1)
+            && renamed["reputation"]["avoided"] == true,
+        "{stats}"
+    );
+    for _ in 0..4 {
+        let (status, headers, body) = post_json(&net.chat_url(), &chat_body(MODEL, false)).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        assert_ne!(headers["x-cocoon-worker"], "fresh-start");
+    }
 }
 
 /// Asks `url` for `body`: what the answer cost the client, and the fee its
@@ -465,33 +557,34 @@ async fn spot_checks_catch_a_worker_serving_other_weights_under_the_same_hash() 
         let (cost, fee) = charged_answer(&net.chat_url(), &body).await;
         (charged, fees) = (charged + cost, fees + fee);
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        let (_, _, s) = get(&format!("{}/jsonstats", net.proxy_http)).await;
-        stats = serde_json::from_slice(&s).unwrap_or(Value::Null);
-        if stats["info"]["reputation w3"]
-            .as_str()
-            .is_some_and(|r| r.contains("(avoided)"))
-        {
+        stats = proxy_stats(&net).await;
+        if worker_record(&stats, "w3")["reputation"]["avoided"] == true {
             break;
         }
     }
-    let info = &stats["info"];
-    assert!(
-        info["reputation w3"]
-            .as_str()
-            .is_some_and(|r| r.starts_with("0 agreed") && r.contains("(avoided)")),
+    let w3 = worker_record(&stats, "w3");
+    assert_eq!(
+        w3["reputation"]["agreed"], 0,
         "w3 was not outvoted: {stats}"
     );
+    assert_eq!(w3["reputation"]["avoided"], true, "{stats}");
     for w in ["w1", "w2"] {
-        let r = info[format!("reputation {w}")]
-            .as_str()
-            .unwrap_or("0 agreed, 0 dissented");
-        assert!(r.contains(", 0 dissented"), "{w}: {r}");
+        let r = worker_record(&stats, w);
+        assert!(
+            r.is_null() || r["reputation"]["dissented"] == 0,
+            "{w}: {stats}"
+        );
     }
-    let checks: Vec<&str> = ["w1", "w2", "w3"]
-        .iter()
-        .filter_map(|w| info[format!("spot-checks {w}")].as_str())
-        .collect();
-    assert!(!checks.is_empty(), "spot-checks are in the stats: {stats}");
+    let checks = |stats: &Value, field: &str| -> u64 {
+        ["w1", "w2", "w3"]
+            .iter()
+            .filter_map(|w| worker_record(stats, w)["spot_checks"][field].as_u64())
+            .sum()
+    };
+    assert!(
+        checks(&stats, "planned") > 0,
+        "spot-checks are in the stats: {stats}"
+    );
     // Re-runs are the network's cost, not the client's.
     let (_, _, balance) = get(&format!("{}/v1/cocoon/balance", net.api)).await;
     let balance: Value = serde_json::from_slice(&balance).unwrap();
@@ -505,43 +598,23 @@ async fn spot_checks_catch_a_worker_serving_other_weights_under_the_same_hash() 
         (charged, fees) = (charged + cost, fees + fee);
     }
     let books = |stats: &Value| {
-        let info = &stats["info"].as_object().cloned().unwrap_or_default();
-        let field = |k: &str, name: &str| -> u64 {
-            info.iter()
-                .filter(|(key, _)| key.starts_with(k))
-                .filter_map(|(_, v)| {
-                    v.as_str()?
-                        .split([' ', ';'])
-                        .find_map(|kv| kv.strip_prefix(name))?
-                        .parse::<u64>()
-                        .ok()
-                })
-                .sum()
-        };
-        let check_fees: u64 = info
-            .iter()
-            .filter(|(k, _)| k.starts_with("spot-checks "))
-            .filter_map(|(_, v)| {
-                v.as_str()?
-                    .split("fees ")
-                    .nth(1)?
-                    .split(' ')
-                    .next()?
-                    .parse::<u64>()
-                    .ok()
-            })
+        let ledger = &stats["detail"]["ledger"];
+        let due: u64 = ledger["workers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|w| w["checks_due"].as_u64())
             .sum();
         (
-            field("ledger_earned_nanoton", ""),
-            field("ledger_commission_nanoton", ""),
-            field("worker ", "checks_due="),
-            check_fees,
+            ledger["earned"].as_u64().unwrap_or(0),
+            ledger["commission"].as_u64().unwrap_or(0),
+            due,
+            checks(stats, "check_fees"),
         )
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let (earned, commission, due, check_fees) = loop {
-        let (_, _, s) = get(&format!("{}/jsonstats", net.proxy_http)).await;
-        stats = serde_json::from_slice(&s).unwrap_or(Value::Null);
+        stats = proxy_stats(&net).await;
         let b = books(&stats);
         if b.0 + b.2 == fees + b.3 || std::time::Instant::now() > deadline {
             break b;

@@ -153,6 +153,13 @@ options! {
         /// [default: only on demand, `cocoon worker withdraw`].
         #[arg(long, env = "COCOON_WORKER_PAYOUT_ABOVE", value_name = "NANOTON")]
         pub payout_above: Option<u64>,
+        /// The key this worker signs its receipts with (PKCS#8 Ed25519),
+        /// created if missing. Off chain it is who the worker is to its
+        /// proxy: its reputation and checks are kept under it, whatever
+        /// name it announces. [default: a key per --name under
+        /// DATA_DIR/keys/]
+        #[arg(long, env = "COCOON_WORKER_RECEIPT_KEY", value_name = "FILE")]
+        pub receipt_key: Option<PathBuf>,
         /// Longest a finished answer's receipt waits, in milliseconds, to
         /// share one signature with the other answers finished meanwhile.
         /// It delays only an answer's end (the text is relayed as it

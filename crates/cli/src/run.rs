@@ -330,7 +330,11 @@ pub async fn worker(o: WorkerOptions, a: AttestationOptions) -> anyhow::Result<(
     let no_receipts = dev_only(o.dev_no_receipts, &a, "--dev-no-receipts")?;
     let (engine, model, max_active) = build_engine(o.engine).await?;
     let name = o.name.unwrap_or_else(|| format!("worker-{}", hostname()));
-    let receipt_key = receipt_key(&data_dir, &name)?;
+    let receipt_key = match &o.receipt_key {
+        Some(path) => cocoon_tee::keyfile::ed25519_pkcs8(path)
+            .with_context(|| format!("the receipt key at {}", path.display()))?,
+        None => receipt_key(&data_dir, &name)?,
+    };
     let config = cocoon_worker::WorkerConfig {
         name,
         proxy,

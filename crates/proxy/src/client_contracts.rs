@@ -110,6 +110,16 @@ pub struct OwnerProof {
     pub certificate_sha256: [u8; 32],
 }
 
+/// A worker contract that may serve: staked, and owned by the wallet that
+/// signed for the worker.
+#[derive(Debug, Clone)]
+pub struct StakedWorker {
+    /// Its stake.
+    pub stake: Nanoton,
+    /// The wallet that owns it.
+    pub owner: StdAddr,
+}
+
 impl OwnerProof {
     /// Checks that `owner`, the wallet that owns `contract`, signed for
     /// this certificate. The error says what was found.
@@ -324,7 +334,7 @@ impl ClientContracts {
         worker: &StdAddr,
         owner_proof: &OwnerProof,
         receipt_key: Option<&[u8; 32]>,
-    ) -> Result<Nanoton, String> {
+    ) -> Result<StakedWorker, String> {
         let chain_err = |e: cocoon_chain::ChainError| format!("reading {worker} on chain: {e}");
         let account = self.chain.account(worker).await.map_err(chain_err)?;
         if account.status != AccountStatus::Active {
@@ -391,7 +401,7 @@ impl ClientContracts {
                 ));
             }
         }
-        Ok(stake)
+        Ok(StakedWorker { stake, owner })
     }
 
     /// The proxy contract this watcher serves.

@@ -20,12 +20,14 @@ mod spot_check;
 mod stats;
 mod worker_certificates;
 mod worker_gateway;
+mod worker_id;
 
 pub use admission::{QueueLimits, DEFAULT_MAX_WAITING};
 pub use payments::{Payments, PriceBoard};
 pub use registry::{Lease, NoWorker, WorkerHandle, WorkerRegistry};
 pub use settlement::{SettleError, SettleFuture, Settlement};
 pub use spot_check::{CheckRecord, SpotCheckConfig};
+pub use worker_id::{Owner, WorkerId};
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -11,6 +11,7 @@ use cocoon_telemetry::WorkerLoad;
 use tokio::sync::mpsc;
 
 use crate::admission::{AdmissionQueue, QueueLimits};
+use crate::worker_id::{Owner, WorkerId};
 
 /// What the proxy sends to a worker's session stream.
 pub(crate) type Outbound = mpsc::Sender<Result<ProxyMessage, tonic::Status>>;
@@ -24,8 +25,10 @@ const PRIOR_MICROS: u64 = 1_000_000;
 pub struct WorkerHandle {
     /// Connection serial, unique within this proxy run.
     pub serial: u64,
-    /// The name the worker announced.
-    pub id: String,
+    /// Who the worker is, as proved when it connected.
+    pub identity: WorkerId,
+    /// The name the worker announced: a label for people, proving nothing.
+    pub name: String,
     /// The model it serves.
     pub model: ModelName,
     /// SHA-256 of the weights; `None` if the worker cannot tell.
@@ -39,17 +42,26 @@ pub struct WorkerHandle {
     coefficient: AtomicU32,
     max_active: u32,
     running: AtomicU32,
-    total: AtomicU64,
-    failed: AtomicU64,
-    avg_micros: AtomicU64,
-    /// Moving average of the time to an answer's first byte, as relayed.
-    avg_ttft_micros: AtomicU64,
+    /// Its identity's record, shared by its sessions, kept across them.
+    record: Arc<RoutingRecord>,
     closed: AtomicBool,
     /// SHA-256 of the certificate its receipts are signed with; empty
     /// without one.
     certificate: Mutex<String>,
     outbound: Outbound,
     pending: Mutex<HashMap<String, Waiter>>,
+}
+
+/// How a worker identity's requests went, across its sessions: what
+/// routing prefers and avoids, so a worker cannot shed a bad record by
+/// reconnecting.
+#[derive(Debug, Default)]
+pub(crate) struct RoutingRecord {
+    total: AtomicU64,
+    failed: AtomicU64,
+    avg_micros: AtomicU64,
+    /// Moving average of the time to an answer's first byte, as relayed.
+    avg_ttft_micros: AtomicU64,
 }
 
 /// What a worker runs, as far as the proxy knows it: the weights it
@@ -80,23 +92,38 @@ struct Overflow {
     notify: tokio::sync::Notify,
 }
 
+/// What a worker offers in its hello: a model, at a price, so many at once.
+#[derive(Debug, Clone)]
+pub(crate) struct Offer {
+    pub(crate) model: ModelName,
+    pub(crate) provenance: Provenance,
+    pub(crate) coefficient: Coefficient,
+    pub(crate) max_active: u32,
+}
+
 impl WorkerHandle {
     pub(crate) fn new(
         serial: u64,
-        id: String,
-        model: ModelName,
-        Provenance {
-            model_hash,
-            tee,
-            image_hash,
-        }: Provenance,
-        coefficient: Coefficient,
-        max_active: u32,
+        identity: WorkerId,
+        name: String,
+        Offer {
+            model,
+            provenance:
+                Provenance {
+                    model_hash,
+                    tee,
+                    image_hash,
+                },
+            coefficient,
+            max_active,
+        }: Offer,
         outbound: Outbound,
     ) -> Self {
         WorkerHandle {
             serial,
-            id,
+            name,
+            record: Arc::default(),
+            identity,
             model,
             model_hash,
             tee,
@@ -105,10 +132,6 @@ impl WorkerHandle {
             coefficient: AtomicU32::new(coefficient.per_mille()),
             max_active,
             running: AtomicU32::new(0),
-            total: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            avg_micros: AtomicU64::new(0),
-            avg_ttft_micros: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             certificate: Mutex::new(String::new()),
             outbound,
@@ -145,12 +168,17 @@ impl WorkerHandle {
         self.coefficient.store(c.per_mille(), Ordering::Relaxed);
     }
 
-    /// Whether more than one in ten of its requests failed on it (over at
-    /// least ten requests in this session): dispatch errors, a lost
-    /// session, engine failures that sent the request elsewhere.
+    /// Who stands behind it.
+    pub fn owner(&self) -> Owner {
+        self.identity.owner()
+    }
+
+    /// Whether more than one in ten of its identity's requests failed on
+    /// it (over at least ten requests): dispatch errors, a lost session,
+    /// engine failures that sent the request elsewhere.
     pub fn unreliable(&self) -> bool {
-        let total = self.total.load(Ordering::Relaxed);
-        total >= 10 && self.failed.load(Ordering::Relaxed) * 10 > total
+        let total = self.record.total.load(Ordering::Relaxed);
+        total >= 10 && self.record.failed.load(Ordering::Relaxed) * 10 > total
     }
 
     /// Most requests it runs at once.
@@ -164,7 +192,7 @@ impl WorkerHandle {
     }
 
     fn avg(&self) -> u64 {
-        match self.avg_micros.load(Ordering::Relaxed) {
+        match self.record.avg_micros.load(Ordering::Relaxed) {
             0 => PRIOR_MICROS,
             n => n,
         }
@@ -199,7 +227,7 @@ impl WorkerHandle {
             waiter.overflow.raised.store(true, Ordering::Release);
             waiter.overflow.notify.notify_one();
             pending.remove(event.request_id.as_str());
-            tracing::warn!(request_id = %event.request_id, worker = %self.id, "client is not reading its answer; dropping the request");
+            tracing::warn!(request_id = %event.request_id, worker = %self.name, "client is not reading its answer; dropping the request");
         }
     }
 
@@ -215,15 +243,16 @@ impl WorkerHandle {
     /// Load figures for stats pages.
     pub fn load(&self) -> WorkerLoad {
         WorkerLoad {
-            id: self.id.clone(),
+            id: self.name.clone(),
+            identity: self.identity.to_string(),
             model: self.model.to_string(),
             coefficient: self.coefficient().per_mille(),
             running: self.running(),
             max_active: self.max_active,
-            total: self.total.load(Ordering::Relaxed),
-            failed: self.failed.load(Ordering::Relaxed),
-            avg_latency_ms: self.avg_micros.load(Ordering::Relaxed) as f64 / 1000.0,
-            avg_ttft_ms: self.avg_ttft_micros.load(Ordering::Relaxed) as f64 / 1000.0,
+            total: self.record.total.load(Ordering::Relaxed),
+            failed: self.record.failed.load(Ordering::Relaxed),
+            avg_latency_ms: self.record.avg_micros.load(Ordering::Relaxed) as f64 / 1000.0,
+            avg_ttft_ms: self.record.avg_ttft_micros.load(Ordering::Relaxed) as f64 / 1000.0,
         }
     }
 }
@@ -254,7 +283,7 @@ impl Lease {
         events: mpsc::Sender<WorkerEvent>,
         admission: Arc<AdmissionQueue>,
     ) -> Lease {
-        worker.total.fetch_add(1, Ordering::Relaxed);
+        worker.record.total.fetch_add(1, Ordering::Relaxed);
         let overflow = Arc::new(Overflow::default());
         let waiter = Waiter {
             events,
@@ -281,7 +310,7 @@ impl Lease {
     pub fn first_byte(&self) {
         if !self.first_byte.swap(true, Ordering::Relaxed) {
             moving_average(
-                &self.worker.avg_ttft_micros,
+                &self.worker.record.avg_ttft_micros,
                 self.started.elapsed().as_micros() as u64,
             );
         }
@@ -322,14 +351,17 @@ impl Drop for Lease {
             .remove(&self.request_id);
         w.running.fetch_sub(1, Ordering::AcqRel);
         if self.unused {
-            w.total.fetch_sub(1, Ordering::Relaxed);
+            w.record.total.fetch_sub(1, Ordering::Relaxed);
             return;
         }
         self.admission.wake(w.model.as_str());
         match self.outcome {
-            Some(true) => moving_average(&w.avg_micros, self.started.elapsed().as_micros() as u64),
+            Some(true) => moving_average(
+                &w.record.avg_micros,
+                self.started.elapsed().as_micros() as u64,
+            ),
             Some(false) | None => {
-                w.failed.fetch_add(1, Ordering::Relaxed);
+                w.record.failed.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -390,6 +422,8 @@ pub enum NoWorker {
 #[derive(Debug)]
 pub struct WorkerRegistry {
     by_model: RwLock<HashMap<ModelName, Vec<Arc<WorkerHandle>>>>,
+    /// Every identity's routing record, kept while it is away.
+    records: Mutex<HashMap<WorkerId, Arc<RoutingRecord>>>,
     next_serial: AtomicU64,
     rotation: AtomicU64,
     admission: Arc<AdmissionQueue>,
@@ -407,6 +441,7 @@ impl WorkerRegistry {
     pub fn new(limits: QueueLimits) -> Self {
         WorkerRegistry {
             by_model: RwLock::new(HashMap::new()),
+            records: Mutex::default(),
             next_serial: AtomicU64::new(0),
             rotation: AtomicU64::new(0),
             reputation: Default::default(),
@@ -428,13 +463,23 @@ impl WorkerRegistry {
         self.next_serial.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Adds a worker.
-    pub fn insert(&self, w: Arc<WorkerHandle>) {
+    /// Adds a worker session, under its identity's routing record.
+    pub fn insert(&self, mut w: WorkerHandle) -> Arc<WorkerHandle> {
+        w.record = self
+            .records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(w.identity.clone())
+            .or_default()
+            .clone();
+        let w = Arc::new(w);
         let model = w.model.to_string();
+        let added = w.clone();
         let mut map = self.by_model.write().unwrap_or_else(|p| p.into_inner());
         map.entry(w.model.clone()).or_default().push(w);
         drop(map);
         self.admission.wake(&model);
+        added
     }
 
     /// Removes a worker and fails its waiting requests.
@@ -462,15 +507,15 @@ impl WorkerRegistry {
 
     /// Picks a worker for `model` and claims a slot on it.
     ///
-    /// Workers above `max_coefficient` (0 = no limit), at capacity or in
-    /// `exclude` are skipped; among the rest the one with the least
+    /// Workers above `max_coefficient` (0 = no limit), at capacity or of
+    /// an owner in `exclude` are skipped; among the rest the one with the least
     /// `running × average duration` wins, ties broken in rotation so idle
     /// workers share the load.
     pub fn select(
         &self,
         model: &str,
         max_coefficient: u32,
-        exclude: &[u64],
+        exclude: &[Owner],
         request_id: &RequestId,
         events: mpsc::Sender<WorkerEvent>,
     ) -> Result<Lease, NoWorker> {
@@ -511,12 +556,13 @@ impl WorkerRegistry {
     }
 
     /// Claims a slot on a free worker serving `model` with the weights
-    /// `hash`, not in `exclude`, without waiting; `None` if none is free.
+    /// `hash`, of an owner not in `exclude`, without waiting; `None` if
+    /// none is free.
     pub(crate) fn select_same_weights(
         &self,
         model: &str,
         hash: ModelHash,
-        exclude: &[u64],
+        exclude: &[Owner],
         request_id: &RequestId,
         events: mpsc::Sender<WorkerEvent>,
     ) -> Option<Lease> {
@@ -551,10 +597,10 @@ impl WorkerRegistry {
             .max(1)
     }
 
-    /// Open sessions serving `model`, except those in `exclude`, and
-    /// except workers whose compared answers made them suspect while any
-    /// other serves the model.
-    fn candidates(&self, model: &str, exclude: &[u64]) -> Vec<Arc<WorkerHandle>> {
+    /// Open sessions serving `model`, except those of owners in `exclude`,
+    /// and except workers whose compared answers made them suspect while
+    /// any other serves the model.
+    fn candidates(&self, model: &str, exclude: &[Owner]) -> Vec<Arc<WorkerHandle>> {
         let Ok(key) = ModelName::new(model) else {
             return Vec::new();
         };
@@ -563,14 +609,14 @@ impl WorkerRegistry {
             .get(&key)
             .map(|l| {
                 l.iter()
-                    .filter(|w| !exclude.contains(&w.serial) && !w.closed.load(Ordering::Acquire))
+                    .filter(|w| !w.closed.load(Ordering::Acquire) && !exclude.contains(&w.owner()))
                     .cloned()
                     .collect()
             })
             .unwrap_or_default();
         let (trusted, suspect): (Vec<_>, Vec<_>) = open
             .into_iter()
-            .partition(|w| !self.reputation.of(&w.id).suspect());
+            .partition(|w| !self.reputation.of(&w.identity).suspect());
         if trusted.is_empty() {
             suspect
         } else {
@@ -602,6 +648,24 @@ impl WorkerRegistry {
         })
     }
 
+    /// How many distinct owners serve `model` now.
+    pub(crate) fn owners_serving(&self, model: &str) -> usize {
+        let Ok(key) = ModelName::new(model) else {
+            return 0;
+        };
+        let map = self.by_model.read().unwrap_or_else(|p| p.into_inner());
+        let mut owners: Vec<Owner> = map
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .filter(|w| !w.closed.load(Ordering::Acquire))
+            .map(|w| w.owner())
+            .collect();
+        owners.sort();
+        owners.dedup();
+        owners.len()
+    }
+
     /// Per-model summary for `/v1/models`.
     pub fn models(&self) -> Vec<cocoon_proto::ModelInfo> {
         let map = self.by_model.read().unwrap_or_else(|p| p.into_inner());
@@ -618,15 +682,23 @@ impl WorkerRegistry {
                     .collect();
                 hashes.sort_unstable();
                 hashes.dedup();
-                let records: Vec<_> = list.iter().map(|w| self.reputation.of(&w.id)).collect();
+                // An identity with several sessions counts once.
+                let mut identities: Vec<&Arc<WorkerHandle>> = list.iter().collect();
+                identities.sort_by(|a, b| a.identity.cmp(&b.identity));
+                identities.dedup_by(|a, b| a.identity == b.identity);
+                let records: Vec<_> = identities
+                    .iter()
+                    .map(|w| self.reputation.of(&w.identity))
+                    .collect();
+                let routing = || identities.iter().map(|w| &w.record);
                 cocoon_proto::ModelInfo {
                     compared_answers: records.iter().map(|r| r.agreed + r.dissented).sum(),
                     dissenting_answers: records.iter().map(|r| r.dissented).sum(),
                     avoided_workers: records.iter().filter(|r| r.suspect()).count() as u32,
-                    requests: list.iter().map(|w| w.total.load(Ordering::Relaxed)).sum(),
-                    failed_requests: list.iter().map(|w| w.failed.load(Ordering::Relaxed)).sum(),
-                    median_latency_micros: median_sample(list.iter().map(|w| &w.avg_micros)),
-                    median_ttft_micros: median_sample(list.iter().map(|w| &w.avg_ttft_micros)),
+                    requests: routing().map(|r| r.total.load(Ordering::Relaxed)).sum(),
+                    failed_requests: routing().map(|r| r.failed.load(Ordering::Relaxed)).sum(),
+                    median_latency_micros: median_sample(routing().map(|r| &r.avg_micros)),
+                    median_ttft_micros: median_sample(routing().map(|r| &r.avg_ttft_micros)),
                     name: name.to_string(),
                     worker_count: list.len() as u32,
                     min_coefficient: coefs[0],
@@ -654,19 +726,32 @@ mod tests {
         coef: u64,
         max: u32,
     ) -> Arc<WorkerHandle> {
+        session(reg, WorkerId::Unproven(id.into()), id, model, coef, max)
+    }
+
+    fn session(
+        reg: &WorkerRegistry,
+        identity: WorkerId,
+        name: &str,
+        model: &str,
+        coef: u64,
+        max: u32,
+    ) -> Arc<WorkerHandle> {
         let (tx, rx) = mpsc::channel(8);
         std::mem::forget(rx);
-        let w = Arc::new(WorkerHandle::new(
+        let offer = Offer {
+            model: ModelName::new(model).unwrap(),
+            provenance: Provenance::default(),
+            coefficient: Coefficient::new(coef).unwrap(),
+            max_active: max,
+        };
+        reg.insert(WorkerHandle::new(
             reg.next_serial(),
-            id.into(),
-            ModelName::new(model).unwrap(),
-            Provenance::default(),
-            Coefficient::new(coef).unwrap(),
-            max,
+            identity,
+            name.into(),
+            offer,
             tx,
-        ));
-        reg.insert(w.clone());
-        w
+        ))
     }
 
     fn pick(reg: &WorkerRegistry, model: &str, max: u32) -> Result<Lease, NoWorker> {
@@ -713,7 +798,7 @@ mod tests {
         worker(&reg, "dear", "m", 2000, 2);
         for _ in 0..5 {
             let l = pick(&reg, "m", 1000).unwrap();
-            assert_eq!(l.worker.id, "cheap");
+            assert_eq!(l.worker.name, "cheap");
         }
         assert_eq!(cheap.running(), 0, "dropped leases free their slots");
     }
@@ -725,28 +810,60 @@ mod tests {
         let steady = worker(&reg, "steady", "m", 1000, 1);
         for _ in 0..10 {
             let mut l = pick(&reg, "m", 0).unwrap();
-            if l.worker.id == "flaky" {
+            if l.worker.name == "flaky" {
                 l.finish(false);
             } else {
                 l.finish(true);
             }
         }
         // Half its requests, at least, went to "flaky" and failed there.
-        while flaky.total.load(Ordering::Relaxed) < 10 {
+        while flaky.record.total.load(Ordering::Relaxed) < 10 {
             let (tx, _rx) = mpsc::channel(1);
             let mut l = reg
-                .select("m", 0, &[steady.serial], &RequestId::generate(), tx)
+                .select("m", 0, &[steady.owner()], &RequestId::generate(), tx)
                 .unwrap();
-            assert_eq!(l.worker.id, "flaky");
+            assert_eq!(l.worker.name, "flaky");
             l.finish(false);
         }
         assert!(flaky.unreliable());
         let first = pick(&reg, "m", 0).unwrap();
-        assert_eq!(first.worker.id, "steady", "the reliable worker first");
+        assert_eq!(first.worker.name, "steady", "the reliable worker first");
         let second = pick(&reg, "m", 0).unwrap();
         assert_eq!(
-            second.worker.id, "flaky",
+            second.worker.name, "flaky",
             "the unreliable one when the other is busy"
+        );
+    }
+
+    #[test]
+    fn an_identity_keeps_its_record_across_sessions_and_names() {
+        let reg = WorkerRegistry::default();
+        let key = WorkerId::ReceiptKey([9; 32]);
+        let first = session(&reg, key.clone(), "first", "m", 1000, 4);
+        for _ in 0..10 {
+            pick(&reg, "m", 0).unwrap().finish(false);
+        }
+        assert!(first.unreliable());
+        reg.remove(&first);
+        let renamed = session(&reg, key.clone(), "renamed", "m", 1000, 4);
+        assert!(renamed.unreliable(), "a new name does not clear the record");
+        reg.reputation().record(&key, false);
+        let other = session(&reg, WorkerId::ReceiptKey([8; 32]), "other", "m", 1000, 4);
+        assert_eq!(pick(&reg, "m", 0).unwrap().worker.name, "other");
+        // Two sessions of one identity are one owner.
+        session(&reg, key.clone(), "again", "m", 1000, 4);
+        assert_eq!(reg.owners_serving("m"), 2);
+        let (tx, _rx) = mpsc::channel(1);
+        let no = reg.select(
+            "m",
+            0,
+            &[other.owner(), renamed.owner()],
+            &RequestId::generate(),
+            tx,
+        );
+        assert!(
+            matches!(no, Err(NoWorker::NoWorkersForModel { .. })),
+            "{no:?}"
         );
     }
 
@@ -759,7 +876,7 @@ mod tests {
         let mut counts: HashMap<String, usize> = HashMap::new();
         for _ in 0..10 {
             let l = pick(&reg, "m", 0).unwrap();
-            *counts.entry(l.worker.id.clone()).or_default() += 1;
+            *counts.entry(l.worker.name.clone()).or_default() += 1;
             held.push(l);
         }
         assert_eq!(counts["a"], 5, "load is spread evenly: {counts:?}");
@@ -787,7 +904,7 @@ mod tests {
         l.first_byte();
         l.first_byte(); // recorded once
         l.finish(true);
-        let served = l.worker.id.clone();
+        let served = l.worker.name.clone();
         drop(l);
         let loads: Vec<_> = reg.all().iter().map(|w| w.load()).collect();
         let load = loads.iter().find(|w| w.id == served).unwrap();

@@ -1,9 +1,12 @@
 //! What the proxy has seen of each worker's answers when it could compare
 //! them: in a replicated request, whether the worker's answer was the one
-//! most runs agreed on. Kept by worker name, across reconnects.
+//! most runs agreed on, or a spot-check confirmed it. Kept by the worker's
+//! proved identity ([`WorkerId`]), across reconnects and renames.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+
+use crate::worker_id::WorkerId;
 
 /// One worker's record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -34,10 +37,10 @@ impl std::fmt::Display for Record {
     }
 }
 
-/// A record per worker name.
+/// A record per worker identity.
 #[derive(Debug)]
 pub struct PerWorker<R> {
-    by_worker: Mutex<BTreeMap<String, R>>,
+    by_worker: Mutex<BTreeMap<WorkerId, R>>,
 }
 
 impl<R> Default for PerWorker<R> {
@@ -50,13 +53,13 @@ impl<R> Default for PerWorker<R> {
 
 impl<R: Copy + Default> PerWorker<R> {
     /// Changes `worker`'s record.
-    pub fn update(&self, worker: &str, f: impl FnOnce(&mut R)) {
+    pub fn update(&self, worker: &WorkerId, f: impl FnOnce(&mut R)) {
         let mut g = self.by_worker.lock().unwrap_or_else(|p| p.into_inner());
-        f(g.entry(worker.to_string()).or_default());
+        f(g.entry(worker.clone()).or_default());
     }
 
     /// `worker`'s record.
-    pub fn of(&self, worker: &str) -> R {
+    pub fn of(&self, worker: &WorkerId) -> R {
         self.by_worker
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -66,7 +69,7 @@ impl<R: Copy + Default> PerWorker<R> {
     }
 
     /// Every record, by worker.
-    pub fn all(&self) -> BTreeMap<String, R> {
+    pub fn all(&self) -> BTreeMap<WorkerId, R> {
         self.by_worker
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -80,7 +83,7 @@ pub struct Reputation(PerWorker<Record>);
 
 impl Reputation {
     /// Records one compared answer of `worker`.
-    pub fn record(&self, worker: &str, agreed: bool) {
+    pub fn record(&self, worker: &WorkerId, agreed: bool) {
         self.0.update(worker, |r| {
             if agreed {
                 r.agreed += 1;
@@ -91,17 +94,17 @@ impl Reputation {
     }
 
     /// `worker`'s record.
-    pub fn of(&self, worker: &str) -> Record {
+    pub fn of(&self, worker: &WorkerId) -> Record {
         self.0.of(worker)
     }
 
     /// Every record, by worker.
-    pub fn all(&self) -> BTreeMap<String, Record> {
+    pub fn all(&self) -> BTreeMap<WorkerId, Record> {
         self.0.all()
     }
 
     /// The table as published: JSON with no whitespace, workers sorted by
-    /// name and members in the order written here, so that the same records always give the same bytes and the
+    /// identity (`worker`: [`WorkerId`]'s text) and members in the order written here, so that the same records always give the same bytes and the
     /// same SHA-256 (what the proxy contract's `publish_reputation` holds).
     pub fn table(&self, proxy: &str) -> Vec<u8> {
         let workers: Vec<serde_json::Value> = self
@@ -109,7 +112,7 @@ impl Reputation {
             .into_iter()
             .map(|(worker, r)| {
                 serde_json::json!({
-                    "worker": worker,
+                    "worker": worker.to_string(),
                     "agreed": r.agreed,
                     "dissented": r.dissented,
                     "avoided": r.suspect(),
@@ -195,35 +198,39 @@ pub(crate) async fn publish(
 mod tests {
     use super::*;
 
+    fn w(name: &str) -> WorkerId {
+        WorkerId::Unproven(name.into())
+    }
+
     #[test]
     fn one_dissent_in_ten_is_tolerated_more_is_not() {
         let r = Reputation::default();
-        assert!(!r.of("w").suspect(), "an unknown worker is not suspect");
-        r.record("w", false);
-        assert!(r.of("w").suspect());
+        assert!(!r.of(&w("w")).suspect(), "an unknown worker is not suspect");
+        r.record(&w("w"), false);
+        assert!(r.of(&w("w")).suspect());
         for _ in 0..9 {
-            r.record("w", true);
+            r.record(&w("w"), true);
         }
-        assert!(!r.of("w").suspect(), "{}", r.of("w"));
-        r.record("w", false);
-        assert!(r.of("w").suspect(), "{}", r.of("w"));
-        assert_eq!(r.of("w").to_string(), "9 agreed, 2 dissented (avoided)");
+        assert!(!r.of(&w("w")).suspect(), "{}", r.of(&w("w")));
+        r.record(&w("w"), false);
+        assert!(r.of(&w("w")).suspect(), "{}", r.of(&w("w")));
+        assert_eq!(r.of(&w("w")).to_string(), "9 agreed, 2 dissented (avoided)");
     }
 
     #[test]
     fn the_published_table_is_the_same_bytes_for_the_same_records_in_any_order() {
         let a = Reputation::default();
-        a.record("w2", true);
-        a.record("w1", false);
+        a.record(&w("w2"), true);
+        a.record(&w("w1"), false);
         let b = Reputation::default();
-        b.record("w1", false);
-        b.record("w2", true);
+        b.record(&w("w1"), false);
+        b.record(&w("w2"), true);
         assert_eq!(a.table("p"), b.table("p"));
         assert_eq!(
             String::from_utf8(a.table("p")).unwrap(),
-            r#"{"proxy":"p","workers":[{"worker":"w1","agreed":0,"dissented":1,"avoided":true},{"worker":"w2","agreed":1,"dissented":0,"avoided":false}]}"#
+            r#"{"proxy":"p","workers":[{"worker":"name:w1","agreed":0,"dissented":1,"avoided":true},{"worker":"name:w2","agreed":1,"dissented":0,"avoided":false}]}"#
         );
-        b.record("w2", true);
+        b.record(&w("w2"), true);
         assert_ne!(
             a.table("p"),
             b.table("p"),

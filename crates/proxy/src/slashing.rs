@@ -201,14 +201,14 @@ pub(crate) fn on_dissent(
             Some(boc)
         }
         Err(why) => {
-            tracing::info!(worker = %accused.worker.id, reason = %why, "no slash evidence for this dissent");
+            tracing::info!(worker = %accused.worker.name, reason = %why, "no slash evidence for this dissent");
             None
         }
     }
 }
 
 fn facts(shared: &Shared, run: &Run<'_>) -> Result<SignedReceiptFacts, String> {
-    let id = &run.worker.id;
+    let id = &run.worker.name;
     let receipt =
         SignedReceipt::from_json(run.receipt).map_err(|e| format!("worker {id}'s receipt: {e}"))?;
     let r = &receipt.receipt;
@@ -276,7 +276,7 @@ fn sign(
         .map_err(|e| e.to_string())?;
     let boc = signed.to_boc().map_err(|e| e.to_string())?;
     let record = SlashRecord {
-        worker: accused.worker.id.clone(),
+        worker: accused.worker.name.clone(),
         worker_contract: contract.to_string(),
         client_owner: client_owner.to_string(),
         request_sha256,

@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 
 use crate::registry::WorkerHandle;
 use crate::reputation::PerWorker;
+use crate::worker_id::{Owner, WorkerId};
 use crate::Shared;
 
 /// How many answers are checked.
@@ -50,7 +51,7 @@ impl Default for SpotCheckConfig {
 }
 
 /// One worker's checks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CheckRecord {
     /// Checks planned on its answers.
     pub planned: u64,
@@ -70,7 +71,7 @@ pub struct CheckRecord {
     pub checks_run: u64,
     /// Their fees, nanoton: paid from the commission, or due to the
     /// worker until it covers them (the worker's account says which).
-    pub check_fees_nanoton: u64,
+    pub check_fees: u64,
 }
 
 impl std::fmt::Display for CheckRecord {
@@ -84,7 +85,7 @@ impl std::fmt::Display for CheckRecord {
             write!(
                 f,
                 "; ran {} for others, fees {} nanoton",
-                self.checks_run, self.check_fees_nanoton
+                self.checks_run, self.check_fees
             )?;
         }
         Ok(())
@@ -117,13 +118,13 @@ impl SpotChecks {
         if worker.model_hash.is_none() || req.replicas > 1 {
             return false;
         }
-        let planned = self.of(&worker.id).planned;
+        let planned = self.of(&worker.identity).planned;
         let sampled =
             planned < u64::from(self.config.first_answers) || self.draw() < self.config.rate;
         if !sampled {
             return false;
         }
-        self.update(&worker.id, |r| r.planned += 1);
+        self.update(&worker.identity, |r| r.planned += 1);
         true
     }
 
@@ -133,17 +134,17 @@ impl SpotChecks {
         (h.finish() >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    fn update(&self, worker: &str, f: impl FnOnce(&mut CheckRecord)) {
+    fn update(&self, worker: &WorkerId, f: impl FnOnce(&mut CheckRecord)) {
         self.by_worker.update(worker, f);
     }
 
     /// `worker`'s record.
-    pub(crate) fn of(&self, worker: &str) -> CheckRecord {
+    pub(crate) fn of(&self, worker: &WorkerId) -> CheckRecord {
         self.by_worker.of(worker)
     }
 
     /// Every record, by worker.
-    pub(crate) fn all(&self) -> BTreeMap<String, CheckRecord> {
+    pub(crate) fn all(&self) -> BTreeMap<WorkerId, CheckRecord> {
         self.by_worker.all()
     }
 }
@@ -160,10 +161,9 @@ pub(crate) struct Original {
     pub payer: Option<tycho_types::models::StdAddr>,
 }
 
-/// One run of the request: the worker's serial and name, the content of
-/// its answer and its receipt.
+/// One run of the request: the worker, the content of its answer and its
+/// receipt.
 struct Rerun {
-    serial: u64,
     worker: Arc<WorkerHandle>,
     content: String,
     receipt: Bytes,
@@ -192,12 +192,13 @@ pub(crate) async fn check(shared: Arc<Shared>, req: InferRequest, original: Orig
         return score_check(&shared, &req, hash, &original).await;
     }
     let mut answers = vec![Rerun {
-        serial: original.worker.serial,
         worker: original.worker.clone(),
         content: cocoon_receipt::digest::content(req.stream, &original.chunks),
         receipt: original.receipt.clone(),
     }];
-    let mut exclude = vec![original.worker.serial];
+    // Checkers are of other owners than the original's, and than each
+    // other's: one owner's sessions are one witness.
+    let mut exclude = vec![original.worker.owner()];
     // A re-run of the same request uses what the original did: the most a
     // checker is paid for, whatever usage it reports.
     let paid_up_to = receipt_usage(&original.receipt);
@@ -206,24 +207,24 @@ pub(crate) async fn check(shared: Arc<Shared>, req: InferRequest, original: Orig
         let Some(run) = rerun(&shared, &req, hash, &exclude, paid_up_to).await else {
             break;
         };
-        exclude.push(run.serial);
+        exclude.push(run.worker.owner());
         answers.push(run);
         if answers.len() == 2 && answers[0].content == answers[1].content {
             break;
         }
     }
-    let id = &original.worker.id;
+    let id = &original.worker.identity;
     let reputation = shared.registry.reputation();
     match answers.len() {
         1 => checks.update(id, |r| r.skipped += 1),
         2 if answers[0].content == answers[1].content => {
             for a in &answers {
-                reputation.record(&a.worker.id, true);
+                reputation.record(&a.worker.identity, true);
             }
             checks.update(id, |r| r.passed += 1);
         }
         2 => {
-            tracing::warn!(worker = %id, checker = %answers[1].worker.id, "a spot-check disagreed and no third worker could decide");
+            tracing::warn!(worker = %original.worker.name, %id, checker = %answers[1].worker.name, "a spot-check disagreed and no third worker could decide");
             checks.update(id, |r| r.inconclusive += 1);
         }
         _ => {
@@ -241,9 +242,9 @@ pub(crate) async fn check(shared: Arc<Shared>, req: InferRequest, original: Orig
             };
             for a in &answers {
                 let agrees = a.content == majority;
-                reputation.record(&a.worker.id, agrees);
+                reputation.record(&a.worker.identity, agrees);
                 if !agrees {
-                    tracing::warn!(worker = %a.worker.id, "a spot-check outvoted this worker's answer");
+                    tracing::warn!(worker = %a.worker.name, "a spot-check outvoted this worker's answer");
                 }
             }
             let passed = answers[0].content == majority;
@@ -273,7 +274,7 @@ const SCORERS: usize = 2;
 /// Scores a sampled answer under the same weights on another worker.
 async fn score_check(shared: &Shared, req: &InferRequest, hash: ModelHash, original: &Original) {
     let checks = &shared.spot_checks;
-    let id = &original.worker.id;
+    let id = &original.worker.identity;
     let temperature = serde_json::from_slice::<serde_json::Value>(&req.body)
         .ok()
         .and_then(|v| v["temperature"].as_f64())
@@ -283,12 +284,12 @@ async fn score_check(shared: &Shared, req: &InferRequest, hash: ModelHash, origi
         checks.update(id, |r| r.inconclusive += 1);
         return;
     }
-    let mut exclude = vec![original.worker.serial];
+    let mut exclude = vec![original.worker.owner()];
     for _ in 0..SCORERS {
         let Some((scorer, result)) = score_on(shared, req, &answer, hash, &exclude).await else {
             break;
         };
-        exclude.push(scorer.serial);
+        exclude.push(scorer.owner());
         let Some(s) = result else {
             continue; // this worker cannot score (an upstream engine)
         };
@@ -307,7 +308,7 @@ async fn score_check(shared: &Shared, req: &InferRequest, hash: ModelHash, origi
         let passed = s.excess_surprise <= MAX_EXCESS_SURPRISE;
         shared.registry.reputation().record(id, passed);
         if !passed {
-            tracing::warn!(worker = %id, scorer = %scorer.id, excess_surprise = s.excess_surprise, tokens = s.tokens, "a sampled answer failed scoring under the model it claims");
+            tracing::warn!(worker = %original.worker.name, %id, scorer = %scorer.name, excess_surprise = s.excess_surprise, tokens = s.tokens, "a sampled answer failed scoring under the model it claims");
         }
         checks.update(id, |r| {
             r.scored += 1;
@@ -328,7 +329,7 @@ fn claim_checker(
     shared: &Shared,
     req: &InferRequest,
     hash: ModelHash,
-    exclude: &[u64],
+    exclude: &[Owner],
 ) -> Option<(
     RequestId,
     crate::registry::Lease,
@@ -350,7 +351,7 @@ async fn score_on(
     req: &InferRequest,
     answer: &str,
     hash: ModelHash,
-    exclude: &[u64],
+    exclude: &[Owner],
 ) -> Option<(Arc<WorkerHandle>, Option<cocoon_proto::ScoreResult>)> {
     let (id, mut lease, mut events) = claim_checker(shared, req, hash, exclude)?;
     let worker = lease.worker.clone();
@@ -373,7 +374,7 @@ async fn score_on(
             match ev.event {
                 Some(worker_event::Event::Scored(s)) => return Some(s),
                 Some(worker_event::Event::Error(e)) => {
-                    tracing::info!(scorer = %worker.id, error = %e.message, "a worker could not score an answer");
+                    tracing::info!(scorer = %worker.name, error = %e.message, "a worker could not score an answer");
                     return None;
                 }
                 _ => {}
@@ -395,7 +396,7 @@ async fn rerun(
     shared: &Shared,
     req: &InferRequest,
     hash: ModelHash,
-    exclude: &[u64],
+    exclude: &[Owner],
     paid_up_to: Option<cocoon_core::Usage>,
 ) -> Option<Rerun> {
     let (id, mut lease, mut events) = claim_checker(shared, req, hash, exclude)?;
@@ -429,7 +430,7 @@ async fn rerun(
                     return true;
                 }
                 Some(worker_event::Event::Error(e)) => {
-                    tracing::info!(checker = %worker.id, error = %e.message, "a spot-check re-run failed");
+                    tracing::info!(checker = %worker.name, error = %e.message, "a spot-check re-run failed");
                     return false;
                 }
                 Some(worker_event::Event::Scored(_)) | None => {}
@@ -450,7 +451,6 @@ async fn rerun(
         pay_checker(shared, &worker, &capped).await;
     }
     collected.then(|| Rerun {
-        serial: worker.serial,
         content: cocoon_receipt::digest::content(req.stream, &chunks),
         worker,
         receipt,
@@ -476,7 +476,7 @@ async fn pay_checker(shared: &Shared, worker: &WorkerHandle, usage: &cocoon_core
     let fee = match payments.prices.get().cost(usage, worker.coefficient()) {
         Ok(charge) => charge.worker,
         Err(e) => {
-            tracing::warn!(checker = %worker.id, error = %e, "cannot price a check's run; it goes unpaid");
+            tracing::warn!(checker = %worker.name, error = %e, "cannot price a check's run; it goes unpaid");
             return;
         }
     };
@@ -489,20 +489,20 @@ async fn pay_checker(shared: &Shared, worker: &WorkerHandle, usage: &cocoon_core
     };
     match payments.ledger.submit(op).await {
         Ok(cocoon_pay::Outcome::Settled(s)) => {
-            shared.spot_checks.update(&worker.id, |r| {
+            shared.spot_checks.update(&worker.identity, |r| {
                 r.checks_run += 1;
-                r.check_fees_nanoton = r.check_fees_nanoton.saturating_add(fee.get());
+                r.check_fees = r.check_fees.saturating_add(fee.get());
             });
             if s.charged.worker < fee {
-                tracing::info!(checker = %worker.id, fee = %fee, paid = %s.charged.worker, "the commission covers only part of a check's fee; the rest is due to the worker");
+                tracing::info!(checker = %worker.name, fee = %fee, paid = %s.charged.worker, "the commission covers only part of a check's fee; the rest is due to the worker");
             }
             crate::relay::send_voucher(worker, s.worker_voucher).await;
         }
         Ok(other) => {
-            tracing::error!(checker = %worker.id, outcome = ?other, "paying a check answered with something else than a settlement")
+            tracing::error!(checker = %worker.name, outcome = ?other, "paying a check answered with something else than a settlement")
         }
         Err(e) => {
-            tracing::error!(checker = %worker.id, fee = %fee, error = %e, "the books could not record a check's fee")
+            tracing::error!(checker = %worker.name, fee = %fee, error = %e, "the books could not record a check's fee")
         }
     }
 }

@@ -3,7 +3,10 @@ use std::sync::Arc;
 use axum::response::IntoResponse as _;
 
 use cocoon_telemetry::{Snapshot, StatsSource};
+use serde::Serialize;
 
+use crate::spot_check::CheckRecord;
+use crate::worker_id::WorkerId;
 use crate::Shared;
 
 impl StatsSource for Shared {
@@ -14,31 +17,165 @@ impl StatsSource for Shared {
         info.insert("trust".into(), self.config.trust.describe());
         info.insert("workers_connected".into(), workers.len().to_string());
         if let Some(p) = &self.config.payments {
-            ledger_info(p, &mut info);
+            chain_info(p, &mut info);
         }
-        for (worker, record) in self.registry.reputation().all() {
-            info.insert(format!("reputation {worker}"), record.to_string());
-        }
-        for (worker, record) in self.spot_checks.all() {
-            info.insert(format!("spot-checks {worker}"), record.to_string());
-        }
-        for r in self.slashing.all() {
-            info.insert(
-                format!(
-                    "slash evidence {} request {}",
-                    r.worker,
-                    &r.request_sha256[..16]
-                ),
-                format!(
-                    "the root's share of {} to the client contract of {}: {}",
-                    r.worker_contract, r.client_owner, r.submitted
-                ),
-            );
-        }
+        let detail = ProxyFigures {
+            workers: self.worker_records(),
+            ledger: self.config.payments.as_deref().map(LedgerFigures::of),
+            slash_evidence: self.slashing.all(),
+        };
         self.metrics
             .snapshot("proxy", &self.config.name, self.started, workers, info)
             .with_peers_refused(self.config.trust.refusals())
             .with_queue(self.registry.admission().stats())
+            .with_detail(&detail)
+    }
+}
+
+impl Shared {
+    /// Every worker identity with a record, or connected now.
+    fn worker_records(&self) -> Vec<WorkerRecord> {
+        let mut by_id: std::collections::BTreeMap<WorkerId, WorkerRecord> = Default::default();
+        let blank = |identity: &WorkerId| WorkerRecord {
+            identity: identity.clone(),
+            names: Vec::new(),
+            reputation: ReputationFigures::default(),
+            spot_checks: CheckRecord::default(),
+        };
+        for w in self.registry.all() {
+            let r = by_id
+                .entry(w.identity.clone())
+                .or_insert_with(|| blank(&w.identity));
+            if !r.names.contains(&w.name) {
+                r.names.push(w.name.clone());
+            }
+        }
+        for (id, rec) in self.registry.reputation().all() {
+            by_id
+                .entry(id.clone())
+                .or_insert_with(|| blank(&id))
+                .reputation = ReputationFigures {
+                agreed: rec.agreed,
+                dissented: rec.dissented,
+                avoided: rec.suspect(),
+            };
+        }
+        for (id, rec) in self.spot_checks.all() {
+            by_id
+                .entry(id.clone())
+                .or_insert_with(|| blank(&id))
+                .spot_checks = rec;
+        }
+        by_id.into_values().collect()
+    }
+}
+
+/// The proxy's own figures in `/jsonstats` (`detail`).
+#[derive(Debug, Serialize)]
+struct ProxyFigures {
+    /// Every worker identity it has a record of.
+    workers: Vec<WorkerRecord>,
+    /// Its books, when it charges.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ledger: Option<LedgerFigures>,
+    /// Slash evidence it signed.
+    slash_evidence: Vec<crate::slashing::SlashRecord>,
+}
+
+/// What the proxy knows of one worker identity.
+#[derive(Debug, Serialize)]
+struct WorkerRecord {
+    identity: WorkerId,
+    /// The names its sessions announce now (labels; none while away).
+    names: Vec<String>,
+    reputation: ReputationFigures,
+    spot_checks: CheckRecord,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct ReputationFigures {
+    agreed: u64,
+    dissented: u64,
+    /// Whether routing avoids it.
+    avoided: bool,
+}
+
+/// The ledger, in nanoton.
+#[derive(Debug, Serialize)]
+struct LedgerFigures {
+    deposited: u64,
+    charged: u64,
+    earned: u64,
+    commission: u64,
+    reserved: u64,
+    in_flight: u64,
+    /// Ledger transactions committed, and the operations they carried.
+    commits: u64,
+    ops: u64,
+    price_per_token: u64,
+    worker_fee_per_token: u64,
+    clients: Vec<ClientFigures>,
+    workers: Vec<WorkerAccountFigures>,
+}
+
+#[derive(Debug, Serialize)]
+struct ClientFigures {
+    address: String,
+    deposited: u64,
+    spent: u64,
+    reserved: u64,
+    available: u64,
+    seqno: u64,
+    status: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct WorkerAccountFigures {
+    address: String,
+    earned: u64,
+    paid_out: u64,
+    seqno: u64,
+    /// Check fees the commission could not cover yet.
+    checks_due: u64,
+}
+
+impl LedgerFigures {
+    fn of(p: &crate::Payments) -> Self {
+        let t = p.ledger.totals();
+        let (commits, ops) = p.ledger.commit_stats();
+        let prices = p.prices.get();
+        LedgerFigures {
+            deposited: t.deposited.get(),
+            charged: t.charged.get(),
+            earned: t.earned.get(),
+            commission: t.commission.get(),
+            reserved: t.reserved.get(),
+            in_flight: t.in_flight,
+            commits,
+            ops,
+            price_per_token: prices.price_per_token.get(),
+            worker_fee_per_token: prices.worker_fee_per_token.get(),
+            clients: (p.ledger.clients().into_iter())
+                .map(|(addr, a)| ClientFigures {
+                    address: addr.to_string(),
+                    deposited: a.deposited.get(),
+                    spent: a.charged.get(),
+                    reserved: a.reserved.get(),
+                    available: a.available().get(),
+                    seqno: a.seqno,
+                    status: a.status.as_str(),
+                })
+                .collect(),
+            workers: (p.ledger.workers().into_iter())
+                .map(|(addr, a)| WorkerAccountFigures {
+                    address: addr.to_string(),
+                    earned: a.earned.get(),
+                    paid_out: a.paid_out.get(),
+                    seqno: a.seqno,
+                    checks_due: a.checks_due.get(),
+                })
+                .collect(),
+        }
     }
 }
 
@@ -93,23 +230,9 @@ fn json(body: Vec<u8>) -> impl axum::response::IntoResponse {
     )
 }
 
-/// The ledger's totals and every account, as `info` entries: integer
-/// nanoton, one line per client (`client 0:…`) and worker (`worker 0:…`).
-fn ledger_info(p: &crate::Payments, info: &mut std::collections::BTreeMap<String, String>) {
-    let t = p.ledger.totals();
-    for (k, v) in [
-        ("ledger_deposited_nanoton", t.deposited),
-        ("ledger_charged_nanoton", t.charged),
-        ("ledger_earned_nanoton", t.earned),
-        ("ledger_commission_nanoton", t.commission),
-        ("ledger_reserved_nanoton", t.reserved),
-    ] {
-        info.insert(k.into(), v.get().to_string());
-    }
-    info.insert("ledger_in_flight".into(), t.in_flight.to_string());
-    let (commits, ops) = p.ledger.commit_stats();
-    info.insert("ledger_commits".into(), commits.to_string());
-    info.insert("ledger_ops".into(), ops.to_string());
+/// The chain's facts, as `info` entries: the proxy contract, the client
+/// contracts' watch and the root registry.
+fn chain_info(p: &crate::Payments, info: &mut std::collections::BTreeMap<String, String>) {
     info.insert("contract".into(), p.contract.to_string());
     if let Some(d) = &p.client_contracts {
         info.extend(d.describe());
@@ -117,40 +240,5 @@ fn ledger_info(p: &crate::Payments, info: &mut std::collections::BTreeMap<String
     if let Some(r) = &p.registry {
         let (k, v) = r.describe();
         info.insert(k, v);
-    }
-    let prices = p.prices.get();
-    info.insert(
-        "price_per_token_nanoton".into(),
-        prices.price_per_token.get().to_string(),
-    );
-    info.insert(
-        "worker_fee_per_token_nanoton".into(),
-        prices.worker_fee_per_token.get().to_string(),
-    );
-    for (addr, a) in p.ledger.clients() {
-        info.insert(
-            format!("client {addr}"),
-            format!(
-                "deposited={} spent={} reserved={} available={} seqno={} status={}",
-                a.deposited.get(),
-                a.charged.get(),
-                a.reserved.get(),
-                a.available().get(),
-                a.seqno,
-                a.status.as_str()
-            ),
-        );
-    }
-    for (addr, a) in p.ledger.workers() {
-        info.insert(
-            format!("worker {addr}"),
-            format!(
-                "earned={} paid_out={} seqno={} checks_due={}",
-                a.earned.get(),
-                a.paid_out.get(),
-                a.seqno,
-                a.checks_due.get()
-            ),
-        );
     }
 }

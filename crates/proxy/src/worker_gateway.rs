@@ -11,7 +11,8 @@ use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use tycho_types::models::StdAddr;
 
-use crate::registry::{Provenance, WorkerHandle};
+use crate::registry::{Offer, Provenance, WorkerHandle};
+use crate::worker_id::WorkerId;
 use crate::Shared;
 
 pub(crate) struct WorkerGatewayService {
@@ -51,34 +52,16 @@ impl WorkerGateway for WorkerGatewayService {
         let mut inbound = request.into_inner();
         let hello = first_hello(&mut inbound).await?;
         let admitted = self.admit(hello, attested.as_deref())?;
-        // On a chain, a worker answers for its answers with its stake.
-        if let (Some(payee), Some(contracts)) = (
-            &admitted.payee,
-            self.shared
-                .config
-                .payments
-                .as_ref()
-                .and_then(|p| p.client_contracts.as_ref()),
-        ) {
-            if attested.is_some() && admitted.receipt_key.is_none() {
-                return Err(Status::failed_precondition(
-                    "the worker's certificate names no receipt key: on a chain a worker signs receipts with a key registered in its worker contract",
-                ));
-            }
-            let stake = contracts
-                .check_worker_stake(payee, &admitted.owner, admitted.receipt_key.as_ref())
-                .await
-                .map_err(Status::failed_precondition)?;
-            tracing::debug!(worker = %admitted.worker_id, %stake, "worker contract staked");
-        }
+        let identity = self.prove_identity(&admitted, attested.as_deref()).await?;
 
         let (tx, rx) = tokio::sync::mpsc::channel(OUTBOUND_QUEUE);
         tx.send(Ok(self.welcome(admitted.payee.as_ref())))
             .await
             .map_err(|_| Status::internal("session closed during hello"))?;
-        let worker = self.register(admitted, tx);
+        let worker = self.register(identity, admitted, tx);
         tracing::info!(
-            worker = %worker.id,
+            worker = %worker.name,
+            identity = %worker.identity,
             %peer,
             model = %worker.model,
             tee = %OrNone(worker.tee),
@@ -93,8 +76,8 @@ impl WorkerGateway for WorkerGatewayService {
             let ended = read_session(&shared, &worker, attested.as_deref(), &mut inbound).await;
             shared.registry.remove(&worker);
             match ended {
-                Ok(()) => tracing::info!(worker = %worker.id, "worker disconnected"),
-                Err(reason) => tracing::warn!(worker = %worker.id, reason, "worker disconnected"),
+                Ok(()) => tracing::info!(worker = %worker.name, "worker disconnected"),
+                Err(reason) => tracing::warn!(worker = %worker.name, reason, "worker disconnected"),
             }
         });
         // Sessions never end on their own; shutdown must end them, or the
@@ -110,10 +93,7 @@ impl WorkerGateway for WorkerGatewayService {
 /// A worker's hello, checked: what the registry keeps of it.
 struct Admitted {
     worker_id: String,
-    model: ModelName,
-    provenance: Provenance,
-    coefficient: cocoon_core::Coefficient,
-    max_active: u32,
+    offer: Offer,
     /// Where its earnings go, when the proxy charges.
     payee: Option<StdAddr>,
     /// SHA-256 of the certificate that signs its receipts.
@@ -139,6 +119,44 @@ async fn first_hello(inbound: &mut Streaming<WorkerMessage>) -> Result<WorkerHel
 }
 
 impl WorkerGatewayService {
+    /// Who the admitted worker is. On a chain its worker contract, which
+    /// must hold its stake, run our code, name this proxy, be owned by the
+    /// wallet that signed the hello and have registered the receipt key
+    /// the worker's certificate names; off chain the attested receipt
+    /// key; without attestation only its name, which proves nothing.
+    async fn prove_identity(
+        &self,
+        admitted: &Admitted,
+        attested: Option<&Attested<PeerAttestation>>,
+    ) -> Result<WorkerId, Status> {
+        let contracts = self
+            .shared
+            .config
+            .payments
+            .as_ref()
+            .and_then(|p| p.client_contracts.as_ref());
+        if let (Some(contract), Some(contracts)) = (&admitted.payee, contracts) {
+            if attested.is_some() && admitted.receipt_key.is_none() {
+                return Err(Status::failed_precondition(
+                    "the worker's certificate names no receipt key: on a chain a worker signs receipts with a key registered in its worker contract",
+                ));
+            }
+            let staked = contracts
+                .check_worker_stake(contract, &admitted.owner, admitted.receipt_key.as_ref())
+                .await
+                .map_err(Status::failed_precondition)?;
+            tracing::debug!(worker = %admitted.worker_id, stake = %staked.stake, "worker contract staked");
+            return Ok(WorkerId::Contract {
+                contract: contract.clone(),
+                owner: staked.owner,
+            });
+        }
+        Ok(match admitted.receipt_key {
+            Some(key) => WorkerId::ReceiptKey(key),
+            None => WorkerId::Unproven(admitted.worker_id.clone()),
+        })
+    }
+
     /// Checks a hello against the protocol, the worker's attested claims
     /// and the proxy's payment needs; every refusal names the field.
     fn admit(
@@ -225,14 +243,16 @@ impl WorkerGatewayService {
             receipt_key: attested.and_then(|a| a.receipt_key),
             certificate,
             worker_id: hello.worker_id,
-            model,
-            provenance: Provenance {
-                model_hash,
-                tee: attested.map(|a| a.kind),
-                image_hash: attested.map(|a| a.image_hash),
+            offer: Offer {
+                model,
+                provenance: Provenance {
+                    model_hash,
+                    tee: attested.map(|a| a.kind),
+                    image_hash: attested.map(|a| a.image_hash),
+                },
+                coefficient,
+                max_active: hello.max_active_requests,
             },
-            coefficient,
-            max_active: hello.max_active_requests,
             payee,
         })
     }
@@ -262,23 +282,23 @@ impl WorkerGatewayService {
 
     /// Adds an admitted worker to the registry, with its session's
     /// outbound queue.
-    fn register(&self, a: Admitted, outbound: crate::registry::Outbound) -> Arc<WorkerHandle> {
+    fn register(
+        &self,
+        identity: WorkerId,
+        a: Admitted,
+        outbound: crate::registry::Outbound,
+    ) -> Arc<WorkerHandle> {
         let registry = &self.shared.registry;
-        let worker = Arc::new(
-            WorkerHandle::new(
-                registry.next_serial(),
-                a.worker_id,
-                a.model,
-                a.provenance,
-                a.coefficient,
-                a.max_active,
-                outbound,
-            )
-            .with_payee(a.payee),
-        );
+        let worker = WorkerHandle::new(
+            registry.next_serial(),
+            identity,
+            a.worker_id,
+            a.offer,
+            outbound,
+        )
+        .with_payee(a.payee);
         worker.set_certificate(a.certificate);
-        registry.insert(worker.clone());
-        worker
+        registry.insert(worker)
     }
 }
 
@@ -301,11 +321,11 @@ async fn read_session(
             Some(worker_message::Msg::Update(u)) => {
                 match cocoon_proto::convert::coefficient(u.coefficient) {
                     Ok(c) => {
-                        tracing::info!(worker = %worker.id, from = %worker.coefficient(), to = %c, "worker changed its coefficient");
+                        tracing::info!(worker = %worker.name, from = %worker.coefficient(), to = %c, "worker changed its coefficient");
                         worker.set_coefficient(c);
                     }
                     Err(e) => {
-                        tracing::warn!(worker = %worker.id, error = %e, "ignoring invalid coefficient update")
+                        tracing::warn!(worker = %worker.name, error = %e, "ignoring invalid coefficient update")
                     }
                 }
             }
@@ -315,11 +335,11 @@ async fn read_session(
                     .certificates
                     .admit(&c.der, attested, worker.model_hash)
                     .map_err(|e| format!("the worker's new receipt certificate: {e}"))?;
-                tracing::info!(worker = %worker.id, certificate = %sha, "worker replaced its receipt certificate");
+                tracing::info!(worker = %worker.name, certificate = %sha, "worker replaced its receipt certificate");
                 worker.set_certificate(sha);
             }
             Some(worker_message::Msg::Hello(_)) => {
-                tracing::warn!(worker = %worker.id, "ignoring a second hello in one session")
+                tracing::warn!(worker = %worker.name, "ignoring a second hello in one session")
             }
             Some(worker_message::Msg::Event(_)) | None => {}
         }

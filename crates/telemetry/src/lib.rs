@@ -47,9 +47,22 @@ pub struct Snapshot {
     /// Requests waiting for a worker slot (proxies only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueStats>,
+    /// The node's own figures from its typed records (a proxy: each
+    /// worker identity's record, its ledger), numbers as numbers; `null`
+    /// when it has none. `/stats` shows the same, indented.
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    pub detail: serde_json::Value,
 }
 
 impl Snapshot {
+    /// Adds the node's own typed figures (see [`Snapshot::detail`]).
+    pub fn with_detail(mut self, detail: &impl Serialize) -> Self {
+        self.detail = serde_json::to_value(detail).unwrap_or_else(|e| {
+            serde_json::Value::String(format!("figures could not be encoded: {e}"))
+        });
+        self
+    }
+
     /// Adds the admission queue's figures.
     pub fn with_queue(mut self, queue: QueueStats) -> Self {
         self.queue = Some(queue);
@@ -121,8 +134,13 @@ pub struct TokenCounts {
 /// Load of one worker as seen by the reporting node.
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkerLoad {
-    /// Worker id.
+    /// The name the worker announced (a label).
     pub id: String,
+    /// Who the worker is, as the reporting node proved it (a worker
+    /// contract, `key:` and its receipt key, or `name:` when unproven);
+    /// what its records are kept under. Empty in a worker's own report.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub identity: String,
     /// Model served.
     pub model: String,
     /// Price coefficient, per-mille.

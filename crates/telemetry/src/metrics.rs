@@ -103,6 +103,7 @@ impl RequestMetrics {
             workers,
             info,
             queue: None,
+            detail: serde_json::Value::Null,
         }
     }
 

@@ -229,6 +229,39 @@ fn escape(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// Writes `value` as indented `key: value` lines under `indent`; array
+/// members are numbered from 1.
+fn render_detail(o: &mut String, indent: usize, value: &serde_json::Value) {
+    use serde_json::Value;
+    let members: Vec<(String, &Value)> = match value {
+        Value::Object(m) => m.iter().map(|(k, v)| (k.clone(), v)).collect(),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("{}", i + 1), v))
+            .collect(),
+        _ => return,
+    };
+    for (key, v) in members {
+        let pad = "  ".repeat(indent);
+        match v {
+            Value::Object(m) if m.is_empty() => {}
+            Value::Array(a) if a.is_empty() => {}
+            Value::Object(_) | Value::Array(_) => {
+                let _ = writeln!(o, "{pad}{key}:");
+                render_detail(o, indent + 1, v);
+            }
+            Value::String(text) => {
+                let _ = writeln!(o, "{pad}{key}: {text}");
+            }
+            Value::Null => {}
+            other => {
+                let _ = writeln!(o, "{pad}{key}: {other}");
+            }
+        }
+    }
+}
+
 /// A plain-text page for people.
 pub fn render_human(s: &Snapshot) -> String {
     let mut o = String::with_capacity(2048);
@@ -298,7 +331,14 @@ pub fn render_human(s: &Snapshot) -> String {
                 w.avg_latency_ms,
                 w.avg_ttft_ms
             );
+            if !w.identity.is_empty() {
+                let _ = writeln!(o, "  └ {}", w.identity);
+            }
         }
+    }
+    if !s.detail.is_null() {
+        o.push('\n');
+        render_detail(&mut o, 0, &s.detail);
     }
     o
 }
@@ -331,6 +371,7 @@ mod tests {
             time_to_first_byte: Histogram::default().snapshot(),
             workers: vec![WorkerLoad {
                 id: "w\"1".into(),
+                identity: String::new(),
                 model: "m".into(),
                 coefficient: 1000,
                 running: 1,
@@ -342,7 +383,29 @@ mod tests {
             }],
             info: Default::default(),
             queue: None,
+            detail: serde_json::Value::Null,
         }
+    }
+
+    #[test]
+    fn typed_figures_are_numbers_in_json_and_lines_on_the_page() {
+        #[derive(serde::Serialize)]
+        struct Record {
+            identity: &'static str,
+            agreed: u64,
+        }
+        let s = sample().with_detail(&serde_json::json!({
+            "workers": [Record { identity: "key:ab", agreed: 3 }],
+            "empty": [],
+        }));
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["detail"]["workers"][0]["agreed"], 3);
+        let page = render_human(&s);
+        assert!(
+            page.contains("workers:\n  1:\n    agreed: 3\n    identity: key:ab\n"),
+            "{page}"
+        );
+        assert!(!page.contains("empty"), "{page}");
     }
 
     #[test]

@@ -63,6 +63,7 @@ impl StatsSource for Shared {
         }
         let me = WorkerLoad {
             id: self.config.name.clone(),
+            identity: String::new(),
             model: self.config.model.to_string(),
             coefficient,
             running: self.jobs.len(),

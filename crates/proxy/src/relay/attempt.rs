@@ -94,7 +94,7 @@ impl<'a> Attempt<'a> {
                 }
                 Some(worker_event::Event::Error(error)) => {
                     return Err(RelayError::Worker {
-                        worker: self.worker().id.clone(),
+                        worker: self.worker().name.clone(),
                         error,
                     })
                 }
@@ -116,7 +116,7 @@ impl<'a> Attempt<'a> {
         let event = tokio::select! {
             biased;
             _ = self.relay.to_client.closed() => {
-                tracing::info!(worker = %self.worker().id, "client went away; cancelling");
+                tracing::info!(worker = %self.worker().name, "client went away; cancelling");
                 return Err(RelayError::ClientGone);
             }
             _ = tokio::time::sleep_until(self.relay.deadline) => return Err(RelayError::Timeout),
@@ -126,7 +126,7 @@ impl<'a> Attempt<'a> {
             Some(ev) => Ok(ev),
             None if self.lease.overflowed() => Err(RelayError::ClientTooSlow),
             None => Err(RelayError::WorkerLost {
-                worker: self.worker().id.clone(),
+                worker: self.worker().name.clone(),
                 mid_answer: self.answered,
             }),
         }
@@ -236,7 +236,7 @@ impl<'a> Attempt<'a> {
             tokio::select! {
                 sent = self.relay.send(infer_event::Event::Chunk(bytes)) => sent?,
                 _ = self.lease.overflow() => {
-                    tracing::warn!(worker = %self.worker().id, "client stopped reading; cancelling");
+                    tracing::warn!(worker = %self.worker().name, "client stopped reading; cancelling");
                     return Err(RelayError::ClientTooSlow);
                 }
             }

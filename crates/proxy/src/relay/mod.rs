@@ -36,6 +36,7 @@ use crate::client_contracts::PayerError;
 use crate::registry::{Lease, NoWorker, WorkerHandle};
 use crate::settlement::Reservation;
 use crate::settlement::{ReserveError, SettleError};
+use crate::worker_id::Owner;
 use crate::Shared;
 pub(crate) use attempt::send_voucher;
 use attempt::Attempt;
@@ -126,13 +127,14 @@ impl Relay {
                 .replicated(self.req.replicas, payer.as_ref(), active)
                 .await;
         }
-        let mut tried: Vec<u64> = Vec::new();
+        // Each owner is tried once: a replacement is another owner's worker.
+        let mut tried: Vec<Owner> = Vec::new();
         let mut previous: Option<RelayError> = None;
         let mut number = 1;
         loop {
             let (mut lease, events) = self.acquire(&tried, previous.as_ref()).await?;
-            tried.push(lease.worker.serial);
-            tracing::debug!(worker = %lease.worker.id, attempt = number, "assigned");
+            tried.push(lease.worker.owner());
+            tracing::debug!(worker = %lease.worker.name, attempt = number, "assigned");
             let check = self.shared.spot_checks.wants(&lease.worker, &self.req);
             *self.kept.lock().unwrap_or_else(|p| p.into_inner()) = check.then(Vec::new);
             let outcome = self
@@ -159,7 +161,7 @@ impl Relay {
             match outcome {
                 Err(stop) if stop.retryable() && number < MAX_ATTEMPTS => {
                     lease.finish(false);
-                    tracing::warn!(worker = %lease.worker.id, reason = %stop.error, "retrying on another worker");
+                    tracing::warn!(worker = %lease.worker.name, reason = %stop.error, "retrying on another worker");
                     previous = Some(stop.error);
                     number += 1;
                 }
@@ -224,7 +226,7 @@ impl Relay {
     /// while every one is busy (first in, first out, until the deadline).
     async fn acquire(
         &self,
-        tried: &[u64],
+        tried: &[Owner],
         previous: Option<&RelayError>,
     ) -> Result<(Lease, mpsc::Receiver<WorkerEvent>), Stopped> {
         // A slot this request cannot use (a worker it already tried) may
@@ -300,10 +302,10 @@ impl Relay {
         }
     }
 
-    /// Chooses a worker not tried yet and claims a slot on it.
+    /// Chooses a worker of an owner not tried yet and claims a slot on it.
     fn select(
         &self,
-        tried: &[u64],
+        tried: &[Owner],
         previous: Option<&RelayError>,
     ) -> Result<(Lease, mpsc::Receiver<WorkerEvent>), Stopped> {
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
@@ -336,7 +338,7 @@ impl Relay {
         };
         if !worker.send(self.work_request(reservation.as_ref())).await {
             close(reservation).await;
-            return Err(Stopped::early(RelayError::Dispatch(worker.id.clone())));
+            return Err(Stopped::early(RelayError::Dispatch(worker.name.clone())));
         }
         if self.send(assigned(worker, number)).await.is_err() {
             self.cancel(worker).await;
@@ -371,7 +373,7 @@ impl Relay {
         let payee = worker
             .payee
             .as_ref()
-            .ok_or_else(|| RelayError::NoPayee(worker.id.clone()))?;
+            .ok_or_else(|| RelayError::NoPayee(worker.name.clone()))?;
         let limits = (self.req.body.len(), self.req.max_tokens);
         Reservation::hold(payments, key, payer, payee, worker.coefficient(), limits)
             .await
@@ -456,7 +458,7 @@ async fn close(reservation: Option<Reservation>) {
 /// The event telling the client who answers.
 fn assigned(worker: &WorkerHandle, attempt: u32) -> infer_event::Event {
     infer_event::Event::Assigned(Assigned {
-        worker_id: worker.id.clone(),
+        worker_id: worker.name.clone(),
         coefficient: worker.coefficient().per_mille(),
         attempt,
         model_hash: worker.model_hash.map(|h| h.to_hex()).unwrap_or_default(),

@@ -19,7 +19,8 @@ use tycho_types::models::StdAddr;
 
 use super::attempt::charge;
 use super::{assigned, close, Relay, RelayError, Stopped};
-use crate::registry::{Lease, NoWorker};
+use crate::registry::Lease;
+use crate::worker_id::Owner;
 
 /// Most runs one request may ask for.
 pub(crate) const MAX_REPLICAS: u32 = 5;
@@ -54,7 +55,7 @@ impl Relay {
         let claimed = self
             .wait_in_line(|| self.claim_distinct(replicas), true)
             .await?;
-        let mut tried: Vec<u64> = claimed.iter().map(|(l, _)| l.worker.serial).collect();
+        let mut tried: Vec<Owner> = claimed.iter().map(|(l, _)| l.worker.owner()).collect();
         let mut runs: Vec<Run> = join_all(
             claimed
                 .into_iter()
@@ -67,8 +68,8 @@ impl Relay {
             // A split: one more run decides, if another worker can take it.
             match self.acquire(&tried, None).await {
                 Ok((lease, events)) => {
-                    tried.push(lease.worker.serial);
-                    tracing::info!(worker = %lease.worker.id, "replicas split; one more run decides");
+                    tried.push(lease.worker.owner());
+                    tracing::info!(worker = %lease.worker.name, "replicas split; one more run decides");
                     let n = runs.len() + 1;
                     runs.push(self.run_whole(n, lease, events, payer).await);
                     winner = majority(&runs);
@@ -87,21 +88,29 @@ impl Relay {
         self.deliver(runs, &content, payer, active).await
     }
 
-    /// Claims slots on `n` distinct workers at once, or on none: a request
-    /// never holds slots idle while it waits for more, so replicated
-    /// requests cannot starve one another of the last slots.
+    /// Claims slots on workers of `n` distinct owners at once, or on none:
+    /// a request never holds slots idle while it waits for more, so
+    /// replicated requests cannot starve one another of the last slots.
+    /// Fewer owners serving the model than asked for is a bad request.
     fn claim_distinct(&self, n: u32) -> Result<Vec<(Lease, mpsc::Receiver<WorkerEvent>)>, Stopped> {
+        let owners = self.shared.registry.owners_serving(&self.req.model);
+        if owners > 0 && owners < n as usize {
+            return Err(Stopped::early(RelayError::BadRequest(format!(
+                "replicas: {n} workers of distinct owners asked for, but only {owners} {} model {:?}",
+                if owners == 1 { "owner serves" } else { "owners serve" },
+                self.req.model
+            ))));
+        }
         let mut claimed: Vec<(Lease, mpsc::Receiver<WorkerEvent>)> = Vec::new();
         for _ in 0..n {
-            let tried: Vec<u64> = claimed.iter().map(|(l, _)| l.worker.serial).collect();
+            let tried: Vec<Owner> = claimed.iter().map(|(l, _)| l.worker.owner()).collect();
             match self.select(&tried, None) {
                 Ok(got) => claimed.push(got),
                 Err(stop) => {
-                    let found = claimed.len();
                     for (lease, _) in claimed {
                         lease.give_back();
                     }
-                    return Err(too_few(stop, n, found));
+                    return Err(stop);
                 }
             }
         }
@@ -119,7 +128,7 @@ impl Relay {
     ) -> Run {
         let outcome = self.collect(n, &lease, &mut events, payer).await;
         if let Err(e) = &outcome {
-            tracing::info!(worker = %lease.worker.id, error = %e, "a replica failed");
+            tracing::info!(worker = %lease.worker.name, error = %e, "a replica failed");
         }
         Run { lease, outcome }
     }
@@ -139,7 +148,7 @@ impl Relay {
         };
         if !worker.send(self.work_request(reservation.as_ref())).await {
             close(reservation).await;
-            return Err(RelayError::Dispatch(worker.id.clone()));
+            return Err(RelayError::Dispatch(worker.name.clone()));
         }
         let mut chunks = Vec::new();
         let ended = loop {
@@ -160,14 +169,14 @@ impl Relay {
                 }
                 Some(Some(worker_event::Event::Error(error))) => {
                     break Err(RelayError::Worker {
-                        worker: worker.id.clone(),
+                        worker: worker.name.clone(),
                         error,
                     })
                 }
                 Some(None | Some(worker_event::Event::Scored(_))) => {}
                 None => {
                     break Err(RelayError::WorkerLost {
-                        worker: worker.id.clone(),
+                        worker: worker.name.clone(),
                         mid_answer: !chunks.is_empty(),
                     })
                 }
@@ -214,12 +223,12 @@ impl Relay {
         let mut cost = 0u64;
         let mut chosen: Option<(&Lease, &Answer)> = None;
         for run in &runs {
-            let id = run.lease.worker.id.clone();
+            let id = run.lease.worker.name.clone();
             match &run.outcome {
                 Ok(a) => {
                     cost = cost.saturating_add(a.done.cost_nanoton);
                     let agrees = a.content == content;
-                    self.shared.registry.reputation().record(&id, agrees);
+                    (self.shared.registry.reputation()).record(&run.lease.worker.identity, agrees);
                     if agrees {
                         replication.agreed.push(id);
                         agreed_receipts.push(a.done.receipt.clone());
@@ -319,23 +328,9 @@ fn majority(runs: &[Run]) -> Option<String> {
 fn summary(runs: &[Run]) -> String {
     runs.iter()
         .map(|r| match &r.outcome {
-            Ok(a) => format!("{} answered {}", r.lease.worker.id, &a.content[..12]),
-            Err(e) => format!("{} failed ({e})", r.lease.worker.id),
+            Ok(a) => format!("{} answered {}", r.lease.worker.name, &a.content[..12]),
+            Err(e) => format!("{} failed ({e})", r.lease.worker.name),
         })
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-/// The error when fewer distinct workers than asked for can be had.
-fn too_few(stop: Stopped, replicas: u32, found: usize) -> Stopped {
-    match stop.error {
-        RelayError::NoWorker {
-            no: NoWorker::NoWorkersForModel { model },
-            ..
-        } if found > 0 => Stopped::early(RelayError::BadRequest(format!(
-            "replicas: {replicas} distinct workers asked for, but only {found} {} model {model:?}",
-            if found == 1 { "serves" } else { "serve" }
-        ))),
-        _ => stop,
-    }
 }
