@@ -160,15 +160,6 @@ options! {
         /// DATA_DIR/keys/]
         #[arg(long, env = "COCOON_WORKER_RECEIPT_KEY", value_name = "FILE")]
         pub receipt_key: Option<PathBuf>,
-        /// Longest a finished answer's receipt waits, in milliseconds, to
-        /// share one signature with the other answers finished meanwhile.
-        /// It delays only an answer's end (the text is relayed as it
-        /// comes). An idle worker signs at once; a busy one signs once per
-        /// window whatever its load, or as soon as 64 receipts wait, and
-        /// clients check one signature per batch. 0 signs every receipt
-        /// alone [default: 20].
-        #[arg(long, env = "COCOON_WORKER_RECEIPT_BATCH_MS", value_name = "MS")]
-        pub receipt_batch_ms: Option<u64>,
         /// Sign no receipts, to measure what they cost (only with --dev).
         /// Clients that check receipts refuse this worker's answers.
         #[arg(long, hide = true, env = "COCOON_WORKER_DEV_NO_RECEIPTS", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]

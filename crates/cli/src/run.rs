@@ -345,9 +345,6 @@ pub async fn worker(o: WorkerOptions, a: AttestationOptions) -> anyhow::Result<(
         trust,
         address,
         chain,
-        receipt_batch: o
-            .receipt_batch_ms
-            .map_or(cocoon_worker::DEFAULT_RECEIPT_BATCH, Duration::from_millis),
         sign_receipts: !no_receipts,
         receipt_key,
     };
@@ -602,7 +599,6 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
                 contract_init: Some(local.worker_contract_init.clone()),
                 payout_above: None,
             }),
-            receipt_batch: cocoon_worker::DEFAULT_RECEIPT_BATCH,
             sign_receipts: true,
             receipt_key: receipt_key(&data_dir, "local-worker")?,
         },

@@ -151,7 +151,9 @@ impl Receipts {
                 a.worker_id
             )));
         }
-        let (identity, certificate) = self.identity(proxy, verifier, &a.worker_id, sha).await?;
+        let (identity, certificate) = self
+            .identity(proxy, verifier, &a.worker_id, sha, &a.worker_certificate)
+            .await?;
         Ok(Worker::Verified {
             identity,
             certificate,
@@ -159,13 +161,15 @@ impl Receipts {
     }
 
     /// A worker certificate by hash, verified under this client's policy:
-    /// from the cache, else fetched from the proxy.
+    /// from the cache, else the one that came with the assignment
+    /// (`attached`), else fetched from the proxy.
     async fn identity(
         &self,
         proxy: &ClientGatewayClient<Channel>,
         verifier: &RaTlsVerifier,
         worker: &str,
         sha: &str,
+        attached: &[u8],
     ) -> Result<(Arc<WorkerIdentity>, Arc<str>), Refusal> {
         let cached = self
             .workers
@@ -182,26 +186,10 @@ impl Receipts {
         if let (Some(identity), Some(certificate)) = (cached, base64_cached) {
             return Ok((identity, certificate));
         }
-        let der = proxy
-            .clone()
-            .worker_certificate(cocoon_proto::WorkerCertificateRequest {
-                sha256: sha.to_string(),
-            })
-            .await
-            .map_err(|s| {
-                let why = format!(
-                    "fetching worker {}'s certificate {sha} from the proxy: {}",
-                    worker,
-                    s.message()
-                );
-                if s.code() == tonic::Code::NotFound {
-                    Refusal::Untrusted(why)
-                } else {
-                    Refusal::Unavailable(why)
-                }
-            })?
-            .into_inner()
-            .der;
+        let der = match attached {
+            [] => fetch_certificate(proxy, worker, sha).await?,
+            der => bytes::Bytes::copy_from_slice(der),
+        };
         let found = cocoon_receipt::digest::sha256_hex(&der);
         if found != sha {
             return Err(Refusal::Untrusted(format!(
@@ -251,7 +239,13 @@ impl Receipts {
                     .map_err(|e| Refusal::Untrusted(format!("a replica's receipt: {e}")))?;
                 let b = &signed.receipt;
                 let (identity, certificate) = self
-                    .identity(proxy, verifier, &b.worker, &b.worker_certificate_sha256)
+                    .identity(
+                        proxy,
+                        verifier,
+                        &b.worker,
+                        &b.worker_certificate_sha256,
+                        &[],
+                    )
                     .await?;
                 certificates.insert(
                     b.worker_certificate_sha256.clone(),
@@ -413,4 +407,31 @@ pub(crate) async fn list(State(shared): State<Arc<Shared>>) -> Response {
         body.to_string(),
     )
         .into_response()
+}
+
+/// Asks the proxy for the worker certificate `sha` (one it named without
+/// sending it: this client was sent it before, or a replica's).
+async fn fetch_certificate(
+    proxy: &ClientGatewayClient<Channel>,
+    worker: &str,
+    sha: &str,
+) -> Result<bytes::Bytes, Refusal> {
+    let answer = proxy
+        .clone()
+        .worker_certificate(cocoon_proto::WorkerCertificateRequest {
+            sha256: sha.to_string(),
+        })
+        .await
+        .map_err(|s| {
+            let why = format!(
+                "fetching worker {worker}'s certificate {sha} from the proxy: {}",
+                s.message()
+            );
+            if s.code() == tonic::Code::NotFound {
+                Refusal::Untrusted(why)
+            } else {
+                Refusal::Unavailable(why)
+            }
+        })?;
+    Ok(answer.into_inner().der)
 }

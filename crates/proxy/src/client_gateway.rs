@@ -1,4 +1,4 @@
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
@@ -14,10 +14,45 @@ use crate::Shared;
 
 pub(crate) struct ClientGatewayService {
     shared: Arc<Shared>,
-    /// Connections whose client has said hello: a client checks its link
+    /// Connections whose client has said hello (a client checks its link
     /// with `hello` every few seconds, and only the first on a connection is
-    /// news worth a log line.
-    introduced: Arc<Mutex<HashSet<u64>>>,
+    /// news worth a log line), with the worker certificates sent on each.
+    introduced: Arc<Mutex<HashMap<u64, HashSet<String>>>>,
+}
+
+/// Certificates remembered per connection.
+const MAX_SENT_PER_CONNECTION: usize = 4096;
+
+/// The worker certificates a client's connection has been sent: each goes
+/// with the first assignment that names it on the connection, so the
+/// client verifies it without asking for it on the answer's path.
+#[derive(Clone)]
+pub(crate) struct CertificatesSent {
+    introduced: Arc<Mutex<HashMap<u64, HashSet<String>>>>,
+    connection: Option<u64>,
+}
+
+impl CertificatesSent {
+    /// Whether `sha256` is to go with an assignment now: the first time on
+    /// this connection (marked sent from then on), or always on one that
+    /// never said hello (nothing tracks it).
+    pub(crate) fn first_time(&self, sha256: &str) -> bool {
+        let Some(id) = self.connection else {
+            return true;
+        };
+        let mut introduced = self.introduced.lock().unwrap_or_else(|p| p.into_inner());
+        match introduced.get_mut(&id) {
+            Some(sent) => {
+                // Certificates rotate; a long-lived connection forgets the
+                // old ones now and then, and may be sent one again.
+                if sent.len() >= MAX_SENT_PER_CONNECTION {
+                    sent.clear();
+                }
+                sent.insert(sha256.to_string())
+            }
+            None => true,
+        }
+    }
 }
 
 impl ClientGatewayService {
@@ -36,11 +71,12 @@ impl ClientGatewayService {
             return;
         };
         let id = peer.connection.id();
-        let first = self
-            .introduced
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id);
+        let first = {
+            let mut introduced = self.introduced.lock().unwrap_or_else(|p| p.into_inner());
+            let first = !introduced.contains_key(&id);
+            introduced.entry(id).or_default();
+            first
+        };
         if !first {
             tracing::trace!(%client, "client link check");
             return;
@@ -162,9 +198,16 @@ impl ClientGateway for ClientGatewayService {
 
     async fn infer(&self, request: Request<InferRequest>) -> Result<Response<EventStream>, Status> {
         crate::peer_role::require(request.extensions().get(), cocoon_core::Role::Client)?;
+        let sent = CertificatesSent {
+            introduced: self.introduced.clone(),
+            connection: request
+                .extensions()
+                .get::<cocoon_transport::PeerInfo>()
+                .map(|p| p.connection.id()),
+        };
         let req = request.into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let job = crate::relay::Relay::new(self.shared.clone(), req, tx)?;
+        let job = crate::relay::Relay::new(self.shared.clone(), req, tx, sent)?;
         tokio::spawn(job.run());
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
@@ -210,4 +253,25 @@ pub(crate) fn parse_address(s: &str) -> Result<tycho_types::models::StdAddr, Sta
             "address {s:?} is not a TON address (\"0:<64 hex digits>\"): {e}"
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_certificate_goes_once_per_connection_and_always_to_an_untracked_one() {
+        let introduced: Arc<Mutex<HashMap<u64, HashSet<String>>>> = Arc::default();
+        introduced.lock().unwrap().insert(1, HashSet::new());
+        let on = |connection| CertificatesSent {
+            introduced: introduced.clone(),
+            connection,
+        };
+        assert!(on(Some(1)).first_time("a"));
+        assert!(!on(Some(1)).first_time("a"), "sent once");
+        assert!(on(Some(1)).first_time("b"));
+        assert!(on(Some(2)).first_time("a"), "a connection without hello");
+        assert!(on(Some(2)).first_time("a"), "is not tracked");
+        assert!(on(None).first_time("a"));
+    }
 }

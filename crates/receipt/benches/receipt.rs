@@ -134,7 +134,7 @@ fn main() {
     };
 
     // One row per batch size: how many receipts share a signature (the
-    // answers a worker finishes in one --receipt-batch-ms window) and, at
+    // answers a busy worker finishes while it signs another batch) and, at
     // the client, one verification (the client receives them all).
     let mut rows = Vec::new();
     for batch in [1u32, 2, 4, 8, 16, 32, 64] {

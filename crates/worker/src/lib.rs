@@ -12,8 +12,6 @@ pub mod payout;
 mod receipts;
 mod session;
 
-pub use receipts::DEFAULT_RECEIPT_BATCH;
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::Arc;
@@ -48,10 +46,6 @@ pub struct WorkerConfig {
     /// The chain, the wallet the worker's contract pays out to, and the
     /// contract's initial state: withdrawals (`POST /admin/withdraw`).
     pub chain: Option<payout::WorkerChain>,
-    /// Longest a finished answer's receipt waits to share one signature
-    /// with others finished meanwhile; zero signs each alone. An idle
-    /// worker signs at once; a busy one signs once per this window.
-    pub receipt_batch: std::time::Duration,
     /// Sign a receipt for every answer. Off only to measure what receipts
     /// cost, in development mode: clients that check receipts refuse such
     /// a worker's answers.
@@ -198,7 +192,6 @@ impl Worker {
             credentials.clone(),
             config.receipt_key.clone(),
             own_verifier,
-            config.receipt_batch,
         );
         let channel = cocoon_transport::channel(&config.proxy, credentials, verifier)?;
         let http = tokio::net::TcpListener::bind(config.http_listen)

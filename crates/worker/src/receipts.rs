@@ -1,58 +1,47 @@
 //! The worker's receipts: signed with its receipt key (named in every
 //! RA-TLS certificate's claims and registered in its worker contract), for
-//! every answer it completes, in batches when answers finish close
-//! together (`cocoon_receipt::batch`). Each receipt names the certificate
+//! every answer it completes, in batches when answers finish while the
+//! signer is busy (`cocoon_receipt::batch`). Each receipt names the certificate
 //! current when it was signed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use cocoon_receipt::{PreparedReceipt, ProxyIdentity, ReceiptBody, ReceiptSigner, SignedReceipt};
 use cocoon_tee::RaTlsVerifier;
 use cocoon_transport::NodeCredentials;
 use tokio::sync::oneshot;
-use tokio::time::Instant;
 
-/// How long a receipt may wait to share a signature, by default. It delays
-/// only the end of an answer (a stream's closing chunk, a whole answer's
-/// body): the worker relays the text as it comes.
-pub const DEFAULT_RECEIPT_BATCH: Duration = Duration::from_millis(20);
-
-/// Receipts waiting that are signed at once, without waiting for the
-/// window's end: a signature shared by this many already costs each of
-/// them under a microsecond to sign and two to check.
-pub const FULL_BATCH: usize = 64;
-
-/// Signs at most one batch per window: a receipt finished when nothing was
-/// signed for a window is signed at once, alone; one finished sooner waits
-/// for the window's end, or until [`FULL_BATCH`] wait, and is signed with
-/// every other receipt finished meanwhile. An idle worker adds no latency;
-/// a busy one spends at most one signature per window however many answers
-/// it finishes, and adds at most a window to the end of an answer.
+/// Signs receipts group-commit style: a receipt finished while no batch
+/// is being signed is signed at once; those finished while one is are
+/// signed together right after it, under one signature. Nothing waits on a
+/// timer: an idle worker signs each receipt alone with no delay, and a
+/// busy one shares signatures among exactly the receipts that would
+/// otherwise have queued behind the signer.
 pub(crate) struct ReceiptBatcher {
-    window: Duration,
     state: Mutex<BatchState>,
     /// Receipts signed, and the signatures that covered them.
     receipts: AtomicU64,
     signatures: AtomicU64,
 }
 
-type Waiting = (PreparedReceipt, oneshot::Sender<SignedReceipt>);
+type Waiting = (
+    Arc<ReceiptSigner>,
+    PreparedReceipt,
+    oneshot::Sender<SignedReceipt>,
+);
 
 #[derive(Default)]
 struct BatchState {
-    /// Receipts waiting for the window's end, with the signer they name.
+    /// Receipts finished while a batch was being signed.
     waiting: Vec<Waiting>,
-    signer: Option<Arc<ReceiptSigner>>,
-    last_signed: Option<Instant>,
-    flush_scheduled: bool,
+    /// Whether a caller is signing now (and will take what waits).
+    signing: bool,
 }
 
 impl ReceiptBatcher {
-    pub(crate) fn new(window: Duration) -> Arc<Self> {
+    pub(crate) fn new() -> Arc<Self> {
         Arc::new(ReceiptBatcher {
-            window,
             state: Mutex::default(),
             receipts: AtomicU64::new(0),
             signatures: AtomicU64::new(0),
@@ -67,98 +56,69 @@ impl ReceiptBatcher {
         )
     }
 
-    /// Signs `body` with `signer`, alone or in the current window's batch.
+    /// Signs `body` with `signer`: at once if nobody is signing, else in
+    /// the batch signed as soon as the current one is done.
     pub(crate) async fn sign(
-        self: &Arc<Self>,
+        &self,
         signer: &Arc<ReceiptSigner>,
         body: ReceiptBody,
     ) -> Result<SignedReceipt, cocoon_receipt::ReceiptError> {
         let prepared = signer.prepare(body)?;
-        if self.window.is_zero() {
-            return Ok(self.sign_alone(signer, prepared));
-        }
         let (tx, rx) = oneshot::channel();
-        let (rotated, full) = {
+        let lead = {
             let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            let idle = g
-                .last_signed
-                .is_none_or(|t| now.duration_since(t) >= self.window);
-            if idle && !g.flush_scheduled {
-                g.last_signed = Some(now);
-                drop(g);
-                return Ok(self.sign_alone(signer, prepared));
-            }
-            // A certificate rotated while receipts waited: those are signed
-            // with the key they name, now, and the window starts anew.
-            let rotated = match &g.signer {
-                Some(s) if !Arc::ptr_eq(s, signer) && !g.waiting.is_empty() => {
-                    Some((s.clone(), std::mem::take(&mut g.waiting)))
-                }
-                _ => None,
-            };
-            g.signer = Some(signer.clone());
-            g.waiting.push((prepared, tx));
-            // A full batch is signed now: waiting longer saves nothing worth
-            // the latency. The timer already set signs what finishes
-            // meanwhile.
-            let full = (g.waiting.len() >= FULL_BATCH).then(|| {
-                g.last_signed = Some(now);
-                std::mem::take(&mut g.waiting)
-            });
-            if full.is_none() && !g.flush_scheduled {
-                g.flush_scheduled = true;
-                let at = g.last_signed.map_or(now, |t| t + self.window);
-                let me = self.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep_until(at).await;
-                    me.flush();
-                });
-            }
-            (rotated, full)
+            g.waiting.push((signer.clone(), prepared, tx));
+            !std::mem::replace(&mut g.signing, true)
         };
-        if let Some((old, waiting)) = rotated {
-            self.deliver(&old, waiting);
-        }
-        if let Some(full) = full {
-            self.deliver(signer, full);
+        if lead {
+            self.sign_waiting();
         }
         rx.await.map_err(|_| {
             cocoon_receipt::ReceiptError::Malformed("the receipt batch was dropped".into())
         })
     }
 
-    /// Signs what waited for the window's end.
-    fn flush(&self) {
-        let (signer, waiting) = {
-            let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            g.flush_scheduled = false;
-            if !g.waiting.is_empty() {
-                g.last_signed = Some(Instant::now());
+    /// Signs what waits, then what arrived meanwhile, until nothing does.
+    fn sign_waiting(&self) {
+        // Whatever happens here, the next receipt must find nobody signing.
+        struct Done<'a>(&'a Mutex<BatchState>);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.lock().unwrap_or_else(|p| p.into_inner()).signing = false;
             }
-            (g.signer.clone(), std::mem::take(&mut g.waiting))
-        };
-        if let Some(signer) = signer {
-            self.deliver(&signer, waiting);
+        }
+        let _done = Done(&self.state);
+        loop {
+            let batch = {
+                let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                if g.waiting.is_empty() {
+                    return;
+                }
+                std::mem::take(&mut g.waiting)
+            };
+            // A certificate rotated while receipts waited: each is signed
+            // with the key of the certificate it names.
+            let mut rest = batch.into_iter().peekable();
+            while let Some((signer, prepared, tx)) = rest.next() {
+                let mut group = vec![(prepared, tx)];
+                while let Some((_, p, t)) = rest.next_if(|(s, _, _)| Arc::ptr_eq(s, &signer)) {
+                    group.push((p, t));
+                }
+                self.deliver(&signer, group);
+            }
         }
     }
 
-    fn sign_alone(&self, signer: &ReceiptSigner, prepared: PreparedReceipt) -> SignedReceipt {
-        self.receipts.fetch_add(1, Ordering::Relaxed);
-        self.signatures.fetch_add(1, Ordering::Relaxed);
-        signer
-            .sign_batch(vec![prepared])
-            .pop()
-            .expect("one receipt in, one out")
-    }
-
-    fn deliver(&self, signer: &ReceiptSigner, waiting: Vec<Waiting>) {
-        if waiting.is_empty() {
-            return;
-        }
+    fn deliver(
+        &self,
+        signer: &ReceiptSigner,
+        waiting: Vec<(PreparedReceipt, oneshot::Sender<SignedReceipt>)>,
+    ) {
         let n = waiting.len();
         let (prepared, senders): (Vec<_>, Vec<_>) = waiting.into_iter().unzip();
-        tracing::debug!(receipts = n, "signing a batch of receipts");
+        if n > 1 {
+            tracing::debug!(receipts = n, "signing a batch of receipts");
+        }
         self.receipts.fetch_add(n as u64, Ordering::Relaxed);
         self.signatures.fetch_add(
             n.div_ceil(cocoon_receipt::batch::MAX_BATCH) as u64,
@@ -191,7 +151,6 @@ impl ReceiptKeys {
         credentials: Arc<NodeCredentials>,
         receipt_key: Vec<u8>,
         verifier: Option<Arc<RaTlsVerifier>>,
-        batch_window: Duration,
     ) -> Self {
         ReceiptKeys {
             credentials,
@@ -199,7 +158,7 @@ impl ReceiptKeys {
             verifier,
             signer: Mutex::new(None),
             proxy: Mutex::default(),
-            batcher: ReceiptBatcher::new(batch_window),
+            batcher: ReceiptBatcher::new(),
         }
     }
 
@@ -263,6 +222,8 @@ mod tests {
     use cocoon_core::Role;
     use cocoon_tee::sim::SimRoot;
     use cocoon_tee::{Claims, SimAttester};
+    use std::time::Duration;
+    use tokio::time::Instant;
 
     fn signer() -> Arc<ReceiptSigner> {
         use ring::signature::KeyPair;
@@ -317,85 +278,69 @@ mod tests {
         }
     }
 
-    // Tokio's paused clock: time moves only when every task waits, so the
-    // waits below are exact, not measured.
     #[tokio::test(start_paused = true)]
-    async fn an_idle_worker_signs_at_once_and_a_busy_one_once_per_window() {
+    async fn an_idle_worker_signs_each_receipt_at_once_and_alone() {
         let signer = signer();
-        let window = Duration::from_millis(200);
-        let batcher = ReceiptBatcher::new(window);
+        let batcher = ReceiptBatcher::new();
         let t = Instant::now();
-        let first = batcher.sign(&signer, body(0)).await.unwrap();
-        assert!(first.batch.is_none(), "the first receipt is signed alone");
-        assert_eq!(t.elapsed(), Duration::ZERO, "and without waiting");
+        for i in 0..3 {
+            let r = batcher.sign(&signer, body(i)).await.unwrap();
+            assert!(r.batch.is_none(), "signed alone");
+        }
+        assert_eq!(t.elapsed(), Duration::ZERO, "no receipt waited");
+        assert_eq!(batcher.counts(), (3, 3));
+    }
 
-        // Five more finish within the window: they wait for its end and
-        // share one signature.
-        let batch =
-            futures_util::future::join_all((1..6).map(|i| batcher.sign(&signer, body(i)))).await;
-        assert_eq!(t.elapsed(), window, "they waited for the window's end");
+    #[tokio::test(start_paused = true)]
+    async fn receipts_finished_while_the_signer_is_busy_share_the_next_signature() {
+        let signer = signer();
+        let batcher = ReceiptBatcher::new();
+        // Someone is signing: receipts finished now queue behind it.
+        batcher.state.lock().unwrap().signing = true;
+        let t = Instant::now();
+        let queued = futures_util::future::join_all((0..5).map(|i| batcher.sign(&signer, body(i))));
+        let signed_after = async {
+            tokio::task::yield_now().await;
+            // The busy signer finishes and takes what waits.
+            batcher.sign_waiting();
+        };
+        let (batch, ()) = tokio::join!(queued, signed_after);
         let batch: Vec<SignedReceipt> = batch.into_iter().map(Result::unwrap).collect();
+        assert_eq!(t.elapsed(), Duration::ZERO, "no timer");
         assert!(batch.iter().all(|r| r.signature == batch[0].signature));
-        assert_ne!(batch[0].signature, first.signature);
         let indices: Vec<u32> = batch
             .iter()
             .map(|r| r.batch.as_ref().unwrap().index)
             .collect();
         assert_eq!(indices, [0, 1, 2, 3, 4], "in the order they finished");
-        for r in &batch {
+        assert_eq!(batcher.counts(), (5, 1), "five receipts, one signature");
+        assert!(
+            !batcher.state.lock().unwrap().signing,
+            "the next receipt leads"
+        );
+        let next = batcher.sign(&signer, body(9)).await.unwrap();
+        assert!(next.batch.is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_receipts_all_verify_and_never_cost_more_signatures_than_receipts() {
+        let signer = signer();
+        let batcher = ReceiptBatcher::new();
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let (b, s) = (batcher.clone(), signer.clone());
+                tokio::spawn(async move { b.sign(&s, body(i)).await.unwrap() })
+            })
+            .collect();
+        for t in tasks {
+            let r = t.await.unwrap();
             assert_eq!(
                 r.receipt.worker_certificate_sha256,
                 signer.certificate_sha256()
             );
         }
-        assert_eq!(batcher.counts(), (6, 2), "six receipts, two signatures");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_full_batch_is_signed_without_waiting_for_the_window() {
-        let signer = signer();
-        let window = Duration::from_millis(200);
-        let batcher = ReceiptBatcher::new(window);
-        let t = Instant::now();
-        batcher.sign(&signer, body(0)).await.unwrap();
-        // A full batch and one more finish within the window: the full
-        // batch is signed as its last receipt arrives, the one more at the
-        // window's end.
-        let n = FULL_BATCH as u32;
-        let full = futures_util::future::join_all((1..=n).map(|i| {
-            let batcher = batcher.clone();
-            let signer = signer.clone();
-            async move {
-                let r = batcher.sign(&signer, body(i)).await.unwrap();
-                (r, t.elapsed())
-            }
-        }));
-        let late = async {
-            tokio::time::sleep(window / 2).await;
-            let r = batcher.sign(&signer, body(n + 1)).await.unwrap();
-            (r, t.elapsed())
-        };
-        let (full, (late, late_at)) = tokio::join!(full, late);
-        for (r, at) in &full {
-            assert_eq!(*at, Duration::ZERO, "a full batch does not wait");
-            assert_eq!(r.signature, full[0].0.signature);
-        }
-        assert_eq!(
-            late_at, window,
-            "a later receipt waits for the window's end"
-        );
-        assert_ne!(late.signature, full[0].0.signature);
-        assert_eq!(batcher.counts(), (u64::from(n) + 2, 3));
-    }
-
-    #[tokio::test]
-    async fn a_zero_window_signs_every_receipt_alone() {
-        let signer = signer();
-        let batcher = ReceiptBatcher::new(Duration::ZERO);
-        let all =
-            futures_util::future::join_all((0..4).map(|i| batcher.sign(&signer, body(i)))).await;
-        for r in all {
-            assert!(r.unwrap().batch.is_none());
-        }
+        let (receipts, signatures) = batcher.counts();
+        assert_eq!(receipts, 200);
+        assert!((1..=200).contains(&signatures), "{signatures}");
     }
 }

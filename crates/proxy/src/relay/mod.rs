@@ -33,6 +33,7 @@ use tracing::Instrument;
 use tycho_types::models::StdAddr;
 
 use crate::client_contracts::PayerError;
+use crate::client_gateway::CertificatesSent;
 use crate::registry::{Lease, NoWorker, WorkerHandle};
 use crate::settlement::Reservation;
 use crate::settlement::{ReserveError, SettleError};
@@ -62,6 +63,8 @@ pub(crate) struct Relay {
     kept: std::sync::Mutex<Option<Vec<bytes::Bytes>>>,
     /// The receipt of an answer to be spot-checked.
     kept_receipt: std::sync::Mutex<bytes::Bytes>,
+    /// Which worker certificates the client's connection already has.
+    certificates_sent: CertificatesSent,
 }
 
 impl Relay {
@@ -82,6 +85,7 @@ impl Relay {
         shared: Arc<Shared>,
         req: InferRequest,
         to_client: ToClient,
+        certificates_sent: CertificatesSent,
     ) -> Result<Self, Status> {
         let id = RequestId::parse(&req.request_id)
             .map_err(|e| Status::invalid_argument(format!("request_id: {e}")))?;
@@ -99,6 +103,7 @@ impl Relay {
             to_client,
             kept: std::sync::Mutex::new(None),
             kept_receipt: Default::default(),
+            certificates_sent,
         })
     }
 
@@ -340,7 +345,7 @@ impl Relay {
             close(reservation).await;
             return Err(Stopped::early(RelayError::Dispatch(worker.name.clone())));
         }
-        if self.send(assigned(worker, number)).await.is_err() {
+        if self.send(self.assigned(worker, number)).await.is_err() {
             self.cancel(worker).await;
             close(reservation).await;
             return Err(Stopped::early(RelayError::ClientGone));
@@ -455,15 +460,24 @@ async fn close(reservation: Option<Reservation>) {
     }
 }
 
-/// The event telling the client who answers.
-fn assigned(worker: &WorkerHandle, attempt: u32) -> infer_event::Event {
-    infer_event::Event::Assigned(Assigned {
-        worker_id: worker.name.clone(),
-        coefficient: worker.coefficient().per_mille(),
-        attempt,
-        model_hash: worker.model_hash.map(|h| h.to_hex()).unwrap_or_default(),
-        worker_tee: worker.tee.map(|t| t.to_string()).unwrap_or_default(),
-        worker_image_hash: worker.image_hash.map(|h| h.to_string()).unwrap_or_default(),
-        worker_certificate_sha256: worker.certificate_sha256(),
-    })
+impl Relay {
+    /// The event telling the client who answers, with the worker's
+    /// certificate the first time its connection hears of it.
+    fn assigned(&self, worker: &WorkerHandle, attempt: u32) -> infer_event::Event {
+        let sha = worker.certificate_sha256();
+        let certificate = match sha.is_empty() || !self.certificates_sent.first_time(&sha) {
+            true => Default::default(),
+            false => self.shared.certificates.get(&sha).unwrap_or_default(),
+        };
+        infer_event::Event::Assigned(Assigned {
+            worker_id: worker.name.clone(),
+            coefficient: worker.coefficient().per_mille(),
+            attempt,
+            model_hash: worker.model_hash.map(|h| h.to_hex()).unwrap_or_default(),
+            worker_tee: worker.tee.map(|t| t.to_string()).unwrap_or_default(),
+            worker_image_hash: worker.image_hash.map(|h| h.to_string()).unwrap_or_default(),
+            worker_certificate_sha256: sha,
+            worker_certificate: certificate,
+        })
+    }
 }

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tycho_types::models::StdAddr;
 
 use super::attempt::charge;
-use super::{assigned, close, Relay, RelayError, Stopped};
+use super::{close, Relay, RelayError, Stopped};
 use crate::registry::Lease;
 use crate::worker_id::Owner;
 
@@ -259,7 +259,7 @@ impl Relay {
             }
         }
         done.replication = Some(replication);
-        if self.send(assigned(&lease.worker, 1)).await.is_err() {
+        if self.send(self.assigned(&lease.worker, 1)).await.is_err() {
             return Err(Stopped::early(RelayError::ClientGone));
         }
         active.first_byte();
