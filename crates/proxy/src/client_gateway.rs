@@ -207,8 +207,7 @@ impl ClientGateway for ClientGatewayService {
         };
         let req = request.into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let job = crate::relay::Relay::new(self.shared.clone(), req, tx, sent)?;
-        tokio::spawn(job.run());
+        tokio::spawn(crate::relay::relay(self.shared.clone(), req, tx, sent));
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))

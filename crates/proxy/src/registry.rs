@@ -306,6 +306,11 @@ impl Lease {
         }
     }
 
+    /// The id the worker's events for this request carry.
+    pub(crate) fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
     /// Records the time to the answer's first byte on the worker (once).
     pub fn first_byte(&self) {
         if !self.first_byte.swap(true, Ordering::Relaxed) {

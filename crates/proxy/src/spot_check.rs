@@ -24,10 +24,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cocoon_core::{ModelHash, RequestId};
-use cocoon_proto::{proxy_message, worker_event, InferRequest, ProxyMessage, WorkRequest};
+use cocoon_proto::proxy_message;
 use tokio::sync::mpsc;
 
 use crate::registry::WorkerHandle;
+use crate::relay::{collect, Answer, Job, RunEvent, WorkerRun};
 use crate::reputation::PerWorker;
 use crate::worker_id::{Owner, WorkerId};
 use crate::Shared;
@@ -113,9 +114,9 @@ impl SpotChecks {
         }
     }
 
-    /// Whether to check the answer `worker` is about to give to `req`.
-    pub(crate) fn wants(&self, worker: &WorkerHandle, req: &InferRequest) -> bool {
-        if worker.model_hash.is_none() || req.replicas > 1 {
+    /// Whether to check the answer `worker` is about to give to `job`.
+    pub(crate) fn wants(&self, worker: &WorkerHandle, job: &Job) -> bool {
+        if worker.model_hash.is_none() || job.replicas > 1 {
             return false;
         }
         let planned = self.of(&worker.identity).planned;
@@ -153,10 +154,8 @@ impl SpotChecks {
 pub(crate) struct Original {
     /// The worker that gave it.
     pub worker: Arc<WorkerHandle>,
-    /// Its chunks.
-    pub chunks: Vec<Bytes>,
-    /// Its signed receipt (JSON).
-    pub receipt: Bytes,
+    /// The answer: its chunks and completion (with its signed receipt).
+    pub answer: Answer,
     /// Who paid for it: the client a wrong answer affected.
     pub payer: Option<tycho_types::models::StdAddr>,
 }
@@ -179,32 +178,32 @@ impl Rerun {
     }
 }
 
-/// Re-runs `req` elsewhere and judges `original`'s answer. Runs in the
+/// Re-runs `job` elsewhere and judges `original`'s answer. Runs in the
 /// background, after the client has its answer. When the original is
 /// outvoted by two re-runs that agree, the proxy signs slash evidence
 /// against it on behalf of the client who got it.
-pub(crate) async fn check(shared: Arc<Shared>, req: InferRequest, original: Original) {
-    let checks = &shared.spot_checks;
+pub(crate) async fn check(shared: Arc<Shared>, job: Job, original: Original) {
     let Some(hash) = original.worker.model_hash else {
         return;
     };
-    if !cocoon_receipt::digest::deterministic(&req.body) {
-        return score_check(&shared, &req, hash, &original).await;
+    if !job.sampling.deterministic() {
+        return score_check(&shared, &job, hash, &original).await;
     }
+    let receipt = original.answer.done.receipt.clone();
     let mut answers = vec![Rerun {
         worker: original.worker.clone(),
-        content: cocoon_receipt::digest::content(req.stream, &original.chunks),
-        receipt: original.receipt.clone(),
+        content: cocoon_receipt::digest::content(job.wire.stream, &original.answer.chunks),
+        receipt: receipt.clone(),
     }];
     // Checkers are of other owners than the original's, and than each
     // other's: one owner's sessions are one witness.
     let mut exclude = vec![original.worker.owner()];
     // A re-run of the same request uses what the original did: the most a
     // checker is paid for, whatever usage it reports.
-    let paid_up_to = receipt_usage(&original.receipt);
+    let paid_up_to = receipt_usage(&receipt);
     // One re-run; a second only if the first disagrees.
     while answers.len() < 3 {
-        let Some(run) = rerun(&shared, &req, hash, &exclude, paid_up_to).await else {
+        let Some(run) = rerun(&shared, &job, hash, &exclude, paid_up_to).await else {
             break;
         };
         exclude.push(run.worker.owner());
@@ -213,48 +212,37 @@ pub(crate) async fn check(shared: Arc<Shared>, req: InferRequest, original: Orig
             break;
         }
     }
+    judge(&shared, &original, &answers);
+}
+
+/// Records what the re-runs say of the original (`answers[0]`): passed
+/// when the majority ([`crate::relay::majority`]) agrees with it, failed
+/// (and slash evidence signed, when someone paid for it) when the majority
+/// is another answer, inconclusive without a majority, skipped when no
+/// other worker could re-run it.
+fn judge(shared: &Arc<Shared>, original: &Original, answers: &[Rerun]) {
+    let checks = &shared.spot_checks;
     let id = &original.worker.identity;
+    if answers.len() < 2 {
+        return checks.update(id, |r| r.skipped += 1);
+    }
+    let Some(majority) = crate::relay::majority(answers.iter().map(|a| a.content.as_str())) else {
+        tracing::warn!(worker = %original.worker.name, %id, "a spot-check disagreed and no third worker could decide");
+        return checks.update(id, |r| r.inconclusive += 1);
+    };
     let reputation = shared.registry.reputation();
-    match answers.len() {
-        1 => checks.update(id, |r| r.skipped += 1),
-        2 if answers[0].content == answers[1].content => {
-            for a in &answers {
-                reputation.record(&a.worker.identity, true);
-            }
-            checks.update(id, |r| r.passed += 1);
+    for a in answers {
+        let agrees = a.content == majority;
+        reputation.record(&a.worker.identity, agrees);
+        if !agrees {
+            tracing::warn!(worker = %a.worker.name, identity = %a.worker.identity, "a spot-check outvoted this worker's answer");
         }
-        2 => {
-            tracing::warn!(worker = %original.worker.name, %id, checker = %answers[1].worker.name, "a spot-check disagreed and no third worker could decide");
-            checks.update(id, |r| r.inconclusive += 1);
-        }
-        _ => {
-            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-            for a in &answers {
-                *counts.entry(a.content.as_str()).or_default() += 1;
-            }
-            let majority = counts
-                .iter()
-                .find(|(_, n)| **n >= 2)
-                .map(|(c, _)| c.to_string());
-            let Some(majority) = majority else {
-                checks.update(id, |r| r.inconclusive += 1);
-                return;
-            };
-            for a in &answers {
-                let agrees = a.content == majority;
-                reputation.record(&a.worker.identity, agrees);
-                if !agrees {
-                    tracing::warn!(worker = %a.worker.name, "a spot-check outvoted this worker's answer");
-                }
-            }
-            let passed = answers[0].content == majority;
-            checks.update(id, |r| if passed { r.passed += 1 } else { r.failed += 1 });
-            if let (false, Some(payer)) = (passed, &original.payer) {
-                let (accused, first, second) =
-                    (answers[0].view(), answers[1].view(), answers[2].view());
-                crate::slashing::on_dissent(&shared, &accused, [&first, &second], payer);
-            }
-        }
+    }
+    let passed = answers[0].content == majority;
+    checks.update(id, |r| if passed { r.passed += 1 } else { r.failed += 1 });
+    if let (false, Some(payer), [accused, first, second, ..]) = (passed, &original.payer, answers) {
+        let (accused, first, second) = (accused.view(), first.view(), second.view());
+        crate::slashing::on_dissent(shared, &accused, [&first, &second], payer);
     }
 }
 
@@ -272,28 +260,26 @@ const MAX_SCORED_TEMPERATURE: f64 = 1.0;
 const SCORERS: usize = 2;
 
 /// Scores a sampled answer under the same weights on another worker.
-async fn score_check(shared: &Shared, req: &InferRequest, hash: ModelHash, original: &Original) {
+async fn score_check(shared: &Shared, job: &Job, hash: ModelHash, original: &Original) {
     let checks = &shared.spot_checks;
     let id = &original.worker.identity;
-    let temperature = serde_json::from_slice::<serde_json::Value>(&req.body)
-        .ok()
-        .and_then(|v| v["temperature"].as_f64())
-        .unwrap_or(1.0);
-    let answer = cocoon_receipt::digest::first_choice_text(req.stream, &original.chunks);
+    let temperature = job.sampling.temperature.unwrap_or(1.0);
+    let answer =
+        cocoon_receipt::digest::first_choice_text(job.wire.stream, &original.answer.chunks);
     if temperature > MAX_SCORED_TEMPERATURE || answer.is_empty() {
         checks.update(id, |r| r.inconclusive += 1);
         return;
     }
     let mut exclude = vec![original.worker.owner()];
     for _ in 0..SCORERS {
-        let Some((scorer, result)) = score_on(shared, req, &answer, hash, &exclude).await else {
+        let Some((scorer, result)) = score_on(shared, job, &answer, hash, &exclude).await else {
             break;
         };
         exclude.push(scorer.owner());
         let Some(s) = result else {
             continue; // this worker cannot score (an upstream engine)
         };
-        if let Some(u) = receipt_usage(&original.receipt) {
+        if let Some(u) = receipt_usage(&original.answer.done.receipt) {
             // One prefill over the prompt and the answer.
             let prefill = cocoon_core::Usage {
                 prompt: u.prompt + u.completion,
@@ -323,125 +309,92 @@ async fn score_check(shared: &Shared, req: &InferRequest, hash: ModelHash, origi
     checks.update(id, |r| r.skipped += 1);
 }
 
-/// A slot on a free worker serving the same weights, not in `exclude`,
-/// under a fresh request id whose events arrive on the receiver.
-fn claim_checker(
+/// Dispatches `msg` (built for a fresh request id) to a free worker serving
+/// the same weights, of an owner not in `exclude`; `None` when none is
+/// free. The worker's handle comes back either way, the run only if the
+/// message reached it.
+async fn run_on_checker(
     shared: &Shared,
-    req: &InferRequest,
+    job: &Job,
     hash: ModelHash,
     exclude: &[Owner],
-) -> Option<(
-    RequestId,
-    crate::registry::Lease,
-    mpsc::Receiver<cocoon_proto::WorkerEvent>,
-)> {
+    msg: impl FnOnce(&str) -> proxy_message::Msg,
+) -> Option<(Arc<WorkerHandle>, Option<WorkerRun>)> {
     let id = RequestId::generate();
     let (tx, events) = mpsc::channel(crate::relay::EVENT_QUEUE);
-    let lease = shared
-        .registry
-        .select_same_weights(&req.model, hash, exclude, &id, tx)?;
-    Some((id, lease, events))
+    let lease =
+        (shared.registry).select_same_weights(job.model.as_str(), hash, exclude, &id, tx)?;
+    let worker = lease.worker.clone();
+    let deadline = tokio::time::Instant::now() + RERUN_TIMEOUT;
+    let run = WorkerRun::dispatch(lease, events, msg(id.as_str()), deadline, None).await;
+    Some((worker, run.ok()))
 }
 
-/// Asks a free worker serving the same weights, not in `exclude`, to score
-/// `answer`: the worker and its score (`None` if it could not), or `None`
-/// when no such worker is free.
+/// Asks a free worker serving the same weights, of an owner not in
+/// `exclude`, to score `answer`: the worker and its score (`None` if it
+/// could not), or `None` when no such worker is free.
 async fn score_on(
     shared: &Shared,
-    req: &InferRequest,
+    job: &Job,
     answer: &str,
     hash: ModelHash,
     exclude: &[Owner],
 ) -> Option<(Arc<WorkerHandle>, Option<cocoon_proto::ScoreResult>)> {
-    let (id, mut lease, mut events) = claim_checker(shared, req, hash, exclude)?;
-    let worker = lease.worker.clone();
-    let sent = worker
-        .send(ProxyMessage {
-            msg: Some(proxy_message::Msg::Score(cocoon_proto::ScoreRequest {
-                request_id: id.to_string(),
-                endpoint: req.endpoint,
-                body: req.body.clone(),
-                answer: answer.to_string(),
-            })),
+    let score = |request_id: &str| {
+        proxy_message::Msg::Score(cocoon_proto::ScoreRequest {
+            request_id: request_id.to_string(),
+            endpoint: cocoon_proto::Endpoint::from(job.endpoint).into(),
+            body: job.wire.body.clone(),
+            answer: answer.to_string(),
         })
-        .await;
-    if !sent {
-        lease.finish(false);
+    };
+    let (worker, run) = run_on_checker(shared, job, hash, exclude, score).await?;
+    let Some(mut run) = run else {
         return Some((worker, None));
-    }
-    let result = tokio::time::timeout(RERUN_TIMEOUT, async {
-        while let Some(ev) = events.recv().await {
-            match ev.event {
-                Some(worker_event::Event::Scored(s)) => return Some(s),
-                Some(worker_event::Event::Error(e)) => {
-                    tracing::info!(scorer = %worker.name, error = %e.message, "a worker could not score an answer");
-                    return None;
-                }
-                _ => {}
-            }
+    };
+    let result = loop {
+        match run.next().await {
+            Ok(RunEvent::Scored(s)) => break Ok(s),
+            Ok(_) => {}
+            Err(e) => break Err(e),
         }
-        None
-    })
-    .await
-    .unwrap_or(None);
-    lease.finish(result.is_some());
-    Some((worker, result))
+    };
+    run.end(result.is_ok()).await;
+    match result {
+        Ok(s) => Some((worker, Some(s))),
+        Err(e) => {
+            tracing::info!(scorer = %worker.name, error = %e, "a worker could not score an answer");
+            Some((worker, None))
+        }
+    }
 }
 
-/// Runs `req` on a free worker serving the same weights, not in
-/// `exclude`; its serial, name and answer's content, or `None` when none
-/// could. The worker is paid for the usage it reports, at most
-/// `paid_up_to` (the original's); not at all when that is unknown.
+/// Runs `job` on a free worker serving the same weights, of an owner not in
+/// `exclude`; `None` when none could. The worker is paid for the usage it
+/// reports, at most `paid_up_to` (the original's); not at all when that is
+/// unknown.
 async fn rerun(
     shared: &Shared,
-    req: &InferRequest,
+    job: &Job,
     hash: ModelHash,
     exclude: &[Owner],
     paid_up_to: Option<cocoon_core::Usage>,
 ) -> Option<Rerun> {
-    let (id, mut lease, mut events) = claim_checker(shared, req, hash, exclude)?;
-    let worker = lease.worker.clone();
-    let sent = worker
-        .send(ProxyMessage {
-            msg: Some(proxy_message::Msg::Request(WorkRequest {
-                request_id: id.to_string(),
-                endpoint: req.endpoint,
-                body: req.body.clone(),
-                stream: req.stream,
-                timeout_ms: RERUN_TIMEOUT.as_millis() as u64,
-                prices: None,
-                coefficient: 0,
-            })),
-        })
-        .await;
-    if !sent {
-        return None;
-    }
-    let mut chunks = Vec::new();
-    let mut receipt = Bytes::new();
-    let mut usage = None;
-    let collected = tokio::time::timeout(RERUN_TIMEOUT, async {
-        while let Some(ev) = events.recv().await {
-            match ev.event {
-                Some(worker_event::Event::Chunk(b)) => chunks.push(b),
-                Some(worker_event::Event::Done(done)) => {
-                    usage = Some(done.usage());
-                    receipt = done.receipt;
-                    return true;
-                }
-                Some(worker_event::Event::Error(e)) => {
-                    tracing::info!(checker = %worker.name, error = %e.message, "a spot-check re-run failed");
-                    return false;
-                }
-                Some(worker_event::Event::Scored(_)) | None => {}
-            }
+    // The proxy's own run: no prices, nobody charged.
+    let request = |request_id: &str| job.work_request(request_id, None);
+    let (worker, run) = run_on_checker(shared, job, hash, exclude, request).await?;
+    let mut run = run?;
+    let collected = collect(&mut run).await;
+    run.end(collected.is_ok()).await;
+    let answer = match collected {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::info!(checker = %worker.name, error = %e, "a spot-check re-run failed");
+            return None;
         }
-        false
-    })
-    .await
-    .unwrap_or(false);
-    lease.finish(collected);
-    if let (Some(u), Some(cap), true) = (usage, paid_up_to, collected) {
+    };
+    if let Some(cap) = paid_up_to {
+        let u = answer.done.usage();
         let capped = cocoon_core::Usage {
             prompt: u.prompt.min(cap.prompt),
             cached: u.cached.min(cap.cached),
@@ -450,10 +403,10 @@ async fn rerun(
         };
         pay_checker(shared, &worker, &capped).await;
     }
-    collected.then(|| Rerun {
-        content: cocoon_receipt::digest::content(req.stream, &chunks),
+    Some(Rerun {
+        content: cocoon_receipt::digest::content(job.wire.stream, &answer.chunks),
         worker,
-        receipt,
+        receipt: answer.done.receipt,
     })
 }
 

@@ -78,14 +78,37 @@ pub fn whole_answer(body: &[u8]) -> String {
 /// or completion body) again: temperature 0, or a seed. Only such answers
 /// carry a content digest, are spot-checked, and can be slashed for.
 pub fn deterministic(request: &[u8]) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Sampling {
-        temperature: Option<f64>,
-        seed: Option<serde::de::IgnoredAny>,
+    Sampling::of(request).is_ok_and(|s| s.deterministic())
+}
+
+/// What a request's body says about how its answer is sampled.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Sampling {
+    /// `temperature`, if given.
+    pub temperature: Option<f64>,
+    /// Whether a `seed` is given.
+    pub seeded: bool,
+}
+
+impl Sampling {
+    /// Reads the sampling members of a request body (a JSON object).
+    pub fn of(request: &[u8]) -> Result<Sampling, serde_json::Error> {
+        #[derive(serde::Deserialize)]
+        struct Members {
+            temperature: Option<f64>,
+            seed: Option<serde::de::IgnoredAny>,
+        }
+        let m: Members = serde_json::from_slice(request)?;
+        Ok(Sampling {
+            temperature: m.temperature,
+            seeded: m.seed.is_some(),
+        })
     }
-    match serde_json::from_slice::<Sampling>(request) {
-        Ok(s) => s.temperature == Some(0.0) || s.seed.is_some(),
-        Err(_) => false,
+
+    /// Whether an honest replay gives the same answer: temperature 0, or a
+    /// seed.
+    pub fn deterministic(&self) -> bool {
+        self.temperature == Some(0.0) || self.seeded
     }
 }
 

@@ -9,16 +9,14 @@
 use bytes::Bytes;
 use cocoon_core::{Nanoton, Usage};
 use cocoon_proto::{
-    infer_event, proxy_message, worker_event, Completion, ProxyMessage, TokenCounts, WorkerEvent,
-    WorkerVoucher,
+    infer_event, proxy_message, Completion, ProxyMessage, TokenCounts, WorkerVoucher,
 };
 use cocoon_telemetry::ActiveRequest;
-use tokio::sync::mpsc;
 
-use super::{Relay, RelayError, Stopped};
+use super::{Answer, Relay, RelayError, RunEvent, Stopped, WorkerRun};
 use crate::meter::Meter;
-use crate::registry::{Lease, WorkerHandle};
-use crate::settlement::Reservation;
+use crate::registry::WorkerHandle;
+use crate::settlement::{Reservation, SettleError};
 
 /// Most chunks forwarded on one durable step.
 const MAX_BURST: usize = 256;
@@ -29,106 +27,77 @@ type Burst = Vec<(Bytes, Usage)>;
 /// The relay of one worker's answer to one request.
 pub(super) struct Attempt<'a> {
     relay: &'a Relay,
-    lease: &'a Lease,
-    events: mpsc::Receiver<WorkerEvent>,
+    run: WorkerRun,
     /// `None` when the proxy does not charge, or once settled or released.
     reservation: Option<Reservation>,
     meter: Meter,
     active: &'a mut ActiveRequest,
-    /// An event taken from the queue while gathering a burst.
-    next: Option<WorkerEvent>,
-    /// Whether any of the answer has arrived from the worker.
-    answered: bool,
+    /// Whether the answer's first byte has been counted.
+    started: bool,
+    /// A failure met while gathering a burst, reported once the chunks
+    /// before it are relayed.
+    failed: Option<RelayError>,
+    /// The answer as relayed, kept when it is to be spot-checked: the
+    /// chunks as they go out, then the completion.
+    kept: Option<(Vec<Bytes>, Option<Completion>)>,
 }
 
 impl<'a> Attempt<'a> {
     pub(super) fn new(
         relay: &'a Relay,
-        lease: &'a Lease,
-        events: mpsc::Receiver<WorkerEvent>,
+        run: WorkerRun,
         reservation: Option<Reservation>,
         active: &'a mut ActiveRequest,
+        keep: bool,
     ) -> Self {
         Attempt {
             relay,
-            lease,
-            events,
+            run,
             reservation,
             meter: Meter::default(),
             active,
-            next: None,
-            answered: false,
+            started: false,
+            failed: None,
+            kept: keep.then(|| (Vec::new(), None)),
         }
     }
 
-    fn worker(&self) -> &'a WorkerHandle {
-        &self.lease.worker
-    }
-
-    /// Relays the answer to its end. On failure the worker is stopped if it
-    /// still runs, and what reached the client is charged (or the
-    /// reservation released).
-    pub(super) async fn run(mut self) -> Result<(), Stopped> {
+    /// Relays the answer to its end, then ends the run. On failure what
+    /// reached the client is charged (or the reservation released). The
+    /// answer comes back when it was kept for a spot-check.
+    pub(super) async fn run(mut self) -> Result<Option<Answer>, Stopped> {
         let result = self.relay_answer().await;
-        let Err(error) = result else {
-            return Ok(());
-        };
-        if error.worker_still_running() {
-            self.relay.cancel(self.worker()).await;
+        if let Err(error) = result {
+            // Told to stop before its cut-off answer is settled.
+            self.run.end(!error.retryable()).await;
+            self.close_cut_off().await;
+            return Err(Stopped {
+                error,
+                answered: self.run.answered(),
+            });
         }
-        self.close_cut_off().await;
-        Err(Stopped {
-            error,
-            answered: self.answered,
-        })
+        self.run.end(true).await;
+        Ok(self
+            .kept
+            .take()
+            .and_then(|(chunks, done)| done.map(|done| Answer { chunks, done })))
     }
 
     async fn relay_answer(&mut self) -> Result<(), RelayError> {
         loop {
-            let WorkerEvent { event, so_far, .. } = self.next_event().await?;
-            let ended = match event {
-                Some(worker_event::Event::Chunk(bytes)) => self.relay_burst(bytes, so_far).await?,
-                Some(worker_event::Event::Done(done)) => {
-                    self.finish(done).await;
-                    true
+            match self.run.next().await? {
+                RunEvent::Chunk(bytes, so_far) => {
+                    if self.relay_burst(bytes, so_far).await? {
+                        return Ok(());
+                    }
                 }
-                Some(worker_event::Event::Error(error)) => {
-                    return Err(RelayError::Worker {
-                        worker: self.worker().name.clone(),
-                        error,
-                    })
+                RunEvent::Done(done) => {
+                    self.finish(*done).await;
+                    return Ok(());
                 }
                 // Only scoring requests are answered with a score.
-                Some(worker_event::Event::Scored(_)) | None => false,
-            };
-            if ended {
-                return Ok(());
+                RunEvent::Scored(_) => {}
             }
-        }
-    }
-
-    /// The worker's next event; an error when the client leaves, the
-    /// deadline passes or the worker's session ends first.
-    async fn next_event(&mut self) -> Result<WorkerEvent, RelayError> {
-        if let Some(ev) = self.next.take() {
-            return Ok(ev);
-        }
-        let event = tokio::select! {
-            biased;
-            _ = self.relay.to_client.closed() => {
-                tracing::info!(worker = %self.worker().name, "client went away; cancelling");
-                return Err(RelayError::ClientGone);
-            }
-            _ = tokio::time::sleep_until(self.relay.deadline) => return Err(RelayError::Timeout),
-            ev = self.events.recv() => ev,
-        };
-        match event {
-            Some(ev) => Ok(ev),
-            None if self.lease.overflowed() => Err(RelayError::ClientTooSlow),
-            None => Err(RelayError::WorkerLost {
-                worker: self.worker().name.clone(),
-                mid_answer: self.answered,
-            }),
         }
     }
 
@@ -139,73 +108,70 @@ impl<'a> Attempt<'a> {
         first: Bytes,
         so_far: Option<TokenCounts>,
     ) -> Result<bool, RelayError> {
-        if !self.answered {
-            self.answered = true;
+        if !self.started {
+            self.started = true;
             self.active.first_byte();
-            self.lease.first_byte();
         }
-        let burst = self.gather(first, so_far).await;
-        let settled = match self.next.take() {
+        let (burst, after) = self.gather(first, so_far).await;
+        let settled = match after {
             // A burst that ends the answer is covered by its settlement,
             // made before any of it is forwarded.
-            Some(WorkerEvent {
-                event: Some(worker_event::Event::Done(mut done)),
-                ..
-            }) if self.reservation.is_some() => {
+            Some(RunEvent::Done(mut done)) if self.reservation.is_some() => {
                 self.settle(&mut done).await;
                 Some(done)
             }
             other => {
-                self.next = other;
+                if let Some(ev) = other {
+                    self.run.put_back(ev);
+                }
                 self.make_durable(&burst).await?;
                 None
             }
         };
         self.forward(burst).await?;
+        if let Some(failure) = self.failed.take() {
+            return Err(failure);
+        }
         let Some(done) = settled else {
             return Ok(false);
         };
-        self.active.succeed();
-        self.relay.keep_receipt(&done);
-        let _ = self.relay.send(infer_event::Event::Done(done)).await;
+        self.deliver(*done).await;
         Ok(true)
     }
 
     /// The chunk and what follows it at once, or within the checkpoint
-    /// window; the first other event is kept in `next`.
-    async fn gather(&mut self, first: Bytes, so_far: Option<TokenCounts>) -> Burst {
+    /// window; with the event that ended the burst, if it was not a chunk.
+    /// A failure met meanwhile waits in `failed`.
+    async fn gather(
+        &mut self,
+        first: Bytes,
+        so_far: Option<TokenCounts>,
+    ) -> (Burst, Option<RunEvent>) {
         let mut burst = vec![(first, self.meter.receive(so_far.as_ref()))];
+        let hold = (self.reservation.as_ref())
+            .and_then(Reservation::hold_until)
+            .map(|until| until.min(self.run.deadline()));
         while burst.len() < MAX_BURST {
-            match self.events.try_recv().map(Event::of) {
-                Ok(Event::Chunk(b, so_far)) => burst.push((b, self.meter.receive(so_far.as_ref()))),
-                Ok(Event::Other(other)) => {
-                    self.next = Some(*other);
-                    return burst;
-                }
-                Err(_) => break,
-            }
-        }
-        let Some(until) = self.reservation.as_ref().and_then(Reservation::hold_until) else {
-            return burst;
-        };
-        let until = until.min(self.relay.deadline);
-        while self.next.is_none() && burst.len() < MAX_BURST {
-            let ev = tokio::select! {
-                biased;
-                // The client left: what is gathered goes nowhere, and the
-                // forward says so.
-                _ = self.relay.to_client.closed() => break,
-                ev = tokio::time::timeout_at(until, self.events.recv()) => ev,
+            let ev = match (self.run.ready(), hold) {
+                (Some(ev), _) => ev,
+                (None, Some(until)) => match self.run.next_before(until).await.transpose() {
+                    Some(ev) => ev,
+                    None => break, // the window passed
+                },
+                (None, None) => break,
             };
-            // The window passed, or the worker is gone (seen again on the
-            // next receive).
-            let Ok(Some(ev)) = ev else { break };
-            match Event::of(ev) {
-                Event::Chunk(b, so_far) => burst.push((b, self.meter.receive(so_far.as_ref()))),
-                Event::Other(other) => self.next = Some(*other),
+            match ev {
+                Ok(RunEvent::Chunk(b, so_far)) => {
+                    burst.push((b, self.meter.receive(so_far.as_ref())))
+                }
+                Ok(other) => return (burst, Some(other)),
+                Err(failure) => {
+                    self.failed = Some(failure);
+                    break;
+                }
             }
         }
-        burst
+        (burst, None)
     }
 
     /// Makes the cost through the burst's last chunk durable; nothing goes
@@ -224,19 +190,13 @@ impl<'a> Attempt<'a> {
     /// delivered as it goes.
     async fn forward(&mut self, burst: Burst) -> Result<(), RelayError> {
         for (bytes, through) in burst {
-            if let Some(kept) = self
-                .relay
-                .kept
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_mut()
-            {
+            if let Some((kept, _)) = self.kept.as_mut() {
                 kept.push(bytes.clone());
             }
             tokio::select! {
                 sent = self.relay.send(infer_event::Event::Chunk(bytes)) => sent?,
-                _ = self.lease.overflow() => {
-                    tracing::warn!(worker = %self.worker().name, "client stopped reading; cancelling");
+                _ = self.run.overflow() => {
+                    tracing::warn!(worker = %self.run.worker().name, "client stopped reading; cancelling");
                     return Err(RelayError::ClientTooSlow);
                 }
             }
@@ -253,9 +213,15 @@ impl<'a> Attempt<'a> {
             self.relay.shared.metrics.record_usage(&done.usage());
         }
         self.active.first_byte();
-        self.lease.first_byte();
+        self.deliver(done).await;
+    }
+
+    /// Sends the client the completion, settled.
+    async fn deliver(&mut self, done: Completion) {
         self.active.succeed();
-        self.relay.keep_receipt(&done);
+        if let Some((_, kept)) = self.kept.as_mut() {
+            *kept = Some(done.clone());
+        }
         let _ = self.relay.send(infer_event::Event::Done(done)).await;
     }
 
@@ -265,7 +231,8 @@ impl<'a> Attempt<'a> {
         let usage = done.usage();
         self.relay.shared.metrics.record_usage(&usage);
         if let Some(r) = self.reservation.take() {
-            self.charge(r, &usage, done).await;
+            // A failure is logged; the reservation stays for recovery.
+            let _ = charge(self.run.worker(), r, &usage, done).await;
         }
     }
 
@@ -282,7 +249,10 @@ impl<'a> Attempt<'a> {
             return;
         }
         let mut done = Completion::default();
-        if self.charge(r, &usage, &mut done).await {
+        if charge(self.run.worker(), r, &usage, &mut done)
+            .await
+            .is_ok()
+        {
             tracing::info!(
                 chunks = self.meter.delivered_chunks(),
                 prompt = usage.prompt,
@@ -292,35 +262,32 @@ impl<'a> Attempt<'a> {
             );
         }
     }
-
-    /// Charges `usage` (see [`charge`]).
-    async fn charge(&self, r: Reservation, usage: &Usage, done: &mut Completion) -> bool {
-        charge(self.worker(), r, usage, done).await
-    }
 }
 
 /// Charges `usage`, stamps the cost and the client's voucher on `done`,
-/// and sends the worker its voucher. False if the books failed: the
+/// and sends the worker its voucher. An error if the books failed: the
 /// reservation then stays, with its durable progress, for recovery.
 pub(super) async fn charge(
     worker: &WorkerHandle,
     r: Reservation,
     usage: &Usage,
     done: &mut Completion,
-) -> bool {
-    let settled = match r.settle(usage).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "charging a finished request failed; its reservation stays for recovery");
-            return false;
-        }
-    };
+) -> Result<(), SettleError> {
+    let settled = r.settle(usage).await.map_err(|e| {
+        tracing::error!(error = %e, "charging a finished request failed; its reservation stays for recovery");
+        e
+    })?;
     done.cost_nanoton = settled.charged.client.get();
     if let Some(v) = &settled.client_voucher {
-        done.client_voucher = v.to_boc().unwrap_or_default().into();
+        // The charge stands either way: the client reads its latest
+        // voucher from its balance if this one cannot travel.
+        match v.to_boc() {
+            Ok(boc) => done.client_voucher = boc.into(),
+            Err(e) => tracing::error!(error = %e, "the client's new voucher could not be encoded"),
+        }
     }
     send_voucher(worker, settled.worker_voucher).await;
-    true
+    Ok(())
 }
 
 /// Sends `worker` its new cumulative voucher, if a settlement signed one.
@@ -328,33 +295,21 @@ pub(crate) async fn send_voucher(
     worker: &WorkerHandle,
     voucher: Option<cocoon_pay::SignedVoucher>,
 ) {
-    if let Some(boc) = voucher.and_then(|v| v.to_boc().ok()) {
-        let msg = ProxyMessage {
-            msg: Some(proxy_message::Msg::Voucher(WorkerVoucher {
-                voucher: boc.into(),
-            })),
-        };
-        let _ = worker.send(msg).await;
-    }
-}
-
-/// A worker event, as burst gathering sees it.
-enum Event {
-    /// A chunk, with the engine's running count if it sent one.
-    Chunk(Bytes, Option<TokenCounts>),
-    /// Anything else, which ends the burst (boxed: a completion is large).
-    Other(Box<WorkerEvent>),
-}
-
-impl Event {
-    fn of(ev: WorkerEvent) -> Event {
-        match ev {
-            WorkerEvent {
-                event: Some(worker_event::Event::Chunk(b)),
-                so_far,
-                ..
-            } => Event::Chunk(b, so_far),
-            other => Event::Other(Box::new(other)),
+    let Some(voucher) = voucher else {
+        return;
+    };
+    let boc = match voucher.to_boc() {
+        Ok(boc) => boc,
+        Err(e) => {
+            // The worker's next voucher covers this one: they are cumulative.
+            tracing::error!(worker = %worker.name, error = %e, "the worker's new voucher could not be encoded");
+            return;
         }
-    }
+    };
+    let msg = ProxyMessage {
+        msg: Some(proxy_message::Msg::Voucher(WorkerVoucher {
+            voucher: boc.into(),
+        })),
+    };
+    let _ = worker.send(msg).await;
 }

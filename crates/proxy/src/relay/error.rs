@@ -1,6 +1,6 @@
 //! Every way a relayed request can stop short of a completed answer, and
-//! what each means: whether another worker may be tried, whether the worker
-//! is still running it, what the client is told.
+//! what each means: whether another worker may be tried, what the client
+//! is told.
 
 use cocoon_proto::{ErrorCode, InferError};
 
@@ -114,18 +114,6 @@ impl RelayError {
             ),
             _ => false,
         }
-    }
-
-    /// Whether the worker is still running the request and must be told to
-    /// stop.
-    pub(crate) fn worker_still_running(&self) -> bool {
-        matches!(
-            self,
-            RelayError::Timeout
-                | RelayError::ClientGone
-                | RelayError::ClientTooSlow
-                | RelayError::Books(_)
-        )
     }
 
     /// Whether the request was refused before any worker ran it (logged as

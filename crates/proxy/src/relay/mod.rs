@@ -2,28 +2,30 @@
 //! stages with types between them:
 //!
 //! ```text
-//! InferRequest ─▶ select ─▶ Lease ─▶ reserve ─▶ Reservation ─▶ dispatch
-//!      │                                                          │
-//!      │              ┌──────────── Attempt (attempt.rs) ◀────────┘
-//!      │              │ bursts: gather ─▶ checkpoint ─▶ forward
-//!      │              │ end: settle (Completion) or close cut-off
-//!      ▼              ▼
-//!   Stopped { RelayError, answered } ─▶ retry on another worker, or tell the client
+//! InferRequest ─▶ Job ─▶ select ─▶ Lease ─▶ reserve ─▶ Reservation ─▶ WorkerRun (run.rs)
+//!                   │                                                      │
+//!                   │              ┌──────────── Attempt (attempt.rs) ◀────┘
+//!                   │              │ bursts: gather ─▶ checkpoint ─▶ forward
+//!                   │              │ end: settle (Completion) or close cut-off
+//!                   ▼              ▼
+//!   Stopped { RelayError, answered } ─▶ retry on another owner's worker, or tell the client
 //! ```
 //!
 //! A worker that fails before any of the answer arrives is replaced once;
-//! a client that goes away cancels the request at the worker.
+//! a client that goes away cancels the request at the worker. A replicated
+//! request (replicate.rs) runs several `WorkerRun`s and votes; spot-checks
+//! (`crate::spot_check`) run theirs in the background.
 
 mod attempt;
 mod error;
+mod job;
 mod replicate;
+mod run;
 
 use std::sync::Arc;
 
-use cocoon_core::RequestId;
 use cocoon_proto::{
-    infer_event, proxy_message, Assigned, CancelRequest, InferEvent, InferRequest, ProxyMessage,
-    WorkRequest, WorkerEvent,
+    infer_event, proxy_message, Assigned, InferEvent, InferRequest, WorkRequest, WorkerEvent,
 };
 use cocoon_telemetry::ActiveRequest;
 use tokio::sync::mpsc;
@@ -35,13 +37,14 @@ use tycho_types::models::StdAddr;
 use crate::client_contracts::PayerError;
 use crate::client_gateway::CertificatesSent;
 use crate::registry::{Lease, NoWorker, WorkerHandle};
-use crate::settlement::Reservation;
-use crate::settlement::{ReserveError, SettleError};
+use crate::settlement::{Reservation, ReserveError, SettleError};
 use crate::worker_id::Owner;
 use crate::Shared;
 pub(crate) use attempt::send_voucher;
 use attempt::Attempt;
 pub(crate) use error::{RelayError, Stopped};
+pub(crate) use job::Job;
+pub(crate) use run::{collect, majority, Answer, RunEvent, WorkerRun};
 
 /// Events buffered between a worker session and one request, beyond what
 /// HTTP/2 flow control already holds; a client further behind is dropped.
@@ -50,139 +53,100 @@ pub(crate) const EVENT_QUEUE: usize = 256;
 /// Workers tried for one request: the first, and one replacement.
 const MAX_ATTEMPTS: u32 = 2;
 
-type ToClient = mpsc::Sender<Result<InferEvent, Status>>;
+pub(crate) type ToClient = mpsc::Sender<Result<InferEvent, Status>>;
+
+/// A leased worker slot and the channel its events for the request arrive on.
+type Claimed = (Lease, mpsc::Receiver<WorkerEvent>);
+
+/// Relays `req` to its end, in its own span: its events go to `to_client`.
+pub(crate) async fn relay(
+    shared: Arc<Shared>,
+    req: InferRequest,
+    to_client: ToClient,
+    certificates_sent: CertificatesSent,
+) {
+    let span = tracing::info_span!("request", id = %req.request_id, model = %req.model);
+    async {
+        let mut active = shared.metrics.start();
+        let relay = match Job::parse(&shared, req) {
+            Ok(job) => Relay {
+                shared,
+                job,
+                to_client,
+                certificates_sent,
+            },
+            Err(e) => return report(&to_client, Stopped::early(e), &mut active).await,
+        };
+        if let Err(stop) = relay.serve(&mut active).await {
+            report(&relay.to_client, stop, &mut active).await;
+        }
+    }
+    .instrument(span)
+    .await
+}
 
 /// One request being relayed.
 pub(crate) struct Relay {
     shared: Arc<Shared>,
-    id: RequestId,
-    req: InferRequest,
+    job: Job,
     to_client: ToClient,
-    deadline: Instant,
-    /// The chunks relayed, kept when the answer is to be spot-checked.
-    kept: std::sync::Mutex<Option<Vec<bytes::Bytes>>>,
-    /// The receipt of an answer to be spot-checked.
-    kept_receipt: std::sync::Mutex<bytes::Bytes>,
     /// Which worker certificates the client's connection already has.
     certificates_sent: CertificatesSent,
 }
 
 impl Relay {
-    /// Keeps the receipt of an answer that is to be spot-checked.
-    fn keep_receipt(&self, done: &cocoon_proto::Completion) {
-        if self
-            .kept
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some()
-        {
-            *self.kept_receipt.lock().unwrap_or_else(|p| p.into_inner()) = done.receipt.clone();
-        }
-    }
-
-    /// Checks what the proxy needs of the request before it is accepted.
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        req: InferRequest,
-        to_client: ToClient,
-        certificates_sent: CertificatesSent,
-    ) -> Result<Self, Status> {
-        let id = RequestId::parse(&req.request_id)
-            .map_err(|e| Status::invalid_argument(format!("request_id: {e}")))?;
-        cocoon_proto::convert::endpoint(req.endpoint)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let timeout = match req.timeout_ms {
-            0 => shared.config.default_timeout,
-            ms => std::time::Duration::from_millis(ms),
-        };
-        Ok(Relay {
-            deadline: Instant::now() + timeout,
-            shared,
-            id,
-            req,
-            to_client,
-            kept: std::sync::Mutex::new(None),
-            kept_receipt: Default::default(),
-            certificates_sent,
-        })
-    }
-
-    /// Relays the request to its end, in its own span.
-    pub(crate) async fn run(self) {
-        let span = tracing::info_span!("request", id = %self.id, model = %self.req.model);
-        async {
-            let mut active = self.shared.metrics.start();
-            if let Err(stop) = self.serve(&mut active).await {
-                self.report(stop, &mut active).await;
-            }
-        }
-        .instrument(span)
-        .await
-    }
-
     /// Tries workers until one answers, the request fails for good, or the
     /// attempts run out.
     async fn serve(&self, active: &mut ActiveRequest) -> Result<(), Stopped> {
-        let payer = self.payer().map_err(Stopped::early)?;
-        if let Some(payer) = &payer {
+        if let Some(payer) = &self.job.payer {
             self.authorize(payer).await.map_err(Stopped::early)?;
         }
-        if self.req.replicas > 1 {
-            return self
-                .replicated(self.req.replicas, payer.as_ref(), active)
-                .await;
+        if self.job.replicas > 1 {
+            return self.replicated(active).await;
         }
         // Each owner is tried once: a replacement is another owner's worker.
         let mut tried: Vec<Owner> = Vec::new();
         let mut previous: Option<RelayError> = None;
         let mut number = 1;
         loop {
-            let (mut lease, events) = self.acquire(&tried, previous.as_ref()).await?;
+            let (lease, events) = self.acquire(&tried, previous.as_ref()).await?;
             tried.push(lease.worker.owner());
             tracing::debug!(worker = %lease.worker.name, attempt = number, "assigned");
-            let check = self.shared.spot_checks.wants(&lease.worker, &self.req);
-            *self.kept.lock().unwrap_or_else(|p| p.into_inner()) = check.then(Vec::new);
-            let outcome = self
-                .try_worker(&lease, events, number, payer.as_ref(), active)
-                .await;
-            if outcome.is_ok() {
-                let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner()).take();
-                if let Some(chunks) = kept {
-                    let receipt = std::mem::take(
-                        &mut *self.kept_receipt.lock().unwrap_or_else(|p| p.into_inner()),
-                    );
-                    tokio::spawn(crate::spot_check::check(
-                        self.shared.clone(),
-                        self.req.clone(),
-                        crate::spot_check::Original {
-                            worker: lease.worker.clone(),
-                            chunks,
-                            receipt,
-                            payer: payer.clone(),
-                        },
-                    ));
+            let keep = self.shared.spot_checks.wants(&lease.worker, &self.job);
+            let worker = lease.worker.clone();
+            match self.try_worker(lease, events, number, keep, active).await {
+                Ok(kept) => {
+                    if let Some(answer) = kept {
+                        self.spot_check(worker, answer);
+                    }
+                    return Ok(());
                 }
-            }
-            match outcome {
                 Err(stop) if stop.retryable() && number < MAX_ATTEMPTS => {
-                    lease.finish(false);
-                    tracing::warn!(worker = %lease.worker.name, reason = %stop.error, "retrying on another worker");
+                    tracing::warn!(worker = %worker.name, reason = %stop.error, "retrying on another worker");
                     previous = Some(stop.error);
                     number += 1;
                 }
                 Err(Stopped {
                     error: e @ RelayError::Dispatch(_),
                     ..
-                }) => {
-                    lease.finish(false);
-                    return Err(Stopped::early(e));
-                }
-                outcome => {
-                    lease.finish(true);
-                    return outcome;
-                }
+                }) => return Err(Stopped::early(e)),
+                Err(stop) => return Err(stop),
             }
         }
+    }
+
+    /// Checks the answer `worker` gave in the background, on other workers.
+    fn spot_check(&self, worker: Arc<WorkerHandle>, answer: Answer) {
+        let original = crate::spot_check::Original {
+            worker,
+            answer,
+            payer: self.job.payer.clone(),
+        };
+        tokio::spawn(crate::spot_check::check(
+            self.shared.clone(),
+            self.job.clone(),
+            original,
+        ));
     }
 
     /// Checks, when the proxy reads client contracts on chain, that the
@@ -198,11 +162,12 @@ impl Relay {
             return Ok(());
         };
         d.ensure(payer).await;
+        let wire = &self.job.wire;
         d.authorize(
             payer,
-            &self.req.request_id,
-            &self.req.payer_key,
-            &self.req.payer_signature,
+            &wire.request_id,
+            &wire.payer_key,
+            &wire.payer_signature,
         )
         .map_err(|e| match e {
             PayerError::Unknown(why) => RelayError::Unsettled(why),
@@ -212,28 +177,14 @@ impl Relay {
         })
     }
 
-    /// Who pays, when the proxy charges.
-    fn payer(&self) -> Result<Option<StdAddr>, RelayError> {
-        if self.shared.config.payments.is_none() {
-            return Ok(None);
-        }
-        crate::client_gateway::parse_address(&self.req.client_address)
-            .map(Some)
-            .map_err(|status| {
-                RelayError::BadRequest(format!(
-                    "this proxy charges for requests and needs the payer's address: {}",
-                    status.message()
-                ))
-            })
-    }
-
-    /// Claims a slot on a worker not tried yet, waiting in the model's line
-    /// while every one is busy (first in, first out, until the deadline).
+    /// Claims a slot on a worker of an owner not tried yet, waiting in the
+    /// model's line while every one is busy (first in, first out, until
+    /// the deadline).
     async fn acquire(
         &self,
         tried: &[Owner],
         previous: Option<&RelayError>,
-    ) -> Result<(Lease, mpsc::Receiver<WorkerEvent>), Stopped> {
+    ) -> Result<Claimed, Stopped> {
         // A slot this request cannot use (a worker it already tried) may
         // suit the one behind.
         self.wait_in_line(|| self.select(tried, previous), !tried.is_empty())
@@ -250,7 +201,7 @@ impl Relay {
     ) -> Result<T, Stopped> {
         let registry = &self.shared.registry;
         let line = registry.admission();
-        let model = self.req.model.as_str();
+        let model = self.job.model.as_str();
         if !line.enabled() {
             return pick();
         }
@@ -293,7 +244,7 @@ impl Relay {
             }
             tokio::select! {
                 _ = place.woken() => woken = true,
-                _ = tokio::time::sleep_until(self.deadline) => {
+                _ = tokio::time::sleep_until(self.job.deadline) => {
                     let waited_ms = place.waited().as_millis() as u64;
                     place.timed_out();
                     return Err(Stopped::early(RelayError::QueuedTooLong {
@@ -308,16 +259,13 @@ impl Relay {
     }
 
     /// Chooses a worker of an owner not tried yet and claims a slot on it.
-    fn select(
-        &self,
-        tried: &[Owner],
-        previous: Option<&RelayError>,
-    ) -> Result<(Lease, mpsc::Receiver<WorkerEvent>), Stopped> {
+    fn select(&self, tried: &[Owner], previous: Option<&RelayError>) -> Result<Claimed, Stopped> {
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
-        let req = &self.req;
+        let job = &self.job;
+        let max = job.wire.max_coefficient;
         self.shared
             .registry
-            .select(&req.model, req.max_coefficient, tried, &self.id, events_tx)
+            .select(job.model.as_str(), max, tried, &job.id, events_tx)
             .map(|lease| (lease, events))
             .map_err(|no| {
                 Stopped::early(RelayError::NoWorker {
@@ -327,46 +275,70 @@ impl Relay {
             })
     }
 
-    /// Reserves, dispatches to the leased worker and relays its answer.
+    /// Reserves, dispatches to the leased worker and relays its answer;
+    /// the answer too when `keep` (for a spot-check).
     async fn try_worker(
         &self,
-        lease: &Lease,
+        lease: Lease,
         events: mpsc::Receiver<WorkerEvent>,
         number: u32,
-        payer: Option<&StdAddr>,
+        keep: bool,
         active: &mut ActiveRequest,
-    ) -> Result<(), Stopped> {
-        let worker = &*lease.worker;
-        let reservation = match payer {
-            Some(payer) => Some(self.reserve(payer, worker).await.map_err(Stopped::early)?),
-            None => None,
-        };
-        if !worker.send(self.work_request(reservation.as_ref())).await {
-            close(reservation).await;
-            return Err(Stopped::early(RelayError::Dispatch(worker.name.clone())));
-        }
-        if self.send(self.assigned(worker, number)).await.is_err() {
-            self.cancel(worker).await;
+    ) -> Result<Option<Answer>, Stopped> {
+        let (mut run, reservation) = self
+            .start_run(lease, events, self.job.id.as_str())
+            .await
+            .map_err(Stopped::early)?;
+        if self
+            .send(self.assigned(run.worker(), number))
+            .await
+            .is_err()
+        {
+            run.end(true).await;
             close(reservation).await;
             return Err(Stopped::early(RelayError::ClientGone));
         }
-        Attempt::new(self, lease, events, reservation, active)
+        Attempt::new(self, run, reservation, active, keep)
             .run()
             .await
     }
 
-    /// Holds the request's maximum cost at `worker`'s coefficient.
-    async fn reserve(
+    /// Holds the request's maximum cost at the leased worker's coefficient,
+    /// under the ledger key `key` (each run of a replicated request is held
+    /// and settled on its own), and dispatches the request to it.
+    async fn start_run(
         &self,
-        payer: &StdAddr,
-        worker: &WorkerHandle,
-    ) -> Result<Reservation, RelayError> {
-        self.reserve_as(&self.req.request_id, payer, worker).await
+        mut lease: Lease,
+        events: mpsc::Receiver<WorkerEvent>,
+        key: &str,
+    ) -> Result<(WorkerRun, Option<Reservation>), RelayError> {
+        let reservation = match &self.job.payer {
+            Some(payer) => match self.reserve(key, payer, &lease.worker).await {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    // Refused before the worker did anything.
+                    lease.finish(true);
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
+        let msg = self
+            .job
+            .work_request(self.job.id.as_str(), reservation.as_ref());
+        let client = Some(self.to_client.clone());
+        match WorkerRun::dispatch(lease, events, msg, self.job.deadline, client).await {
+            Ok(run) => Ok((run, reservation)),
+            Err(e) => {
+                close(reservation).await;
+                Err(e)
+            }
+        }
     }
 
-    /// Like [`Relay::reserve`], under the ledger key `key` (each run of a
-    /// replicated request is held and settled on its own).
-    async fn reserve_as(
+    /// Holds the request's maximum cost at `worker`'s coefficient under the
+    /// ledger key `key`.
+    async fn reserve(
         &self,
         key: &str,
         payer: &StdAddr,
@@ -379,7 +351,7 @@ impl Relay {
             .payee
             .as_ref()
             .ok_or_else(|| RelayError::NoPayee(worker.name.clone()))?;
-        let limits = (self.req.body.len(), self.req.max_tokens);
+        let limits = (self.job.wire.body.len(), self.job.wire.max_tokens);
         Reservation::hold(payments, key, payer, payee, worker.coefficient(), limits)
             .await
             .map_err(|e| match e {
@@ -396,71 +368,10 @@ impl Relay {
             })
     }
 
-    /// The request as the worker receives it, with the time left and, when
-    /// it is charged, the prices and coefficient it is charged at.
-    fn work_request(&self, reservation: Option<&Reservation>) -> ProxyMessage {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        ProxyMessage {
-            msg: Some(proxy_message::Msg::Request(WorkRequest {
-                request_id: self.req.request_id.clone(),
-                endpoint: self.req.endpoint,
-                body: self.req.body.clone(),
-                stream: self.req.stream,
-                timeout_ms: left.as_millis() as u64,
-                prices: reservation.map(|r| cocoon_proto::Prices::from(r.prices())),
-                coefficient: reservation.map_or(0, |r| r.coefficient().per_mille()),
-            })),
-        }
-    }
-
-    /// Counts the failure and tells the client, if it is still there.
-    async fn report(&self, stop: Stopped, active: &mut ActiveRequest) {
-        active.fail(stop.error.reason());
-        if stop.error.is_refusal() {
-            tracing::info!(message = %stop.error, "request refused");
-        }
-        if let Some(error) = stop.error.to_wire(stop.answered) {
-            let _ = self.send(infer_event::Event::Error(error)).await;
-        }
-    }
-
     async fn send(&self, event: infer_event::Event) -> Result<(), RelayError> {
-        self.to_client
-            .send(Ok(InferEvent { event: Some(event) }))
-            .await
-            .map_err(|_| RelayError::ClientGone)
+        send(&self.to_client, event).await
     }
 
-    /// Tells the worker to stop working on the request.
-    async fn cancel(&self, worker: &WorkerHandle) {
-        let msg = ProxyMessage {
-            msg: Some(proxy_message::Msg::Cancel(CancelRequest {
-                request_id: self.req.request_id.clone(),
-            })),
-        };
-        let _ = worker.send(msg).await;
-    }
-}
-
-/// Whether a selection failed only because every worker was busy.
-fn all_busy(stop: &Stopped) -> bool {
-    matches!(
-        stop.error,
-        RelayError::NoWorker {
-            no: NoWorker::AllBusy { .. },
-            ..
-        }
-    )
-}
-
-/// Gives back a reservation that no answer used.
-async fn close(reservation: Option<Reservation>) {
-    if let Some(r) = reservation {
-        r.release().await;
-    }
-}
-
-impl Relay {
     /// The event telling the client who answers, with the worker's
     /// certificate the first time its connection hears of it.
     fn assigned(&self, worker: &WorkerHandle, attempt: u32) -> infer_event::Event {
@@ -479,5 +390,64 @@ impl Relay {
             worker_certificate_sha256: sha,
             worker_certificate: certificate,
         })
+    }
+}
+
+impl Job {
+    /// The request as a worker receives it under the id `request_id`, with
+    /// the time left and, when it is charged, the prices and coefficient
+    /// it is charged at.
+    pub(crate) fn work_request(
+        &self,
+        request_id: &str,
+        reservation: Option<&Reservation>,
+    ) -> proxy_message::Msg {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        proxy_message::Msg::Request(WorkRequest {
+            request_id: request_id.to_string(),
+            endpoint: cocoon_proto::Endpoint::from(self.endpoint).into(),
+            body: self.wire.body.clone(),
+            stream: self.wire.stream,
+            timeout_ms: left.as_millis() as u64,
+            prices: reservation.map(|r| cocoon_proto::Prices::from(r.prices())),
+            coefficient: reservation.map_or(0, |r| r.coefficient().per_mille()),
+        })
+    }
+}
+
+/// Sends one event to the client.
+async fn send(to_client: &ToClient, event: infer_event::Event) -> Result<(), RelayError> {
+    to_client
+        .send(Ok(InferEvent { event: Some(event) }))
+        .await
+        .map_err(|_| RelayError::ClientGone)
+}
+
+/// Counts the failure and tells the client, if it is still there.
+async fn report(to_client: &ToClient, stop: Stopped, active: &mut ActiveRequest) {
+    active.fail(stop.error.reason());
+    if stop.error.is_refusal() {
+        tracing::info!(message = %stop.error, "request refused");
+    }
+    if let Some(error) = stop.error.to_wire(stop.answered) {
+        let _ = send(to_client, infer_event::Event::Error(error)).await;
+    }
+}
+
+/// Whether a selection failed only because every worker was busy.
+fn all_busy(stop: &Stopped) -> bool {
+    matches!(
+        stop.error,
+        RelayError::NoWorker {
+            no: NoWorker::AllBusy { .. },
+            ..
+        }
+    )
+}
+
+/// Gives back a reservation that no answer used.
+async fn close(reservation: Option<Reservation>) {
+    if let Some(r) = reservation {
+        r.release().await;
     }
 }

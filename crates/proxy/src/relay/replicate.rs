@@ -10,98 +10,85 @@
 //! the client asked for all of them — and settled before any of the answer
 //! goes out; each worker's agreement or dissent goes to its reputation.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
-use cocoon_proto::{infer_event, worker_event, Completion, Replication, WorkerEvent};
+use cocoon_proto::{infer_event, Completion, Replication, WorkerEvent};
 use cocoon_telemetry::ActiveRequest;
 use futures_util::future::join_all;
 use tokio::sync::mpsc;
-use tycho_types::models::StdAddr;
 
 use super::attempt::charge;
-use super::{close, Relay, RelayError, Stopped};
-use crate::registry::Lease;
+use super::{close, collect, majority, Claimed, Relay, RelayError, Stopped};
+use crate::registry::{Lease, WorkerHandle};
 use crate::worker_id::Owner;
-
-/// Most runs one request may ask for.
-pub(crate) const MAX_REPLICAS: u32 = 5;
+use tycho_types::models::StdAddr;
 
 /// One worker's run of the request.
 struct Run {
-    lease: Lease,
-    outcome: Result<Answer, RelayError>,
+    worker: Arc<WorkerHandle>,
+    outcome: Result<Settled, RelayError>,
 }
 
-/// A complete, settled answer.
-struct Answer {
+/// A complete answer, settled.
+struct Settled {
     chunks: Vec<Bytes>,
     done: Completion,
     content: String,
 }
 
 impl Relay {
-    /// Runs the request on `replicas` distinct workers and relays the
-    /// answer most of them agree on, naming who agreed and who did not.
-    pub(super) async fn replicated(
-        &self,
-        replicas: u32,
-        payer: Option<&StdAddr>,
-        active: &mut ActiveRequest,
-    ) -> Result<(), Stopped> {
-        if replicas > MAX_REPLICAS {
-            return Err(Stopped::early(RelayError::BadRequest(format!(
-                "replicas: at most {MAX_REPLICAS} runs per request, asked for {replicas}"
-            ))));
-        }
+    /// Runs the request on workers of distinct owners and relays the answer
+    /// most of them agree on, naming who agreed and who did not.
+    pub(super) async fn replicated(&self, active: &mut ActiveRequest) -> Result<(), Stopped> {
         let claimed = self
-            .wait_in_line(|| self.claim_distinct(replicas), true)
+            .wait_in_line(|| self.claim_distinct(self.job.replicas), true)
             .await?;
         let mut tried: Vec<Owner> = claimed.iter().map(|(l, _)| l.worker.owner()).collect();
         let mut runs: Vec<Run> = join_all(
             claimed
                 .into_iter()
                 .enumerate()
-                .map(|(i, (lease, events))| self.run_whole(i + 1, lease, events, payer)),
+                .map(|(i, (lease, events))| self.run_whole(i + 1, lease, events)),
         )
         .await;
-        let mut winner = majority(&runs);
+        let mut winner = agreed(&runs);
         if winner.is_none() && runs.iter().any(|r| r.outcome.is_ok()) {
-            // A split: one more run decides, if another worker can take it.
+            // A split: one more run decides, if another owner's worker can
+            // take it.
             match self.acquire(&tried, None).await {
                 Ok((lease, events)) => {
                     tried.push(lease.worker.owner());
                     tracing::info!(worker = %lease.worker.name, "replicas split; one more run decides");
                     let n = runs.len() + 1;
-                    runs.push(self.run_whole(n, lease, events, payer).await);
-                    winner = majority(&runs);
+                    runs.push(self.run_whole(n, lease, events).await);
+                    winner = agreed(&runs);
                 }
                 Err(stop) => {
                     tracing::info!(reason = %stop.error, "replicas split and no other worker can break the tie")
                 }
             }
         }
-        for run in &mut runs {
-            run.lease.finish(run.outcome.is_ok());
-        }
         let Some(content) = winner else {
             return Err(Stopped::early(RelayError::ReplicasDisagree(summary(&runs))));
         };
-        self.deliver(runs, &content, payer, active).await
+        self.deliver(runs, &content, active).await
     }
 
     /// Claims slots on workers of `n` distinct owners at once, or on none:
     /// a request never holds slots idle while it waits for more, so
     /// replicated requests cannot starve one another of the last slots.
     /// Fewer owners serving the model than asked for is a bad request.
-    fn claim_distinct(&self, n: u32) -> Result<Vec<(Lease, mpsc::Receiver<WorkerEvent>)>, Stopped> {
-        let owners = self.shared.registry.owners_serving(&self.req.model);
+    fn claim_distinct(&self, n: u32) -> Result<Vec<Claimed>, Stopped> {
+        let owners = self.shared.registry.owners_serving(self.job.model.as_str());
         if owners > 0 && owners < n as usize {
             return Err(Stopped::early(RelayError::BadRequest(format!(
                 "replicas: {n} workers of distinct owners asked for, but only {owners} {} model {:?}",
                 if owners == 1 { "owner serves" } else { "owners serve" },
-                self.req.model
+                self.job.model.as_str()
             ))));
         }
-        let mut claimed: Vec<(Lease, mpsc::Receiver<WorkerEvent>)> = Vec::new();
+        let mut claimed: Vec<Claimed> = Vec::new();
         for _ in 0..n {
             let tried: Vec<Owner> = claimed.iter().map(|(l, _)| l.worker.owner()).collect();
             match self.select(&tried, None) {
@@ -118,90 +105,49 @@ impl Relay {
     }
 
     /// Runs the request to its end on one leased worker, settling it as
-    /// run `n` of the request.
-    async fn run_whole(
-        &self,
-        n: usize,
-        lease: Lease,
-        mut events: mpsc::Receiver<WorkerEvent>,
-        payer: Option<&StdAddr>,
-    ) -> Run {
-        let outcome = self.collect(n, &lease, &mut events, payer).await;
+    /// run `n` of the request: nothing of it reaches the client yet.
+    async fn run_whole(&self, n: usize, lease: Lease, events: mpsc::Receiver<WorkerEvent>) -> Run {
+        let worker = lease.worker.clone();
+        let key = format!("{}#{n}", self.job.id);
+        let outcome = match self.start_run(lease, events, &key).await {
+            Ok((mut run, reservation)) => {
+                let answered = collect(&mut run).await;
+                run.end(answered.as_ref().err().is_none_or(|e| !e.retryable()))
+                    .await;
+                match answered {
+                    Ok(answer) => self.settle_run(&worker, answer, reservation).await,
+                    Err(e) => {
+                        // Nothing of it reached the client: nothing is charged.
+                        close(reservation).await;
+                        Err(e)
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        };
         if let Err(e) = &outcome {
-            tracing::info!(worker = %lease.worker.name, error = %e, "a replica failed");
+            tracing::info!(worker = %worker.name, error = %e, "a replica failed");
         }
-        Run { lease, outcome }
+        Run { worker, outcome }
     }
 
-    async fn collect(
+    /// Charges a replica's complete answer (the client asked for every run).
+    async fn settle_run(
         &self,
-        n: usize,
-        lease: &Lease,
-        events: &mut mpsc::Receiver<WorkerEvent>,
-        payer: Option<&StdAddr>,
-    ) -> Result<Answer, RelayError> {
-        let worker = &*lease.worker;
-        let key = format!("{}#{n}", self.req.request_id);
-        let reservation = match payer {
-            Some(p) => Some(self.reserve_as(&key, p, worker).await?),
-            None => None,
-        };
-        if !worker.send(self.work_request(reservation.as_ref())).await {
-            close(reservation).await;
-            return Err(RelayError::Dispatch(worker.name.clone()));
-        }
-        let mut chunks = Vec::new();
-        let ended = loop {
-            let ev = tokio::select! {
-                biased;
-                _ = self.to_client.closed() => break Err(RelayError::ClientGone),
-                _ = tokio::time::sleep_until(self.deadline) => break Err(RelayError::Timeout),
-                ev = events.recv() => ev,
-            };
-            match ev.map(|e| e.event) {
-                Some(Some(worker_event::Event::Chunk(b))) => {
-                    lease.first_byte();
-                    chunks.push(b);
-                }
-                Some(Some(worker_event::Event::Done(done))) => {
-                    lease.first_byte();
-                    break Ok(done);
-                }
-                Some(Some(worker_event::Event::Error(error))) => {
-                    break Err(RelayError::Worker {
-                        worker: worker.name.clone(),
-                        error,
-                    })
-                }
-                Some(None | Some(worker_event::Event::Scored(_))) => {}
-                None => {
-                    break Err(RelayError::WorkerLost {
-                        worker: worker.name.clone(),
-                        mid_answer: !chunks.is_empty(),
-                    })
-                }
-            }
-        };
-        let mut done = match ended {
-            Ok(done) => done,
-            Err(e) => {
-                if e.worker_still_running() {
-                    self.cancel(worker).await;
-                }
-                // Nothing of it reached the client: nothing is charged.
-                close(reservation).await;
-                return Err(e);
-            }
-        };
+        worker: &WorkerHandle,
+        answer: super::Answer,
+        reservation: Option<crate::settlement::Reservation>,
+    ) -> Result<Settled, RelayError> {
+        let super::Answer { chunks, mut done } = answer;
         let usage = done.usage();
         self.shared.metrics.record_usage(&usage);
         if let Some(r) = reservation {
-            if !charge(worker, r, &usage, &mut done).await {
-                return Err(RelayError::ChargeFailed);
-            }
+            charge(worker, r, &usage, &mut done)
+                .await
+                .map_err(|_| RelayError::ChargeFailed)?;
         }
-        let content = cocoon_receipt::digest::content(self.req.stream, &chunks);
-        Ok(Answer {
+        let content = cocoon_receipt::digest::content(self.job.wire.stream, &chunks);
+        Ok(Settled {
             chunks,
             done,
             content,
@@ -214,60 +160,40 @@ impl Relay {
         &self,
         runs: Vec<Run>,
         content: &str,
-        payer: Option<&StdAddr>,
         active: &mut ActiveRequest,
     ) -> Result<(), Stopped> {
-        let mut replication = Replication::default();
-        let mut agreed_receipts = Vec::new();
-        let mut dissent_receipts = Vec::new();
-        let mut cost = 0u64;
-        let mut chosen: Option<(&Lease, &Answer)> = None;
-        for run in &runs {
-            let id = run.lease.worker.name.clone();
-            match &run.outcome {
-                Ok(a) => {
-                    cost = cost.saturating_add(a.done.cost_nanoton);
-                    let agrees = a.content == content;
-                    (self.shared.registry.reputation()).record(&run.lease.worker.identity, agrees);
-                    if agrees {
-                        replication.agreed.push(id);
-                        agreed_receipts.push(a.done.receipt.clone());
-                        chosen.get_or_insert((&run.lease, a));
-                    } else {
-                        tracing::warn!(worker = %id, "a replica's answer differs from the majority's");
-                        replication.dissented.push(id);
-                        dissent_receipts.push(a.done.receipt.clone());
-                    }
-                }
-                Err(e) => replication.failed.push(format!("{id}: {e}")),
-            }
-        }
-        replication.receipts = agreed_receipts;
-        replication.receipts.extend(dissent_receipts);
-        if let Some(payer) = payer {
+        let mut replication = self.tally(&runs, content);
+        if let Some(payer) = &self.job.payer {
             replication.slash_evidence = self.slash_dissenters(&runs, content, payer);
         }
-        let Some((lease, answer)) = chosen else {
+        let chosen = runs.iter().find_map(|r| match &r.outcome {
+            Ok(a) if a.content == content => Some((&r.worker, a)),
+            _ => None,
+        });
+        let Some((worker, answer)) = chosen else {
             return Err(Stopped::early(RelayError::ReplicasDisagree(summary(&runs))));
         };
         let mut done = answer.done.clone();
-        done.cost_nanoton = cost;
+        done.cost_nanoton = runs
+            .iter()
+            .filter_map(|r| r.outcome.as_ref().ok())
+            .fold(0u64, |sum, a| sum.saturating_add(a.done.cost_nanoton));
         // The client's latest cumulative voucher covers every run.
-        if let (Some(p), Some(payer)) = (&self.shared.config.payments, payer) {
+        if let (Some(p), Some(payer)) = (&self.shared.config.payments, &self.job.payer) {
             if let Some(v) = p.ledger.client_voucher(payer).and_then(|v| v.to_boc().ok()) {
                 done.client_voucher = v.into();
             }
         }
         done.replication = Some(replication);
-        if self.send(self.assigned(&lease.worker, 1)).await.is_err() {
+        if self.send(self.assigned(worker, 1)).await.is_err() {
             return Err(Stopped::early(RelayError::ClientGone));
         }
         active.first_byte();
         for c in &answer.chunks {
             self.send(infer_event::Event::Chunk(c.clone()))
                 .await
-                .map_err(|e| Stopped {
-                    error: e,
+                .map_err(|error| Stopped {
+                    error,
                     answered: true,
                 })?;
         }
@@ -275,9 +201,37 @@ impl Relay {
         let _ = self.send(infer_event::Event::Done(done)).await;
         Ok(())
     }
-}
 
-impl Relay {
+    /// Who agreed with `content`, who dissented and who failed, with their
+    /// receipts (the agreeing first), each vote recorded in the workers'
+    /// reputation.
+    fn tally(&self, runs: &[Run], content: &str) -> Replication {
+        let mut replication = Replication::default();
+        let mut dissent_receipts = Vec::new();
+        for run in runs {
+            let name = run.worker.name.clone();
+            let a = match &run.outcome {
+                Ok(a) => a,
+                Err(e) => {
+                    replication.failed.push(format!("{name}: {e}"));
+                    continue;
+                }
+            };
+            let agrees = a.content == content;
+            (self.shared.registry.reputation()).record(&run.worker.identity, agrees);
+            if agrees {
+                replication.agreed.push(name);
+                replication.receipts.push(a.done.receipt.clone());
+            } else {
+                tracing::warn!(worker = %name, "a replica's answer differs from the majority's");
+                replication.dissented.push(name);
+                dissent_receipts.push(a.done.receipt.clone());
+            }
+        }
+        replication.receipts.extend(dissent_receipts);
+        replication
+    }
+
     /// Signs slash evidence against every run that dissented from
     /// `content`, with two agreeing runs as witnesses.
     fn slash_dissenters(&self, runs: &[Run], content: &str, payer: &StdAddr) -> Vec<Bytes> {
@@ -285,7 +239,7 @@ impl Relay {
             .iter()
             .filter_map(|r| {
                 r.outcome.as_ref().ok().map(|a| crate::slashing::Run {
-                    worker: &r.lease.worker,
+                    worker: &r.worker,
                     receipt: &a.done.receipt,
                     content: &a.content,
                 })
@@ -307,29 +261,21 @@ impl Relay {
     }
 }
 
-/// The content at least two runs share and more runs share than any other.
-fn majority(runs: &[Run]) -> Option<String> {
-    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
-    for r in runs {
-        if let Ok(a) = &r.outcome {
-            *counts.entry(a.content.as_str()).or_default() += 1;
-        }
-    }
-    let best = counts.values().copied().max()?;
-    let leaders: Vec<&str> = counts
-        .iter()
-        .filter(|(_, n)| **n == best)
-        .map(|(c, _)| *c)
-        .collect();
-    (best >= 2 && leaders.len() == 1).then(|| leaders[0].to_string())
+/// The content the majority of the completed runs agree on ([`majority`]).
+fn agreed(runs: &[Run]) -> Option<String> {
+    majority(
+        runs.iter()
+            .filter_map(|r| r.outcome.as_ref().ok().map(|a| a.content.as_str())),
+    )
+    .map(str::to_string)
 }
 
 /// How the runs went, for an error that says why there is no answer.
 fn summary(runs: &[Run]) -> String {
     runs.iter()
         .map(|r| match &r.outcome {
-            Ok(a) => format!("{} answered {}", r.lease.worker.name, &a.content[..12]),
-            Err(e) => format!("{} failed ({e})", r.lease.worker.name),
+            Ok(a) => format!("{} answered {}", r.worker.name, &a.content[..12]),
+            Err(e) => format!("{} failed ({e})", r.worker.name),
         })
         .collect::<Vec<_>>()
         .join("; ")

@@ -1,0 +1,83 @@
+//! A request as the proxy runs it, read and checked once, where it enters:
+//! every later stage (selection, reservation, dispatch, replication,
+//! spot-checks) reads these typed fields and never the body again.
+
+use cocoon_core::{Endpoint, ModelName, RequestId};
+use cocoon_proto::InferRequest;
+use cocoon_receipt::digest::Sampling;
+use tokio::time::Instant;
+use tycho_types::models::StdAddr;
+
+use super::RelayError;
+use crate::Shared;
+
+/// Most runs one request may ask for.
+pub(crate) const MAX_REPLICAS: u32 = 5;
+
+/// One request to relay.
+#[derive(Debug, Clone)]
+pub(crate) struct Job {
+    pub(crate) id: RequestId,
+    pub(crate) model: ModelName,
+    pub(crate) endpoint: Endpoint,
+    /// When the whole request must be over.
+    pub(crate) deadline: Instant,
+    /// Who pays, when the proxy charges.
+    pub(crate) payer: Option<StdAddr>,
+    /// How its answer is sampled: whether a replay must agree.
+    pub(crate) sampling: Sampling,
+    /// Workers of distinct owners to run it on (1 for a plain request).
+    pub(crate) replicas: u32,
+    /// The request as the client sent it: the body the workers run, its
+    /// limits and the payer's proof.
+    pub(crate) wire: InferRequest,
+}
+
+impl Job {
+    /// Reads `req`; every refusal names what was wrong.
+    pub(crate) fn parse(shared: &Shared, req: InferRequest) -> Result<Job, RelayError> {
+        let bad =
+            |what: &str, e: &dyn std::fmt::Display| RelayError::BadRequest(format!("{what}: {e}"));
+        let id = RequestId::parse(&req.request_id).map_err(|e| bad("request_id", &e))?;
+        let model = ModelName::new(&req.model).map_err(|e| bad("model", &e))?;
+        let endpoint =
+            cocoon_proto::convert::endpoint(req.endpoint).map_err(|e| bad("endpoint", &e))?;
+        let sampling = Sampling::of(&req.body)
+            .map_err(|e| bad("the request body is not a JSON object", &e))?;
+        let replicas = req.replicas.max(1);
+        if replicas > MAX_REPLICAS {
+            return Err(RelayError::BadRequest(format!(
+                "replicas: at most {MAX_REPLICAS} runs per request, asked for {replicas}"
+            )));
+        }
+        let timeout = match req.timeout_ms {
+            0 => shared.config.default_timeout,
+            ms => std::time::Duration::from_millis(ms),
+        };
+        Ok(Job {
+            id,
+            model,
+            endpoint,
+            deadline: Instant::now() + timeout,
+            payer: payer(shared, &req)?,
+            sampling,
+            replicas,
+            wire: req,
+        })
+    }
+}
+
+/// Who pays, when the proxy charges.
+fn payer(shared: &Shared, req: &InferRequest) -> Result<Option<StdAddr>, RelayError> {
+    if shared.config.payments.is_none() {
+        return Ok(None);
+    }
+    crate::client_gateway::parse_address(&req.client_address)
+        .map(Some)
+        .map_err(|status| {
+            RelayError::BadRequest(format!(
+                "this proxy charges for requests and needs the payer's address: {}",
+                status.message()
+            ))
+        })
+}
