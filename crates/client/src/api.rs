@@ -316,26 +316,8 @@ async fn complete(shared: Arc<Shared>, endpoint: Endpoint, req: Request) -> Resp
 /// streamed.
 async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Validated) -> Response {
     let mut active = shared.metrics.start();
-    // Requests wait (briefly) for the first hello: before it the client does
-    // not know whether the proxy charges or which key signs its vouchers.
-    let mut introduced = shared.introduced.subscribe();
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        introduced.wait_for(|done| *done),
-    )
-    .await;
-    if let Some(why) = shared.payments.distrusted() {
-        active.fail("proxy_voucher_invalid");
-        return crate::payments::distrusted_error(&why).into_response();
-    }
-    if let Some(why) = shared.receipts.distrusted() {
-        active.fail("proxy_distrusted");
-        let message = format!(
-            "this client no longer uses proxy {}: an earlier answer through it failed a check: {why}",
-            shared.config.proxy
-        );
-        return ApiError::server(StatusCode::BAD_GATEWAY, "proxy_distrusted", message)
-            .into_response();
+    if let Err(refused) = proxy_usable(&shared, &mut active).await {
+        return refused;
     }
     let mut proxy = shared.proxy.clone();
     let mut events = match proxy.infer(infer_request(&shared, endpoint, &id, &v)).await {
@@ -371,7 +353,7 @@ async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Vali
             }
         },
     };
-    let mut answer = Answer {
+    let answer = Answer {
         shared,
         endpoint,
         receipt,
@@ -380,10 +362,48 @@ async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Vali
         events,
         active,
     };
+    respond(answer, first, headers, &v).await
+}
+
+/// Waits (briefly) for the proxy's first hello (before it the client does
+/// not know whether the proxy charges or which key signs its vouchers), and
+/// refuses a proxy an earlier check distrusted.
+async fn proxy_usable(shared: &Shared, active: &mut ActiveRequest) -> Result<(), Response> {
+    let mut introduced = shared.introduced.subscribe();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        introduced.wait_for(|done| *done),
+    )
+    .await;
+    if let Some(why) = shared.payments.distrusted() {
+        active.fail("proxy_voucher_invalid");
+        return Err(crate::payments::distrusted_error(&why).into_response());
+    }
+    if let Some(why) = shared.receipts.distrusted() {
+        active.fail("proxy_distrusted");
+        let message = format!(
+            "this client no longer uses proxy {}: an earlier answer through it failed a check: {why}",
+            shared.config.proxy
+        );
+        return Err(
+            ApiError::server(StatusCode::BAD_GATEWAY, "proxy_distrusted", message).into_response(),
+        );
+    }
+    Ok(())
+}
+
+/// Answers the app from the first event on: an HTTP error, a stream, or a
+/// whole answer.
+async fn respond(
+    mut answer: Answer,
+    first: infer_event::Event,
+    mut headers: HeaderMap,
+    v: &Validated,
+) -> Response {
     match first {
         infer_event::Event::Error(e) => {
             answer.active.fail(reason(&e));
-            let err = error_for(&e, &v);
+            let err = error_for(&e, v);
             tracing::info!(error = %err, "request failed before the first byte");
             finish(&mut answer.events).await;
             (headers, err).into_response()
@@ -405,7 +425,7 @@ async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Vali
         }
         first => {
             answer.active.first_byte();
-            whole_answer(answer, first, headers, &v).await
+            whole_answer(answer, first, headers, v).await
         }
     }
 }

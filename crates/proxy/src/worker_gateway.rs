@@ -157,6 +157,46 @@ impl WorkerGatewayService {
         })
     }
 
+    /// The weights a hello announces, checked against the worker's attested
+    /// claims and, on a chain, the root registry's models.
+    fn weights(
+        &self,
+        hello: &WorkerHello,
+        model: &ModelName,
+        attested: Option<&Attested<PeerAttestation>>,
+    ) -> Result<Option<cocoon_core::ModelHash>, Status> {
+        let model_hash = cocoon_proto::convert::model_hash(&hello.model_hash)
+            .map_err(|e| Status::invalid_argument(format!("hello.model_hash: {e}")))?;
+        if let Some(claimed) = attested.and_then(|a| a.model_hash) {
+            if model_hash != Some(claimed) {
+                return Err(Status::failed_precondition(format!(
+                    "hello.model_hash {:?} differs from the model hash in the worker's attested certificate ({claimed})",
+                    hello.model_hash
+                )));
+            }
+        }
+        // On a chain the registry decides which weights may serve.
+        let Some(registry) = self
+            .shared
+            .config
+            .payments
+            .as_ref()
+            .and_then(|p| p.registry.as_ref())
+            .filter(|r| r.checks_models())
+        else {
+            return Ok(model_hash);
+        };
+        match &model_hash {
+            Some(h) if registry.allows_model(h) => Ok(model_hash),
+            Some(h) => Err(Status::failed_precondition(format!(
+                "model {model} with weights {h} is not registered by the root registry; its owner adds it with `cocoon registry add-model`"
+            ))),
+            None => Err(Status::failed_precondition(format!(
+                "model {model}: the worker announces no weights hash, and the root registry accepts only registered weights (an upstream engine declares them with --model-hash)"
+            ))),
+        }
+    }
+
     /// Checks a hello against the protocol, the worker's attested claims
     /// and the proxy's payment needs; every refusal names the field.
     fn admit(
@@ -173,39 +213,7 @@ impl WorkerGatewayService {
         }
         let model = ModelName::new(&hello.model)
             .map_err(|e| Status::invalid_argument(format!("hello.model: {e}")))?;
-        let model_hash = cocoon_proto::convert::model_hash(&hello.model_hash)
-            .map_err(|e| Status::invalid_argument(format!("hello.model_hash: {e}")))?;
-        if let Some(claimed) = attested.and_then(|a| a.model_hash) {
-            if model_hash != Some(claimed) {
-                return Err(Status::failed_precondition(format!(
-                    "hello.model_hash {:?} differs from the model hash in the worker's attested certificate ({claimed})",
-                    hello.model_hash
-                )));
-            }
-        }
-        // On a chain the registry decides which weights may serve.
-        if let Some(registry) = self
-            .shared
-            .config
-            .payments
-            .as_ref()
-            .and_then(|p| p.registry.as_ref())
-            .filter(|r| r.checks_models())
-        {
-            match &model_hash {
-                Some(h) if registry.allows_model(h) => {}
-                Some(h) => {
-                    return Err(Status::failed_precondition(format!(
-                        "model {model} with weights {h} is not registered by the root registry; its owner adds it with `cocoon registry add-model`"
-                    )))
-                }
-                None => {
-                    return Err(Status::failed_precondition(format!(
-                        "model {model}: the worker announces no weights hash, and the root registry accepts only registered weights (an upstream engine declares them with --model-hash)"
-                    )))
-                }
-            }
-        }
+        let model_hash = self.weights(&hello, &model, attested)?;
         let payee = match (&self.shared.config.payments, hello.worker_address.as_str()) {
             (None, _) => None,
             (Some(_), "") => {

@@ -158,6 +158,29 @@ pub struct Worker {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// Binds the worker's HTTP port: the address asked for, and the one bound.
+async fn listen(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), WorkerError> {
+    let failed = |reason| WorkerError::HttpListen { addr, reason };
+    let http = tokio::net::TcpListener::bind(addr).await.map_err(failed)?;
+    let bound = http.local_addr().map_err(failed)?;
+    Ok((http, bound))
+}
+
+/// Serves the admin and stats endpoints until shutdown.
+async fn serve_http(
+    http: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let app = admin::router(shared);
+    let serve = axum::serve(http, app).with_graceful_shutdown(async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    });
+    if let Err(e) = serve.await {
+        tracing::error!(error = %e, "worker HTTP server stopped");
+    }
+}
+
 impl Worker {
     /// Starts the HTTP endpoints and the session with the proxy. Returns
     /// once listening; the proxy may still be unreachable (the worker keeps
@@ -194,18 +217,7 @@ impl Worker {
             own_verifier,
         );
         let channel = cocoon_transport::channel(&config.proxy, credentials, verifier)?;
-        let http = tokio::net::TcpListener::bind(config.http_listen)
-            .await
-            .map_err(|reason| WorkerError::HttpListen {
-                addr: config.http_listen,
-                reason,
-            })?;
-        let http_listen = http
-            .local_addr()
-            .map_err(|reason| WorkerError::HttpListen {
-                addr: config.http_listen,
-                reason,
-            })?;
+        let (http, http_listen) = listen(config.http_listen).await?;
 
         let (coefficient, _) = watch::channel(config.coefficient);
         let address = config
@@ -232,16 +244,7 @@ impl Worker {
 
         let session = tokio::spawn(session::run(shared.clone(), channel, rx.clone()));
         let payouts = tokio::spawn(payout::payouts(shared.clone(), rx.clone()));
-        let app = admin::router(shared.clone());
-        let mut rx2 = rx;
-        let http_task = tokio::spawn(async move {
-            let serve = axum::serve(http, app).with_graceful_shutdown(async move {
-                let _ = rx2.wait_for(|s| *s).await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "worker HTTP server stopped");
-            }
-        });
+        let http_task = tokio::spawn(serve_http(http, shared.clone(), rx));
         tracing::info!(
             name = %shared.config.name,
             proxy = %shared.config.proxy,

@@ -8,8 +8,9 @@ use cocoon_core::RequestId;
 use cocoon_engine::{EngineError, EngineEvent, GenerateRequest};
 use cocoon_proto::worker_gateway_client::WorkerGatewayClient;
 use cocoon_proto::{
-    proxy_message, worker_event, worker_message, Completion, ErrorCode, InferError, TokenCounts,
-    WorkRequest, WorkerCertificate, WorkerEvent, WorkerHello, WorkerMessage, WorkerUpdate,
+    proxy_message, worker_event, worker_message, Completion, ErrorCode, InferError, ProxyMessage,
+    TokenCounts, WorkRequest, WorkerCertificate, WorkerEvent, WorkerHello, WorkerMessage,
+    WorkerUpdate,
 };
 use cocoon_receipt::{digest, ReceiptBody, ReceiptSigner};
 use futures_util::StreamExt;
@@ -142,6 +143,42 @@ async fn connect(
         .as_ref()
         .map(|s| s.certificate().to_vec())
         .unwrap_or_default();
+    let announced = *coefficient.borrow_and_update();
+    out_tx
+        .send(hello(shared, certificate, announced))
+        .await
+        .map_err(|_| "outbound queue closed")?;
+    let response = client
+        .session(tokio_stream::wrappers::ReceiverStream::new(out_rx))
+        .await
+        .map_err(|s| format!("{}: {}", shared.config.proxy, s.message()))?;
+    let mut inbound = response.into_inner();
+    let welcome = match inbound.message().await {
+        Ok(Some(ProxyMessage {
+            msg: Some(proxy_message::Msg::Welcome(w)),
+        })) => w,
+        Ok(Some(_)) => return Err("proxy did not answer hello with welcome".into()),
+        Ok(None) => return Err("proxy closed the session during hello".into()),
+        Err(s) => return Err(format!("proxy refused the session: {}", s.message())),
+    };
+    welcomed(shared, &welcome, link)?;
+    shared.connected.store(true, Ordering::Relaxed);
+    shared.connections.fetch_add(1, Ordering::Relaxed);
+    backoff.reset();
+    Ok(Open {
+        out: out_tx,
+        inbound,
+        coefficient,
+    })
+}
+
+/// The session's first message: what this worker serves, at what price,
+/// with the certificate its receipts name.
+fn hello(
+    shared: &Shared,
+    certificate: Vec<u8>,
+    coefficient: cocoon_core::Coefficient,
+) -> WorkerMessage {
     // On a chain the wallet that owns the worker contract vouches for this
     // certificate, so that the proxy knows whose stake backs its answers.
     let (owner_key, owner_signature) = match &shared.config.chain {
@@ -155,12 +192,12 @@ async fn connect(
         }
         None => (Vec::new(), Vec::new()),
     };
-    let hello = WorkerMessage {
+    WorkerMessage {
         msg: Some(worker_message::Msg::Hello(WorkerHello {
             protocol_version: cocoon_core::PROTOCOL_VERSION,
             worker_id: shared.config.name.clone(),
             model: shared.config.model.to_string(),
-            coefficient: coefficient.borrow_and_update().per_mille(),
+            coefficient: coefficient.per_mille(),
             max_active_requests: shared.config.max_active_requests,
             model_hash: shared
                 .engine
@@ -172,57 +209,39 @@ async fn connect(
             owner_key: owner_key.into(),
             owner_signature: owner_signature.into(),
         })),
-    };
-    out_tx
-        .send(hello)
-        .await
-        .map_err(|_| "outbound queue closed")?;
-    let response = client
-        .session(tokio_stream::wrappers::ReceiverStream::new(out_rx))
-        .await
-        .map_err(|s| format!("{}: {}", shared.config.proxy, s.message()))?;
-    let mut inbound = response.into_inner();
-    match inbound.message().await {
-        Ok(Some(m)) => match m.msg {
-            Some(proxy_message::Msg::Welcome(w)) => {
-                shared.earnings.on_welcome(&shared.address, &w)?;
-                *shared
-                    .receipts
-                    .proxy
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = cocoon_receipt::ProxyIdentity {
-                    name: w.proxy_name.clone(),
-                    contract: (!w.contract_address.is_empty()).then(|| w.contract_address.clone()),
-                };
-                let addr = &shared.config.proxy;
-                let worker = &shared.config.name;
-                match link.up() {
-                    cocoon_transport::LinkUp::Reconnected { outage, failures } => tracing::info!(
-                        %worker,
-                        proxy = %w.proxy_name,
-                        %addr,
-                        outage = ?Duration::from_secs(outage.as_secs().max(1)),
-                        failed_attempts = failures,
-                        "reconnected to proxy"
-                    ),
-                    _ => {
-                        tracing::info!(%worker, proxy = %w.proxy_name, %addr, "connected to proxy")
-                    }
-                }
-            }
-            _ => return Err("proxy did not answer hello with welcome".into()),
-        },
-        Ok(None) => return Err("proxy closed the session during hello".into()),
-        Err(s) => return Err(format!("proxy refused the session: {}", s.message())),
     }
-    shared.connected.store(true, Ordering::Relaxed);
-    shared.connections.fetch_add(1, Ordering::Relaxed);
-    backoff.reset();
-    Ok(Open {
-        out: out_tx,
-        inbound,
-        coefficient,
-    })
+}
+
+/// Takes in the proxy's welcome: its voucher (checked), its name for the
+/// receipts, and the link's state for the log.
+fn welcomed(
+    shared: &Shared,
+    w: &cocoon_proto::ProxyWelcome,
+    link: &mut cocoon_transport::LinkLog,
+) -> Result<(), String> {
+    shared.earnings.on_welcome(&shared.address, w)?;
+    *shared
+        .receipts
+        .proxy
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = cocoon_receipt::ProxyIdentity {
+        name: w.proxy_name.clone(),
+        contract: (!w.contract_address.is_empty()).then(|| w.contract_address.clone()),
+    };
+    let addr = &shared.config.proxy;
+    let worker = &shared.config.name;
+    match link.up() {
+        cocoon_transport::LinkUp::Reconnected { outage, failures } => tracing::info!(
+            %worker,
+            proxy = %w.proxy_name,
+            %addr,
+            outage = ?Duration::from_secs(outage.as_secs().max(1)),
+            failed_attempts = failures,
+            "reconnected to proxy"
+        ),
+        _ => tracing::info!(%worker, proxy = %w.proxy_name, %addr, "connected to proxy"),
+    }
+    Ok(())
 }
 
 /// Serves the session until it ends; `Ok` when the proxy closed it or this
@@ -425,6 +444,49 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// What a receipt hashes of an answer, gathered as its chunks go out.
+#[derive(Default)]
+struct AnswerDigest {
+    stream: digest::StreamDigest,
+    /// A whole answer's body.
+    whole: Vec<u8>,
+    /// A deterministic stream's chunks, for its content digest.
+    chunks: Vec<bytes::Bytes>,
+}
+
+impl AnswerDigest {
+    fn push(&mut self, facts: &Facts, data: &bytes::Bytes) {
+        match (facts.sign, facts.stream) {
+            (false, _) => {}
+            (true, true) => {
+                self.stream.push(data);
+                if facts.deterministic {
+                    self.chunks.push(data.clone());
+                }
+            }
+            (true, false) => self.whole.extend_from_slice(data),
+        }
+    }
+
+    /// The answer's digest and, for a deterministic request, its content's.
+    fn finish(self, facts: &Facts) -> (String, Option<String>) {
+        let answer = match facts.stream {
+            true => self.stream.finish(),
+            false => digest::whole_answer(&self.whole),
+        };
+        let content = match (facts.deterministic, facts.stream) {
+            (false, _) => None,
+            (true, true) => Some(digest::content(true, &self.chunks)),
+            (true, false) => Some(digest::content(false, &[&self.whole])),
+        };
+        (answer, content)
+    }
+}
+
+/// An answer that stopped short: what failed, and whether any of it had
+/// gone out.
+type Cut = (EngineError, bool);
+
 async fn run_job(
     shared: &Arc<Shared>,
     req: GenerateRequest,
@@ -435,48 +497,8 @@ async fn run_job(
     let id = req.request_id.as_str().to_string();
     let mut active = shared.metrics.start();
     let started = Instant::now();
-    let mut stream_digest = digest::StreamDigest::default();
-    let mut whole = Vec::new();
-    // A deterministic stream's chunks, for its content digest.
-    let mut chunks = Vec::new();
-    let answer = async {
-        let mut stream = shared.engine.generate(req).await.map_err(|e| (e, false))?;
-        let mut sent = false;
-        while let Some(ev) = stream.next().await {
-            match ev {
-                Ok(EngineEvent::Chunk { data, so_far }) => {
-                    if !sent {
-                        sent = true;
-                        active.first_byte();
-                    }
-                    if facts.sign && facts.stream {
-                        stream_digest.push(&data);
-                        if facts.deterministic {
-                            chunks.push(data.clone());
-                        }
-                    } else if facts.sign {
-                        whole.extend_from_slice(&data);
-                    }
-                    let mut msg = event(&id, worker_event::Event::Chunk(data));
-                    if let (Some(worker_message::Msg::Event(e)), Some(u)) = (&mut msg.msg, so_far) {
-                        e.so_far = Some(TokenCounts::from(u));
-                    }
-                    if out.send(msg).await.is_err() {
-                        return Err((
-                            EngineError::Failed("session with the proxy closed".into()),
-                            sent,
-                        ));
-                    }
-                }
-                Ok(EngineEvent::Done(c)) => return Ok(c),
-                Err(e) => return Err((e, sent)),
-            }
-        }
-        Err((
-            EngineError::Failed("engine ended the answer without completing it".into()),
-            sent,
-        ))
-    };
+    let mut digest = AnswerDigest::default();
+    let answer = stream_answer(shared, req, &facts, &mut digest, &mut active, out);
     let Ok(result) = tokio::time::timeout(timeout, answer).await else {
         // The proxy owns the deadline and usually trips first; this is the
         // backstop, and it reports the same thing.
@@ -499,52 +521,101 @@ async fn run_job(
                 ..Default::default()
             };
             done.set_usage(c.usage);
-            if let Some(signer) = shared.receipts.current() {
-                if facts.sign {
-                    let answer_sha256 = if facts.stream {
-                        stream_digest.finish()
-                    } else {
-                        digest::whole_answer(&whole)
-                    };
-                    let content_sha256 = match (facts.deterministic, facts.stream) {
-                        (false, _) => None,
-                        (true, true) => Some(digest::content(true, &chunks)),
-                        (true, false) => Some(digest::content(false, &[&whole])),
-                    };
-                    let receipt = receipt(shared, &id, &done, facts, answer_sha256, content_sha256);
-                    match shared.receipts.batcher.sign(&signer, receipt).await {
-                        Ok(signed) => done.receipt = signed.to_json().into(),
-                        Err(e) => tracing::error!(error = %e, "cannot sign this answer's receipt"),
-                    }
-                }
-                if out.announce(&signer).await.is_err() {
-                    return;
-                }
-            }
-            let _ = out.send(event(&id, worker_event::Event::Done(done))).await;
+            complete(shared, &id, done, facts, digest, out).await;
         }
-        Err((e, sent)) => {
-            let (code, status, reason) = match &e {
-                EngineError::Rejected { status, .. } => (
-                    ErrorCode::EngineRejected,
-                    u32::from(*status),
-                    "engine_rejected",
-                ),
-                EngineError::Unavailable(_) => (ErrorCode::EngineFailed, 0, "engine_unavailable"),
-                EngineError::Failed(_) => (ErrorCode::EngineFailed, 0, "engine_failed"),
-                EngineError::BadRequest(_) => (ErrorCode::BadRequest, 0, "bad_request"),
-            };
-            tracing::warn!(error = %e, "request failed");
-            active.fail(reason);
-            let message = match e {
-                EngineError::Rejected { message, .. } => message,
-                other => other.to_string(),
-            };
-            let _ = out
-                .send(error_event(&id, code, message, status, !sent))
-                .await;
+        Err((e, sent)) => fail(&id, e, sent, &mut active, out).await,
+    }
+}
+
+/// Runs the engine and sends each chunk of its answer as it comes.
+async fn stream_answer(
+    shared: &Arc<Shared>,
+    req: GenerateRequest,
+    facts: &Facts,
+    digest: &mut AnswerDigest,
+    active: &mut cocoon_telemetry::ActiveRequest,
+    out: &Outbound,
+) -> Result<cocoon_engine::Completion, Cut> {
+    let id = req.request_id.as_str().to_string();
+    let mut stream = shared.engine.generate(req).await.map_err(|e| (e, false))?;
+    let mut sent = false;
+    while let Some(ev) = stream.next().await {
+        let (data, so_far) = match ev {
+            Ok(EngineEvent::Chunk { data, so_far }) => (data, so_far),
+            Ok(EngineEvent::Done(c)) => return Ok(c),
+            Err(e) => return Err((e, sent)),
+        };
+        if !sent {
+            sent = true;
+            active.first_byte();
+        }
+        digest.push(facts, &data);
+        let mut msg = event(&id, worker_event::Event::Chunk(data));
+        if let (Some(worker_message::Msg::Event(e)), Some(u)) = (&mut msg.msg, so_far) {
+            e.so_far = Some(TokenCounts::from(u));
+        }
+        if out.send(msg).await.is_err() {
+            let closed = EngineError::Failed("session with the proxy closed".into());
+            return Err((closed, sent));
         }
     }
+    let unfinished = EngineError::Failed("engine ended the answer without completing it".into());
+    Err((unfinished, sent))
+}
+
+/// Signs the answer's receipt and sends its completion (after the receipt
+/// certificate, if the proxy has not seen it yet).
+async fn complete(
+    shared: &Arc<Shared>,
+    id: &str,
+    mut done: Completion,
+    facts: Facts,
+    digest: AnswerDigest,
+    out: &Outbound,
+) {
+    if let Some(signer) = shared.receipts.current() {
+        if facts.sign {
+            let (answer_sha256, content_sha256) = digest.finish(&facts);
+            let receipt = receipt(shared, id, &done, facts, answer_sha256, content_sha256);
+            match shared.receipts.batcher.sign(&signer, receipt).await {
+                Ok(signed) => done.receipt = signed.to_json().into(),
+                Err(e) => tracing::error!(error = %e, "cannot sign this answer's receipt"),
+            }
+        }
+        if out.announce(&signer).await.is_err() {
+            return;
+        }
+    }
+    let _ = out.send(event(id, worker_event::Event::Done(done))).await;
+}
+
+/// Reports an answer the engine could not complete.
+async fn fail(
+    id: &str,
+    e: EngineError,
+    sent: bool,
+    active: &mut cocoon_telemetry::ActiveRequest,
+    out: &Outbound,
+) {
+    let (code, status, reason) = match &e {
+        EngineError::Rejected { status, .. } => (
+            ErrorCode::EngineRejected,
+            u32::from(*status),
+            "engine_rejected",
+        ),
+        EngineError::Unavailable(_) => (ErrorCode::EngineFailed, 0, "engine_unavailable"),
+        EngineError::Failed(_) => (ErrorCode::EngineFailed, 0, "engine_failed"),
+        EngineError::BadRequest(_) => (ErrorCode::BadRequest, 0, "bad_request"),
+    };
+    tracing::warn!(error = %e, "request failed");
+    active.fail(reason);
+    let message = match e {
+        EngineError::Rejected { message, .. } => message,
+        other => other.to_string(),
+    };
+    let _ = out
+        .send(error_event(id, code, message, status, !sent))
+        .await;
 }
 
 /// Scores another worker's answer under this worker's model, in the
