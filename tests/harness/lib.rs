@@ -2,6 +2,8 @@
 //! loopback in front of the in-process deterministic test upstream, and
 //! talks to them over plain HTTP. Every process is killed when its handle
 //! is dropped; every wait is bounded.
+// Test support: items are documented where they are not obvious.
+#![allow(missing_docs)]
 
 use std::net::TcpListener;
 use std::path::PathBuf;

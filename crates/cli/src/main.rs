@@ -1,5 +1,4 @@
 //! `cocoon`: run a Cocoon client, proxy or worker, or a whole local network.
-#![forbid(unsafe_code)]
 
 mod attest;
 mod chain_node;

@@ -1,8 +1,6 @@
 //! The client: an OpenAI-compatible HTTP API for apps, forwarding each
 //! request over one long-lived, mutually authenticated connection to a
 //! proxy, and streaming the answer back as server-sent events.
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 mod api;
 mod attestation;

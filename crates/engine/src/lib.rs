@@ -7,8 +7,6 @@
 //! objects that follow `data:` in the SSE stream, or the whole body when not
 //! streaming) and finish with a typed [`Completion`] carrying usage. They are
 //! the only place an engine's output is parsed.
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 #[cfg(feature = "embedded")]
 mod llama;

@@ -1,8 +1,6 @@
 //! Cocoon payments, off chain: account state machines, the proxy's durable
 //! ledger, and vouchers the proxy signs in the form the TON settlement
 //! contracts will check.
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 pub mod account;
 pub mod ledger;

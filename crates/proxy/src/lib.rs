@@ -1,8 +1,6 @@
 //! The proxy: accepts clients and workers on one mutual-TLS gRPC listener,
 //! routes each inference to a worker serving its model, relays the answer
 //! chunk by chunk as opaque bytes, and reports load on its HTTP port.
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 mod admission;
 pub mod client_contracts;

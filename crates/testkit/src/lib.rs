@@ -12,7 +12,6 @@
 //!
 //! A request with `"user": "reject"` is refused with HTTP 400, to exercise
 //! error paths.
-#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

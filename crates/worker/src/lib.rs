@@ -2,8 +2,6 @@
 //! and capacity, and answers the proxy's requests with its engine. It keeps
 //! the session alive across proxy restarts (reconnecting with backoff) and
 //! aborts a request at the engine as soon as the proxy cancels it.
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 mod admin;
 mod earnings;
