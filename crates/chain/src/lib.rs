@@ -23,6 +23,7 @@ pub mod registry;
 pub mod stack;
 pub mod toncenter;
 pub mod trace;
+pub mod views;
 pub mod wallet;
 
 pub use artifacts::{ArtifactError, ContractCode, ContractKind};

@@ -11,7 +11,7 @@ use crate::contracts::{Codes, Terms};
 use crate::stack::{StackEntry, StackReader, StackTypeError};
 
 /// A get-method could not be read.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ReadError {
     /// The chain failed.
     #[error(transparent)]
@@ -38,7 +38,7 @@ pub enum ReadError {
     },
 }
 
-async fn call(
+pub(crate) async fn call(
     chain: &impl Chain,
     address: &StdAddr,
     method: &'static str,
@@ -55,7 +55,7 @@ async fn call(
     Ok(StackReader::new(out.stack))
 }
 
-fn shape<'a>(
+pub(crate) fn shape<'a>(
     method: &'static str,
     address: &'a StdAddr,
 ) -> impl FnOnce(StackTypeError) -> ReadError + 'a {
@@ -71,12 +71,139 @@ pub fn uint256(h: &HashBytes) -> StackEntry {
     StackEntry::Int(BigInt::from_bytes_be(num_bigint::Sign::Plus, h.as_slice()))
 }
 
-fn to_hash(v: &BigInt) -> HashBytes {
+pub(crate) fn to_hash(v: &BigInt) -> HashBytes {
     let (_, bytes) = v.to_bytes_be();
     let mut out = [0u8; 32];
     let n = bytes.len().min(32);
     out[32 - n..].copy_from_slice(&bytes[bytes.len() - n..]);
     HashBytes(out)
+}
+
+/// The root's owner.
+pub async fn owner(chain: &impl Chain, root: &StdAddr) -> Result<StdAddr, ReadError> {
+    let m = "get_owner";
+    call(chain, root, m, &[])
+        .await?
+        .address()
+        .map_err(shape(m, root))
+}
+
+/// The name the root lists for the model with weights `hash`, if it lists
+/// them.
+pub async fn model(
+    chain: &impl Chain,
+    root: &StdAddr,
+    hash: &HashBytes,
+) -> Result<Option<String>, ReadError> {
+    let m = "get_model";
+    let mut out = call(chain, root, m, &[uint256(hash)]).await?;
+    Ok(match out.any() {
+        Some(StackEntry::Cell(c) | StackEntry::Slice(c)) => Some(cell_text(&c)),
+        _ => None,
+    })
+}
+
+/// The version of the root's parameters: it rises with every change.
+pub async fn params_version(chain: &impl Chain, root: &StdAddr) -> Result<u64, ReadError> {
+    let m = "get_params_version";
+    call(chain, root, m, &[])
+        .await?
+        .u64()
+        .map_err(shape(m, root))
+}
+
+/// The root's prices as it states them: per-token price and worker fee,
+/// and the four multipliers (prompt, cached, completion, reasoning) in
+/// basis points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RootPrices {
+    /// Price per token, nanoton.
+    pub price_per_token: u64,
+    /// Worker fee per token, nanoton.
+    pub worker_fee_per_token: u64,
+    /// Multipliers, basis points: prompt, cached, completion, reasoning.
+    pub multipliers: [u64; 4],
+}
+
+impl RootPrices {
+    /// As a price list; an error names the value out of range.
+    pub fn price_list(&self) -> Result<cocoon_core::PriceList, cocoon_core::PriceError> {
+        let mut m = [cocoon_core::BasisPoints::ONE; 4];
+        for (slot, v) in m.iter_mut().zip(self.multipliers) {
+            // Beyond u32 is beyond any multiplier: refused as the largest.
+            *slot = cocoon_core::BasisPoints::new(u32::try_from(v).unwrap_or(u32::MAX))?;
+        }
+        cocoon_core::PriceList::new(
+            Nanoton::new(self.price_per_token),
+            Nanoton::new(self.worker_fee_per_token),
+            m,
+        )
+    }
+}
+
+/// The root's current prices.
+pub async fn prices(chain: &impl Chain, root: &StdAddr) -> Result<RootPrices, ReadError> {
+    let m = "get_prices";
+    let mut r = call(chain, root, m, &[]).await?;
+    let mut read = || -> Result<RootPrices, StackTypeError> {
+        Ok(RootPrices {
+            price_per_token: r.u64()?,
+            worker_fee_per_token: r.u64()?,
+            multipliers: [r.u64()?, r.u64()?, r.u64()?, r.u64()?],
+        })
+    };
+    read().map_err(shape(m, root))
+}
+
+/// The models the root lists: the SHA-256 of their weights, and their names.
+pub async fn models(
+    chain: &impl Chain,
+    root: &StdAddr,
+) -> Result<std::collections::BTreeMap<[u8; 32], String>, ReadError> {
+    let m = "get_models";
+    let out = chain.run_get_method(root, m, &[]).await?;
+    if !out.succeeded() {
+        return Err(ReadError::Failed {
+            method: m,
+            address: root.clone(),
+            exit_code: out.exit_code,
+        });
+    }
+    let dict_root = match out.stack.into_iter().next() {
+        Some(StackEntry::Cell(c) | StackEntry::Slice(c)) => Some(c),
+        _ => None,
+    };
+    let dict = tycho_types::dict::Dict::<HashBytes, tycho_types::cell::Cell>::from_raw(dict_root);
+    let mut listed = std::collections::BTreeMap::new();
+    for entry in dict.iter() {
+        let (hash, name) = entry.map_err(|e| ReadError::Shape {
+            method: m,
+            address: root.clone(),
+            source: StackTypeError {
+                index: 0,
+                expected: "a map of model hashes to names",
+                found: e.to_string(),
+            },
+        })?;
+        listed.insert(hash.0, cell_text(&name));
+    }
+    Ok(listed)
+}
+
+/// Whether the root allows image `hash` for `role`.
+pub async fn image_allowed(
+    chain: &impl Chain,
+    root: &StdAddr,
+    role: crate::contracts::Role,
+    hash: &HashBytes,
+) -> Result<bool, ReadError> {
+    let m = "is_image_allowed";
+    let args = [StackEntry::Int(BigInt::from(role as u8)), uint256(hash)];
+    let v = call(chain, root, m, &args)
+        .await?
+        .int()
+        .map_err(shape(m, root))?;
+    Ok(v != BigInt::from(0))
 }
 
 /// The root's current terms for new proxies.

@@ -70,6 +70,12 @@ impl StackReader {
         }
     }
 
+    /// The next entry, whatever it is (`None` past the last).
+    pub fn any(&mut self) -> Option<StackEntry> {
+        self.index += 1;
+        self.entries.next()
+    }
+
     fn next(&mut self, expected: &'static str) -> Result<StackEntry, StackTypeError> {
         let index = self.index;
         self.index += 1;

@@ -2,6 +2,7 @@
 //! wallet, and its contract found through the contracts' own get-methods.
 //! TON testnet, mainnet and a `cocoon devnet` differ only in the URL.
 
+use cocoon_chain::views::Lifecycle;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -297,26 +298,12 @@ pub async fn require_proxy_stake(c: &NodeChain, contract: &StdAddr) -> anyhow::R
 /// The proxy contract's stake and the root's `min_proxy_stake` it was
 /// registered under, in nanoton.
 async fn proxy_stake_and_minimum(c: &NodeChain, contract: &StdAddr) -> anyhow::Result<(u64, u64)> {
-    let get = |method: &'static str| async move {
-        let out = c.chain.run_get_method(contract, method, &[]).await?;
-        if !out.succeeded() {
-            bail!(
-                "{method} on the proxy contract {contract} exits with {}",
-                out.exit_code
-            );
-        }
-        Ok(cocoon_chain::StackReader::new(out.stack))
-    };
-    let mut r = get("get_proxy_data").await?;
-    for _ in 0..5 {
-        r.skip()?; // root, owner, key, state, closeAt
-    }
-    let stake = r.u64()?;
-    let mut r = get("get_proxy_terms").await?;
-    for _ in 0..4 {
-        r.skip()?; // delays, client and worker stakes
-    }
-    Ok((stake, r.u64()?))
+    let chain = c.chain.as_ref();
+    let stake = cocoon_chain::views::proxy_data(chain, contract)
+        .await?
+        .stake;
+    let terms = cocoon_chain::views::proxy_terms(chain, contract).await?;
+    Ok((stake.get(), terms.min_proxy_stake.get()))
 }
 
 /// A client's or worker's contract with a proxy.
@@ -704,25 +691,17 @@ pub async fn close_proxy(o: crate::options::RegistryCommon) -> anyhow::Result<()
     let key = crate::payments::voucher_public_key(&data_dir)?;
     let contract = proxy_contract(&c, o.root.as_deref(), key).await?;
     let chain = c.chain.as_ref();
-    let state = |r: &mut cocoon_chain::StackReader| -> anyhow::Result<(u64, u64, u64, u64)> {
-        for _ in 0..3 {
-            r.skip()?; // root, owner, key
-        }
-        Ok((r.u64()?, r.u64()?, r.u64()?, r.u64()?)) // state, closeAt, stake, commission
-    };
     let read = || async {
-        let out = chain
-            .run_get_method(&contract, "get_proxy_data", &[])
-            .await?;
+        let data = cocoon_chain::views::proxy_data(chain, &contract).await?;
         let now = chain.account(&contract).await?.sync_utime;
-        let mut r = cocoon_chain::StackReader::new(out.stack);
-        anyhow::Ok((state(&mut r)?, now))
+        anyhow::Ok((data, now))
     };
-    let ((st, close_at, _, _), now) = read().await?;
+    let (data, now) = read().await?;
     let q = cocoon_core::unix_now();
-    let body = match st {
-        0 => contracts::request_proxy_close(q)?,
-        1 if u64::from(now) < close_at => bail!(
+    let close_at = data.close_at;
+    let body = match data.state {
+        Lifecycle::Open => contracts::request_proxy_close(q)?,
+        Lifecycle::Closing if u64::from(now) < close_at => bail!(
             "closing: clients and workers may commit their vouchers until {close_at}, {} s from now; close again after that",
             close_at - u64::from(now)
         ),
@@ -738,12 +717,13 @@ pub async fn close_proxy(o: crate::options::RegistryCommon) -> anyhow::Result<()
     c.wallet
         .send(chain, &[t], std::time::Duration::from_secs(60))
         .await?;
-    let ((st, close_at, stake, commission), _) = read().await?;
-    let name = match st {
-        0 => "open",
-        1 => "closing",
-        _ => "closed",
-    };
+    let (data, _) = read().await?;
+    let (name, close_at, stake, commission) = (
+        data.state.as_str(),
+        data.close_at,
+        data.stake.get(),
+        data.commission.get(),
+    );
     let wallet = chain.account(&c.wallet.address()).await?.balance;
     println!(
         "{}",
@@ -785,15 +765,10 @@ pub async fn stake_proxy(o: crate::options::StakeOptions) -> anyhow::Result<()> 
     c.wallet
         .send(c.chain.as_ref(), &[t], std::time::Duration::from_secs(60))
         .await?;
-    let out = c
-        .chain
-        .run_get_method(&contract, "get_proxy_data", &[])
-        .await?;
-    let mut r = cocoon_chain::StackReader::new(out.stack);
-    for _ in 0..5 {
-        r.skip()?; // root, owner, key, state, closeAt
-    }
-    let stake = r.u64()?;
+    let stake = cocoon_chain::views::proxy_data(c.chain.as_ref(), &contract)
+        .await?
+        .stake
+        .get();
     println!(
         "{}",
         serde_json::json!({"proxy_contract": contract.to_string(), "stake": stake})

@@ -12,12 +12,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cocoon_chain::contracts::{self, Codes, Prices, ProxyConfig, Role, Terms};
-use cocoon_chain::stack::{StackEntry, StackReader};
 use cocoon_chain::wallet::{Transfer, WalletV5};
 use cocoon_chain::{AccountStatus, Chain, Toncenter, ToncenterConfig};
 use cocoon_core::Nanoton;
 use cocoon_devnet::Devnet;
-use num_bigint::BigInt;
 use tycho_types::cell::HashBytes;
 use tycho_types::models::{StateInit, StdAddr};
 use tycho_types::num::Tokens;
@@ -304,28 +302,11 @@ async fn is_active(chain: &impl Chain, address: &StdAddr) -> anyhow::Result<bool
     Ok(chain.account(address).await?.status == AccountStatus::Active)
 }
 
-async fn get(
-    chain: &impl Chain,
-    address: &StdAddr,
-    method: &str,
-    args: &[StackEntry],
-) -> anyhow::Result<StackReader> {
-    let out = chain.run_get_method(address, method, args).await?;
-    if !out.succeeded() {
-        anyhow::bail!(
-            "{method} on {address} failed with exit code {}",
-            out.exit_code
-        );
-    }
-    Ok(StackReader::new(out.stack))
-}
-
 async fn proxy_stake(chain: &impl Chain, proxy: &StdAddr) -> anyhow::Result<u64> {
-    let mut r = get(chain, proxy, "get_proxy_data", &[]).await?;
-    for _ in 0..5 {
-        r.skip()?; // root, owner, key, state, closeAt
-    }
-    Ok(r.u64()?)
+    Ok(cocoon_chain::views::proxy_data(chain, proxy)
+        .await?
+        .stake
+        .get())
 }
 
 /// What `worker`'s contract has at stake (0 before it exists).
@@ -333,11 +314,10 @@ async fn worker_stake(chain: &impl Chain, worker: &StdAddr) -> anyhow::Result<u6
     if !is_active(chain, worker).await? {
         return Ok(0);
     }
-    Ok(get(chain, worker, "get_worker_stake", &[]).await?.u64()?)
-}
-
-fn hash_arg(h: &HashBytes) -> StackEntry {
-    StackEntry::Int(BigInt::from_bytes_be(num_bigint::Sign::Plus, h.as_slice()))
+    Ok(cocoon_chain::views::worker_stake(chain, worker)
+        .await?
+        .stake
+        .get())
 }
 
 async fn image_allowed(
@@ -346,9 +326,7 @@ async fn image_allowed(
     role: Role,
     hash: &HashBytes,
 ) -> anyhow::Result<bool> {
-    let args = [StackEntry::Int(BigInt::from(role as u8)), hash_arg(hash)];
-    let v = get(chain, root, "is_image_allowed", &args).await?.int()?;
-    Ok(v != BigInt::from(0))
+    Ok(cocoon_chain::registry::image_allowed(chain, root, role, hash).await?)
 }
 
 async fn model_registered(
@@ -356,12 +334,7 @@ async fn model_registered(
     root: &StdAddr,
     hash: &HashBytes,
 ) -> anyhow::Result<bool> {
-    let out = chain
-        .run_get_method(root, "get_model", &[hash_arg(hash)])
-        .await?;
-    Ok(out.succeeded()
-        && matches!(
-            out.stack.first(),
-            Some(StackEntry::Cell(_) | StackEntry::Slice(_))
-        ))
+    Ok(cocoon_chain::registry::model(chain, root, hash)
+        .await?
+        .is_some())
 }

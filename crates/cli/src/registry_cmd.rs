@@ -4,12 +4,10 @@
 
 use anyhow::{anyhow, bail, Context};
 use cocoon_chain::contracts::{self, Codes, Prices, Role};
-use cocoon_chain::stack::{StackEntry, StackReader};
 use cocoon_chain::wallet::Transfer;
 use cocoon_chain::{AccountStatus, Chain};
 use cocoon_core::Nanoton;
 use tycho_types::cell::{Cell, HashBytes};
-use tycho_types::dict::Dict;
 use tycho_types::models::StdAddr;
 
 use crate::chain_node::NodeChain;
@@ -199,44 +197,16 @@ async fn send(c: &NodeChain, root: &StdAddr, body: Cell, value: Nanoton) -> anyh
     Ok(after)
 }
 
-async fn call(
-    c: &NodeChain,
-    root: &StdAddr,
-    method: &str,
-    args: &[StackEntry],
-) -> anyhow::Result<StackReader> {
-    let out = c.chain.run_get_method(root, method, args).await?;
-    if !out.succeeded() {
-        bail!(
-            "{method} on {root} exits with {}: is it a root registry?",
-            out.exit_code
-        );
-    }
-    Ok(StackReader::new(out.stack))
-}
-
 async fn version(c: &NodeChain, root: &StdAddr) -> anyhow::Result<u64> {
-    Ok(call(c, root, "get_params_version", &[]).await?.u64()?)
-}
-
-fn text(cell: &Cell) -> String {
-    cocoon_chain::registry::cell_text(cell)
-}
-
-fn dict_of(entry: Option<StackEntry>) -> Option<Cell> {
-    match entry {
-        Some(StackEntry::Cell(c) | StackEntry::Slice(c)) => Some(c),
-        _ => None,
-    }
+    Ok(cocoon_chain::registry::params_version(c.chain.as_ref(), root).await?)
 }
 
 async fn show(c: &NodeChain, root: &StdAddr) -> anyhow::Result<()> {
-    let owner = call(c, root, "get_owner", &[]).await?.address()?;
+    let owner = cocoon_chain::registry::owner(c.chain.as_ref(), root).await?;
     let version = version(c, root).await?;
-    let mut p = call(c, root, "get_prices", &[]).await?;
-    let prices: Vec<u64> = (0..6).map(|_| p.u64()).collect::<Result<_, _>>()?;
-    let mut t = call(c, root, "get_terms", &[]).await?;
-    let terms: Vec<u64> = (0..6).map(|_| t.u64()).collect::<Result<_, _>>()?;
+    let chain = c.chain.as_ref();
+    let prices = cocoon_chain::registry::prices(chain, root).await?;
+    let terms = cocoon_chain::registry::terms(chain, root).await?;
     let mut images = serde_json::Map::new();
     for (name, r) in [
         ("proxy", Role::Proxy),
@@ -250,13 +220,12 @@ async fn show(c: &NodeChain, root: &StdAddr) -> anyhow::Result<()> {
             .collect();
         images.insert(name.into(), serde_json::Value::Array(list));
     }
-    let out = c.chain.run_get_method(root, "get_models", &[]).await?;
-    let models = Dict::<HashBytes, Cell>::from_raw(dict_of(out.stack.into_iter().next()));
-    let mut model_list = serde_json::Map::new();
-    for entry in models.iter() {
-        let (k, name) = entry?;
-        model_list.insert(k.to_string(), serde_json::Value::String(text(&name)));
-    }
+    let model_list: serde_json::Map<String, serde_json::Value> =
+        cocoon_chain::registry::models(chain, root)
+            .await?
+            .into_iter()
+            .map(|(k, name)| (HashBytes(k).to_string(), serde_json::Value::String(name)))
+            .collect();
     let proxy_list: Vec<serde_json::Value> =
         cocoon_chain::registry::proxies(c.chain.as_ref(), root)
             .await?
@@ -275,14 +244,17 @@ async fn show(c: &NodeChain, root: &StdAddr) -> anyhow::Result<()> {
         "owner": owner.to_string(),
         "version": version,
         "prices": {
-            "price_per_token": prices[0], "worker_fee_per_token": prices[1],
-            "multipliers": [prices[2], prices[3], prices[4], prices[5]],
+            "price_per_token": prices.price_per_token,
+            "worker_fee_per_token": prices.worker_fee_per_token,
+            "multipliers": prices.multipliers,
         },
         "terms": {
-            "min_proxy_stake": terms[0], "min_client_stake": terms[1],
-            "min_worker_stake": terms[2],
-            "proxy_close_delay": terms[3], "client_close_delay": terms[4],
-            "slash_share_basis_points": terms[5],
+            "min_proxy_stake": terms.min_proxy_stake.get(),
+            "min_client_stake": terms.min_client_stake.get(),
+            "min_worker_stake": terms.min_worker_stake.get(),
+            "proxy_close_delay": terms.proxy_close_delay,
+            "client_close_delay": terms.client_close_delay,
+            "slash_share_basis_points": terms.slash_share,
         },
         "images": images,
         "models": model_list,

@@ -11,7 +11,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cocoon_chain::contracts;
-use cocoon_chain::stack::StackReader;
+use cocoon_chain::registry::ReadError;
+use cocoon_chain::views;
 use cocoon_chain::wallet::Transfer;
 use cocoon_chain::Chain;
 use cocoon_core::Nanoton;
@@ -64,11 +65,6 @@ pub(crate) async fn read(shared: &Shared, w: &ClientWallet) -> Result<ContractSt
         .account(&w.wallet.address())
         .await
         .map_err(|e| unavailable(e.to_string()))?;
-    let out = w
-        .chain
-        .run_get_method(contract, "get_client_data", &[])
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
     let mut state = ContractState {
         client_contract: contract.to_string(),
         state: "none",
@@ -80,29 +76,19 @@ pub(crate) async fn read(shared: &Shared, w: &ClientWallet) -> Result<ContractSt
         wallet_balance: wallet.balance.get(),
         now: account.sync_utime,
     };
-    if !out.succeeded() {
-        return Ok(state);
-    }
-    let mut r = StackReader::new(out.stack);
-    let parsed = (|| {
-        r.skip()?; // proxy
-        r.skip()?; // owner
-        r.skip()?; // proxy key
-        let s = r.u64()?;
-        let close_at = r.u64()?;
-        let balance = r.u64()?;
-        let stake = r.u64()?;
-        let committed = r.u64()?;
-        Ok::<_, cocoon_chain::stack::StackTypeError>((s, close_at, balance, stake, committed))
-    })()
-    .map_err(|e| unavailable(format!("get_client_data: {e}")))?;
-    state.state = match parsed.0 {
-        0 => "open",
-        1 => "closing",
-        _ => "closed",
+    let data = match views::client_data(w.chain.as_ref(), contract).await {
+        Ok(data) => data,
+        // Not deployed (yet): no contract to speak of.
+        Err(ReadError::Failed { .. }) => return Ok(state),
+        Err(e) => return Err(unavailable(e.to_string())),
     };
-    (state.close_at, state.balance, state.stake, state.committed) =
-        (parsed.1, parsed.2, parsed.3, parsed.4);
+    state.state = data.state.as_str();
+    (state.close_at, state.balance, state.stake, state.committed) = (
+        data.close_at,
+        data.balance.get(),
+        data.stake.get(),
+        data.committed.get(),
+    );
     Ok(state)
 }
 

@@ -20,7 +20,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cocoon_chain::stack::{StackEntry, StackReader};
+use cocoon_chain::registry::ReadError;
+use cocoon_chain::views::{self, Lifecycle};
 use cocoon_chain::wallet::{Transfer, WalletV5};
 use cocoon_chain::{AccountStatus, Chain, Toncenter};
 use cocoon_core::Nanoton;
@@ -43,8 +44,8 @@ pub struct ContractSeen {
     pub last_seqno: u64,
     /// The stake it keeps.
     pub stake: Nanoton,
-    /// Open, closing or closed (0, 1, 2).
-    pub state: u64,
+    /// Open, closing or closed.
+    pub state: Lifecycle,
     /// The wallet that owns the contract (`None` before it exists).
     pub owner: Option<StdAddr>,
 }
@@ -84,88 +85,17 @@ pub struct Committer {
 
 /// Reads client contracts and keeps the ledger's deposits in step.
 pub struct ClientContracts {
-    chain: Arc<Toncenter>,
-    contract: StdAddr,
+    pub(crate) chain: Arc<Toncenter>,
+    pub(crate) contract: StdAddr,
     key: [u8; 32],
     ledger: Arc<Ledger>,
     known: Mutex<HashMap<StdAddr, Known>>,
     committer: Option<Committer>,
     /// The network's global id, which wallet addresses depend on.
-    global_id: i32,
+    pub(crate) global_id: i32,
     /// Since when the chain has not answered (`None`: it answers), and
     /// when it last did.
     health: Mutex<(Option<Instant>, Option<Instant>)>,
-}
-
-/// A worker's proof that the wallet owning its worker contract lets its
-/// certificate earn and answer through it (the hello's `owner_key` and
-/// `owner_signature`).
-#[derive(Debug, Clone)]
-pub struct OwnerProof {
-    /// The owner wallet's Ed25519 key.
-    pub key: Vec<u8>,
-    /// Its signature ([`cocoon_chain::wallet::worker_owner_message`]).
-    pub signature: Vec<u8>,
-    /// SHA-256 of the worker's certificate, as the hello carried it.
-    pub certificate_sha256: [u8; 32],
-}
-
-/// A worker contract that may serve: staked, and owned by the wallet that
-/// signed for the worker.
-#[derive(Debug, Clone)]
-pub struct StakedWorker {
-    /// Its stake.
-    pub stake: Nanoton,
-    /// The wallet that owns it.
-    pub owner: StdAddr,
-}
-
-impl OwnerProof {
-    /// Checks that `owner`, the wallet that owns `contract`, signed for
-    /// this certificate. The error says what was found.
-    pub fn check(&self, contract: &StdAddr, owner: &StdAddr, global_id: i32) -> Result<(), String> {
-        let key: [u8; 32] = self.key.as_slice().try_into().map_err(|_| {
-            format!("the worker names worker contract {contract} without its owner's signature: a worker on a chain signs its hello with the wallet that owns its contract")
-        })?;
-        if !cocoon_chain::wallet::verify_worker_owner(
-            &key,
-            &self.signature,
-            &self.certificate_sha256,
-            contract,
-        ) {
-            return Err(format!(
-                "the owner signature for worker contract {contract} does not verify for this worker's certificate"
-            ));
-        }
-        let signer =
-            cocoon_chain::WalletV5::address_of_key(&key, global_id).map_err(|e| e.to_string())?;
-        if &signer != owner {
-            return Err(format!(
-                "the worker's hello is signed by wallet {signer}, but worker contract {contract} belongs to {owner}"
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Whether `code` is the worker contract this software deploys (the
-/// committed artifact): the error names both code hashes.
-fn worker_code_is_ours(
-    worker: &StdAddr,
-    code: Option<&tycho_types::cell::Cell>,
-) -> Result<(), String> {
-    let ours = cocoon_chain::contracts::Codes::committed()
-        .map_err(|e| format!("the worker contract code this proxy knows: {e}"))?
-        .worker;
-    match code {
-        Some(c) if c.repr_hash() == ours.repr_hash() => Ok(()),
-        Some(c) => Err(format!(
-            "{worker} runs code {}, not the worker contract (code {}): its stake cannot be slashed",
-            c.repr_hash(),
-            ours.repr_hash()
-        )),
-        None => Err(format!("{worker} has no code: it is not a worker contract")),
-    }
 }
 
 impl std::fmt::Debug for ClientContracts {
@@ -214,15 +144,30 @@ pub enum PayerError {
 pub enum DepositError {
     /// The chain could not be read.
     #[error("the chain: {0}")]
-    Chain(String),
-    /// The address holds something other than this proxy's client contract.
-    #[error("{address} is not a client contract of this proxy: {reason}")]
-    NotOurs {
+    Chain(#[from] cocoon_chain::ChainError),
+    /// The address holds something other than a client contract.
+    #[error("{address} is not a client contract: {source}")]
+    Unreadable {
         /// The address.
-        address: StdAddr,
-        /// What did not match.
-        reason: String,
+        address: String,
+        /// What its get-method answered.
+        source: Box<ReadError>,
     },
+    /// A client contract of another proxy contract.
+    #[error("{address} is not a client contract of this proxy: it belongs to proxy contract {found}, this proxy is {ours}")]
+    OtherProxy {
+        /// The address.
+        address: String,
+        /// The proxy contract it names.
+        found: String,
+        /// This proxy's.
+        ours: String,
+    },
+    /// A client contract checking vouchers with another key.
+    #[error(
+        "{0} is not a client contract of this proxy: its proxy key is not this proxy's voucher key"
+    )]
+    OtherKey(String),
 }
 
 impl ClientContracts {
@@ -321,87 +266,6 @@ impl ClientContracts {
             init: None,
         };
         Ok(c.wallet.send(self.chain.as_ref(), &[t], timeout).await?)
-    }
-
-    /// Checks that `worker` is a worker contract of this proxy holding at
-    /// least the minimum stake its terms ask (the root's
-    /// `min_worker_stake`), not on its way out (no stake withdrawal asked
-    /// for), and, for an attested worker, with `receipt_key` registered
-    /// and active: otherwise its receipts could be evidence against no one.
-    /// Returns the stake. The error says what was found.
-    pub async fn check_worker_stake(
-        &self,
-        worker: &StdAddr,
-        owner_proof: &OwnerProof,
-        receipt_key: Option<&[u8; 32]>,
-    ) -> Result<StakedWorker, String> {
-        let chain_err = |e: cocoon_chain::ChainError| format!("reading {worker} on chain: {e}");
-        let account = self.chain.account(worker).await.map_err(chain_err)?;
-        if account.status != AccountStatus::Active {
-            return Err(format!(
-                "worker contract {worker} is not deployed, so it holds no stake: a worker on a chain stakes the root's minimum from its wallet when it starts"
-            ));
-        }
-        // Its getters' answers mean something only if it runs our worker
-        // contract: other code could claim any stake and never be slashed.
-        worker_code_is_ours(worker, account.code.as_ref())?;
-        let get = |method: &'static str, args: Vec<StackEntry>| async move {
-            let out = self
-                .chain
-                .run_get_method(worker, method, &args)
-                .await
-                .map_err(chain_err)?;
-            if !out.succeeded() {
-                return Err(format!(
-                    "{worker} is not a worker contract: {method} exits with {}",
-                    out.exit_code
-                ));
-            }
-            Ok(StackReader::new(out.stack))
-        };
-        let bad = |e: cocoon_chain::stack::StackTypeError| format!("{worker}: {e}");
-        let mut data = get("get_worker_data", vec![]).await?;
-        let proxy = data.address().map_err(bad)?;
-        if proxy != self.contract {
-            return Err(format!(
-                "worker contract {worker} belongs to proxy contract {proxy}, this proxy is {}",
-                self.contract
-            ));
-        }
-        let owner = data.address().map_err(bad)?;
-        owner_proof.check(worker, &owner, self.global_id)?;
-        let mut s = get("get_worker_stake", vec![]).await?;
-        let stake = Nanoton::new(s.u64().map_err(bad)?);
-        let min = Nanoton::new(s.u64().map_err(bad)?);
-        let unlock_at = s.u64().map_err(bad)?;
-        s.skip().map_err(bad)?; // slashed
-        s.skip().map_err(bad)?; // stake delay
-        s.skip().map_err(bad)?; // slash share
-        let window = s.u64().map_err(bad)?;
-        if stake < min {
-            return Err(format!(
-                "worker contract {worker} holds a stake of {stake}; this proxy's workers stake at least {min} (the root's min_worker_stake)"
-            ));
-        }
-        if unlock_at != 0 && cocoon_core::unix_now() < unlock_at.saturating_add(window) {
-            return Err(format!(
-                "worker contract {worker} asked for its stake back (it unlocks at {unlock_at}): a worker on its way out takes no new requests; its owner cancels with cancel_stake_withdrawal"
-            ));
-        }
-        if let Some(key) = receipt_key {
-            let arg = cocoon_chain::registry::uint256(&tycho_types::cell::HashBytes(*key));
-            let state = get("get_receipt_key", vec![arg])
-                .await?
-                .int()
-                .map_err(bad)?;
-            if state != num_bigint::BigInt::from(0) {
-                return Err(format!(
-                    "worker contract {worker} has not registered the receipt key {} its certificate names: its receipts could not be held against it (the worker registers it when it starts)",
-                    hex::encode(key)
-                ));
-            }
-        }
-        Ok(StakedWorker { stake, owner })
     }
 
     /// The proxy contract this watcher serves.
@@ -509,7 +373,7 @@ impl ClientContracts {
         // lands while half is still left.
         let half = Nanoton::new(seen.balance.min(seen.stake).get() / 2);
         let threshold = c.above.map_or(half, |above| above.min(half));
-        let closing = seen.state == 1;
+        let closing = seen.state == Lifecycle::Closing;
         (uncommitted > threshold || closing).then_some((voucher, uncommitted, closing))
     }
 
@@ -560,9 +424,9 @@ impl ClientContracts {
                     stake: seen.stake,
                     committed: seen.committed,
                     status: match seen.state {
-                        0 => cocoon_pay::AccountStatus::Active,
-                        1 => cocoon_pay::AccountStatus::Closing,
-                        _ => cocoon_pay::AccountStatus::Closed,
+                        Lifecycle::Open => cocoon_pay::AccountStatus::Active,
+                        Lifecycle::Closing => cocoon_pay::AccountStatus::Closing,
+                        Lifecycle::Closed => cocoon_pay::AccountStatus::Closed,
                     },
                 };
                 if let Err(e) = self.ledger.submit(op).await {
@@ -586,8 +450,7 @@ impl ClientContracts {
     }
 
     async fn read(&self, client: &StdAddr) -> Result<ContractSeen, DepositError> {
-        let chain_err = |e: cocoon_chain::ChainError| DepositError::Chain(e.to_string());
-        let account = self.chain.account(client).await.map_err(chain_err)?;
+        let account = self.chain.account(client).await?;
         if account.status != AccountStatus::Active {
             return Ok(ContractSeen {
                 at: Instant::now(),
@@ -595,60 +458,38 @@ impl ClientContracts {
                 committed: Nanoton::ZERO,
                 last_seqno: 0,
                 stake: Nanoton::ZERO,
-                state: 0,
+                state: Lifecycle::Open,
                 owner: None,
             });
         }
-        let not_ours = |reason: String| DepositError::NotOurs {
-            address: client.clone(),
-            reason,
+        let data = match views::client_data(self.chain.as_ref(), client).await {
+            Ok(data) => data,
+            Err(ReadError::Chain(e)) => return Err(DepositError::Chain(e)),
+            Err(other) => {
+                return Err(DepositError::Unreadable {
+                    address: client.to_string(),
+                    source: Box::new(other),
+                })
+            }
         };
-        let out = self
-            .chain
-            .run_get_method(client, "get_client_data", &[])
-            .await
-            .map_err(chain_err)?;
-        if !out.succeeded() {
-            return Err(not_ours(format!(
-                "get_client_data exits with {}",
-                out.exit_code
-            )));
+        if data.proxy != self.contract {
+            return Err(DepositError::OtherProxy {
+                address: client.to_string(),
+                found: data.proxy.to_string(),
+                ours: self.contract.to_string(),
+            });
         }
-        let mut r = StackReader::new(out.stack);
-        let bad =
-            |e: cocoon_chain::stack::StackTypeError| not_ours(format!("get_client_data: {e}"));
-        let proxy = r.address().map_err(bad)?;
-        let owner = r.address().map_err(bad)?;
-        let key = r.int().map_err(bad)?;
-        let state = r.u64().map_err(bad)?;
-        r.skip().map_err(bad)?; // closeAt
-        let balance = r.u64().map_err(bad)?;
-        let stake = r.u64().map_err(bad)?;
-        let committed = r.u64().map_err(bad)?;
-        let last_seqno = r.u64().map_err(bad)?;
-        if proxy != self.contract {
-            return Err(not_ours(format!(
-                "it belongs to proxy contract {proxy}, this proxy is {}",
-                self.contract
-            )));
-        }
-        let (_, key_bytes) = key.to_bytes_be();
-        let mut ours = [0u8; 32];
-        let n = key_bytes.len().min(32);
-        ours[32 - n..].copy_from_slice(&key_bytes[key_bytes.len() - n..]);
-        if ours != self.key {
-            return Err(not_ours(
-                "its proxy key is not this proxy's voucher key".into(),
-            ));
+        if data.proxy_key.0 != self.key {
+            return Err(DepositError::OtherKey(client.to_string()));
         }
         Ok(ContractSeen {
             at: Instant::now(),
-            balance: Nanoton::new(balance),
-            committed: Nanoton::new(committed),
-            last_seqno,
-            stake: Nanoton::new(stake),
-            state,
-            owner: Some(owner),
+            balance: data.balance,
+            committed: data.committed,
+            last_seqno: data.last_seqno,
+            stake: data.stake,
+            state: data.state,
+            owner: Some(data.owner),
         })
     }
 
@@ -674,7 +515,7 @@ impl ClientContracts {
                             tokio::spawn(async move { me.commit_if_due(&c).await });
                         }
                     }
-                    Err(DepositError::Chain(e)) => self.chain_failed(&e),
+                    Err(DepositError::Chain(e)) => self.chain_failed(&e.to_string()),
                     Err(_) => {}
                 }
             }
@@ -745,7 +586,7 @@ impl ClientContracts {
                         s.balance,
                         s.committed,
                         s.stake,
-                        s.state,
+                        s.state.as_str(),
                         s.at.elapsed(),
                         charged,
                         charged.saturating_sub(s.committed),
@@ -782,7 +623,6 @@ impl ClientContracts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cocoon_chain::artifacts::ContractKind;
 
     fn watcher(name: &str) -> (ClientContracts, Arc<Ledger>) {
         let dir = std::env::temp_dir().join(format!(
@@ -855,67 +695,5 @@ mod tests {
         watcher.watch_ledger_clients();
         let watched: Vec<StdAddr> = watcher.known().keys().cloned().collect();
         assert_eq!(watched, vec![client]);
-    }
-
-    #[test]
-    fn only_the_worker_contracts_code_is_taken_for_a_stake() {
-        let worker: StdAddr = "0:1111111111111111111111111111111111111111111111111111111111111111"
-            .parse()
-            .unwrap();
-        let ours = ContractKind::Worker.code().unwrap().code;
-        worker_code_is_ours(&worker, Some(&ours)).unwrap();
-        let wallet = ContractKind::WalletV5R1.code().unwrap().code;
-        let err = worker_code_is_ours(&worker, Some(&wallet)).unwrap_err();
-        assert!(
-            err.contains(&wallet.repr_hash().to_string())
-                && err.contains(&ours.repr_hash().to_string()),
-            "{err}"
-        );
-        assert!(worker_code_is_ours(&worker, None).is_err());
-    }
-
-    #[test]
-    fn a_worker_contract_backs_only_a_certificate_its_owner_signed_for() {
-        use cocoon_chain::wallet::{network::MAINNET, WalletKey};
-        let contract: StdAddr =
-            "0:2222222222222222222222222222222222222222222222222222222222222222"
-                .parse()
-                .unwrap();
-        let owner_key = WalletKey::from_seed(&[1; 32]).unwrap();
-        let owner =
-            cocoon_chain::WalletV5::address_of_key(&owner_key.public_key(), MAINNET).unwrap();
-        let cert = [7u8; 32];
-        let proof = |key: &WalletKey, cert: [u8; 32], contract: &StdAddr| OwnerProof {
-            key: key.public_key().to_vec(),
-            signature: key.sign_worker_owner(&cert, contract).to_vec(),
-            certificate_sha256: cert,
-        };
-        proof(&owner_key, cert, &contract)
-            .check(&contract, &owner, MAINNET)
-            .unwrap();
-        // Another wallet's word for someone else's contract.
-        let thief = WalletKey::from_seed(&[2; 32]).unwrap();
-        let err = proof(&thief, cert, &contract)
-            .check(&contract, &owner, MAINNET)
-            .unwrap_err();
-        assert!(err.contains(&owner.to_string()), "{err}");
-        // The owner's signature for another certificate, or another contract.
-        let mut replayed = proof(&owner_key, [8; 32], &contract);
-        replayed.certificate_sha256 = cert;
-        assert!(replayed.check(&contract, &owner, MAINNET).is_err());
-        let other: StdAddr = "0:3333333333333333333333333333333333333333333333333333333333333333"
-            .parse()
-            .unwrap();
-        assert!(proof(&owner_key, cert, &other)
-            .check(&contract, &owner, MAINNET)
-            .is_err());
-        // No proof at all.
-        let none = OwnerProof {
-            key: vec![],
-            signature: vec![],
-            certificate_sha256: cert,
-        };
-        let err = none.check(&contract, &owner, MAINNET).unwrap_err();
-        assert!(err.contains("without its owner's signature"), "{err}");
     }
 }

@@ -17,6 +17,7 @@ mod slashing;
 mod spot_check;
 mod stats;
 mod worker_certificates;
+mod worker_contract;
 mod worker_gateway;
 mod worker_id;
 

@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cocoon_chain::corroborate::Agreement;
-use cocoon_chain::stack::StackReader;
-use cocoon_chain::{Chain, Toncenter};
-use cocoon_core::{BasisPoints, Nanoton, PriceList};
+use cocoon_chain::registry::ReadError;
+use cocoon_chain::Toncenter;
+use cocoon_core::PriceList;
 use tycho_types::models::StdAddr;
 
 /// How often the registry is read again.
@@ -26,6 +26,17 @@ struct Seen {
     models: std::collections::BTreeSet<[u8; 32]>,
     /// How the last reading of the models was confirmed.
     models_note: String,
+}
+
+/// Why the registry could not be read.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RegistryError {
+    /// A get-method failed.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// The root states prices no price list can hold.
+    #[error("the root's prices: {0}")]
+    Prices(#[from] cocoon_core::PriceError),
 }
 
 /// Reads the root's prices into the proxy's price board.
@@ -73,38 +84,12 @@ impl RegistryWatch {
         self.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The root's prices now.
-    pub async fn read(&self) -> Result<(u64, PriceList), String> {
-        let get = |m: &'static str| async move {
-            let out = self
-                .chain
-                .run_get_method(&self.root, m, &[])
-                .await
-                .map_err(|e| e.to_string())?;
-            if !out.succeeded() {
-                return Err(format!(
-                    "{m} on the root {} exits with {}",
-                    self.root, out.exit_code
-                ));
-            }
-            Ok(StackReader::new(out.stack))
-        };
-        let version = get("get_params_version")
-            .await?
-            .u64()
-            .map_err(|e| e.to_string())?;
-        let mut r = get("get_prices").await?;
-        let mut n = || r.u64().map_err(|e| format!("get_prices: {e}"));
-        let (price, fee) = (Nanoton::new(n()?), Nanoton::new(n()?));
-        let mut m = [BasisPoints::ONE; 4];
-        for slot in &mut m {
-            let v = u32::try_from(n()?)
-                .map_err(|_| "get_prices: a multiplier out of range".to_string())?;
-            *slot = BasisPoints::new(v).map_err(|e| format!("get_prices: {e}"))?;
-        }
-        let prices =
-            PriceList::new(price, fee, m).map_err(|e| format!("the root's prices: {e}"))?;
-        Ok((version, prices))
+    /// The root's parameters version and prices now.
+    pub async fn read(&self) -> Result<(u64, PriceList), RegistryError> {
+        let chain = self.chain.as_ref();
+        let version = cocoon_chain::registry::params_version(chain, &self.root).await?;
+        let prices = cocoon_chain::registry::prices(chain, &self.root).await?;
+        Ok((version, prices.price_list()?))
     }
 
     /// The model hashes the root lists now, as two endpoints agree (or the
@@ -125,7 +110,9 @@ impl RegistryWatch {
             },
             None => match models_of(&self.chain, &root).await {
                 Ok(m) => Agreement::Single(m),
-                Err(detail) => Agreement::Unconfirmed { detail },
+                Err(e) => Agreement::Unconfirmed {
+                    detail: e.to_string(),
+                },
             },
         }
     }
@@ -136,7 +123,7 @@ impl RegistryWatch {
     }
 
     /// Reads the prices and the models, and puts the prices on `board`.
-    pub async fn refresh(&self, board: &crate::PriceBoard) -> Result<(), String> {
+    pub async fn refresh(&self, board: &crate::PriceBoard) -> Result<(), RegistryError> {
         match self.read().await {
             Ok((version, prices)) => {
                 let models = self.read_models().await;
@@ -162,7 +149,7 @@ impl RegistryWatch {
                 if s.error.is_none() {
                     tracing::warn!(root = %self.root, error = %e, "the registry could not be read: charging the prices last read");
                 }
-                s.error = Some(e.clone());
+                s.error = Some(e.to_string());
                 Err(e)
             }
         }
@@ -214,28 +201,7 @@ impl RegistryWatch {
 async fn models_of(
     chain: &Toncenter,
     root: &StdAddr,
-) -> Result<std::collections::BTreeSet<[u8; 32]>, String> {
-    let out = chain
-        .run_get_method(root, "get_models", &[])
-        .await
-        .map_err(|e| e.to_string())?;
-    if !out.succeeded() {
-        return Err(format!(
-            "get_models on the root {root} exits with {}",
-            out.exit_code
-        ));
-    }
-    let dict_root = match out.stack.into_iter().next() {
-        Some(cocoon_chain::StackEntry::Cell(c) | cocoon_chain::StackEntry::Slice(c)) => Some(c),
-        _ => None,
-    };
-    let dict =
-        tycho_types::dict::Dict::<tycho_types::cell::HashBytes, tycho_types::cell::Cell>::from_raw(
-            dict_root,
-        );
-    let mut set = std::collections::BTreeSet::new();
-    for k in dict.keys() {
-        set.insert(k.map_err(|e| format!("get_models: {e}"))?.0);
-    }
-    Ok(set)
+) -> Result<std::collections::BTreeSet<[u8; 32]>, ReadError> {
+    let listed = cocoon_chain::registry::models(chain, root).await?;
+    Ok(listed.into_keys().collect())
 }

@@ -99,7 +99,7 @@ struct Admitted {
     /// SHA-256 of the certificate that signs its receipts.
     certificate: String,
     /// Its contract owner's word for the certificate (on a chain).
-    owner: crate::client_contracts::OwnerProof,
+    owner: crate::worker_contract::OwnerProof,
     /// The key its receipts are signed with, as its attested certificate
     /// names it; `None` without attestation.
     receipt_key: Option<[u8; 32]>,
@@ -144,7 +144,7 @@ impl WorkerGatewayService {
             let staked = contracts
                 .check_worker_stake(contract, &admitted.owner, admitted.receipt_key.as_ref())
                 .await
-                .map_err(Status::failed_precondition)?;
+                .map_err(|e| Status::failed_precondition(e.to_string()))?;
             tracing::debug!(worker = %admitted.worker_id, stake = %staked.stake, "worker contract staked");
             return Ok(WorkerId::Contract {
                 contract: contract.clone(),
@@ -241,7 +241,7 @@ impl WorkerGatewayService {
             .certificates
             .admit(&hello.certificate, attested, model_hash)
             .map_err(|e| Status::failed_precondition(format!("hello.certificate: {e}")))?;
-        let owner = crate::client_contracts::OwnerProof {
+        let owner = crate::worker_contract::OwnerProof {
             key: hello.owner_key.to_vec(),
             signature: hello.owner_signature.to_vec(),
             certificate_sha256: cocoon_receipt::digest::sha256(&hello.certificate),

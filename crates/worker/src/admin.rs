@@ -113,7 +113,6 @@ async fn set_coefficient(
 /// `POST /admin/withdraw`: has the worker contract pay the latest
 /// voucher's increase to the worker's wallet; answers what moved.
 async fn withdraw(State(shared): State<Arc<Shared>>) -> axum::response::Response {
-    use crate::payout::WithdrawError;
     match crate::payout::withdraw(&shared).await {
         Ok(w) => (
             StatusCode::OK,
@@ -122,8 +121,8 @@ async fn withdraw(State(shared): State<Arc<Shared>>) -> axum::response::Response
         )
             .into_response(),
         Err(e) => {
-            let status = match e {
-                WithdrawError::Chain(_) => StatusCode::BAD_GATEWAY,
+            let status = match &e {
+                e if e.is_chain() => StatusCode::BAD_GATEWAY,
                 _ => StatusCode::CONFLICT,
             };
             let body = serde_json::json!({"error": e.to_string()}).to_string();
@@ -173,8 +172,8 @@ async fn stake(
             serde_json::to_string(&s).unwrap_or_default(),
         ),
         Err(e) => {
-            let status = match e {
-                WithdrawError::Chain(_) => StatusCode::BAD_GATEWAY,
+            let status = match &e {
+                e if e.is_chain() => StatusCode::BAD_GATEWAY,
                 WithdrawError::ZeroStake => StatusCode::BAD_REQUEST,
                 _ => StatusCode::CONFLICT,
             };

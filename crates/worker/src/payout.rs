@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cocoon_chain::contracts;
-use cocoon_chain::stack::StackReader;
+use cocoon_chain::registry::ReadError;
+use cocoon_chain::views;
 use cocoon_chain::wallet::{Transfer, WalletV5};
 use cocoon_chain::{AccountStatus, Chain, Toncenter};
 use cocoon_core::Nanoton;
@@ -150,7 +151,7 @@ pub(crate) enum WithdrawError {
     )]
     InFlight { amount: Nanoton },
     #[error("the latest voucher cannot be paid out: {0}")]
-    Voucher(cocoon_pay::voucher::VoucherError),
+    Voucher(#[from] cocoon_pay::voucher::VoucherError),
     #[error("a withdrawal of the stake is under way until {until} (UNIX time): the contract pays nothing meanwhile; withdraw the stake, cancel the withdrawal, or wait for its window to pass")]
     StakeWithdrawing { until: u64 },
     #[error("the payout sent to {contract} did not land on chain within 15 s; nothing is known to be paid yet")]
@@ -158,7 +159,20 @@ pub(crate) enum WithdrawError {
     #[error("the payout paid nothing: the proxy contract holds nothing for workers now, or refused it (closed, or past its close delay); {owed} stays owed and the voucher stays claimable")]
     NothingPaid { owed: Nanoton },
     #[error("the chain: {0}")]
-    Chain(String),
+    Chain(#[from] cocoon_chain::ChainError),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("the wallet's message: {0}")]
+    Send(#[from] cocoon_chain::SendError),
+    #[error("building the message: {0}")]
+    Message(#[from] tycho_types::error::Error),
+    #[error("the latest voucher does not decode as a cell: {0}")]
+    VoucherCell(#[from] tycho_types::boc::de::Error),
+    #[error("the {what} sent to {contract} did not show on chain within 15 s")]
+    NotShown {
+        what: &'static str,
+        contract: StdAddr,
+    },
     #[error("a stake of zero adds nothing")]
     ZeroStake,
     #[error("the wallet holds {balance}, less than the {amount} asked and {gas} of gas")]
@@ -173,6 +187,21 @@ pub(crate) enum WithdrawError {
         staked: Nanoton,
         balance: Nanoton,
     },
+}
+
+impl WithdrawError {
+    /// Whether the chain failed (or did not show the result in time),
+    /// rather than the request.
+    pub(crate) fn is_chain(&self) -> bool {
+        matches!(
+            self,
+            WithdrawError::Chain(_)
+                | WithdrawError::Read(_)
+                | WithdrawError::Send(_)
+                | WithdrawError::NotShown { .. }
+                | WithdrawError::NotSettled { .. }
+        )
+    }
 }
 
 /// The least stake the worker contract asks for payouts, as its initial
@@ -199,48 +228,17 @@ async fn staked(
     if !deployed {
         return Ok(Nanoton::ZERO);
     }
-    let out = chain
-        .run_get_method(contract, "get_worker_stake", &[])
-        .await
-        .map_err(|e| WithdrawError::Chain(e.to_string()))?;
-    StackReader::new(out.stack)
-        .u64()
-        .map(Nanoton::new)
-        .map_err(|e| WithdrawError::Chain(format!("get_worker_stake on {contract}: {e}")))
+    Ok(views::worker_stake(chain, contract).await?.stake)
 }
 
 /// Until when a withdrawal of the worker contract's stake runs, if one
-/// does now (`get_worker_stake`: unlock_at and the window): the contract
-/// pays nothing meanwhile.
+/// does now: the contract pays nothing meanwhile.
 async fn withdrawing_until(
     chain: &Toncenter,
     contract: &StdAddr,
 ) -> Result<Option<u64>, WithdrawError> {
-    let out = chain
-        .run_get_method(contract, "get_worker_stake", &[])
-        .await
-        .map_err(|e| WithdrawError::Chain(e.to_string()))?;
-    if !out.succeeded() {
-        return Err(WithdrawError::Chain(format!(
-            "get_worker_stake on {contract} exits with {}",
-            out.exit_code
-        )));
-    }
-    let mut r = StackReader::new(out.stack);
-    let read = (|| {
-        r.skip()?; // stake
-        r.skip()?; // min stake
-        let unlock_at = r.u64()?;
-        r.skip()?; // slashed
-        r.skip()?; // stake delay
-        r.skip()?; // slash share
-        Ok::<_, cocoon_chain::stack::StackTypeError>((unlock_at, r.u64()?))
-    })();
-    let (unlock_at, window) =
-        read.map_err(|e| WithdrawError::Chain(format!("get_worker_stake on {contract}: {e}")))?;
-    let now = cocoon_core::unix_now();
-    let until = unlock_at.saturating_add(window);
-    Ok((unlock_at != 0 && now < until).then_some(until))
+    let stake = views::worker_stake(chain, contract).await?;
+    Ok(stake.withdrawing_until(cocoon_core::unix_now()))
 }
 
 /// What the worker contract says of its payouts.
@@ -262,41 +260,22 @@ struct PayoutState {
 }
 
 async fn payout_state(chain: &Toncenter, contract: &StdAddr) -> Result<PayoutState, WithdrawError> {
-    let account = chain
-        .account(contract)
-        .await
-        .map_err(|e| WithdrawError::Chain(e.to_string()))?;
+    let account = chain.account(contract).await?;
     if account.status != AccountStatus::Active {
         return Ok(PayoutState {
             last_tx: account.last_transaction,
             ..PayoutState::default()
         });
     }
-    let out = chain
-        .run_get_method(contract, "get_worker_data", &[])
-        .await
-        .map_err(|e| WithdrawError::Chain(e.to_string()))?;
-    if !out.succeeded() {
-        return Err(WithdrawError::Chain(format!(
-            "get_worker_data on {contract} exits with {}",
-            out.exit_code
-        )));
-    }
-    let mut r = StackReader::new(out.stack);
-    let read = (|| {
-        r.skip()?; // proxy
-        r.skip()?; // owner
-        r.skip()?; // proxy key
-        Ok::<_, cocoon_chain::stack::StackTypeError>(PayoutState {
-            committed: Nanoton::new(r.u64()?),
-            last_seqno: r.u64()?,
-            in_flight: Nanoton::new(r.u64()?),
-            owed: Nanoton::new(r.u64()?),
-            deployed: true,
-            last_tx: account.last_transaction,
-        })
-    })();
-    read.map_err(|e| WithdrawError::Chain(format!("get_worker_data on {contract}: {e}")))
+    let data = views::worker_data(chain, contract).await?;
+    Ok(PayoutState {
+        committed: data.committed,
+        last_seqno: data.last_seqno,
+        in_flight: data.in_flight,
+        owed: data.owed,
+        deployed: true,
+        last_tx: account.last_transaction,
+    })
 }
 
 async fn paid_on_chain(
@@ -363,10 +342,10 @@ fn stake_message(
         to: contract.clone(),
         value,
         bounce: false,
-        body: Some(
-            contracts::add_worker_stake(cocoon_core::unix_now(), amount)
-                .map_err(|e| WithdrawError::Chain(e.to_string()))?,
-        ),
+        body: Some(contracts::add_worker_stake(
+            cocoon_core::unix_now(),
+            amount,
+        )?),
         init: if deployed {
             None
         } else {
@@ -382,20 +361,14 @@ pub(crate) async fn ensure_stake(shared: &crate::Shared) -> Result<Nanoton, With
     let c = shared.config.chain.as_ref().ok_or(WithdrawError::NoChain)?;
     let contract = &shared.address;
     let (_, deployed) = paid_on_chain(&c.chain, contract).await?;
-    let balance = c
-        .chain
-        .account(&c.wallet.address())
-        .await
-        .map_err(|e| WithdrawError::Chain(e.to_string()))?
-        .balance;
+    let balance = c.chain.account(&c.wallet.address()).await?.balance;
     let Some((t, stake)) = stake_transfer(c, contract, deployed, balance, Nanoton::ZERO).await?
     else {
         return Ok(Nanoton::ZERO);
     };
     c.wallet
         .send(c.chain.as_ref(), &[t], PAYOUT_TIMEOUT)
-        .await
-        .map_err(|e| WithdrawError::Chain(e.to_string()))?;
+        .await?;
     // On a live network the contract's state may lag the wallet's.
     for _ in 0..60 {
         let (_, deployed) = paid_on_chain(&c.chain, contract).await?;
@@ -404,34 +377,20 @@ pub(crate) async fn ensure_stake(shared: &crate::Shared) -> Result<Nanoton, With
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    Err(WithdrawError::Chain(format!(
-        "the stake sent to {contract} did not show on chain within 15 s"
-    )))
+    Err(WithdrawError::NotShown {
+        what: "stake",
+        contract: contract.clone(),
+    })
 }
 
-/// Whether evidence may name `key` now: the contract's `get_receipt_key`
-/// answers -1 (no), 0 (an active key) or the time a removed key stops
-/// counting.
+/// Whether evidence may name `key` now (registered and not removed).
 async fn receipt_key_active(
     chain: &Toncenter,
     contract: &StdAddr,
     key: &[u8; 32],
 ) -> Result<bool, WithdrawError> {
-    let arg = cocoon_chain::registry::uint256(&tycho_types::cell::HashBytes(*key));
-    let out = chain
-        .run_get_method(contract, "get_receipt_key", &[arg])
-        .await
-        .map_err(|e| WithdrawError::Chain(e.to_string()))?;
-    if !out.succeeded() {
-        return Err(WithdrawError::Chain(format!(
-            "get_receipt_key on {contract} exits with {}",
-            out.exit_code
-        )));
-    }
-    let state = StackReader::new(out.stack)
-        .int()
-        .map_err(|e| WithdrawError::Chain(format!("get_receipt_key on {contract}: {e}")))?;
-    Ok(state == num_bigint::BigInt::from(0))
+    let status = views::receipt_key(chain, contract, key).await?;
+    Ok(status == views::ReceiptKeyStatus::Active)
 }
 
 /// Registers `key` as a receipt key of the worker contract (the wallet
@@ -446,8 +405,7 @@ pub(crate) async fn ensure_receipt_key(
     if receipt_key_active(&c.chain, contract, key).await? {
         return Ok(false);
     }
-    let body = contracts::add_receipt_key(cocoon_core::unix_now(), key)
-        .map_err(|e| WithdrawError::Chain(e.to_string()))?;
+    let body = contracts::add_receipt_key(cocoon_core::unix_now(), key)?;
     let transfer = Transfer {
         to: contract.clone(),
         value: KEY_GAS,
@@ -457,8 +415,7 @@ pub(crate) async fn ensure_receipt_key(
     };
     c.wallet
         .send(c.chain.as_ref(), &[transfer], PAYOUT_TIMEOUT)
-        .await
-        .map_err(|e| WithdrawError::Chain(e.to_string()))?;
+        .await?;
     // On a live network the contract's state may lag the wallet's.
     for _ in 0..60 {
         if receipt_key_active(&c.chain, contract, key).await? {
@@ -466,9 +423,10 @@ pub(crate) async fn ensure_receipt_key(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    Err(WithdrawError::Chain(format!(
-        "the receipt key sent to {contract} did not show on chain within 15 s"
-    )))
+    Err(WithdrawError::NotShown {
+        what: "receipt key",
+        contract: contract.clone(),
+    })
 }
 
 /// What adding to the stake did.
@@ -498,10 +456,9 @@ pub(crate) async fn add_stake(
         return Err(WithdrawError::ZeroStake);
     }
     let contract = &shared.address;
-    let chain_err = |e: cocoon_chain::ChainError| WithdrawError::Chain(e.to_string());
     let wallet = c.wallet.address();
     let (_, deployed) = paid_on_chain(&c.chain, contract).await?;
-    let before = c.chain.account(&wallet).await.map_err(chain_err)?.balance;
+    let before = c.chain.account(&wallet).await?.balance;
     let value = amount
         .checked_add(STAKE_GAS)
         .and_then(|v| v.checked_add(deploy_reserve(deployed)))
@@ -522,8 +479,7 @@ pub(crate) async fn add_stake(
     tracing::info!(%contract, %amount, "adding to the worker contract's stake");
     c.wallet
         .send(c.chain.as_ref(), &[transfer], PAYOUT_TIMEOUT)
-        .await
-        .map_err(|e| WithdrawError::Chain(e.to_string()))?;
+        .await?;
     let want = stake_before
         .checked_add(amount)
         .unwrap_or(Nanoton::new(u64::MAX));
@@ -537,11 +493,13 @@ pub(crate) async fn add_stake(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     if stake_after < want {
-        return Err(WithdrawError::Chain(format!(
-            "the stake sent to {contract} did not show on chain within 15 s (it holds {stake_after})"
-        )));
+        tracing::warn!(%contract, holds = %stake_after, wanted = %want, "the stake sent did not show on chain");
+        return Err(WithdrawError::NotShown {
+            what: "stake",
+            contract: contract.clone(),
+        });
     }
-    let after = c.chain.account(&wallet).await.map_err(chain_err)?.balance;
+    let after = c.chain.account(&wallet).await?.balance;
     Ok(Staking {
         wallet: wallet.to_string(),
         worker_contract: contract.to_string(),
@@ -602,10 +560,8 @@ async fn payout_transfers(
     balance: Nanoton,
     voucher: &cocoon_pay::SignedVoucher,
 ) -> Result<(Vec<Transfer>, Nanoton), WithdrawError> {
-    let chain_err = |e: &dyn std::fmt::Display| WithdrawError::Chain(e.to_string());
-    let boc = voucher.to_boc().map_err(|e| chain_err(&e))?;
-    let cell = Boc::decode(boc).map_err(|e| chain_err(&e))?;
-    let body = contracts::payout(cocoon_core::unix_now(), cell).map_err(|e| chain_err(&e))?;
+    let cell = Boc::decode(voucher.to_boc()?)?;
+    let body = contracts::payout(cocoon_core::unix_now(), cell)?;
     let mut init = if deployed {
         None
     } else {
@@ -641,11 +597,7 @@ async fn payout_landed(
     for _ in 0..60 {
         let now = payout_state(&c.chain, contract).await?;
         if now.in_flight == Nanoton::ZERO && now.last_tx != sent.last_tx {
-            let wallet = c
-                .chain
-                .account(&c.wallet.address())
-                .await
-                .map_err(|e| WithdrawError::Chain(e.to_string()))?;
+            let wallet = c.chain.account(&c.wallet.address()).await?;
             return Ok((now, wallet.balance));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -668,19 +620,13 @@ pub(crate) async fn withdraw(shared: &crate::Shared) -> Result<Withdrawal, Withd
     let paid_before = state.committed;
     let total = voucher.voucher.total;
     let wallet = c.wallet.address();
-    let before = c
-        .chain
-        .account(&wallet)
-        .await
-        .map_err(|e| WithdrawError::Chain(e.to_string()))?
-        .balance;
+    let before = c.chain.account(&wallet).await?.balance;
     let (transfers, stake) =
         payout_transfers(c, &contract, state.deployed, before, &voucher).await?;
     let delivery = c
         .wallet
         .send(c.chain.as_ref(), &transfers, PAYOUT_TIMEOUT)
-        .await
-        .map_err(|e| WithdrawError::Chain(e.to_string()))?;
+        .await?;
     let (now, after) = payout_landed(c, &contract, &state).await?;
     let paid = now.committed.saturating_sub(paid_before);
     if paid == Nanoton::ZERO {
