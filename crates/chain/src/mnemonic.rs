@@ -22,18 +22,28 @@ pub fn is_word(word: &str) -> bool {
     WORDS_TEXT.lines().any(|w| w == word)
 }
 
+/// Why no mnemonic could be made.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MnemonicError {
+    /// The system's random source failed.
+    #[error("no randomness from the system")]
+    NoRandomness,
+    /// No draw formed a TON mnemonic (odds about 1 in 10^170).
+    #[error("no TON mnemonic found in 100 000 draws")]
+    NotFound,
+}
+
 /// A new mnemonic: 24 random words that form a TON mnemonic without a
 /// password (TON's check passes for about one phrase in 256, so a few
 /// hundred draws are made).
-pub fn generate() -> Result<String, String> {
+pub fn generate() -> Result<String, MnemonicError> {
     let words = wordlist();
     let rng = ring::rand::SystemRandom::new();
     for _ in 0..100_000 {
         let mut phrase = Vec::with_capacity(WORDS);
         for _ in 0..WORDS {
             let mut b = [0u8; 2];
-            rng.fill(&mut b)
-                .map_err(|_| "no randomness from the system")?;
+            rng.fill(&mut b).map_err(|_| MnemonicError::NoRandomness)?;
             // 2048 words: 11 bits, uniform.
             phrase.push(words[usize::from(u16::from_le_bytes(b) & 0x7ff)]);
         }
@@ -42,7 +52,7 @@ pub fn generate() -> Result<String, String> {
             return Ok(phrase);
         }
     }
-    Err("no TON mnemonic found in 100 000 draws".into())
+    Err(MnemonicError::NotFound)
 }
 
 #[cfg(test)]

@@ -68,7 +68,7 @@ pub struct Landed {
 
 impl Landed {
     /// Reads a transaction of `account` from its record.
-    pub fn read(account: &StdAddr, record: &TransactionRecord) -> Result<Self, String> {
+    pub fn read(account: &StdAddr, record: &TransactionRecord) -> Result<Self, TxUnreadable> {
         read_cell(account, record.id, record.utime, &record.cell)
     }
 
@@ -107,16 +107,13 @@ fn read_cell(
     id: TransactionId,
     utime: u32,
     cell: &Cell,
-) -> Result<Landed, String> {
-    let tx: Transaction = cell.parse().map_err(|e| format!("a transaction: {e}"))?;
-    let in_cell = tx
-        .in_msg
-        .as_ref()
-        .ok_or("a transaction without an inbound message")?;
-    let in_msg = tx
-        .load_in_msg()
-        .map_err(|e| format!("its inbound message: {e}"))?
-        .ok_or("a transaction without an inbound message")?;
+) -> Result<Landed, TxUnreadable> {
+    let part = |part: &'static str| move |error| TxUnreadable::Parse { part, error };
+    let tx: Transaction = cell.parse().map_err(part("a transaction"))?;
+    let in_cell = tx.in_msg.as_ref().ok_or(TxUnreadable::NoInbound)?;
+    let in_msg = (tx.load_in_msg())
+        .map_err(part("its inbound message"))?
+        .ok_or(TxUnreadable::NoInbound)?;
     let bounce_in = matches!(&in_msg.info, MsgInfo::Int(i) if i.bounced);
     let in_fwd_fee = match &in_msg.info {
         MsgInfo::Int(i) => u64::try_from(i.fwd_fee.into_inner()).unwrap_or(u64::MAX),
@@ -126,9 +123,7 @@ fn read_cell(
     let op = (body.size_bits() >= 32)
         .then(|| body.get_u32(0).ok())
         .flatten();
-    let info = tx
-        .load_info()
-        .map_err(|e| format!("its description: {e}"))?;
+    let info = tx.load_info().map_err(part("its description"))?;
     let (exit_code, aborted, storage) = match info {
         TxInfo::Ordinary(o) => {
             let storage = o
@@ -148,10 +143,9 @@ fn read_cell(
     };
     let mut sent = Vec::new();
     for out in tx.out_msgs.values() {
-        let out = out.map_err(|e| format!("an outbound message: {e}"))?;
-        let msg: tycho_types::models::Message<'_> = out
-            .parse()
-            .map_err(|e| format!("an outbound message: {e}"))?;
+        let out = out.map_err(part("an outbound message"))?;
+        let msg: tycho_types::models::Message<'_> =
+            out.parse().map_err(part("an outbound message"))?;
         if let MsgInfo::Int(i) = &msg.info {
             if let IntAddr::Std(to) = &i.dst {
                 sent.push(Sent {
@@ -179,6 +173,22 @@ fn read_cell(
     })
 }
 
+/// Why a transaction's cell does not read as one.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TxUnreadable {
+    /// A part of it does not parse.
+    #[error("{part}: {error}")]
+    Parse {
+        /// Which part.
+        part: &'static str,
+        /// What the parser said.
+        error: tycho_types::error::Error,
+    },
+    /// It received nothing.
+    #[error("a transaction without an inbound message")]
+    NoInbound,
+}
+
 /// Why following a message failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
@@ -191,7 +201,7 @@ pub enum TraceError {
         /// The account.
         account: StdAddr,
         /// What was wrong.
-        reason: String,
+        reason: TxUnreadable,
     },
     /// The messages did not all land in time.
     #[error("{landed} transactions found, but a message to {to} had not landed after {waited:?}")]
@@ -218,7 +228,7 @@ pub async fn find_receipt(
     msg: &HashBytes,
     after: u64,
 ) -> Result<Option<Landed>, TraceError> {
-    let unreadable = |reason: String| TraceError::Unreadable {
+    let unreadable = |reason: TxUnreadable| TraceError::Unreadable {
         account: account.clone(),
         reason,
     };

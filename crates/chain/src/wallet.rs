@@ -650,18 +650,10 @@ impl WalletV5 {
         request: &Request,
         hash: &HashBytes,
         round: u32,
-    ) -> Result<Looked, String> {
+    ) -> Result<Looked, crate::trace::TraceError> {
         let address = self.address();
-        let find = || async {
-            crate::trace::find_receipt(chain, &address, hash, request.after)
-                .await
-                .map_err(|e| e.to_string())
-        };
-        let now = chain
-            .account(&address)
-            .await
-            .map_err(|e| e.to_string())?
-            .sync_utime;
+        let find = || crate::trace::find_receipt(chain, &address, hash, request.after);
+        let now = chain.account(&address).await?.sync_utime;
         if let Some(landed) = find().await? {
             return Ok(Looked::Found(landed));
         }
@@ -722,7 +714,7 @@ impl WalletV5 {
                 Ok(Looked::Found(landed)) => return Ok(landed),
                 Ok(Looked::Never(why)) => return Err(not_included(why)),
                 Ok(Looked::NotYet) => {}
-                Err(e) => last_error = e,
+                Err(e) => last_error = e.to_string(),
             }
             if broadcast.elapsed() >= every {
                 // Refused now most likely means the first copy landed.

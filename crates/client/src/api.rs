@@ -723,7 +723,12 @@ async fn check_receipts(
         .shared
         .receipts
         .check(&a.worker, done, &a.request, answer_sha256, cost)
-        .map_err(|why| ("receipt_invalid", receipt_refused(&a.shared, &why)))?;
+        .map_err(|why| {
+            (
+                "receipt_invalid",
+                receipt_refused(&a.shared, &why.to_string()),
+            )
+        })?;
     a.shared.receipts.keep(&checked);
     crate::receipts::attach(&mut a.receipt, &a.worker, checked);
     a.receipt.replication = replicas.map(|r| r.0);

@@ -287,7 +287,7 @@ impl Receipts {
         request: &[u8],
         answer_sha256: &str,
         replicas_cost: Option<u64>,
-    ) -> Result<Checked, String> {
+    ) -> Result<Checked, ReceiptRefused> {
         let Worker::Verified {
             identity,
             certificate,
@@ -300,22 +300,19 @@ impl Receipts {
             });
         };
         if done.receipt.is_empty() {
-            return Err("the answer came without the worker's receipt".into());
+            return Err(ReceiptRefused::Missing);
         }
-        let signed = SignedReceipt::from_json(&done.receipt).map_err(|e| e.to_string())?;
-        identity.check(&signed).map_err(|e| e.to_string())?;
+        let signed = SignedReceipt::from_json(&done.receipt)?;
+        identity.check(&signed)?;
         let r = &signed.receipt;
-        r.expect_request(&cocoon_receipt::digest::sha256_hex(request))
-            .and_then(|()| r.expect_answer(answer_sha256))
-            .and_then(|()| r.expect_usage(done.usage()))
-            .map_err(|e| e.to_string())?;
+        r.expect_request(&cocoon_receipt::digest::sha256_hex(request))?;
+        r.expect_answer(answer_sha256)?;
+        r.expect_usage(done.usage())?;
         // A replicated request costs what all its runs' receipts say.
         let signed_cost = replicas_cost.or(r.cost_nanoton);
-        if let (Some(charged), Some(signed_cost)) = (done.cost(), signed_cost) {
-            if charged > signed_cost {
-                return Err(format!(
-                    "cost: the proxy charged {charged} nanoton, the workers' receipts say the answer cost {signed_cost}"
-                ));
+        if let (Some(charged), Some(signed)) = (done.cost(), signed_cost) {
+            if charged > signed {
+                return Err(ReceiptRefused::Overcharged { charged, signed });
             }
         }
         Ok(Checked {
@@ -334,6 +331,25 @@ impl Receipts {
         }
         g.push_front(entry);
     }
+}
+
+/// Why a completed answer's receipt fails this client's checks.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReceiptRefused {
+    /// There is none.
+    #[error("the answer came without the worker's receipt")]
+    Missing,
+    /// It is malformed, or states other facts than the answer's.
+    #[error(transparent)]
+    Check(#[from] cocoon_receipt::ReceiptError),
+    /// The proxy charged more than the receipts say the answer cost.
+    #[error("cost: the proxy charged {charged} nanoton, the workers' receipts say the answer cost {signed}")]
+    Overcharged {
+        /// What the proxy charged.
+        charged: u64,
+        /// What the receipts say.
+        signed: u64,
+    },
 }
 
 /// Why an answer's worker was refused before any of the answer was passed on.

@@ -18,6 +18,7 @@
 //! tools: refused unless the devnet was opened with `dev`.
 
 pub mod api;
+mod chain;
 pub mod config;
 mod store;
 
@@ -106,8 +107,30 @@ pub enum DevnetError {
         /// The method.
         method: String,
         /// What was wrong.
-        reason: String,
+        reason: GetterError,
     },
+}
+
+/// Why a get-method could not be run.
+#[derive(Debug, thiserror::Error)]
+pub enum GetterError {
+    /// No account, or one without code.
+    #[error("no account with code at this address")]
+    NoCode,
+    /// The stored account does not decode.
+    #[error("the stored account does not decode: {0}")]
+    Stored(tycho_types::error::Error),
+    /// A stack value could not cross between the VM and the caller.
+    #[error("{what}: {error}")]
+    Stack {
+        /// Which value.
+        what: &'static str,
+        /// What the cell layer said.
+        error: tycho_types::error::Error,
+    },
+    /// The VM returned a value get-methods do not return.
+    #[error("a returned value of a type get-methods do not return ({0})")]
+    Unreturnable(String),
 }
 
 fn malformed(what: &str) -> impl FnOnce(tycho_types::error::Error) -> DevnetError + '_ {
@@ -821,7 +844,7 @@ impl Devnet {
         method: &str,
         args: &[StackEntry],
     ) -> Result<GetMethodResult, DevnetError> {
-        let fail = |reason: String| DevnetError::GetMethod {
+        let fail = |reason: GetterError| DevnetError::GetMethod {
             address: address.clone(),
             method: method.to_string(),
             reason,
@@ -833,11 +856,11 @@ impl Devnet {
                 .get(address)
                 .map(|s| s.load_account())
                 .transpose()
-                .map_err(|e| fail(format!("the stored account does not decode: {e}")))?
+                .map_err(|e| fail(GetterError::Stored(e)))?
                 .flatten();
             (account, Self::now_of(&st))
         };
-        let account: Account = account.ok_or_else(|| fail("no account at this address".into()))?;
+        let account: Account = account.ok_or_else(|| fail(GetterError::NoCode))?;
         let stack = args
             .iter()
             .map(to_vm)
@@ -1107,11 +1130,11 @@ fn run_getter(
     mut stack: Vec<RcStackValue>,
     now: u32,
     config: &tycho_types::models::BlockchainConfigParams,
-) -> Result<GetterOutput, String> {
+) -> Result<GetterOutput, GetterError> {
     let AccountState::Active(state) = &account.state else {
-        return Err("the account has no code".into());
+        return Err(GetterError::NoCode);
     };
-    let code = state.code.clone().ok_or("the account has no code")?;
+    let code = state.code.clone().ok_or(GetterError::NoCode)?;
     stack.push(RcStackValue::new_dyn_value(BigInt::from(
         method.as_getter_method_id(),
     )));
@@ -1131,7 +1154,10 @@ fn run_getter(
         .with_code(code.clone())
         .require_ton_v6()
         .fill_unpacked_config()
-        .map_err(|e| format!("the configuration: {e}"))?
+        .map_err(|error| GetterError::Stack {
+            what: "the configuration",
+            error,
+        })?
         .require_ton_v11();
     let version = config.get_global_version().map(|g| g.version).unwrap_or(12);
     let public_libraries =
@@ -1194,7 +1220,7 @@ fn fee_breakdown(tx_cell: &Cell) -> Result<FeeEstimate, DevnetError> {
     })
 }
 
-fn to_vm(entry: &StackEntry) -> Result<RcStackValue, String> {
+fn to_vm(entry: &StackEntry) -> Result<RcStackValue, GetterError> {
     Ok(match entry {
         StackEntry::Int(v) => RcStackValue::new_dyn_value(v.clone()),
         StackEntry::Cell(c) => RcStackValue::new_dyn_value(c.clone()),
@@ -1204,7 +1230,7 @@ fn to_vm(entry: &StackEntry) -> Result<RcStackValue, String> {
         StackEntry::Builder(c) => {
             let mut b = CellBuilder::new();
             b.store_slice(c.as_slice_allow_exotic())
-                .map_err(|e| format!("a builder argument: {e}"))?;
+                .map_err(stack("a builder argument"))?;
             RcStackValue::new_dyn_value(b)
         }
         StackEntry::Tuple(items) => {
@@ -1215,7 +1241,11 @@ fn to_vm(entry: &StackEntry) -> Result<RcStackValue, String> {
     })
 }
 
-fn from_vm(value: &RcStackValue) -> Result<StackEntry, String> {
+fn stack(what: &'static str) -> impl Fn(tycho_types::error::Error) -> GetterError {
+    move |error| GetterError::Stack { what, error }
+}
+
+fn from_vm(value: &RcStackValue) -> Result<StackEntry, GetterError> {
     if let Some(i) = value.as_int() {
         return Ok(StackEntry::Int(BigInt::clone(i)));
     }
@@ -1225,16 +1255,14 @@ fn from_vm(value: &RcStackValue) -> Result<StackEntry, String> {
     if let Some(s) = value.as_cell_slice() {
         let mut b = CellBuilder::new();
         b.store_slice(s.apply())
-            .map_err(|e| format!("a returned slice: {e}"))?;
+            .map_err(stack("a returned slice"))?;
         return Ok(StackEntry::Slice(
-            b.build().map_err(|e| format!("a returned slice: {e}"))?,
+            b.build().map_err(stack("a returned slice"))?,
         ));
     }
     if let Some(b) = value.as_cell_builder() {
         return Ok(StackEntry::Builder(
-            b.clone()
-                .build()
-                .map_err(|e| format!("a returned builder: {e}"))?,
+            b.clone().build().map_err(stack("a returned builder"))?,
         ));
     }
     if let Some(t) = value.as_tuple() {
@@ -1245,9 +1273,7 @@ fn from_vm(value: &RcStackValue) -> Result<StackEntry, String> {
     if value.is_null() {
         return Ok(StackEntry::Null);
     }
-    Err(format!(
-        "a returned value of a type get-methods do not return ({value:?})"
-    ))
+    Err(GetterError::Unreturnable(format!("{value:?}")))
 }
 
 /// The devnet is shared between server threads.

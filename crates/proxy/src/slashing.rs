@@ -207,31 +207,85 @@ pub(crate) fn on_dissent(
     }
 }
 
-fn facts(shared: &Shared, run: &Run<'_>) -> Result<SignedReceiptFacts, String> {
-    let id = &run.worker.name;
-    let receipt =
-        SignedReceipt::from_json(run.receipt).map_err(|e| format!("worker {id}'s receipt: {e}"))?;
+/// Why no slash evidence is signed for a dissent.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NoEvidence {
+    /// The proxy does not charge: there is no voucher key to sign with.
+    #[error("this proxy charges nothing, so it signs no evidence")]
+    NoPayments,
+    /// The accused names no worker contract to slash.
+    #[error("the accused worker named no worker contract")]
+    NoContract,
+    /// The operator turned slashing off.
+    #[error("slashing is off (--slashing off)")]
+    Off,
+    /// The slashed amount would go to a client contract whose owner is not
+    /// known yet.
+    #[error("the owner of client contract {0} is not known here yet")]
+    OwnerUnknown(String),
+    /// A run's receipt cannot be evidence.
+    #[error("worker {worker}'s receipt: {why}")]
+    Receipt {
+        /// The worker's name.
+        worker: String,
+        /// What is wrong with it.
+        why: ReceiptUnusable,
+    },
+    /// Signing or encoding the evidence failed.
+    #[error(transparent)]
+    Evidence(#[from] cocoon_receipt::evidence::EvidenceError),
+}
+
+/// Why a run's receipt cannot serve as evidence.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReceiptUnusable {
+    /// It does not parse or check.
+    #[error(transparent)]
+    Malformed(#[from] cocoon_receipt::ReceiptError),
+    /// It states other content than the worker sent.
+    #[error("it states content {stated:?}, but what the worker sent hashes to {sent}")]
+    OtherContent {
+        /// The content digest it states.
+        stated: Option<String>,
+        /// The digest of what was sent.
+        sent: String,
+    },
+    /// Its certificate is not kept here.
+    #[error("its certificate {0} is not known here")]
+    UnknownCertificate(String),
+    /// Its certificate does not parse.
+    #[error("its certificate: {0}")]
+    Certificate(#[from] cocoon_tee::cert::CertError),
+    /// Its certificate names no receipt key.
+    #[error("its certificate names no receipt key")]
+    NoReceiptKey,
+}
+
+fn facts(shared: &Shared, run: &Run<'_>) -> Result<SignedReceiptFacts, NoEvidence> {
+    receipt_facts(shared, run).map_err(|why| NoEvidence::Receipt {
+        worker: run.worker.name.clone(),
+        why,
+    })
+}
+
+fn receipt_facts(shared: &Shared, run: &Run<'_>) -> Result<SignedReceiptFacts, ReceiptUnusable> {
+    let receipt = SignedReceipt::from_json(run.receipt)?;
     let r = &receipt.receipt;
     if r.content_sha256.as_deref() != Some(run.content) {
-        return Err(format!(
-            "worker {id}'s receipt states content {:?}, but what it sent hashes to {}",
-            r.content_sha256, run.content
-        ));
+        return Err(ReceiptUnusable::OtherContent {
+            stated: r.content_sha256.clone(),
+            sent: run.content.to_string(),
+        });
     }
-    let der = shared
-        .certificates
-        .get(&r.worker_certificate_sha256)
-        .ok_or_else(|| format!("worker {id}'s receipt certificate is not known here"))?;
-    let cert = cocoon_tee::cert::parse(&der)
-        .map_err(|e| format!("worker {id}'s receipt certificate: {e}"))?;
+    let der = (shared.certificates.get(&r.worker_certificate_sha256))
+        .ok_or_else(|| ReceiptUnusable::UnknownCertificate(r.worker_certificate_sha256.clone()))?;
+    let cert = cocoon_tee::cert::parse(&der)?;
     let key = if r.version >= 4 {
-        cert.claims
-            .receipt_key
-            .ok_or_else(|| format!("worker {id}'s certificate names no receipt key"))?
+        (cert.claims.receipt_key).ok_or(ReceiptUnusable::NoReceiptKey)?
     } else {
         cert.claims.public_key
     };
-    SignedReceiptFacts::of(&receipt, key).map_err(|e| format!("worker {id}'s receipt: {e}"))
+    Ok(SignedReceiptFacts::of(&receipt, key)?)
 }
 
 fn sign(
@@ -239,19 +293,11 @@ fn sign(
     accused: &Run<'_>,
     witnesses: [&Run<'_>; 2],
     payer: &StdAddr,
-) -> Result<(SlashRecord, Vec<u8>), String> {
-    let payments = shared
-        .config
-        .payments
-        .as_ref()
-        .ok_or("this proxy charges nothing, so it signs no evidence")?;
-    let contract = accused
-        .worker
-        .payee
-        .clone()
-        .ok_or("the accused worker named no worker contract")?;
+) -> Result<(SlashRecord, Vec<u8>), NoEvidence> {
+    let payments = (shared.config.payments.as_ref()).ok_or(NoEvidence::NoPayments)?;
+    let contract = (accused.worker.payee.clone()).ok_or(NoEvidence::NoContract)?;
     if !shared.config.slashing {
-        return Err("slashing is off (--slashing off)".into());
+        return Err(NoEvidence::Off);
     }
     // The slashed amount goes into the contract of the client's owner,
     // which the proxy contract derives: on a chain the owner must be
@@ -260,7 +306,7 @@ fn sign(
     let client_owner = match &payments.client_contracts {
         Some(contracts) => contracts
             .owner_of(payer)
-            .ok_or_else(|| format!("the owner of client contract {payer} is not known here yet"))?,
+            .ok_or_else(|| NoEvidence::OwnerUnknown(payer.to_string()))?,
         None => payer.clone(),
     };
     let evidence = SlashEvidence {
@@ -272,9 +318,8 @@ fn sign(
         second: facts(shared, witnesses[1])?,
     };
     let request_sha256 = hex::encode(evidence.accused.facts.request);
-    let signed = SignedEvidence::sign(evidence, |h| payments.ledger.sign_cell_hash(h))
-        .map_err(|e| e.to_string())?;
-    let boc = signed.to_boc().map_err(|e| e.to_string())?;
+    let signed = SignedEvidence::sign(evidence, |h| payments.ledger.sign_cell_hash(h))?;
+    let boc = signed.to_boc()?;
     let record = SlashRecord {
         worker: accused.worker.name.clone(),
         worker_contract: contract.to_string(),

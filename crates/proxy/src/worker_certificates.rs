@@ -14,6 +14,45 @@ use cocoon_transport::Trust;
 /// just given still find theirs.
 const KEPT: usize = 1024;
 
+/// Why a worker's receipt certificate is refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CertificateRefused {
+    /// None was announced, and this proxy needs signed receipts.
+    #[error("the worker announced no receipt certificate; this proxy attests workers and their answers need signed receipts")]
+    Missing,
+    /// It fails the proxy's policy for workers.
+    #[error("receipt certificate refused: {0}")]
+    Policy(#[from] cocoon_tee::RaTlsError),
+    /// It proves another TEE or image than the session's certificate.
+    #[error("receipt certificate proves {proved}, but the session's certificate proved {session}")]
+    OtherImage {
+        /// What the receipt certificate proves.
+        proved: String,
+        /// What the session's proved.
+        session: String,
+    },
+    /// It names another receipt key than the session's certificate.
+    #[error("receipt certificate names receipt key {proved}, but the session's certificate named {session}")]
+    OtherReceiptKey {
+        /// The key it names, hex.
+        proved: String,
+        /// The session's, hex.
+        session: String,
+    },
+    /// It claims other weights than the worker announced.
+    #[error("receipt certificate claims weights {proved}, the worker announced {announced}")]
+    OtherWeights {
+        /// The weights it claims.
+        proved: String,
+        /// The weights announced.
+        announced: String,
+    },
+}
+
+fn key_hex(k: Option<[u8; 32]>) -> String {
+    k.map_or("none".into(), hex::encode)
+}
+
 #[derive(Debug)]
 pub(crate) struct WorkerCertificates {
     trust: Trust,
@@ -44,43 +83,40 @@ impl WorkerCertificates {
         der: &[u8],
         session: Option<&Attested<PeerAttestation>>,
         model_hash: Option<ModelHash>,
-    ) -> Result<String, String> {
+    ) -> Result<String, CertificateRefused> {
         let Trust::Attested(att) = &self.trust else {
             // No attestation: nothing to check it against; clients say so.
             return Ok(self.keep(der));
         };
         if der.is_empty() {
-            return Err("the worker announced no receipt certificate; this proxy attests workers and their answers need signed receipts".into());
+            return Err(CertificateRefused::Missing);
         }
         let proved = att
             .verifier()
-            .verify(der, &[Role::Worker], cocoon_core::unix_now())
-            .map_err(|e| format!("receipt certificate refused: {e}"))?;
+            .verify(der, &[Role::Worker], cocoon_core::unix_now())?;
         if let Some(s) = session {
             if (proved.kind, proved.image_hash) != (s.kind, s.image_hash) {
-                return Err(format!(
-                    "receipt certificate proves {} image {}, but the session's certificate proved {} image {}",
-                    proved.kind, proved.image_hash, s.kind, s.image_hash
-                ));
+                return Err(CertificateRefused::OtherImage {
+                    proved: format!("{} image {}", proved.kind, proved.image_hash),
+                    session: format!("{} image {}", s.kind, s.image_hash),
+                });
             }
             // The session's receipt key is the one checked against the
             // worker contract: receipts under another would be evidence
             // against no one.
             if proved.receipt_key != s.receipt_key {
-                let hex = |k: Option<[u8; 32]>| k.map_or("none".into(), hex::encode);
-                return Err(format!(
-                    "receipt certificate names receipt key {}, but the session's certificate named {}",
-                    hex(proved.receipt_key),
-                    hex(s.receipt_key)
-                ));
+                return Err(CertificateRefused::OtherReceiptKey {
+                    proved: key_hex(proved.receipt_key),
+                    session: key_hex(s.receipt_key),
+                });
             }
         }
         if proved.model_hash != model_hash {
-            return Err(format!(
-                "receipt certificate claims weights {}, the worker announced {}",
-                proved.model_hash.map_or("none".into(), |h| h.to_hex()),
-                model_hash.map_or("none".into(), |h| h.to_hex())
-            ));
+            let hex = |h: Option<ModelHash>| h.map_or("none".into(), |h| h.to_hex());
+            return Err(CertificateRefused::OtherWeights {
+                proved: hex(proved.model_hash),
+                announced: hex(model_hash),
+            });
         }
         Ok(self.keep(der))
     }

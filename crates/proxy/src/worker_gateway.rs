@@ -77,7 +77,9 @@ impl WorkerGateway for WorkerGatewayService {
             shared.registry.remove(&worker);
             match ended {
                 Ok(()) => tracing::info!(worker = %worker.name, "worker disconnected"),
-                Err(reason) => tracing::warn!(worker = %worker.name, reason, "worker disconnected"),
+                Err(reason) => {
+                    tracing::warn!(worker = %worker.name, %reason, "worker disconnected")
+                }
             }
         });
         // Sessions never end on their own; shutdown must end them, or the
@@ -317,12 +319,12 @@ async fn read_session(
     worker: &WorkerHandle,
     attested: Option<&Attested<PeerAttestation>>,
     inbound: &mut Streaming<WorkerMessage>,
-) -> Result<(), String> {
+) -> Result<(), SessionEnded> {
     loop {
         let msg = match inbound.message().await {
             Ok(Some(m)) => m,
             Ok(None) => return Ok(()),
-            Err(status) => return Err(format!("session failed: {}", status.message())),
+            Err(status) => return Err(SessionEnded::Failed(status)),
         };
         match msg.msg {
             Some(worker_message::Msg::Event(ev)) if ev.event.is_some() => worker.deliver(ev),
@@ -341,8 +343,7 @@ async fn read_session(
                 // A rotated certificate: receipts signed with it follow.
                 let sha = shared
                     .certificates
-                    .admit(&c.der, attested, worker.model_hash)
-                    .map_err(|e| format!("the worker's new receipt certificate: {e}"))?;
+                    .admit(&c.der, attested, worker.model_hash)?;
                 tracing::info!(worker = %worker.name, certificate = %sha, "worker replaced its receipt certificate");
                 worker.set_certificate(sha);
             }
@@ -352,6 +353,17 @@ async fn read_session(
             Some(worker_message::Msg::Event(_)) | None => {}
         }
     }
+}
+
+/// Why a worker's session ended other than by the worker closing it.
+#[derive(Debug, thiserror::Error)]
+enum SessionEnded {
+    /// The stream failed.
+    #[error("session failed: {}", .0.message())]
+    Failed(Status),
+    /// The worker rotated to a certificate the proxy refuses.
+    #[error("the worker's new receipt certificate: {0}")]
+    Certificate(#[from] crate::worker_certificates::CertificateRefused),
 }
 
 /// An optional value in a log line: the value, or "none".

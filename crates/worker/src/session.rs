@@ -88,8 +88,8 @@ pub(crate) async fn run(
         let aborted = shared.jobs.abort_all();
         let delay = backoff.next_delay();
         let error = match &outcome {
-            Ok(()) => "the proxy closed the session",
-            Err(e) => e.as_str(),
+            Ok(()) => "the proxy closed the session".to_string(),
+            Err(e) => e.to_string(),
         };
         let change = link.down();
         let worker = &shared.config.name;
@@ -107,6 +107,34 @@ pub(crate) async fn run(
     }
 }
 
+/// Why a session with the proxy could not open, or ended.
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    /// The proxy refused the call.
+    #[error("{proxy}: {}", .status.message())]
+    Refused {
+        /// The proxy's address.
+        proxy: String,
+        /// Its answer.
+        status: tonic::Status,
+    },
+    /// The proxy answered hello with something else.
+    #[error("proxy did not answer hello with welcome")]
+    NoWelcome,
+    /// The proxy ended the session before welcoming this worker.
+    #[error("proxy closed the session during hello")]
+    ClosedDuringHello,
+    /// The stream failed.
+    #[error("session failed: {}", .0.message())]
+    Failed(tonic::Status),
+    /// This side's queue to the proxy closed.
+    #[error("outbound queue closed")]
+    Closed,
+    /// The proxy's vouchers or ledger fail this worker's checks.
+    #[error(transparent)]
+    ProxyRefused(#[from] crate::earnings::ProxyRefused),
+}
+
 /// A session the proxy has welcomed.
 struct Open {
     /// Messages to the proxy; the session's request stream ends when every
@@ -122,7 +150,7 @@ async fn connect(
     channel: Channel,
     backoff: &mut cocoon_transport::Backoff,
     link: &mut cocoon_transport::LinkLog,
-) -> Result<Open, String> {
+) -> Result<Open, SessionError> {
     let max = cocoon_proto::MAX_MESSAGE_BYTES;
     let mut client = WorkerGatewayClient::new(channel)
         .max_decoding_message_size(max)
@@ -147,19 +175,22 @@ async fn connect(
     out_tx
         .send(hello(shared, certificate, announced))
         .await
-        .map_err(|_| "outbound queue closed")?;
+        .map_err(|_| SessionError::Closed)?;
     let response = client
         .session(tokio_stream::wrappers::ReceiverStream::new(out_rx))
         .await
-        .map_err(|s| format!("{}: {}", shared.config.proxy, s.message()))?;
+        .map_err(|status| SessionError::Refused {
+            proxy: shared.config.proxy.to_string(),
+            status,
+        })?;
     let mut inbound = response.into_inner();
     let welcome = match inbound.message().await {
         Ok(Some(ProxyMessage {
             msg: Some(proxy_message::Msg::Welcome(w)),
         })) => w,
-        Ok(Some(_)) => return Err("proxy did not answer hello with welcome".into()),
-        Ok(None) => return Err("proxy closed the session during hello".into()),
-        Err(s) => return Err(format!("proxy refused the session: {}", s.message())),
+        Ok(Some(_)) => return Err(SessionError::NoWelcome),
+        Ok(None) => return Err(SessionError::ClosedDuringHello),
+        Err(status) => return Err(SessionError::Failed(status)),
     };
     welcomed(shared, &welcome, link)?;
     shared.connected.store(true, Ordering::Relaxed);
@@ -218,7 +249,7 @@ fn welcomed(
     shared: &Shared,
     w: &cocoon_proto::ProxyWelcome,
     link: &mut cocoon_transport::LinkLog,
-) -> Result<(), String> {
+) -> Result<(), SessionError> {
     shared.earnings.on_welcome(&shared.address, w)?;
     *shared
         .receipts
@@ -250,7 +281,7 @@ async fn serve(
     shared: &Arc<Shared>,
     open: Open,
     shutdown: &mut watch::Receiver<bool>,
-) -> Result<(), String> {
+) -> Result<(), SessionError> {
     let Open {
         out: out_tx,
         mut inbound,
@@ -270,7 +301,7 @@ async fn serve(
                 let msg = match msg {
                     Ok(Some(m)) => m,
                     Ok(None) => return Ok(()),
-                    Err(s) => return Err(format!("session failed: {}", s.message())),
+                    Err(status) => return Err(SessionError::Failed(status)),
                 };
                 match msg.msg {
                     Some(proxy_message::Msg::Request(req)) => admit(shared, req, &out_tx).await,
@@ -291,7 +322,7 @@ async fn serve(
                 let c = coefficient.borrow_and_update().per_mille();
                 let update = WorkerMessage { msg: Some(worker_message::Msg::Update(WorkerUpdate { coefficient: c })) };
                 if out_tx.send(update).await.is_err() {
-                    return Err("outbound queue closed".into());
+                    return Err(SessionError::Closed);
                 }
             }
         }
@@ -354,7 +385,7 @@ async fn admit(shared: &Arc<Shared>, req: WorkRequest, out: &Outbound) {
     let terms = match charged_at(&req) {
         Ok(t) => t,
         Err(e) => {
-            refuse(out, id.as_str(), ErrorCode::BadRequest, e).await;
+            refuse(out, id.as_str(), ErrorCode::BadRequest, e.to_string()).await;
             return;
         }
     };
@@ -428,14 +459,24 @@ struct Facts {
 /// The prices and coefficient the proxy charges the request at, if any.
 fn charged_at(
     req: &WorkRequest,
-) -> Result<Option<(cocoon_core::PriceList, cocoon_core::Coefficient)>, String> {
+) -> Result<Option<(cocoon_core::PriceList, cocoon_core::Coefficient)>, BadTerms> {
     let Some(p) = &req.prices else {
         return Ok(None);
     };
-    let prices = cocoon_proto::convert::prices(p).map_err(|e| format!("request.prices: {e}"))?;
-    let coefficient = cocoon_proto::convert::coefficient(req.coefficient)
-        .map_err(|e| format!("request.coefficient: {e}"))?;
+    let prices = cocoon_proto::convert::prices(p)?;
+    let coefficient = cocoon_proto::convert::coefficient(req.coefficient)?;
     Ok(Some((prices, coefficient)))
+}
+
+/// Prices or a coefficient in a request that no charge can be made at.
+#[derive(Debug, thiserror::Error)]
+enum BadTerms {
+    /// The prices.
+    #[error("request.prices: {0}")]
+    Prices(#[from] cocoon_core::PriceError),
+    /// The coefficient.
+    #[error("request.coefficient: {0}")]
+    Coefficient(#[from] cocoon_core::CoefficientError),
 }
 
 fn unix_ms() -> u64 {

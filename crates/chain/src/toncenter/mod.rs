@@ -424,14 +424,14 @@ impl Toncenter {
             .map_err(|e| self.malformed("getConfigParam", format!("param 19: {e}")))
     }
 
-    fn malformed(&self, method: &'static str, reason: impl Into<String>) -> ChainError {
+    fn malformed(&self, method: &'static str, reason: impl std::fmt::Display) -> ChainError {
         let endpoint = self.config.endpoints
             [self.preferred.load(Ordering::Relaxed) % self.config.endpoints.len()]
         .clone();
         ChainError::Malformed {
             endpoint,
             method,
-            reason: reason.into(),
+            reason: reason.to_string(),
         }
     }
 }
@@ -497,7 +497,7 @@ impl Chain for Toncenter {
             .iter()
             .map(encode_argument)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(ChainError::BadRequest)?;
+            .map_err(|e| ChainError::BadRequest(e.to_string()))?;
         let body = RunGetMethodRequest {
             address: raw_address(address),
             method: method.to_string(),
@@ -548,9 +548,8 @@ impl Chain for Toncenter {
                 let cell = cell_from_base64(&t.data)?;
                 let hash = hash_from_str(&t.transaction_id.hash)?;
                 if *cell.repr_hash() != hash {
-                    return Err(format!(
-                        "transaction {} does not hash to its id",
-                        t.transaction_id.lt
+                    return Err(WireError::Shape(
+                        "a transaction that does not hash to its id",
                     ));
                 }
                 Ok(TransactionRecord {
@@ -563,7 +562,7 @@ impl Chain for Toncenter {
                     cell,
                 })
             })
-            .collect::<Result<Vec<_>, String>>()
+            .collect::<Result<Vec<_>, WireError>>()
             .map_err(|e| self.malformed("getTransactions", e))
     }
 
@@ -606,9 +605,9 @@ impl Chain for Toncenter {
 }
 
 /// Reads `raw.fullAccountState`.
-pub fn account_from_wire(r: &FullAccountState) -> Result<AccountState, String> {
+pub fn account_from_wire(r: &FullAccountState) -> Result<AccountState, WireError> {
     let status = AccountStatus::parse(&r.state)
-        .ok_or_else(|| format!("unknown account state {:?}", r.state))?;
+        .ok_or_else(|| WireError::UnknownType(format!("account state {}", r.state)))?;
     let cell = |s: &str| {
         if s.is_empty() {
             Ok(None)

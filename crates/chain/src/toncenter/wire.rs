@@ -372,48 +372,70 @@ pub fn boc_base64(cell: &Cell) -> String {
     BASE64_STANDARD.encode(Boc::encode(cell))
 }
 
+/// What toncenter's JSON held that this side cannot read (or send).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WireError {
+    /// Neither standard nor URL-safe base64.
+    #[error("not base64: {0}")]
+    Base64(#[from] base64::DecodeError),
+    /// Base64, but not a bag of cells.
+    #[error("not a bag of cells: {0}")]
+    Boc(String),
+    /// A hash of the wrong length.
+    #[error("a hash of {0} bytes, not 32")]
+    HashLength(usize),
+    /// An argument toncenter v2 cannot take.
+    #[error("a {0} argument: toncenter v2 takes numbers, cells and slices")]
+    Argument(&'static str),
+    /// A number that does not parse.
+    #[error("{0:?} is not a number")]
+    Number(String),
+    /// A stack entry of the wrong shape; the text says which.
+    #[error("{0}")]
+    Shape(&'static str),
+    /// A stack entry of a type this side does not know.
+    #[error("a stack entry of unknown type {0:?}")]
+    UnknownType(String),
+}
+
 /// Reads a base64 bag of cells (standard or URL-safe alphabet).
-pub fn cell_from_base64(s: &str) -> Result<Cell, String> {
+pub fn cell_from_base64(s: &str) -> Result<Cell, WireError> {
     let bytes = BASE64_STANDARD
         .decode(s.trim())
-        .or_else(|_| base64::prelude::BASE64_URL_SAFE.decode(s.trim()))
-        .map_err(|e| format!("not base64: {e}"))?;
-    Boc::decode(bytes).map_err(|e| format!("not a bag of cells: {e}"))
+        .or_else(|_| base64::prelude::BASE64_URL_SAFE.decode(s.trim()))?;
+    Boc::decode(bytes).map_err(|e| WireError::Boc(e.to_string()))
 }
 
 /// Reads a hash in base64 (toncenter's form) or hex.
-pub fn hash_from_str(s: &str) -> Result<HashBytes, String> {
+pub fn hash_from_str(s: &str) -> Result<HashBytes, WireError> {
     let s = s.trim();
     let bytes = if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        // Checked above: every pair is two hex digits.
         (0..32)
-            .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|e| e.to_string()))
-            .collect::<Result<Vec<u8>, _>>()?
+            .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap_or_default())
+            .collect::<Vec<u8>>()
     } else {
         BASE64_STANDARD
             .decode(s)
-            .or_else(|_| base64::prelude::BASE64_URL_SAFE.decode(s))
-            .map_err(|e| format!("a hash that is neither hex nor base64: {e}"))?
+            .or_else(|_| base64::prelude::BASE64_URL_SAFE.decode(s))?
     };
     let arr: [u8; 32] = bytes
         .try_into()
-        .map_err(|b: Vec<u8>| format!("a hash of {} bytes, not 32", b.len()))?;
+        .map_err(|b: Vec<u8>| WireError::HashLength(b.len()))?;
     Ok(HashBytes(arr))
 }
 
 /// Encodes a stack entry in toncenter's legacy form: `["num", "0x.."]`,
 /// `["tvm.Cell", base64]`, `["tvm.Slice", base64]` (arguments) and
 /// `["cell", {"bytes": base64}]`, `["tuple", {...}]` (results).
-pub fn encode_argument(entry: &StackEntry) -> Result<Value, String> {
+pub fn encode_argument(entry: &StackEntry) -> Result<Value, WireError> {
     Ok(match entry {
         StackEntry::Int(v) => json!(["num", hex_int(v)]),
         StackEntry::Cell(c) => json!(["tvm.Cell", boc_base64(c)]),
         StackEntry::Slice(c) => json!(["tvm.Slice", boc_base64(c)]),
         StackEntry::Builder(c) => json!(["tvm.Cell", boc_base64(c)]),
         StackEntry::Tuple(_) | StackEntry::Null => {
-            return Err(format!(
-                "a {} argument: toncenter v2 takes numbers, cells and slices",
-                entry.type_name()
-            ))
+            return Err(WireError::Argument(entry.type_name()))
         }
     })
 }
@@ -460,7 +482,7 @@ fn hex_int(v: &BigInt) -> String {
     }
 }
 
-fn parse_int(s: &str) -> Result<BigInt, String> {
+fn parse_int(s: &str) -> Result<BigInt, WireError> {
     let s = s.trim();
     let (neg, rest) = match s.strip_prefix('-') {
         Some(r) => (true, r),
@@ -470,36 +492,44 @@ fn parse_int(s: &str) -> Result<BigInt, String> {
         Some(h) => BigInt::parse_bytes(h.as_bytes(), 16),
         None => BigInt::parse_bytes(rest.as_bytes(), 10),
     }
-    .ok_or_else(|| format!("{s:?} is not a number"))?;
+    .ok_or_else(|| WireError::Number(s.to_string()))?;
     Ok(if neg { -v } else { v })
 }
 
-fn bytes_of(v: &Value) -> Result<Cell, String> {
+fn bytes_of(v: &Value) -> Result<Cell, WireError> {
     let s = match v {
         Value::String(s) => s.as_str(),
         Value::Object(o) => o
             .get("bytes")
             .and_then(Value::as_str)
-            .ok_or("a cell entry without \"bytes\"")?,
-        _ => return Err("a cell entry that is neither a string nor an object".into()),
+            .ok_or(WireError::Shape("a cell entry without \"bytes\""))?,
+        _ => {
+            return Err(WireError::Shape(
+                "a cell entry that is neither a string nor an object",
+            ))
+        }
     };
     cell_from_base64(s)
 }
 
 /// Decodes one entry of a legacy stack (either direction).
-pub fn decode_entry(v: &Value) -> Result<StackEntry, String> {
-    let pair = v
-        .as_array()
-        .ok_or("a stack entry that is not a [type, value] pair")?;
+pub fn decode_entry(v: &Value) -> Result<StackEntry, WireError> {
+    const NOT_A_PAIR: WireError =
+        WireError::Shape("a stack entry that is not a [type, value] pair");
+    let pair = v.as_array().ok_or(NOT_A_PAIR)?;
     let (kind, value) = match pair.as_slice() {
         [Value::String(k), value] => (k.as_str(), value),
-        _ => return Err("a stack entry that is not a [type, value] pair".into()),
+        _ => return Err(NOT_A_PAIR),
     };
     Ok(match kind {
         "num" | "int" | "number" => match value {
             Value::String(s) => StackEntry::Int(parse_int(s)?),
             Value::Number(n) => StackEntry::Int(parse_int(&n.to_string())?),
-            _ => return Err("a number entry whose value is not a number".into()),
+            _ => {
+                return Err(WireError::Shape(
+                    "a number entry whose value is not a number",
+                ))
+            }
         },
         "cell" | "tvm.Cell" => StackEntry::Cell(bytes_of(value)?),
         "slice" | "tvm.Slice" => StackEntry::Slice(bytes_of(value)?),
@@ -508,7 +538,7 @@ pub fn decode_entry(v: &Value) -> Result<StackEntry, String> {
             let elements = value
                 .get("elements")
                 .and_then(Value::as_array)
-                .ok_or("a tuple without \"elements\"")?;
+                .ok_or(WireError::Shape("a tuple without \"elements\""))?;
             StackEntry::Tuple(
                 elements
                     .iter()
@@ -517,25 +547,25 @@ pub fn decode_entry(v: &Value) -> Result<StackEntry, String> {
             )
         }
         "null" => StackEntry::Null,
-        other => return Err(format!("a stack entry of unknown type {other:?}")),
+        other => return Err(WireError::UnknownType(other.to_string())),
     })
 }
 
-fn decode_element(v: &Value) -> Result<StackEntry, String> {
+fn decode_element(v: &Value) -> Result<StackEntry, WireError> {
     let kind = v.get("@type").and_then(Value::as_str).unwrap_or_default();
     Ok(match kind {
         "tvm.stackEntryNumber" => {
             let n = v
                 .pointer("/number/number")
                 .and_then(Value::as_str)
-                .ok_or("a number element without number.number")?;
+                .ok_or(WireError::Shape("a number element without number.number"))?;
             StackEntry::Int(parse_int(n)?)
         }
         "tvm.stackEntryCell" => StackEntry::Cell(bytes_of(
-            v.get("cell").ok_or("a cell element without cell")?,
+            (v.get("cell")).ok_or(WireError::Shape("a cell element without cell"))?,
         )?),
         "tvm.stackEntrySlice" => StackEntry::Slice(bytes_of(
-            v.get("slice").ok_or("a slice element without slice")?,
+            (v.get("slice")).ok_or(WireError::Shape("a slice element without slice"))?,
         )?),
         "tvm.stackEntryTuple" | "tvm.stackEntryList" => {
             let key = if kind == "tvm.stackEntryTuple" {
@@ -546,7 +576,7 @@ fn decode_element(v: &Value) -> Result<StackEntry, String> {
             let elements = v
                 .pointer(key)
                 .and_then(Value::as_array)
-                .ok_or("a tuple element without elements")?;
+                .ok_or(WireError::Shape("a tuple element without elements"))?;
             StackEntry::Tuple(
                 elements
                     .iter()
@@ -555,6 +585,6 @@ fn decode_element(v: &Value) -> Result<StackEntry, String> {
             )
         }
         "tvm.stackEntryUnsupported" => StackEntry::Null,
-        other => return Err(format!("a tuple element of unknown type {other:?}")),
+        other => return Err(WireError::UnknownType(other.to_string())),
     })
 }
