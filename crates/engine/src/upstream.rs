@@ -140,9 +140,7 @@ impl OpenAiUpstream {
 
         let relabel = Relabel::new(&self.config);
         if !req.stream {
-            let body = read_limited(response.into_body())
-                .await
-                .map_err(EngineError::Failed)?;
+            let body = read_limited(response.into_body()).await?;
             let (body, completion) = non_streamed(body, &relabel)?;
             let events = vec![
                 Ok(EngineEvent::Chunk {
@@ -188,13 +186,14 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-async fn read_limited(body: hyper::body::Incoming) -> Result<Bytes, String> {
+/// The engine's whole answer body, at most [`MAX_BODY`] bytes.
+async fn read_limited(body: hyper::body::Incoming) -> Result<Bytes, EngineError> {
     let limited = http_body_util::Limited::new(body, MAX_BODY);
     limited
         .collect()
         .await
         .map(|c| c.to_bytes())
-        .map_err(|e| format!("reading the engine's answer failed: {e}"))
+        .map_err(|e| EngineError::Failed(format!("reading the engine's answer failed: {e}")))
 }
 
 /// The `error.message` of an OpenAI-style error body, else the body text.

@@ -22,6 +22,14 @@ pub struct ImageAllowList {
     note: RwLock<String>,
 }
 
+/// An image the list does not allow for a role.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("not among the images allowed: {allowed}")]
+pub struct NotListed {
+    /// The images the list allows for the role, and where the list is from.
+    pub allowed: String,
+}
+
 impl ImageAllowList {
     /// An empty list (nothing allowed until the first [`Self::replace`]),
     /// named after its source for errors and stats.
@@ -53,9 +61,9 @@ impl ImageAllowList {
         *self.sets.write().unwrap_or_else(|p| p.into_inner()) = (sets, Some(Instant::now()));
     }
 
-    /// Whether `image` is allowed for `role`; and the role's list, for
-    /// refusals.
-    pub fn check(&self, role: Role, image: &ImageHash) -> Result<(), String> {
+    /// Whether `image` is allowed for `role`; a refusal carries the role's
+    /// list.
+    pub fn check(&self, role: Role, image: &ImageHash) -> Result<(), NotListed> {
         let sets = self.sets.read().unwrap_or_else(|p| p.into_inner());
         let set = sets.0.get(&role);
         if set.is_some_and(|s| s.contains(image)) {
@@ -69,7 +77,9 @@ impl ImageAllowList {
                     .join(", ")
             })
             .unwrap_or_default();
-        Err(format!("{list} (per {})", self.source))
+        Err(NotListed {
+            allowed: format!("{list} (per {})", self.source),
+        })
     }
 
     /// How many images each role has, and the age of the list.

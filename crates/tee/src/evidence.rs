@@ -256,7 +256,36 @@ pub struct VerifiedEvidence {
 /// Where TDX collateral comes from when the evidence does not carry it.
 pub trait CollateralSource: Send + Sync + fmt::Debug {
     /// QuoteCollateralV3 JSON for this quote, current at `now` (UNIX seconds).
-    fn collateral(&self, quote: &[u8], now: u64) -> Result<Vec<u8>, String>;
+    fn collateral(&self, quote: &[u8], now: u64) -> Result<Vec<u8>, CollateralError>;
+}
+
+/// Why no collateral could be had for a quote.
+#[derive(Debug, thiserror::Error)]
+pub enum CollateralError {
+    /// The quote carries none and nothing else provides it.
+    #[error("the quote carries none and no collateral source is configured")]
+    NotConfigured,
+    /// The collateral file is empty.
+    #[error("{0} is empty")]
+    EmptyFile(String),
+    /// The quote does not name what collateral it needs.
+    #[error("{what}: {reason}")]
+    Quote {
+        /// What was read of the quote.
+        what: &'static str,
+        /// What the quote parser said.
+        reason: String,
+    },
+    /// The PCCS could not provide it.
+    #[error("PCCS {endpoint} for FMSPC {fmspc}: {error}")]
+    Pccs {
+        /// The PCCS, host:port.
+        endpoint: String,
+        /// The platform's FMSPC.
+        fmspc: String,
+        /// What failed.
+        error: crate::pccs::PccsError,
+    },
 }
 
 /// Collateral read once from a file (offline verification, or a node
@@ -278,9 +307,9 @@ impl FileCollateral {
 }
 
 impl CollateralSource for FileCollateral {
-    fn collateral(&self, _quote: &[u8], _now: u64) -> Result<Vec<u8>, String> {
+    fn collateral(&self, _quote: &[u8], _now: u64) -> Result<Vec<u8>, CollateralError> {
         if self.json.is_empty() {
-            return Err(format!("{} is empty", self.path));
+            return Err(CollateralError::EmptyFile(self.path.clone()));
         }
         Ok(self.json.clone())
     }
@@ -311,7 +340,7 @@ pub enum EvidenceError {
     Sim(#[from] sim::SimError),
     /// A TDX quote came without collateral and none is configured.
     #[error("TDX collateral: {0}")]
-    NoCollateral(String),
+    NoCollateral(#[from] CollateralError),
 }
 
 /// Verifies evidence of any kind at `ctx.now`.
@@ -325,16 +354,10 @@ pub fn verify(
             let collateral = match (collateral, ctx.collateral) {
                 (Some(c), _) => c.as_slice(),
                 (None, Some(source)) => {
-                    fetched = source
-                        .collateral(quote, ctx.now)
-                        .map_err(EvidenceError::NoCollateral)?;
+                    fetched = source.collateral(quote, ctx.now)?;
                     fetched.as_slice()
                 }
-                (None, None) => {
-                    return Err(EvidenceError::NoCollateral(
-                        "the quote carries none and no collateral source is configured".into(),
-                    ))
-                }
+                (None, None) => return Err(CollateralError::NotConfigured.into()),
             };
             let ev = tdx::verify(quote, collateral, ctx.now)?;
             let mut measurements = vec![("mrtd", hex::encode(ev.mrtd))];

@@ -18,7 +18,7 @@ use dcap_qvl::quote::Quote;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::evidence::CollateralSource;
+use crate::evidence::{CollateralError, CollateralSource};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_BODY: usize = 4 << 20;
@@ -37,6 +37,85 @@ pub struct Pccs {
 struct Cached {
     json: Vec<u8>,
     next_update: u64,
+}
+
+/// Why a PCCS did not provide collateral.
+#[derive(Debug, thiserror::Error)]
+pub enum PccsError {
+    /// Its host does not resolve.
+    #[error("cannot resolve {host}: {error}")]
+    Resolve {
+        /// The host.
+        host: String,
+        /// The resolver's error.
+        error: std::io::Error,
+    },
+    /// Its host resolves to nothing.
+    #[error("{0} has no address")]
+    NoAddress(String),
+    /// It could not be reached.
+    #[error("cannot connect to {addr}: {error}")]
+    Connect {
+        /// The address tried.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// The exchange failed.
+    #[error("GET {path}: {error}")]
+    Io {
+        /// The path asked for.
+        path: String,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// The answer is not HTTP this client reads.
+    #[error("GET {path}: {error}")]
+    Http {
+        /// The path asked for.
+        path: String,
+        /// What was wrong.
+        error: &'static str,
+    },
+    /// The answer is not a success.
+    #[error("GET {path}: HTTP {status}")]
+    Status {
+        /// The path asked for.
+        path: String,
+        /// The HTTP status.
+        status: u16,
+    },
+    /// A header it must send is missing or unreadable.
+    #[error("header {name}: {error}")]
+    Header {
+        /// The header.
+        name: String,
+        /// What was wrong.
+        error: &'static str,
+    },
+    /// A part of the collateral does not read.
+    #[error("{what}: {reason}")]
+    Part {
+        /// Which part.
+        what: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+/// A quote parser's error, with what was being read of the quote.
+fn quote_err<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> CollateralError {
+    move |e| CollateralError::Quote {
+        what,
+        reason: format!("{e:#}"),
+    }
+}
+
+fn part(what: &'static str) -> impl Fn(&dyn std::fmt::Display) -> PccsError {
+    move |e| PccsError::Part {
+        what,
+        reason: e.to_string(),
+    }
 }
 
 /// A PCCS URL that cannot be used.
@@ -82,35 +161,46 @@ impl Pccs {
         self.fetches.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn get(&self, path_and_query: &str) -> Result<Response, String> {
+    fn get(&self, path_and_query: &str) -> Result<Response, PccsError> {
         let path = format!("{}{path_and_query}", self.prefix);
-        let addr = (self.host.as_str(), self.port)
+        let host = &self.host;
+        let addr = (host.as_str(), self.port)
             .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve {}: {e}", self.host))?
+            .map_err(|error| PccsError::Resolve {
+                host: host.clone(),
+                error,
+            })?
             .next()
-            .ok_or_else(|| format!("{} has no address", self.host))?;
+            .ok_or_else(|| PccsError::NoAddress(host.clone()))?;
         let mut s = TcpStream::connect_timeout(&addr, TIMEOUT)
-            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+            .map_err(|error| PccsError::Connect { addr, error })?;
         s.set_read_timeout(Some(TIMEOUT)).ok();
         s.set_write_timeout(Some(TIMEOUT)).ok();
+        let io = |error| PccsError::Io {
+            path: path.clone(),
+            error,
+        };
         write!(
             s,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-            self.host
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
         )
-        .map_err(|e| format!("GET {path}: {e}"))?;
+        .map_err(io)?;
         let mut raw = Vec::new();
         s.take(MAX_BODY as u64 + 65536)
             .read_to_end(&mut raw)
-            .map_err(|e| format!("GET {path}: {e}"))?;
-        let resp = Response::parse(&raw).map_err(|e| format!("GET {path}: {e}"))?;
+            .map_err(io)?;
+        let resp = Response::parse(&raw).map_err(|error| PccsError::Http {
+            path: path.clone(),
+            error,
+        })?;
         if resp.status != 200 {
-            return Err(format!("GET {path}: HTTP {}", resp.status));
+            let status = resp.status;
+            return Err(PccsError::Status { path, status });
         }
         Ok(resp)
     }
 
-    fn fetch(&self, fmspc: &str, ca: &str) -> Result<Cached, String> {
+    fn fetch(&self, fmspc: &str, ca: &str) -> Result<Cached, PccsError> {
         #[derive(Deserialize)]
         struct Tcb<'a> {
             #[serde(rename = "tcbInfo", borrow)]
@@ -134,16 +224,16 @@ impl Pccs {
             .issuer_chain("tcb-info-issuer-chain")
             .or_else(|_| tcb.issuer_chain("sgx-tcb-info-issuer-chain"))?;
         let tcb_body: Tcb<'_> =
-            serde_json::from_slice(&tcb.body).map_err(|e| format!("TCB info response: {e}"))?;
+            serde_json::from_slice(&tcb.body).map_err(|e| part("TCB info response")(&e))?;
         let qe = self.get("/tdx/certification/v4/qe/identity")?;
         let qe_chain = qe.issuer_chain("sgx-enclave-identity-issuer-chain")?;
         let qe_body: Qe<'_> =
-            serde_json::from_slice(&qe.body).map_err(|e| format!("QE identity response: {e}"))?;
+            serde_json::from_slice(&qe.body).map_err(|e| part("QE identity response")(&e))?;
         let root_crl = self.get("/sgx/certification/v4/rootcacrl")?.body;
         // PCCS serves the root CA CRL hex-encoded; Intel's PCS serves DER.
         let root_crl = match std::str::from_utf8(&root_crl) {
             Ok(t) if t.trim().bytes().all(|b| b.is_ascii_hexdigit()) => {
-                hex::decode(t.trim()).map_err(|e| format!("root CA CRL: {e}"))?
+                hex::decode(t.trim()).map_err(|e| part("root CA CRL")(&e))?
             }
             _ => root_crl,
         };
@@ -175,13 +265,13 @@ impl Pccs {
 }
 
 impl CollateralSource for Pccs {
-    fn collateral(&self, quote: &[u8], now: u64) -> Result<Vec<u8>, String> {
-        let parsed = Quote::parse(quote).map_err(|e| format!("quote: {e:#}"))?;
+    fn collateral(&self, quote: &[u8], now: u64) -> Result<Vec<u8>, CollateralError> {
+        let parsed = Quote::parse(quote).map_err(quote_err("quote"))?;
         let fmspc = hex::encode_upper(
-            dcap_qvl::intel::quote_fmspc(&parsed).map_err(|e| format!("quote FMSPC: {e:#}"))?,
+            dcap_qvl::intel::quote_fmspc(&parsed).map_err(quote_err("quote FMSPC"))?,
         );
         let ca = dcap_qvl::intel::quote_ca(&parsed)
-            .map_err(|e| format!("quote PCK CA: {e:#}"))?
+            .map_err(quote_err("quote PCK CA"))?
             .as_id_str()
             .to_owned();
         let key = (fmspc.clone(), ca.clone());
@@ -197,7 +287,11 @@ impl CollateralSource for Pccs {
         }
         let fresh = self
             .fetch(&fmspc, &ca)
-            .map_err(|e| format!("PCCS {}:{} for FMSPC {fmspc}: {e}", self.host, self.port))?;
+            .map_err(|error| CollateralError::Pccs {
+                endpoint: format!("{}:{}", self.host, self.port),
+                fmspc: fmspc.clone(),
+                error,
+            })?;
         let json = fresh.json.clone();
         self.cache
             .lock()
@@ -208,21 +302,26 @@ impl CollateralSource for Pccs {
 }
 
 /// `nextUpdate` of a TCB info or QE identity object, UNIX seconds.
-fn next_update_json(raw: &str) -> Result<u64, String> {
+fn next_update_json(raw: &str) -> Result<u64, PccsError> {
     #[derive(Deserialize)]
     struct Dates {
         #[serde(rename = "nextUpdate")]
         next_update: String,
     }
-    let d: Dates = serde_json::from_str(raw).map_err(|e| format!("nextUpdate: {e}"))?;
-    parse_rfc3339(&d.next_update)
-        .ok_or_else(|| format!("nextUpdate {:?} is not a UTC time", d.next_update))
+    let d: Dates = serde_json::from_str(raw).map_err(|e| part("nextUpdate")(&e))?;
+    parse_rfc3339(&d.next_update).ok_or_else(|| PccsError::Part {
+        what: "nextUpdate",
+        reason: format!("{:?} is not a UTC time", d.next_update),
+    })
 }
 
-fn next_update_crl(der: &[u8]) -> Result<u64, String> {
-    let (_, crl) = x509_parser::parse_x509_crl(der).map_err(|e| format!("CRL: {e}"))?;
-    let t = crl.next_update().ok_or("CRL has no nextUpdate")?;
-    u64::try_from(t.timestamp()).map_err(|_| "CRL nextUpdate is before 1970".to_owned())
+fn next_update_crl(der: &[u8]) -> Result<u64, PccsError> {
+    let crl_part = part("CRL");
+    let (_, crl) = x509_parser::parse_x509_crl(der).map_err(|e| crl_part(&e))?;
+    let t = crl
+        .next_update()
+        .ok_or_else(|| crl_part(&"no nextUpdate"))?;
+    u64::try_from(t.timestamp()).map_err(|_| crl_part(&"nextUpdate is before 1970"))
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` (fractions allowed) to UNIX seconds.
@@ -251,7 +350,7 @@ struct Response {
 }
 
 impl Response {
-    fn parse(raw: &[u8]) -> Result<Self, String> {
+    fn parse(raw: &[u8]) -> Result<Self, &'static str> {
         let end = raw
             .windows(4)
             .position(|w| w == b"\r\n\r\n")
@@ -275,7 +374,7 @@ impl Response {
             body = dechunk(&body)?;
         }
         if body.len() > MAX_BODY {
-            return Err(format!("body over {MAX_BODY} bytes"));
+            return Err("body over 4 MiB");
         }
         Ok(Response {
             status,
@@ -285,18 +384,22 @@ impl Response {
     }
 
     /// A URL-encoded PEM chain header, decoded.
-    fn issuer_chain(&self, name: &str) -> Result<String, String> {
+    fn issuer_chain(&self, name: &str) -> Result<String, PccsError> {
+        let header = |error| PccsError::Header {
+            name: name.to_string(),
+            error,
+        };
         let v = self
             .headers
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
-            .ok_or_else(|| format!("missing header {name}"))?;
-        percent_decode(v).ok_or_else(|| format!("header {name} is not URL-encoded text"))
+            .ok_or_else(|| header("missing"))?;
+        percent_decode(v).ok_or_else(|| header("not URL-encoded text"))
     }
 }
 
-fn dechunk(mut b: &[u8]) -> Result<Vec<u8>, String> {
+fn dechunk(mut b: &[u8]) -> Result<Vec<u8>, &'static str> {
     let mut out = Vec::new();
     loop {
         let eol = b.windows(2).position(|w| w == b"\r\n").ok_or("bad chunk")?;
@@ -308,7 +411,7 @@ fn dechunk(mut b: &[u8]) -> Result<Vec<u8>, String> {
             return Ok(out);
         }
         if b.len() < size + 2 || out.len() + size > MAX_BODY {
-            return Err("truncated or oversized chunk".into());
+            return Err("truncated or oversized chunk");
         }
         out.extend_from_slice(&b[..size]);
         b = &b[size + 2..];

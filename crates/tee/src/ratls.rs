@@ -308,10 +308,10 @@ impl RaTlsVerifier {
         }
         if let Some(list) = &self.registry_images {
             list.check(claims.role, &verified.image_hash)
-                .map_err(|allowed| RaTlsError::ImageNotAllowed {
+                .map_err(|refused| RaTlsError::ImageNotAllowed {
                     role: claims.role,
                     found: verified.image_hash,
-                    allowed,
+                    allowed: refused.allowed,
                 })?;
         } else if !self
             .policy

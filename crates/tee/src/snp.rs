@@ -455,9 +455,9 @@ pub fn verify(report: &[u8], vek: &[u8], chain: &[u8], at: u64) -> Result<SnpEvi
             reason: format!("the certificate's key is not a P-384 point: {e}"),
         },
     )?;
-    let sig = raw_signature(&report[SIGNED_LEN..]).map_err(|reason| SnpError::Signature {
+    let sig = raw_signature(&report[SIGNED_LEN..]).map_err(|e| SnpError::Signature {
         key: signer.as_str(),
-        reason,
+        reason: e.to_string(),
     })?;
     key.verify_digest(sha2::Sha384::new_with_prefix(&report[..SIGNED_LEN]), &sig)
         .map_err(|e| SnpError::Signature {
@@ -482,16 +482,24 @@ pub fn verify(report: &[u8], vek: &[u8], chain: &[u8], at: u64) -> Result<SnpEvi
 
 /// The report's signature: R and S, each 72 bytes little-endian, of which
 /// a P-384 scalar uses 48; the rest must be zero.
-fn raw_signature(sig: &[u8]) -> Result<p384::ecdsa::Signature, String> {
+/// Why a report's signature area holds no P-384 signature.
+#[derive(Debug, thiserror::Error)]
+enum RawSignatureError {
+    #[error("signature area is {0} bytes, expected 144")]
+    Short(usize),
+    #[error("a signature component is wider than 384 bits")]
+    Wide,
+    #[error("not a valid signature: {0}")]
+    Invalid(p384::ecdsa::Error),
+}
+
+fn raw_signature(sig: &[u8]) -> Result<p384::ecdsa::Signature, RawSignatureError> {
     if sig.len() < 144 {
-        return Err(format!(
-            "signature area is {} bytes, expected 144",
-            sig.len()
-        ));
+        return Err(RawSignatureError::Short(sig.len()));
     }
-    let scalar = |le: &[u8]| -> Result<[u8; 48], String> {
+    let scalar = |le: &[u8]| -> Result<[u8; 48], RawSignatureError> {
         if le[48..72].iter().any(|&b| b != 0) {
-            return Err("a signature component is wider than 384 bits".into());
+            return Err(RawSignatureError::Wide);
         }
         let mut be = [0u8; 48];
         for (i, b) in le[..48].iter().enumerate() {
@@ -500,5 +508,5 @@ fn raw_signature(sig: &[u8]) -> Result<p384::ecdsa::Signature, String> {
         Ok(be)
     };
     let (r, s) = (scalar(&sig[..72])?, scalar(&sig[72..144])?);
-    p384::ecdsa::Signature::from_scalars(r, s).map_err(|e| format!("not a valid signature: {e}"))
+    p384::ecdsa::Signature::from_scalars(r, s).map_err(RawSignatureError::Invalid)
 }

@@ -156,7 +156,19 @@ fn an_fmspc_the_pccs_does_not_know_is_named() {
         .collateral(&fixture("cocoon_quote.dat"), LAST_OK)
         .unwrap_err();
     assert!(
-        err.contains("FMSPC 90C06F000000") && err.contains("HTTP 404"),
-        "{err}"
+        matches!(
+            &err,
+            cocoon_tee::evidence::CollateralError::Pccs {
+                fmspc,
+                error: cocoon_tee::pccs::PccsError::Status { status: 404, .. },
+                ..
+            } if fmspc == "90C06F000000"
+        ),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("FMSPC 90C06F000000") && text.contains("HTTP 404"),
+        "{text}"
     );
 }

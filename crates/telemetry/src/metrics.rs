@@ -126,7 +126,15 @@ pub struct ActiveRequest {
     metrics: Arc<RequestMetrics>,
     started: Instant,
     first_byte: bool,
-    outcome: Option<Result<(), String>>,
+    outcome: Option<Outcome>,
+}
+
+/// How a request ended, as the metrics count it.
+#[derive(Debug)]
+enum Outcome {
+    Succeeded,
+    /// Failed, for a reason (a short snake_case word, the metric's label).
+    Failed(String),
 }
 
 impl ActiveRequest {
@@ -140,12 +148,12 @@ impl ActiveRequest {
 
     /// Marks the request as answered in full.
     pub fn succeed(&mut self) {
-        self.outcome = Some(Ok(()));
+        self.outcome = Some(Outcome::Succeeded);
     }
 
     /// Marks the request as failed for `reason` (a short snake_case word).
     pub fn fail(&mut self, reason: &str) {
-        self.outcome = Some(Err(reason.to_string()));
+        self.outcome = Some(Outcome::Failed(reason.to_string()));
     }
 
     /// Time since the request started.
@@ -160,10 +168,10 @@ impl Drop for ActiveRequest {
         m.active.fetch_sub(1, Ordering::Relaxed);
         m.latency.observe(self.started.elapsed());
         match self.outcome.take() {
-            Some(Ok(())) => {
+            Some(Outcome::Succeeded) => {
                 m.succeeded.fetch_add(1, Ordering::Relaxed);
             }
-            Some(Err(reason)) => {
+            Some(Outcome::Failed(reason)) => {
                 m.failed.fetch_add(1, Ordering::Relaxed);
                 m.record_error(&reason);
             }

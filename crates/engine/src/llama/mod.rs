@@ -50,16 +50,18 @@ pub struct LlamaConfig {
 
 /// llama.cpp is initialised once per process.
 fn backend() -> Result<&'static LlamaBackend, EngineError> {
-    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+    // A failed start is kept and told to every caller.
+    static BACKEND: OnceLock<Result<LlamaBackend, EngineError>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {
             llama_cpp_2::send_logs_to_tracing(
                 llama_cpp_2::LogOptions::default().with_logs_enabled(false),
             );
-            LlamaBackend::init().map_err(|e| e.to_string())
+            LlamaBackend::init()
+                .map_err(|e| EngineError::Failed(format!("cannot initialise llama.cpp: {e}")))
         })
         .as_ref()
-        .map_err(|e| EngineError::Failed(format!("cannot initialise llama.cpp: {e}")))
+        .map_err(Clone::clone)
 }
 
 /// A GGUF model served in-process.
