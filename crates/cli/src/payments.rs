@@ -94,15 +94,16 @@ pub struct ProxyOnChain {
     pub global_id: i32,
 }
 
-/// The proxy's payments, or `None` with `--payments off`.
+/// How the proxy charges: not at all with `--payments off`, on its
+/// development ledger, or through contracts on `chain`.
 pub fn proxy(
     o: &ProxyOptions,
     data_dir: &Path,
     dev: bool,
     chain: Option<ProxyOnChain>,
-) -> anyhow::Result<Option<Arc<Payments>>> {
+) -> anyhow::Result<cocoon_proxy::Charging> {
     if o.payments == Some(crate::options::Switch::Off) {
-        return Ok(None);
+        return Ok(cocoon_proxy::Charging::Free);
     }
     check_dev_flags(o, dev)?;
     let dev_deposits = o.dev_deposits.unwrap_or(false);
@@ -157,32 +158,33 @@ pub fn proxy(
         "payments on"
     );
     let ledger = Arc::new(ledger);
-    let registry = chain.as_ref().map(|c| c.registry.clone());
-    let client_contracts = chain.map(|c| {
-        Arc::new(
-            cocoon_proxy::client_contracts::ClientContracts::new(
-                c.chain,
-                contract.clone(),
-                voucher_key,
-                ledger.clone(),
-            )
-            .on_network(c.global_id)
-            .with_committer(c.committer),
-        )
-    });
-    Ok(Some(Arc::new(Payments {
+    let payments = Arc::new(Payments {
         settlement: ledger.clone(),
-        ledger,
+        ledger: ledger.clone(),
         prices: cocoon_proxy::PriceBoard::new(prices),
         default_max_tokens: o.default_max_tokens.unwrap_or(4096),
         dev_deposits,
-        contract,
+        contract: contract.clone(),
         voucher_key,
         checkpoint_window: match o.checkpoint_window_ms.unwrap_or(0) {
             ms @ 0..=1000 => std::time::Duration::from_millis(ms),
             ms => bail!("--checkpoint-window-ms must be at most 1000, found {ms}: chunks would be held too long"),
         },
-        client_contracts,
-        registry,
-    })))
+    });
+    let Some(c) = chain else {
+        return Ok(cocoon_proxy::Charging::DevLedger(payments));
+    };
+    let contracts = cocoon_proxy::client_contracts::ClientContracts::new(
+        c.chain,
+        contract,
+        voucher_key,
+        ledger,
+    )
+    .on_network(c.global_id)
+    .with_committer(c.committer);
+    Ok(cocoon_proxy::Charging::OnChain {
+        payments,
+        contracts: Arc::new(contracts),
+        registry: c.registry,
+    })
 }

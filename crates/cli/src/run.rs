@@ -238,24 +238,29 @@ async fn proxy_config(
         None => (None, None),
     };
     let trust = crate::trust::build(&a, hash, images)?;
-    let registry = on_chain.as_ref().map(|c| c.registry.clone());
-    let payments = crate::payments::proxy(&o, &data_dir, a.dev.unwrap_or(false), on_chain)?;
-    if let (Some(r), Some(p)) = (&registry, &payments) {
-        r.refresh(&p.prices)
-            .await
-            .map_err(|e| anyhow!("reading the prices from the root registry: {e}"))?;
-    }
+    let charging = crate::payments::proxy(&o, &data_dir, a.dev.unwrap_or(false), on_chain)?;
+    read_registry_prices(&charging).await?;
     Ok(cocoon_proxy::ProxyConfig {
         name: o.name.unwrap_or_else(|| format!("proxy-{}", hostname())),
         listen: addr(o.listen, DEFAULT_PROXY),
         http_listen: addr(o.http_listen, DEFAULT_PROXY_HTTP),
         trust,
         default_timeout: timeout(o.timeout_secs)?,
-        payments,
+        charging,
         queue: queue_limits(o.queue_length),
         spot_checks: spot_checks(o.spot_check_rate, o.spot_check_first)?,
         slashing: o.slashing != Some(crate::options::Switch::Off),
     })
+}
+
+/// On a chain, the root registry's prices before the first request.
+async fn read_registry_prices(charging: &cocoon_proxy::Charging) -> anyhow::Result<()> {
+    if let (Some(r), Some(p)) = (charging.registry(), charging.payments()) {
+        r.refresh(&p.prices)
+            .await
+            .map_err(|e| anyhow!("reading the prices from the root registry: {e}"))?;
+    }
+    Ok(())
 }
 
 fn spot_checks(
@@ -544,7 +549,7 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
         chain.clone(),
         local.root.clone(),
     ));
-    let payments = crate::payments::proxy(
+    let charging = crate::payments::proxy(
         &ProxyOptions {
             contract: Some(local.proxy_contract.to_string()),
             ..Default::default()
@@ -557,16 +562,11 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
                 wallet: local.proxy_wallet.clone(),
                 above: o.commit_above.map(cocoon_core::Nanoton::new),
             },
-            registry: registry.clone(),
+            registry,
             global_id: devnet.devnet.global_id(),
         }),
     )?;
-    if let Some(p) = &payments {
-        registry
-            .refresh(&p.prices)
-            .await
-            .map_err(|e| anyhow!("reading the prices from the root registry: {e}"))?;
-    }
+    read_registry_prices(&charging).await?;
 
     let proxy = cocoon_proxy::Proxy::start(cocoon_proxy::ProxyConfig {
         name: "local-proxy".into(),
@@ -574,7 +574,7 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
         http_listen: addr(o.proxy_http_listen, DEFAULT_PROXY_HTTP),
         trust: proxy_trust,
         default_timeout: cocoon_core::DEFAULT_TIMEOUT,
-        payments,
+        charging,
         queue: queue_limits(o.queue_length),
         spot_checks: cocoon_proxy::SpotCheckConfig::default(),
         slashing: true,

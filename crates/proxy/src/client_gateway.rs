@@ -116,7 +116,7 @@ impl ClientGateway for ClientGatewayService {
             )));
         }
         self.note_hello(peer.as_ref(), &hello.client_name);
-        let p = self.shared.config.payments.as_deref();
+        let p = self.shared.config.charging.payments().map(|p| &**p);
         Ok(Response::new(ProxyHello {
             protocol_version: cocoon_core::PROTOCOL_VERSION,
             proxy_name: self.shared.config.name.clone(),
@@ -132,13 +132,7 @@ impl ClientGateway for ClientGatewayService {
     ) -> Result<Response<BalanceResponse>, Status> {
         crate::peer_role::require(request.extensions().get(), cocoon_core::Role::Client)?;
         let address = parse_address(&request.get_ref().client_address)?;
-        if let Some(d) = self
-            .shared
-            .config
-            .payments
-            .as_ref()
-            .and_then(|p| p.client_contracts.as_ref())
-        {
+        if let Some(d) = self.shared.config.charging.contracts() {
             d.ensure(&address).await;
         }
         Ok(Response::new(self.balance_of(&address)))
@@ -216,15 +210,13 @@ impl ClientGateway for ClientGatewayService {
 
 impl ClientGatewayService {
     fn payments(&self) -> Result<&crate::Payments, Status> {
-        self.shared
-            .config
-            .payments
-            .as_deref()
+        (self.shared.config.charging.payments())
+            .map(|p| &**p)
             .ok_or_else(|| Status::failed_precondition("this proxy does not charge for requests"))
     }
 
     fn balance_of(&self, address: &tycho_types::models::StdAddr) -> BalanceResponse {
-        let Some(p) = self.shared.config.payments.as_deref() else {
+        let Some(p) = self.shared.config.charging.payments().map(|p| &**p) else {
             return BalanceResponse::default();
         };
         let a = p.ledger.client(address);

@@ -22,7 +22,7 @@ mod worker_gateway;
 mod worker_id;
 
 pub use admission::{QueueLimits, DEFAULT_MAX_WAITING};
-pub use payments::{Payments, PriceBoard};
+pub use payments::{Charging, Payments, PriceBoard};
 pub use registry::{Lease, NoWorker, WorkerHandle, WorkerRegistry};
 pub use settlement::{SettleError, SettleFuture, Settlement};
 pub use spot_check::{CheckRecord, SpotCheckConfig};
@@ -51,8 +51,8 @@ pub struct ProxyConfig {
     pub trust: Trust,
     /// Deadline for requests that do not set one.
     pub default_timeout: Duration,
-    /// Metering and the ledger; `None` serves without charging.
-    pub payments: Option<Arc<Payments>>,
+    /// How it charges: not at all, on a development ledger, or on a chain.
+    pub charging: Charging,
     /// How requests wait when every worker for their model is busy.
     pub queue: QueueLimits,
     /// Which answers are re-run on another worker and compared.
@@ -142,7 +142,7 @@ impl Proxy {
         let shared = Arc::new(Shared {
             certificates: worker_certificates::WorkerCertificates::new(config.trust.clone()),
             spot_checks: spot_check::SpotChecks::new(config.spot_checks),
-            slashing: match &config.payments {
+            slashing: match config.charging.payments() {
                 Some(p) => slashing::SlashEvidenceLog::open(
                     p.ledger.path().with_file_name("slash-evidence.json"),
                 ),
@@ -242,12 +242,7 @@ fn chain_tasks(
     shutdown: &watch::Sender<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
-    if let Some(d) = shared
-        .config
-        .payments
-        .as_ref()
-        .and_then(|p| p.client_contracts.clone())
-    {
+    if let Some(d) = shared.config.charging.contracts().cloned() {
         tasks.push(tokio::spawn(d.clone().poll(shutdown.subscribe())));
         tasks.push(tokio::spawn(slashing::retry(
             shared.clone(),
@@ -259,10 +254,11 @@ fn chain_tasks(
             shutdown.subscribe(),
         )));
     }
-    if let Some(p) = shared.config.payments.clone() {
-        if let Some(r) = p.registry.clone() {
-            tasks.push(tokio::spawn(r.run(p, shutdown.subscribe())));
-        }
+    if let (Some(p), Some(r)) = (
+        shared.config.charging.payments(),
+        shared.config.charging.registry(),
+    ) {
+        tasks.push(tokio::spawn(r.clone().run(p.clone(), shutdown.subscribe())));
     }
     tasks
 }

@@ -14,6 +14,8 @@ use cocoon_core::{Charge, Coefficient, PriceList, Usage};
 use cocoon_pay::Ledger;
 use tycho_types::models::StdAddr;
 
+use crate::client_contracts::ClientContracts;
+use crate::registry_watch::RegistryWatch;
 use crate::Settlement;
 
 /// The proxy's payment setup.
@@ -37,11 +39,52 @@ pub struct Payments {
     /// one covers more of them: zero makes each chunk durable as soon as it
     /// arrives; more trades streaming smoothness for fewer ledger commits.
     pub checkpoint_window: std::time::Duration,
-    /// Deposits read from client contracts on chain; `None` on a
-    /// development ledger.
-    pub client_contracts: Option<Arc<crate::client_contracts::ClientContracts>>,
-    /// The root registry whose prices are charged; `None`: the flags'.
-    pub registry: Option<Arc<crate::registry_watch::RegistryWatch>>,
+}
+
+/// How the proxy is paid for the requests it serves.
+#[derive(Debug, Clone)]
+pub enum Charging {
+    /// It serves without charging.
+    Free,
+    /// A development ledger: clients' balances are the ledger's own
+    /// deposits, prices the flags'.
+    DevLedger(Arc<Payments>),
+    /// On a chain: deposits read from client contracts (and commits sent
+    /// to them), prices and models from the root registry.
+    OnChain {
+        /// The ledger and prices.
+        payments: Arc<Payments>,
+        /// The client contracts' watch and the commits.
+        contracts: Arc<ClientContracts>,
+        /// The root registry, read for prices and models.
+        registry: Arc<RegistryWatch>,
+    },
+}
+
+impl Charging {
+    /// The ledger and prices, when the proxy charges.
+    pub fn payments(&self) -> Option<&Arc<Payments>> {
+        match self {
+            Charging::Free => None,
+            Charging::DevLedger(p) | Charging::OnChain { payments: p, .. } => Some(p),
+        }
+    }
+
+    /// The client contracts, on a chain.
+    pub fn contracts(&self) -> Option<&Arc<ClientContracts>> {
+        match self {
+            Charging::OnChain { contracts, .. } => Some(contracts),
+            _ => None,
+        }
+    }
+
+    /// The root registry, on a chain.
+    pub fn registry(&self) -> Option<&Arc<RegistryWatch>> {
+        match self {
+            Charging::OnChain { registry, .. } => Some(registry),
+            _ => None,
+        }
+    }
 }
 
 /// The prices requests are charged at now. Fixed by flags on a development

@@ -363,8 +363,6 @@ mod tests {
                 prices: crate::payments::PriceBoard::new(prices),
                 default_max_tokens: 50,
                 dev_deposits: true,
-                client_contracts: None,
-                registry: None,
                 contract: addr(0xcc),
                 voucher_key,
                 checkpoint_window: Duration::ZERO,

@@ -294,7 +294,7 @@ fn sign(
     witnesses: [&Run<'_>; 2],
     payer: &StdAddr,
 ) -> Result<(SlashRecord, Vec<u8>), NoEvidence> {
-    let payments = (shared.config.payments.as_ref()).ok_or(NoEvidence::NoPayments)?;
+    let payments = (shared.config.charging.payments()).ok_or(NoEvidence::NoPayments)?;
     let contract = (accused.worker.payee.clone()).ok_or(NoEvidence::NoContract)?;
     if !shared.config.slashing {
         return Err(NoEvidence::Off);
@@ -303,7 +303,7 @@ fn sign(
     // which the proxy contract derives: on a chain the owner must be
     // known, or the amount would land in a contract no one can open. Off
     // a chain the payer names the client, and the evidence only shows.
-    let client_owner = match &payments.client_contracts {
+    let client_owner = match shared.config.charging.contracts() {
         Some(contracts) => contracts
             .owner_of(payer)
             .ok_or_else(|| NoEvidence::OwnerUnknown(payer.to_string()))?,
@@ -333,12 +333,7 @@ fn sign(
 }
 
 async fn submit(shared: &Shared, record: &SlashRecord, boc: &[u8]) -> String {
-    let Some(contracts) = shared
-        .config
-        .payments
-        .as_ref()
-        .and_then(|p| p.client_contracts.clone())
-    else {
+    let Some(contracts) = shared.config.charging.contracts().cloned() else {
         return "not sent: this proxy is not on a chain; anyone holding the evidence may send it"
             .into();
     };

@@ -423,7 +423,10 @@ fn receipt_usage(receipt: &[u8]) -> Option<cocoon_core::Usage> {
 /// commission cannot cover yet stays due to the worker (the ledger pays it
 /// as the commission grows). Nothing to pay when the proxy charges nothing.
 async fn pay_checker(shared: &Shared, worker: &WorkerHandle, usage: &cocoon_core::Usage) {
-    let (Some(payments), Some(payee)) = (shared.config.payments.as_deref(), &worker.payee) else {
+    let (Some(payments), Some(payee)) = (
+        shared.config.charging.payments().map(|p| &**p),
+        &worker.payee,
+    ) else {
         return;
     };
     let fee = match payments.prices.get().cost(usage, worker.coefficient()) {

@@ -16,12 +16,15 @@ impl StatsSource for Shared {
         info.insert("listen".into(), self.config.listen.to_string());
         info.insert("trust".into(), self.config.trust.describe());
         info.insert("workers_connected".into(), workers.len().to_string());
-        if let Some(p) = &self.config.payments {
-            chain_info(p, &mut info);
-        }
+        chain_info(&self.config.charging, &mut info);
         let detail = ProxyFigures {
             workers: self.worker_records(),
-            ledger: self.config.payments.as_deref().map(LedgerFigures::of),
+            ledger: self
+                .config
+                .charging
+                .payments()
+                .map(|p| &**p)
+                .map(LedgerFigures::of),
             slash_evidence: self.slashing.all(),
         };
         self.metrics
@@ -232,12 +235,14 @@ fn json(body: Vec<u8>) -> impl axum::response::IntoResponse {
 
 /// The chain's facts, as `info` entries: the proxy contract, the client
 /// contracts' watch and the root registry.
-fn chain_info(p: &crate::Payments, info: &mut std::collections::BTreeMap<String, String>) {
-    info.insert("contract".into(), p.contract.to_string());
-    if let Some(d) = &p.client_contracts {
+fn chain_info(charging: &crate::Charging, info: &mut std::collections::BTreeMap<String, String>) {
+    if let Some(p) = charging.payments() {
+        info.insert("contract".into(), p.contract.to_string());
+    }
+    if let Some(d) = charging.contracts() {
         info.extend(d.describe());
     }
-    if let Some(r) = &p.registry {
+    if let Some(r) = charging.registry() {
         let (k, v) = r.describe();
         info.insert(k, v);
     }

@@ -131,12 +131,7 @@ impl WorkerGatewayService {
         admitted: &Admitted,
         attested: Option<&Attested<PeerAttestation>>,
     ) -> Result<WorkerId, Status> {
-        let contracts = self
-            .shared
-            .config
-            .payments
-            .as_ref()
-            .and_then(|p| p.client_contracts.as_ref());
+        let contracts = self.shared.config.charging.contracts();
         if let (Some(contract), Some(contracts)) = (&admitted.payee, contracts) {
             if attested.is_some() && admitted.receipt_key.is_none() {
                 return Err(Status::failed_precondition(
@@ -181,9 +176,8 @@ impl WorkerGatewayService {
         let Some(registry) = self
             .shared
             .config
-            .payments
-            .as_ref()
-            .and_then(|p| p.registry.as_ref())
+            .charging
+            .registry()
             .filter(|r| r.checks_models())
         else {
             return Ok(model_hash);
@@ -216,7 +210,7 @@ impl WorkerGatewayService {
         let model = ModelName::new(&hello.model)
             .map_err(|e| Status::invalid_argument(format!("hello.model: {e}")))?;
         let model_hash = self.weights(&hello, &model, attested)?;
-        let payee = match (&self.shared.config.payments, hello.worker_address.as_str()) {
+        let payee = match (self.shared.config.charging.payments(), hello.worker_address.as_str()) {
             (None, _) => None,
             (Some(_), "") => {
                 return Err(Status::failed_precondition(
@@ -270,7 +264,7 @@ impl WorkerGatewayService {
     /// The answer to a hello: who the proxy is, how it charges, and the
     /// worker's latest voucher.
     fn welcome(&self, payee: Option<&StdAddr>) -> ProxyMessage {
-        let payments = self.shared.config.payments.as_deref();
+        let payments = self.shared.config.charging.payments().map(|p| &**p);
         let worker_voucher = match (payments, payee) {
             (Some(p), Some(a)) => p.ledger.worker_voucher(a).and_then(|v| v.to_boc().ok()),
             _ => None,

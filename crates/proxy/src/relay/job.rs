@@ -69,7 +69,7 @@ impl Job {
 
 /// Who pays, when the proxy charges.
 fn payer(shared: &Shared, req: &InferRequest) -> Result<Option<StdAddr>, RelayError> {
-    if shared.config.payments.is_none() {
+    if shared.config.charging.payments().is_none() {
         return Ok(None);
     }
     crate::client_gateway::parse_address(&req.client_address)

@@ -152,13 +152,7 @@ impl Relay {
     /// Checks, when the proxy reads client contracts on chain, that the
     /// request's signer owns `payer`'s contract (read first if new).
     async fn authorize(&self, payer: &StdAddr) -> Result<(), RelayError> {
-        let Some(d) = self
-            .shared
-            .config
-            .payments
-            .as_ref()
-            .and_then(|p| p.client_contracts.as_ref())
-        else {
+        let Some(d) = self.shared.config.charging.contracts() else {
             return Ok(());
         };
         d.ensure(payer).await;
@@ -344,7 +338,7 @@ impl Relay {
         payer: &StdAddr,
         worker: &WorkerHandle,
     ) -> Result<Reservation, RelayError> {
-        let Some(payments) = &self.shared.config.payments else {
+        let Some(payments) = self.shared.config.charging.payments() else {
             return Err(RelayError::BadRequest("this proxy does not charge".into()));
         };
         let payee = worker
@@ -356,9 +350,7 @@ impl Relay {
             .await
             .map_err(|e| match e {
                 ReserveError::Refused(SettleError::AwaitingCommit(why)) => {
-                    let outage = payments
-                        .client_contracts
-                        .as_ref()
+                    let outage = (self.shared.config.charging.contracts())
                         .and_then(|d| d.outage())
                         .map(|d| format!(" (the chain has not answered for {} s: serving stops here until it does)", d.as_secs()))
                         .unwrap_or_default();

@@ -179,7 +179,7 @@ impl Relay {
             .filter_map(|r| r.outcome.as_ref().ok())
             .fold(0u64, |sum, a| sum.saturating_add(a.done.cost_nanoton));
         // The client's latest cumulative voucher covers every run.
-        if let (Some(p), Some(payer)) = (&self.shared.config.payments, &self.job.payer) {
+        if let (Some(p), Some(payer)) = (self.shared.config.charging.payments(), &self.job.payer) {
             if let Some(v) = p.ledger.client_voucher(payer).and_then(|v| v.to_boc().ok()) {
                 done.client_voucher = v.into();
             }
