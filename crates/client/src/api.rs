@@ -359,6 +359,7 @@ async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Vali
         receipt,
         worker,
         request: v.body.clone(),
+        deterministic: v.sampling.deterministic(),
         events,
         active,
     };
@@ -439,6 +440,10 @@ struct Answer {
     worker: crate::receipts::Worker,
     /// The request body sent, which the receipt must name.
     request: Bytes,
+    /// Whether a replay must give the same answer (temperature 0 or a
+    /// seed): the receipt must then state the answer's content, which is
+    /// what a worker can be slashed for.
+    deterministic: bool,
     events: Streaming<InferEvent>,
     active: ActiveRequest,
 }
@@ -456,7 +461,7 @@ fn infer_request(
         .unwrap_or(shared.config.default_timeout.as_millis() as u64);
     InferRequest {
         request_id: id.to_string(),
-        model: v.model.clone(),
+        model: v.model.to_string(),
         endpoint: cocoon_proto::Endpoint::from(endpoint) as i32,
         body: v.body.clone(),
         stream: v.stream,
@@ -722,7 +727,14 @@ async fn check_receipts(
     let checked = a
         .shared
         .receipts
-        .check(&a.worker, done, &a.request, answer_sha256, cost)
+        .check(
+            &a.worker,
+            done,
+            &a.request,
+            answer_sha256,
+            cost,
+            a.deterministic,
+        )
         .map_err(|why| {
             (
                 "receipt_invalid",

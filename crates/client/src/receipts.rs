@@ -287,6 +287,7 @@ impl Receipts {
         request: &[u8],
         answer_sha256: &str,
         replicas_cost: Option<u64>,
+        deterministic: bool,
     ) -> Result<Checked, ReceiptRefused> {
         let Worker::Verified {
             identity,
@@ -308,6 +309,11 @@ impl Receipts {
         r.expect_request(&cocoon_receipt::digest::sha256_hex(request))?;
         r.expect_answer(answer_sha256)?;
         r.expect_usage(done.usage())?;
+        // A worker that states no content for a replayable answer could not
+        // be held to it.
+        if deterministic && r.content_sha256.is_none() {
+            return Err(ReceiptRefused::NoContent);
+        }
         // A replicated request costs what all its runs' receipts say.
         let signed_cost = replicas_cost.or(r.cost_nanoton);
         if let (Some(charged), Some(signed)) = (done.cost(), signed_cost) {
@@ -342,6 +348,9 @@ pub(crate) enum ReceiptRefused {
     /// It is malformed, or states other facts than the answer's.
     #[error(transparent)]
     Check(#[from] cocoon_receipt::ReceiptError),
+    /// The answer is replayable, and the receipt states no content digest.
+    #[error("the request is deterministic (temperature 0 or a seed), but the receipt states no content digest: the worker would not answer for its content")]
+    NoContent,
     /// The proxy charged more than the receipts say the answer cost.
     #[error("cost: the proxy charged {charged} nanoton, the workers' receipts say the answer cost {signed}")]
     Overcharged {

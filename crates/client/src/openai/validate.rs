@@ -13,7 +13,8 @@ use std::fmt;
 
 use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
-use cocoon_core::Endpoint;
+use cocoon_core::{Endpoint, ModelName};
+use cocoon_receipt::digest::Sampling;
 use serde::de::{self, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -51,7 +52,10 @@ pub struct Controls {
 #[derive(Debug, Clone)]
 pub struct Validated {
     /// The requested model.
-    pub model: String,
+    pub model: ModelName,
+    /// How the answer is sampled (temperature, seed): whether a replay must
+    /// give the same answer.
+    pub sampling: Sampling,
     /// Whether the answer is streamed.
     pub stream: bool,
     /// Whether the app asked for a usage chunk at the end of the stream.
@@ -130,8 +134,20 @@ pub fn validate(
         ));
     }
     seen.check_together()?;
+    let model = seen.model.ok_or_else(|| {
+        ApiError::invalid(
+            "model",
+            "missing_required_parameter",
+            "Missing required parameter: 'model'",
+        )
+    })?;
     Ok(Validated {
-        model: seen.model.unwrap_or_default(),
+        model,
+        sampling: Sampling {
+            temperature: seen.temperature,
+            // A seed the client added for replicas counts too.
+            seeded: seen.seed || seen.controls.replicas.unwrap_or(1) > 1,
+        },
         stream: seen.stream,
         include_usage: seen.include_usage,
         body: Bytes::from(out),
@@ -144,7 +160,8 @@ pub fn validate(
 struct Seen {
     endpoint: Endpoint,
     controls: Controls,
-    model: Option<String>,
+    model: Option<ModelName>,
+    temperature: Option<f64>,
     stream: bool,
     stream_options: bool,
     include_usage: bool,
@@ -162,6 +179,7 @@ impl Seen {
             endpoint,
             controls,
             model: None,
+            temperature: None,
             stream: false,
             stream_options: false,
             include_usage: false,
@@ -209,7 +227,10 @@ impl Seen {
                         "model must not be empty",
                     ));
                 }
-                self.model = Some(m);
+                // No worker can serve a name that is not a model name.
+                let name = ModelName::new(&m)
+                    .map_err(|e| ApiError::invalid(key, "invalid_value", e.to_string()))?;
+                self.model = Some(name);
             }
             "stream" if !is_null => self.stream = typed(key, raw, "a boolean")?,
             "stream_options" if !is_null => {
@@ -217,10 +238,16 @@ impl Seen {
                 self.include_usage = stream_options(raw)?;
             }
             "stream" | "stream_options" => {}
-            "temperature" => range_f64(key, raw, 0.0, 2.0)?,
-            "top_p" | "min_p" => range_f64(key, raw, 0.0, 1.0)?,
-            "presence_penalty" | "frequency_penalty" => range_f64(key, raw, -2.0, 2.0)?,
-            "repetition_penalty" => range_f64(key, raw, 0.0, 2.0)?,
+            "temperature" => self.temperature = range_f64(key, raw, 0.0, 2.0)?,
+            "top_p" | "min_p" => {
+                range_f64(key, raw, 0.0, 1.0)?;
+            }
+            "presence_penalty" | "frequency_penalty" => {
+                range_f64(key, raw, -2.0, 2.0)?;
+            }
+            "repetition_penalty" => {
+                range_f64(key, raw, 0.0, 2.0)?;
+            }
             "top_k" => {
                 range_i64(key, raw, -1, 1 << 20)?;
             }
@@ -435,8 +462,10 @@ fn typed<'a, T: Deserialize<'a>>(
     })
 }
 
-fn range_f64(param: &str, raw: &RawValue, min: f64, max: f64) -> Result<(), ApiError> {
-    if let Some(x) = typed::<Option<f64>>(param, raw, "a number")? {
+/// A number within `min..=max`, or null.
+fn range_f64(param: &str, raw: &RawValue, min: f64, max: f64) -> Result<Option<f64>, ApiError> {
+    let x = typed::<Option<f64>>(param, raw, "a number")?;
+    if let Some(x) = x {
         if !(min..=max).contains(&x) {
             return Err(ApiError::invalid(
                 param,
@@ -445,7 +474,7 @@ fn range_f64(param: &str, raw: &RawValue, min: f64, max: f64) -> Result<(), ApiE
             ));
         }
     }
-    Ok(())
+    Ok(x)
 }
 
 fn range_i64(param: &str, raw: &RawValue, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
@@ -824,7 +853,7 @@ mod tests {
         let v = chat(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,
             "stream_options":{"include_usage":true},"temperature":0.5,"cocoon":{"max_coefficient":1500,"timeout_ms":2000}}"#)
         .unwrap();
-        assert_eq!(v.model, "m");
+        assert_eq!(v.model.as_str(), "m");
         assert!(v.stream && v.include_usage);
         assert_eq!(
             v.controls,
