@@ -120,8 +120,8 @@ class Stack:
         """(receipts signed, signatures) by the worker so far."""
         c = http.client.HTTPConnection("127.0.0.1", self.worker_http, timeout=5)
         c.request("GET", "/jsonstats")
-        info = json.loads(c.getresponse().read()).get("info", {})
-        return int(info.get("receipts_signed", 0)), int(info.get("receipt_signatures", 0))
+        detail = json.loads(c.getresponse().read()).get("detail", {})
+        return int(detail.get("receipts_signed", 0)), int(detail.get("receipt_signatures", 0))
 
     def cpu(self):
         return {name: cpu_seconds(p.pid) for name, p in self.procs.items()}

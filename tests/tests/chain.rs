@@ -615,10 +615,8 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
     // staking the root's minimum first (payouts are refused below it): the
     // proxy contract pays it exactly what the ledger says it earned.
     let (_, _, body) = get(&format!("http://127.0.0.1:{wh}/jsonstats")).await;
-    let earned: u64 = serde_json::from_slice::<Value>(&body).unwrap()["info"]["earned_nanoton"]
-        .as_str()
-        .unwrap()
-        .parse()
+    let earned: u64 = serde_json::from_slice::<Value>(&body).unwrap()["detail"]["earned"]
+        .as_u64()
         .unwrap();
     let mut paid = 0;
     for _ in 0..60 {

@@ -336,11 +336,7 @@ async fn money_on_chain_from_deposit_to_close() {
     for _ in 0..100 {
         let (_, _, body) = get(&stats_url).await;
         let stats: Value = serde_json::from_slice(&body).unwrap();
-        earned = stats["info"]["earned_nanoton"]
-            .as_str()
-            .unwrap_or("0")
-            .parse()
-            .unwrap();
+        earned = stats["detail"]["earned"].as_u64().unwrap_or(0);
         if earned > 0 {
             break;
         }

@@ -29,9 +29,6 @@ impl StatsSource for Shared {
         };
         let mut info = std::collections::BTreeMap::new();
         info.insert("proxy".into(), self.config.proxy.clone());
-        let (receipts, signatures) = self.receipts.batcher.counts();
-        info.insert("receipts_signed".into(), receipts.to_string());
-        info.insert("receipt_signatures".into(), signatures.to_string());
         info.insert(
             "proxy_link".into(),
             if self.connected.load(Ordering::Relaxed) {
@@ -41,10 +38,6 @@ impl StatsSource for Shared {
             }
             .into(),
         );
-        info.insert(
-            "sessions_opened".into(),
-            self.connections.load(Ordering::Relaxed).to_string(),
-        );
         info.insert("engine".into(), self.engine.describe());
         info.insert("trust".into(), self.config.trust.describe());
         info.insert("payee".into(), self.address.to_string());
@@ -53,10 +46,6 @@ impl StatsSource for Shared {
             // to this wallet.
             info.insert("wallet".into(), chain.wallet.address().to_string());
             info.insert("worker_contract".into(), self.address.to_string());
-        }
-        if let Some((earned, seqno)) = self.earnings.latest() {
-            info.insert("earned_nanoton".into(), earned.to_string());
-            info.insert("voucher_seqno".into(), seqno.to_string());
         }
         if let Some(why) = self.earnings.refused() {
             info.insert("proxy_refused".into(), why);
@@ -73,10 +62,34 @@ impl StatsSource for Shared {
             avg_latency_ms: avg_ms,
             avg_ttft_ms: ttft_ms,
         };
+        let (signed, signatures) = self.receipts.batcher.counts();
+        let (earned, voucher_seqno) = self.earnings.latest().unwrap_or_default();
+        let detail = WorkerFigures {
+            earned,
+            voucher_seqno,
+            receipts_signed: signed,
+            receipt_signatures: signatures,
+            sessions_opened: self.connections.load(Ordering::Relaxed),
+        };
         self.metrics
             .snapshot("worker", &self.config.name, self.started, vec![me], info)
             .with_peers_refused(self.config.trust.refusals())
+            .with_detail(&detail)
     }
+}
+
+/// The worker's own figures in `/jsonstats` (`detail`).
+#[derive(Debug, serde::Serialize)]
+struct WorkerFigures {
+    /// Earned in total, nanoton: the latest voucher's total (0 before one).
+    earned: u64,
+    /// The latest voucher's seqno.
+    voucher_seqno: u64,
+    /// Receipts signed, and the signatures that covered them.
+    receipts_signed: u64,
+    receipt_signatures: u64,
+    /// Sessions with the proxy opened since start.
+    sessions_opened: u32,
 }
 
 #[derive(serde::Deserialize)]
