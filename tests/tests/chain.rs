@@ -325,17 +325,17 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
     let spent = serde_json::from_slice::<Value>(&body).unwrap()["spent"]
         .as_u64()
         .unwrap();
-    let mut stats = String::new();
+    let mut stats = Value::Null;
     for _ in 0..100 {
         let (_, _, body) = get(&format!("http://127.0.0.1:{ph}/jsonstats")).await;
-        stats = String::from_utf8_lossy(&body).to_string();
-        if stats.contains("unreachable for") {
+        stats = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if stats["detail"]["chain"]["unreachable_for_s"].is_u64() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(
-        stats.contains("unreachable for"),
+        stats["detail"]["chain"]["unreachable_for_s"].is_u64(),
         "the proxy says the chain is unreachable: {stats}"
     );
 

@@ -31,6 +31,43 @@ use tycho_types::models::StdAddr;
 /// How often known clients' contracts are read again.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
+/// The chain as the proxy's watch of client contracts sees it.
+#[derive(Debug, serde::Serialize)]
+pub struct ChainFigures {
+    /// Seconds since the chain stopped answering; `None` while it answers
+    /// (requests are served on the balances last read meanwhile).
+    pub unreachable_for_s: Option<u64>,
+    /// When it last answered.
+    pub last_read_ms_ago: Option<u64>,
+    /// Every client contract watched.
+    pub clients: Vec<ClientContractFigures>,
+}
+
+/// One client contract as last read, beside the ledger's account (nanoton).
+#[derive(Debug, serde::Serialize)]
+pub struct ClientContractFigures {
+    /// Its address.
+    pub address: String,
+    /// When it was last read; `None`: never yet.
+    pub read_ms_ago: Option<u64>,
+    /// Open, closing or closed, as last read.
+    pub state: Option<&'static str>,
+    /// What it holds, booked.
+    pub balance: u64,
+    /// The client's stake.
+    pub stake: u64,
+    /// What vouchers committed on chain.
+    pub committed: u64,
+    /// What the ledger charged.
+    pub charged: u64,
+    /// Charged and not yet committed.
+    pub uncommitted: u64,
+    /// Commits sent.
+    pub commits: u64,
+    /// The last read's failure, if it failed.
+    pub last_error: Option<String>,
+}
+
 /// What the last read of a client's contract found.
 #[derive(Debug, Clone)]
 pub struct ContractSeen {
@@ -571,52 +608,38 @@ impl ClientContracts {
         h.1 = Some(Instant::now());
     }
 
-    /// For `/stats`: each client's contract as last read and the age of the
-    /// read, the ledger beside it and the difference with its reason, and
-    /// the last error.
-    pub fn describe(&self) -> Vec<(String, String)> {
+    /// What the watch knows now, for `/jsonstats`.
+    pub fn figures(&self) -> ChainFigures {
         let known = self.known();
-        let mut out: Vec<(String, String)> = known
+        let clients = known
             .iter()
             .map(|(addr, k)| {
                 let charged = self.ledger.client(addr).charged;
-                let seen = match &k.seen {
-                    Some(s) => format!(
-                        "on chain: balance {} committed {} stake {} state {} (read {:.0?} ago); ledger charged {}; not yet committed {} (vouchers not yet committed); commits {}",
-                        s.balance,
-                        s.committed,
-                        s.stake,
-                        s.state.as_str(),
-                        s.at.elapsed(),
-                        charged,
-                        charged.saturating_sub(s.committed),
-                        k.commits
-                    ),
-                    None => "never read".into(),
-                };
-                let err = k
-                    .error
-                    .as_ref()
-                    .map(|e| format!("; last error: {e}"))
-                    .unwrap_or_default();
-                (format!("chain_client {addr}"), format!("{seen}{err}"))
+                let seen = k.seen.as_ref();
+                let n = |f: fn(&ContractSeen) -> Nanoton| seen.map_or(0, |s| f(s).get());
+                ClientContractFigures {
+                    address: addr.to_string(),
+                    read_ms_ago: seen.map(|s| s.at.elapsed().as_millis() as u64),
+                    state: seen.map(|s| s.state.as_str()),
+                    balance: n(|s| s.balance),
+                    stake: n(|s| s.stake),
+                    committed: n(|s| s.committed),
+                    charged: charged.get(),
+                    uncommitted: charged
+                        .saturating_sub(seen.map_or(Nanoton::ZERO, |s| s.committed))
+                        .get(),
+                    commits: k.commits,
+                    last_error: k.error.clone(),
+                }
             })
             .collect();
         drop(known);
         let (down, last) = *self.health();
-        let last = last
-            .map(|t| format!("last read {:.0?} ago", t.elapsed()))
-            .unwrap_or_else(|| "not read yet".into());
-        let status = match down {
-            Some(since) => format!(
-                "unreachable for {:.0?}; serving on balances {last}",
-                since.elapsed()
-            ),
-            None => format!("reachable; {last}"),
-        };
-        out.push(("chain".into(), status));
-        out.sort();
-        out
+        ChainFigures {
+            unreachable_for_s: down.map(|since| since.elapsed().as_secs()),
+            last_read_ms_ago: last.map(|t| t.elapsed().as_millis() as u64),
+            clients,
+        }
     }
 }
 

@@ -23,8 +23,8 @@ impl StatsSource for Shared {
                 .config
                 .charging
                 .payments()
-                .map(|p| &**p)
-                .map(LedgerFigures::of),
+                .map(|p| LedgerFigures::of(p)),
+            chain: self.config.charging.contracts().map(|c| c.figures()),
             slash_evidence: self.slashing.all(),
         };
         self.metrics
@@ -81,6 +81,9 @@ struct ProxyFigures {
     /// Its books, when it charges.
     #[serde(skip_serializing_if = "Option::is_none")]
     ledger: Option<LedgerFigures>,
+    /// Client contracts on chain, when it charges on one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chain: Option<crate::client_contracts::ChainFigures>,
     /// Slash evidence it signed.
     slash_evidence: Vec<crate::slashing::SlashRecord>,
 }
@@ -233,14 +236,11 @@ fn json(body: Vec<u8>) -> impl axum::response::IntoResponse {
     )
 }
 
-/// The chain's facts, as `info` entries: the proxy contract, the client
-/// contracts' watch and the root registry.
+/// The chain's facts that are text, as `info` entries: the proxy contract
+/// and the root registry.
 fn chain_info(charging: &crate::Charging, info: &mut std::collections::BTreeMap<String, String>) {
     if let Some(p) = charging.payments() {
         info.insert("contract".into(), p.contract.to_string());
-    }
-    if let Some(d) = charging.contracts() {
-        info.extend(d.describe());
     }
     if let Some(r) = charging.registry() {
         let (k, v) = r.describe();
