@@ -731,7 +731,8 @@ mod tests {
         coef: u64,
         max: u32,
     ) -> Arc<WorkerHandle> {
-        session(reg, WorkerId::Unproven(id.into()), id, model, coef, max)
+        let serial = reg.next_serial() + 1_000_000;
+        session(reg, WorkerId::Unproven(serial), id, model, coef, max)
     }
 
     fn session(

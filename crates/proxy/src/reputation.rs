@@ -199,7 +199,7 @@ mod tests {
     use super::*;
 
     fn w(name: &str) -> WorkerId {
-        WorkerId::Unproven(name.into())
+        WorkerId::ReceiptKey([name.as_bytes()[name.len() - 1]; 32])
     }
 
     #[test]
@@ -228,7 +228,11 @@ mod tests {
         assert_eq!(a.table("p"), b.table("p"));
         assert_eq!(
             String::from_utf8(a.table("p")).unwrap(),
-            r#"{"proxy":"p","workers":[{"worker":"name:w1","agreed":0,"dissented":1,"avoided":true},{"worker":"name:w2","agreed":1,"dissented":0,"avoided":false}]}"#
+            format!(
+                r#"{{"proxy":"p","workers":[{{"worker":"key:{}","agreed":0,"dissented":1,"avoided":true}},{{"worker":"key:{}","agreed":1,"dissented":0,"avoided":false}}]}}"#,
+                "31".repeat(32),
+                "32".repeat(32)
+            )
         );
         b.record(&w("w2"), true);
         assert_ne!(

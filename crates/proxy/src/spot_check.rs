@@ -93,8 +93,13 @@ impl std::fmt::Display for CheckRecord {
     }
 }
 
-/// Deadline of one re-run.
+/// Deadline of one re-run: its own, whatever was left of the original's
+/// (else a worker that answered just before its deadline would leave its
+/// checkers no time, and escape every check).
 const RERUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Checkers asked to re-run one answer, failed ones included.
+const MAX_CHECKERS: usize = 4;
 
 #[derive(Debug)]
 pub(crate) struct SpotChecks {
@@ -201,10 +206,18 @@ pub(crate) async fn check(shared: Arc<Shared>, job: Job, original: Original) {
     // A re-run of the same request uses what the original did: the most a
     // checker is paid for, whatever usage it reports.
     let paid_up_to = receipt_usage(&receipt);
-    // One re-run; a second only if the first disagrees.
-    while answers.len() < 3 {
-        let Some(run) = rerun(&shared, &job, hash, &exclude, paid_up_to).await else {
-            break;
+    // One re-run; a second only if the first disagrees. A checker that
+    // fails is passed over for the next owner's, a few times at most.
+    let mut tries = 0;
+    while answers.len() < 3 && tries < MAX_CHECKERS {
+        tries += 1;
+        let run = match rerun(&shared, &job, hash, &exclude, paid_up_to).await {
+            None => break,
+            Some(Err(failed)) => {
+                exclude.push(failed.owner());
+                continue;
+            }
+            Some(Ok(run)) => run,
         };
         exclude.push(run.worker.owner());
         answers.push(run);
@@ -370,27 +383,30 @@ async fn score_on(
 }
 
 /// Runs `job` on a free worker serving the same weights, of an owner not in
-/// `exclude`; `None` when none could. The worker is paid for the usage it
-/// reports, at most `paid_up_to` (the original's); not at all when that is
-/// unknown.
+/// `exclude`: `None` when none is free, the worker when it failed. The
+/// worker is paid for the usage it reports, at most `paid_up_to` (the
+/// original's); not at all when that is unknown.
 async fn rerun(
     shared: &Shared,
     job: &Job,
     hash: ModelHash,
     exclude: &[Owner],
     paid_up_to: Option<cocoon_core::Usage>,
-) -> Option<Rerun> {
+) -> Option<Result<Rerun, Arc<WorkerHandle>>> {
     // The proxy's own run: no prices, nobody charged.
-    let request = |request_id: &str| job.work_request(request_id, None);
+    let deadline = tokio::time::Instant::now() + RERUN_TIMEOUT;
+    let request = |request_id: &str| job.work_request(request_id, deadline, None);
     let (worker, run) = run_on_checker(shared, job, hash, exclude, request).await?;
-    let mut run = run?;
+    let Some(mut run) = run else {
+        return Some(Err(worker));
+    };
     let collected = collect(&mut run).await;
     run.end(collected.is_ok()).await;
     let answer = match collected {
         Ok(a) => a,
         Err(e) => {
             tracing::info!(checker = %worker.name, error = %e, "a spot-check re-run failed");
-            return None;
+            return Some(Err(worker));
         }
     };
     if let Some(cap) = paid_up_to {
@@ -403,11 +419,11 @@ async fn rerun(
         };
         pay_checker(shared, &worker, &capped).await;
     }
-    Some(Rerun {
+    Some(Ok(Rerun {
         content: cocoon_receipt::digest::content(job.wire.stream, &answer.chunks),
         worker,
         receipt: answer.done.receipt,
-    })
+    }))
 }
 
 /// The usage a worker's signed receipt states, if it is one.

@@ -125,12 +125,12 @@ impl WorkerGatewayService {
     /// must hold its stake, run our code, name this proxy, be owned by the
     /// wallet that signed the hello and have registered the receipt key
     /// the worker's certificate names; off chain the attested receipt
-    /// key; without attestation only its name, which proves nothing.
+    /// key; without attestation nothing (`None`: the session stands alone).
     async fn prove_identity(
         &self,
         admitted: &Admitted,
         attested: Option<&Attested<PeerAttestation>>,
-    ) -> Result<WorkerId, Status> {
+    ) -> Result<Option<WorkerId>, Status> {
         let contracts = self.shared.config.charging.contracts();
         if let (Some(contract), Some(contracts)) = (&admitted.payee, contracts) {
             if attested.is_some() && admitted.receipt_key.is_none() {
@@ -143,15 +143,12 @@ impl WorkerGatewayService {
                 .await
                 .map_err(|e| Status::failed_precondition(e.to_string()))?;
             tracing::debug!(worker = %admitted.worker_id, stake = %staked.stake, "worker contract staked");
-            return Ok(WorkerId::Contract {
+            return Ok(Some(WorkerId::Contract {
                 contract: contract.clone(),
                 owner: staked.owner,
-            });
+            }));
         }
-        Ok(match admitted.receipt_key {
-            Some(key) => WorkerId::ReceiptKey(key),
-            None => WorkerId::Unproven(admitted.worker_id.clone()),
-        })
+        Ok(admitted.receipt_key.map(WorkerId::ReceiptKey))
     }
 
     /// The weights a hello announces, checked against the worker's attested
@@ -288,14 +285,15 @@ impl WorkerGatewayService {
     /// outbound queue.
     fn register(
         &self,
-        identity: WorkerId,
+        identity: Option<WorkerId>,
         a: Admitted,
         outbound: crate::registry::Outbound,
     ) -> Arc<WorkerHandle> {
         let registry = &self.shared.registry;
+        let serial = registry.next_serial();
         let worker = WorkerHandle::new(
-            registry.next_serial(),
-            identity,
+            serial,
+            identity.unwrap_or(WorkerId::Unproven(serial)),
             a.worker_id,
             a.offer,
             outbound,
@@ -314,6 +312,7 @@ async fn read_session(
     attested: Option<&Attested<PeerAttestation>>,
     inbound: &mut Streaming<WorkerMessage>,
 ) -> Result<(), SessionEnded> {
+    let mut rotated: Option<std::time::Instant> = None;
     loop {
         let msg = match inbound.message().await {
             Ok(Some(m)) => m,
@@ -334,6 +333,12 @@ async fn read_session(
                 }
             }
             Some(worker_message::Msg::Certificate(c)) => {
+                // Certificates rotate every few tens of minutes; faster
+                // would only push other workers' out of the kept ones.
+                if rotated.is_some_and(|t| t.elapsed() < MIN_ROTATION) {
+                    return Err(SessionEnded::RotatingTooFast);
+                }
+                rotated = Some(std::time::Instant::now());
                 // A rotated certificate: receipts signed with it follow.
                 let sha = shared
                     .certificates
@@ -358,7 +363,13 @@ enum SessionEnded {
     /// The worker rotated to a certificate the proxy refuses.
     #[error("the worker's new receipt certificate: {0}")]
     Certificate(#[from] crate::worker_certificates::CertificateRefused),
+    /// The worker replaced its certificate again too soon.
+    #[error("the worker replaced its receipt certificate twice within {MIN_ROTATION:?}")]
+    RotatingTooFast,
 }
+
+/// Least time between two receipt certificates of one session.
+const MIN_ROTATION: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// An optional value in a log line: the value, or "none".
 struct OrNone<T>(Option<T>);

@@ -20,9 +20,10 @@ pub enum WorkerId {
     /// Off chain, under attestation: the key its attested certificate
     /// names as the one its receipts are signed with.
     ReceiptKey([u8; 32]),
-    /// Without attestation (development only): nothing proves who it is;
-    /// its announced name stands in.
-    Unproven(String),
+    /// Without attestation (development only): nothing proves who it is,
+    /// so each session stands alone (by its serial): a name could be
+    /// anyone's, and a record under it anyone's to take or spoil.
+    Unproven(u64),
 }
 
 /// Who stands behind a worker: workers of one owner count as one when a
@@ -33,8 +34,8 @@ pub enum Owner {
     Wallet(StdAddr),
     /// A receipt key (one per worker off chain).
     ReceiptKey([u8; 32]),
-    /// An unproven name.
-    Unproven(String),
+    /// An unproven session.
+    Unproven(u64),
 }
 
 impl WorkerId {
@@ -43,7 +44,7 @@ impl WorkerId {
         match self {
             WorkerId::Contract { owner, .. } => Owner::Wallet(owner.clone()),
             WorkerId::ReceiptKey(k) => Owner::ReceiptKey(*k),
-            WorkerId::Unproven(name) => Owner::Unproven(name.clone()),
+            WorkerId::Unproven(session) => Owner::Unproven(*session),
         }
     }
 
@@ -55,12 +56,12 @@ impl WorkerId {
 
 impl std::fmt::Display for WorkerId {
     /// The worker contract's address, `key:` and the receipt key in hex,
-    /// or `name:` and the unproven name.
+    /// or `session:` and an unproven session's serial.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             WorkerId::Contract { contract, .. } => write!(f, "{contract}"),
             WorkerId::ReceiptKey(k) => write!(f, "key:{}", hex::encode(k)),
-            WorkerId::Unproven(name) => write!(f, "name:{name}"),
+            WorkerId::Unproven(session) => write!(f, "session:{session}"),
         }
     }
 }
@@ -70,7 +71,7 @@ impl std::fmt::Display for Owner {
         match self {
             Owner::Wallet(a) => write!(f, "{a}"),
             Owner::ReceiptKey(k) => write!(f, "key:{}", hex::encode(k)),
-            Owner::Unproven(name) => write!(f, "name:{name}"),
+            Owner::Unproven(session) => write!(f, "session:{session}"),
         }
     }
 }
@@ -101,6 +102,11 @@ mod tests {
         let k = WorkerId::ReceiptKey([3; 32]);
         assert_eq!(k.owner(), Owner::ReceiptKey([3; 32]));
         assert_eq!(k.to_string(), format!("key:{}", "03".repeat(32)));
-        assert!(k.is_proven() && !WorkerId::Unproven("w".into()).is_proven());
+        assert!(k.is_proven() && !WorkerId::Unproven(1).is_proven());
+        assert_ne!(
+            WorkerId::Unproven(1).owner(),
+            WorkerId::Unproven(2).owner(),
+            "unproven sessions are never one owner"
+        );
     }
 }

@@ -25,6 +25,9 @@ pub(crate) struct ReceiptBatcher {
     signatures: AtomicU64,
 }
 
+/// Batches one leader signs before it hands over.
+const LEADER_ROUNDS: usize = 4;
+
 type Waiting = (
     Arc<ReceiptSigner>,
     PreparedReceipt,
@@ -59,7 +62,7 @@ impl ReceiptBatcher {
     /// Signs `body` with `signer`: at once if nobody is signing, else in
     /// the batch signed as soon as the current one is done.
     pub(crate) async fn sign(
-        &self,
+        self: &Arc<Self>,
         signer: &Arc<ReceiptSigner>,
         body: ReceiptBody,
     ) -> Result<SignedReceipt, cocoon_receipt::ReceiptError> {
@@ -79,19 +82,30 @@ impl ReceiptBatcher {
     }
 
     /// Signs what waits, then what arrived meanwhile, until nothing does.
-    fn sign_waiting(&self) {
-        // Whatever happens here, the next receipt must find nobody signing.
-        struct Done<'a>(&'a Mutex<BatchState>);
-        impl Drop for Done<'_> {
+    /// The leader signs at most [`LEADER_ROUNDS`] batches itself (its own
+    /// receipt is in the first) and hands the rest to a task, so that a
+    /// busy worker does not keep one answer waiting on the others'.
+    fn sign_waiting(self: &Arc<Self>) {
+        // A panic while signing: what waits is dropped (its callers see the
+        // batch fail) and the next receipt leads.
+        struct Unwinding<'a>(&'a Mutex<BatchState>);
+        impl Drop for Unwinding<'_> {
             fn drop(&mut self) {
-                self.0.lock().unwrap_or_else(|p| p.into_inner()).signing = false;
+                if std::thread::panicking() {
+                    let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+                    g.waiting.clear();
+                    g.signing = false;
+                }
             }
         }
-        let _done = Done(&self.state);
-        loop {
+        let _unwinding = Unwinding(&self.state);
+        for _ in 0..LEADER_ROUNDS {
             let batch = {
                 let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
                 if g.waiting.is_empty() {
+                    // In the same critical section as the check: a receipt
+                    // pushed after it finds nobody signing and leads.
+                    g.signing = false;
                     return;
                 }
                 std::mem::take(&mut g.waiting)
@@ -107,6 +121,9 @@ impl ReceiptBatcher {
                 self.deliver(&signer, group);
             }
         }
+        // Still busy: another leader takes over (`signing` stays set).
+        let me = self.clone();
+        tokio::spawn(async move { me.sign_waiting() });
     }
 
     fn deliver(

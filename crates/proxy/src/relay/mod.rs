@@ -317,9 +317,8 @@ impl Relay {
             },
             None => None,
         };
-        let msg = self
-            .job
-            .work_request(self.job.id.as_str(), reservation.as_ref());
+        let job = &self.job;
+        let msg = job.work_request(job.id.as_str(), job.deadline, reservation.as_ref());
         let client = Some(self.to_client.clone());
         match WorkerRun::dispatch(lease, events, msg, self.job.deadline, client).await {
             Ok(run) => Ok((run, reservation)),
@@ -368,9 +367,11 @@ impl Relay {
     /// certificate the first time its connection hears of it.
     fn assigned(&self, worker: &WorkerHandle, attempt: u32) -> infer_event::Event {
         let sha = worker.certificate_sha256();
-        let certificate = match sha.is_empty() || !self.certificates_sent.first_time(&sha) {
-            true => Default::default(),
-            false => self.shared.certificates.get(&sha).unwrap_or_default(),
+        // Marked sent only when it goes: one this proxy no longer keeps is
+        // not, and the client asks again (and is told it is unavailable).
+        let certificate = match self.shared.certificates.get(&sha) {
+            Some(der) if self.certificates_sent.first_time(&sha) => der,
+            _ => Default::default(),
         };
         infer_event::Event::Assigned(Assigned {
             worker_id: worker.name.clone(),
@@ -387,14 +388,15 @@ impl Relay {
 
 impl Job {
     /// The request as a worker receives it under the id `request_id`, with
-    /// the time left and, when it is charged, the prices and coefficient
-    /// it is charged at.
+    /// the time left until `deadline` and, when it is charged, the prices
+    /// and coefficient it is charged at.
     pub(crate) fn work_request(
         &self,
         request_id: &str,
+        deadline: Instant,
         reservation: Option<&Reservation>,
     ) -> proxy_message::Msg {
-        let left = self.deadline.saturating_duration_since(Instant::now());
+        let left = deadline.saturating_duration_since(Instant::now());
         proxy_message::Msg::Request(WorkRequest {
             request_id: request_id.to_string(),
             endpoint: cocoon_proto::Endpoint::from(self.endpoint).into(),

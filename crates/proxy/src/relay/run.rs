@@ -130,13 +130,15 @@ impl WorkerRun {
             }
         };
         let Some(ev) = received else {
+            // Dropped for overflow, the worker still runs the request and
+            // must be told to stop; a closed session ended it.
+            if self.lease.overflowed() {
+                return Err(RelayError::ClientTooSlow);
+            }
             self.over = true;
-            return Err(match self.lease.overflowed() {
-                true => RelayError::ClientTooSlow,
-                false => RelayError::WorkerLost {
-                    worker: self.lease.worker.name.clone(),
-                    mid_answer: self.answered,
-                },
+            return Err(RelayError::WorkerLost {
+                worker: self.lease.worker.name.clone(),
+                mid_answer: self.answered,
             });
         };
         self.read(ev).map(Some)
