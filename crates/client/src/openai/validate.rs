@@ -113,18 +113,7 @@ pub fn validate(
         out.push(':');
         out.push_str(raw_value.get());
     }
-    // Replicas must sample alike to be compared: one seed for all of them,
-    // set here so that the request the workers sign is the one sent.
-    if seen.controls.replicas.unwrap_or(1) > 1 && !seen.seed {
-        use std::hash::{BuildHasher, Hasher};
-        let seed = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish() as u32;
-        if out.len() > 1 {
-            out.push(',');
-        }
-        out.push_str(&format!("\"seed\":{seed}"));
-    }
+    seen.seed_replicas(&mut out);
     out.push('}');
     if let Some(missing) = required.first() {
         return Err(ApiError::invalid(
@@ -134,26 +123,50 @@ pub fn validate(
         ));
     }
     seen.check_together()?;
-    let model = seen.model.ok_or_else(|| {
-        ApiError::invalid(
-            "model",
-            "missing_required_parameter",
-            "Missing required parameter: 'model'",
-        )
-    })?;
-    Ok(Validated {
-        model,
-        sampling: Sampling {
-            temperature: seen.temperature,
-            // A seed the client added for replicas counts too.
-            seeded: seen.seed || seen.controls.replicas.unwrap_or(1) > 1,
-        },
-        stream: seen.stream,
-        include_usage: seen.include_usage,
-        body: Bytes::from(out),
-        controls: seen.controls,
-        max_tokens: seen.max_tokens,
-    })
+    seen.into_validated(Bytes::from(out))
+}
+
+impl Seen {
+    /// Replicas must sample alike to be compared: one seed for all of
+    /// them, set here (into the body `out`, still open) so that the
+    /// request the workers sign is the one sent.
+    fn seed_replicas(&mut self, out: &mut String) {
+        if self.controls.replicas.unwrap_or(1) <= 1 || self.seed {
+            return;
+        }
+        use std::hash::{BuildHasher, Hasher};
+        let seed = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish() as u32;
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push_str(&format!("\"seed\":{seed}"));
+        self.seed = true;
+    }
+
+    /// The typed request, with `body` to forward.
+    fn into_validated(self, body: Bytes) -> Result<Validated, ApiError> {
+        let model = self.model.ok_or_else(|| {
+            ApiError::invalid(
+                "model",
+                "missing_required_parameter",
+                "Missing required parameter: 'model'",
+            )
+        })?;
+        Ok(Validated {
+            model,
+            sampling: Sampling {
+                temperature: self.temperature,
+                seeded: self.seed,
+            },
+            stream: self.stream,
+            include_usage: self.include_usage,
+            body,
+            controls: self.controls,
+            max_tokens: self.max_tokens,
+        })
+    }
 }
 
 /// What the members read so far said, for the checks that span several.
