@@ -66,6 +66,36 @@ pub(crate) fn shape<'a>(
     }
 }
 
+/// The dictionary a get-method returns first (`None`: empty).
+async fn dict_root(
+    chain: &impl Chain,
+    address: &StdAddr,
+    method: &'static str,
+    args: &[StackEntry],
+) -> Result<Option<tycho_types::cell::Cell>, ReadError> {
+    Ok(match call(chain, address, method, args).await?.any() {
+        Some(StackEntry::Cell(c) | StackEntry::Slice(c)) => Some(c),
+        _ => None,
+    })
+}
+
+/// A dictionary entry that does not read as `expected`.
+fn entry_shape<'a>(
+    method: &'static str,
+    address: &'a StdAddr,
+    expected: &'static str,
+) -> impl Fn(tycho_types::error::Error) -> ReadError + 'a {
+    move |e| ReadError::Shape {
+        method,
+        address: address.clone(),
+        source: StackTypeError {
+            index: 0,
+            expected,
+            found: e.to_string(),
+        },
+    }
+}
+
 /// A 256-bit value as a get-method argument.
 pub fn uint256(h: &HashBytes) -> StackEntry {
     StackEntry::Int(BigInt::from_bytes_be(num_bigint::Sign::Plus, h.as_slice()))
@@ -161,30 +191,11 @@ pub async fn models(
     root: &StdAddr,
 ) -> Result<std::collections::BTreeMap<[u8; 32], String>, ReadError> {
     let m = "get_models";
-    let out = chain.run_get_method(root, m, &[]).await?;
-    if !out.succeeded() {
-        return Err(ReadError::Failed {
-            method: m,
-            address: root.clone(),
-            exit_code: out.exit_code,
-        });
-    }
-    let dict_root = match out.stack.into_iter().next() {
-        Some(StackEntry::Cell(c) | StackEntry::Slice(c)) => Some(c),
-        _ => None,
-    };
-    let dict = tycho_types::dict::Dict::<HashBytes, tycho_types::cell::Cell>::from_raw(dict_root);
+    let root_cell = dict_root(chain, root, m, &[]).await?;
+    let dict = tycho_types::dict::Dict::<HashBytes, tycho_types::cell::Cell>::from_raw(root_cell);
     let mut listed = std::collections::BTreeMap::new();
     for entry in dict.iter() {
-        let (hash, name) = entry.map_err(|e| ReadError::Shape {
-            method: m,
-            address: root.clone(),
-            source: StackTypeError {
-                index: 0,
-                expected: "a map of model hashes to names",
-                found: e.to_string(),
-            },
-        })?;
+        let (hash, name) = entry.map_err(entry_shape(m, root, "a map of model hashes to names"))?;
         listed.insert(hash.0, cell_text(&name));
     }
     Ok(listed)
@@ -294,32 +305,12 @@ pub async fn images(
     role: crate::contracts::Role,
 ) -> Result<Vec<HashBytes>, ReadError> {
     let m = "get_images";
-    let out = chain
-        .run_get_method(root, m, &[StackEntry::Int(BigInt::from(role as u8))])
-        .await?;
-    if !out.succeeded() {
-        return Err(ReadError::Failed {
-            method: m,
-            address: root.clone(),
-            exit_code: out.exit_code,
-        });
-    }
-    let root_cell = match out.stack.into_iter().next() {
-        Some(StackEntry::Cell(c) | StackEntry::Slice(c)) => Some(c),
-        _ => None,
-    };
+    let args = [StackEntry::Int(BigInt::from(role as u8))];
+    let root_cell = dict_root(chain, root, m, &args).await?;
     let dict = tycho_types::dict::Dict::<HashBytes, bool>::from_raw(root_cell);
     let mut allowed = Vec::new();
     for entry in dict.iter() {
-        let (hash, yes) = entry.map_err(|e| ReadError::Shape {
-            method: m,
-            address: root.clone(),
-            source: StackTypeError {
-                index: 0,
-                expected: "a map of image hashes",
-                found: e.to_string(),
-            },
-        })?;
+        let (hash, yes) = entry.map_err(entry_shape(m, root, "a map of image hashes"))?;
         if yes {
             allowed.push(hash);
         }
@@ -379,30 +370,11 @@ pub async fn proxies(
     root: &StdAddr,
 ) -> Result<Vec<RegisteredProxy>, ReadError> {
     let m = "get_proxies";
-    let out = chain.run_get_method(root, m, &[]).await?;
-    if !out.succeeded() {
-        return Err(ReadError::Failed {
-            method: m,
-            address: root.clone(),
-            exit_code: out.exit_code,
-        });
-    }
-    let dict_root = match out.stack.into_iter().next() {
-        Some(StackEntry::Cell(c) | StackEntry::Slice(c)) => Some(c),
-        _ => None,
-    };
-    let dict = tycho_types::dict::Dict::<StdAddr, ProxyEntry>::from_raw(dict_root);
+    let root_cell = dict_root(chain, root, m, &[]).await?;
+    let dict = tycho_types::dict::Dict::<StdAddr, ProxyEntry>::from_raw(root_cell);
     let mut list = Vec::new();
     for entry in dict.iter() {
-        let (contract, e) = entry.map_err(|err| ReadError::Shape {
-            method: m,
-            address: root.clone(),
-            source: StackTypeError {
-                index: 0,
-                expected: "a map of proxies",
-                found: err.to_string(),
-            },
-        })?;
+        let (contract, e) = entry.map_err(entry_shape(m, root, "a map of proxies"))?;
         let Some(owner) = e.owner.as_std().cloned() else {
             continue;
         };
