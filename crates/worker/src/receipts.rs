@@ -5,28 +5,31 @@
 //! current when it was signed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use cocoon_receipt::{PreparedReceipt, ProxyIdentity, ReceiptBody, ReceiptSigner, SignedReceipt};
 use cocoon_tee::RaTlsVerifier;
 use cocoon_transport::NodeCredentials;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
-/// Signs receipts group-commit style: a receipt finished while no batch
-/// is being signed is signed at once; those finished while one is are
-/// signed together right after it, under one signature. Nothing waits on a
-/// timer: an idle worker signs each receipt alone with no delay, and a
-/// busy one shares signatures among exactly the receipts that would
-/// otherwise have queued behind the signer.
+/// Signs receipts group-commit style, on a signer task of its own: a
+/// receipt that finds the signer idle is signed at once, alone; those
+/// queued while it signs are signed together next, under one signature.
+/// Nothing waits on a timer: an idle worker adds no delay, and a busy one
+/// shares each signature among exactly the receipts that queued behind the
+/// previous one.
 pub(crate) struct ReceiptBatcher {
-    state: Mutex<BatchState>,
-    /// Receipts signed, and the signatures that covered them.
+    /// The signer task's queue, started with the first receipt.
+    queue: OnceLock<mpsc::UnboundedSender<Waiting>>,
+    counts: Arc<Counts>,
+}
+
+/// Receipts signed, and the signatures that covered them.
+#[derive(Default)]
+struct Counts {
     receipts: AtomicU64,
     signatures: AtomicU64,
 }
-
-/// Batches one leader signs before it hands over.
-const LEADER_ROUNDS: usize = 4;
 
 type Waiting = (
     Arc<ReceiptSigner>,
@@ -34,117 +37,85 @@ type Waiting = (
     oneshot::Sender<SignedReceipt>,
 );
 
-#[derive(Default)]
-struct BatchState {
-    /// Receipts finished while a batch was being signed.
-    waiting: Vec<Waiting>,
-    /// Whether a caller is signing now (and will take what waits).
-    signing: bool,
-}
-
 impl ReceiptBatcher {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(ReceiptBatcher {
-            state: Mutex::default(),
-            receipts: AtomicU64::new(0),
-            signatures: AtomicU64::new(0),
+            queue: OnceLock::new(),
+            counts: Arc::default(),
         })
     }
 
     /// Receipts signed so far, and the signatures that covered them.
     pub(crate) fn counts(&self) -> (u64, u64) {
         (
-            self.receipts.load(Ordering::Relaxed),
-            self.signatures.load(Ordering::Relaxed),
+            self.counts.receipts.load(Ordering::Relaxed),
+            self.counts.signatures.load(Ordering::Relaxed),
         )
     }
 
-    /// Signs `body` with `signer`: at once if nobody is signing, else in
-    /// the batch signed as soon as the current one is done.
+    /// Signs `body` with `signer`: at once if the signer is idle, else in
+    /// the batch it signs next.
     pub(crate) async fn sign(
-        self: &Arc<Self>,
+        &self,
         signer: &Arc<ReceiptSigner>,
         body: ReceiptBody,
     ) -> Result<SignedReceipt, cocoon_receipt::ReceiptError> {
         let prepared = signer.prepare(body)?;
         let (tx, rx) = oneshot::channel();
-        let lead = {
-            let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            g.waiting.push((signer.clone(), prepared, tx));
-            !std::mem::replace(&mut g.signing, true)
-        };
-        if lead {
-            self.sign_waiting();
-        }
-        rx.await.map_err(|_| {
-            cocoon_receipt::ReceiptError::Malformed("the receipt batch was dropped".into())
-        })
+        let queue = self.queue.get_or_init(|| {
+            let (queue, waiting) = mpsc::unbounded_channel();
+            tokio::spawn(sign_queued(waiting, self.counts.clone()));
+            queue
+        });
+        let dropped =
+            || cocoon_receipt::ReceiptError::Malformed("the receipt signer stopped".into());
+        queue
+            .send((signer.clone(), prepared, tx))
+            .map_err(|_| dropped())?;
+        rx.await.map_err(|_| dropped())
     }
+}
 
-    /// Signs what waits, then what arrived meanwhile, until nothing does.
-    /// The leader signs at most [`LEADER_ROUNDS`] batches itself (its own
-    /// receipt is in the first) and hands the rest to a task, so that a
-    /// busy worker does not keep one answer waiting on the others'.
-    fn sign_waiting(self: &Arc<Self>) {
-        // A panic while signing: what waits is dropped (its callers see the
-        // batch fail) and the next receipt leads.
-        struct Unwinding<'a>(&'a Mutex<BatchState>);
-        impl Drop for Unwinding<'_> {
-            fn drop(&mut self) {
-                if std::thread::panicking() {
-                    let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
-                    g.waiting.clear();
-                    g.signing = false;
-                }
-            }
+/// The signer task: takes every receipt queued, signs them (one signature
+/// per run of receipts naming the same certificate), and starts over; ends
+/// when the batcher is dropped.
+async fn sign_queued(mut queue: mpsc::UnboundedReceiver<Waiting>, counts: Arc<Counts>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while let Ok(more) = queue.try_recv() {
+            batch.push(more);
         }
-        let _unwinding = Unwinding(&self.state);
-        for _ in 0..LEADER_ROUNDS {
-            let batch = {
-                let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                if g.waiting.is_empty() {
-                    // In the same critical section as the check: a receipt
-                    // pushed after it finds nobody signing and leads.
-                    g.signing = false;
-                    return;
-                }
-                std::mem::take(&mut g.waiting)
-            };
-            // A certificate rotated while receipts waited: each is signed
-            // with the key of the certificate it names.
-            let mut rest = batch.into_iter().peekable();
-            while let Some((signer, prepared, tx)) = rest.next() {
-                let mut group = vec![(prepared, tx)];
-                while let Some((_, p, t)) = rest.next_if(|(s, _, _)| Arc::ptr_eq(s, &signer)) {
-                    group.push((p, t));
-                }
-                self.deliver(&signer, group);
+        // A certificate rotated while receipts waited: each is signed
+        // with the key of the certificate it names.
+        let mut rest = batch.into_iter().peekable();
+        while let Some((signer, prepared, tx)) = rest.next() {
+            let mut group = vec![(prepared, tx)];
+            while let Some((_, p, t)) = rest.next_if(|(s, _, _)| Arc::ptr_eq(s, &signer)) {
+                group.push((p, t));
             }
+            deliver(&counts, &signer, group);
         }
-        // Still busy: another leader takes over (`signing` stays set).
-        let me = self.clone();
-        tokio::spawn(async move { me.sign_waiting() });
     }
+}
 
-    fn deliver(
-        &self,
-        signer: &ReceiptSigner,
-        waiting: Vec<(PreparedReceipt, oneshot::Sender<SignedReceipt>)>,
-    ) {
-        let n = waiting.len();
-        let (prepared, senders): (Vec<_>, Vec<_>) = waiting.into_iter().unzip();
-        if n > 1 {
-            tracing::debug!(receipts = n, "signing a batch of receipts");
-        }
-        self.receipts.fetch_add(n as u64, Ordering::Relaxed);
-        self.signatures.fetch_add(
-            n.div_ceil(cocoon_receipt::batch::MAX_BATCH) as u64,
-            Ordering::Relaxed,
-        );
-        for (signed, tx) in signer.sign_batch(prepared).into_iter().zip(senders) {
-            // An answer abandoned meanwhile no longer needs its receipt.
-            let _ = tx.send(signed);
-        }
+fn deliver(
+    counts: &Counts,
+    signer: &ReceiptSigner,
+    waiting: Vec<(PreparedReceipt, oneshot::Sender<SignedReceipt>)>,
+) {
+    let n = waiting.len();
+    let (prepared, senders): (Vec<_>, Vec<_>) = waiting.into_iter().unzip();
+    if n > 1 {
+        tracing::debug!(receipts = n, "signing a batch of receipts");
+    }
+    counts.receipts.fetch_add(n as u64, Ordering::Relaxed);
+    counts.signatures.fetch_add(
+        n.div_ceil(cocoon_receipt::batch::MAX_BATCH) as u64,
+        Ordering::Relaxed,
+    );
+    for (signed, tx) in signer.sign_batch(prepared).into_iter().zip(senders) {
+        // An answer abandoned meanwhile no longer needs its receipt.
+        let _ = tx.send(signed);
     }
 }
 
@@ -308,20 +279,15 @@ mod tests {
         assert_eq!(batcher.counts(), (3, 3));
     }
 
+    // One thread: the signer task runs only when the test yields, so the
+    // receipts finished meanwhile are queued behind it, as on a busy worker.
     #[tokio::test(start_paused = true)]
-    async fn receipts_finished_while_the_signer_is_busy_share_the_next_signature() {
+    async fn receipts_queued_while_the_signer_is_busy_share_the_next_signature() {
         let signer = signer();
         let batcher = ReceiptBatcher::new();
-        // Someone is signing: receipts finished now queue behind it.
-        batcher.state.lock().unwrap().signing = true;
         let t = Instant::now();
-        let queued = futures_util::future::join_all((0..5).map(|i| batcher.sign(&signer, body(i))));
-        let signed_after = async {
-            tokio::task::yield_now().await;
-            // The busy signer finishes and takes what waits.
-            batcher.sign_waiting();
-        };
-        let (batch, ()) = tokio::join!(queued, signed_after);
+        let batch =
+            futures_util::future::join_all((0..5).map(|i| batcher.sign(&signer, body(i)))).await;
         let batch: Vec<SignedReceipt> = batch.into_iter().map(Result::unwrap).collect();
         assert_eq!(t.elapsed(), Duration::ZERO, "no timer");
         assert!(batch.iter().all(|r| r.signature == batch[0].signature));
@@ -331,12 +297,9 @@ mod tests {
             .collect();
         assert_eq!(indices, [0, 1, 2, 3, 4], "in the order they finished");
         assert_eq!(batcher.counts(), (5, 1), "five receipts, one signature");
-        assert!(
-            !batcher.state.lock().unwrap().signing,
-            "the next receipt leads"
-        );
         let next = batcher.sign(&signer, body(9)).await.unwrap();
-        assert!(next.batch.is_none());
+        assert!(next.batch.is_none(), "an idle signer signs one alone");
+        assert_eq!(batcher.counts(), (6, 2));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
