@@ -600,7 +600,11 @@ impl Network {
 
     /// Workers the client's `/v1/models` reports for `model`.
     pub async fn worker_count(&self, model: &str) -> u64 {
-        let (status, _, body) = get(&format!("{}/v1/models", self.api)).await;
+        let mut req = http::Request::get(format!("{}/v1/models", self.api));
+        if let Some(admin) = self.admin_token() {
+            req = req.header("authorization", format!("Bearer {admin}"));
+        }
+        let (status, _, body) = send(req.body(Full::new(Bytes::new())).expect("request")).await;
         if status != 200 {
             return 0;
         }
@@ -627,6 +631,15 @@ impl Network {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The client's admin token (its state directory is under the
+    /// network's data directory), once the client has made it.
+    pub fn admin_token(&self) -> Option<String> {
+        let clients = std::fs::read_dir(self.tee.dir.join("client")).ok()?;
+        let dir = clients.flatten().next()?.path();
+        let token = std::fs::read_to_string(dir.join("admin.token")).ok()?;
+        Some(token.trim().to_string())
     }
 
     pub fn chat_url(&self) -> String {
@@ -677,6 +690,12 @@ pub async fn post(url: &str, body: impl Into<Bytes>, headers: &[(&str, &str)]) -
 
 pub async fn post_json(url: &str, body: &Value) -> Answer {
     post(url, body.to_string(), &[]).await
+}
+
+/// Sends any request (headers of the caller's choosing) and reads the
+/// whole answer.
+pub async fn send_request(req: http::Request<Full<Bytes>>) -> Answer {
+    send(req).await
 }
 
 async fn send(req: http::Request<Full<Bytes>>) -> Answer {

@@ -4,12 +4,14 @@ mod attest;
 mod chain_node;
 mod config_hash;
 mod devnet;
+mod keys_cmd;
 mod local_chain;
 mod options;
 mod payments;
 mod receipt_cmd;
 mod registry_cmd;
 mod run;
+mod telegram;
 mod trust;
 
 use std::path::PathBuf;
@@ -124,6 +126,10 @@ enum ClientAction {
     /// delay (the proxy may commit its last voucher meanwhile); a call
     /// after the delay pays what is left to the wallet.
     Close(options::ClientApiOptions),
+    /// API keys for apps: create (the secret is printed once), list,
+    /// revoke. Once one key exists, every request needs a valid key.
+    #[command(subcommand)]
+    Keys(options::KeysAction),
 }
 
 /// `cocoon proxy`: run a proxy, or act on its contract.
@@ -256,6 +262,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             action: Some(ClientAction::Withdraw(d)),
             ..
         }) => run::client_withdraw(d).await,
+        Command::Client(ClientCommand {
+            action: Some(ClientAction::Keys(k)),
+            ..
+        }) => keys_cmd::run(k).await,
         Command::Client(ClientCommand {
             action: Some(ClientAction::Close(c)),
             ..

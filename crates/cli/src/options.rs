@@ -300,7 +300,35 @@ options! {
         /// and reach it where it is registered.
         #[arg(long, env = "COCOON_CLIENT_ROOT", value_name = "ADDRESS")]
         pub root: Option<String>,
+        /// Serve the API beyond loopback even without API keys: anyone who
+        /// reaches it spends this client's money. Refused by default.
+        #[arg(long, env = "COCOON_CLIENT_OPEN_API", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+        pub open_api: Option<bool>,
+        group telegram: TelegramOptions,
         group chain: ChainOptions,
+    }
+}
+
+options! {
+    /// Telegram sign-in for the Mini App and the bot, shared by `client`
+    /// and `up`.
+    pub struct TelegramOptions {
+        /// The Telegram bot's token (a file holding it): the API then accepts
+        /// `Authorization: tma <initData>` signed with it (by Telegram for the
+        /// Mini App, or by `cocoon bot`), each Telegram user under the limits
+        /// below. Once set, every request must name its caller.
+        #[arg(long, env = "COCOON_TELEGRAM_TOKEN_FILE", value_name = "FILE")]
+        pub telegram_token_file: Option<PathBuf>,
+        /// What each Telegram user may spend per calendar month, in nanoton
+        /// [default: 100000000, 0.1 TON].
+        #[arg(long, env = "COCOON_TELEGRAM_USER_BUDGET", value_name = "NANOTON")]
+        pub telegram_user_budget: Option<u64>,
+        /// Requests each Telegram user may start per minute [default: 20].
+        #[arg(long, env = "COCOON_TELEGRAM_USER_RPM", value_name = "N")]
+        pub telegram_user_rpm: Option<u32>,
+        /// Tokens each Telegram user's answers may take per minute [default: 20000].
+        #[arg(long, env = "COCOON_TELEGRAM_USER_TPM", value_name = "N")]
+        pub telegram_user_tpm: Option<u64>,
     }
 }
 
@@ -351,6 +379,7 @@ options! {
         /// 429 with Retry-After [default: 1024].
         #[arg(long, env = "COCOON_QUEUE_LENGTH", value_name = "N")]
         pub queue_length: Option<usize>,
+        group telegram: TelegramOptions,
         group engine: EngineOptions,
     }
 }
@@ -775,6 +804,59 @@ impl RegistryAction {
             | RegistryAction::SetPrices { common, .. } => common,
         }
     }
+}
+
+/// `cocoon client keys`: what to do with a running client's API keys.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum KeysAction {
+    /// Make a key; its secret is printed this once. Without limits the key
+    /// may spend whatever the client has.
+    Create {
+        #[command(flatten)]
+        common: KeysCommon,
+        /// What to call it (1 to 64 characters), e.g. the app's name.
+        #[arg(long)]
+        name: String,
+        /// Nanoton the key may spend (per month with --monthly).
+        #[arg(long, value_name = "NANOTON")]
+        budget: Option<u64>,
+        /// Requests the key may start per minute.
+        #[arg(long = "rpm", value_name = "N")]
+        requests_per_minute: Option<u32>,
+        /// Tokens the key's answers may take per minute.
+        #[arg(long = "tpm", value_name = "N")]
+        tokens_per_minute: Option<u64>,
+        /// A model the key may use (repeatable) [default: every model].
+        #[arg(long, value_name = "NAME")]
+        model: Vec<String>,
+        /// Renew the budget on the first day of every month (UTC).
+        #[arg(long, requires = "budget")]
+        monthly: bool,
+    },
+    /// Every key: its limits, what it spent, whether it is revoked.
+    List {
+        #[command(flatten)]
+        common: KeysCommon,
+    },
+    /// Revoke a key at once; its record stays for the accounts.
+    Revoke {
+        #[command(flatten)]
+        common: KeysCommon,
+        /// The key's id (`key_…`, as `list` shows it).
+        id: String,
+    },
+}
+
+/// Where the client is and how to prove being its operator.
+#[derive(clap::Args, Debug, Clone)]
+pub struct KeysCommon {
+    /// The running client's API [default: http://127.0.0.1:10000].
+    #[arg(long, env = "COCOON_CLIENT_API", value_name = "URL")]
+    pub api: Option<String>,
+    /// The client's admin token [default: the file the client names, which
+    /// only its user on its machine can read].
+    #[arg(long, env = "COCOON_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// Options of commands that act on a running client.

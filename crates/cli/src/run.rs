@@ -433,8 +433,10 @@ async fn client_config(
     if max_body_bytes < 1024 {
         bail!("max_body_bytes must be at least 1024, found {max_body_bytes}");
     }
+    let name = o.name.unwrap_or_else(|| format!("client-{}", hostname()));
+    let access = access_config(&data_dir, &name, &o.telegram, o.open_api.unwrap_or(false))?;
     Ok(cocoon_client::ClientConfig {
-        name: o.name.unwrap_or_else(|| format!("client-{}", hostname())),
+        name,
         listen: addr(o.listen, DEFAULT_API),
         proxy,
         trust,
@@ -451,6 +453,58 @@ async fn client_config(
         chain,
         wallet,
         check_receipts: !dev_only(o.dev_no_receipts, &a, "--dev-no-receipts")?,
+        access,
+    })
+}
+
+/// Who may call a client: its keys and admin token under
+/// `DATA_DIR/client/NAME`, and Telegram sign-in when a bot token is given.
+pub(crate) fn access_config(
+    data_dir: &std::path::Path,
+    name: &str,
+    t: &crate::options::TelegramOptions,
+    open_beyond_loopback: bool,
+) -> anyhow::Result<cocoon_client::access::AccessConfig> {
+    use cocoon_client::access::{Renewal, SpendPolicy, TelegramAccess};
+    let dir_name: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let telegram = match &t.telegram_token_file {
+        None => {
+            if t.telegram_user_budget.is_some()
+                || t.telegram_user_rpm.is_some()
+                || t.telegram_user_tpm.is_some()
+            {
+                bail!("--telegram-user-budget, --telegram-user-rpm and --telegram-user-tpm need --telegram-token-file");
+            }
+            None
+        }
+        Some(file) => {
+            let token = crate::telegram::read_token(file)?;
+            Some(TelegramAccess {
+                key: cocoon_client::access::telegram::InitDataKey::from_bot_token(&token),
+                policy: SpendPolicy {
+                    budget_nanoton: Some(t.telegram_user_budget.unwrap_or(100_000_000)),
+                    requests_per_minute: Some(t.telegram_user_rpm.unwrap_or(20)).filter(|n| *n > 0),
+                    tokens_per_minute: Some(t.telegram_user_tpm.unwrap_or(20_000))
+                        .filter(|n| *n > 0),
+                    models: Vec::new(),
+                    renewal: Renewal::Monthly,
+                },
+            })
+        }
+    };
+    Ok(cocoon_client::access::AccessConfig {
+        state_dir: Some(data_dir.join("client").join(dir_name)),
+        telegram,
+        open_beyond_loopback,
     })
 }
 
@@ -630,6 +684,7 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
             contract_init: None,
         }),
         check_receipts: true,
+        access: access_config(&data_dir, "local-client", &o.telegram, false)?,
     })
     .await
     .context("starting the client")?;
@@ -720,7 +775,8 @@ pub async fn deposit(o: crate::options::DepositOptions) -> anyhow::Result<()> {
 async fn deposit_link(o: crate::options::DepositOptions) -> anyhow::Result<()> {
     let api = o.api.unwrap_or_else(|| format!("http://{DEFAULT_API}"));
     let path = format!("/v1/cocoon/chain?amount_nanoton={}", o.amount.get());
-    let (status, body) = call_local("GET", &api, &path, "").await?;
+    let auth = crate::keys_cmd::operator_token(&api, None).await.ok();
+    let (status, body) = call_local("GET", &api, &path, "", auth.as_deref()).await?;
     let v: serde_json::Value = serde_json::from_str(body.trim()).unwrap_or_default();
     match v["deposit_link"].as_str() {
         Some(link) if status == "200" && !link.is_empty() => {
@@ -795,7 +851,14 @@ async fn act_on(
     refused: &str,
 ) -> anyhow::Result<()> {
     let api = api.unwrap_or_else(|| format!("http://{default}"));
-    let (status, body) = post_local(&api, path, body).await?;
+    // A client with keys moves its money for the operator only: send its
+    // admin token when this machine can read it.
+    let auth = if default == DEFAULT_API {
+        crate::keys_cmd::operator_token(&api, None).await.ok()
+    } else {
+        None
+    };
+    let (status, body) = call_local("POST", &api, path, body, auth.as_deref()).await?;
     if status != "200" {
         bail!("{refused} (HTTP {status}): {}", body.trim());
     }
@@ -803,26 +866,25 @@ async fn act_on(
     Ok(())
 }
 
-/// POSTs `body` to `path` on a node's local HTTP port; returns the status
-/// and the answer's body.
-async fn post_local(api: &str, path: &str, body: &str) -> anyhow::Result<(String, String)> {
-    call_local("POST", api, path, body).await
-}
-
-/// Calls `path` with `method` on a node's local HTTP port.
-async fn call_local(
+/// Calls `path` with `method` on a node's local HTTP port, with a bearer
+/// token if given; returns the status and the answer's body.
+pub(crate) async fn call_local(
     method: &str,
     api: &str,
     path: &str,
     body: &str,
+    bearer: Option<&str>,
 ) -> anyhow::Result<(String, String)> {
     let rest = api
         .strip_prefix("http://")
         .ok_or_else(|| anyhow!("--api must be an http:// URL, found {api:?}"))?;
     let authority = rest.split('/').next().unwrap_or(rest).to_string();
+    let auth = bearer
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+         {auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let answer = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {

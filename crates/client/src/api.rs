@@ -87,12 +87,46 @@ pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
             "/v1/cocoon/deposit",
             post(crate::payments::deposit).fallback(method_not_allowed),
         )
-        .with_state(shared.clone());
-    cocoon_telemetry::router(shared)
+        .with_state(shared.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            authenticate,
+        ));
+    cocoon_telemetry::router(shared.clone())
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(api)
+        .merge(crate::access::admin_routes(shared.access.clone()))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(request_id))
+}
+
+/// What only the operator may do once access is restricted: move the
+/// contract's money.
+const OPERATOR_PATHS: [&str; 3] = [
+    "/v1/cocoon/withdraw",
+    "/v1/cocoon/close",
+    "/v1/cocoon/deposit",
+];
+
+/// Names who makes each API request (see [`crate::access`]), or answers
+/// 401/403 for them.
+async fn authenticate(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
+    let access = &shared.access;
+    if OPERATOR_PATHS.contains(&req.uri().path()) {
+        if let Err(e) = access.require_operator_if_restricted(req.headers()) {
+            return e.into_response();
+        }
+    }
+    match access.authenticate(req.headers()) {
+        Ok(who) => {
+            req.extensions_mut().insert(who);
+            next.run(req).await
+        }
+        Err(e) => {
+            shared.metrics.record_error("unauthorized");
+            e.into_response()
+        }
+    }
 }
 
 /// Gives every request an id, visible to handlers and in `x-request-id`.
@@ -296,7 +330,7 @@ async fn complete(shared: Arc<Shared>, endpoint: Endpoint, req: Request) -> Resp
                 return err.into_response();
             }
         };
-        let v = match validate(endpoint, &raw, &parts.headers) {
+        let mut v = match validate(endpoint, &raw, &parts.headers) {
             Ok(v) => v,
             Err(e) => {
                 tracing::info!(error = %e, "invalid request");
@@ -305,7 +339,20 @@ async fn complete(shared: Arc<Shared>, endpoint: Endpoint, req: Request) -> Resp
             }
         };
         tracing::Span::current().record("model", v.model.as_str());
-        forward(shared, endpoint, id, v).await
+        let who = parts
+            .extensions
+            .get::<crate::access::Principal>()
+            .cloned()
+            .unwrap_or(crate::access::Principal::Open);
+        let admission = match crate::admission::admit(&shared, &who, &mut v).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::info!(error = %e, caller = %who.label(), "refused by the caller's limits");
+                shared.metrics.record_error("limit_exceeded");
+                return e.into_response();
+            }
+        };
+        forward(shared, endpoint, id, v, admission).await
     }
     .instrument(span)
     .await
@@ -314,7 +361,13 @@ async fn complete(shared: Arc<Shared>, endpoint: Endpoint, req: Request) -> Resp
 /// Sends a validated request through the proxy and answers the app: an
 /// HTTP error if it fails before the first byte, else the answer, whole or
 /// streamed.
-async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Validated) -> Response {
+async fn forward(
+    shared: Arc<Shared>,
+    endpoint: Endpoint,
+    id: RequestId,
+    v: Validated,
+    admission: crate::access::Admission,
+) -> Response {
     let mut active = shared.metrics.start();
     if let Err(refused) = proxy_usable(&shared, &mut active).await {
         return refused;
@@ -362,6 +415,7 @@ async fn forward(shared: Arc<Shared>, endpoint: Endpoint, id: RequestId, v: Vali
         deterministic: v.sampling.deterministic(),
         events,
         active,
+        admission: Some(admission),
     };
     respond(answer, first, headers, &v).await
 }
@@ -446,6 +500,17 @@ struct Answer {
     deterministic: bool,
     events: Streaming<InferEvent>,
     active: ActiveRequest,
+    /// The caller's hold on its account, settled with the answer's cost.
+    admission: Option<crate::access::Admission>,
+}
+
+impl Answer {
+    /// Counts a complete answer against the caller's account.
+    async fn settle(&mut self, done: &Completion) {
+        if let Some(a) = self.admission.take() {
+            a.settle(done.cost().unwrap_or(0), &done.usage()).await;
+        }
+    }
 }
 
 /// The request as the proxy receives it.
@@ -571,6 +636,7 @@ async fn whole_answer(
             })) => {
                 a.shared.metrics.record_usage(&done.usage());
                 a.shared.payments.on_voucher(&done.client_voucher);
+                a.settle(&done).await;
                 let body = body.freeze();
                 let answer_sha256 = if a.shared.receipts.checks() {
                     cocoon_receipt::digest::whole_answer(&body)
@@ -854,6 +920,7 @@ impl SseState {
         let a = &mut self.answer;
         a.shared.metrics.record_usage(&done.usage());
         a.shared.payments.on_voucher(&done.client_voucher);
+        a.settle(done).await;
         if let Err((reason, err)) = check_receipts(a, done, &digest).await {
             a.active.fail(reason);
             return sse_data(&err.body());
@@ -909,5 +976,7 @@ impl StatsSource for Shared {
         self.metrics
             .snapshot("client", &self.config.name, self.started, Vec::new(), info)
             .with_peers_refused(self.config.trust.refusals())
+            .with_detail(&serde_json::json!({ "access": self.access.figures() }))
+            .with_series(self.access.series())
     }
 }

@@ -2,6 +2,8 @@
 //! request over one long-lived, mutually authenticated connection to a
 //! proxy, and streaming the answer back as server-sent events.
 
+pub mod access;
+mod admission;
 mod api;
 mod attestation;
 mod contract;
@@ -56,6 +58,8 @@ pub struct ClientConfig {
     /// certificate. Off only to measure what receipts cost, in development
     /// mode.
     pub check_receipts: bool,
+    /// Who may call the API: API keys, Telegram sign-in.
+    pub access: access::AccessConfig,
 }
 
 /// The client's wallet on a chain.
@@ -102,6 +106,15 @@ pub enum ClientError {
     /// The proxy address is unusable.
     #[error(transparent)]
     Dial(#[from] cocoon_transport::DialError),
+    /// Access control could not start.
+    #[error(transparent)]
+    Access(#[from] access::AccessError),
+    /// The API would be open to the network without keys.
+    #[error("refusing to serve the API on {addr} without API keys: anyone who can reach it could spend this client's money. Start it on 127.0.0.1 first, create a key (`cocoon client keys create`), then listen beyond loopback; or pass --open-api to serve it open on purpose")]
+    OpenBeyondLoopback {
+        /// The address.
+        addr: SocketAddr,
+    },
     /// The API listener could not start.
     #[error("cannot listen for the API on {addr}: {reason}")]
     Listen {
@@ -133,6 +146,24 @@ pub(crate) struct Shared {
     pub(crate) started: Instant,
     /// Workers' certificates and receipts, checked here.
     pub(crate) receipts: receipts::Receipts,
+    /// Who may call, and what they may spend.
+    pub(crate) access: Arc<access::Access>,
+    /// The proxy's prices from its last hello, when it charges.
+    pub(crate) prices: Mutex<Option<admission::ProxyPrices>>,
+}
+
+/// Access control, refusing an API open beyond loopback unless asked for.
+fn open_access(config: &ClientConfig) -> Result<Arc<access::Access>, ClientError> {
+    let access = Arc::new(access::Access::open(&config.access)?);
+    if !config.listen.ip().is_loopback() && !access.restricted() {
+        if !config.access.open_beyond_loopback {
+            return Err(ClientError::OpenBeyondLoopback {
+                addr: config.listen,
+            });
+        }
+        tracing::warn!(listen = %config.listen, "OPEN API: serving beyond loopback without API keys (--open-api); anyone who reaches it spends this client's money");
+    }
+    Ok(access)
 }
 
 /// A running client.
@@ -147,6 +178,7 @@ impl Client {
     /// Binds the API and starts the link to the proxy. Returns once
     /// listening; requests made while the proxy is unreachable get a 503.
     pub async fn start(config: ClientConfig) -> Result<Client, ClientError> {
+        let access = open_access(&config)?;
         let credentials =
             config
                 .trust
@@ -191,6 +223,8 @@ impl Client {
             introduced: watch::channel(false).0,
             proxy_name: Mutex::new(String::new()),
             started: Instant::now(),
+            access,
+            prices: Mutex::new(None),
         });
         let (shutdown, rx) = watch::channel(false);
         let link = tokio::spawn(link::run(shared.clone(), rx.clone()));

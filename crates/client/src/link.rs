@@ -13,6 +13,13 @@ use crate::Shared;
 /// How often a healthy link is checked.
 const CHECK_EVERY: Duration = Duration::from_secs(5);
 
+/// Learns the proxy's voucher key and prices from its hello.
+fn on_hello(shared: &Shared, hello: &cocoon_proto::ProxyHello) {
+    shared.payments.on_hello(&shared.address, hello);
+    *shared.prices.lock().unwrap_or_else(|p| p.into_inner()) =
+        crate::admission::ProxyPrices::from_hello(hello);
+}
+
 pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let mut backoff =
         cocoon_transport::Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
@@ -30,7 +37,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>
         let delay = match tokio::time::timeout(Duration::from_secs(10), proxy.hello(hello)).await {
             Ok(Ok(resp)) => {
                 let hello = resp.into_inner();
-                shared.payments.on_hello(&shared.address, &hello);
+                on_hello(&shared, &hello);
                 if hello.payments && !deposit_checked {
                     deposit_checked = dev_deposit(&shared).await;
                 }

@@ -144,7 +144,7 @@ pub(crate) async fn deposit(
     if let Some(w) = shared.config.wallet.clone() {
         return match top_up_on_chain(&shared, &w, cocoon_core::Nanoton::new(d.amount_nanoton)).await
         {
-            Ok(()) => balance(State(shared)).await,
+            Ok(()) => balance(State(shared), None).await,
             Err(e) => e.into_response(),
         };
     }
@@ -164,7 +164,7 @@ pub(crate) async fn deposit(
         return ApiError::request(http, "deposit_refused", status.message().to_string())
             .into_response();
     }
-    balance(State(shared)).await
+    balance(State(shared), None).await
 }
 
 /// Gas carried with a top-up; what is left comes back to the wallet.
@@ -248,7 +248,18 @@ async fn top_up_on_chain(
 }
 
 /// `GET /v1/cocoon/balance`: integer nanoton fields and the latest voucher.
-pub(crate) async fn balance(State(shared): State<Arc<Shared>>) -> Response {
+pub(crate) async fn balance(
+    State(shared): State<Arc<Shared>>,
+    who: Option<axum::Extension<crate::access::Principal>>,
+) -> Response {
+    // A key or a Telegram user sees its own account, not the client's.
+    if let Some(account) = who.and_then(|w| shared.access.account_view(&w.0)) {
+        return (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({ "account": account }).to_string(),
+        )
+            .into_response();
+    }
     let mut proxy = shared.proxy.clone();
     let req = cocoon_proto::BalanceRequest {
         client_address: shared.address.to_string(),

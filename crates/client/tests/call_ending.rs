@@ -155,6 +155,7 @@ async fn finished_calls_are_read_to_their_trailers() {
         default_max_coefficient: None,
         default_timeout: Duration::from_secs(10),
         check_receipts: true,
+        access: Default::default(),
     })
     .await
     .unwrap();
@@ -180,4 +181,32 @@ async fn finished_calls_are_read_to_their_trailers() {
         "the client dropped finished calls before their trailers"
     );
     client.shutdown().await;
+}
+
+/// Beyond loopback without keys the client refuses to start (before it
+/// binds anything), unless told to serve open.
+#[tokio::test]
+async fn an_open_api_beyond_loopback_is_refused_without_keys() {
+    let config = cocoon_client::ClientConfig {
+        name: "exposed".into(),
+        listen: "0.0.0.0:0".parse().unwrap(),
+        proxy: "127.0.0.1:9".into(),
+        trust: cocoon_transport::Trust::Insecure,
+        address: None,
+        dev_deposit: None,
+        chain: None,
+        wallet: None,
+        max_body_bytes: 1 << 20,
+        default_max_coefficient: None,
+        default_timeout: Duration::from_secs(10),
+        check_receipts: true,
+        access: Default::default(),
+    };
+    match cocoon_client::Client::start(config).await {
+        Err(e @ cocoon_client::ClientError::OpenBeyondLoopback { .. }) => {
+            assert!(e.to_string().contains("--open-api"), "{e}")
+        }
+        Err(e) => panic!("refused for another reason: {e}"),
+        Ok(_) => panic!("an open API was served beyond loopback"),
+    }
 }

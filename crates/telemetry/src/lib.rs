@@ -50,6 +50,23 @@ pub struct Snapshot {
     /// when it has none. `/stats` shows the same, indented.
     #[serde(skip_serializing_if = "serde_json::Value::is_null")]
     pub detail: serde_json::Value,
+    /// The node's own labelled Prometheus series (a client: usage per API
+    /// key); `/jsonstats` carries the same figures in `detail`.
+    #[serde(skip)]
+    pub series: Vec<Series>,
+}
+
+/// One labelled Prometheus metric family of a node's own.
+#[derive(Debug, Clone)]
+pub struct Series {
+    /// The name after `cocoon_`.
+    pub name: &'static str,
+    /// `counter` or `gauge`.
+    pub kind: &'static str,
+    /// What it counts.
+    pub help: &'static str,
+    /// Each sample's labels (beside `role`) and value.
+    pub samples: Vec<(Vec<(&'static str, String)>, u64)>,
 }
 
 impl Snapshot {
@@ -58,6 +75,12 @@ impl Snapshot {
         self.detail = serde_json::to_value(detail).unwrap_or_else(|e| {
             serde_json::Value::String(format!("figures could not be encoded: {e}"))
         });
+        self
+    }
+
+    /// Adds labelled series of the node's own (see [`Snapshot::series`]).
+    pub fn with_series(mut self, series: Vec<Series>) -> Self {
+        self.series.extend(series);
         self
     }
 

@@ -104,6 +104,7 @@ impl RequestMetrics {
             info,
             queue: None,
             detail: serde_json::Value::Null,
+            series: Vec::new(),
         }
     }
 

@@ -154,7 +154,23 @@ pub fn render_prometheus(s: &Snapshot) -> String {
             }
         }
     }
+    series_prometheus(&mut o, role, &s.series);
     o
+}
+
+/// A node's own labelled families.
+fn series_prometheus(o: &mut String, role: &str, series: &[crate::Series]) {
+    for f in series.iter().filter(|f| !f.samples.is_empty()) {
+        let _ = writeln!(o, "# HELP cocoon_{} {}", f.name, f.help);
+        let _ = writeln!(o, "# TYPE cocoon_{} {}", f.name, f.kind);
+        for (labels, value) in &f.samples {
+            let mut l = format!("role=\"{role}\"");
+            for (k, v) in labels {
+                let _ = write!(l, ",{k}=\"{}\"", escape(v));
+            }
+            let _ = writeln!(o, "cocoon_{}{{{l}}} {value}", f.name);
+        }
+    }
 }
 
 fn histogram(o: &mut String, role: &str, name: &str, help: &str, h: &HistogramSnapshot) {
@@ -384,6 +400,7 @@ mod tests {
             info: Default::default(),
             queue: None,
             detail: serde_json::Value::Null,
+            series: Vec::new(),
         }
     }
 
