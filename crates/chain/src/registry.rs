@@ -387,3 +387,78 @@ pub async fn proxies(
     }
     Ok(list)
 }
+
+/// The root registry as people read it (`cocoon registry show`, the
+/// explorer): owner, parameter version, prices, terms, allowed images by
+/// role, models by hash, and each registered proxy with its contract's
+/// state, stake and commission (or why it could not be read).
+pub async fn describe(chain: &impl Chain, root: &StdAddr) -> Result<serde_json::Value, ReadError> {
+    use crate::contracts::Role;
+    let owner = owner(chain, root).await?;
+    let version = params_version(chain, root).await?;
+    let prices = prices(chain, root).await?;
+    let terms = terms(chain, root).await?;
+    let mut images = serde_json::Map::new();
+    for (name, role) in [("proxy", Role::Proxy), ("worker", Role::Worker), ("client", Role::Client)] {
+        let list = images_of(chain, root, role).await?;
+        images.insert(name.into(), serde_json::json!(list));
+    }
+    let model_list: serde_json::Map<String, serde_json::Value> = models(chain, root)
+        .await?
+        .into_iter()
+        .map(|(k, name)| (HashBytes(k).to_string(), serde_json::Value::String(name)))
+        .collect();
+    let mut proxy_list = Vec::new();
+    for p in proxies(chain, root).await? {
+        let state = match crate::views::proxy_data(chain, &p.contract).await {
+            Ok(d) => serde_json::json!({
+                "state": d.state.as_str(),
+                "stake": d.stake.get(),
+                "commission": d.commission.get(),
+                "charged": d.charged.get(),
+                "paid": d.paid.get(),
+            }),
+            Err(e) => serde_json::json!({ "unreadable": e.to_string() }),
+        };
+        proxy_list.push(serde_json::json!({
+            "contract": p.contract.to_string(),
+            "owner": p.owner.to_string(),
+            "key": p.key.to_string(),
+            "endpoints": p.endpoints,
+            "on_chain": state,
+        }));
+    }
+    Ok(serde_json::json!({
+        "root": root.to_string(),
+        "owner": owner.to_string(),
+        "version": version,
+        "prices": {
+            "price_per_token": prices.price_per_token,
+            "worker_fee_per_token": prices.worker_fee_per_token,
+            "multipliers": prices.multipliers,
+        },
+        "terms": {
+            "min_proxy_stake": terms.min_proxy_stake.get(),
+            "min_client_stake": terms.min_client_stake.get(),
+            "min_worker_stake": terms.min_worker_stake.get(),
+            "proxy_close_delay": terms.proxy_close_delay,
+            "client_close_delay": terms.client_close_delay,
+            "slash_share_basis_points": terms.slash_share,
+        },
+        "images": images,
+        "models": model_list,
+        "proxies": proxy_list,
+    }))
+}
+
+async fn images_of(
+    chain: &impl Chain,
+    root: &StdAddr,
+    role: crate::contracts::Role,
+) -> Result<Vec<String>, ReadError> {
+    Ok(images(chain, root, role)
+        .await?
+        .iter()
+        .map(ToString::to_string)
+        .collect())
+}

@@ -202,64 +202,7 @@ async fn version(c: &NodeChain, root: &StdAddr) -> anyhow::Result<u64> {
 }
 
 async fn show(c: &NodeChain, root: &StdAddr) -> anyhow::Result<()> {
-    let owner = cocoon_chain::registry::owner(c.chain.as_ref(), root).await?;
-    let version = version(c, root).await?;
-    let chain = c.chain.as_ref();
-    let prices = cocoon_chain::registry::prices(chain, root).await?;
-    let terms = cocoon_chain::registry::terms(chain, root).await?;
-    let mut images = serde_json::Map::new();
-    for (name, r) in [
-        ("proxy", Role::Proxy),
-        ("worker", Role::Worker),
-        ("client", Role::Client),
-    ] {
-        let list = cocoon_chain::registry::images(c.chain.as_ref(), root, r).await?;
-        let list = list
-            .iter()
-            .map(|h| serde_json::Value::String(h.to_string()))
-            .collect();
-        images.insert(name.into(), serde_json::Value::Array(list));
-    }
-    let model_list: serde_json::Map<String, serde_json::Value> =
-        cocoon_chain::registry::models(chain, root)
-            .await?
-            .into_iter()
-            .map(|(k, name)| (HashBytes(k).to_string(), serde_json::Value::String(name)))
-            .collect();
-    let proxy_list: Vec<serde_json::Value> =
-        cocoon_chain::registry::proxies(c.chain.as_ref(), root)
-            .await?
-            .into_iter()
-            .map(|p| {
-                serde_json::json!({
-                    "contract": p.contract.to_string(),
-                    "owner": p.owner.to_string(),
-                    "key": p.key.to_string(),
-                    "endpoints": p.endpoints,
-                })
-            })
-            .collect();
-    let doc = serde_json::json!({
-        "root": root.to_string(),
-        "owner": owner.to_string(),
-        "version": version,
-        "prices": {
-            "price_per_token": prices.price_per_token,
-            "worker_fee_per_token": prices.worker_fee_per_token,
-            "multipliers": prices.multipliers,
-        },
-        "terms": {
-            "min_proxy_stake": terms.min_proxy_stake.get(),
-            "min_client_stake": terms.min_client_stake.get(),
-            "min_worker_stake": terms.min_worker_stake.get(),
-            "proxy_close_delay": terms.proxy_close_delay,
-            "client_close_delay": terms.client_close_delay,
-            "slash_share_basis_points": terms.slash_share,
-        },
-        "images": images,
-        "models": model_list,
-        "proxies": proxy_list,
-    });
+    let doc = cocoon_chain::registry::describe(c.chain.as_ref(), root).await?;
     println!("{}", serde_json::to_string_pretty(&doc)?);
     Ok(())
 }

@@ -96,6 +96,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(api)
         .merge(crate::access::admin_routes(shared.access.clone()))
+        .merge(crate::web::routes(shared.clone()))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(request_id))
 }
@@ -194,7 +195,7 @@ async fn not_found(req: Request) -> ApiError {
     )
 }
 
-async fn method_not_allowed(req: Request) -> ApiError {
+pub(crate) async fn method_not_allowed(req: Request) -> ApiError {
     ApiError::request(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
@@ -215,47 +216,51 @@ async fn completions(State(shared): State<Arc<Shared>>, req: Request) -> Respons
 }
 
 async fn models(State(shared): State<Arc<Shared>>) -> Response {
-    let mut proxy = shared.proxy.clone();
-    match proxy.list_models(ListModelsRequest {}).await {
-        Ok(resp) => {
-            let data = resp
-                .into_inner()
-                .models
-                .into_iter()
-                .map(|m| {
-                    let market = cocoon_openai::ModelMarket {
-                        workers: m.worker_count,
-                        coefficient: cocoon_openai::CoefficientSpread {
-                            min: m.min_coefficient,
-                            median: m.median_coefficient,
-                            max: m.max_coefficient,
-                        },
-                        capacity: m.capacity,
-                        running: m.running,
-                        model_hashes: m.model_hashes,
-                        reputation: cocoon_openai::ModelReputation {
-                            compared_answers: m.compared_answers,
-                            dissenting_answers: m.dissenting_answers,
-                            avoided_workers: m.avoided_workers,
-                            requests: m.requests,
-                            failed_requests: m.failed_requests,
-                            median_latency_ms: (m.median_latency_micros > 0)
-                                .then(|| m.median_latency_micros.div_ceil(1000)),
-                            median_ttft_ms: (m.median_ttft_micros > 0)
-                                .then(|| m.median_ttft_micros.div_ceil(1000)),
-                        },
-                    };
-                    cocoon_openai::Model::new(m.name, market)
-                })
-                .collect();
-            (
-                [(axum::http::header::CONTENT_TYPE, "application/json")],
-                cocoon_openai::ModelList::new(data).to_json(),
-            )
-                .into_response()
-        }
+    match model_list(&shared).await {
+        Ok(list) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            list.to_json(),
+        )
+            .into_response(),
         Err(status) => proxy_unreachable(&shared, &status).into_response(),
     }
+}
+
+/// The models the proxy's workers serve, with their market and reputation.
+pub(crate) async fn model_list(shared: &Shared) -> Result<cocoon_openai::ModelList, tonic::Status> {
+    let mut proxy = shared.proxy.clone();
+    let resp = proxy.list_models(ListModelsRequest {}).await?;
+    let data = resp
+        .into_inner()
+        .models
+        .into_iter()
+        .map(|m| {
+            let market = cocoon_openai::ModelMarket {
+                workers: m.worker_count,
+                coefficient: cocoon_openai::CoefficientSpread {
+                    min: m.min_coefficient,
+                    median: m.median_coefficient,
+                    max: m.max_coefficient,
+                },
+                capacity: m.capacity,
+                running: m.running,
+                model_hashes: m.model_hashes,
+                reputation: cocoon_openai::ModelReputation {
+                    compared_answers: m.compared_answers,
+                    dissenting_answers: m.dissenting_answers,
+                    avoided_workers: m.avoided_workers,
+                    requests: m.requests,
+                    failed_requests: m.failed_requests,
+                    median_latency_ms: (m.median_latency_micros > 0)
+                        .then(|| m.median_latency_micros.div_ceil(1000)),
+                    median_ttft_ms: (m.median_ttft_micros > 0)
+                        .then(|| m.median_ttft_micros.div_ceil(1000)),
+                },
+            };
+            cocoon_openai::Model::new(m.name, market)
+        })
+        .collect();
+    Ok(cocoon_openai::ModelList::new(data))
 }
 
 /// The answer for a call to the proxy that failed (`Some`) or ended
@@ -505,10 +510,19 @@ struct Answer {
 }
 
 impl Answer {
-    /// Counts a complete answer against the caller's account.
+    /// Counts a complete answer: in the metrics and history, and against
+    /// the caller's account.
     async fn settle(&mut self, done: &Completion) {
+        let usage = done.usage();
+        let cost = done.cost().unwrap_or(0);
+        self.shared.metrics.record_usage(&usage);
+        self.shared.history.record(
+            cocoon_core::unix_now(),
+            usage.prompt + usage.completion,
+            cost,
+        );
         if let Some(a) = self.admission.take() {
-            a.settle(done.cost().unwrap_or(0), &done.usage()).await;
+            a.settle(cost, &usage).await;
         }
     }
 }
@@ -634,7 +648,6 @@ async fn whole_answer(
             Some(Ok(InferEvent {
                 event: Some(infer_event::Event::Done(done)),
             })) => {
-                a.shared.metrics.record_usage(&done.usage());
                 a.shared.payments.on_voucher(&done.client_voucher);
                 a.settle(&done).await;
                 let body = body.freeze();
@@ -918,7 +931,6 @@ impl SseState {
         self.finished = true;
         let digest = std::mem::take(&mut self.digest).finish();
         let a = &mut self.answer;
-        a.shared.metrics.record_usage(&done.usage());
         a.shared.payments.on_voucher(&done.client_voucher);
         a.settle(done).await;
         if let Err((reason, err)) = check_receipts(a, done, &digest).await {

@@ -33,6 +33,7 @@ impl WorkersSeen {
             "tee": (!a.worker_tee.is_empty()).then_some(&a.worker_tee),
             "image_hash": (!a.worker_image_hash.is_empty()).then_some(&a.worker_image_hash),
             "model_hash": (!a.model_hash.is_empty()).then_some(&a.model_hash),
+            "coefficient": a.coefficient,
             "last_seen": now,
         });
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -75,9 +76,9 @@ pub(crate) fn proxy_headers(shared: &Shared, headers: &mut HeaderMap) {
     }
 }
 
-/// `GET /v1/cocoon/attestation`.
-pub(crate) async fn report(State(shared): State<Arc<Shared>>) -> Response {
-    let proxy = proxy_summary(&shared).map(|id| {
+/// What this client verified: the proxy's evidence and the workers seen.
+pub(crate) fn summary(shared: &Shared) -> serde_json::Value {
+    let proxy = proxy_summary(shared).map(|id| {
         let evidence = id.attestation.as_ref().map(|a| {
             serde_json::json!({
                 "role": a.role.as_str(),
@@ -98,11 +99,16 @@ pub(crate) async fn report(State(shared): State<Arc<Shared>>) -> Response {
             "evidence": evidence,
         })
     });
-    let body = serde_json::json!({
+    serde_json::json!({
         "trust": shared.config.trust.describe(),
         "proxy": proxy,
         "workers": shared.attestation.all(),
-    });
+    })
+}
+
+/// `GET /v1/cocoon/attestation`.
+pub(crate) async fn report(State(shared): State<Arc<Shared>>) -> Response {
+    let body = summary(&shared);
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         body.to_string(),

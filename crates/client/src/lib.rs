@@ -6,9 +6,11 @@ pub mod access;
 mod admission;
 mod api;
 mod attestation;
+mod history;
 mod contract;
 mod payments;
 mod receipts;
+mod web;
 
 pub use cocoon_pay::dev_address;
 mod link;
@@ -150,6 +152,10 @@ pub(crate) struct Shared {
     pub(crate) access: Arc<access::Access>,
     /// The proxy's prices from its last hello, when it charges.
     pub(crate) prices: Mutex<Option<admission::ProxyPrices>>,
+    /// Tokens and spend per minute, for the explorer.
+    pub(crate) history: history::History,
+    /// The registry as last read, for the explorer.
+    pub(crate) registry: web::RegistryCache,
 }
 
 /// Access control, refusing an API open beyond loopback unless asked for.
@@ -225,6 +231,8 @@ impl Client {
             started: Instant::now(),
             access,
             prices: Mutex::new(None),
+            history: history::History::default(),
+            registry: web::RegistryCache::default(),
         });
         let (shutdown, rx) = watch::channel(false);
         let link = tokio::spawn(link::run(shared.clone(), rx.clone()));

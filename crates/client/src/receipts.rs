@@ -18,6 +18,7 @@ use cocoon_tee::RaTlsVerifier;
 use serde_json::value::RawValue;
 use tonic::transport::Channel;
 
+use crate::openai::ApiError;
 use crate::Shared;
 
 /// Receipts kept for `GET /v1/cocoon/receipts`.
@@ -103,6 +104,11 @@ impl Receipts {
             refused: Mutex::new(None),
             kept: Mutex::default(),
         }
+    }
+
+    /// How many checked receipts are kept for `/v1/cocoon/receipts`.
+    pub(crate) fn kept_count(&self) -> usize {
+        self.kept.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Whether answers are hashed and their receipts checked.
@@ -457,4 +463,38 @@ async fn fetch_certificate(
             Refusal::Unavailable(why)
         })?;
     Ok(answer.into_inner().der)
+}
+
+/// `POST /v1/cocoon/receipts/verify`: checks a saved answer, stream or
+/// receipt (the request body) as `cocoon receipt verify` does, under this
+/// client's own attestation policy, and reports each check.
+pub(crate) async fn verify_saved(State(shared): State<Arc<Shared>>, body: bytes::Bytes) -> Response {
+    let Some(verifier) = shared.receipts.verifier.clone() else {
+        return ApiError::request(
+            axum::http::StatusCode::CONFLICT,
+            "receipts_unchecked",
+            shared.receipts.unchecked,
+        )
+        .into_response();
+    };
+    let checked = tokio::task::spawn_blocking(move || {
+        let saved = cocoon_receipt::SavedAnswer::parse(&body)?;
+        let der = saved.certificate()?;
+        saved.verify(&der, None, &verifier)
+    })
+    .await;
+    match checked {
+        Ok(Ok(v)) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            serde_json::to_string(&v).unwrap_or_default(),
+        )
+            .into_response(),
+        Ok(Err(e)) => ApiError::invalid("body", "unreadable_receipt", e.to_string()).into_response(),
+        Err(e) => ApiError::server(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the verification failed to run: {e}"),
+        )
+        .into_response(),
+    }
 }

@@ -14,6 +14,7 @@ mod check;
 pub mod digest;
 pub mod evidence;
 mod facts;
+pub mod saved;
 
 pub use batch::BatchProof;
 pub use body::{
@@ -21,4 +22,5 @@ pub use body::{
     RECEIPT_VERSION,
 };
 pub use check::{ReceiptError, WorkerIdentity};
+pub use saved::{SavedAnswer, Verification};
 pub use facts::{ReceiptFacts, SignedReceiptFacts, FACTS_TAG};

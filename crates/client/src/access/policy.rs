@@ -112,8 +112,11 @@ pub struct Month {
 impl Month {
     /// The month containing `unix` seconds.
     pub fn of(unix: u64) -> Month {
-        let (year, month, _) = civil_from_days((unix / 86_400) as i64);
-        Month { year, month }
+        let (year, month, _, _) = cocoon_core::utc_date(unix);
+        Month {
+            year: year as i32,
+            month,
+        }
     }
 
     /// Unix seconds at the start of the next month: when a monthly budget
@@ -134,23 +137,8 @@ impl std::fmt::Display for Month {
     }
 }
 
-/// Year, month, day of a day count since 1970-01-01 (Howard Hinnant's
-/// algorithm for the proleptic Gregorian calendar).
-fn civil_from_days(z: i64) -> (i32, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    ((y + i64::from(m <= 2)) as i32, m as u32, d as u32)
-}
-
 /// Days since 1970-01-01 of a civil date (the inverse of
-/// [`civil_from_days`]).
+/// [`cocoon_core::utc_date`]; Howard Hinnant's days_from_civil).
 fn days_from_civil(y: i32, m: u32, d: u32) -> i64 {
     let y = i64::from(y) - i64::from(m <= 2);
     let era = y.div_euclid(400);

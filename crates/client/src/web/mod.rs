@@ -1,0 +1,196 @@
+//! The pages people use: the network explorer (`/`) and the private chat
+//! (`/chat`, which also runs as a Telegram Mini App). Small static assets
+//! compiled into the binary; every page is served with a content security
+//! policy that lets nothing load from another origin.
+//!
+//! Public data behind them (no key needed; nothing in it is secret):
+//! - `GET /v1/cocoon/explorer`: the registry, what this client verified,
+//!   the models and workers, and tokens and spend per minute;
+//! - `POST /v1/cocoon/receipts/verify`: a saved answer checked;
+//! - `GET /v1/cocoon/deposit-qr.svg?amount_nanoton=N`: the top-up link as
+//!   a QR code.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::openai::ApiError;
+use crate::Shared;
+
+/// How long a read of the registry is shown before it is read again.
+const REGISTRY_TTL: Duration = Duration::from_secs(10);
+
+/// No script, style, image or connection from another origin; no framing
+/// by another origin.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'self' https://web.telegram.org";
+
+/// The embedded assets: name, content type, bytes.
+const ASSETS: [(&str, &str, &str); 5] = [
+    ("cocoon.css", "text/css; charset=utf-8", include_str!("assets/cocoon.css")),
+    ("common.js", "text/javascript; charset=utf-8", include_str!("assets/common.js")),
+    ("explorer.js", "text/javascript; charset=utf-8", include_str!("assets/explorer.js")),
+    ("chat.js", "text/javascript; charset=utf-8", include_str!("assets/chat.js")),
+    ("favicon.svg", "image/svg+xml", include_str!("assets/favicon.svg")),
+];
+
+/// The last registry read.
+#[derive(Debug, Default)]
+pub(crate) struct RegistryCache(Mutex<Option<(Instant, serde_json::Value)>>);
+
+pub(crate) fn routes(shared: Arc<Shared>) -> axum::Router {
+    axum::Router::new()
+        .route("/", get(|| async { page(include_str!("assets/explorer.html")) }))
+        .route("/chat", get(|| async { page(include_str!("assets/chat.html")) }))
+        .route("/assets/{name}", get(asset))
+        .route("/v1/cocoon/explorer", get(explorer))
+        .route(
+            "/v1/cocoon/receipts/verify",
+            post(crate::receipts::verify_saved).fallback(crate::api::method_not_allowed),
+        )
+        .route("/v1/cocoon/deposit-qr.svg", get(deposit_qr))
+        .with_state(shared)
+}
+
+fn page(html: &'static str) -> Response {
+    let mut r = ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response();
+    secure(&mut r);
+    r
+}
+
+fn secure(r: &mut Response) {
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+}
+
+async fn asset(Path(name): Path<String>) -> Response {
+    match ASSETS.iter().find(|(n, _, _)| *n == name) {
+        Some((_, kind, body)) => {
+            let mut r = ([(header::CONTENT_TYPE, *kind)], *body).into_response();
+            secure(&mut r);
+            r
+        }
+        None => ApiError::request(
+            StatusCode::NOT_FOUND,
+            "unknown_asset",
+            format!("no asset {name:?}"),
+        )
+        .into_response(),
+    }
+}
+
+/// Everything the explorer shows, in one read.
+async fn explorer(State(shared): State<Arc<Shared>>) -> Response {
+    let models = match crate::api::model_list(&shared).await {
+        Ok(list) => serde_json::from_slice(&list.to_json()).unwrap_or_default(),
+        Err(status) => serde_json::json!({ "unreachable": status.message() }),
+    };
+    let prices = *shared.prices.lock().unwrap_or_else(|p| p.into_inner());
+    let body = serde_json::json!({
+        "client": {
+            "name": shared.config.name,
+            "proxy": shared.config.proxy,
+            "proxy_name": shared.proxy_name.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            "proxy_link": if shared.proxy_up.load(std::sync::atomic::Ordering::Relaxed) { "up" } else { "down" },
+            "receipts_checked": shared.receipts.checks(),
+            "uptime_seconds": shared.started.elapsed().as_secs(),
+        },
+        "access": {
+            "restricted": shared.access.restricted(),
+            "telegram": shared.config.access.telegram.is_some(),
+        },
+        "prices": prices.map(|p| serde_json::json!({
+            "price_per_token": p.list.price_per_token.get(),
+            "worker_fee_per_token": p.list.worker_fee_per_token.get(),
+            "multipliers_bp": {
+                "prompt": p.list.prompt.get(),
+                "cached": p.list.cached.get(),
+                "completion": p.list.completion.get(),
+                "reasoning": p.list.reasoning.get(),
+            },
+            "default_max_tokens": p.default_max_tokens,
+        })),
+        "chain": shared.config.chain,
+        "registry": registry(&shared).await,
+        "attestation": crate::attestation::summary(&shared),
+        "models": models,
+        "history": shared.history.minutes(),
+        "receipts_kept": shared.receipts.kept_count(),
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// The root registry, read at most every [`REGISTRY_TTL`].
+async fn registry(shared: &Shared) -> serde_json::Value {
+    let (Some(info), Some(wallet)) = (&shared.config.chain, &shared.config.wallet) else {
+        return serde_json::Value::Null;
+    };
+    {
+        let cached = shared.registry.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, v)) = cached.as_ref().filter(|(at, _)| at.elapsed() < REGISTRY_TTL) {
+            let _ = at;
+            return v.clone();
+        }
+    }
+    let read = match info.root.parse() {
+        Ok(root) => cocoon_chain::registry::describe(wallet.chain.as_ref(), &root)
+            .await
+            .unwrap_or_else(|e| serde_json::json!({ "unreadable": e.to_string() })),
+        Err(e) => serde_json::json!({ "unreadable": format!("root {}: {e}", info.root) }),
+    };
+    *shared.registry.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), read.clone()));
+    read
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct QrQuery {
+    amount_nanoton: Option<u64>,
+}
+
+/// The top-up link of this client's contract as an SVG QR code, for a
+/// wallet app's camera.
+async fn deposit_qr(State(shared): State<Arc<Shared>>, Query(q): Query<QrQuery>) -> Response {
+    if shared.config.chain.is_none() {
+        return ApiError::request(
+            StatusCode::NOT_FOUND,
+            "no_chain",
+            "this client is not connected to a chain: it runs on a development ledger",
+        )
+        .into_response();
+    }
+    let amount = cocoon_core::Nanoton::new(q.amount_nanoton.filter(|n| *n > 0).unwrap_or(cocoon_core::Nanoton::TON.get()));
+    let init = shared.config.wallet.as_ref().and_then(|w| w.contract_init.as_ref());
+    let link = match cocoon_chain::contracts::top_up_link(&shared.address, amount, init) {
+        Ok(l) => l,
+        Err(e) => {
+            return ApiError::server(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("the top-up link: {e}"))
+                .into_response()
+        }
+    };
+    match qrcode::QrCode::new(link.as_bytes()) {
+        Ok(code) => {
+            let svg = code
+                .render::<qrcode::render::svg::Color>()
+                .min_dimensions(240, 240)
+                .build();
+            let mut r = ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response();
+            secure(&mut r);
+            r
+        }
+        Err(e) => ApiError::server(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the top-up link does not fit a QR code: {e}"),
+        )
+        .into_response(),
+    }
+}

@@ -1,0 +1,115 @@
+// Drives Cocoon's pages in headless Chromium, as a person would:
+//   node pages.mjs --base http://127.0.0.1:PORT --out DIR [--question TEXT]
+// The explorer must show the registry, the proxy and (after the chat) the
+// worker; the chat page must answer with the model and its receipt must
+// show "verified"; no request may go to another origin. Screenshots go to
+// DIR. Prints a JSON summary; exits non-zero, saying why, on any failure.
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+
+function arg(name, fallback) {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : fallback;
+}
+
+const base = arg("base");
+const out = arg("out");
+const question = arg("question", "What is the capital of France? Answer in one sentence.");
+if (!base || !out) {
+  console.error("usage: node pages.mjs --base URL --out DIR [--question TEXT]");
+  process.exit(2);
+}
+mkdirSync(out, { recursive: true });
+
+const foreign = [];
+const consoleErrors = [];
+const summary = { screenshots: [] };
+
+async function shot(page, name) {
+  const path = join(out, name);
+  await page.screenshot({ path, fullPage: true });
+  summary.screenshots.push(path);
+}
+
+function fail(message) {
+  throw new Error(message);
+}
+
+async function explorer(page, phase) {
+  await page.goto(`${base}/`);
+  await page.waitForSelector("body[data-loaded=yes]", { timeout: 30000 });
+  const registry = await page.textContent("#registry");
+  const path = await page.textContent("#path");
+  summary[`explorer_${phase}`] = { registry: registry.slice(0, 400), path };
+  await shot(page, `explorer-${phase}.png`);
+  return { registry, path, workers: await page.textContent("#workers") };
+}
+
+async function chat(page) {
+  await page.goto(`${base}/chat`);
+  await page.waitForSelector("body[data-loaded=yes]", { timeout: 30000 });
+  const models = await page.$$eval("#model option", (os) => os.map((o) => o.value));
+  if (!models.length) fail(`the chat page lists no model: ${await page.textContent("#model-info")}`);
+  await page.fill("#input", question);
+  const started = Date.now();
+  await page.click("#send");
+  await page.waitForSelector(".msg.assistant[data-state=done], .msg.error", { timeout: 180000 });
+  const error = await page.$(".msg.error");
+  if (error) fail(`the chat answered with an error: ${await error.textContent()}`);
+  const answer = await page.textContent(".msg.assistant[data-state=done]");
+  summary.chat = { model: models[0], question, answer, seconds: (Date.now() - started) / 1000 };
+  await page.click(".msg.assistant[data-state=done] button.receipt");
+  await page.waitForSelector("#receipt [data-verdict]", { timeout: 30000 });
+  const verdict = await page.getAttribute("#receipt [data-verdict]", "data-verdict");
+  summary.chat.receipt = verdict;
+  summary.chat.receipt_text = (await page.textContent("#receipt")).slice(0, 600);
+  await shot(page, "chat.png");
+  if (verdict !== "verified") fail(`the answer's receipt shows ${verdict}: ${summary.chat.receipt_text}`);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.COCOON_CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-dev-shm-usage"],
+});
+let code = 0;
+try {
+  const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
+  const origin = new URL(base).origin;
+  // Anything for another origin is refused and remembered: the pages must
+  // load nothing from elsewhere.
+  await context.route("**/*", (route) => {
+    const url = route.request().url();
+    if (!url.startsWith(origin) && !url.startsWith("data:")) {
+      foreign.push(url);
+      return route.abort();
+    }
+    return route.continue();
+  });
+  const page = await context.newPage();
+  page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
+  page.on("pageerror", (e) => consoleErrors.push(String(e)));
+
+  const before = await explorer(page, "before");
+  if (!/Proxies/.test(before.registry)) fail(`the explorer shows no registry: ${before.registry.slice(0, 300)}`);
+  if (!/open/.test(before.registry)) fail("the explorer shows no open proxy contract");
+  await chat(page);
+  const after = await explorer(page, "after");
+  if (!/TEE/.test(after.workers) && !/sim|tdx|sev/.test(after.workers)) fail(`the explorer lists no worker after an answer: ${after.workers}`);
+  await page.click("#latest");
+  await page.waitForSelector("#report [data-verdict]", { timeout: 30000 });
+  summary.explorer_receipt = await page.getAttribute("#report [data-verdict]", "data-verdict");
+  await shot(page, "explorer-receipt.png");
+  if (summary.explorer_receipt !== "verified") fail(`the explorer's check of the latest receipt: ${await page.textContent("#report")}`);
+  if (foreign.length) fail(`the pages asked for other origins: ${foreign.join(", ")}`);
+  if (consoleErrors.length) fail(`the pages logged errors: ${consoleErrors.join(" | ")}`);
+} catch (e) {
+  summary.error = e.message;
+  code = 1;
+} finally {
+  await browser.close();
+}
+summary.foreign_requests = foreign;
+summary.console_errors = consoleErrors;
+console.log(JSON.stringify(summary, null, 2));
+process.exit(code);
