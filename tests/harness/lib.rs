@@ -20,6 +20,7 @@ use serde_json::Value;
 pub use cocoon_testkit::{TestUpstream, UpstreamBehaviour};
 
 pub mod chain;
+pub mod telegram;
 
 /// Directory holding the built `cocoon` binary (next to the test binary's
 /// `deps/` directory).

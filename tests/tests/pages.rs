@@ -56,16 +56,28 @@ async fn the_explorer_and_the_chat_work_in_a_browser() {
             String::from_utf8_lossy(&output.stderr)
         )
     });
-    assert!(output.status.success(), "the pages failed in the browser: {summary:#}");
+    assert!(
+        output.status.success(),
+        "the pages failed in the browser: {summary:#}"
+    );
     assert_eq!(summary["chat"]["receipt"], "verified", "{summary:#}");
     assert!(
-        !summary["chat"]["answer"].as_str().unwrap_or("").trim().is_empty(),
+        !summary["chat"]["answer"]
+            .as_str()
+            .unwrap_or("")
+            .trim()
+            .is_empty(),
         "{summary:#}"
     );
     assert_eq!(summary["foreign_requests"], serde_json::json!([]));
     for shot in summary["screenshots"].as_array().expect("screenshots") {
         let path = PathBuf::from(shot.as_str().unwrap());
-        assert!(std::fs::metadata(&path).map(|m| m.len() > 1000).unwrap_or(false), "{path:?}");
+        assert!(
+            std::fs::metadata(&path)
+                .map(|m| m.len() > 1000)
+                .unwrap_or(false),
+            "{path:?}"
+        );
         eprintln!("screenshot: {}", path.display());
     }
     let _ = proc.terminate();

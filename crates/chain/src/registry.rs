@@ -399,7 +399,11 @@ pub async fn describe(chain: &impl Chain, root: &StdAddr) -> Result<serde_json::
     let prices = prices(chain, root).await?;
     let terms = terms(chain, root).await?;
     let mut images = serde_json::Map::new();
-    for (name, role) in [("proxy", Role::Proxy), ("worker", Role::Worker), ("client", Role::Client)] {
+    for (name, role) in [
+        ("proxy", Role::Proxy),
+        ("worker", Role::Worker),
+        ("client", Role::Client),
+    ] {
         let list = images_of(chain, root, role).await?;
         images.insert(name.into(), serde_json::json!(list));
     }

@@ -1,6 +1,7 @@
 //! `cocoon`: run a Cocoon client, proxy or worker, or a whole local network.
 
 mod attest;
+mod bot_cmd;
 mod chain_node;
 mod config_hash;
 mod devnet;
@@ -85,6 +86,12 @@ enum Command {
     /// Check what workers signed for their answers.
     #[command(subcommand)]
     Receipt(ReceiptCommand),
+    /// Run the Telegram bot: a message gets a private answer from the
+    /// network, a document (text, markdown, PDF) a summary; /verify on an
+    /// answer shows what ran it and checks its receipt; /balance, /model,
+    /// /help. Each Telegram user spends from their own budget, which the
+    /// client keeps (start it with the same --telegram-token-file).
+    Bot(options::BotOptions),
 }
 
 #[derive(Subcommand, Debug)]
@@ -247,6 +254,7 @@ fn main() -> std::process::ExitCode {
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let file = options::FileConfig::load(cli.config.as_ref())?;
     match cli.command {
+        Command::Bot(o) => bot_cmd::run(o).await,
         Command::Up(o) => {
             run::up(
                 o.node.overlay(file.up),

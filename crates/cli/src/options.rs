@@ -806,6 +806,42 @@ impl RegistryAction {
     }
 }
 
+/// Options of `cocoon bot`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BotOptions {
+    /// The bot's token from @BotFather (a file holding it). Give the client
+    /// the same file (--telegram-token-file): it checks the users the bot
+    /// signs in and keeps their budgets.
+    #[arg(long, env = "COCOON_BOT_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: PathBuf,
+    /// The Cocoon client's API [default: http://127.0.0.1:10000].
+    #[arg(long, env = "COCOON_CLIENT_API", value_name = "URL")]
+    pub api: Option<String>,
+    /// The Bot API server [default: Telegram's]; e.g. a local
+    /// telegram-bot-api server.
+    #[arg(long, env = "COCOON_TELEGRAM_API_URL", value_name = "URL")]
+    pub telegram_api_url: Option<String>,
+    /// The model asked unless a user picks one with /model [default: the
+    /// first the network serves].
+    #[arg(long, env = "COCOON_BOT_MODEL", value_name = "NAME")]
+    pub model: Option<String>,
+    /// The model's context in tokens: longer documents are summarised in
+    /// parts [default: 2048].
+    #[arg(long, env = "COCOON_BOT_CONTEXT_TOKENS", value_name = "TOKENS")]
+    pub context_tokens: Option<usize>,
+    /// Most tokens an answer may take; a request holds its most possible
+    /// cost against the user's budget [default: 512].
+    #[arg(long, env = "COCOON_BOT_MAX_ANSWER_TOKENS", value_name = "TOKENS")]
+    pub max_answer_tokens: Option<u64>,
+    /// Parts a document is summarised in at most; longer ones are refused
+    /// with the limit named [default: 8].
+    #[arg(long, env = "COCOON_BOT_MAX_PARTS", value_name = "N")]
+    pub max_parts: Option<usize>,
+    /// Largest document read, in bytes [default: 10000000].
+    #[arg(long, env = "COCOON_BOT_MAX_DOCUMENT_BYTES", value_name = "BYTES")]
+    pub max_document_bytes: Option<u64>,
+}
+
 /// `cocoon client keys`: what to do with a running client's API keys.
 #[derive(clap::Subcommand, Debug, Clone)]
 pub enum KeysAction {

@@ -77,8 +77,18 @@ mod tests {
         assert_eq!(
             h.minutes(),
             vec![
-                Minute { at: 120, requests: 2, tokens: 15, spent: 1500 },
-                Minute { at: 180, requests: 1, tokens: 1, spent: 100 },
+                Minute {
+                    at: 120,
+                    requests: 2,
+                    tokens: 15,
+                    spent: 1500
+                },
+                Minute {
+                    at: 180,
+                    requests: 1,
+                    tokens: 1,
+                    spent: 100
+                },
             ]
         );
         h.record(180 + 86_400, 1, 1);

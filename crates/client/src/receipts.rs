@@ -468,7 +468,10 @@ async fn fetch_certificate(
 /// `POST /v1/cocoon/receipts/verify`: checks a saved answer, stream or
 /// receipt (the request body) as `cocoon receipt verify` does, under this
 /// client's own attestation policy, and reports each check.
-pub(crate) async fn verify_saved(State(shared): State<Arc<Shared>>, body: bytes::Bytes) -> Response {
+pub(crate) async fn verify_saved(
+    State(shared): State<Arc<Shared>>,
+    body: bytes::Bytes,
+) -> Response {
     let Some(verifier) = shared.receipts.verifier.clone() else {
         return ApiError::request(
             axum::http::StatusCode::CONFLICT,
@@ -489,7 +492,9 @@ pub(crate) async fn verify_saved(State(shared): State<Arc<Shared>>, body: bytes:
             serde_json::to_string(&v).unwrap_or_default(),
         )
             .into_response(),
-        Ok(Err(e)) => ApiError::invalid("body", "unreadable_receipt", e.to_string()).into_response(),
+        Ok(Err(e)) => {
+            ApiError::invalid("body", "unreadable_receipt", e.to_string()).into_response()
+        }
         Err(e) => ApiError::server(
             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
             "internal",

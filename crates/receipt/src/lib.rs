@@ -22,5 +22,5 @@ pub use body::{
     RECEIPT_VERSION,
 };
 pub use check::{ReceiptError, WorkerIdentity};
-pub use saved::{SavedAnswer, Verification};
 pub use facts::{ReceiptFacts, SignedReceiptFacts, FACTS_TAG};
+pub use saved::{SavedAnswer, Verification};

@@ -131,7 +131,8 @@ impl SavedAnswer {
     pub fn parse(bytes: &[u8]) -> Result<SavedAnswer, SavedError> {
         let text = std::str::from_utf8(bytes).map_err(|_| SavedError::NotText)?;
         let trimmed = text.trim_start();
-        if trimmed.starts_with("data:") || trimmed.starts_with("event:") || trimmed.starts_with(':') {
+        if trimmed.starts_with("data:") || trimmed.starts_with("event:") || trimmed.starts_with(':')
+        {
             return parse_stream(text);
         }
         let v: Value =
@@ -256,7 +257,9 @@ impl SavedAnswer {
                 vec![outcome(
                     "answer",
                     r.expect_answer(&d.finish())
-                        .map(|()| format!("the {} streamed chunks are the ones signed", payloads.len()))
+                        .map(|()| {
+                            format!("the {} streamed chunks are the ones signed", payloads.len())
+                        })
                         .map_err(|e| e.to_string()),
                 )]
             }
@@ -351,16 +354,29 @@ fn replicas(replication: &Value, answer: &SignedReceipt, verifier: &RaTlsVerifie
             let b = &signed.receipt;
             let cert = replication["certificates"][&b.worker_certificate_sha256]
                 .as_str()
-                .ok_or_else(|| format!("no certificate {} for worker {}", b.worker_certificate_sha256, b.worker))?;
+                .ok_or_else(|| {
+                    format!(
+                        "no certificate {} for worker {}",
+                        b.worker_certificate_sha256, b.worker
+                    )
+                })?;
             let der = base64::engine::general_purpose::STANDARD
                 .decode(cert)
                 .map_err(|e| format!("certificate of worker {}: {e}", b.worker))?;
             let id = WorkerIdentity::verify(&der, verifier, b.finished_at_ms / 1000)
                 .map_err(|e| format!("worker {}: {e}", b.worker))?;
-            id.check(&signed).map_err(|e| format!("worker {}: {e}", b.worker))?;
+            id.check(&signed)
+                .map_err(|e| format!("worker {}: {e}", b.worker))?;
             found_answer |= signed == *answer;
-            let side = if agreed.contains(&b.worker.as_str()) { "agreed" } else { "dissented" };
-            Ok(format!("{} ({side}): receipt and certificate verified, same request", b.worker))
+            let side = if agreed.contains(&b.worker.as_str()) {
+                "agreed"
+            } else {
+                "dissented"
+            };
+            Ok(format!(
+                "{} ({side}): receipt and certificate verified, same request",
+                b.worker
+            ))
         });
         checks.push(outcome("replica", result));
     }
@@ -406,7 +422,9 @@ fn usage_matches(r: &ReceiptBody, usage: &Value) -> Result<String, String> {
     let field = |k: &str| usage[k].as_u64().unwrap_or(0);
     let found = cocoon_core::Usage {
         prompt: field("prompt_tokens"),
-        cached: usage["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap_or(0),
+        cached: usage["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .unwrap_or(0),
         completion: field("completion_tokens"),
         reasoning: usage["completion_tokens_details"]["reasoning_tokens"]
             .as_u64()
@@ -455,7 +473,9 @@ fn parse_stream(text: &str) -> Result<SavedAnswer, SavedError> {
         .map_err(|e| SavedError::Stream(format!("the stream's last event is not JSON: {e}")))?;
     let member = v["cocoon"].clone();
     if member["receipt"].is_null() {
-        return Err(SavedError::Stream("the stream's last event carries no receipt".into()));
+        return Err(SavedError::Stream(
+            "the stream's last event carries no receipt".into(),
+        ));
     }
     Ok(SavedAnswer::Stream {
         payloads: payloads.into_iter().map(String::into_bytes).collect(),

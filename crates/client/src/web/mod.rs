@@ -30,11 +30,31 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 
 /// The embedded assets: name, content type, bytes.
 const ASSETS: [(&str, &str, &str); 5] = [
-    ("cocoon.css", "text/css; charset=utf-8", include_str!("assets/cocoon.css")),
-    ("common.js", "text/javascript; charset=utf-8", include_str!("assets/common.js")),
-    ("explorer.js", "text/javascript; charset=utf-8", include_str!("assets/explorer.js")),
-    ("chat.js", "text/javascript; charset=utf-8", include_str!("assets/chat.js")),
-    ("favicon.svg", "image/svg+xml", include_str!("assets/favicon.svg")),
+    (
+        "cocoon.css",
+        "text/css; charset=utf-8",
+        include_str!("assets/cocoon.css"),
+    ),
+    (
+        "common.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/common.js"),
+    ),
+    (
+        "explorer.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/explorer.js"),
+    ),
+    (
+        "chat.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/chat.js"),
+    ),
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        include_str!("assets/favicon.svg"),
+    ),
 ];
 
 /// The last registry read.
@@ -43,8 +63,14 @@ pub(crate) struct RegistryCache(Mutex<Option<(Instant, serde_json::Value)>>);
 
 pub(crate) fn routes(shared: Arc<Shared>) -> axum::Router {
     axum::Router::new()
-        .route("/", get(|| async { page(include_str!("assets/explorer.html")) }))
-        .route("/chat", get(|| async { page(include_str!("assets/chat.html")) }))
+        .route(
+            "/",
+            get(|| async { page(include_str!("assets/explorer.html")) }),
+        )
+        .route(
+            "/chat",
+            get(|| async { page(include_str!("assets/chat.html")) }),
+        )
         .route("/assets/{name}", get(asset))
         .route("/v1/cocoon/explorer", get(explorer))
         .route(
@@ -63,9 +89,18 @@ fn page(html: &'static str) -> Response {
 
 fn secure(r: &mut Response) {
     let h = r.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
 }
 
 async fn asset(Path(name): Path<String>) -> Response {
@@ -136,7 +171,10 @@ async fn registry(shared: &Shared) -> serde_json::Value {
     };
     {
         let cached = shared.registry.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((at, v)) = cached.as_ref().filter(|(at, _)| at.elapsed() < REGISTRY_TTL) {
+        if let Some((at, v)) = cached
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < REGISTRY_TTL)
+        {
             let _ = at;
             return v.clone();
         }
@@ -147,7 +185,8 @@ async fn registry(shared: &Shared) -> serde_json::Value {
             .unwrap_or_else(|e| serde_json::json!({ "unreadable": e.to_string() })),
         Err(e) => serde_json::json!({ "unreadable": format!("root {}: {e}", info.root) }),
     };
-    *shared.registry.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), read.clone()));
+    *shared.registry.0.lock().unwrap_or_else(|p| p.into_inner()) =
+        Some((Instant::now(), read.clone()));
     read
 }
 
@@ -167,13 +206,25 @@ async fn deposit_qr(State(shared): State<Arc<Shared>>, Query(q): Query<QrQuery>)
         )
         .into_response();
     }
-    let amount = cocoon_core::Nanoton::new(q.amount_nanoton.filter(|n| *n > 0).unwrap_or(cocoon_core::Nanoton::TON.get()));
-    let init = shared.config.wallet.as_ref().and_then(|w| w.contract_init.as_ref());
+    let amount = cocoon_core::Nanoton::new(
+        q.amount_nanoton
+            .filter(|n| *n > 0)
+            .unwrap_or(cocoon_core::Nanoton::TON.get()),
+    );
+    let init = shared
+        .config
+        .wallet
+        .as_ref()
+        .and_then(|w| w.contract_init.as_ref());
     let link = match cocoon_chain::contracts::top_up_link(&shared.address, amount, init) {
         Ok(l) => l,
         Err(e) => {
-            return ApiError::server(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("the top-up link: {e}"))
-                .into_response()
+            return ApiError::server(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("the top-up link: {e}"),
+            )
+            .into_response()
         }
     };
     match qrcode::QrCode::new(link.as_bytes()) {
