@@ -1,9 +1,14 @@
 // Drives Cocoon's pages in headless Chromium, as a person would:
 //   node pages.mjs --base http://127.0.0.1:PORT --out DIR [--question TEXT]
+//                  [--init-data DATA --forged-init-data DATA]
 // The explorer must show the registry, the proxy and (after the chat) the
 // worker; the chat page must answer with the model and its receipt must
-// show "verified"; no request may go to another origin. Screenshots go to
-// DIR. Prints a JSON summary; exits non-zero, saying why, on any failure.
+// show "verified"; no request may go to another origin. With --init-data
+// the chat runs as a Telegram Mini App (Telegram opens it with
+// #tgWebAppData=...): it must answer, show the user's balance and a
+// top-up link with its QR code; with the forged data it must be refused.
+// Screenshots go to DIR. Prints a JSON summary; exits non-zero, saying
+// why, on any failure.
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -16,6 +21,8 @@ function arg(name, fallback) {
 const base = arg("base");
 const out = arg("out");
 const question = arg("question", "What is the capital of France? Answer in one sentence.");
+const initData = arg("init-data");
+const forgedInitData = arg("forged-init-data");
 if (!base || !out) {
   console.error("usage: node pages.mjs --base URL --out DIR [--question TEXT]");
   process.exit(2);
@@ -46,8 +53,8 @@ async function explorer(page, phase) {
   return { registry, path, workers: await page.textContent("#workers") };
 }
 
-async function chat(page) {
-  await page.goto(`${base}/chat`);
+async function chat(page, fragment = "", name = "chat.png") {
+  await page.goto(`${base}/chat${fragment}`);
   await page.waitForSelector("body[data-loaded=yes]", { timeout: 30000 });
   const models = await page.$$eval("#model option", (os) => os.map((o) => o.value));
   if (!models.length) fail(`the chat page lists no model: ${await page.textContent("#model-info")}`);
@@ -64,8 +71,33 @@ async function chat(page) {
   const verdict = await page.getAttribute("#receipt [data-verdict]", "data-verdict");
   summary.chat.receipt = verdict;
   summary.chat.receipt_text = (await page.textContent("#receipt")).slice(0, 600);
-  await shot(page, "chat.png");
+  await shot(page, name);
   if (verdict !== "verified") fail(`the answer's receipt shows ${verdict}: ${summary.chat.receipt_text}`);
+}
+
+/** The chat as a Telegram Mini App: answers, shows the balance and a
+ * top-up link with its QR code; forged initData is refused. */
+async function miniApp(context) {
+  const page = await context.newPage();
+  const fragment = `#tgWebAppData=${encodeURIComponent(initData)}&tgWebAppVersion=8.0&tgWebAppPlatform=web`;
+  await chat(page, fragment, "mini-app.png");
+  await page.waitForSelector("#account-section:not([hidden])", { timeout: 30000 });
+  await page.waitForSelector("#deposit a[href^='ton://transfer/']", { timeout: 30000 });
+  const qr = await page.waitForSelector("#deposit img.qr", { timeout: 30000 });
+  await page.waitForFunction((img) => img.complete && img.naturalWidth > 0, qr, { timeout: 30000 });
+  summary.mini_app = {
+    account: await page.textContent("#account"),
+    deposit_link: await page.getAttribute("#deposit a", "href"),
+  };
+  await shot(page, "mini-app-balance.png");
+  const forged = await (await context.browser().newContext()).newPage();
+  await forged.goto(`${base}/chat#tgWebAppData=${encodeURIComponent(forgedInitData)}`);
+  await forged.waitForSelector("body[data-loaded=yes]", { timeout: 30000 });
+  const info = await forged.textContent("#model-info");
+  summary.mini_app.forged = info;
+  await shot(forged, "mini-app-forged.png");
+  if (!/does not match/.test(info)) fail(`forged initData was not refused: ${info}`);
+  if ((await forged.$$("#model option")).length) fail("forged initData was shown the models");
 }
 
 const browser = await chromium.launch({
@@ -90,17 +122,12 @@ try {
   page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
   page.on("pageerror", (e) => consoleErrors.push(String(e)));
 
-  const before = await explorer(page, "before");
-  if (!/Proxies/.test(before.registry)) fail(`the explorer shows no registry: ${before.registry.slice(0, 300)}`);
-  if (!/open/.test(before.registry)) fail("the explorer shows no open proxy contract");
-  await chat(page);
-  const after = await explorer(page, "after");
-  if (!/TEE/.test(after.workers) && !/sim|tdx|sev/.test(after.workers)) fail(`the explorer lists no worker after an answer: ${after.workers}`);
-  await page.click("#latest");
-  await page.waitForSelector("#report [data-verdict]", { timeout: 30000 });
-  summary.explorer_receipt = await page.getAttribute("#report [data-verdict]", "data-verdict");
-  await shot(page, "explorer-receipt.png");
-  if (summary.explorer_receipt !== "verified") fail(`the explorer's check of the latest receipt: ${await page.textContent("#report")}`);
+  if (initData) {
+    await miniApp(context);
+    await explorer(page, "mini-app");
+  } else {
+    await openNetwork(page);
+  }
   if (foreign.length) fail(`the pages asked for other origins: ${foreign.join(", ")}`);
   if (consoleErrors.length) fail(`the pages logged errors: ${consoleErrors.join(" | ")}`);
 } catch (e) {
@@ -113,3 +140,19 @@ summary.foreign_requests = foreign;
 summary.console_errors = consoleErrors;
 console.log(JSON.stringify(summary, null, 2));
 process.exit(code);
+
+/** An open network: the explorer before and after a chat, and the latest
+ * receipt checked from the explorer. */
+async function openNetwork(page) {
+  const before = await explorer(page, "before");
+  if (!/Proxies/.test(before.registry)) fail(`the explorer shows no registry: ${before.registry.slice(0, 300)}`);
+  if (!/open/.test(before.registry)) fail("the explorer shows no open proxy contract");
+  await chat(page);
+  const after = await explorer(page, "after");
+  if (!/TEE/.test(after.workers) && !/sim|tdx|sev/.test(after.workers)) fail(`the explorer lists no worker after an answer: ${after.workers}`);
+  await page.click("#latest");
+  await page.waitForSelector("#report [data-verdict]", { timeout: 30000 });
+  summary.explorer_receipt = await page.getAttribute("#report [data-verdict]", "data-verdict");
+  await shot(page, "explorer-receipt.png");
+  if (summary.explorer_receipt !== "verified") fail(`the explorer's check of the latest receipt: ${await page.textContent("#report")}`);
+}

@@ -503,3 +503,33 @@ pub(crate) async fn verify_saved(
         .into_response(),
     }
 }
+
+/// `GET /v1/cocoon/receipts/{request_id}`: one kept receipt, for a link to
+/// it (the bot's `/verify`, the explorer). A receipt states hashes, the
+/// model, the worker and the price, never a prompt or an answer; its
+/// request id is unguessable.
+pub(crate) async fn one(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let kept = shared.receipts.kept.lock().unwrap_or_else(|p| p.into_inner());
+    let found = kept.iter().find(|c| {
+        c.receipt.as_ref().is_some_and(|r| {
+            serde_json::from_str::<serde_json::Value>(r.get())
+                .is_ok_and(|v| v["receipt"]["request_id"] == id.as_str())
+        })
+    });
+    match found {
+        Some(c) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            serde_json::to_string(c).unwrap_or_default(),
+        )
+            .into_response(),
+        None => ApiError::request(
+            axum::http::StatusCode::NOT_FOUND,
+            "unknown_receipt",
+            format!("this client keeps no receipt for request {id:?} (it keeps the latest 100)"),
+        )
+        .into_response(),
+    }
+}

@@ -7,6 +7,7 @@
 //! - `GET /v1/cocoon/explorer`: the registry, what this client verified,
 //!   the models and workers, and tokens and spend per minute;
 //! - `POST /v1/cocoon/receipts/verify`: a saved answer checked;
+//! - `GET /v1/cocoon/receipts/{request_id}`: one kept receipt;
 //! - `GET /v1/cocoon/deposit-qr.svg?amount_nanoton=N`: the top-up link as
 //!   a QR code.
 
@@ -77,6 +78,7 @@ pub(crate) fn routes(shared: Arc<Shared>) -> axum::Router {
             "/v1/cocoon/receipts/verify",
             post(crate::receipts::verify_saved).fallback(crate::api::method_not_allowed),
         )
+        .route("/v1/cocoon/receipts/{id}", get(crate::receipts::one))
         .route("/v1/cocoon/deposit-qr.svg", get(deposit_qr))
         .with_state(shared)
 }

@@ -137,7 +137,8 @@
     try {
       const c = await api("/v1/cocoon/chain", { headers: headers() });
       $("deposit").replaceChildren(el("h3", {}, "Top up the network's contract"),
-        el("p", {}, el("a", { href: c.deposit_link }, `Pay ${ton(c.deposit_link_amount_nanoton)} with a TON wallet`)),
+        el("p", {}, el("a", { href: c.deposit_link }, `Add ${ton(c.deposit_link_amount_nanoton)} with a TON wallet`),
+          el("span", { class: "muted" }, " (the wallet also sends 0.1 TON for fees; what they do not use comes back)")),
         el("img", { class: "qr", src: "/v1/cocoon/deposit-qr.svg", alt: "QR code of the top-up link" }));
     } catch (_) { /* no chain */ }
   }

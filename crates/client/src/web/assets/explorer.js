@@ -203,4 +203,12 @@
   });
   load();
   setInterval(load, 10000);
+  // A link to one receipt (the bot's /verify gives one): check it at once.
+  const asked = new URLSearchParams(location.search).get("request");
+  if (asked) {
+    api(`/v1/cocoon/receipts/${encodeURIComponent(asked)}`)
+      .then((entry) => { const text = JSON.stringify(entry); $("saved").value = text; return verify(text); })
+      .then(() => $("report").scrollIntoView())
+      .catch((e) => $("report").replaceChildren(el("p", { class: "verdict bad" }, `✗ ${e.message}`)));
+  }
 })();
