@@ -40,7 +40,8 @@ async fn pages(tag: &str, extra: &[String], driver: &[String]) -> Value {
     ensure_default_model();
     let chromium = chromium();
     let api = free_port();
-    let data_dir = std::env::temp_dir().join(format!("cocoon-pages-{tag}-{}-{api}", std::process::id()));
+    let data_dir =
+        std::env::temp_dir().join(format!("cocoon-pages-{tag}-{}-{api}", std::process::id()));
     let mut args = up_embedded_args(&data_dir, api);
     args.extend(extra.iter().cloned());
     let mut proc = Proc::cocoon(&format!("up-{tag}"), &args);
@@ -69,11 +70,19 @@ async fn pages(tag: &str, extra: &[String], driver: &[String]) -> Value {
             String::from_utf8_lossy(&output.stderr)
         )
     });
-    assert!(output.status.success(), "the pages failed in the browser: {summary:#}");
+    assert!(
+        output.status.success(),
+        "the pages failed in the browser: {summary:#}"
+    );
     assert_eq!(summary["foreign_requests"], serde_json::json!([]));
     for shot in summary["screenshots"].as_array().expect("screenshots") {
         let path = PathBuf::from(shot.as_str().unwrap());
-        assert!(std::fs::metadata(&path).map(|m| m.len() > 1000).unwrap_or(false), "{path:?}");
+        assert!(
+            std::fs::metadata(&path)
+                .map(|m| m.len() > 1000)
+                .unwrap_or(false),
+            "{path:?}"
+        );
         eprintln!("screenshot: {}", path.display());
     }
     let _ = proc.terminate();
@@ -86,7 +95,14 @@ async fn the_explorer_and_the_chat_work_in_a_browser() {
     let summary = pages("open", &[], &[]).await;
     assert_eq!(summary["chat"]["receipt"], "verified", "{summary:#}");
     assert_eq!(summary["explorer_receipt"], "verified", "{summary:#}");
-    assert!(!summary["chat"]["answer"].as_str().unwrap_or("").trim().is_empty(), "{summary:#}");
+    assert!(
+        !summary["chat"]["answer"]
+            .as_str()
+            .unwrap_or("")
+            .trim()
+            .is_empty(),
+        "{summary:#}"
+    );
 }
 
 /// initData as Telegram hands it to a Mini App, signed by Python's hmac.
@@ -104,7 +120,11 @@ print(urllib.parse.urlencode(fields))
         .args(["-c", script, token, &user.to_string()])
         .output()
         .expect("python3 runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -118,12 +138,32 @@ async fn the_chat_runs_as_a_telegram_mini_app() {
     let forged = good.replace("31337", "31338");
     let summary = pages(
         "mini-app",
-        &["--telegram-token-file".into(), token_file.display().to_string()],
-        &["--init-data".into(), good, "--forged-init-data".into(), forged],
+        &[
+            "--telegram-token-file".into(),
+            token_file.display().to_string(),
+        ],
+        &[
+            "--init-data".into(),
+            good,
+            "--forged-init-data".into(),
+            forged,
+        ],
     )
     .await;
     assert_eq!(summary["chat"]["receipt"], "verified", "{summary:#}");
-    assert!(summary["mini_app"]["account"].as_str().unwrap().contains("available"), "{summary:#}");
-    assert!(summary["mini_app"]["deposit_link"].as_str().unwrap().starts_with("ton://transfer/"), "{summary:#}");
+    assert!(
+        summary["mini_app"]["account"]
+            .as_str()
+            .unwrap()
+            .contains("available"),
+        "{summary:#}"
+    );
+    assert!(
+        summary["mini_app"]["deposit_link"]
+            .as_str()
+            .unwrap()
+            .starts_with("ton://transfer/"),
+        "{summary:#}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

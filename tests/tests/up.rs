@@ -547,3 +547,126 @@ async fn a_burst_of_200_requests_is_served_in_full() {
     assert!(proc.terminate().expect("cocoon up exits").success());
     let _ = std::fs::remove_dir_all(&data_dir);
 }
+
+/// `cocoon explorer` on its own: the registry `cocoon up` deployed, read
+/// from the devnet; an answer from `up` checked under the dev policy of
+/// its data directory; a wrong root refused at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standalone_explorer_reads_the_registry_and_checks_answers() {
+    let upstream = upstream(UpstreamBehaviour {
+        chunks: 3,
+        chunk_size: 8,
+        ..Default::default()
+    })
+    .await;
+    let api = free_port();
+    let data_dir =
+        std::env::temp_dir().join(format!("cocoon-up-explorer-{}-{api}", std::process::id()));
+    let mut up = Proc::cocoon(
+        "up-explorer",
+        &up_args_in(&data_dir, api, free_port(), &upstream),
+    );
+    let base = format!("http://127.0.0.1:{api}");
+    wait_ok(&format!("{base}/healthz")).await;
+    up.wait_for_log("Press Ctrl-C", 60).await;
+    let (_, _, chain) = get(&format!("{base}/v1/cocoon/chain")).await;
+    let chain: Value = serde_json::from_slice(&chain).unwrap();
+    let (endpoint, root) = (
+        chain["endpoint"].as_str().unwrap(),
+        chain["root"].as_str().unwrap(),
+    );
+    let (status, _, answer) = post_json(
+        &format!("{base}/v1/chat/completions"),
+        &chat_body("up-model", false),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let policy = data_dir.join("explorer-policy.toml");
+    let d = data_dir.display().to_string();
+    let p = policy.display().to_string();
+    let out = cocoon_once(&["attest", "dev-policy", "--data-dir", &d, "--out", &p]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let args: Vec<String> = [
+        "explorer", "--chain", endpoint, "--root", root, "--listen", &listen, "--policy", &p,
+        "--dev",
+    ]
+    .map(String::from)
+    .to_vec();
+    let _explorer = Proc::cocoon("explorer", &args);
+    let url = format!("http://{listen}");
+    wait_ok(&format!("{url}/")).await;
+    let (status, headers, page) = get(&format!("{url}/")).await;
+    assert_eq!(status, 200);
+    assert!(headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("default-src 'none'"));
+    assert!(String::from_utf8_lossy(&page).contains("Cocoon explorer"));
+    let (_, _, v) = get(&format!("{url}/v1/cocoon/explorer")).await;
+    let v: Value = serde_json::from_slice(&v).unwrap();
+    assert_eq!(v["standalone"], true);
+    assert_eq!(v["registry"]["root"], root);
+    let proxies = v["registry"]["proxies"].as_array().expect("proxies");
+    assert_eq!(proxies.len(), 1, "{v}");
+    assert_eq!(proxies[0]["on_chain"]["state"], "open", "{v}");
+    assert_eq!(
+        v["registry"]["images"]["worker"].as_array().map(Vec::len),
+        Some(1),
+        "{v}"
+    );
+
+    let (status, _, report) = post(
+        &format!("{url}/v1/cocoon/receipts/verify"),
+        answer.clone(),
+        &[],
+    )
+    .await;
+    let report: Value = serde_json::from_slice(&report).unwrap();
+    assert_eq!(
+        (status, &report["verified"]),
+        (200, &Value::Bool(true)),
+        "{report:#}"
+    );
+    assert_eq!(report["evidence"]["simulated"], true);
+    // One byte of the answer changed: the report says which check failed.
+    let tampered =
+        String::from_utf8_lossy(&answer).replacen("\"content\":\"", "\"content\":\"X", 1);
+    let (_, _, report) = post(&format!("{url}/v1/cocoon/receipts/verify"), tampered, &[]).await;
+    let report: Value = serde_json::from_slice(&report).unwrap();
+    assert_eq!(report["verified"], false, "{report:#}");
+    let failed: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .filter_map(|c| c["check"].as_str())
+        .collect();
+    assert_eq!(failed, ["answer"], "{report:#}");
+
+    // A root that is no registry: refused at start, saying what was read.
+    let wrong = "0:0000000000000000000000000000000000000000000000000000000000000001";
+    let out = cocoon_once(&[
+        "explorer",
+        "--chain",
+        endpoint,
+        "--root",
+        wrong,
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("reading the root registry"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = up.terminate();
+    let _ = std::fs::remove_dir_all(&data_dir);
+}

@@ -5,6 +5,7 @@ mod bot_cmd;
 mod chain_node;
 mod config_hash;
 mod devnet;
+mod explorer_cmd;
 mod keys_cmd;
 mod local_chain;
 mod options;
@@ -92,6 +93,12 @@ enum Command {
     /// /help. Each Telegram user spends from their own budget, which the
     /// client keeps (start it with the same --telegram-token-file).
     Bot(options::BotOptions),
+    /// Serve the network explorer on its own: the root registry read from a
+    /// chain (allowed images and models, proxies with their stake and
+    /// state, prices), and saved answers checked under an attestation
+    /// policy. A client serves the same explorer at its API's `/`, with
+    /// what it saw of the network besides.
+    Explorer(options::ExplorerOptions),
 }
 
 #[derive(Subcommand, Debug)]
@@ -255,6 +262,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let file = options::FileConfig::load(cli.config.as_ref())?;
     match cli.command {
         Command::Bot(o) => bot_cmd::run(o).await,
+        Command::Explorer(o) => explorer_cmd::run(o).await,
         Command::Up(o) => {
             run::up(
                 o.node.overlay(file.up),

@@ -806,6 +806,36 @@ impl RegistryAction {
     }
 }
 
+/// Options of `cocoon explorer`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ExplorerOptions {
+    /// The chain's toncenter v2 endpoint.
+    #[arg(long, env = "COCOON_CHAIN", value_name = "URL")]
+    pub chain: String,
+    /// An API key for it, if it asks for one.
+    #[arg(long, env = "COCOON_CHAIN_API_KEY", value_name = "KEY")]
+    pub chain_api_key: Option<String>,
+    /// The root registry to show.
+    #[arg(long, env = "COCOON_ROOT", value_name = "ADDRESS")]
+    pub root: String,
+    /// Where to serve the pages [default: 127.0.0.1:10040].
+    #[arg(long, env = "COCOON_EXPLORER_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// The attestation policy receipts are checked under (the worker images
+    /// you trust); without it the explorer checks no receipts.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Accept a policy that takes SIMULATED TEE evidence (development).
+    #[arg(long)]
+    pub dev: bool,
+    /// TDX collateral for quotes that carry none.
+    #[arg(long, value_name = "FILE")]
+    pub collateral: Option<PathBuf>,
+    /// A PCCS to fetch TDX collateral from.
+    #[arg(long, value_name = "URL", conflicts_with = "collateral")]
+    pub pccs_url: Option<String>,
+}
+
 /// Options of `cocoon bot`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BotOptions {

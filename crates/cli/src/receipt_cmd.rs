@@ -123,7 +123,34 @@ fn certificate(o: &ReceiptVerifyOptions, saved: &SavedAnswer) -> anyhow::Result<
 
 /// The verifier of the worker's certificate.
 fn verifier(o: &ReceiptVerifyOptions) -> anyhow::Result<RaTlsVerifier> {
-    let policy = match (&o.policy, o.dev) {
+    verifier_from(&VerifierOptions {
+        policy: o.policy.as_deref(),
+        dev: o.dev,
+        data_dir: o.data_dir.as_deref(),
+        collateral: o.collateral.as_deref(),
+        pccs_url: o.pccs_url.as_deref(),
+    })
+}
+
+/// What a receipt verifier is built from.
+pub struct VerifierOptions<'a> {
+    /// The attestation policy's file.
+    pub policy: Option<&'a Path>,
+    /// Whether a policy accepting the simulated TEE is meant.
+    pub dev: bool,
+    /// With `dev` and no policy: the data directory of the `cocoon up`
+    /// whose sim root to trust.
+    pub data_dir: Option<&'a Path>,
+    /// TDX collateral for quotes that carry none.
+    pub collateral: Option<&'a Path>,
+    /// Or a PCCS to fetch it from.
+    pub pccs_url: Option<&'a str>,
+}
+
+/// A verifier of workers' certificates as receipts name them: judged at
+/// each receipt's own time, so nothing is cached.
+pub fn verifier_from(o: &VerifierOptions<'_>) -> anyhow::Result<RaTlsVerifier> {
+    let policy = match (o.policy, o.dev) {
         (Some(path), dev) => {
             let p = Policy::load(path)?;
             if p.accepts_sim() && !dev {
@@ -135,7 +162,7 @@ fn verifier(o: &ReceiptVerifyOptions) -> anyhow::Result<RaTlsVerifier> {
             p
         }
         (None, true) => {
-            let dir = o.data_dir.clone().unwrap_or_else(crate::trust::default_data_dir);
+            let dir = o.data_dir.map_or_else(crate::trust::default_data_dir, Path::to_path_buf);
             if !dir.join(cocoon_tee::sim::ROOT_FILE).exists() {
                 bail!(
                     "{} holds no sim root: give the data directory of the `cocoon up` that answered (--data-dir)",
@@ -152,7 +179,7 @@ fn verifier(o: &ReceiptVerifyOptions) -> anyhow::Result<RaTlsVerifier> {
     if policy.accepts_sim() {
         eprintln!("warning: DEVELOPMENT policy: it accepts the SIMULATED TEE, which proves nothing about the hardware or the code a worker runs");
     }
-    let collateral: Option<Arc<dyn CollateralSource>> = match (&o.collateral, &o.pccs_url) {
+    let collateral: Option<Arc<dyn CollateralSource>> = match (o.collateral, o.pccs_url) {
         (Some(path), _) => Some(Arc::new(read_collateral(path)?)),
         (None, Some(url)) => Some(Arc::new(cocoon_tee::pccs::Pccs::new(url)?)),
         (None, None) => None,

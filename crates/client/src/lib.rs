@@ -10,7 +10,7 @@ mod contract;
 mod history;
 mod payments;
 mod receipts;
-mod web;
+pub mod web;
 
 pub use cocoon_pay::dev_address;
 mod link;

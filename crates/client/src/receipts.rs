@@ -472,11 +472,26 @@ pub(crate) async fn verify_saved(
     State(shared): State<Arc<Shared>>,
     body: bytes::Bytes,
 ) -> Response {
-    let Some(verifier) = shared.receipts.verifier.clone() else {
+    verification(
+        shared.receipts.verifier.clone(),
+        shared.receipts.unchecked,
+        body,
+    )
+    .await
+}
+
+/// A saved answer checked with `verifier` (or refused, saying `unchecked`,
+/// when there is none), as the verification report.
+pub(crate) async fn verification(
+    verifier: Option<Arc<RaTlsVerifier>>,
+    unchecked: &'static str,
+    body: bytes::Bytes,
+) -> Response {
+    let Some(verifier) = verifier else {
         return ApiError::request(
             axum::http::StatusCode::CONFLICT,
             "receipts_unchecked",
-            shared.receipts.unchecked,
+            unchecked,
         )
         .into_response();
     };
@@ -512,7 +527,11 @@ pub(crate) async fn one(
     State(shared): State<Arc<Shared>>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    let kept = shared.receipts.kept.lock().unwrap_or_else(|p| p.into_inner());
+    let kept = shared
+        .receipts
+        .kept
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     let found = kept.iter().find(|c| {
         c.receipt.as_ref().is_some_and(|r| {
             serde_json::from_str::<serde_json::Value>(r.get())

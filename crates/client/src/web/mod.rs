@@ -60,7 +60,7 @@ const ASSETS: [(&str, &str, &str); 5] = [
 
 /// The last registry read.
 #[derive(Debug, Default)]
-pub(crate) struct RegistryCache(Mutex<Option<(Instant, serde_json::Value)>>);
+pub struct RegistryCache(Mutex<Option<(Instant, serde_json::Value)>>);
 
 pub(crate) fn routes(shared: Arc<Shared>) -> axum::Router {
     axum::Router::new()
@@ -246,4 +246,104 @@ async fn deposit_qr(State(shared): State<Arc<Shared>>, Query(q): Query<QrQuery>)
         )
         .into_response(),
     }
+}
+
+/// A standalone explorer (`cocoon explorer`): the root registry read from a
+/// chain, and saved answers checked under an attestation policy, with no
+/// client behind it.
+pub struct ChainExplorer {
+    /// The chain's API.
+    pub chain: Arc<cocoon_chain::Toncenter>,
+    /// Its endpoint, as shown.
+    pub endpoint: String,
+    /// The root registry.
+    pub root: tycho_types::models::StdAddr,
+    /// Checks workers' certificates in receipts; `None`: receipts are not
+    /// checked here.
+    pub verifier: Option<Arc<cocoon_tee::RaTlsVerifier>>,
+    /// What the verifier accepts, for people.
+    pub policy: String,
+    cache: RegistryCache,
+}
+
+impl ChainExplorer {
+    /// An explorer of `root` on `chain`.
+    pub fn new(
+        chain: Arc<cocoon_chain::Toncenter>,
+        endpoint: String,
+        root: tycho_types::models::StdAddr,
+        verifier: Option<Arc<cocoon_tee::RaTlsVerifier>>,
+        policy: String,
+    ) -> ChainExplorer {
+        ChainExplorer {
+            chain,
+            endpoint,
+            root,
+            verifier,
+            policy,
+            cache: RegistryCache::default(),
+        }
+    }
+}
+
+/// Serves a standalone explorer on `listen` until the task is dropped;
+/// returns the bound address.
+pub async fn serve_explorer(
+    listen: std::net::SocketAddr,
+    explorer: ChainExplorer,
+) -> std::io::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let bound = listener.local_addr()?;
+    let app = axum::Router::new()
+        .route(
+            "/",
+            get(|| async { page(include_str!("assets/explorer.html")) }),
+        )
+        .route("/assets/{name}", get(asset))
+        .route("/v1/cocoon/explorer", get(chain_explorer))
+        .route("/v1/cocoon/receipts/verify", post(chain_verify))
+        .with_state(Arc::new(explorer));
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the explorer stopped");
+        }
+    });
+    Ok((bound, task))
+}
+
+async fn chain_explorer(State(x): State<Arc<ChainExplorer>>) -> Response {
+    let registry = {
+        let cached = x.cache.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match cached.filter(|(at, _)| at.elapsed() < REGISTRY_TTL) {
+            Some((_, v)) => v,
+            None => {
+                let v = cocoon_chain::registry::describe(x.chain.as_ref(), &x.root)
+                    .await
+                    .unwrap_or_else(|e| serde_json::json!({ "unreadable": e.to_string() }));
+                *x.cache.0.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((Instant::now(), v.clone()));
+                v
+            }
+        }
+    };
+    let body = serde_json::json!({
+        "standalone": true,
+        "chain": { "endpoint": x.endpoint, "root": x.root.to_string() },
+        "policy": x.policy,
+        "registry": registry,
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn chain_verify(State(x): State<Arc<ChainExplorer>>, body: axum::body::Bytes) -> Response {
+    crate::receipts::verification(
+        x.verifier.clone(),
+        "this explorer was started without an attestation policy (--policy), so it checks no receipts",
+        body,
+    )
+    .await
 }

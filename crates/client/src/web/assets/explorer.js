@@ -172,9 +172,19 @@
     }
   }
 
+  /** A standalone explorer (`cocoon explorer`): the chain only. */
+  function standalone(d) {
+    for (const id of ["path-section", "activity-section", "workers-section", "models-section"]) $(id).hidden = true;
+    $("latest").hidden = true;
+    $("who").textContent = `root ${short(d.chain.root)} on ${d.chain.endpoint} · receipts checked under: ${d.policy}`;
+    registry(d);
+    document.body.dataset.loaded = "yes";
+  }
+
   async function load() {
     try {
       const d = await api("/v1/cocoon/explorer");
+      if (d.standalone) return standalone(d);
       $("who").textContent = `client ${d.client.name} · proxy ${d.client.proxy_name || d.client.proxy} (${d.client.proxy_link})`;
       drawPath(d); totals(d); drawChart(d.history); registry(d); workers(d); models(d);
       document.body.dataset.loaded = "yes";
