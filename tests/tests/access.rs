@@ -334,3 +334,110 @@ async fn telegram_users_sign_in_with_init_data_under_a_budget_each() {
     assert!(b.get("deposited").is_none(), "{b}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// An answer cut off after its first byte is counted at its hold (the most
+/// the proxy can have charged for what it delivered), so hanging up early
+/// buys nothing for free; one refused before any byte costs nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_cut_off_counts_its_hold_and_a_refusal_counts_nothing() {
+    let up = upstream(UpstreamBehaviour {
+        chunks: 200,
+        chunk_size: 8,
+        delay: std::time::Duration::from_millis(20),
+        ..Default::default()
+    })
+    .await;
+    let mut net = Network::start().await;
+    net.add_worker(WorkerSpec::new("w1", MODEL, &up)).await;
+    let key = keys(
+        &net,
+        &["create", "--name", "reader", "--budget", "10000000"],
+    );
+    let id = key["id"].as_str().unwrap().to_string();
+    let auth = format!("Bearer {}", key["secret"].as_str().unwrap());
+    let spent = |net: &Network| {
+        let listed = keys(net, &["list"]);
+        listed["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["id"] == id.as_str())
+            .unwrap()["spent_nanoton"]
+            .as_u64()
+            .unwrap()
+    };
+
+    // Refused before any byte (the engine rejects it): nothing counted.
+    let mut reject = ask(50);
+    reject["user"] = json!("reject");
+    let (status, _, _) = chat(&net, &auth, &reject).await;
+    assert_eq!(status, 400);
+    assert_eq!(spent(&net), 0);
+
+    // Read a few chunks of a long stream, then hang up.
+    let mut body = ask(200);
+    body["stream"] = json!(true);
+    let mut sse = SseReader::open(&net.chat_url(), &body, &[("authorization", &auth)]).await;
+    assert_eq!(sse.status, 200);
+    for _ in 0..3 {
+        sse.next().await.expect("a chunk");
+    }
+    drop(sse);
+    let counted = {
+        let mut counted = 0;
+        for _ in 0..100 {
+            counted = spent(&net);
+            if counted > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        counted
+    };
+    // The hold: (request bytes + 200 completion tokens) × 100 nanoton.
+    let bytes = body.to_string().len() as u64;
+    assert!(
+        counted >= 200 * 100 && counted <= (bytes + 64 + 200) * 100,
+        "counted {counted}"
+    );
+}
+
+/// Moving the client's money needs the admin token even on an open
+/// loopback API, and anything that spends must be sent as JSON: a web page
+/// the operator visits can do neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_web_page_cannot_spend_or_move_money_through_an_open_client() {
+    let up = upstream(UpstreamBehaviour::default()).await;
+    let mut net = Network::start().await;
+    net.add_worker(WorkerSpec::new("w1", MODEL, &up)).await;
+    // What a cross-site form or fetch without a preflight can send.
+    let (status, _, body) = post(
+        &format!("{}/v1/cocoon/close", net.api),
+        "{}",
+        &[("content-type", "application/json")],
+    )
+    .await;
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (401, Some("operator_only")),
+        "{v}"
+    );
+    let req = http::Request::post(net.chat_url())
+        .header("content-type", "text/plain")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            ask(4).to_string(),
+        )))
+        .unwrap();
+    let (status, _, body) = send_request(req).await;
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (415, Some("unsupported_media_type")),
+        "{v}"
+    );
+    // The operator's own commands still work (they send the token).
+    let out = cocoon_once(&["client", "close", "--api", &net.api]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("operator_only"), "{err}");
+}

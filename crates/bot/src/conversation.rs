@@ -12,12 +12,17 @@ use teloxide::types::{Document, MessageId};
 use tokio::sync::watch;
 
 use crate::documents::{self, CHARS_PER_TOKEN};
-use crate::network::{Answer, CallError, CocoonApi};
-use crate::replies::{finish, follow, patiently, reply};
+use crate::network::{Answer, CallError, CocoonApi, Limits};
+use crate::replies::{finish, follow, pace, patiently, reply};
 use crate::BotConfig;
 
-/// Answers remembered for `/verify`.
+/// Answers remembered for `/verify`, and the most bytes of their streams.
 const REMEMBERED: usize = 2000;
+const REMEMBERED_BYTES: usize = 64 << 20;
+/// Messages worked on at once, for all users together.
+const AT_ONCE: usize = 16;
+/// How long a PDF's text may take to read.
+const PDF_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 const HELP: &str = "I answer privately through Cocoon: your message is encrypted to an attested enclave, and nobody outside it, the GPU owner included, sees it or the answer.\n\n\
 Send a question, or a document (text, markdown or PDF) to have it summarised.\n\n\
@@ -42,6 +47,9 @@ struct Memory {
     models: HashMap<u64, String>,
     given: HashMap<(i64, i32), Given>,
     order: VecDeque<(i64, i32)>,
+    bytes: usize,
+    /// Users whose previous message is still being answered.
+    busy: std::collections::HashSet<u64>,
 }
 
 /// Everything a handler needs.
@@ -50,6 +58,7 @@ pub struct Conversation {
     pub(crate) api: CocoonApi,
     pub(crate) config: BotConfig,
     memory: Mutex<Memory>,
+    working: tokio::sync::Semaphore,
 }
 
 impl Conversation {
@@ -60,6 +69,7 @@ impl Conversation {
             api,
             config,
             memory: Mutex::default(),
+            working: tokio::sync::Semaphore::new(AT_ONCE),
         }
     }
 
@@ -72,8 +82,18 @@ impl Conversation {
         let Some(user) = msg.from.as_ref().map(|u| u.id.0) else {
             return;
         };
+        // One message at a time per user: a flood waits its turn in no
+        // queue, it is told to.
+        if !self.memory().busy.insert(user) {
+            let _ = reply(&self.bot, msg.chat.id, msg.id, "⏳ I am still answering your previous message; send this one again when it is done.").await;
+            return;
+        }
         let span = tracing::info_span!("telegram", chat = msg.chat.id.0, message = msg.id.0);
-        let outcome = tracing::Instrument::instrument(self.dispatch(user, &msg), span).await;
+        let outcome = match self.working.acquire().await {
+            Ok(_turn) => tracing::Instrument::instrument(self.dispatch(user, &msg), span).await,
+            Err(_) => Ok(()),
+        };
+        self.memory().busy.remove(&user);
         if let Err(e) = outcome {
             tracing::warn!(error = %e, "could not reply on Telegram");
         }
@@ -145,8 +165,12 @@ impl Conversation {
         let placeholder = reply(&self.bot, msg.chat.id, msg.id, "…").await?;
         let outcome = async {
             let model = self.model_for(user).await?;
+            let limits = Limits {
+                max_tokens: self.config.max_answer_tokens,
+                temperature: None,
+            };
             let answer = self
-                .stream(user, &model, messages, msg.chat.id, placeholder)
+                .stream(user, &model, messages, limits, (msg.chat.id, placeholder))
                 .await?;
             Ok::<_, CallError>((model, answer))
         }
@@ -182,23 +206,29 @@ impl Conversation {
         user: u64,
         model: &str,
         messages: &[Value],
-        chat: ChatId,
-        shown: MessageId,
+        limits: Limits,
+        (chat, shown): (ChatId, MessageId),
     ) -> Result<Answer, CallError> {
         let (tx, rx) = watch::channel(String::new());
-        let editor = tokio::spawn(follow(self.bot.clone(), chat, shown, rx));
+        let edited = Arc::new(Mutex::new(None));
+        let editor = tokio::spawn(follow(self.bot.clone(), (chat, shown), rx, edited.clone()));
         let answer = self
             .api
-            .ask(
-                user as i64,
-                model,
-                messages,
-                self.config.max_answer_tokens,
-                &tx,
-            )
+            .ask(user as i64, model, messages, limits, &tx)
             .await;
         editor.abort();
+        // The final edit follows: at Telegram's pace, not refused.
+        pace(&edited).await;
         answer
+    }
+
+    /// Summaries are sampled at temperature 0: the same document gets the
+    /// same summary, which a replay on another worker can check.
+    fn summary_limits(&self) -> Limits {
+        Limits {
+            max_tokens: self.config.summary_tokens,
+            temperature: Some(0.0),
+        }
     }
 
     /// Summarises a document: read, split to fit the context, each part
@@ -231,7 +261,7 @@ impl Conversation {
         };
         let instruction = msg
             .caption()
-            .unwrap_or("Summarise this document in a few sentences.");
+            .unwrap_or("Summarise this document in two or three sentences.");
         match self
             .summarise_parts(user, msg.chat.id, placeholder, instruction, &name, &parts)
             .await
@@ -280,8 +310,8 @@ impl Conversation {
                     user,
                     &model,
                     &ask(format!("{instruction}\n\n--- {name} ---\n{}", parts[0])),
-                    chat,
-                    shown,
+                    self.summary_limits(),
+                    (chat, shown),
                 )
                 .await?;
             let raws = vec![answer.raw.clone()];
@@ -310,7 +340,7 @@ impl Conversation {
                     user as i64,
                     &model,
                     &ask(prompt),
-                    self.config.max_answer_tokens,
+                    self.summary_limits(),
                     &tx,
                 )
                 .await?;
@@ -323,7 +353,13 @@ impl Conversation {
             summaries.join("\n\n")
         );
         let answer = self
-            .stream(user, &model, &ask(combined), chat, shown)
+            .stream(
+                user,
+                &model,
+                &ask(combined),
+                self.summary_limits(),
+                (chat, shown),
+            )
             .await?;
         raws.push(answer.raw.clone());
         Ok((model, answer, raws))
@@ -349,6 +385,15 @@ impl Conversation {
             .await
             .map_err(|e| format!("I could not download {name}: {e}"))?;
         let mime = doc.mime_type.as_ref().map(|m| m.essence_str().to_string());
+        if let (Some(reader), true) = (
+            &self.config.pdf_reader,
+            documents::is_pdf(name, mime.as_deref(), &bytes),
+        ) {
+            let text = documents::pdf_text_isolated(name, reader, &bytes, PDF_LIMIT)
+                .await
+                .map_err(|e| e.to_string())?;
+            return documents::from_text(name, &text).map_err(|e| e.to_string());
+        }
         let name = name.to_string();
         tokio::task::spawn_blocking(move || documents::extract(&name, mime.as_deref(), &bytes))
             .await
@@ -366,6 +411,7 @@ impl Conversation {
     ) {
         let mut m = self.memory();
         let key = (chat.0, id.0);
+        m.bytes += raws.iter().map(String::len).sum::<usize>();
         m.given.insert(
             key,
             Given {
@@ -375,9 +421,12 @@ impl Conversation {
             },
         );
         m.order.push_back(key);
-        while m.order.len() > REMEMBERED {
-            if let Some(old) = m.order.pop_front() {
-                m.given.remove(&old);
+        while m.order.len() > REMEMBERED || m.bytes > REMEMBERED_BYTES {
+            let Some(old) = m.order.pop_front() else {
+                break;
+            };
+            if let Some(g) = m.given.remove(&old) {
+                m.bytes -= g.raws.iter().map(String::len).sum::<usize>();
             }
         }
     }
@@ -499,8 +548,13 @@ impl Conversation {
         for raw in &given.raws {
             verdicts.push(self.api.verify(raw).await);
         }
-        let text =
-            crate::verdict::describe(&given.cocoon, &given.model, &verdicts, self.api.base());
+        let link = self.config.public_url.as_deref().unwrap_or(self.api.base());
+        let text = crate::verdict::describe(
+            &given.cocoon,
+            &given.model,
+            &verdicts,
+            link.trim_end_matches('/'),
+        );
         reply(&self.bot, msg.chat.id, msg.id, &text).await.map(drop)
     }
 }

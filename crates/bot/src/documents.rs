@@ -62,12 +62,17 @@ pub enum DocumentError {
 /// what fits the model's context.
 pub const CHARS_PER_TOKEN: usize = 4;
 
+/// Whether a document is a PDF, by its type, name or first bytes.
+pub fn is_pdf(name: &str, mime: Option<&str>, bytes: &[u8]) -> bool {
+    mime == Some("application/pdf")
+        || name.to_ascii_lowercase().ends_with(".pdf")
+        || bytes.starts_with(b"%PDF-")
+}
+
 /// A document's text, read according to its kind.
 pub fn extract(name: &str, mime: Option<&str>, bytes: &[u8]) -> Result<String, DocumentError> {
     let lower = name.to_ascii_lowercase();
-    let is_pdf =
-        mime == Some("application/pdf") || lower.ends_with(".pdf") || bytes.starts_with(b"%PDF-");
-    let text = if is_pdf {
+    let text = if is_pdf(name, mime, bytes) {
         pdf_text(name, bytes)?
     } else if is_textual(&lower, mime) {
         let text =
@@ -82,11 +87,77 @@ pub fn extract(name: &str, mime: Option<&str>, bytes: &[u8]) -> Result<String, D
             kind: mime.unwrap_or("of an unknown kind").to_string(),
         });
     };
-    let text = tidy(&text);
+    from_text(name, &text)
+}
+
+/// Extracted text, tidied; refused when there is none.
+pub fn from_text(name: &str, text: &str) -> Result<String, DocumentError> {
+    let text = tidy(text);
     if text.trim().is_empty() {
         return Err(DocumentError::Empty { name: name.into() });
     }
     Ok(text)
+}
+
+/// The text of a PDF read by `reader` (a program taking the PDF on its
+/// standard input and writing the text), in a process of its own: a file
+/// that overflows the extractor's stack or memory ends that process, not
+/// the bot, and one that takes longer than `limit` is killed.
+pub async fn pdf_text_isolated(
+    name: &str,
+    reader: &(std::path::PathBuf, Vec<String>),
+    bytes: &[u8],
+    limit: std::time::Duration,
+) -> Result<String, DocumentError> {
+    use tokio::io::AsyncWriteExt;
+    let pdf = |reason: String| DocumentError::Pdf {
+        name: name.into(),
+        reason,
+    };
+    let mut child = tokio::process::Command::new(&reader.0)
+        .args(&reader.1)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| pdf(format!("the PDF reader did not start: {e}")))?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| pdf("the PDF reader has no input".into()))?;
+    let input = bytes.to_vec();
+    let feed = tokio::spawn(async move {
+        let _ = stdin.write_all(&input).await;
+    });
+    let out = tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .map_err(|_| pdf(format!("reading it took longer than {} s", limit.as_secs())))?
+        .map_err(|e| pdf(e.to_string()))?;
+    feed.abort();
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        return Err(pdf(if why.is_empty() {
+            "the file is malformed".into()
+        } else {
+            why
+        }));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// What the PDF reader process runs: the text of the PDF on standard
+/// input, to standard output (`cocoon read-pdf`).
+pub fn read_pdf_stdio() -> Result<(), String> {
+    use std::io::{Read, Write};
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    let text = pdf_text("the PDF", &bytes).map_err(|e| e.to_string())?;
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .map_err(|e| e.to_string())
 }
 
 fn is_textual(lower_name: &str, mime: Option<&str>) -> bool {
@@ -175,11 +246,32 @@ fn pieces(text: &str, part_chars: usize) -> Vec<&str> {
         for sentence in para.split_inclusive(". ") {
             if sentence.chars().count() <= part_chars {
                 out.push(sentence);
-            } else {
-                out.extend(sentence.split_inclusive(' '));
+                continue;
+            }
+            for word in sentence.split_inclusive(' ') {
+                if word.chars().count() <= part_chars {
+                    out.push(word);
+                } else {
+                    // Text without spaces: cut where the part ends.
+                    out.extend(char_chunks(word, part_chars));
+                }
             }
         }
     }
+    out
+}
+
+/// `text` in pieces of at most `n` characters.
+fn char_chunks(text: &str, n: usize) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (count, (i, _)) in text.char_indices().enumerate() {
+        if count > 0 && count % n == 0 {
+            out.push(&text[start..i]);
+            start = i;
+        }
+    }
+    out.push(&text[start..]);
     out
 }
 
@@ -239,6 +331,11 @@ mod tests {
         assert!(p.len() >= 3, "{}", p.len());
         assert!(p.iter().all(|x| x.chars().count() <= 1000));
         assert_eq!(p.concat(), text, "nothing is lost or repeated");
+        let solid = "é".repeat(2500);
+        let p = parts("doc", &solid, 1000, 10).unwrap();
+        assert_eq!(p.len(), 3);
+        assert!(p.iter().all(|x| x.chars().count() <= 1000));
+        assert_eq!(p.concat(), solid);
         let refused = parts("doc", &text, 300, 2).unwrap_err();
         assert!(refused.to_string().contains("at most 2 parts"), "{refused}");
     }

@@ -41,10 +41,19 @@ pub struct BotConfig {
     /// Most tokens an answer (or a part's summary) may take: what a
     /// request holds against the user's budget follows from it.
     pub max_answer_tokens: u64,
+    /// Most tokens a summary (of a document, or of one of its parts) may
+    /// take.
+    pub summary_tokens: u64,
     /// Parts summarised at most; a longer document is refused.
     pub max_parts: usize,
     /// Largest document downloaded, in bytes.
     pub max_document_bytes: u64,
+    /// Where `/verify` links a receipt to (the explorer of the client, as
+    /// users can reach it) [default: `api`].
+    pub public_url: Option<String>,
+    /// The program that reads a PDF's text in a process of its own (see
+    /// [`documents::pdf_text_isolated`]); `None` reads it in this process.
+    pub pdf_reader: Option<(std::path::PathBuf, Vec<String>)>,
 }
 
 /// Why the bot stopped.

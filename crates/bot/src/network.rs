@@ -36,6 +36,16 @@ pub enum CallError {
     Broken(String),
 }
 
+/// How long an answer may be, and how it is sampled.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most completion tokens.
+    pub max_tokens: u64,
+    /// The sampling temperature; `None`: the model's default. 0 makes the
+    /// answer reproducible (and so checkable by a replay).
+    pub temperature: Option<f64>,
+}
+
 /// A complete answer.
 #[derive(Debug, Clone)]
 pub struct Answer {
@@ -63,6 +73,10 @@ impl CocoonApi {
     pub fn new(base: &str, bot_token: &str) -> Result<CocoonApi, CallError> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            // A stalled answer frees its user: nothing for two minutes, or
+            // ten in all, ends the call.
+            .read_timeout(Duration::from_secs(120))
+            .timeout(Duration::from_secs(600))
             .build()
             .map_err(|e| CallError::Unreachable {
                 api: base.into(),
@@ -101,16 +115,19 @@ impl CocoonApi {
         user: i64,
         model: &str,
         messages: &[Value],
-        max_tokens: u64,
+        limits: Limits,
         progress: &watch::Sender<String>,
     ) -> Result<Answer, CallError> {
-        let body = json!({
+        let mut body = json!({
             "model": model,
             "messages": messages,
-            "max_tokens": max_tokens,
+            "max_tokens": limits.max_tokens,
             "stream": true,
             "stream_options": {"include_usage": true},
         });
+        if let Some(t) = limits.temperature {
+            body["temperature"] = json!(t);
+        }
         let resp = self
             .http
             .post(format!("{}/v1/chat/completions", self.base))

@@ -4,7 +4,8 @@
 //! limit.
 
 use std::future::IntoFuture;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use teloxide::prelude::*;
 use teloxide::types::{ChatAction, MessageId, ReplyParameters};
@@ -89,7 +90,16 @@ pub async fn finish(
 
 /// Shows the text received so far in a reply while an answer streams,
 /// until `progress` closes; Telegram's "typing…" meanwhile.
-pub async fn follow(bot: Bot, chat: ChatId, id: MessageId, mut progress: watch::Receiver<String>) {
+///
+/// `edited` holds when the reply was last edited, so that the final edit
+/// can wait just long enough for Telegram's pace ([`pace`]) instead of
+/// being refused and waiting a whole `retry_after`.
+pub async fn follow(
+    bot: Bot,
+    (chat, id): (ChatId, MessageId),
+    mut progress: watch::Receiver<String>,
+    edited: Arc<Mutex<Option<Instant>>>,
+) {
     let mut shown = String::new();
     let _ = bot.send_chat_action(chat, ChatAction::Typing).await;
     while progress.changed().await.is_ok() {
@@ -105,10 +115,23 @@ pub async fn follow(bot: Bot, chat: ChatId, id: MessageId, mut progress: watch::
             Err(e) => {
                 tracing::debug!(error = %e, "a streaming edit failed; the next one will catch up")
             }
-            Ok(_) => shown = text,
+            Ok(_) => {
+                shown = text;
+                *edited.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+            }
         }
         tokio::time::sleep(EDIT_EVERY).await;
         let _ = bot.send_chat_action(chat, ChatAction::Typing).await;
+    }
+}
+
+/// Waits until the next edit of a reply last edited at `edited` keeps
+/// Telegram's pace of about one edit a second per chat.
+pub async fn pace(edited: &Mutex<Option<Instant>>) {
+    let last = *edited.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(at) = last {
+        let next = at + EDIT_EVERY;
+        tokio::time::sleep_until(next.into()).await;
     }
 }
 

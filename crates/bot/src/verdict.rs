@@ -117,11 +117,16 @@ fn first_failure(v: &Value) -> String {
 }
 
 fn short(s: Option<&str>) -> String {
-    match s {
-        Some(s) if s.len() > 16 => format!("{}…{}", &s[..8], &s[s.len() - 6..]),
-        Some(s) => s.to_string(),
-        None => "unstated".into(),
+    let Some(s) = s else {
+        return "unstated".into();
+    };
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() <= 16 {
+        return s.to_string();
     }
+    let head: String = chars[..8].iter().collect();
+    let tail: String = chars[chars.len() - 6..].iter().collect();
+    format!("{head}…{tail}")
 }
 
 #[cfg(test)]

@@ -7,11 +7,17 @@ use crate::options::{KeysAction, KeysCommon};
 
 const DEFAULT_API: &str = "http://127.0.0.1:10000";
 
-/// The operator's token: from `file`, else from the file the client says
-/// it keeps it in (readable only on its machine, by its user).
+/// The operator's token: from `file`, else, for a client on this machine
+/// (a loopback `--api`), from the file it says it keeps the token in, which
+/// only its user can read. A client elsewhere is never sent a token it
+/// did not get from `--admin-token-file`, nor told the contents of a file
+/// it names: the file must be a client's `admin.token`.
 pub async fn operator_token(api: &str, file: Option<&std::path::Path>) -> anyhow::Result<String> {
     let path = match file {
         Some(f) => f.to_path_buf(),
+        None if !is_loopback(api) => {
+            bail!("{api} is not on this machine: pass its admin token with --admin-token-file")
+        }
         None => {
             let (status, body) =
                 crate::run::call_local("GET", api, "/v1/cocoon/admin", "", None).await?;
@@ -26,7 +32,11 @@ pub async fn operator_token(api: &str, file: Option<&std::path::Path>) -> anyhow
             let Some(p) = v["admin_token_file"].as_str() else {
                 bail!("the client at {api} keeps its admin token in memory only; pass --admin-token-file");
             };
-            p.into()
+            let p = std::path::PathBuf::from(p);
+            if p.file_name().and_then(|n| n.to_str()) != Some("admin.token") {
+                bail!("the client at {api} names {} as its admin token, which is not a client's admin.token; pass --admin-token-file", p.display());
+            }
+            p
         }
     };
     let token = std::fs::read_to_string(&path).with_context(|| {
@@ -36,6 +46,21 @@ pub async fn operator_token(api: &str, file: Option<&std::path::Path>) -> anyhow
         )
     })?;
     Ok(token.trim().to_string())
+}
+
+/// Whether `api` (`http://HOST:PORT`) is on this machine.
+pub fn is_loopback(api: &str) -> bool {
+    let rest = api.strip_prefix("http://").unwrap_or(api);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host = match authority.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => authority,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Runs one keys action and prints the client's JSON answer.
@@ -99,4 +124,26 @@ pub async fn run(action: KeysAction) -> anyhow::Result<()> {
         eprintln!("The secret above is shown this once: give it to the app now (Authorization: Bearer <secret>).");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_this_machine_is_loopback() {
+        for api in [
+            "http://127.0.0.1:10000",
+            "http://localhost:1",
+            "http://[::1]:10000",
+            "http://127.8.0.1",
+        ] {
+            assert!(super::is_loopback(api), "{api}");
+        }
+        for api in [
+            "http://10.0.0.1:10000",
+            "http://example.com:10000",
+            "http://127.0.0.1.example.com:1",
+        ] {
+            assert!(!super::is_loopback(api), "{api}");
+        }
+    }
 }

@@ -99,6 +99,10 @@ enum Command {
     /// policy. A client serves the same explorer at its API's `/`, with
     /// what it saw of the network besides.
     Explorer(options::ExplorerOptions),
+    /// The text of a PDF on standard input, to standard output: how the bot
+    /// reads documents in a process of its own.
+    #[command(hide = true)]
+    ReadPdf,
 }
 
 #[derive(Subcommand, Debug)]
@@ -262,6 +266,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let file = options::FileConfig::load(cli.config.as_ref())?;
     match cli.command {
         Command::Bot(o) => bot_cmd::run(o).await,
+        Command::ReadPdf => bot_cmd::read_pdf(),
         Command::Explorer(o) => explorer_cmd::run(o).await,
         Command::Up(o) => {
             run::up(

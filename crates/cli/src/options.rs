@@ -863,6 +863,9 @@ pub struct BotOptions {
     /// cost against the user's budget [default: 512].
     #[arg(long, env = "COCOON_BOT_MAX_ANSWER_TOKENS", value_name = "TOKENS")]
     pub max_answer_tokens: Option<u64>,
+    /// Most tokens a document's summary may take [default: 96].
+    #[arg(long, env = "COCOON_BOT_SUMMARY_TOKENS", value_name = "TOKENS")]
+    pub summary_tokens: Option<u64>,
     /// Parts a document is summarised in at most; longer ones are refused
     /// with the limit named [default: 8].
     #[arg(long, env = "COCOON_BOT_MAX_PARTS", value_name = "N")]
@@ -870,6 +873,10 @@ pub struct BotOptions {
     /// Largest document read, in bytes [default: 10000000].
     #[arg(long, env = "COCOON_BOT_MAX_DOCUMENT_BYTES", value_name = "BYTES")]
     pub max_document_bytes: Option<u64>,
+    /// The client's explorer as users reach it, for the receipt links of
+    /// /verify [default: --api].
+    #[arg(long, env = "COCOON_BOT_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
 }
 
 /// `cocoon client keys`: what to do with a running client's API keys.

@@ -7,9 +7,49 @@
 use cocoon_core::{Coefficient, PriceList, Usage};
 use cocoon_proto::ListModelsRequest;
 
+use axum::http::StatusCode;
+
 use crate::access::{Admission, Principal};
 use crate::openai::{ApiError, Validated};
 use crate::Shared;
+
+/// What the proxy charges, as its last hello said.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Tariff {
+    /// No hello yet.
+    Unknown,
+    /// It does not charge.
+    Free,
+    /// Its prices.
+    Priced(ProxyPrices),
+    /// It charges, but its prices are missing or not a valid list: no
+    /// hold can bound a request.
+    Unusable,
+}
+
+impl Tariff {
+    /// From a hello.
+    pub(crate) fn from_hello(hello: &cocoon_proto::ProxyHello) -> Tariff {
+        if !hello.payments {
+            return Tariff::Free;
+        }
+        match hello.prices.as_ref().map(cocoon_proto::convert::prices) {
+            Some(Ok(list)) => Tariff::Priced(ProxyPrices {
+                list,
+                default_max_tokens: hello.default_max_tokens,
+            }),
+            _ => Tariff::Unusable,
+        }
+    }
+
+    /// The prices, when known.
+    pub(crate) fn prices(&self) -> Option<ProxyPrices> {
+        match self {
+            Tariff::Priced(p) => Some(*p),
+            _ => None,
+        }
+    }
+}
 
 /// The proxy's prices, from its hello.
 #[derive(Debug, Clone, Copy)]
@@ -20,17 +60,6 @@ pub(crate) struct ProxyPrices {
 }
 
 impl ProxyPrices {
-    /// From a hello; `None` when the proxy does not charge or its prices
-    /// are not a valid list.
-    pub(crate) fn from_hello(hello: &cocoon_proto::ProxyHello) -> Option<ProxyPrices> {
-        let p = hello.prices.as_ref().filter(|_| hello.payments)?;
-        let list = cocoon_proto::convert::prices(p).ok()?;
-        Some(ProxyPrices {
-            list,
-            default_max_tokens: hello.default_max_tokens,
-        })
-    }
-
     /// The most a request of `body_len` bytes may cost at `coefficient`.
     fn max_cost(
         &self,
@@ -63,50 +92,65 @@ pub(crate) async fn admit(
     who: &Principal,
     v: &mut Validated,
 ) -> Result<Admission, ApiError> {
-    let accounted = matches!(who, Principal::Key(_) | Principal::Telegram(_));
-    let prices = *shared.prices.lock().unwrap_or_else(|p| p.into_inner());
-    let max_cost = match prices.filter(|_| accounted) {
-        None => 0,
-        Some(prices) => {
-            let ceiling = match v
-                .controls
-                .max_coefficient
-                .or(shared.config.default_max_coefficient)
-            {
-                Some(c) => c,
-                None => market_ceiling(shared, v.model.as_str()).await,
-            };
-            v.controls.max_coefficient = Some(ceiling);
-            let coefficient = Coefficient::new(u64::from(ceiling)).unwrap_or(Coefficient::ONE);
-            prices.max_cost(
-                v.body.len(),
-                v.max_tokens,
-                coefficient,
-                v.controls.replicas.unwrap_or(1),
-            )
+    if !matches!(who, Principal::Key(_) | Principal::Telegram(_)) {
+        return shared.access.admit(who, v.model.as_str(), 0);
+    }
+    let tariff = *shared.prices.lock().unwrap_or_else(|p| p.into_inner());
+    let prices = match tariff {
+        Tariff::Free => return shared.access.admit(who, v.model.as_str(), 0),
+        Tariff::Priced(p) => p,
+        Tariff::Unknown | Tariff::Unusable => {
+            return Err(ApiError::server(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "prices_unknown",
+                "the proxy has not stated usable prices yet, so this request's cost cannot be held against your budget; try again shortly",
+            ))
         }
     };
+    let ceiling = match v
+        .controls
+        .max_coefficient
+        .or(shared.config.default_max_coefficient)
+    {
+        Some(c) => c,
+        None => market_ceiling(shared, v.model.as_str()).await?,
+    };
+    // One value bounds both the hold and the workers the proxy may pick.
+    let coefficient = Coefficient::new(u64::from(ceiling))
+        .map_err(|e| ApiError::invalid("max_coefficient", "invalid_value", e.to_string()))?;
+    v.controls.max_coefficient = Some(coefficient.per_mille());
+    let max_cost = prices.max_cost(
+        v.body.len(),
+        v.max_tokens,
+        coefficient,
+        v.controls.replicas.unwrap_or(1),
+    );
     shared.access.admit(who, v.model.as_str(), max_cost)
 }
 
 /// The highest coefficient among the workers serving `model` now; 1x when
-/// none does (the proxy will say the model is not served).
-async fn market_ceiling(shared: &Shared, model: &str) -> u32 {
+/// none does (the proxy will then say the model is not served).
+async fn market_ceiling(shared: &Shared, model: &str) -> Result<u32, ApiError> {
     let mut proxy = shared.proxy.clone();
-    let listed = proxy
-        .list_models(ListModelsRequest {})
-        .await
-        .ok()
-        .and_then(|r| {
-            r.into_inner()
-                .models
-                .into_iter()
-                .find(|m| m.name == model)
-                .map(|m| m.max_coefficient)
-        });
-    listed
+    let listed = proxy.list_models(ListModelsRequest {}).await.map_err(|s| {
+        ApiError::server(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "proxy_unavailable",
+            format!(
+                "cannot learn the workers' prices from the proxy to hold this request's cost: {}",
+                s.message()
+            ),
+        )
+    })?;
+    let ceiling = listed
+        .into_inner()
+        .models
+        .into_iter()
+        .find(|m| m.name == model)
+        .map(|m| m.max_coefficient);
+    Ok(ceiling
         .filter(|c| *c > 0)
-        .unwrap_or(Coefficient::ONE.per_mille())
+        .unwrap_or(Coefficient::ONE.per_mille()))
 }
 
 #[cfg(test)]

@@ -101,20 +101,49 @@ pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
         .layer(axum::middleware::from_fn(request_id))
 }
 
-/// What only the operator may do once access is restricted: move the
-/// contract's money.
+/// What only the operator may do, always (the `cocoon client` commands
+/// send its token): move the contract's money. Asking for the token even
+/// on an open loopback API keeps a web page the operator visits from
+/// moving it.
 const OPERATOR_PATHS: [&str; 3] = [
     "/v1/cocoon/withdraw",
     "/v1/cocoon/close",
     "/v1/cocoon/deposit",
 ];
 
+/// A POST that spends or moves money must say it is JSON. Browsers send
+/// JSON across sites only after asking (a CORS preflight this API never
+/// grants), so a web page the operator visits cannot spend through an
+/// open loopback API.
+fn json_only(req: &Request) -> Result<(), ApiError> {
+    if req.method() != axum::http::Method::POST {
+        return Ok(());
+    }
+    let kind = req
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = kind.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        return Ok(());
+    }
+    Err(ApiError::request(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        format!("the request body must be sent as Content-Type: application/json, found {kind:?}"),
+    ))
+}
+
 /// Names who makes each API request (see [`crate::access`]), or answers
 /// 401/403 for them.
 async fn authenticate(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
+    if let Err(e) = json_only(&req) {
+        return e.into_response();
+    }
     let access = &shared.access;
     if OPERATOR_PATHS.contains(&req.uri().path()) {
-        if let Err(e) = access.require_operator_if_restricted(req.headers()) {
+        if let Err(e) = access.require_operator(req.headers()) {
             return e.into_response();
         }
     }
@@ -335,7 +364,7 @@ async fn complete(shared: Arc<Shared>, endpoint: Endpoint, req: Request) -> Resp
                 return err.into_response();
             }
         };
-        let mut v = match validate(endpoint, &raw, &parts.headers) {
+        let v = match validate(endpoint, &raw, &parts.headers) {
             Ok(v) => v,
             Err(e) => {
                 tracing::info!(error = %e, "invalid request");
@@ -344,20 +373,17 @@ async fn complete(shared: Arc<Shared>, endpoint: Endpoint, req: Request) -> Resp
             }
         };
         tracing::Span::current().record("model", v.model.as_str());
-        let who = parts
-            .extensions
-            .get::<crate::access::Principal>()
-            .cloned()
-            .unwrap_or(crate::access::Principal::Open);
-        let admission = match crate::admission::admit(&shared, &who, &mut v).await {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::info!(error = %e, caller = %who.label(), "refused by the caller's limits");
-                shared.metrics.record_error("limit_exceeded");
-                return e.into_response();
-            }
+        // The middleware names every caller; a request it did not see is
+        // refused rather than served as nobody's.
+        let Some(who) = parts.extensions.get::<crate::access::Principal>().cloned() else {
+            return ApiError::server(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the request was not authenticated",
+            )
+            .into_response();
         };
-        forward(shared, endpoint, id, v, admission).await
+        forward(shared, endpoint, id, v, who).await
     }
     .instrument(span)
     .await
@@ -370,13 +396,22 @@ async fn forward(
     shared: Arc<Shared>,
     endpoint: Endpoint,
     id: RequestId,
-    v: Validated,
-    admission: crate::access::Admission,
+    mut v: Validated,
+    who: crate::access::Principal,
 ) -> Response {
     let mut active = shared.metrics.start();
     if let Err(refused) = proxy_usable(&shared, &mut active).await {
         return refused;
     }
+    // After the proxy's hello: its prices bound what the request holds.
+    let admission = match crate::admission::admit(&shared, &who, &mut v).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::info!(error = %e, caller = %who.label(), "refused by the caller's limits");
+            active.fail("limit_exceeded");
+            return e.into_response();
+        }
+    };
     let mut proxy = shared.proxy.clone();
     let mut events = match proxy.infer(infer_request(&shared, endpoint, &id, &v)).await {
         Ok(r) => r.into_inner(),
@@ -421,6 +456,7 @@ async fn forward(
         events,
         active,
         admission: Some(admission),
+        account: who.account(),
     };
     respond(answer, first, headers, &v).await
 }
@@ -462,6 +498,12 @@ async fn respond(
 ) -> Response {
     match first {
         infer_event::Event::Error(e) => {
+            if ErrorCode::of(&e) == ErrorCode::ReplicasDisagree {
+                // Every run was charged, though none is answered.
+                if let Some(a) = answer.admission.as_mut() {
+                    a.chargeable();
+                }
+            }
             answer.active.fail(reason(&e));
             let err = error_for(&e, v);
             tracing::info!(error = %err, "request failed before the first byte");
@@ -470,6 +512,9 @@ async fn respond(
         }
         first if v.stream => {
             answer.active.first_byte();
+            if let Some(a) = answer.admission.as_mut() {
+                a.chargeable();
+            }
             // Until the stream says otherwise, a dropped body means the app hung up.
             answer.active.fail("client_disconnected");
             headers.insert(
@@ -485,6 +530,9 @@ async fn respond(
         }
         first => {
             answer.active.first_byte();
+            if let Some(a) = answer.admission.as_mut() {
+                a.chargeable();
+            }
             whole_answer(answer, first, headers, v).await
         }
     }
@@ -507,6 +555,8 @@ struct Answer {
     active: ActiveRequest,
     /// The caller's hold on its account, settled with the answer's cost.
     admission: Option<crate::access::Admission>,
+    /// The caller's account, which its receipt is kept under.
+    account: Option<String>,
 }
 
 impl Answer {
@@ -820,7 +870,7 @@ async fn check_receipts(
                 receipt_refused(&a.shared, &why.to_string()),
             )
         })?;
-    a.shared.receipts.keep(&checked);
+    a.shared.receipts.keep(&checked, a.account.clone());
     crate::receipts::attach(&mut a.receipt, &a.worker, checked);
     a.receipt.replication = replicas.map(|r| r.0);
     Ok(())

@@ -151,7 +151,7 @@ pub(crate) struct Shared {
     /// Who may call, and what they may spend.
     pub(crate) access: Arc<access::Access>,
     /// The proxy's prices from its last hello, when it charges.
-    pub(crate) prices: Mutex<Option<admission::ProxyPrices>>,
+    pub(crate) prices: Mutex<admission::Tariff>,
     /// Tokens and spend per minute, for the explorer.
     pub(crate) history: history::History,
     /// The registry as last read, for the explorer.
@@ -160,8 +160,10 @@ pub(crate) struct Shared {
 
 /// Access control, refusing an API open beyond loopback unless asked for.
 fn open_access(config: &ClientConfig) -> Result<Arc<access::Access>, ClientError> {
-    let access = Arc::new(access::Access::open(&config.access)?);
-    if !config.listen.ip().is_loopback() && !access.restricted() {
+    let beyond = !config.listen.ip().is_loopback();
+    let exposed = beyond && !config.access.open_beyond_loopback;
+    let access = Arc::new(access::Access::open(&config.access, exposed)?);
+    if beyond && !access.restricted_by_credentials() {
         if !config.access.open_beyond_loopback {
             return Err(ClientError::OpenBeyondLoopback {
                 addr: config.listen,
@@ -230,7 +232,7 @@ impl Client {
             proxy_name: Mutex::new(String::new()),
             started: Instant::now(),
             access,
-            prices: Mutex::new(None),
+            prices: Mutex::new(admission::Tariff::Unknown),
             history: history::History::default(),
             registry: web::RegistryCache::default(),
         });

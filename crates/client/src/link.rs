@@ -16,8 +16,15 @@ const CHECK_EVERY: Duration = Duration::from_secs(5);
 /// Learns the proxy's voucher key and prices from its hello.
 fn on_hello(shared: &Shared, hello: &cocoon_proto::ProxyHello) {
     shared.payments.on_hello(&shared.address, hello);
-    *shared.prices.lock().unwrap_or_else(|p| p.into_inner()) =
-        crate::admission::ProxyPrices::from_hello(hello);
+    let tariff = crate::admission::Tariff::from_hello(hello);
+    if let Some(p) = tariff.prices() {
+        shared.history.prices_seen(
+            cocoon_core::unix_now(),
+            p.list.price_per_token.get(),
+            p.list.worker_fee_per_token.get(),
+        );
+    }
+    *shared.prices.lock().unwrap_or_else(|p| p.into_inner()) = tariff;
 }
 
 pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {

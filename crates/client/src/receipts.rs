@@ -83,7 +83,7 @@ pub(crate) struct Receipts {
     certificates: Mutex<HashMap<String, Arc<str>>>,
     /// Why the proxy is no longer trusted, once a check failed.
     refused: Mutex<Option<String>>,
-    kept: Mutex<VecDeque<Checked>>,
+    kept: Mutex<VecDeque<(Option<String>, Checked)>>,
 }
 
 impl Receipts {
@@ -335,8 +335,10 @@ impl Receipts {
     }
 
     /// Keeps a checked receipt for `GET /v1/cocoon/receipts`.
-    pub(crate) fn keep(&self, c: &Checked) {
-        let entry = c.clone();
+    /// Keeps a checked receipt for `/v1/cocoon/receipts`, under the
+    /// account that asked (`None`: the operator or an open caller).
+    pub(crate) fn keep(&self, c: &Checked, account: Option<String>) {
+        let entry = (account, c.clone());
         let mut g = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         if g.len() >= KEPT_RECEIPTS {
             g.pop_back();
@@ -423,14 +425,21 @@ pub(crate) fn attach(member: &mut cocoon_openai::Receipt, worker: &Worker, c: Ch
 
 /// `GET /v1/cocoon/receipts`: the last receipts, newest first, each with
 /// the worker's certificate, as `cocoon receipt verify` reads them.
-pub(crate) async fn list(State(shared): State<Arc<Shared>>) -> Response {
+/// `GET /v1/cocoon/receipts`: the latest receipts, newest first; an API
+/// key or a Telegram user sees its own only.
+pub(crate) async fn list(
+    State(shared): State<Arc<Shared>>,
+    who: Option<axum::Extension<crate::access::Principal>>,
+) -> Response {
+    let mine = who.and_then(|w| w.0.account());
     let kept: Vec<Checked> = shared
         .receipts
         .kept
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .iter()
-        .cloned()
+        .filter(|(owner, _)| mine.is_none() || *owner == mine)
+        .map(|(_, c)| c.clone())
         .collect();
     let body = serde_json::json!({ "object": "list", "data": kept });
     (
@@ -532,7 +541,7 @@ pub(crate) async fn one(
         .kept
         .lock()
         .unwrap_or_else(|p| p.into_inner());
-    let found = kept.iter().find(|c| {
+    let found = kept.iter().map(|(_, c)| c).find(|c| {
         c.receipt.as_ref().is_some_and(|r| {
             serde_json::from_str::<serde_json::Value>(r.get())
                 .is_ok_and(|v| v["receipt"]["request_id"] == id.as_str())

@@ -337,6 +337,10 @@ fn summary(id: &WorkerIdentity) -> EvidenceSummary {
     }
 }
 
+/// The most runs a replicated answer can have (the proxy's replica limit
+/// and spot-check re-runs, with room to spare).
+const MAX_RUNS: usize = 16;
+
 /// The runs of a replicated answer: each receipt verified against its
 /// certificate (carried in `certificates`), at its own time, naming the
 /// same request as the answer's receipt, which must be one of them.
@@ -349,7 +353,22 @@ fn replicas(replication: &Value, answer: &SignedReceipt, verifier: &RaTlsVerifie
         .collect();
     let mut checks = Vec::new();
     let mut found_answer = false;
-    for r in replication["receipts"].as_array().into_iter().flatten() {
+    let runs = replication["receipts"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    if runs.len() > MAX_RUNS {
+        // Each run costs a full attestation check: a file naming more runs
+        // than any request can have is refused, not worked through.
+        return vec![Check {
+            name: "replication",
+            ok: false,
+            detail: format!(
+                "{} runs named; a request has at most {MAX_RUNS}",
+                runs.len()
+            ),
+        }];
+    }
+    for r in runs {
         let result = replica(r, answer).and_then(|signed| {
             let b = &signed.receipt;
             let cert = replication["certificates"][&b.worker_certificate_sha256]

@@ -84,16 +84,6 @@ impl Access {
         }
     }
 
-    /// Refuses anyone but the operator once access is restricted (the
-    /// contract's actions: withdraw, close, deposit).
-    pub fn require_operator_if_restricted(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        if self.restricted() {
-            self.require_operator(headers)
-        } else {
-            Ok(())
-        }
-    }
-
     /// Every key as listed, with its live state.
     pub fn keys_json(&self) -> Vec<serde_json::Value> {
         let now = cocoon_core::unix_now();

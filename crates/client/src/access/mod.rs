@@ -74,6 +74,16 @@ pub enum Principal {
 }
 
 impl Principal {
+    /// The account it spends from, if any (`key_…` or `tg:<id>`): what
+    /// its receipts are kept under.
+    pub fn account(&self) -> Option<String> {
+        match self {
+            Principal::Key(id) => Some(id.clone()),
+            Principal::Telegram(user) => Some(format!("tg:{user}")),
+            Principal::Open | Principal::Operator => None,
+        }
+    }
+
     /// How it shows in logs and stats.
     pub fn label(&self) -> String {
         match self {
@@ -150,6 +160,10 @@ pub struct Access {
     accounts: Mutex<Accounts>,
     admin: AdminToken,
     telegram: Option<TelegramAccess>,
+    /// The API listens beyond loopback without --open-api: callers must
+    /// say who they are even when no key is live (after the last one is
+    /// revoked, only the operator may call).
+    exposed: bool,
 }
 
 /// Why access control could not start.
@@ -169,8 +183,9 @@ pub enum AccessError {
 }
 
 impl Access {
-    /// Opens the store and the admin token.
-    pub fn open(config: &AccessConfig) -> Result<Access, AccessError> {
+    /// Opens the store and the admin token; `exposed`: the API listens
+    /// beyond loopback and was not told to serve open.
+    pub fn open(config: &AccessConfig, exposed: bool) -> Result<Access, AccessError> {
         let dir = config.state_dir.as_deref();
         let store = AccountStore::open(dir)?;
         let admin = AdminToken::open(dir).map_err(|reason| AccessError::AdminToken {
@@ -200,6 +215,7 @@ impl Access {
             accounts: Mutex::new(accounts),
             admin,
             telegram: config.telegram.clone(),
+            exposed,
         })
     }
 
@@ -210,6 +226,12 @@ impl Access {
     /// Whether requests must say who makes them: a key exists, or
     /// Telegram sign-in is on.
     pub fn restricted(&self) -> bool {
+        self.telegram.is_some() || self.exposed || self.lock().live_keys() > 0
+    }
+
+    /// Whether a live key or Telegram sign-in asks callers who they are
+    /// (as opposed to the listener's exposure alone).
+    pub fn restricted_by_credentials(&self) -> bool {
         self.telegram.is_some() || self.lock().live_keys() > 0
     }
 
@@ -238,16 +260,24 @@ impl Access {
         };
         let (scheme, credential) = auth.split_once(' ').unwrap_or((auth, ""));
         let credential = credential.trim();
-        if scheme.eq_ignore_ascii_case("tma") {
+        if scheme.eq_ignore_ascii_case("tma") && self.telegram.is_some() {
             return self.telegram_user(credential);
         }
         if !scheme.eq_ignore_ascii_case("bearer") {
+            // An open client ignores what it does not use (a proxy's Basic
+            // credentials, say).
+            if !restricted {
+                return Ok(Principal::Open);
+            }
+            if scheme.eq_ignore_ascii_case("tma") {
+                return self.telegram_user(credential);
+            }
             return Err(unauthorized(
                 "invalid_authorization",
                 format!("Authorization scheme {scheme:?} is not accepted: use `Bearer <key>` or `tma <initData>`"),
             ));
         }
-        if self.admin.matches(credential) {
+        if !credential.is_empty() && self.admin.matches(credential) {
             return Ok(Principal::Operator);
         }
         let digest = store::sha256(credential.as_bytes());
@@ -313,6 +343,7 @@ impl Access {
             who: who.clone(),
             hold: max_cost,
             open: true,
+            chargeable: false,
         })
     }
 
@@ -445,7 +476,7 @@ fn rate_limited(label: &str, limit: &rate::Limited) -> ApiError {
             "Rate limit reached for {label}: {} {} per minute allowed, {} used in the last minute; retry in {} s",
             limit.allowed, limit.what, limit.used, limit.retry_after
         ),
-        kind: "requests",
+        kind: limit.what,
         param: None,
         code: Some("rate_limit_exceeded".into()),
         retry_after: Some(limit.retry_after),
@@ -483,7 +514,7 @@ fn redact(secret: &str) -> String {
 }
 
 fn decode_digest(hex: &str) -> Option<[u8; 32]> {
-    if hex.len() != 64 {
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let mut out = [0u8; 32];
@@ -493,15 +524,21 @@ fn decode_digest(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// A request admitted under an account: its hold is released when it is
-/// settled or dropped (an answer that failed costs the account nothing
-/// here; the proxy charges only answers it delivered).
+/// A request admitted under an account: its hold is replaced by the real
+/// cost when it settles. One that ends without its cost is free when
+/// nothing can have been charged (it failed before any answer), and
+/// counted at its hold otherwise (cut off mid-answer, replicas that
+/// disagreed): the proxy charges what it delivered, up to the hold.
 #[derive(Debug)]
 pub struct Admission {
     access: Arc<Access>,
     who: Principal,
     hold: u64,
     open: bool,
+    /// Set once the proxy may have charged for it (an answer's first byte
+    /// went out, or its replicas ran): ended without its cost, it is then
+    /// counted at its hold, the most the proxy can have charged.
+    chargeable: bool,
 }
 
 impl Admission {
@@ -511,7 +548,13 @@ impl Admission {
             who,
             hold: 0,
             open: false,
+            chargeable: false,
         }
+    }
+
+    /// The proxy may charge for it from now on (see [`Admission`]).
+    pub fn chargeable(&mut self) {
+        self.chargeable = true;
     }
 
     /// Who was admitted.
@@ -538,8 +581,23 @@ impl Admission {
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        if self.open {
+        if !self.open {
+            return;
+        }
+        if !self.chargeable {
             self.access.release(&self.who, self.hold, None);
+            return;
+        }
+        let counted =
+            self.access
+                .release(&self.who, self.hold, Some((self.hold, &Usage::default())));
+        if let (true, Ok(rt)) = (counted, tokio::runtime::Handle::try_current()) {
+            let (access, who) = (self.access.clone(), self.who.clone());
+            rt.spawn(async move {
+                if let Err(e) = access.persist(&who).await {
+                    tracing::error!(error = %e, account = %who.label(), "could not store what an account spent");
+                }
+            });
         }
     }
 }

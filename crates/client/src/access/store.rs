@@ -179,7 +179,13 @@ impl AdminToken {
         };
         let file = dir.join("admin.token");
         let token = match std::fs::read_to_string(&file) {
-            Ok(t) => t.trim().to_string(),
+            Ok(t) if t.trim().len() >= 32 => t.trim().to_string(),
+            Ok(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} holds no usable token (fewer than 32 characters); remove it to have a new one made", file.display()),
+                ))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::create_dir_all(dir)?;
                 let t = super::keys::random_secret("cocoon-admin-");

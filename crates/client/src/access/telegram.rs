@@ -174,7 +174,7 @@ fn user_id(user: &str) -> Result<TelegramUserId, InitDataError> {
 }
 
 fn decode_hex32(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 {
+    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let mut out = [0u8; 32];

@@ -127,7 +127,11 @@ async fn explorer(State(shared): State<Arc<Shared>>) -> Response {
         Ok(list) => serde_json::from_slice(&list.to_json()).unwrap_or_default(),
         Err(status) => serde_json::json!({ "unreachable": status.message() }),
     };
-    let prices = *shared.prices.lock().unwrap_or_else(|p| p.into_inner());
+    let prices = shared
+        .prices
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .prices();
     let body = serde_json::json!({
         "client": {
             "name": shared.config.name,
@@ -157,6 +161,7 @@ async fn explorer(State(shared): State<Arc<Shared>>) -> Response {
         "attestation": crate::attestation::summary(&shared),
         "models": models,
         "history": shared.history.minutes(),
+        "price_history": shared.history.prices(),
         "receipts_kept": shared.receipts.kept_count(),
     });
     (
