@@ -175,28 +175,35 @@ impl Conversation {
             Ok::<_, CallError>((model, answer))
         }
         .await;
+        let outcome = outcome.map(|(model, answer)| {
+            let raws = vec![answer.raw.clone()];
+            (model, answer, raws)
+        });
+        self.conclude(user, (msg.chat.id, placeholder), String::new(), outcome)
+            .await
+    }
+
+    /// Ends a reply: the answer under `heading` with who answered it (and
+    /// remembered for `/verify`), or what went wrong and what to do.
+    async fn conclude(
+        &self,
+        user: u64,
+        (chat, placeholder): (ChatId, MessageId),
+        heading: String,
+        outcome: Result<(String, Answer, Vec<String>), CallError>,
+    ) -> Result<(), teloxide::RequestError> {
         match outcome {
-            Ok((model, answer)) => {
-                let text = format!("{}\n\n{}", answer.text.trim(), footer(&answer, &model));
-                finish(&self.bot, msg.chat.id, placeholder, &text).await?;
-                self.remember(
-                    msg.chat.id,
-                    placeholder,
-                    vec![answer.raw.clone()],
-                    &answer,
-                    &model,
+            Ok((model, answer, raws)) => {
+                let text = format!(
+                    "{heading}{}\n\n{}",
+                    answer.text.trim(),
+                    footer(&answer, &model)
                 );
+                finish(&self.bot, chat, placeholder, &text).await?;
+                self.remember(chat, placeholder, raws, &answer, &model);
                 Ok(())
             }
-            Err(e) => {
-                finish(
-                    &self.bot,
-                    msg.chat.id,
-                    placeholder,
-                    &self.explain(user, &e).await,
-                )
-                .await
-            }
+            Err(e) => finish(&self.bot, chat, placeholder, &self.explain(user, &e).await).await,
         }
     }
 
@@ -262,35 +269,17 @@ impl Conversation {
         let instruction = msg
             .caption()
             .unwrap_or("Summarise this document in two or three sentences.");
-        match self
+        let outcome = self
             .summarise_parts(user, msg.chat.id, placeholder, instruction, &name, &parts)
+            .await;
+        let n = if parts.len() > 1 {
+            format!(" ({} parts)", parts.len())
+        } else {
+            String::new()
+        };
+        let heading = format!("📄 {name}{n}\n\n");
+        self.conclude(user, (msg.chat.id, placeholder), heading, outcome)
             .await
-        {
-            Ok((model, answer, raws)) => {
-                let n = if parts.len() > 1 {
-                    format!(" ({} parts)", parts.len())
-                } else {
-                    String::new()
-                };
-                let text = format!(
-                    "📄 {name}{n}\n\n{}\n\n{}",
-                    answer.text.trim(),
-                    footer(&answer, &model)
-                );
-                finish(&self.bot, msg.chat.id, placeholder, &text).await?;
-                self.remember(msg.chat.id, placeholder, raws, &answer, &model);
-                Ok(())
-            }
-            Err(e) => {
-                finish(
-                    &self.bot,
-                    msg.chat.id,
-                    placeholder,
-                    &self.explain(user, &e).await,
-                )
-                .await
-            }
-        }
     }
 
     async fn summarise_parts(

@@ -30,9 +30,17 @@ pub fn describe(
         (Some(why), _) => format!("❌ NOT verified: {why}"),
     };
     let last = verdicts.last().and_then(|v| v.as_ref().ok());
+    let mut lines = vec![head, String::new()];
+    lines.extend(facts(cocoon, model, last, base));
+    lines.join("\n")
+}
+
+/// What ran the answer, where and at what price, from the last request's
+/// verification (`last`) and the answer's `cocoon` member.
+fn facts(cocoon: &Value, model: &str, last: Option<&Value>, base: &str) -> Vec<String> {
     let receipt = last.map(|v| &v["receipt"]).filter(|r| r.is_object());
     let evidence = last.map(|v| &v["evidence"]).filter(|e| e.is_object());
-    let mut lines = vec![head, String::new()];
+    let mut lines = Vec::new();
     let tee = evidence
         .and_then(|e| e["tee"].as_str())
         .or_else(|| cocoon["worker_tee"].as_str())
@@ -92,7 +100,7 @@ pub fn describe(
             lines.push(format!("Receipt: {base}/?request={id}"));
         }
     }
-    lines.join("\n")
+    lines
 }
 
 fn first_failure(v: &Value) -> String {
