@@ -652,9 +652,10 @@ fn http_client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build(HttpConnector::new())
 }
 
-/// Polls `url` until it answers 200 (at most 15 s).
+/// Polls `url` until it answers 200 (at most 60 s: a node that sets up a
+/// chain first, on a machine busy with other tests, takes a while).
 pub async fn wait_ok(url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(resp) = tokio::time::timeout(
             Duration::from_secs(2),

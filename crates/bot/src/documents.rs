@@ -317,7 +317,7 @@ mod tests {
         for words in [
             "Quarterly supplier review",
             "Northwind Metals delivered 96 percent",
-            "shared forecast pilot",
+            "A pilot of a shared forecast",
         ] {
             assert!(text.contains(words), "{words:?} not in {text:?}");
         }

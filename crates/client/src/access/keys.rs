@@ -314,7 +314,7 @@ async fn create(
         let _turn = access.writing.lock().await;
         let a = access.clone();
         let r = record.clone();
-        tokio::task::spawn_blocking(move || a.store.put_key(&r)).await
+        tokio::task::spawn_blocking(move || a.put_key(&r)).await
     };
     match stored {
         Ok(Ok(())) => {}
@@ -368,27 +368,28 @@ async fn revoke(
         return e.into_response();
     }
     let now = cocoon_core::unix_now();
-    let found = {
-        let mut accounts = access.lock();
-        match accounts.keys.get_mut(&id) {
-            Some(k) => {
-                k.record.revoked_at.get_or_insert(now);
-                true
-            }
-            None => false,
-        }
-    };
-    if !found {
+    let record = access.lock().keys.get(&id).map(|k| k.record.clone());
+    let Some(mut record) = record else {
         return ApiError::request(
             StatusCode::NOT_FOUND,
             "unknown_key",
             format!("no API key {id:?} here"),
         )
         .into_response();
+    };
+    let at = *record.revoked_at.get_or_insert(now);
+    // Refused from now on, whatever the store says: revoking must never
+    // wait on a disk.
+    if let Some(k) = access.lock().keys.get_mut(&id) {
+        k.record.revoked_at.get_or_insert(at);
     }
     if let Err(e) = access.persist(&super::Principal::Key(id.clone())).await {
-        return ApiError::server(StatusCode::INTERNAL_SERVER_ERROR, "store_failed", e)
-            .into_response();
+        return ApiError::server(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "store_failed",
+            format!("key {id} is refused from now on, but its revocation could not be stored and would not survive a restart: {e}; revoke it again"),
+        )
+        .into_response();
     }
     tracing::info!(key = %id, "API key revoked");
     let keys = access.keys_json();

@@ -154,7 +154,10 @@ impl Accounts {
 /// The client's access control.
 #[derive(Debug)]
 pub struct Access {
-    store: AccountStore,
+    /// The store, opened when there is something to keep (see
+    /// [`Access::store`]).
+    store: Mutex<Option<Arc<AccountStore>>>,
+    state_dir: Option<PathBuf>,
     /// Serialises writes so that the last one written is the newest state.
     writing: tokio::sync::Mutex<()>,
     accounts: Mutex<Accounts>,
@@ -187,12 +190,22 @@ impl Access {
     /// beyond loopback and was not told to serve open.
     pub fn open(config: &AccessConfig, exposed: bool) -> Result<Access, AccessError> {
         let dir = config.state_dir.as_deref();
-        let store = AccountStore::open(dir)?;
+        // A client that never made a key needs no store: two clients of one
+        // name may then share a data directory, as before keys existed.
+        let existing = dir.is_none_or(AccountStore::exists) || config.telegram.is_some();
+        let store = if existing {
+            Some(Arc::new(AccountStore::open(dir)?))
+        } else {
+            None
+        };
         let admin = AdminToken::open(dir).map_err(|reason| AccessError::AdminToken {
             dir: dir.map_or("(memory)".into(), |d| d.display().to_string()),
             reason,
         })?;
-        let (keys, users) = store.load()?;
+        let (keys, users) = match &store {
+            Some(s) => s.load()?,
+            None => Default::default(),
+        };
         let mut accounts = Accounts::default();
         for record in keys {
             if let Some(digest) = decode_digest(&record.secret_sha256) {
@@ -210,13 +223,30 @@ impl Access {
                 .insert(TelegramUserId(user), UserState { spending, live });
         }
         Ok(Access {
-            store,
+            store: Mutex::new(store),
+            state_dir: config.state_dir.clone(),
             writing: tokio::sync::Mutex::new(()),
             accounts: Mutex::new(accounts),
             admin,
             telegram: config.telegram.clone(),
             exposed,
         })
+    }
+
+    /// The store, opened on first use.
+    fn store(&self) -> Result<Arc<AccountStore>, StoreError> {
+        let mut slot = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = slot.as_ref() {
+            return Ok(s.clone());
+        }
+        let opened = Arc::new(AccountStore::open(self.state_dir.as_deref())?);
+        *slot = Some(opened.clone());
+        Ok(opened)
+    }
+
+    /// Writes a key, durably.
+    fn put_key(&self, k: &KeyRecord) -> Result<(), StoreError> {
+        self.store()?.put_key(k)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Accounts> {
@@ -401,8 +431,8 @@ impl Access {
             }
         };
         match snapshot {
-            Some(Ok(key)) => self.store.put_key(&key),
-            Some(Err((user, spending))) => self.store.put_user(user, &spending),
+            Some(Ok(key)) => self.put_key(&key),
+            Some(Err((user, spending))) => self.store()?.put_user(user, &spending),
             None => Ok(()),
         }
     }

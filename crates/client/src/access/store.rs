@@ -55,6 +55,11 @@ impl std::fmt::Debug for AccountStore {
 }
 
 impl AccountStore {
+    /// Whether `dir` holds a store.
+    pub fn exists(dir: &Path) -> bool {
+        dir.join("access.redb").exists()
+    }
+
     /// Opens (or creates) `dir/access.redb`; `None` keeps everything in
     /// memory (embedded clients in tests).
     pub fn open(dir: Option<&Path>) -> Result<AccountStore, StoreError> {
@@ -76,7 +81,14 @@ impl AccountStore {
                     std::fs::create_dir_all(parent)
                         .map_err(|e| fail("create its directory")(&e))?;
                 }
-                Database::create(p).map_err(|e| fail("open")(&e))?
+                Database::create(p).map_err(|e| match e {
+                    redb::DatabaseError::DatabaseAlreadyOpen => StoreError {
+                        path: shown.clone(),
+                        what: "open",
+                        reason: "another client process holds it: two clients with the same --name and --data-dir cannot both keep API keys; give this one its own --name".into(),
+                    },
+                    e => fail("open")(&e),
+                })?
             }
             None => Database::builder()
                 .create_with_backend(redb::backends::InMemoryBackend::new())
