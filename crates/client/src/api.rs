@@ -244,13 +244,24 @@ async fn completions(State(shared): State<Arc<Shared>>, req: Request) -> Respons
     complete(shared, Endpoint::Completions, req).await
 }
 
-async fn models(State(shared): State<Arc<Shared>>) -> Response {
+/// `GET /v1/models`: what the network serves; an API key limited to some
+/// models sees only those.
+async fn models(
+    State(shared): State<Arc<Shared>>,
+    who: Option<axum::Extension<crate::access::Principal>>,
+) -> Response {
+    let allowed = who.and_then(|w| shared.access.allowed_models(&w.0));
     match model_list(&shared).await {
-        Ok(list) => (
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            list.to_json(),
-        )
-            .into_response(),
+        Ok(mut list) => {
+            if let Some(allowed) = allowed {
+                list.data.retain(|m| allowed.contains(&m.id));
+            }
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                list.to_json(),
+            )
+                .into_response()
+        }
         Err(status) => proxy_unreachable(&shared, &status).into_response(),
     }
 }

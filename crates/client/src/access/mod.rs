@@ -387,6 +387,14 @@ impl Access {
         Some(account_json(&policy, spending, live, now))
     }
 
+    /// The models `who` may use; `None`: every model.
+    pub fn allowed_models(&self, who: &Principal) -> Option<Vec<String>> {
+        let mut accounts = self.lock();
+        let tg_policy = self.telegram.as_ref().map(|t| &t.policy);
+        let (policy, _, _) = accounts.account(who, tg_policy)?;
+        (!policy.models.is_empty()).then_some(policy.models)
+    }
+
     /// Ends an admission: the hold goes, the real cost and tokens count.
     fn release(&self, who: &Principal, hold: u64, outcome: Option<(u64, &Usage)>) -> bool {
         let now = cocoon_core::unix_now();
