@@ -214,36 +214,6 @@ async fn rate_limits_and_models_per_key() {
     assert_eq!(v["error"]["param"], "model");
 }
 
-/// initData as Telegram signs it, computed by Python's hmac module from the
-/// documented algorithm (not by the code under test).
-fn telegram_init_data(token: &str, user_id: i64, auth_date: u64) -> String {
-    let script = r#"
-import hmac, hashlib, sys, urllib.parse
-token, user, date = sys.argv[1], sys.argv[2], sys.argv[3]
-fields = {"auth_date": date, "query_id": "AAH-test", "user": '{"id":%s,"first_name":"Ann"}' % user}
-dcs = "\n".join(f"{k}={fields[k]}" for k in sorted(fields))
-secret = hmac.new(b"WebAppData", token.encode(), hashlib.sha256).digest()
-fields["hash"] = hmac.new(secret, dcs.encode(), hashlib.sha256).hexdigest()
-print(urllib.parse.urlencode(fields))
-"#;
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            script,
-            token,
-            &user_id.to_string(),
-            &auth_date.to_string(),
-        ])
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn telegram_users_sign_in_with_init_data_under_a_budget_each() {
     let up = upstream(UpstreamBehaviour::default()).await;
@@ -267,7 +237,7 @@ async fn telegram_users_sign_in_with_init_data_under_a_budget_each() {
         .as_secs();
 
     // Signed by Telegram's algorithm with this bot's token: accepted.
-    let good = telegram_init_data(token, 4242, now - 60);
+    let good = cocoon_e2e::telegram::init_data(token, 4242, now - 60);
     let (status, _, v) = chat(&net, &format!("tma {good}"), &ask(4)).await;
     assert_eq!(status, 200, "{v}");
 
@@ -286,10 +256,10 @@ async fn telegram_users_sign_in_with_init_data_under_a_budget_each() {
             .contains("does not match"),
         "{v}"
     );
-    let foreign = telegram_init_data("7000000002:AAF-other", 4242, now - 60);
+    let foreign = cocoon_e2e::telegram::init_data("7000000002:AAF-other", 4242, now - 60);
     let (status, _, _) = chat(&net, &format!("tma {foreign}"), &ask(4)).await;
     assert_eq!(status, 401);
-    let stale = telegram_init_data(token, 4242, now - 86_400 - 120);
+    let stale = cocoon_e2e::telegram::init_data(token, 4242, now - 86_400 - 120);
     let (status, _, v) = chat(&net, &format!("tma {stale}"), &ask(4)).await;
     assert_eq!(status, 401);
     assert!(
@@ -319,7 +289,7 @@ async fn telegram_users_sign_in_with_init_data_under_a_budget_each() {
             .contains("your Telegram account is over its budget"),
         "{refused}"
     );
-    let other = telegram_init_data(token, 777, now);
+    let other = cocoon_e2e::telegram::init_data(token, 777, now);
     let (status, _, v) = chat(&net, &format!("tma {other}"), &ask(4)).await;
     assert_eq!(status, 200, "{v}");
     // The user sees their own account, not the client's.

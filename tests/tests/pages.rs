@@ -105,36 +105,17 @@ async fn the_explorer_and_the_chat_work_in_a_browser() {
     );
 }
 
-/// initData as Telegram hands it to a Mini App, signed by Python's hmac.
-fn init_data(token: &str, user: i64) -> String {
-    let script = r#"
-import hmac, hashlib, sys, time, urllib.parse
-token, user = sys.argv[1], sys.argv[2]
-fields = {"auth_date": str(int(time.time()) - 5), "query_id": "AAH-pages", "user": '{"id":%s,"first_name":"Ann","language_code":"en"}' % user}
-dcs = "\n".join(f"{k}={fields[k]}" for k in sorted(fields))
-secret = hmac.new(b"WebAppData", token.encode(), hashlib.sha256).digest()
-fields["hash"] = hmac.new(secret, dcs.encode(), hashlib.sha256).hexdigest()
-print(urllib.parse.urlencode(fields))
-"#;
-    let out = std::process::Command::new("python3")
-        .args(["-c", script, token, &user.to_string()])
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chat_runs_as_a_telegram_mini_app() {
     let dir = std::env::temp_dir().join(format!("cocoon-pages-token-{}", free_port()));
     std::fs::create_dir_all(&dir).unwrap();
     let token_file = dir.join("bot.token");
     std::fs::write(&token_file, TOKEN).unwrap();
-    let good = init_data(TOKEN, 31337);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let good = cocoon_e2e::telegram::init_data(TOKEN, 31337, now - 5);
     let forged = good.replace("31337", "31338");
     let summary = pages(
         "mini-app",

@@ -62,6 +62,26 @@ const ASSETS: [(&str, &str, &str); 5] = [
 #[derive(Debug, Default)]
 pub struct RegistryCache(Mutex<Option<(Instant, serde_json::Value)>>);
 
+impl RegistryCache {
+    /// The registry `root` describes on `chain`, read at most every
+    /// [`REGISTRY_TTL`]; what could not be read says why.
+    async fn read(
+        &self,
+        chain: &cocoon_chain::Toncenter,
+        root: &tycho_types::models::StdAddr,
+    ) -> serde_json::Value {
+        let cached = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some((_, v)) = cached.filter(|(at, _)| at.elapsed() < REGISTRY_TTL) {
+            return v;
+        }
+        let v = cocoon_chain::registry::describe(chain, root)
+            .await
+            .unwrap_or_else(|e| serde_json::json!({ "unreadable": e.to_string() }));
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), v.clone()));
+        v
+    }
+}
+
 pub(crate) fn routes(shared: Arc<Shared>) -> axum::Router {
     axum::Router::new()
         .route(
@@ -176,25 +196,10 @@ async fn registry(shared: &Shared) -> serde_json::Value {
     let (Some(info), Some(wallet)) = (&shared.config.chain, &shared.config.wallet) else {
         return serde_json::Value::Null;
     };
-    {
-        let cached = shared.registry.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((at, v)) = cached
-            .as_ref()
-            .filter(|(at, _)| at.elapsed() < REGISTRY_TTL)
-        {
-            let _ = at;
-            return v.clone();
-        }
-    }
-    let read = match info.root.parse() {
-        Ok(root) => cocoon_chain::registry::describe(wallet.chain.as_ref(), &root)
-            .await
-            .unwrap_or_else(|e| serde_json::json!({ "unreadable": e.to_string() })),
+    match info.root.parse() {
+        Ok(root) => shared.registry.read(wallet.chain.as_ref(), &root).await,
         Err(e) => serde_json::json!({ "unreadable": format!("root {}: {e}", info.root) }),
-    };
-    *shared.registry.0.lock().unwrap_or_else(|p| p.into_inner()) =
-        Some((Instant::now(), read.clone()));
-    read
+    }
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -317,20 +322,7 @@ pub async fn serve_explorer(
 }
 
 async fn chain_explorer(State(x): State<Arc<ChainExplorer>>) -> Response {
-    let registry = {
-        let cached = x.cache.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        match cached.filter(|(at, _)| at.elapsed() < REGISTRY_TTL) {
-            Some((_, v)) => v,
-            None => {
-                let v = cocoon_chain::registry::describe(x.chain.as_ref(), &x.root)
-                    .await
-                    .unwrap_or_else(|e| serde_json::json!({ "unreadable": e.to_string() }));
-                *x.cache.0.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some((Instant::now(), v.clone()));
-                v
-            }
-        }
-    };
+    let registry = x.cache.read(x.chain.as_ref(), &x.root).await;
     let body = serde_json::json!({
         "standalone": true,
         "chain": { "endpoint": x.endpoint, "root": x.root.to_string() },
