@@ -87,22 +87,37 @@ fn binary_sources(dep_info: &std::path::Path, workspace: &std::path::Path) -> Ve
 /// Chosen at random below Linux's ephemeral range (32768 and up), where the
 /// kernel puts outgoing connections and `bind(0)`: a port handed out here
 /// cannot be taken by them before the process that was given it binds it.
-/// Never the same port twice in one test binary.
+/// Test binaries run side by side (one process per test), so a port is also
+/// reserved across processes: this process holds a lock on a file named after
+/// it until it exits, which covers the gap before a child binds the port and
+/// a restarted child binding it again.
 pub fn free_port() -> u16 {
     use std::hash::{BuildHasher, Hasher};
-    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
-        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    static HELD: std::sync::Mutex<Vec<(u16, std::fs::File)>> = std::sync::Mutex::new(Vec::new());
+    let dir = std::env::temp_dir().join("cocoon-e2e-ports");
+    std::fs::create_dir_all(&dir).expect("create the port reservation directory");
     for attempt in 0u64..10_000 {
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u64(attempt);
         h.write_u32(std::process::id());
         let port = 20_000 + (h.finish() % 12_000) as u16;
-        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
-        if given.contains(&port) {
+        let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+        if held.iter().any(|(p, _)| *p == port) {
+            continue;
+        }
+        let Ok(file) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(format!("{port}.lock")))
+        else {
+            continue;
+        };
+        if file.try_lock().is_err() {
             continue;
         }
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            given.insert(port);
+            held.push((port, file));
             return port;
         }
     }
