@@ -42,6 +42,23 @@ pub fn body_event(kind: &str, bytes: &[u8]) -> Value {
     serde_json::json!({ "type": kind, "body_hash": crate::sha256_digest(bytes) })
 }
 
+/// The `body_hash` of bytes seen piece by piece (a stream as it goes out).
+#[derive(Debug, Clone, Default)]
+pub struct BodyHash(sha2::Sha256);
+
+impl BodyHash {
+    /// Adds the next bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        sha2::Digest::update(&mut self.0, bytes);
+    }
+
+    /// `{"type": kind, "body_hash": "sha256:<hex>"}` of everything added.
+    pub fn event(self, kind: &str) -> Value {
+        let digest = format!("sha256:{}", hex::encode(sha2::Digest::finalize(self.0)));
+        serde_json::json!({ "type": kind, "body_hash": digest })
+    }
+}
+
 /// Why a receipt does not verify.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReceiptError {

@@ -87,6 +87,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
             "/v1/cocoon/deposit",
             post(crate::payments::deposit).fallback(method_not_allowed),
         )
+        .merge(crate::aci::routes())
         .with_state(shared.clone())
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
@@ -99,6 +100,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
         .merge(crate::web::routes(shared.clone()))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(request_id))
+        .layer(axum::middleware::from_fn_with_state(
+            shared,
+            crate::aci::headers,
+        ))
 }
 
 /// What only the operator may do, always (the `cocoon client` commands
@@ -375,6 +380,14 @@ async fn complete(shared: Arc<Shared>, endpoint: Endpoint, req: Request) -> Resp
                 return err.into_response();
             }
         };
+        let (raw, sealer) = match crate::aci::open_request(&shared, &parts.headers, raw, endpoint) {
+            Ok(opened) => opened,
+            Err(e) => {
+                tracing::info!(error = %e, "E2EE request refused");
+                shared.metrics.record_error("e2ee_refused");
+                return e.into_response();
+            }
+        };
         let v = match validate(endpoint, &raw, &parts.headers) {
             Ok(v) => v,
             Err(e) => {
@@ -394,7 +407,16 @@ async fn complete(shared: Arc<Shared>, endpoint: Endpoint, req: Request) -> Resp
             )
             .into_response();
         };
-        forward(shared, endpoint, id, v, who).await
+        let mut aci = crate::aci::Transcript::new(
+            &id,
+            endpoint,
+            v.model.as_str(),
+            &raw,
+            sealer,
+            who.account(),
+        );
+        aci.forwarded(&v.body);
+        forward(shared, endpoint, id, v, who, aci).await
     }
     .instrument(span)
     .await
@@ -409,6 +431,7 @@ async fn forward(
     id: RequestId,
     mut v: Validated,
     who: crate::access::Principal,
+    mut aci: crate::aci::Transcript,
 ) -> Response {
     let mut active = shared.metrics.start();
     if let Err(refused) = proxy_usable(&shared, &mut active).await {
@@ -457,7 +480,9 @@ async fn forward(
             }
         },
     };
+    aci.served_by(&shared, &worker, assigned.as_ref());
     let answer = Answer {
+        aci,
         shared,
         endpoint,
         receipt,
@@ -536,6 +561,7 @@ async fn respond(
                 axum::http::header::CACHE_CONTROL,
                 HeaderValue::from_static("no-cache"),
             );
+            answer.aci.response_headers(&mut headers);
             let body = sse_body(answer, v.include_usage, first);
             (headers, Body::from_stream(body)).into_response()
         }
@@ -551,6 +577,8 @@ async fn respond(
 
 /// An answer being received from the proxy.
 struct Answer {
+    /// What its ACI receipt records.
+    aci: crate::aci::Transcript,
     shared: Arc<Shared>,
     endpoint: Endpoint,
     receipt: Receipt,
@@ -744,6 +772,14 @@ async fn whole_answer(
                 let body = cocoon_openai::stamp_answer(&body, &a.receipt, done.cost())
                     .map(Bytes::from)
                     .unwrap_or(body);
+                let body = match a.aci.seal_body(body) {
+                    Ok(body) => body,
+                    Err(e) => return (headers, e).into_response(),
+                };
+                a.aci.completed(&done);
+                a.aci.returned(&body);
+                a.aci.response_headers(&mut headers);
+                a.aci.finish(&a.shared);
                 return (headers, body).into_response();
             }
             Some(Ok(InferEvent {
@@ -948,6 +984,10 @@ fn sse_body(
             return None;
         }
         let out = st.next_event().await;
+        st.answer.aci.returned(&out);
+        if st.finished {
+            st.answer.aci.finish(&st.answer.shared);
+        }
         Some((Ok(out), st))
     })
 }
@@ -976,7 +1016,10 @@ impl SseState {
                     if self.answer.shared.receipts.checks() {
                         self.digest.push(&b);
                     }
-                    return sse_data(&b);
+                    return match self.answer.aci.seal_chunk(b) {
+                        Ok(payload) => sse_data(&payload),
+                        Err(e) => self.fail("e2ee_failed", e.to_string()),
+                    };
                 }
                 infer_event::Event::Done(done) => return self.done(&done).await,
                 infer_event::Event::Error(e) => return self.fail(reason(&e), e.message),
@@ -994,6 +1037,7 @@ impl SseState {
         let a = &mut self.answer;
         a.shared.payments.on_voucher(&done.client_voucher);
         a.settle(done).await;
+        a.aci.completed(done);
         if let Err((reason, err)) = check_receipts(a, done, &digest).await {
             a.active.fail(reason);
             return sse_data(&err.body());

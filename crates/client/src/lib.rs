@@ -3,6 +3,7 @@
 //! proxy, and streaming the answer back as server-sent events.
 
 pub mod access;
+mod aci;
 mod admission;
 mod api;
 mod attestation;
@@ -111,6 +112,9 @@ pub enum ClientError {
     /// Access control could not start.
     #[error(transparent)]
     Access(#[from] access::AccessError),
+    /// The ACI keys could not be made.
+    #[error(transparent)]
+    AciKeys(#[from] aci::KeyGenError),
     /// The API would be open to the network without keys.
     #[error("refusing to serve the API on {addr} without API keys: anyone who can reach it could spend this client's money. Start it on 127.0.0.1 first, create a key (`cocoon client keys create`), then listen beyond loopback; or pass --open-api to serve it open on purpose")]
     OpenBeyondLoopback {
@@ -137,6 +141,8 @@ pub(crate) struct Shared {
     pub(crate) proxy_verifier: std::sync::Arc<dyn PeerVerifier>,
     /// Workers' attestations as reported by the proxy.
     pub(crate) attestation: attestation::WorkersSeen,
+    /// This client as an ACI service: its keys, receipts and sessions.
+    pub(crate) aci: aci::Aci,
     /// Who pays.
     pub(crate) address: tycho_types::models::StdAddr,
     /// Vouchers and trust in the proxy's accounting.
@@ -218,6 +224,7 @@ impl Client {
         if !config.check_receipts {
             tracing::warn!("DEVELOPMENT MODE: this client checks NO receipts; answers from any worker are accepted unverified. Only for measuring what receipts cost.");
         }
+        let aci = aci::Aci::new(&config.name)?;
         let shared = Arc::new(Shared {
             receipts: receipts::Receipts::new(&config.trust, config.check_receipts),
             config,
@@ -226,6 +233,7 @@ impl Client {
             proxy_up: AtomicBool::new(false),
             proxy_verifier: verifier,
             attestation: attestation::WorkersSeen::default(),
+            aci,
             address,
             payments: payments::ClientPayments::default(),
             introduced: watch::channel(false).0,

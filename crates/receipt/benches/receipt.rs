@@ -48,6 +48,7 @@ fn main() {
             config_hash: [0; 32],
             model_hash: None,
             receipt_key: Some(receipt_public),
+            e2e_key: None,
         },
         &attester,
     )

@@ -51,6 +51,7 @@ fn claims(receipt_key: Option<[u8; 32]>) -> Claims {
         config_hash: [0; 32],
         model_hash: Some(ModelHash::from_bytes(MODEL)),
         receipt_key,
+        e2e_key: None,
     }
 }
 

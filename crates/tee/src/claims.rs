@@ -29,7 +29,14 @@ pub struct Claims {
     /// certificates, so the worker's owner can register it in the worker
     /// contract, and slash evidence must carry a receipt signed by it.
     pub receipt_key: Option<[u8; 32]>,
+    /// For workers: the X25519 key requests are sealed to end to end. It is
+    /// made inside the TEE when the worker starts and never leaves it.
+    pub e2e_key: Option<[u8; 32]>,
 }
+
+/// Tags of the optional keys at the end of the encoding, in order.
+const RECEIPT_KEY_TAG: u8 = 1;
+const E2E_KEY_TAG: u8 = 2;
 
 /// Claims that could not be decoded.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -47,7 +54,8 @@ fn role_tag(role: Role) -> u8 {
 impl Claims {
     /// Canonical encoding: domain ‖ role ‖ key ‖ issued_at ‖ expires_at
     /// (big-endian u64) ‖ config hash ‖ 0 or 1 ‖ model hash if 1, then,
-    /// only when there is one, 1 ‖ receipt key.
+    /// only when there is one, 1 ‖ receipt key, then, only when there is
+    /// one, 2 ‖ end-to-end key.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(DOMAIN.len() + 147);
         out.extend_from_slice(DOMAIN);
@@ -63,9 +71,14 @@ impl Claims {
             }
             None => out.push(0),
         }
-        if let Some(k) = &self.receipt_key {
-            out.push(1);
-            out.extend_from_slice(k);
+        for (tag, key) in [
+            (RECEIPT_KEY_TAG, &self.receipt_key),
+            (E2E_KEY_TAG, &self.e2e_key),
+        ] {
+            if let Some(k) = key {
+                out.push(tag);
+                out.extend_from_slice(k);
+            }
         }
         out
     }
@@ -76,9 +89,9 @@ impl Claims {
         let body = bytes
             .strip_prefix(DOMAIN)
             .ok_or_else(|| err("does not start with the cocoon/ra-tls/claims/v1 domain"))?;
-        if ![82, 114, 115, 147].contains(&body.len()) {
+        if body.len() < 82 {
             return Err(ClaimsDecodeError(format!(
-                "{} bytes after the domain, expected 82, 114, 115 or 147",
+                "{} bytes after the domain, expected at least 82",
                 body.len()
             )));
         }
@@ -98,25 +111,17 @@ impl Claims {
             a.copy_from_slice(&body[at..at + 8]);
             u64::from_be_bytes(a)
         };
-        let (model_hash, rest) = match (body[81], body.len()) {
-            (0, 82 | 115) => (None, 82),
-            (1, 114 | 147) => (Some(ModelHash::from_bytes(take32(82))), 114),
-            (flag, len) => {
+        let (model_hash, rest) = match body[81] {
+            0 => (None, 82),
+            1 if body.len() >= 114 => (Some(ModelHash::from_bytes(take32(82))), 114),
+            flag => {
                 return Err(ClaimsDecodeError(format!(
-                    "model hash flag {flag} does not fit a {len}-byte body"
-                )))
-            }
-        };
-        let receipt_key = match body.get(rest) {
-            None => None,
-            Some(1) if body.len() == rest + 33 => Some(take32(rest + 1)),
-            Some(flag) => {
-                return Err(ClaimsDecodeError(format!(
-                    "receipt key flag {flag} does not fit a {}-byte body",
+                    "model hash flag {flag} does not fit a {}-byte body",
                     body.len()
                 )))
             }
         };
+        let (receipt_key, e2e_key) = optional_keys(&body[rest..])?;
         Ok(Claims {
             public_key: take32(1),
             role,
@@ -125,6 +130,7 @@ impl Claims {
             config_hash: take32(49),
             model_hash,
             receipt_key,
+            e2e_key,
         })
     }
 
@@ -134,6 +140,35 @@ impl Claims {
         out.copy_from_slice(&sha2::Sha512::digest(self.encode()));
         out
     }
+}
+
+/// The tagged keys after the model hash: each `tag ‖ 32 bytes`, tags
+/// rising, nothing else.
+type OptionalKeys = (Option<[u8; 32]>, Option<[u8; 32]>);
+
+fn optional_keys(mut rest: &[u8]) -> Result<OptionalKeys, ClaimsDecodeError> {
+    let mut keys = [None, None];
+    let mut last = 0u8;
+    while let Some((&tag, after)) = rest.split_first() {
+        let slot = match tag {
+            RECEIPT_KEY_TAG | E2E_KEY_TAG if tag > last => usize::from(tag - 1),
+            _ => return Err(ClaimsDecodeError(format!(
+                "key tag {tag} after tag {last}: expected 1 (receipt key) then 2 (end-to-end key)"
+            ))),
+        };
+        let key = after.get(..32).ok_or_else(|| {
+            ClaimsDecodeError(format!(
+                "key tag {tag} is followed by {} bytes, not 32",
+                after.len()
+            ))
+        })?;
+        let mut k = [0u8; 32];
+        k.copy_from_slice(key);
+        keys[slot] = Some(k);
+        last = tag;
+        rest = &after[32..];
+    }
+    Ok((keys[0], keys[1]))
 }
 
 #[cfg(test)]
@@ -150,8 +185,18 @@ mod tests {
             config_hash: [2; 32],
             model_hash: Some(ModelHash::from_bytes([3; 32])),
             receipt_key: Some([4; 32]),
+            e2e_key: Some([6; 32]),
         };
         for c in [
+            Claims {
+                e2e_key: None,
+                ..base.clone()
+            },
+            Claims {
+                receipt_key: None,
+                e2e_key: None,
+                ..base.clone()
+            },
             base.clone(),
             Claims {
                 model_hash: None,
@@ -202,6 +247,14 @@ mod tests {
                 receipt_key: None,
                 ..base.clone()
             },
+            Claims {
+                e2e_key: Some([7; 32]),
+                ..base.clone()
+            },
+            Claims {
+                e2e_key: None,
+                ..base.clone()
+            },
         ];
         for v in variants {
             assert_ne!(v.report_data(), base.report_data(), "{v:?}");
@@ -212,11 +265,27 @@ mod tests {
         // A receipt key's flag must be 1: 0 followed by a key is not canonical.
         let mut zero_flag = Claims {
             receipt_key: None,
+            e2e_key: None,
             ..base.clone()
         }
         .encode();
         zero_flag.push(0);
         zero_flag.extend_from_slice(&[4; 32]);
         assert!(Claims::decode(&zero_flag).is_err());
+        // Keys come in tag order, each once.
+        let mut swapped = Claims {
+            receipt_key: None,
+            e2e_key: None,
+            ..base.clone()
+        }
+        .encode();
+        swapped.push(2);
+        swapped.extend_from_slice(&[6; 32]);
+        swapped.push(1);
+        swapped.extend_from_slice(&[4; 32]);
+        assert!(Claims::decode(&swapped).is_err());
+        let mut short = base.encode();
+        short.pop();
+        assert!(Claims::decode(&short).is_err());
     }
 }

@@ -37,6 +37,8 @@ pub struct PeerAttestation {
     pub model_hash: Option<ModelHash>,
     /// For workers: the key that signs their receipts.
     pub receipt_key: Option<[u8; 32]>,
+    /// For workers: the X25519 key requests are sealed to end to end.
+    pub e2e_key: Option<[u8; 32]>,
     /// Certificate issue time.
     pub issued_at: u64,
     /// Certificate expiry.
@@ -360,6 +362,7 @@ impl RaTlsVerifier {
             config_hash: claims.config_hash,
             model_hash: claims.model_hash,
             receipt_key: claims.receipt_key,
+            e2e_key: claims.e2e_key,
             issued_at: claims.issued_at,
             expires_at: claims.expires_at,
             measurements: verified.measurements.clone(),

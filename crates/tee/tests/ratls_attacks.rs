@@ -65,6 +65,7 @@ fn claims(role: Role) -> Claims {
         config_hash: [7; 32],
         model_hash: (role == Role::Worker).then(|| ModelHash::from_bytes([5; 32])),
         receipt_key: None,
+        e2e_key: None,
     }
 }
 

@@ -194,6 +194,7 @@ fn main() {
             config_hash: [0; 32],
             model_hash: None,
             receipt_key: None,
+            e2e_key: None,
         };
         let cert = cocoon_tee::cert::mint(claims, &**att.attester()).unwrap();
         let (m, p) = time_ms(iters * 5, || {

@@ -94,7 +94,7 @@ impl Attestation {
         &self,
         role: Role,
         model_hash: Option<ModelHash>,
-        receipt_key: Option<[u8; 32]>,
+        keys: ClaimedKeys,
     ) -> Result<cocoon_tee::cert::MintedCert, CredentialsError> {
         let now = cocoon_core::unix_now();
         let claims = Claims {
@@ -104,10 +104,18 @@ impl Attestation {
             expires_at: now + self.lifetime.as_secs(),
             config_hash: self.config_hash,
             model_hash,
-            receipt_key,
+            receipt_key: keys.receipt,
+            e2e_key: keys.e2e,
         };
         cocoon_tee::cert::mint(claims, &*self.attester).map_err(|e| CredentialsError(e.to_string()))
     }
+}
+
+/// The keys a certificate's claims name besides its own.
+#[derive(Debug, Clone, Copy, Default)]
+struct ClaimedKeys {
+    receipt: Option<[u8; 32]>,
+    e2e: Option<[u8; 32]>,
 }
 
 impl Trust {
@@ -120,19 +128,24 @@ impl Trust {
         name: &str,
         model_hash: Option<ModelHash>,
     ) -> Result<Arc<NodeCredentials>, CredentialsError> {
-        self.credentials_claiming(role, name, model_hash, None)
+        self.credentials_claiming(role, name, model_hash, ClaimedKeys::default())
     }
 
     /// A worker's credentials: as [`Trust::credentials`], and every
     /// certificate's claims name `receipt_key`, the key its receipts are
-    /// signed with.
+    /// signed with, and `e2e_key`, the X25519 key clients seal requests to.
     pub fn worker_credentials(
         &self,
         name: &str,
         model_hash: Option<ModelHash>,
         receipt_key: [u8; 32],
+        e2e_key: [u8; 32],
     ) -> Result<Arc<NodeCredentials>, CredentialsError> {
-        self.credentials_claiming(Role::Worker, name, model_hash, Some(receipt_key))
+        let keys = ClaimedKeys {
+            receipt: Some(receipt_key),
+            e2e: Some(e2e_key),
+        };
+        self.credentials_claiming(Role::Worker, name, model_hash, keys)
     }
 
     fn credentials_claiming(
@@ -140,13 +153,13 @@ impl Trust {
         role: Role,
         name: &str,
         model_hash: Option<ModelHash>,
-        receipt_key: Option<[u8; 32]>,
+        keys: ClaimedKeys,
     ) -> Result<Arc<NodeCredentials>, CredentialsError> {
         let att = match self {
             Trust::Insecure => return Ok(Arc::new(NodeCredentials::generate(role, name)?)),
             Trust::Attested(att) => att.clone(),
         };
-        let minted = att.mint(role, model_hash, receipt_key)?;
+        let minted = att.mint(role, model_hash, keys)?;
         let creds = Arc::new(NodeCredentials::from_der(minted.der, minted.pkcs8)?);
         let weak = Arc::downgrade(&creds);
         let every = att.lifetime * 2 / 3;
@@ -157,8 +170,7 @@ impl Trust {
                 // Attesting can block on the TEE driver: keep it off the reactor.
                 let att2 = att.clone();
                 let minted =
-                    tokio::task::spawn_blocking(move || att2.mint(role, model_hash, receipt_key))
-                        .await;
+                    tokio::task::spawn_blocking(move || att2.mint(role, model_hash, keys)).await;
                 match minted {
                     Ok(Ok(m)) => match creds.replace(m.der, m.pkcs8) {
                         Ok(()) => tracing::info!(%role, "RA-TLS certificate rotated"),

@@ -41,6 +41,8 @@ impl StatsSource for Shared {
         info.insert("engine".into(), self.engine.describe());
         info.insert("trust".into(), self.config.trust.describe());
         info.insert("payee".into(), self.address.to_string());
+        // The key clients seal requests to; its certificate's claims name it.
+        info.insert("e2e_key".into(), hex::encode(self.e2e.public()));
         if let Some(chain) = &self.config.chain {
             // On chain the payee is the worker's contract, which pays out
             // to this wallet.

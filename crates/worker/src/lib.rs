@@ -145,6 +145,8 @@ pub(crate) struct Shared {
     pub(crate) earnings: earnings::Earnings,
     /// Signs a receipt for every answer.
     pub(crate) receipts: receipts::ReceiptKeys,
+    /// Opens requests sealed to this worker, and seals their answers.
+    pub(crate) e2e: cocoon_aci::e2ee::ServiceKey,
 }
 
 /// A running worker.
@@ -195,10 +197,17 @@ impl Worker {
         let receipt_public = receipts::public_key(&config.receipt_key).map_err(|e| {
             WorkerError::Config(format!("the receipt key is not a PKCS#8 Ed25519 key: {e}"))
         })?;
-        let credentials =
-            config
-                .trust
-                .worker_credentials(&config.name, engine.model_hash(), receipt_public)?;
+        // Made here, inside the TEE, and never written anywhere: only this
+        // process can open what clients seal to it.
+        let e2e = cocoon_aci::e2ee::ServiceKey::generate("worker-e2e").map_err(|_| {
+            WorkerError::Config("the system's randomness failed making the end-to-end key".into())
+        })?;
+        let credentials = config.trust.worker_credentials(
+            &config.name,
+            engine.model_hash(),
+            receipt_public,
+            e2e.public(),
+        )?;
         let verifier = config
             .trust
             .verifier("worker: proxy", &[cocoon_core::Role::Proxy]);
@@ -224,6 +233,7 @@ impl Worker {
             .unwrap_or_else(|| cocoon_pay::dev_address(&config.name));
         let shared = Arc::new(Shared {
             receipts,
+            e2e,
             address,
             earnings: earnings::Earnings::default(),
             jobs: jobs::Jobs::new(config.max_active_requests),

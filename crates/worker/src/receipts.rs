@@ -235,6 +235,7 @@ mod tests {
             config_hash: [0; 32],
             model_hash: None,
             receipt_key: Some(public),
+            e2e_key: None,
         };
         let minted = cocoon_tee::cert::mint(claims, &attester).unwrap();
         Arc::new(ReceiptSigner::new(minted.der, receipt_key.as_ref(), None, None).unwrap())
