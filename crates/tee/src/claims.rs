@@ -152,9 +152,11 @@ fn optional_keys(mut rest: &[u8]) -> Result<OptionalKeys, ClaimsDecodeError> {
     while let Some((&tag, after)) = rest.split_first() {
         let slot = match tag {
             RECEIPT_KEY_TAG | E2E_KEY_TAG if tag > last => usize::from(tag - 1),
-            _ => return Err(ClaimsDecodeError(format!(
+            _ => {
+                return Err(ClaimsDecodeError(format!(
                 "key tag {tag} after tag {last}: expected 1 (receipt key) then 2 (end-to-end key)"
-            ))),
+            )))
+            }
         };
         let key = after.get(..32).ok_or_else(|| {
             ClaimsDecodeError(format!(
