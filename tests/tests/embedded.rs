@@ -331,8 +331,10 @@ async fn a_sampled_answer_from_other_weights_fails_scoring_under_the_real_model(
     let mut spec = WorkerSpec::new("impostor", MODEL, &impostor);
     spec.model_hash = Some(SHA256.into());
     net.add_worker(spec).await;
+    // The proxy spot-checks only answers it may read: this one is not sealed.
     let body = json!({"model": MODEL, "temperature": 0.8, "max_tokens": 40,
-        "messages": [{"role": "user", "content": "Tell me about the sea."}]});
+        "messages": [{"role": "user", "content": "Tell me about the sea."}],
+        "cocoon": {"e2e": "off"}});
     let mut stats = Value::Null;
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while std::time::Instant::now() < deadline {

@@ -446,21 +446,16 @@ async fn forward(
             return e.into_response();
         }
     };
-    let mut proxy = shared.proxy.clone();
-    let mut events = match proxy.infer(infer_request(&shared, endpoint, &id, &v)).await {
-        Ok(r) => r.into_inner(),
-        Err(status) => {
-            active.fail("proxy_unavailable");
-            return proxy_unreachable(&shared, &status).into_response();
-        }
-    };
-    // Wait for the first answer byte (or a failure) before choosing the
-    // HTTP status: an error before any byte is a proper HTTP error.
-    let mut headers = HeaderMap::new();
-    crate::attestation::proxy_headers(&shared, &mut headers);
-    let (receipt, assigned, first) = match assignment(&shared, &mut events, &mut headers).await {
-        Ok(answered) => answered,
-        Err(status) => return call_failed(&shared, &mut active, status.as_ref()),
+    let Dispatched {
+        sealed,
+        mut headers,
+        events,
+        receipt,
+        assigned,
+        first,
+    } = match dispatch(&shared, endpoint, &id, &v, &mut active).await {
+        Ok(d) => d,
+        Err(refused) => return refused,
     };
     // Before any byte reaches the app: is the worker one this client's own
     // policy accepts?
@@ -481,13 +476,23 @@ async fn forward(
         },
     };
     aci.served_by(&shared, &worker, assigned.as_ref());
+    let salt = sealed.as_ref().map(|s| s.salt());
+    let opener = match opener(&shared, sealed.as_ref(), &worker, &first, &mut headers) {
+        Ok(o) => o,
+        Err(refused) => {
+            active.fail("proxy_distrusted");
+            return (headers, refused).into_response();
+        }
+    };
     let answer = Answer {
+        opener,
         aci,
         shared,
         endpoint,
         receipt,
         worker,
-        request: v.body.clone(),
+        request_sha256: cocoon_receipt::digest::request_digest(&v.body, salt.as_ref()),
+        salt,
         deterministic: v.sampling.deterministic(),
         events,
         active,
@@ -495,6 +500,107 @@ async fn forward(
         account: who.account(),
     };
     respond(answer, first, headers, &v).await
+}
+
+/// A request the proxy took: the assigned worker and the first event of
+/// its answer, and, sealed, what it was sealed with.
+struct Dispatched {
+    sealed: Option<crate::e2e::Sealed>,
+    headers: HeaderMap,
+    events: Streaming<InferEvent>,
+    receipt: Receipt,
+    assigned: Option<cocoon_proto::Assigned>,
+    first: infer_event::Event,
+}
+
+/// Seals the request (unless the app turned that off), sends it, and waits
+/// for its first event. A sealed request whose workers all left before
+/// answering is sealed again, once, to those serving now: the proxy cannot
+/// hand it to a worker it was not sealed to.
+async fn dispatch(
+    shared: &Shared,
+    endpoint: Endpoint,
+    id: &RequestId,
+    v: &Validated,
+    active: &mut ActiveRequest,
+) -> Result<Dispatched, Response> {
+    let seal = || crate::e2e::seal(shared, id.as_str(), endpoint, v);
+    let unsealable = |active: &mut ActiveRequest, e: crate::e2e::CannotSeal| {
+        active.fail("e2e_unavailable");
+        let status = StatusCode::SERVICE_UNAVAILABLE;
+        ApiError::server(status, "e2e_unavailable", e.0).into_response()
+    };
+    let mut sealed = seal().await.map_err(|e| unsealable(active, e))?;
+    let mut resealed = false;
+    loop {
+        let request = infer_request(shared, endpoint, id, v, sealed.as_ref());
+        let mut events = match shared.proxy.clone().infer(request).await {
+            Ok(r) => r.into_inner(),
+            Err(status) => {
+                active.fail("proxy_unavailable");
+                return Err(proxy_unreachable(shared, &status).into_response());
+            }
+        };
+        // Wait for the first answer byte (or a failure) before choosing the
+        // HTTP status: an error before any byte is a proper HTTP error.
+        let mut headers = HeaderMap::new();
+        crate::attestation::proxy_headers(shared, &mut headers);
+        let (receipt, assigned, first) = assignment(shared, &mut events, &mut headers)
+            .await
+            .map_err(|status| call_failed(shared, active, status.as_ref()))?;
+        let workers_left = matches!(&first, infer_event::Event::Error(e)
+            if ErrorCode::of(e) == ErrorCode::WorkerLost && e.before_first_byte);
+        if sealed.is_some() && workers_left && !resealed {
+            resealed = true;
+            if let Some(again) = seal().await.map_err(|e| unsealable(active, e))? {
+                finish(&mut events).await;
+                tracing::info!("the workers the request was sealed to left; sealing it again");
+                sealed = Some(again);
+                continue;
+            }
+        }
+        return Ok(Dispatched {
+            sealed,
+            headers,
+            events,
+            receipt,
+            assigned,
+            first,
+        });
+    }
+}
+
+/// For a sealed request, what opens the assigned worker's answer, marked in
+/// the answer's headers; a worker the request was not sealed to means the
+/// proxy sent it elsewhere, and the answer is refused.
+fn opener(
+    shared: &Shared,
+    sealed: Option<&crate::e2e::Sealed>,
+    worker: &crate::receipts::Worker,
+    first: &infer_event::Event,
+    headers: &mut HeaderMap,
+) -> Result<Option<crate::e2e::Opener>, ApiError> {
+    let Some(sealed) = sealed else {
+        return Ok(None);
+    };
+    if let infer_event::Event::Error(_) = first {
+        return Ok(None);
+    }
+    let key = match worker {
+        crate::receipts::Worker::Verified { identity, .. } => identity.attestation().e2e_key,
+        crate::receipts::Worker::Unattested => None,
+    };
+    let opener = sealed.opener(key).ok_or_else(|| {
+        receipt_refused(
+            shared,
+            "the proxy assigned the sealed request to a worker it was not sealed to",
+        )
+    })?;
+    headers.insert(
+        HeaderName::from_static("x-cocoon-e2e"),
+        HeaderValue::from_static("sealed"),
+    );
+    Ok(Some(opener))
 }
 
 /// Waits (briefly) for the proxy's first hello (before it the client does
@@ -577,6 +683,8 @@ async fn respond(
 
 /// An answer being received from the proxy.
 struct Answer {
+    /// Opens a sealed answer's chunks.
+    opener: Option<crate::e2e::Opener>,
     /// What its ACI receipt records.
     aci: crate::aci::Transcript,
     shared: Arc<Shared>,
@@ -584,8 +692,11 @@ struct Answer {
     receipt: Receipt,
     /// The worker, as this client verified it.
     worker: crate::receipts::Worker,
-    /// The request body sent, which the receipt must name.
-    request: Bytes,
+    /// The digest of the request body sent, which the receipt must name.
+    request_sha256: String,
+    /// A sealed request's receipt salt: every digest of its receipts is
+    /// taken with it.
+    salt: Option<cocoon_receipt::digest::Salt>,
     /// Whether a replay must give the same answer (temperature 0 or a
     /// seed): the receipt must then state the answer's content, which is
     /// what a worker can be slashed for.
@@ -599,6 +710,25 @@ struct Answer {
 }
 
 impl Answer {
+    /// A chunk of the answer as the app gets it: opened, when sealed.
+    fn open(&mut self, chunk: Bytes) -> Result<Bytes, ApiError> {
+        let Some(opener) = self.opener.as_mut() else {
+            return Ok(chunk);
+        };
+        opener.open(&chunk).map_err(|e| {
+            self.active.fail("e2e_invalid");
+            receipt_refused(&self.shared, &format!("a sealed answer chunk: {e}"))
+        })
+    }
+
+    /// What a whole answer's receipt must name as its digest.
+    fn whole_digest(&mut self, body: &[u8]) -> String {
+        if !self.shared.receipts.checks() {
+            return String::new();
+        }
+        cocoon_receipt::digest::whole_answer_salted(body, self.salt.as_ref())
+    }
+
     /// Counts a complete answer: in the metrics and history, and against
     /// the caller's account.
     async fn settle(&mut self, done: &Completion) {
@@ -622,6 +752,7 @@ fn infer_request(
     endpoint: Endpoint,
     id: &RequestId,
     v: &Validated,
+    sealed: Option<&crate::e2e::Sealed>,
 ) -> InferRequest {
     let timeout = v
         .controls
@@ -631,7 +762,11 @@ fn infer_request(
         request_id: id.to_string(),
         model: v.model.to_string(),
         endpoint: cocoon_proto::Endpoint::from(endpoint) as i32,
-        body: v.body.clone(),
+        body: match sealed {
+            Some(_) => Bytes::new(),
+            None => v.body.clone(),
+        },
+        sealed: sealed.map(|s| s.body.clone()),
         stream: v.stream,
         max_coefficient: v
             .controls
@@ -733,18 +868,17 @@ async fn whole_answer(
         match next {
             Some(Ok(InferEvent {
                 event: Some(infer_event::Event::Chunk(b)),
-            })) => body.put(b),
+            })) => match a.open(b) {
+                Ok(b) => body.put(b),
+                Err(e) => return (headers, e).into_response(),
+            },
             Some(Ok(InferEvent {
                 event: Some(infer_event::Event::Done(done)),
             })) => {
                 a.shared.payments.on_voucher(&done.client_voucher);
                 a.settle(&done).await;
                 let body = body.freeze();
-                let answer_sha256 = if a.shared.receipts.checks() {
-                    cocoon_receipt::digest::whole_answer(&body)
-                } else {
-                    String::new()
-                };
+                let answer_sha256 = a.whole_digest(&body);
                 if let Err((reason, err)) = check_receipts(&mut a, &done, &answer_sha256).await {
                     a.active.fail(reason);
                     finish(&mut a.events).await;
@@ -896,7 +1030,7 @@ async fn check_receipts(
     let replicas = a
         .shared
         .receipts
-        .replicas(&a.shared.proxy, done, &a.request)
+        .replicas(&a.shared.proxy, done, &a.request_sha256)
         .await
         .map_err(|r| (r.reason(), r.into_error(&a.shared)))?;
     let cost = replicas.as_ref().map(|r| r.1);
@@ -906,7 +1040,7 @@ async fn check_receipts(
         .check(
             &a.worker,
             done,
-            &a.request,
+            &a.request_sha256,
             answer_sha256,
             cost,
             a.deterministic,
@@ -919,6 +1053,7 @@ async fn check_receipts(
         })?;
     a.shared.receipts.keep(&checked, a.account.clone());
     crate::receipts::attach(&mut a.receipt, &a.worker, checked);
+    a.receipt.salt = a.salt.map(|s| s.to_hex());
     a.receipt.replication = replicas.map(|r| r.0);
     Ok(())
 }
@@ -971,8 +1106,8 @@ fn sse_body(
     first: infer_event::Event,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
     let state = SseState {
+        digest: cocoon_receipt::digest::StreamDigest::salted(answer.salt.as_ref()),
         answer,
-        digest: Default::default(),
         include_usage,
         pending: Some(first),
         finished: false,
@@ -1013,6 +1148,15 @@ impl SseState {
             };
             match ev {
                 infer_event::Event::Chunk(b) => {
+                    let b = match self.answer.opener.as_mut().map(|o| o.open(&b)) {
+                        None => b,
+                        Some(Ok(plain)) => plain,
+                        Some(Err(e)) => {
+                            let why = format!("a sealed answer chunk: {e}");
+                            self.answer.shared.receipts.distrust(&why);
+                            return self.fail("e2e_invalid", why);
+                        }
+                    };
                     if self.answer.shared.receipts.checks() {
                         self.digest.push(&b);
                     }

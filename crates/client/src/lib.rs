@@ -8,6 +8,7 @@ mod admission;
 mod api;
 mod attestation;
 mod contract;
+mod e2e;
 mod history;
 mod payments;
 mod receipts;
@@ -98,6 +99,14 @@ pub struct ChainInfo {
     pub client_contract: String,
     /// The wallet that owns the client's contract.
     pub client_wallet: String,
+}
+
+/// Binds the API's port: the listener and the address it got.
+async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), ClientError> {
+    let failed = |reason| ClientError::Listen { addr, reason };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(failed)?;
+    let bound = listener.local_addr().map_err(failed)?;
+    Ok((listener, bound))
 }
 
 /// Why the client could not start.
@@ -205,18 +214,7 @@ impl Client {
         let proxy = ClientGatewayClient::new(channel)
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|reason| ClientError::Listen {
-                addr: config.listen,
-                reason,
-            })?;
-        let listen = listener
-            .local_addr()
-            .map_err(|reason| ClientError::Listen {
-                addr: config.listen,
-                reason,
-            })?;
+        let (listener, listen) = bind(config.listen).await?;
         let address = config
             .address
             .clone()
@@ -234,6 +232,7 @@ impl Client {
             proxy_verifier: verifier,
             attestation: attestation::WorkersSeen::default(),
             aci,
+
             address,
             payments: payments::ClientPayments::default(),
             introduced: watch::channel(false).0,

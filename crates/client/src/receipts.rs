@@ -166,6 +166,24 @@ impl Receipts {
         })
     }
 
+    /// A worker's certificate (DER) verified under this client's policy,
+    /// from the cache when it was seen before; `None` when this client
+    /// checks no workers.
+    pub(crate) async fn verified(
+        &self,
+        proxy: &ClientGatewayClient<Channel>,
+        worker: &str,
+        der: &[u8],
+    ) -> Option<Result<Arc<WorkerIdentity>, Refusal>> {
+        let verifier = self.verifier.as_ref()?;
+        let sha = cocoon_receipt::digest::sha256_hex(der);
+        Some(
+            self.identity(proxy, verifier, worker, &sha, der)
+                .await
+                .map(|(i, _)| i),
+        )
+    }
+
     /// A worker certificate by hash, verified under this client's policy:
     /// from the cache, else the one that came with the assignment
     /// (`attached`), else fetched from the proxy.
@@ -228,12 +246,11 @@ impl Receipts {
         &self,
         proxy: &ClientGatewayClient<Channel>,
         done: &cocoon_proto::Completion,
-        request: &[u8],
+        request_sha256: &str,
     ) -> Result<Option<(serde_json::Value, u64)>, Refusal> {
         let Some(r) = &done.replication else {
             return Ok(None);
         };
-        let request_sha256 = cocoon_receipt::digest::sha256_hex(request);
         let mut receipts = Vec::new();
         let mut certificates = serde_json::Map::new();
         let mut cost = 0u64;
@@ -259,7 +276,7 @@ impl Receipts {
                 );
                 identity
                     .check(&signed)
-                    .and_then(|()| b.expect_request(&request_sha256))
+                    .and_then(|()| b.expect_request(request_sha256))
                     .map_err(|e| Refusal::Untrusted(format!("replica {}: {e}", b.worker)))?;
                 cost = cost.saturating_add(b.cost_nanoton.unwrap_or(0));
             }
@@ -283,14 +300,15 @@ impl Receipts {
     }
 
     /// Checks the receipt of a completed answer: signed by the assigned
-    /// worker, over the request this client sent and the answer it
+    /// worker, over the request this client sent (its digest, salted for a
+    /// sealed request) and the answer it
     /// received, with the usage reported and no more than the cost
     /// charged. `Err` names the failed check.
     pub(crate) fn check(
         &self,
         worker: &Worker,
         done: &cocoon_proto::Completion,
-        request: &[u8],
+        request_sha256: &str,
         answer_sha256: &str,
         replicas_cost: Option<u64>,
         deterministic: bool,
@@ -312,7 +330,7 @@ impl Receipts {
         let signed = SignedReceipt::from_json(&done.receipt)?;
         identity.check(&signed)?;
         let r = &signed.receipt;
-        r.expect_request(&cocoon_receipt::digest::sha256_hex(request))?;
+        r.expect_request(request_sha256)?;
         r.expect_answer(answer_sha256)?;
         r.expect_usage(done.usage())?;
         // A worker that states no content for a replayable answer could not

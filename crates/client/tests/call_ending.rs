@@ -57,6 +57,14 @@ impl ClientGateway for Gateway {
         Err(Status::not_found("this stand-in has no workers"))
     }
 
+    async fn roster(
+        &self,
+        _: Request<cocoon_proto::RosterRequest>,
+    ) -> Result<Response<cocoon_proto::RosterResponse>, Status> {
+        // No worker to seal to: requests go in the clear.
+        Ok(Response::new(cocoon_proto::RosterResponse::default()))
+    }
+
     async fn list_models(
         &self,
         _: Request<ListModelsRequest>,

@@ -31,6 +31,11 @@ pub struct Receipt {
     /// one first), those that dissented or failed, and every run's receipt.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replication: Option<serde_json::Value>,
+    /// For an answer sealed end to end: the salt its receipts' digests are
+    /// taken with (hex). Kept with the answer, it lets anyone verify it;
+    /// the proxy that relayed it never had it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
 }
 
 // Compared by value; the signed receipt by its JSON text.
@@ -45,6 +50,7 @@ impl PartialEq for Receipt {
             && self.worker_certificate == other.worker_certificate
             && self.receipt_status == other.receipt_status
             && self.replication == other.replication
+            && self.salt == other.salt
     }
 }
 

@@ -180,6 +180,30 @@ impl ClientGateway for ClientGatewayService {
         }
     }
 
+    async fn roster(
+        &self,
+        request: Request<cocoon_proto::RosterRequest>,
+    ) -> Result<Response<cocoon_proto::RosterResponse>, Status> {
+        crate::peer_role::require(request.extensions().get(), cocoon_core::Role::Client)?;
+        let model = request.into_inner().model;
+        let workers = self
+            .shared
+            .registry
+            .all()
+            .into_iter()
+            .filter(|w| w.model.as_str() == model && w.e2e_key.is_some())
+            .filter_map(|w| {
+                let certificate = self.shared.certificates.get(&w.certificate_sha256())?;
+                Some(cocoon_proto::RosterEntry {
+                    worker_id: w.name.clone(),
+                    certificate,
+                    coefficient: w.coefficient().per_mille(),
+                })
+            })
+            .collect();
+        Ok(Response::new(cocoon_proto::RosterResponse { workers }))
+    }
+
     async fn list_models(
         &self,
         request: Request<ListModelsRequest>,

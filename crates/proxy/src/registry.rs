@@ -37,6 +37,9 @@ pub struct WorkerHandle {
     pub tee: Option<TeeKind>,
     /// The image hash its evidence proved; `None` without attestation.
     pub image_hash: Option<ImageHash>,
+    /// The key its attested claims name for end-to-end requests; only
+    /// requests sealed to it may go to it sealed.
+    pub e2e_key: Option<[u8; 32]>,
     /// Where its earnings go, when the proxy charges.
     pub payee: Option<tycho_types::models::StdAddr>,
     coefficient: AtomicU32,
@@ -74,6 +77,8 @@ pub struct Provenance {
     pub tee: Option<TeeKind>,
     /// Image hash, under attestation.
     pub image_hash: Option<ImageHash>,
+    /// Its end-to-end key, under attestation.
+    pub e2e_key: Option<[u8; 32]>,
 }
 
 /// A request waiting for a worker's events.
@@ -113,6 +118,7 @@ impl WorkerHandle {
                     model_hash,
                     tee,
                     image_hash,
+                    e2e_key,
                 },
             coefficient,
             max_active,
@@ -128,6 +134,7 @@ impl WorkerHandle {
             model_hash,
             tee,
             image_hash,
+            e2e_key,
             payee: None,
             coefficient: AtomicU32::new(coefficient.per_mille()),
             max_active,
@@ -421,6 +428,15 @@ pub enum NoWorker {
         /// The lowest coefficient on offer.
         cheapest: u32,
     },
+    /// A sealed request's workers are gone: none of those serving the
+    /// model holds a key it was sealed to.
+    #[error("none of the {serving} workers serving model {model:?} holds a key this request was sealed to; the client's roster is out of date")]
+    NotSealedTo {
+        /// The model asked for.
+        model: String,
+        /// Workers serving it.
+        serving: usize,
+    },
 }
 
 /// Every connected worker, by model, and the requests waiting for one.
@@ -512,8 +528,9 @@ impl WorkerRegistry {
 
     /// Picks a worker for `model` and claims a slot on it.
     ///
-    /// Workers above `max_coefficient` (0 = no limit), at capacity or of
-    /// an owner in `exclude` are skipped; among the rest the one with the least
+    /// Workers above `max_coefficient` (0 = no limit), at capacity, of an
+    /// owner in `exclude`, or, for a sealed request, without a key in
+    /// `sealed_to` are skipped; among the rest the one with the least
     /// `running × average duration` wins, ties broken in rotation so idle
     /// workers share the load.
     pub fn select(
@@ -521,14 +538,25 @@ impl WorkerRegistry {
         model: &str,
         max_coefficient: u32,
         exclude: &[Owner],
+        sealed_to: Option<&[[u8; 32]]>,
         request_id: &RequestId,
         events: mpsc::Sender<WorkerEvent>,
     ) -> Result<Lease, NoWorker> {
-        let candidates = self.candidates(model, exclude);
+        let mut candidates = self.candidates(model, exclude);
         if candidates.is_empty() {
             return Err(NoWorker::NoWorkersForModel {
                 model: model.to_string(),
             });
+        }
+        if let Some(keys) = sealed_to {
+            let serving = candidates.len();
+            candidates.retain(|w| w.e2e_key.is_some_and(|k| keys.contains(&k)));
+            if candidates.is_empty() {
+                return Err(NoWorker::NotSealedTo {
+                    model: model.to_string(),
+                    serving,
+                });
+            }
         }
         let affordable: Vec<&Arc<WorkerHandle>> = candidates
             .iter()
@@ -762,7 +790,7 @@ mod tests {
 
     fn pick(reg: &WorkerRegistry, model: &str, max: u32) -> Result<Lease, NoWorker> {
         let (tx, _rx) = mpsc::channel(1);
-        reg.select(model, max, &[], &RequestId::generate(), tx)
+        reg.select(model, max, &[], None, &RequestId::generate(), tx)
     }
 
     #[test]
@@ -826,7 +854,7 @@ mod tests {
         while flaky.record.total.load(Ordering::Relaxed) < 10 {
             let (tx, _rx) = mpsc::channel(1);
             let mut l = reg
-                .select("m", 0, &[steady.owner()], &RequestId::generate(), tx)
+                .select("m", 0, &[steady.owner()], None, &RequestId::generate(), tx)
                 .unwrap();
             assert_eq!(l.worker.name, "flaky");
             l.finish(false);
@@ -864,6 +892,7 @@ mod tests {
             "m",
             0,
             &[other.owner(), renamed.owner()],
+            None,
             &RequestId::generate(),
             tx,
         );

@@ -121,7 +121,9 @@ impl SpotChecks {
 
     /// Whether to check the answer `worker` is about to give to `job`.
     pub(crate) fn wants(&self, worker: &WorkerHandle, job: &Job) -> bool {
-        if worker.model_hash.is_none() || job.replicas > 1 {
+        // A sealed answer is for its client's eyes only: the client checks
+        // it by replicas or by its own spot-checks.
+        if worker.model_hash.is_none() || job.replicas > 1 || job.sealed_to.is_some() {
             return false;
         }
         let planned = self.of(&worker.identity).planned;
@@ -331,7 +333,7 @@ async fn run_on_checker(
     job: &Job,
     hash: ModelHash,
     exclude: &[Owner],
-    msg: impl FnOnce(&str) -> proxy_message::Msg,
+    msg: impl FnOnce(&str, &WorkerHandle) -> proxy_message::Msg,
 ) -> Option<(Arc<WorkerHandle>, Option<WorkerRun>)> {
     let id = RequestId::generate();
     let (tx, events) = mpsc::channel(crate::relay::EVENT_QUEUE);
@@ -339,7 +341,8 @@ async fn run_on_checker(
         (shared.registry).select_same_weights(job.model.as_str(), hash, exclude, &id, tx)?;
     let worker = lease.worker.clone();
     let deadline = tokio::time::Instant::now() + RERUN_TIMEOUT;
-    let run = WorkerRun::dispatch(lease, events, msg(id.as_str()), deadline, None).await;
+    let msg = msg(id.as_str(), &worker);
+    let run = WorkerRun::dispatch(lease, events, msg, deadline, None).await;
     Some((worker, run.ok()))
 }
 
@@ -353,7 +356,7 @@ async fn score_on(
     hash: ModelHash,
     exclude: &[Owner],
 ) -> Option<(Arc<WorkerHandle>, Option<cocoon_proto::ScoreResult>)> {
-    let score = |request_id: &str| {
+    let score = |request_id: &str, _: &WorkerHandle| {
         proxy_message::Msg::Score(cocoon_proto::ScoreRequest {
             request_id: request_id.to_string(),
             endpoint: cocoon_proto::Endpoint::from(job.endpoint).into(),
@@ -395,7 +398,9 @@ async fn rerun(
 ) -> Option<Result<Rerun, Arc<WorkerHandle>>> {
     // The proxy's own run: no prices, nobody charged.
     let deadline = tokio::time::Instant::now() + RERUN_TIMEOUT;
-    let request = |request_id: &str| job.work_request(request_id, deadline, None);
+    let request = |request_id: &str, worker: &WorkerHandle| {
+        job.work_request(request_id, deadline, None, worker)
+    };
     let (worker, run) = run_on_checker(shared, job, hash, exclude, request).await?;
     let Some(mut run) = run else {
         return Some(Err(worker));

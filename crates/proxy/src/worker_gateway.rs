@@ -250,6 +250,7 @@ impl WorkerGatewayService {
                     model_hash,
                     tee: attested.map(|a| a.kind),
                     image_hash: attested.map(|a| a.image_hash),
+                    e2e_key: attested.and_then(|a| a.e2e_key),
                 },
                 coefficient,
                 max_active: hello.max_active_requests,

@@ -5,6 +5,8 @@
 //!   payload (the JSON of one SSE `data:` event, as the worker sent it) as
 //!   a 4-byte big-endian length and its bytes. The client forwards the
 //!   payloads byte for byte, so a saved stream hashes the same.
+//! - A sealed request (end to end, cocoon-seal): each of these with its
+//!   [`Salt`] after another domain tag, over the plaintext.
 //! - A whole answer: SHA-256 over a domain tag and the answer's JSON in a
 //!   canonical form (object members sorted, no whitespace), without the
 //!   members the client adds after the worker (`cocoon`, and `cost_nanoton`
@@ -15,6 +17,53 @@ use sha2::{Digest, Sha256};
 const STREAM_DOMAIN: &[u8] = b"cocoon/answer/stream/v1\0";
 const WHOLE_DOMAIN: &[u8] = b"cocoon/answer/whole/v1\0";
 const RAW_DOMAIN: &[u8] = b"cocoon/answer/raw/v1\0";
+const SALTED_REQUEST_DOMAIN: &[u8] = b"cocoon/request/salted/v1\0";
+const SALTED_STREAM_DOMAIN: &[u8] = b"cocoon/answer/stream/salted/v1\0";
+const SALTED_WHOLE_DOMAIN: &[u8] = b"cocoon/answer/whole/salted/v1\0";
+const SALTED_RAW_DOMAIN: &[u8] = b"cocoon/answer/raw/salted/v1\0";
+const SALTED_CONTENT_DOMAIN: &[u8] = b"cocoon/content/salted/v1\0";
+
+/// The salt of a request sealed end to end (cocoon-seal): every digest its
+/// receipts state is taken with it, so they bind the plaintext the client
+/// and the worker saw without letting the proxy that relays them test a
+/// guess of a short prompt or answer against them. The client keeps it with
+/// the answer, and anyone it shows the answer to can verify it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Salt(pub [u8; 32]);
+
+impl std::fmt::Debug for Salt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Salt(..)")
+    }
+}
+
+impl Salt {
+    /// From 64 hex characters.
+    pub fn from_hex(s: &str) -> Option<Salt> {
+        let b = hex::decode(s).ok()?;
+        Some(Salt(<[u8; 32]>::try_from(b.as_slice()).ok()?))
+    }
+
+    /// As 64 hex characters.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+/// The digest a receipt states of a request body: SHA-256, salted for a
+/// sealed request.
+pub fn request_digest(body: &[u8], salt: Option<&Salt>) -> String {
+    match salt {
+        None => sha256_hex(body),
+        Some(s) => {
+            let mut h = Sha256::new();
+            h.update(SALTED_REQUEST_DOMAIN);
+            h.update(s.0);
+            h.update(body);
+            hex::encode(h.finalize())
+        }
+    }
+}
 
 /// SHA-256 of `bytes`.
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -39,6 +88,17 @@ impl Default for StreamDigest {
 }
 
 impl StreamDigest {
+    /// A digest salted for a sealed request (plain without a salt).
+    pub fn salted(salt: Option<&Salt>) -> Self {
+        let Some(s) = salt else {
+            return Self::default();
+        };
+        let mut h = Sha256::new();
+        h.update(SALTED_STREAM_DOMAIN);
+        h.update(s.0);
+        StreamDigest(h)
+    }
+
     /// Adds one chunk payload.
     pub fn push(&mut self, chunk: &[u8]) {
         let len = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
@@ -54,7 +114,16 @@ impl StreamDigest {
 
 /// The digest of a whole (non-streamed) answer, hex.
 pub fn whole_answer(body: &[u8]) -> String {
+    whole_answer_salted(body, None)
+}
+
+/// The digest of a whole answer, salted for a sealed request.
+pub fn whole_answer_salted(body: &[u8], salt: Option<&Salt>) -> String {
     let mut h = Sha256::new();
+    let (whole, raw) = match salt {
+        None => (WHOLE_DOMAIN, RAW_DOMAIN),
+        Some(_) => (SALTED_WHOLE_DOMAIN, SALTED_RAW_DOMAIN),
+    };
     match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(serde_json::Value::Object(mut answer)) => {
             answer.remove("cocoon");
@@ -63,11 +132,13 @@ pub fn whole_answer(body: &[u8]) -> String {
             }
             let mut out = Vec::with_capacity(body.len());
             canonical(&serde_json::Value::Object(answer), &mut out);
-            h.update(WHOLE_DOMAIN);
+            h.update(whole);
+            h.update(salt.map_or(&[][..], |s| &s.0[..]));
             h.update(&out);
         }
         _ => {
-            h.update(RAW_DOMAIN);
+            h.update(raw);
+            h.update(salt.map_or(&[][..], |s| &s.0[..]));
             h.update(body);
         }
     }
@@ -119,12 +190,34 @@ impl Sampling {
 /// by. `chunks` are a stream's chunk payloads, or a whole answer's body (in
 /// one or more pieces).
 pub fn content(stream: bool, chunks: &[impl AsRef<[u8]>]) -> String {
+    content_salted(stream, chunks, None)
+}
+
+/// [`content`], salted for a sealed request: replicas of the request share
+/// the salt, so their digests still compare.
+pub fn content_salted(stream: bool, chunks: &[impl AsRef<[u8]>], salt: Option<&Salt>) -> String {
+    let listing = content_listing(stream, chunks);
+    match salt {
+        None => sha256_hex(&listing),
+        Some(s) => {
+            let mut h = Sha256::new();
+            h.update(SALTED_CONTENT_DOMAIN);
+            h.update(s.0);
+            h.update(&listing);
+            hex::encode(h.finalize())
+        }
+    }
+}
+
+/// What [`content`] hashes: each choice's index, text and finish reason,
+/// as JSON.
+pub fn content_listing(stream: bool, chunks: &[impl AsRef<[u8]>]) -> Vec<u8> {
     let choices = choices(stream, chunks);
     let listed: Vec<(u64, &str, &str)> = choices
         .iter()
         .map(|(i, (t, f))| (*i, t.as_str(), f.as_str()))
         .collect();
-    sha256_hex(&serde_json::to_vec(&listed).expect("strings always encode"))
+    serde_json::to_vec(&listed).expect("strings always encode")
 }
 
 /// The text of an answer's first choice, whatever its form.

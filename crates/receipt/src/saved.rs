@@ -203,11 +203,12 @@ impl SavedAnswer {
         if let Ok(id) = &identity {
             checks.push(signature_check(id, &signed));
         }
-        checks.extend(self.content_checks(r));
+        let salt = self.salt();
+        checks.extend(self.content_checks(r, salt.as_ref()));
         if let Some(req) = request {
             checks.push(outcome(
                 "request",
-                r.expect_request(&digest::sha256_hex(req))
+                r.expect_request(&digest::request_digest(req, salt.as_ref()))
                     .map(|()| "the request is the one the engine ran".into())
                     .map_err(|e| e.to_string()),
             ));
@@ -234,13 +235,20 @@ impl SavedAnswer {
         })
     }
 
+    /// The salt of a sealed answer's digests, which it carries.
+    fn salt(&self) -> Option<digest::Salt> {
+        self.member()["salt"]
+            .as_str()
+            .and_then(digest::Salt::from_hex)
+    }
+
     /// The answer's content (and usage) against the receipt.
-    fn content_checks(&self, r: &ReceiptBody) -> Vec<Check> {
+    fn content_checks(&self, r: &ReceiptBody, salt: Option<&digest::Salt>) -> Vec<Check> {
         match self {
             SavedAnswer::Whole { body, .. } => {
                 let mut out = vec![outcome(
                     "answer",
-                    r.expect_answer(&digest::whole_answer(body))
+                    r.expect_answer(&digest::whole_answer_salted(body, salt))
                         .map(|()| "the answer's content is the one signed".into())
                         .map_err(|e| e.to_string()),
                 )];
@@ -250,7 +258,7 @@ impl SavedAnswer {
                 out
             }
             SavedAnswer::Stream { payloads, .. } => {
-                let mut d = digest::StreamDigest::default();
+                let mut d = digest::StreamDigest::salted(salt);
                 for p in payloads {
                     d.push(p);
                 }

@@ -8,6 +8,7 @@ mod earnings;
 mod jobs;
 pub mod payout;
 mod receipts;
+mod sealed;
 mod session;
 
 use std::net::SocketAddr;
@@ -146,7 +147,7 @@ pub(crate) struct Shared {
     /// Signs a receipt for every answer.
     pub(crate) receipts: receipts::ReceiptKeys,
     /// Opens requests sealed to this worker, and seals their answers.
-    pub(crate) e2e: cocoon_aci::e2ee::ServiceKey,
+    pub(crate) e2e: cocoon_seal::WorkerKey,
 }
 
 /// A running worker.
@@ -181,6 +182,34 @@ async fn serve_http(
     }
 }
 
+/// The worker's RA-TLS credentials, whose claims name its receipt key and
+/// its end-to-end key, made here, inside the TEE, and never written
+/// anywhere: only this process can open what clients seal to it.
+fn credentials(
+    config: &WorkerConfig,
+    engine: &dyn Engine,
+) -> Result<
+    (
+        Arc<cocoon_transport::NodeCredentials>,
+        cocoon_seal::WorkerKey,
+    ),
+    WorkerError,
+> {
+    let receipt_public = receipts::public_key(&config.receipt_key).map_err(|e| {
+        WorkerError::Config(format!("the receipt key is not a PKCS#8 Ed25519 key: {e}"))
+    })?;
+    let e2e = cocoon_seal::WorkerKey::generate().map_err(|_| {
+        WorkerError::Config("the system's randomness failed making the end-to-end key".into())
+    })?;
+    let credentials = config.trust.worker_credentials(
+        &config.name,
+        engine.model_hash(),
+        receipt_public,
+        e2e.public(),
+    )?;
+    Ok((credentials, e2e))
+}
+
 impl Worker {
     /// Starts the HTTP endpoints and the session with the proxy. Returns
     /// once listening; the proxy may still be unreachable (the worker keeps
@@ -194,20 +223,7 @@ impl Worker {
                 "max_active_requests must be at least 1, found 0".into(),
             ));
         }
-        let receipt_public = receipts::public_key(&config.receipt_key).map_err(|e| {
-            WorkerError::Config(format!("the receipt key is not a PKCS#8 Ed25519 key: {e}"))
-        })?;
-        // Made here, inside the TEE, and never written anywhere: only this
-        // process can open what clients seal to it.
-        let e2e = cocoon_aci::e2ee::ServiceKey::generate("worker-e2e").map_err(|_| {
-            WorkerError::Config("the system's randomness failed making the end-to-end key".into())
-        })?;
-        let credentials = config.trust.worker_credentials(
-            &config.name,
-            engine.model_hash(),
-            receipt_public,
-            e2e.public(),
-        )?;
+        let (credentials, e2e) = credentials(&config, &*engine)?;
         let verifier = config
             .trust
             .verifier("worker: proxy", &[cocoon_core::Role::Proxy]);

@@ -390,23 +390,28 @@ async fn admit(shared: &Arc<Shared>, req: WorkRequest, out: &Outbound) {
         }
     };
     let sign = shared.config.sign_receipts;
+    let (body, seal, request_sha256) = match crate::sealed::body(shared, &req, endpoint, sign) {
+        Ok(opened) => opened,
+        Err(why) => {
+            tracing::warn!(request = %id, %why, "refused a sealed request");
+            refuse(out, id.as_str(), ErrorCode::BadRequest, why).await;
+            return;
+        }
+    };
     let facts = Facts {
         sign,
-        request_sha256: if sign {
-            digest::sha256_hex(&req.body)
-        } else {
-            String::new()
-        },
-        deterministic: sign && digest::deterministic(&req.body),
+        deterministic: sign && digest::deterministic(&body),
+        request_sha256,
         stream: req.stream,
+        seal,
         started_at_ms: unix_ms(),
         terms,
     };
     let generate = GenerateRequest {
         request_id: id.clone(),
         endpoint,
-        body: req.body,
-        stream: req.stream,
+        body,
+        stream: facts.stream,
     };
     let timeout = match req.timeout_ms {
         0 => cocoon_core::DEFAULT_TIMEOUT,
@@ -452,6 +457,8 @@ struct Facts {
     /// Temperature 0 or a seed: the receipt states the content digest.
     deterministic: bool,
     stream: bool,
+    /// For a sealed request: seals its answer.
+    seal: Option<crate::sealed::Seal>,
     started_at_ms: u64,
     terms: Option<(cocoon_core::PriceList, cocoon_core::Coefficient)>,
 }
@@ -485,42 +492,76 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// What a receipt hashes of an answer, gathered as its chunks go out.
+/// What a receipt hashes of an answer, gathered as its chunks go out;
+/// for a sealed request, also what seals them (its digests are salted).
 #[derive(Default)]
 struct AnswerDigest {
     stream: digest::StreamDigest,
     /// A whole answer's body.
     whole: Vec<u8>,
-    /// A deterministic stream's chunks, for its content digest.
+    /// A deterministic or sealed stream's chunks, for its content digest.
     chunks: Vec<bytes::Bytes>,
+    seal: Option<crate::sealed::Seal>,
+    salt: Option<digest::Salt>,
 }
 
+/// The answer's digest, its content's (for a deterministic request), and,
+/// for a sealed one, its content digest again for the proxy to compare
+/// replicas by (empty otherwise).
+type Digests = (String, Option<String>, String);
+
 impl AnswerDigest {
-    fn push(&mut self, facts: &Facts, data: &bytes::Bytes) {
-        match (facts.sign, facts.stream) {
-            (false, _) => {}
-            (true, true) => {
-                self.stream.push(data);
-                if facts.deterministic {
-                    self.chunks.push(data.clone());
-                }
-            }
-            (true, false) => self.whole.extend_from_slice(data),
+    fn new(seal: Option<crate::sealed::Seal>) -> Self {
+        let salt = seal.as_ref().map(|s| s.salt());
+        AnswerDigest {
+            stream: digest::StreamDigest::salted(salt.as_ref()),
+            seal,
+            salt,
+            ..AnswerDigest::default()
         }
     }
 
-    /// The answer's digest and, for a deterministic request, its content's.
-    fn finish(self, facts: &Facts) -> (String, Option<String>) {
+    /// Records `data`, returning it as it goes out: sealed, for a sealed
+    /// request.
+    fn push(
+        &mut self,
+        facts: &Facts,
+        data: bytes::Bytes,
+    ) -> Result<bytes::Bytes, cocoon_seal::SealError> {
+        let sealed = self.seal.is_some();
+        match (facts.sign || sealed, facts.stream) {
+            (false, _) => {}
+            (true, true) => {
+                self.stream.push(&data);
+                if facts.deterministic || sealed {
+                    self.chunks.push(data.clone());
+                }
+            }
+            (true, false) => self.whole.extend_from_slice(&data),
+        }
+        match self.seal.as_mut() {
+            Some(seal) => seal.seal(&data),
+            None => Ok(data),
+        }
+    }
+
+    fn finish(self, facts: &Facts) -> Digests {
+        let salt = self.salt.as_ref();
         let answer = match facts.stream {
             true => self.stream.finish(),
-            false => digest::whole_answer(&self.whole),
+            false => digest::whole_answer_salted(&self.whole, salt),
         };
-        let content = match (facts.deterministic, facts.stream) {
-            (false, _) => None,
-            (true, true) => Some(digest::content(true, &self.chunks)),
-            (true, false) => Some(digest::content(false, &[&self.whole])),
+        let content = |()| match facts.stream {
+            true => digest::content_salted(true, &self.chunks, salt),
+            false => digest::content_salted(false, &[&self.whole], salt),
         };
-        (answer, content)
+        let mac = if salt.is_some() {
+            content(())
+        } else {
+            String::new()
+        };
+        let content = facts.deterministic.then(|| content(()));
+        (answer, content, mac)
     }
 }
 
@@ -531,14 +572,14 @@ type Cut = (EngineError, bool);
 async fn run_job(
     shared: &Arc<Shared>,
     req: GenerateRequest,
-    facts: Facts,
+    mut facts: Facts,
     timeout: Duration,
     out: &Outbound,
 ) {
     let id = req.request_id.as_str().to_string();
     let mut active = shared.metrics.start();
     let started = Instant::now();
-    let mut digest = AnswerDigest::default();
+    let mut digest = AnswerDigest::new(facts.seal.take());
     let answer = stream_answer(shared, req, &facts, &mut digest, &mut active, out);
     let Ok(result) = tokio::time::timeout(timeout, answer).await else {
         // The proxy owns the deadline and usually trips first; this is the
@@ -590,7 +631,13 @@ async fn stream_answer(
             sent = true;
             active.first_byte();
         }
-        digest.push(facts, &data);
+        let data = match digest.push(facts, data) {
+            Ok(data) => data,
+            Err(e) => {
+                let why = EngineError::Failed(format!("sealing the answer failed: {e}"));
+                return Err((why, sent));
+            }
+        };
         let mut msg = event(&id, worker_event::Event::Chunk(data));
         if let (Some(worker_message::Msg::Event(e)), Some(u)) = (&mut msg.msg, so_far) {
             e.so_far = Some(TokenCounts::from(u));
@@ -614,9 +661,10 @@ async fn complete(
     digest: AnswerDigest,
     out: &Outbound,
 ) {
+    let (answer_sha256, content_sha256, content_mac) = digest.finish(&facts);
+    done.content_mac = content_mac;
     if let Some(signer) = shared.receipts.current() {
         if facts.sign {
-            let (answer_sha256, content_sha256) = digest.finish(&facts);
             let receipt = receipt(shared, id, &done, facts, answer_sha256, content_sha256);
             match shared.receipts.batcher.sign(&signer, receipt).await {
                 Ok(signed) => done.receipt = signed.to_json().into(),

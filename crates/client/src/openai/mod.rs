@@ -5,4 +5,6 @@ mod error;
 mod validate;
 
 pub use error::ApiError;
-pub use validate::{validate, Controls, Validated, MAX_COEFFICIENT_HEADER, TIMEOUT_HEADER};
+pub use validate::{
+    validate, Controls, E2eMode, Validated, E2E_HEADER, MAX_COEFFICIENT_HEADER, TIMEOUT_HEADER,
+};

@@ -46,6 +46,36 @@ pub struct Controls {
     pub timeout_ms: Option<u64>,
     /// Distinct workers to run the request on, answered by majority.
     pub replicas: Option<u32>,
+    /// Whether the request is sealed end to end to the workers.
+    pub e2e: Option<E2eMode>,
+}
+
+/// Whether a request is sealed end to end to the workers (`cocoon.e2e`,
+/// `X-Cocoon-E2E`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum E2eMode {
+    /// Sealed, or refused when no worker this client verified can take it.
+    Required,
+    /// Sealed when a verified worker can take it (the default).
+    Preferred,
+    /// In the clear to the proxy (for a proxy-side spot-check, say).
+    Off,
+}
+
+/// The header naming a request's [`E2eMode`].
+pub const E2E_HEADER: &str = "x-cocoon-e2e";
+
+fn e2e_mode(param: &str, v: Option<&str>, shown: &str) -> Result<E2eMode, ApiError> {
+    match v {
+        Some("required") => Ok(E2eMode::Required),
+        Some("preferred") | Some("auto") => Ok(E2eMode::Preferred),
+        Some("off") => Ok(E2eMode::Off),
+        _ => Err(ApiError::invalid(
+            param,
+            "invalid_value",
+            format!("'{param}' must be \"required\", \"preferred\" or \"off\", found {shown}"),
+        )),
+    }
 }
 
 /// A request that passed validation.
@@ -782,6 +812,7 @@ fn controls_from_body(raw: &RawValue) -> Result<Controls, ApiError> {
             }
             "timeout_ms" => c.timeout_ms = Some(timeout(&param, v.as_i64(), &v.to_string())?),
             "replicas" => c.replicas = Some(replicas(&param, v.as_i64(), &v.to_string())?),
+            "e2e" => c.e2e = Some(e2e_mode(&param, v.as_str(), &v.to_string())?),
             _ => {
                 return Err(ApiError::invalid(
                     param.clone(),
@@ -809,6 +840,9 @@ fn controls_from_headers(headers: &HeaderMap) -> Result<Controls, ApiError> {
     }
     if let Some(s) = read(REPLICAS_HEADER) {
         c.replicas = Some(replicas(REPLICAS_HEADER, s.parse().ok(), &s)?);
+    }
+    if let Some(s) = read(E2E_HEADER) {
+        c.e2e = Some(e2e_mode(E2E_HEADER, Some(&s), &s)?);
     }
     Ok(c)
 }
@@ -873,7 +907,8 @@ mod tests {
             Controls {
                 max_coefficient: Some(1500),
                 timeout_ms: Some(2000),
-                replicas: None
+                replicas: None,
+                e2e: None,
             }
         );
         let body: Value = serde_json::from_slice(&v.body).unwrap();

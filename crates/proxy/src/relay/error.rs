@@ -139,6 +139,7 @@ impl RelayError {
                 NoWorker::NoWorkersForModel { .. } => ErrorCode::ModelNotFound,
                 NoWorker::AllBusy { .. } => ErrorCode::WorkersBusy,
                 NoWorker::TooExpensive { .. } => ErrorCode::PriceLimit,
+                NoWorker::NotSealedTo { .. } => ErrorCode::WorkerLost,
             },
             RelayError::Reserve(ReserveError::Refused(
                 SettleError::InsufficientFunds(_) | SettleError::NotActive(_),

@@ -31,6 +31,9 @@ pub(crate) struct Job {
     /// The request as the client sent it: the body the workers run, its
     /// limits and the payer's proof.
     pub(crate) wire: InferRequest,
+    /// For a sealed request: the workers' keys it was sealed to, the only
+    /// ones that may run it.
+    pub(crate) sealed_to: Option<SealedTo>,
 }
 
 impl Job {
@@ -42,8 +45,14 @@ impl Job {
         let model = ModelName::new(&req.model).map_err(|e| bad("model", &e))?;
         let endpoint =
             cocoon_proto::convert::endpoint(req.endpoint).map_err(|e| bad("endpoint", &e))?;
-        let sampling = Sampling::of(&req.body)
-            .map_err(|e| bad("the request body is not a JSON object", &e))?;
+        let (sampling, sealed_to) = match &req.sealed {
+            None => (
+                Sampling::of(&req.body)
+                    .map_err(|e| bad("the request body is not a JSON object", &e))?,
+                None,
+            ),
+            Some(s) => sealed(&req, s)?,
+        };
         let replicas = req.replicas.max(1);
         if replicas > MAX_REPLICAS {
             return Err(RelayError::BadRequest(format!(
@@ -63,8 +72,68 @@ impl Job {
             sampling,
             replicas,
             wire: req,
+            sealed_to,
         })
     }
+
+    /// How many bytes the request body has, sealed or not: what its hold
+    /// is computed from.
+    pub(crate) fn body_len(&self) -> usize {
+        match &self.wire.sealed {
+            Some(s) => s.ciphertext.len(),
+            None => self.wire.body.len(),
+        }
+    }
+}
+
+/// The end-to-end keys of the workers a sealed request may run on.
+type SealedTo = Vec<[u8; 32]>;
+
+/// Most workers a request may be sealed to.
+const MAX_SEALED_TO: usize = 64;
+
+/// Checks a sealed request's clear facts: what the proxy routes it by, and
+/// which workers may run it.
+fn sealed(
+    req: &InferRequest,
+    s: &cocoon_proto::SealedBody,
+) -> Result<(Sampling, Option<SealedTo>), RelayError> {
+    let bad = |m: String| Err(RelayError::BadRequest(format!("sealed request: {m}")));
+    if !req.body.is_empty() {
+        return bad("the body must travel only sealed, but a clear body came too".into());
+    }
+    if s.model != req.model || s.max_tokens != req.max_tokens {
+        return bad(format!(
+            "its sealed facts (model {:?}, max_tokens {}) differ from the request's ({:?}, {})",
+            s.model, s.max_tokens, req.model, req.max_tokens
+        ));
+    }
+    if s.keys.is_empty() || s.keys.len() > MAX_SEALED_TO {
+        return bad(format!(
+            "sealed to {} workers; 1 to {MAX_SEALED_TO} are accepted",
+            s.keys.len()
+        ));
+    }
+    let mut keys = Vec::with_capacity(s.keys.len());
+    for k in &s.keys {
+        match <[u8; 32]>::try_from(k.worker_key.as_ref()) {
+            Ok(key) => keys.push(key),
+            Err(_) => {
+                return bad(format!(
+                    "a worker key is {} bytes, not 32",
+                    k.worker_key.len()
+                ))
+            }
+        }
+    }
+    if s.ephemeral_key.len() != 32 || s.ciphertext.is_empty() {
+        return bad("the ephemeral key must be 32 bytes and the ciphertext not empty".into());
+    }
+    let sampling = Sampling {
+        temperature: None,
+        seeded: s.deterministic,
+    };
+    Ok((sampling, Some(keys)))
 }
 
 /// Who pays, when the proxy charges.

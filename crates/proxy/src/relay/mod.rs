@@ -19,6 +19,7 @@
 mod attempt;
 mod error;
 mod job;
+mod record;
 mod replicate;
 mod run;
 
@@ -65,6 +66,7 @@ pub(crate) async fn relay(
     to_client: ToClient,
     certificates_sent: CertificatesSent,
 ) {
+    record::relayed(|| prost::Message::encode_to_vec(&req));
     let span = tracing::info_span!("request", id = %req.request_id, model = %req.model);
     async {
         let mut active = shared.metrics.start();
@@ -259,7 +261,14 @@ impl Relay {
         let max = job.wire.max_coefficient;
         self.shared
             .registry
-            .select(job.model.as_str(), max, tried, &job.id, events_tx)
+            .select(
+                job.model.as_str(),
+                max,
+                tried,
+                job.sealed_to.as_deref(),
+                &job.id,
+                events_tx,
+            )
             .map(|lease| (lease, events))
             .map_err(|no| {
                 Stopped::early(RelayError::NoWorker {
@@ -318,7 +327,12 @@ impl Relay {
             None => None,
         };
         let job = &self.job;
-        let msg = job.work_request(job.id.as_str(), job.deadline, reservation.as_ref());
+        let msg = job.work_request(
+            job.id.as_str(),
+            job.deadline,
+            reservation.as_ref(),
+            &lease.worker,
+        );
         let client = Some(self.to_client.clone());
         match WorkerRun::dispatch(lease, events, msg, self.job.deadline, client).await {
             Ok(run) => Ok((run, reservation)),
@@ -344,7 +358,7 @@ impl Relay {
             .payee
             .as_ref()
             .ok_or_else(|| RelayError::NoPayee(worker.name.clone()))?;
-        let limits = (self.job.wire.body.len(), self.job.wire.max_tokens);
+        let limits = (self.job.body_len(), self.job.wire.max_tokens);
         Reservation::hold(payments, key, payer, payee, worker.coefficient(), limits)
             .await
             .map_err(|e| match e {
@@ -387,16 +401,23 @@ impl Relay {
 }
 
 impl Job {
-    /// The request as a worker receives it under the id `request_id`, with
+    /// The request as `worker` receives it under the id `request_id`, with
     /// the time left until `deadline` and, when it is charged, the prices
-    /// and coefficient it is charged at.
+    /// and coefficient it is charged at; sealed, with its wrapped key only.
     pub(crate) fn work_request(
         &self,
         request_id: &str,
         deadline: Instant,
         reservation: Option<&Reservation>,
+        worker: &WorkerHandle,
     ) -> proxy_message::Msg {
         let left = deadline.saturating_duration_since(Instant::now());
+        let sealed = self.wire.sealed.as_ref().map(|s| {
+            let mut s = s.clone();
+            s.keys
+                .retain(|k| Some(k.worker_key.as_ref()) == worker.e2e_key.as_ref().map(|k| &k[..]));
+            s
+        });
         proxy_message::Msg::Request(WorkRequest {
             request_id: request_id.to_string(),
             endpoint: cocoon_proto::Endpoint::from(self.endpoint).into(),
@@ -405,12 +426,18 @@ impl Job {
             timeout_ms: left.as_millis() as u64,
             prices: reservation.map(|r| cocoon_proto::Prices::from(r.prices())),
             coefficient: reservation.map_or(0, |r| r.coefficient().per_mille()),
+            sealed,
         })
     }
 }
 
 /// Sends one event to the client.
 async fn send(to_client: &ToClient, event: infer_event::Event) -> Result<(), RelayError> {
+    record::relayed(|| {
+        prost::Message::encode_to_vec(&InferEvent {
+            event: Some(event.clone()),
+        })
+    });
     to_client
         .send(Ok(InferEvent { event: Some(event) }))
         .await

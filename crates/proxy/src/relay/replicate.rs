@@ -146,7 +146,13 @@ impl Relay {
                 .await
                 .map_err(|_| RelayError::ChargeFailed)?;
         }
-        let content = cocoon_receipt::digest::content(self.job.wire.stream, &chunks);
+        let content = match &self.job.sealed_to {
+            // Sealed chunks are compared by the MAC the workers share a key
+            // for; a run without one agrees with nobody.
+            Some(_) if done.content_mac.is_empty() => format!("{}: no content MAC", worker.name),
+            Some(_) => done.content_mac.clone(),
+            None => cocoon_receipt::digest::content(self.job.wire.stream, &chunks),
+        };
         Ok(Settled {
             chunks,
             done,

@@ -1,0 +1,177 @@
+//! End-to-end requests: sealed (cocoon-seal) to workers whose certificates
+//! this client verified itself, so the proxy routes, queues, meters and
+//! settles ciphertext only; their answers are opened here.
+//!
+//! The proxy offers the workers serving a model (`Roster`); the client
+//! keeps those whose attested claims name an end-to-end key, and wraps the
+//! request key for each, leaving the proxy its choice among them, as Private
+//! Cloud Compute's clients do for the nodes a request may reach.
+
+use bytes::Bytes;
+use cocoon_proto::{RosterRequest, SealedBody, WrappedKey};
+use cocoon_seal::{Binding, RequestKey};
+
+use crate::openai::{E2eMode, Validated};
+use crate::Shared;
+
+/// A worker this client verified, with its end-to-end key.
+#[derive(Debug, Clone)]
+struct Candidate {
+    name: String,
+    key: [u8; 32],
+}
+
+/// A request sealed end to end: what the proxy gets, and what opens its
+/// answer.
+#[derive(Debug)]
+pub(crate) struct Sealed {
+    pub(crate) body: SealedBody,
+    key: RequestKey,
+    request_id: String,
+    to: Vec<[u8; 32]>,
+}
+
+/// The workers serving `model` now that this client verified (each
+/// certificate once) and can seal to; empty when it can verify none. Asked
+/// for each request: a roster kept longer misses workers that just joined.
+async fn candidates(shared: &Shared, model: &str) -> Vec<Candidate> {
+    let mut proxy = shared.proxy.clone();
+    let entries = match proxy
+        .roster(RosterRequest {
+            model: model.to_owned(),
+        })
+        .await
+    {
+        Ok(r) => r.into_inner().workers,
+        Err(status) => {
+            tracing::info!(%model, error = %status.message(), "the proxy offered no roster");
+            Vec::new()
+        }
+    };
+    let mut verified = Vec::new();
+    for e in entries {
+        match shared
+            .receipts
+            .verified(&shared.proxy, &e.worker_id, &e.certificate)
+            .await
+        {
+            Some(Ok(identity)) => {
+                if let Some(key) = identity.attestation().e2e_key {
+                    verified.push(Candidate {
+                        name: e.worker_id,
+                        key,
+                    });
+                }
+            }
+            Some(Err(refusal)) => {
+                let why = refusal.into_error(shared);
+                tracing::warn!(worker = %e.worker_id, error = %why, "not sealing to a worker this client does not accept");
+            }
+            None => break,
+        }
+    }
+    verified
+}
+
+/// Why a request that must be sealed could not be.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct CannotSeal(pub(crate) String);
+
+/// Seals `v`'s body to the verified workers serving its model, as its
+/// mode asks: `None` to send it in the clear.
+pub(crate) async fn seal(
+    shared: &Shared,
+    request_id: &str,
+    endpoint: cocoon_core::Endpoint,
+    v: &Validated,
+) -> Result<Option<Sealed>, CannotSeal> {
+    let mode = v.controls.e2e.unwrap_or(E2eMode::Preferred);
+    if mode == E2eMode::Off {
+        return Ok(None);
+    }
+    let candidates = candidates(shared, v.model.as_str()).await;
+    if candidates.is_empty() {
+        return match mode {
+            E2eMode::Required => Err(CannotSeal(format!(
+                "cocoon.e2e is \"required\", but no worker serving {} has a certificate this client verified with an end-to-end key",
+                v.model
+            ))),
+            _ => Ok(None),
+        };
+    }
+    let max_tokens = v.max_tokens.unwrap_or(0);
+    let deterministic = v.sampling.deterministic();
+    let binding = Binding {
+        request_id,
+        model: v.model.as_str(),
+        endpoint: endpoint.path(),
+        stream: v.stream,
+        max_tokens,
+        deterministic,
+    };
+    let to: Vec<[u8; 32]> = candidates.iter().map(|c| c.key).collect();
+    let (sealed, key) =
+        cocoon_seal::seal(&v.body, &binding, &to).map_err(|e| CannotSeal(e.to_string()))?;
+    tracing::debug!(workers = ?candidates.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), "sealed end to end");
+    let body = SealedBody {
+        ephemeral_key: sealed.ephemeral.to_vec().into(),
+        keys: sealed
+            .keys
+            .into_iter()
+            .map(|(worker, wrapped)| WrappedKey {
+                worker_key: worker.to_vec().into(),
+                wrapped: wrapped.into(),
+            })
+            .collect(),
+        ciphertext: sealed.ciphertext.into(),
+        model: v.model.to_string(),
+        max_tokens,
+        deterministic,
+    };
+    Ok(Some(Sealed {
+        body,
+        key,
+        request_id: request_id.to_owned(),
+        to,
+    }))
+}
+
+impl Sealed {
+    /// The salt of its receipts' digests.
+    pub(crate) fn salt(&self) -> cocoon_receipt::digest::Salt {
+        cocoon_receipt::digest::Salt(self.key.receipt_salt())
+    }
+
+    /// What opens the answer of the worker whose key is `worker`: `None`
+    /// when the request was not sealed to it (the proxy sent it elsewhere).
+    pub(crate) fn opener(&self, worker: Option<[u8; 32]>) -> Option<Opener> {
+        let worker = worker.filter(|w| self.to.contains(w))?;
+        Some(Opener {
+            key: self.key.clone(),
+            worker,
+            request_id: self.request_id.clone(),
+            next: 0,
+        })
+    }
+}
+
+/// Opens one worker's sealed answer, chunk by chunk, in order.
+#[derive(Debug)]
+pub(crate) struct Opener {
+    key: RequestKey,
+    worker: [u8; 32],
+    request_id: String,
+    next: u64,
+}
+
+impl Opener {
+    /// Opens the next chunk.
+    pub(crate) fn open(&mut self, sealed: &[u8]) -> Result<Bytes, cocoon_seal::SealError> {
+        let plain = self
+            .key
+            .open_chunk(&self.worker, &self.request_id, self.next, sealed)?;
+        self.next += 1;
+        Ok(Bytes::from(plain))
+    }
+}

@@ -1,0 +1,327 @@
+//! A request sealed end to end, from the client to the workers it verified.
+//!
+//! The client draws a fresh request key, encrypts the body once under it
+//! (AES-256-GCM), and wraps the key for every worker it accepts (X25519
+//! with one ephemeral key, HKDF-SHA256, AES-256-GCM), so the proxy can still
+//! choose among them, queue, retry and replicate. The routing facts the
+//! proxy needs (model, endpoint, stream, `max_tokens`, whether sampling is
+//! deterministic) travel in the clear and are bound into the body's
+//! associated data: changed, the body does not open.
+//!
+//! Each worker seals its answer's chunks under a key derived from the
+//! request key and its own public key (replicas never share a key) with a
+//! random nonce, bound to the chunk's index. Receipts take their digests
+//! with a salt the request key gives, so replicas' digests still compare,
+//! and the proxy cannot test a guessed prompt or answer against them.
+
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use x25519_dalek::{PublicKey, StaticSecret};
+
+const WRAP_INFO: &[u8] = b"cocoon/seal/wrap/v1";
+const BODY_INFO: &[u8] = b"cocoon/seal/body/v1";
+const ANSWER_INFO: &[u8] = b"cocoon/seal/answer/v1";
+const SALT_INFO: &[u8] = b"cocoon/seal/receipt-salt/v1";
+const BINDING_DOMAIN: &[u8] = b"cocoon/seal/binding/v1\0";
+const CHUNK_DOMAIN: &[u8] = b"cocoon/seal/chunk/v1\0";
+/// Random nonce and tag: what sealing adds to a chunk.
+pub const CHUNK_OVERHEAD: usize = 12 + 16;
+
+/// Why something did not seal or open.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    /// A key is a low-order point, or not 32 bytes.
+    #[error("{0}")]
+    Key(String),
+    /// No wrapped key is for this worker, or it did not unwrap.
+    #[error("{0}")]
+    Unwrap(String),
+    /// The body or a chunk failed authentication.
+    #[error("{0}")]
+    Open(String),
+    /// The system's randomness failed.
+    #[error("the system's randomness failed")]
+    Random,
+}
+
+/// The clear routing facts a sealed body is bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding<'a> {
+    /// The network's request id.
+    pub request_id: &'a str,
+    /// The model asked for.
+    pub model: &'a str,
+    /// The endpoint's path.
+    pub endpoint: &'a str,
+    /// Whether the answer is streamed.
+    pub stream: bool,
+    /// The body's `max_tokens` (0 when it sets none).
+    pub max_tokens: u64,
+    /// Temperature 0 or a seed.
+    pub deterministic: bool,
+}
+
+impl Binding<'_> {
+    fn aad(&self) -> Vec<u8> {
+        let mut out = BINDING_DOMAIN.to_vec();
+        for s in [self.request_id, self.model, self.endpoint] {
+            out.extend_from_slice(&(s.len() as u64).to_be_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+        out.push(u8::from(self.stream));
+        out.extend_from_slice(&self.max_tokens.to_be_bytes());
+        out.push(u8::from(self.deterministic));
+        out
+    }
+}
+
+/// A sealed request as it travels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    /// The client's ephemeral X25519 public key.
+    pub ephemeral: [u8; 32],
+    /// `(worker public key, wrapped request key)` for each worker that may run it.
+    pub keys: Vec<([u8; 32], Vec<u8>)>,
+    /// The body, `nonce ‖ ciphertext ‖ tag`.
+    pub ciphertext: Vec<u8>,
+}
+
+/// The secret every party to one request derives its keys from.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RequestKey([u8; 32]);
+
+impl std::fmt::Debug for RequestKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequestKey(..)")
+    }
+}
+
+struct Len(usize);
+impl ring::hkdf::KeyType for Len {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+fn hkdf(ikm: &[u8], info: &[&[u8]]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, &[])
+        .extract(ikm)
+        .expand(info, Len(32))
+        .and_then(|okm| okm.fill(&mut out))
+        .expect("32 bytes is a valid HKDF-SHA256 output length");
+    out
+}
+
+fn aead(key: &[u8; 32]) -> LessSafeKey {
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("a 32-byte AES-256 key"))
+}
+
+fn random<const N: usize>() -> Result<[u8; N], SealError> {
+    let mut out = [0u8; N];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut out)
+        .map_err(|_| SealError::Random)?;
+    Ok(out)
+}
+
+/// `nonce ‖ AES-GCM(key, nonce, plaintext, aad)` with a random nonce.
+fn encrypt(key: &[u8; 32], plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, SealError> {
+    let iv: [u8; 12] = random()?;
+    let mut buf = plaintext.to_vec();
+    aead(key)
+        .seal_in_place_append_tag(Nonce::assume_unique_for_key(iv), Aad::from(aad), &mut buf)
+        .map_err(|_| SealError::Open("AES-GCM refused to seal".into()))?;
+    let mut out = iv.to_vec();
+    out.extend_from_slice(&buf);
+    Ok(out)
+}
+
+fn decrypt(key: &[u8; 32], sealed: &[u8], aad: &[u8], what: &str) -> Result<Vec<u8>, SealError> {
+    if sealed.len() < CHUNK_OVERHEAD {
+        return Err(SealError::Open(format!(
+            "{what} is shorter than its nonce and tag"
+        )));
+    }
+    let (iv, body) = sealed.split_at(12);
+    let iv = <[u8; 12]>::try_from(iv).map_err(|_| SealError::Open(what.to_owned()))?;
+    let mut buf = body.to_vec();
+    let plain = aead(key)
+        .open_in_place(Nonce::assume_unique_for_key(iv), Aad::from(aad), &mut buf)
+        .map_err(|_| {
+            SealError::Open(format!(
+                "{what} failed authentication (another key, or altered bytes or routing facts)"
+            ))
+        })?;
+    Ok(plain.to_vec())
+}
+
+fn shared_secret(secret: &StaticSecret, public: &[u8; 32]) -> Result<[u8; 32], SealError> {
+    let shared = secret.diffie_hellman(&PublicKey::from(*public));
+    if !shared.was_contributory() {
+        return Err(SealError::Key(format!(
+            "{} is a low-order X25519 point",
+            hex32(public)
+        )));
+    }
+    Ok(*shared.as_bytes())
+}
+
+fn hex32(b: &[u8; 32]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn wrap_key(shared: &[u8; 32], ephemeral: &[u8; 32], worker: &[u8; 32]) -> [u8; 32] {
+    hkdf(shared, &[WRAP_INFO, ephemeral, worker])
+}
+
+/// Seals `body` for the workers whose end-to-end keys are `workers`.
+pub fn seal(
+    body: &[u8],
+    binding: &Binding<'_>,
+    workers: &[[u8; 32]],
+) -> Result<(Sealed, RequestKey), SealError> {
+    let key = RequestKey(random()?);
+    let ephemeral = StaticSecret::from(random::<32>()?);
+    let ephemeral_public = PublicKey::from(&ephemeral).to_bytes();
+    let mut keys = Vec::with_capacity(workers.len());
+    for worker in workers {
+        let kek = wrap_key(
+            &shared_secret(&ephemeral, worker)?,
+            &ephemeral_public,
+            worker,
+        );
+        keys.push((
+            *worker,
+            encrypt(&kek, &key.0, binding.request_id.as_bytes())?,
+        ));
+    }
+    let ciphertext = encrypt(&key.body_key(), body, &binding.aad())?;
+    Ok((
+        Sealed {
+            ephemeral: ephemeral_public,
+            keys,
+            ciphertext,
+        },
+        key,
+    ))
+}
+
+/// A worker's end-to-end key pair.
+pub struct WorkerKey {
+    secret: StaticSecret,
+    public: [u8; 32],
+}
+
+impl std::fmt::Debug for WorkerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WorkerKey({})", hex32(&self.public))
+    }
+}
+
+impl WorkerKey {
+    /// A fresh key.
+    pub fn generate() -> Result<Self, SealError> {
+        Ok(Self::from_secret(random()?))
+    }
+
+    /// The key whose private scalar is `secret`.
+    pub fn from_secret(secret: [u8; 32]) -> Self {
+        let secret = StaticSecret::from(secret);
+        let public = PublicKey::from(&secret).to_bytes();
+        WorkerKey { secret, public }
+    }
+
+    /// The public key its certificate's claims name.
+    pub fn public(&self) -> [u8; 32] {
+        self.public
+    }
+
+    /// Opens a request sealed for this worker (among others): its body and
+    /// the request key its answer is sealed with.
+    pub fn open(
+        &self,
+        ephemeral: &[u8; 32],
+        wrapped: &[u8],
+        ciphertext: &[u8],
+        binding: &Binding<'_>,
+    ) -> Result<(Vec<u8>, RequestKey), SealError> {
+        let kek = wrap_key(
+            &shared_secret(&self.secret, ephemeral)?,
+            ephemeral,
+            &self.public,
+        );
+        let raw = decrypt(
+            &kek,
+            wrapped,
+            binding.request_id.as_bytes(),
+            "the wrapped request key",
+        )
+        .map_err(|e| SealError::Unwrap(e.to_string()))?;
+        let key = RequestKey(<[u8; 32]>::try_from(raw.as_slice()).map_err(|_| {
+            SealError::Unwrap(format!("the request key is {} bytes, not 32", raw.len()))
+        })?);
+        let body = decrypt(
+            &key.body_key(),
+            ciphertext,
+            &binding.aad(),
+            "the sealed body",
+        )?;
+        Ok((body, key))
+    }
+}
+
+impl RequestKey {
+    fn body_key(&self) -> [u8; 32] {
+        hkdf(&self.0, &[BODY_INFO])
+    }
+
+    fn answer_key(&self, worker: &[u8; 32]) -> [u8; 32] {
+        hkdf(&self.0, &[ANSWER_INFO, worker])
+    }
+
+    fn chunk_aad(request_id: &str, index: u64) -> Vec<u8> {
+        let mut aad = CHUNK_DOMAIN.to_vec();
+        aad.extend_from_slice(&index.to_be_bytes());
+        aad.extend_from_slice(request_id.as_bytes());
+        aad
+    }
+
+    /// Seals chunk `index` of the answer of the worker whose key is `worker`.
+    pub fn seal_chunk(
+        &self,
+        worker: &[u8; 32],
+        request_id: &str,
+        index: u64,
+        chunk: &[u8],
+    ) -> Result<Vec<u8>, SealError> {
+        encrypt(
+            &self.answer_key(worker),
+            chunk,
+            &Self::chunk_aad(request_id, index),
+        )
+    }
+
+    /// Opens chunk `index` of the answer of the worker whose key is `worker`.
+    pub fn open_chunk(
+        &self,
+        worker: &[u8; 32],
+        request_id: &str,
+        index: u64,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, SealError> {
+        decrypt(
+            &self.answer_key(worker),
+            sealed,
+            &Self::chunk_aad(request_id, index),
+            &format!("answer chunk {index}"),
+        )
+    }
+
+    /// The salt of the request's receipt digests: the client and every
+    /// worker that opened the request derive it alike; the proxy cannot.
+    pub fn receipt_salt(&self) -> [u8; 32] {
+        hkdf(&self.0, &[SALT_INFO])
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,143 @@
+//! End-to-end requests at the worker: opened here, inside the TEE, with the
+//! key only this process holds, and their answers sealed chunk by chunk
+//! before they leave it. The proxy relays ciphertext only.
+
+use bytes::Bytes;
+use cocoon_core::Endpoint;
+use cocoon_proto::WorkRequest;
+use cocoon_receipt::digest;
+use cocoon_seal::{Binding, RequestKey, SealError};
+
+use crate::Shared;
+
+/// Seals one request's answer.
+pub(crate) struct Seal {
+    key: RequestKey,
+    worker: [u8; 32],
+    request_id: String,
+    next: u64,
+}
+
+impl Seal {
+    /// Seals the next chunk of the answer.
+    pub(crate) fn seal(&mut self, chunk: &[u8]) -> Result<Bytes, SealError> {
+        let sealed = self
+            .key
+            .seal_chunk(&self.worker, &self.request_id, self.next, chunk)?;
+        self.next += 1;
+        Ok(Bytes::from(sealed))
+    }
+
+    /// The salt of the request's receipt digests.
+    pub(crate) fn salt(&self) -> digest::Salt {
+        digest::Salt(self.key.receipt_salt())
+    }
+}
+
+/// A sealed request opened: the body the engine runs, what seals its
+/// answer, and what its receipt names as the request (its salted digest).
+struct Opened {
+    body: Bytes,
+    seal: Seal,
+    request_sha256: String,
+}
+
+/// The body the engine runs, what seals its answer when it is sealed, and
+/// the request digest its receipt states (none when `sign` is off and it
+/// is not sealed).
+pub(crate) fn body(
+    shared: &Shared,
+    req: &WorkRequest,
+    endpoint: Endpoint,
+    sign: bool,
+) -> Result<(Bytes, Option<Seal>, String), String> {
+    if req.sealed.is_none() {
+        let sha = if sign {
+            digest::sha256_hex(&req.body)
+        } else {
+            String::new()
+        };
+        return Ok((req.body.clone(), None, sha));
+    }
+    let o = open(shared, req, endpoint)?;
+    Ok((o.body, Some(o.seal), o.request_sha256))
+}
+
+/// Opens `req`'s sealed body, refusing one not sealed to this worker, or
+/// whose body disagrees with the clear facts the proxy routed it by.
+fn open(shared: &Shared, req: &WorkRequest, endpoint: Endpoint) -> Result<Opened, String> {
+    let Some(s) = &req.sealed else {
+        return Err("the request is not sealed".into());
+    };
+    let me = shared.e2e.public();
+    let wrapped = s
+        .keys
+        .iter()
+        .find(|k| k.worker_key.as_ref() == me)
+        .ok_or_else(|| {
+            format!(
+                "the request is not sealed to this worker's key {}",
+                hex::encode(me)
+            )
+        })?;
+    let ephemeral = <[u8; 32]>::try_from(s.ephemeral_key.as_ref()).map_err(|_| {
+        format!(
+            "the ephemeral key is {} bytes, not 32",
+            s.ephemeral_key.len()
+        )
+    })?;
+    let binding = Binding {
+        request_id: &req.request_id,
+        model: &s.model,
+        endpoint: endpoint.path(),
+        stream: req.stream,
+        max_tokens: s.max_tokens,
+        deterministic: s.deterministic,
+    };
+    let (body, key) = shared
+        .e2e
+        .open(&ephemeral, &wrapped.wrapped, &s.ciphertext, &binding)
+        .map_err(|e| format!("the sealed request does not open: {e}"))?;
+    agrees(&body, &binding)?;
+    let seal = Seal {
+        key,
+        worker: me,
+        request_id: req.request_id.clone(),
+        next: 0,
+    };
+    Ok(Opened {
+        request_sha256: digest::request_digest(&body, Some(&seal.salt())),
+        body: Bytes::from(body),
+        seal,
+    })
+}
+
+/// The opened body says what the clear facts say: the proxy held and
+/// routed the request by those.
+fn agrees(body: &[u8], b: &Binding<'_>) -> Result<(), String> {
+    #[derive(serde::Deserialize)]
+    struct Facts {
+        model: Option<String>,
+        stream: Option<bool>,
+        max_tokens: Option<u64>,
+        max_completion_tokens: Option<u64>,
+    }
+    let f: Facts = serde_json::from_slice(body)
+        .map_err(|e| format!("the sealed body is not a request: {e}"))?;
+    let max_tokens = match (f.max_tokens, f.max_completion_tokens) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b).unwrap_or(0),
+    };
+    let deterministic = digest::deterministic(body);
+    if f.model.as_deref() != Some(b.model)
+        || f.stream.unwrap_or(false) != b.stream
+        || max_tokens != b.max_tokens
+        || deterministic != b.deterministic
+    {
+        return Err(format!(
+            "the sealed body (model {:?}, stream {:?}, max_tokens {max_tokens}, deterministic {deterministic}) disagrees with its clear facts (model {:?}, stream {}, max_tokens {}, deterministic {})",
+            f.model, f.stream, b.model, b.stream, b.max_tokens, b.deterministic
+        ));
+    }
+    Ok(())
+}
