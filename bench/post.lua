@@ -9,6 +9,14 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"model":"bench","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Hello"}]}'
 
+-- COCOON_BENCH_E2E: "off" sends requests to the proxy in the clear,
+-- "required" sealed end to end to the workers (the client's default seals
+-- whenever it can).
+local e2e = os.getenv("COCOON_BENCH_E2E") or ""
+if e2e ~= "" then
+  wrk.headers["X-Cocoon-E2E"] = e2e
+end
+
 local rate = tonumber(os.getenv("COCOON_BENCH_RATE") or "")
 if rate and rate > 0 then
   local ffi = require("ffi")

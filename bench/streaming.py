@@ -17,6 +17,11 @@ off (twice, on-off-off-on).
   fixed rate  receipts on and off (on-off-off-on) at one offered load,
            600 requests/s, so CPU per request is compared at equal load.
 
+Requests go sealed end to end (the client's default). With --e2e-only it
+compares instead requests sealed to the worker with the same requests in
+the clear (sealed-clear-clear-sealed), paced and at the fixed rate, and
+writes bench/results/e2e-<time>.md.
+
 30 concurrent streams of 50 chunks x 128 bytes plus a usage chunk. Results
 are printed and written to bench/results/streaming-<time>.md.
 """
@@ -145,9 +150,10 @@ def parse_ms(text):
     return float(m.group(1)) * UNITS[m.group(2)]
 
 
-def wrk(port, duration, connections=30, rate=None):
-    """A closed loop of `connections`, or with `rate` requests/s offered at a fixed rate."""
-    env = {**os.environ, "COCOON_BENCH_RATE": str(rate / 2) if rate else ""}
+def wrk(port, duration, connections=30, rate=None, e2e=""):
+    """A closed loop of `connections`, or with `rate` requests/s offered at a
+    fixed rate; `e2e` sets the request's X-Cocoon-E2E."""
+    env = {**os.environ, "COCOON_BENCH_RATE": str(rate / 2) if rate else "", "COCOON_BENCH_E2E": e2e}
     out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", f"{HERE}/post.lua",
                           f"http://127.0.0.1:{port}/v1/chat/completions"], capture_output=True, text=True, check=True,
                          env=env).stdout
@@ -169,14 +175,15 @@ def wrk(port, duration, connections=30, rate=None):
     return {"rps": rps, "steady": steady, "requests": total, "mean": mean, "p50": lat["50"], "p99": lat["99"]}
 
 
-def ttfb(port, n=60):
+def ttfb(port, n=60, e2e=""):
     """Sequential requests; milliseconds to the first body byte, median."""
     body = re.search(r"^wrk\.body = '(.*)'$", open(f"{HERE}/post.lua").read(), re.M).group(1)
     samples = []
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     for _ in range(n):
         t0 = time.perf_counter()
-        conn.request("POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json", **({"X-Cocoon-E2E": e2e} if e2e else {})}
+        conn.request("POST", "/v1/chat/completions", body=body, headers=headers)
         r = conn.getresponse()
         r.read(1)
         samples.append((time.perf_counter() - t0) * 1000)
@@ -185,16 +192,16 @@ def ttfb(port, n=60):
     return statistics.median(samples)
 
 
-def measure(delay_ms, duration, logdir, payments=True, direct=True, window_ms=0, receipts=True, rate=None):
+def measure(delay_ms, duration, logdir, payments=True, direct=True, window_ms=0, receipts=True, rate=None, e2e=""):
     stack = Stack(delay_ms, logdir, payments, window_ms, receipts)
     try:
         wrk(stack.up_port, 2)  # warm-up both paths
-        wrk(stack.api_port, 2)
+        wrk(stack.api_port, 2, e2e=e2e)
         res = {}
         paths = (("direct", stack.up_port), ("cocoon", stack.api_port)) if direct else (("cocoon", stack.api_port),)
         for name, port in paths:
             before, ledger_before, signed_before = stack.cpu(), stack.ledger(), stack.signatures()
-            r = wrk(port, duration, connections=60, rate=rate) if rate else wrk(port, duration)
+            r = wrk(port, duration, connections=60, rate=rate, e2e=e2e) if rate else wrk(port, duration, e2e=e2e)
             after, ledger_after, signed_after = stack.cpu(), stack.ledger(), stack.signatures()
             signatures = signed_after[1] - signed_before[1]
             r["receipts_per_signature"] = (signed_after[0] - signed_before[0]) / signatures if signatures else 0.0
@@ -202,19 +209,59 @@ def measure(delay_ms, duration, logdir, payments=True, direct=True, window_ms=0,
             r["cpu_ms_per_req"] = {k: (after[k] - before[k]) * 1000 / n for k in after}
             r["commits_per_req"] = (ledger_after[0] - ledger_before[0]) / n
             r["ops_per_req"] = (ledger_after[1] - ledger_before[1]) / n
-            r["ttfb_ms"] = ttfb(port)
+            r["ttfb_ms"] = ttfb(port, e2e=e2e)
             res[name] = r
         return res
     finally:
         stack.stop()
 
 
+def e2e_comparison(duration, logdir):
+    """Requests sealed end to end against the same in the clear, in the
+    order sealed-clear-clear-sealed (linear drift cancels): paced, in a
+    closed loop, and unpaced at one fixed offered load."""
+    lines = [f"# End-to-end sealing, {time.strftime('%Y-%m-%d %H:%M:%S')}", "",
+             f"{os.cpu_count()} cores; 50 chunks x 128 B + usage chunk; wrk {duration}s per run; "
+             "sealed (X-Cocoon-E2E: required) against clear (off), in the order sealed-clear-clear-sealed.", ""]
+    for regime, delay, rate in (("paced (10 ms between chunks), closed loop of 30", 10, None),
+                                (f"fixed rate ({FIXED_RATE} req/s offered, unpaced upstream, 60 connections)", 0, FIXED_RATE)):
+        print(f"==> e2e: {regime}", flush=True)
+        runs = [(mode, measure(delay, duration, logdir, direct=False, rate=rate, e2e=mode)["cocoon"])
+                for mode in ("required", "off", "off", "required")]
+        lines += [f"## {regime}", "", "| requests | req/s (steady) | p50 ms | p99 ms | TTFB p50 ms | CPU ms/req: client | proxy | worker |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for mode, x in runs:
+            cpu = x["cpu_ms_per_req"]
+            lines.append(f"| {'sealed' if mode == 'required' else 'clear'} | {x['steady']:.1f} | {x['p50']:.2f} | {x['p99']:.2f} | "
+                         f"{x['ttfb_ms']:.2f} | {cpu['client']:.3f} | {cpu['proxy']:.3f} | {cpu['worker']:.3f} |")
+        sealed, clear = [x for m, x in runs if m == "required"], [x for m, x in runs if m == "off"]
+
+        def hops(x, *names):
+            return sum(x["cpu_ms_per_req"][k] for k in (names or ("client", "proxy", "worker")))
+        pairs = [(hops(s) - hops(c)) * 1000 for s, c in zip(sealed, clear)]
+        per_hop = {k: (sum(hops(s, k) for s in sealed) - sum(hops(c, k) for c in clear)) * 500 for k in ("client", "proxy", "worker")}
+        mean = lambda xs, k: sum(x[k] for x in xs) / len(xs)
+        lines += ["", f"- CPU of the three hops, sealed minus clear: **{statistics.mean(pairs):+.1f} µs** per request "
+                  f"(target ≤ 100 µs; the two pairs {pairs[0]:+.1f} and {pairs[1]:+.1f}; client {per_hop['client']:+.1f}, "
+                  f"proxy {per_hop['proxy']:+.1f}, worker {per_hop['worker']:+.1f})",
+                  f"- throughput ratio (sealed / clear): **{mean(sealed, 'steady') / mean(clear, 'steady'):.3f}**; "
+                  f"p50 added {mean(sealed, 'p50') - mean(clear, 'p50'):.2f} ms; TTFB added {mean(sealed, 'ttfb_ms') - mean(clear, 'ttfb_ms'):.2f} ms", ""]
+        print("\n".join(lines[-9:]), flush=True)
+    path = os.path.join(HERE, "results", f"e2e-{time.strftime('%Y%m%d-%H%M%S')}.md")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"\nwritten to {path}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=int, default=15, help="seconds per wrk run (default 15)")
+    ap.add_argument("--e2e-only", action="store_true", help="only compare requests sealed end to end with the same in the clear")
     args = ap.parse_args()
     logdir = os.path.join(HERE, "results", "logs")
     os.makedirs(logdir, exist_ok=True)
+    if args.e2e_only:
+        return e2e_comparison(args.duration, logdir)
     lines = [f"# Streaming benchmark, {time.strftime('%Y-%m-%d %H:%M:%S')}", "",
              f"{os.cpu_count()} cores; 30 connections; 50 chunks x 128 B + usage chunk; wrk {args.duration}s per run.", ""]
     for regime, delay in (("paced (10 ms between chunks)", 10), ("unpaced", 0)):

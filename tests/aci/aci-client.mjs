@@ -1,6 +1,6 @@
 // An ACI (aci/1) client and verifier written from the public specification
 // alone (spec/aci.md, spec/e2ee-v2.md), with Node's own crypto: it shares
-// no code with Cocoon. `node aci-client.mjs http://127.0.0.1:PORT MODEL`
+// no code with Cocoon. `node aci-client.mjs http://127.0.0.1:PORT [MODEL]`
 // checks the service's attestation report against a fresh nonce, sends
 // E2EE v2 chat requests (whole and streamed), decrypts the answers,
 // verifies their receipts and the attested sessions they cite, and makes
@@ -8,7 +8,7 @@
 // it saw and exits non-zero at the first failed check.
 import crypto from "node:crypto";
 
-const [api, model] = process.argv.slice(2);
+const [api, modelArg] = process.argv.slice(2);
 const fail = (what) => {
   console.error(`ACI check failed: ${what}`);
   process.exit(1);
@@ -169,6 +169,8 @@ async function chat(id, stream) {
   }
   const restored = JSON.stringify(body);
   const receipt = await verifyReceipt(id, r.headers.get("x-receipt-id"), restored, wire);
+  // Whether the client sealed it on to the worker too (Cocoon's own header).
+  receipt.sealed_to_worker = r.headers.get("x-cocoon-e2e") === "sealed";
   return { req, text, receipt };
 }
 
@@ -181,6 +183,8 @@ async function refused(req, mutate, expected) {
   return expected;
 }
 
+// The model asked for, or the first one served.
+const model = modelArg ?? JSON.parse((await get("/v1/models")).text).data[0].id;
 const id = await establish();
 const whole = await chat(id, false);
 const streamed = await chat(id, true);

@@ -54,8 +54,13 @@ async function explorer(page, phase) {
 }
 
 async function chat(page, fragment = "", name = "chat.png") {
+  // What the page sends: its messages must leave it encrypted.
+  const posted = [];
+  page.on("request", (r) => { if (r.url().endsWith("/v1/chat/completions")) posted.push(r.postData() || ""); });
   await page.goto(`${base}/chat${fragment}`);
   await page.waitForSelector("body[data-loaded=yes]", { timeout: 30000 });
+  const sealedState = await page.getAttribute("#sealed", "data-state");
+  if (sealedState !== "verified") fail(`the chat page did not verify the attestation: ${await page.textContent("#sealed")}`);
   const models = await page.$$eval("#model option", (os) => os.map((o) => o.value));
   if (!models.length) fail(`the chat page lists no model: ${await page.textContent("#model-info")}`);
   await page.fill("#input", question);
@@ -70,9 +75,13 @@ async function chat(page, fragment = "", name = "chat.png") {
   await page.waitForSelector("#receipt [data-verdict]", { timeout: 30000 });
   const verdict = await page.getAttribute("#receipt [data-verdict]", "data-verdict");
   summary.chat.receipt = verdict;
+  summary.chat.aci_receipt = await page.getAttribute("#receipt [data-aci]", "data-aci");
+  summary.chat.encrypted = posted.length > 0 && posted.every((b) => !b.includes(question) && b.includes('"content":"'));
   summary.chat.receipt_text = (await page.textContent("#receipt")).slice(0, 600);
   await shot(page, name);
   if (verdict !== "verified") fail(`the answer's receipt shows ${verdict}: ${summary.chat.receipt_text}`);
+  if (summary.chat.aci_receipt !== "verified") fail(`the ACI receipt, checked in the browser: ${summary.chat.receipt_text}`);
+  if (!summary.chat.encrypted) fail(`the question left the page in the clear: ${posted.join(" | ").slice(0, 400)}`);
 }
 
 /** The chat as a Telegram Mini App: answers, shows the balance and a

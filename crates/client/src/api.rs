@@ -87,7 +87,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
             "/v1/cocoon/deposit",
             post(crate::payments::deposit).fallback(method_not_allowed),
         )
-        .merge(crate::aci::routes())
+        .merge(crate::aci::receipt_routes())
         .with_state(shared.clone())
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
@@ -97,6 +97,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(api)
         .merge(crate::access::admin_routes(shared.access.clone()))
+        .merge(crate::aci::public_routes().with_state(shared.clone()))
         .merge(crate::web::routes(shared.clone()))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(request_id))
@@ -524,11 +525,23 @@ async fn dispatch(
     v: &Validated,
     active: &mut ActiveRequest,
 ) -> Result<Dispatched, Response> {
+    if v.serving.verified && !shared.receipts.checks() {
+        active.fail("upstream_verification_failed");
+        let message = "provider.aci_verified: this client verifies no worker (it runs without attestation), so it cannot serve the request through a verified one; nothing was forwarded";
+        return Err(ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: message.into(),
+            kind: "upstream_verification_failed",
+            param: None,
+            code: None,
+            retry_after: None,
+        }
+        .into_response());
+    }
     let seal = || crate::e2e::seal(shared, id.as_str(), endpoint, v);
     let unsealable = |active: &mut ActiveRequest, e: crate::e2e::CannotSeal| {
         active.fail("e2e_unavailable");
-        let status = StatusCode::SERVICE_UNAVAILABLE;
-        ApiError::server(status, "e2e_unavailable", e.0).into_response()
+        e.into_error().into_response()
     };
     let mut sealed = seal().await.map_err(|e| unsealable(active, e))?;
     let mut resealed = false;

@@ -14,11 +14,13 @@ use cocoon_seal::{Binding, RequestKey};
 use crate::openai::{E2eMode, Validated};
 use crate::Shared;
 
-/// A worker this client verified, with its end-to-end key.
+/// A worker this client verified, with its end-to-end key and its
+/// attested session (ACI).
 #[derive(Debug, Clone)]
 struct Candidate {
     name: String,
     key: [u8; 32],
+    session: Option<String>,
 }
 
 /// A request sealed end to end: what the proxy gets, and what opens its
@@ -57,9 +59,14 @@ async fn candidates(shared: &Shared, model: &str) -> Vec<Candidate> {
         {
             Some(Ok(identity)) => {
                 if let Some(key) = identity.attestation().e2e_key {
+                    use base64::Engine;
+                    let der = base64::engine::general_purpose::STANDARD.encode(&e.certificate);
+                    let sessions = &shared.aci.sessions;
+                    let session = sessions.for_worker(&e.worker_id, model, &identity, &der);
                     verified.push(Candidate {
                         name: e.worker_id,
                         key,
+                        session,
                     });
                 }
             }
@@ -75,8 +82,35 @@ async fn candidates(shared: &Shared, model: &str) -> Vec<Candidate> {
 
 /// Why a request that must be sealed could not be.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct CannotSeal(pub(crate) String);
+pub(crate) enum CannotSeal {
+    /// No worker this client verified can take it.
+    #[error("{0}")]
+    Unavailable(String),
+    /// None of the attested sessions the request pinned can serve it.
+    #[error("{0}")]
+    SessionNotAccepted(String),
+}
+
+impl CannotSeal {
+    /// The refusal the app gets: nothing was forwarded.
+    pub(crate) fn into_error(self) -> crate::openai::ApiError {
+        use axum::http::StatusCode;
+        let (status, kind) = match &self {
+            CannotSeal::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "e2e_unavailable"),
+            CannotSeal::SessionNotAccepted(_) => {
+                (StatusCode::PRECONDITION_FAILED, "session_not_accepted")
+            }
+        };
+        crate::openai::ApiError {
+            status,
+            message: self.to_string(),
+            kind,
+            param: None,
+            code: Some(kind.to_owned()),
+            retry_after: None,
+        }
+    }
+}
 
 /// Seals `v`'s body to the verified workers serving its model, as its
 /// mode asks: `None` to send it in the clear.
@@ -86,14 +120,30 @@ pub(crate) async fn seal(
     endpoint: cocoon_core::Endpoint,
     v: &Validated,
 ) -> Result<Option<Sealed>, CannotSeal> {
-    let mode = v.controls.e2e.unwrap_or(E2eMode::Preferred);
+    // Pinned sessions are enforced by sealing to their workers alone.
+    let pinned = v.serving.sessions.as_ref();
+    let mode = match pinned {
+        Some(_) => E2eMode::Required,
+        None => v.controls.e2e.unwrap_or(E2eMode::Preferred),
+    };
     if mode == E2eMode::Off {
         return Ok(None);
     }
-    let candidates = candidates(shared, v.model.as_str()).await;
+    let mut candidates = candidates(shared, v.model.as_str()).await;
+    if let Some(ids) = pinned {
+        candidates.retain(|c| c.session.as_ref().is_some_and(|s| ids.contains(s)));
+        if candidates.is_empty() {
+            return Err(CannotSeal::SessionNotAccepted(format!(
+                "none of the {} attested sessions the request pinned is a worker serving {} now (GET /v1/aci/sessions?model={} lists them)",
+                ids.len(),
+                v.model,
+                v.model
+            )));
+        }
+    }
     if candidates.is_empty() {
         return match mode {
-            E2eMode::Required => Err(CannotSeal(format!(
+            E2eMode::Required => Err(CannotSeal::Unavailable(format!(
                 "cocoon.e2e is \"required\", but no worker serving {} has a certificate this client verified with an end-to-end key",
                 v.model
             ))),
@@ -111,8 +161,8 @@ pub(crate) async fn seal(
         deterministic,
     };
     let to: Vec<[u8; 32]> = candidates.iter().map(|c| c.key).collect();
-    let (sealed, key) =
-        cocoon_seal::seal(&v.body, &binding, &to).map_err(|e| CannotSeal(e.to_string()))?;
+    let (sealed, key) = cocoon_seal::seal(&v.body, &binding, &to)
+        .map_err(|e| CannotSeal::Unavailable(e.to_string()))?;
     tracing::debug!(workers = ?candidates.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), "sealed end to end");
     let body = SealedBody {
         ephemeral_key: sealed.ephemeral.to_vec().into(),

@@ -118,9 +118,9 @@ fn visit_choices(
         let Some(Value::Object(message)) = choice.get_mut(member) else {
             continue;
         };
-        if direction == Direction::Stream && message.get("content") == Some(&Value::from("")) {
-            message.remove("content");
-        }
+        // An empty delta is sealed too (the specification allows dropping
+        // it): the app then restores exactly the chunk the worker sent,
+        // which the worker's receipt hashes.
         let path = format!("choices.{index}.{member}");
         for name in ["content", "reasoning", "reasoning_content"] {
             generated(message, name, &path, visit)?;

@@ -115,24 +115,27 @@ pub(crate) async fn headers(
     resp
 }
 
-/// The `/v1/aci/*` routes.
-pub(crate) fn routes() -> axum::Router<Arc<Shared>> {
+/// `/v1/aci/receipts/{id}`: behind the API's authentication, since a
+/// receipt made for an API key is shown to that key only.
+pub(crate) fn receipt_routes() -> axum::Router<Arc<Shared>> {
     use axum::routing::get;
+    let refuse = crate::api::method_not_allowed;
+    axum::Router::new().route(
+        "/v1/aci/receipts/{id}",
+        get(report::receipt).fallback(refuse),
+    )
+}
+
+/// The attestation report and the sessions: transparency artifacts,
+/// served to anyone (they hold no request's content).
+pub(crate) fn public_routes() -> axum::Router<Arc<Shared>> {
+    use axum::routing::get;
+    let refuse = crate::api::method_not_allowed;
     axum::Router::new()
         .route(
             "/v1/aci/attestation",
-            get(report::attestation).fallback(crate::api::method_not_allowed),
+            get(report::attestation).fallback(refuse),
         )
-        .route(
-            "/v1/aci/receipts/{id}",
-            get(report::receipt).fallback(crate::api::method_not_allowed),
-        )
-        .route(
-            "/v1/aci/sessions",
-            get(sessions::list).fallback(crate::api::method_not_allowed),
-        )
-        .route(
-            "/v1/aci/sessions/{id}",
-            get(sessions::one).fallback(crate::api::method_not_allowed),
-        )
+        .route("/v1/aci/sessions", get(sessions::list).fallback(refuse))
+        .route("/v1/aci/sessions/{id}", get(sessions::one).fallback(refuse))
 }

@@ -62,6 +62,64 @@ pub enum E2eMode {
     Off,
 }
 
+/// ACI's serving constraints (`provider.aci_verified`,
+/// `provider.aci_session_ids`, ACI §5.3): the client takes them out of the
+/// body and enforces them before anything is forwarded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServingConstraints {
+    /// Serve only through a worker this client verified.
+    pub verified: bool,
+    /// Serve only through one of these attested sessions (`GET
+    /// /v1/aci/sessions`): the request is sealed to their workers alone.
+    pub sessions: Option<Vec<String>>,
+}
+
+fn provider_from_body(raw: &RawValue) -> Result<ServingConstraints, ApiError> {
+    let o: serde_json::Map<String, Value> = serde_json::from_str(raw.get()).map_err(|_| {
+        ApiError::invalid("provider", "invalid_type", "'provider' must be an object")
+    })?;
+    let mut c = ServingConstraints::default();
+    let mut verified = None;
+    for (k, v) in &o {
+        let param = format!("provider.{k}");
+        match (k.as_str(), v) {
+            ("aci_verified", Value::Bool(b)) => verified = Some(*b),
+            ("aci_session_ids", Value::Array(ids)) if !ids.is_empty() => {
+                let ids: Option<Vec<String>> = ids
+                    .iter()
+                    .map(|id| id.as_str().filter(|s| is_session_id(s)).map(str::to_owned))
+                    .collect();
+                c.sessions = Some(ids.ok_or_else(|| {
+                    ApiError::invalid(&param, "invalid_value", format!("'{param}' must list attested session ids, each 64 lowercase hex characters"))
+                })?);
+            }
+            ("aci_verified" | "aci_session_ids", _) => {
+                return Err(ApiError::invalid(&param, "invalid_value", format!("'{param}' must be a boolean (aci_verified) or a non-empty array of session ids (aci_session_ids)")))
+            }
+            (other, _) if other.starts_with("aci_") => {
+                return Err(ApiError::invalid(&param, "unknown_parameter", format!("Unrecognized ACI serving constraint: {param}")))
+            }
+            // The rest of `provider` is outside ACI: nothing here uses it.
+            _ => {}
+        }
+    }
+    if c.sessions.is_some() && verified == Some(false) {
+        return Err(ApiError::invalid(
+            "provider.aci_verified",
+            "invalid_value",
+            "'provider.aci_session_ids' implies aci_verified; it cannot be false with them",
+        ));
+    }
+    c.verified = verified.unwrap_or(false) || c.sessions.is_some();
+    Ok(c)
+}
+
+fn is_session_id(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// The header naming a request's [`E2eMode`].
 pub const E2E_HEADER: &str = "x-cocoon-e2e";
 
@@ -94,6 +152,8 @@ pub struct Validated {
     pub body: Bytes,
     /// Cocoon controls.
     pub controls: Controls,
+    /// ACI serving constraints.
+    pub serving: ServingConstraints,
     /// The completion token limit the request sets, if any.
     pub max_tokens: Option<u64>,
 }
@@ -194,6 +254,7 @@ impl Seen {
             include_usage: self.include_usage,
             body,
             controls: self.controls,
+            serving: self.serving,
             max_tokens: self.max_tokens,
         })
     }
@@ -203,6 +264,7 @@ impl Seen {
 struct Seen {
     endpoint: Endpoint,
     controls: Controls,
+    serving: ServingConstraints,
     model: Option<ModelName>,
     temperature: Option<f64>,
     stream: bool,
@@ -221,6 +283,7 @@ impl Seen {
         Seen {
             endpoint,
             controls,
+            serving: ServingConstraints::default(),
             model: None,
             temperature: None,
             stream: false,
@@ -240,6 +303,10 @@ impl Seen {
     fn member(&mut self, key: &str, raw: &RawValue) -> Result<bool, ApiError> {
         if key == "cocoon" {
             self.controls = controls_from_body(raw)?;
+            return Ok(false);
+        }
+        if key == "provider" {
+            self.serving = provider_from_body(raw)?;
             return Ok(false);
         }
         let known = self.common(key, raw)?

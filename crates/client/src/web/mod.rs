@@ -30,7 +30,7 @@ const REGISTRY_TTL: Duration = Duration::from_secs(10);
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'self' https://web.telegram.org";
 
 /// The embedded assets: name, content type, bytes.
-const ASSETS: [(&str, &str, &str); 5] = [
+const ASSETS: [(&str, &str, &str); 6] = [
     (
         "cocoon.css",
         "text/css; charset=utf-8",
@@ -50,6 +50,11 @@ const ASSETS: [(&str, &str, &str); 5] = [
         "chat.js",
         "text/javascript; charset=utf-8",
         include_str!("assets/chat.js"),
+    ),
+    (
+        "e2ee.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/e2ee.js"),
     ),
     (
         "favicon.svg",

@@ -1,6 +1,8 @@
 // The private chat: streams answers from the network, attaches a text
 // document to summarise, and checks any answer's receipt on the spot.
-// Runs as a Telegram Mini App too (initData from the URL fragment).
+// Runs as a Telegram Mini App too (initData from the URL fragment). Every
+// message is encrypted in this page to the client's attested key (ACI,
+// E2EE v2; e2ee.js), once the page has checked the attestation itself.
 "use strict";
 
 (() => {
@@ -9,8 +11,10 @@
   const history = [];
   let doc = null;
   let info = null;
+  let aci = null;
 
-  /** Server-sent events as they arrive: calls onEvent with each payload. */
+  /** Server-sent events as they arrive: awaits onEvent with each payload;
+   * returns the raw stream. */
   async function readStream(resp, onEvent) {
     const reader = resp.body.getReader();
     const decoder = new TextDecoder();
@@ -24,7 +28,7 @@
       while ((cut = pending.indexOf("\n\n")) >= 0) {
         const event = pending.slice(0, cut); pending = pending.slice(cut + 2);
         const data = event.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).replace(/^ /, "")).join("\n");
-        if (data) onEvent(data);
+        if (data) await onEvent(data);
       }
     }
     return raw;
@@ -37,15 +41,25 @@
     return b;
   }
 
-  async function showReceipt(raw) {
+  /** The ACI receipt, checked here, then the worker's receipt, checked by
+   * the client over the answer as this page decrypted it. */
+  async function showReceipt(raw, sent) {
     $("receipt-section").hidden = false;
     $("receipt").replaceChildren(el("p", { class: "muted" }, "checking…"));
+    const parts = [];
     try {
+      if (sent) {
+        const r = await Aci.verifyReceipt(aci, sent.receiptId, sent.restored, sent.wire, headers());
+        parts.push(el("div", { "data-aci": r.ok ? "verified" : "failed" },
+          el("p", { class: r.ok ? "verdict good" : "verdict bad" }, r.ok ? "✓ ACI receipt verified in this browser" : "✗ the ACI receipt does not check out"),
+          Cocoon.table(["check", ""], r.checks.map((c) => [`${c.ok ? "✓" : "✗"} ${c.name}`, c.detail || ""]))));
+      }
       const v = await api("/v1/cocoon/receipts/verify", { method: "POST", body: raw });
-      $("receipt").replaceChildren(verification(v));
+      parts.push(verification(v));
     } catch (e) {
-      $("receipt").replaceChildren(el("p", { class: "verdict bad" }, `✗ ${e.message}`));
+      parts.push(el("p", { class: "verdict bad" }, `✗ ${e.message}`));
     }
+    $("receipt").replaceChildren(...parts);
     $("receipt-section").scrollIntoView();
   }
 
@@ -64,23 +78,32 @@
     answer.dataset.state = "streaming";
     let content = "", last = null;
     try {
+      if (!aci) throw new Error("this page has not verified the client's attestation, so it sends nothing");
+      const body = { model, messages: history, stream: true, stream_options: { include_usage: true } };
+      const sealed = await Aci.request(aci, body);
       const resp = await fetch("/v1/chat/completions", {
         method: "POST",
-        headers: headers({ "Content-Type": "application/json" }),
-        body: JSON.stringify({ model, messages: history, stream: true, stream_options: { include_usage: true } }),
+        headers: headers({ "Content-Type": "application/json", ...sealed.headers }),
+        body: sealed.body,
       });
       if (!resp.ok) {
         const body = await resp.json().catch(() => ({}));
         throw new Error(body.error ? body.error.message : `HTTP ${resp.status}`);
       }
-      const raw = await readStream(resp, (data) => {
-        if (data === "[DONE]") return;
+      // The answer as the worker gave it (decrypted), for its own receipt.
+      let plain = "";
+      const wire = await readStream(resp, async (data) => {
+        if (data === "[DONE]") { plain += "data: [DONE]\n\n"; return; }
         const chunk = JSON.parse(data);
         if (chunk.error) throw new Error(chunk.error.message);
+        await sealed.openFields(chunk, "delta");
+        plain += `data: ${JSON.stringify(chunk)}\n\n`;
         const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta;
         if (delta && delta.content) { content += delta.content; answer.firstChild ? answer.firstChild.textContent = content : answer.append(content); }
         if (chunk.cocoon) last = chunk;
       });
+      const raw = plain;
+      const sent = { receiptId: resp.headers.get("X-Receipt-Id"), restored: sealed.restored, wire };
       history.push({ role: "assistant", content });
       const c = last && last.cocoon;
       const usage = last && last.usage;
@@ -88,7 +111,7 @@
         usage ? `${usage.prompt_tokens + usage.completion_tokens} tokens` : "",
         usage && usage.cost_nanoton !== undefined ? ` · ${ton(usage.cost_nanoton)}` : "",
         c ? ` · worker ${short(c.worker, 8)} (${c.worker_tee || "?"} TEE) · ` : " · ",
-        c && c.receipt ? el("button", { class: "ghost receipt", onclick: () => showReceipt(raw) }, "receipt") : "no receipt"));
+        c && c.receipt ? el("button", { class: "ghost receipt", onclick: () => showReceipt(raw, sent) }, "receipt") : "no receipt"));
       answer.dataset.state = "done";
       refreshAccount();
     } catch (e) {
@@ -165,6 +188,14 @@
     const a = auth();
     $("who").textContent = a.kind === "telegram" ? "signed in with Telegram" : a.kind === "key" ? "with an API key" : "";
     if (info.access.restricted && a.kind === "none") $("key-section").hidden = false;
+    try {
+      aci = await Aci.establish();
+      $("sealed").textContent = `🔒 encrypted in this page to the client's attested key (keyset ${aci.digest.slice(7, 19)}…, ${aci.teeType} TEE${aci.development ? ": development, proves nothing" : ""})`;
+      $("sealed").dataset.state = "verified";
+    } catch (e) {
+      $("sealed").textContent = `✗ ${e.message}`;
+      $("sealed").dataset.state = "failed";
+    }
     await loadModels();
     refreshAccount(); showDeposit();
     document.body.dataset.loaded = "yes";
