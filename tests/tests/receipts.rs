@@ -217,7 +217,22 @@ async fn a_client_refuses_a_worker_its_own_policy_does_not_allow() {
     rogue.sim_mrtd = Some(hex(&mrtd));
     net.add_worker(rogue).await;
 
+    // Sealed (the default), the request goes to no worker this client does
+    // not verify itself: it is refused before it leaves.
     let (status, _, body) = post_json(&net.chat_url(), &chat_body(MODEL, false)).await;
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("e2e_unavailable"), "{text}");
+    assert_eq!(
+        up.counters
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    // In the clear, the proxy's choice is checked when it names the worker.
+    let mut clear = chat_body(MODEL, false);
+    clear["cocoon"] = json!({"e2e": "off"});
+    let (status, _, body) = post_json(&net.chat_url(), &clear).await;
     let text = String::from_utf8_lossy(&body);
     assert_eq!(status, 502, "{text}");
     assert!(text.contains("worker_not_trusted"), "{text}");

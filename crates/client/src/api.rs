@@ -389,7 +389,7 @@ async fn complete(shared: Arc<Shared>, endpoint: Endpoint, req: Request) -> Resp
                 return e.into_response();
             }
         };
-        let v = match validate(endpoint, &raw, &parts.headers) {
+        let mut v = match validate(endpoint, &raw, &parts.headers) {
             Ok(v) => v,
             Err(e) => {
                 tracing::info!(error = %e, "invalid request");
@@ -408,13 +408,16 @@ async fn complete(shared: Arc<Shared>, endpoint: Endpoint, req: Request) -> Resp
             )
             .into_response();
         };
+        if sealer.is_some() {
+            // Encrypted to this client, the request goes on sealed or not at all.
+            v.controls.e2e = Some(crate::openai::E2eMode::Required);
+        }
         let mut aci = crate::aci::Transcript::new(
-            &id,
             endpoint,
             v.model.as_str(),
             &raw,
             sealer,
-            who.account(),
+            crate::aci::receipt_owner(&who),
         );
         aci.forwarded(&v.body);
         forward(shared, endpoint, id, v, who, aci).await
@@ -460,8 +463,12 @@ async fn forward(
     };
     // Before any byte reaches the app: is the worker one this client's own
     // policy accepts?
+    // An error needs no verified worker, unless it is a sealed request's,
+    // whose message only that worker's seal opens.
     let worker = match &first {
-        infer_event::Event::Error(_) => crate::receipts::Worker::Unattested,
+        infer_event::Event::Error(_) if sealed.is_none() || assigned.is_none() => {
+            crate::receipts::Worker::Unattested
+        }
         _ => match shared
             .receipts
             .worker(&shared.proxy, assigned.as_ref())
@@ -476,7 +483,7 @@ async fn forward(
             }
         },
     };
-    aci.served_by(&shared, &worker, assigned.as_ref());
+    aci.served_by(&shared, &worker, assigned.as_ref(), sealed.is_some());
     let salt = sealed.as_ref().map(|s| s.salt());
     let opener = match opener(&shared, sealed.as_ref(), &worker, &first, &mut headers) {
         Ok(o) => o,
@@ -540,8 +547,13 @@ async fn dispatch(
     }
     let seal = || crate::e2e::seal(shared, id.as_str(), endpoint, v);
     let unsealable = |active: &mut ActiveRequest, e: crate::e2e::CannotSeal| {
-        active.fail("e2e_unavailable");
-        e.into_error().into_response()
+        active.fail(e.reason());
+        match e {
+            crate::e2e::CannotSeal::ProxyUnreachable(status) => {
+                proxy_unreachable(shared, &status).into_response()
+            }
+            other => other.into_error().into_response(),
+        }
     };
     let mut sealed = seal().await.map_err(|e| unsealable(active, e))?;
     let mut resealed = false;
@@ -565,7 +577,8 @@ async fn dispatch(
             if ErrorCode::of(e) == ErrorCode::WorkerLost && e.before_first_byte);
         if sealed.is_some() && workers_left && !resealed {
             resealed = true;
-            if let Some(again) = seal().await.map_err(|e| unsealable(active, e))? {
+            // None to seal to any more: the proxy's error stands.
+            if let Ok(Some(again)) = seal().await {
                 finish(&mut events).await;
                 tracing::info!("the workers the request was sealed to left; sealing it again");
                 sealed = Some(again);
@@ -596,13 +609,14 @@ fn opener(
     let Some(sealed) = sealed else {
         return Ok(None);
     };
-    if let infer_event::Event::Error(_) = first {
-        return Ok(None);
-    }
     let key = match worker {
         crate::receipts::Worker::Verified { identity, .. } => identity.attestation().e2e_key,
         crate::receipts::Worker::Unattested => None,
     };
+    if let infer_event::Event::Error(_) = first {
+        // Only to open the worker's sealed message, if it sent one.
+        return Ok(sealed.opener(key));
+    }
     let opener = sealed.opener(key).ok_or_else(|| {
         receipt_refused(
             shared,
@@ -614,6 +628,19 @@ fn opener(
         HeaderValue::from_static("sealed"),
     );
     Ok(Some(opener))
+}
+
+/// A sealed request's error as its worker sealed it for this client (the
+/// engine's message, which the proxy relayed unread), opened in place.
+fn unseal_message(opener: Option<&crate::e2e::Opener>, e: &mut InferError) {
+    if !e.message.starts_with(cocoon_seal::SEALED_MESSAGE_PREFIX) {
+        return;
+    }
+    e.message = opener
+        .and_then(|o| o.open_error(&e.message))
+        .unwrap_or_else(|| {
+            "the worker sealed its error message for this client, and it did not open".into()
+        });
 }
 
 /// Waits (briefly) for the proxy's first hello (before it the client does
@@ -652,7 +679,8 @@ async fn respond(
     v: &Validated,
 ) -> Response {
     match first {
-        infer_event::Event::Error(e) => {
+        infer_event::Event::Error(mut e) => {
+            unseal_message(answer.opener.as_ref(), &mut e);
             if ErrorCode::of(&e) == ErrorCode::ReplicasDisagree {
                 // Every run was charged, though none is answered.
                 if let Some(a) = answer.admission.as_mut() {
@@ -930,8 +958,9 @@ async fn whole_answer(
                 return (headers, body).into_response();
             }
             Some(Ok(InferEvent {
-                event: Some(infer_event::Event::Error(e)),
+                event: Some(infer_event::Event::Error(mut e)),
             })) => {
+                unseal_message(a.opener.as_ref(), &mut e);
                 a.active.fail(reason(&e));
                 finish(&mut a.events).await;
                 return (headers, error_for(&e, v)).into_response();
@@ -1179,7 +1208,10 @@ impl SseState {
                     };
                 }
                 infer_event::Event::Done(done) => return self.done(&done).await,
-                infer_event::Event::Error(e) => return self.fail(reason(&e), e.message),
+                infer_event::Event::Error(mut e) => {
+                    unseal_message(self.answer.opener.as_ref(), &mut e);
+                    return self.fail(reason(&e), e.message);
+                }
                 infer_event::Event::Assigned(_) => continue,
             }
         }

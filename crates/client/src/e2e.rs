@@ -21,7 +21,11 @@ struct Candidate {
     name: String,
     key: [u8; 32],
     session: Option<String>,
+    coefficient: u32,
 }
+
+/// Most workers one request is sealed to (the proxy refuses more).
+const MAX_SEALED_TO: usize = 64;
 
 /// A request sealed end to end: what the proxy gets, and what opens its
 /// answer.
@@ -36,19 +40,14 @@ pub(crate) struct Sealed {
 /// The workers serving `model` now that this client verified (each
 /// certificate once) and can seal to; empty when it can verify none. Asked
 /// for each request: a roster kept longer misses workers that just joined.
-async fn candidates(shared: &Shared, model: &str) -> Vec<Candidate> {
+async fn candidates(shared: &Shared, model: &str) -> Result<Vec<Candidate>, CannotSeal> {
     let mut proxy = shared.proxy.clone();
-    let entries = match proxy
-        .roster(RosterRequest {
-            model: model.to_owned(),
-        })
-        .await
-    {
+    let request = RosterRequest {
+        model: model.to_owned(),
+    };
+    let entries = match proxy.roster(request).await {
         Ok(r) => r.into_inner().workers,
-        Err(status) => {
-            tracing::info!(%model, error = %status.message(), "the proxy offered no roster");
-            Vec::new()
-        }
+        Err(status) => return Err(CannotSeal::ProxyUnreachable(status)),
     };
     let mut verified = Vec::new();
     for e in entries {
@@ -67,17 +66,22 @@ async fn candidates(shared: &Shared, model: &str) -> Vec<Candidate> {
                         name: e.worker_id,
                         key,
                         session,
+                        coefficient: e.coefficient,
                     });
                 }
             }
-            Some(Err(refusal)) => {
-                let why = refusal.into_error(shared);
-                tracing::warn!(worker = %e.worker_id, error = %why, "not sealing to a worker this client does not accept");
+            // Not one to seal to; the proxy is not blamed for offering it
+            // (another client's policy may accept it).
+            Some(Err(
+                crate::receipts::Refusal::Untrusted(why)
+                | crate::receipts::Refusal::Unavailable(why),
+            )) => {
+                tracing::info!(worker = %e.worker_id, %why, "not sealing to a worker this client does not accept");
             }
             None => break,
         }
     }
-    verified
+    Ok(verified)
 }
 
 /// Why a request that must be sealed could not be.
@@ -89,9 +93,34 @@ pub(crate) enum CannotSeal {
     /// None of the attested sessions the request pinned can serve it.
     #[error("{0}")]
     SessionNotAccepted(String),
+    /// The proxy could not be asked who serves the model.
+    #[error("the proxy did not answer for its roster: {}", .0.message())]
+    ProxyUnreachable(tonic::Status),
+    /// Nobody serves the model at all.
+    #[error("The model '{0}' does not exist or is not served by any connected worker")]
+    ModelNotFound(String),
+}
+
+/// Whether the proxy lists anyone serving `v`'s model: an empty roster for
+/// an unknown model is that, not a sealing failure.
+async fn served(shared: &Shared, v: &Validated) -> bool {
+    match crate::api::model_list(shared).await {
+        Ok(list) => list.data.iter().any(|m| m.id == v.model.as_str()),
+        Err(_) => true,
+    }
 }
 
 impl CannotSeal {
+    /// What the failure is counted as.
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            CannotSeal::Unavailable(_) => "e2e_unavailable",
+            CannotSeal::SessionNotAccepted(_) => "session_not_accepted",
+            CannotSeal::ProxyUnreachable(_) => "proxy_unavailable",
+            CannotSeal::ModelNotFound(_) => "model_not_found",
+        }
+    }
+
     /// The refusal the app gets: nothing was forwarded.
     pub(crate) fn into_error(self) -> crate::openai::ApiError {
         use axum::http::StatusCode;
@@ -99,6 +128,15 @@ impl CannotSeal {
             CannotSeal::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "e2e_unavailable"),
             CannotSeal::SessionNotAccepted(_) => {
                 (StatusCode::PRECONDITION_FAILED, "session_not_accepted")
+            }
+            CannotSeal::ProxyUnreachable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "proxy_unavailable")
+            }
+            CannotSeal::ModelNotFound(_) => {
+                let mut e =
+                    crate::openai::ApiError::invalid("model", "model_not_found", self.to_string());
+                e.status = StatusCode::NOT_FOUND;
+                return e;
             }
         };
         crate::openai::ApiError {
@@ -120,36 +158,9 @@ pub(crate) async fn seal(
     endpoint: cocoon_core::Endpoint,
     v: &Validated,
 ) -> Result<Option<Sealed>, CannotSeal> {
-    // Pinned sessions are enforced by sealing to their workers alone.
-    let pinned = v.serving.sessions.as_ref();
-    let mode = match pinned {
-        Some(_) => E2eMode::Required,
-        None => v.controls.e2e.unwrap_or(E2eMode::Preferred),
-    };
-    if mode == E2eMode::Off {
+    let Some(candidates) = chosen(shared, v).await? else {
         return Ok(None);
-    }
-    let mut candidates = candidates(shared, v.model.as_str()).await;
-    if let Some(ids) = pinned {
-        candidates.retain(|c| c.session.as_ref().is_some_and(|s| ids.contains(s)));
-        if candidates.is_empty() {
-            return Err(CannotSeal::SessionNotAccepted(format!(
-                "none of the {} attested sessions the request pinned is a worker serving {} now (GET /v1/aci/sessions?model={} lists them)",
-                ids.len(),
-                v.model,
-                v.model
-            )));
-        }
-    }
-    if candidates.is_empty() {
-        return match mode {
-            E2eMode::Required => Err(CannotSeal::Unavailable(format!(
-                "cocoon.e2e is \"required\", but no worker serving {} has a certificate this client verified with an end-to-end key",
-                v.model
-            ))),
-            _ => Ok(None),
-        };
-    }
+    };
     let max_tokens = v.max_tokens.unwrap_or(0);
     let deterministic = v.sampling.deterministic();
     let binding = Binding {
@@ -187,6 +198,53 @@ pub(crate) async fn seal(
     }))
 }
 
+/// The workers to seal `v` to (the cheapest, at most as many as the proxy
+/// accepts), as its mode and pinned sessions allow; `None` to send it in
+/// the clear.
+async fn chosen(shared: &Shared, v: &Validated) -> Result<Option<Vec<Candidate>>, CannotSeal> {
+    // Pinned sessions are enforced by sealing to their workers alone.
+    let pinned = v.serving.sessions.as_ref();
+    let mode = match (pinned, v.controls.e2e) {
+        (Some(_), _) => E2eMode::Required,
+        (None, Some(mode)) => mode,
+        // A client that verifies workers never falls back to the clear on
+        // its own: a proxy that offered no roster could otherwise read
+        // every request. Only the app's explicit "off" sends it clear.
+        (None, None) if shared.receipts.checks() => E2eMode::Required,
+        (None, None) => E2eMode::Preferred,
+    };
+    if mode == E2eMode::Off {
+        return Ok(None);
+    }
+    let mut candidates = candidates(shared, v.model.as_str()).await?;
+    if let Some(ids) = pinned {
+        candidates.retain(|c| c.session.as_ref().is_some_and(|s| ids.contains(s)));
+        if candidates.is_empty() {
+            return Err(CannotSeal::SessionNotAccepted(format!(
+                "none of the {} attested sessions the request pinned is a worker serving {} now (GET /v1/aci/sessions?model={} lists them)",
+                ids.len(),
+                v.model,
+                v.model
+            )));
+        }
+    }
+    match (candidates.is_empty(), mode) {
+        (true, E2eMode::Required) if !served(shared, v).await => {
+            Err(CannotSeal::ModelNotFound(v.model.to_string()))
+        }
+        (true, E2eMode::Required) => Err(CannotSeal::Unavailable(format!(
+            "this request must be sealed end to end (a client that verifies workers seals every request unless the app sends cocoon.e2e \"off\"), but no worker serving {} now has a certificate this client verified with an end-to-end key",
+            v.model
+        ))),
+        (true, _) => Ok(None),
+        (false, _) => {
+            candidates.sort_by_key(|c| c.coefficient);
+            candidates.truncate(MAX_SEALED_TO);
+            Ok(Some(candidates))
+        }
+    }
+}
+
 impl Sealed {
     /// The salt of its receipts' digests.
     pub(crate) fn salt(&self) -> cocoon_receipt::digest::Salt {
@@ -216,6 +274,18 @@ pub(crate) struct Opener {
 }
 
 impl Opener {
+    /// The worker's sealed error message, opened; `None` when it is not
+    /// one, or does not open.
+    pub(crate) fn open_error(&self, message: &str) -> Option<String> {
+        let sealed = hex::decode(message.strip_prefix(cocoon_seal::SEALED_MESSAGE_PREFIX)?).ok()?;
+        let index = cocoon_seal::ERROR_INDEX;
+        let plain = self
+            .key
+            .open_chunk(&self.worker, &self.request_id, index, &sealed)
+            .ok()?;
+        String::from_utf8(plain).ok()
+    }
+
     /// Opens the next chunk.
     pub(crate) fn open(&mut self, sealed: &[u8]) -> Result<Bytes, cocoon_seal::SealError> {
         let plain = self

@@ -23,8 +23,18 @@ const ANSWER_INFO: &[u8] = b"cocoon/seal/answer/v1";
 const SALT_INFO: &[u8] = b"cocoon/seal/receipt-salt/v1";
 const BINDING_DOMAIN: &[u8] = b"cocoon/seal/binding/v1\0";
 const CHUNK_DOMAIN: &[u8] = b"cocoon/seal/chunk/v1\0";
-/// Random nonce and tag: what sealing adds to a chunk.
-pub const CHUNK_OVERHEAD: usize = 12 + 16;
+/// Random nonce and tag.
+const AEAD_OVERHEAD: usize = 12 + 16;
+/// Sealed bodies and chunks are padded to a multiple of this many bytes:
+/// streamed one token at a time, their lengths would otherwise spell out
+/// the tokens' lengths to whoever relays them.
+pub const PADDING: usize = 256;
+
+/// Where a worker's error message for a sealed request sits among its
+/// answer's chunks: a position no chunk takes.
+pub const ERROR_INDEX: u64 = u64::MAX;
+/// What a sealed error message starts with, before its hex.
+pub const SEALED_MESSAGE_PREFIX: &str = "sealed:";
 
 /// Why something did not seal or open.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -135,8 +145,32 @@ fn encrypt(key: &[u8; 32], plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, Seal
     Ok(out)
 }
 
+/// `len (u32, big-endian) ‖ bytes ‖ zeros` up to a multiple of [`PADDING`].
+fn pad(bytes: &[u8]) -> Result<Vec<u8>, SealError> {
+    let len = u32::try_from(bytes.len())
+        .map_err(|_| SealError::Open("more than 4 GiB to seal".into()))?;
+    let total = (4 + bytes.len()).div_ceil(PADDING) * PADDING;
+    let mut out = Vec::with_capacity(total + AEAD_OVERHEAD);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(bytes);
+    out.resize(total, 0);
+    Ok(out)
+}
+
+fn unpad(mut padded: Vec<u8>, what: &str) -> Result<Vec<u8>, SealError> {
+    let bad = || SealError::Open(format!("{what} is not padded as sealed bytes are"));
+    let len = padded.get(..4).ok_or_else(bad)?;
+    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    if 4 + len > padded.len() {
+        return Err(bad());
+    }
+    padded.truncate(4 + len);
+    padded.drain(..4);
+    Ok(padded)
+}
+
 fn decrypt(key: &[u8; 32], sealed: &[u8], aad: &[u8], what: &str) -> Result<Vec<u8>, SealError> {
-    if sealed.len() < CHUNK_OVERHEAD {
+    if sealed.len() < AEAD_OVERHEAD {
         return Err(SealError::Open(format!(
             "{what} is shorter than its nonce and tag"
         )));
@@ -194,7 +228,7 @@ pub fn seal(
             encrypt(&kek, &key.0, binding.request_id.as_bytes())?,
         ));
     }
-    let ciphertext = encrypt(&key.body_key(), body, &binding.aad())?;
+    let ciphertext = encrypt(&key.body_key(), &pad(body)?, &binding.aad())?;
     Ok((
         Sealed {
             ephemeral: ephemeral_public,
@@ -265,7 +299,7 @@ impl WorkerKey {
             &binding.aad(),
             "the sealed body",
         )?;
-        Ok((body, key))
+        Ok((unpad(body, "the sealed body")?, key))
     }
 }
 
@@ -295,7 +329,7 @@ impl RequestKey {
     ) -> Result<Vec<u8>, SealError> {
         encrypt(
             &self.answer_key(worker),
-            chunk,
+            &pad(chunk)?,
             &Self::chunk_aad(request_id, index),
         )
     }
@@ -308,12 +342,14 @@ impl RequestKey {
         index: u64,
         sealed: &[u8],
     ) -> Result<Vec<u8>, SealError> {
-        decrypt(
+        let what = format!("answer chunk {index}");
+        let padded = decrypt(
             &self.answer_key(worker),
             sealed,
             &Self::chunk_aad(request_id, index),
-            &format!("answer chunk {index}"),
-        )
+            &what,
+        )?;
+        unpad(padded, &what)
     }
 
     /// The salt of the request's receipt digests: the client and every

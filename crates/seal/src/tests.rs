@@ -151,3 +151,27 @@ fn low_order_keys_are_refused() {
         Err(SealError::Key(_))
     ));
 }
+
+#[test]
+fn sealed_lengths_reveal_only_a_multiple_of_the_padding() {
+    let w = WorkerKey::from_secret([1; 32]);
+    let (_, key) = seal(b"x", &binding(), &[w.public()]).unwrap();
+    let lens: Vec<usize> = ["a", "bb", "a longer token", &"z".repeat(200)]
+        .iter()
+        .map(|t| {
+            key.seal_chunk(&w.public(), "req-1", 0, t.as_bytes())
+                .unwrap()
+                .len()
+        })
+        .collect();
+    assert!(lens.iter().all(|l| *l == lens[0]), "{lens:?}");
+    let long = key.seal_chunk(&w.public(), "req-1", 0, &[7; 300]).unwrap();
+    assert_eq!(long.len(), lens[0] + PADDING);
+    assert_eq!(
+        key.open_chunk(&w.public(), "req-1", 0, &long).unwrap(),
+        vec![7; 300]
+    );
+    let (small, _) = seal(b"hi", &binding(), &[w.public()]).unwrap();
+    let (large, _) = seal(&[b'x'; 200], &binding(), &[w.public()]).unwrap();
+    assert_eq!(small.ciphertext.len(), large.ciphertext.len());
+}

@@ -28,6 +28,23 @@ impl Seal {
         Ok(Bytes::from(sealed))
     }
 
+    /// An error message for the client's eyes only: the engine's message
+    /// may quote the request.
+    pub(crate) fn seal_message(&self, message: &str) -> String {
+        let index = cocoon_seal::ERROR_INDEX;
+        match self
+            .key
+            .seal_chunk(&self.worker, &self.request_id, index, message.as_bytes())
+        {
+            Ok(sealed) => format!(
+                "{}{}",
+                cocoon_seal::SEALED_MESSAGE_PREFIX,
+                hex::encode(sealed)
+            ),
+            Err(_) => "the worker could not seal its error message".into(),
+        }
+    }
+
     /// The salt of the request's receipt digests.
     pub(crate) fn salt(&self) -> digest::Salt {
         digest::Salt(self.key.receipt_salt())
@@ -94,6 +111,14 @@ fn open(shared: &Shared, req: &WorkRequest, endpoint: Endpoint) -> Result<Opened
         max_tokens: s.max_tokens,
         deterministic: s.deterministic,
     };
+    // A request for another model is not this worker's to answer, whatever
+    // the proxy's routing says.
+    if s.model != shared.config.model.as_str() {
+        return Err(format!(
+            "the request was sealed for model {:?}; this worker serves {}",
+            s.model, shared.config.model
+        ));
+    }
     let (body, key) = shared
         .e2e
         .open(&ephemeral, &wrapped.wrapped, &s.ciphertext, &binding)

@@ -605,7 +605,7 @@ async fn run_job(
             done.set_usage(c.usage);
             complete(shared, &id, done, facts, digest, out).await;
         }
-        Err((e, sent)) => fail(&id, e, sent, &mut active, out).await,
+        Err((e, sent)) => fail(&id, e, (sent, digest.seal.as_ref()), &mut active, out).await,
     }
 }
 
@@ -679,10 +679,13 @@ async fn complete(
 }
 
 /// Reports an answer the engine could not complete.
+/// `(sent, seal)`: whether part of the answer went out, and, for a sealed
+/// request, its seal: the engine's message may quote the request, so it
+/// goes out sealed to the client, and stays out of the worker's logs.
 async fn fail(
     id: &str,
     e: EngineError,
-    sent: bool,
+    (sent, seal): (bool, Option<&crate::sealed::Seal>),
     active: &mut cocoon_telemetry::ActiveRequest,
     out: &Outbound,
 ) {
@@ -696,11 +699,31 @@ async fn fail(
         EngineError::Failed(_) => (ErrorCode::EngineFailed, 0, "engine_failed"),
         EngineError::BadRequest(_) => (ErrorCode::BadRequest, 0, "bad_request"),
     };
-    tracing::warn!(error = %e, "request failed");
     active.fail(reason);
     let message = match e {
-        EngineError::Rejected { message, .. } => message,
-        other => other.to_string(),
+        EngineError::Rejected { message, .. } if seal.is_some() => {
+            tracing::warn!(
+                reason,
+                "a sealed request failed (its message goes out sealed)"
+            );
+            seal.map(|s| s.seal_message(&message)).unwrap_or_default()
+        }
+        other if seal.is_some() => {
+            tracing::warn!(
+                reason,
+                "a sealed request failed (its message goes out sealed)"
+            );
+            seal.map(|s| s.seal_message(&other.to_string()))
+                .unwrap_or_default()
+        }
+        EngineError::Rejected { message, .. } => {
+            tracing::warn!(error = %message, "request failed");
+            message
+        }
+        other => {
+            tracing::warn!(error = %other, "request failed");
+            other.to_string()
+        }
     };
     let _ = out
         .send(error_event(id, code, message, status, !sent))

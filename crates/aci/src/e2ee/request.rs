@@ -103,6 +103,18 @@ impl Opened {
             )));
         }
         let client_key = parse_public_key("X-Client-Pub-Key", &headers.client_key)?;
+        // A low-order key would fail only when the answer is sealed, after
+        // the request ran and was charged: refuse it now.
+        let probe = x25519_dalek::StaticSecret::from([1u8; 32]);
+        if !probe
+            .diffie_hellman(&x25519_dalek::PublicKey::from(client_key))
+            .was_contributory()
+        {
+            return Err(E2eeError::InvalidPublicKey(
+                "X-Client-Pub-Key is a low-order X25519 point: nothing could be sealed to it"
+                    .into(),
+            ));
+        }
         let model_key = parse_public_key("X-Model-Pub-Key", &headers.model_key)?;
         let key = keys
             .iter()
@@ -215,17 +227,22 @@ impl Sealer {
 /// a request cannot be played twice.
 #[derive(Debug, Default)]
 pub struct ReplayGuard {
-    seen: Mutex<HashMap<ReplayKey, u64>>,
+    /// The tuples seen, with when, and when they were last pruned.
+    seen: Mutex<(HashMap<ReplayKey, u64>, u64)>,
 }
 
 impl ReplayGuard {
     /// Records `opened`'s tuple at `now`, refusing one seen within the
     /// acceptance window (a timestamp may be that far on either side).
     pub fn admit(&self, opened: &Opened, now: u64) -> Result<(), E2eeError> {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let (seen, pruned) = &mut *guard;
         let window = 2 * MAX_SKEW_SECS;
-        if seen.len() > 4096 {
+        // Expired tuples go once a second at most: a flood of requests
+        // costs one pass per second, not one per request.
+        if seen.len() > 4096 && now > *pruned {
             seen.retain(|_, at| now.saturating_sub(*at) <= window);
+            *pruned = now;
         }
         match seen.get(&opened.replay) {
             Some(at) if now.saturating_sub(*at) <= window => Err(E2eeError::ReplayDetected),

@@ -53,6 +53,16 @@ impl Aci {
     }
 }
 
+/// Who may read a request's receipt besides the operator: the account of
+/// the key (or Telegram user) that made it; `operator` for the operator's
+/// own; nobody in particular (anyone) on an open API.
+pub(crate) fn receipt_owner(who: &crate::access::Principal) -> Option<String> {
+    match who {
+        crate::access::Principal::Operator => Some("operator".into()),
+        other => other.account(),
+    }
+}
+
 /// A bounded map: the oldest entries go first.
 #[derive(Debug)]
 pub(crate) struct Kept<T> {

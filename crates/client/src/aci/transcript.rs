@@ -83,7 +83,6 @@ pub(crate) struct Transcript {
 impl Transcript {
     /// A request whose body, as received (restored from E2EE), is `received`.
     pub(crate) fn new(
-        id: &RequestId,
         endpoint: Endpoint,
         model: &str,
         received: &[u8],
@@ -91,7 +90,9 @@ impl Transcript {
         account: Option<String>,
     ) -> Self {
         Transcript {
-            receipt_id: format!("rcpt-{id}"),
+            // Not the network's request id, which the proxy knows: only
+            // the app that got the response can name its receipt.
+            receipt_id: format!("rcpt-{}", RequestId::generate()),
             endpoint,
             model: model.to_owned(),
             account,
@@ -116,9 +117,18 @@ impl Transcript {
         shared: &Shared,
         worker: &Worker,
         assigned: Option<&Assigned>,
+        sealed: bool,
     ) {
         let name = assigned.map(|a| a.worker_id.as_str()).unwrap_or("");
         self.upstream = Some(match worker {
+            // The worker was verified, but the channel it binds (its
+            // end-to-end key) was not used: the proxy read the request.
+            Worker::Verified { .. } if !sealed => failed(
+                &self.model,
+                name,
+                "sent to the proxy in the clear (cocoon.e2e \"off\"): the worker was verified, not the channel to it",
+                false,
+            ),
             Worker::Verified {
                 identity,
                 certificate,
@@ -155,6 +165,7 @@ impl Transcript {
                 "image_hash": known(&a.worker_image_hash),
                 "model_hash": known(&a.model_hash),
                 "coefficient": a.coefficient,
+                "sealed_to_worker": sealed,
             }));
         }
     }

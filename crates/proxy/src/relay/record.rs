@@ -1,15 +1,15 @@
-//! Test builds only (the `relay-record` feature): every message the proxy
-//! relays, appended to the file `COCOON_RELAY_RECORD` names, so a test can
-//! show what an operator who reads the proxy's memory would see. Without
-//! the feature this is nothing at all.
+//! Test builds only (the `relay-record` feature, in a debug build): every
+//! message the proxy relays, appended to the file `COCOON_RELAY_RECORD`
+//! names, so a test can show what an operator who reads the proxy's memory
+//! would see. Otherwise this is nothing at all.
 
 /// Records the message `encode` gives, when recording.
-#[cfg(not(feature = "relay-record"))]
+#[cfg(not(all(feature = "relay-record", debug_assertions)))]
 #[inline(always)]
 pub(crate) fn relayed(_encode: impl FnOnce() -> Vec<u8>) {}
 
 /// Records the message `encode` gives, when recording.
-#[cfg(feature = "relay-record")]
+#[cfg(all(feature = "relay-record", debug_assertions))]
 pub(crate) fn relayed(encode: impl FnOnce() -> Vec<u8>) {
     use std::io::Write;
     use std::sync::{Mutex, OnceLock};

@@ -3,8 +3,10 @@
 // the attested E2EE key (E2EE v2: X25519, HKDF-SHA256, AES-256-GCM, the
 // field path and request bound in the associated data), opens the answer's
 // fields, and verifies the signed ACI receipt over the exact bytes sent
-// and received. Nothing here trusts the server's word: every binding is
-// recomputed.
+// and received. Every binding the page can compute it recomputes (the
+// keyset's digest, the nonce in the report data, the receipt's signature
+// and hashes); the quote's own signature is for a verifier that knows the
+// TEE (`cocoon attest verify`, or any ACI verifier), not for this page.
 "use strict";
 
 const Aci = (() => {
