@@ -545,7 +545,7 @@ async fn dispatch(
         }
         .into_response());
     }
-    let seal = || crate::e2e::seal(shared, id.as_str(), endpoint, v);
+    let seal = |fresh| crate::e2e::seal(shared, id.as_str(), endpoint, v, fresh);
     let unsealable = |active: &mut ActiveRequest, e: crate::e2e::CannotSeal| {
         active.fail(e.reason());
         match e {
@@ -555,7 +555,7 @@ async fn dispatch(
             other => other.into_error().into_response(),
         }
     };
-    let mut sealed = seal().await.map_err(|e| unsealable(active, e))?;
+    let mut sealed = seal(false).await.map_err(|e| unsealable(active, e))?;
     let mut resealed = false;
     loop {
         let request = infer_request(shared, endpoint, id, v, sealed.as_ref());
@@ -578,7 +578,7 @@ async fn dispatch(
         if sealed.is_some() && workers_left && !resealed {
             resealed = true;
             // None to seal to any more: the proxy's error stands.
-            if let Ok(Some(again)) = seal().await {
+            if let Ok(Some(again)) = seal(true).await {
                 finish(&mut events).await;
                 tracing::info!("the workers the request was sealed to left; sealing it again");
                 sealed = Some(again);

@@ -24,6 +24,35 @@ struct Candidate {
     coefficient: u32,
 }
 
+/// How long a verified roster is reused: under load one serves many
+/// requests; a worker that joined since is found on a retry, which asks
+/// again.
+const ROSTER_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Verified rosters, by model, with when they were asked for.
+#[derive(Debug, Default)]
+pub(crate) struct Rosters {
+    by_model:
+        std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Vec<Candidate>)>>,
+}
+
+impl Rosters {
+    fn get(&self, model: &str) -> Option<Vec<Candidate>> {
+        let map = self.by_model.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(model)
+            .filter(|(at, _)| at.elapsed() < ROSTER_TTL)
+            .map(|(_, c)| c.clone())
+    }
+
+    fn put(&self, model: &str, candidates: &[Candidate]) {
+        let mut map = self.by_model.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(
+            model.to_owned(),
+            (std::time::Instant::now(), candidates.to_vec()),
+        );
+    }
+}
+
 /// Most workers one request is sealed to (the proxy refuses more).
 const MAX_SEALED_TO: usize = 64;
 
@@ -40,7 +69,17 @@ pub(crate) struct Sealed {
 /// The workers serving `model` now that this client verified (each
 /// certificate once) and can seal to; empty when it can verify none. Asked
 /// for each request: a roster kept longer misses workers that just joined.
-async fn candidates(shared: &Shared, model: &str) -> Result<Vec<Candidate>, CannotSeal> {
+/// `fresh`: ask the proxy even if a recent roster is known.
+async fn candidates(
+    shared: &Shared,
+    model: &str,
+    fresh: bool,
+) -> Result<Vec<Candidate>, CannotSeal> {
+    if !fresh {
+        if let Some(known) = shared.rosters.get(model) {
+            return Ok(known);
+        }
+    }
     let mut proxy = shared.proxy.clone();
     let request = RosterRequest {
         model: model.to_owned(),
@@ -58,10 +97,9 @@ async fn candidates(shared: &Shared, model: &str) -> Result<Vec<Candidate>, Cann
         {
             Some(Ok(identity)) => {
                 if let Some(key) = identity.attestation().e2e_key {
-                    use base64::Engine;
-                    let der = base64::engine::general_purpose::STANDARD.encode(&e.certificate);
                     let sessions = &shared.aci.sessions;
-                    let session = sessions.for_worker(&e.worker_id, model, &identity, &der);
+                    let der = crate::aci::Certificate::Der(&e.certificate);
+                    let session = sessions.for_worker(&e.worker_id, model, &identity, der);
                     verified.push(Candidate {
                         name: e.worker_id,
                         key,
@@ -81,6 +119,7 @@ async fn candidates(shared: &Shared, model: &str) -> Result<Vec<Candidate>, Cann
             None => break,
         }
     }
+    shared.rosters.put(model, &verified);
     Ok(verified)
 }
 
@@ -152,13 +191,15 @@ impl CannotSeal {
 
 /// Seals `v`'s body to the verified workers serving its model, as its
 /// mode asks: `None` to send it in the clear.
+/// `fresh`: with the roster asked for anew (the last one's workers left).
 pub(crate) async fn seal(
     shared: &Shared,
     request_id: &str,
     endpoint: cocoon_core::Endpoint,
     v: &Validated,
+    fresh: bool,
 ) -> Result<Option<Sealed>, CannotSeal> {
-    let Some(candidates) = chosen(shared, v).await? else {
+    let Some(candidates) = chosen(shared, v, fresh).await? else {
         return Ok(None);
     };
     let max_tokens = v.max_tokens.unwrap_or(0);
@@ -201,7 +242,11 @@ pub(crate) async fn seal(
 /// The workers to seal `v` to (the cheapest, at most as many as the proxy
 /// accepts), as its mode and pinned sessions allow; `None` to send it in
 /// the clear.
-async fn chosen(shared: &Shared, v: &Validated) -> Result<Option<Vec<Candidate>>, CannotSeal> {
+async fn chosen(
+    shared: &Shared,
+    v: &Validated,
+    fresh: bool,
+) -> Result<Option<Vec<Candidate>>, CannotSeal> {
     // Pinned sessions are enforced by sealing to their workers alone.
     let pinned = v.serving.sessions.as_ref();
     let mode = match (pinned, v.controls.e2e) {
@@ -216,7 +261,7 @@ async fn chosen(shared: &Shared, v: &Validated) -> Result<Option<Vec<Candidate>>
     if mode == E2eMode::Off {
         return Ok(None);
     }
-    let mut candidates = candidates(shared, v.model.as_str()).await?;
+    let mut candidates = candidates(shared, v.model.as_str(), fresh).await?;
     if let Some(ids) = pinned {
         candidates.retain(|c| c.session.as_ref().is_some_and(|s| ids.contains(s)));
         if candidates.is_empty() {
@@ -256,9 +301,7 @@ impl Sealed {
     pub(crate) fn opener(&self, worker: Option<[u8; 32]>) -> Option<Opener> {
         let worker = worker.filter(|w| self.to.contains(w))?;
         Some(Opener {
-            key: self.key.clone(),
-            worker,
-            request_id: self.request_id.clone(),
+            answer: self.key.answer(&worker, &self.request_id),
             next: 0,
         })
     }
@@ -267,9 +310,7 @@ impl Sealed {
 /// Opens one worker's sealed answer, chunk by chunk, in order.
 #[derive(Debug)]
 pub(crate) struct Opener {
-    key: RequestKey,
-    worker: [u8; 32],
-    request_id: String,
+    answer: cocoon_seal::AnswerKey,
     next: u64,
 }
 
@@ -278,19 +319,13 @@ impl Opener {
     /// one, or does not open.
     pub(crate) fn open_error(&self, message: &str) -> Option<String> {
         let sealed = hex::decode(message.strip_prefix(cocoon_seal::SEALED_MESSAGE_PREFIX)?).ok()?;
-        let index = cocoon_seal::ERROR_INDEX;
-        let plain = self
-            .key
-            .open_chunk(&self.worker, &self.request_id, index, &sealed)
-            .ok()?;
+        let plain = self.answer.open(cocoon_seal::ERROR_INDEX, &sealed).ok()?;
         String::from_utf8(plain).ok()
     }
 
     /// Opens the next chunk.
     pub(crate) fn open(&mut self, sealed: &[u8]) -> Result<Bytes, cocoon_seal::SealError> {
-        let plain = self
-            .key
-            .open_chunk(&self.worker, &self.request_id, self.next, sealed)?;
+        let plain = self.answer.open(self.next, sealed)?;
         self.next += 1;
         Ok(Bytes::from(plain))
     }

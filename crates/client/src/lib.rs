@@ -152,6 +152,8 @@ pub(crate) struct Shared {
     pub(crate) attestation: attestation::WorkersSeen,
     /// This client as an ACI service: its keys, receipts and sessions.
     pub(crate) aci: aci::Aci,
+    /// The workers requests are sealed to, verified, by model.
+    pub(crate) rosters: e2e::Rosters,
     /// Who pays.
     pub(crate) address: tycho_types::models::StdAddr,
     /// Vouchers and trust in the proxy's accounting.
@@ -232,6 +234,7 @@ impl Client {
             proxy_verifier: verifier,
             attestation: attestation::WorkersSeen::default(),
             aci,
+            rosters: e2e::Rosters::default(),
 
             address,
             payments: payments::ClientPayments::default(),

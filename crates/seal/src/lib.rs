@@ -133,28 +133,44 @@ fn random<const N: usize>() -> Result<[u8; N], SealError> {
     Ok(out)
 }
 
-/// `nonce ‖ AES-GCM(key, nonce, plaintext, aad)` with a random nonce.
-fn encrypt(key: &[u8; 32], plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, SealError> {
+/// `nonce ‖ AES-GCM(key, nonce, plaintext, aad)` with a random nonce, the
+/// plaintext padded when `padded`.
+fn encrypt(
+    key: &LessSafeKey,
+    plaintext: &[u8],
+    aad: &[u8],
+    padded: bool,
+) -> Result<Vec<u8>, SealError> {
     let iv: [u8; 12] = random()?;
-    let mut buf = plaintext.to_vec();
-    aead(key)
-        .seal_in_place_append_tag(Nonce::assume_unique_for_key(iv), Aad::from(aad), &mut buf)
+    let mut out = Vec::with_capacity(plaintext.len() + PADDING + AEAD_OVERHEAD);
+    out.extend_from_slice(&iv);
+    if padded {
+        pad_into(plaintext, &mut out)?;
+    } else {
+        out.extend_from_slice(plaintext);
+    }
+    let tag = key
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(iv),
+            Aad::from(aad),
+            &mut out[12..],
+        )
         .map_err(|_| SealError::Open("AES-GCM refused to seal".into()))?;
-    let mut out = iv.to_vec();
-    out.extend_from_slice(&buf);
+    out.extend_from_slice(tag.as_ref());
     Ok(out)
 }
 
-/// `len (u32, big-endian) ‖ bytes ‖ zeros` up to a multiple of [`PADDING`].
-fn pad(bytes: &[u8]) -> Result<Vec<u8>, SealError> {
+/// Appends `len (u32, big-endian) ‖ bytes ‖ zeros` up to a multiple of
+/// [`PADDING`].
+fn pad_into(bytes: &[u8], out: &mut Vec<u8>) -> Result<(), SealError> {
     let len = u32::try_from(bytes.len())
         .map_err(|_| SealError::Open("more than 4 GiB to seal".into()))?;
     let total = (4 + bytes.len()).div_ceil(PADDING) * PADDING;
-    let mut out = Vec::with_capacity(total + AEAD_OVERHEAD);
+    let start = out.len();
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(bytes);
-    out.resize(total, 0);
-    Ok(out)
+    out.resize(start + total, 0);
+    Ok(())
 }
 
 fn unpad(mut padded: Vec<u8>, what: &str) -> Result<Vec<u8>, SealError> {
@@ -169,7 +185,7 @@ fn unpad(mut padded: Vec<u8>, what: &str) -> Result<Vec<u8>, SealError> {
     Ok(padded)
 }
 
-fn decrypt(key: &[u8; 32], sealed: &[u8], aad: &[u8], what: &str) -> Result<Vec<u8>, SealError> {
+fn decrypt(key: &LessSafeKey, sealed: &[u8], aad: &[u8], what: &str) -> Result<Vec<u8>, SealError> {
     if sealed.len() < AEAD_OVERHEAD {
         return Err(SealError::Open(format!(
             "{what} is shorter than its nonce and tag"
@@ -178,7 +194,7 @@ fn decrypt(key: &[u8; 32], sealed: &[u8], aad: &[u8], what: &str) -> Result<Vec<
     let (iv, body) = sealed.split_at(12);
     let iv = <[u8; 12]>::try_from(iv).map_err(|_| SealError::Open(what.to_owned()))?;
     let mut buf = body.to_vec();
-    let plain = aead(key)
+    let plain = key
         .open_in_place(Nonce::assume_unique_for_key(iv), Aad::from(aad), &mut buf)
         .map_err(|_| {
             SealError::Open(format!(
@@ -223,12 +239,10 @@ pub fn seal(
             &ephemeral_public,
             worker,
         );
-        keys.push((
-            *worker,
-            encrypt(&kek, &key.0, binding.request_id.as_bytes())?,
-        ));
+        let wrapped = encrypt(&aead(&kek), &key.0, binding.request_id.as_bytes(), false)?;
+        keys.push((*worker, wrapped));
     }
-    let ciphertext = encrypt(&key.body_key(), &pad(body)?, &binding.aad())?;
+    let ciphertext = encrypt(&aead(&key.body_key()), body, &binding.aad(), true)?;
     Ok((
         Sealed {
             ephemeral: ephemeral_public,
@@ -284,7 +298,7 @@ impl WorkerKey {
             &self.public,
         );
         let raw = decrypt(
-            &kek,
+            &aead(&kek),
             wrapped,
             binding.request_id.as_bytes(),
             "the wrapped request key",
@@ -294,7 +308,7 @@ impl WorkerKey {
             SealError::Unwrap(format!("the request key is {} bytes, not 32", raw.len()))
         })?);
         let body = decrypt(
-            &key.body_key(),
+            &aead(&key.body_key()),
             ciphertext,
             &binding.aad(),
             "the sealed body",
@@ -308,15 +322,13 @@ impl RequestKey {
         hkdf(&self.0, &[BODY_INFO])
     }
 
-    fn answer_key(&self, worker: &[u8; 32]) -> [u8; 32] {
-        hkdf(&self.0, &[ANSWER_INFO, worker])
-    }
-
-    fn chunk_aad(request_id: &str, index: u64) -> Vec<u8> {
-        let mut aad = CHUNK_DOMAIN.to_vec();
-        aad.extend_from_slice(&index.to_be_bytes());
-        aad.extend_from_slice(request_id.as_bytes());
-        aad
+    /// The key one worker seals its answer's chunks with, derived once
+    /// for all of them.
+    pub fn answer(&self, worker: &[u8; 32], request_id: &str) -> AnswerKey {
+        AnswerKey {
+            key: aead(&hkdf(&self.0, &[ANSWER_INFO, worker])),
+            request_id: request_id.to_owned(),
+        }
     }
 
     /// Seals chunk `index` of the answer of the worker whose key is `worker`.
@@ -327,11 +339,7 @@ impl RequestKey {
         index: u64,
         chunk: &[u8],
     ) -> Result<Vec<u8>, SealError> {
-        encrypt(
-            &self.answer_key(worker),
-            &pad(chunk)?,
-            &Self::chunk_aad(request_id, index),
-        )
+        self.answer(worker, request_id).seal(index, chunk)
     }
 
     /// Opens chunk `index` of the answer of the worker whose key is `worker`.
@@ -342,20 +350,49 @@ impl RequestKey {
         index: u64,
         sealed: &[u8],
     ) -> Result<Vec<u8>, SealError> {
-        let what = format!("answer chunk {index}");
-        let padded = decrypt(
-            &self.answer_key(worker),
-            sealed,
-            &Self::chunk_aad(request_id, index),
-            &what,
-        )?;
-        unpad(padded, &what)
+        self.answer(worker, request_id).open(index, sealed)
     }
 
     /// The salt of the request's receipt digests: the client and every
     /// worker that opened the request derive it alike; the proxy cannot.
     pub fn receipt_salt(&self) -> [u8; 32] {
         hkdf(&self.0, &[SALT_INFO])
+    }
+}
+
+/// One worker's answer key for one request.
+pub struct AnswerKey {
+    key: LessSafeKey,
+    request_id: String,
+}
+
+impl std::fmt::Debug for AnswerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnswerKey")
+            .field("request_id", &self.request_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AnswerKey {
+    fn aad(&self, index: u64) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(CHUNK_DOMAIN.len() + 8 + self.request_id.len());
+        aad.extend_from_slice(CHUNK_DOMAIN);
+        aad.extend_from_slice(&index.to_be_bytes());
+        aad.extend_from_slice(self.request_id.as_bytes());
+        aad
+    }
+
+    /// Seals chunk `index`, padded.
+    pub fn seal(&self, index: u64, chunk: &[u8]) -> Result<Vec<u8>, SealError> {
+        encrypt(&self.key, chunk, &self.aad(index), true)
+    }
+
+    /// Opens chunk `index`.
+    pub fn open(&self, index: u64, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        let what = format!("answer chunk {index}");
+        let padded = decrypt(&self.key, sealed, &self.aad(index), &what)?;
+        unpad(padded, &what)
     }
 }
 

@@ -6,24 +6,21 @@ use bytes::Bytes;
 use cocoon_core::Endpoint;
 use cocoon_proto::WorkRequest;
 use cocoon_receipt::digest;
-use cocoon_seal::{Binding, RequestKey, SealError};
+use cocoon_seal::{Binding, SealError};
 
 use crate::Shared;
 
 /// Seals one request's answer.
 pub(crate) struct Seal {
-    key: RequestKey,
-    worker: [u8; 32],
-    request_id: String,
+    answer: cocoon_seal::AnswerKey,
+    salt: digest::Salt,
     next: u64,
 }
 
 impl Seal {
     /// Seals the next chunk of the answer.
     pub(crate) fn seal(&mut self, chunk: &[u8]) -> Result<Bytes, SealError> {
-        let sealed = self
-            .key
-            .seal_chunk(&self.worker, &self.request_id, self.next, chunk)?;
+        let sealed = self.answer.seal(self.next, chunk)?;
         self.next += 1;
         Ok(Bytes::from(sealed))
     }
@@ -31,10 +28,9 @@ impl Seal {
     /// An error message for the client's eyes only: the engine's message
     /// may quote the request.
     pub(crate) fn seal_message(&self, message: &str) -> String {
-        let index = cocoon_seal::ERROR_INDEX;
         match self
-            .key
-            .seal_chunk(&self.worker, &self.request_id, index, message.as_bytes())
+            .answer
+            .seal(cocoon_seal::ERROR_INDEX, message.as_bytes())
         {
             Ok(sealed) => format!(
                 "{}{}",
@@ -47,7 +43,7 @@ impl Seal {
 
     /// The salt of the request's receipt digests.
     pub(crate) fn salt(&self) -> digest::Salt {
-        digest::Salt(self.key.receipt_salt())
+        self.salt
     }
 }
 
@@ -125,9 +121,8 @@ fn open(shared: &Shared, req: &WorkRequest, endpoint: Endpoint) -> Result<Opened
         .map_err(|e| format!("the sealed request does not open: {e}"))?;
     agrees(&body, &binding)?;
     let seal = Seal {
-        key,
-        worker: me,
-        request_id: req.request_id.clone(),
+        answer: key.answer(&me, &req.request_id),
+        salt: digest::Salt(key.receipt_salt()),
         next: 0,
     };
     Ok(Opened {

@@ -19,6 +19,7 @@ use axum::response::Response;
 use cocoon_aci::e2ee::ReplayGuard;
 
 pub(crate) use identity::KeyGenError;
+pub(crate) use sessions::Certificate;
 pub(crate) use transcript::{open_request, Transcript};
 
 use crate::Shared;

@@ -19,6 +19,16 @@ use crate::Shared;
 /// Names the checks that built the sessions.
 const VERIFIER_ID: &str = "cocoon-client/ra-tls/1";
 
+/// A worker's certificate, in whichever form the caller holds it: only a
+/// session's first sight of it needs the bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Certificate<'a> {
+    /// DER.
+    Der(&'a [u8]),
+    /// Base64 of the DER.
+    Base64(&'a str),
+}
+
 /// A stored session.
 #[derive(Debug)]
 struct Stored {
@@ -49,7 +59,7 @@ impl Sessions {
         worker_id: &str,
         model: &str,
         identity: &WorkerIdentity,
-        certificate_b64: &str,
+        certificate: Certificate<'_>,
     ) -> Option<String> {
         let cert_sha = identity.certificate_sha256().to_owned();
         let known = self
@@ -61,9 +71,12 @@ impl Sessions {
         if let Some(id) = known.filter(|id| self.by_id.get(id).is_some()) {
             return Some(id);
         }
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(certificate_b64)
-            .ok()?;
+        let der = match certificate {
+            Certificate::Der(der) => der.to_vec(),
+            Certificate::Base64(b64) => {
+                base64::engine::general_purpose::STANDARD.decode(b64).ok()?
+            }
+        };
         let session = document(worker_id, identity, &der);
         let id = session.id().ok()?;
         let document = serde_json::to_value(&session).ok()?;

@@ -11,6 +11,7 @@ use cocoon_core::{Endpoint, RequestId};
 use cocoon_proto::{Assigned, Completion};
 use serde_json::{json, Value};
 
+use super::sessions::Certificate;
 use crate::openai::ApiError;
 use crate::receipts::Worker;
 use crate::Shared;
@@ -136,7 +137,7 @@ impl Transcript {
                 match shared
                     .aci
                     .sessions
-                    .for_worker(name, &self.model, identity, certificate)
+                    .for_worker(name, &self.model, identity, Certificate::Base64(certificate))
                 {
                     Some(session) => {
                         json!({"type": "upstream.verified", "result": "verified", "required": true, "model_id": self.model, "session_id": session})
