@@ -29,14 +29,34 @@ struct Candidate {
 /// again.
 const ROSTER_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Verified rosters, by model, with when they were asked for.
+/// How long one ephemeral key seals requests: the X25519 agreement with a
+/// worker is made once in that time, each request still drawing its own
+/// request key.
+const SENDER_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Verified rosters, by model, with when they were asked for; and the
+/// current ephemeral key.
 #[derive(Debug, Default)]
 pub(crate) struct Rosters {
+    sender: std::sync::Mutex<Option<(std::time::Instant, std::sync::Arc<cocoon_seal::Sender>)>>,
     by_model:
         std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Vec<Candidate>)>>,
 }
 
 impl Rosters {
+    /// The ephemeral key of the current window.
+    fn sender(&self) -> Result<std::sync::Arc<cocoon_seal::Sender>, cocoon_seal::SealError> {
+        let mut current = self.sender.lock().unwrap_or_else(|p| p.into_inner());
+        match &*current {
+            Some((at, s)) if at.elapsed() < SENDER_WINDOW => Ok(s.clone()),
+            _ => {
+                let s = std::sync::Arc::new(cocoon_seal::Sender::generate()?);
+                *current = Some((std::time::Instant::now(), s.clone()));
+                Ok(s)
+            }
+        }
+    }
+
     fn get(&self, model: &str) -> Option<Vec<Candidate>> {
         let map = self.by_model.lock().unwrap_or_else(|p| p.into_inner());
         map.get(model)
@@ -213,8 +233,10 @@ pub(crate) async fn seal(
         deterministic,
     };
     let to: Vec<[u8; 32]> = candidates.iter().map(|c| c.key).collect();
-    let (sealed, key) = cocoon_seal::seal(&v.body, &binding, &to)
-        .map_err(|e| CannotSeal::Unavailable(e.to_string()))?;
+    let unavailable = |e: cocoon_seal::SealError| CannotSeal::Unavailable(e.to_string());
+    let sender = shared.rosters.sender().map_err(unavailable)?;
+    let (sealed, key) =
+        cocoon_seal::seal_from(&sender, &v.body, &binding, &to).map_err(unavailable)?;
     tracing::debug!(workers = ?candidates.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), "sealed end to end");
     let body = SealedBody {
         ephemeral_key: sealed.ephemeral.to_vec().into(),

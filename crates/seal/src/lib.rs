@@ -223,22 +223,74 @@ fn wrap_key(shared: &[u8; 32], ephemeral: &[u8; 32], worker: &[u8; 32]) -> [u8; 
     hkdf(shared, &[WRAP_INFO, ephemeral, worker])
 }
 
-/// Seals `body` for the workers whose end-to-end keys are `workers`.
+/// Most key-encryption keys a sender or a worker keeps.
+const KEPT_KEKS: usize = 4096;
+
+/// A client's ephemeral X25519 key, used for the requests of a short
+/// window: the X25519 agreement with each worker is made once per window,
+/// not per request. Every request still draws its own request key, wrapped
+/// under the window's key-encryption key with a random nonce.
+pub struct Sender {
+    secret: StaticSecret,
+    public: [u8; 32],
+    keks: std::sync::Mutex<std::collections::HashMap<[u8; 32], [u8; 32]>>,
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sender({})", hex32(&self.public))
+    }
+}
+
+impl Sender {
+    /// A fresh ephemeral key.
+    pub fn generate() -> Result<Self, SealError> {
+        let secret = StaticSecret::from(random::<32>()?);
+        let public = PublicKey::from(&secret).to_bytes();
+        Ok(Sender {
+            secret,
+            public,
+            keks: Default::default(),
+        })
+    }
+
+    fn kek(&self, worker: &[u8; 32]) -> Result<[u8; 32], SealError> {
+        let mut keks = self.keks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = keks.get(worker) {
+            return Ok(*k);
+        }
+        let kek = wrap_key(&shared_secret(&self.secret, worker)?, &self.public, worker);
+        if keks.len() >= KEPT_KEKS {
+            keks.clear();
+        }
+        keks.insert(*worker, kek);
+        Ok(kek)
+    }
+}
+
+/// Seals `body` for the workers whose end-to-end keys are `workers`, with a
+/// fresh ephemeral key.
 pub fn seal(
     body: &[u8],
     binding: &Binding<'_>,
     workers: &[[u8; 32]],
 ) -> Result<(Sealed, RequestKey), SealError> {
+    seal_from(&Sender::generate()?, body, binding, workers)
+}
+
+/// Seals `body` for the workers whose end-to-end keys are `workers`, from
+/// `sender`'s ephemeral key.
+pub fn seal_from(
+    sender: &Sender,
+    body: &[u8],
+    binding: &Binding<'_>,
+    workers: &[[u8; 32]],
+) -> Result<(Sealed, RequestKey), SealError> {
     let key = RequestKey(random()?);
-    let ephemeral = StaticSecret::from(random::<32>()?);
-    let ephemeral_public = PublicKey::from(&ephemeral).to_bytes();
+    let ephemeral_public = sender.public;
     let mut keys = Vec::with_capacity(workers.len());
     for worker in workers {
-        let kek = wrap_key(
-            &shared_secret(&ephemeral, worker)?,
-            &ephemeral_public,
-            worker,
-        );
+        let kek = sender.kek(worker)?;
         let wrapped = encrypt(&aead(&kek), &key.0, binding.request_id.as_bytes(), false)?;
         keys.push((*worker, wrapped));
     }
@@ -257,6 +309,8 @@ pub fn seal(
 pub struct WorkerKey {
     secret: StaticSecret,
     public: [u8; 32],
+    /// Key-encryption keys by the client's ephemeral key.
+    keks: std::sync::Mutex<std::collections::HashMap<[u8; 32], [u8; 32]>>,
 }
 
 impl std::fmt::Debug for WorkerKey {
@@ -275,7 +329,28 @@ impl WorkerKey {
     pub fn from_secret(secret: [u8; 32]) -> Self {
         let secret = StaticSecret::from(secret);
         let public = PublicKey::from(&secret).to_bytes();
-        WorkerKey { secret, public }
+        WorkerKey {
+            secret,
+            public,
+            keks: Default::default(),
+        }
+    }
+
+    fn kek(&self, ephemeral: &[u8; 32]) -> Result<[u8; 32], SealError> {
+        let mut keks = self.keks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = keks.get(ephemeral) {
+            return Ok(*k);
+        }
+        let kek = wrap_key(
+            &shared_secret(&self.secret, ephemeral)?,
+            ephemeral,
+            &self.public,
+        );
+        if keks.len() >= KEPT_KEKS {
+            keks.clear();
+        }
+        keks.insert(*ephemeral, kek);
+        Ok(kek)
     }
 
     /// The public key its certificate's claims name.
@@ -292,11 +367,7 @@ impl WorkerKey {
         ciphertext: &[u8],
         binding: &Binding<'_>,
     ) -> Result<(Vec<u8>, RequestKey), SealError> {
-        let kek = wrap_key(
-            &shared_secret(&self.secret, ephemeral)?,
-            ephemeral,
-            &self.public,
-        );
+        let kek = self.kek(ephemeral)?;
         let raw = decrypt(
             &aead(&kek),
             wrapped,

@@ -175,3 +175,29 @@ fn sealed_lengths_reveal_only_a_multiple_of_the_padding() {
     let (large, _) = seal(&[b'x'; 200], &binding(), &[w.public()]).unwrap();
     assert_eq!(small.ciphertext.len(), large.ciphertext.len());
 }
+
+#[test]
+fn one_sender_seals_many_requests_each_under_its_own_key() {
+    let w = WorkerKey::from_secret([1; 32]);
+    let sender = Sender::generate().unwrap();
+    let (a, ka) = seal_from(&sender, b"first", &binding(), &[w.public()]).unwrap();
+    let (b, kb) = seal_from(&sender, b"second", &binding(), &[w.public()]).unwrap();
+    assert_eq!(a.ephemeral, b.ephemeral, "one ephemeral key for the window");
+    assert_ne!(ka, kb, "a request key per request");
+    assert_ne!(a.keys[0].1, b.keys[0].1);
+    for (sealed, body) in [(&a, &b"first"[..]), (&b, &b"second"[..])] {
+        let (opened, _) = w
+            .open(
+                &sealed.ephemeral,
+                &sealed.keys[0].1,
+                &sealed.ciphertext,
+                &binding(),
+            )
+            .unwrap();
+        assert_eq!(opened, body);
+    }
+    // Another request's wrapped key does not open this one's body.
+    assert!(w
+        .open(&a.ephemeral, &b.keys[0].1, &a.ciphertext, &binding())
+        .is_err());
+}

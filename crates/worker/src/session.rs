@@ -499,7 +499,7 @@ struct AnswerDigest {
     stream: digest::StreamDigest,
     /// A whole answer's body.
     whole: Vec<u8>,
-    /// A deterministic or sealed stream's chunks, for its content digest.
+    /// A deterministic stream's chunks, for its content digest.
     chunks: Vec<bytes::Bytes>,
     seal: Option<crate::sealed::Seal>,
     salt: Option<digest::Salt>,
@@ -555,12 +555,13 @@ impl AnswerDigest {
             true => digest::content_salted(true, &self.chunks, salt),
             false => digest::content_salted(false, &[&self.whole], salt),
         };
-        let mac = if salt.is_some() {
-            content(())
-        } else {
-            String::new()
-        };
+        // Replicas (which the client seeds) compare it; an answer sampled
+        // at random has nothing to agree on.
         let content = facts.deterministic.then(|| content(()));
+        let mac = match (&content, salt) {
+            (Some(c), Some(_)) => c.clone(),
+            _ => String::new(),
+        };
         (answer, content, mac)
     }
 }
