@@ -226,6 +226,30 @@ fn wrap_key(shared: &[u8; 32], ephemeral: &[u8; 32], worker: &[u8; 32]) -> [u8; 
 /// Most key-encryption keys a sender or a worker keeps.
 const KEPT_KEKS: usize = 4096;
 
+/// Key-encryption keys by the other side's public key: the X25519
+/// agreement behind each is made once, for as long as it is kept.
+#[derive(Default)]
+struct Keks(std::sync::Mutex<std::collections::HashMap<[u8; 32], [u8; 32]>>);
+
+impl Keks {
+    fn get_or_derive(
+        &self,
+        peer: &[u8; 32],
+        derive: impl FnOnce() -> Result<[u8; 32], SealError>,
+    ) -> Result<[u8; 32], SealError> {
+        let mut keks = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = keks.get(peer) {
+            return Ok(*k);
+        }
+        let kek = derive()?;
+        if keks.len() >= KEPT_KEKS {
+            keks.clear();
+        }
+        keks.insert(*peer, kek);
+        Ok(kek)
+    }
+}
+
 /// A client's ephemeral X25519 key, used for the requests of a short
 /// window: the X25519 agreement with each worker is made once per window,
 /// not per request. Every request still draws its own request key, wrapped
@@ -233,7 +257,7 @@ const KEPT_KEKS: usize = 4096;
 pub struct Sender {
     secret: StaticSecret,
     public: [u8; 32],
-    keks: std::sync::Mutex<std::collections::HashMap<[u8; 32], [u8; 32]>>,
+    keks: Keks,
 }
 
 impl std::fmt::Debug for Sender {
@@ -255,16 +279,13 @@ impl Sender {
     }
 
     fn kek(&self, worker: &[u8; 32]) -> Result<[u8; 32], SealError> {
-        let mut keks = self.keks.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(k) = keks.get(worker) {
-            return Ok(*k);
-        }
-        let kek = wrap_key(&shared_secret(&self.secret, worker)?, &self.public, worker);
-        if keks.len() >= KEPT_KEKS {
-            keks.clear();
-        }
-        keks.insert(*worker, kek);
-        Ok(kek)
+        self.keks.get_or_derive(worker, || {
+            Ok(wrap_key(
+                &shared_secret(&self.secret, worker)?,
+                &self.public,
+                worker,
+            ))
+        })
     }
 }
 
@@ -310,7 +331,7 @@ pub struct WorkerKey {
     secret: StaticSecret,
     public: [u8; 32],
     /// Key-encryption keys by the client's ephemeral key.
-    keks: std::sync::Mutex<std::collections::HashMap<[u8; 32], [u8; 32]>>,
+    keks: Keks,
 }
 
 impl std::fmt::Debug for WorkerKey {
@@ -337,20 +358,10 @@ impl WorkerKey {
     }
 
     fn kek(&self, ephemeral: &[u8; 32]) -> Result<[u8; 32], SealError> {
-        let mut keks = self.keks.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(k) = keks.get(ephemeral) {
-            return Ok(*k);
-        }
-        let kek = wrap_key(
-            &shared_secret(&self.secret, ephemeral)?,
-            ephemeral,
-            &self.public,
-        );
-        if keks.len() >= KEPT_KEKS {
-            keks.clear();
-        }
-        keks.insert(*ephemeral, kek);
-        Ok(kek)
+        self.keks.get_or_derive(ephemeral, || {
+            let shared = shared_secret(&self.secret, ephemeral)?;
+            Ok(wrap_key(&shared, ephemeral, &self.public))
+        })
     }
 
     /// The public key its certificate's claims name.
