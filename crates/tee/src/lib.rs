@@ -19,12 +19,14 @@ pub mod claims;
 pub mod evidence;
 mod image;
 pub mod keyfile;
+pub mod nvidia;
 pub mod pccs;
 pub mod policy;
 pub mod ratls;
 pub mod sim;
 pub mod snp;
 pub mod tdx;
+mod x509;
 
 pub use allowlist::ImageAllowList;
 pub use attester::{Attester, ConfigfsTsm, SimAttester};

@@ -15,7 +15,7 @@
 //!   (not a re-serialisation of the parsed report, which would let a change
 //!   to a reserved byte go unnoticed).
 
-use der::{Decode, DecodePem};
+use der::Decode;
 use p384::ecdsa::signature::DigestVerifier;
 use sev::certs::snp::{Certificate as SevCertificate, Verifiable};
 use sev::firmware::guest::AttestationReport;
@@ -24,6 +24,7 @@ use sha2::Digest;
 use x509_cert::der;
 use x509_cert::Certificate;
 
+use crate::x509::{self, common_name, extension};
 use crate::ImageHash;
 
 /// Size of an attestation report as the firmware returns it.
@@ -198,48 +199,15 @@ fn amd_roots() -> [(&'static str, &'static [u8]); 3] {
 
 /// Reads one certificate, DER or PEM.
 fn read_cert(what: &'static str, bytes: &[u8]) -> Result<Certificate, SnpError> {
-    let parsed = if bytes.starts_with(b"-----BEGIN") {
-        Certificate::from_pem(bytes).map_err(|e| e.to_string())
-    } else {
-        Certificate::from_der(bytes).map_err(|e| e.to_string())
-    };
-    parsed.map_err(|reason| SnpError::Certificate { what, reason })
+    x509::read_cert(bytes).map_err(|reason| SnpError::Certificate { what, reason })
 }
 
 /// Reads every certificate of a PEM bundle (or one DER certificate).
 fn read_bundle(bytes: &[u8]) -> Result<Vec<Certificate>, SnpError> {
-    if !bytes.starts_with(b"-----BEGIN") {
-        return Ok(vec![read_cert("chain", bytes)?]);
-    }
-    Certificate::load_pem_chain(bytes).map_err(|e| SnpError::Certificate {
+    x509::read_bundle(bytes).map_err(|reason| SnpError::Certificate {
         what: "chain",
-        reason: e.to_string(),
+        reason,
     })
-}
-
-fn common_name(cert: &Certificate) -> String {
-    cert.tbs_certificate
-        .subject
-        .0
-        .iter()
-        .flat_map(|rdn| rdn.0.iter())
-        .find(|atv| atv.oid == const_oid_cn())
-        .and_then(|atv| {
-            atv.value
-                .decode_as::<der::asn1::Utf8StringRef<'_>>()
-                .map(|s| s.as_str().to_owned())
-                .or_else(|_| {
-                    atv.value
-                        .decode_as::<der::asn1::PrintableStringRef<'_>>()
-                        .map(|s| s.as_str().to_owned())
-                })
-                .ok()
-        })
-        .unwrap_or_else(|| cert.tbs_certificate.subject.to_string())
-}
-
-fn const_oid_cn() -> der::asn1::ObjectIdentifier {
-    der::asn1::ObjectIdentifier::new_unwrap("2.5.4.3")
 }
 
 fn to_sev(cert: &Certificate) -> SevCertificate {
@@ -247,9 +215,7 @@ fn to_sev(cert: &Certificate) -> SevCertificate {
 }
 
 fn check_validity(cert: &Certificate, at: u64) -> Result<(), SnpError> {
-    let v = &cert.tbs_certificate.validity;
-    let not_before = v.not_before.to_unix_duration().as_secs();
-    let not_after = v.not_after.to_unix_duration().as_secs();
+    let (not_before, not_after) = x509::validity(cert);
     if at < not_before || at > not_after {
         return Err(SnpError::Expired {
             subject: common_name(cert),
@@ -259,16 +225,6 @@ fn check_validity(cert: &Certificate, at: u64) -> Result<(), SnpError> {
         });
     }
     Ok(())
-}
-
-fn extension<'a>(cert: &'a Certificate, oid: &str) -> Option<&'a [u8]> {
-    let oid = der::asn1::ObjectIdentifier::new(oid).ok()?;
-    cert.tbs_certificate
-        .extensions
-        .as_ref()?
-        .iter()
-        .find(|e| e.extn_id == oid)
-        .map(|e| e.extn_value.as_bytes())
 }
 
 fn extension_u8(cert: &Certificate, oid: &str) -> Result<Option<u8>, SnpError> {
