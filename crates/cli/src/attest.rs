@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context};
 use cocoon_tee::evidence::{self, CollateralSource, FileCollateral, VerifyContext};
-use cocoon_tee::{cert, snp, tdx, RaTlsVerifier};
+use cocoon_tee::{cert, nvidia, snp, tdx, RaTlsVerifier};
 use serde_json::{json, Value};
 
 use crate::options::{AttestVerifyOptions, DevPolicyOptions};
@@ -87,6 +87,9 @@ fn obj(pairs: Vec<(&str, Value)>) -> Fields {
 /// `cocoon attest verify`.
 pub fn verify(o: AttestVerifyOptions) -> anyhow::Result<()> {
     let at = o.at.unwrap_or_else(cocoon_core::unix_now);
+    if o.policy.is_some() && o.cert.is_none() && o.gpu_report.is_none() {
+        bail!("--policy goes with --cert or --gpu-report");
+    }
     if let Some(q) = &o.quote {
         let quote = read_binary(q, "quote")?;
         let collateral = match (&o.collateral, &o.pccs_url) {
@@ -160,10 +163,64 @@ pub fn verify(o: AttestVerifyOptions) -> anyhow::Result<()> {
         );
         return print(o.json, f);
     }
+    if let Some(report) = &o.gpu_report {
+        return verify_gpu(&o, report, at);
+    }
     let Some(path) = &o.cert else {
-        bail!("give one of --quote, --snp-report or --cert");
+        bail!("give one of --quote, --snp-report, --gpu-report or --cert");
     };
     verify_cert(&o, path, at)
+}
+
+/// `cocoon attest verify --gpu-report`.
+fn verify_gpu(o: &AttestVerifyOptions, report: &Path, at: u64) -> anyhow::Result<()> {
+    let Some(chain) = &o.gpu_chain else {
+        bail!("--gpu-report needs --gpu-chain (the GPU's PEM chain, leaf first)");
+    };
+    let report = read_binary(report, "GPU report")?;
+    let gpu = nvidia::verify(&report, &read(chain, "GPU chain")?, at)?;
+    let nonce = match &o.nonce {
+        Some(h) => {
+            let mut n = [0u8; 32];
+            hex::decode_to_slice(h.trim(), &mut n)
+                .map_err(|_| anyhow!("--nonce must be 64 hex digits, found {h:?}"))?;
+            gpu.check_nonce(&n)?;
+            "verified"
+        }
+        None => "not checked (no --nonce given)",
+    };
+    let measurements = match &o.policy {
+        Some(p) => {
+            let policy = cocoon_tee::Policy::load(p)?;
+            let gpu_policy = policy
+                .gpu
+                .as_ref()
+                .ok_or_else(|| anyhow!("policy {} has no [gpu] section", p.display()))?;
+            gpu_policy.check(&gpu)?;
+            format!("verified against {}", p.display())
+        }
+        None => "not compared (no --policy given)".to_owned(),
+    };
+    let mut f = obj(vec![
+        (
+            "verified",
+            json!(format!(
+                "NVIDIA {} GPU report, chain to NVIDIA's Device Identity CA, signature at {at}",
+                gpu.arch
+            )),
+        ),
+        ("gpu", json!(gpu.describe())),
+        ("fwid", json!(hex::encode(gpu.fwid))),
+        ("driver", json!(gpu.driver_version)),
+        ("vbios", json!(gpu.vbios_version)),
+        ("nonce", json!(hex::encode(gpu.nonce))),
+        ("nonce_check", json!(nonce)),
+        ("golden", json!(measurements)),
+    ]);
+    for m in &gpu.measurements {
+        f.insert(format!("msr{}", m.index), json!(hex::encode(&m.value)));
+    }
+    print(o.json, f)
 }
 
 fn verify_cert(o: &AttestVerifyOptions, path: &Path, at: u64) -> anyhow::Result<()> {

@@ -218,6 +218,10 @@ enum AttestCommand {
     /// TCB, MEASUREMENT, HOST_DATA, report data, image hash (SHA-256 over
     /// MEASUREMENT and HOST_DATA).
     ///
+    /// --gpu-report: an NVIDIA GPU report with --gpu-chain: the GPU, its
+    /// FWID, driver and VBIOS, its measurements; the chain to NVIDIA's root,
+    /// the signature, and with --nonce the nonce binding.
+    ///
     /// --cert: an RA-TLS certificate: its claims, its evidence, and the
     /// binding between them; with --policy, the policy's verdict too.
     Verify(options::AttestVerifyOptions),

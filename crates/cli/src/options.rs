@@ -576,7 +576,7 @@ pub struct ModelFetchOptions {
 
 /// Options of `cocoon attest verify`: one kind of evidence at a time.
 #[derive(clap::Args, Debug, Clone)]
-#[command(group(clap::ArgGroup::new("evidence").required(true).args(["quote", "snp_report", "cert"])))]
+#[command(group(clap::ArgGroup::new("evidence").required(true).args(["quote", "snp_report", "gpu_report", "cert"])))]
 pub struct AttestVerifyOptions {
     /// A TDX quote: raw bytes, or hex text.
     #[arg(long, value_name = "FILE")]
@@ -598,12 +598,25 @@ pub struct AttestVerifyOptions {
     /// The AMD chain for it: ASK or ASVK, and ARK, PEM.
     #[arg(long, value_name = "FILE", requires = "snp_report")]
     pub chain: Option<PathBuf>,
+    /// An NVIDIA GPU attestation report (Hopper or Blackwell in
+    /// confidential-computing mode): hex text as NVIDIA's tools write it,
+    /// or raw bytes.
+    #[arg(long, value_name = "FILE", requires = "gpu_chain")]
+    pub gpu_report: Option<PathBuf>,
+    /// The GPU's PEM certificate chain, leaf first; it must lead to
+    /// NVIDIA's Device Identity CA, which is built in.
+    #[arg(long, value_name = "FILE", requires = "gpu_report")]
+    pub gpu_chain: Option<PathBuf>,
+    /// With --gpu-report: the nonce (64 hex digits) the report must answer.
+    #[arg(long, value_name = "HEX", requires = "gpu_report")]
+    pub nonce: Option<String>,
     /// An RA-TLS certificate (DER or PEM): its claims, its evidence, and
     /// that the evidence is bound to the certificate's key and claims.
     #[arg(long, value_name = "FILE")]
     pub cert: Option<PathBuf>,
-    /// With --cert: also judge it by this attestation policy.
-    #[arg(long, value_name = "FILE", requires = "cert")]
+    /// With --cert: also judge it by this attestation policy. With
+    /// --gpu-report: judge the GPU by the policy's [gpu] section.
+    #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
     /// With --cert: a sim root (64 hex digits) to trust for sim evidence.
     #[arg(long, value_name = "HEX", requires = "cert")]

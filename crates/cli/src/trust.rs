@@ -198,6 +198,7 @@ pub fn dev_policy(
         max_cert_age_secs: DEFAULT_MAX_CERT_AGE_SECS,
         required_claims: Default::default(),
         sim_roots: vec![attester.root_public_key()],
+        gpu: None,
     };
     Ok((policy, attester))
 }

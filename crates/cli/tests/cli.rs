@@ -445,3 +445,63 @@ fn attest_verify_checks_an_ra_tls_certificate_and_a_policy() {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+fn gpu_fixture(name: &str) -> String {
+    tdx_fixture(&format!("../nvidia/{name}"))
+}
+
+#[test]
+fn attest_verify_checks_a_gpu_report_by_hand() {
+    let report = gpu_fixture("hopperAttestationReport.txt");
+    let chain = gpu_fixture("hopperCertChain.txt");
+    let nonce = "931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb";
+    let (code, out, err) = cocoon(&[
+        "attest",
+        "verify",
+        "--gpu-report",
+        &report,
+        "--gpu-chain",
+        &chain,
+        "--nonce",
+        nonce,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    for needle in [
+        "NVIDIA hopper GPU report",
+        "gpu          hopper GH100 A01",
+        "fwid         f5c384ae",
+        "nonce check  verified",
+        "msr64",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in\n{out}");
+    }
+    // Another nonce, another GPU's chain, a chain without the signing
+    // certificate: each exits non-zero and says why.
+    for (args, says) in [
+        (
+            vec!["--gpu-chain", &chain, "--nonce", &"00".repeat(32)],
+            "nonce",
+        ),
+        (
+            vec![
+                "--gpu-chain",
+                &gpu_fixture("trustee_hopper_coco_certs1.txt"),
+            ],
+            "GPU",
+        ),
+        (
+            vec![
+                "--gpu-chain",
+                &gpu_fixture("trustee_hopper_cert_chain_case4.txt"),
+            ],
+            "FWID",
+        ),
+    ] {
+        let mut all = vec!["attest", "verify", "--gpu-report", &report];
+        all.extend(args);
+        let (code, out, err) = cocoon(&all);
+        assert_ne!(code, 0, "{out}");
+        assert!(err.contains(says), "{says}: {err}");
+        assert!(!out.contains("verified"), "{out}");
+    }
+}

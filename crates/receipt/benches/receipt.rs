@@ -60,6 +60,7 @@ fn main() {
         max_cert_age_secs: 7200,
         required_claims: Default::default(),
         sim_roots: vec![attester.root_public_key()],
+        gpu: None,
     };
     let verifier = RaTlsVerifier::new(policy, None).without_cache();
     let (kind, image) = verifier

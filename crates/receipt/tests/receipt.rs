@@ -70,6 +70,7 @@ fn worker(dir: &std::path::Path, image: u8) -> Worker {
         max_cert_age_secs: DEFAULT_MAX_CERT_AGE_SECS,
         required_claims: Default::default(),
         sim_roots: vec![attester.root_public_key()],
+        gpu: None,
     };
     let (receipt_pkcs8, receipt_key) = key();
     let minted = cocoon_tee::cert::mint(claims(Some(receipt_key)), &attester).unwrap();

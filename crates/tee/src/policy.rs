@@ -8,6 +8,7 @@ use std::path::Path;
 use cocoon_core::Role;
 use serde::Deserialize;
 
+use crate::nvidia::GpuPolicy;
 use crate::{ImageHash, TcbStatus, TeeKind};
 
 /// A claim a policy can require a peer's certificate to carry.
@@ -32,6 +33,10 @@ pub struct Policy {
     pub required_claims: BTreeSet<RequiredClaim>,
     /// Roots of the sim TEE that are trusted (only used when `kinds` has sim).
     pub sim_roots: Vec<[u8; 32]>,
+    /// What GPU evidence must show to count. Without this section a peer's
+    /// GPU evidence is not trusted, and no request demanding an attested GPU
+    /// is routed to it.
+    pub gpu: Option<GpuPolicy>,
 }
 
 /// Default maximum certificate age: certificates live one hour and are
@@ -53,6 +58,60 @@ struct PolicyFile {
     sim_roots: Vec<String>,
     #[serde(default)]
     images: ImagesFile,
+    #[serde(default)]
+    gpu: Option<GpuFile>,
+}
+
+/// `[gpu]`: golden measurements (index → accepted hex values), or an
+/// explicit `unpinned = true`; accepted drivers and VBIOS versions.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GpuFile {
+    #[serde(default)]
+    unpinned: bool,
+    #[serde(default)]
+    golden: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    drivers: Vec<String>,
+    #[serde(default)]
+    vbios: Vec<String>,
+}
+
+impl GpuFile {
+    fn into_policy(self) -> Result<GpuPolicy, PolicyError> {
+        let bad = |reason: String| PolicyError::Value {
+            field: "gpu",
+            reason,
+        };
+        if self.golden.is_empty() != self.unpinned {
+            return Err(bad(if self.unpinned {
+                "unpinned = true and golden measurements contradict each other".into()
+            } else {
+                "no golden measurements: list them under [gpu.golden], or say unpinned = true \
+                 to accept any firmware NVIDIA signed"
+                    .into()
+            }));
+        }
+        let mut measurements = BTreeMap::new();
+        for (index, values) in self.golden {
+            let i: u8 = index
+                .parse()
+                .map_err(|_| bad(format!("golden index {index:?} is not 1 to 255")))?;
+            let decoded = values
+                .iter()
+                .map(|v| hex::decode(v).map_err(|_| bad(format!("golden {i}: {v:?} is not hex"))))
+                .collect::<Result<Vec<_>, _>>()?;
+            if decoded.is_empty() {
+                return Err(bad(format!("golden {i} lists no value")));
+            }
+            measurements.insert(i, decoded);
+        }
+        Ok(GpuPolicy {
+            measurements,
+            drivers: self.drivers,
+            vbios: self.vbios,
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -189,6 +248,7 @@ impl Policy {
             max_cert_age_secs: file.max_cert_age_secs.unwrap_or(DEFAULT_MAX_CERT_AGE_SECS),
             required_claims,
             sim_roots,
+            gpu: file.gpu.map(GpuFile::into_policy).transpose()?,
         })
     }
 
@@ -229,6 +289,20 @@ impl Policy {
                 list(set.iter().map(|h| h.to_string()).collect())
             ));
         }
+        if let Some(gpu) = &self.gpu {
+            out.push_str(&format!(
+                "[gpu]\nunpinned = {}\ndrivers = [{}]\nvbios = [{}]\n[gpu.golden]\n",
+                gpu.measurements.is_empty(),
+                list(gpu.drivers.clone()),
+                list(gpu.vbios.clone()),
+            ));
+            for (i, values) in &gpu.measurements {
+                out.push_str(&format!(
+                    "\"{i}\" = [{}]\n",
+                    list(values.iter().map(hex::encode).collect())
+                ));
+            }
+        }
         out
     }
 }
@@ -263,6 +337,20 @@ mod tests {
         ] {
             let err = Policy::from_toml(bad).unwrap_err();
             assert!(err.to_string().contains(field), "{bad}: {err}");
+        }
+        let gpu = "kinds = [\"tdx\"]\n[gpu]\ndrivers = [\"550.54.15\"]\n[gpu.golden]\n\"2\" = [\"ab\", \"cd\"]\n";
+        let p = Policy::from_toml(gpu).unwrap();
+        let g = p.gpu.as_ref().unwrap();
+        assert_eq!(g.measurements[&2], vec![vec![0xab], vec![0xcd]]);
+        assert_eq!(Policy::from_toml(&p.to_toml()).unwrap(), p);
+        for bad in [
+            "kinds = [\"tdx\"]\n[gpu]\n",
+            "kinds = [\"tdx\"]\n[gpu]\nunpinned = true\n[gpu.golden]\n\"1\" = [\"ab\"]",
+            "kinds = [\"tdx\"]\n[gpu.golden]\n\"x\" = [\"ab\"]",
+            "kinds = [\"tdx\"]\n[gpu.golden]\n\"1\" = [\"zz\"]",
+        ] {
+            let err = Policy::from_toml(bad).unwrap_err();
+            assert!(err.to_string().contains("gpu"), "{bad}: {err}");
         }
         assert!(matches!(
             Policy::from_toml("kinds = [\"tdx\"]\nimage = 1"),

@@ -46,6 +46,7 @@ impl Fixture {
             max_cert_age_secs: DEFAULT_MAX_CERT_AGE_SECS,
             required_claims: BTreeSet::from([RequiredClaim::ModelHash]),
             sim_roots: vec![a.root_public_key()],
+            gpu: None,
         }
     }
 }
@@ -332,6 +333,7 @@ fn tdx_verdict(quote: &str, collateral: &str, at: u64) -> RaTlsError {
         max_cert_age_secs: DEFAULT_MAX_CERT_AGE_SECS,
         required_claims: BTreeSet::new(),
         sim_roots: vec![],
+        gpu: None,
     };
     RaTlsVerifier::new(policy, None)
         .verify(&forge(&k, &c, &evidence), &[Role::Proxy], at)

@@ -62,6 +62,7 @@ fn sim_trust(dir: &std::path::Path, cache: bool) -> (Trust, Arc<RaTlsVerifier>) 
         max_cert_age_secs: DEFAULT_MAX_CERT_AGE_SECS,
         required_claims: BTreeSet::new(),
         sim_roots: vec![attester.root_public_key()],
+        gpu: None,
     };
     let mut verifier = RaTlsVerifier::new(policy, None);
     if !cache {

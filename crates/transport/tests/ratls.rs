@@ -30,6 +30,7 @@ fn sim_trust(dir: &std::path::Path, lifetime: Duration) -> Trust {
         max_cert_age_secs: DEFAULT_MAX_CERT_AGE_SECS,
         required_claims: BTreeSet::new(),
         sim_roots: vec![attester.root_public_key()],
+        gpu: None,
     };
     Trust::Attested(Arc::new(
         Attestation::new(
