@@ -397,6 +397,7 @@ fn attest_verify_checks_an_ra_tls_certificate_and_a_policy() {
         model_hash: None,
         receipt_key: None,
         e2e_key: None,
+        region: None,
     };
     let minted = cocoon_tee::cert::mint(claims, &attester).unwrap();
     let cert = dir.join("proxy.der");

@@ -8,12 +8,14 @@ pub mod ed25519;
 mod ids;
 mod model;
 mod money;
+mod region;
 mod usage;
 
 pub use coefficient::{Coefficient, CoefficientError};
 pub use ids::{RequestId, RequestIdError};
 pub use model::{ModelName, ModelNameError};
 pub use money::{BasisPoints, Charge, MoneyError, Nanoton, PriceError, PriceList};
+pub use region::{Region, RegionError, MAX_REGION_LEN};
 pub use usage::Usage;
 
 /// The current time in UNIX seconds (0 if the clock is before 1970): the one

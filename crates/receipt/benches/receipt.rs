@@ -49,6 +49,7 @@ fn main() {
             model_hash: None,
             receipt_key: Some(receipt_public),
             e2e_key: None,
+            region: None,
         },
         &attester,
     )

@@ -52,6 +52,7 @@ fn claims(receipt_key: Option<[u8; 32]>) -> Claims {
         model_hash: Some(ModelHash::from_bytes(MODEL)),
         receipt_key,
         e2e_key: None,
+        region: None,
     }
 }
 

@@ -4,6 +4,7 @@
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
+use crate::gpu::GpuEvidence;
 use crate::sim::SimRoot;
 use crate::{Evidence, TeeKind};
 
@@ -13,6 +14,38 @@ pub trait Attester: Send + Sync + Debug {
     fn kind(&self) -> TeeKind;
     /// Evidence whose report data is `report_data`.
     fn attest(&self, report_data: &[u8; 64]) -> Result<Evidence, AttestError>;
+    /// Evidence of the node's GPUs answering `nonce`; none by default.
+    fn gpu_evidence(&self, nonce: &[u8; 32]) -> Result<Vec<GpuEvidence>, AttestError> {
+        let _ = nonce;
+        Ok(Vec::new())
+    }
+}
+
+/// Produces evidence of a node's GPUs for a nonce.
+pub trait GpuAttester: Send + Sync + Debug {
+    /// One piece of evidence per GPU, each answering `nonce`.
+    fn attest(&self, nonce: &[u8; 32]) -> Result<Vec<GpuEvidence>, AttestError>;
+}
+
+/// A TEE attester whose certificates also carry GPU evidence.
+#[derive(Debug, Clone)]
+pub struct WithGpus {
+    /// The TEE's attester.
+    pub tee: std::sync::Arc<dyn Attester>,
+    /// The GPUs'.
+    pub gpus: std::sync::Arc<dyn GpuAttester>,
+}
+
+impl Attester for WithGpus {
+    fn kind(&self) -> TeeKind {
+        self.tee.kind()
+    }
+    fn attest(&self, report_data: &[u8; 64]) -> Result<Evidence, AttestError> {
+        self.tee.attest(report_data)
+    }
+    fn gpu_evidence(&self, nonce: &[u8; 32]) -> Result<Vec<GpuEvidence>, AttestError> {
+        self.gpus.attest(nonce)
+    }
 }
 
 /// Why evidence could not be produced.
@@ -35,6 +68,9 @@ pub enum AttestError {
     /// Evidence came back without something it needs.
     #[error("{0}")]
     Incomplete(String),
+    /// A GPU's evidence could not be had.
+    #[error("GPU attestation: {0}")]
+    Gpu(String),
 }
 
 /// The Linux configfs-tsm report interface (`/sys/kernel/config/tsm/report`

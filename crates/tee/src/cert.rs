@@ -11,6 +11,7 @@ use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 use crate::attester::{AttestError, Attester};
 use crate::claims::{Claims, ClaimsDecodeError};
 use crate::evidence::{Evidence, EvidenceDecodeError};
+use crate::gpu::GpuEvidence;
 
 /// The UUID under 2.25 that Cocoon's certificate extensions live under
 /// (88bfca43-4f6e-478d-ab55-354e8e4a8f86).
@@ -24,6 +25,11 @@ pub fn claims_oid() -> String {
 /// The evidence extension's OID, dotted.
 pub fn evidence_oid() -> String {
     format!("2.25.{OID_ARC_UUID}.2")
+}
+
+/// The GPU evidence extension's OID, dotted.
+pub fn gpu_evidence_oid() -> String {
+    format!("2.25.{OID_ARC_UUID}.3")
 }
 
 /// DER content bytes of `2.25.<uuid>.<last>`.
@@ -48,7 +54,7 @@ fn oid_content(last: u8) -> Vec<u8> {
 const ED25519_ALG: &[u8] = &[0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70];
 const ED25519_OID: &[u8] = &[0x2b, 0x65, 0x70];
 
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+pub(crate) fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];
     let n = content.len();
     if n < 0x80 {
@@ -63,12 +69,12 @@ fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     out
 }
 
-fn seq(parts: &[&[u8]]) -> Vec<u8> {
+pub(crate) fn seq(parts: &[&[u8]]) -> Vec<u8> {
     tlv(0x30, &parts.concat())
 }
 
 /// UTCTime before 2050, GeneralizedTime from then on (RFC 5280 4.1.2.5).
-fn time(unix: u64) -> Vec<u8> {
+pub(crate) fn time(unix: u64) -> Vec<u8> {
     let (y, m, d, secs) = cocoon_core::utc_date(unix);
     let hms = format!("{:02}{:02}{:02}Z", secs / 3600, secs / 60 % 60, secs % 60);
     if y < 2050 {
@@ -86,6 +92,11 @@ pub fn claims_oid_der() -> Vec<u8> {
 /// DER content of the evidence extension's OID.
 pub fn evidence_oid_der() -> Vec<u8> {
     oid_content(2)
+}
+
+/// DER content of the GPU evidence extension's OID.
+pub fn gpu_evidence_oid_der() -> Vec<u8> {
+    oid_content(3)
 }
 
 /// The parts of a certificate, for [`assemble`].
@@ -196,17 +207,25 @@ pub fn mint(mut claims: Claims, attester: &dyn Attester) -> Result<MintedCert, M
         Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|e| MintError::Key(e.to_string()))?;
     claims.public_key.copy_from_slice(key.public_key().as_ref());
     let evidence = attester.attest(&claims.report_data())?;
-
+    let gpus = attester.gpu_evidence(&crate::nvidia::claims_nonce(&claims.encode()))?;
+    let mut extensions = vec![
+        (claims_oid_der(), true, claims.encode()),
+        (evidence_oid_der(), true, evidence.encode()),
+    ];
+    if !gpus.is_empty() {
+        extensions.push((
+            gpu_evidence_oid_der(),
+            true,
+            GpuEvidence::encode_list(&gpus),
+        ));
+    }
     let der = assemble(&CertParts {
         key: &key,
         issuer_cn: None,
         subject_cn: format!("cocoon-{}", claims.role.as_str()),
         not_before: claims.issued_at,
         not_after: claims.expires_at,
-        extensions: vec![
-            (claims_oid_der(), true, claims.encode()),
-            (evidence_oid_der(), true, evidence.encode()),
-        ],
+        extensions,
     });
     Ok(MintedCert {
         der,
@@ -225,6 +244,9 @@ pub struct RaTlsCert {
     pub evidence: Evidence,
     /// The evidence extension's bytes (the verification cache key is their hash).
     pub evidence_bytes: Vec<u8>,
+    /// Evidence of the holder's GPUs, bound to the claims by its nonce;
+    /// empty when it offers none.
+    pub gpus: Vec<GpuEvidence>,
     /// The certificate's SubjectPublicKeyInfo, DER.
     pub spki: Vec<u8>,
     /// Validity start, UNIX seconds.
@@ -293,6 +315,9 @@ pub enum CertError {
     /// The evidence extension does not decode.
     #[error(transparent)]
     Evidence(#[from] EvidenceDecodeError),
+    /// The GPU evidence extension does not decode.
+    #[error("GPU evidence encoding: {0}")]
+    GpuEvidence(String),
 }
 
 /// Parses an RA-TLS certificate and checks what can be checked without
@@ -333,22 +358,29 @@ pub fn parse(der: &[u8]) -> Result<RaTlsCert, CertError> {
         .verify(cert.tbs_certificate.as_ref(), &cert.signature_value.data)
         .map_err(|_| CertError::Signature)?;
 
-    let (claims_oid, evidence_oid) = (oid_content(1), oid_content(2));
-    let (mut claims, mut evidence) = (None, None);
+    let (claims_oid, evidence_oid, gpu_oid) = (oid_content(1), oid_content(2), oid_content(3));
+    let (mut claims, mut evidence, mut gpus) = (None, None, None);
     for ext in cert.extensions() {
         let oid = ext.oid.as_bytes();
-        if oid == claims_oid.as_slice() {
-            if claims.replace(ext.value).is_some() {
-                return Err(CertError::DuplicateExtension("claims"));
-            }
+        let (slot, name) = if oid == claims_oid.as_slice() {
+            (&mut claims, "claims")
         } else if oid == evidence_oid.as_slice() {
-            if evidence.replace(ext.value).is_some() {
-                return Err(CertError::DuplicateExtension("evidence"));
-            }
+            (&mut evidence, "evidence")
+        } else if oid == gpu_oid.as_slice() {
+            (&mut gpus, "GPU evidence")
         } else if ext.critical {
             return Err(CertError::UnknownCriticalExtension(ext.oid.to_id_string()));
+        } else {
+            continue;
+        };
+        if slot.replace(ext.value).is_some() {
+            return Err(CertError::DuplicateExtension(name));
         }
     }
+    let gpus = match gpus {
+        Some(bytes) => GpuEvidence::decode_list(bytes).map_err(CertError::GpuEvidence)?,
+        None => Vec::new(),
+    };
     let claims = Claims::decode(claims.ok_or(CertError::MissingExtension("claims"))?)?;
     let evidence_bytes = evidence
         .ok_or(CertError::MissingExtension("evidence"))?
@@ -375,6 +407,7 @@ pub fn parse(der: &[u8]) -> Result<RaTlsCert, CertError> {
         claims,
         evidence,
         evidence_bytes,
+        gpus,
         spki: spki.raw.to_vec(),
         not_before,
         not_after,

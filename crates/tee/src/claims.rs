@@ -1,7 +1,7 @@
 //! What an RA-TLS certificate claims about its holder, and how those claims
 //! are bound into TEE evidence.
 
-use cocoon_core::{ModelHash, Role};
+use cocoon_core::{ModelHash, Region, Role};
 use sha2::Digest;
 
 /// Domain separation for the canonical encoding: a quote over these claims
@@ -32,11 +32,16 @@ pub struct Claims {
     /// For workers: the X25519 key requests are sealed to end to end. It is
     /// made inside the TEE when the worker starts and never leaves it.
     pub e2e_key: Option<[u8; 32]>,
+    /// For workers: the region its operator configured. Proves the image
+    /// was configured for it, not where the hardware is.
+    pub region: Option<Region>,
 }
 
 /// Tags of the optional keys at the end of the encoding, in order.
 const RECEIPT_KEY_TAG: u8 = 1;
 const E2E_KEY_TAG: u8 = 2;
+/// Tag of the region, after the keys: `3 ‖ length (1 byte) ‖ name`.
+const REGION_TAG: u8 = 3;
 
 /// Claims that could not be decoded.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -55,7 +60,8 @@ impl Claims {
     /// Canonical encoding: domain ‖ role ‖ key ‖ issued_at ‖ expires_at
     /// (big-endian u64) ‖ config hash ‖ 0 or 1 ‖ model hash if 1, then,
     /// only when there is one, 1 ‖ receipt key, then, only when there is
-    /// one, 2 ‖ end-to-end key.
+    /// one, 2 ‖ end-to-end key, then, only when there is one, 3 ‖ length ‖
+    /// region.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(DOMAIN.len() + 147);
         out.extend_from_slice(DOMAIN);
@@ -79,6 +85,11 @@ impl Claims {
                 out.push(tag);
                 out.extend_from_slice(k);
             }
+        }
+        if let Some(region) = &self.region {
+            out.push(REGION_TAG);
+            out.push(region.as_str().len() as u8);
+            out.extend_from_slice(region.as_str().as_bytes());
         }
         out
     }
@@ -121,7 +132,7 @@ impl Claims {
                 )))
             }
         };
-        let (receipt_key, e2e_key) = optional_keys(&body[rest..])?;
+        let (receipt_key, e2e_key, region) = optional_keys(&body[rest..])?;
         Ok(Claims {
             public_key: take32(1),
             role,
@@ -131,6 +142,7 @@ impl Claims {
             model_hash,
             receipt_key,
             e2e_key,
+            region,
         })
     }
 
@@ -142,20 +154,24 @@ impl Claims {
     }
 }
 
-/// The tagged keys after the model hash: each `tag ‖ 32 bytes`, tags
-/// rising, nothing else.
-type OptionalKeys = (Option<[u8; 32]>, Option<[u8; 32]>);
+/// The tagged fields after the model hash: each key `tag ‖ 32 bytes`, then
+/// the region `3 ‖ length ‖ name`; tags rising, nothing else.
+type OptionalFields = (Option<[u8; 32]>, Option<[u8; 32]>, Option<Region>);
 
-fn optional_keys(mut rest: &[u8]) -> Result<OptionalKeys, ClaimsDecodeError> {
+fn optional_keys(mut rest: &[u8]) -> Result<OptionalFields, ClaimsDecodeError> {
     let mut keys = [None, None];
     let mut last = 0u8;
     while let Some((&tag, after)) = rest.split_first() {
+        if tag == REGION_TAG && tag > last {
+            return Ok((keys[0], keys[1], Some(region(after)?)));
+        }
         let slot = match tag {
             RECEIPT_KEY_TAG | E2E_KEY_TAG if tag > last => usize::from(tag - 1),
             _ => {
                 return Err(ClaimsDecodeError(format!(
-                "key tag {tag} after tag {last}: expected 1 (receipt key) then 2 (end-to-end key)"
-            )))
+                    "tag {tag} after tag {last}: expected 1 (receipt key), 2 (end-to-end key), \
+                     3 (region), rising"
+                )))
             }
         };
         let key = after.get(..32).ok_or_else(|| {
@@ -170,7 +186,23 @@ fn optional_keys(mut rest: &[u8]) -> Result<OptionalKeys, ClaimsDecodeError> {
         last = tag;
         rest = &after[32..];
     }
-    Ok((keys[0], keys[1]))
+    Ok((keys[0], keys[1], None))
+}
+
+/// The region, the last field: its length, then exactly that many bytes.
+fn region(after_tag: &[u8]) -> Result<Region, ClaimsDecodeError> {
+    let (&len, name) = after_tag
+        .split_first()
+        .ok_or_else(|| ClaimsDecodeError("region length missing".into()))?;
+    if name.len() != usize::from(len) {
+        return Err(ClaimsDecodeError(format!(
+            "region of {len} bytes is followed by {}",
+            name.len()
+        )));
+    }
+    let name =
+        std::str::from_utf8(name).map_err(|_| ClaimsDecodeError("region is not UTF-8".into()))?;
+    Region::new(name).map_err(|e| ClaimsDecodeError(e.to_string()))
 }
 
 #[cfg(test)]
@@ -188,8 +220,24 @@ mod tests {
             model_hash: Some(ModelHash::from_bytes([3; 32])),
             receipt_key: Some([4; 32]),
             e2e_key: Some([6; 32]),
+            region: Some(Region::new("eu-west").unwrap()),
         };
         for c in [
+            Claims {
+                region: None,
+                ..base.clone()
+            },
+            Claims {
+                receipt_key: None,
+                e2e_key: None,
+                region: None,
+                ..base.clone()
+            },
+            Claims {
+                e2e_key: None,
+                receipt_key: None,
+                ..base.clone()
+            },
             Claims {
                 e2e_key: None,
                 ..base.clone()
@@ -257,6 +305,14 @@ mod tests {
                 e2e_key: None,
                 ..base.clone()
             },
+            Claims {
+                region: Some(Region::new("eu").unwrap()),
+                ..base.clone()
+            },
+            Claims {
+                region: None,
+                ..base.clone()
+            },
         ];
         for v in variants {
             assert_ne!(v.report_data(), base.report_data(), "{v:?}");
@@ -268,6 +324,7 @@ mod tests {
         let mut zero_flag = Claims {
             receipt_key: None,
             e2e_key: None,
+            region: None,
             ..base.clone()
         }
         .encode();
@@ -278,6 +335,7 @@ mod tests {
         let mut swapped = Claims {
             receipt_key: None,
             e2e_key: None,
+            region: None,
             ..base.clone()
         }
         .encode();
@@ -289,5 +347,10 @@ mod tests {
         let mut short = base.encode();
         short.pop();
         assert!(Claims::decode(&short).is_err());
+        // The region is well formed and last.
+        let mut upper = base.encode();
+        let n = upper.len();
+        upper[n - 1] = b'T';
+        assert!(Claims::decode(&upper).is_err());
     }
 }

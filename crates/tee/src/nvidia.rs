@@ -34,19 +34,19 @@ use crate::x509::{self, common_name};
 const DEVICE_ROOT_PEM: &[u8] = include_bytes!("../roots/nvidia-device-identity-ca.pem");
 
 /// TCG DICE FWID extension: the firmware digest the leaf was issued for.
-const OID_FWID: &str = "2.23.133.5.4.1";
+pub(crate) const OID_FWID: &str = "2.23.133.5.4.1";
 const OID_ECDSA_SHA384: &str = "1.2.840.10045.4.3.3";
 
-const SPDM_VERSION: u8 = 0x11;
-const GET_MEASUREMENTS: u8 = 0xE0;
-const MEASUREMENTS: u8 = 0x60;
+pub(crate) const SPDM_VERSION: u8 = 0x11;
+pub(crate) const GET_MEASUREMENTS: u8 = 0xE0;
+pub(crate) const MEASUREMENTS: u8 = 0x60;
 const REQUEST_LEN: usize = 37;
-const SIGNATURE_LEN: usize = 96;
-const FWID_LEN: usize = 48;
+pub(crate) const SIGNATURE_LEN: usize = 96;
+pub(crate) const FWID_LEN: usize = 48;
 
-const OPAQUE_DRIVER_VERSION: u16 = 3;
-const OPAQUE_VBIOS_VERSION: u16 = 6;
-const OPAQUE_FWID: u16 = 20;
+pub(crate) const OPAQUE_DRIVER_VERSION: u16 = 3;
+pub(crate) const OPAQUE_VBIOS_VERSION: u16 = 6;
+pub(crate) const OPAQUE_FWID: u16 = 20;
 
 /// GPU evidence that failed verification.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -165,6 +165,8 @@ pub struct VerifiedGpu {
     pub nonce: [u8; 32],
     /// The measurements, by index.
     pub measurements: Vec<Measurement>,
+    /// The simulated GPU of development setups, which proves nothing.
+    pub simulated: bool,
 }
 
 impl VerifiedGpu {
@@ -179,9 +181,11 @@ impl VerifiedGpu {
         Ok(())
     }
 
-    /// A short name for people: `H100-class (GH100 A01)`.
+    /// A short name for people: `hopper GH100 A01` (`sim` first when
+    /// simulated).
     pub fn describe(&self) -> String {
-        format!("{} {}", self.arch, self.chip)
+        let sim = if self.simulated { "sim " } else { "" };
+        format!("{sim}{} {}", self.arch, self.chip)
     }
 }
 
@@ -198,9 +202,21 @@ pub fn decode_hex(text: &[u8]) -> Result<Vec<u8>, GpuError> {
 /// Verifies a GPU report against its certificate chain at `at` (UNIX
 /// seconds). See the module's documentation for what is checked.
 pub fn verify(report: &[u8], chain_pem: &[u8], at: u64) -> Result<VerifiedGpu, GpuError> {
+    verify_under(report, chain_pem, at, &device_root())
+}
+
+/// [`verify`] with another root than NVIDIA's: the sim GPU's, whose root a
+/// sim TEE root endorses (see [`crate::gpu`]). Proves nothing about
+/// hardware.
+pub(crate) fn verify_under(
+    report: &[u8],
+    chain_pem: &[u8],
+    at: u64,
+    root: &Certificate,
+) -> Result<VerifiedGpu, GpuError> {
     let parsed = SpdmReport::parse(report)?;
     let chain = x509::read_bundle(chain_pem).map_err(GpuError::Certificate)?;
-    let leaf = check_chain(&chain, at)?;
+    let leaf = check_chain(&chain, root, at)?;
     let cert_fwid = leaf_fwid(leaf)?;
     if cert_fwid != parsed.opaque.fwid {
         return Err(GpuError::Fwid {
@@ -226,6 +242,7 @@ pub fn verify(report: &[u8], chain_pem: &[u8], at: u64) -> Result<VerifiedGpu, G
         vbios_version: parsed.opaque.vbios_version,
         nonce: parsed.request_nonce,
         measurements: parsed.measurements,
+        simulated: false,
     })
 }
 
@@ -240,10 +257,13 @@ fn device_root() -> Certificate {
 }
 
 /// Checks the chain leaf first, and returns the leaf.
-fn check_chain(chain: &[Certificate], at: u64) -> Result<&Certificate, GpuError> {
-    let root = device_root();
+fn check_chain<'a>(
+    chain: &'a [Certificate],
+    root: &Certificate,
+    at: u64,
+) -> Result<&'a Certificate, GpuError> {
     let mut certs: Vec<&Certificate> = chain.iter().collect();
-    if certs.last().is_some_and(|c| *c == &root) {
+    if certs.last().is_some_and(|c| *c == root) {
         certs.pop();
     }
     if certs.is_empty() {
@@ -253,10 +273,10 @@ fn check_chain(chain: &[Certificate], at: u64) -> Result<&Certificate, GpuError>
     }
     for (i, cert) in certs.iter().enumerate() {
         check_validity(cert, at)?;
-        let issuer = certs.get(i + 1).copied().unwrap_or(&root);
+        let issuer = certs.get(i + 1).copied().unwrap_or(root);
         check_issued(cert, issuer)?;
     }
-    check_validity(&root, at)?;
+    check_validity(root, at)?;
     Ok(certs[0])
 }
 

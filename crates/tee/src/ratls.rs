@@ -39,6 +39,12 @@ pub struct PeerAttestation {
     pub receipt_key: Option<[u8; 32]>,
     /// For workers: the X25519 key requests are sealed to end to end.
     pub e2e_key: Option<[u8; 32]>,
+    /// For workers: the region its operator configured (what it proves:
+    /// see [`cocoon_core::Region`]).
+    pub region: Option<cocoon_core::Region>,
+    /// Its GPUs whose evidence verified under the policy's `[gpu]`
+    /// section; empty without one, or without GPU evidence.
+    pub gpus: Vec<crate::nvidia::VerifiedGpu>,
     /// Certificate issue time.
     pub issued_at: u64,
     /// Certificate expiry.
@@ -149,6 +155,9 @@ pub enum RaTlsError {
         /// Which.
         claim: &'static str,
     },
+    /// The certificate's GPU evidence does not verify under the policy.
+    #[error("gpu evidence: {0}")]
+    Gpu(#[from] crate::nvidia::GpuError),
 }
 
 impl RaTlsError {
@@ -165,6 +174,7 @@ impl RaTlsError {
             RaTlsError::ImageNotAllowed { .. } => "image_hash",
             RaTlsError::TcbTooLow { .. } => "tcb_status",
             RaTlsError::MissingClaim { .. } => "claims",
+            RaTlsError::Gpu(_) => "gpu",
         }
     }
 }
@@ -308,33 +318,7 @@ impl RaTlsVerifier {
                 expected: hex::encode(expected),
             });
         }
-        if let Some(list) = &self.registry_images {
-            list.check(claims.role, &verified.image_hash)
-                .map_err(|refused| RaTlsError::ImageNotAllowed {
-                    role: claims.role,
-                    found: verified.image_hash,
-                    allowed: refused.allowed,
-                })?;
-        } else if !self
-            .policy
-            .images
-            .get(&claims.role)
-            .is_some_and(|set| set.contains(&verified.image_hash))
-        {
-            let allowed = self.policy.images.get(&claims.role);
-            return Err(RaTlsError::ImageNotAllowed {
-                role: claims.role,
-                found: verified.image_hash,
-                allowed: allowed
-                    .map(|s| {
-                        s.iter()
-                            .map(|h| h.to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    })
-                    .unwrap_or_default(),
-            });
-        }
+        self.check_image(claims.role, &verified.image_hash)?;
         if verified.tcb_status < self.policy.min_tcb {
             return Err(RaTlsError::TcbTooLow {
                 found: verified.tcb_status,
@@ -353,6 +337,7 @@ impl RaTlsVerifier {
                 claim: "model_hash",
             });
         }
+        let gpus = crate::gpu::verify_all(&cert.gpus, &claims.encode(), &self.policy, now)?;
         Ok(Attested(PeerAttestation {
             role: claims.role,
             kind,
@@ -363,10 +348,42 @@ impl RaTlsVerifier {
             model_hash: claims.model_hash,
             receipt_key: claims.receipt_key,
             e2e_key: claims.e2e_key,
+            region: claims.region.clone(),
+            gpus,
             issued_at: claims.issued_at,
             expires_at: claims.expires_at,
             measurements: verified.measurements.clone(),
         }))
+    }
+
+    /// Refuses an image the registry's list (or, without one, the policy)
+    /// does not allow for `role`.
+    fn check_image(&self, role: Role, image: &ImageHash) -> Result<(), RaTlsError> {
+        if let Some(list) = &self.registry_images {
+            return list
+                .check(role, image)
+                .map_err(|refused| RaTlsError::ImageNotAllowed {
+                    role,
+                    found: *image,
+                    allowed: refused.allowed,
+                });
+        }
+        let allowed = self.policy.images.get(&role);
+        if allowed.is_some_and(|set| set.contains(image)) {
+            return Ok(());
+        }
+        Err(RaTlsError::ImageNotAllowed {
+            role,
+            found: *image,
+            allowed: allowed
+                .map(|s| {
+                    s.iter()
+                        .map(|h| h.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default(),
+        })
     }
 
     /// What a certificate's own evidence proves, its TEE kind and image,

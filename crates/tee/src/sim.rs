@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
+use sha2::Digest;
 
 use crate::{ImageHash, TcbStatus};
 
@@ -100,6 +101,21 @@ impl SimRoot {
         let mut out = [0u8; 32];
         out.copy_from_slice(self.key.public_key().as_ref());
         out
+    }
+
+    /// Signs `message` with the root key: how the root endorses the sim
+    /// GPU's certificate root.
+    pub(crate) fn sign(&self, message: &[u8]) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        out.copy_from_slice(self.key.sign(message).as_ref());
+        out
+    }
+
+    /// A secret derived from the root key for `label` (Ed25519 signatures
+    /// are deterministic): the sim GPU's keys, the same on every start.
+    pub(crate) fn derive(&self, label: &str) -> [u8; 48] {
+        let sig = self.key.sign(label.as_bytes());
+        sha2::Sha384::digest(sig.as_ref()).into()
     }
 
     /// Signs a sim quote over the given registers and report data.

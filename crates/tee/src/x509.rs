@@ -84,3 +84,8 @@ pub(crate) fn is_ca(cert: &Certificate) -> bool {
 pub(crate) fn tbs_der(cert: &Certificate) -> Result<Vec<u8>, String> {
     cert.tbs_certificate.to_der().map_err(|e| e.to_string())
 }
+
+/// The certificate's DER encoding.
+pub(crate) fn cert_der(cert: &Certificate) -> Result<Vec<u8>, String> {
+    cert.to_der().map_err(|e| e.to_string())
+}

@@ -74,6 +74,7 @@ fn a_tdx_guest_yields_its_quote_and_the_report_data_is_written() {
         model_hash: None,
         receipt_key: None,
         e2e_key: None,
+        region: None,
     };
     let minted = cocoon_tee::cert::mint(claims, &tsm).unwrap();
     assert_ne!(v.report_data, minted.claims.report_data());

@@ -67,6 +67,7 @@ fn claims(role: Role) -> Claims {
         model_hash: (role == Role::Worker).then(|| ModelHash::from_bytes([5; 32])),
         receipt_key: None,
         e2e_key: None,
+        region: None,
     }
 }
 
@@ -360,4 +361,79 @@ fn tdx_collateral_for_another_fmspc_is_refused() {
     assert_eq!(err.check(), "evidence", "{err}");
     let text = err.to_string().to_lowercase();
     assert!(text.contains("fmspc"), "{err}");
+}
+
+/// A worker whose certificates carry its sim GPU's evidence.
+fn with_gpu(f: &Fixture) -> cocoon_tee::WithGpus {
+    let root = SimRoot::load_or_create(&f.root_dir).unwrap();
+    cocoon_tee::WithGpus {
+        tee: std::sync::Arc::new(f.attester(1)),
+        gpus: std::sync::Arc::new(cocoon_tee::sim_gpu::SimGpu::new(&root)),
+    }
+}
+
+fn unpinned_gpu_policy(f: &Fixture) -> Policy {
+    Policy {
+        gpu: Some(cocoon_tee::nvidia::GpuPolicy::default()),
+        ..f.policy()
+    }
+}
+
+#[test]
+fn gpu_evidence_counts_only_under_a_gpu_policy_and_names_its_region() {
+    let f = Fixture::new("gpu");
+    let mut c = claims(Role::Worker);
+    c.region = Some(cocoon_core::Region::new("eu-west").unwrap());
+    let minted = cert::mint(c, &with_gpu(&f)).unwrap();
+    let without = RaTlsVerifier::new(f.policy(), None);
+    let peer = without.verify(&minted.der, &[Role::Worker], NOW).unwrap();
+    assert!(
+        peer.gpus.is_empty(),
+        "GPU evidence counted without a [gpu] policy"
+    );
+    assert_eq!(peer.region.as_ref().map(|r| r.as_str()), Some("eu-west"));
+    let with = RaTlsVerifier::new(unpinned_gpu_policy(&f), None);
+    let peer = with.verify(&minted.der, &[Role::Worker], NOW).unwrap();
+    assert_eq!(peer.gpus.len(), 1);
+    assert!(peer.gpus[0].simulated);
+    assert_eq!(peer.gpus[0].describe(), "sim hopper GH100 A01");
+}
+
+#[test]
+fn gpu_evidence_moved_to_another_certificate_or_off_policy_is_refused() {
+    let f = Fixture::new("gpu-moved");
+    let v = RaTlsVerifier::new(unpinned_gpu_policy(&f), None);
+    let minted = cert::mint(claims(Role::Worker), &with_gpu(&f)).unwrap();
+    let gpus = cert::parse(&minted.der).unwrap().gpus;
+    // Another key, the same GPU report: the report answers the first
+    // certificate's nonce.
+    let other = cert::mint(claims(Role::Worker), &f.attester(1)).unwrap();
+    let parsed = cert::parse(&other.der).unwrap();
+    let key = Ed25519KeyPair::from_pkcs8(&other.pkcs8).unwrap();
+    let moved = assemble(&CertParts {
+        key: &key,
+        issuer_cn: None,
+        subject_cn: "cocoon-worker".into(),
+        not_before: parsed.claims.issued_at,
+        not_after: parsed.claims.expires_at,
+        extensions: vec![
+            (cert::claims_oid_der(), true, parsed.claims.encode()),
+            (cert::evidence_oid_der(), true, parsed.evidence.encode()),
+            (
+                cert::gpu_evidence_oid_der(),
+                true,
+                cocoon_tee::gpu::GpuEvidence::encode_list(&gpus),
+            ),
+        ],
+    });
+    let msg = refused(&v, &moved, &[Role::Worker], "gpu");
+    assert!(msg.contains("nonce"), "{msg}");
+    // Golden values the sim GPU does not have.
+    let mut pinned = unpinned_gpu_policy(&f);
+    if let Some(g) = pinned.gpu.as_mut() {
+        g.measurements.insert(1, vec![vec![0; 48]]);
+    }
+    let v = RaTlsVerifier::new(pinned, None);
+    let msg = refused(&v, &minted.der, &[Role::Worker], "gpu");
+    assert!(msg.contains("measurement 1"), "{msg}");
 }

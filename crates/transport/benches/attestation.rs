@@ -196,6 +196,7 @@ fn main() {
             model_hash: None,
             receipt_key: None,
             e2e_key: None,
+            region: None,
         };
         let cert = cocoon_tee::cert::mint(claims, &**att.attester()).unwrap();
         let (m, p) = time_ms(iters * 5, || {

@@ -36,6 +36,7 @@ pub struct Attestation {
     config_hash: [u8; 32],
     lifetime: Duration,
     refusals: Arc<Refusals>,
+    region: Option<cocoon_core::Region>,
 }
 
 /// Peers refused so far, by failed check, and the latest reason.
@@ -71,7 +72,15 @@ impl Attestation {
             config_hash,
             lifetime: CERT_LIFETIME,
             refusals: Arc::default(),
+            region: None,
         }
+    }
+
+    /// Names the region this node's operator configured in every
+    /// certificate's claims.
+    pub fn with_region(mut self, region: Option<cocoon_core::Region>) -> Self {
+        self.region = region;
+        self
     }
 
     /// Overrides the certificate lifetime (tests of rotation).
@@ -106,6 +115,7 @@ impl Attestation {
             model_hash,
             receipt_key: keys.receipt,
             e2e_key: keys.e2e,
+            region: self.region.clone(),
         };
         cocoon_tee::cert::mint(claims, &*self.attester).map_err(|e| CredentialsError(e.to_string()))
     }

@@ -236,6 +236,7 @@ mod tests {
             model_hash: None,
             receipt_key: Some(public),
             e2e_key: None,
+            region: None,
         };
         let minted = cocoon_tee::cert::mint(claims, &attester).unwrap();
         Arc::new(ReceiptSigner::new(minted.der, receipt_key.as_ref(), None, None).unwrap())
