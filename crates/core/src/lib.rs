@@ -9,6 +9,8 @@ mod ids;
 mod model;
 mod money;
 mod region;
+pub mod tee;
+pub mod trust;
 mod usage;
 
 pub use coefficient::{Coefficient, CoefficientError};

@@ -4,117 +4,14 @@ use std::fmt;
 
 use crate::{sim, snp, tdx, ImageHash};
 
-/// A kind of trusted execution environment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum TeeKind {
-    /// Intel TDX.
-    Tdx,
-    /// AMD SEV-SNP.
-    SevSnp,
-    /// The simulated TEE: development only, proves nothing.
-    Sim,
-}
+pub use cocoon_core::tee::{TcbStatus, TeeKind, TeeKindError};
 
-impl TeeKind {
-    /// `tdx`, `sev-snp` or `sim`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TeeKind::Tdx => "tdx",
-            TeeKind::SevSnp => "sev-snp",
-            TeeKind::Sim => "sim",
-        }
-    }
-
-    fn tag(self) -> u8 {
-        match self {
-            TeeKind::Tdx => 1,
-            TeeKind::SevSnp => 2,
-            TeeKind::Sim => 3,
-        }
-    }
-}
-
-impl fmt::Display for TeeKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A TEE kind name that is not known.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("unknown TEE kind {0:?}: expected tdx, sev-snp or sim")]
-pub struct TeeKindError(pub String);
-
-impl std::str::FromStr for TeeKind {
-    type Err = TeeKindError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "tdx" => Ok(TeeKind::Tdx),
-            "sev-snp" | "snp" => Ok(TeeKind::SevSnp),
-            "sim" => Ok(TeeKind::Sim),
-            other => Err(TeeKindError(other.to_owned())),
-        }
-    }
-}
-
-/// How current a platform's TCB is, lowest first. TDX reports Intel's
-/// status; SEV-SNP and sim evidence, which have no such service, count as
-/// `UpToDate` once their own checks pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum TcbStatus {
-    /// A status this verifier does not know: ranked below everything.
-    Unknown,
-    /// The platform's keys are revoked.
-    Revoked,
-    /// Out of date and needs configuration.
-    OutOfDateConfigurationNeeded,
-    /// Out of date.
-    OutOfDate,
-    /// Needs configuration and software hardening.
-    ConfigurationAndSWHardeningNeeded,
-    /// Needs configuration.
-    ConfigurationNeeded,
-    /// Needs software hardening.
-    SWHardeningNeeded,
-    /// Current.
-    UpToDate,
-}
-
-impl TcbStatus {
-    /// Intel's name for the status.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TcbStatus::Unknown => "Unknown",
-            TcbStatus::Revoked => "Revoked",
-            TcbStatus::OutOfDateConfigurationNeeded => "OutOfDateConfigurationNeeded",
-            TcbStatus::OutOfDate => "OutOfDate",
-            TcbStatus::ConfigurationAndSWHardeningNeeded => "ConfigurationAndSWHardeningNeeded",
-            TcbStatus::ConfigurationNeeded => "ConfigurationNeeded",
-            TcbStatus::SWHardeningNeeded => "SWHardeningNeeded",
-            TcbStatus::UpToDate => "UpToDate",
-        }
-    }
-
-    /// Parses Intel's name; anything else is `Unknown`.
-    pub fn parse(s: &str) -> Self {
-        [
-            TcbStatus::Revoked,
-            TcbStatus::OutOfDateConfigurationNeeded,
-            TcbStatus::OutOfDate,
-            TcbStatus::ConfigurationAndSWHardeningNeeded,
-            TcbStatus::ConfigurationNeeded,
-            TcbStatus::SWHardeningNeeded,
-            TcbStatus::UpToDate,
-        ]
-        .into_iter()
-        .find(|t| t.as_str() == s)
-        .unwrap_or(TcbStatus::Unknown)
-    }
-}
-
-impl fmt::Display for TcbStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+/// The envelope's tag for each kind.
+fn kind_tag(kind: TeeKind) -> u8 {
+    match kind {
+        TeeKind::Tdx => 1,
+        TeeKind::SevSnp => 2,
+        TeeKind::Sim => 3,
     }
 }
 
@@ -175,7 +72,7 @@ impl Evidence {
     /// Encoding: version, kind tag, then each field as a 4-byte big-endian
     /// length and its bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![ENVELOPE_VERSION, self.kind().tag()];
+        let mut out = vec![ENVELOPE_VERSION, kind_tag(self.kind())];
         for f in self.fields() {
             out.extend_from_slice(&(f.len() as u32).to_be_bytes());
             out.extend_from_slice(f);
