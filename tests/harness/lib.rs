@@ -346,6 +346,8 @@ pub struct WorkerSpec {
     pub model_hash: Option<String>,
     /// The receipt key file (`--receipt-key`); `None` for one per name.
     pub receipt_key: Option<PathBuf>,
+    /// More flags (`--gpu sim`, `--region eu`).
+    pub extra_args: Vec<String>,
 }
 
 impl WorkerSpec {
@@ -360,12 +362,19 @@ impl WorkerSpec {
             running_usage: false,
             model_hash: None,
             receipt_key: None,
+            extra_args: Vec::new(),
         }
     }
 
     /// The same worker, signing with the receipt key in `path`.
     pub fn with_receipt_key(mut self, path: PathBuf) -> Self {
         self.receipt_key = Some(path);
+        self
+    }
+
+    /// The same worker, with more flags.
+    pub fn with_args(mut self, args: &[&str]) -> Self {
+        self.extra_args.extend(args.iter().map(|a| a.to_string()));
         self
     }
 
@@ -387,6 +396,7 @@ impl WorkerSpec {
             running_usage: false,
             model_hash: None,
             receipt_key: None,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -594,6 +604,7 @@ impl Network {
         if let Some(k) = &spec.receipt_key {
             args.extend(["--receipt-key".to_string(), k.display().to_string()]);
         }
+        args.extend(spec.extra_args.iter().cloned());
         if !spec.upstream.is_empty() {
             args.extend(["--upstream".to_string(), spec.upstream.clone()]);
             if spec.running_usage {

@@ -276,6 +276,12 @@ options! {
         /// does not set x-cocoon-max-coefficient [default: any].
         #[arg(long, env = "COCOON_CLIENT_MAX_COEFFICIENT", value_name = "PER_MILLE")]
         pub max_coefficient: Option<Coefficient>,
+        /// Trust requirements every request is held to, as JSON: accepted
+        /// TEE kinds, lowest TCB, an attested GPU, regions, replicas, e.g.
+        /// '{"tee": ["tdx"], "tcb": "up_to_date", "gpu": true, "regions": ["eu"]}'.
+        /// API keys and requests ("cocoon": {"trust": ...}) may only tighten them.
+        #[arg(long, env = "COCOON_CLIENT_TRUST", value_name = "JSON")]
+        pub trust: Option<String>,
         /// Deadline in seconds for requests that do not set x-cocoon-timeout-ms [default: 600].
         #[arg(long, env = "COCOON_CLIENT_TIMEOUT_SECS", value_name = "SECS")]
         pub timeout_secs: Option<u64>,
@@ -429,6 +435,18 @@ options! {
         /// SEV-SNP: the AMD chain for it (ASK or ASVK, and ARK; PEM).
         #[arg(long, env = "COCOON_SNP_CHAIN", value_name = "FILE")]
         pub snp_chain: Option<PathBuf>,
+        /// The GPUs this node's certificates carry evidence for: nvidia
+        /// (every NVIDIA GPU, through the driver's NVML; each must be in
+        /// confidential-computing mode), sim (a simulated GPU that proves
+        /// nothing; only with --dev and --tee sim), or none [default: none].
+        #[arg(long, env = "COCOON_GPU", value_name = "nvidia|sim|none")]
+        pub gpu: Option<String>,
+        /// The region this node's operator runs it in (e.g. eu, eu-west,
+        /// us-east-1), named in its attested claims. It proves the image was
+        /// configured for that region and nothing more: hardware cannot
+        /// prove where it is.
+        #[arg(long, env = "COCOON_REGION", value_name = "REGION")]
+        pub region: Option<String>,
     }
 }
 

@@ -449,12 +449,26 @@ async fn client_config(
         },
         max_body_bytes,
         default_max_coefficient: o.max_coefficient.map(Coefficient::per_mille),
+        default_trust: client_trust_defaults(o.trust.as_deref())?,
         default_timeout: timeout(o.timeout_secs)?,
         chain,
         wallet,
         check_receipts: !dev_only(o.dev_no_receipts, &a, "--dev-no-receipts")?,
         access,
     })
+}
+
+/// `--trust`: the requirements every request of this client is held to.
+fn client_trust_defaults(
+    json: Option<&str>,
+) -> anyhow::Result<cocoon_core::trust::TrustRequirements> {
+    let Some(json) = json else {
+        return Ok(Default::default());
+    };
+    let t: cocoon_core::trust::TrustRequirements = serde_json::from_str(json)
+        .with_context(|| format!("--trust must be a JSON object like {{\"tee\": [\"tdx\"], \"tcb\": \"up_to_date\", \"gpu\": true, \"regions\": [\"eu\"]}}, found {json:?}"))?;
+    t.check().map_err(|e| anyhow::anyhow!("--trust: {e}"))?;
+    Ok(t)
 }
 
 /// Who may call a client: its keys and admin token under
@@ -497,6 +511,7 @@ pub(crate) fn access_config(
                         .filter(|n| *n > 0),
                     models: Vec::new(),
                     renewal: Renewal::Monthly,
+                    trust: Default::default(),
                 },
             })
         }
@@ -668,6 +683,7 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
         trust: client_trust,
         max_body_bytes: DEFAULT_MAX_BODY,
         default_max_coefficient: None,
+        default_trust: Default::default(),
         default_timeout: cocoon_core::DEFAULT_TIMEOUT,
         address: Some(local.client_contract.clone()),
         dev_deposit: None,

@@ -82,8 +82,8 @@ pub fn build(
                  outside development mode; add --dev if this is a development machine"
             );
         }
-        if o.tee.is_some() {
-            bail!("--tee needs an attestation policy; with --peer-policy none nothing is attested");
+        if o.tee.is_some() || o.gpu.is_some() || o.region.is_some() {
+            bail!("--tee, --gpu and --region need an attestation policy; with --peer-policy none nothing is attested");
         }
         warn_dev("peer policy 'none': peers are encrypted to but NOT authenticated");
         return Ok(Trust::Insecure);
@@ -165,11 +165,47 @@ pub fn build(
         verifier = verifier.with_registry_images(list);
     }
     let verifier = Arc::new(verifier);
-    Ok(Trust::Attested(Arc::new(Attestation::new(
-        attester,
-        verifier,
-        config_hash,
-    ))))
+    let attester = with_gpus(attester, o, dev, &data_dir)?;
+    let region = o
+        .region
+        .as_deref()
+        .map(cocoon_core::Region::new)
+        .transpose()
+        .context("--region")?;
+    Ok(Trust::Attested(Arc::new(
+        Attestation::new(attester, verifier, config_hash).with_region(region),
+    )))
+}
+
+/// `--gpu`: the node's certificates carry its GPUs' evidence too.
+fn with_gpus(
+    tee: Arc<dyn Attester>,
+    o: &AttestationOptions,
+    dev: bool,
+    data_dir: &Path,
+) -> anyhow::Result<Arc<dyn Attester>> {
+    let gpus: Arc<dyn cocoon_tee::GpuAttester> = match o.gpu.as_deref().unwrap_or("none") {
+        "none" => return Ok(tee),
+        "sim" => {
+            if !dev || tee.kind() != TeeKind::Sim {
+                bail!("--gpu sim is a simulated GPU that proves nothing; it goes only with --dev and --tee sim");
+            }
+            warn_dev("this node presents a SIMULATED GPU");
+            Arc::new(cocoon_tee::sim_gpu::SimGpu::new(&SimRoot::load_or_create(
+                data_dir,
+            )?))
+        }
+        "nvidia" => {
+            let gpus = cocoon_tee::nvml::NvmlGpus::open().context("--gpu nvidia")?;
+            tracing::info!(
+                gpus = gpus.count(),
+                "certificates carry NVIDIA GPU evidence"
+            );
+            Arc::new(gpus)
+        }
+        other => bail!("--gpu must be nvidia, sim or none, found {other:?}"),
+    };
+    Ok(Arc::new(cocoon_tee::WithGpus { tee, gpus }))
 }
 
 /// A development policy for this executable under the sim TEE: every role
@@ -198,7 +234,7 @@ pub fn dev_policy(
         max_cert_age_secs: DEFAULT_MAX_CERT_AGE_SECS,
         required_claims: Default::default(),
         sim_roots: vec![attester.root_public_key()],
-        gpu: None,
+        gpu: Some(Default::default()),
     };
     Ok((policy, attester))
 }

@@ -24,7 +24,7 @@ use cocoon_openai::{Chunk, Receipt, UsageObject};
 
 use base64::Engine as _;
 
-use crate::openai::{validate, ApiError, Validated};
+use crate::openai::{validate_under, ApiError, Validated};
 use crate::Shared;
 
 /// Response header naming the worker that answered.
@@ -302,6 +302,11 @@ pub(crate) async fn model_list(shared: &Shared) -> Result<cocoon_openai::ModelLi
                     median_ttft_ms: (m.median_ttft_micros > 0)
                         .then(|| m.median_ttft_micros.div_ceil(1000)),
                 },
+                trust: cocoon_openai::ModelTrust {
+                    tees: m.tees,
+                    gpus: m.gpus,
+                    regions: m.regions,
+                },
             };
             cocoon_openai::Model::new(m.name, market)
         })
@@ -389,15 +394,6 @@ async fn complete(shared: Arc<Shared>, endpoint: Endpoint, req: Request) -> Resp
                 return e.into_response();
             }
         };
-        let mut v = match validate(endpoint, &raw, &parts.headers) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::info!(error = %e, "invalid request");
-                shared.metrics.record_error("invalid_request");
-                return e.into_response();
-            }
-        };
-        tracing::Span::current().record("model", v.model.as_str());
         // The middleware names every caller; a request it did not see is
         // refused rather than served as nobody's.
         let Some(who) = parts.extensions.get::<crate::access::Principal>().cloned() else {
@@ -408,6 +404,17 @@ async fn complete(shared: Arc<Shared>, endpoint: Endpoint, req: Request) -> Resp
             )
             .into_response();
         };
+        let defaults = shared.trust_defaults(&who);
+        let mut v = match defaults.and_then(|d| validate_under(endpoint, &raw, &parts.headers, &d))
+        {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::info!(error = %e, "invalid request");
+                shared.metrics.record_error("invalid_request");
+                return e.into_response();
+            }
+        };
+        tracing::Span::current().record("model", v.model.as_str());
         if sealer.is_some() {
             // Encrypted to this client, the request goes on sealed or not at all.
             v.controls.e2e = Some(crate::openai::E2eMode::Required);
@@ -483,6 +490,11 @@ async fn forward(
             }
         },
     };
+    let offer =
+        crate::receipts::trust_offer(&worker, assigned.as_ref(), shared.receipts.checks_gpus());
+    if let Err(refused) = check_trust(&shared, &worker, &offer, &v, &mut active) {
+        return (headers, refused).into_response();
+    }
     aci.served_by(&shared, &worker, assigned.as_ref(), sealed.is_some());
     let salt = sealed.as_ref().map(|s| s.salt());
     let opener = match opener(&shared, sealed.as_ref(), &worker, &first, &mut headers) {
@@ -497,7 +509,10 @@ async fn forward(
         aci,
         shared,
         endpoint,
-        receipt,
+        receipt: Receipt {
+            trust: Some(trust_member(&offer, &v.controls.trust)),
+            ..receipt
+        },
         worker,
         request_sha256: cocoon_receipt::digest::request_digest(&v.body, salt.as_ref()),
         salt,
@@ -508,6 +523,53 @@ async fn forward(
         account: who.account(),
     };
     respond(answer, first, headers, &v).await
+}
+
+/// The answer's `cocoon.trust`: what the worker offered, and what the
+/// request demanded.
+fn trust_member(
+    offer: &cocoon_core::trust::TrustOffer,
+    demanded: &cocoon_core::trust::TrustRequirements,
+) -> serde_json::Value {
+    serde_json::json!({
+        "tee": if offer.open { Some("none".to_owned()) } else { offer.tee.map(|k| k.to_string()) },
+        "tcb": offer.tee.map(|_| offer.tcb.snake_name()),
+        "gpu": offer.gpu,
+        "region": offer.region,
+        "open": offer.open,
+        "demanded": demanded,
+    })
+}
+
+/// Refuses an answer from a worker that this client verified and found
+/// short of the request's trust requirements: the attested proxy routed it
+/// there anyway, so it is no longer trusted.
+fn check_trust(
+    shared: &Shared,
+    worker: &crate::receipts::Worker,
+    offer: &cocoon_core::trust::TrustOffer,
+    v: &Validated,
+    active: &mut ActiveRequest,
+) -> Result<(), ApiError> {
+    let unmet = v.controls.trust.unmet(offer);
+    if unmet.is_empty() || matches!(worker, crate::receipts::Worker::Unattested) {
+        return Ok(());
+    }
+    let why = format!(
+        "the proxy sent the request to a worker that does not meet its trust requirements ({}): it offers {offer}",
+        unmet.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    );
+    shared.receipts.distrust(&why);
+    active.fail("proxy_distrusted");
+    tracing::warn!(reason = %why, "refused the proxy's worker");
+    Err(ApiError::server(
+        StatusCode::BAD_GATEWAY,
+        "proxy_distrusted",
+        format!(
+            "refused the answer: {why}; this client stops using proxy {}",
+            shared.config.proxy
+        ),
+    ))
 }
 
 /// A request the proxy took: the assigned worker and the first event of
@@ -817,6 +879,8 @@ fn infer_request(
         client_address: shared.address.to_string(),
         max_tokens: v.max_tokens.unwrap_or(0),
         replicas: v.controls.replicas.unwrap_or(1),
+        trust: (!v.controls.trust.is_empty())
+            .then(|| cocoon_proto::TrustRequirements::from(&v.controls.trust)),
         timeout_ms: timeout,
         // On a chain, proof that this client may spend from its contract.
         payer_key: shared
@@ -1008,6 +1072,7 @@ fn error_for(e: &InferError, v: &Validated) -> ApiError {
             retry_after: None,
         },
         ErrorCode::PriceLimit => ApiError::invalid("max_coefficient", "price_limit_exceeded", msg),
+        ErrorCode::TrustUnmet => ApiError::invalid("cocoon.trust", "trust_requirements_unmet", msg),
         ErrorCode::WorkersBusy => {
             ApiError::server(StatusCode::SERVICE_UNAVAILABLE, "workers_busy", msg)
         }

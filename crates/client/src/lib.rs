@@ -45,6 +45,9 @@ pub struct ClientConfig {
     pub max_body_bytes: usize,
     /// Highest worker coefficient accepted when a request does not say.
     pub default_max_coefficient: Option<u32>,
+    /// Trust requirements every request is held to; an API key's and the
+    /// request's own may only tighten them.
+    pub default_trust: cocoon_core::trust::TrustRequirements,
     /// Deadline for requests that do not set one.
     pub default_timeout: Duration,
     /// Who pays, when the proxy charges ("0:<hex>"); `None` uses
@@ -173,6 +176,27 @@ pub(crate) struct Shared {
     pub(crate) history: history::History,
     /// The registry as last read, for the explorer.
     pub(crate) registry: web::RegistryCache,
+}
+
+impl Shared {
+    /// The trust requirements `who`'s requests are held to: this client's,
+    /// tightened by the caller's API key.
+    pub(crate) fn trust_defaults(
+        &self,
+        who: &access::Principal,
+    ) -> Result<cocoon_core::trust::TrustRequirements, openai::ApiError> {
+        let client = &self.config.default_trust;
+        match self.access.trust_defaults(who) {
+            Some(app) => client.tightened_by(&app).map_err(|e| {
+                openai::ApiError::invalid(
+                    "cocoon.trust",
+                    "trust_loosened",
+                    format!("the API key's {e}"),
+                )
+            }),
+            None => Ok(client.clone()),
+        }
+    }
 }
 
 /// Access control, refusing an API open beyond loopback unless asked for.

@@ -429,6 +429,54 @@ impl Refusal {
     }
 }
 
+/// What the worker offers a request's trust requirements. Its TEE, TCB
+/// and region are what this client verified; its GPU too when this
+/// client's policy judges GPU evidence, else the attested proxy's word
+/// (`Assigned.worker_gpu`). Without attestation, only the proxy's word.
+pub(crate) fn trust_offer(
+    worker: &Worker,
+    assigned: Option<&cocoon_proto::Assigned>,
+    checks_gpus: bool,
+) -> cocoon_core::trust::TrustOffer {
+    let said_gpu = assigned
+        .map(|a| a.worker_gpu.clone())
+        .filter(|g| !g.is_empty());
+    match worker {
+        Worker::Verified { identity, .. } => {
+            let a = identity.attestation();
+            cocoon_core::trust::TrustOffer {
+                open: false,
+                tee: Some(a.kind),
+                tcb: a.tcb_status,
+                gpu: if checks_gpus {
+                    a.gpus.first().map(|g| g.describe())
+                } else {
+                    said_gpu
+                },
+                region: a.region.clone(),
+            }
+        }
+        Worker::Unattested => cocoon_core::trust::TrustOffer {
+            open: assigned.is_some_and(|a| a.worker_open),
+            tee: assigned.and_then(|a| a.worker_tee.parse().ok()),
+            tcb: assigned
+                .and_then(|a| cocoon_core::tee::TcbStatus::from_name(&a.worker_tcb))
+                .unwrap_or_default(),
+            gpu: said_gpu,
+            region: assigned.and_then(|a| cocoon_core::Region::new(&a.worker_region).ok()),
+        },
+    }
+}
+
+impl Receipts {
+    /// Whether this client's own policy judges GPU evidence.
+    pub(crate) fn checks_gpus(&self) -> bool {
+        self.verifier
+            .as_ref()
+            .is_some_and(|v| v.policy().gpu.is_some())
+    }
+}
+
 /// Puts a checked receipt in the answer's `cocoon` member; with a verified
 /// worker, its TEE and image are the ones this client verified.
 pub(crate) fn attach(member: &mut cocoon_openai::Receipt, worker: &Worker, c: Checked) {

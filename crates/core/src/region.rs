@@ -10,7 +10,10 @@ use std::fmt;
 /// A region name: 1 to 32 characters, lowercase ASCII letters, digits and
 /// `-`, starting with a letter, e.g. `eu`, `eu-west`, `us-east-1`. Regions
 /// nest by `-`: `eu-west` lies within `eu`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct Region(String);
 
 /// A region name that is not well formed.
@@ -72,6 +75,19 @@ impl Region {
 impl fmt::Display for Region {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for Region {
+    type Error = RegionError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Region::new(&s)
+    }
+}
+
+impl From<Region> for String {
+    fn from(r: Region) -> Self {
+        r.0
     }
 }
 

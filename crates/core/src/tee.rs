@@ -4,7 +4,10 @@
 use std::fmt;
 
 /// A kind of trusted execution environment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub enum TeeKind {
     /// Intel TDX.
     Tdx,
@@ -51,9 +54,23 @@ impl std::str::FromStr for TeeKind {
 /// How current a platform's TCB is, lowest first. TDX reports Intel's
 /// status; SEV-SNP and sim evidence, which have no such service, count as
 /// `UpToDate` once their own checks pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub enum TcbStatus {
     /// A status this verifier does not know: ranked below everything.
+    #[default]
     Unknown,
     /// The platform's keys are revoked.
     Revoked,
@@ -144,5 +161,36 @@ impl TcbStatus {
 impl fmt::Display for TcbStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<String> for TeeKind {
+    type Error = TeeKindError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<TeeKind> for String {
+    fn from(k: TeeKind) -> Self {
+        k.as_str().to_owned()
+    }
+}
+
+/// A TCB status name that is not known.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("unknown TCB status {0:?}: expected up_to_date, sw_hardening_needed, configuration_needed, configuration_and_sw_hardening_needed, out_of_date, out_of_date_configuration_needed or revoked")]
+pub struct TcbStatusError(pub String);
+
+impl TryFrom<String> for TcbStatus {
+    type Error = TcbStatusError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        TcbStatus::from_name(&s).ok_or(TcbStatusError(s))
+    }
+}
+
+impl From<TcbStatus> for String {
+    fn from(t: TcbStatus) -> Self {
+        t.snake_name().to_owned()
     }
 }

@@ -12,26 +12,39 @@ pub const MAX_REPLICAS: u32 = 5;
 
 /// What a request demands. Every field is optional: absent means the
 /// request does not constrain it (the proxy's own policy still applies).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// In JSON: `{"tee": ["tdx", "sev-snp"], "tcb": "up_to_date", "gpu": true,
+/// "regions": ["eu"], "replicas": 2, "open": false}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TrustRequirements {
     /// TEE kinds accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tee: Option<BTreeSet<TeeKind>>,
     /// Lowest TCB status accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcb: Option<TcbStatus>,
     /// Whether the worker must have an attested GPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu: Option<bool>,
     /// Regions accepted; a worker's region must lie within one of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub regions: Option<BTreeSet<Region>>,
     /// Workers of distinct owners to run the request on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<u32>,
     /// Whether workers without a TEE (the open tier) are accepted too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open: Option<bool>,
 }
 
 /// What a worker offers, as its attestation and registration proved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustOffer {
-    /// Its TEE; `None` for an open-tier worker, which has none.
+    /// Whether it joined the open tier: no TEE, admitted by an explicit
+    /// policy section, served only requests that opted in.
+    pub open: bool,
+    /// Its TEE as attestation proved it; `None` for an open-tier worker or
+    /// on an unattested development proxy.
     pub tee: Option<TeeKind>,
     /// Its platform's TCB status (`Unknown` without a TEE).
     pub tcb: TcbStatus,
@@ -44,15 +57,16 @@ pub struct TrustOffer {
 impl TrustOffer {
     /// Whether it is an open-tier worker (no TEE).
     pub fn is_open(&self) -> bool {
-        self.tee.is_none()
+        self.open
     }
 }
 
 impl fmt::Display for TrustOffer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.tee {
-            Some(kind) => write!(f, "{kind} (tcb {})", self.tcb.snake_name())?,
-            None => f.write_str("the open tier (no TEE)")?,
+        match (self.open, self.tee) {
+            (true, _) => f.write_str("the open tier (no TEE)")?,
+            (false, Some(kind)) => write!(f, "{kind} (tcb {})", self.tcb.snake_name())?,
+            (false, None) => f.write_str("no attested TEE")?,
         }
         match &self.gpu {
             Some(gpu) => write!(f, ", attested GPU {gpu}")?,
@@ -78,8 +92,8 @@ pub enum Unmet {
     Tee {
         /// Kinds accepted.
         wanted: String,
-        /// The worker's.
-        found: TeeKind,
+        /// The worker's, or "no attested TEE".
+        found: String,
     },
     /// A TCB below the minimum.
     #[error("tcb: the request demands {min} or better, the worker's is {found}")]
@@ -172,11 +186,13 @@ impl TrustRequirements {
         if offer.is_open() && !self.accepts_open() {
             out.push(Unmet::Open);
         }
-        if let (Some(wanted), Some(found)) = (&self.tee, offer.tee) {
-            if !wanted.contains(&found) {
+        if let Some(wanted) = &self.tee {
+            if !offer.tee.is_some_and(|k| wanted.contains(&k)) {
                 out.push(Unmet::Tee {
                     wanted: list(wanted),
-                    found,
+                    found: offer
+                        .tee
+                        .map_or_else(|| "no attested TEE".to_owned(), |k| k.to_string()),
                 });
             }
         }
@@ -278,6 +294,7 @@ mod tests {
 
     fn tdx_eu() -> TrustOffer {
         TrustOffer {
+            open: false,
             tee: Some(TeeKind::Tdx),
             tcb: TcbStatus::UpToDate,
             gpu: Some("hopper GH100 A01".into()),
@@ -344,6 +361,7 @@ mod tests {
     #[test]
     fn open_workers_serve_only_requests_that_opted_in() {
         let open = TrustOffer {
+            open: true,
             tee: None,
             tcb: TcbStatus::Unknown,
             gpu: None,
@@ -358,6 +376,21 @@ mod tests {
         assert!(opted.unmet(&open).is_empty());
         // TEE workers still serve opted-in requests.
         assert!(opted.unmet(&tdx_eu()).is_empty());
+        // An unattested development worker is not the open tier, but has no
+        // TEE to show either.
+        let unattested = TrustOffer {
+            open: false,
+            ..open.clone()
+        };
+        assert!(plain.unmet(&unattested).is_empty());
+        let tdx = TrustRequirements {
+            tee: Some([TeeKind::Tdx].into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            tdx.unmet(&unattested)[0].to_string(),
+            "tee: the request accepts [tdx], the worker runs no attested TEE"
+        );
         for bad in [
             TrustRequirements {
                 tee: Some([TeeKind::Tdx].into()),
@@ -373,6 +406,32 @@ mod tests {
             },
         ] {
             assert!(bad.check().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn requirements_read_from_json_and_refuse_what_they_do_not_know() {
+        let t: TrustRequirements = serde_json::from_str(
+            r#"{"tee": ["tdx", "sev-snp"], "tcb": "up_to_date", "gpu": true, "regions": ["eu"], "replicas": 2}"#,
+        )
+        .unwrap();
+        assert_eq!(t.tcb, Some(TcbStatus::UpToDate));
+        assert_eq!(t.tee.as_ref().map(BTreeSet::len), Some(2));
+        assert_eq!(
+            serde_json::from_value::<TrustRequirements>(serde_json::to_value(&t).unwrap()).unwrap(),
+            t
+        );
+        for bad in [
+            r#"{"tee": ["sgx"]}"#,
+            r#"{"tcb": "fine"}"#,
+            r#"{"regions": ["EU"]}"#,
+            r#"{"gpu": "yes"}"#,
+            r#"{"colour": 1}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<TrustRequirements>(bad).is_err(),
+                "{bad}"
+            );
         }
     }
 

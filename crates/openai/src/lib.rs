@@ -14,7 +14,7 @@ pub use answer::{
     answer_object, chunk_object, Answer, AnswerChoice, Chunk, ChunkChoice, Delta, Message,
 };
 pub use error::{ErrorBody, ErrorObject};
-pub use models::{CoefficientSpread, Model, ModelList, ModelMarket, ModelReputation};
+pub use models::{CoefficientSpread, Model, ModelList, ModelMarket, ModelReputation, ModelTrust};
 pub use receipt::{stamp_answer, Receipt};
 pub use usage::{CompletionTokensDetails, PromptTokensDetails, UsageObject};
 

@@ -67,6 +67,20 @@ pub struct ModelMarket {
     pub model_hashes: Vec<String>,
     /// What comparing their answers showed.
     pub reputation: ModelReputation,
+    /// What they offer a request's trust requirements, distinct values:
+    /// TEE kinds (`open` for the open tier), attested GPUs, regions.
+    pub trust: ModelTrust,
+}
+
+/// What a model's workers offer trust requirements.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ModelTrust {
+    /// TEE kinds, `open` for open-tier workers.
+    pub tees: Vec<String>,
+    /// Attested GPUs, e.g. `hopper GH100 A01`.
+    pub gpus: Vec<String>,
+    /// Declared regions.
+    pub regions: Vec<String>,
 }
 
 /// The workers' reputation for a model, summarised.

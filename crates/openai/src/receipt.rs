@@ -36,6 +36,11 @@ pub struct Receipt {
     /// the proxy that relayed it never had it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub salt: Option<String>,
+    /// What the answering worker offered the request's trust requirements
+    /// (tee, tcb, gpu, region, open), as this client verified it where its
+    /// own policy can, and what the request demanded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trust: Option<serde_json::Value>,
 }
 
 // Compared by value; the signed receipt by its JSON text.
@@ -51,6 +56,7 @@ impl PartialEq for Receipt {
             && self.receipt_status == other.receipt_status
             && self.replication == other.replication
             && self.salt == other.salt
+            && self.trust == other.trust
     }
 }
 

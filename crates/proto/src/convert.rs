@@ -163,3 +163,74 @@ mod tests {
         assert!(model_hash("xyz").is_err());
     }
 }
+
+impl From<&cocoon_core::trust::TrustRequirements> for crate::TrustRequirements {
+    fn from(t: &cocoon_core::trust::TrustRequirements) -> Self {
+        crate::TrustRequirements {
+            tee: t
+                .tee
+                .iter()
+                .flatten()
+                .map(|k| k.as_str().to_owned())
+                .collect(),
+            tcb: t.tcb.map(|s| s.snake_name().to_owned()).unwrap_or_default(),
+            gpu: t.gpu == Some(true),
+            regions: t.regions.iter().flatten().map(|r| r.to_string()).collect(),
+            open: t.open == Some(true),
+        }
+    }
+}
+
+/// A trust requirements field that does not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("trust.{field}: {reason}")]
+pub struct BadTrust {
+    /// The field.
+    pub field: &'static str,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Reads a request's trust requirements; `replicas` is the request's own
+/// field. Unset or empty fields demand nothing.
+pub fn trust(
+    wire: Option<&crate::TrustRequirements>,
+    replicas: u32,
+) -> Result<cocoon_core::trust::TrustRequirements, BadTrust> {
+    use cocoon_core::tee::{TcbStatus, TeeKind};
+    let bad = |field, reason: String| BadTrust { field, reason };
+    let mut out = cocoon_core::trust::TrustRequirements {
+        replicas: (replicas > 1).then_some(replicas),
+        ..Default::default()
+    };
+    let Some(w) = wire else {
+        return Ok(out);
+    };
+    if !w.tee.is_empty() {
+        let kinds = w
+            .tee
+            .iter()
+            .map(|k| k.parse::<TeeKind>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| bad("tee", e.to_string()))?;
+        out.tee = Some(kinds);
+    }
+    if !w.tcb.is_empty() {
+        out.tcb = Some(
+            TcbStatus::from_name(&w.tcb)
+                .ok_or_else(|| bad("tcb", format!("{:?} is not a TCB status", w.tcb)))?,
+        );
+    }
+    out.gpu = w.gpu.then_some(true);
+    if !w.regions.is_empty() {
+        let regions = w
+            .regions
+            .iter()
+            .map(|r| cocoon_core::Region::new(r))
+            .collect::<Result<_, _>>()
+            .map_err(|e| bad("regions", e.to_string()))?;
+        out.regions = Some(regions);
+    }
+    out.open = w.open.then_some(true);
+    Ok(out)
+}

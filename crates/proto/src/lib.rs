@@ -34,6 +34,7 @@ impl ErrorCode {
             ErrorCode::QueueFull => "queue_full",
             ErrorCode::ReplicasDisagree => "replicas_disagree",
             ErrorCode::SettlementPending => "settlement_pending",
+            ErrorCode::TrustUnmet => "trust_unmet",
         }
     }
 

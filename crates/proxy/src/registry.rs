@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use cocoon_core::{Coefficient, ModelHash, ModelName, RequestId};
+use cocoon_core::tee::TcbStatus;
+use cocoon_core::trust::{TrustOffer, TrustRequirements};
+use cocoon_core::{Coefficient, ModelHash, ModelName, Region, RequestId};
 use cocoon_proto::{ProxyMessage, WorkerEvent};
 use cocoon_tee::{ImageHash, TeeKind};
 use cocoon_telemetry::WorkerLoad;
@@ -40,6 +42,8 @@ pub struct WorkerHandle {
     /// The key its attested claims name for end-to-end requests; only
     /// requests sealed to it may go to it sealed.
     pub e2e_key: Option<[u8; 32]>,
+    /// What it offers a request's trust requirements.
+    pub offer: TrustOffer,
     /// Where its earnings go, when the proxy charges.
     pub payee: Option<tycho_types::models::StdAddr>,
     coefficient: AtomicU32,
@@ -79,6 +83,14 @@ pub struct Provenance {
     pub image_hash: Option<ImageHash>,
     /// Its end-to-end key, under attestation.
     pub e2e_key: Option<[u8; 32]>,
+    /// Its platform's TCB status, under attestation.
+    pub tcb: TcbStatus,
+    /// Its attested GPU, described; `None` without one.
+    pub gpu: Option<String>,
+    /// The region its claims name.
+    pub region: Option<Region>,
+    /// Whether it joined the open tier (no TEE).
+    pub open: bool,
 }
 
 /// A request waiting for a worker's events.
@@ -119,6 +131,10 @@ impl WorkerHandle {
                     tee,
                     image_hash,
                     e2e_key,
+                    tcb,
+                    gpu,
+                    region,
+                    open,
                 },
             coefficient,
             max_active,
@@ -126,6 +142,13 @@ impl WorkerHandle {
         outbound: Outbound,
     ) -> Self {
         WorkerHandle {
+            offer: TrustOffer {
+                open,
+                tee,
+                tcb,
+                gpu,
+                region,
+            },
             serial,
             name,
             record: Arc::default(),
@@ -379,6 +402,12 @@ impl Drop for Lease {
     }
 }
 
+/// The distinct values, sorted.
+fn distinct(values: impl Iterator<Item = String>) -> Vec<String> {
+    let set: std::collections::BTreeSet<String> = values.collect();
+    set.into_iter().collect()
+}
+
 /// The median of the averages that have a sample; 0 when none has.
 fn median_sample<'a>(averages: impl Iterator<Item = &'a AtomicU64>) -> u64 {
     let mut v: Vec<u64> = averages
@@ -428,6 +457,16 @@ pub enum NoWorker {
         /// The lowest coefficient on offer.
         cheapest: u32,
     },
+    /// No worker serving the model meets the request's trust requirements.
+    #[error("no worker for model {model:?} meets the request's trust requirements: {unmet}; the best available worker offers {best}")]
+    Unmet {
+        /// The model asked for.
+        model: String,
+        /// What the best available worker does not meet, `; `-separated.
+        unmet: String,
+        /// What it offers.
+        best: String,
+    },
     /// A sealed request's workers are gone: none of those serving the
     /// model holds a key it was sealed to.
     #[error("none of the {serving} workers serving model {model:?} holds a key this request was sealed to; the client's roster is out of date")]
@@ -437,6 +476,60 @@ pub enum NoWorker {
         /// Workers serving it.
         serving: usize,
     },
+}
+
+/// What a request asks of the worker that runs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Demand<'a> {
+    /// The model.
+    pub model: &'a str,
+    /// Highest price coefficient accepted (per-mille); 0 = any.
+    pub max_coefficient: u32,
+    /// Owners not to pick (tried already, or replicas' owners).
+    pub exclude: &'a [Owner],
+    /// For a sealed request: the only workers' keys that may run it.
+    pub sealed_to: Option<&'a [[u8; 32]]>,
+    /// What the worker must offer.
+    pub trust: &'a TrustRequirements,
+}
+
+/// The candidates that meet `trust`; if none does, the refusal names what
+/// the best of them (fewest requirements unmet, then cheapest) lacks.
+fn meeting(
+    model: &str,
+    candidates: Vec<Arc<WorkerHandle>>,
+    trust: &TrustRequirements,
+) -> Result<Vec<Arc<WorkerHandle>>, NoWorker> {
+    let mut best: Option<(
+        usize,
+        u32,
+        &Arc<WorkerHandle>,
+        Vec<cocoon_core::trust::Unmet>,
+    )> = None;
+    let mut meets = Vec::with_capacity(candidates.len());
+    for w in &candidates {
+        let unmet = trust.unmet(&w.offer);
+        if unmet.is_empty() {
+            meets.push(w.clone());
+            continue;
+        }
+        let rank = (unmet.len(), w.coefficient().per_mille());
+        if best.as_ref().is_none_or(|b| rank < (b.0, b.1)) {
+            best = Some((rank.0, rank.1, w, unmet));
+        }
+    }
+    match best {
+        Some((_, _, w, unmet)) if meets.is_empty() => Err(NoWorker::Unmet {
+            model: model.to_string(),
+            unmet: unmet
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+            best: w.offer.to_string(),
+        }),
+        _ => Ok(meets),
+    }
 }
 
 /// Every connected worker, by model, and the requests waiting for one.
@@ -526,29 +619,29 @@ impl WorkerRegistry {
         v
     }
 
-    /// Picks a worker for `model` and claims a slot on it.
+    /// Picks a worker for `demand.model` and claims a slot on it.
     ///
-    /// Workers above `max_coefficient` (0 = no limit), at capacity, of an
-    /// owner in `exclude`, or, for a sealed request, without a key in
-    /// `sealed_to` are skipped; among the rest the one with the least
-    /// `running × average duration` wins, ties broken in rotation so idle
-    /// workers share the load.
+    /// Workers above the price limit, at capacity, of an owner in
+    /// `demand.exclude`, not meeting the trust requirements, or, for a
+    /// sealed request, without a key it was sealed to are skipped; among
+    /// the rest the one with the least `running × average duration` wins,
+    /// ties broken in rotation so idle workers share the load.
     pub fn select(
         &self,
-        model: &str,
-        max_coefficient: u32,
-        exclude: &[Owner],
-        sealed_to: Option<&[[u8; 32]]>,
+        demand: &Demand<'_>,
         request_id: &RequestId,
         events: mpsc::Sender<WorkerEvent>,
     ) -> Result<Lease, NoWorker> {
-        let mut candidates = self.candidates(model, exclude);
+        let model = demand.model;
+        let max_coefficient = demand.max_coefficient;
+        let mut candidates = self.candidates(model, demand.exclude);
         if candidates.is_empty() {
             return Err(NoWorker::NoWorkersForModel {
                 model: model.to_string(),
             });
         }
-        if let Some(keys) = sealed_to {
+        candidates = meeting(model, candidates, demand.trust)?;
+        if let Some(keys) = demand.sealed_to {
             let serving = candidates.len();
             candidates.retain(|w| w.e2e_key.is_some_and(|k| keys.contains(&k)));
             if candidates.is_empty() {
@@ -593,16 +686,15 @@ impl WorkerRegistry {
     /// none is free.
     pub(crate) fn select_same_weights(
         &self,
-        model: &str,
+        demand: &Demand<'_>,
         hash: ModelHash,
-        exclude: &[Owner],
         request_id: &RequestId,
         events: mpsc::Sender<WorkerEvent>,
     ) -> Option<Lease> {
         let same: Vec<Arc<WorkerHandle>> = self
-            .candidates(model, exclude)
+            .candidates(demand.model, demand.exclude)
             .into_iter()
-            .filter(|w| w.model_hash == Some(hash))
+            .filter(|w| w.model_hash == Some(hash) && demand.trust.unmet(&w.offer).is_empty())
             .collect();
         let refs: Vec<&Arc<WorkerHandle>> = same.iter().collect();
         let worker = self.claim_least_loaded(&refs)?;
@@ -740,6 +832,16 @@ impl WorkerRegistry {
                     capacity: list.iter().map(|w| w.max_active).sum(),
                     running: list.iter().map(|w| w.running()).sum(),
                     model_hashes: hashes,
+                    tees: distinct(list.iter().map(|w| match (w.offer.open, w.offer.tee) {
+                        (true, _) => "open".to_owned(),
+                        (false, Some(k)) => k.to_string(),
+                        (false, None) => "unattested".to_owned(),
+                    })),
+                    gpus: distinct(list.iter().filter_map(|w| w.offer.gpu.clone())),
+                    regions: distinct(
+                        list.iter()
+                            .filter_map(|w| w.offer.region.as_ref().map(Region::to_string)),
+                    ),
                 }
             })
             .collect();
@@ -771,11 +873,23 @@ mod tests {
         coef: u64,
         max: u32,
     ) -> Arc<WorkerHandle> {
+        offering(reg, identity, name, model, coef, max, Provenance::default())
+    }
+
+    fn offering(
+        reg: &WorkerRegistry,
+        identity: WorkerId,
+        name: &str,
+        model: &str,
+        coef: u64,
+        max: u32,
+        provenance: Provenance,
+    ) -> Arc<WorkerHandle> {
         let (tx, rx) = mpsc::channel(8);
         std::mem::forget(rx);
         let offer = Offer {
             model: ModelName::new(model).unwrap(),
-            provenance: Provenance::default(),
+            provenance,
             coefficient: Coefficient::new(coef).unwrap(),
             max_active: max,
         };
@@ -788,9 +902,21 @@ mod tests {
         ))
     }
 
+    fn demand<'a>(model: &'a str, max: u32, exclude: &'a [Owner]) -> Demand<'a> {
+        static PLAIN: std::sync::LazyLock<TrustRequirements> =
+            std::sync::LazyLock::new(TrustRequirements::default);
+        Demand {
+            model,
+            max_coefficient: max,
+            exclude,
+            sealed_to: None,
+            trust: &PLAIN,
+        }
+    }
+
     fn pick(reg: &WorkerRegistry, model: &str, max: u32) -> Result<Lease, NoWorker> {
         let (tx, _rx) = mpsc::channel(1);
-        reg.select(model, max, &[], None, &RequestId::generate(), tx)
+        reg.select(&demand(model, max, &[]), &RequestId::generate(), tx)
     }
 
     #[test]
@@ -854,7 +980,11 @@ mod tests {
         while flaky.record.total.load(Ordering::Relaxed) < 10 {
             let (tx, _rx) = mpsc::channel(1);
             let mut l = reg
-                .select("m", 0, &[steady.owner()], None, &RequestId::generate(), tx)
+                .select(
+                    &demand("m", 0, &[steady.owner()]),
+                    &RequestId::generate(),
+                    tx,
+                )
                 .unwrap();
             assert_eq!(l.worker.name, "flaky");
             l.finish(false);
@@ -889,10 +1019,7 @@ mod tests {
         assert_eq!(reg.owners_serving("m"), 2);
         let (tx, _rx) = mpsc::channel(1);
         let no = reg.select(
-            "m",
-            0,
-            &[other.owner(), renamed.owner()],
-            None,
+            &demand("m", 0, &[other.owner(), renamed.owner()]),
             &RequestId::generate(),
             tx,
         );
@@ -970,5 +1097,136 @@ mod tests {
         assert_eq!(m.capacity, 9);
         reg.remove(&a);
         assert_eq!(reg.models()[0].worker_count, 2);
+    }
+
+    fn tier(reg: &WorkerRegistry, name: &str, coef: u64, provenance: Provenance) {
+        let serial = reg.next_serial() + 1_000_000;
+        offering(
+            reg,
+            WorkerId::Unproven(serial),
+            name,
+            "m",
+            coef,
+            4,
+            provenance,
+        );
+    }
+
+    fn tdx(tcb: TcbStatus, gpu: bool, region: &str) -> Provenance {
+        Provenance {
+            tee: Some(cocoon_core::tee::TeeKind::Tdx),
+            tcb,
+            gpu: gpu.then(|| "hopper GH100 A01".to_owned()),
+            region: Some(Region::new(region).unwrap()),
+            ..Provenance::default()
+        }
+    }
+
+    fn open_worker() -> Provenance {
+        Provenance {
+            open: true,
+            region: Some(Region::new("us").unwrap()),
+            model_hash: Some(ModelHash::from_bytes([0; 32])),
+            ..Provenance::default()
+        }
+    }
+
+    fn pick_with(reg: &WorkerRegistry, trust: &TrustRequirements) -> Result<Lease, NoWorker> {
+        let (tx, _rx) = mpsc::channel(1);
+        let d = Demand {
+            trust,
+            ..demand("m", 0, &[])
+        };
+        reg.select(&d, &RequestId::generate(), tx)
+    }
+
+    #[test]
+    fn trust_requirements_filter_workers_and_name_what_the_best_lacks() {
+        let reg = WorkerRegistry::default();
+        tier(
+            &reg,
+            "old-eu",
+            1000,
+            tdx(TcbStatus::OutOfDate, true, "eu-west"),
+        );
+        tier(
+            &reg,
+            "new-us",
+            900,
+            tdx(TcbStatus::UpToDate, true, "us-east"),
+        );
+        tier(&reg, "open", 300, open_worker());
+        let strict = TrustRequirements {
+            tee: Some([cocoon_core::tee::TeeKind::Tdx].into()),
+            tcb: Some(TcbStatus::UpToDate),
+            gpu: Some(true),
+            regions: Some([Region::new("eu").unwrap()].into()),
+            ..Default::default()
+        };
+        let err = pick_with(&reg, &strict).unwrap_err();
+        let text = err.to_string();
+        // Both TEE workers lack one requirement; the cheaper one is named.
+        assert!(
+            text.contains("regions: the request accepts [eu], the worker declared us-east"),
+            "{text}"
+        );
+        assert!(
+            text.contains("offers tdx (tcb up_to_date), attested GPU"),
+            "{text}"
+        );
+        let eu = TrustRequirements {
+            tcb: None,
+            ..strict.clone()
+        };
+        for _ in 0..4 {
+            assert_eq!(pick_with(&reg, &eu).unwrap().worker.name, "old-eu");
+        }
+    }
+
+    #[test]
+    fn a_confidential_request_never_reaches_an_open_worker() {
+        let reg = WorkerRegistry::default();
+        let open = {
+            let serial = reg.next_serial() + 1_000_000;
+            offering(
+                &reg,
+                WorkerId::Unproven(serial),
+                "open",
+                "m",
+                300,
+                8,
+                open_worker(),
+            )
+        };
+        let plain = TrustRequirements::default();
+        let err = pick_with(&reg, &plain).unwrap_err();
+        assert!(
+            err.to_string().contains("open: the worker has no TEE"),
+            "{err}"
+        );
+        // Not as a spot-check or replica either.
+        let (tx, _rx) = mpsc::channel(1);
+        let same = reg.select_same_weights(
+            &demand("m", 0, &[]),
+            ModelHash::from_bytes([0; 32]),
+            &RequestId::generate(),
+            tx,
+        );
+        assert!(same.is_none());
+        // An opted-in request is served there; a TEE worker is preferred by
+        // nothing but load and price.
+        let opted = TrustRequirements {
+            open: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(pick_with(&reg, &opted).unwrap().worker.name, "open");
+        tier(&reg, "tdx", 1000, tdx(TcbStatus::UpToDate, false, "eu"));
+        for _ in 0..8 {
+            assert_eq!(pick_with(&reg, &plain).unwrap().worker.name, "tdx");
+        }
+        assert_eq!(open.running(), 0);
+        let models = reg.models();
+        assert_eq!(models[0].tees, vec!["open".to_owned(), "tdx".to_owned()]);
+        assert_eq!(models[0].regions, vec!["eu".to_owned(), "us".to_owned()]);
     }
 }

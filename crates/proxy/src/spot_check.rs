@@ -27,7 +27,7 @@ use cocoon_core::{ModelHash, RequestId};
 use cocoon_proto::proxy_message;
 use tokio::sync::mpsc;
 
-use crate::registry::WorkerHandle;
+use crate::registry::{Demand, WorkerHandle};
 use crate::relay::{collect, Answer, Job, RunEvent, WorkerRun};
 use crate::reputation::PerWorker;
 use crate::worker_id::{Owner, WorkerId};
@@ -337,8 +337,17 @@ async fn run_on_checker(
 ) -> Option<(Arc<WorkerHandle>, Option<WorkerRun>)> {
     let id = RequestId::generate();
     let (tx, events) = mpsc::channel(crate::relay::EVENT_QUEUE);
-    let lease =
-        (shared.registry).select_same_weights(job.model.as_str(), hash, exclude, &id, tx)?;
+    // Checkers meet the request's requirements and are never open-tier
+    // workers: an open worker checking another proves nothing.
+    let trust = cocoon_core::trust::TrustRequirements {
+        open: None,
+        ..job.trust.clone()
+    };
+    let demand = Demand {
+        trust: &trust,
+        ..job.demand(exclude)
+    };
+    let lease = (shared.registry).select_same_weights(&demand, hash, &id, tx)?;
     let worker = lease.worker.clone();
     let deadline = tokio::time::Instant::now() + RERUN_TIMEOUT;
     let msg = msg(id.as_str(), &worker);

@@ -21,6 +21,7 @@ pub mod gpu;
 mod image;
 pub mod keyfile;
 pub mod nvidia;
+pub mod nvml;
 pub mod pccs;
 pub mod policy;
 pub mod ratls;

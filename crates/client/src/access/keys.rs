@@ -224,6 +224,8 @@ struct NewKey {
     models: Vec<String>,
     #[serde(default)]
     renewal: Renewal,
+    #[serde(default)]
+    trust: cocoon_core::trust::TrustRequirements,
 }
 
 impl NewKey {
@@ -254,6 +256,9 @@ impl NewKey {
             cocoon_core::ModelName::new(m)
                 .map_err(|e| ApiError::invalid("models", "invalid_value", e.to_string()))?;
         }
+        self.trust
+            .check()
+            .map_err(|e| ApiError::invalid("trust", "invalid_value", e.to_string()))?;
         Ok((
             name,
             SpendPolicy {
@@ -262,6 +267,7 @@ impl NewKey {
                 tokens_per_minute: self.tokens_per_minute,
                 models: self.models,
                 renewal: self.renewal,
+                trust: self.trust,
             },
         ))
     }

@@ -395,6 +395,15 @@ impl Access {
         (!policy.models.is_empty()).then_some(policy.models)
     }
 
+    /// The trust requirements `who`'s key holds its requests to; `None`
+    /// without an account.
+    pub fn trust_defaults(&self, who: &Principal) -> Option<cocoon_core::trust::TrustRequirements> {
+        let mut accounts = self.lock();
+        let tg_policy = self.telegram.as_ref().map(|t| &t.policy);
+        let (policy, _, _) = accounts.account(who, tg_policy)?;
+        Some(policy.trust)
+    }
+
     /// Ends an admission: the hold goes, the real cost and tokens count.
     fn release(&self, who: &Principal, hold: u64, outcome: Option<(u64, &Usage)>) -> bool {
         let now = cocoon_core::unix_now();
@@ -533,6 +542,7 @@ fn account_json(policy: &SpendPolicy, s: &Spending, live: &Live, now: u64) -> se
         "requests_per_minute": policy.requests_per_minute,
         "tokens_per_minute": policy.tokens_per_minute,
         "models": policy.models,
+        "trust": policy.trust,
     })
 }
 

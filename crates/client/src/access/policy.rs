@@ -23,6 +23,13 @@ pub struct SpendPolicy {
     /// Whether the budget starts afresh each calendar month (UTC).
     #[serde(default)]
     pub renewal: Renewal,
+    /// Trust requirements its requests are held to (they may only tighten
+    /// them): the app's tier.
+    #[serde(
+        default,
+        skip_serializing_if = "cocoon_core::trust::TrustRequirements::is_empty"
+    )]
+    pub trust: cocoon_core::trust::TrustRequirements,
 }
 
 /// When a budget starts afresh.

@@ -6,6 +6,6 @@ mod validate;
 
 pub use error::ApiError;
 pub use validate::{
-    validate, Controls, E2eMode, ServingConstraints, Validated, E2E_HEADER, MAX_COEFFICIENT_HEADER,
-    TIMEOUT_HEADER,
+    validate, validate_under, Controls, E2eMode, ServingConstraints, Validated, E2E_HEADER,
+    MAX_COEFFICIENT_HEADER, TIMEOUT_HEADER,
 };

@@ -20,6 +20,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use cocoon_core::trust::TrustRequirements;
+
 use super::ApiError;
 
 /// Header with the highest worker coefficient (per-mille) the app accepts.
@@ -28,6 +30,15 @@ pub const MAX_COEFFICIENT_HEADER: &str = "x-cocoon-max-coefficient";
 pub const TIMEOUT_HEADER: &str = "x-cocoon-timeout-ms";
 /// Header asking for the request to run on this many distinct workers.
 pub const REPLICAS_HEADER: &str = "x-cocoon-replicas";
+/// Headers with the request's trust requirements, one per field of
+/// `cocoon.trust`: comma-separated lists, `true`/`false`, a status name.
+pub const TRUST_HEADERS: [(&str, &str); 5] = [
+    ("x-cocoon-trust-tee", "tee"),
+    ("x-cocoon-trust-tcb", "tcb"),
+    ("x-cocoon-trust-gpu", "gpu"),
+    ("x-cocoon-trust-regions", "regions"),
+    ("x-cocoon-trust-open", "open"),
+];
 
 /// Most runs of one replicated request.
 const MAX_REPLICAS: i64 = 5;
@@ -38,7 +49,7 @@ const MAX_TOKENS_LIMIT: i64 = 1 << 24;
 const MAX_TIMEOUT_MS: i64 = 3_600_000;
 
 /// Cocoon's controls for one request, from headers or the `cocoon` member.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Controls {
     /// Highest worker coefficient accepted.
     pub max_coefficient: Option<u32>,
@@ -48,6 +59,8 @@ pub struct Controls {
     pub replicas: Option<u32>,
     /// Whether the request is sealed end to end to the workers.
     pub e2e: Option<E2eMode>,
+    /// What the worker must offer (`cocoon.trust`, `X-Cocoon-Trust-*`).
+    pub trust: TrustRequirements,
 }
 
 /// Whether a request is sealed end to end to the workers (`cocoon.e2e`,
@@ -165,6 +178,17 @@ pub fn validate(
     raw: &[u8],
     headers: &HeaderMap,
 ) -> Result<Validated, ApiError> {
+    validate_under(endpoint, raw, headers, &TrustRequirements::default())
+}
+
+/// [`validate`], for an app whose trust requirements are `defaults`: the
+/// request's own may only tighten them.
+pub fn validate_under(
+    endpoint: Endpoint,
+    raw: &[u8],
+    headers: &HeaderMap,
+    defaults: &TrustRequirements,
+) -> Result<Validated, ApiError> {
     let text = std::str::from_utf8(raw).map_err(|e| {
         ApiError::request(
             StatusCode::BAD_REQUEST,
@@ -203,6 +227,7 @@ pub fn validate(
         out.push(':');
         out.push_str(raw_value.get());
     }
+    seen.apply_trust(defaults)?;
     seen.seed_replicas(&mut out);
     out.push('}');
     if let Some(missing) = required.first() {
@@ -217,6 +242,31 @@ pub fn validate(
 }
 
 impl Seen {
+    /// Puts the request's trust requirements under the app's `defaults`,
+    /// and makes `replicas` one figure: `cocoon.replicas` and
+    /// `cocoon.trust.replicas` must agree when both are given.
+    fn apply_trust(&mut self, defaults: &TrustRequirements) -> Result<(), ApiError> {
+        let c = &mut self.controls;
+        if let (Some(a), Some(b)) = (c.replicas, c.trust.replicas) {
+            if a != b {
+                return Err(ApiError::invalid(
+                    "cocoon.trust.replicas",
+                    "invalid_value",
+                    format!("cocoon.replicas says {a}, cocoon.trust.replicas says {b}"),
+                ));
+            }
+        }
+        c.trust.replicas = c.trust.replicas.or(c.replicas);
+        c.trust = defaults
+            .tightened_by(&c.trust)
+            .map_err(|e| ApiError::invalid("cocoon.trust", "trust_loosened", e.to_string()))?;
+        c.trust
+            .check()
+            .map_err(|e| ApiError::invalid("cocoon.trust", "invalid_value", e.to_string()))?;
+        c.replicas = c.trust.replicas;
+        Ok(())
+    }
+
     /// Replicas must sample alike to be compared: one seed for all of
     /// them, set here (into the body `out`, still open) so that the
     /// request the workers sign is the one sent.
@@ -880,6 +930,7 @@ fn controls_from_body(raw: &RawValue) -> Result<Controls, ApiError> {
             "timeout_ms" => c.timeout_ms = Some(timeout(&param, v.as_i64(), &v.to_string())?),
             "replicas" => c.replicas = Some(replicas(&param, v.as_i64(), &v.to_string())?),
             "e2e" => c.e2e = Some(e2e_mode(&param, v.as_str(), &v.to_string())?),
+            "trust" => c.trust = trust(&param, v.clone())?,
             _ => {
                 return Err(ApiError::invalid(
                     param.clone(),
@@ -911,7 +962,51 @@ fn controls_from_headers(headers: &HeaderMap) -> Result<Controls, ApiError> {
     if let Some(s) = read(E2E_HEADER) {
         c.e2e = Some(e2e_mode(E2E_HEADER, Some(&s), &s)?);
     }
+    let mut fields = serde_json::Map::new();
+    for (header, field) in TRUST_HEADERS {
+        let Some(s) = read(header) else { continue };
+        let value = match field {
+            "tee" | "regions" => Value::from(
+                s.split(',')
+                    .map(|p| p.trim().to_owned())
+                    .collect::<Vec<_>>(),
+            ),
+            "gpu" | "open" => match s.as_str() {
+                "true" => Value::Bool(true),
+                "false" => Value::Bool(false),
+                _ => {
+                    return Err(ApiError::invalid(
+                        header,
+                        "invalid_value",
+                        format!("'{header}' must be true or false, found {s:?}"),
+                    ))
+                }
+            },
+            _ => Value::String(s),
+        };
+        fields.insert(field.to_owned(), value);
+    }
+    if !fields.is_empty() {
+        c.trust = trust("X-Cocoon-Trust-*", Value::Object(fields))?;
+    }
     Ok(c)
+}
+
+/// Reads trust requirements (the `cocoon.trust` object's shape) and
+/// refuses contradictory ones.
+fn trust(param: &str, v: Value) -> Result<TrustRequirements, ApiError> {
+    if !v.is_object() {
+        return Err(ApiError::invalid(
+            param,
+            "invalid_type",
+            format!("'{param}' must be an object, found {v}"),
+        ));
+    }
+    let t: TrustRequirements = serde_json::from_value(v)
+        .map_err(|e| ApiError::invalid(param, "invalid_value", format!("'{param}': {e}")))?;
+    t.check()
+        .map_err(|e| ApiError::invalid(param, "invalid_value", e.to_string()))?;
+    Ok(t)
 }
 
 fn coefficient(param: &str, n: Option<i64>, shown: &str) -> Result<u32, ApiError> {
@@ -962,6 +1057,74 @@ mod tests {
 
     const OK: &str = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
 
+    fn with_trust(
+        trust: &str,
+        headers: &HeaderMap,
+        app: &TrustRequirements,
+    ) -> Result<Validated, ApiError> {
+        let body = format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":"hi"}}]{}}}"#,
+            if trust.is_empty() {
+                String::new()
+            } else {
+                format!(r#","cocoon":{{"trust":{trust}}}"#)
+            }
+        );
+        validate_under(Endpoint::ChatCompletions, body.as_bytes(), headers, app)
+    }
+
+    #[test]
+    fn trust_requirements_come_from_the_body_or_headers_and_only_tighten_the_app() {
+        let none = HeaderMap::new();
+        let app = TrustRequirements::default();
+        let v = with_trust(
+            r#"{"tee":["tdx","sev-snp"],"tcb":"up_to_date","gpu":true,"regions":["eu"],"replicas":2}"#,
+            &none,
+            &app,
+        )
+        .unwrap();
+        assert_eq!(v.controls.trust.gpu, Some(true));
+        assert_eq!(v.controls.replicas, Some(2));
+        let body: Value = serde_json::from_slice(&v.body).unwrap();
+        assert!(body.get("seed").is_some(), "replicas sample alike");
+        let mut headers = HeaderMap::new();
+        headers.insert("x-cocoon-trust-tee", "tdx, sev-snp".parse().unwrap());
+        headers.insert("x-cocoon-trust-gpu", "true".parse().unwrap());
+        headers.insert("x-cocoon-trust-regions", "eu".parse().unwrap());
+        let v = with_trust("", &headers, &app).unwrap();
+        assert_eq!(v.controls.trust.tee.as_ref().map(|t| t.len()), Some(2));
+        for (bad, says) in [
+            (r#"{"tee":["sgx"]}"#, "unknown TEE kind"),
+            (r#"{"tcb":"fine"}"#, "unknown TCB status"),
+            (r#"{"colour":"red"}"#, "unknown field"),
+            (r#"{"open":true,"gpu":true}"#, "cannot be demanded"),
+            (r#"{"replicas":9}"#, "1 to 5"),
+            (r#"[]"#, "cocoon.trust"),
+        ] {
+            let e = with_trust(bad, &none, &app).unwrap_err();
+            assert!(e.message.contains(says), "{bad}: {}", e.message);
+            assert_eq!(e.param.as_deref(), Some("cocoon.trust"), "{bad}");
+        }
+        let mut bad = HeaderMap::new();
+        bad.insert("x-cocoon-trust-gpu", "yes".parse().unwrap());
+        assert!(with_trust("", &bad, &app).is_err());
+        // An app that demands an attested GPU in the EU.
+        let app: TrustRequirements =
+            serde_json::from_str(r#"{"gpu":true,"regions":["eu"],"open":false}"#).unwrap();
+        let v = with_trust("", &none, &app).unwrap();
+        assert_eq!(v.controls.trust, app);
+        let v = with_trust(r#"{"regions":["eu-west"]}"#, &none, &app).unwrap();
+        assert_eq!(v.controls.trust.gpu, Some(true));
+        for looser in [
+            r#"{"gpu":false}"#,
+            r#"{"regions":["us"]}"#,
+            r#"{"open":true}"#,
+        ] {
+            let e = with_trust(looser, &none, &app).unwrap_err();
+            assert_eq!(e.code.as_deref(), Some("trust_loosened"), "{looser}");
+        }
+    }
+
     #[test]
     fn accepts_and_rebuilds_a_good_request() {
         let v = chat(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,
@@ -976,6 +1139,7 @@ mod tests {
                 timeout_ms: Some(2000),
                 replicas: None,
                 e2e: None,
+                trust: TrustRequirements::default(),
             }
         );
         let body: Value = serde_json::from_slice(&v.body).unwrap();

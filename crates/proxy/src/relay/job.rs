@@ -2,6 +2,7 @@
 //! every later stage (selection, reservation, dispatch, replication,
 //! spot-checks) reads these typed fields and never the body again.
 
+use cocoon_core::trust::TrustRequirements;
 use cocoon_core::{Endpoint, ModelName, RequestId};
 use cocoon_proto::InferRequest;
 use cocoon_receipt::digest::Sampling;
@@ -9,10 +10,10 @@ use tokio::time::Instant;
 use tycho_types::models::StdAddr;
 
 use super::RelayError;
+use crate::registry::Demand;
 use crate::Shared;
 
-/// Most runs one request may ask for.
-pub(crate) const MAX_REPLICAS: u32 = 5;
+pub(crate) use cocoon_core::trust::MAX_REPLICAS;
 
 /// One request to relay.
 #[derive(Debug, Clone)]
@@ -34,6 +35,8 @@ pub(crate) struct Job {
     /// For a sealed request: the workers' keys it was sealed to, the only
     /// ones that may run it.
     pub(crate) sealed_to: Option<SealedTo>,
+    /// What the worker must offer.
+    pub(crate) trust: TrustRequirements,
 }
 
 impl Job {
@@ -59,6 +62,9 @@ impl Job {
                 "replicas: at most {MAX_REPLICAS} runs per request, asked for {replicas}"
             )));
         }
+        let trust = cocoon_proto::convert::trust(req.trust.as_ref(), replicas)
+            .map_err(|e| bad("trust", &e))?;
+        trust.check().map_err(|e| bad("trust", &e))?;
         let timeout = match req.timeout_ms {
             0 => shared.config.default_timeout,
             ms => std::time::Duration::from_millis(ms),
@@ -73,7 +79,19 @@ impl Job {
             replicas,
             wire: req,
             sealed_to,
+            trust,
         })
+    }
+
+    /// What the request asks of a worker, excluding `tried` owners.
+    pub(crate) fn demand<'a>(&'a self, tried: &'a [crate::worker_id::Owner]) -> Demand<'a> {
+        Demand {
+            model: self.model.as_str(),
+            max_coefficient: self.wire.max_coefficient,
+            exclude: tried,
+            sealed_to: self.sealed_to.as_deref(),
+            trust: &self.trust,
+        }
     }
 
     /// How many bytes the request body has, sealed or not: what its hold

@@ -258,17 +258,9 @@ impl Relay {
     fn select(&self, tried: &[Owner], previous: Option<&RelayError>) -> Result<Claimed, Stopped> {
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
         let job = &self.job;
-        let max = job.wire.max_coefficient;
         self.shared
             .registry
-            .select(
-                job.model.as_str(),
-                max,
-                tried,
-                job.sealed_to.as_deref(),
-                &job.id,
-                events_tx,
-            )
+            .select(&job.demand(tried), &job.id, events_tx)
             .map(|lease| (lease, events))
             .map_err(|no| {
                 Stopped::early(RelayError::NoWorker {
@@ -396,6 +388,15 @@ impl Relay {
             worker_image_hash: worker.image_hash.map(|h| h.to_string()).unwrap_or_default(),
             worker_certificate_sha256: sha,
             worker_certificate: certificate,
+            worker_tcb: match worker.offer.tee {
+                Some(_) => worker.offer.tcb.snake_name().to_owned(),
+                None => String::new(),
+            },
+            worker_gpu: worker.offer.gpu.clone().unwrap_or_default(),
+            worker_region: (worker.offer.region.as_ref())
+                .map(|r| r.to_string())
+                .unwrap_or_default(),
+            worker_open: worker.offer.open,
         })
     }
 }

@@ -1,0 +1,98 @@
+//! Trust tiers end to end, on the sim TEE: requests that demand a TEE kind,
+//! a TCB, an attested GPU or a region reach only workers that offer them
+//! (attested by their certificates: the simulated GPU's SPDM report and the
+//! region claim), refusals name the unmet requirement, and every answer
+//! says what it got.
+
+use cocoon_e2e::*;
+use serde_json::{json, Value};
+
+const MODEL: &str = "tiered-model";
+
+fn ask(trust: Value) -> Value {
+    let mut body = chat_body(MODEL, false);
+    body["cocoon"] = json!({ "trust": trust });
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_reach_only_workers_that_meet_their_trust_requirements() {
+    let up = upstream(UpstreamBehaviour::default()).await;
+    let mut net = Network::start().await;
+    net.add_worker(
+        WorkerSpec::new("gpu-eu", MODEL, &up).with_args(&["--gpu", "sim", "--region", "eu-west"]),
+    )
+    .await;
+    net.add_worker(WorkerSpec::new("plain-us", MODEL, &up).with_args(&["--region", "us-east"]))
+        .await;
+
+    // An attested GPU in the EU: only gpu-eu, every time; the answer says
+    // what it got, as the client itself verified it.
+    for _ in 0..4 {
+        let (status, _, body) = post_json(
+            &net.chat_url(),
+            &ask(json!({"tee": ["sim"], "tcb": "up_to_date", "gpu": true, "regions": ["eu"]})),
+        )
+        .await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["cocoon"]["worker"], "gpu-eu");
+        let got = &v["cocoon"]["trust"];
+        assert_eq!(got["tee"], "sim");
+        assert_eq!(got["tcb"], "up_to_date");
+        assert_eq!(got["gpu"], "sim hopper GH100 A01");
+        assert_eq!(got["region"], "eu-west");
+        assert_eq!(got["open"], false);
+        assert_eq!(got["demanded"]["regions"], json!(["eu"]));
+    }
+    // Through headers too: the US worker alone.
+    let (status, _, body) = post(
+        &net.chat_url(),
+        chat_body(MODEL, false).to_string(),
+        &[
+            ("content-type", "application/json"),
+            ("x-cocoon-trust-regions", "us"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["cocoon"]["worker"], "plain-us");
+    assert_eq!(v["cocoon"]["trust"]["gpu"], Value::Null);
+
+    // Nobody offers these: the refusal names what the best worker lacks.
+    for (trust, says) in [
+        (
+            json!({"regions": ["asia"]}),
+            "regions: the request accepts [asia]",
+        ),
+        (
+            json!({"tee": ["tdx"]}),
+            "tee: the request accepts [tdx], the worker runs sim",
+        ),
+        (
+            json!({"gpu": true, "regions": ["us"]}),
+            "the best available worker offers sim",
+        ),
+    ] {
+        let (status, _, body) = post_json(&net.chat_url(), &ask(trust.clone())).await;
+        assert_eq!(status, 400, "{trust}: {}", String::from_utf8_lossy(&body));
+        let e: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(e["error"]["code"], "trust_requirements_unmet", "{e}");
+        let msg = e["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(says), "{trust}: {msg}");
+    }
+
+    // /v1/models shows what the model's workers offer.
+    let (_, _, body) = get(&format!("{}/v1/models", net.api)).await;
+    let models: Value = serde_json::from_slice(&body).unwrap();
+    let m = models["data"]
+        .as_array()
+        .and_then(|d| d.iter().find(|m| m["id"] == MODEL))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let trust = &m["cocoon"]["trust"];
+    assert_eq!(trust["gpus"], json!(["sim hopper GH100 A01"]), "{m}");
+    assert_eq!(trust["regions"], json!(["eu-west", "us-east"]), "{m}");
+    assert_eq!(trust["tees"], json!(["sim"]), "{m}");
+}
