@@ -96,6 +96,13 @@ options! {
         /// completion and reasoning tokens [default: 10000,2500,10000,10000].
         #[arg(long, env = "COCOON_PROXY_TOKEN_MULTIPLIERS", value_name = "P,C,O,R")]
         pub token_multipliers: Option<String>,
+        /// Price multipliers by trust tier, basis points (10000 = 1x), as
+        /// JSON: '{"tdx": 12000, "sev_snp": 11000, "open": 5000, "gpu": 15000,
+        /// "replication": 10000, "regions": {"eu": 11000}, "models":
+        /// {"<weights SHA-256>": 20000}}'; absent tiers are 1x. On a chain the
+        /// root registry's replace them [default: every tier 1x].
+        #[arg(long, env = "COCOON_PROXY_TIER_PRICES", value_name = "JSON")]
+        pub tier_prices: Option<String>,
         /// Completion tokens reserved for a request that sets no max_tokens [default: 4096].
         #[arg(long, env = "COCOON_PROXY_DEFAULT_MAX_TOKENS", value_name = "TOKENS")]
         pub default_max_tokens: Option<u64>,

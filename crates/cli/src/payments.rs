@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
+use cocoon_core::tier_prices::TierPrices;
 use cocoon_core::{BasisPoints, Nanoton, PriceList};
 use cocoon_pay::{Ledger, VoucherSigner, VoucherTerms};
 use cocoon_proxy::Payments;
@@ -71,6 +72,58 @@ fn multipliers(s: &str) -> anyhow::Result<[BasisPoints; 4]> {
         *slot = BasisPoints::new(v).map_err(|e| anyhow!("--token-multipliers: {e}"))?;
     }
     Ok(out)
+}
+
+/// `--tier-prices`: the JSON form of [`TierPrices`].
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TierPricesJson {
+    #[serde(default)]
+    tdx: Option<u32>,
+    #[serde(default)]
+    sev_snp: Option<u32>,
+    #[serde(default)]
+    open: Option<u32>,
+    #[serde(default)]
+    gpu: Option<u32>,
+    #[serde(default)]
+    replication: Option<u32>,
+    #[serde(default)]
+    regions: std::collections::BTreeMap<String, u32>,
+    #[serde(default)]
+    models: std::collections::BTreeMap<String, u32>,
+}
+
+/// Reads `--tier-prices`; every multiplier 1 to 1000000 basis points.
+pub fn tier_prices(json: Option<&str>) -> anyhow::Result<TierPrices> {
+    let Some(json) = json else {
+        return Ok(TierPrices::default());
+    };
+    let j: TierPricesJson = serde_json::from_str(json)
+        .map_err(|e| anyhow!("--tier-prices must be a JSON object of multipliers: {e}"))?;
+    let bp = |v: Option<u32>| -> anyhow::Result<BasisPoints> {
+        BasisPoints::new(v.unwrap_or(10_000)).map_err(|e| anyhow!("--tier-prices: {e}"))
+    };
+    let mut t = TierPrices {
+        tdx: bp(j.tdx)?,
+        sev_snp: bp(j.sev_snp)?,
+        open: bp(j.open)?,
+        gpu: bp(j.gpu)?,
+        replication: bp(j.replication)?,
+        ..TierPrices::default()
+    };
+    for (r, v) in j.regions {
+        let region = cocoon_core::Region::new(&r).map_err(|e| anyhow!("--tier-prices: {e}"))?;
+        t.regions.insert(region, bp(Some(v))?);
+    }
+    for (h, v) in j.models {
+        let hash: cocoon_core::ModelHash = h
+            .parse()
+            .map_err(|e| anyhow!("--tier-prices: model {h:?}: {e}"))?;
+        t.models.insert(hash, bp(Some(v))?);
+    }
+    t.check().map_err(|e| anyhow!("--tier-prices: {e}"))?;
+    Ok(t)
 }
 
 /// Refuses development-only payment flags outside development mode.
@@ -161,7 +214,11 @@ pub fn proxy(
     let payments = Arc::new(Payments {
         settlement: ledger.clone(),
         ledger: ledger.clone(),
-        prices: cocoon_proxy::PriceBoard::new(prices),
+        prices: {
+            let board = cocoon_proxy::PriceBoard::new(prices);
+            board.set_tiers(tier_prices(o.tier_prices.as_deref())?);
+            board
+        },
         default_max_tokens: o.default_max_tokens.unwrap_or(4096),
         dev_deposits,
         contract: contract.clone(),

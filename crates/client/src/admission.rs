@@ -14,7 +14,7 @@ use crate::openai::{ApiError, Validated};
 use crate::Shared;
 
 /// What the proxy charges, as its last hello said.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum Tariff {
     /// No hello yet.
     Unknown,
@@ -33,9 +33,16 @@ impl Tariff {
         if !hello.payments {
             return Tariff::Free;
         }
-        match hello.prices.as_ref().map(cocoon_proto::convert::prices) {
-            Some(Ok(list)) => Tariff::Priced(ProxyPrices {
+        let Some(p) = hello.prices.as_ref() else {
+            return Tariff::Unusable;
+        };
+        match (
+            cocoon_proto::convert::prices(p),
+            cocoon_proto::convert::tier_prices(p),
+        ) {
+            (Ok(list), Ok(tiers)) => Tariff::Priced(ProxyPrices {
                 list,
+                tiers: std::sync::Arc::new(tiers),
                 default_max_tokens: hello.default_max_tokens,
             }),
             _ => Tariff::Unusable,
@@ -45,16 +52,18 @@ impl Tariff {
     /// The prices, when known.
     pub(crate) fn prices(&self) -> Option<ProxyPrices> {
         match self {
-            Tariff::Priced(p) => Some(*p),
+            Tariff::Priced(p) => Some(p.clone()),
             _ => None,
         }
     }
 }
 
 /// The proxy's prices, from its hello.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct ProxyPrices {
     pub list: PriceList,
+    /// Its tier multipliers.
+    pub tiers: std::sync::Arc<cocoon_core::tier_prices::TierPrices>,
     /// Completion tokens the proxy reserves for a request without max_tokens.
     pub default_max_tokens: u64,
 }
@@ -95,7 +104,11 @@ pub(crate) async fn admit(
     if !matches!(who, Principal::Key(_) | Principal::Telegram(_)) {
         return shared.access.admit(who, v.model.as_str(), 0);
     }
-    let tariff = *shared.prices.lock().unwrap_or_else(|p| p.into_inner());
+    let tariff = shared
+        .prices
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let prices = match tariff {
         Tariff::Free => return shared.access.admit(who, v.model.as_str(), 0),
         Tariff::Priced(p) => p,
@@ -119,12 +132,15 @@ pub(crate) async fn admit(
     let coefficient = Coefficient::new(u64::from(ceiling))
         .map_err(|e| ApiError::invalid("max_coefficient", "invalid_value", e.to_string()))?;
     v.controls.max_coefficient = Some(coefficient.per_mille());
-    let max_cost = prices.max_cost(
-        v.body.len(),
-        v.max_tokens,
-        coefficient,
-        v.controls.replicas.unwrap_or(1),
-    );
+    // The worker is not known yet: hold for the dearest tier the request
+    // could be served in.
+    let replicas = v.controls.replicas.unwrap_or(1);
+    let tiered = u64::from(coefficient.per_mille())
+        .saturating_mul(prices.tiers.ceiling(&v.controls.trust, replicas))
+        / u64::from(cocoon_core::BasisPoints::ONE.get());
+    let held =
+        Coefficient::new(tiered.clamp(1, u64::from(Coefficient::MAX))).unwrap_or(coefficient);
+    let max_cost = prices.max_cost(v.body.len(), v.max_tokens, held, replicas);
     shared.access.admit(who, v.model.as_str(), max_cost)
 }
 
@@ -167,6 +183,7 @@ mod tests {
             PriceList::new(Nanoton::new(100), Nanoton::new(80), [BasisPoints::ONE; 4]).unwrap();
         let p = ProxyPrices {
             list,
+            tiers: Default::default(),
             default_max_tokens: 4096,
         };
         let one = Coefficient::ONE;

@@ -495,6 +495,19 @@ async fn forward(
     if let Err(refused) = check_trust(&shared, &worker, &offer, &v, &mut active) {
         return (headers, refused).into_response();
     }
+    let model_hash = match &worker {
+        crate::receipts::Worker::Verified { identity, .. } => identity.attestation().model_hash,
+        crate::receipts::Worker::Unattested => {
+            assigned.as_ref().and_then(|a| a.model_hash.parse().ok())
+        }
+    };
+    let cost_breakdown = match cost_breakdown(&shared, assigned.as_ref(), &offer, model_hash, &v) {
+        Ok(b) => b,
+        Err(refused) => {
+            active.fail("proxy_distrusted");
+            return (headers, refused).into_response();
+        }
+    };
     aci.served_by(&shared, &worker, assigned.as_ref(), sealed.is_some());
     let salt = sealed.as_ref().map(|s| s.salt());
     let opener = match opener(&shared, sealed.as_ref(), &worker, &first, &mut headers) {
@@ -511,6 +524,7 @@ async fn forward(
         endpoint,
         receipt: Receipt {
             trust: Some(trust_member(&offer, &v.controls.trust)),
+            cost_breakdown,
             ..receipt
         },
         worker,
@@ -539,6 +553,83 @@ fn trust_member(
         "open": offer.open,
         "demanded": demanded,
     })
+}
+
+/// How a charged request's price was made, as the proxy states it
+/// (`Assigned.cost_factors`), its arithmetic checked: the stated factors
+/// must take the worker's coefficient to the coefficient charged, or the
+/// proxy is no longer trusted. Whether they are the factors the proxy's
+/// published tier prices give for the worker this client verified is shown
+/// beside them (`matches_published_tiers`): prices may change between the
+/// proxy's hello and the request.
+fn cost_breakdown(
+    shared: &Shared,
+    assigned: Option<&cocoon_proto::Assigned>,
+    offer: &cocoon_core::trust::TrustOffer,
+    model_hash: Option<cocoon_core::ModelHash>,
+    v: &Validated,
+) -> Result<Option<serde_json::Value>, ApiError> {
+    use cocoon_core::tier_prices::{CostFactor, CostFactors};
+    let Some(a) = assigned.filter(|a| a.charged_coefficient > 0) else {
+        return Ok(None);
+    };
+    let stated = CostFactors(
+        a.cost_factors
+            .iter()
+            .map(|f| CostFactor {
+                name: match f.name.as_str() {
+                    "tee" => "tee",
+                    "gpu" => "gpu",
+                    "region" => "region",
+                    "model" => "model",
+                    "replication" => "replication",
+                    _ => "unknown",
+                },
+                value: f.value.clone(),
+                multiplier_bp: f.multiplier_bp,
+            })
+            .collect(),
+    );
+    let base = cocoon_core::Coefficient::new(u64::from(a.coefficient));
+    let adds_up = base
+        .as_ref()
+        .ok()
+        .and_then(|k| stated.apply(*k).ok())
+        .is_some_and(|k| k.per_mille() == a.charged_coefficient);
+    if !adds_up || stated.0.iter().any(|f| f.name == "unknown") {
+        let why = format!(
+            "the proxy charges coefficient {} for worker coefficient {} with factors {stated}, which do not make it",
+            a.charged_coefficient, a.coefficient
+        );
+        shared.receipts.distrust(&why);
+        return Err(ApiError::server(
+            StatusCode::BAD_GATEWAY,
+            "proxy_distrusted",
+            format!(
+                "refused the answer: {why}; this client stops using proxy {}",
+                shared.config.proxy
+            ),
+        ));
+    }
+    let published = shared
+        .prices
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .prices()
+        .map(|p| {
+            p.tiers.factors(
+                offer,
+                model_hash.as_ref(),
+                &v.controls.trust,
+                v.controls.replicas.unwrap_or(1),
+            )
+        });
+    Ok(Some(serde_json::json!({
+        "coefficient": a.coefficient,
+        "factors": stated,
+        "charged_coefficient": a.charged_coefficient,
+        "matches_published_tiers": published.as_ref() == Some(&stated),
+    })))
 }
 
 /// Refuses an answer from a worker that this client verified and found
@@ -1180,7 +1271,11 @@ fn receipt_refused(shared: &Shared, why: &str) -> ApiError {
 /// A stream's last chunk: the receipt as its `cocoon` member, with the
 /// usage and cost when the app asked for usage.
 fn closing_chunk(endpoint: Endpoint, d: &Completion, receipt: Receipt, usage: bool) -> Bytes {
-    let usage = usage.then(|| UsageObject::from(d.usage()).with_cost(d.cost()));
+    let usage = usage.then(|| {
+        UsageObject::from(d.usage())
+            .with_cost(d.cost())
+            .with_breakdown(receipt.cost_breakdown.clone())
+    });
     let chunk = Chunk::closing(
         endpoint,
         (&d.response_id, d.created, &d.model),

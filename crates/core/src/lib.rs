@@ -10,6 +10,7 @@ mod model;
 mod money;
 mod region;
 pub mod tee;
+pub mod tier_prices;
 pub mod trust;
 mod usage;
 

@@ -41,6 +41,11 @@ pub struct Receipt {
     /// own policy can, and what the request demanded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trust: Option<serde_json::Value>,
+    /// How the request's price was made: the worker's coefficient, the tier
+    /// factors applied, the coefficient charged. Copied into
+    /// `usage.cost_breakdown` with the cost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_breakdown: Option<serde_json::Value>,
 }
 
 // Compared by value; the signed receipt by its JSON text.
@@ -57,6 +62,7 @@ impl PartialEq for Receipt {
             && self.replication == other.replication
             && self.salt == other.salt
             && self.trust == other.trust
+            && self.cost_breakdown == other.cost_breakdown
     }
 }
 
@@ -71,6 +77,9 @@ pub fn stamp_answer(body: &[u8], receipt: &Receipt, cost: Option<u64>) -> Option
     answer.insert("cocoon".into(), serde_json::to_value(receipt).ok()?);
     if let (Some(c), Some(serde_json::Value::Object(usage))) = (cost, answer.get_mut("usage")) {
         usage.insert("cost_nanoton".into(), c.into());
+        if let Some(b) = &receipt.cost_breakdown {
+            usage.insert("cost_breakdown".into(), b.clone());
+        }
     }
     serde_json::to_vec(&answer).ok()
 }

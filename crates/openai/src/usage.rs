@@ -24,6 +24,10 @@ pub struct UsageObject {
     /// What the answer cost the client (Cocoon's addition).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_nanoton: Option<u64>,
+    /// How that cost was made: the worker's coefficient, the tier factors,
+    /// the coefficient charged (Cocoon's addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_breakdown: Option<serde_json::Value>,
 }
 
 /// `usage.prompt_tokens_details`.
@@ -55,6 +59,7 @@ impl From<Usage> for UsageObject {
                 reasoning_tokens: Some(u.reasoning),
             }),
             cost_nanoton: None,
+            cost_breakdown: None,
         }
     }
 }
@@ -81,6 +86,14 @@ impl UsageObject {
     /// The same, with what it cost.
     pub fn with_cost(mut self, cost_nanoton: Option<u64>) -> Self {
         self.cost_nanoton = cost_nanoton;
+        self
+    }
+
+    /// The same usage, with how its cost was made when it was charged.
+    pub fn with_breakdown(mut self, breakdown: Option<serde_json::Value>) -> Self {
+        if self.cost_nanoton.is_some() {
+            self.cost_breakdown = breakdown;
+        }
         self
     }
 }

@@ -37,6 +37,7 @@ impl From<&cocoon_core::PriceList> for Prices {
             cached: p.cached.get(),
             completion: p.completion.get(),
             reasoning: p.reasoning.get(),
+            ..Prices::default()
         }
     }
 }
@@ -233,4 +234,71 @@ pub fn trust(
     }
     out.open = w.open.then_some(true);
     Ok(out)
+}
+
+impl Prices {
+    /// The same prices, stating `tiers` too.
+    pub fn with_tiers(mut self, tiers: &cocoon_core::tier_prices::TierPrices) -> Self {
+        self.tdx = tiers.tdx.get();
+        self.sev_snp = tiers.sev_snp.get();
+        self.open = tiers.open.get();
+        self.gpu = tiers.gpu.get();
+        self.replication = tiers.replication.get();
+        self.regions = tiers
+            .regions
+            .iter()
+            .map(|(r, m)| (r.to_string(), m.get()))
+            .collect();
+        self.models = tiers
+            .models
+            .iter()
+            .map(|(h, m)| (h.to_hex(), m.get()))
+            .collect();
+        self
+    }
+}
+
+/// The tier multipliers a price list states, checked as the registry's
+/// are; 0 reads as 1x (a peer that states none).
+pub fn tier_prices(p: &Prices) -> Result<cocoon_core::tier_prices::TierPrices, String> {
+    use cocoon_core::BasisPoints;
+    let m = |bp: u32| match bp {
+        0 => Ok(BasisPoints::ONE),
+        n => BasisPoints::new(n).map_err(|e| e.to_string()),
+    };
+    let mut regions = std::collections::BTreeMap::new();
+    for (r, v) in &p.regions {
+        regions.insert(
+            cocoon_core::Region::new(r).map_err(|e| e.to_string())?,
+            m(*v)?,
+        );
+    }
+    let mut models = std::collections::BTreeMap::new();
+    for (h, v) in &p.models {
+        let hash = h
+            .parse::<ModelHash>()
+            .map_err(|e| format!("model {h:?}: {e}"))?;
+        models.insert(hash, m(*v)?);
+    }
+    let tiers = cocoon_core::tier_prices::TierPrices {
+        tdx: m(p.tdx)?,
+        sev_snp: m(p.sev_snp)?,
+        open: m(p.open)?,
+        gpu: m(p.gpu)?,
+        replication: m(p.replication)?,
+        regions,
+        models,
+    };
+    tiers.check().map_err(|e| e.to_string())?;
+    Ok(tiers)
+}
+
+impl From<&cocoon_core::tier_prices::CostFactor> for crate::CostFactor {
+    fn from(f: &cocoon_core::tier_prices::CostFactor) -> Self {
+        crate::CostFactor {
+            name: f.name.to_owned(),
+            value: f.value.clone(),
+            multiplier_bp: f.multiplier_bp,
+        }
+    }
 }

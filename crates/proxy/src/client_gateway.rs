@@ -123,7 +123,7 @@ impl ClientGateway for ClientGatewayService {
             payments: p.is_some(),
             voucher_key: p.map(|p| p.voucher_key.to_vec()).unwrap_or_default().into(),
             contract_address: p.map(|p| p.contract.to_string()).unwrap_or_default(),
-            prices: p.map(|p| cocoon_proto::Prices::from(&p.prices.get())),
+            prices: p.map(|p| p.prices.to_wire()),
             default_max_tokens: p.map_or(0, |p| p.default_max_tokens),
         }))
     }

@@ -93,6 +93,7 @@ impl Charging {
 #[derive(Debug)]
 pub struct PriceBoard {
     current: std::sync::RwLock<PriceList>,
+    tiers: std::sync::RwLock<Arc<cocoon_core::tier_prices::TierPrices>>,
 }
 
 impl PriceBoard {
@@ -100,7 +101,27 @@ impl PriceBoard {
     pub fn new(prices: PriceList) -> Self {
         PriceBoard {
             current: std::sync::RwLock::new(prices),
+            tiers: std::sync::RwLock::default(),
         }
+    }
+
+    /// The tier multipliers now (1x for every tier until a registry states
+    /// others).
+    pub fn tiers(&self) -> Arc<cocoon_core::tier_prices::TierPrices> {
+        self.tiers.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the tier multipliers; returns whether they changed.
+    pub fn set_tiers(&self, tiers: cocoon_core::tier_prices::TierPrices) -> bool {
+        let mut t = self.tiers.write().unwrap_or_else(|p| p.into_inner());
+        let changed = **t != tiers;
+        *t = Arc::new(tiers);
+        changed
+    }
+
+    /// The prices and tiers as the wire states them.
+    pub fn to_wire(&self) -> cocoon_proto::Prices {
+        cocoon_proto::Prices::from(&self.get()).with_tiers(&self.tiers())
     }
 
     /// The prices now.

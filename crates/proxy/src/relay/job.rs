@@ -83,6 +83,31 @@ impl Job {
         })
     }
 
+    /// The coefficient a run on `worker` is charged at, and the tier
+    /// factors that took its own there.
+    pub(crate) fn charged(
+        &self,
+        worker: &crate::registry::WorkerHandle,
+        tiers: &cocoon_core::tier_prices::TierPrices,
+    ) -> Result<
+        (
+            cocoon_core::Coefficient,
+            cocoon_core::tier_prices::CostFactors,
+        ),
+        RelayError,
+    > {
+        let factors = tiers.factors(
+            &worker.offer,
+            worker.model_hash.as_ref(),
+            &self.trust,
+            self.replicas,
+        );
+        let k = factors
+            .apply(worker.coefficient())
+            .map_err(|e| RelayError::BadRequest(e.to_string()))?;
+        Ok((k, factors))
+    }
+
     /// What the request asks of a worker, excluding `tried` owners.
     pub(crate) fn demand<'a>(&'a self, tried: &'a [crate::worker_id::Owner]) -> Demand<'a> {
         Demand {

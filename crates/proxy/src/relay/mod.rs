@@ -351,7 +351,8 @@ impl Relay {
             .as_ref()
             .ok_or_else(|| RelayError::NoPayee(worker.name.clone()))?;
         let limits = (self.job.body_len(), self.job.wire.max_tokens);
-        Reservation::hold(payments, key, payer, payee, worker.coefficient(), limits)
+        let (coefficient, _) = self.job.charged(worker, &payments.prices.tiers())?;
+        Reservation::hold(payments, key, payer, payee, coefficient, limits)
             .await
             .map_err(|e| match e {
                 ReserveError::Refused(SettleError::AwaitingCommit(why)) => {
@@ -373,6 +374,17 @@ impl Relay {
     /// certificate the first time its connection hears of it.
     fn assigned(&self, worker: &WorkerHandle, attempt: u32) -> infer_event::Event {
         let sha = worker.certificate_sha256();
+        let tiers = self
+            .shared
+            .config
+            .charging
+            .payments()
+            .map(|p| p.prices.tiers());
+        let (charged_coefficient, cost_factors) = match tiers.map(|t| self.job.charged(worker, &t))
+        {
+            Some(Ok((k, factors))) => (k.per_mille(), factors.0.iter().map(Into::into).collect()),
+            _ => (0, Vec::new()),
+        };
         // Marked sent only when it goes: one this proxy no longer keeps is
         // not, and the client asks again (and is told it is unavailable).
         let certificate = match self.shared.certificates.get(&sha) {
@@ -397,6 +409,8 @@ impl Relay {
                 .map(|r| r.to_string())
                 .unwrap_or_default(),
             worker_open: worker.offer.open,
+            charged_coefficient,
+            cost_factors,
         })
     }
 }
