@@ -96,3 +96,57 @@ async fn requests_reach_only_workers_that_meet_their_trust_requirements() {
     assert_eq!(trust["regions"], json!(["eu-west", "us-east"]), "{m}");
     assert_eq!(trust["tees"], json!(["sim"]), "{m}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_show_the_tier_factors_they_were_charged_at() {
+    let up = upstream(UpstreamBehaviour::default()).await;
+    let mut net = Network::start_with_proxy_args(&[
+        "--tier-prices",
+        r#"{"gpu": 15000, "regions": {"eu": 12000, "eu-west": 13000}, "open": 5000}"#,
+    ])
+    .await;
+    net.add_worker(
+        WorkerSpec::new("gpu-eu", MODEL, &up).with_args(&["--gpu", "sim", "--region", "eu"]),
+    )
+    .await;
+    net.add_worker(WorkerSpec::new("plain-us", MODEL, &up).with_args(&["--region", "us"]))
+        .await;
+    let cost = |v: &Value| {
+        let u = &v["usage"];
+        let tokens =
+            u["prompt_tokens"].as_u64().unwrap() + u["completion_tokens"].as_u64().unwrap();
+        (u["cost_nanoton"].as_u64().unwrap(), tokens)
+    };
+
+    // 100 nanoton per token, coefficient 1000, ×1.5 for the GPU, ×1.2 for
+    // the EU: 180 per token.
+    let (status, _, body) = post_json(
+        &net.chat_url(),
+        &ask(json!({"gpu": true, "regions": ["eu"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    let b = &v["usage"]["cost_breakdown"];
+    assert_eq!(b["coefficient"], 1000, "{v}");
+    assert_eq!(b["charged_coefficient"], 1800, "{v}");
+    assert_eq!(
+        b["factors"],
+        json!([
+            {"name": "gpu", "value": "attested", "multiplier_bp": 15000},
+            {"name": "region", "value": "eu", "multiplier_bp": 12000},
+        ])
+    );
+    assert_eq!(b["matches_published_tiers"], true);
+    let (charged, tokens) = cost(&v);
+    assert!(tokens > 0);
+    assert_eq!(charged, 180 * tokens, "{v}");
+
+    // Nothing demanded: no factor, 100 per token (whichever worker).
+    let (status, _, body) = post_json(&net.chat_url(), &chat_body(MODEL, false)).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["usage"]["cost_breakdown"]["factors"], json!([]), "{v}");
+    let (charged, tokens) = cost(&v);
+    assert_eq!(charged, 100 * tokens, "{v}");
+}
