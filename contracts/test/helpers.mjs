@@ -48,6 +48,10 @@ export const OP = {
   ProposeOwner: 0x52c00008,
   AcceptOwnership: 0x52c00009,
   WithdrawFromRoot: 0x52c0000a,
+  SetTierMultipliers: 0x52c0000b,
+  SetRegionPrice: 0x52c0000c,
+  SetModelPrice: 0x52c0000d,
+  SetOperator: 0x52c0000e,
   DeployProxy: 0x50c00000,
   AddProxyStake: 0x50c00001,
   WithdrawCommission: 0x50c00002,
@@ -207,11 +211,28 @@ export function text(s) {
   return beginCell().storeStringTail(s).endCell();
 }
 
+/** Trust tiers as the root starts with them: every multiplier 1x, regions
+ *  not required, no region, model or operator listed. */
+export function defaultTiers() {
+  return beginCell()
+    .storeUint(10000, 32).storeUint(10000, 32).storeUint(10000, 32).storeUint(10000, 32).storeUint(10000, 32)
+    .storeBit(false)
+    .storeDict(null).storeDict(null).storeDict(null)
+    .endCell();
+}
+
+/** A region name as the root keys it: its bytes left-aligned in 256 bits. */
+export function regionKey(name) {
+  const bytes = Buffer.from(name, 'utf-8');
+  return BigInt('0x' + Buffer.concat([bytes, Buffer.alloc(32 - bytes.length)]).toString('hex'));
+}
+
 /** The root's initial data: no images, models or proxies yet. */
 export function rootData(owner, prices = DEFAULT_PRICES, terms = DEFAULT_TERMS) {
   const params = beginCell();
   storePrices(params, prices);
   storeTerms(params, terms);
+  params.storeRef(defaultTiers());
   const lists = beginCell().storeDict(null).storeDict(null).storeDict(null).storeDict(null);
   return beginCell()
     .storeAddress(owner)

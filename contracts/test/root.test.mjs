@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   network, registerProxy, send, body, get, getAddress, assertSuccess, assertRefused, txsOn, balance,
-  storePrices, storeTerms, codesCell, text, proxyData,
+  storePrices, storeTerms, codesCell, text, proxyData, regionKey,
   OP, EXIT, ROLE, CODES, DEFAULT_PRICES, DEFAULT_TERMS, RESERVE, toNano, beginCell, Dictionary,
 } from './helpers.mjs';
 
@@ -136,6 +136,10 @@ test('no one but the owner changes anything', async () => {
     body(OP.SetCodes, (b) => b.storeRef(codesCell())),
     body(OP.ProposeOwner, (b) => b.storeAddress(stranger.address)),
     body(OP.WithdrawFromRoot),
+    body(OP.SetTierMultipliers, (b) => b.storeUint(1, 32).storeUint(1, 32).storeUint(1, 32).storeUint(1, 32).storeUint(1, 32).storeBit(true)),
+    body(OP.SetRegionPrice, (b) => b.storeUint(1n, 256).storeUint(1, 32)),
+    body(OP.SetModelPrice, (b) => b.storeUint(1n, 256).storeUint(1, 32)),
+    body(OP.SetOperator, (b) => b.storeAddress(stranger.address).storeBit(true).storeBit(true).storeDict(null)),
   ];
   for (const msg of bodies) {
     assertRefused(await send(net, stranger, net.root, msg), net.root, EXIT.NOT_OWNER);
@@ -173,4 +177,52 @@ test('the owner withdraws what the root holds beyond its reserve', async () => {
   assertSuccess(r, net.root);
   assert.ok(txsOn(r, net.rootOwner.address, OP.Withdrawal)[0].inMessage.info.value.coins > toNano('1') - RESERVE.root - toNano('0.01'));
   assert.ok((await balance(net.bc, net.root)) <= RESERVE.root);
+});
+
+test('the owner sets tier prices and lists operators, within bounds; each change raises the version', async () => {
+  const net = await network();
+  const tiers = async () => {
+    const r = await get(net.bc, net.root, 'get_tier_multipliers');
+    return [r.readNumber(), r.readNumber(), r.readNumber(), r.readNumber(), r.readNumber(), r.readBoolean()];
+  };
+  assert.deepEqual(await tiers(), [10000, 10000, 10000, 10000, 10000, false]);
+  const multipliers = (m, require) => body(OP.SetTierMultipliers, (b) => {
+    for (const v of m) b.storeUint(v, 32);
+    b.storeBit(require);
+  });
+  assertSuccess(await send(net, net.rootOwner, net.root, multipliers([12000, 11000, 5000, 15000, 9000], true)), net.root);
+  assert.deepEqual(await tiers(), [12000, 11000, 5000, 15000, 9000, true]);
+  for (const bad of [[0, 1, 1, 1, 1], [1, 1, 1, 1, 1000001]]) {
+    assertRefused(await send(net, net.rootOwner, net.root, multipliers(bad, false)), net.root, EXIT.BAD_PRICES);
+  }
+  assert.deepEqual(await tiers(), [12000, 11000, 5000, 15000, 9000, true], 'a refused change changes nothing');
+
+  const eu = regionKey('eu');
+  const region = (key, m) => body(OP.SetRegionPrice, (b) => b.storeUint(key, 256).storeUint(m, 32));
+  assertSuccess(await send(net, net.rootOwner, net.root, region(eu, 12000)), net.root);
+  assertRefused(await send(net, net.rootOwner, net.root, region(eu, 1000001)), net.root, EXIT.BAD_PRICES);
+  const regions = () => get(net.bc, net.root, 'get_region_prices').then((r) =>
+    Dictionary.loadDirect(Dictionary.Keys.BigUint(256), Dictionary.Values.Uint(32), r.readCellOpt()));
+  assert.equal((await regions()).get(eu), 12000);
+  assertSuccess(await send(net, net.rootOwner, net.root, region(eu, 0)), net.root);
+  assert.equal((await regions()).size, 0, '0 removes a region');
+
+  const model = body(OP.SetModelPrice, (b) => b.storeUint(HASH, 256).storeUint(20000, 32));
+  assertSuccess(await send(net, net.rootOwner, net.root, model), net.root);
+  const models = Dictionary.loadDirect(Dictionary.Keys.BigUint(256), Dictionary.Values.Uint(32),
+    (await get(net.bc, net.root, 'get_model_prices')).readCellOpt());
+  assert.equal(models.get(HASH), 20000);
+
+  const op = await net.bc.treasury('operator');
+  const regionSet = Dictionary.empty(Dictionary.Keys.BigUint(256), Dictionary.Values.Bool());
+  regionSet.set(eu, true);
+  const operator = (listed) => body(OP.SetOperator, (b) =>
+    b.storeAddress(op.address).storeBit(listed).storeBit(true).storeDict(regionSet));
+  assertSuccess(await send(net, net.rootOwner, net.root, operator(true)), net.root);
+  const ops = (await get(net.bc, net.root, 'get_operators')).readCellOpt();
+  assert.ok(ops !== null, 'the operator is listed');
+  const before = await version(net);
+  assertSuccess(await send(net, net.rootOwner, net.root, operator(false)), net.root);
+  assert.equal((await get(net.bc, net.root, 'get_operators')).readCellOpt(), null, 'and removed');
+  assert.equal(await version(net), before + 1);
 });

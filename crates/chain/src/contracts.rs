@@ -24,6 +24,14 @@ pub mod op {
     pub const SET_PRICES: u32 = 0x52c0_0005;
     /// Root: set the terms new proxy contracts get.
     pub const SET_TERMS: u32 = 0x52c0_0006;
+    /// Root: set the tier multipliers and whether regions must be registered.
+    pub const SET_TIER_MULTIPLIERS: u32 = 0x52c0_000b;
+    /// Root: set or remove a region's domicile surcharge.
+    pub const SET_REGION_PRICE: u32 = 0x52c0_000c;
+    /// Root: set or remove a model's size-class multiplier.
+    pub const SET_MODEL_PRICE: u32 = 0x52c0_000d;
+    /// Root: list or remove an operator.
+    pub const SET_OPERATOR: u32 = 0x52c0_000e;
     /// Proxy: add to the operator's stake.
     pub const ADD_PROXY_STAKE: u32 = 0x50c0_0001;
     /// Proxy: withdraw commission.
@@ -340,6 +348,7 @@ pub fn root_state_init(
     let mut params = CellBuilder::new();
     store_prices(&mut params, prices)?;
     store_terms(&mut params, terms)?;
+    params.store_reference(default_tiers()?)?;
     let mut c = CellBuilder::new();
     c.store_reference(codes.proxy.clone())?;
     c.store_reference(codes.client.clone())?;
@@ -524,6 +533,93 @@ pub fn set_model(query_id: u64, hash: &HashBytes, name: Option<&str>) -> Result<
 /// Root: set the prices.
 pub fn set_prices(query_id: u64, prices: &Prices) -> Result<Cell, Error> {
     body(op::SET_PRICES, query_id, |b| store_prices(b, prices))
+}
+
+/// The trust tiers a root starts with: every multiplier 1x, regions not
+/// required, no region, model or operator listed.
+fn default_tiers() -> Result<Cell, Error> {
+    let mut b = CellBuilder::new();
+    for _ in 0..5 {
+        b.store_u32(10_000)?;
+    }
+    b.store_bit_zero()?; // regions not required
+    b.store_small_uint(0, 3)?; // three empty maps
+    b.build()
+}
+
+/// A region as the root keys it: its name's bytes, left-aligned in 256 bits.
+pub fn region_key(region: &cocoon_core::Region) -> HashBytes {
+    let mut key = [0u8; 32];
+    let name = region.as_str().as_bytes();
+    key[..name.len()].copy_from_slice(name);
+    HashBytes(key)
+}
+
+/// The region a root key names, if it is one.
+pub fn region_of_key(key: &HashBytes) -> Option<cocoon_core::Region> {
+    let end = key.0.iter().position(|b| *b == 0).unwrap_or(32);
+    if key.0[end..].iter().any(|b| *b != 0) {
+        return None;
+    }
+    std::str::from_utf8(&key.0[..end])
+        .ok()
+        .and_then(|s| cocoon_core::Region::new(s).ok())
+}
+
+/// Root: the tier multipliers (tdx, sev-snp, open, gpu, replication, basis
+/// points) and whether workers' regions must be registered.
+pub fn set_tier_multipliers(
+    query_id: u64,
+    multipliers: [u32; 5],
+    require_regions: bool,
+) -> Result<Cell, Error> {
+    body(op::SET_TIER_MULTIPLIERS, query_id, |b| {
+        for m in multipliers {
+            b.store_u32(m)?;
+        }
+        b.store_bit(require_regions)
+    })
+}
+
+/// Root: `region`'s domicile surcharge (basis points; 0 removes it).
+pub fn set_region_price(
+    query_id: u64,
+    region: &cocoon_core::Region,
+    multiplier: u32,
+) -> Result<Cell, Error> {
+    body(op::SET_REGION_PRICE, query_id, |b| {
+        b.store_u256(&region_key(region))?;
+        b.store_u32(multiplier)
+    })
+}
+
+/// Root: model `hash`'s size-class multiplier (basis points; 0 removes it).
+pub fn set_model_price(query_id: u64, hash: &HashBytes, multiplier: u32) -> Result<Cell, Error> {
+    body(op::SET_MODEL_PRICE, query_id, |b| {
+        b.store_u256(hash)?;
+        b.store_u32(multiplier)
+    })
+}
+
+/// Root: list the operator whose wallet is `wallet` (its workers may
+/// declare `regions`, and join the open tier if `open`), or remove it.
+pub fn set_operator(
+    query_id: u64,
+    wallet: &StdAddr,
+    listed: bool,
+    open: bool,
+    regions: &[cocoon_core::Region],
+) -> Result<Cell, Error> {
+    let mut set = tycho_types::dict::Dict::<HashBytes, bool>::new();
+    for r in regions {
+        set.set(region_key(r), true)?;
+    }
+    body(op::SET_OPERATOR, query_id, |b| {
+        wallet.store_into(b, Cell::empty_context())?;
+        b.store_bit(listed)?;
+        b.store_bit(open)?;
+        set.store_into(b, Cell::empty_context())
+    })
 }
 
 /// Proxy: add `amount` to the stake (the message carries it plus gas).

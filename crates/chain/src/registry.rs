@@ -185,6 +185,133 @@ pub async fn prices(chain: &impl Chain, root: &StdAddr) -> Result<RootPrices, Re
     read().map_err(shape(m, root))
 }
 
+/// An operator the root lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootOperator {
+    /// Whether its workers may join the open tier (no TEE).
+    pub open: bool,
+    /// The regions its workers may declare.
+    pub regions: std::collections::BTreeSet<cocoon_core::Region>,
+}
+
+/// The root's trust tiers: multipliers, regions, models, operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootTiers {
+    /// tdx, sev-snp, open, gpu, replication, basis points.
+    pub multipliers: [u64; 5],
+    /// Whether a worker's declared region must be one its operator registered.
+    pub require_regions: bool,
+    /// Domicile surcharges by region.
+    pub regions: std::collections::BTreeMap<cocoon_core::Region, u64>,
+    /// Size-class multipliers by the SHA-256 of the weights.
+    pub models: std::collections::BTreeMap<[u8; 32], u64>,
+    /// Listed operators, by wallet.
+    pub operators: std::collections::BTreeMap<StdAddr, RootOperator>,
+}
+
+impl RootTiers {
+    /// As tier prices; an error names the value out of range.
+    pub fn tier_prices(
+        &self,
+    ) -> Result<cocoon_core::tier_prices::TierPrices, cocoon_core::PriceError> {
+        let bp = |v: u64| cocoon_core::BasisPoints::new(u32::try_from(v).unwrap_or(u32::MAX));
+        let [tdx, sev_snp, open, gpu, replication] = self.multipliers;
+        let mut t = cocoon_core::tier_prices::TierPrices {
+            tdx: bp(tdx)?,
+            sev_snp: bp(sev_snp)?,
+            open: bp(open)?,
+            gpu: bp(gpu)?,
+            replication: bp(replication)?,
+            ..Default::default()
+        };
+        for (r, v) in &self.regions {
+            t.regions.insert(r.clone(), bp(*v)?);
+        }
+        for (h, v) in &self.models {
+            t.models
+                .insert(cocoon_core::ModelHash::from_bytes(*h), bp(*v)?);
+        }
+        t.check()?;
+        Ok(t)
+    }
+}
+
+struct OperatorEntry {
+    open: bool,
+    regions: tycho_types::dict::Dict<HashBytes, bool>,
+}
+
+impl<'a> tycho_types::cell::Load<'a> for OperatorEntry {
+    fn load_from(
+        s: &mut tycho_types::cell::CellSlice<'a>,
+    ) -> Result<Self, tycho_types::error::Error> {
+        Ok(OperatorEntry {
+            open: s.load_bit()?,
+            regions: tycho_types::dict::Dict::load_from(s)?,
+        })
+    }
+}
+
+/// The root's trust tiers.
+pub async fn tiers(chain: &impl Chain, root: &StdAddr) -> Result<RootTiers, ReadError> {
+    let m = "get_tier_multipliers";
+    let mut r = call(chain, root, m, &[]).await?;
+    let mut read = || -> Result<([u64; 5], bool), StackTypeError> {
+        let multipliers = [r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?];
+        Ok((multipliers, r.int()? != BigInt::from(0)))
+    };
+    let (multipliers, require_regions) = read().map_err(shape(m, root))?;
+    let mut regions = std::collections::BTreeMap::new();
+    for (key, v) in uint_map(chain, root, "get_region_prices").await? {
+        if let Some(region) = crate::contracts::region_of_key(&HashBytes(key)) {
+            regions.insert(region, v);
+        }
+    }
+    let models = uint_map(chain, root, "get_model_prices").await?;
+    let m = "get_operators";
+    let root_cell = dict_root(chain, root, m, &[]).await?;
+    let dict = tycho_types::dict::Dict::<StdAddr, OperatorEntry>::from_raw(root_cell);
+    let mut operators = std::collections::BTreeMap::new();
+    for entry in dict.iter() {
+        let (wallet, e) = entry.map_err(entry_shape(m, root, "a map of operators"))?;
+        let mut set = std::collections::BTreeSet::new();
+        for r in e.regions.keys() {
+            let key = r.map_err(entry_shape(m, root, "an operator's regions"))?;
+            set.extend(crate::contracts::region_of_key(&key));
+        }
+        operators.insert(
+            wallet,
+            RootOperator {
+                open: e.open,
+                regions: set,
+            },
+        );
+    }
+    Ok(RootTiers {
+        multipliers,
+        require_regions,
+        regions,
+        models,
+        operators,
+    })
+}
+
+/// A `map<uint256, uint32>` a get-method returns.
+async fn uint_map(
+    chain: &impl Chain,
+    root: &StdAddr,
+    m: &'static str,
+) -> Result<std::collections::BTreeMap<[u8; 32], u64>, ReadError> {
+    let root_cell = dict_root(chain, root, m, &[]).await?;
+    let dict = tycho_types::dict::Dict::<HashBytes, u32>::from_raw(root_cell);
+    let mut out = std::collections::BTreeMap::new();
+    for entry in dict.iter() {
+        let (k, v) = entry.map_err(entry_shape(m, root, "a map of multipliers"))?;
+        out.insert(k.0, u64::from(v));
+    }
+    Ok(out)
+}
+
 /// The models the root lists: the SHA-256 of their weights, and their names.
 pub async fn models(
     chain: &impl Chain,
@@ -452,7 +579,32 @@ pub async fn describe(chain: &impl Chain, root: &StdAddr) -> Result<serde_json::
         "images": images,
         "models": model_list,
         "proxies": proxy_list,
+        "tiers": tiers(chain, root).await?.to_json(),
     }))
+}
+
+impl RootTiers {
+    /// As `cocoon registry show` prints it.
+    pub fn to_json(&self) -> serde_json::Value {
+        let [tdx, sev_snp, open, gpu, replication] = self.multipliers;
+        let operators: serde_json::Map<String, serde_json::Value> = self
+            .operators
+            .iter()
+            .map(|(w, o)| {
+                (
+                    w.to_string(),
+                    serde_json::json!({"open": o.open, "regions": o.regions}),
+                )
+            })
+            .collect();
+        serde_json::json!({
+            "multipliers": {"tdx": tdx, "sev_snp": sev_snp, "open": open, "gpu": gpu, "replication": replication},
+            "require_regions": self.require_regions,
+            "regions": self.regions,
+            "models": self.models.iter().map(|(h, m)| (HashBytes(*h).to_string(), *m)).collect::<std::collections::BTreeMap<_, _>>(),
+            "operators": operators,
+        })
+    }
 }
 
 async fn images_of(

@@ -827,6 +827,69 @@ pub enum RegistryAction {
         #[command(flatten)]
         common: RegistryCommon,
     },
+    /// Set the price multipliers by trust tier, basis points (10000 = 1x),
+    /// and whether workers' regions must be ones their operator registered.
+    SetTierPrices {
+        /// Workers in Intel TDX.
+        #[arg(long, default_value_t = 10_000)]
+        tdx: u32,
+        /// Workers in AMD SEV-SNP.
+        #[arg(long, default_value_t = 10_000)]
+        sev_snp: u32,
+        /// Open-tier workers (no TEE).
+        #[arg(long, default_value_t = 10_000)]
+        open: u32,
+        /// Requests that demand an attested GPU.
+        #[arg(long, default_value_t = 10_000)]
+        gpu: u32,
+        /// Each run of a replicated request.
+        #[arg(long, default_value_t = 10_000)]
+        replication: u32,
+        /// Refuse workers whose declared region their operator did not register.
+        #[arg(long)]
+        require_regions: bool,
+        #[command(flatten)]
+        common: RegistryCommon,
+    },
+    /// Set a region's domicile surcharge (basis points; 0 removes it).
+    SetRegionPrice {
+        /// The region, e.g. eu or eu-west.
+        region: String,
+        /// Basis points (10000 = 1x).
+        #[arg(long)]
+        multiplier: u32,
+        #[command(flatten)]
+        common: RegistryCommon,
+    },
+    /// Set a model's size-class multiplier, from its VRAM footprint
+    /// (basis points; 0 removes it).
+    SetModelPrice {
+        /// The model hash, 64 hex digits.
+        hash: String,
+        /// Basis points (10000 = 1x).
+        #[arg(long)]
+        multiplier: u32,
+        #[command(flatten)]
+        common: RegistryCommon,
+    },
+    /// List an operator (the wallet owning its worker contracts): the
+    /// regions its workers may declare, and whether they may join the open
+    /// tier; or remove it.
+    SetOperator {
+        /// The operator's wallet address.
+        wallet: String,
+        /// A region its workers may declare (repeat for more).
+        #[arg(long = "region")]
+        regions: Vec<String>,
+        /// Its workers may join the open tier (no TEE).
+        #[arg(long)]
+        open: bool,
+        /// Remove it instead.
+        #[arg(long)]
+        remove: bool,
+        #[command(flatten)]
+        common: RegistryCommon,
+    },
 }
 
 impl RegistryAction {
@@ -839,7 +902,11 @@ impl RegistryAction {
             | RegistryAction::RemoveImage { common, .. }
             | RegistryAction::AddModel { common, .. }
             | RegistryAction::RegisterProxy { common, .. }
-            | RegistryAction::SetPrices { common, .. } => common,
+            | RegistryAction::SetPrices { common, .. }
+            | RegistryAction::SetTierPrices { common, .. }
+            | RegistryAction::SetRegionPrice { common, .. }
+            | RegistryAction::SetModelPrice { common, .. }
+            | RegistryAction::SetOperator { common, .. } => common,
         }
     }
 }

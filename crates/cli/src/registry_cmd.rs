@@ -151,8 +151,87 @@ pub async fn run(o: RegistryOptions) -> anyhow::Result<()> {
             let version = send(&c, &root()?, body, GAS).await?;
             println!("{}", serde_json::json!({ "version": version }));
         }
+        tiers => {
+            let body = tier_message(tiers)?;
+            let version = send(&c, &root()?, body, GAS).await?;
+            println!("{}", serde_json::json!({ "version": version }));
+        }
     }
     Ok(())
+}
+
+/// The owner's message for a trust-tier command, its values checked as the
+/// root checks them.
+fn tier_message(action: &RegistryAction) -> anyhow::Result<Cell> {
+    let now = cocoon_core::unix_now();
+    let bp = |m: u32, what: &str| -> anyhow::Result<u32> {
+        if !(1..=cocoon_core::BasisPoints::MAX).contains(&m) {
+            bail!("{what} must be 1 to 1000000 basis points, found {m}; the root refuses it (exit code 106)");
+        }
+        Ok(m)
+    };
+    let region = |r: &str| cocoon_core::Region::new(r).map_err(|e| anyhow!("{e}"));
+    Ok(match action {
+        RegistryAction::SetTierPrices {
+            tdx,
+            sev_snp,
+            open,
+            gpu,
+            replication,
+            require_regions,
+            ..
+        } => contracts::set_tier_multipliers(
+            now,
+            [
+                bp(*tdx, "--tdx")?,
+                bp(*sev_snp, "--sev-snp")?,
+                bp(*open, "--open")?,
+                bp(*gpu, "--gpu")?,
+                bp(*replication, "--replication")?,
+            ],
+            *require_regions,
+        )?,
+        RegistryAction::SetRegionPrice {
+            region: r,
+            multiplier,
+            ..
+        } => {
+            let m = if *multiplier == 0 {
+                0
+            } else {
+                bp(*multiplier, "--multiplier")?
+            };
+            contracts::set_region_price(now, &region(r)?, m)?
+        }
+        RegistryAction::SetModelPrice {
+            hash: h,
+            multiplier,
+            ..
+        } => {
+            let m = if *multiplier == 0 {
+                0
+            } else {
+                bp(*multiplier, "--multiplier")?
+            };
+            contracts::set_model_price(now, &hash(h, "the model hash")?, m)?
+        }
+        RegistryAction::SetOperator {
+            wallet,
+            regions,
+            open,
+            remove,
+            ..
+        } => {
+            let wallet = crate::payments::address(Some(wallet), "the operator's wallet")?
+                .ok_or_else(|| anyhow!("the operator's wallet"))?;
+            let regions = regions
+                .iter()
+                .map(|r| region(r))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            contracts::set_operator(now, &wallet, !remove, *open, &regions)?
+        }
+        other => bail!("not a trust-tier command: {other:?}"),
+    })
 }
 
 async fn set_image(

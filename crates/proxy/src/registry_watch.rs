@@ -26,6 +26,9 @@ struct Seen {
     models: std::collections::BTreeSet<[u8; 32]>,
     /// How the last reading of the models was confirmed.
     models_note: String,
+    /// The operators the root lists, and whether regions must be theirs.
+    operators: std::collections::BTreeMap<StdAddr, cocoon_chain::registry::RootOperator>,
+    require_regions: bool,
 }
 
 /// Why the registry could not be read.
@@ -138,6 +141,7 @@ impl RegistryWatch {
                 if board.set(prices) {
                     tracing::info!(root = %self.root, version, price_per_token = %prices.price_per_token, worker_fee_per_token = %prices.worker_fee_per_token, "prices from the registry");
                 }
+                self.refresh_tiers(board).await?;
                 let mut s = self.seen();
                 s.version = Some(version);
                 s.at = Some(Instant::now());
@@ -153,6 +157,46 @@ impl RegistryWatch {
                 Err(e)
             }
         }
+    }
+
+    /// Reads the trust tiers: their prices onto `board`, the operators for
+    /// admission.
+    async fn refresh_tiers(&self, board: &crate::PriceBoard) -> Result<(), RegistryError> {
+        let tiers = cocoon_chain::registry::tiers(self.chain.as_ref(), &self.root).await?;
+        if board.set_tiers(tiers.tier_prices()?) {
+            tracing::info!(root = %self.root, tiers = %tiers.to_json(), "tier prices from the registry");
+        }
+        let mut s = self.seen();
+        s.operators = tiers.operators;
+        s.require_regions = tiers.require_regions;
+        Ok(())
+    }
+
+    /// Whether the operator whose wallet is `owner` may serve a worker
+    /// declaring `region` (when the root requires registered regions) and,
+    /// for an open-tier worker, whether the root lists it for the open tier.
+    /// The refusal says which.
+    pub fn admits_operator(
+        &self,
+        owner: &StdAddr,
+        region: Option<&cocoon_core::Region>,
+        open: bool,
+    ) -> Result<(), String> {
+        let s = self.seen();
+        let listed = s.operators.get(owner);
+        if open && !listed.is_some_and(|o| o.open) {
+            return Err(format!(
+                "the root registry does not list operator {owner} for the open tier"
+            ));
+        }
+        if let (true, Some(r)) = (s.require_regions, region) {
+            if !listed.is_some_and(|o| o.regions.contains(r)) {
+                return Err(format!(
+                    "the root registry requires registered regions, and operator {owner} has not registered {r}"
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Reads the registry every [`REFRESH`] until `stop` turns true.

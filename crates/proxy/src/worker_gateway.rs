@@ -143,6 +143,12 @@ impl WorkerGatewayService {
                 .await
                 .map_err(|e| Status::failed_precondition(e.to_string()))?;
             tracing::debug!(worker = %admitted.worker_id, stake = %staked.stake, "worker contract staked");
+            if let Some(registry) = self.shared.config.charging.registry() {
+                let p = &admitted.offer.provenance;
+                registry
+                    .admits_operator(&staked.owner, p.region.as_ref(), p.open)
+                    .map_err(Status::failed_precondition)?;
+            }
             return Ok(Some(WorkerId::Contract {
                 contract: contract.clone(),
                 owner: staked.owner,
