@@ -597,7 +597,14 @@ impl Network {
             format!("127.0.0.1:{wp}"),
         ];
         let mut args = args;
-        args.extend(self.tee.args());
+        let mut tee = self.tee.args();
+        if spec.extra_args.iter().any(|a| a == "--tee") {
+            // The spec names its own TEE (an open-tier worker's none).
+            if let Some(i) = tee.iter().position(|a| a == "--tee") {
+                tee.drain(i..i + 2);
+            }
+        }
+        args.extend(tee);
         if let Some(m) = &spec.sim_mrtd {
             args.extend(["--sim-mrtd".to_string(), m.clone()]);
         }

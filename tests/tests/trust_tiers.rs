@@ -150,3 +150,84 @@ async fn answers_show_the_tier_factors_they_were_charged_at() {
     let (charged, tokens) = cost(&v);
     assert_eq!(charged, 100 * tokens, "{v}");
 }
+
+fn open_worker(name: &str, up: &TestUpstream, hash: &str) -> WorkerSpec {
+    let mut spec = WorkerSpec::new(name, MODEL, up).with_args(&["--tee", "none", "--region", "us"]);
+    spec.model_hash = Some(hash.to_owned());
+    spec
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_tier_serves_only_requests_that_opt_in_cheaper_and_spot_checked() {
+    let up = upstream(UpstreamBehaviour::default()).await;
+    let mut net = Network::start_with_proxy_args(&["--tier-prices", r#"{"open": 5000}"#]).await;
+    let hash = "cd".repeat(32);
+    net.add_worker(open_worker("open-us", &up, &hash)).await;
+
+    // Only an open worker serves the model: a confidential request is
+    // refused, naming why, whether it is sealed or sent in the clear.
+    for e2e in ["required", "off"] {
+        let mut body = chat_body(MODEL, false);
+        body["cocoon"] = json!({"e2e": e2e});
+        let (status, _, body) = post_json(&net.chat_url(), &body).await;
+        assert_eq!(status, 400, "{e2e}: {}", String::from_utf8_lossy(&body));
+        let e: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(e["error"]["code"], "trust_requirements_unmet", "{e}");
+        let msg = e["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains("open: the worker has no TEE"), "{msg}");
+        assert!(msg.contains("offers the open tier (no TEE)"), "{msg}");
+    }
+
+    let mut sim = WorkerSpec::new("sim-eu", MODEL, &up).with_args(&["--region", "eu"]);
+    sim.model_hash = Some(hash.clone());
+    net.add_worker(sim).await;
+    // Confidential requests go to the TEE worker only, every time.
+    for _ in 0..6 {
+        let (status, _, body) = post_json(&net.chat_url(), &chat_body(MODEL, false)).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["cocoon"]["worker"], "sim-eu", "{v}");
+    }
+
+    // An opted-in request in the US reaches the open worker, at half price,
+    // and says what it got. Its answers are spot-checked far more often.
+    let mut opted = ask(json!({"open": true, "regions": ["us"]}));
+    opted["temperature"] = json!(0);
+    for _ in 0..40 {
+        let (status, _, body) = post_json(&net.chat_url(), &opted).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["cocoon"]["worker"], "open-us", "{v}");
+        assert_eq!(v["cocoon"]["trust"]["open"], true);
+        assert_eq!(v["cocoon"]["trust"]["tee"], "none");
+        let b = &v["usage"]["cost_breakdown"];
+        assert_eq!(
+            b["factors"],
+            json!([{"name": "tee", "value": "open", "multiplier_bp": 5000}]),
+            "{v}"
+        );
+        let u = &v["usage"];
+        let tokens =
+            u["prompt_tokens"].as_u64().unwrap() + u["completion_tokens"].as_u64().unwrap();
+        assert_eq!(u["cost_nanoton"].as_u64().unwrap(), 50 * tokens, "{v}");
+    }
+    let mut planned = 0;
+    for _ in 0..100 {
+        let stats = proxy_stats(&net).await;
+        let open = worker_record(&stats, "open-us");
+        planned = open["spot_checks"]["planned"].as_u64().unwrap_or(0);
+        let done = ["passed", "failed", "inconclusive", "skipped"]
+            .iter()
+            .filter_map(|k| open["spot_checks"][k].as_u64())
+            .sum::<u64>();
+        if planned >= 2 && done >= planned {
+            assert_eq!(open["spot_checks"]["failed"], 0, "{open}");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        planned >= 2,
+        "open answers are checked at the open tier's rate: {planned} of 40"
+    );
+}

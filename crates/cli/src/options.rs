@@ -408,9 +408,12 @@ options! {
         #[arg(long, env = "COCOON_PEER_POLICY", value_name = "FILE|none")]
         pub peer_policy: Option<String>,
         /// How this node attests itself: tdx or sev-snp (from the guest's
-        /// configfs-tsm), or sim (a simulated TEE that proves nothing; only
-        /// with --dev). Required with a policy file.
-        #[arg(long, env = "COCOON_TEE", value_name = "tdx|sev-snp|sim")]
+        /// configfs-tsm), sim (a simulated TEE that proves nothing; only
+        /// with --dev), or none (an open-tier worker without a TEE: its
+        /// operator can read what it serves; proxies admit it only under an
+        /// [open] policy section and a registry listing, for requests that
+        /// accept the open tier). Required with a policy file.
+        #[arg(long, env = "COCOON_TEE", value_name = "tdx|sev-snp|sim|none")]
         pub tee: Option<String>,
         /// Development mode: allows --tee sim, policies that accept sim
         /// evidence, and --peer-policy none. None of these proves anything;

@@ -250,6 +250,7 @@ async fn proxy_config(
         queue: queue_limits(o.queue_length),
         spot_checks: spot_checks(o.spot_check_rate, o.spot_check_first)?,
         slashing: o.slashing != Some(crate::options::Switch::Off),
+        open_tier_off_chain: a.dev.unwrap_or(false),
     })
 }
 
@@ -275,6 +276,7 @@ fn spot_checks(
     Ok(cocoon_proxy::SpotCheckConfig {
         rate,
         first_answers: first.unwrap_or(default.first_answers),
+        ..default
     })
 }
 
@@ -647,6 +649,7 @@ pub async fn up(o: UpOptions, a: AttestationOptions) -> anyhow::Result<()> {
         queue: queue_limits(o.queue_length),
         spot_checks: cocoon_proxy::SpotCheckConfig::default(),
         slashing: true,
+        open_tier_off_chain: true,
     })
     .await
     .context("starting the proxy")?;

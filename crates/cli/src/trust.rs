@@ -107,7 +107,7 @@ pub fn build(
         .tee
         .as_deref()
         .ok_or_else(|| {
-            anyhow!("--tee is required with an attestation policy: tdx, sev-snp or sim")
+            anyhow!("--tee is required with an attestation policy: tdx, sev-snp, sim, or none (an open-tier worker)")
         })?
         .parse()?;
     let data_dir = o.data_dir.clone().unwrap_or_else(default_data_dir);
@@ -118,6 +118,15 @@ pub fn build(
             }
             warn_dev("this node attests with the SIMULATED TEE");
             Arc::new(sim_attester(o, &data_dir)?)
+        }
+        TeeKind::None => {
+            tracing::warn!(
+                "OPEN TIER: this node runs WITHOUT A TEE. Its operator, and anyone with access to \
+                 this machine, can read every request it serves. Peers admit it only as an \
+                 open-tier worker (an [open] policy section and a registry listing), and it only \
+                 receives requests that accept the open tier."
+            );
+            Arc::new(cocoon_tee::NoTee)
         }
         TeeKind::Tdx | TeeKind::SevSnp => {
             let root = o
@@ -235,6 +244,9 @@ pub fn dev_policy(
         required_claims: Default::default(),
         sim_roots: vec![attester.root_public_key()],
         gpu: Some(Default::default()),
+        open: Some(cocoon_tee::policy::OpenTier {
+            spot_check_rate: cocoon_tee::policy::DEFAULT_OPEN_SPOT_CHECK_RATE,
+        }),
     };
     Ok((policy, attester))
 }

@@ -22,6 +22,8 @@ struct Candidate {
     key: [u8; 32],
     session: Option<String>,
     coefficient: u32,
+    /// What it offers trust requirements, as this client verified it.
+    offer: cocoon_core::trust::TrustOffer,
 }
 
 /// How long a verified roster is reused: under load one serves many
@@ -120,11 +122,14 @@ async fn candidates(
                     let sessions = &shared.aci.sessions;
                     let der = crate::aci::Certificate::Der(&e.certificate);
                     let session = sessions.for_worker(&e.worker_id, model, &identity, der);
+                    let a = identity.attestation();
+                    let offer = crate::receipts::offer_of(a, a.gpus.first().map(|g| g.describe()));
                     verified.push(Candidate {
                         name: e.worker_id,
                         key,
                         session,
                         coefficient: e.coefficient,
+                        offer,
                     });
                 }
             }
@@ -158,6 +163,9 @@ pub(crate) enum CannotSeal {
     /// Nobody serves the model at all.
     #[error("The model '{0}' does not exist or is not served by any connected worker")]
     ModelNotFound(String),
+    /// No worker this client verified meets the request's trust requirements.
+    #[error("{0}")]
+    TrustUnmet(String),
 }
 
 /// Whether the proxy lists anyone serving `v`'s model: an empty roster for
@@ -177,6 +185,7 @@ impl CannotSeal {
             CannotSeal::SessionNotAccepted(_) => "session_not_accepted",
             CannotSeal::ProxyUnreachable(_) => "proxy_unavailable",
             CannotSeal::ModelNotFound(_) => "model_not_found",
+            CannotSeal::TrustUnmet(_) => "trust_unmet",
         }
     }
 
@@ -190,6 +199,13 @@ impl CannotSeal {
             }
             CannotSeal::ProxyUnreachable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "proxy_unavailable")
+            }
+            CannotSeal::TrustUnmet(why) => {
+                return crate::openai::ApiError::invalid(
+                    "cocoon.trust",
+                    "trust_requirements_unmet",
+                    why.clone(),
+                );
             }
             CannotSeal::ModelNotFound(_) => {
                 let mut e =
@@ -271,6 +287,17 @@ async fn chosen(
 ) -> Result<Option<Vec<Candidate>>, CannotSeal> {
     // Pinned sessions are enforced by sealing to their workers alone.
     let pinned = v.serving.sessions.as_ref();
+    // A request that accepts the open tier travels in the clear: an open
+    // worker's operator reads it anyway, and the proxy must, to spot-check
+    // open workers' answers.
+    if v.controls.trust.accepts_open() {
+        if pinned.is_some() || v.controls.e2e == Some(E2eMode::Required) {
+            return Err(CannotSeal::Unavailable(
+                "a request that accepts the open tier (cocoon.trust.open) is not sealed end to end: open workers' operators read what they serve, and the proxy spot-checks them; drop \"open\" or the end-to-end requirement".into(),
+            ));
+        }
+        return Ok(None);
+    }
     let mode = match (pinned, v.controls.e2e) {
         (Some(_), _) => E2eMode::Required,
         (None, Some(mode)) => mode,
@@ -284,6 +311,14 @@ async fn chosen(
         return Ok(None);
     }
     let mut candidates = candidates(shared, v.model.as_str(), fresh).await?;
+    if let Err(unmet) = meeting_trust(shared, v, &mut candidates) {
+        // A roster from moments ago may miss the worker that meets them.
+        if fresh {
+            return Err(unmet);
+        }
+        candidates = self::candidates(shared, v.model.as_str(), true).await?;
+        meeting_trust(shared, v, &mut candidates)?;
+    }
     if let Some(ids) = pinned {
         candidates.retain(|c| c.session.as_ref().is_some_and(|s| ids.contains(s)));
         if candidates.is_empty() {
@@ -309,6 +344,37 @@ async fn chosen(
             candidates.truncate(MAX_SEALED_TO);
             Ok(Some(candidates))
         }
+    }
+}
+
+/// Keeps the candidates that meet `v`'s trust requirements (never an
+/// open-tier worker: open requests are not sealed). When this client's
+/// policy judges no GPU evidence, the GPU requirement is left to the
+/// attested proxy. If candidates were verified but none meets them, the
+/// refusal names what the best of them lacks, as the proxy would.
+fn meeting_trust(
+    shared: &Shared,
+    v: &Validated,
+    candidates: &mut Vec<Candidate>,
+) -> Result<(), CannotSeal> {
+    let mut trust = v.controls.trust.clone();
+    if !shared.receipts.checks_gpus() {
+        trust.gpu = None;
+    }
+    let best = candidates
+        .iter()
+        .map(|c| (trust.unmet(&c.offer), c))
+        .min_by_key(|(unmet, c)| (unmet.len(), c.coefficient))
+        .filter(|(unmet, _)| !unmet.is_empty())
+        .map(|(unmet, c)| (unmet, c.offer.clone()));
+    candidates.retain(|c| trust.unmet(&c.offer).is_empty());
+    match best {
+        Some((unmet, offer)) if candidates.is_empty() => Err(CannotSeal::TrustUnmet(format!(
+            "no worker for model {:?} meets the request's trust requirements: {}; the best available worker offers {offer}",
+            v.model.as_str(),
+            unmet.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+        ))),
+        _ => Ok(()),
     }
 }
 

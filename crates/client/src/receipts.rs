@@ -444,17 +444,12 @@ pub(crate) fn trust_offer(
     match worker {
         Worker::Verified { identity, .. } => {
             let a = identity.attestation();
-            cocoon_core::trust::TrustOffer {
-                open: false,
-                tee: Some(a.kind),
-                tcb: a.tcb_status,
-                gpu: if checks_gpus {
-                    a.gpus.first().map(|g| g.describe())
-                } else {
-                    said_gpu
-                },
-                region: a.region.clone(),
-            }
+            let gpu = if checks_gpus {
+                a.gpus.first().map(|g| g.describe())
+            } else {
+                said_gpu
+            };
+            offer_of(a, gpu)
         }
         Worker::Unattested => cocoon_core::trust::TrustOffer {
             open: assigned.is_some_and(|a| a.worker_open),
@@ -465,6 +460,21 @@ pub(crate) fn trust_offer(
             gpu: said_gpu,
             region: assigned.and_then(|a| cocoon_core::Region::new(&a.worker_region).ok()),
         },
+    }
+}
+
+/// What a worker this client verified offers, with `gpu` as described.
+pub(crate) fn offer_of(
+    a: &cocoon_tee::PeerAttestation,
+    gpu: Option<String>,
+) -> cocoon_core::trust::TrustOffer {
+    let open = a.kind == cocoon_core::tee::TeeKind::None;
+    cocoon_core::trust::TrustOffer {
+        open,
+        tee: (!open).then_some(a.kind),
+        tcb: a.tcb_status,
+        gpu,
+        region: a.region.clone(),
     }
 }
 

@@ -15,6 +15,10 @@ pub enum TeeKind {
     SevSnp,
     /// The simulated TEE: development only, proves nothing.
     Sim,
+    /// No TEE at all: an open-tier worker, admitted only by an explicit
+    /// policy section and a registry listing, serving only requests that
+    /// accept the open tier.
+    None,
 }
 
 impl TeeKind {
@@ -24,6 +28,7 @@ impl TeeKind {
             TeeKind::Tdx => "tdx",
             TeeKind::SevSnp => "sev-snp",
             TeeKind::Sim => "sim",
+            TeeKind::None => "none",
         }
     }
 }
@@ -36,7 +41,7 @@ impl fmt::Display for TeeKind {
 
 /// A TEE kind name that is not known.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("unknown TEE kind {0:?}: expected tdx, sev-snp or sim")]
+#[error("unknown TEE kind {0:?}: expected tdx, sev-snp, sim or none")]
 pub struct TeeKindError(pub String);
 
 impl std::str::FromStr for TeeKind {
@@ -46,6 +51,7 @@ impl std::str::FromStr for TeeKind {
             "tdx" => Ok(TeeKind::Tdx),
             "sev-snp" | "snp" => Ok(TeeKind::SevSnp),
             "sim" => Ok(TeeKind::Sim),
+            "none" => Ok(TeeKind::None),
             other => Err(TeeKindError(other.to_owned())),
         }
     }

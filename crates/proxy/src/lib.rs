@@ -61,6 +61,10 @@ pub struct ProxyConfig {
     /// deterministic request; the worker contract takes the root's share
     /// of its stake and pays it into the affected client's contract.
     pub slashing: bool,
+    /// Development only: admit open-tier workers (no TEE) off chain, where
+    /// no root registry can list their operators. On a chain the registry
+    /// must list each operator for the open tier, whatever this says.
+    pub open_tier_off_chain: bool,
 }
 
 /// Why the proxy could not start.
@@ -141,7 +145,14 @@ impl Proxy {
         let registry = WorkerRegistry::new(config.queue);
         let shared = Arc::new(Shared {
             certificates: worker_certificates::WorkerCertificates::new(config.trust.clone()),
-            spot_checks: spot_check::SpotChecks::new(config.spot_checks),
+            spot_checks: spot_check::SpotChecks::new(SpotCheckConfig {
+                open_rate: match &config.trust {
+                    Trust::Attested(a) => a.verifier().policy().open.map(|o| o.spot_check_rate),
+                    Trust::Insecure => None,
+                }
+                .unwrap_or(config.spot_checks.open_rate),
+                ..config.spot_checks
+            }),
             slashing: match config.charging.payments() {
                 Some(p) => slashing::SlashEvidenceLog::open(
                     p.ledger.path().with_file_name("slash-evidence.json"),

@@ -40,6 +40,10 @@ pub struct SpotCheckConfig {
     pub rate: f64,
     /// Answers of each newly seen worker that are always re-run.
     pub first_answers: u32,
+    /// Share of open-tier workers' answers re-run or scored, 0 to 1: their
+    /// hardware proves nothing, so they are checked far more often (the
+    /// proxy's policy `[open] spot_check_rate` sets it).
+    pub open_rate: f64,
 }
 
 impl Default for SpotCheckConfig {
@@ -47,6 +51,7 @@ impl Default for SpotCheckConfig {
         SpotCheckConfig {
             rate: 0.01,
             first_answers: 1,
+            open_rate: cocoon_tee::policy::DEFAULT_OPEN_SPOT_CHECK_RATE,
         }
     }
 }
@@ -127,8 +132,12 @@ impl SpotChecks {
             return false;
         }
         let planned = self.of(&worker.identity).planned;
-        let sampled =
-            planned < u64::from(self.config.first_answers) || self.draw() < self.config.rate;
+        let rate = if worker.offer.open {
+            self.config.open_rate.max(self.config.rate)
+        } else {
+            self.config.rate
+        };
+        let sampled = planned < u64::from(self.config.first_answers) || self.draw() < rate;
         if !sampled {
             return false;
         }

@@ -1,3 +1,4 @@
+use cocoon_core::tee::TeeKind;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -154,6 +155,11 @@ impl WorkerGatewayService {
                 owner: staked.owner,
             }));
         }
+        if admitted.offer.provenance.open && !self.shared.config.open_tier_off_chain {
+            return Err(Status::failed_precondition(
+                "an open-tier worker (no TEE) is admitted only when the root registry lists its operator for the open tier, and this proxy runs off chain",
+            ));
+        }
         Ok(admitted.receipt_key.map(WorkerId::ReceiptKey))
     }
 
@@ -254,13 +260,13 @@ impl WorkerGatewayService {
                 model,
                 provenance: Provenance {
                     model_hash,
-                    tee: attested.map(|a| a.kind),
+                    tee: attested.map(|a| a.kind).filter(|k| *k != TeeKind::None),
                     image_hash: attested.map(|a| a.image_hash),
                     e2e_key: attested.and_then(|a| a.e2e_key),
                     tcb: attested.map(|a| a.tcb_status).unwrap_or_default(),
                     gpu: attested.and_then(|a| a.gpus.first()).map(|g| g.describe()),
                     region: attested.and_then(|a| a.region.clone()),
-                    open: false,
+                    open: attested.is_some_and(|a| a.kind == TeeKind::None),
                 },
                 coefficient,
                 max_active: hello.max_active_requests,

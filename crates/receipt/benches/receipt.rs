@@ -62,6 +62,7 @@ fn main() {
         required_claims: Default::default(),
         sim_roots: vec![attester.root_public_key()],
         gpu: None,
+        open: None,
     };
     let verifier = RaTlsVerifier::new(policy, None).without_cache();
     let (kind, image) = verifier

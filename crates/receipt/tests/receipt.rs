@@ -72,6 +72,7 @@ fn worker(dir: &std::path::Path, image: u8) -> Worker {
         required_claims: Default::default(),
         sim_roots: vec![attester.root_public_key()],
         gpu: None,
+        open: None,
     };
     let (receipt_pkcs8, receipt_key) = key();
     let minted = cocoon_tee::cert::mint(claims(Some(receipt_key)), &attester).unwrap();

@@ -164,7 +164,9 @@ impl Attester for ConfigfsTsm {
                     chain,
                 })
             }
-            TeeKind::Sim => unreachable!("configfs-tsm never reports the sim provider"),
+            TeeKind::Sim | TeeKind::None => {
+                unreachable!("configfs-tsm reports only tdx_guest or sev_guest")
+            }
         }
     }
 }
@@ -230,5 +232,21 @@ impl Attester for SimAttester {
                 .root
                 .quote(&self.mrtd, &self.rtmr, self.tcb, report_data),
         })
+    }
+}
+
+/// No TEE: the evidence of an open-tier worker, which proves nothing but
+/// that it claims none. Its certificate still binds its claims (its keys,
+/// its model, its region) to its key by its own signature.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoTee;
+
+impl Attester for NoTee {
+    fn kind(&self) -> TeeKind {
+        TeeKind::None
+    }
+
+    fn attest(&self, _report_data: &[u8; 64]) -> Result<Evidence, AttestError> {
+        Ok(Evidence::None)
     }
 }

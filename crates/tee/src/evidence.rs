@@ -12,6 +12,7 @@ fn kind_tag(kind: TeeKind) -> u8 {
         TeeKind::Tdx => 1,
         TeeKind::SevSnp => 2,
         TeeKind::Sim => 3,
+        TeeKind::None => 4,
     }
 }
 
@@ -40,6 +41,8 @@ pub enum Evidence {
         /// The raw sim quote.
         quote: Vec<u8>,
     },
+    /// No TEE (the open tier): nothing to verify, and nothing proved.
+    None,
 }
 
 /// Evidence that could not be decoded.
@@ -56,6 +59,7 @@ impl Evidence {
             Evidence::Tdx { .. } => TeeKind::Tdx,
             Evidence::SevSnp { .. } => TeeKind::SevSnp,
             Evidence::Sim { .. } => TeeKind::Sim,
+            Evidence::None => TeeKind::None,
         }
     }
 
@@ -66,6 +70,7 @@ impl Evidence {
             }
             Evidence::SevSnp { report, vek, chain } => vec![report, vek, chain],
             Evidence::Sim { quote } => vec![quote],
+            Evidence::None => Vec::new(),
         }
     }
 
@@ -124,6 +129,7 @@ impl Evidence {
             3 => Evidence::Sim {
                 quote: next("quote")?,
             },
+            4 => Evidence::None,
             other => return Err(err(format!("unknown TEE kind tag {other}"))),
         };
         if !rest.is_empty() {
@@ -238,6 +244,9 @@ pub enum EvidenceError {
     /// A TDX quote came without collateral and none is configured.
     #[error("TDX collateral: {0}")]
     NoCollateral(#[from] CollateralError),
+    /// The open tier's "evidence" proves nothing to verify.
+    #[error("the peer has no TEE (open tier): there is no evidence to verify")]
+    NoTee,
 }
 
 /// Verifies evidence of any kind at `ctx.now`.
@@ -287,6 +296,7 @@ pub fn verify(
                 ],
             }
         }
+        Evidence::None => return Err(EvidenceError::NoTee),
         Evidence::Sim { quote } => {
             let ev = sim::verify(quote, ctx.sim_roots)?;
             let mut measurements = vec![("mrtd", hex::encode(ev.mrtd))];
@@ -329,6 +339,7 @@ mod tests {
                 chain: vec![4, 5],
             },
             Evidence::Sim { quote: vec![6; 10] },
+            Evidence::None,
         ] {
             let bytes = ev.encode();
             assert_eq!(Evidence::decode(&bytes).unwrap(), ev);

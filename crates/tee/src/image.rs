@@ -19,6 +19,12 @@ impl ImageHash {
         ImageHash(out)
     }
 
+    /// What an open-tier worker's "image" is: nothing measured it, so it
+    /// is the hash of no registers at all, which no TEE reports.
+    pub fn unmeasured() -> Self {
+        ImageHash::over(&[b"cocoon/unmeasured/v1"])
+    }
+
     /// The digest.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0

@@ -32,7 +32,7 @@ pub mod tdx;
 mod x509;
 
 pub use allowlist::ImageAllowList;
-pub use attester::{Attester, ConfigfsTsm, GpuAttester, SimAttester, WithGpus};
+pub use attester::{Attester, ConfigfsTsm, GpuAttester, NoTee, SimAttester, WithGpus};
 pub use claims::Claims;
 pub use evidence::{Evidence, TcbStatus, TeeKind, VerifiedEvidence};
 pub use image::{ImageHash, ImageHashError};

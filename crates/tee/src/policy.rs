@@ -37,7 +37,25 @@ pub struct Policy {
     /// GPU evidence is not trusted, and no request demanding an attested GPU
     /// is routed to it.
     pub gpu: Option<GpuPolicy>,
+    /// The open tier: whether workers without a TEE are accepted (only
+    /// with this section, never by a kind in `kinds`), and how often the
+    /// proxy spot-checks their answers.
+    pub open: Option<OpenTier>,
 }
+
+/// `[open]`: workers without a TEE may connect. They only ever serve
+/// requests that accept the open tier, and their operator must be listed
+/// for it in the root registry.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OpenTier {
+    /// Share of open-tier answers the proxy re-runs or scores, 0 to 1.
+    pub spot_check_rate: f64,
+}
+
+impl Eq for OpenTier {}
+
+/// Default share of open-tier answers checked.
+pub const DEFAULT_OPEN_SPOT_CHECK_RATE: f64 = 0.25;
 
 /// Default maximum certificate age: certificates live one hour and are
 /// rotated at two thirds of that, so anything older is a replay.
@@ -60,6 +78,15 @@ struct PolicyFile {
     images: ImagesFile,
     #[serde(default)]
     gpu: Option<GpuFile>,
+    #[serde(default)]
+    open: Option<OpenFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenFile {
+    #[serde(default)]
+    spot_check_rate: Option<f64>,
 }
 
 /// `[gpu]`: golden measurements (index → accepted hex values), or an
@@ -75,6 +102,19 @@ struct GpuFile {
     drivers: Vec<String>,
     #[serde(default)]
     vbios: Vec<String>,
+}
+
+fn open_tier(f: OpenFile) -> Result<OpenTier, PolicyError> {
+    let rate = f.spot_check_rate.unwrap_or(DEFAULT_OPEN_SPOT_CHECK_RATE);
+    if !(0.0..=1.0).contains(&rate) || rate.is_nan() {
+        return Err(PolicyError::Value {
+            field: "open",
+            reason: format!("spot_check_rate must be 0 to 1, found {rate}"),
+        });
+    }
+    Ok(OpenTier {
+        spot_check_rate: rate,
+    })
 }
 
 impl GpuFile {
@@ -162,6 +202,8 @@ impl Policy {
     /// proxy = ["<64 hex digits>"]
     /// worker = ["<64 hex digits>"]
     /// client = ["<64 hex digits>"]
+    /// [open]                                # workers without a TEE, if at all
+    /// spot_check_rate = 0.25
     /// ```
     pub fn from_toml(text: &str) -> Result<Self, PolicyError> {
         let file: PolicyFile =
@@ -175,6 +217,12 @@ impl Policy {
                 field: "kinds",
                 reason: e.to_string(),
             })?;
+        if kinds.contains(&TeeKind::None) {
+            return Err(PolicyError::Value {
+                field: "kinds",
+                reason: "\"none\" is not a TEE: workers without one are accepted only by an [open] section".into(),
+            });
+        }
         if kinds.is_empty() {
             return Err(PolicyError::Value {
                 field: "kinds",
@@ -249,6 +297,7 @@ impl Policy {
             required_claims,
             sim_roots,
             gpu: file.gpu.map(GpuFile::into_policy).transpose()?,
+            open: file.open.map(open_tier).transpose()?,
         })
     }
 
@@ -287,6 +336,12 @@ impl Policy {
             out.push_str(&format!(
                 "{role} = [{}]\n",
                 list(set.iter().map(|h| h.to_string()).collect())
+            ));
+        }
+        if let Some(open) = &self.open {
+            out.push_str(&format!(
+                "[open]\nspot_check_rate = {:?}\n",
+                open.spot_check_rate
             ));
         }
         if let Some(gpu) = &self.gpu {
@@ -338,6 +393,15 @@ mod tests {
             let err = Policy::from_toml(bad).unwrap_err();
             assert!(err.to_string().contains(field), "{bad}: {err}");
         }
+        let open = Policy::from_toml("kinds = [\"tdx\"]\n[open]\n").unwrap();
+        assert_eq!(
+            open.open.map(|o| o.spot_check_rate),
+            Some(DEFAULT_OPEN_SPOT_CHECK_RATE)
+        );
+        assert_eq!(Policy::from_toml(&open.to_toml()).unwrap(), open);
+        assert!(Policy::from_toml("kinds = [\"tdx\"]\n[open]\nspot_check_rate = 2.0\n").is_err());
+        // "none" among the kinds is not how the open tier is allowed.
+        assert!(Policy::from_toml("kinds = [\"none\"]").is_err());
         let gpu = "kinds = [\"tdx\"]\n[gpu]\ndrivers = [\"550.54.15\"]\n[gpu.golden]\n\"2\" = [\"ab\", \"cd\"]\n";
         let p = Policy::from_toml(gpu).unwrap();
         let g = p.gpu.as_ref().unwrap();

@@ -155,6 +155,10 @@ pub enum RaTlsError {
         /// Which.
         claim: &'static str,
     },
+    /// A peer without a TEE, where the policy has no open tier (or the peer
+    /// is not a worker, the only role the open tier admits).
+    #[error("tee kind: the peer has no TEE (open tier) and {0}")]
+    OpenTierRefused(String),
     /// The certificate's GPU evidence does not verify under the policy.
     #[error("gpu evidence: {0}")]
     Gpu(#[from] crate::nvidia::GpuError),
@@ -175,6 +179,7 @@ impl RaTlsError {
             RaTlsError::TcbTooLow { .. } => "tcb_status",
             RaTlsError::MissingClaim { .. } => "claims",
             RaTlsError::Gpu(_) => "gpu",
+            RaTlsError::OpenTierRefused(_) => "tee_kind",
         }
     }
 }
@@ -298,6 +303,9 @@ impl RaTlsVerifier {
             });
         }
         let kind = cert.evidence.kind();
+        if kind == TeeKind::None {
+            return self.verify_open(&cert);
+        }
         if !self.policy.kinds.contains(&kind) {
             return Err(RaTlsError::KindNotAllowed {
                 found: kind,
@@ -353,6 +361,52 @@ impl RaTlsVerifier {
             issued_at: claims.issued_at,
             expires_at: claims.expires_at,
             measurements: verified.measurements.clone(),
+        }))
+    }
+
+    /// An open-tier worker: accepted only under a policy with an `[open]`
+    /// section. Its certificate proves its claims are its key's, nothing
+    /// about its code or hardware; GPU evidence without a TEE to bind it to
+    /// attested code proves nothing either and is not counted.
+    fn verify_open(&self, cert: &cert::RaTlsCert) -> Result<Attested<PeerAttestation>, RaTlsError> {
+        let claims = &cert.claims;
+        if self.policy.open.is_none() {
+            return Err(RaTlsError::OpenTierRefused(
+                "this node's policy has no [open] section".into(),
+            ));
+        }
+        if claims.role != Role::Worker {
+            return Err(RaTlsError::OpenTierRefused(format!(
+                "the open tier admits workers only, not a {}",
+                claims.role
+            )));
+        }
+        if self
+            .policy
+            .required_claims
+            .contains(&RequiredClaim::ModelHash)
+            && claims.model_hash.is_none()
+        {
+            return Err(RaTlsError::MissingClaim {
+                role: claims.role,
+                claim: "model_hash",
+            });
+        }
+        Ok(Attested(PeerAttestation {
+            role: claims.role,
+            kind: TeeKind::None,
+            image_hash: ImageHash::unmeasured(),
+            tcb_status: TcbStatus::Unknown,
+            advisories: Vec::new(),
+            config_hash: claims.config_hash,
+            model_hash: claims.model_hash,
+            receipt_key: claims.receipt_key,
+            e2e_key: claims.e2e_key,
+            region: claims.region.clone(),
+            gpus: Vec::new(),
+            issued_at: claims.issued_at,
+            expires_at: claims.expires_at,
+            measurements: Vec::new(),
         }))
     }
 

@@ -47,6 +47,7 @@ impl Fixture {
             required_claims: BTreeSet::from([RequiredClaim::ModelHash]),
             sim_roots: vec![a.root_public_key()],
             gpu: None,
+            open: None,
         }
     }
 }
@@ -335,6 +336,7 @@ fn tdx_verdict(quote: &str, collateral: &str, at: u64) -> RaTlsError {
         required_claims: BTreeSet::new(),
         sim_roots: vec![],
         gpu: None,
+        open: None,
     };
     RaTlsVerifier::new(policy, None)
         .verify(&forge(&k, &c, &evidence), &[Role::Proxy], at)

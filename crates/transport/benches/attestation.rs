@@ -63,6 +63,7 @@ fn sim_trust(dir: &std::path::Path, cache: bool) -> (Trust, Arc<RaTlsVerifier>) 
         required_claims: BTreeSet::new(),
         sim_roots: vec![attester.root_public_key()],
         gpu: None,
+        open: None,
     };
     let mut verifier = RaTlsVerifier::new(policy, None);
     if !cache {

@@ -31,6 +31,7 @@ fn sim_trust(dir: &std::path::Path, lifetime: Duration) -> Trust {
         required_claims: BTreeSet::new(),
         sim_roots: vec![attester.root_public_key()],
         gpu: None,
+        open: None,
     };
     Trust::Attested(Arc::new(
         Attestation::new(

@@ -136,6 +136,9 @@ fn evidence(trust: &Trust, slot: &[u8; 64]) -> Result<(&'static str, Value), Str
             out["development"] = json!("SIMULATED TEE: this evidence is signed by a development key and proves nothing about the hardware or the code");
             "cocoon-sim"
         }
+        cocoon_tee::Evidence::None => {
+            return Err("this client runs without a TEE: it has no evidence to give".into());
+        }
     };
     Ok((tee_type, out))
 }
