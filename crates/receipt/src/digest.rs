@@ -10,7 +10,7 @@
 //! - A whole answer: SHA-256 over a domain tag and the answer's JSON in a
 //!   canonical form (object members sorted, no whitespace), without the
 //!   members the client adds after the worker (`cocoon`, and `cost_nanoton`
-//!   in `usage`). A body that is not a JSON object is hashed as it is.
+//!   and `cost_breakdown` in `usage`). A body that is not a JSON object is hashed as it is.
 
 use sha2::{Digest, Sha256};
 
@@ -129,6 +129,7 @@ pub fn whole_answer_salted(body: &[u8], salt: Option<&Salt>) -> String {
             answer.remove("cocoon");
             if let Some(serde_json::Value::Object(usage)) = answer.get_mut("usage") {
                 usage.remove("cost_nanoton");
+                usage.remove("cost_breakdown");
             }
             let mut out = Vec::with_capacity(body.len());
             canonical(&serde_json::Value::Object(answer), &mut out);
@@ -379,7 +380,7 @@ mod tests {
         let worker =
             br#"{"id":"a","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":3}}"#;
         let delivered =
-            br#"{ "cocoon": {"worker":"w"}, "usage": {"cost_nanoton": 9, "prompt_tokens": 3},
+            br#"{ "cocoon": {"worker":"w"}, "usage": {"cost_nanoton": 9, "prompt_tokens": 3, "cost_breakdown": {"factors": []}},
             "choices": [{"message": {"content": "hi"}}], "id": "a" }"#;
         assert_eq!(whole_answer(worker), whole_answer(delivered));
         let altered =
