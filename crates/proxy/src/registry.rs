@@ -1229,4 +1229,37 @@ mod tests {
         assert_eq!(models[0].tees, vec!["open".to_owned(), "tdx".to_owned()]);
         assert_eq!(models[0].regions, vec!["eu".to_owned(), "us".to_owned()]);
     }
+
+    #[test]
+    fn exact_replay_needs_the_same_code_weights_and_hardware() {
+        let reg = WorkerRegistry::default();
+        let image: cocoon_tee::ImageHash = "11".repeat(32).parse().unwrap();
+        let with = |gpu: bool, open: bool, image: Option<cocoon_tee::ImageHash>| {
+            let serial = reg.next_serial() + 1_000_000;
+            let p = Provenance {
+                image_hash: image,
+                model_hash: Some(ModelHash::from_bytes([3; 32])),
+                gpu: gpu.then(|| "hopper GH100 A01".to_owned()),
+                open,
+                ..tdx(TcbStatus::UpToDate, gpu, "eu")
+            };
+            offering(&reg, WorkerId::Unproven(serial), "w", "m", 1000, 1, p)
+        };
+        let cpu = crate::slashing::replay_class(&with(false, false, Some(image)));
+        assert!(cpu.is_some());
+        assert_eq!(
+            cpu,
+            crate::slashing::replay_class(&with(false, false, Some(image)))
+        );
+        let gpu = crate::slashing::replay_class(&with(true, false, Some(image)));
+        assert_ne!(cpu, gpu, "another hardware class is no exact replay");
+        assert_eq!(
+            crate::slashing::replay_class(&with(false, true, Some(image))),
+            None
+        );
+        assert_eq!(
+            crate::slashing::replay_class(&with(false, false, None)),
+            None
+        );
+    }
 }

@@ -234,6 +234,45 @@ pub(crate) enum NoEvidence {
     /// Signing or encoding the evidence failed.
     #[error(transparent)]
     Evidence(#[from] cocoon_receipt::evidence::EvidenceError),
+    /// The runs are not exact replays of each other: honest hardware can
+    /// disagree there, so the disagreement alone proves nothing.
+    #[error("no exact replay: {0}")]
+    NotExactReplay(String),
+}
+
+/// What an exact replay needs: the same attested code (image), the same
+/// weights and the same hardware class (the same attested GPU, or none).
+/// Across these, temperature-0 output can differ on honest hardware
+/// (kernels, batch sizes, GPU generations), and bytes are not compared for
+/// money. Open-tier workers run unmeasured code: nothing about their runs
+/// is exact, so they are never accused or witnesses by bytes.
+pub(crate) fn replay_class(w: &WorkerHandle) -> Option<String> {
+    if w.offer.open {
+        return None;
+    }
+    let image = w.image_hash?;
+    let model = w.model_hash?;
+    let gpu = w.offer.gpu.as_deref().unwrap_or("cpu");
+    Some(format!("{image}/{}/{gpu}", model.to_hex()))
+}
+
+/// Refuses evidence whose runs are not all exact replays of one another.
+fn exact_replays(accused: &Run<'_>, witnesses: [&Run<'_>; 2]) -> Result<(), NoEvidence> {
+    let class = replay_class(accused.worker).ok_or_else(|| {
+        NoEvidence::NotExactReplay(format!(
+            "worker {} runs unattested code (open tier or no attestation)",
+            accused.worker.name
+        ))
+    })?;
+    for w in witnesses {
+        if replay_class(w.worker).as_deref() != Some(class.as_str()) {
+            return Err(NoEvidence::NotExactReplay(format!(
+                "witness {} runs other code, weights or hardware than {} ({class})",
+                w.worker.name, accused.worker.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Why a run's receipt cannot serve as evidence.
@@ -299,6 +338,7 @@ fn sign(
     if !shared.config.slashing {
         return Err(NoEvidence::Off);
     }
+    exact_replays(accused, witnesses)?;
     // The slashed amount goes into the contract of the client's owner,
     // which the proxy contract derives: on a chain the owner must be
     // known, or the amount would land in a contract no one can open. Off

@@ -236,7 +236,29 @@ pub(crate) async fn check(shared: Arc<Shared>, job: Job, original: Original) {
             break;
         }
     }
+    if outvoted_across_replay_classes(&answers) {
+        // Honest hardware can disagree there: judged by scoring under the
+        // model, never by bytes (and never slashed for it).
+        tracing::info!(worker = %original.worker.name, "a deterministic answer differs from re-runs on other code, weights or hardware; scoring it instead");
+        return score_check(&shared, &job, hash, &original).await;
+    }
     judge(&shared, &original, &answers);
+}
+
+/// Whether the original (`answers[0]`) is outvoted by re-runs of which
+/// some ran where an exact replay is not guaranteed
+/// ([`crate::slashing::replay_class`]).
+fn outvoted_across_replay_classes(answers: &[Rerun]) -> bool {
+    let Some(majority) = crate::relay::majority(answers.iter().map(|a| a.content.as_str())) else {
+        return false;
+    };
+    let original = &answers[0];
+    let class = crate::slashing::replay_class(&original.worker);
+    original.content != majority
+        && answers
+            .iter()
+            .filter(|a| a.content == majority)
+            .any(|a| class.is_none() || crate::slashing::replay_class(&a.worker) != class)
 }
 
 /// Records what the re-runs say of the original (`answers[0]`): passed
