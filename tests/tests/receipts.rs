@@ -281,10 +281,14 @@ async fn a_replicated_request_outvotes_a_dishonest_worker() {
     })
     .await;
     let mut net = Network::start().await;
-    net.add_worker(WorkerSpec::new("w1", MODEL, &honest)).await;
-    net.add_worker(WorkerSpec::new("w2", MODEL, &honest)).await;
-    net.add_worker(WorkerSpec::new("w3", MODEL, &dishonest))
-        .await;
+    // All three name the same weights and run the same attested image on
+    // the same hardware class: an exact replay, where bytes may be
+    // compared for money.
+    for (name, up) in [("w1", &honest), ("w2", &honest), ("w3", &dishonest)] {
+        let mut spec = WorkerSpec::new(name, MODEL, up);
+        spec.model_hash = Some("ab".repeat(32));
+        net.add_worker(spec).await;
+    }
 
     let mut body = chat_body(MODEL, false);
     body["cocoon"] = json!({"replicas": 3});
@@ -678,4 +682,55 @@ async fn a_burst_of_replicated_requests_is_served_in_full() {
             "{v}"
         );
     }
+}
+
+/// Temperature-0 output may differ on honest hardware of another class: a
+/// replicated request outvotes the run that differs, but no slash evidence
+/// is signed when it ran on other hardware than its witnesses (here a
+/// simulated GPU beside CPU workers), where exact replay is not guaranteed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disagreement_across_hardware_classes_is_never_slashed() {
+    let majority = upstream(UpstreamBehaviour {
+        chunks: 4,
+        chunk_size: 12,
+        ..Default::default()
+    })
+    .await;
+    let other = upstream(UpstreamBehaviour {
+        chunks: 4,
+        chunk_size: 13,
+        ..Default::default()
+    })
+    .await;
+    let mut net = Network::start().await;
+    for (name, up, gpu) in [
+        ("c1", &majority, false),
+        ("c2", &majority, false),
+        ("g1", &other, true),
+    ] {
+        let mut spec = WorkerSpec::new(name, MODEL, up);
+        spec.model_hash = Some("ab".repeat(32));
+        if gpu {
+            spec = spec.with_args(&["--gpu", "sim"]);
+        }
+        net.add_worker(spec).await;
+    }
+    let mut body = chat_body(MODEL, false);
+    body["cocoon"] = json!({"replicas": 3});
+    body["temperature"] = json!(0);
+    let (status, _, answer) = post_json(&net.chat_url(), &body).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    let v: Value = serde_json::from_slice(&answer).unwrap();
+    let r = &v["cocoon"]["replication"];
+    assert_eq!(r["dissented"], json!(["g1"]), "{r}");
+    assert_eq!(
+        r["slash_evidence"],
+        json!([]),
+        "no evidence across hardware classes: {r}"
+    );
+    assert!(
+        net.proxy.log().contains("no exact replay"),
+        "the proxy says why it signed none:\n{}",
+        net.proxy.log()
+    );
 }
