@@ -91,37 +91,7 @@ pub fn verify(o: AttestVerifyOptions) -> anyhow::Result<()> {
         bail!("--policy goes with --cert or --gpu-report");
     }
     if let Some(q) = &o.quote {
-        let quote = read_binary(q, "quote")?;
-        let collateral = match (&o.collateral, &o.pccs_url) {
-            (Some(c), _) => read(c, "collateral")?,
-            (None, Some(url)) => cocoon_tee::pccs::Pccs::new(url)?
-                .collateral(&quote, at)
-                .map_err(|e| anyhow!("collateral: {e}"))?,
-            (None, None) => {
-                bail!("--quote needs --collateral (QuoteCollateralV3 JSON) or --pccs-url")
-            }
-        };
-        let ev = tdx::verify(&quote, &collateral, at)?;
-        let mut f = obj(vec![
-            (
-                "verified",
-                json!(format!("TDX quote v{} ({}) at {at}", ev.version, ev.body)),
-            ),
-            ("kind", json!("tdx")),
-            ("tcb_status", json!(ev.tcb_status)),
-            ("advisories", json!(ev.advisories)),
-            ("mrtd", json!(hex::encode(ev.mrtd))),
-        ]);
-        for (i, r) in ev.rtmr.iter().enumerate() {
-            f.insert(format!("rtmr{i}"), json!(hex::encode(r)));
-        }
-        f.insert("report_data".into(), json!(hex::encode(ev.report_data)));
-        f.insert("image_hash".into(), json!(ev.image_hash.to_string()));
-        f.insert(
-            "".into(),
-            json!("(image hash = SHA-256 over MRTD, RTMR0-3)"),
-        );
-        return print(o.json, f);
+        return verify_quote(&o, q, at);
     }
     if let Some(r) = &o.snp_report {
         let (Some(vcek), Some(chain)) = (&o.vcek, &o.chain) else {
@@ -170,6 +140,41 @@ pub fn verify(o: AttestVerifyOptions) -> anyhow::Result<()> {
         bail!("give one of --quote, --snp-report, --gpu-report or --cert");
     };
     verify_cert(&o, path, at)
+}
+
+/// `cocoon attest verify --quote`.
+fn verify_quote(o: &AttestVerifyOptions, q: &Path, at: u64) -> anyhow::Result<()> {
+    let quote = read_binary(q, "quote")?;
+    let collateral = match (&o.collateral, &o.pccs_url) {
+        (Some(c), _) => read(c, "collateral")?,
+        (None, Some(url)) => cocoon_tee::pccs::Pccs::new(url)?
+            .collateral(&quote, at)
+            .map_err(|e| anyhow!("collateral: {e}"))?,
+        (None, None) => {
+            bail!("--quote needs --collateral (QuoteCollateralV3 JSON) or --pccs-url")
+        }
+    };
+    let ev = tdx::verify(&quote, &collateral, at)?;
+    let mut f = obj(vec![
+        (
+            "verified",
+            json!(format!("TDX quote v{} ({}) at {at}", ev.version, ev.body)),
+        ),
+        ("kind", json!("tdx")),
+        ("tcb_status", json!(ev.tcb_status)),
+        ("advisories", json!(ev.advisories)),
+        ("mrtd", json!(hex::encode(ev.mrtd))),
+    ]);
+    for (i, r) in ev.rtmr.iter().enumerate() {
+        f.insert(format!("rtmr{i}"), json!(hex::encode(r)));
+    }
+    f.insert("report_data".into(), json!(hex::encode(ev.report_data)));
+    f.insert("image_hash".into(), json!(ev.image_hash.to_string()));
+    f.insert(
+        "".into(),
+        json!("(image hash = SHA-256 over MRTD, RTMR0-3)"),
+    );
+    print(o.json, f)
 }
 
 /// `cocoon attest verify --gpu-report`.

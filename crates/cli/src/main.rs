@@ -224,7 +224,7 @@ enum AttestCommand {
     ///
     /// --cert: an RA-TLS certificate: its claims, its evidence, and the
     /// binding between them; with --policy, the policy's verdict too.
-    Verify(options::AttestVerifyOptions),
+    Verify(Box<options::AttestVerifyOptions>),
     /// Print an attestation policy for development: the sim TEE, with the
     /// sim root from the data directory, allowing this executable's image
     /// for every role. Nodes accept it only with --dev.
@@ -338,7 +338,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Doctor(o) => crate::chain_node::doctor(o).await,
         Command::Model(ModelCommand::Fetch(o)) => run::model_fetch(o).await,
         Command::Model(ModelCommand::Hash { file }) => run::model_hash(file).await,
-        Command::Attest(AttestCommand::Verify(o)) => attest::verify(o),
+        Command::Attest(AttestCommand::Verify(o)) => attest::verify(*o),
         Command::Attest(AttestCommand::DevPolicy(o)) => attest::dev_policy(o),
         Command::Receipt(ReceiptCommand::Verify(o)) => receipt_cmd::verify(o),
     }

@@ -126,6 +126,20 @@ pub fn tier_prices(json: Option<&str>) -> anyhow::Result<TierPrices> {
     Ok(t)
 }
 
+/// The prices the flags set (a development ledger's; a registry's replace
+/// them on a chain).
+fn flag_prices(o: &ProxyOptions) -> anyhow::Result<PriceList> {
+    Ok(PriceList::new(
+        Nanoton::new(o.price_per_token.unwrap_or(100)),
+        Nanoton::new(o.worker_fee_per_token.unwrap_or(80)),
+        multipliers(
+            o.token_multipliers
+                .as_deref()
+                .unwrap_or("10000,2500,10000,10000"),
+        )?,
+    )?)
+}
+
 /// Refuses development-only payment flags outside development mode.
 pub fn check_dev_flags(o: &ProxyOptions, dev: bool) -> anyhow::Result<()> {
     if o.dev_deposits.unwrap_or(false) && !dev {
@@ -160,15 +174,7 @@ pub fn proxy(
     }
     check_dev_flags(o, dev)?;
     let dev_deposits = o.dev_deposits.unwrap_or(false);
-    let prices = PriceList::new(
-        Nanoton::new(o.price_per_token.unwrap_or(100)),
-        Nanoton::new(o.worker_fee_per_token.unwrap_or(80)),
-        multipliers(
-            o.token_multipliers
-                .as_deref()
-                .unwrap_or("10000,2500,10000,10000"),
-        )?,
-    )?;
+    let prices = flag_prices(o)?;
     let signer = voucher_key(data_dir)?;
     let contract = match address(o.contract.as_deref(), "--contract")? {
         Some(c) => c,
@@ -214,11 +220,7 @@ pub fn proxy(
     let payments = Arc::new(Payments {
         settlement: ledger.clone(),
         ledger: ledger.clone(),
-        prices: {
-            let board = cocoon_proxy::PriceBoard::new(prices);
-            board.set_tiers(tier_prices(o.tier_prices.as_deref())?);
-            board
-        },
+        prices: cocoon_proxy::PriceBoard::new(prices),
         default_max_tokens: o.default_max_tokens.unwrap_or(4096),
         dev_deposits,
         contract: contract.clone(),
@@ -228,6 +230,9 @@ pub fn proxy(
             ms => bail!("--checkpoint-window-ms must be at most 1000, found {ms}: chunks would be held too long"),
         },
     });
+    payments
+        .prices
+        .set_tiers(tier_prices(o.tier_prices.as_deref())?);
     let Some(c) = chain else {
         return Ok(cocoon_proxy::Charging::DevLedger(payments));
     };

@@ -111,48 +111,7 @@ pub fn build(
         })?
         .parse()?;
     let data_dir = o.data_dir.clone().unwrap_or_else(default_data_dir);
-    let attester: Arc<dyn Attester> = match kind {
-        TeeKind::Sim => {
-            if !dev {
-                bail!("--tee sim is a simulated TEE that proves nothing; refused outside development mode (--dev)");
-            }
-            warn_dev("this node attests with the SIMULATED TEE");
-            Arc::new(sim_attester(o, &data_dir)?)
-        }
-        TeeKind::None => {
-            tracing::warn!(
-                "OPEN TIER: this node runs WITHOUT A TEE. Its operator, and anyone with access to \
-                 this machine, can read every request it serves. Peers admit it only as an \
-                 open-tier worker (an [open] policy section and a registry listing), and it only \
-                 receives requests that accept the open tier."
-            );
-            Arc::new(cocoon_tee::NoTee)
-        }
-        TeeKind::Tdx | TeeKind::SevSnp => {
-            let root = o
-                .tsm_root
-                .clone()
-                .unwrap_or_else(|| CONFIGFS_TSM_ROOT.into());
-            let mut tsm = ConfigfsTsm::open(&root, &format!("cocoon-{}", std::process::id()))?;
-            if tsm.kind() != kind {
-                bail!(
-                    "--tee {kind} was asked for, but configfs-tsm at {} is a {} guest",
-                    root.display(),
-                    tsm.kind()
-                );
-            }
-            if let Some(c) = &o.tdx_collateral {
-                tsm = tsm.with_tdx_collateral(read(c, "TDX collateral")?);
-            }
-            if kind == TeeKind::SevSnp {
-                let (Some(vek), Some(chain)) = (&o.snp_vek, &o.snp_chain) else {
-                    bail!("--tee sev-snp needs --snp-vek and --snp-chain (the VCEK or VLEK and its AMD chain)");
-                };
-                tsm = tsm.with_snp_certificates(read(vek, "VEK")?, read(chain, "AMD chain")?);
-            }
-            Arc::new(tsm)
-        }
-    };
+    let attester = attester(o, kind, dev, &data_dir)?;
     let collateral: Option<Arc<dyn CollateralSource>> = match (&o.tdx_collateral, &o.pccs_url) {
         (Some(path), _) => {
             Some(Arc::new(FileCollateral::read(path).with_context(|| {
@@ -184,6 +143,57 @@ pub fn build(
     Ok(Trust::Attested(Arc::new(
         Attestation::new(attester, verifier, config_hash).with_region(region),
     )))
+}
+
+/// The node's attester for `--tee kind`.
+fn attester(
+    o: &AttestationOptions,
+    kind: TeeKind,
+    dev: bool,
+    data_dir: &Path,
+) -> anyhow::Result<Arc<dyn Attester>> {
+    Ok(match kind {
+        TeeKind::Sim => {
+            if !dev {
+                bail!("--tee sim is a simulated TEE that proves nothing; refused outside development mode (--dev)");
+            }
+            warn_dev("this node attests with the SIMULATED TEE");
+            Arc::new(sim_attester(o, &data_dir)?)
+        }
+        TeeKind::None => {
+            tracing::warn!(
+                "OPEN TIER: this node runs WITHOUT A TEE. Its operator, and anyone with access to \
+             this machine, can read every request it serves. Peers admit it only as an \
+             open-tier worker (an [open] policy section and a registry listing), and it only \
+             receives requests that accept the open tier."
+            );
+            Arc::new(cocoon_tee::NoTee)
+        }
+        TeeKind::Tdx | TeeKind::SevSnp => {
+            let root = o
+                .tsm_root
+                .clone()
+                .unwrap_or_else(|| CONFIGFS_TSM_ROOT.into());
+            let mut tsm = ConfigfsTsm::open(&root, &format!("cocoon-{}", std::process::id()))?;
+            if tsm.kind() != kind {
+                bail!(
+                    "--tee {kind} was asked for, but configfs-tsm at {} is a {} guest",
+                    root.display(),
+                    tsm.kind()
+                );
+            }
+            if let Some(c) = &o.tdx_collateral {
+                tsm = tsm.with_tdx_collateral(read(c, "TDX collateral")?);
+            }
+            if kind == TeeKind::SevSnp {
+                let (Some(vek), Some(chain)) = (&o.snp_vek, &o.snp_chain) else {
+                    bail!("--tee sev-snp needs --snp-vek and --snp-chain (the VCEK or VLEK and its AMD chain)");
+                };
+                tsm = tsm.with_snp_certificates(read(vek, "VEK")?, read(chain, "AMD chain")?);
+            }
+            Arc::new(tsm)
+        }
+    })
 }
 
 /// `--gpu`: the node's certificates carry its GPUs' evidence too.

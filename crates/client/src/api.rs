@@ -404,15 +404,9 @@ async fn complete(shared: Arc<Shared>, endpoint: Endpoint, req: Request) -> Resp
             )
             .into_response();
         };
-        let defaults = shared.trust_defaults(&who);
-        let mut v = match defaults.and_then(|d| validate_under(endpoint, &raw, &parts.headers, &d))
-        {
+        let mut v = match validated(&shared, &who, endpoint, &raw, &parts.headers) {
             Ok(v) => v,
-            Err(e) => {
-                tracing::info!(error = %e, "invalid request");
-                shared.metrics.record_error("invalid_request");
-                return e.into_response();
-            }
+            Err(refused) => return refused.into_response(),
         };
         tracing::Span::current().record("model", v.model.as_str());
         if sealer.is_some() {
@@ -427,10 +421,29 @@ async fn complete(shared: Arc<Shared>, endpoint: Endpoint, req: Request) -> Resp
             crate::aci::receipt_owner(&who),
         );
         aci.forwarded(&v.body);
-        forward(shared, endpoint, id, v, who, aci).await
+        // Boxed: the answer's state is large and lives as long as the call.
+        Box::pin(forward(shared, endpoint, id, v, who, aci)).await
     }
     .instrument(span)
     .await
+}
+
+/// The request validated under `who`'s trust requirements, or the refusal.
+fn validated(
+    shared: &Shared,
+    who: &crate::access::Principal,
+    endpoint: Endpoint,
+    raw: &[u8],
+    headers: &axum::http::HeaderMap,
+) -> Result<Validated, Box<ApiError>> {
+    let defaults = shared.trust_defaults(who);
+    defaults
+        .and_then(|d| validate_under(endpoint, raw, headers, &d))
+        .map_err(|e| {
+            tracing::info!(error = %e, "invalid request");
+            shared.metrics.record_error("invalid_request");
+            Box::new(e)
+        })
 }
 
 /// Sends a validated request through the proxy and answers the app: an
@@ -468,46 +481,23 @@ async fn forward(
         Ok(d) => d,
         Err(refused) => return refused,
     };
-    // Before any byte reaches the app: is the worker one this client's own
-    // policy accepts?
-    // An error needs no verified worker, unless it is a sealed request's,
-    // whose message only that worker's seal opens.
-    let worker = match &first {
-        infer_event::Event::Error(_) if sealed.is_none() || assigned.is_none() => {
-            crate::receipts::Worker::Unattested
-        }
-        _ => match shared
-            .receipts
-            .worker(&shared.proxy, assigned.as_ref())
-            .await
-        {
-            Ok(w) => w,
-            Err(refusal) => {
-                active.fail(refusal.reason());
-                let err = refusal.into_error(&shared);
-                tracing::warn!(error = %err, "refused the proxy's worker");
-                return (headers, err).into_response();
-            }
-        },
+    let worker = match verified_worker(
+        &shared,
+        &first,
+        sealed.is_some(),
+        assigned.as_ref(),
+        &mut active,
+    )
+    .await
+    {
+        Ok(w) => w,
+        Err(refused) => return (headers, refused).into_response(),
     };
-    let offer =
-        crate::receipts::trust_offer(&worker, assigned.as_ref(), shared.receipts.checks_gpus());
-    if let Err(refused) = check_trust(&shared, &worker, &offer, &v, &mut active) {
-        return (headers, refused).into_response();
-    }
-    let model_hash = match &worker {
-        crate::receipts::Worker::Verified { identity, .. } => identity.attestation().model_hash,
-        crate::receipts::Worker::Unattested => {
-            assigned.as_ref().and_then(|a| a.model_hash.parse().ok())
-        }
-    };
-    let cost_breakdown = match cost_breakdown(&shared, assigned.as_ref(), &offer, model_hash, &v) {
-        Ok(b) => b,
-        Err(refused) => {
-            active.fail("proxy_distrusted");
-            return (headers, refused).into_response();
-        }
-    };
+    let (offer, cost_breakdown) =
+        match served_terms(&shared, &worker, assigned.as_ref(), &v, &mut active) {
+            Ok(terms) => terms,
+            Err(refused) => return (headers, refused).into_response(),
+        };
     aci.served_by(&shared, &worker, assigned.as_ref(), sealed.is_some());
     let salt = sealed.as_ref().map(|s| s.salt());
     let opener = match opener(&shared, sealed.as_ref(), &worker, &first, &mut headers) {
@@ -537,6 +527,52 @@ async fn forward(
         account: who.account(),
     };
     respond(answer, first, headers, &v).await
+}
+
+/// Before any byte reaches the app: the worker, if it is one this client's
+/// own policy accepts. An error needs no verified worker, unless it is a
+/// sealed request's, whose message only that worker's seal opens.
+async fn verified_worker(
+    shared: &Shared,
+    first: &infer_event::Event,
+    sealed: bool,
+    assigned: Option<&cocoon_proto::Assigned>,
+    active: &mut ActiveRequest,
+) -> Result<crate::receipts::Worker, ApiError> {
+    if matches!(first, infer_event::Event::Error(_)) && (!sealed || assigned.is_none()) {
+        return Ok(crate::receipts::Worker::Unattested);
+    }
+    shared
+        .receipts
+        .worker(&shared.proxy, assigned)
+        .await
+        .map_err(|refusal| {
+            active.fail(refusal.reason());
+            let err = refusal.into_error(shared);
+            tracing::warn!(error = %err, "refused the proxy's worker");
+            err
+        })
+}
+
+/// What the worker offers the request's trust requirements (refused when
+/// it falls short of them) and how the request's price was made.
+fn served_terms(
+    shared: &Shared,
+    worker: &crate::receipts::Worker,
+    assigned: Option<&cocoon_proto::Assigned>,
+    v: &Validated,
+    active: &mut ActiveRequest,
+) -> Result<(cocoon_core::trust::TrustOffer, Option<serde_json::Value>), ApiError> {
+    let offer = crate::receipts::trust_offer(worker, assigned, shared.receipts.checks_gpus());
+    check_trust(shared, worker, &offer, v, active)?;
+    let model_hash = match worker {
+        crate::receipts::Worker::Verified { identity, .. } => identity.attestation().model_hash,
+        crate::receipts::Worker::Unattested => assigned.and_then(|a| a.model_hash.parse().ok()),
+    };
+    let breakdown = cost_breakdown(shared, assigned, &offer, model_hash, v).inspect_err(|_| {
+        active.fail("proxy_distrusted");
+    })?;
+    Ok((offer, breakdown))
 }
 
 /// The answer's `cocoon.trust`: what the worker offered, and what the

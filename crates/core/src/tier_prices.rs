@@ -356,7 +356,7 @@ mod tests {
             let got = f.apply(k(c)).unwrap().per_mille();
             assert_eq!(u64::from(got), want, "{o} {d:?} {n}: {f}");
             assert!(
-                u64::from(got) * 10_000 <= u64::from(c) * p.ceiling(&d, n),
+                u64::from(got) * 10_000 <= c * p.ceiling(&d, n),
                 "{f}: the ceiling holds enough"
             );
         }
@@ -378,8 +378,10 @@ mod tests {
         let k = Coefficient::new(u64::from(Coefficient::MAX)).unwrap();
         assert!(f.apply(k).is_err());
         // A zero multiplier would make the request free: refused.
-        let mut zero = TierPrices::default();
-        zero.gpu = BasisPoints::new(0).unwrap();
+        let zero = TierPrices {
+            gpu: BasisPoints::new(0).unwrap(),
+            ..TierPrices::default()
+        };
         assert!(zero.check().is_err());
         assert!(prices().check().is_ok());
     }

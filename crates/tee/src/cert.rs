@@ -320,6 +320,29 @@ pub enum CertError {
     GpuEvidence(String),
 }
 
+/// The values of the claims, evidence and GPU evidence extensions, each at
+/// most once; an unknown critical extension is refused.
+fn our_extensions<'a>(
+    cert: &'a x509_parser::certificate::X509Certificate<'a>,
+) -> Result<[Option<&'a [u8]>; 3], CertError> {
+    let oids = [oid_content(1), oid_content(2), oid_content(3)];
+    const NAMES: [&str; 3] = ["claims", "evidence", "GPU evidence"];
+    let mut found: [Option<&[u8]>; 3] = [None; 3];
+    for ext in cert.extensions() {
+        let oid = ext.oid.as_bytes();
+        let Some(i) = oids.iter().position(|o| o.as_slice() == oid) else {
+            if ext.critical {
+                return Err(CertError::UnknownCriticalExtension(ext.oid.to_id_string()));
+            }
+            continue;
+        };
+        if found[i].replace(ext.value).is_some() {
+            return Err(CertError::DuplicateExtension(NAMES[i]));
+        }
+    }
+    Ok(found)
+}
+
 /// Parses an RA-TLS certificate and checks what can be checked without
 /// evidence: self-signed Ed25519, only known critical extensions, claims
 /// naming this certificate's key and validity.
@@ -358,25 +381,7 @@ pub fn parse(der: &[u8]) -> Result<RaTlsCert, CertError> {
         .verify(cert.tbs_certificate.as_ref(), &cert.signature_value.data)
         .map_err(|_| CertError::Signature)?;
 
-    let (claims_oid, evidence_oid, gpu_oid) = (oid_content(1), oid_content(2), oid_content(3));
-    let (mut claims, mut evidence, mut gpus) = (None, None, None);
-    for ext in cert.extensions() {
-        let oid = ext.oid.as_bytes();
-        let (slot, name) = if oid == claims_oid.as_slice() {
-            (&mut claims, "claims")
-        } else if oid == evidence_oid.as_slice() {
-            (&mut evidence, "evidence")
-        } else if oid == gpu_oid.as_slice() {
-            (&mut gpus, "GPU evidence")
-        } else if ext.critical {
-            return Err(CertError::UnknownCriticalExtension(ext.oid.to_id_string()));
-        } else {
-            continue;
-        };
-        if slot.replace(ext.value).is_some() {
-            return Err(CertError::DuplicateExtension(name));
-        }
-    }
+    let [claims, evidence, gpus] = our_extensions(&cert)?;
     let gpus = match gpus {
         Some(bytes) => GpuEvidence::decode_list(bytes).map_err(CertError::GpuEvidence)?,
         None => Vec::new(),

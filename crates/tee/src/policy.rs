@@ -104,6 +104,34 @@ struct GpuFile {
     vbios: Vec<String>,
 }
 
+/// The accepted TEE kinds: at least one, never "none" (the open tier has
+/// its own section).
+fn kinds(names: &[String]) -> Result<BTreeSet<TeeKind>, PolicyError> {
+    let kinds = names
+        .iter()
+        .map(|k| k.parse::<TeeKind>())
+        .collect::<Result<BTreeSet<_>, _>>()
+        .map_err(|e| PolicyError::Value {
+            field: "kinds",
+            reason: e.to_string(),
+        })?;
+    if kinds.contains(&TeeKind::None) {
+        return Err(PolicyError::Value {
+            field: "kinds",
+            reason:
+                "\"none\" is not a TEE: workers without one are accepted only by an [open] section"
+                    .into(),
+        });
+    }
+    if kinds.is_empty() {
+        return Err(PolicyError::Value {
+            field: "kinds",
+            reason: "no TEE kind is accepted, so no peer could ever connect".into(),
+        });
+    }
+    Ok(kinds)
+}
+
 fn open_tier(f: OpenFile) -> Result<OpenTier, PolicyError> {
     let rate = f.spot_check_rate.unwrap_or(DEFAULT_OPEN_SPOT_CHECK_RATE);
     if !(0.0..=1.0).contains(&rate) || rate.is_nan() {
@@ -208,27 +236,7 @@ impl Policy {
     pub fn from_toml(text: &str) -> Result<Self, PolicyError> {
         let file: PolicyFile =
             toml::from_str(text).map_err(|e| PolicyError::Syntax(e.message().to_owned()))?;
-        let kinds = file
-            .kinds
-            .iter()
-            .map(|k| k.parse::<TeeKind>())
-            .collect::<Result<BTreeSet<_>, _>>()
-            .map_err(|e| PolicyError::Value {
-                field: "kinds",
-                reason: e.to_string(),
-            })?;
-        if kinds.contains(&TeeKind::None) {
-            return Err(PolicyError::Value {
-                field: "kinds",
-                reason: "\"none\" is not a TEE: workers without one are accepted only by an [open] section".into(),
-            });
-        }
-        if kinds.is_empty() {
-            return Err(PolicyError::Value {
-                field: "kinds",
-                reason: "no TEE kind is accepted, so no peer could ever connect".into(),
-            });
-        }
+        let kinds = kinds(&file.kinds)?;
         let min_tcb = match file.min_tcb.as_deref() {
             None => TcbStatus::UpToDate,
             Some(s) => match TcbStatus::parse(s) {

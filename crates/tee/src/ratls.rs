@@ -283,25 +283,7 @@ impl RaTlsVerifier {
                     .join(" or "),
             });
         }
-        if claims.issued_at > now + CLOCK_SKEW_SECS {
-            return Err(RaTlsError::NotYetValid {
-                issued_at: claims.issued_at,
-                now,
-            });
-        }
-        if now > claims.expires_at {
-            return Err(RaTlsError::Expired {
-                expires_at: claims.expires_at,
-                now,
-            });
-        }
-        let age = now.saturating_sub(claims.issued_at);
-        if age > self.policy.max_cert_age_secs {
-            return Err(RaTlsError::TooOld {
-                age,
-                max: self.policy.max_cert_age_secs,
-            });
-        }
+        self.check_times(claims, now)?;
         let kind = cert.evidence.kind();
         if kind == TeeKind::None {
             return self.verify_open(&cert);
@@ -362,6 +344,31 @@ impl RaTlsVerifier {
             expires_at: claims.expires_at,
             measurements: verified.measurements.clone(),
         }))
+    }
+
+    /// Refuses a certificate not yet valid, expired, or older than the
+    /// policy allows (a replay).
+    fn check_times(&self, claims: &crate::Claims, now: u64) -> Result<(), RaTlsError> {
+        if claims.issued_at > now + CLOCK_SKEW_SECS {
+            return Err(RaTlsError::NotYetValid {
+                issued_at: claims.issued_at,
+                now,
+            });
+        }
+        if now > claims.expires_at {
+            return Err(RaTlsError::Expired {
+                expires_at: claims.expires_at,
+                now,
+            });
+        }
+        let age = now.saturating_sub(claims.issued_at);
+        if age > self.policy.max_cert_age_secs {
+            return Err(RaTlsError::TooOld {
+                age,
+                max: self.policy.max_cert_age_secs,
+            });
+        }
+        Ok(())
     }
 
     /// An open-tier worker: accepted only under a policy with an `[open]`
