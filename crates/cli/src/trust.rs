@@ -158,7 +158,7 @@ fn attester(
                 bail!("--tee sim is a simulated TEE that proves nothing; refused outside development mode (--dev)");
             }
             warn_dev("this node attests with the SIMULATED TEE");
-            Arc::new(sim_attester(o, &data_dir)?)
+            Arc::new(sim_attester(o, data_dir)?)
         }
         TeeKind::None => {
             tracing::warn!(
