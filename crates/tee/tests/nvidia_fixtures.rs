@@ -194,3 +194,41 @@ fn the_policy_pins_measurements_drivers_and_vbios() {
         .to_string()
         .contains("VBIOS"));
 }
+
+fn multi(i: usize, what: &str) -> Vec<u8> {
+    let path = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("tests/fixtures/nvidia")
+    .join(format!("multi_gpu_hopper_{i}_{what}"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+/// Four Hopper GPUs of one machine (NVIDIA's attestation SDK test data):
+/// each verifies with its own chain, all answer the one nonce and run the
+/// same firmware (one FWID), and a report checked against another GPU's
+/// chain fails: each GPU's identity is its own.
+#[test]
+fn four_gpus_of_one_machine_verify_each_with_its_own_chain() {
+    let mut nonce = [0u8; 32];
+    hex::decode_to_slice(
+        String::from_utf8(multi(0, "nonce.hex")).unwrap().trim(),
+        &mut nonce,
+    )
+    .unwrap();
+    let mut fwids = std::collections::BTreeSet::new();
+    for i in 0..4 {
+        let report = decode_hex(&multi(i, "report.hex")).unwrap();
+        let gpu = verify(&report, &multi(i, "chain.pem"), NOW).unwrap();
+        assert_eq!(gpu.arch, GpuArch::Hopper);
+        gpu.check_nonce(&nonce).unwrap();
+        fwids.insert(gpu.fwid);
+        let other = verify(&report, &multi((i + 1) % 4, "chain.pem"), NOW);
+        assert!(
+            other.is_err(),
+            "GPU {i}'s report under GPU {}'s chain",
+            (i + 1) % 4
+        );
+    }
+    assert_eq!(fwids.len(), 1, "one firmware on the four GPUs");
+}
