@@ -149,18 +149,10 @@ impl TcbStatus {
 
     /// Parses Intel's name; anything else is `Unknown`.
     pub fn parse(s: &str) -> Self {
-        [
-            TcbStatus::Revoked,
-            TcbStatus::OutOfDateConfigurationNeeded,
-            TcbStatus::OutOfDate,
-            TcbStatus::ConfigurationAndSWHardeningNeeded,
-            TcbStatus::ConfigurationNeeded,
-            TcbStatus::SWHardeningNeeded,
-            TcbStatus::UpToDate,
-        ]
-        .into_iter()
-        .find(|t| t.as_str() == s)
-        .unwrap_or(TcbStatus::Unknown)
+        TcbStatus::ALL
+            .into_iter()
+            .find(|t| *t != TcbStatus::Unknown && t.as_str() == s)
+            .unwrap_or(TcbStatus::Unknown)
     }
 }
 

@@ -315,18 +315,7 @@ impl RaTlsVerifier {
                 min: self.policy.min_tcb,
             });
         }
-        if claims.role == Role::Worker
-            && self
-                .policy
-                .required_claims
-                .contains(&RequiredClaim::ModelHash)
-            && claims.model_hash.is_none()
-        {
-            return Err(RaTlsError::MissingClaim {
-                role: claims.role,
-                claim: "model_hash",
-            });
-        }
+        self.check_required_claims(claims)?;
         let gpus = crate::gpu::verify_all(&cert.gpus, &claims.encode(), &self.policy, now)?;
         Ok(Attested(PeerAttestation {
             role: claims.role,
@@ -344,6 +333,21 @@ impl RaTlsVerifier {
             expires_at: claims.expires_at,
             measurements: verified.measurements.clone(),
         }))
+    }
+
+    /// Refuses a worker certificate without a claim the policy requires.
+    fn check_required_claims(&self, claims: &crate::Claims) -> Result<(), RaTlsError> {
+        let required = &self.policy.required_claims;
+        if claims.role == Role::Worker
+            && required.contains(&RequiredClaim::ModelHash)
+            && claims.model_hash.is_none()
+        {
+            return Err(RaTlsError::MissingClaim {
+                role: claims.role,
+                claim: "model_hash",
+            });
+        }
+        Ok(())
     }
 
     /// Refuses a certificate not yet valid, expired, or older than the
@@ -388,17 +392,7 @@ impl RaTlsVerifier {
                 claims.role
             )));
         }
-        if self
-            .policy
-            .required_claims
-            .contains(&RequiredClaim::ModelHash)
-            && claims.model_hash.is_none()
-        {
-            return Err(RaTlsError::MissingClaim {
-                role: claims.role,
-                claim: "model_hash",
-            });
-        }
+        self.check_required_claims(claims)?;
         Ok(Attested(PeerAttestation {
             role: claims.role,
             kind: TeeKind::None,

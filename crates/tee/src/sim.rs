@@ -14,16 +14,7 @@ use sha2::Digest;
 
 use crate::{ImageHash, TcbStatus};
 
-const TCB_ORDER: [TcbStatus; 8] = [
-    TcbStatus::Unknown,
-    TcbStatus::Revoked,
-    TcbStatus::OutOfDateConfigurationNeeded,
-    TcbStatus::OutOfDate,
-    TcbStatus::ConfigurationAndSWHardeningNeeded,
-    TcbStatus::ConfigurationNeeded,
-    TcbStatus::SWHardeningNeeded,
-    TcbStatus::UpToDate,
-];
+const TCB_ORDER: [TcbStatus; 8] = TcbStatus::ALL;
 
 fn tcb_tag(t: TcbStatus) -> u8 {
     TCB_ORDER.iter().position(|x| *x == t).unwrap_or(0) as u8
