@@ -133,6 +133,35 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
     let refused = cocoon_once(&flagged);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("the root registry's"));
+    // Tier prices too, and the operators the registry lists.
+    let tiers = registry(&[
+        "set-tier-prices",
+        "--tdx",
+        "12000",
+        "--open",
+        "5000",
+        "--gpu",
+        "15000",
+    ]);
+    assert!(tiers["version"].as_u64().unwrap() > priced["version"].as_u64().unwrap());
+    registry(&["set-region-price", "eu", "--multiplier", "11000"]);
+    registry(&["set-operator", &owner, "--region", "eu", "--open"]);
+    let shown = registry(&["show"]);
+    let t = &shown["tiers"];
+    assert_eq!(t["multipliers"]["tdx"], 12000, "{shown}");
+    assert_eq!(t["multipliers"]["gpu"], 15000, "{shown}");
+    assert_eq!(t["regions"]["eu"], 11000, "{shown}");
+    assert_eq!(t["operators"][owner.as_str()]["open"], true, "{shown}");
+    assert_eq!(
+        t["operators"][owner.as_str()]["regions"],
+        json!(["eu"]),
+        "{shown}"
+    );
+    let mut tiered: Vec<&str> = proxy_args.iter().map(String::as_str).collect();
+    tiered.extend(["--tier-prices", r#"{"gpu": 1}"#]);
+    let refused = cocoon_once(&tiered);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("set-tier-prices"));
     // Nor can clients credit themselves: deposits are the contracts'.
     let mut minting: Vec<&str> = proxy_args.iter().map(String::as_str).collect();
     minting.push("--dev-deposits");

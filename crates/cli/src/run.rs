@@ -206,8 +206,9 @@ async fn proxy_config(
             if o.price_per_token.is_some()
                 || o.worker_fee_per_token.is_some()
                 || o.token_multipliers.is_some()
+                || o.tier_prices.is_some()
             {
-                bail!("on a chain the prices are the root registry's (`cocoon registry set-prices`); price flags are for a development ledger");
+                bail!("on a chain the prices are the root registry's (`cocoon registry set-prices`, `set-tier-prices`); price flags are for a development ledger");
             }
             crate::chain_node::refuse_devnet_tools(c, a.dev.unwrap_or(false)).await?;
             let key = crate::payments::voucher_public_key(&data_dir)?;
