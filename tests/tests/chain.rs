@@ -230,6 +230,10 @@ async fn separate_nodes_find_their_contracts_on_the_chain_and_pay_through_them()
         "1".into(),
         "--model-hash".into(),
         weights.clone(),
+        // Attested hardware (the simulated GPU), so that replicas are exact
+        // replays and a dissenter can be slashed.
+        "--gpu".into(),
+        "sim".into(),
     ];
     worker_args.extend(on_chain(&chain, &proxy_contract, &tee));
     let _worker = Proc::cocoon("worker-chain", &worker_args);

@@ -282,10 +282,10 @@ async fn a_replicated_request_outvotes_a_dishonest_worker() {
     .await;
     let mut net = Network::start().await;
     // All three name the same weights and run the same attested image on
-    // the same hardware class: an exact replay, where bytes may be
-    // compared for money.
+    // the same attested hardware (the simulated GPU): an exact replay,
+    // where bytes may be compared for money.
     for (name, up) in [("w1", &honest), ("w2", &honest), ("w3", &dishonest)] {
-        let mut spec = WorkerSpec::new(name, MODEL, up);
+        let mut spec = WorkerSpec::new(name, MODEL, up).with_args(&["--gpu", "sim"]);
         spec.model_hash = Some("ab".repeat(32));
         net.add_worker(spec).await;
     }
@@ -687,7 +687,8 @@ async fn a_burst_of_replicated_requests_is_served_in_full() {
 /// Temperature-0 output may differ on honest hardware of another class: a
 /// replicated request outvotes the run that differs, but no slash evidence
 /// is signed when it ran on other hardware than its witnesses (here a
-/// simulated GPU beside CPU workers), where exact replay is not guaranteed.
+/// simulated GPU beside workers whose hardware is unknown), where exact
+/// replay is not guaranteed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disagreement_across_hardware_classes_is_never_slashed() {
     let majority = upstream(UpstreamBehaviour {

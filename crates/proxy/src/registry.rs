@@ -42,6 +42,9 @@ pub struct WorkerHandle {
     /// The key its attested claims name for end-to-end requests; only
     /// requests sealed to it may go to it sealed.
     pub e2e_key: Option<[u8; 32]>,
+    /// Its attested GPUs, drivers and VBIOS, as one string; `None` when
+    /// its hardware is unknown.
+    pub hardware: Option<String>,
     /// What it offers a request's trust requirements.
     pub offer: TrustOffer,
     /// Where its earnings go, when the proxy charges.
@@ -91,6 +94,9 @@ pub struct Provenance {
     pub region: Option<Region>,
     /// Whether it joined the open tier (no TEE).
     pub open: bool,
+    /// Every attested GPU, with its driver and VBIOS, described as one
+    /// string; `None` without GPU evidence (hardware unknown).
+    pub hardware: Option<String>,
 }
 
 /// A request waiting for a worker's events.
@@ -135,6 +141,7 @@ impl WorkerHandle {
                     gpu,
                     region,
                     open,
+                    hardware,
                 },
             coefficient,
             max_active,
@@ -142,6 +149,7 @@ impl WorkerHandle {
         outbound: Outbound,
     ) -> Self {
         WorkerHandle {
+            hardware,
             offer: TrustOffer {
                 open,
                 tee,
@@ -1240,6 +1248,14 @@ mod tests {
                 image_hash: image,
                 model_hash: Some(ModelHash::from_bytes([3; 32])),
                 gpu: gpu.then(|| "hopper GH100 A01".to_owned()),
+                hardware: Some(
+                    if gpu {
+                        "1x hopper GH100 A01"
+                    } else {
+                        "1x blackwell GB100 A01"
+                    }
+                    .to_owned(),
+                ),
                 open,
                 ..tdx(TcbStatus::UpToDate, gpu, "eu")
             };
@@ -1247,6 +1263,20 @@ mod tests {
         };
         let cpu = crate::slashing::replay_class(&with(false, false, Some(image)));
         assert!(cpu.is_some());
+        let unknown = {
+            let serial = reg.next_serial() + 1_000_000;
+            let p = Provenance {
+                image_hash: Some(image),
+                model_hash: Some(ModelHash::from_bytes([3; 32])),
+                ..tdx(TcbStatus::UpToDate, false, "eu")
+            };
+            offering(&reg, WorkerId::Unproven(serial), "u", "m", 1000, 1, p)
+        };
+        assert_eq!(
+            crate::slashing::replay_class(&unknown),
+            None,
+            "without GPU evidence the hardware is unknown"
+        );
         assert_eq!(
             cpu,
             crate::slashing::replay_class(&with(false, false, Some(image)))

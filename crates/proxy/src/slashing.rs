@@ -241,19 +241,20 @@ pub(crate) enum NoEvidence {
 }
 
 /// What an exact replay needs: the same attested code (image), the same
-/// weights and the same hardware class (the same attested GPU, or none).
-/// Across these, temperature-0 output can differ on honest hardware
-/// (kernels, batch sizes, GPU generations), and bytes are not compared for
-/// money. Open-tier workers run unmeasured code: nothing about their runs
-/// is exact, so they are never accused or witnesses by bytes.
+/// weights and the same attested hardware (every GPU, its driver and
+/// VBIOS). Across these, temperature-0 output can differ on honest
+/// hardware (kernels, batch sizes, GPU generations), and bytes are not
+/// compared for money: a worker without GPU evidence runs on unknown
+/// hardware and is never judged by bytes. Open-tier workers run unmeasured
+/// code, so neither are they.
 pub(crate) fn replay_class(w: &WorkerHandle) -> Option<String> {
     if w.offer.open {
         return None;
     }
     let image = w.image_hash?;
     let model = w.model_hash?;
-    let gpu = w.offer.gpu.as_deref().unwrap_or("cpu");
-    Some(format!("{image}/{}/{gpu}", model.to_hex()))
+    let hardware = w.hardware.as_deref()?;
+    Some(format!("{image}/{}/{hardware}", model.to_hex()))
 }
 
 /// Refuses evidence whose runs are not all exact replays of one another.

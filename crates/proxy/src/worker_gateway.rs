@@ -267,6 +267,7 @@ impl WorkerGatewayService {
                     gpu: attested.and_then(|a| a.gpus.first()).map(|g| g.describe()),
                     region: attested.and_then(|a| a.region.clone()),
                     open: attested.is_some_and(|a| a.kind == TeeKind::None),
+                    hardware: attested.and_then(|a| hardware(&a.gpus)),
                 },
                 coefficient,
                 max_active: hello.max_active_requests,
@@ -398,4 +399,25 @@ impl<T: std::fmt::Display> std::fmt::Display for OrNone<T> {
             None => f.write_str("none"),
         }
     }
+}
+
+/// Every attested GPU with its driver and VBIOS, as one string (the
+/// hardware part of an exact replay); `None` without any.
+fn hardware(gpus: &[cocoon_tee::nvidia::VerifiedGpu]) -> Option<String> {
+    if gpus.is_empty() {
+        return None;
+    }
+    let mut each: Vec<String> = gpus
+        .iter()
+        .map(|g| {
+            format!(
+                "{} driver {} vbios {}",
+                g.describe(),
+                g.driver_version,
+                g.vbios_version
+            )
+        })
+        .collect();
+    each.sort();
+    Some(format!("{}x [{}]", gpus.len(), each.join("; ")))
 }
