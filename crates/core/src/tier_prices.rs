@@ -166,7 +166,7 @@ impl TierPrices {
             .map(|(r, m)| (r, *m))
     }
 
-    /// The largest factor product any worker could bring a request for
+    /// At least the largest factor product any worker could bring a request for
     /// `demanded` over `replicas` runs, basis points: what a client holds
     /// for before it knows the worker.
     pub fn ceiling(&self, demanded: &TrustRequirements, replicas: u32) -> u64 {
@@ -209,9 +209,11 @@ impl TierPrices {
         } else {
             one
         };
+        // Rounded up at each step: the hold never falls short of a charge,
+        // which rounds down.
         [gpu, region, model, replication]
             .into_iter()
-            .fold(tee, |acc, m| acc.saturating_mul(m) / one)
+            .fold(tee, |acc, m| acc.saturating_mul(m).div_ceil(one))
     }
 }
 

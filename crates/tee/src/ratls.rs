@@ -317,6 +317,11 @@ impl RaTlsVerifier {
         }
         self.check_required_claims(claims)?;
         let gpus = crate::gpu::verify_all(&cert.gpus, &claims.encode(), &self.policy, now)?;
+        if kind != TeeKind::Sim && gpus.iter().any(|g| g.simulated) {
+            return Err(RaTlsError::Gpu(crate::nvidia::GpuError::Chain(format!(
+                "a simulated GPU beside a {kind} TEE proves nothing about the hardware"
+            ))));
+        }
         Ok(Attested(PeerAttestation {
             role: claims.role,
             kind,

@@ -257,9 +257,14 @@ impl Seen {
             }
         }
         c.trust.replicas = c.trust.replicas.or(c.replicas);
+        let loosened = |e: cocoon_core::trust::Loosened| {
+            ApiError::invalid("cocoon.trust", "trust_loosened", e.to_string())
+        };
         c.trust = defaults
+            .tightened_by(&self.header_trust)
+            .map_err(loosened)?
             .tightened_by(&c.trust)
-            .map_err(|e| ApiError::invalid("cocoon.trust", "trust_loosened", e.to_string()))?;
+            .map_err(loosened)?;
         c.trust
             .check()
             .map_err(|e| ApiError::invalid("cocoon.trust", "invalid_value", e.to_string()))?;
@@ -314,6 +319,9 @@ impl Seen {
 struct Seen {
     endpoint: Endpoint,
     controls: Controls,
+    /// The trust requirements the headers set: a `cocoon` member replaces
+    /// the other controls, but may only tighten these.
+    header_trust: TrustRequirements,
     serving: ServingConstraints,
     model: Option<ModelName>,
     temperature: Option<f64>,
@@ -332,6 +340,7 @@ impl Seen {
     fn new(endpoint: Endpoint, controls: Controls) -> Self {
         Seen {
             endpoint,
+            header_trust: controls.trust.clone(),
             controls,
             serving: ServingConstraints::default(),
             model: None,
@@ -1105,6 +1114,13 @@ mod tests {
             assert!(e.message.contains(says), "{bad}: {}", e.message);
             assert_eq!(e.param.as_deref(), Some("cocoon.trust"), "{bad}");
         }
+        // A body's cocoon member may not drop what the headers demand.
+        let mut eu = HeaderMap::new();
+        eu.insert("x-cocoon-trust-regions", "eu".parse().unwrap());
+        let v = with_trust(r#"{"gpu":true}"#, &eu, &app).unwrap();
+        assert_eq!(v.controls.trust.regions.as_ref().map(|r| r.len()), Some(1));
+        assert_eq!(v.controls.trust.gpu, Some(true));
+        assert!(with_trust(r#"{"regions":["us"]}"#, &eu, &app).is_err());
         let mut bad = HeaderMap::new();
         bad.insert("x-cocoon-trust-gpu", "yes".parse().unwrap());
         assert!(with_trust("", &bad, &app).is_err());
