@@ -125,29 +125,7 @@ pub async fn run(o: RegistryOptions) -> anyhow::Result<()> {
             multipliers,
             ..
         } => {
-            let m: Vec<u32> = multipliers
-                .split(',')
-                .map(|p| {
-                    p.trim()
-                        .parse::<u32>()
-                        .map_err(|_| anyhow!("--multipliers: {p:?} is not a whole number"))
-                })
-                .collect::<Result<_, _>>()?;
-            let [prompt, cached, completion, reasoning] = m[..] else {
-                bail!("--multipliers takes four values: prompt,cached,completion,reasoning");
-            };
-            let prices = Prices {
-                price_per_token: Nanoton::new(*price_per_token),
-                worker_fee_per_token: Nanoton::new(*worker_fee_per_token),
-                prompt_multiplier: prompt,
-                cached_multiplier: cached,
-                completion_multiplier: completion,
-                reasoning_multiplier: reasoning,
-            };
-            prices
-                .check()
-                .context("the root refuses these prices (exit code 106)")?;
-            let body = contracts::set_prices(cocoon_core::unix_now(), &prices)?;
+            let body = prices_message(*price_per_token, *worker_fee_per_token, multipliers)?;
             let version = send(&c, &root()?, body, GAS).await?;
             println!("{}", serde_json::json!({ "version": version }));
         }
@@ -158,6 +136,37 @@ pub async fn run(o: RegistryOptions) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The owner's `set_prices` message, its values checked as the root checks them.
+fn prices_message(
+    price_per_token: u64,
+    worker_fee_per_token: u64,
+    multipliers: &str,
+) -> anyhow::Result<Cell> {
+    let m: Vec<u32> = multipliers
+        .split(',')
+        .map(|p| {
+            p.trim()
+                .parse::<u32>()
+                .map_err(|_| anyhow!("--multipliers: {p:?} is not a whole number"))
+        })
+        .collect::<Result<_, _>>()?;
+    let [prompt, cached, completion, reasoning] = m[..] else {
+        bail!("--multipliers takes four values: prompt,cached,completion,reasoning");
+    };
+    let prices = Prices {
+        price_per_token: Nanoton::new(price_per_token),
+        worker_fee_per_token: Nanoton::new(worker_fee_per_token),
+        prompt_multiplier: prompt,
+        cached_multiplier: cached,
+        completion_multiplier: completion,
+        reasoning_multiplier: reasoning,
+    };
+    prices
+        .check()
+        .context("the root refuses these prices (exit code 106)")?;
+    Ok(contracts::set_prices(cocoon_core::unix_now(), &prices)?)
 }
 
 /// The owner's message for a trust-tier command, its values checked as the
