@@ -270,6 +270,11 @@ fn chain_tasks(
         shared.config.charging.registry(),
     ) {
         tasks.push(tokio::spawn(r.clone().run(p.clone(), shutdown.subscribe())));
+        tasks.push(tokio::spawn(registry_watch::drop_delisted(
+            shared.clone(),
+            r.clone(),
+            shutdown.subscribe(),
+        )));
     }
     tasks
 }

@@ -249,3 +249,74 @@ async fn models_of(
     let listed = cocoon_chain::registry::models(chain, root).await?;
     Ok(listed.into_keys().collect())
 }
+
+/// Every [`REFRESH`] until `stop` turns true, takes out of routing the
+/// workers whose operator the registry no longer lists for their region or
+/// for the open tier: a listing is checked when a worker connects, and a
+/// delisting must not wait for it to reconnect.
+pub(crate) async fn drop_delisted(
+    shared: Arc<crate::Shared>,
+    watch: Arc<RegistryWatch>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(REFRESH) => {}
+            _ = stop.changed() => return,
+        }
+        for w in shared.registry.all() {
+            let crate::worker_id::WorkerId::Contract { owner, .. } = &w.identity else {
+                continue;
+            };
+            if let Err(why) = watch.admits_operator(owner, w.offer.region.as_ref(), w.offer.open) {
+                tracing::warn!(worker = %w.name, reason = %why, "the registry no longer lists this worker's operator for what it offers; it takes no more requests");
+                shared.registry.remove(&w);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(n: u8) -> StdAddr {
+        StdAddr::new(0, tycho_types::cell::HashBytes([n; 32]))
+    }
+
+    /// What admission and `drop_delisted` ask: an open-tier worker's
+    /// operator must be listed for the open tier, and a declared region must
+    /// be its operator's when the root requires registered regions.
+    #[test]
+    fn operators_are_admitted_for_what_the_registry_lists() {
+        let chain = cocoon_chain::Toncenter::new(cocoon_chain::toncenter::ToncenterConfig::single(
+            "http://127.0.0.1:9/api/v2",
+        ))
+        .unwrap();
+        let w = RegistryWatch::new(Arc::new(chain), addr(0));
+        let eu = cocoon_core::Region::new("eu").unwrap();
+        let us = cocoon_core::Region::new("us").unwrap();
+        // Nothing listed, regions not required: a TEE worker anywhere.
+        assert!(w.admits_operator(&addr(1), Some(&us), false).is_ok());
+        let err = w.admits_operator(&addr(1), None, true).unwrap_err();
+        assert!(err.contains("open tier"), "{err}");
+        {
+            let mut s = w.seen();
+            s.require_regions = true;
+            s.operators.insert(
+                addr(1),
+                cocoon_chain::registry::RootOperator {
+                    open: true,
+                    regions: [eu.clone()].into(),
+                },
+            );
+        }
+        assert!(w.admits_operator(&addr(1), Some(&eu), true).is_ok());
+        let err = w.admits_operator(&addr(1), Some(&us), false).unwrap_err();
+        assert!(err.contains("has not registered us"), "{err}");
+        assert!(w.admits_operator(&addr(2), Some(&eu), false).is_err());
+        // Delisted: no longer admitted.
+        w.seen().operators.clear();
+        assert!(w.admits_operator(&addr(1), Some(&eu), true).is_err());
+    }
+}

@@ -1,7 +1,7 @@
-use cocoon_core::tee::TeeKind;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use cocoon_core::tee::TeeKind;
 use cocoon_core::ModelName;
 use cocoon_proto::worker_gateway_server::WorkerGateway;
 use cocoon_proto::{
