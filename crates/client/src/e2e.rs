@@ -361,21 +361,9 @@ fn meeting_trust(
     if !shared.receipts.checks_gpus() {
         trust.gpu = None;
     }
-    let best = candidates
-        .iter()
-        .map(|c| (trust.unmet(&c.offer), c))
-        .min_by_key(|(unmet, c)| (unmet.len(), c.coefficient))
-        .filter(|(unmet, _)| !unmet.is_empty())
-        .map(|(unmet, c)| (unmet, c.offer.clone()));
-    candidates.retain(|c| trust.unmet(&c.offer).is_empty());
-    match best {
-        Some((unmet, offer)) if candidates.is_empty() => Err(CannotSeal::TrustUnmet(format!(
-            "no worker for model {:?} meets the request's trust requirements: {}; the best available worker offers {offer}",
-            v.model.as_str(),
-            unmet.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
-        ))),
-        _ => Ok(()),
-    }
+    trust
+        .keep_meeting(v.model.as_str(), candidates, |c| (&c.offer, c.coefficient))
+        .map_err(|shortfall| CannotSeal::TrustUnmet(shortfall.to_string()))
 }
 
 impl Sealed {

@@ -116,6 +116,37 @@ pub enum Unmet {
     },
 }
 
+/// Why no worker of a model meets a request's requirements: what the best
+/// of them (fewest requirements unmet, then cheapest) lacks, and offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shortfall {
+    /// The model asked for.
+    pub model: String,
+    /// What the best worker does not meet.
+    pub unmet: Vec<Unmet>,
+    /// What it offers.
+    pub best: TrustOffer,
+}
+
+impl fmt::Display for Shortfall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "no worker for model {:?} meets the request's trust requirements: ",
+            self.model
+        )?;
+        for (i, u) in self.unmet.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{u}")?;
+        }
+        write!(f, "; the best available worker offers {}", self.best)
+    }
+}
+
+impl std::error::Error for Shortfall {}
+
 /// A request that would loosen what its app's defaults demand.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("trust.{field}: the app demands {app}, the request asks for {request}; a request may only tighten its app's trust requirements")]
@@ -223,6 +254,38 @@ impl TrustRequirements {
             }
         }
         out
+    }
+
+    /// Keeps the workers in `workers` whose offer meets these requirements
+    /// (`offer` gives each one's offer and price, the tie-break); when none
+    /// does, the shortfall of the best of them.
+    pub fn keep_meeting<T>(
+        &self,
+        model: &str,
+        workers: &mut Vec<T>,
+        offer: impl Fn(&T) -> (&TrustOffer, u32),
+    ) -> Result<(), Shortfall> {
+        let mut best: Option<((usize, u32), Vec<Unmet>, TrustOffer)> = None;
+        workers.retain(|w| {
+            let (o, price) = offer(w);
+            let unmet = self.unmet(o);
+            if unmet.is_empty() {
+                return true;
+            }
+            let rank = (unmet.len(), price);
+            if best.as_ref().is_none_or(|b| rank < b.0) {
+                best = Some((rank, unmet, o.clone()));
+            }
+            false
+        });
+        match best {
+            Some((_, unmet, best)) if workers.is_empty() => Err(Shortfall {
+                model: model.to_owned(),
+                unmet,
+                best,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The requirements of a request sent under these app defaults: the

@@ -466,15 +466,8 @@ pub enum NoWorker {
         cheapest: u32,
     },
     /// No worker serving the model meets the request's trust requirements.
-    #[error("no worker for model {model:?} meets the request's trust requirements: {unmet}; the best available worker offers {best}")]
-    Unmet {
-        /// The model asked for.
-        model: String,
-        /// What the best available worker does not meet, `; `-separated.
-        unmet: String,
-        /// What it offers.
-        best: String,
-    },
+    #[error(transparent)]
+    Unmet(Box<cocoon_core::trust::Shortfall>),
     /// A sealed request's workers are gone: none of those serving the
     /// model holds a key it was sealed to.
     #[error("none of the {serving} workers serving model {model:?} holds a key this request was sealed to; the client's roster is out of date")]
@@ -499,45 +492,6 @@ pub struct Demand<'a> {
     pub sealed_to: Option<&'a [[u8; 32]]>,
     /// What the worker must offer.
     pub trust: &'a TrustRequirements,
-}
-
-/// The candidates that meet `trust`; if none does, the refusal names what
-/// the best of them (fewest requirements unmet, then cheapest) lacks.
-fn meeting(
-    model: &str,
-    candidates: Vec<Arc<WorkerHandle>>,
-    trust: &TrustRequirements,
-) -> Result<Vec<Arc<WorkerHandle>>, NoWorker> {
-    let mut best: Option<(
-        usize,
-        u32,
-        &Arc<WorkerHandle>,
-        Vec<cocoon_core::trust::Unmet>,
-    )> = None;
-    let mut meets = Vec::with_capacity(candidates.len());
-    for w in &candidates {
-        let unmet = trust.unmet(&w.offer);
-        if unmet.is_empty() {
-            meets.push(w.clone());
-            continue;
-        }
-        let rank = (unmet.len(), w.coefficient().per_mille());
-        if best.as_ref().is_none_or(|b| rank < (b.0, b.1)) {
-            best = Some((rank.0, rank.1, w, unmet));
-        }
-    }
-    match best {
-        Some((_, _, w, unmet)) if meets.is_empty() => Err(NoWorker::Unmet {
-            model: model.to_string(),
-            unmet: unmet
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
-            best: w.offer.to_string(),
-        }),
-        _ => Ok(meets),
-    }
 }
 
 /// Every connected worker, by model, and the requests waiting for one.
@@ -648,7 +602,11 @@ impl WorkerRegistry {
                 model: model.to_string(),
             });
         }
-        candidates = meeting(model, candidates, demand.trust)?;
+        (demand.trust)
+            .keep_meeting(model, &mut candidates, |w| {
+                (&w.offer, w.coefficient().per_mille())
+            })
+            .map_err(|s| NoWorker::Unmet(Box::new(s)))?;
         if let Some(keys) = demand.sealed_to {
             let serving = candidates.len();
             candidates.retain(|w| w.e2e_key.is_some_and(|k| keys.contains(&k)));

@@ -140,7 +140,7 @@ impl RelayError {
                 NoWorker::AllBusy { .. } => ErrorCode::WorkersBusy,
                 NoWorker::TooExpensive { .. } => ErrorCode::PriceLimit,
                 NoWorker::NotSealedTo { .. } => ErrorCode::WorkerLost,
-                NoWorker::Unmet { .. } => ErrorCode::TrustUnmet,
+                NoWorker::Unmet(_) => ErrorCode::TrustUnmet,
             },
             RelayError::Reserve(ReserveError::Refused(
                 SettleError::InsufficientFunds(_) | SettleError::NotActive(_),
