@@ -553,7 +553,7 @@ impl Conversation {
 const RESERVED_TOKENS: usize = 600;
 
 /// `/name rest` (`/name@bot rest` in groups), or no command.
-fn command(text: &str) -> (Option<&str>, &str) {
+pub fn command(text: &str) -> (Option<&str>, &str) {
     let Some(rest) = text.strip_prefix('/') else {
         return (None, text);
     };

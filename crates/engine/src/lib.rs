@@ -16,7 +16,7 @@ mod upstream;
 #[cfg(feature = "embedded")]
 pub use llama::{LlamaConfig, LlamaEngine};
 pub use sse::SseDecoder;
-pub use upstream::{OpenAiUpstream, UpstreamConfig};
+pub use upstream::{read_answer, OpenAiUpstream, StreamReader, UpstreamConfig};
 
 use std::pin::Pin;
 

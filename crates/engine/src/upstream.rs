@@ -286,9 +286,11 @@ fn non_streamed(body: Bytes, relabel: &Relabel) -> Result<(Bytes, Completion), E
     Ok((body, completion))
 }
 
-/// State of a streamed answer being relayed.
-struct StreamState {
-    body: hyper::body::Incoming,
+/// Reads an engine's streamed answer: the body's bytes in, engine events
+/// out. Kept apart from the HTTP body so that any bytes can be fed to it,
+/// as a hostile or broken engine might send them.
+#[derive(Debug)]
+pub struct StreamReader {
     decoder: SseDecoder,
     relabel: Relabel,
     completion: Completion,
@@ -297,67 +299,70 @@ struct StreamState {
     finished: bool,
 }
 
-fn streamed(
-    body: hyper::body::Incoming,
-    relabel: Relabel,
-) -> impl futures_util::Stream<Item = Result<EngineEvent, EngineError>> + Send {
-    let state = StreamState {
-        body,
-        decoder: SseDecoder::default(),
-        completion: Completion {
-            model: relabel.to.clone(),
-            ..Completion::default()
-        },
-        relabel,
-        saw_usage: false,
-        pending: Default::default(),
-        finished: false,
-    };
-    futures_util::stream::unfold(state, |mut st| async move {
-        loop {
-            if let Some(ev) = st.pending.pop_front() {
-                return Some((ev, st));
-            }
-            if st.finished {
-                return None;
-            }
-            match st.body.frame().await {
-                Some(Ok(frame)) => {
-                    let Ok(data) = frame.into_data() else {
-                        continue;
-                    };
-                    match st.decoder.push(&data) {
-                        Ok(events) => {
-                            for e in events {
-                                st.payload(e);
-                                if st.finished {
-                                    break;
-                                }
-                            }
-                        }
-                        Err(e) => st.fail(e.to_string()),
+impl StreamReader {
+    /// A reader for an answer served as `model` (chunks naming another
+    /// model are relabelled).
+    pub fn new(model: &str) -> Self {
+        StreamReader {
+            decoder: SseDecoder::default(),
+            completion: Completion {
+                model: model.to_string(),
+                ..Completion::default()
+            },
+            relabel: Relabel { to: model.into() },
+            saw_usage: false,
+            pending: Default::default(),
+            finished: false,
+        }
+    }
+
+    /// Feeds bytes of the body as they arrive; nothing after the answer
+    /// ended (or failed) is read.
+    pub fn feed(&mut self, data: &[u8]) {
+        if self.finished {
+            return;
+        }
+        match self.decoder.push(data) {
+            Ok(events) => {
+                for e in events {
+                    self.payload(e);
+                    if self.finished {
+                        break;
                     }
                 }
-                Some(Err(e)) => st.fail(format!("engine connection failed mid-answer: {e}")),
-                None => {
-                    if let Some(e) = st.decoder.finish() {
-                        st.payload(e);
-                    }
-                    if !st.finished {
-                        if st.saw_usage {
-                            // Some engines close without [DONE] after usage.
-                            st.done();
-                        } else {
-                            st.fail("engine closed the stream before [DONE]".into());
-                        }
-                    }
-                }
+            }
+            Err(e) => self.fail(e.to_string()),
+        }
+    }
+
+    /// The body ended: an answer without `[DONE]` is complete only if the
+    /// engine reported its usage.
+    pub fn end(&mut self) {
+        if let Some(e) = self.decoder.finish() {
+            if !self.finished {
+                self.payload(e);
             }
         }
-    })
-}
+        if !self.finished {
+            if self.saw_usage {
+                // Some engines close without [DONE] after usage.
+                self.done();
+            } else {
+                self.fail("engine closed the stream before [DONE]".into());
+            }
+        }
+    }
 
-impl StreamState {
+    /// The next event read, in order.
+    pub fn next_event(&mut self) -> Option<Result<EngineEvent, EngineError>> {
+        self.pending.pop_front()
+    }
+
+    /// Whether the answer ended (done or failed) and every event was taken.
+    pub fn is_over(&self) -> bool {
+        self.finished && self.pending.is_empty()
+    }
+
     fn fail(&mut self, message: String) {
         self.pending.push_back(Err(EngineError::Failed(message)));
         self.finished = true;
@@ -368,7 +373,6 @@ impl StreamState {
         self.pending.push_back(Ok(EngineEvent::Done(c)));
         self.finished = true;
     }
-
     fn payload(&mut self, data: Bytes) {
         if &data[..] == b"[DONE]" {
             if !self.saw_usage {
@@ -418,6 +422,38 @@ impl StreamState {
         self.pending
             .push_back(Ok(EngineEvent::Chunk { data: out, so_far }));
     }
+}
+
+/// Reads an answer that is not streamed: its body and what it says of
+/// itself, relabelled to `model`.
+pub fn read_answer(body: Bytes, model: &str) -> Result<(Bytes, Completion), EngineError> {
+    non_streamed(body, &Relabel { to: model.into() })
+}
+
+fn streamed(
+    body: hyper::body::Incoming,
+    relabel: Relabel,
+) -> impl futures_util::Stream<Item = Result<EngineEvent, EngineError>> + Send {
+    let reader = StreamReader::new(&relabel.to);
+    futures_util::stream::unfold((body, reader), |(mut body, mut reader)| async move {
+        loop {
+            if let Some(ev) = reader.next_event() {
+                return Some((ev, (body, reader)));
+            }
+            if reader.finished {
+                return None;
+            }
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        reader.feed(&data);
+                    }
+                }
+                Some(Err(e)) => reader.fail(format!("engine connection failed mid-answer: {e}")),
+                None => reader.end(),
+            }
+        }
+    })
 }
 
 #[cfg(test)]
@@ -526,48 +562,40 @@ mod tests {
     }
 
     /// A stream being relayed for model `m`, fed by hand.
-    fn stream_state() -> StreamState {
-        StreamState {
-            body: unreachable_body(),
-            decoder: SseDecoder::default(),
-            relabel: relabel("m"),
-            completion: Completion::default(),
-            saw_usage: false,
-            pending: Default::default(),
-            finished: false,
+    fn stream_state() -> StreamReader {
+        StreamReader::new("m")
+    }
+
+    #[test]
+    fn a_stream_reads_the_same_however_its_bytes_are_split() {
+        let body = b"data: {\"id\":\"x\",\"model\":\"up\",\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\r\n\r\n: keep-alive\n\ndata: {\"id\":\"x\",\"choices\":[],\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n";
+        let read = |cut: usize| {
+            let mut r = StreamReader::new("m");
+            r.feed(&body[..cut]);
+            r.feed(&body[cut..]);
+            r.end();
+            std::iter::from_fn(|| r.next_event()).collect::<Vec<_>>()
+        };
+        let whole = read(body.len());
+        assert_eq!(whole.len(), 2, "{whole:?}");
+        assert!(matches!(&whole[1], Ok(EngineEvent::Done(c)) if c.usage.completion == 1));
+        for cut in 0..body.len() {
+            assert_eq!(read(cut), whole, "split at {cut}");
         }
     }
 
-    /// `Incoming` cannot be constructed outside hyper; these tests never
-    /// poll the body, so a real one from a finished exchange stands in.
-    fn unreachable_body() -> hyper::body::Incoming {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            tokio::spawn(async move {
-                let (mut s, _) = listener.accept().await.unwrap();
-                use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                let mut buf = [0u8; 1024];
-                let _ = s.read(&mut buf).await;
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-                    .await;
-            });
-            let client: Client<HttpConnector, Full<Bytes>> =
-                Client::builder(TokioExecutor::new()).build(HttpConnector::new());
-            let resp = client
-                .request(
-                    http::Request::get(format!("http://{addr}/"))
-                        .body(Full::new(Bytes::new()))
-                        .unwrap(),
-                )
-                .await
-                .unwrap();
-            resp.into_body()
-        })
+    #[test]
+    fn a_stream_cut_before_done_without_usage_fails() {
+        let mut r = StreamReader::new("m");
+        r.feed(b"data: {\"choices\":[{}]}\n\n");
+        r.end();
+        assert!(matches!(
+            r.next_event(),
+            Some(Ok(EngineEvent::Chunk { .. }))
+        ));
+        assert!(
+            matches!(r.next_event(), Some(Err(EngineError::Failed(m))) if m.contains("before [DONE]"))
+        );
+        assert!(r.is_over());
     }
 }

@@ -504,17 +504,7 @@ impl Chain for Toncenter {
             stack,
         };
         let r: RunResult = self.call("runGetMethod", &[], Some(&body)).await?;
-        let stack = r
-            .stack
-            .iter()
-            .map(decode_entry)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.malformed("runGetMethod", e))?;
-        Ok(GetMethodOutput {
-            exit_code: r.exit_code,
-            gas_used: r.gas_used,
-            stack,
-        })
+        get_method_from_wire(&r).map_err(|e| self.malformed("runGetMethod", e))
     }
 
     async fn account(&self, address: &StdAddr) -> Result<AccountState, ChainError> {
@@ -544,24 +534,7 @@ impl Chain for Toncenter {
         }
         let r: Vec<RawTransaction> = self.call("getTransactions", &query, None::<&()>).await?;
         r.iter()
-            .map(|t| {
-                let cell = cell_from_base64(&t.data)?;
-                let hash = hash_from_str(&t.transaction_id.hash)?;
-                if *cell.repr_hash() != hash {
-                    return Err(WireError::Shape(
-                        "a transaction that does not hash to its id",
-                    ));
-                }
-                Ok(TransactionRecord {
-                    id: TransactionId {
-                        lt: t.transaction_id.lt,
-                        hash,
-                    },
-                    utime: t.utime,
-                    fee: nanoton(t.fee),
-                    cell,
-                })
-            })
+            .map(transaction_from_wire)
             .collect::<Result<Vec<_>, WireError>>()
             .map_err(|e| self.malformed("getTransactions", e))
     }
@@ -602,6 +575,40 @@ impl Chain for Toncenter {
             fwd_fee: f.fwd_fee,
         })
     }
+}
+
+/// Reads `smc.runResult`.
+pub fn get_method_from_wire(r: &RunResult) -> Result<GetMethodOutput, WireError> {
+    let stack = r
+        .stack
+        .iter()
+        .map(decode_entry)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(GetMethodOutput {
+        exit_code: r.exit_code,
+        gas_used: r.gas_used,
+        stack,
+    })
+}
+
+/// Reads one `raw.transaction`; its bytes must hash to the id it claims.
+pub fn transaction_from_wire(t: &RawTransaction) -> Result<TransactionRecord, WireError> {
+    let cell = cell_from_base64(&t.data)?;
+    let hash = hash_from_str(&t.transaction_id.hash)?;
+    if *cell.repr_hash() != hash {
+        return Err(WireError::Shape(
+            "a transaction that does not hash to its id",
+        ));
+    }
+    Ok(TransactionRecord {
+        id: TransactionId {
+            lt: t.transaction_id.lt,
+            hash,
+        },
+        utime: t.utime,
+        fee: nanoton(t.fee),
+        cell,
+    })
 }
 
 /// Reads `raw.fullAccountState`.
