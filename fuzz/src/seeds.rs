@@ -292,12 +292,24 @@ fn money_seeds() -> Vec<Seed> {
 }
 
 fn wire() -> Vec<Seed> {
-    use cocoon_proto as p;
-    let t = "wire_protocol";
     let worker = SimWorker::new();
-    let prices = p::Prices::from(&prices());
-    let sealed = sealed_body("req-1");
-    let messages: Vec<(&str, u8, Vec<u8>)> = vec![
+    let prices = cocoon_proto::Prices::from(&prices());
+    let mut messages = worker_messages(&worker);
+    messages.extend(proxy_messages(&prices));
+    messages.extend(client_messages(&worker, prices));
+    messages
+        .into_iter()
+        .map(|(name, select, bytes)| seed("wire_protocol", name, Some(select), &bytes))
+        .collect()
+}
+
+/// A wire message seed: its name, the target's selector, its bytes.
+type WireSeed = (&'static str, u8, Vec<u8>);
+
+/// What a worker sends its proxy.
+fn worker_messages(worker: &SimWorker) -> Vec<WireSeed> {
+    use cocoon_proto as p;
+    vec![
         (
             "worker-hello",
             0,
@@ -335,23 +347,36 @@ fn wire() -> Vec<Seed> {
             }
             .encode_to_vec(),
         ),
-        (
-            "work-request",
-            1,
-            p::ProxyMessage {
-                msg: Some(p::proxy_message::Msg::Request(p::WorkRequest {
-                    request_id: "req-1".into(),
-                    endpoint: p::Endpoint::ChatCompletions as i32,
-                    body: Default::default(),
-                    stream: false,
-                    timeout_ms: 1000,
-                    prices: Some(prices.clone()),
-                    coefficient: 1000,
-                    sealed: Some(sealed.clone()),
-                })),
-            }
-            .encode_to_vec(),
-        ),
+    ]
+}
+
+/// What a proxy sends a worker.
+fn proxy_messages(prices: &cocoon_proto::Prices) -> Vec<WireSeed> {
+    use cocoon_proto as p;
+    let sealed = sealed_body("req-1");
+    vec![(
+        "work-request",
+        1,
+        p::ProxyMessage {
+            msg: Some(p::proxy_message::Msg::Request(p::WorkRequest {
+                request_id: "req-1".into(),
+                endpoint: p::Endpoint::ChatCompletions as i32,
+                body: Default::default(),
+                stream: false,
+                timeout_ms: 1000,
+                prices: Some(prices.clone()),
+                coefficient: 1000,
+                sealed: Some(sealed.clone()),
+            })),
+        }
+        .encode_to_vec(),
+    )]
+}
+
+/// What a client and its proxy send each other.
+fn client_messages(worker: &SimWorker, prices: cocoon_proto::Prices) -> Vec<WireSeed> {
+    use cocoon_proto as p;
+    vec![
         (
             "infer-request",
             2,
@@ -412,11 +437,7 @@ fn wire() -> Vec<Seed> {
             }
             .encode_to_vec(),
         ),
-    ];
-    messages
-        .into_iter()
-        .map(|(name, select, bytes)| seed(t, name, Some(select), &bytes))
-        .collect()
+    ]
 }
 
 /// A chat body sealed to the wire target's worker key.
@@ -488,7 +509,9 @@ fn envelope<T: Serialize>(result: T) -> Vec<u8> {
     .expect("JSON")
 }
 
-fn chain() -> Vec<Seed> {
+/// The devnet's seed (the wallet's deploying transfer) and the
+/// transactions it made, as toncenter lists them.
+fn devnet_seeds() -> (Seed, Vec<RawTransaction>) {
     let dir = tempfile_dir("seeds-devnet");
     let devnet = Devnet::open(
         &dir,
@@ -502,12 +525,12 @@ fn chain() -> Vec<Seed> {
     fund_wallet(&devnet);
     let global_id = devnet.global_id();
     let message = deploying_transfer(global_id);
-    let mut out = vec![seed(
+    let intake = seed(
         "devnet_intake",
         "wallet-deploy",
         None,
         &Boc::encode(&message),
-    )];
+    );
     let _ = devnet.send_external(message);
     let address = wallet(global_id).address();
     let transactions: Vec<RawTransaction> = devnet
@@ -531,6 +554,12 @@ fn chain() -> Vec<Seed> {
         })
         .collect();
     let _ = std::fs::remove_dir_all(&dir);
+    (intake, transactions)
+}
+
+fn chain() -> Vec<Seed> {
+    let (intake, transactions) = devnet_seeds();
+    let mut out = vec![intake];
     let block = BlockIdExt::masterchain(7, &HashBytes([8; 32]));
     let account = FullAccountState {
         kind: "raw.fullAccountState".into(),

@@ -170,7 +170,11 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     let id = RequestId::generate();
     req.extensions_mut().insert(id.clone());
     let mut resp = next.run(req).await;
-    if let Ok(v) = HeaderValue::from_str(id.as_str()) {
+    // An idempotent request's id is its key's, set by its handler.
+    if let (false, Ok(v)) = (
+        resp.headers().contains_key("x-request-id"),
+        HeaderValue::from_str(id.as_str()),
+    ) {
         resp.headers_mut()
             .insert(HeaderName::from_static("x-request-id"), v);
     }
@@ -352,39 +356,27 @@ fn proxy_unreachable(shared: &Shared, status: &tonic::Status) -> ApiError {
 }
 
 async fn complete(shared: Arc<Shared>, endpoint: Endpoint, req: Request) -> Response {
-    let id = req
-        .extensions()
-        .get::<RequestId>()
-        .cloned()
-        .unwrap_or_else(RequestId::generate);
+    let mut idempotent = match idempotent(&shared, &req) {
+        Ok(i) => i,
+        Err(e) => {
+            shared.metrics.record_error("invalid_request");
+            return e.into_response();
+        }
+    };
+    let id = match &idempotent {
+        Some(i) => i.request_id.clone(),
+        None => req
+            .extensions()
+            .get::<RequestId>()
+            .cloned()
+            .unwrap_or_else(RequestId::generate),
+    };
     let (parts, body) = req.into_parts();
     let span = tracing::info_span!("request", id = %id, model = tracing::field::Empty);
     async move {
-        let raw = match http_body_util::Limited::new(body, shared.config.max_body_bytes)
-            .collect()
-            .await
-        {
-            Ok(c) => c.to_bytes(),
-            Err(e) => {
-                let err = if e.is::<http_body_util::LengthLimitError>() {
-                    ApiError::request(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "request_too_large",
-                        format!(
-                            "request body exceeds the limit of {} bytes",
-                            shared.config.max_body_bytes
-                        ),
-                    )
-                } else {
-                    ApiError::request(
-                        StatusCode::BAD_REQUEST,
-                        "body_read_failed",
-                        format!("could not read the request body: {e}"),
-                    )
-                };
-                shared.metrics.record_error("invalid_request");
-                return err.into_response();
-            }
+        let raw = match read_body(&shared, body).await {
+            Ok(raw) => raw,
+            Err(refused) => return refused,
         };
         let (raw, sealer) = match crate::aci::open_request(&shared, &parts.headers, raw, endpoint) {
             Ok(opened) => opened,
@@ -394,6 +386,9 @@ async fn complete(shared: Arc<Shared>, endpoint: Endpoint, req: Request) -> Resp
                 return e.into_response();
             }
         };
+        if let Some(i) = idempotent.as_mut() {
+            i.fingerprint(&shared.idempotency, endpoint, &raw, &parts.headers);
+        }
         // The middleware names every caller; a request it did not see is
         // refused rather than served as nobody's.
         let Some(who) = parts.extensions.get::<crate::access::Principal>().cloned() else {
@@ -421,11 +416,59 @@ async fn complete(shared: Arc<Shared>, endpoint: Endpoint, req: Request) -> Resp
             crate::aci::receipt_owner(&who),
         );
         aci.forwarded(&v.body);
+        let keyed = idempotent.is_some();
         // Boxed: the answer's state is large and lives as long as the call.
-        Box::pin(forward(shared, endpoint, id, v, who, aci)).await
+        let mut resp = Box::pin(forward(shared, endpoint, &id, v, who, aci, idempotent)).await;
+        if let (true, Ok(v)) = (keyed, HeaderValue::from_str(id.as_str())) {
+            resp.headers_mut()
+                .insert(HeaderName::from_static("x-request-id"), v);
+        }
+        resp
     }
     .instrument(span)
     .await
+}
+
+/// The request body, within the size limit.
+async fn read_body(shared: &Shared, body: axum::body::Body) -> Result<Bytes, Response> {
+    let limit = shared.config.max_body_bytes;
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) => {
+            let err = if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::request(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request_too_large",
+                    format!("request body exceeds the limit of {limit} bytes"),
+                )
+            } else {
+                ApiError::request(
+                    StatusCode::BAD_REQUEST,
+                    "body_read_failed",
+                    format!("could not read the request body: {e}"),
+                )
+            };
+            shared.metrics.record_error("invalid_request");
+            Err(err.into_response())
+        }
+    }
+}
+
+/// The request's idempotency key, keyed for its caller; a malformed key is
+/// refused.
+fn idempotent(
+    shared: &Shared,
+    req: &Request,
+) -> Result<Option<crate::idempotency::Idempotent>, ApiError> {
+    let Some(key) = crate::idempotency::IdempotencyKey::from_headers(req.headers())? else {
+        return Ok(None);
+    };
+    let caller = req
+        .extensions()
+        .get::<crate::access::Principal>()
+        .and_then(crate::access::Principal::account)
+        .unwrap_or_default();
+    Ok(Some(key.keyed(&shared.idempotency, &caller)))
 }
 
 /// The request validated under `who`'s trust requirements, or the refusal.
@@ -452,23 +495,16 @@ fn validated(
 async fn forward(
     shared: Arc<Shared>,
     endpoint: Endpoint,
-    id: RequestId,
+    id: &RequestId,
     mut v: Validated,
     who: crate::access::Principal,
     mut aci: crate::aci::Transcript,
+    idempotent: Option<crate::idempotency::Idempotent>,
 ) -> Response {
     let mut active = shared.metrics.start();
-    if let Err(refused) = proxy_usable(&shared, &mut active).await {
-        return refused;
-    }
-    // After the proxy's hello: its prices bound what the request holds.
-    let admission = match crate::admission::admit(&shared, &who, &mut v).await {
+    let admission = match admitted(&shared, &who, &mut v, &mut active).await {
         Ok(a) => a,
-        Err(e) => {
-            tracing::info!(error = %e, caller = %who.label(), "refused by the caller's limits");
-            active.fail("limit_exceeded");
-            return e.into_response();
-        }
+        Err(refused) => return refused,
     };
     let Dispatched {
         sealed,
@@ -477,30 +513,36 @@ async fn forward(
         receipt,
         assigned,
         first,
-    } = match dispatch(&shared, endpoint, &id, &v, &mut active).await {
+    } = match dispatch(&shared, endpoint, id, &v, &mut active, idempotent.as_ref()).await {
         Ok(d) => d,
         Err(refused) => return refused,
     };
-    let worker = match verified_worker(
+    let (replayed, admission) = match replay(
         &shared,
-        &first,
-        sealed.is_some(),
+        idempotent.is_some(),
         assigned.as_ref(),
-        &mut active,
-    )
-    .await
-    {
-        Ok(w) => w,
+        admission,
+        &mut headers,
+    ) {
+        Ok(r) => r,
         Err(refused) => return (headers, refused).into_response(),
     };
-    let (offer, cost_breakdown) =
-        match served_terms(&shared, &worker, assigned.as_ref(), &v, &mut active) {
-            Ok(terms) => terms,
+    let facts = (sealed.is_some(), replayed);
+    let (worker, offer, cost_breakdown) =
+        match worker_and_terms(&shared, &first, facts, assigned.as_ref(), &v, &mut active).await {
+            Ok(w) => w,
             Err(refused) => return (headers, refused).into_response(),
         };
     aci.served_by(&shared, &worker, assigned.as_ref(), sealed.is_some());
     let salt = sealed.as_ref().map(|s| s.salt());
-    let opener = match opener(&shared, sealed.as_ref(), &worker, &first, &mut headers) {
+    let opener = match opener(
+        &shared,
+        sealed.as_ref(),
+        &worker,
+        &first,
+        replayed,
+        &mut headers,
+    ) {
         Ok(o) => o,
         Err(refused) => {
             active.fail("proxy_distrusted");
@@ -523,8 +565,9 @@ async fn forward(
         deterministic: v.sampling.deterministic(),
         events,
         active,
-        admission: Some(admission),
+        admission,
         account: who.account(),
+        replayed,
     };
     respond(answer, first, headers, &v).await
 }
@@ -532,10 +575,50 @@ async fn forward(
 /// Before any byte reaches the app: the worker, if it is one this client's
 /// own policy accepts. An error needs no verified worker, unless it is a
 /// sealed request's, whose message only that worker's seal opens.
+/// The caller's hold on its account for the request, once the proxy is
+/// known to be usable: its prices bound what the request holds.
+async fn admitted(
+    shared: &Shared,
+    who: &crate::access::Principal,
+    v: &mut Validated,
+    active: &mut ActiveRequest,
+) -> Result<crate::access::Admission, Response> {
+    proxy_usable(shared, active).await?;
+    crate::admission::admit(shared, who, v).await.map_err(|e| {
+        tracing::info!(error = %e, caller = %who.label(), "refused by the caller's limits");
+        active.fail("limit_exceeded");
+        e.into_response()
+    })
+}
+
+/// The worker, verified, and the terms it serves the request on.
+async fn worker_and_terms(
+    shared: &Shared,
+    first: &infer_event::Event,
+    facts: (bool, bool),
+    assigned: Option<&cocoon_proto::Assigned>,
+    v: &Validated,
+    active: &mut ActiveRequest,
+) -> Result<
+    (
+        crate::receipts::Worker,
+        cocoon_core::trust::TrustOffer,
+        Option<serde_json::Value>,
+    ),
+    ApiError,
+> {
+    let worker = verified_worker(shared, first, facts, assigned, active).await?;
+    let (offer, cost_breakdown) = served_terms(shared, &worker, assigned, v, active)?;
+    Ok((worker, offer, cost_breakdown))
+}
+
+/// `(sealed, replayed)`: a worker that no longer verifies for an answer
+/// replayed from the proxy's record (its certificate may have expired
+/// since the first run) refuses the answer without distrusting the proxy.
 async fn verified_worker(
     shared: &Shared,
     first: &infer_event::Event,
-    sealed: bool,
+    (sealed, replayed): (bool, bool),
     assigned: Option<&cocoon_proto::Assigned>,
     active: &mut ActiveRequest,
 ) -> Result<crate::receipts::Worker, ApiError> {
@@ -548,10 +631,40 @@ async fn verified_worker(
         .await
         .map_err(|refusal| {
             active.fail(refusal.reason());
-            let err = refusal.into_error(shared);
+            let err = match replayed {
+                true => refusal.into_replay_error(),
+                false => refusal.into_error(shared),
+            };
             tracing::warn!(error = %err, "refused the proxy's worker");
             err
         })
+}
+
+/// Whether the answer is the proxy's record of an earlier run of this
+/// request, which was charged then and costs the caller nothing now (its
+/// hold is given back, and the answer is marked so). Honoured only for a
+/// request sent as idempotent: a proxy that marks any other answer
+/// replayed is not trusted again.
+fn replay(
+    shared: &Shared,
+    idempotent: bool,
+    assigned: Option<&cocoon_proto::Assigned>,
+    admission: crate::access::Admission,
+    headers: &mut HeaderMap,
+) -> Result<(bool, Option<crate::access::Admission>), ApiError> {
+    if !assigned.is_some_and(|a| a.replayed) {
+        return Ok((false, Some(admission)));
+    }
+    if !idempotent {
+        let why = "the proxy marked an answer replayed from its record for a request sent without an Idempotency-Key";
+        return Err(receipt_refused(shared, why));
+    }
+    admission.free();
+    headers.insert(
+        HeaderName::from_static(crate::idempotency::REPLAYED_HEADER),
+        HeaderValue::from_static("true"),
+    );
+    Ok((true, None))
 }
 
 /// What the worker offers the request's trust requirements (refused when
@@ -720,6 +833,7 @@ async fn dispatch(
     id: &RequestId,
     v: &Validated,
     active: &mut ActiveRequest,
+    idempotent: Option<&crate::idempotency::Idempotent>,
 ) -> Result<Dispatched, Response> {
     if v.serving.verified && !shared.receipts.checks() {
         active.fail("upstream_verification_failed");
@@ -734,7 +848,8 @@ async fn dispatch(
         }
         .into_response());
     }
-    let seal = |fresh| crate::e2e::seal(shared, id.as_str(), endpoint, v, fresh);
+    let key = idempotent.and_then(crate::idempotency::Idempotent::request_key);
+    let seal = |fresh| crate::e2e::seal(shared, id.as_str(), endpoint, v, fresh, key.clone());
     let unsealable = |active: &mut ActiveRequest, e: crate::e2e::CannotSeal| {
         active.fail(e.reason());
         match e {
@@ -747,7 +862,10 @@ async fn dispatch(
     let mut sealed = seal(false).await.map_err(|e| unsealable(active, e))?;
     let mut resealed = false;
     loop {
-        let request = infer_request(shared, endpoint, id, v, sealed.as_ref());
+        let mut request = infer_request(shared, endpoint, id, v, sealed.as_ref());
+        if let Some(i) = idempotent {
+            (request.idempotency_id, request.idempotency_fingerprint) = i.wire();
+        }
         let mut events = match shared.proxy.clone().infer(request).await {
             Ok(r) => r.into_inner(),
             Err(status) => {
@@ -793,6 +911,7 @@ fn opener(
     sealed: Option<&crate::e2e::Sealed>,
     worker: &crate::receipts::Worker,
     first: &infer_event::Event,
+    replayed: bool,
     headers: &mut HeaderMap,
 ) -> Result<Option<crate::e2e::Opener>, ApiError> {
     let Some(sealed) = sealed else {
@@ -806,7 +925,15 @@ fn opener(
         // Only to open the worker's sealed message, if it sent one.
         return Ok(sealed.opener(key));
     }
-    let opener = sealed.opener(key).ok_or_else(|| {
+    // A recorded answer came from a worker the first run was sealed to,
+    // which may have left since: the key its chunks must open under is
+    // this request's own all the same.
+    let opener = if replayed {
+        key.map(|k| sealed.opener_for_replay(k))
+    } else {
+        sealed.opener(key)
+    };
+    let opener = opener.ok_or_else(|| {
         receipt_refused(
             shared,
             "the proxy assigned the sealed request to a worker it was not sealed to",
@@ -937,6 +1064,9 @@ struct Answer {
     admission: Option<crate::access::Admission>,
     /// The caller's account, which its receipt is kept under.
     account: Option<String>,
+    /// Answered from the proxy's record of an earlier run: nothing was
+    /// spent now.
+    replayed: bool,
 }
 
 impl Answer {
@@ -959,9 +1089,18 @@ impl Answer {
         cocoon_receipt::digest::whole_answer_salted(body, self.salt.as_ref())
     }
 
-    /// Counts a complete answer: in the metrics and history, and against
-    /// the caller's account.
+    /// Counts a complete answer: its voucher, the metrics and history, and
+    /// its cost against the caller's account; a replayed one counts nothing.
     async fn settle(&mut self, done: &Completion) {
+        if self.replayed {
+            // Charged when it was first answered: a voucher with it means
+            // the proxy charged the retry too.
+            if !done.client_voucher.is_empty() {
+                self.shared.payments.charged_a_replay();
+            }
+            return;
+        }
+        self.shared.payments.on_voucher(&done.client_voucher);
         let usage = done.usage();
         let cost = done.cost().unwrap_or(0);
         self.shared.metrics.record_usage(&usage);
@@ -1029,6 +1168,9 @@ fn infer_request(
             })
             .unwrap_or_default()
             .into(),
+        // Set by the caller for an idempotent request.
+        idempotency_id: String::new(),
+        idempotency_fingerprint: String::new(),
     }
 }
 
@@ -1107,7 +1249,6 @@ async fn whole_answer(
             Some(Ok(InferEvent {
                 event: Some(infer_event::Event::Done(done)),
             })) => {
-                a.shared.payments.on_voucher(&done.client_voucher);
                 a.settle(&done).await;
                 let body = body.freeze();
                 let answer_sha256 = a.whole_digest(&body);
@@ -1200,6 +1341,12 @@ fn error_for(e: &InferError, v: &Validated) -> ApiError {
         },
         ErrorCode::PriceLimit => ApiError::invalid("max_coefficient", "price_limit_exceeded", msg),
         ErrorCode::TrustUnmet => ApiError::invalid("cocoon.trust", "trust_requirements_unmet", msg),
+        ErrorCode::IdempotencyInUse => {
+            ApiError::request(StatusCode::CONFLICT, "idempotency_key_in_use", msg)
+        }
+        ErrorCode::IdempotencyReused => {
+            ApiError::request(StatusCode::CONFLICT, "idempotency_key_reused", msg)
+        }
         ErrorCode::WorkersBusy => {
             ApiError::server(StatusCode::SERVICE_UNAVAILABLE, "workers_busy", msg)
         }
@@ -1420,7 +1567,6 @@ impl SseState {
         self.finished = true;
         let digest = std::mem::take(&mut self.digest).finish();
         let a = &mut self.answer;
-        a.shared.payments.on_voucher(&done.client_voucher);
         a.settle(done).await;
         a.aci.completed(done);
         if let Err((reason, err)) = check_receipts(a, done, &digest).await {

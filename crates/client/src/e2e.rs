@@ -228,12 +228,15 @@ impl CannotSeal {
 /// Seals `v`'s body to the verified workers serving its model, as its
 /// mode asks: `None` to send it in the clear.
 /// `fresh`: with the roster asked for anew (the last one's workers left).
+/// `key`: the request key an idempotent request is sealed under every
+/// time; `None` makes a fresh one.
 pub(crate) async fn seal(
     shared: &Shared,
     request_id: &str,
     endpoint: cocoon_core::Endpoint,
     v: &Validated,
     fresh: bool,
+    key: Option<RequestKey>,
 ) -> Result<Option<Sealed>, CannotSeal> {
     let Some(candidates) = chosen(shared, v, fresh).await? else {
         return Ok(None);
@@ -251,8 +254,11 @@ pub(crate) async fn seal(
     let to: Vec<[u8; 32]> = candidates.iter().map(|c| c.key).collect();
     let unavailable = |e: cocoon_seal::SealError| CannotSeal::Unavailable(e.to_string());
     let sender = shared.rosters.sender().map_err(unavailable)?;
-    let (sealed, key) =
-        cocoon_seal::seal_from(&sender, &v.body, &binding, &to).map_err(unavailable)?;
+    let (sealed, key) = match key {
+        Some(key) => cocoon_seal::seal_with(&sender, key, &v.body, &binding, &to),
+        None => cocoon_seal::seal_from(&sender, &v.body, &binding, &to),
+    }
+    .map_err(unavailable)?;
     tracing::debug!(workers = ?candidates.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), "sealed end to end");
     let body = SealedBody {
         ephemeral_key: sealed.ephemeral.to_vec().into(),
@@ -376,10 +382,18 @@ impl Sealed {
     /// when the request was not sealed to it (the proxy sent it elsewhere).
     pub(crate) fn opener(&self, worker: Option<[u8; 32]>) -> Option<Opener> {
         let worker = worker.filter(|w| self.to.contains(w))?;
-        Some(Opener {
+        Some(self.opener_for_replay(worker))
+    }
+
+    /// What opens an answer the proxy recorded from an earlier run of this
+    /// idempotent request, sealed under the same request key by `worker`
+    /// (one the first run was sealed to, not necessarily this one): only a
+    /// holder of the request key can have sealed chunks that open.
+    pub(crate) fn opener_for_replay(&self, worker: [u8; 32]) -> Opener {
+        Opener {
             answer: self.key.answer(&worker, &self.request_id),
             next: 0,
-        })
+        }
     }
 }
 

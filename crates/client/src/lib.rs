@@ -10,6 +10,7 @@ mod attestation;
 mod contract;
 mod e2e;
 mod history;
+pub mod idempotency;
 mod payments;
 mod receipts;
 pub mod web;
@@ -127,6 +128,9 @@ pub enum ClientError {
     /// The ACI keys could not be made.
     #[error(transparent)]
     AciKeys(#[from] aci::KeyGenError),
+    /// The secret that keys idempotency keys could not be read or made.
+    #[error("the idempotency secret in the client's state folder: {0}")]
+    IdempotencySecret(std::io::Error),
     /// The API would be open to the network without keys.
     #[error("refusing to serve the API on {addr} without API keys: anyone who can reach it could spend this client's money. Start it on 127.0.0.1 first, create a key (`cocoon client keys create`), then listen beyond loopback; or pass --open-api to serve it open on purpose")]
     OpenBeyondLoopback {
@@ -176,6 +180,8 @@ pub(crate) struct Shared {
     pub(crate) history: history::History,
     /// The registry as last read, for the explorer.
     pub(crate) registry: web::RegistryCache,
+    /// Keys apps' idempotency keys and request fingerprints.
+    pub(crate) idempotency: idempotency::IdempotencySecret,
 }
 
 impl Shared {
@@ -249,6 +255,9 @@ impl Client {
             tracing::warn!("DEVELOPMENT MODE: this client checks NO receipts; answers from any worker are accepted unverified. Only for measuring what receipts cost.");
         }
         let aci = aci::Aci::new(&config.name)?;
+        let idempotency =
+            idempotency::IdempotencySecret::load_or_create(config.access.state_dir.as_deref())
+                .map_err(ClientError::IdempotencySecret)?;
         let shared = Arc::new(Shared {
             receipts: receipts::Receipts::new(&config.trust, config.check_receipts),
             config,
@@ -269,6 +278,7 @@ impl Client {
             prices: Mutex::new(admission::Tariff::Unknown),
             history: history::History::default(),
             registry: web::RegistryCache::default(),
+            idempotency,
         });
         let (shutdown, rx) = watch::channel(false);
         let link = tokio::spawn(link::run(shared.clone(), rx.clone()));

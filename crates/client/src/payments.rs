@@ -58,6 +58,14 @@ impl ClientPayments {
         *self.distrust.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
     }
 
+    /// The proxy sent a new voucher with an answer it said was replayed
+    /// from its record, uncharged: it charged twice for one answer.
+    pub(crate) fn charged_a_replay(&self) {
+        self.distrust_because(
+            "the proxy charged again for an answer it replayed to an idempotent retry".into(),
+        );
+    }
+
     /// Why the proxy is no longer trusted, if it is not.
     pub(crate) fn distrusted(&self) -> Option<String> {
         self.distrust

@@ -404,6 +404,20 @@ impl Refusal {
         }
     }
 
+    /// The app's error for an answer replayed from the proxy's record: its
+    /// worker need not verify any longer (a certificate expires), so the
+    /// proxy is not distrusted for it.
+    pub(crate) fn into_replay_error(self) -> crate::openai::ApiError {
+        let why = match self {
+            Refusal::Unavailable(why) | Refusal::Untrusted(why) => why,
+        };
+        crate::openai::ApiError::server(
+            axum::http::StatusCode::BAD_GATEWAY,
+            "idempotent_replay_unverifiable",
+            format!("the proxy's record of this request's earlier answer no longer verifies ({why}); send the request with a new Idempotency-Key to run it again"),
+        )
+    }
+
     /// The app's error; distrusts the proxy for an untrusted worker.
     pub(crate) fn into_error(self, shared: &Shared) -> crate::openai::ApiError {
         use axum::http::StatusCode;

@@ -35,6 +35,8 @@ impl ErrorCode {
             ErrorCode::ReplicasDisagree => "replicas_disagree",
             ErrorCode::SettlementPending => "settlement_pending",
             ErrorCode::TrustUnmet => "trust_unmet",
+            ErrorCode::IdempotencyInUse => "idempotency_key_in_use",
+            ErrorCode::IdempotencyReused => "idempotency_key_reused",
         }
     }
 

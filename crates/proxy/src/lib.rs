@@ -5,6 +5,7 @@
 mod admission;
 pub mod client_contracts;
 mod client_gateway;
+mod idempotency;
 mod meter;
 mod payments;
 mod peer_role;
@@ -103,6 +104,8 @@ pub(crate) struct Shared {
     pub(crate) slashing: slashing::SlashEvidenceLog,
     /// The reputation table last published on chain.
     pub(crate) published: reputation::PublishedTable,
+    /// Answers to idempotent requests, kept for their retries.
+    pub(crate) idempotency: Arc<idempotency::IdempotencyBook>,
 }
 
 /// A running proxy.
@@ -160,6 +163,7 @@ impl Proxy {
                 None => Default::default(),
             },
             published: Default::default(),
+            idempotency: Default::default(),
             config,
             registry,
             metrics: Arc::new(RequestMetrics::default()),

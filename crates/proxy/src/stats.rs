@@ -26,6 +26,7 @@ impl StatsSource for Shared {
                 .map(|p| LedgerFigures::of(p)),
             chain: self.config.charging.contracts().map(|c| c.figures()),
             slash_evidence: self.slashing.all(),
+            idempotency: self.idempotency.stats(),
         };
         self.metrics
             .snapshot("proxy", &self.config.name, self.started, workers, info)
@@ -86,6 +87,8 @@ struct ProxyFigures {
     chain: Option<crate::client_contracts::ChainFigures>,
     /// Slash evidence it signed.
     slash_evidence: Vec<crate::slashing::SlashRecord>,
+    /// Answers held for retries of idempotent requests.
+    idempotency: crate::idempotency::IdempotencyStats,
 }
 
 /// What the proxy knows of one worker identity.

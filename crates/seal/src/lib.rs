@@ -307,7 +307,20 @@ pub fn seal_from(
     binding: &Binding<'_>,
     workers: &[[u8; 32]],
 ) -> Result<(Sealed, RequestKey), SealError> {
-    let key = RequestKey(random()?);
+    seal_with(sender, RequestKey(random()?), body, binding, workers)
+}
+
+/// [`seal_from`] under a request key the sender chose: the same key for
+/// every retry of one idempotent request, so an answer recorded from the
+/// first run still opens. Its bytes must be secret and never reused for
+/// another request.
+pub fn seal_with(
+    sender: &Sender,
+    key: RequestKey,
+    body: &[u8],
+    binding: &Binding<'_>,
+    workers: &[[u8; 32]],
+) -> Result<(Sealed, RequestKey), SealError> {
     let ephemeral_public = sender.public;
     let mut keys = Vec::with_capacity(workers.len());
     for worker in workers {
@@ -400,6 +413,11 @@ impl WorkerKey {
 }
 
 impl RequestKey {
+    /// A key from secret bytes the sender derived (see [`seal_with`]).
+    pub fn from_secret(bytes: [u8; 32]) -> Self {
+        RequestKey(bytes)
+    }
+
     fn body_key(&self) -> [u8; 32] {
         hkdf(&self.0, &[BODY_INFO])
     }

@@ -610,6 +610,15 @@ impl Admission {
         &self.who
     }
 
+    /// Gives the hold back, counting nothing: the answer cost nothing now
+    /// (it was recorded from an earlier run, and counted then).
+    pub fn free(mut self) {
+        if self.open {
+            self.open = false;
+            self.access.release(&self.who, self.hold, None);
+        }
+    }
+
     /// Counts a completed answer's cost (nanoton) and tokens, durably.
     pub async fn settle(mut self, cost: u64, usage: &Usage) {
         if !self.open {

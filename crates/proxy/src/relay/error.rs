@@ -4,6 +4,7 @@
 
 use cocoon_proto::{ErrorCode, InferError};
 
+use crate::idempotency::IdempotencyError;
 use crate::registry::NoWorker;
 use crate::settlement::{ReserveError, SettleError};
 
@@ -93,6 +94,9 @@ pub(crate) enum RelayError {
     /// No answer was shared by enough runs of a replicated request.
     #[error("the replicas did not agree: {0}")]
     ReplicasDisagree(String),
+    /// The request's idempotency key cannot be used for it.
+    #[error("{0}")]
+    Idempotency(crate::idempotency::IdempotencyError),
 }
 
 fn no_worker_message(no: &NoWorker, after: Option<&str>) -> String {
@@ -127,6 +131,7 @@ impl RelayError {
                 | RelayError::Unsettled(_)
                 | RelayError::QueueFull { .. }
                 | RelayError::QueuedTooLong { .. }
+                | RelayError::Idempotency(_)
         )
     }
 
@@ -151,6 +156,11 @@ impl RelayError {
             | RelayError::Books(_)
             | RelayError::ChargeFailed => ErrorCode::Internal,
             RelayError::ReplicasDisagree(_) => ErrorCode::ReplicasDisagree,
+            RelayError::Idempotency(e) => match e {
+                IdempotencyError::Malformed { .. } => ErrorCode::BadRequest,
+                IdempotencyError::InUse => ErrorCode::IdempotencyInUse,
+                IdempotencyError::Reused => ErrorCode::IdempotencyReused,
+            },
             RelayError::Dispatch(_) | RelayError::WorkerLost { .. } => ErrorCode::WorkerLost,
             RelayError::Worker { error, .. } => ErrorCode::of(error),
             RelayError::Timeout | RelayError::QueuedTooLong { .. } => ErrorCode::Timeout,

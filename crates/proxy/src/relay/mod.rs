@@ -37,6 +37,7 @@ use tycho_types::models::StdAddr;
 
 use crate::client_contracts::PayerError;
 use crate::client_gateway::CertificatesSent;
+use crate::idempotency::{Claim, Recorder};
 use crate::registry::{Lease, NoWorker, WorkerHandle};
 use crate::settlement::{Reservation, ReserveError, SettleError};
 use crate::worker_id::Owner;
@@ -79,8 +80,14 @@ pub(crate) async fn relay(
             },
             Err(e) => return report(&to_client, Stopped::early(e), &mut active).await,
         };
-        if let Err(stop) = relay.serve(&mut active).await {
-            report(&relay.to_client, stop, &mut active).await;
+        match relay.shared.idempotency.claim(&relay.job.wire) {
+            Ok(None) => relay.run(&mut active).await,
+            Ok(Some(Claim::Run(recorder))) => relay.run_recorded(recorder, active).await,
+            Ok(Some(Claim::Replay(events))) => relay.replay(&events, &mut active).await,
+            Err(e) => {
+                let stop = Stopped::early(RelayError::Idempotency(e));
+                report(&relay.to_client, stop, &mut active).await
+            }
         }
     }
     .instrument(span)
@@ -97,6 +104,54 @@ pub(crate) struct Relay {
 }
 
 impl Relay {
+    /// [`Relay::run`], the client's events passing through `recorder`,
+    /// which keeps a completed answer for the request's retries.
+    async fn run_recorded(self, recorder: Recorder, mut active: ActiveRequest) {
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        let Relay {
+            shared,
+            job,
+            to_client,
+            certificates_sent,
+        } = self;
+        let relay = Relay {
+            shared,
+            job,
+            to_client: tx,
+            certificates_sent,
+        };
+        // The relay, and with it the recorder's sender, is dropped when it
+        // ends, which ends the recording; the recorder goes after it.
+        let run = async move { relay.run(&mut active).await };
+        let ((), recorder) = tokio::join!(run, recorder.forward(rx, to_client));
+        drop(recorder);
+    }
+
+    /// Serves the request and tells the client how it failed, if it did.
+    async fn run(&self, active: &mut ActiveRequest) {
+        if let Err(stop) = self.serve(active).await {
+            report(&self.to_client, stop, active).await;
+        }
+    }
+
+    /// Sends the recorded answer of an earlier run of this idempotent
+    /// request, once the payer is known to be who it says.
+    async fn replay(&self, events: &[InferEvent], active: &mut ActiveRequest) {
+        if let Some(payer) = &self.job.payer {
+            if let Err(e) = self.authorize(payer).await {
+                return report(&self.to_client, Stopped::early(e), active).await;
+            }
+        }
+        tracing::info!("answered from the record of an earlier run of this idempotent request");
+        for e in events {
+            if self.to_client.send(Ok(e.clone())).await.is_err() {
+                active.fail(RelayError::ClientGone.reason());
+                return;
+            }
+        }
+        active.succeed();
+    }
+
     /// Tries workers until one answers, the request fails for good, or the
     /// attempts run out.
     async fn serve(&self, active: &mut ActiveRequest) -> Result<(), Stopped> {
@@ -411,6 +466,7 @@ impl Relay {
             worker_open: worker.offer.open,
             charged_coefficient,
             cost_factors,
+            replayed: false,
         })
     }
 }
