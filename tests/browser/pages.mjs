@@ -34,6 +34,10 @@ const consoleErrors = [];
 const summary = { screenshots: [] };
 
 async function shot(page, name) {
+  // A script that wrote an element or a list as text shows "[object …]".
+  const text = await page.evaluate(() => document.body.innerText);
+  const garbled = text.match(/\[object [A-Za-z]+\]/);
+  if (garbled) fail(`${name}: the page shows ${garbled[0]} where content belongs`);
   const path = join(out, name);
   await page.screenshot({ path, fullPage: true });
   summary.screenshots.push(path);

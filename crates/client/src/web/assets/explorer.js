@@ -132,8 +132,8 @@
         ["stakes", `proxy ${ton(r.terms.min_proxy_stake)}, client ${ton(r.terms.min_client_stake)}, worker ${ton(r.terms.min_worker_stake)}`],
         ["slash share", `${r.terms.slash_share_basis_points / 100}%`],
       ]),
-      d.price_history && d.price_history.length ? [el("h3", {}, "Prices, as this client saw them change"),
-        table(["since", "price per token", "to workers"], d.price_history.map((p) => [date(p.since), ton(p.price_per_token), ton(p.worker_fee_per_token)]))] : null,
+      ...(d.price_history && d.price_history.length ? [el("h3", {}, "Prices, as this client saw them change"),
+        table(["since", "price per token", "to workers"], d.price_history.map((p) => [date(p.since), ton(p.price_per_token), ton(p.worker_fee_per_token)]))] : []),
       el("h3", {}, "Allowed images"), table(["role", "image hash"], images),
       el("h3", {}, "Models"), table(["name", "weights (SHA-256)"], Object.entries(r.models).map(([h, n]) => [n, el("code", {}, h)])),
       el("h3", {}, "Proxies"), table(["contract", "state", "stake", "commission", "endpoints"], r.proxies.map((p) => [
