@@ -3,7 +3,7 @@
 //! not run again) and is charged once, sealed end to end or in the clear,
 //! whole or streamed, also through a restarted client; the same key with
 //! another body, or while the first still runs, is a 409 that moves no
-//! balance; a request that failed is run anew.
+//! balance; a request that failed, or whose app hung up, is run anew.
 
 use std::time::Duration;
 
@@ -197,6 +197,29 @@ async fn a_key_in_use_bad_keys_and_failed_requests() {
     assert_eq!(h["idempotent-replayed"], "true", "once done, replayed");
     assert_eq!(upstream_requests(&up), 1);
 
+    // An app that hangs up mid-answer frees its key once the proxy has
+    // cancelled the run: the retry runs anew (never 409 for good).
+    let headers = [(KEY, "hung-up-1")];
+    let mut gone = SseReader::open(&net.chat_url(), &body, &headers).await;
+    assert!(gone.next().await.is_some());
+    drop(gone);
+    let mut retried = None;
+    for _ in 0..50 {
+        let (status, h, _) = post(&net.chat_url(), body.to_string(), &headers).await;
+        if status != 409 {
+            retried = Some((status, h));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, h) = retried.expect("the key is free within 5 s of the hang-up");
+    assert_eq!(status, 200);
+    assert!(
+        h.get("idempotent-replayed").is_none(),
+        "a cut-off answer is run anew"
+    );
+    assert_eq!(upstream_requests(&up), 3);
+
     // Malformed keys.
     for (bad, why) in [("k".repeat(256), "too long"), (String::new(), "empty")] {
         let (status, _, body) =
@@ -217,7 +240,7 @@ async fn a_key_in_use_bad_keys_and_failed_requests() {
         assert_eq!(status, 400, "attempt {attempt}");
         assert!(h.get("idempotent-replayed").is_none());
     }
-    assert_eq!(upstream_requests(&up), 3, "both attempts ran");
+    assert_eq!(upstream_requests(&up), 5, "both attempts ran");
     assert_eq!(spent(&net).await, before, "refusals cost nothing");
 }
 

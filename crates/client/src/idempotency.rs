@@ -43,7 +43,12 @@ impl IdempotencySecret {
     /// match only while it runs.
     pub(crate) fn load_or_create(dir: Option<&Path>) -> std::io::Result<Self> {
         let bytes = match dir {
-            Some(dir) => read_or_make(&dir.join(SECRET_FILE))?,
+            Some(dir) => {
+                let path = dir.join(SECRET_FILE);
+                read_or_make(&path).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+                })?
+            }
             None => random()?,
         };
         Ok(IdempotencySecret(hmac::Key::new(hmac::HMAC_SHA256, &bytes)))

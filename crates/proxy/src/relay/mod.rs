@@ -144,7 +144,17 @@ impl Relay {
         }
         tracing::info!("answered from the record of an earlier run of this idempotent request");
         for e in events {
-            if self.to_client.send(Ok(e.clone())).await.is_err() {
+            let mut e = e.clone();
+            // The retry may come on a connection (or from a client) that
+            // never had the worker's certificate: it goes along again.
+            if let Some(infer_event::Event::Assigned(a)) = e.event.as_mut() {
+                if a.worker_certificate.is_empty() {
+                    if let Some(der) = self.shared.certificates.get(&a.worker_certificate_sha256) {
+                        a.worker_certificate = der;
+                    }
+                }
+            }
+            if self.to_client.send(Ok(e)).await.is_err() {
                 active.fail(RelayError::ClientGone.reason());
                 return;
             }
