@@ -618,9 +618,13 @@ fn chain() -> Vec<Seed> {
     out
 }
 
-/// A folder of this process's own under the temporary folder.
+/// A folder of this call's own under the temporary folder (seeds may be
+/// made by several threads of one process at once).
 fn tempfile_dir(what: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("cocoon-fuzz-{what}-{}", std::process::id()));
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir =
+        std::env::temp_dir().join(format!("cocoon-fuzz-{what}-{}-{call}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
